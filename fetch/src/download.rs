@@ -1,0 +1,210 @@
+//! HTTP GET with timeouts, retries and a streaming sha256.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+/// How downloads behave on a slow or flaky network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkPolicy {
+    /// How long to wait for a TCP (and TLS) connection. Default: 15 s.
+    pub connect_timeout: Duration,
+    /// How long a response may send nothing before it counts as stalled. Default: 30 s.
+    pub stall_timeout: Duration,
+    /// Attempts per URL for transient failures (connection errors, timeouts, truncated bodies, HTTP 5xx
+    /// and 429). Default: 4.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled before each further one. Default: 250 ms.
+    pub backoff: Duration,
+}
+
+impl Default for NetworkPolicy {
+    fn default() -> Self {
+        NetworkPolicy {
+            connect_timeout: Duration::from_secs(15),
+            stall_timeout: Duration::from_secs(30),
+            attempts: 4,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Progress of a download, as handed to the callback of [`crate::Alpine::progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Progress {
+    /// Bytes received so far, and the size the server announced.
+    Downloading {
+        /// Bytes received.
+        done: u64,
+        /// `Content-Length`, if sent.
+        total: Option<u64>,
+    },
+    /// The tarball is verified and is being unpacked.
+    Unpacking,
+}
+
+pub(crate) type ProgressFn = dyn Fn(Progress) + Send + Sync;
+
+pub(crate) struct Http {
+    client: reqwest::blocking::Client,
+    policy: NetworkPolicy,
+}
+
+/// Whether a failure may go away on its own.
+enum Failure {
+    Transient(Box<dyn std::error::Error + Send + Sync>),
+    Final(Error),
+}
+
+impl Http {
+    pub(crate) fn new(policy: NetworkPolicy) -> Result<Http, Error> {
+        let client = reqwest::blocking::Client::builder()
+            .connect_timeout(policy.connect_timeout)
+            // The blocking client applies this to the wait for the response headers and to each read
+            // of the body, not to the whole transfer: a slow but steady download is never cut, a
+            // silent server is.
+            .timeout(policy.stall_timeout)
+            .user_agent(concat!("sandbox-fetch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Network { url: String::new(), attempts: 0, source: Box::new(e) })?;
+        Ok(Http { client, policy })
+    }
+
+    /// The body of `url` as text, or `None` on 404.
+    pub(crate) fn get_text(&self, url: &str) -> Result<Option<String>, Error> {
+        let mut body = Vec::new();
+        match self.get_into(url, &mut body, None) {
+            Ok(_) => Ok(Some(String::from_utf8_lossy(&body).into_owned())),
+            Err(Error::HttpStatus { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `url` exists (HEAD answers 2xx), retrying transient failures like a download.
+    pub(crate) fn exists(&self, url: &str) -> Result<bool, Error> {
+        let mut last = None;
+        let mut wait = self.policy.backoff;
+        for attempt in 1..=self.policy.attempts.max(1) {
+            match self.client.head(url).send() {
+                Ok(r) if r.status().is_success() => return Ok(true),
+                Ok(r) if r.status().as_u16() == 404 || r.status().as_u16() == 410 => return Ok(false),
+                Ok(r) => last = Some(Box::<dyn std::error::Error + Send + Sync>::from(format!("HTTP {}", r.status()))),
+                Err(e) => last = Some(Box::new(e)),
+            }
+            if attempt < self.policy.attempts {
+                std::thread::sleep(wait);
+                wait = wait.saturating_mul(2);
+            }
+        }
+        Err(Error::Network {
+            url: url.to_owned(),
+            attempts: self.policy.attempts.max(1),
+            source: last.unwrap_or_else(|| "no attempt made".into()),
+        })
+    }
+
+    /// Streams `url` into `out`, returning the sha256 and the length of what was written. Each retry
+    /// starts `out` over, so `out` must be truncatable: pass a fresh buffer or file.
+    pub(crate) fn get_into<W: Write + Rewind>(
+        &self,
+        url: &str,
+        out: &mut W,
+        progress: Option<&ProgressFn>,
+    ) -> Result<(String, u64), Error> {
+        let mut wait = self.policy.backoff;
+        let attempts = self.policy.attempts.max(1);
+        for attempt in 1..=attempts {
+            out.rewind_to_start().map_err(|e| Error::Network {
+                url: url.to_owned(),
+                attempts: attempt,
+                source: Box::new(e),
+            })?;
+            match self.try_once(url, out, progress) {
+                Ok(done) => return Ok(done),
+                Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Transient(source)) if attempt == attempts => {
+                    return Err(Error::Network { url: url.to_owned(), attempts, source });
+                }
+                Err(Failure::Transient(source)) => {
+                    tracing::warn!(%url, attempt, error = %source, "download failed, retrying in {wait:?}");
+                    std::thread::sleep(wait);
+                    wait = wait.saturating_mul(2);
+                }
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    fn try_once<W: Write>(&self, url: &str, out: &mut W, progress: Option<&ProgressFn>) -> Result<(String, u64), Failure> {
+        let mut resp = self.client.get(url).send().map_err(|e| Failure::Transient(Box::new(e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+                return Err(Failure::Transient(format!("HTTP {status}").into()));
+            }
+            let hint = if status.as_u16() == 404 {
+                " (no such file on the mirror: check the version, the arch and the mirror URL)"
+            } else {
+                ""
+            };
+            return Err(Failure::Final(Error::HttpStatus { url: url.to_owned(), status: status.as_u16(), hint }));
+        }
+        let total = resp.content_length();
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut done = 0u64;
+        if let Some(p) = progress {
+            p(Progress::Downloading { done, total });
+        }
+        loop {
+            let n = match resp.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Failure::Transient(Box::new(e))),
+            };
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(|e| Failure::Final(write_error(url, e)))?;
+            done += n as u64;
+            if let Some(p) = progress {
+                p(Progress::Downloading { done, total });
+            }
+        }
+        if let Some(expected) = total
+            && done != expected
+        {
+            return Err(Failure::Transient(
+                format!("body truncated: got {done} of {expected} announced bytes").into(),
+            ));
+        }
+        out.flush().map_err(|e| Failure::Final(write_error(url, e)))?;
+        Ok((hex::encode(hasher.finalize()), done))
+    }
+}
+
+fn write_error(url: &str, source: std::io::Error) -> Error {
+    Error::Io { op: "write the download of", path: url.into(), source }
+}
+
+/// A sink that a retry can start over.
+pub(crate) trait Rewind {
+    fn rewind_to_start(&mut self) -> std::io::Result<()>;
+}
+
+impl Rewind for Vec<u8> {
+    fn rewind_to_start(&mut self) -> std::io::Result<()> {
+        self.clear();
+        Ok(())
+    }
+}
+
+impl Rewind for std::fs::File {
+    fn rewind_to_start(&mut self) -> std::io::Result<()> {
+        self.set_len(0)?;
+        std::io::Seek::rewind(self)
+    }
+}

@@ -1,0 +1,134 @@
+//! The crate's error type: every variant names the operation and the object it failed on.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while resolving, downloading, verifying, caching or unpacking a rootfs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The version string is neither `X.Y.Z`, `X.Y` nor `latest-stable`.
+    #[error("invalid Alpine version `{input}`: expected `X.Y.Z` (exact), `X.Y` (latest patch of a branch) or `latest-stable`")]
+    InvalidVersion {
+        /// What was given.
+        input: String,
+    },
+    /// The architecture name is not one Alpine publishes.
+    #[error("unknown Alpine architecture `{name}`: expected one of {known}")]
+    UnknownArch {
+        /// What was given.
+        name: String,
+        /// The names Alpine publishes, comma-separated.
+        known: &'static str,
+    },
+    /// An `.sha256()` pin or a sidecar is not 64 hex digits.
+    #[error("invalid sha256 `{value}` ({origin}): expected 64 hexadecimal digits")]
+    InvalidDigest {
+        /// What was given.
+        value: String,
+        /// Where it came from (a pin, a sidecar URL, …).
+        origin: String,
+    },
+    /// The server answered with an error status.
+    #[error("GET {url} failed: HTTP {status}{hint}")]
+    HttpStatus {
+        /// The URL asked for.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// A suggestion (for 404: check the version and arch).
+        hint: &'static str,
+    },
+    /// The request failed below HTTP: DNS, connect, TLS, timeout, truncated body.
+    #[error("GET {url} failed after {attempts} attempt(s): {source}")]
+    Network {
+        /// The URL asked for.
+        url: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The downloaded bytes do not have the expected digest; nothing of them was kept.
+    #[error("sha256 mismatch for {url}: expected {expected} ({trust}), got {actual}; the download was discarded")]
+    ChecksumMismatch {
+        /// The URL the bytes came from.
+        url: String,
+        /// The digest that was expected.
+        expected: String,
+        /// Where the expected digest came from.
+        trust: crate::Trust,
+        /// The digest of what arrived.
+        actual: String,
+    },
+    /// `$SANDBOX_REQUIRE_PIN=1` and the digest would only come from the mirror itself.
+    #[error("refusing {url}: $SANDBOX_REQUIRE_PIN=1 and Alpine {version} ({arch}) is neither pinned with .sha256() nor in the built-in table of official checksums; pin it (`--sha256` / `.sha256(\"…\")`) or unset SANDBOX_REQUIRE_PIN")]
+    NotPinned {
+        /// The tarball's URL.
+        url: String,
+        /// The resolved version.
+        version: String,
+        /// The architecture.
+        arch: crate::Arch,
+    },
+    /// The mirror's `latest-releases.yaml` has no usable `alpine-minirootfs` entry.
+    #[error("cannot resolve Alpine `{spec}` from {url}: {reason}")]
+    Resolve {
+        /// The version asked for.
+        spec: String,
+        /// The `latest-releases.yaml` URL.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Offline, and the cache does not hold the rootfs.
+    #[error("Alpine {spec} ({arch}) is not in the cache at `{cache}` and fetching is offline ($SANDBOX_OFFLINE=1 or .offline(true)); run `cargo xtask fetch-rootfs --version {spec}` while online, or set $SANDBOX_ROOTFS to a tarball or unpacked tree")]
+    NotCached {
+        /// The version asked for.
+        spec: String,
+        /// The architecture.
+        arch: crate::Arch,
+        /// The cache directory that was searched.
+        cache: PathBuf,
+    },
+    /// No cache directory could be chosen.
+    #[error("no cache directory: none of $SANDBOX_CACHE_DIR, $XDG_CACHE_HOME and $HOME is set; set $SANDBOX_CACHE_DIR or call .cache_dir()")]
+    NoCacheDir,
+    /// `$SANDBOX_ROOTFS` (or a path given to [`crate::Rootfs`]) is neither a tarball nor a directory.
+    #[error("rootfs `{path}` is neither a .tar.gz file nor a directory ({reason})")]
+    BadRootfsPath {
+        /// The path.
+        path: PathBuf,
+        /// What was found there.
+        reason: String,
+    },
+    /// A filesystem operation failed.
+    #[error("failed to {op} `{path}`: {source}")]
+    Io {
+        /// The operation, as a verb phrase ("create directory", "rename", …).
+        op: &'static str,
+        /// The path it was applied to.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The archive could not be unpacked; nothing of it entered the cache.
+    #[error("failed to unpack `{archive}`: {source}")]
+    Unpack {
+        /// The tarball.
+        archive: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::unpack::UnpackError,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Builds the `Error::Io` for `op` on `path`; used as `.map_err(io("create", &p))`.
+pub(crate) fn io<P: Into<PathBuf>>(op: &'static str, path: P) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { op, path, source }
+}

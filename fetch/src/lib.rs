@@ -1,0 +1,64 @@
+//! Alpine minirootfs trees for sandboxes: resolved, downloaded, verified, cached and unpacked safely,
+//! once per machine.
+//!
+//! ```no_run
+//! let rootfs = fetch::Alpine::new("3.20.3").fetch()?; // or fetch::default_rootfs()
+//! println!("Alpine {:?} at {}", rootfs.version(), rootfs.path().display());
+//! # Ok::<(), fetch::Error>(())
+//! ```
+//!
+//! # How it works
+//! A version (`3.20.3`, `3.20`, `latest-stable`) is resolved against the mirror's CDN layout
+//! (`latest-releases.yaml` for branches). The tarball's expected sha256 comes, strongest first, from an
+//! explicit pin, the built-in table of official checksums ([`official_sha256`]), or the mirror's own
+//! `latest-releases.yaml` / `.sha256` sidecar. The download is hashed as it streams into a temporary
+//! file in the cache and renamed into place only when the digest matches. The tarball is then unpacked
+//! by [`unpack`], which refuses anything that could write outside the tree.
+//!
+//! The cache is content-addressed and shared between processes: a per-digest `flock(2)` makes sixteen
+//! test processes that ask for the same rootfs at once download and unpack it exactly once. An exact
+//! release with a known digest that is already cached costs no network request at all.
+//!
+//! # Environment
+//! | variable | effect |
+//! |---|---|
+//! | `SANDBOX_ALPINE_VERSION` | the default release (else [`DEFAULT_RELEASE`]) |
+//! | `SANDBOX_ALPINE_MIRROR` | the mirror (else [`DEFAULT_MIRROR`]) |
+//! | `SANDBOX_CACHE_DIR` | the cache (else `$XDG_CACHE_HOME/sandbox`, else `~/.cache/sandbox`) |
+//! | `SANDBOX_OFFLINE=1` | cache only |
+//! | `SANDBOX_REQUIRE_PIN=1` | refuse digests that only the mirror vouches for |
+//! | `SANDBOX_ROOTFS` | a tarball or a directory used by [`default_rootfs`] instead of any download |
+//!
+//! # Security
+//! A mismatching download never enters the cache. A hostile archive (`..`, absolute paths, writes
+//! through symlinks, hard links out of the tree, device nodes, bombs, truncation) is refused before it
+//! writes anything outside its temporary directory, which is then removed. Trees made by other users
+//! are not trusted: each tree is named for, and must be owned by, the user that unpacked it.
+//!
+//! # Resource leaking
+//! A process killed mid-download or mid-unpack leaves a partial entry under `tmp/`; it is never read,
+//! and the next process that takes that digest's lock (or any `fetch`, which sweeps) removes it.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod alpine;
+mod arch;
+mod cache;
+mod checksums;
+mod download;
+mod error;
+mod mirror;
+mod rootfs;
+pub mod unpack;
+mod version;
+
+pub use alpine::{Alpine, Trust, default_cache_dir};
+pub use arch::Arch;
+pub use checksums::{DEFAULT_RELEASE, official_sha256};
+pub use download::{NetworkPolicy, Progress};
+pub use error::{Error, Result};
+pub use mirror::DEFAULT_MIRROR;
+pub use rootfs::{Rootfs, default_rootfs};
+pub use unpack::{Ownership, UnpackError, UnpackLimits, UnpackStats, unpack};
+pub use version::{Release, VersionSpec};

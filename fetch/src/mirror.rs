@@ -1,0 +1,171 @@
+//! The Alpine CDN's layout: where a release's tarball, its `.sha256` sidecar and a folder's
+//! `latest-releases.yaml` live, and how to read the latter two.
+//!
+//! `{mirror}/v3.20/releases/x86_64/alpine-minirootfs-3.20.3-x86_64.tar.gz`
+//! `{mirror}/v3.20/releases/x86_64/alpine-minirootfs-3.20.3-x86_64.tar.gz.sha256`
+//! `{mirror}/v3.20/releases/x86_64/latest-releases.yaml` (and `latest-stable/` in place of `v3.20/`)
+
+use crate::{Arch, Error, Release, VersionSpec};
+
+/// The Alpine CDN, used when neither `.mirror()` nor `$SANDBOX_ALPINE_MIRROR` says otherwise.
+pub const DEFAULT_MIRROR: &str = "https://dl-cdn.alpinelinux.org/alpine";
+
+/// The file name of a release's minirootfs tarball.
+pub(crate) fn tarball_name(release: &Release, arch: Arch) -> String {
+    format!("alpine-minirootfs-{release}-{arch}.tar.gz")
+}
+
+/// The folder of `dir` (`v3.20` or `latest-stable`) for `arch` on `mirror`, without a trailing slash.
+fn releases_url(mirror: &str, dir: &str, arch: Arch) -> String {
+    format!("{}/{dir}/releases/{arch}", mirror.trim_end_matches('/'))
+}
+
+/// The tarball URL of an exact release.
+pub(crate) fn tarball_url(mirror: &str, release: &Release, arch: Arch) -> String {
+    format!("{}/{}", releases_url(mirror, &release.branch_dir(), arch), tarball_name(release, arch))
+}
+
+/// The `latest-releases.yaml` that resolves `spec`.
+pub(crate) fn yaml_url(mirror: &str, spec: &VersionSpec, arch: Arch) -> String {
+    format!("{}/latest-releases.yaml", releases_url(mirror, &spec.resolve_dir(), arch))
+}
+
+/// One `alpine-minirootfs` entry of a `latest-releases.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct YamlEntry {
+    pub release: Release,
+    pub file: String,
+    pub sha256: Option<String>,
+}
+
+/// The newest `alpine-minirootfs` entry of `text` for `arch` that satisfies `spec`.
+///
+/// The file is a YAML list of maps; entries of other flavors, of other arches, or lacking a version or
+/// file name are passed over (real files have entries with missing fields).
+pub(crate) fn parse_latest_releases(
+    text: &str,
+    spec: &VersionSpec,
+    arch: Arch,
+    url: &str,
+) -> Result<YamlEntry, Error> {
+    let resolve_err = |reason: String| Error::Resolve { spec: spec.to_string(), url: url.to_owned(), reason };
+    let doc: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| resolve_err(format!("not valid YAML: {e}")))?;
+    let list = doc.as_sequence().ok_or_else(|| resolve_err("the document is not a YAML list".to_owned()))?;
+    let text_of = |v: &serde_norway::Value| match v {
+        serde_norway::Value::String(s) => Some(s.clone()),
+        serde_norway::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let mut best: Option<YamlEntry> = None;
+    for item in list {
+        let field = |name: &str| item.get(name).and_then(text_of);
+        if field("flavor").as_deref() != Some("alpine-minirootfs") {
+            continue;
+        }
+        if field("arch").is_some_and(|a| a != arch.as_str()) {
+            continue;
+        }
+        let (Some(version), Some(file)) = (field("version"), field("file")) else { continue };
+        let Ok(release) = version.parse::<Release>() else { continue };
+        if !spec.matches(&release) || file.contains('/') || file.starts_with('.') {
+            continue;
+        }
+        let sha256 = field("sha256").map(|s| s.to_ascii_lowercase());
+        if best.as_ref().is_none_or(|b| release > b.release) {
+            best = Some(YamlEntry { release, file, sha256 });
+        }
+    }
+    best.ok_or_else(|| resolve_err(format!("it lists no alpine-minirootfs release for {arch} matching `{spec}`")))
+}
+
+/// The digest in a `sha256sum`-format sidecar (`<64 hex>  <file name>`).
+pub(crate) fn parse_sidecar(text: &str, url: &str) -> Result<String, Error> {
+    let first = text.split_whitespace().next().unwrap_or_default();
+    check_digest(first, url)
+}
+
+/// `value` as a lower-case sha256 hex digest, or an error naming where it came from.
+pub(crate) fn check_digest(value: &str, origin: &str) -> Result<String, Error> {
+    let lower = value.trim().to_ascii_lowercase();
+    if lower.len() == 64 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(lower)
+    } else {
+        Err(Error::InvalidDigest { value: value.to_owned(), origin: origin.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = r#"---
+-
+  title: "Netboot"
+  flavor: alpine-netboot
+  version: 3.20.3
+  file: alpine-netboot-3.20.3-x86_64.tar.gz
+-
+  title: "Mini root filesystem"
+  desc: "Minimal root filesystem.
+    For use in containers"
+  branch: v3.20
+  arch: x86_64
+  version: 3.20.3
+  flavor: alpine-minirootfs
+  file: alpine-minirootfs-3.20.3-x86_64.tar.gz
+  date: 2024-09-06
+  time: 11:57:34
+  size: 3490290
+  sha256: D4E6FD67DCF75E40C451560AC7265166C2B72A0F38DDC9AAE756A7DE3D1EFA0C
+-
+  flavor: alpine-minirootfs
+  arch: x86_64
+  file: alpine-minirootfs-3.20.2-x86_64.tar.gz
+  version: 3.20.2
+-
+  flavor: alpine-minirootfs
+  version: 3.20.9
+"#;
+
+    #[test]
+    fn picks_the_newest_complete_minirootfs_entry() {
+        let e = parse_latest_releases(YAML, &VersionSpec::Branch(3, 20), Arch::X86_64, "u");
+        let e = e.ok();
+        assert_eq!(e.as_ref().map(|e| e.release.to_string()), Some("3.20.3".to_owned()));
+        assert_eq!(e.as_ref().map(|e| e.file.as_str()), Some("alpine-minirootfs-3.20.3-x86_64.tar.gz"));
+        assert_eq!(
+            e.and_then(|e| e.sha256),
+            Some("d4e6fd67dcf75e40c451560ac7265166c2b72a0f38ddc9aae756a7de3d1efa0c".to_owned())
+        );
+    }
+
+    #[test]
+    fn other_arch_and_missing_entries_are_errors() {
+        let r = parse_latest_releases(YAML, &VersionSpec::Branch(3, 20), Arch::Aarch64, "u");
+        assert!(matches!(r, Err(Error::Resolve { .. })), "{r:?}");
+        let r = parse_latest_releases("just text", &VersionSpec::LatestStable, Arch::X86_64, "u");
+        assert!(matches!(r, Err(Error::Resolve { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn sidecar_format() {
+        let d = "d4e6fd67dcf75e40c451560ac7265166c2b72a0f38ddc9aae756a7de3d1efa0c";
+        assert_eq!(parse_sidecar(&format!("{d}  alpine.tar.gz\n"), "u").ok().as_deref(), Some(d));
+        assert!(parse_sidecar("<html>404</html>", "u").is_err());
+        assert!(parse_sidecar("", "u").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        let r: Release = "3.20.3".parse().unwrap_or(Release { major: 0, minor: 0, patch: 0 });
+        assert_eq!(
+            tarball_url("http://m/alpine/", &r, Arch::X86_64),
+            "http://m/alpine/v3.20/releases/x86_64/alpine-minirootfs-3.20.3-x86_64.tar.gz"
+        );
+        assert_eq!(
+            yaml_url("http://m", &VersionSpec::LatestStable, Arch::Aarch64),
+            "http://m/latest-stable/releases/aarch64/latest-releases.yaml"
+        );
+    }
+}

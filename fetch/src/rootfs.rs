@@ -1,0 +1,167 @@
+//! An unpacked root filesystem, ready to be the lower layer of a sandbox.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
+
+use crate::cache::TreeOwner;
+use crate::error::io;
+use crate::{Alpine, Arch, Error, UnpackLimits};
+
+/// An unpacked root filesystem tree.
+///
+/// # Examples
+/// ```no_run
+/// let rootfs = fetch::Rootfs::from_tarball("alpine-minirootfs-3.20.3-x86_64.tar.gz")?;
+/// assert!(rootfs.path().join("bin/busybox").exists());
+/// # Ok::<(), fetch::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rootfs {
+    path: PathBuf,
+    sha256: Option<String>,
+    version: Option<String>,
+    arch: Option<Arch>,
+}
+
+impl Rootfs {
+    pub(crate) fn cached(path: PathBuf, sha256: String, version: String, arch: Arch) -> Rootfs {
+        Rootfs { path, sha256: Some(sha256), version: Some(version), arch: Some(arch) }
+    }
+
+    /// The unpacked tree. Treat it as read-only: it is shared by every sandbox on the machine.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The sha256 of the tarball the tree came from; `None` for a tree given as a directory.
+    pub fn sha256(&self) -> Option<&str> {
+        self.sha256.as_deref()
+    }
+
+    /// The Alpine release, e.g. `"3.20.3"`: the one fetched, or the tree's `/etc/alpine-release`.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// The architecture, when it was fetched by version.
+    pub fn arch(&self) -> Option<Arch> {
+        self.arch
+    }
+
+    /// Unpacks a local `.tar.gz` into the default cache (see [`crate::default_cache_dir`]), keyed by
+    /// its sha256; no network. Unpacking the same bytes again is a cache hit.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be read, [`Error::Unpack`] if it is not a safe tar.gz.
+    pub fn from_tarball(path: impl AsRef<Path>) -> Result<Rootfs, Error> {
+        Self::from_tarball_in(path, None::<&Path>)
+    }
+
+    /// [`Rootfs::from_tarball`] with an explicit cache directory (`None`: the default).
+    ///
+    /// # Errors
+    /// As [`Rootfs::from_tarball`].
+    pub fn from_tarball_in(path: impl AsRef<Path>, cache_dir: Option<impl AsRef<Path>>) -> Result<Rootfs, Error> {
+        let path = path.as_ref();
+        let cache = crate::alpine::cache_for(cache_dir.as_ref().map(AsRef::as_ref))?;
+        let digest = hash_file(path)?;
+        let owner = TreeOwner::current();
+        let tree = match cache.tree(&digest, owner) {
+            Some(tree) => tree,
+            None => {
+                let _lock = cache.lock(&digest)?;
+                match cache.tree(&digest, owner) {
+                    Some(tree) => tree,
+                    None => {
+                        if !cache.blob_path(&digest).is_file() {
+                            cache.import_blob(path, &digest)?;
+                        }
+                        cache.unpack_blob(&digest, owner, &UnpackLimits::default())?
+                    }
+                }
+            }
+        };
+        let version = read_release(&tree);
+        Ok(Rootfs { path: tree, sha256: Some(digest), version, arch: None })
+    }
+
+    /// Uses an already unpacked tree as it is (nothing is copied or cached).
+    ///
+    /// # Errors
+    /// [`Error::BadRootfsPath`] if `path` is not a directory.
+    pub fn from_dir(path: impl AsRef<Path>) -> Result<Rootfs, Error> {
+        let path = path.as_ref();
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                let path = std::path::absolute(path).map_err(io("resolve", path))?;
+                let version = read_release(&path);
+                Ok(Rootfs { path, sha256: None, version, arch: None })
+            }
+            Ok(_) => Err(Error::BadRootfsPath { path: path.to_owned(), reason: "not a directory".to_owned() }),
+            Err(e) => Err(Error::BadRootfsPath { path: path.to_owned(), reason: e.to_string() }),
+        }
+    }
+
+    /// `$SANDBOX_ROOTFS` as a rootfs: a `.tar.gz` file (unpacked into the cache) or a directory (used
+    /// as it is). `Ok(None)` when the variable is unset or empty.
+    ///
+    /// # Errors
+    /// [`Error::BadRootfsPath`] if it names neither; the errors of [`Rootfs::from_tarball`].
+    pub fn from_env() -> Result<Option<Rootfs>, Error> {
+        let Some(value) = std::env::var_os("SANDBOX_ROOTFS").filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let path = PathBuf::from(value);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => Self::from_dir(&path).map(Some),
+            Ok(m) if m.is_file() => Self::from_tarball(&path).map(Some),
+            Ok(_) => Err(Error::BadRootfsPath { path, reason: "$SANDBOX_ROOTFS is a special file".to_owned() }),
+            Err(e) => Err(Error::BadRootfsPath { path, reason: format!("$SANDBOX_ROOTFS: {e}") }),
+        }
+    }
+}
+
+/// The rootfs a sandbox uses when none is named: `$SANDBOX_ROOTFS`, else the default release
+/// ([`Alpine::default`]) from the cache, fetched on first use.
+///
+/// # Errors
+/// As [`Rootfs::from_env`] and [`Alpine::fetch`].
+///
+/// # Examples
+/// ```no_run
+/// let rootfs = fetch::default_rootfs()?;
+/// println!("{}", rootfs.path().display());
+/// # Ok::<(), fetch::Error>(())
+/// ```
+pub fn default_rootfs() -> Result<Rootfs, Error> {
+    match Rootfs::from_env()? {
+        Some(r) => Ok(r),
+        None => Alpine::default().fetch(),
+    }
+}
+
+fn read_release(tree: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(tree.join("etc/alpine-release")).ok()?;
+    let v = text.trim();
+    (!v.is_empty() && v.len() < 64).then(|| v.to_owned())
+}
+
+pub(crate) fn hash_file(path: &Path) -> Result<String, Error> {
+    let mut file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::BadRootfsPath { path: path.to_owned(), reason: "no such file".to_owned() },
+        _ => io("open", path)(e),
+    })?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(io("read", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,2 @@
+//! `#[sandbox_test]`, filled by issue "#[sandbox_test]".
+#![forbid(unsafe_code)]

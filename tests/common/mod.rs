@@ -1,0 +1,143 @@
+//! Helpers shared by the integration tests: skips that CI turns into failures, and re-running one test
+//! of the current binary in a child process (optionally as an unprivileged user), as rusty-fork does.
+
+#![forbid(unsafe_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Set in a child process started by [`ChildTest`]; the child's test body checks it with [`is_child`].
+pub const CHILD_ENV: &str = "SANDBOX_TEST_CHILD";
+
+/// The unprivileged account for rootless tests (created by `.ci/run`); `$SANDBOX_TEST_USER` overrides.
+pub const DEFAULT_TEST_USER: &str = "sandbox-test";
+
+/// Whether a missing host feature must fail the test instead of skipping it: in CI (`CI=true`) or with
+/// `SANDBOX_TEST_STRICT=1`, so that CI never silently tests nothing.
+pub fn strict() -> bool {
+    let on = |v: &str| std::env::var(v).is_ok_and(|x| matches!(x.as_str(), "1" | "true" | "yes"));
+    on("SANDBOX_TEST_STRICT") || on("CI")
+}
+
+/// Reports a skipped test, or fails it in strict mode. Call it and `return`.
+///
+/// # Panics
+/// In strict mode, always.
+pub fn skip(reason: &str) {
+    assert!(!strict(), "required test prerequisite missing (strict mode: CI or SANDBOX_TEST_STRICT=1): {reason}");
+    eprintln!("SKIP: {reason}");
+}
+
+/// Whether this process is a child started by [`ChildTest`] for the test `name`.
+pub fn is_child(name: &str) -> bool {
+    std::env::var(CHILD_ENV).is_ok_and(|v| v == name)
+}
+
+/// The unprivileged user for rootless tests, as (name, uid, gid), if it exists.
+pub fn test_user() -> Option<(String, u32, u32)> {
+    let name = std::env::var("SANDBOX_TEST_USER").unwrap_or_else(|_| DEFAULT_TEST_USER.to_owned());
+    let user = nix::unistd::User::from_name(&name).ok()??;
+    Some((name, user.uid.as_raw(), user.gid.as_raw()))
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A directory that `uid` owns, removed (by this, root, process) when dropped.
+pub fn dir_owned_by(uid: u32, gid: u32) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("sandbox-test-").tempdir().expect("create a temporary directory");
+    std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the temporary directory");
+    dir
+}
+
+/// Re-runs one test of the current test binary in a fresh process.
+#[derive(Debug)]
+pub struct ChildTest {
+    name: String,
+    env: Vec<(String, String)>,
+    user: Option<(u32, u32)>,
+}
+
+impl ChildTest {
+    /// The child runs `name` (the test function's path inside the binary, e.g. `rootless_unpack`).
+    pub fn new(name: &str) -> ChildTest {
+        ChildTest { name: name.to_owned(), env: Vec::new(), user: None }
+    }
+
+    /// Sets an environment variable in the child.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.env.push((key.to_owned(), value.as_ref().to_string_lossy().into_owned()));
+        self
+    }
+
+    /// Runs the child as `uid:gid` with no supplementary groups (needs root, and `setpriv`).
+    pub fn as_user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    /// The command, ready to spawn. Keep the returned directory alive until the child has exited: it
+    /// holds the copy of the test binary an unprivileged user runs.
+    pub fn command(&self) -> (Command, Option<tempfile::TempDir>) {
+        let exe = std::env::current_exe().expect("locate the test binary");
+        let (exe, holder) = match self.user {
+            // The build tree may sit under a directory the user cannot enter (e.g. /root): run a copy.
+            Some(_) => {
+                let dir = tempfile::Builder::new().prefix("sandbox-test-bin-").tempdir().expect("create a temporary directory");
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+                let copy = dir.path().join(exe.file_name().unwrap_or_else(|| "test".as_ref()));
+                std::fs::copy(&exe, &copy).expect("copy the test binary");
+                (copy, Some(dir))
+            }
+            None => (exe, None),
+        };
+        let mut cmd = match self.user {
+            Some((uid, gid)) => {
+                let mut c = Command::new("setpriv");
+                c.args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".to_owned(), "--".to_owned()]);
+                c.arg(&exe);
+                c.env("HOME", holder.as_ref().map(|d| d.path().to_owned()).unwrap_or_else(|| PathBuf::from("/")));
+                c
+            }
+            None => Command::new(&exe),
+        };
+        cmd.args([self.name.as_str(), "--exact", "--nocapture", "--test-threads=1", "--include-ignored"]);
+        cmd.env(CHILD_ENV, &self.name);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        (cmd, holder)
+    }
+
+    /// Runs the child to completion and returns its output.
+    pub fn output(&self) -> Output {
+        let (mut cmd, _holder) = self.command();
+        cmd.output().expect("spawn the child test process")
+    }
+
+    /// Runs the child and panics with its output unless it passed (and really ran the test).
+    pub fn assert_success(&self) -> Output {
+        let out = self.output();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child test `{}` failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+            self.name,
+            out.status
+        );
+        out
+    }
+}
+
+/// The names of the entries of `dir`, sorted (empty if it does not exist).
+pub fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}

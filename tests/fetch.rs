@@ -1,0 +1,497 @@
+//! `fetch`: resolve, download, verify, cache and unpack, against the loopback mirror; never the internet.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use fetch::{Alpine, Arch, Error, NetworkPolicy, Rootfs, Trust};
+use sandbox_fixtures::hostile::{self, Expect};
+use sandbox_fixtures::{Fault, MiniRootfs, Mirror, sha256_hex};
+use system_tests::{ChildTest, dir_owned_by, is_child, is_root, list, skip, test_user};
+
+/// Fixture tarballs, built once per test binary (they are deterministic).
+fn tarball(version: &str) -> Vec<u8> {
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(version.to_owned())
+        .or_insert_with(|| MiniRootfs::new(version).build().expect("build the fixture rootfs (is busybox-static installed?)"))
+        .clone()
+}
+
+/// A mirror serving fixture releases for x86_64 (versions not in the built-in checksum table).
+fn mirror_with(versions: &[&str]) -> Mirror {
+    let mirror = Mirror::start().expect("start the fixture mirror");
+    for v in versions {
+        mirror.add_release(v, "x86_64", tarball(v));
+    }
+    mirror
+}
+
+fn fast_policy() -> NetworkPolicy {
+    NetworkPolicy {
+        connect_timeout: Duration::from_secs(5),
+        stall_timeout: Duration::from_secs(5),
+        attempts: 2,
+        backoff: Duration::from_millis(10),
+    }
+}
+
+fn alpine(mirror: &Mirror, version: &str, cache: &Path) -> Alpine {
+    Alpine::new(version)
+        .arch(Arch::X86_64)
+        .mirror(mirror.url())
+        .cache_dir(cache)
+        .offline(false)
+        .require_pin(false)
+        .network_policy(fast_policy())
+}
+
+/// The cache holds no tree, no tarball and no partial download.
+fn assert_nothing_cached(cache: &Path) {
+    for sub in ["blobs", "trees", "tmp"] {
+        let entries = list(&cache.join("v1").join(sub));
+        assert!(entries.is_empty(), "cache/{sub} should be empty, holds {entries:?}");
+    }
+}
+
+#[test]
+fn exact_release_is_downloaded_verified_and_unpacked() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rootfs = alpine(&mirror, "3.19.1", cache.path()).fetch().expect("fetch 3.19.1");
+
+    assert_eq!(rootfs.version(), Some("3.19.1"));
+    assert_eq!(rootfs.arch(), Some(Arch::X86_64));
+    assert_eq!(rootfs.sha256(), Some(sha256_hex(&tarball("3.19.1")).as_str()));
+    let root = rootfs.path();
+    assert!(root.starts_with(cache.path()));
+    assert_eq!(std::fs::read_to_string(root.join("etc/alpine-release")).expect("alpine-release"), "3.19.1\n");
+    // Absolute applet links are kept verbatim, never resolved on the host.
+    assert_eq!(std::fs::read_link(root.join("bin/sh")).expect("bin/sh is a symlink"), Path::new("/bin/busybox"));
+    let mode = |p: &str| std::fs::symlink_metadata(root.join(p)).expect(p).permissions().mode() & 0o7777;
+    assert_eq!(mode("tmp"), 0o1777, "sticky /tmp");
+    assert_eq!(mode("bin/bbsuid"), 0o4111, "setuid kept");
+    assert_eq!(mode("root"), 0o700);
+    assert_eq!(mode("bin/busybox"), 0o755);
+    let motd = std::fs::metadata(root.join("etc/motd")).expect("motd");
+    assert_eq!(motd.ino(), std::fs::metadata(root.join("etc/motd.link")).expect("motd.link").ino(), "hard link kept");
+    if is_root() {
+        assert_eq!(std::fs::metadata(root.join("etc/shadow")).expect("shadow").gid(), 42, "archive gid kept as root");
+    }
+    assert_eq!(mirror.hits(".tar.gz"), 1);
+}
+
+#[test]
+fn warm_cache_hit_makes_no_request() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let first = alpine(&mirror, "3.19.1", cache.path()).fetch().expect("cold fetch");
+    let requests = mirror.hits("");
+    let second = alpine(&mirror, "3.19.1", cache.path()).fetch().expect("warm fetch");
+    assert_eq!(first, second);
+    assert_eq!(mirror.hits(""), requests, "a warm exact-version hit must not touch the network");
+}
+
+#[test]
+fn branch_and_latest_stable_resolve_through_latest_releases_yaml() {
+    let mirror = mirror_with(&["3.19.1", "3.19.4", "3.21.0"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let branch = alpine(&mirror, "3.19", cache.path()).fetch().expect("fetch 3.19");
+    assert_eq!(branch.version(), Some("3.19.4"));
+    let latest = alpine(&mirror, "latest-stable", cache.path()).fetch().expect("fetch latest-stable");
+    assert_eq!(latest.version(), Some("3.21.0"));
+    assert_eq!(std::fs::read_to_string(latest.path().join("etc/alpine-release")).ok().as_deref(), Some("3.21.0\n"));
+    assert!(mirror.hits("v3.19/releases/x86_64/latest-releases.yaml") >= 1);
+    assert!(mirror.hits("latest-stable/releases/x86_64/latest-releases.yaml") >= 1);
+}
+
+#[test]
+fn pin_mismatch_names_url_and_both_digests_and_caches_nothing() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let wrong = "0".repeat(64);
+    let err = alpine(&mirror, "3.19.1", cache.path()).sha256(&wrong).fetch().expect_err("a wrong pin must fail");
+    let actual = sha256_hex(&tarball("3.19.1"));
+    match &err {
+        Error::ChecksumMismatch { url, expected, actual: got, trust } => {
+            assert!(url.ends_with("/v3.19/releases/x86_64/alpine-minirootfs-3.19.1-x86_64.tar.gz"), "{url}");
+            assert_eq!(expected, &wrong);
+            assert_eq!(got, &actual);
+            assert_eq!(*trust, Trust::Pinned);
+        }
+        other => panic!("expected a checksum mismatch, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains(&wrong) && msg.contains(&actual) && msg.contains("http://127.0.0.1"), "{msg}");
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn sidecar_mismatch_is_refused() {
+    let mirror = mirror_with(&["3.19.1"]);
+    mirror.put(
+        "v3.19/releases/x86_64/alpine-minirootfs-3.19.1-x86_64.tar.gz.sha256",
+        format!("{}  alpine-minirootfs-3.19.1-x86_64.tar.gz\n", "ab".repeat(32)),
+    );
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err = alpine(&mirror, "3.19.1", cache.path()).fetch().expect_err("sidecar mismatch");
+    assert!(matches!(err, Error::ChecksumMismatch { trust: Trust::MirrorSidecar, .. }), "{err:?}");
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn corrupt_body_is_refused() {
+    let mirror = mirror_with(&["3.19.4"]);
+    mirror.fault(".tar.gz", Fault::Corrupt);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err = alpine(&mirror, "3.19", cache.path()).fetch().expect_err("corrupt body");
+    assert!(matches!(err, Error::ChecksumMismatch { trust: Trust::MirrorYaml, .. }), "{err:?}");
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn built_in_checksum_beats_a_lying_mirror() {
+    // The mirror serves other bytes as 3.20.3, with a sidecar and yaml that agree with them.
+    let mirror = Mirror::start().expect("mirror");
+    mirror.add_release("3.20.3", "x86_64", tarball("3.20.3"));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err = alpine(&mirror, "3.20.3", cache.path()).fetch().expect_err("must not trust the mirror");
+    match err {
+        Error::ChecksumMismatch { expected, trust, .. } => {
+            assert_eq!(expected, "d4e6fd67dcf75e40c451560ac7265166c2b72a0f38ddc9aae756a7de3d1efa0c");
+            assert_eq!(trust, Trust::BuiltIn);
+        }
+        other => panic!("expected a checksum mismatch, got {other:?}"),
+    }
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn truncated_download_is_retried_then_refused() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    mirror.fault_times(".tar.gz", Fault::Truncate, 1);
+    let ok = alpine(&mirror, "3.19.1", cache.path()).fetch();
+    assert!(ok.is_ok(), "one truncated response is retried: {ok:?}");
+    assert_eq!(mirror.hits(".tar.gz"), 2);
+
+    let cache = tempfile::tempdir().expect("tempdir");
+    mirror.fault(".tar.gz", Fault::Truncate);
+    let err = alpine(&mirror, "3.19.1", cache.path()).fetch().expect_err("always truncated");
+    assert!(matches!(err, Error::Network { attempts: 2, .. }), "{err:?}");
+    assert!(err.to_string().contains("alpine-minirootfs-3.19.1-x86_64.tar.gz"), "{err}");
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn http_404_names_the_url_and_what_to_check() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err = alpine(&mirror, "3.19.9", cache.path()).fetch().expect_err("no such release");
+    match &err {
+        Error::HttpStatus { url, status: 404, .. } => assert!(url.contains("3.19.9"), "{url}"),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    assert!(err.to_string().contains("check the version"), "{err}");
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn server_errors_are_retried_with_backoff() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    mirror.fault_times(".tar.gz", Fault::ServerError, 1);
+    alpine(&mirror, "3.19.1", cache.path()).fetch().expect("a 500 then the file");
+    assert_eq!(mirror.hits(".tar.gz"), 2);
+
+    let cache = tempfile::tempdir().expect("tempdir");
+    mirror.fault(".tar.gz", Fault::ServerError);
+    let err = alpine(&mirror, "3.19.1", cache.path()).fetch().expect_err("always 500");
+    assert!(matches!(err, Error::Network { attempts: 2, .. }), "{err:?}");
+    assert!(err.to_string().contains("500"), "{err}");
+}
+
+#[test]
+fn server_gone_is_a_network_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err = Alpine::new("3.19.1")
+        .arch(Arch::X86_64)
+        .mirror(format!("http://127.0.0.1:{port}/alpine"))
+        .cache_dir(cache.path())
+        .offline(false)
+        .network_policy(fast_policy())
+        .fetch()
+        .expect_err("nobody listens");
+    assert!(matches!(err, Error::Network { .. }), "{err:?}");
+    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn stalled_download_times_out() {
+    let mirror = mirror_with(&["3.19.1"]);
+    mirror.fault(".tar.gz", Fault::Stall);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = NetworkPolicy { stall_timeout: Duration::from_millis(300), attempts: 1, ..fast_policy() };
+    let err = alpine(&mirror, "3.19.1", cache.path()).network_policy(policy).fetch().expect_err("stalled");
+    assert!(matches!(err, Error::Network { .. }), "{err:?}");
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn offline_hits_the_cache_and_misses_clearly() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mirror = mirror_with(&["3.19.4"]);
+    let miss = alpine(&mirror, "3.19", cache.path()).offline(true).fetch().expect_err("empty cache");
+    assert!(matches!(miss, Error::NotCached { .. }), "{miss:?}");
+    assert!(miss.to_string().contains("cargo xtask fetch-rootfs"), "{miss}");
+    assert_eq!(mirror.hits(""), 0, "offline must not touch the network");
+
+    let online = alpine(&mirror, "3.19", cache.path()).fetch().expect("online fetch");
+    drop(mirror);
+    let gone = Mirror::start().expect("an empty mirror");
+    for spec in ["3.19", "3.19.4", "latest-stable"] {
+        let hit = alpine(&gone, spec, cache.path()).offline(true).fetch().expect("offline hit");
+        assert_eq!(hit.path(), online.path(), "{spec}");
+        assert_eq!(hit.version(), Some("3.19.4"));
+    }
+    let other = alpine(&gone, "3.18", cache.path()).offline(true).fetch().expect_err("other branch");
+    assert!(matches!(other, Error::NotCached { .. }), "{other:?}");
+    assert_eq!(gone.hits(""), 0);
+}
+
+#[test]
+fn strict_mode_refuses_digests_only_the_mirror_vouches_for() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err = alpine(&mirror, "3.19.1", cache.path()).require_pin(true).fetch().expect_err("unpinned");
+    assert!(matches!(err, Error::NotPinned { .. }), "{err:?}");
+    assert!(err.to_string().contains("SANDBOX_REQUIRE_PIN"), "{err}");
+    assert_eq!(mirror.hits(".tar.gz"), 0, "refused before downloading");
+    let digest = sha256_hex(&tarball("3.19.1"));
+    let pinned = alpine(&mirror, "3.19.1", cache.path()).require_pin(true).sha256(&digest).fetch();
+    assert_eq!(pinned.ok().and_then(|r| r.sha256().map(str::to_owned)), Some(digest));
+}
+
+#[test]
+fn progress_reports_every_byte() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    alpine(&mirror, "3.19.1", cache.path())
+        .progress(move |p| sink.lock().unwrap_or_else(|e| e.into_inner()).push(p))
+        .fetch()
+        .expect("fetch");
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    let size = tarball("3.19.1").len() as u64;
+    assert!(seen.contains(&fetch::Progress::Downloading { done: size, total: Some(size) }), "{seen:?}");
+    assert_eq!(seen.last(), Some(&fetch::Progress::Unpacking));
+}
+
+#[test]
+fn partial_entries_of_a_killed_process_are_swept() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let digest = sha256_hex(&tarball("3.19.1"));
+    let tmp = cache.path().join("v1/tmp");
+    std::fs::create_dir_all(&tmp).expect("mkdir");
+    // What a process killed mid-download and mid-unpack leaves: a short file, a half tree with a
+    // read-only directory in it.
+    std::fs::write(tmp.join(format!("{digest}.download.99999")), b"half a tarb").expect("write");
+    let half = tmp.join(format!("{digest}.tree-root.99999/usr/bin"));
+    std::fs::create_dir_all(&half).expect("mkdir");
+    std::fs::set_permissions(half.parent().expect("parent"), std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let stale_other = tmp.join(format!("{}.download.4242", "e".repeat(64)));
+    std::fs::write(&stale_other, b"x").expect("write");
+
+    let rootfs = alpine(&mirror, "3.19.1", cache.path()).fetch().expect("fetch despite leftovers");
+    assert!(rootfs.path().join("bin/busybox").is_file());
+    assert_eq!(list(&tmp), Vec::<String>::new(), "leftovers swept");
+}
+
+#[test]
+fn hostile_tarballs_write_nothing_outside_and_nothing_into_the_cache() {
+    for case in hostile::cases(Path::new("/nonexistent-probe")).iter().map(|c| c.name) {
+        // Fresh directories per case, so one case's leftovers cannot hide another's.
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("victim"), b"original").expect("victim");
+        let case = hostile::cases(outside.path()).into_iter().find(|c| c.name == case).expect("case");
+        let work = tempfile::tempdir().expect("tempdir");
+        let archive = work.path().join("hostile.tar.gz");
+        std::fs::write(&archive, &case.tarball).expect("write archive");
+        let cache = work.path().join("cache");
+
+        let result = Rootfs::from_tarball_in(&archive, Some(&cache));
+
+        assert_eq!(list(outside.path()), vec!["victim".to_owned()], "case {}: something appeared outside", case.name);
+        assert_eq!(std::fs::read(outside.path().join("victim")).ok().as_deref(), Some(&b"original"[..]), "case {}", case.name);
+        assert_eq!(list(&cache.join("v1/tmp")), Vec::<String>::new(), "case {}: partial entry left", case.name);
+        match (&case.expect, result) {
+            (Expect::Refused, Err(e)) => {
+                assert!(matches!(e, Error::Unpack { .. }), "case {}: {e:?}", case.name);
+                assert_nothing_cached(&cache);
+            }
+            (Expect::Unpacked { present, absent }, Ok(rootfs)) => {
+                for (path, contents) in present {
+                    let p = rootfs.path().join(path);
+                    assert!(std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()), "case {}: {path} missing", case.name);
+                    assert_eq!(std::fs::read(&p).ok().as_deref(), Some(*contents), "case {}: {path}", case.name);
+                }
+                for path in absent {
+                    assert!(std::fs::symlink_metadata(rootfs.path().join(path)).is_err(), "case {}: {path} created", case.name);
+                }
+            }
+            (expect, result) => panic!("case {}: expected {expect:?}, got {result:?}", case.name),
+        }
+    }
+}
+
+#[test]
+fn decompression_bomb_and_entry_flood_hit_the_caps() {
+    let dest = tempfile::tempdir().expect("tempdir");
+    let limits = fetch::UnpackLimits { max_bytes: 16 << 20, max_entries: 1000 };
+    let bomb = hostile::bomb(64 << 20);
+    assert!(bomb.len() < 1 << 20, "the bomb should be small compressed: {}", bomb.len());
+    let err = fetch::unpack(&bomb[..], dest.path(), &limits, fetch::Ownership::Caller).expect_err("bomb");
+    assert!(matches!(err, fetch::UnpackError::TooLarge { limit } if limit == 16 << 20), "{err:?}");
+
+    let dest = tempfile::tempdir().expect("tempdir");
+    let flood = hostile::many_entries(2000);
+    let err = fetch::unpack(&flood[..], dest.path(), &limits, fetch::Ownership::Caller).expect_err("flood");
+    assert!(matches!(err, fetch::UnpackError::TooManyEntries { limit: 1000 }), "{err:?}");
+}
+
+#[test]
+fn local_tarball_is_cached_by_digest() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("mine.tar.gz");
+    std::fs::write(&archive, tarball("3.19.1")).expect("write");
+    let cache = work.path().join("cache");
+    let a = Rootfs::from_tarball_in(&archive, Some(&cache)).expect("first");
+    let b = Rootfs::from_tarball_in(&archive, Some(&cache)).expect("second");
+    assert_eq!(a, b);
+    assert_eq!(a.version(), Some("3.19.1"), "read from /etc/alpine-release");
+    assert_eq!(a.sha256(), Some(sha256_hex(&tarball("3.19.1")).as_str()));
+    let missing = Rootfs::from_tarball_in(work.path().join("nope.tar.gz"), Some(&cache)).expect_err("missing");
+    assert!(matches!(missing, Error::BadRootfsPath { .. }), "{missing:?}");
+}
+
+#[test]
+fn sandbox_rootfs_env_bypasses_the_network() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("env.tar.gz");
+    std::fs::write(&archive, tarball("3.19.1")).expect("write");
+    ChildTest::new("child_default_rootfs")
+        .env("SANDBOX_ROOTFS", &archive)
+        .env("SANDBOX_CACHE_DIR", work.path().join("cache"))
+        .env("SANDBOX_ALPINE_MIRROR", "http://127.0.0.1:9/unreachable")
+        .env("EXPECT_VERSION", "3.19.1")
+        .assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_default_rootfs() {
+    if !is_child("child_default_rootfs") {
+        return;
+    }
+    let rootfs = fetch::default_rootfs().expect("default rootfs from $SANDBOX_ROOTFS");
+    assert_eq!(rootfs.version().map(str::to_owned), std::env::var("EXPECT_VERSION").ok());
+}
+
+#[test]
+fn sixteen_processes_download_and_unpack_once() {
+    let mirror = mirror_with(&["3.19.1"]);
+    // A slow link, so that the sixteen really overlap.
+    mirror.fault(".tar.gz", Fault::Slow(Duration::from_millis(400)));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let children: Vec<_> = (0..16)
+        .map(|_| {
+            let (mut cmd, holder) = ChildTest::new("child_fetch")
+                .env("SANDBOX_CACHE_DIR", cache.path())
+                .env("SANDBOX_ALPINE_MIRROR", mirror.url())
+                .command();
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            (cmd.spawn().expect("spawn child"), holder)
+        })
+        .collect();
+    let mut paths = Vec::new();
+    for (child, _holder) in children {
+        let out = child.wait_with_output().expect("wait");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let path = stdout.lines().find_map(|l| l.split_once("ROOTFS=").map(|(_, p)| p)).unwrap_or_else(|| panic!("child printed no rootfs:\n{stdout}")).to_owned();
+        paths.push(path);
+    }
+    paths.dedup();
+    assert_eq!(paths.len(), 1, "all sixteen got the same tree: {paths:?}");
+    assert_eq!(mirror.hits(".tar.gz"), 1, "downloaded exactly once");
+    assert_eq!(list(&cache.path().join("v1/trees")).len(), 1, "unpacked exactly once");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_fetch() {
+    if !is_child("child_fetch") {
+        return;
+    }
+    let rootfs = Alpine::new("3.19.1").arch(Arch::X86_64).offline(false).fetch().expect("fetch in child");
+    println!("ROOTFS={}", rootfs.path().display());
+}
+
+#[test]
+fn rootless_unpack_as_an_unprivileged_user() {
+    if !is_root() {
+        // Already unprivileged: the child body's checks run here directly.
+        return rootless_checks(&tempfile::tempdir().expect("tempdir").path().join("cache"));
+    }
+    let Some((name, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    let home = dir_owned_by(uid, gid);
+    let archive = home.path().join("rootfs.tar.gz");
+    std::fs::write(&archive, tarball("3.19.1")).expect("write");
+    std::os::unix::fs::chown(&archive, Some(uid), Some(gid)).expect("chown");
+    let out = ChildTest::new("child_rootless")
+        .as_user(uid, gid)
+        .env("SANDBOX_CACHE_DIR", home.path().join("cache"))
+        .env("ARCHIVE", &archive)
+        .assert_success();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("uid{uid}")), "ran as {name}");
+    // The rootless tree is named for its owner, so a root tree of the same bytes cannot collide.
+    let root_tree = Rootfs::from_tarball_in(&archive, Some(home.path().join("cache"))).expect("root unpack, same cache");
+    assert!(root_tree.path().to_string_lossy().ends_with(".root"), "{}", root_tree.path().display());
+    assert_eq!(list(&home.path().join("cache/v1/trees")).len(), 2);
+}
+
+fn rootless_checks(cache: &Path) {
+    let archive = std::env::var_os("ARCHIVE").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        let p = cache.with_file_name("rootfs.tar.gz");
+        std::fs::write(&p, tarball("3.19.1")).expect("write");
+        p
+    });
+    let me = nix::unistd::geteuid().as_raw();
+    assert_ne!(me, 0, "must run unprivileged");
+    let rootfs = Rootfs::from_tarball_in(&archive, Some(cache)).expect("rootless unpack");
+    println!("TREE={}", rootfs.path().display());
+    assert!(rootfs.path().to_string_lossy().ends_with(&format!(".uid{me}")));
+    let meta = |p: &str| std::fs::symlink_metadata(rootfs.path().join(p)).expect(p);
+    assert_eq!(meta("etc/shadow").uid(), me, "files belong to the user");
+    assert_eq!(meta("bin/bbsuid").permissions().mode() & 0o7777, 0o4111, "setuid kept");
+    assert_eq!(meta("tmp").permissions().mode() & 0o7777, 0o1777);
+    assert_eq!(std::fs::read_link(rootfs.path().join("bin/sh")).ok().as_deref(), Some(Path::new("/bin/busybox")));
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_rootless() {
+    if !is_child("child_rootless") {
+        return;
+    }
+    let cache = std::path::PathBuf::from(std::env::var_os("SANDBOX_CACHE_DIR").expect("cache dir"));
+    rootless_checks(&cache);
+}
