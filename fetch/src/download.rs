@@ -93,7 +93,7 @@ impl Http {
                 Ok(r) if r.status().is_success() => return Ok(true),
                 Ok(r) if r.status().as_u16() == 404 || r.status().as_u16() == 410 => return Ok(false),
                 Ok(r) => last = Some(Box::<dyn std::error::Error + Send + Sync>::from(format!("HTTP {}", r.status()))),
-                Err(e) => last = Some(Box::new(e)),
+                Err(e) => last = Some(Box::new(e.without_url())),
             }
             if attempt < self.policy.attempts {
                 std::thread::sleep(wait);
@@ -140,7 +140,7 @@ impl Http {
     }
 
     fn try_once<W: Write>(&self, url: &str, out: &mut W, progress: Option<&ProgressFn>) -> Result<(String, u64), Failure> {
-        let mut resp = self.client.get(url).send().map_err(|e| Failure::Transient(Box::new(e)))?;
+        let mut resp = self.client.get(url).send().map_err(|e| Failure::Transient(Box::new(e.without_url())))?;
         let status = resp.status();
         if !status.is_success() {
             if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {

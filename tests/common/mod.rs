@@ -141,3 +141,8 @@ pub fn list(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The README's Rust examples, compiled as doctests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

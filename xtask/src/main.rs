@@ -1,1 +1,58 @@
-fn main(){}
+//! Developer and CI tasks: `cargo xtask <task>`. See `cargo xtask --help`.
+
+#![forbid(unsafe_code)]
+
+mod fetch_rootfs;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Developer and CI tasks for the sandbox workspace")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Download, verify, cache and unpack an Alpine minirootfs; print where it is.
+    FetchRootfs(fetch_rootfs::Args),
+    /// Run the benchmarks (release build) and print their figures.
+    Bench {
+        /// Only the benchmarks whose name contains this.
+        filter: Option<String>,
+    },
+}
+
+fn main() {
+    if let Err(e) = try_main() {
+        // One paragraph: the error and each cause that adds something to it.
+        let mut text = String::new();
+        for cause in e.chain().map(ToString::to_string) {
+            if !text.contains(&cause) {
+                text = if text.is_empty() { cause } else { format!("{text}: {cause}") };
+            }
+        }
+        eprintln!("error: {text}");
+        std::process::exit(1);
+    }
+}
+
+fn try_main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::FetchRootfs(args) => fetch_rootfs::run(args),
+        Task::Bench { filter } => bench(filter),
+    }
+}
+
+fn bench(filter: Option<String>) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["bench", "--package", "system-tests"]);
+    if let Some(f) = filter {
+        cmd.args(["--bench", &f]);
+    }
+    let status = anyhow::Context::context(cmd.status(), "failed to run cargo bench")?;
+    anyhow::ensure!(status.success(), "cargo bench failed: {status}");
+    Ok(())
+}

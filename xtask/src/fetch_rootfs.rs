@@ -1,0 +1,129 @@
+//! `cargo xtask fetch-rootfs`: what CI runs before the tests, and what prints the cache key.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use fetch::{Alpine, Arch, Progress};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// `X.Y.Z`, `X.Y` (newest patch) or `latest-stable` [default: $SANDBOX_ALPINE_VERSION, else the pinned release]
+    #[arg(long)]
+    version: Option<String>,
+    /// Alpine architecture name (x86_64, aarch64, …) [default: the host's]
+    #[arg(long)]
+    arch: Option<Arch>,
+    /// Mirror base URL [default: $SANDBOX_ALPINE_MIRROR, else the Alpine CDN]
+    #[arg(long)]
+    mirror: Option<String>,
+    /// Expected sha256 of the tarball
+    #[arg(long)]
+    sha256: Option<String>,
+    /// Cache directory [default: $SANDBOX_CACHE_DIR, else $XDG_CACHE_HOME/sandbox, else ~/.cache/sandbox]
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Use the cache only [default: $SANDBOX_OFFLINE=1]
+    #[arg(long)]
+    offline: bool,
+    /// Print one JSON object instead of lines
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut request = match &args.version {
+        Some(v) => Alpine::new(v),
+        None => Alpine::default(),
+    };
+    if let Some(a) = args.arch {
+        request = request.arch(a);
+    }
+    if let Some(m) = &args.mirror {
+        request = request.mirror(m);
+    }
+    if let Some(d) = &args.sha256 {
+        request = request.sha256(d);
+    }
+    if let Some(c) = &args.cache_dir {
+        request = request.cache_dir(c);
+    }
+    if args.offline {
+        request = request.offline(true);
+    }
+    let reporter = Reporter::new(!args.json);
+    let request = request.progress(move |p| reporter.report(p));
+    let rootfs = request.fetch().map_err(|e| {
+        let hint = match &e {
+            fetch::Error::Network { .. } => {
+                " (no connection to the mirror: check the network and $HTTPS_PROXY, pass --mirror with a reachable \
+                 mirror, or set $SANDBOX_ROOTFS to a local minirootfs tarball)"
+            }
+            _ => "",
+        };
+        anyhow::Error::new(e).context(format!("could not fetch the Alpine rootfs{hint}"))
+    })?;
+
+    let path = rootfs.path().display().to_string();
+    let version = rootfs.version().unwrap_or("unknown");
+    let arch = rootfs.arch().map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+    let sha256 = rootfs.sha256().unwrap_or("");
+    if args.json {
+        let obj = serde_json::json!({ "path": path, "version": version, "arch": arch, "sha256": sha256 });
+        println!("{obj}");
+    } else {
+        println!("path:    {path}");
+        println!("version: {version}");
+        println!("arch:    {arch}");
+        println!("sha256:  {sha256}");
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal; a few plain lines elsewhere (CI logs); nothing in JSON mode.
+struct Reporter {
+    bar: Option<indicatif::ProgressBar>,
+    plain: bool,
+    last_decile: Mutex<Option<u64>>,
+}
+
+impl Reporter {
+    fn new(enabled: bool) -> Reporter {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (enabled && tty).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg:12} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message("downloading");
+            bar
+        });
+        Reporter { bar, plain: enabled && !tty, last_decile: Mutex::new(None) }
+    }
+
+    fn report(&self, p: Progress) {
+        match (p, &self.bar) {
+            (Progress::Downloading { done, total }, Some(bar)) => {
+                if let Some(t) = total {
+                    bar.set_length(t);
+                }
+                bar.set_position(done);
+            }
+            (Progress::Downloading { done, total: Some(total) }, None) if self.plain && total > 0 => {
+                let decile = done * 10 / total;
+                let mut last = self.last_decile.lock().unwrap_or_else(|e| e.into_inner());
+                if *last != Some(decile) {
+                    *last = Some(decile);
+                    eprintln!("downloading: {}% of {total} bytes", decile * 10);
+                }
+            }
+            (Progress::Unpacking, Some(bar)) => {
+                bar.finish_with_message("unpacking");
+            }
+            (Progress::Unpacking, None) if self.plain => eprintln!("unpacking"),
+            _ => {}
+        }
+    }
+}
