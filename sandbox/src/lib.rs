@@ -1,3 +1,67 @@
-//! Placeholder until the sandbox runtime lands; see issue "sandbox runtime".
-#![forbid(unsafe_code)]
+//! A fresh, writable Alpine Linux in its own namespaces, per test or per command: a private overlay
+//! copy of a real root filesystem, its own hostname, pids, mounts, IPC and network, torn down without
+//! a trace. No daemon; milliseconds per sandbox.
+//!
+//! ```no_run
+//! use sandbox::{Network, Sandbox};
+//! let rootfs = fetch::Alpine::new("3.20.3").fetch()?;
+//! let sb = Sandbox::builder()
+//!     .rootfs(&rootfs)
+//!     .hostname("box")
+//!     .network(Network::Loopback)
+//!     .build()?;
+//! let out = sb.command("/bin/sh").args(["-c", "hostname; cat /etc/alpine-release"]).output()?;
+//! assert!(String::from_utf8_lossy(&out.stdout).starts_with("box\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How it works
+//! The calling process, often the multi-threaded test harness, never forks by hand: it spawns its own
+//! executable (`/proc/self/exe`) with `std::process::Command`, and a constructor in this crate diverts
+//! that new process before `main`, while it is still single-threaded. There it creates the user
+//! (when not root), mount, UTS, IPC, network, cgroup and pid namespaces, and forks the sandbox's init,
+//! PID 1 of the new pid namespace. Init makes the host's mounts a one-way slave, pivots into a staging
+//! tmpfs, mounts an overlay whose lower layer is the shared, read-only rootfs and whose upper layer lives
+//! in that tmpfs, adds `/proc`, a minimal `/dev`, a tmpfs `/tmp`, a read-only `/sys`, `/etc/hostname` and
+//! `/etc/hosts`, sets the hostname, brings up `lo`, pivots into the new root and detaches the host's.
+//! It then forks the program, reaps zombies, forwards signals and enforces the deadline. The test
+//! binary never has to exist inside the rootfs: it is already loaded when the root is switched.
+//!
+//! [`Sandbox::run`] runs a closure the way rusty-fork does: the test binary is re-executed with
+//! `--exact <test>`, inside the new sandbox, and the same `run` call there executes the closure and
+//! sends its result back as JSON.
+//!
+//! # Security
+//! A sandbox is isolation for tests, not a security boundary against hostile code: it shares the
+//! kernel, devices bound from the host (`null`, `zero`, `full`, `random`, `urandom`, `tty`), and, as
+//! root without a user namespace, real root's capabilities inside its namespaces.
+//!
+//! # Resource leaking
+//! Nothing a sandbox creates exists outside its own mount namespace: the writable layer is a tmpfs
+//! there, so it disappears with the last process. Every process is in the sandbox's pid namespace and
+//! dies with its init; init dies with the helper (`PR_SET_PDEATHSIG`), and the helper with the thread
+//! that spawned it, a thread that lives as long as the calling process. A sandbox therefore ends on
+//! drop, on timeout, on panic and on SIGKILL of the test process alike, and leaves nothing to sweep.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod closure;
+mod command;
+mod config;
+mod error;
+mod hints;
+mod plan;
+mod report;
+mod sandbox;
+mod session;
+mod spawn;
+mod sys;
+
+pub use closure::in_sandbox_child;
+pub use command::{Child, Command};
+pub use config::Network;
+pub use error::{Error, Result};
 pub use fetch;
+pub use sandbox::{Builder, DEFAULT_PATH, Sandbox};
+pub use session::Session;

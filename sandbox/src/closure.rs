@@ -1,0 +1,150 @@
+//! `Sandbox::run`: a Rust closure inside a fresh sandbox.
+//!
+//! The closure cannot be sent to another process, and forking the multi-threaded test harness is
+//! unsound, so, like rusty-fork, the parent re-executes the test binary to run the same test again
+//! (`--exact <name>`), inside a new sandbox. There, the same `run` call finds it is the child and calls
+//! the closure; its result comes back as JSON. The test binary never has to exist inside the rootfs:
+//! it is already loaded when the root is switched.
+//!
+//! Consequence: in the child, the test's code before the `run` call runs again, inside the sandbox.
+//! Keep it free of side effects on the host (it cannot see the host anyway); values it computes are
+//! recomputed there. Earlier `run` calls of the same test run directly inside that one sandbox.
+
+use std::cell::Cell;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::panic::AssertUnwindSafe;
+use std::process::Stdio;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::config::Job;
+use crate::report::{Record, send};
+
+struct ChildStage {
+    report: OwnedFd,
+    index: u64,
+    stdout: Option<OwnedFd>,
+}
+
+static CHILD: OnceLock<ChildStage> = OnceLock::new();
+
+thread_local! {
+    static CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Called in the sandbox's child process, before `main`, when it is to run a closure.
+pub(crate) fn enter_child(report: &OwnedFd, index: u64) {
+    let Ok(report) = report.try_clone() else { std::process::exit(127) };
+    // The harness's own banner ("running 1 test") goes nowhere; the closure's output goes out.
+    let stdout = crate::sys::silence_stdout();
+    let _ = CHILD.set(ChildStage { report, index, stdout });
+}
+
+/// Whether this process is a sandbox's child running a closure.
+pub fn in_sandbox_child() -> bool {
+    CHILD.get().is_some()
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "Box<dyn Any>".to_owned())
+}
+
+pub(crate) fn run<T, F>(sandbox: &crate::Sandbox, f: F) -> Result<T, Error>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> T,
+{
+    let index = CALLS.with(|c| {
+        let i = c.get();
+        c.set(i + 1);
+        i
+    });
+    if let Some(stage) = CHILD.get() {
+        if index != stage.index {
+            return Ok(f());
+        }
+        if let Some(saved) = &stage.stdout {
+            crate::sys::restore_stdout(saved);
+        }
+        let record = match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(value) => match serde_json::to_string(&value) {
+                Ok(json) => Record::Value { json },
+                Err(e) => Record::Panicked { message: format!("cannot serialize the closure's result: {e}") },
+            },
+            Err(payload) => Record::Panicked { message: panic_message(payload.as_ref()) },
+        };
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        send(&stage.report, &record);
+        std::process::exit(0);
+    }
+
+    let thread = std::thread::current();
+    let name = match thread.name() {
+        Some(n) if n != "main" => n.to_owned(),
+        other => return Err(Error::NotInTest { thread: other.map(str::to_owned) }),
+    };
+    let config = sandbox.config(Job::Closure { index }, None)?;
+    let args = vec![name, "--exact".into(), "--nocapture".into(), "--test-threads=1".into(), "--include-ignored".into()];
+    let (mut child, mut reports) = crate::spawn::parent::launch(&config, [Stdio::null(), Stdio::piped(), Stdio::piped()], &args)?;
+    // Forward the child's output through print!, so that the harness captures it like the test's own.
+    let out = child.stdout.take().map(|s| std::thread::spawn(move || forward(s, false)));
+    let err = child.stderr.take().map(|s| std::thread::spawn(move || forward(s, true)));
+    let mut outcome = None;
+    let mut setup = None;
+    let mut timed_out = false;
+    while let Some(r) = reports.next() {
+        match r {
+            Record::Value { .. } | Record::Panicked { .. } => outcome = Some(r),
+            Record::SetupFailed { .. } => setup = Some(r),
+            Record::Exited { timed_out: t, .. } => timed_out = t,
+            _ => {}
+        }
+    }
+    let status = child.wait().map_err(crate::error::io("wait for", "the sandbox helper"))?;
+    for t in [out, err].into_iter().flatten() {
+        let _ = t.join();
+    }
+    if let Some(Record::SetupFailed { kind, what, path, errno }) = setup {
+        return Err(crate::spawn::parent::setup_error(kind, what, path, errno, sandbox));
+    }
+    if timed_out {
+        return Err(Error::TimedOut { after: config.timeout.unwrap_or_default() });
+    }
+    match outcome {
+        Some(Record::Value { json }) => {
+            serde_json::from_str(&json).map_err(|e| Error::Result { reason: format!("cannot deserialize it: {e}") })
+        }
+        Some(Record::Panicked { message }) => Err(Error::Panicked { message }),
+        _ if status.success() => Err(Error::Result {
+            reason: format!("the re-executed test binary did not reach the closure (is `{}` a test of this binary?)", thread.name().unwrap_or("?")),
+        }),
+        _ => Err(Error::Crashed { status }),
+    }
+}
+
+fn forward(mut from: impl Read, stderr: bool) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                if stderr {
+                    eprint!("{text}");
+                } else {
+                    print!("{text}");
+                }
+            }
+        }
+    }
+}

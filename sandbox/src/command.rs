@@ -1,0 +1,280 @@
+//! `Command` and `Child`, shaped like `std::process`'s.
+
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output, Stdio};
+use std::time::Duration;
+
+use crate::config::Job;
+use crate::report::{Reader, Record};
+use crate::sandbox::{check_abs_path, check_env, invalid};
+use crate::spawn::parent::{launch, setup_error};
+use crate::{Error, Sandbox};
+
+/// A program to run in a sandbox, configured like [`std::process::Command`].
+///
+/// # Examples
+/// ```no_run
+/// let sb = sandbox::Sandbox::builder().build()?;
+/// let status = sb.command("/bin/false").status()?;
+/// assert_eq!(status.code(), Some(1));
+/// # Ok::<(), sandbox::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Command<'a> {
+    sandbox: &'a Sandbox,
+    session_init: Option<i32>,
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, Option<String>)>,
+    current_dir: Option<String>,
+    stdin: Option<Stdio>,
+    stdout: Option<Stdio>,
+    stderr: Option<Stdio>,
+}
+
+impl<'a> Command<'a> {
+    pub(crate) fn new(sandbox: &'a Sandbox, program: String, session_init: Option<i32>) -> Command<'a> {
+        Command {
+            sandbox,
+            session_init,
+            program,
+            args: Vec::new(),
+            env: Vec::new(),
+            current_dir: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(&mut self, arg: impl Into<String>) -> &mut Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable for this command (over the sandbox's).
+    pub fn env(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.env.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Sets several environment variables.
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        for (k, v) in vars {
+            self.env(k, v);
+        }
+        self
+    }
+
+    /// Removes an environment variable for this command.
+    pub fn env_remove(&mut self, key: impl Into<String>) -> &mut Self {
+        self.env.push((key.into(), None));
+        self
+    }
+
+    /// The working directory inside the sandbox, for this command.
+    pub fn current_dir(&mut self, dir: impl Into<String>) -> &mut Self {
+        self.current_dir = Some(dir.into());
+        self
+    }
+
+    /// The program's stdin. Default: inherited (null for [`output`](Command::output)).
+    pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stdin = Some(cfg.into());
+        self
+    }
+
+    /// The program's stdout. Default: inherited (piped for [`output`](Command::output)).
+    pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stdout = Some(cfg.into());
+        self
+    }
+
+    /// The program's stderr. Default: inherited (piped for [`output`](Command::output)).
+    pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stderr = Some(cfg.into());
+        self
+    }
+
+    /// Starts the sandbox and the program in it; returns once the program runs (exec succeeded).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] before anything starts; [`Error::Spawn`] if the program cannot be
+    /// executed (`io_kind()` is `NotFound` when it is missing from the rootfs); [`Error::Setup`] when a
+    /// setup step fails.
+    pub fn spawn(&mut self) -> Result<Child, Error> {
+        self.spawn_with(Stdio::inherit, Stdio::inherit)
+    }
+
+    /// Runs the program to completion and collects its output (stdout and stderr are read
+    /// concurrently, so large outputs cannot deadlock).
+    ///
+    /// # Errors
+    /// As [`spawn`](Command::spawn), and [`Error::TimedOut`].
+    pub fn output(&mut self) -> Result<Output, Error> {
+        if self.stdin.is_none() {
+            self.stdin = Some(Stdio::null());
+        }
+        self.spawn_with(Stdio::piped, Stdio::piped)?.wait_with_output()
+    }
+
+    /// Runs the program to completion and returns its exit status.
+    ///
+    /// # Errors
+    /// As [`spawn`](Command::spawn), and [`Error::TimedOut`].
+    pub fn status(&mut self) -> Result<ExitStatus, Error> {
+        self.spawn()?.wait()
+    }
+
+    fn spawn_with(&mut self, out: fn() -> Stdio, err: fn() -> Stdio) -> Result<Child, Error> {
+        if self.program.is_empty() || self.program.contains('\0') {
+            return Err(invalid("program", &self.program, "must be non-empty and without NUL"));
+        }
+        if let Some(a) = self.args.iter().find(|a| a.contains('\0')) {
+            return Err(invalid("argument", a, "must not contain NUL"));
+        }
+        for (k, v) in &self.env {
+            check_env(k, v.as_deref().unwrap_or(""))?;
+        }
+        if let Some(dir) = &self.current_dir {
+            check_abs_path("current_dir", dir)?;
+        }
+        let job = match self.session_init {
+            Some(init_pid) => Job::Join { init_pid, program: self.program.clone(), args: self.args.clone() },
+            None => Job::Exec { program: self.program.clone(), args: self.args.clone() },
+        };
+        let config = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
+        let stdio = [
+            self.stdin.take().unwrap_or_else(Stdio::inherit),
+            self.stdout.take().unwrap_or_else(out),
+            self.stderr.take().unwrap_or_else(err),
+        ];
+        let (mut inner, mut reports) = launch(&config, stdio, &[])?;
+        loop {
+            match reports.next() {
+                Some(Record::Started) => break,
+                Some(Record::ExecFailed { errno }) => {
+                    let _ = inner.wait();
+                    return Err(Error::Spawn {
+                        program: self.program.clone(),
+                        source: std::io::Error::from_raw_os_error(errno),
+                    });
+                }
+                Some(Record::SetupFailed { kind, what, path, errno }) => {
+                    let _ = inner.wait();
+                    let path = path.or_else(|| (kind == crate::plan::StepKind::CurrentDir).then(|| config.current_dir.clone()));
+                    return Err(setup_error(kind, what, path, errno, self.sandbox));
+                }
+                Some(_) => {}
+                None => {
+                    let status = inner.wait().map_err(crate::error::io("wait for", "the sandbox helper"))?;
+                    return Err(Error::HelperDied { status });
+                }
+            }
+        }
+        Ok(Child {
+            stdin: inner.stdin.take(),
+            stdout: inner.stdout.take(),
+            stderr: inner.stderr.take(),
+            inner,
+            reports,
+            timeout: config.timeout,
+            status: None,
+        })
+    }
+}
+
+/// A program running in a sandbox, like [`std::process::Child`]. Dropping it does not wait; the
+/// sandbox ends when the program does, or when [`kill`](Child::kill) is called, or with this process.
+#[derive(Debug)]
+pub struct Child {
+    inner: std::process::Child,
+    reports: Reader,
+    timeout: Option<Duration>,
+    status: Option<ExitStatus>,
+    /// The program's stdin, if piped.
+    pub stdin: Option<ChildStdin>,
+    /// The program's stdout, if piped.
+    pub stdout: Option<ChildStdout>,
+    /// The program's stderr, if piped.
+    pub stderr: Option<ChildStderr>,
+}
+
+impl Child {
+    /// The host pid of the sandbox's helper process (not of the program inside).
+    pub fn id(&self) -> u32 {
+        self.inner.id()
+    }
+
+    /// Kills every process in the sandbox (SIGKILL to its helper; its init and the whole pid
+    /// namespace follow).
+    ///
+    /// # Errors
+    /// As [`std::process::Child::kill`].
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.inner.kill()
+    }
+
+    /// Waits for the program (and so the sandbox) to end and returns its exit status: the exit code,
+    /// or the signal that killed it, exactly as the program's own.
+    ///
+    /// # Errors
+    /// [`Error::TimedOut`] if the sandbox's deadline killed it.
+    pub fn wait(&mut self) -> Result<ExitStatus, Error> {
+        drop(self.stdin.take());
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        let helper = self.inner.wait().map_err(crate::error::io("wait for", "the sandbox helper"))?;
+        let mut status = helper;
+        while let Some(r) = self.reports.next() {
+            if let Record::Exited { status: raw, timed_out } = r {
+                if timed_out {
+                    return Err(Error::TimedOut { after: self.timeout.unwrap_or_default() });
+                }
+                status = ExitStatus::from_raw(raw);
+            }
+        }
+        self.status = Some(status);
+        Ok(status)
+    }
+
+    /// Waits and collects whatever stdout and stderr were piped.
+    ///
+    /// # Errors
+    /// As [`wait`](Child::wait).
+    pub fn wait_with_output(mut self) -> Result<Output, Error> {
+        drop(self.stdin.take());
+        let err = self.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = e.read_to_end(&mut buf);
+                buf
+            })
+        });
+        let mut stdout = Vec::new();
+        if let Some(mut o) = self.stdout.take() {
+            let _ = o.read_to_end(&mut stdout);
+        }
+        let stderr = err.and_then(|t| t.join().ok()).unwrap_or_default();
+        let status = self.wait()?;
+        Ok(Output { status, stdout, stderr })
+    }
+}

@@ -1,0 +1,65 @@
+//! What the parent hands the helper process: everything needed to build the sandbox, as plain data.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The network a sandbox gets.
+///
+/// # Examples
+/// ```
+/// assert_eq!(sandbox::Network::default(), sandbox::Network::Loopback);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Network {
+    /// A new network namespace with only `lo`, up: 127.0.0.1 and ::1 work, nothing else is reachable.
+    #[default]
+    Loopback,
+    /// A new network namespace with `lo` down: no network at all.
+    None,
+    /// The host's network namespace, shared: explicitly opted into, no isolation.
+    Host,
+}
+
+/// How the writable root is made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum RootMode {
+    /// overlayfs: lower = the shared tree, upper = a tmpfs private to the sandbox.
+    Overlay { lower: PathBuf },
+    /// A private copy made on the host, bind-mounted as the root; removed by the parent.
+    Copy { copy: PathBuf },
+}
+
+/// What the process inside does once the sandbox is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Job {
+    /// exec a program.
+    Exec { program: String, args: Vec<String> },
+    /// Return into the test harness to run a closure.
+    Closure { index: u64 },
+    /// Keep the sandbox up, with no program, until the parent drops it.
+    Session,
+    /// exec a program inside the running sandbox whose init has this host pid.
+    Join { init_pid: i32, program: String, args: Vec<String> },
+}
+
+/// The whole description of one sandbox start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Config {
+    pub root: RootMode,
+    pub hostname: String,
+    pub network: Network,
+    pub env: Vec<(String, String)>,
+    pub current_dir: String,
+    pub timeout: Option<Duration>,
+    /// Whether to create a user namespace (always when not root).
+    pub user_namespace: bool,
+    /// The uid and gid outside, mapped to root inside.
+    pub outer_uid: u32,
+    pub outer_gid: u32,
+    /// The host's resolv.conf, for `Network::Host`.
+    pub resolv_conf: Option<String>,
+    pub job: Job,
+}

@@ -1,0 +1,129 @@
+//! The crate's error type. Every message names the operation and its object, and where the kernel
+//! refused something, what to do about it.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that can go wrong while building, starting or running a sandbox.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A builder or command setting is invalid; nothing was started.
+    #[error("invalid {what} `{value}`: {reason}")]
+    InvalidConfig {
+        /// The setting ("hostname", "current_dir", …).
+        what: &'static str,
+        /// The value given, escaped for display.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The rootfs could not be fetched or opened.
+    #[error(transparent)]
+    Rootfs(#[from] fetch::Error),
+    /// The program could not be started inside the sandbox (`source.kind()` is `NotFound` for a
+    /// program missing from the rootfs, as with `std::process::Command`).
+    #[error("failed to execute `{program}` in the sandbox: {source}")]
+    Spawn {
+        /// The program, as given.
+        program: String,
+        /// Why exec failed.
+        #[source]
+        source: io::Error,
+    },
+    /// A setup step failed inside the new namespaces; nothing of the sandbox remains.
+    #[error("sandbox setup failed: {step}{}: {source}{}", path_suffix(path), hint_suffix(hint))]
+    Setup {
+        /// The step, e.g. "mount the overlay root".
+        step: String,
+        /// The path it acted on, if any.
+        path: Option<String>,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+        /// What to do about it, when known.
+        hint: Option<String>,
+    },
+    /// The sandbox's deadline passed; every process in it was killed.
+    #[error("the sandbox timed out after {after:?}; every process in it was killed")]
+    TimedOut {
+        /// The configured timeout.
+        after: Duration,
+    },
+    /// The sandbox helper process ended without saying why (killed from outside, or a bug).
+    #[error("the sandbox helper process ended unexpectedly ({status})")]
+    HelperDied {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+    },
+    /// The process running a closure died of a signal (a crash, or killed from outside).
+    #[error("the closure's process inside the sandbox died: {status}")]
+    Crashed {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+    },
+    /// A closure run with [`crate::Sandbox::run`] panicked inside the sandbox.
+    #[error("the closure panicked inside the sandbox: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// A closure's result could not be passed back.
+    #[error("failed to pass the closure's result out of the sandbox: {reason}")]
+    Result {
+        /// What went wrong.
+        reason: String,
+    },
+    /// [`crate::Sandbox::run`] was called outside a libtest/nextest test thread.
+    #[error("Sandbox::run needs to be called from a test (#[test] or #[sandbox_test]) in a libtest harness: it re-executes the test binary to reach the closure inside the sandbox; the current thread is {thread:?}")]
+    NotInTest {
+        /// The current thread's name.
+        thread: Option<String>,
+    },
+    /// A host-side operation failed.
+    #[error("failed to {op} `{path}`: {source}")]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The object.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn path_suffix(path: &Option<String>) -> String {
+    path.as_ref().map(|p| format!(" `{p}`")).unwrap_or_default()
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default()
+}
+
+impl Error {
+    /// The closest `std::io::ErrorKind`, for code that treats sandbox errors like std's.
+    pub fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Spawn { source, .. } | Error::Setup { source, .. } | Error::Io { source, .. } => source.kind(),
+            Error::TimedOut { .. } => io::ErrorKind::TimedOut,
+            Error::InvalidConfig { .. } => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::Other,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(source: io::Error) -> Error {
+        Error::Io { op: "operate on", path: PathBuf::from("a sandbox process"), source }
+    }
+}
+
+pub(crate) fn io<P: Into<PathBuf>>(op: &'static str, path: P) -> impl FnOnce(io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { op, path, source }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

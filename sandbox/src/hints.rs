@@ -1,0 +1,73 @@
+//! What to do when the kernel refuses a setup step: read from the host's configuration.
+
+use nix::errno::Errno;
+
+use crate::plan::StepKind;
+
+fn sysctl(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+}
+
+/// A hint for `errno` from a step of `kind`, if we know one.
+pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<String> {
+    match (kind, errno) {
+        (StepKind::Namespaces, Errno::EPERM | Errno::ENOSPC | Errno::EINVAL | Errno::EACCES) if rootless => {
+            Some(user_namespace_hint(errno))
+        }
+        (StepKind::Namespaces, Errno::EPERM) => Some(
+            "creating namespaces was refused even as root: a container runtime's seccomp profile or a \
+             missing CAP_SYS_ADMIN forbids unshare(2); run the container privileged, or with a profile that allows it"
+                .to_owned(),
+        ),
+        (StepKind::UserMap, _) => Some(
+            "the kernel refused the user namespace's id map; an unprivileged user may map only its own uid and gid"
+                .to_owned(),
+        ),
+        (StepKind::Overlay, Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP) => Some(
+            "overlayfs was refused: it needs the overlay module, and inside a user namespace Linux >= 5.11; \
+             run as root, or use Builder::copy_rootfs(true) for a private copy instead"
+                .to_owned(),
+        ),
+        (StepKind::Proc, Errno::EPERM) => Some(
+            "mounting a new /proc was refused: inside a container whose /proc is masked (partly covered by \
+             other mounts) the kernel forbids it; run the outer container with an unmasked /proc \
+             (e.g. docker --security-opt systempaths=unconfined, or --privileged)"
+                .to_owned(),
+        ),
+        (StepKind::CurrentDir, Errno::ENOENT | Errno::ENOTDIR) => {
+            Some("the working directory does not exist inside the rootfs; create it first or pick another".to_owned())
+        }
+        (StepKind::Staging | StepKind::Pivot, Errno::EINVAL) => Some(
+            "pivot_root(2) was refused; this happens when the process runs from an initramfs root (rootfs), \
+             where pivot_root is impossible: run from a real root filesystem"
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+fn user_namespace_hint(errno: Errno) -> String {
+    if sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return "unprivileged user namespaces are disabled: sysctl kernel.unprivileged_userns_clone = 0; \
+                enable them with `sysctl -w kernel.unprivileged_userns_clone=1`, or run as root"
+            .to_owned();
+    }
+    if sysctl("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return "user namespaces are disabled: sysctl user.max_user_namespaces = 0; raise it with \
+                `sysctl -w user.max_user_namespaces=15000`, or run as root"
+            .to_owned();
+    }
+    if sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return "AppArmor restricts unprivileged user namespaces: sysctl kernel.apparmor_restrict_unprivileged_userns = 1 \
+                (Ubuntu 23.10 and later); set it to 0, or load an AppArmor profile that allows `userns` for this binary, or run as root"
+            .to_owned();
+    }
+    if errno == Errno::ENOSPC {
+        return "the limit of user namespaces is reached (user.max_user_namespaces, or the per-user count); \
+                raise it or end other sandboxes"
+            .to_owned();
+    }
+    "an unprivileged user namespace was refused; inside a container, its seccomp profile usually forbids \
+     unshare(CLONE_NEWUSER): allow it, or run as root"
+        .to_owned()
+}

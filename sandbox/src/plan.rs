@@ -1,0 +1,359 @@
+//! The setup plan: what happens inside the new namespaces, in order, as data.
+//!
+//! [`plan`] turns a [`Config`] into steps; [`run`] executes them against a [`Sys`]. The order follows
+//! bubblewrap's `setup_newroot`: make the host's mounts a one-way slave, pivot into a staging tmpfs
+//! (the host stays reachable at `/oldroot`), build the new root there, pivot into it, detach the host.
+
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Network, RootMode};
+use crate::sys::Sys;
+
+/// Which part of setup a step belongs to; the parent turns it into a hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum StepKind {
+    Namespaces,
+    UserMap,
+    Propagation,
+    Staging,
+    Overlay,
+    CopyRoot,
+    Proc,
+    Dev,
+    Tmp,
+    Sys,
+    Etc,
+    Hostname,
+    Loopback,
+    Pivot,
+    CurrentDir,
+    Helper,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Op {
+    WriteFile { path: PathBuf, contents: Vec<u8> },
+    Mount { source: Option<String>, target: PathBuf, fstype: Option<String>, flags: MsFlags, data: Option<String> },
+    Mkdir { path: PathBuf, mode: u32 },
+    Touch { path: PathBuf },
+    Symlink { target: PathBuf, link: PathBuf },
+    PivotRoot { new_root: PathBuf, put_old: PathBuf },
+    UmountDetach { target: PathBuf },
+    Chdir { path: PathBuf },
+    SetHostname { name: String },
+    LoopbackUp,
+}
+
+impl Op {
+    /// The path the step acts on, for error messages.
+    pub(crate) fn path(&self) -> Option<String> {
+        let p = match self {
+            Op::WriteFile { path, .. } | Op::Mkdir { path, .. } | Op::Touch { path } | Op::Chdir { path } => path,
+            Op::Mount { target, .. } | Op::UmountDetach { target } => target,
+            Op::Symlink { link, .. } => link,
+            Op::PivotRoot { new_root, .. } => new_root,
+            Op::SetHostname { name } => return Some(name.clone()),
+            Op::LoopbackUp => return Some("lo".to_owned()),
+        };
+        Some(p.display().to_string())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub kind: StepKind,
+    pub what: &'static str,
+    pub op: Op,
+    /// A failure is logged and setup goes on (e.g. sysfs, which a user namespace may not mount).
+    pub optional: bool,
+}
+
+/// A failed step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub kind: StepKind,
+    pub what: &'static str,
+    pub path: Option<String>,
+    pub errno: Errno,
+}
+
+const STAGING: &str = "/tmp";
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The plan for `config`, from inside the new namespaces up to the pivot into the sandbox's root.
+pub(crate) fn plan(config: &Config) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut step = |kind, what, op| steps.push(Step { kind, what, op, optional: false });
+    let p = PathBuf::from;
+
+    if config.user_namespace {
+        // user_namespaces(7): an unprivileged process may map only itself, and must deny setgroups
+        // before writing gid_map.
+        step(StepKind::UserMap, "deny setgroups in the user namespace", Op::WriteFile { path: p("/proc/self/setgroups"), contents: b"deny".to_vec() });
+        let uid_map = format!("0 {} 1\n", config.outer_uid).into_bytes();
+        step(StepKind::UserMap, "map the caller's uid to root", Op::WriteFile { path: p("/proc/self/uid_map"), contents: uid_map });
+        let gid_map = format!("0 {} 1\n", config.outer_gid).into_bytes();
+        step(StepKind::UserMap, "map the caller's gid to root", Op::WriteFile { path: p("/proc/self/gid_map"), contents: gid_map });
+    }
+    // mount_namespaces(7): a recursive slave receives the host's mount events but sends none back, so
+    // nothing mounted from here on is ever seen by the host.
+    step(StepKind::Propagation, "make the host's mounts a one-way slave", Op::Mount { source: None, target: p("/"), fstype: None, flags: MsFlags::MS_REC | MsFlags::MS_SLAVE, data: None });
+    // A tmpfs to build in, private to this mount namespace: the overlay's upper layer lives here, so
+    // the sandbox's writes vanish with it and nothing is left on the host's disks.
+    step(StepKind::Staging, "mount the staging tmpfs", Op::Mount { source: Some("tmpfs".into()), target: p(STAGING), fstype: Some("tmpfs".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=0755".into()) });
+    step(StepKind::Staging, "create the old-root directory", Op::Mkdir { path: p("/tmp/oldroot"), mode: 0o755 });
+    // pivot_root(2), as bubblewrap does: the host's tree stays reachable at /oldroot while we build.
+    step(StepKind::Staging, "pivot into the staging tmpfs", Op::PivotRoot { new_root: p(STAGING), put_old: p("/tmp/oldroot") });
+    step(StepKind::Staging, "enter the staging root", Op::Chdir { path: p("/") });
+    for dir in ["/upper", "/work", "/newroot"] {
+        step(StepKind::Staging, "create a staging directory", Op::Mkdir { path: p(dir), mode: 0o755 });
+    }
+    match &config.root {
+        RootMode::Overlay { lower } => {
+            let mut data = format!(
+                "lowerdir={},upperdir=/upper,workdir=/work",
+                escape_overlay_path(&Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower)))
+            );
+            if config.user_namespace {
+                // Inside a user namespace overlayfs keeps its metadata in user.* xattrs (kernel >= 5.11).
+                data.push_str(",userxattr");
+            }
+            step(StepKind::Overlay, "mount the writable overlay root", Op::Mount { source: Some("overlay".into()), target: p("/newroot"), fstype: Some("overlay".into()), flags: MsFlags::empty(), data: Some(data) });
+        }
+        RootMode::Copy { copy } => {
+            let source = Path::new("/oldroot").join(copy.strip_prefix("/").unwrap_or(copy));
+            step(StepKind::CopyRoot, "bind-mount the private rootfs copy", Op::Mount { source: Some(source.display().to_string()), target: p("/newroot"), fstype: None, flags: MsFlags::MS_BIND | MsFlags::MS_REC, data: None });
+        }
+    }
+    // proc(5) for the new pid namespace: ps and /proc/self see only the sandbox.
+    step(StepKind::Proc, "create /proc", Op::Mkdir { path: p("/newroot/proc"), mode: 0o555 });
+    step(StepKind::Proc, "mount /proc for the new pid namespace", Op::Mount { source: Some("proc".into()), target: p("/newroot/proc"), fstype: Some("proc".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: None });
+    // A minimal /dev, as bubblewrap's --dev: the harmless character devices, bound from the host.
+    step(StepKind::Dev, "create /dev", Op::Mkdir { path: p("/newroot/dev"), mode: 0o755 });
+    step(StepKind::Dev, "mount a tmpfs on /dev", Op::Mount { source: Some("tmpfs".into()), target: p("/newroot/dev"), fstype: Some("tmpfs".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, data: Some("mode=0755".into()) });
+    for dev in DEVICES {
+        let target = Path::new("/newroot/dev").join(dev);
+        step(StepKind::Dev, "create a device mount point", Op::Touch { path: target.clone() });
+        step(StepKind::Dev, "bind-mount a host device", Op::Mount { source: Some(format!("/oldroot/dev/{dev}")), target, fstype: None, flags: MsFlags::MS_BIND, data: None });
+    }
+    step(StepKind::Dev, "create /dev/pts", Op::Mkdir { path: p("/newroot/dev/pts"), mode: 0o755 });
+    // devpts(5) newinstance: the sandbox's ptys are its own.
+    step(StepKind::Dev, "mount a private devpts instance", Op::Mount { source: Some("devpts".into()), target: p("/newroot/dev/pts"), fstype: Some("devpts".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, data: Some("newinstance,ptmxmode=0666,mode=0620".into()) });
+    step(StepKind::Dev, "link /dev/ptmx", Op::Symlink { target: p("pts/ptmx"), link: p("/newroot/dev/ptmx") });
+    step(StepKind::Dev, "create /dev/shm", Op::Mkdir { path: p("/newroot/dev/shm"), mode: 0o1777 });
+    step(StepKind::Dev, "mount a tmpfs on /dev/shm", Op::Mount { source: Some("tmpfs".into()), target: p("/newroot/dev/shm"), fstype: Some("tmpfs".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=1777".into()) });
+    for (target, link) in [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr")] {
+        step(StepKind::Dev, "link a /dev/fd entry", Op::Symlink { target: p(target), link: Path::new("/newroot/dev").join(link) });
+    }
+    step(StepKind::Tmp, "create /tmp", Op::Mkdir { path: p("/newroot/tmp"), mode: 0o1777 });
+    step(StepKind::Tmp, "mount a tmpfs on /tmp", Op::Mount { source: Some("tmpfs".into()), target: p("/newroot/tmp"), fstype: Some("tmpfs".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=1777".into()) });
+    step(StepKind::Etc, "write /etc/hostname", Op::WriteFile { path: p("/newroot/etc/hostname"), contents: format!("{}\n", config.hostname).into_bytes() });
+    let hosts = format!(
+        "127.0.0.1\tlocalhost localhost.localdomain\n::1\t\tlocalhost localhost.localdomain\n127.0.1.1\t{}\n",
+        config.hostname
+    );
+    step(StepKind::Etc, "write /etc/hosts", Op::WriteFile { path: p("/newroot/etc/hosts"), contents: hosts.into_bytes() });
+    if let Some(resolv) = &config.resolv_conf {
+        step(StepKind::Etc, "write /etc/resolv.conf", Op::WriteFile { path: p("/newroot/etc/resolv.conf"), contents: resolv.clone().into_bytes() });
+    }
+    step(StepKind::Hostname, "set the hostname", Op::SetHostname { name: config.hostname.clone() });
+    if config.network == Network::Loopback {
+        step(StepKind::Loopback, "bring up the loopback interface", Op::LoopbackUp);
+    }
+    if config.network != Network::Host {
+        // sysfs may only be mounted by the owner of the network namespace; read-only, best effort.
+        step(StepKind::Sys, "create /sys", Op::Mkdir { path: p("/newroot/sys"), mode: 0o555 });
+        step(StepKind::Sys, "mount a read-only /sys", Op::Mount { source: Some("sysfs".into()), target: p("/newroot/sys"), fstype: Some("sysfs".into()), flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: None });
+    }
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves no host path
+    // reachable (pivot_root(2), NOTES).
+    step(StepKind::Pivot, "enter the new root", Op::Chdir { path: p("/newroot") });
+    step(StepKind::Pivot, "pivot into the new root", Op::PivotRoot { new_root: p("."), put_old: p(".") });
+    step(StepKind::Pivot, "detach the host's root", Op::UmountDetach { target: p(".") });
+    step(StepKind::Pivot, "enter /", Op::Chdir { path: p("/") });
+    for s in &mut steps {
+        s.optional = s.kind == StepKind::Sys;
+    }
+    steps
+}
+
+/// overlayfs(5) separates layers with `:` and options with `,`; both are escaped with `\`.
+fn escape_overlay_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        if matches!(c, ',' | ':' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Executes `steps` in order; stops at the first failure of a step that is not optional.
+pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
+    for s in steps {
+        let result = match &s.op {
+            Op::WriteFile { path, contents } => sys.write_file(path, contents),
+            Op::Mount { source, target, fstype, flags, data } => sys.mount(source.as_deref(), target, fstype.as_deref(), *flags, data.as_deref()),
+            Op::Mkdir { path, mode } => sys.mkdir(path, *mode),
+            Op::Touch { path } => sys.touch(path),
+            Op::Symlink { target, link } => sys.symlink(target, link),
+            Op::PivotRoot { new_root, put_old } => sys.pivot_root(new_root, put_old),
+            Op::UmountDetach { target } => sys.umount_detach(target),
+            Op::Chdir { path } => sys.chdir(path),
+            Op::SetHostname { name } => sys.sethostname(name),
+            Op::LoopbackUp => sys.loopback_up(),
+        };
+        match result {
+            Ok(()) => {}
+            Err(errno) if s.optional => tracing::debug!(what = s.what, %errno, "optional setup step failed"),
+            Err(errno) => return Err(Failure { kind: s.kind, what: s.what, path: s.op.path(), errno }),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::config::Job;
+
+    /// Records every call; fails the call whose description matches `fail_on`.
+    #[derive(Default)]
+    struct Recorder {
+        calls: RefCell<Vec<String>>,
+        fail_on: Option<(&'static str, Errno)>,
+    }
+
+    impl Recorder {
+        fn call(&self, text: String) -> Result<(), Errno> {
+            let fail = self.fail_on.filter(|(needle, _)| text.contains(needle)).map(|(_, e)| e);
+            self.calls.borrow_mut().push(text);
+            fail.map_or(Ok(()), Err)
+        }
+    }
+
+    impl Sys for Recorder {
+        fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno> {
+            self.call(format!("mount {} {} {} {:?} {}", source.unwrap_or("-"), target.display(), fstype.unwrap_or("-"), flags, data.unwrap_or("-")))
+        }
+        fn umount_detach(&self, target: &Path) -> Result<(), Errno> {
+            self.call(format!("umount -l {}", target.display()))
+        }
+        fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), Errno> {
+            self.call(format!("pivot_root {} {}", new_root.display(), put_old.display()))
+        }
+        fn chdir(&self, path: &Path) -> Result<(), Errno> {
+            self.call(format!("chdir {}", path.display()))
+        }
+        fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+            self.call(format!("mkdir {} {mode:o}", path.display()))
+        }
+        fn touch(&self, path: &Path) -> Result<(), Errno> {
+            self.call(format!("touch {}", path.display()))
+        }
+        fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+            self.call(format!("write {} {:?}", path.display(), String::from_utf8_lossy(contents)))
+        }
+        fn symlink(&self, target: &Path, link: &Path) -> Result<(), Errno> {
+            self.call(format!("symlink {} {}", target.display(), link.display()))
+        }
+        fn sethostname(&self, name: &str) -> Result<(), Errno> {
+            self.call(format!("sethostname {name}"))
+        }
+        fn loopback_up(&self) -> Result<(), Errno> {
+            self.call("loopback up".to_owned())
+        }
+    }
+
+    fn config(user_namespace: bool, network: Network) -> Config {
+        Config {
+            root: RootMode::Overlay { lower: PathBuf::from("/cache/trees/abc,d.uid1000") },
+            hostname: "box".into(),
+            network,
+            env: vec![],
+            current_dir: "/".into(),
+            timeout: None,
+            user_namespace,
+            outer_uid: 1000,
+            outer_gid: 1000,
+            resolv_conf: None,
+            job: Job::Session,
+        }
+    }
+
+    fn recorded(cfg: &Config) -> Vec<String> {
+        let rec = Recorder::default();
+        assert_eq!(run(&plan(cfg), &rec), Ok(()));
+        rec.calls.into_inner()
+    }
+
+    fn position(calls: &[String], needle: &str) -> usize {
+        calls.iter().position(|c| c.contains(needle)).unwrap_or_else(|| panic!("no call matching {needle:?} in {calls:#?}"))
+    }
+
+    #[test]
+    fn rootless_plan_maps_ids_first_then_builds_and_pivots() {
+        let calls = recorded(&config(true, Network::Loopback));
+        assert_eq!(calls[0], "write /proc/self/setgroups \"deny\"");
+        assert_eq!(calls[1], "write /proc/self/uid_map \"0 1000 1\\n\"");
+        assert_eq!(calls[2], "write /proc/self/gid_map \"0 1000 1\\n\"");
+        assert_eq!(calls[3], "mount - / - MsFlags(MS_REC | MS_SLAVE) -");
+        let order = [
+            "mount tmpfs /tmp tmpfs",
+            "pivot_root /tmp /tmp/oldroot",
+            "mount overlay /newroot overlay MsFlags(0x0) lowerdir=/oldroot/cache/trees/abc\\,d.uid1000,upperdir=/upper,workdir=/work,userxattr",
+            "mount proc /newroot/proc",
+            "mount tmpfs /newroot/dev tmpfs",
+            "mount /oldroot/dev/null /newroot/dev/null",
+            "mount devpts /newroot/dev/pts devpts",
+            "mount tmpfs /newroot/tmp tmpfs",
+            "write /newroot/etc/hosts",
+            "sethostname box",
+            "loopback up",
+            "pivot_root . .",
+            "umount -l .",
+        ];
+        let positions: Vec<usize> = order.iter().map(|n| position(&calls, n)).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order: {order:?} at {positions:?}\n{calls:#?}");
+        assert_eq!(calls.last().map(String::as_str), Some("chdir /"));
+    }
+
+    #[test]
+    fn root_plan_has_no_id_maps_and_no_userxattr() {
+        let calls = recorded(&config(false, Network::Loopback));
+        assert!(!calls.iter().any(|c| c.contains("uid_map") || c.contains("userxattr")), "{calls:#?}");
+    }
+
+    #[test]
+    fn network_modes() {
+        let none = recorded(&config(false, Network::None));
+        assert!(!none.iter().any(|c| c == "loopback up"));
+        let host = recorded(&config(false, Network::Host));
+        assert!(!host.iter().any(|c| c == "loopback up" || c.contains("sysfs")), "{host:#?}");
+    }
+
+    #[test]
+    fn failure_names_the_step_and_path_and_stops() {
+        let rec = Recorder { fail_on: Some(("mount proc", Errno::EPERM)), ..Default::default() };
+        let err = run(&plan(&config(true, Network::Loopback)), &rec).err();
+        assert_eq!(
+            err,
+            Some(Failure { kind: StepKind::Proc, what: "mount /proc for the new pid namespace", path: Some("/newroot/proc".into()), errno: Errno::EPERM })
+        );
+        assert!(rec.calls.borrow().last().is_some_and(|c| c.starts_with("mount proc")), "stopped at the failure");
+    }
+
+    #[test]
+    fn optional_sysfs_failure_is_not_fatal() {
+        let rec = Recorder { fail_on: Some(("sysfs", Errno::EPERM)), ..Default::default() };
+        assert_eq!(run(&plan(&config(true, Network::Loopback)), &rec), Ok(()));
+        assert!(rec.calls.borrow().iter().any(|c| c == "pivot_root . ."));
+    }
+}

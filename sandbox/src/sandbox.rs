@@ -1,0 +1,341 @@
+//! The builder (pure data, validated up front) and the sandbox it builds.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::command::Command;
+use crate::config::{Config, Job, Network, RootMode};
+use crate::session::Session;
+
+/// The `PATH` inside a sandbox unless the environment says otherwise.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Clone)]
+enum RootfsChoice {
+    Default,
+    Rootfs(fetch::Rootfs),
+    Dir(PathBuf),
+}
+
+/// Configuration of a [`Sandbox`]. Every setter documents its default; nothing is checked or started
+/// until [`build`](Builder::build).
+///
+/// # Examples
+/// ```no_run
+/// use sandbox::{Network, Sandbox};
+/// let sb = Sandbox::builder()
+///     .hostname("box")
+///     .network(Network::Loopback)
+///     .env("KEY", "value")
+///     .current_dir("/root")
+///     .timeout(std::time::Duration::from_secs(30))
+///     .build()?;
+/// # Ok::<(), sandbox::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    rootfs: RootfsChoice,
+    hostname: String,
+    network: Network,
+    env: Vec<(String, String)>,
+    current_dir: String,
+    timeout: Option<Duration>,
+    user_namespace: Option<bool>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            rootfs: RootfsChoice::Default,
+            hostname: "sandbox".to_owned(),
+            network: Network::Loopback,
+            env: Vec::new(),
+            current_dir: "/".to_owned(),
+            timeout: None,
+            user_namespace: None,
+        }
+    }
+}
+
+impl Builder {
+    /// The root filesystem: the lower, read-only layer under each sandbox's private writable copy.
+    /// Default: [`fetch::default_rootfs`] (`$SANDBOX_ROOTFS`, else the pinned Alpine release, fetched
+    /// into the cache on first use).
+    pub fn rootfs(mut self, rootfs: &fetch::Rootfs) -> Self {
+        self.rootfs = RootfsChoice::Rootfs(rootfs.clone());
+        self
+    }
+
+    /// Any unpacked tree as the root filesystem (it is never written to).
+    pub fn rootfs_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.rootfs = RootfsChoice::Dir(dir.into());
+        self
+    }
+
+    /// The hostname inside (also in `/etc/hostname` and `/etc/hosts`). Default: `"sandbox"`.
+    pub fn hostname(mut self, name: impl Into<String>) -> Self {
+        self.hostname = name.into();
+        self
+    }
+
+    /// The network. Default: [`Network::Loopback`].
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// Adds an environment variable for every process in the sandbox. The default environment is
+    /// clean: `PATH`, `HOME=/root`, `HOSTNAME`, and `TERM` if the caller has it.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value.into()));
+        self
+    }
+
+    /// The working directory of processes inside (absolute, inside the rootfs). Default: `/`.
+    pub fn current_dir(mut self, dir: impl Into<String>) -> Self {
+        self.current_dir = dir.into();
+        self
+    }
+
+    /// A deadline for the whole sandbox: when it passes, every process in it is killed and the run
+    /// reports [`Error::TimedOut`]. Default: none.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Whether to put the sandbox in a new user namespace. Default: only when not running as root
+    /// (where it is required: the calling user becomes root inside).
+    pub fn user_namespace(mut self, enable: bool) -> Self {
+        self.user_namespace = Some(enable);
+        self
+    }
+
+    /// Checks every setting and resolves the rootfs. Nothing runs yet: each [`Sandbox::command`] or
+    /// [`Sandbox::run`] starts a fresh sandbox.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a bad setting, [`Error::Rootfs`] if the default rootfs cannot be
+    /// had.
+    pub fn build(self) -> Result<Sandbox, Error> {
+        check_hostname(&self.hostname)?;
+        check_abs_path("current_dir", &self.current_dir)?;
+        for (k, v) in &self.env {
+            check_env(k, v)?;
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(invalid("timeout", "0s", "must be longer than zero"));
+        }
+        let lower = match self.rootfs {
+            RootfsChoice::Default => fetch::default_rootfs()?.path().to_owned(),
+            RootfsChoice::Rootfs(r) => r.path().to_owned(),
+            RootfsChoice::Dir(d) => d,
+        };
+        let lower = match std::fs::metadata(&lower) {
+            Ok(m) if m.is_dir() => std::path::absolute(&lower).unwrap_or(lower),
+            Ok(_) => return Err(invalid("rootfs", &lower.display().to_string(), "is not a directory")),
+            Err(e) => return Err(invalid("rootfs", &lower.display().to_string(), &e.to_string())),
+        };
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let user_namespace = match self.user_namespace {
+            Some(false) if uid != 0 => {
+                return Err(invalid("user_namespace", "false", "a sandbox without root needs a user namespace"));
+            }
+            Some(v) => v,
+            None => uid != 0,
+        };
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), DEFAULT_PATH.into()),
+            ("HOME".into(), "/root".into()),
+            ("HOSTNAME".into(), self.hostname.clone()),
+        ];
+        if let Ok(term) = std::env::var("TERM") {
+            env.push(("TERM".into(), term));
+        }
+        for (k, v) in self.env {
+            env.retain(|(e, _)| *e != k);
+            env.push((k, v));
+        }
+        let resolv_conf = match self.network {
+            Network::Host => std::fs::read_to_string("/etc/resolv.conf").ok(),
+            _ => None,
+        };
+        Ok(Sandbox {
+            base: Config {
+                root: RootMode::Overlay { lower },
+                hostname: self.hostname,
+                network: self.network,
+                env,
+                current_dir: self.current_dir,
+                timeout: self.timeout,
+                user_namespace,
+                outer_uid: uid,
+                outer_gid: gid,
+                resolv_conf,
+                job: Job::Session,
+            },
+        })
+    }
+}
+
+/// A configured sandbox. Each [`command`](Sandbox::command) and [`run`](Sandbox::run) starts a
+/// fresh one: new namespaces, a new private writable copy of the rootfs, torn down when it ends.
+/// [`session`](Sandbox::session) keeps one alive for several commands.
+///
+/// # Examples
+/// ```no_run
+/// let sb = sandbox::Sandbox::builder().hostname("box").build()?;
+/// let out = sb.command("/bin/sh").args(["-c", "hostname"]).output()?;
+/// assert_eq!(out.stdout, b"box\n");
+/// # Ok::<(), sandbox::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    base: Config,
+}
+
+impl Sandbox {
+    /// A builder with every default.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A command to run in a fresh sandbox, like [`std::process::Command`].
+    pub fn command(&self, program: impl Into<String>) -> Command<'_> {
+        Command::new(self, program.into(), None)
+    }
+
+    /// Runs `f` inside a fresh sandbox and returns its result. Must be called from a test (libtest
+    /// or nextest): see the crate docs for how, and for what runs twice.
+    ///
+    /// # Errors
+    /// [`Error::Panicked`] if `f` panics, [`Error::Setup`] / [`Error::TimedOut`] / [`Error::Crashed`]
+    /// as for commands, [`Error::NotInTest`] outside a test thread.
+    pub fn run<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        crate::closure::run(self, f)
+    }
+
+    /// Starts one sandbox that stays up until the returned [`Session`] is dropped; its commands see
+    /// each other's files and processes.
+    ///
+    /// # Errors
+    /// As for starting a command.
+    pub fn session(&self) -> Result<Session<'_>, Error> {
+        Session::start(self)
+    }
+
+    /// The hostname inside.
+    pub fn hostname(&self) -> &str {
+        &self.base.hostname
+    }
+
+    /// The unpacked tree used as the read-only lower layer.
+    pub fn rootfs_path(&self) -> &Path {
+        match &self.base.root {
+            RootMode::Overlay { lower } => lower,
+            RootMode::Copy { copy } => copy,
+        }
+    }
+
+    pub(crate) fn rootless(&self) -> bool {
+        self.base.user_namespace && self.base.outer_uid != 0
+    }
+
+    /// The configuration for one start of `job`, with per-command environment and directory.
+    pub(crate) fn config(&self, job: Job, overrides: Option<Overrides<'_>>) -> Result<Config, Error> {
+        let mut config = self.base.clone();
+        config.job = job;
+        if let Some((env, dir)) = overrides {
+            for (k, v) in env {
+                config.env.retain(|(e, _)| e != k);
+                if let Some(v) = v {
+                    config.env.push((k.clone(), v.clone()));
+                }
+            }
+            if let Some(dir) = dir {
+                config.current_dir = dir.to_owned();
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Per-command environment changes (`None` removes) and working directory.
+pub(crate) type Overrides<'a> = (&'a [(String, Option<String>)], Option<&'a str>);
+
+pub(crate) fn invalid(what: &'static str, value: &str, reason: &str) -> Error {
+    Error::InvalidConfig { what, value: value.escape_debug().to_string(), reason: reason.to_owned() }
+}
+
+fn check_hostname(name: &str) -> Result<(), Error> {
+    let bad = |reason: &str| Err(invalid("hostname", name, reason));
+    if name.is_empty() || name.len() > 64 {
+        return bad("must be 1 to 64 bytes long (sethostname(2))");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+        return bad("may contain only ASCII letters, digits, `-` and `.` (RFC 1123)");
+    }
+    if name.starts_with(['-', '.']) || name.ends_with(['-', '.']) || name.contains("..") {
+        return bad("must not start or end with `-` or `.`, nor contain `..`");
+    }
+    Ok(())
+}
+
+pub(crate) fn check_abs_path(what: &'static str, path: &str) -> Result<(), Error> {
+    if path.contains('\0') {
+        return Err(invalid(what, path, "contains a NUL byte"));
+    }
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(invalid(what, path, "must be an absolute path inside the sandbox"));
+    }
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(invalid(what, path, "must not contain `..`"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_env(key: &str, value: &str) -> Result<(), Error> {
+    if key.is_empty() || key.contains(['=', '\0']) {
+        return Err(invalid("environment variable name", key, "must be non-empty, without `=` or NUL"));
+    }
+    if value.contains('\0') {
+        return Err(invalid("environment variable value", value, "must not contain NUL"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert!(check_hostname("db-1.test").is_ok());
+        assert!(check_hostname(&"a".repeat(64)).is_ok());
+        for bad in ["", "-a", "a-", "a b", "a_b", "ä", "a..b", &"a".repeat(65)] {
+            assert!(check_hostname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn paths_and_env() {
+        assert!(check_abs_path("current_dir", "/root").is_ok());
+        assert!(check_abs_path("current_dir", "root").is_err());
+        assert!(check_abs_path("current_dir", "/root/../etc").is_err());
+        assert!(check_env("A", "b").is_ok());
+        assert!(check_env("A=B", "b").is_err());
+        assert!(check_env("A", "b\0").is_err());
+    }
+}

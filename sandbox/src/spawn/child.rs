@@ -1,0 +1,92 @@
+//! The program's process inside the sandbox.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::errno::Errno;
+
+use crate::config::{Config, Job};
+use crate::plan::StepKind;
+use crate::report::{Record, send};
+
+const TAG_EXEC: u8 = 1;
+const TAG_CHDIR: u8 = 2;
+
+/// Prepares the process and execs the program; on failure, writes what failed to `exec_pipe` and
+/// exits 127. For a closure, returns instead (with the environment set), so that `main` runs the test.
+pub(crate) fn run(config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
+    // A session of its own: job control inside cannot touch the caller's terminal.
+    let _ = nix::unistd::setsid();
+    if let Err(e) = nix::unistd::chdir(config.current_dir.as_str()) {
+        fail(exec_pipe, TAG_CHDIR, e);
+    }
+    match &config.job {
+        Job::Closure { index } => {
+            crate::sys::set_env_single_threaded(&config.env);
+            crate::closure::enter_child(report, *index);
+            // Closing our end tells init the closure is about to run.
+            drop(exec_pipe);
+        }
+        Job::Exec { program, args } | Job::Join { program, args, .. } => {
+            let errno = exec(program, args, &config.env);
+            fail(exec_pipe, TAG_EXEC, errno)
+        }
+        Job::Session => std::process::exit(0),
+    }
+}
+
+fn fail(pipe: OwnedFd, tag: u8, errno: Errno) -> ! {
+    let mut msg = vec![tag];
+    msg.extend_from_slice(&(errno as i32).to_ne_bytes());
+    let _ = std::fs::File::from(pipe).write_all(&msg);
+    std::process::exit(127);
+}
+
+/// execve(2) with a PATH search done here, inside the sandbox, like execvp(3).
+fn exec(program: &str, args: &[String], env: &[(String, String)]) -> Errno {
+    let cstr = |s: &str| CString::new(s).unwrap_or_default();
+    let argv: Vec<CString> = std::iter::once(program).chain(args.iter().map(String::as_str)).map(cstr).collect();
+    let envp: Vec<CString> = env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect();
+    if program.contains('/') {
+        return crate::sys::execve(&cstr(program), &argv, &envp);
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map_or(crate::DEFAULT_PATH, |(_, v)| v.as_str());
+    let mut result = Errno::ENOENT;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        match crate::sys::execve(&cstr(&candidate.to_string_lossy()), &argv, &envp) {
+            // Keep looking, but remember a permission problem over "not found", as execvp does.
+            Errno::ENOENT | Errno::ENOTDIR => {}
+            Errno::EACCES => result = Errno::EACCES,
+            other => return other,
+        }
+    }
+    result
+}
+
+/// Waits until the program's process has exec'd (the close-on-exec pipe reads end-of-file) or failed,
+/// and reports which.
+pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, job: &Job) {
+    let mut msg = Vec::new();
+    let _ = std::fs::File::from(pipe).read_to_end(&mut msg);
+    match msg.as_slice() {
+        [] if !matches!(job, Job::Closure { .. }) => send(report, &Record::Started),
+        [] => {}
+        [tag, a, b, c, d] => {
+            let errno = i32::from_ne_bytes([*a, *b, *c, *d]);
+            if *tag == TAG_CHDIR {
+                send(report, &Record::SetupFailed {
+                    kind: StepKind::CurrentDir,
+                    what: "enter the working directory".to_owned(),
+                    path: None,
+                    errno,
+                });
+            } else {
+                send(report, &Record::ExecFailed { errno });
+            }
+        }
+        _ => {}
+    }
+}

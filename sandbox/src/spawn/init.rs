@@ -1,0 +1,140 @@
+//! PID 1 of the sandbox: builds the root, starts the program, reaps, forwards signals, keeps time.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+
+use crate::config::{Config, Job};
+use crate::plan;
+use crate::report::{Record, send};
+use crate::sys::Kernel;
+
+/// Runs init. Returns `true` only in the forked child that is to run a closure; every other path
+/// ends the process.
+pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
+    // Die with the helper (our parent), and so with the test process above it.
+    let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
+    if let Err(f) = plan::run(&plan::plan(config), &Kernel) {
+        send(&report, &Record::SetupFailed { kind: f.kind, what: f.what.to_owned(), path: f.path, errno: f.errno as i32 });
+        std::process::exit(1);
+    }
+    // Every signal goes through a signalfd, so that none is lost between fork and the wait loop, and
+    // so that PID 1 (which the kernel spares from default actions) still sees them.
+    let all = SigSet::all();
+    let mut old = SigSet::empty();
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), Some(&mut old)) {
+        fatal(&report, "block signals in init", e);
+    }
+    let signals = match SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+        Ok(fd) => fd,
+        Err(e) => fatal(&report, "create init's signalfd", e),
+    };
+    let deadline = config.timeout.map(|t| Instant::now() + t);
+
+    let main = match config.job {
+        Job::Session => {
+            send(&report, &Record::Ready);
+            drop(report);
+            None
+        }
+        _ => {
+            let (exec_r, exec_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+                Ok(p) => p,
+                Err(e) => fatal(&report, "create the exec pipe", e),
+            };
+            match crate::sys::fork() {
+                Err(e) => fatal(&report, "fork the program's process", e),
+                Ok(ForkResult::Child) => {
+                    drop(exec_r);
+                    drop(signals);
+                    drop(status);
+                    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+                    // Returns only for a closure: to main, and the test inside the sandbox.
+                    super::child::run(config, &report, exec_w);
+                    return true;
+                }
+                Ok(ForkResult::Parent { child }) => {
+                    drop(exec_w);
+                    super::child::await_exec(exec_r, &report, &config.job);
+                    drop(report);
+                    Some(child)
+                }
+            }
+        }
+    };
+    let (status_word, timed_out) = reap_until_done(main, &signals, deadline);
+    let mut msg = status_word.to_ne_bytes().to_vec();
+    msg.push(u8::from(timed_out));
+    let _ = std::fs::File::from(status).write_all(&msg);
+    std::process::exit(0);
+}
+
+fn fatal(report: &OwnedFd, what: &str, errno: Errno) -> ! {
+    send(report, &Record::SetupFailed { kind: crate::plan::StepKind::Helper, what: what.to_owned(), path: None, errno: errno as i32 });
+    std::process::exit(1);
+}
+
+/// The init loop. Reaps every child; forwards signals to the program; on the deadline kills every
+/// process in the namespace. Returns when the program has exited (or, for a session, when time is up),
+/// after killing and reaping whatever else is left.
+fn reap_until_done(main: Option<Pid>, signals: &SignalFd, deadline: Option<Instant>) -> (i32, bool) {
+    let mut main_status: Option<i32> = None;
+    let mut timed_out = false;
+    loop {
+        // Reap everything that has exited; orphans are re-parented to us.
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(s) => {
+                    if s.pid() == main && main.is_some() {
+                        main_status = Some(super::helper::raw_status(s));
+                    }
+                }
+            }
+        }
+        if let Some(status) = main_status {
+            // The program is done: nothing else in the sandbox outlives it.
+            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+            while waitpid(Pid::from_raw(-1), None).is_ok() {}
+            return (status, timed_out);
+        }
+        if timed_out && main.is_none() {
+            return (Signal::SIGKILL as i32, true);
+        }
+        let timeout = match deadline {
+            Some(d) if !timed_out => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    timed_out = true;
+                    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                    continue;
+                }
+                PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1).unwrap_or(PollTimeout::MAX)
+            }
+            _ => PollTimeout::NONE,
+        };
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(_) => continue,
+        }
+        while let Ok(Some(info)) = signals.read_signal() {
+            let sig = info.ssi_signo as i32;
+            if sig == Signal::SIGCHLD as i32 {
+                continue;
+            }
+            if let (Some(pid), Ok(sig)) = (main, Signal::try_from(sig)) {
+                let _ = kill(pid, sig);
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Starting a sandbox, one module per process involved:
+//!
+//! - `parent`: the calling process (possibly the multi-threaded test harness). It never forks by
+//!   hand: it spawns its own executable (`/proc/self/exe`) with `std::process::Command`, handing over
+//!   the configuration in a memfd and a pipe for reports.
+//! - `helper`: that re-executed binary, which a constructor diverts before `main` runs, while it is
+//!   still single-threaded. It creates the namespaces, forks init, waits, and relays the outcome.
+//! - `init`: PID 1 of the new pid namespace. It builds the root filesystem (`crate::plan`), starts
+//!   the program, reaps zombies, forwards signals and enforces the deadline.
+//! - `child`: the program's process: it execs the program, or returns into the test harness to run a
+//!   closure.
+
+pub(crate) mod child;
+pub(crate) mod helper;
+pub(crate) mod init;
+pub(crate) mod parent;

@@ -1,0 +1,212 @@
+//! The thin layer over the kernel: the [`Sys`] trait the setup plan runs against (with the real
+//! implementation here and a recording fake in the tests), and the few operations that need `unsafe`.
+//! This is the only module of the crate where `unsafe` is allowed.
+
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag};
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+
+/// The kernel operations a setup plan performs, each failing with an errno.
+pub(crate) trait Sys {
+    fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno>;
+    fn umount_detach(&self, target: &Path) -> Result<(), Errno>;
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), Errno>;
+    fn chdir(&self, path: &Path) -> Result<(), Errno>;
+    /// Creates a directory; an existing one is fine.
+    fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno>;
+    /// Creates an empty file if there is none (a bind-mount target).
+    fn touch(&self, path: &Path) -> Result<(), Errno>;
+    /// Replaces the file's contents (creating it, mode 0644), never following a symlink at `path`.
+    fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno>;
+    /// Creates a symlink; an existing entry at `link` is replaced.
+    fn symlink(&self, target: &Path, link: &Path) -> Result<(), Errno>;
+    fn sethostname(&self, name: &str) -> Result<(), Errno>;
+    fn loopback_up(&self) -> Result<(), Errno>;
+}
+
+/// The real kernel.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Kernel;
+
+impl Sys for Kernel {
+    fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno> {
+        nix::mount::mount(source, target, fstype, flags, data)
+    }
+
+    fn umount_detach(&self, target: &Path) -> Result<(), Errno> {
+        nix::mount::umount2(target, MntFlags::MNT_DETACH)
+    }
+
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), Errno> {
+        nix::unistd::pivot_root(new_root, put_old)
+    }
+
+    fn chdir(&self, path: &Path) -> Result<(), Errno> {
+        nix::unistd::chdir(path)
+    }
+
+    fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+        match nix::unistd::mkdir(path, Mode::from_bits_truncate(mode)) {
+            Ok(()) | Err(Errno::EEXIST) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn touch(&self, path: &Path) -> Result<(), Errno> {
+        let fd = nix::fcntl::open(path, OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::from_bits_truncate(0o644))?;
+        drop(fd);
+        Ok(())
+    }
+
+    fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+        let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+        let fd = nix::fcntl::open(path, flags, Mode::from_bits_truncate(0o644))?;
+        let mut rest = contents;
+        while !rest.is_empty() {
+            match nix::unistd::write(&fd, rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn symlink(&self, target: &Path, link: &Path) -> Result<(), Errno> {
+        match nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, link) {
+            Err(Errno::EEXIST) => {
+                nix::unistd::unlink(link)?;
+                nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, link)
+            }
+            other => other,
+        }
+    }
+
+    fn sethostname(&self, name: &str) -> Result<(), Errno> {
+        nix::unistd::sethostname(name)
+    }
+
+    fn loopback_up(&self) -> Result<(), Errno> {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+        let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+        // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS reads the flags of the interface named in `req` into `req`, a valid,
+        // writable ifreq that outlives the call; `sock` is an open socket.
+        Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+        // SAFETY: the kernel filled the flags member of the union just above.
+        let flags = unsafe { req.ifr_ifru.ifru_flags };
+        req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+        Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })?;
+        Ok(())
+    }
+}
+
+/// `fork(2)`. Only for the helper process, which is single-threaded (it runs before `main`).
+pub(crate) fn fork() -> Result<nix::unistd::ForkResult, Errno> {
+    // SAFETY: the only callers run in the helper process before `main`, where no other thread exists,
+    // so the child may do anything the parent could (no lock can be held by a vanished thread).
+    unsafe { nix::unistd::fork() }
+}
+
+/// Sets an environment variable of this process. Only for the single-threaded helper.
+pub(crate) fn set_env_single_threaded(env: &[(String, String)]) {
+    let keep: Vec<std::ffi::OsString> = std::env::vars_os().map(|(k, _)| k).collect();
+    for key in keep {
+        // SAFETY: called in a helper process before `main`, with no other thread that could read the
+        // environment concurrently.
+        unsafe { std::env::remove_var(key) };
+    }
+    for (k, v) in env {
+        // SAFETY: as above.
+        unsafe { std::env::set_var(k, v) };
+    }
+}
+
+/// Makes `fds` survive the `exec` of `cmd` (they are close-on-exec in the parent, so that no other
+/// thread's child inherits them).
+pub(crate) fn keep_fds_on_exec(cmd: &mut std::process::Command, fds: Vec<RawFd>) {
+    use std::os::unix::process::CommandExt;
+    let hook = move || {
+        for &fd in &fds {
+            // SAFETY: `fd` is open in the parent (the caller keeps it alive across spawn), and so in
+            // this forked child; fcntl is async-signal-safe.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            nix::fcntl::fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only calls fcntl(2), which is async-signal-safe, and allocates nothing.
+    unsafe { cmd.pre_exec(hook) };
+}
+
+/// `execve(2)` of `program` with `args` and `env`; returns only on failure.
+pub(crate) fn execve(program: &CString, args: &[CString], env: &[CString]) -> Errno {
+    match nix::unistd::execve(program, args, env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+/// The constructor that turns a re-executed binary into a sandbox helper before `main` runs.
+#[used]
+#[unsafe(link_section = ".init_array")]
+pub(crate) static HELPER_HOOK: extern "C" fn() = helper_hook;
+
+extern "C" fn helper_hook() {
+    crate::spawn::helper::enter_if_helper();
+}
+
+/// Takes ownership of an fd number inherited from the parent, if it is open.
+pub(crate) fn adopt_fd(raw: RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the borrow only lives for the F_GETFD probe, which works on any number.
+    let probe = unsafe { BorrowedFd::borrow_raw(raw) };
+    nix::fcntl::fcntl(probe, FcntlArg::F_GETFD).ok()?;
+    // SAFETY: the fd is open (probed above) and was handed to this process for it alone to own: the
+    // parent's spawn cleared close-on-exec on it for this exec only.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) })
+}
+
+/// Ends this process with the signal `sig`, so that its parent's `ExitStatus` shows it, without a
+/// core dump; falls back to exit code 128 + sig.
+pub(crate) fn die_by_signal(sig: i32) -> ! {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+    if let Ok(signal) = Signal::try_from(sig) {
+        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+        // SAFETY: restoring the default disposition installs no handler; no other thread exists here.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let mut set = SigSet::empty();
+        set.add(signal);
+        let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+        let _ = nix::sys::signal::raise(signal);
+    }
+    std::process::exit(128 + sig)
+}
+
+/// Points fd 1 at /dev/null and returns a copy of what it was, for [`restore_stdout`].
+pub(crate) fn silence_stdout() -> Option<std::os::fd::OwnedFd> {
+    let saved = nix::unistd::dup(std::io::stdout()).ok()?;
+    let _ = nix::fcntl::fcntl(&saved, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    let null = nix::fcntl::open("/dev/null", OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+    nix::unistd::dup2_stdout(&null).ok()?;
+    Some(saved)
+}
+
+/// Puts back the stdout saved by [`silence_stdout`].
+pub(crate) fn restore_stdout(saved: &std::os::fd::OwnedFd) {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = nix::unistd::dup2_stdout(saved);
+}
