@@ -34,12 +34,15 @@ pub(crate) enum TreeOwner {
 impl TreeOwner {
     pub(crate) fn current() -> TreeOwner {
         let euid = nix::unistd::geteuid().as_raw();
+        let map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
         // Root with the identity map over the whole id range can keep the archive's owners. Root in a
         // user namespace that maps only itself cannot chown to uid 1000 and unpacks as a plain user.
-        let full_map = fs::read_to_string("/proc/self/uid_map")
-            .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
-            .unwrap_or(false);
-        if euid == 0 && full_map { TreeOwner::Root } else { TreeOwner::Uid(euid) }
+        if euid == 0 && map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"] {
+            return TreeOwner::Root;
+        }
+        // Trees are named for the uid outside any user namespace, so that a process that is root in
+        // its own namespace (a sandbox) finds the tree its user unpacked.
+        TreeOwner::Uid(outer_uid(&map, euid).unwrap_or(euid))
     }
 
     fn suffix(self) -> String {
@@ -49,10 +52,11 @@ impl TreeOwner {
         }
     }
 
-    fn uid(self) -> u32 {
+    /// The owner a tree of ours has, as this process sees uids.
+    fn seen_uid(self) -> u32 {
         match self {
             TreeOwner::Root => 0,
-            TreeOwner::Uid(uid) => uid,
+            TreeOwner::Uid(_) => nix::unistd::geteuid().as_raw(),
         }
     }
 
@@ -62,6 +66,16 @@ impl TreeOwner {
             TreeOwner::Uid(_) => crate::Ownership::Caller,
         }
     }
+}
+
+/// `uid` (as seen in this user namespace) translated through a `uid_map` to the parent namespace.
+fn outer_uid(map: &str, uid: u32) -> Option<u32> {
+    map.lines().find_map(|line| {
+        let f: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let [inside, outside, count] = f[..] else { return None };
+        let uid = u64::from(uid);
+        (uid >= inside && uid < inside + count).then(|| u32::try_from(outside + uid - inside).ok()).flatten()
+    })
 }
 
 /// What the index knows about a version.
@@ -112,7 +126,7 @@ impl Cache {
         let path = self.tree_path(digest, owner);
         // A tree that someone else made under our name is not ours to trust.
         match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() && m.uid() == owner.uid() => Some(path),
+            Ok(m) if m.is_dir() && m.uid() == owner.seen_uid() => Some(path),
             _ => None,
         }
     }
@@ -294,4 +308,17 @@ pub(crate) fn remove_tree(path: &Path) -> Result<(), Error> {
         remove_tree(&entry.path())?;
     }
     fs::remove_dir(path).map_err(io("remove directory", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outer_uid;
+
+    #[test]
+    fn uid_translation() {
+        assert_eq!(outer_uid("         0       1000          1\n", 0), Some(1000));
+        assert_eq!(outer_uid("0 0 4294967295\n", 1000), Some(1000));
+        assert_eq!(outer_uid("0 100000 65536\n", 5), Some(100005));
+        assert_eq!(outer_uid("0 1000 1\n", 7), None);
+    }
 }

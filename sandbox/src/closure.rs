@@ -6,9 +6,11 @@
 //! the closure; its result comes back as JSON. The test binary never has to exist inside the rootfs:
 //! it is already loaded when the root is switched.
 //!
-//! Consequence: in the child, the test's code before the `run` call runs again, inside the sandbox.
-//! Keep it free of side effects on the host (it cannot see the host anyway); values it computes are
-//! recomputed there. Earlier `run` calls of the same test run directly inside that one sandbox.
+//! Consequence: in the child, the test's code before the `run` call runs again. It runs in the
+//! sandbox's namespaces (hostname, pids, network) but still sees the host's files, so that fetching the
+//! rootfs and building the sandbox work there as they did in the parent; the root is switched only when
+//! the closure is reached. Keep that code free of side effects on the host. Earlier `run` calls of the
+//! same test run directly inside that one sandbox.
 
 use std::cell::Cell;
 use std::io::Read;
@@ -26,6 +28,7 @@ use crate::report::{Record, send};
 
 struct ChildStage {
     report: OwnedFd,
+    config: crate::config::Config,
     index: u64,
     stdout: Option<OwnedFd>,
 }
@@ -37,11 +40,29 @@ thread_local! {
 }
 
 /// Called in the sandbox's child process, before `main`, when it is to run a closure.
-pub(crate) fn enter_child(report: &OwnedFd, index: u64) {
+pub(crate) fn enter_child(report: &OwnedFd, config: &crate::config::Config, index: u64) {
     let Ok(report) = report.try_clone() else { std::process::exit(127) };
     // The harness's own banner ("running 1 test") goes nowhere; the closure's output goes out.
     let stdout = crate::sys::silence_stdout();
-    let _ = CHILD.set(ChildStage { report, index, stdout });
+    let _ = CHILD.set(ChildStage { report, config: config.clone(), index, stdout });
+}
+
+/// In the child, when the test reaches the closure: build the sandbox's root and switch into it.
+fn switch_root(stage: &ChildStage) {
+    if let Err(f) = crate::plan::run(&crate::plan::filesystem_phase(&stage.config), &crate::sys::Kernel) {
+        crate::spawn::init::send_failure(&stage.report, &f);
+        std::process::exit(1);
+    }
+    if let Err(errno) = nix::unistd::chdir(stage.config.current_dir.as_str()) {
+        let f = crate::plan::Failure {
+            kind: crate::plan::StepKind::CurrentDir,
+            what: "enter the working directory",
+            path: Some(stage.config.current_dir.clone()),
+            errno,
+        };
+        crate::spawn::init::send_failure(&stage.report, &f);
+        std::process::exit(1);
+    }
 }
 
 /// Whether this process is a sandbox's child running a closure.
@@ -71,6 +92,7 @@ where
         if index != stage.index {
             return Ok(f());
         }
+        switch_root(stage);
         if let Some(saved) = &stage.stdout {
             crate::sys::restore_stdout(saved);
         }

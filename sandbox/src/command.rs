@@ -201,8 +201,8 @@ impl<'a> Command<'a> {
     }
 }
 
-/// A program running in a sandbox, like [`std::process::Child`]. Dropping it does not wait; the
-/// sandbox ends when the program does, or when [`kill`](Child::kill) is called, or with this process.
+/// A program running in a sandbox, like [`std::process::Child`], except that dropping it before it
+/// was waited for kills the sandbox: a sandbox never outlives its handle.
 #[derive(Debug)]
 pub struct Child {
     inner: std::process::Child,
@@ -223,13 +223,14 @@ impl Child {
         self.inner.id()
     }
 
-    /// Kills every process in the sandbox (SIGKILL to its helper; its init and the whole pid
-    /// namespace follow).
+    /// Kills every process in the sandbox. The helper kills the sandbox's init, whose pid namespace
+    /// dies with it; [`wait`](Child::wait) then returns once all of them are gone, with the program's
+    /// status showing SIGKILL.
     ///
     /// # Errors
     /// As [`std::process::Child::kill`].
     pub fn kill(&mut self) -> std::io::Result<()> {
-        self.inner.kill()
+        terminate(&mut self.inner)
     }
 
     /// Waits for the program (and so the sandbox) to end and returns its exit status: the exit code,
@@ -277,4 +278,23 @@ impl Child {
         let status = self.wait()?;
         Ok(Output { status, stdout, stderr })
     }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = terminate(&mut self.inner);
+            let _ = self.inner.wait();
+        }
+    }
+}
+
+/// Asks a helper to tear its sandbox down (SIGTERM, which it handles by killing the sandbox's init
+/// and reaping it). The helper is our unreaped child, so its pid cannot have been reused.
+pub(crate) fn terminate(helper: &mut std::process::Child) -> std::io::Result<()> {
+    if helper.try_wait()?.is_some() {
+        return Ok(());
+    }
+    let pid = nix::unistd::Pid::from_raw(helper.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
 }

@@ -84,12 +84,18 @@ pub(crate) struct Failure {
 const STAGING: &str = "/tmp";
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-/// The plan for `config`, from inside the new namespaces up to the pivot into the sandbox's root.
+/// The whole plan for `config`: [`namespace_phase`], then [`filesystem_phase`].
 pub(crate) fn plan(config: &Config) -> Vec<Step> {
+    let mut steps = namespace_phase(config);
+    steps.extend(filesystem_phase(config));
+    steps
+}
+
+/// What init does for every sandbox right after the namespaces exist: id maps, hostname, loopback.
+pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut step = |kind, what, op| steps.push(Step { kind, what, op, optional: false });
     let p = PathBuf::from;
-
     if config.user_namespace {
         // user_namespaces(7): an unprivileged process may map only itself, and must deny setgroups
         // before writing gid_map.
@@ -99,6 +105,20 @@ pub(crate) fn plan(config: &Config) -> Vec<Step> {
         let gid_map = format!("0 {} 1\n", config.outer_gid).into_bytes();
         step(StepKind::UserMap, "map the caller's gid to root", Op::WriteFile { path: p("/proc/self/gid_map"), contents: gid_map });
     }
+    step(StepKind::Hostname, "set the hostname", Op::SetHostname { name: config.hostname.clone() });
+    if config.network == Network::Loopback {
+        step(StepKind::Loopback, "bring up the loopback interface", Op::LoopbackUp);
+    }
+    steps
+}
+
+/// Building the root filesystem and switching into it. Init does it before starting a program; for a
+/// closure, the child does it when the test reaches the closure, so that the test's code before that
+/// point sees the host's files, as it did in the parent.
+pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut step = |kind, what, op| steps.push(Step { kind, what, op, optional: false });
+    let p = PathBuf::from;
     // mount_namespaces(7): a recursive slave receives the host's mount events but sends none back, so
     // nothing mounted from here on is ever seen by the host.
     step(StepKind::Propagation, "make the host's mounts a one-way slave", Op::Mount { source: None, target: p("/"), fstype: None, flags: MsFlags::MS_REC | MsFlags::MS_SLAVE, data: None });
@@ -159,10 +179,6 @@ pub(crate) fn plan(config: &Config) -> Vec<Step> {
     step(StepKind::Etc, "write /etc/hosts", Op::WriteFile { path: p("/newroot/etc/hosts"), contents: hosts.into_bytes() });
     if let Some(resolv) = &config.resolv_conf {
         step(StepKind::Etc, "write /etc/resolv.conf", Op::WriteFile { path: p("/newroot/etc/resolv.conf"), contents: resolv.clone().into_bytes() });
-    }
-    step(StepKind::Hostname, "set the hostname", Op::SetHostname { name: config.hostname.clone() });
-    if config.network == Network::Loopback {
-        step(StepKind::Loopback, "bring up the loopback interface", Op::LoopbackUp);
     }
     if config.network != Network::Host {
         // sysfs may only be mounted by the owner of the network namespace; read-only, best effort.
@@ -304,7 +320,9 @@ mod tests {
         assert_eq!(calls[0], "write /proc/self/setgroups \"deny\"");
         assert_eq!(calls[1], "write /proc/self/uid_map \"0 1000 1\\n\"");
         assert_eq!(calls[2], "write /proc/self/gid_map \"0 1000 1\\n\"");
-        assert_eq!(calls[3], "mount - / - MsFlags(MS_REC | MS_SLAVE) -");
+        assert_eq!(calls[3], "sethostname box");
+        assert_eq!(calls[4], "loopback up");
+        assert_eq!(calls[5], "mount - / - MsFlags(MS_REC | MS_SLAVE) -");
         let order = [
             "mount tmpfs /tmp tmpfs",
             "pivot_root /tmp /tmp/oldroot",
@@ -315,8 +333,6 @@ mod tests {
             "mount devpts /newroot/dev/pts devpts",
             "mount tmpfs /newroot/tmp tmpfs",
             "write /newroot/etc/hosts",
-            "sethostname box",
-            "loopback up",
             "pivot_root . .",
             "umount -l .",
         ];
@@ -329,6 +345,17 @@ mod tests {
     fn root_plan_has_no_id_maps_and_no_userxattr() {
         let calls = recorded(&config(false, Network::Loopback));
         assert!(!calls.iter().any(|c| c.contains("uid_map") || c.contains("userxattr")), "{calls:#?}");
+    }
+
+    #[test]
+    fn filesystem_phase_touches_no_namespace_settings() {
+        let calls = {
+            let rec = Recorder::default();
+            assert_eq!(run(&filesystem_phase(&config(true, Network::Loopback)), &rec), Ok(()));
+            rec.calls.into_inner()
+        };
+        assert!(calls[0].starts_with("mount - / -"), "{calls:#?}");
+        assert!(!calls.iter().any(|c| c.contains("uid_map") || c.starts_with("sethostname") || c == "loopback up"));
     }
 
     #[test]

@@ -65,8 +65,8 @@ impl<'a> Session<'a> {
 
 impl Drop for Session<'_> {
     fn drop(&mut self) {
-        // SIGKILL to the helper; its init dies with it (PR_SET_PDEATHSIG), and the pid namespace with init.
-        let _ = self.helper.kill();
+        // The helper kills init and reaps it once the whole pid namespace is gone.
+        let _ = crate::command::terminate(&mut self.helper);
         let _ = self.helper.wait();
     }
 }

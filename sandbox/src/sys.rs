@@ -120,14 +120,12 @@ pub(crate) fn fork() -> Result<nix::unistd::ForkResult, Errno> {
     unsafe { nix::unistd::fork() }
 }
 
-/// Sets an environment variable of this process. Only for the single-threaded helper.
+/// Removes the helper's own variable and sets `env` on top of the inherited environment. Only for
+/// the single-threaded helper, before `main`.
 pub(crate) fn set_env_single_threaded(env: &[(String, String)]) {
-    let keep: Vec<std::ffi::OsString> = std::env::vars_os().map(|(k, _)| k).collect();
-    for key in keep {
-        // SAFETY: called in a helper process before `main`, with no other thread that could read the
-        // environment concurrently.
-        unsafe { std::env::remove_var(key) };
-    }
+    // SAFETY: called in a helper process before `main`, where no other thread exists that could read
+    // the environment concurrently.
+    unsafe { std::env::remove_var(crate::spawn::parent::HELPER_ENV) };
     for (k, v) in env {
         // SAFETY: as above.
         unsafe { std::env::set_var(k, v) };

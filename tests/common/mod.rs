@@ -142,6 +142,89 @@ pub fn list(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The fixture Alpine rootfs (3.19.1, built from the static busybox), unpacked into a cache under
+/// `$SANDBOX_TEST_CACHE`, else under `default_dir` (pass `env!("CARGO_TARGET_TMPDIR")`).
+///
+/// # Panics
+/// If the fixture cannot be built (no static busybox) or unpacked.
+pub fn fixture_rootfs(default_dir: &str) -> fetch::Rootfs {
+    let dir = std::env::var_os("SANDBOX_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(default_dir).join("sandbox-test-cache"));
+    std::fs::create_dir_all(&dir).expect("create the test cache");
+    let tarball = dir.join("fixture-3.19.1.tar.gz");
+    if !tarball.exists() {
+        // Unique name, then rename: concurrent tests never see half a file.
+        let tmp = dir.join(format!("fixture.{}.{:?}.tmp", std::process::id(), std::thread::current().id()));
+        sandbox_fixtures::MiniRootfs::new("3.19.1")
+            .write_to(&tmp)
+            .expect("build the fixture rootfs (is busybox-static installed?)");
+        std::fs::rename(&tmp, &tarball).expect("rename the fixture rootfs");
+    }
+    fetch::Rootfs::from_tarball_in(&tarball, Some(&dir)).expect("unpack the fixture rootfs")
+}
+
+/// Host pids of the processes whose command line contains `needle` (arguments joined by spaces).
+pub fn pids_matching(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+                .filter(|&pid| pid != me)
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+                        .unwrap_or(false)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits (up to 10 s) until no process matches `needle`, for teardown that the kernel finishes
+/// asynchronously (after SIGKILL of a whole process tree). Returns what is still there.
+pub fn wait_until_gone(needle: &str) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = pids_matching(needle);
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The pids of this process's child processes (threads do not count).
+pub fn child_processes() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|st| st.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().nth(1) == Some(me.as_str())))
+                        .unwrap_or(false)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The number of mounts in this process's mount namespace (the host's).
+pub fn host_mount_count() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo").map(|m| m.lines().count()).unwrap_or(0)
+}
+
+/// A marker unlikely to appear in any other process's command line.
+pub fn marker() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}{:09}", 7_000 + std::process::id() % 1000, nanos % 1_000_000_000)
+}
+
 /// The README's Rust examples, compiled as doctests so that they cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

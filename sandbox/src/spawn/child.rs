@@ -19,16 +19,20 @@ const TAG_CHDIR: u8 = 2;
 pub(crate) fn run(config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
     // A session of its own: job control inside cannot touch the caller's terminal.
     let _ = nix::unistd::setsid();
+    if let Job::Closure { index } = &config.job {
+        // The parent's environment, with the sandbox's on top; the host's files stay visible until
+        // the test reaches the closure (see crate::closure).
+        crate::sys::set_env_single_threaded(&config.env);
+        crate::closure::enter_child(report, config, *index);
+        // Closing our end tells init the child is on its way.
+        drop(exec_pipe);
+        return;
+    }
     if let Err(e) = nix::unistd::chdir(config.current_dir.as_str()) {
         fail(exec_pipe, TAG_CHDIR, e);
     }
     match &config.job {
-        Job::Closure { index } => {
-            crate::sys::set_env_single_threaded(&config.env);
-            crate::closure::enter_child(report, *index);
-            // Closing our end tells init the closure is about to run.
-            drop(exec_pipe);
-        }
+        Job::Closure { .. } => {}
         Job::Exec { program, args } | Job::Join { program, args, .. } => {
             let errno = exec(program, args, &config.env);
             fail(exec_pipe, TAG_EXEC, errno)

@@ -59,6 +59,23 @@ fn fail(report: &OwnedFd, kind: StepKind, what: &str, errno: nix::errno::Errno) 
     std::process::exit(SETUP_FAILED);
 }
 
+/// Blocks the signals the helper waits for (SIGTERM: tear down; SIGCHLD: a child ended) before it
+/// forks, so that a teardown request that comes early is not lost; returns the mask to restore in the
+/// forked process.
+fn block_wait_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old));
+    old
+}
+
+fn restore_mask(mask: &nix::sys::signal::SigSet) {
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(mask), None);
+}
+
 /// A new sandbox: new namespaces, init as PID 1 in them.
 fn create(config: &Config, report: OwnedFd) {
     let mut flags = CloneFlags::CLONE_NEWNS
@@ -80,10 +97,12 @@ fn create(config: &Config, report: OwnedFd) {
         Ok(p) => p,
         Err(e) => fail(&report, StepKind::Helper, "create the status pipe", e),
     };
+    let mask = block_wait_signals();
     // The first child after unshare(CLONE_NEWPID) is PID 1 of the new namespace.
     match crate::sys::fork() {
         Err(e) => fail(&report, StepKind::Helper, "fork the sandbox's init", e),
         Ok(ForkResult::Child) => {
+            restore_mask(&mask);
             drop(status_r);
             if super::init::run(config, report, status_w) {
                 return; // the closure's child process, on its way to main
@@ -93,8 +112,7 @@ fn create(config: &Config, report: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(status_w);
             send(&report, &Record::Init { pid: child.as_raw() });
-            let outcome = read_status(status_r);
-            let init = waitpid(child, None);
+            let (outcome, init) = wait_for(child, Some(status_r));
             finish(&report, outcome, init);
         }
     }
@@ -127,9 +145,11 @@ fn join(config: &Config, report: OwnedFd) {
         Ok(p) => p,
         Err(e) => fail(&report, StepKind::Helper, "create the exec pipe", e),
     };
+    let mask = block_wait_signals();
     match crate::sys::fork() {
         Err(e) => fail(&report, StepKind::Helper, "fork into the session", e),
         Ok(ForkResult::Child) => {
+            restore_mask(&mask);
             drop(exec_r);
             let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
             super::child::run(config, &report, exec_w);
@@ -138,17 +158,74 @@ fn join(config: &Config, report: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
             super::child::await_exec(exec_r, &report, &config.job);
-            let raw = waitpid(child, None).map(raw_status).unwrap_or(0);
+            let (outcome, status) = wait_for(child, None);
+            let raw = outcome.map_or_else(|| status.map(raw_status).unwrap_or(0), |(raw, _)| raw);
             finish(&report, Some((raw, false)), Ok(WaitStatus::Exited(child, 0)));
         }
     }
 }
 
-/// The program's raw wait status and whether the deadline killed it, as init sent it.
-fn read_status(fd: OwnedFd) -> Option<(i32, bool)> {
-    let mut buf = [0u8; 5];
-    std::fs::File::from(fd).read_exact(&mut buf).ok()?;
-    Some((i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]), buf[4] != 0))
+/// Waits for `child` (init, or a session command's process), and for init's status message if
+/// `status` is given. SIGTERM (what the parent's `Child::kill` and drops send) kills `child` first: it
+/// is only reaped once its whole pid namespace is gone, so the parent's `wait` returns after the last
+/// process of the sandbox has died.
+fn wait_for(child: Pid, status: Option<OwnedFd>) -> (Option<(i32, bool)>, nix::Result<WaitStatus>) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use nix::sys::wait::WaitPidFlag;
+
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGCHLD);
+    // Already blocked before the fork (block_wait_signals); this is a no-op kept for clarity.
+    let signals = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .ok()
+        .and_then(|()| SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok());
+    let mut message = Vec::new();
+    let mut status_file = status.map(std::fs::File::from);
+    let mut killed = false;
+    let waited = loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {}
+            other => break other,
+        }
+        let Some(signals) = &signals else {
+            // No signalfd: plain blocking wait, without the SIGTERM teardown.
+            break waitpid(child, None);
+        };
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        if let Some(f) = &status_file {
+            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+        }
+        if poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        let status_ready = fds.get(1).is_some_and(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        while let Ok(Some(info)) = signals.read_signal() {
+            if info.ssi_signo == Signal::SIGTERM as u32 && !killed {
+                killed = true;
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+            }
+        }
+        if status_ready && let Some(f) = &mut status_file {
+            let mut buf = [0u8; 16];
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => status_file = None,
+                Ok(n) => message.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    // Init writes its message before it exits: whatever is left is in the pipe now.
+    if let Some(mut f) = status_file {
+        let _ = f.read_to_end(&mut message);
+    }
+    let outcome = match message.as_slice() {
+        [a, b, c, d, t, ..] => Some((i32::from_ne_bytes([*a, *b, *c, *d]), *t != 0)),
+        _ if killed => Some((Signal::SIGKILL as i32, false)),
+        _ => None,
+    };
+    (outcome, waited)
 }
 
 /// Reports the outcome to the parent and ends the helper with the program's status.

@@ -22,8 +22,13 @@ use crate::sys::Kernel;
 pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
     // Die with the helper (our parent), and so with the test process above it.
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
-    if let Err(f) = plan::run(&plan::plan(config), &Kernel) {
-        send(&report, &Record::SetupFailed { kind: f.kind, what: f.what.to_owned(), path: f.path, errno: f.errno as i32 });
+    // A closure's child switches the root itself, when the test reaches the closure.
+    let steps = match config.job {
+        Job::Closure { .. } => plan::namespace_phase(config),
+        _ => plan::plan(config),
+    };
+    if let Err(f) = plan::run(&steps, &Kernel) {
+        send_failure(&report, &f);
         std::process::exit(1);
     }
     // Every signal goes through a signalfd, so that none is lost between fork and the wait loop, and
@@ -77,6 +82,11 @@ pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
     std::process::exit(0);
 }
 
+/// Reports a failed setup step to the parent.
+pub(crate) fn send_failure(report: &OwnedFd, f: &plan::Failure) {
+    send(report, &Record::SetupFailed { kind: f.kind, what: f.what.to_owned(), path: f.path.clone(), errno: f.errno as i32 });
+}
+
 fn fatal(report: &OwnedFd, what: &str, errno: Errno) -> ! {
     send(report, &Record::SetupFailed { kind: crate::plan::StepKind::Helper, what: what.to_owned(), path: None, errno: errno as i32 });
     std::process::exit(1);
@@ -102,7 +112,7 @@ fn reap_until_done(main: Option<Pid>, signals: &SignalFd, deadline: Option<Insta
         }
         if let Some(status) = main_status {
             // The program is done: nothing else in the sandbox outlives it.
-            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+            kill_all_but_me();
             while waitpid(Pid::from_raw(-1), None).is_ok() {}
             return (status, timed_out);
         }
@@ -114,7 +124,7 @@ fn reap_until_done(main: Option<Pid>, signals: &SignalFd, deadline: Option<Insta
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     timed_out = true;
-                    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                    kill_all_but_me();
                     continue;
                 }
                 PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1).unwrap_or(PollTimeout::MAX)
@@ -136,5 +146,14 @@ fn reap_until_done(main: Option<Pid>, signals: &SignalFd, deadline: Option<Insta
                 let _ = kill(pid, sig);
             }
         }
+    }
+}
+
+/// SIGKILL to every other process of the sandbox. kill(2) with -1 means "every process this one may
+/// signal in its pid namespace": only PID 1 of the sandbox's own namespace may ever call it, or it would
+/// reach the host's processes.
+fn kill_all_but_me() {
+    if std::process::id() == 1 {
+        let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     }
 }

@@ -33,8 +33,16 @@ pub(crate) fn launch(config: &Config, stdio: [Stdio; 3], args: &[String]) -> Res
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create", "a report pipe")(e.into()))?;
 
     let mut cmd = Command::new("/proc/self/exe");
+    if !matches!(config.job, crate::config::Job::Closure { .. }) {
+        // A program gets exactly the sandbox's environment; a closure's test keeps the parent's too.
+        cmd.env_clear();
+    }
+    // A process group of its own: the sandbox is no part of the caller's job control, and signals
+    // meant for the caller's group (a terminal's ^C, a test runner's group kill) do not reach it
+    // directly; it ends through its helper instead. Without this, helpers were occasionally killed by
+    // a SIGKILL from an unidentified sender while other sandboxes ended (about 1 run in 25).
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.args(args)
-        .env_clear()
         .env(HELPER_ENV, format!("{}:{}", report_w.as_raw_fd(), config_file.as_raw_fd()));
     let [stdin, stdout, stderr] = stdio;
     cmd.stdin(stdin).stdout(stdout).stderr(stderr);

@@ -1,0 +1,453 @@
+//! The sandbox runtime, checked the way a user would: from the outside, with Alpine's own tools.
+//!
+//! Every check is a plain function run twice: as the invoking user (root in CI), and again as the
+//! unprivileged `sandbox-test` user by `rootless_suite`.
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use sandbox::{Error, Network, Sandbox};
+use system_tests::{
+    ChildTest, dir_owned_by, fixture_rootfs, host_mount_count, is_child, is_root, marker, pids_matching, skip,
+    test_user, wait_until_gone,
+};
+
+fn rootfs() -> fetch::Rootfs {
+    fixture_rootfs(env!("CARGO_TARGET_TMPDIR"))
+}
+
+fn builder() -> sandbox::Builder {
+    Sandbox::builder().rootfs(&rootfs())
+}
+
+fn sh(sb: &Sandbox, script: &str) -> Output {
+    let out = sb.command("/bin/sh").args(["-c", script]).output().expect("run a shell in the sandbox");
+    assert!(
+        out.status.success(),
+        "`{script}` failed with {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// ---- the checks ----
+
+fn check_hostname() {
+    let host_before = nix::unistd::gethostname().expect("host hostname");
+    let sb = builder().hostname("box").build().expect("build");
+    assert_eq!(text(&sh(&sb, "hostname; cat /etc/hostname")), "box\nbox\n");
+    assert!(text(&sh(&sb, "cat /etc/hosts")).contains("box"));
+    let other = builder().hostname("other-box").build().expect("build");
+    assert_eq!(text(&sh(&other, "hostname")), "other-box\n");
+    assert_eq!(nix::unistd::gethostname().expect("host hostname"), host_before, "the host's hostname is unchanged");
+}
+
+fn check_pid_namespace() {
+    let sb = builder().build().expect("build");
+    // The shell is PID 2, under the sandbox's init (PID 1, whose parent is outside); ps sees exactly
+    // those two and itself.
+    let out = text(&sh(&sb, "echo $$; ps -o pid,comm > /tmp/ps; tail -n +2 /tmp/ps | wc -l; grep PPid /proc/1/status"));
+    assert_eq!(out, "2\n3\nPPid:\t0\n");
+}
+
+fn check_no_host_path() {
+    let host_dir = tempfile::tempdir().expect("tempdir");
+    let marker_file = host_dir.path().join("host-only-marker");
+    std::fs::write(&marker_file, b"host").expect("write marker");
+    let sb = builder().build().expect("build");
+    let script = format!(
+        "test -e {m} && echo visible; test -e /oldroot && echo oldroot; test -e {cache} && echo cache; echo done",
+        m = marker_file.display(),
+        cache = sb.rootfs_path().display()
+    );
+    assert_eq!(text(&sh(&sb, &script)), "done\n");
+    // The root is the rootfs, not the host's.
+    assert_eq!(text(&sh(&sb, "cat /etc/alpine-release")), "3.19.1\n");
+}
+
+fn check_network_modes() {
+    let lo = builder().build().expect("build");
+    let devices = text(&sh(&lo, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"));
+    assert_eq!(devices, "lo\n", "only lo in the network namespace");
+    assert_eq!(text(&sh(&lo, "cat /sys/class/net/lo/flags")).trim(), "0x9", "lo is up");
+    // A fixed privileged port, on loopback, as root inside: the point of the whole thing.
+    let served = sh(&lo, "mkdir /tmp/www && echo hello > /tmp/www/index.html && httpd -p 127.0.0.1:80 -h /tmp/www && wget -q -O- http://127.0.0.1:80/");
+    assert_eq!(text(&served), "hello\n");
+
+    let none = builder().network(Network::None).build().expect("build");
+    assert_eq!(text(&sh(&none, "cat /sys/class/net/lo/flags")).trim(), "0x8", "lo is down");
+    let out = none.command("/bin/sh").args(["-c", "echo x | nc -w 1 127.0.0.1 80"]).output().expect("run");
+    assert!(!out.status.success(), "nothing is reachable, not even loopback");
+}
+
+fn check_writes_stay_private() {
+    let sb = builder().build().expect("build");
+    let motd_on_host = std::fs::read(sb.rootfs_path().join("etc/motd")).expect("host motd");
+    sh(&sb, "echo mine > /etc/motd && touch /root/made-here && rm /bin/ls && test ! -e /bin/ls");
+    assert_eq!(text(&sh(&sb, "cat /etc/motd")), String::from_utf8_lossy(&motd_on_host), "a new sandbox starts fresh");
+    assert_eq!(text(&sh(&sb, "test -e /root/made-here || echo absent; test -e /bin/ls && echo ls")), "absent\nls\n");
+    assert_eq!(std::fs::read(sb.rootfs_path().join("etc/motd")).expect("host motd"), motd_on_host, "the cache is untouched");
+    assert!(!sb.rootfs_path().join("root/made-here").exists());
+}
+
+fn check_exit_status() {
+    use std::os::unix::process::ExitStatusExt;
+    let sb = builder().build().expect("build");
+    assert_eq!(sb.command("/bin/false").status().expect("status").code(), Some(1));
+    assert_eq!(sb.command("/bin/sh").args(["-c", "exit 42"]).status().expect("status").code(), Some(42));
+    let segv = sb.command("/bin/sh").args(["-c", "kill -SEGV $$"]).status().expect("status");
+    assert_eq!((segv.code(), segv.signal()), (None, Some(11)), "{segv}");
+    let term = sb.command("/bin/sh").args(["-c", "kill -TERM $$"]).status().expect("status");
+    assert_eq!(term.signal(), Some(15));
+}
+
+fn check_timeout_kills_the_tree() {
+    let m = marker();
+    let sb = builder().timeout(Duration::from_millis(500)).build().expect("build");
+    let err = sb
+        .command("/bin/sh")
+        .args(["-c", &format!("sleep {m} & sleep {m} & sleep {m}")])
+        .status()
+        .expect_err("must time out");
+    assert!(matches!(err, Error::TimedOut { .. }), "{err:?}");
+    assert_eq!(pids_matching(&format!("sleep {m}")), Vec::<i32>::new(), "grandchildren are dead when status() returns");
+}
+
+fn check_kill_and_drop() {
+    use std::os::unix::process::ExitStatusExt;
+    let sb = builder().build().expect("build");
+    let m = marker();
+    let mut child = sb.command("/bin/sleep").arg(&m).stdout(Stdio::piped()).spawn().expect("spawn");
+    assert_eq!(pids_matching(&format!("sleep {m}")).len(), 1, "running");
+    child.kill().expect("kill");
+    assert_eq!(child.wait().expect("wait").signal(), Some(9));
+    assert_eq!(pids_matching(&format!("sleep {m}")), Vec::<i32>::new(), "gone after wait");
+
+    let m = marker();
+    let child = sb.command("/bin/sh").args(["-c", &format!("sleep {m} & sleep {m}")]).spawn().expect("spawn");
+    drop(child);
+    assert_eq!(pids_matching(&format!("sleep {m}")), Vec::<i32>::new(), "gone after drop");
+}
+
+fn check_large_output() {
+    let sb = builder().build().expect("build");
+    let out = sb.command("/bin/sh").args(["-c", "head -c 8000000 /dev/zero; head -c 8000000 /dev/zero >&2"]).output().expect("run");
+    assert_eq!((out.stdout.len(), out.stderr.len()), (8_000_000, 8_000_000));
+    let quiet = sb.command("/bin/echo").arg("x").stdout(Stdio::null()).output().expect("run");
+    assert!(quiet.stdout.is_empty() && quiet.status.success());
+}
+
+fn check_env_and_dir() {
+    let sb = builder().env("KEY", "value").current_dir("/etc").build().expect("build");
+    let out = text(&sh(&sb, "echo $KEY; pwd; echo $HOME; echo $PATH; echo ${CARGO:-clean}"));
+    assert_eq!(out, format!("value\n/etc\n/root\n{}\nclean\n", sandbox::DEFAULT_PATH));
+    let cmd = sb.command("/bin/sh").args(["-c", "echo $KEY $EXTRA; pwd"]).env("EXTRA", "more").env_remove("KEY").current_dir("/tmp").output().expect("run");
+    assert_eq!(text(&cmd), "more\n/tmp\n");
+}
+
+fn check_bad_input() {
+    let invalid = |b: sandbox::Builder| matches!(b.build(), Err(Error::InvalidConfig { .. }));
+    assert!(invalid(Sandbox::builder().rootfs_dir("/nonexistent/rootfs")));
+    assert!(invalid(Sandbox::builder().rootfs_dir("/etc/hostname")));
+    assert!(invalid(builder().hostname("x".repeat(65))));
+    assert!(invalid(builder().hostname("bad_name!")));
+    assert!(invalid(builder().current_dir("relative")));
+    assert!(invalid(builder().current_dir("/etc/../root")));
+    assert!(invalid(builder().env("A=B", "c")));
+    assert!(invalid(builder().env("A", "c\0d")));
+
+    let sb = builder().build().expect("build");
+    let missing = sb.command("/usr/bin/no-such-program").status().expect_err("missing program");
+    assert_eq!(missing.io_kind(), std::io::ErrorKind::NotFound, "{missing}");
+    assert!(missing.to_string().contains("no-such-program"), "{missing}");
+    let missing_in_path = sb.command("no-such-program").output().expect_err("missing program");
+    assert_eq!(missing_in_path.io_kind(), std::io::ErrorKind::NotFound);
+    let bad_dir = sb.command("/bin/true").current_dir("/no/such/dir").status().expect_err("missing dir");
+    match &bad_dir {
+        Error::Setup { step, path, hint, .. } => {
+            assert_eq!(step, "enter the working directory");
+            assert_eq!(path.as_deref(), Some("/no/such/dir"));
+            assert!(hint.is_some());
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+    assert!(matches!(sb.command("/bin/true").env("B=", "x").status(), Err(Error::InvalidConfig { .. })));
+}
+
+fn check_session() {
+    let sb = builder().hostname("shared").build().expect("build");
+    let m = marker();
+    {
+        let session = sb.session().expect("session");
+        session.command("/bin/sh").args(["-c", &format!("echo kept > /tmp/f; sleep {m} &")]).status().expect("first");
+        let out = session.command("/bin/sh").args(["-c", "cat /tmp/f; ps -o args | grep -c '^sleep'; hostname"]).output().expect("second");
+        assert_eq!(text(&out), "kept\n1\nshared\n", "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(pids_matching(&format!("sleep {m}")).len(), 1);
+    }
+    assert_eq!(pids_matching(&format!("sleep {m}")), Vec::<i32>::new(), "the session's processes die with it");
+    let fresh = text(&sh(&sb, "cat /tmp/f 2>/dev/null || echo fresh"));
+    assert_eq!(fresh, "fresh\n");
+}
+
+fn check_closure() {
+    let sb = builder().hostname("closure-box").build().expect("build");
+    let (host, procs, release): (String, usize, String) = sb
+        .run(|| {
+            let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+            let procs = std::fs::read_dir("/proc")
+                .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok()).count())
+                .unwrap_or(0);
+            let release = std::fs::read_to_string("/etc/alpine-release").unwrap_or_default();
+            (host, procs, release)
+        })
+        .expect("run a closure");
+    assert_eq!(host, "closure-box");
+    assert_eq!(release, "3.19.1\n");
+    assert!(procs <= 3, "{procs} processes visible");
+}
+
+/// Runs `runs` sandboxes one after the other, then checks that nothing is left: no mount in the
+/// host's namespace, no entry in `$TMPDIR`, no child process. Run it in a process of its own (with
+/// a private `$TMPDIR`), so that other tests' sandboxes do not count.
+fn check_leaks_over_many_runs(runs: usize) {
+    let mounts = host_mount_count();
+    let tmp_before = system_tests::list(&std::env::temp_dir());
+    let sb = builder().build().expect("build");
+    for _ in 0..runs {
+        let status = sb.command("/bin/true").status().expect("run");
+        assert!(status.success());
+    }
+    assert_eq!(host_mount_count(), mounts, "no mount leaked onto the host");
+    assert_eq!(system_tests::list(&std::env::temp_dir()), tmp_before, "no temporary file or directory left");
+    assert_eq!(system_tests::child_processes(), Vec::<i32>::new(), "no process left");
+}
+
+// ---- as the invoking user ----
+
+#[test]
+fn hostname_is_private() {
+    check_hostname();
+}
+
+#[test]
+fn pid_namespace_with_init() {
+    check_pid_namespace();
+}
+
+#[test]
+fn no_host_path_is_reachable() {
+    check_no_host_path();
+}
+
+#[test]
+fn loopback_and_none_networks() {
+    check_network_modes();
+}
+
+#[test]
+fn writes_do_not_leak() {
+    check_writes_stay_private();
+}
+
+#[test]
+fn exit_codes_and_signals_are_exact() {
+    check_exit_status();
+}
+
+#[test]
+fn timeout_kills_grandchildren() {
+    check_timeout_kills_the_tree();
+}
+
+#[test]
+fn kill_and_drop_end_the_sandbox() {
+    check_kill_and_drop();
+}
+
+#[test]
+fn large_outputs_do_not_deadlock() {
+    check_large_output();
+}
+
+#[test]
+fn clean_environment_and_working_directory() {
+    check_env_and_dir();
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    check_bad_input();
+}
+
+#[test]
+fn session_keeps_one_sandbox() {
+    check_session();
+}
+
+#[test]
+fn closure_runs_inside() {
+    check_closure();
+}
+
+#[test]
+fn closure_panic_is_reported() {
+    let sb = builder().build().expect("build");
+    let err = sb.run(|| -> u32 { panic!("boom inside") }).expect_err("panicked");
+    assert!(matches!(&err, Error::Panicked { message } if message == "boom inside"), "{err:?}");
+}
+
+#[test]
+fn thirty_two_in_parallel() {
+    let sb = builder().build().expect("build");
+    let threads: Vec<_> = (0..32)
+        .map(|i| {
+            let sb = sb.clone();
+            std::thread::spawn(move || {
+                let out = sb.command("/bin/sh").args(["-c", &format!("echo {i} > /tmp/me; sleep 0.2; cat /tmp/me")]).output();
+                (i, out)
+            })
+        })
+        .collect();
+    for t in threads {
+        let (i, out) = t.join().expect("thread");
+        let out = out.expect("run");
+        assert_eq!(text(&out), format!("{i}\n"), "each sandbox has its own /tmp");
+    }
+}
+
+#[test]
+fn five_hundred_in_a_row_leave_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    ChildTest::new("child_five_hundred").env("TMPDIR", tmp.path()).assert_success();
+    assert_eq!(system_tests::list(tmp.path()), Vec::<String>::new(), "no temporary entry left");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_five_hundred() {
+    if !is_child("child_five_hundred") {
+        return;
+    }
+    check_leaks_over_many_runs(500);
+}
+
+#[test]
+fn sandbox_outlives_the_thread_that_spawned_it() {
+    let sb = builder().build().expect("build");
+    let child = std::thread::scope(|s| s.spawn(|| sb.command("/bin/sh").args(["-c", "sleep 0.3; echo alive"]).stdout(Stdio::piped()).spawn()).join());
+    let child = child.expect("thread").expect("spawn");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(text(&out), "alive\n");
+}
+
+#[test]
+fn sigkill_of_the_test_process_kills_its_sandboxes() {
+    let m = marker();
+    let (mut cmd, _holder) = ChildTest::new("child_holds_a_sandbox").env("MARKER", &m).command();
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn child test");
+    // Wait for the child to say its sandbox runs.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.contains("READY") {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
+        assert!(n > 0, "child test ended before its sandbox ran");
+    }
+    assert_eq!(pids_matching(&format!("sleep {m}")).len(), 1);
+    child.kill().expect("SIGKILL the test process");
+    child.wait().expect("reap");
+    assert_eq!(wait_until_gone(&format!("sleep {m}")), Vec::<i32>::new(), "the sandbox died with its test process");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_holds_a_sandbox() {
+    if !is_child("child_holds_a_sandbox") {
+        return;
+    }
+    let m = std::env::var("MARKER").expect("marker");
+    let sb = builder().build().expect("build");
+    let mut child = sb.command("/bin/sleep").arg(&m).spawn().expect("spawn");
+    println!("READY");
+    let _ = child.wait();
+}
+
+#[test]
+fn panic_in_the_test_tears_the_sandbox_down() {
+    let m = marker();
+    let out = ChildTest::new("child_panics_with_a_sandbox").env("MARKER", &m).output();
+    assert!(!out.status.success(), "the child test must have failed");
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("deliberate"), "{all}");
+    assert_eq!(pids_matching(&format!("sleep {m}")), Vec::<i32>::new());
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_panics_with_a_sandbox() {
+    if !is_child("child_panics_with_a_sandbox") {
+        return;
+    }
+    let m = std::env::var("MARKER").expect("marker");
+    let sb = builder().build().expect("build");
+    let _child = sb.command("/bin/sleep").arg(&m).spawn().expect("spawn");
+    panic!("deliberate panic while a sandbox runs");
+}
+
+// ---- as an unprivileged user ----
+
+#[test]
+fn rootless_suite() {
+    if !is_root() {
+        return; // this run is already unprivileged: the tests above were the rootless suite
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    let home = dir_owned_by(uid, gid);
+    ChildTest::new("child_rootless_suite")
+        .as_user(uid, gid)
+        .env("SANDBOX_TEST_CACHE", home.path().join("cache"))
+        .env("TMPDIR", home.path())
+        .assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_rootless_suite() {
+    if !is_child("child_rootless_suite") {
+        return;
+    }
+    // (In the child that runs a closure this code runs again, as root inside the user namespace.)
+    assert!(rootfs().path().to_string_lossy().contains(".uid"), "a rootless tree");
+    // First: the closure's child re-runs this test up to the closure (see Sandbox::run).
+    check_closure();
+    check_hostname();
+    check_pid_namespace();
+    check_no_host_path();
+    check_network_modes();
+    check_writes_stay_private();
+    check_exit_status();
+    check_timeout_kills_the_tree();
+    check_kill_and_drop();
+    check_large_output();
+    check_env_and_dir();
+    check_bad_input();
+    check_session();
+    check_leaks_over_many_runs(50);
+}
+
+#[test]
+fn unprivileged_without_user_namespace_is_refused() {
+    if is_root() {
+        return;
+    }
+    let err = builder().user_namespace(false).build().expect_err("needs a user namespace");
+    assert!(matches!(err, Error::InvalidConfig { what: "user_namespace", .. }), "{err:?}");
+}
+
