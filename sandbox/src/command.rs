@@ -31,6 +31,7 @@ pub struct Command<'a> {
     stdin: Option<Stdio>,
     stdout: Option<Stdio>,
     stderr: Option<Stdio>,
+    controlling_terminal: bool,
 }
 
 impl<'a> Command<'a> {
@@ -45,7 +46,15 @@ impl<'a> Command<'a> {
             stdin: None,
             stdout: None,
             stderr: None,
+            controlling_terminal: false,
         }
+    }
+
+    /// Makes the program's stdin, which must be a terminal (e.g. the slave side of a pty), its
+    /// controlling terminal: what an interactive shell needs for job control and ^C. Default: off.
+    pub fn controlling_terminal(&mut self, enable: bool) -> &mut Self {
+        self.controlling_terminal = enable;
+        self
     }
 
     /// Adds an argument.
@@ -160,7 +169,8 @@ impl<'a> Command<'a> {
             Some(init_pid) => Job::Join { init_pid, program: self.program.clone(), args: self.args.clone() },
             None => Job::Exec { program: self.program.clone(), args: self.args.clone() },
         };
-        let config = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
+        let mut config = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
+        config.controlling_terminal = self.controlling_terminal;
         let stdio = [
             self.stdin.take().unwrap_or_else(Stdio::inherit),
             self.stdout.take().unwrap_or_else(out),

@@ -61,5 +61,8 @@ pub(crate) struct Config {
     pub outer_gid: u32,
     /// The host's resolv.conf, for `Network::Host`.
     pub resolv_conf: Option<String>,
+    /// Make the program's stdin (a terminal) its controlling terminal.
+    #[serde(default)]
+    pub controlling_terminal: bool,
     pub job: Job,
 }

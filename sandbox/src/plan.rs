@@ -300,6 +300,7 @@ mod tests {
             outer_uid: 1000,
             outer_gid: 1000,
             resolv_conf: None,
+            controlling_terminal: false,
             job: Job::Session,
         }
     }

@@ -179,6 +179,7 @@ impl Builder {
                 outer_uid: uid,
                 outer_gid: gid,
                 resolv_conf,
+                controlling_terminal: false,
                 job: Job::Session,
             },
         })

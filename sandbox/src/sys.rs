@@ -208,3 +208,10 @@ pub(crate) fn restore_stdout(saved: &std::os::fd::OwnedFd) {
     let _ = std::io::stdout().flush();
     let _ = nix::unistd::dup2_stdout(saved);
 }
+
+/// Makes the terminal open on `fd` the controlling terminal of this process, a session leader.
+pub(crate) fn set_controlling_terminal(fd: impl std::os::fd::AsFd) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal the terminal from another
+    // session); `fd` is open for the duration of the call.
+    Errno::result(unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
+}

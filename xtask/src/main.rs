@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod fetch_rootfs;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +18,10 @@ struct Cli {
 enum Task {
     /// Download, verify, cache and unpack an Alpine minirootfs; print where it is.
     FetchRootfs(fetch_rootfs::Args),
+    /// Run a command in a fresh sandbox (default: hostname, ps, /etc/alpine-release).
+    Run(run::RunArgs),
+    /// An interactive Alpine shell in a fresh sandbox, on a pseudo-terminal of its own.
+    Shell(run::SandboxArgs),
     /// Run the benchmarks (release build) and print their figures.
     Bench {
         /// Only the benchmarks whose name contains this.
@@ -41,6 +46,8 @@ fn main() {
 fn try_main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::FetchRootfs(args) => fetch_rootfs::run(args),
+        Task::Run(args) => run::run(args),
+        Task::Shell(args) => run::shell(args),
         Task::Bench { filter } => bench(filter),
     }
 }

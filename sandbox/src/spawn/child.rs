@@ -19,6 +19,11 @@ const TAG_CHDIR: u8 = 2;
 pub(crate) fn run(config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
     // A session of its own: job control inside cannot touch the caller's terminal.
     let _ = nix::unistd::setsid();
+    if config.controlling_terminal {
+        // tty_ioctl(4): a session leader takes its stdin terminal as controlling terminal, so that
+        // an interactive shell gets job control and ^C reaches the program inside.
+        let _ = crate::sys::set_controlling_terminal(std::io::stdin());
+    }
     if let Job::Closure { index } = &config.job {
         // The parent's environment, with the sandbox's on top; the host's files stay visible until
         // the test reaches the closure (see crate::closure).

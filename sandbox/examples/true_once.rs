@@ -1,0 +1,23 @@
+//! Median time of a sandbox running `/bin/true` (for profiling):
+//! `cargo run --release -p sandbox --example true_once [rounds]`.
+
+fn main() -> Result<(), sandbox::Error> {
+    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(300);
+    let network = match std::env::var("NET").as_deref() {
+        Ok("host") => sandbox::Network::Host,
+        _ => sandbox::Network::Loopback,
+    };
+    let sb = sandbox::Sandbox::builder().network(network).build()?;
+    for _ in 0..20 {
+        sb.command("/bin/true").status()?;
+    }
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = std::time::Instant::now();
+        sb.command("/bin/true").status()?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!("median of {rounds}: {:?}", times[rounds / 2]);
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Sandbox start-up benchmark: start a fresh sandbox with its private writable rootfs, run
+//! `/bin/true`, wait for every process in it and tear it all down; side by side, interleaved, with
+//! bubblewrap, `unshare … chroot` and plain `chroot` on the same unpacked rootfs. Then throughput
+//! with 2 and 4 sandboxes in flight.
+//!
+//! `cargo bench -p system-tests --bench sandbox` (or `cargo xtask bench sandbox`). Prints medians and
+//! ratios; asserts nothing about time. The references need root (and Debian's bubblewrap).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 300;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let tarball = work.path().join("rootfs.tar.gz");
+    sandbox_fixtures::MiniRootfs::new("3.19.1").write_to(&tarball).expect("fixture rootfs (busybox-static installed?)");
+    let rootfs = fetch::Rootfs::from_tarball_in(&tarball, Some(work.path().join("cache"))).expect("unpack");
+    let root = rootfs.path().to_owned();
+    let sb = sandbox::Sandbox::builder().rootfs(&rootfs).build().expect("sandbox");
+    let root_s = root.display().to_string();
+    let is_root = nix::unistd::geteuid().is_root();
+    let have = |tool: &str| Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+
+    let mut references: Vec<(&str, Vec<String>)> = Vec::new();
+    if have("bwrap") {
+        references.push(("bwrap --bind ROOTFS / --proc --dev --unshare-all", vec![
+            "bwrap".into(), "--bind".into(), root_s.clone(), "/".into(), "--proc".into(), "/proc".into(),
+            "--dev".into(), "/dev".into(), "--unshare-all".into(), "/bin/true".into(),
+        ]));
+    }
+    if is_root {
+        references.push(("unshare --fork --pid --mount --uts --ipc --net --mount-proc chroot", vec![
+            "unshare".into(), "--fork".into(), "--pid".into(), "--mount".into(), "--uts".into(), "--ipc".into(),
+            "--net".into(), format!("--mount-proc={root_s}/proc"), "chroot".into(), root_s.clone(), "/bin/true".into(),
+        ]));
+        references.push(("chroot ROOTFS /bin/true (floor)", vec!["chroot".into(), root_s.clone(), "/bin/true".into()]));
+    }
+
+    // Warm up (page cache, first spawn of the spawner thread).
+    for _ in 0..20 {
+        sb.command("/bin/true").status().expect("sandbox run");
+    }
+    let mut ours = Vec::with_capacity(ROUNDS);
+    let mut theirs: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); references.len()];
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let status = sb.command("/bin/true").status().expect("sandbox run");
+        ours.push(t.elapsed());
+        assert!(status.success());
+        for (i, (_, argv)) in references.iter().enumerate() {
+            let t = Instant::now();
+            let status = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).status().expect("reference run");
+            theirs[i].push(t.elapsed());
+            assert!(status.success(), "{argv:?} failed");
+        }
+    }
+    let ours = median(ours);
+    println!("sandbox start + /bin/true + teardown, {ROUNDS} interleaved rounds, medians:");
+    println!("  {:<70} {:7.2} ms", "sandbox (overlay rootfs copy, user/pid/mnt/uts/ipc/net/cgroup ns)", ms(ours));
+    for ((name, _), times) in references.iter().zip(theirs) {
+        let m = median(times);
+        println!("  {name:<70} {:7.2} ms   sandbox/this = {:.2}x", ms(m), ms(ours) / ms(m));
+    }
+    if references.is_empty() {
+        println!("  (no reference: run as root with bubblewrap installed)");
+    }
+
+    for in_flight in [1usize, 2, 4] {
+        let total = 400;
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..in_flight {
+                s.spawn(|| {
+                    for _ in 0..total / in_flight {
+                        sb.command("/bin/true").status().expect("sandbox run");
+                    }
+                });
+            }
+        });
+        let per_sec = total as f64 / t.elapsed().as_secs_f64();
+        println!("throughput with {in_flight} in flight: {per_sec:7.0} sandboxes/s");
+    }
+}
