@@ -117,10 +117,17 @@ where
     };
     let config = sandbox.config(Job::Closure { index }, None)?;
     let args = vec![name, "--exact".into(), "--nocapture".into(), "--test-threads=1".into(), "--include-ignored".into()];
-    let (mut child, mut reports) = crate::spawn::parent::launch(&config, [Stdio::null(), Stdio::piped(), Stdio::piped()], &args)?;
+    let stdio = crate::spawn::parent::Stdio3::Std([Stdio::null(), Stdio::piped(), Stdio::piped()]);
+    let launched = crate::spawn::parent::launch(&config, stdio, &args)?;
+    let crate::spawn::parent::Helper::Executed(mut child) = launched.helper else {
+        return Err(Error::Result { reason: "a closure's helper must be executed, not forked".to_owned() });
+    };
+    let mut reports = launched.reports;
+    // Kept open until the end: closing it would tear the sandbox down.
+    let _kill = launched.kill;
     // Forward the child's output through print!, so that the harness captures it like the test's own.
-    let out = child.stdout.take().map(|s| std::thread::spawn(move || forward(s, false)));
-    let err = child.stderr.take().map(|s| std::thread::spawn(move || forward(s, true)));
+    let out = launched.stdout.map(|s| std::thread::spawn(move || forward(s, false)));
+    let err = launched.stderr.map(|s| std::thread::spawn(move || forward(s, true)));
     let mut outcome = None;
     let mut setup = None;
     let mut timed_out = false;

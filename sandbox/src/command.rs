@@ -2,13 +2,14 @@
 
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
+use std::os::fd::OwnedFd;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use crate::config::Job;
 use crate::report::{Reader, Record};
 use crate::sandbox::{check_abs_path, check_env, invalid};
-use crate::spawn::parent::{launch, setup_error};
+use crate::spawn::parent::{Helper, Known, Stdio3, launch, setup_error};
 use crate::{Error, Sandbox};
 
 /// A program to run in a sandbox, configured like [`std::process::Command`].
@@ -129,7 +130,7 @@ impl<'a> Command<'a> {
     /// executed (`io_kind()` is `NotFound` when it is missing from the rootfs); [`Error::Setup`] when a
     /// setup step fails.
     pub fn spawn(&mut self) -> Result<Child, Error> {
-        self.spawn_with(Stdio::inherit, Stdio::inherit)
+        self.spawn_with([Known::Inherit; 3])
     }
 
     /// Runs the program to completion and collects its output (stdout and stderr are read
@@ -138,10 +139,7 @@ impl<'a> Command<'a> {
     /// # Errors
     /// As [`spawn`](Command::spawn), and [`Error::TimedOut`].
     pub fn output(&mut self) -> Result<Output, Error> {
-        if self.stdin.is_none() {
-            self.stdin = Some(Stdio::null());
-        }
-        self.spawn_with(Stdio::piped, Stdio::piped)?.wait_with_output()
+        self.spawn_with([Known::Null, Known::Piped, Known::Piped])?.wait_with_output()
     }
 
     /// Runs the program to completion and returns its exit status.
@@ -152,7 +150,7 @@ impl<'a> Command<'a> {
         self.spawn()?.wait()
     }
 
-    fn spawn_with(&mut self, out: fn() -> Stdio, err: fn() -> Stdio) -> Result<Child, Error> {
+    fn spawn_with(&mut self, defaults: [Known; 3]) -> Result<Child, Error> {
         if self.program.is_empty() || self.program.contains('\0') {
             return Err(invalid("program", &self.program, "must be non-empty and without NUL"));
         }
@@ -171,43 +169,48 @@ impl<'a> Command<'a> {
         };
         let mut config = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
         config.controlling_terminal = self.controlling_terminal;
-        let stdio = [
-            self.stdin.take().unwrap_or_else(Stdio::inherit),
-            self.stdout.take().unwrap_or_else(out),
-            self.stderr.take().unwrap_or_else(err),
-        ];
-        let (mut inner, mut reports) = launch(&config, stdio, &[])?;
+        let stdio = if self.stdin.is_none() && self.stdout.is_none() && self.stderr.is_none() {
+            Stdio3::Known(defaults)
+        } else {
+            let [i, o, e] = defaults;
+            Stdio3::Std([
+                self.stdin.take().unwrap_or_else(|| i.to_std()),
+                self.stdout.take().unwrap_or_else(|| o.to_std()),
+                self.stderr.take().unwrap_or_else(|| e.to_std()),
+            ])
+        };
+        let launched = launch(&config, stdio, &[])?;
+        let mut child = Child {
+            helper: launched.helper,
+            reports: launched.reports,
+            kill: Some(launched.kill),
+            helper_pid: None,
+            timeout: config.timeout,
+            status: None,
+            stdin: launched.stdin,
+            stdout: launched.stdout,
+            stderr: launched.stderr,
+        };
         loop {
-            match reports.next() {
-                Some(Record::Started) => break,
+            match child.reports.next() {
+                Some(Record::Started) => return Ok(child),
+                Some(Record::Helper { pid }) => child.helper_pid = Some(pid),
                 Some(Record::ExecFailed { errno }) => {
-                    let _ = inner.wait();
+                    child.finish();
                     return Err(Error::Spawn {
                         program: self.program.clone(),
                         source: std::io::Error::from_raw_os_error(errno),
                     });
                 }
                 Some(Record::SetupFailed { kind, what, path, errno }) => {
-                    let _ = inner.wait();
+                    child.finish();
                     let path = path.or_else(|| (kind == crate::plan::StepKind::CurrentDir).then(|| config.current_dir.clone()));
                     return Err(setup_error(kind, what, path, errno, self.sandbox));
                 }
                 Some(_) => {}
-                None => {
-                    let status = inner.wait().map_err(crate::error::io("wait for", "the sandbox helper"))?;
-                    return Err(Error::HelperDied { status });
-                }
+                None => return Err(Error::HelperDied { status: child.finish() }),
             }
         }
-        Ok(Child {
-            stdin: inner.stdin.take(),
-            stdout: inner.stdout.take(),
-            stderr: inner.stderr.take(),
-            inner,
-            reports,
-            timeout: config.timeout,
-            status: None,
-        })
     }
 }
 
@@ -215,8 +218,10 @@ impl<'a> Command<'a> {
 /// was waited for kills the sandbox: a sandbox never outlives its handle.
 #[derive(Debug)]
 pub struct Child {
-    inner: std::process::Child,
+    helper: Helper,
     reports: Reader,
+    kill: Option<OwnedFd>,
+    helper_pid: Option<i32>,
     timeout: Option<Duration>,
     status: Option<ExitStatus>,
     /// The program's stdin, if piped.
@@ -230,41 +235,71 @@ pub struct Child {
 impl Child {
     /// The host pid of the sandbox's helper process (not of the program inside).
     pub fn id(&self) -> u32 {
-        self.inner.id()
+        match &self.helper {
+            Helper::Executed(c) => c.id(),
+            Helper::Served => self.helper_pid.map_or(0, |p| p as u32),
+        }
     }
 
-    /// Kills every process in the sandbox. The helper kills the sandbox's init, whose pid namespace
-    /// dies with it; [`wait`](Child::wait) then returns once all of them are gone, with the program's
+    /// Kills every process in the sandbox: the helper kills the sandbox's init, whose pid namespace
+    /// dies with it. [`wait`](Child::wait) then returns once all of them are gone, with the program's
     /// status showing SIGKILL.
     ///
     /// # Errors
-    /// As [`std::process::Child::kill`].
+    /// None today; the signature matches [`std::process::Child::kill`].
     pub fn kill(&mut self) -> std::io::Result<()> {
-        terminate(&mut self.inner)
+        // Closing our end of the kill pipe is the request.
+        drop(self.kill.take());
+        Ok(())
     }
 
     /// Waits for the program (and so the sandbox) to end and returns its exit status: the exit code,
     /// or the signal that killed it, exactly as the program's own.
     ///
     /// # Errors
-    /// [`Error::TimedOut`] if the sandbox's deadline killed it.
+    /// [`Error::TimedOut`] if the sandbox's deadline killed it; [`Error::HelperDied`] if the helper was
+    /// killed from outside.
     pub fn wait(&mut self) -> Result<ExitStatus, Error> {
         drop(self.stdin.take());
         if let Some(s) = self.status {
             return Ok(s);
         }
-        let helper = self.inner.wait().map_err(crate::error::io("wait for", "the sandbox helper"))?;
-        let mut status = helper;
+        let mut exited = None;
         while let Some(r) = self.reports.next() {
-            if let Record::Exited { status: raw, timed_out } = r {
-                if timed_out {
-                    return Err(Error::TimedOut { after: self.timeout.unwrap_or_default() });
-                }
-                status = ExitStatus::from_raw(raw);
+            if let Record::Exited { status, timed_out } = r {
+                exited = Some((status, timed_out));
+                break;
             }
         }
-        self.status = Some(status);
-        Ok(status)
+        // The helper sends `Exited` after reaping init, which reaps every other process of the sandbox
+        // first: nothing of the sandbox runs any more. An executed helper is ours to reap; a served one
+        // is the fork server's, and its exit (which frees the namespaces) need not delay the caller.
+        let helper = match (&self.helper, exited) {
+            (Helper::Served, Some(_)) => {
+                drop(self.kill.take());
+                None
+            }
+            _ => self.finish(),
+        };
+        match exited {
+            Some((_, true)) => Err(Error::TimedOut { after: self.timeout.unwrap_or_default() }),
+            Some((raw, false)) => {
+                let status = ExitStatus::from_raw(raw);
+                self.status = Some(status);
+                Ok(status)
+            }
+            None => Err(Error::HelperDied { status: helper }),
+        }
+    }
+
+    /// Reaps an executed helper (after its reports ended, it has exited or is about to).
+    fn finish(&mut self) -> Option<ExitStatus> {
+        drop(self.kill.take());
+        while self.reports.next().is_some() {}
+        match &mut self.helper {
+            Helper::Executed(c) => c.wait().ok(),
+            Helper::Served => None,
+        }
     }
 
     /// Waits and collects whatever stdout and stderr were piped.
@@ -293,18 +328,7 @@ impl Child {
 impl Drop for Child {
     fn drop(&mut self) {
         if self.status.is_none() {
-            let _ = terminate(&mut self.inner);
-            let _ = self.inner.wait();
+            self.finish();
         }
     }
-}
-
-/// Asks a helper to tear its sandbox down (SIGTERM, which it handles by killing the sandbox's init
-/// and reaping it). The helper is our unreaped child, so its pid cannot have been reused.
-pub(crate) fn terminate(helper: &mut std::process::Child) -> std::io::Result<()> {
-    if helper.try_wait()?.is_some() {
-        return Ok(());
-    }
-    let pid = nix::unistd::Pid::from_raw(helper.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
 }

@@ -61,6 +61,9 @@ pub(crate) struct Config {
     pub outer_gid: u32,
     /// The host's resolv.conf, for `Network::Host`.
     pub resolv_conf: Option<String>,
+    /// Mount a read-only /sys.
+    #[serde(default)]
+    pub sys: bool,
     /// Make the program's stdin (a terminal) its controlling terminal.
     #[serde(default)]
     pub controlling_terminal: bool,

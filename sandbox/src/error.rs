@@ -52,10 +52,10 @@ pub enum Error {
         after: Duration,
     },
     /// The sandbox helper process ended without saying why (killed from outside, or a bug).
-    #[error("the sandbox helper process ended unexpectedly ({status})")]
+    #[error("the sandbox helper process ended unexpectedly{}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
     HelperDied {
-        /// Its exit status.
-        status: std::process::ExitStatus,
+        /// Its exit status, when it was this process's child.
+        status: Option<std::process::ExitStatus>,
     },
     /// The process running a closure died of a signal (a crash, or killed from outside).
     #[error("the closure's process inside the sandbox died: {status}")]

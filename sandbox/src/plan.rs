@@ -46,13 +46,14 @@ pub(crate) enum Op {
     Chdir { path: PathBuf },
     SetHostname { name: String },
     LoopbackUp,
+    Chmod { path: PathBuf, mode: u32 },
 }
 
 impl Op {
     /// The path the step acts on, for error messages.
     pub(crate) fn path(&self) -> Option<String> {
         let p = match self {
-            Op::WriteFile { path, .. } | Op::Mkdir { path, .. } | Op::Touch { path } | Op::Chdir { path } => path,
+            Op::WriteFile { path, .. } | Op::Mkdir { path, .. } | Op::Touch { path } | Op::Chdir { path } | Op::Chmod { path, .. } => path,
             Op::Mount { target, .. } | Op::UmountDetach { target } => target,
             Op::Symlink { link, .. } => link,
             Op::PivotRoot { new_root, .. } => new_root,
@@ -164,8 +165,9 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     // devpts(5) newinstance: the sandbox's ptys are its own.
     step(StepKind::Dev, "mount a private devpts instance", Op::Mount { source: Some("devpts".into()), target: p("/newroot/dev/pts"), fstype: Some("devpts".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, data: Some("newinstance,ptmxmode=0666,mode=0620".into()) });
     step(StepKind::Dev, "link /dev/ptmx", Op::Symlink { target: p("pts/ptmx"), link: p("/newroot/dev/ptmx") });
+    // /dev is a tmpfs already: /dev/shm is a sticky, world-writable directory in it.
     step(StepKind::Dev, "create /dev/shm", Op::Mkdir { path: p("/newroot/dev/shm"), mode: 0o1777 });
-    step(StepKind::Dev, "mount a tmpfs on /dev/shm", Op::Mount { source: Some("tmpfs".into()), target: p("/newroot/dev/shm"), fstype: Some("tmpfs".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=1777".into()) });
+    step(StepKind::Dev, "make /dev/shm world-writable", Op::Chmod { path: p("/newroot/dev/shm"), mode: 0o1777 });
     for (target, link) in [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr")] {
         step(StepKind::Dev, "link a /dev/fd entry", Op::Symlink { target: p(target), link: Path::new("/newroot/dev").join(link) });
     }
@@ -180,7 +182,7 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     if let Some(resolv) = &config.resolv_conf {
         step(StepKind::Etc, "write /etc/resolv.conf", Op::WriteFile { path: p("/newroot/etc/resolv.conf"), contents: resolv.clone().into_bytes() });
     }
-    if config.network != Network::Host {
+    if config.sys && config.network != Network::Host {
         // sysfs may only be mounted by the owner of the network namespace; read-only, best effort.
         step(StepKind::Sys, "create /sys", Op::Mkdir { path: p("/newroot/sys"), mode: 0o555 });
         step(StepKind::Sys, "mount a read-only /sys", Op::Mount { source: Some("sysfs".into()), target: p("/newroot/sys"), fstype: Some("sysfs".into()), flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: None });
@@ -223,6 +225,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::Chdir { path } => sys.chdir(path),
             Op::SetHostname { name } => sys.sethostname(name),
             Op::LoopbackUp => sys.loopback_up(),
+            Op::Chmod { path, mode } => sys.chmod(path, *mode),
         };
         match result {
             Ok(()) => {}
@@ -286,6 +289,9 @@ mod tests {
         fn loopback_up(&self) -> Result<(), Errno> {
             self.call("loopback up".to_owned())
         }
+        fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+            self.call(format!("chmod {} {mode:o}", path.display()))
+        }
     }
 
     fn config(user_namespace: bool, network: Network) -> Config {
@@ -301,6 +307,7 @@ mod tests {
             outer_gid: 1000,
             resolv_conf: None,
             controlling_terminal: false,
+            sys: true,
             job: Job::Session,
         }
     }

@@ -9,6 +9,8 @@ use crate::plan::StepKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Record {
+    /// The host pid of the helper (sent by helpers that the fork server started).
+    Helper { pid: i32 },
     /// The host pid of the sandbox's init (for sessions, which later commands join).
     Init { pid: i32 },
     /// A session's sandbox is set up and waiting for commands.

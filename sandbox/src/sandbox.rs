@@ -45,6 +45,7 @@ pub struct Builder {
     current_dir: String,
     timeout: Option<Duration>,
     user_namespace: Option<bool>,
+    sys: bool,
 }
 
 impl Default for Builder {
@@ -57,6 +58,7 @@ impl Default for Builder {
             current_dir: "/".to_owned(),
             timeout: None,
             user_namespace: None,
+            sys: false,
         }
     }
 }
@@ -114,6 +116,13 @@ impl Builder {
     /// (where it is required: the calling user becomes root inside).
     pub fn user_namespace(mut self, enable: bool) -> Self {
         self.user_namespace = Some(enable);
+        self
+    }
+
+    /// Mounts a read-only `/sys` (sysfs of the sandbox's own network namespace; not with
+    /// [`Network::Host`]). Default: no `/sys`, which exposes less of the host.
+    pub fn sys(mut self, enable: bool) -> Self {
+        self.sys = enable;
         self
     }
 
@@ -180,6 +189,7 @@ impl Builder {
                 outer_gid: gid,
                 resolv_conf,
                 controlling_terminal: false,
+                sys: self.sys,
                 job: Job::Session,
             },
         })

@@ -1,15 +1,15 @@
 //! One sandbox kept alive for several commands.
 
-use std::process::Stdio;
+use std::os::fd::OwnedFd;
 
 use crate::command::Command;
 use crate::config::Job;
-use crate::report::Record;
-use crate::spawn::parent::{launch, setup_error};
+use crate::report::{Reader, Record};
+use crate::spawn::parent::{Helper, Known, Stdio3, launch, setup_error};
 use crate::{Error, Sandbox};
 
 /// A running sandbox whose commands share its filesystem, processes and network. Dropping it kills
-/// everything in it.
+/// everything in it, and returns once all of it is gone.
 ///
 /// # Examples
 /// ```no_run
@@ -23,36 +23,36 @@ use crate::{Error, Sandbox};
 #[derive(Debug)]
 pub struct Session<'a> {
     sandbox: &'a Sandbox,
-    helper: std::process::Child,
+    helper: Helper,
+    reports: Reader,
+    kill: Option<OwnedFd>,
     init_pid: i32,
 }
 
 impl<'a> Session<'a> {
     pub(crate) fn start(sandbox: &'a Sandbox) -> Result<Session<'a>, Error> {
         let config = sandbox.config(Job::Session, None)?;
-        let (mut helper, mut reports) = launch(&config, [Stdio::null(), Stdio::null(), Stdio::inherit()], &[])?;
-        let mut init_pid = None;
+        let launched = launch(&config, Stdio3::Known([Known::Null, Known::Null, Known::Inherit]), &[])?;
+        let mut session = Session {
+            sandbox,
+            helper: launched.helper,
+            reports: launched.reports,
+            kill: Some(launched.kill),
+            init_pid: 0,
+        };
         loop {
-            match reports.next() {
-                Some(Record::Init { pid }) => init_pid = Some(pid),
-                Some(Record::Ready) => break,
+            match session.reports.next() {
+                Some(Record::Init { pid }) => session.init_pid = pid,
+                Some(Record::Ready) if session.init_pid > 0 => return Ok(session),
                 Some(Record::SetupFailed { kind, what, path, errno }) => {
-                    let _ = helper.wait();
+                    session.end();
                     return Err(setup_error(kind, what, path, errno, sandbox));
                 }
                 Some(_) => {}
                 None => {
-                    let status = helper.wait().map_err(crate::error::io("wait for", "the sandbox helper"))?;
+                    let status = session.end();
                     return Err(Error::HelperDied { status });
                 }
-            }
-        }
-        match init_pid {
-            Some(init_pid) => Ok(Session { sandbox, helper, init_pid }),
-            None => {
-                let _ = helper.kill();
-                let status = helper.wait().map_err(crate::error::io("wait for", "the sandbox helper"))?;
-                Err(Error::HelperDied { status })
             }
         }
     }
@@ -61,12 +61,20 @@ impl<'a> Session<'a> {
     pub fn command(&self, program: impl Into<String>) -> Command<'a> {
         Command::new(self.sandbox, program.into(), Some(self.init_pid))
     }
+
+    /// Tears the sandbox down and waits until it is gone.
+    fn end(&mut self) -> Option<std::process::ExitStatus> {
+        drop(self.kill.take());
+        while self.reports.next().is_some() {}
+        match &mut self.helper {
+            Helper::Executed(c) => c.wait().ok(),
+            Helper::Served => None,
+        }
+    }
 }
 
 impl Drop for Session<'_> {
     fn drop(&mut self) {
-        // The helper kills init and reaps it once the whole pid namespace is gone.
-        let _ = crate::command::terminate(&mut self.helper);
-        let _ = self.helper.wait();
+        self.end();
     }
 }

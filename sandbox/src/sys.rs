@@ -29,6 +29,8 @@ pub(crate) trait Sys {
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), Errno>;
     fn sethostname(&self, name: &str) -> Result<(), Errno>;
     fn loopback_up(&self) -> Result<(), Errno>;
+    /// Sets a path's mode (mkdir's is cut by the umask).
+    fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno>;
 }
 
 /// The real kernel.
@@ -91,6 +93,10 @@ impl Sys for Kernel {
 
     fn sethostname(&self, name: &str) -> Result<(), Errno> {
         nix::unistd::sethostname(name)
+    }
+
+    fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+        nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, path, Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::FollowSymlink)
     }
 
     fn loopback_up(&self) -> Result<(), Errno> {
@@ -163,6 +169,7 @@ pub(crate) fn execve(program: &CString, args: &[CString], env: &[CString]) -> Er
 pub(crate) static HELPER_HOOK: extern "C" fn() = helper_hook;
 
 extern "C" fn helper_hook() {
+    crate::spawn::server::enter_if_server();
     crate::spawn::helper::enter_if_helper();
 }
 
@@ -214,4 +221,11 @@ pub(crate) fn set_controlling_terminal(fd: impl std::os::fd::AsFd) -> Result<(),
     // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal the terminal from another
     // session); `fd` is open for the duration of the call.
     Errno::result(unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
+}
+
+/// Closes a file descriptor this process owns by number only (inherited across fork, never wrapped).
+pub(crate) fn close_fd(fd: RawFd) {
+    // SAFETY: the caller owns `fd` and never uses the number again (the fork server's socket, in its
+    // forked children).
+    drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
 }

@@ -66,7 +66,8 @@ fn main() {
     }
     let ours = median(ours);
     println!("sandbox start + /bin/true + teardown, {ROUNDS} interleaved rounds, medians:");
-    println!("  {:<70} {:7.2} ms", "sandbox (overlay rootfs copy, user/pid/mnt/uts/ipc/net/cgroup ns)", ms(ours));
+    let label = if is_root { "sandbox (private overlay root; pid/mnt/uts/ipc/net/cgroup ns)" } else { "sandbox (private overlay root; user/pid/mnt/uts/ipc/net/cgroup ns)" };
+    println!("  {label:<70} {:7.2} ms", ms(ours));
     for ((name, _), times) in references.iter().zip(theirs) {
         let m = median(times);
         println!("  {name:<70} {:7.2} ms   sandbox/this = {:.2}x", ms(m), ms(ours) / ms(m));

@@ -195,9 +195,26 @@ pub fn wait_until_gone(needle: &str) -> Vec<i32> {
     }
 }
 
-/// The pids of this process's child processes (threads do not count).
+/// The sandbox crate's fork server among this process's children (it lives as long as the process).
+pub fn is_fork_server(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v.starts_with(b"__SANDBOX_FORK_SERVER=")))
+}
+
+/// This process's child processes, and theirs if the child is the fork server (whose children are
+/// the sandboxes' helpers); the fork server itself does not count.
 pub fn child_processes() -> Vec<i32> {
-    let me = std::process::id().to_string();
+    let mine = children_of(std::process::id() as i32);
+    let (servers, mut others): (Vec<i32>, Vec<i32>) = mine.into_iter().partition(|&p| is_fork_server(p));
+    for s in servers {
+        others.extend(children_of(s));
+    }
+    others
+}
+
+/// The pids of the child processes of `parent`.
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let me = parent.to_string();
     std::fs::read_dir("/proc")
         .map(|rd| {
             rd.flatten()

@@ -23,11 +23,20 @@ pub(crate) const SETUP_FAILED: i32 = 125;
 /// sandbox's child process that is to run a closure: that one returns, and `main` runs the test.
 pub(crate) fn enter_if_helper() {
     let Some(value) = std::env::var_os(HELPER_ENV) else { return };
-    let Some((report, config)) = parse(&value.to_string_lossy()) else {
+    let Some([report, config, kill]) = parse(&value.to_string_lossy()) else {
         eprintln!("sandbox helper: malformed {HELPER_ENV}");
         std::process::exit(SETUP_FAILED);
     };
-    let _ = nix::fcntl::fcntl(report.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    run(report, config, kill);
+}
+
+/// The helper's work, whether it was executed by the parent or forked by the fork server: read the
+/// configuration, then create a sandbox or join a session. `kill` is the read end of the parent's kill
+/// pipe: when the parent closes its end (or dies), the sandbox is torn down.
+pub(crate) fn run(report: OwnedFd, config: OwnedFd, kill: OwnedFd) {
+    for fd in [&report, &kill] {
+        let _ = nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    }
     let mut text = Vec::new();
     if std::fs::File::from(config).read_to_end(&mut text).is_err() {
         std::process::exit(SETUP_FAILED);
@@ -42,16 +51,15 @@ pub(crate) fn enter_if_helper() {
         std::process::exit(SETUP_FAILED); // the parent died before prctl took effect
     }
     match &config.job {
-        Job::Join { .. } => join(&config, report),
-        _ => create(&config, report),
+        Job::Join { .. } => join(&config, report, kill),
+        _ => create(&config, report, kill),
     }
 }
 
-fn parse(value: &str) -> Option<(OwnedFd, OwnedFd)> {
-    let (a, b) = value.split_once(':')?;
-    let report = crate::sys::adopt_fd(a.parse().ok()?)?;
-    let config = crate::sys::adopt_fd(b.parse().ok()?)?;
-    Some((report, config))
+fn parse(value: &str) -> Option<[OwnedFd; 3]> {
+    let mut fds = value.split(':').map(|n| n.parse().ok().and_then(crate::sys::adopt_fd));
+    let r = [fds.next()??, fds.next()??, fds.next()??];
+    fds.next().is_none().then_some(r)
 }
 
 fn fail(report: &OwnedFd, kind: StepKind, what: &str, errno: nix::errno::Errno) -> ! {
@@ -59,13 +67,11 @@ fn fail(report: &OwnedFd, kind: StepKind, what: &str, errno: nix::errno::Errno) 
     std::process::exit(SETUP_FAILED);
 }
 
-/// Blocks the signals the helper waits for (SIGTERM: tear down; SIGCHLD: a child ended) before it
-/// forks, so that a teardown request that comes early is not lost; returns the mask to restore in the
-/// forked process.
+/// Blocks SIGCHLD (which the helper waits for through a signalfd) before it forks, so that a child
+/// that ends at once is not missed; returns the mask to restore in the forked process.
 fn block_wait_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
     let mut set = SigSet::empty();
-    set.add(Signal::SIGTERM);
     set.add(Signal::SIGCHLD);
     let mut old = SigSet::empty();
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old));
@@ -77,7 +83,7 @@ fn restore_mask(mask: &nix::sys::signal::SigSet) {
 }
 
 /// A new sandbox: new namespaces, init as PID 1 in them.
-fn create(config: &Config, report: OwnedFd) {
+fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
@@ -112,14 +118,14 @@ fn create(config: &Config, report: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(status_w);
             send(&report, &Record::Init { pid: child.as_raw() });
-            let (outcome, init) = wait_for(child, Some(status_r));
+            let (outcome, init) = wait_for(child, Some(status_r), &kill);
             finish(&report, outcome, init);
         }
     }
 }
 
 /// A command in a running session: enter the namespaces of its init, fork the program into them.
-fn join(config: &Config, report: OwnedFd) {
+fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
     let Job::Join { init_pid, .. } = &config.job else { return };
     let mut order = vec!["cgroup", "ipc", "uts", "net", "pid", "mnt"];
     if config.user_namespace {
@@ -158,7 +164,7 @@ fn join(config: &Config, report: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
             super::child::await_exec(exec_r, &report, &config.job);
-            let (outcome, status) = wait_for(child, None);
+            let (outcome, status) = wait_for(child, None, &kill);
             let raw = outcome.map_or_else(|| status.map(raw_status).unwrap_or(0), |(raw, _)| raw);
             finish(&report, Some((raw, false)), Ok(WaitStatus::Exited(child, 0)));
         }
@@ -166,22 +172,19 @@ fn join(config: &Config, report: OwnedFd) {
 }
 
 /// Waits for `child` (init, or a session command's process), and for init's status message if
-/// `status` is given. SIGTERM (what the parent's `Child::kill` and drops send) kills `child` first: it
-/// is only reaped once its whole pid namespace is gone, so the parent's `wait` returns after the last
-/// process of the sandbox has died.
-fn wait_for(child: Pid, status: Option<OwnedFd>) -> (Option<(i32, bool)>, nix::Result<WaitStatus>) {
+/// `status` is given. When the parent closes its end of the kill pipe (`Child::kill`, a drop, or its
+/// death), `child` is killed first: init is only reaped once its whole pid namespace is gone, so the
+/// parent's `wait` returns after the last process of the sandbox has died.
+fn wait_for(child: Pid, status: Option<OwnedFd>, kill: &OwnedFd) -> (Option<(i32, bool)>, nix::Result<WaitStatus>) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+    use nix::sys::signal::SigSet;
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use nix::sys::wait::WaitPidFlag;
 
     let mut set = SigSet::empty();
-    set.add(Signal::SIGTERM);
     set.add(Signal::SIGCHLD);
-    // Already blocked before the fork (block_wait_signals); this is a no-op kept for clarity.
-    let signals = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-        .ok()
-        .and_then(|()| SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok());
+    // SIGCHLD was blocked before the fork (block_wait_signals).
+    let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
     let mut message = Vec::new();
     let mut status_file = status.map(std::fs::File::from);
     let mut killed = false;
@@ -191,22 +194,26 @@ fn wait_for(child: Pid, status: Option<OwnedFd>) -> (Option<(i32, bool)>, nix::R
             other => break other,
         }
         let Some(signals) = &signals else {
-            // No signalfd: plain blocking wait, without the SIGTERM teardown.
+            // No signalfd: plain blocking wait, without the kill-pipe teardown.
             break waitpid(child, None);
         };
         let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        if !killed {
+            fds.push(PollFd::new(kill.as_fd(), PollFlags::POLLIN));
+        }
+        let status_at = fds.len();
         if let Some(f) = &status_file {
             fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
         }
         if poll(&mut fds, PollTimeout::NONE).is_err() {
             continue;
         }
-        let status_ready = fds.get(1).is_some_and(|f| f.revents().is_some_and(|r| !r.is_empty()));
-        while let Ok(Some(info)) = signals.read_signal() {
-            if info.ssi_signo == Signal::SIGTERM as u32 && !killed {
-                killed = true;
-                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
-            }
+        let ready = |i: usize| fds.get(i).is_some_and(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        let (kill_ready, status_ready) = (!killed && ready(1), status_file.is_some() && ready(status_at));
+        while let Ok(Some(_)) = signals.read_signal() {}
+        if kill_ready {
+            killed = true;
+            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
         }
         if status_ready && let Some(f) = &mut status_file {
             let mut buf = [0u8; 16];

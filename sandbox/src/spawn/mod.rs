@@ -14,3 +14,4 @@ pub(crate) mod child;
 pub(crate) mod helper;
 pub(crate) mod init;
 pub(crate) mod parent;
+pub(crate) mod server;

@@ -1,0 +1,165 @@
+//! The fork server: one helper process per calling process, executed once and then kept waiting,
+//! single-threaded, before `main`. Each sandbox's helper is a fork of it instead of a new exec of the
+//! (often large) calling binary, which saves most of a sandbox's start-up time.
+//!
+//! Requests are one datagram each on a `SOCK_SEQPACKET` socket pair, carrying six file descriptors
+//! (`SCM_RIGHTS`): the program's stdin, stdout and stderr, the report pipe, the configuration memfd and
+//! the read end of the kill pipe. The server forks, and the fork runs `helper::run` with them. Replies
+//! go straight to the report pipe. Only stdio that this crate opened itself can be sent this way (a
+//! `std::process::Stdio` gives no access to its file descriptor); other commands take the exec path.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::{ForkResult, Pid};
+
+use crate::report::{Record, send};
+
+/// Turns a re-executed binary into the fork server: the number of its end of the socket pair.
+pub(crate) const SERVER_ENV: &str = "__SANDBOX_FORK_SERVER";
+
+const FDS: usize = 6;
+
+/// The parent's end of the socket pair to a running server.
+static SERVER: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Hands a sandbox start to the fork server, starting the server on first use. `fds`: stdin, stdout,
+/// stderr, report pipe, configuration memfd, kill pipe (read end).
+///
+/// # Errors
+/// When no server can be started or reached; the caller then executes a helper itself.
+pub(crate) fn submit(fds: [BorrowedFd<'_>; FDS]) -> std::io::Result<()> {
+    let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+    for attempt in 0..2 {
+        if server.is_none() {
+            *server = Some(start()?);
+        }
+        if let Some(sock) = server.as_ref() {
+            let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+            let cmsg = [ControlMessage::ScmRights(&raw)];
+            match sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(b"start")], &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+                Ok(_) => return Ok(()),
+                // The server died (killed from outside): start a new one, once.
+                Err(e) if attempt == 0 => {
+                    tracing::debug!(%e, "the sandbox fork server is gone; starting another");
+                    *server = None;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Err(std::io::Error::other("the sandbox fork server cannot be reached"))
+}
+
+fn start() -> std::io::Result<OwnedFd> {
+    let (ours, theirs) = socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.env_clear()
+        .env(SERVER_ENV, theirs.as_raw_fd().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    crate::sys::keep_fds_on_exec(&mut cmd, vec![theirs.as_raw_fd()]);
+    // Reaped by nobody: it lives as long as this process, and dies with it (PR_SET_PDEATHSIG).
+    let child = super::parent::spawn_on_spawner_thread(cmd)?;
+    drop(theirs);
+    std::mem::forget(child);
+    Ok(ours)
+}
+
+/// Called by the constructor: returns at once unless this process is the fork server, which never
+/// returns (it exits when the parent closes its end of the socket, or dies).
+pub(crate) fn enter_if_server() {
+    let Some(value) = std::env::var_os(SERVER_ENV) else { return };
+    let Some(sock) = value.to_str().and_then(|v| v.parse().ok()).and_then(crate::sys::adopt_fd) else {
+        std::process::exit(super::helper::SETUP_FAILED);
+    };
+    let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
+    serve(&sock);
+    std::process::exit(0);
+}
+
+fn serve(sock: &OwnedFd) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+    // Helpers that end are reaped at once (SIGCHLD through a signalfd), not left as zombies.
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None);
+    let Ok(signals) = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) else { return };
+    loop {
+        while let Ok(s) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            if s == nix::sys::wait::WaitStatus::StillAlive {
+                break;
+            }
+        }
+        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN), PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        while let Ok(Some(_)) = signals.read_signal() {}
+        if fds[0].revents().is_none_or(|r| r.is_empty()) {
+            continue;
+        }
+        let mut buf = [0u8; 16];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([RawFd; FDS]);
+        let msg = match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        };
+        if msg.bytes == 0 {
+            return; // the parent closed its end
+        }
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(raw) = c {
+                    fds.extend(raw.into_iter().filter_map(crate::sys::adopt_fd));
+                }
+            }
+        }
+        let Ok(fds) = <[OwnedFd; FDS]>::try_from(fds) else { continue };
+        match crate::sys::fork() {
+            Ok(ForkResult::Child) => {
+                drop(signals);
+                let [stdin, stdout, stderr, report, config, kill] = fds;
+                // Nothing of the server's own state goes on: its socket, its signal mask.
+                let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None);
+                let ok = nix::unistd::dup2_stdin(&stdin).is_ok()
+                    && nix::unistd::dup2_stdout(&stdout).is_ok()
+                    && nix::unistd::dup2_stderr(&stderr).is_ok();
+                drop((stdin, stdout, stderr));
+                crate::sys::close_fd(sock.as_raw_fd());
+                if !ok {
+                    std::process::exit(super::helper::SETUP_FAILED);
+                }
+                send(&report, &Record::Helper { pid: std::process::id() as i32 });
+                super::helper::run(report, config, kill);
+                std::process::exit(0);
+            }
+            Ok(ForkResult::Parent { .. }) => drop(fds),
+            Err(e) => {
+                let [_, _, _, report, _, _] = &fds;
+                send(report.as_fd(), &Record::SetupFailed {
+                    kind: crate::plan::StepKind::Helper,
+                    what: "fork a helper in the fork server".to_owned(),
+                    path: None,
+                    errno: e as i32,
+                });
+            }
+        }
+    }
+}
