@@ -241,6 +241,19 @@ fn hostname_is_private() {
 }
 
 #[test]
+fn copied_rootfs_is_private_too() {
+    check_copied_rootfs();
+}
+
+fn check_copied_rootfs() {
+    let sb = builder().copy_rootfs(true).hostname("copied").build().expect("build");
+    let motd = std::fs::read(sb.rootfs_path().join("etc/motd")).expect("host motd");
+    assert_eq!(text(&sh(&sb, "hostname; echo mine > /etc/motd; cat /etc/motd; ls -l /bin/bbsuid | cut -c1-10")), "copied\nmine\n---s--x--x\n");
+    assert_eq!(text(&sh(&sb, "cat /etc/motd")), String::from_utf8_lossy(&motd), "each sandbox copies afresh");
+    assert_eq!(std::fs::read(sb.rootfs_path().join("etc/motd")).expect("host motd"), motd, "the cache is untouched");
+}
+
+#[test]
 fn pid_namespace_with_init() {
     check_pid_namespace();
 }
@@ -445,6 +458,7 @@ fn child_rootless_suite() {
     check_env_and_dir();
     check_bad_input();
     check_session();
+    check_copied_rootfs();
     check_leaks_over_many_runs(50);
 }
 

@@ -133,6 +133,17 @@ impl<'a> Command<'a> {
         self.spawn_with([Known::Inherit; 3])
     }
 
+    /// Starts the sandbox; once more, with a copied rootfs, if the kernel refused overlayfs.
+    fn spawn_with(&mut self, defaults: [Known; 3]) -> Result<Child, Error> {
+        match self.start(defaults) {
+            Err(Retry::Copy(stdio)) => {
+                (self.stdin, self.stdout, self.stderr) = stdio;
+                self.start(defaults).map_err(Retry::into_error)
+            }
+            other => other.map_err(Retry::into_error),
+        }
+    }
+
     /// Runs the program to completion and collects its output (stdout and stderr are read
     /// concurrently, so large outputs cannot deadlock).
     ///
@@ -150,12 +161,12 @@ impl<'a> Command<'a> {
         self.spawn()?.wait()
     }
 
-    fn spawn_with(&mut self, defaults: [Known; 3]) -> Result<Child, Error> {
+    fn start(&mut self, defaults: [Known; 3]) -> Result<Child, Retry> {
         if self.program.is_empty() || self.program.contains('\0') {
-            return Err(invalid("program", &self.program, "must be non-empty and without NUL"));
+            return Err(invalid("program", &self.program, "must be non-empty and without NUL").into());
         }
         if let Some(a) = self.args.iter().find(|a| a.contains('\0')) {
-            return Err(invalid("argument", a, "must not contain NUL"));
+            return Err(invalid("argument", a, "must not contain NUL").into());
         }
         for (k, v) in &self.env {
             check_env(k, v.as_deref().unwrap_or(""))?;
@@ -169,7 +180,8 @@ impl<'a> Command<'a> {
         };
         let mut config = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
         config.controlling_terminal = self.controlling_terminal;
-        let stdio = if self.stdin.is_none() && self.stdout.is_none() && self.stderr.is_none() {
+        let explicit = self.stdin.is_some() || self.stdout.is_some() || self.stderr.is_some();
+        let stdio = if !explicit {
             Stdio3::Known(defaults)
         } else {
             let [i, o, e] = defaults;
@@ -200,16 +212,42 @@ impl<'a> Command<'a> {
                     return Err(Error::Spawn {
                         program: self.program.clone(),
                         source: std::io::Error::from_raw_os_error(errno),
-                    });
+                    }
+                    .into());
                 }
                 Some(Record::SetupFailed { kind, what, path, errno }) => {
                     child.finish();
+                    // Explicit std::process::Stdio were consumed by this attempt: no retry with them.
+                    if !explicit && crate::sandbox::overlay_refused(kind, errno) {
+                        return Err(Retry::Copy((None, None, None)));
+                    }
                     let path = path.or_else(|| (kind == crate::plan::StepKind::CurrentDir).then(|| config.current_dir.clone()));
-                    return Err(setup_error(kind, what, path, errno, self.sandbox));
+                    return Err(setup_error(kind, what, path, errno, self.sandbox).into());
                 }
                 Some(_) => {}
-                None => return Err(Error::HelperDied { status: child.finish() }),
+                None => return Err(Error::HelperDied { status: child.finish() }.into()),
             }
+        }
+    }
+}
+
+/// A failed start: final, or to be tried again with a copied rootfs (with the stdio to restore).
+enum Retry {
+    Fail(Error),
+    Copy((Option<Stdio>, Option<Stdio>, Option<Stdio>)),
+}
+
+impl From<Error> for Retry {
+    fn from(e: Error) -> Retry {
+        Retry::Fail(e)
+    }
+}
+
+impl Retry {
+    fn into_error(self) -> Error {
+        match self {
+            Retry::Fail(e) => e,
+            Retry::Copy(_) => Error::Result { reason: "overlayfs was refused twice".to_owned() },
         }
     }
 }

@@ -28,8 +28,8 @@ pub enum Network {
 pub(crate) enum RootMode {
     /// overlayfs: lower = the shared tree, upper = a tmpfs private to the sandbox.
     Overlay { lower: PathBuf },
-    /// A private copy made on the host, bind-mounted as the root; removed by the parent.
-    Copy { copy: PathBuf },
+    /// A private copy of the tree, made in the staging tmpfs (where overlayfs is not permitted).
+    Copy { lower: PathBuf },
 }
 
 /// What the process inside does once the sandbox is up.

@@ -47,6 +47,7 @@ pub(crate) enum Op {
     SetHostname { name: String },
     LoopbackUp,
     Chmod { path: PathBuf, mode: u32 },
+    CopyTree { from: PathBuf, to: PathBuf },
 }
 
 impl Op {
@@ -57,6 +58,7 @@ impl Op {
             Op::Mount { target, .. } | Op::UmountDetach { target } => target,
             Op::Symlink { link, .. } => link,
             Op::PivotRoot { new_root, .. } => new_root,
+            Op::CopyTree { from, .. } => from,
             Op::SetHostname { name } => return Some(name.clone()),
             Op::LoopbackUp => return Some("lo".to_owned()),
         };
@@ -145,9 +147,11 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
             }
             step(StepKind::Overlay, "mount the writable overlay root", Op::Mount { source: Some("overlay".into()), target: p("/newroot"), fstype: Some("overlay".into()), flags: MsFlags::empty(), data: Some(data) });
         }
-        RootMode::Copy { copy } => {
-            let source = Path::new("/oldroot").join(copy.strip_prefix("/").unwrap_or(copy));
-            step(StepKind::CopyRoot, "bind-mount the private rootfs copy", Op::Mount { source: Some(source.display().to_string()), target: p("/newroot"), fstype: None, flags: MsFlags::MS_BIND | MsFlags::MS_REC, data: None });
+        RootMode::Copy { lower } => {
+            let source = Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower));
+            step(StepKind::CopyRoot, "copy the rootfs into the sandbox's memory", Op::CopyTree { from: source, to: p("/newroot") });
+            // pivot_root needs the new root to be a mount point.
+            step(StepKind::CopyRoot, "bind the copied root onto itself", Op::Mount { source: Some("/newroot".into()), target: p("/newroot"), fstype: None, flags: MsFlags::MS_BIND | MsFlags::MS_REC, data: None });
         }
     }
     // proc(5) for the new pid namespace: ps and /proc/self see only the sandbox.
@@ -226,6 +230,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::SetHostname { name } => sys.sethostname(name),
             Op::LoopbackUp => sys.loopback_up(),
             Op::Chmod { path, mode } => sys.chmod(path, *mode),
+            Op::CopyTree { from, to } => sys.copy_tree(from, to),
         };
         match result {
             Ok(()) => {}
@@ -291,6 +296,9 @@ mod tests {
         }
         fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
             self.call(format!("chmod {} {mode:o}", path.display()))
+        }
+        fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno> {
+            self.call(format!("copy {} {}", from.display(), to.display()))
         }
     }
 
@@ -364,6 +372,17 @@ mod tests {
         };
         assert!(calls[0].starts_with("mount - / -"), "{calls:#?}");
         assert!(!calls.iter().any(|c| c.contains("uid_map") || c.starts_with("sethostname") || c == "loopback up"));
+    }
+
+    #[test]
+    fn copy_mode_copies_into_the_staging_tmpfs_then_binds() {
+        let mut cfg = config(true, Network::Loopback);
+        cfg.root = RootMode::Copy { lower: PathBuf::from("/cache/tree") };
+        let calls = recorded(&cfg);
+        let copy = position(&calls, "copy /oldroot/cache/tree /newroot");
+        let bind = position(&calls, "mount /newroot /newroot - MsFlags(MS_BIND | MS_REC)");
+        assert!(position(&calls, "mount tmpfs /tmp tmpfs") < copy && copy < bind && bind < position(&calls, "mount proc"));
+        assert!(!calls.iter().any(|c| c.contains("overlay")));
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub struct Builder {
     timeout: Option<Duration>,
     user_namespace: Option<bool>,
     sys: bool,
+    copy_rootfs: bool,
 }
 
 impl Default for Builder {
@@ -59,6 +60,7 @@ impl Default for Builder {
             timeout: None,
             user_namespace: None,
             sys: false,
+            copy_rootfs: false,
         }
     }
 }
@@ -126,6 +128,15 @@ impl Builder {
         self
     }
 
+    /// Gives each sandbox a full private copy of the rootfs in memory instead of an overlay on top of
+    /// the shared tree: slower to start (the copy), for kernels or containers where overlayfs is not
+    /// permitted. Default: overlay, falling back to a copy by itself (with one warning) when the kernel
+    /// refuses overlayfs.
+    pub fn copy_rootfs(mut self, enable: bool) -> Self {
+        self.copy_rootfs = enable;
+        self
+    }
+
     /// Checks every setting and resolves the rootfs. Nothing runs yet: each [`Sandbox::command`] or
     /// [`Sandbox::run`] starts a fresh sandbox.
     ///
@@ -176,9 +187,10 @@ impl Builder {
             Network::Host => std::fs::read_to_string("/etc/resolv.conf").ok(),
             _ => None,
         };
+        let root = if self.copy_rootfs { RootMode::Copy { lower } } else { RootMode::Overlay { lower } };
         Ok(Sandbox {
             base: Config {
-                root: RootMode::Overlay { lower },
+                root,
                 hostname: self.hostname,
                 network: self.network,
                 env,
@@ -254,8 +266,7 @@ impl Sandbox {
     /// The unpacked tree used as the read-only lower layer.
     pub fn rootfs_path(&self) -> &Path {
         match &self.base.root {
-            RootMode::Overlay { lower } => lower,
-            RootMode::Copy { copy } => copy,
+            RootMode::Overlay { lower } | RootMode::Copy { lower } => lower,
         }
     }
 
@@ -267,6 +278,11 @@ impl Sandbox {
     pub(crate) fn config(&self, job: Job, overrides: Option<Overrides<'_>>) -> Result<Config, Error> {
         let mut config = self.base.clone();
         config.job = job;
+        if let RootMode::Overlay { lower } = &config.root
+            && OVERLAY_REFUSED.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            config.root = RootMode::Copy { lower: lower.clone() };
+        }
         if let Some((env, dir)) = overrides {
             for (k, v) in env {
                 config.env.retain(|(e, _)| e != k);
@@ -280,6 +296,26 @@ impl Sandbox {
         }
         Ok(config)
     }
+}
+
+/// Set once the kernel has refused overlayfs: from then on every sandbox of this process copies.
+static OVERLAY_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a setup failure means "no overlayfs here"; if so, records it (warning once) so that the
+/// caller retries with a copy.
+pub(crate) fn overlay_refused(kind: crate::plan::StepKind, errno: i32) -> bool {
+    use nix::errno::Errno;
+    let refused = kind == crate::plan::StepKind::Overlay
+        && matches!(Errno::from_raw(errno), Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP | Errno::EACCES);
+    if refused && !OVERLAY_REFUSED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        let errno = Errno::from_raw(errno);
+        tracing::warn!(%errno, "overlayfs refused; copying the rootfs per sandbox from now on");
+        eprintln!(
+            "sandbox: the kernel refused overlayfs ({errno}); each sandbox now gets a private copy of the rootfs \
+             instead (slower start). Use Builder::copy_rootfs(true) to ask for this directly."
+        );
+    }
+    refused
 }
 
 /// Per-command environment changes (`None` removes) and working directory.

@@ -31,8 +31,17 @@ pub struct Session<'a> {
 
 impl<'a> Session<'a> {
     pub(crate) fn start(sandbox: &'a Sandbox) -> Result<Session<'a>, Error> {
-        let config = sandbox.config(Job::Session, None)?;
-        let launched = launch(&config, Stdio3::Known([Known::Null, Known::Null, Known::Inherit]), &[])?;
+        match Self::try_start(sandbox) {
+            // The kernel refused overlayfs: the sandbox's configuration now says copy; once more.
+            Err(None) => Self::try_start(sandbox).map_err(|e| e.unwrap_or(Error::Result { reason: "overlayfs was refused twice".to_owned() })),
+            other => other.map_err(|e| e.unwrap_or(Error::Result { reason: "overlayfs was refused".to_owned() })),
+        }
+    }
+
+    /// `Err(None)`: retry with a copied rootfs.
+    fn try_start(sandbox: &'a Sandbox) -> Result<Session<'a>, Option<Error>> {
+        let config = sandbox.config(Job::Session, None).map_err(Some)?;
+        let launched = launch(&config, Stdio3::Known([Known::Null, Known::Null, Known::Inherit]), &[]).map_err(Some)?;
         let mut session = Session {
             sandbox,
             helper: launched.helper,
@@ -46,12 +55,15 @@ impl<'a> Session<'a> {
                 Some(Record::Ready) if session.init_pid > 0 => return Ok(session),
                 Some(Record::SetupFailed { kind, what, path, errno }) => {
                     session.end();
-                    return Err(setup_error(kind, what, path, errno, sandbox));
+                    if crate::sandbox::overlay_refused(kind, errno) {
+                        return Err(None);
+                    }
+                    return Err(Some(setup_error(kind, what, path, errno, sandbox)));
                 }
                 Some(_) => {}
                 None => {
                     let status = session.end();
-                    return Err(Error::HelperDied { status });
+                    return Err(Some(Error::HelperDied { status }));
                 }
             }
         }

@@ -31,6 +31,9 @@ pub(crate) trait Sys {
     fn loopback_up(&self) -> Result<(), Errno>;
     /// Sets a path's mode (mkdir's is cut by the umask).
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno>;
+    /// Copies the tree at `from` into the existing directory `to`: directories, files (hard links
+    /// become copies), symlinks as they are; modes kept, owners kept where the process may chown.
+    fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno>;
 }
 
 /// The real kernel.
@@ -97,6 +100,10 @@ impl Sys for Kernel {
 
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
         nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, path, Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::FollowSymlink)
+    }
+
+    fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno> {
+        copy_dir_contents(from, to)
     }
 
     fn loopback_up(&self) -> Result<(), Errno> {
@@ -228,4 +235,34 @@ pub(crate) fn close_fd(fd: RawFd) {
     // SAFETY: the caller owns `fd` and never uses the number again (the fork server's socket, in its
     // forked children).
     drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+}
+
+fn errno_of(e: std::io::Error) -> Errno {
+    e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
+}
+
+fn copy_dir_contents(from: &Path, to: &Path) -> Result<(), Errno> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for entry in std::fs::read_dir(from).map_err(errno_of)? {
+        let entry = entry.map_err(errno_of)?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let meta = std::fs::symlink_metadata(&src).map_err(errno_of)?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir(&dst).map_err(errno_of)?;
+            copy_dir_contents(&src, &dst)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).map_err(errno_of)?, &dst).map_err(errno_of)?;
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst).map_err(errno_of)?;
+        } else {
+            continue; // devices, sockets, FIFOs: a rootfs from the cache has none
+        }
+        // Owners as in the tree where allowed (as root); inside a user namespace, what is mapped.
+        let _ = std::os::unix::fs::lchown(&dst, Some(meta.uid()), Some(meta.gid()));
+        if !kind.is_symlink() {
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(errno_of)?;
+        }
+    }
+    Ok(())
 }
