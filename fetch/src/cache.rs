@@ -68,6 +68,25 @@ impl TreeOwner {
     }
 }
 
+/// Copies `input` to `output` and returns the sha256 (hex) of what was copied.
+pub(crate) fn copy_hashing(mut input: impl Read, mut output: impl Write) -> io::Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n])?;
+    }
+    output.flush()?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
 /// `uid` (as seen in this user namespace) translated through a `uid_map` to the parent namespace.
 fn outer_uid(map: &str, uid: u32) -> Option<u32> {
     map.lines().find_map(|line| {
@@ -134,6 +153,15 @@ impl Cache {
     /// Blocks until this process is the only one working on `digest`, then clears what a dead holder
     /// of the lock left in `tmp/`.
     pub(crate) fn lock(&self, digest: &str) -> Result<DigestLock, Error> {
+        let (file, path) = self.lock_file(digest)?;
+        file.lock().map_err(io("lock", &path))?;
+        self.clear_tmp(digest)?;
+        Ok(DigestLock { _file: file })
+    }
+
+    /// The lock file of `digest`, opened (and created) but not locked. Lock files are never removed:
+    /// removing one would let two processes lock two different files for the same digest.
+    fn lock_file(&self, digest: &str) -> Result<(File, PathBuf), Error> {
         let path = self.root.join("locks").join(format!("{digest}.lock"));
         let file = File::options()
             .create(true)
@@ -141,9 +169,7 @@ impl Cache {
             .write(true)
             .open(&path)
             .map_err(io("open lock file", &path))?;
-        file.lock().map_err(io("lock", &path))?;
-        self.clear_tmp(digest)?;
-        Ok(DigestLock { _file: file })
+        Ok((file, path))
     }
 
     fn clear_tmp(&self, digest: &str) -> Result<(), Error> {
@@ -168,8 +194,7 @@ impl Cache {
             .collect();
         digests.dedup();
         for digest in digests {
-            let path = self.root.join("locks").join(format!("{digest}.lock"));
-            let Ok(file) = File::options().create(true).truncate(false).write(true).open(&path) else { continue };
+            let Ok((file, _)) = self.lock_file(&digest) else { continue };
             if file.try_lock().is_ok() {
                 self.clear_tmp(&digest)?;
             }
@@ -200,21 +225,10 @@ impl Cache {
     /// Copies a local tarball into `blobs/` under `digest`, checking on the way that it still hashes
     /// to `digest`.
     pub(crate) fn import_blob(&self, source: &Path, digest: &str) -> Result<PathBuf, Error> {
-        use sha2::Digest;
         let staged = self.tmp_path(digest, "import");
-        let mut input = File::open(source).map_err(io("open", source))?;
-        let mut out = File::create_new(&staged).map_err(io("create", &staged))?;
-        let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = input.read(&mut buf).map_err(io("read", source))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(io("write", &staged))?;
-        }
-        let actual = hex::encode(hasher.finalize());
+        let input = File::open(source).map_err(io("open", source))?;
+        let out = File::create_new(&staged).map_err(io("create", &staged))?;
+        let actual = copy_hashing(input, out).map_err(io("copy into the cache", &staged))?;
         if actual != digest {
             remove_tree(&staged)?;
             return Err(Error::ChecksumMismatch {

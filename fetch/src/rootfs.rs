@@ -1,10 +1,7 @@
 //! An unpacked root filesystem, ready to be the lower layer of a sandbox.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use sha2::Digest;
 
 use crate::cache::TreeOwner;
 use crate::error::io;
@@ -150,18 +147,9 @@ fn read_release(tree: &Path) -> Option<String> {
 }
 
 pub(crate) fn hash_file(path: &Path) -> Result<String, Error> {
-    let mut file = File::open(path).map_err(|e| match e.kind() {
+    let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::BadRootfsPath { path: path.to_owned(), reason: "no such file".to_owned() },
         _ => io("open", path)(e),
     })?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf).map_err(io("read", path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    crate::cache::copy_hashing(file, std::io::sink()).map_err(io("read", path))
 }
