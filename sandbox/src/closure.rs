@@ -83,6 +83,17 @@ where
     T: Serialize + DeserializeOwned,
     F: FnOnce() -> T,
 {
+    run_lazy(|| Ok(sandbox.clone()), f)
+}
+
+/// [`run`] with the sandbox built only in the parent: in the child, which runs the closure, `build`
+/// is not called (it would fetch the rootfs and build a sandbox again for nothing).
+pub(crate) fn run_lazy<T, F, B>(build: B, f: F) -> Result<T, Error>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> T,
+    B: FnOnce() -> Result<crate::Sandbox, Error>,
+{
     let index = CALLS.with(|c| {
         let i = c.get();
         c.set(i + 1);
@@ -110,6 +121,7 @@ where
         std::process::exit(0);
     }
 
+    let sandbox = &build()?;
     let thread = std::thread::current();
     let name = match thread.name() {
         Some(n) if n != "main" => n.to_owned(),

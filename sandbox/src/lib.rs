@@ -50,6 +50,8 @@ mod closure;
 mod command;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod harness;
 mod hints;
 mod plan;
 mod report;
@@ -65,3 +67,33 @@ pub use error::{Error, Result};
 pub use fetch;
 pub use sandbox::{Builder, DEFAULT_PATH, Sandbox};
 pub use session::Session;
+
+/// Runs a test's body inside a fresh sandbox: a private writable Alpine root, its own hostname,
+/// pids and network (`lo` up), torn down when the test ends, pass or fail.
+///
+/// ```no_run
+/// use sandbox::sandbox_test;
+///
+/// #[sandbox_test]
+/// fn binds_port_80() {
+///     let _l = std::net::TcpListener::bind("0.0.0.0:80").unwrap();
+///     std::fs::write("/etc/motd", "mine").unwrap();
+/// }
+///
+/// #[sandbox_test(hostname = "db1", network = "none", timeout = "20s", env(RUST_LOG = "debug"))]
+/// fn configured() -> Result<(), Box<dyn std::error::Error>> {
+///     assert_eq!(std::fs::read_to_string("/etc/hostname")?, "db1\n");
+///     Ok(())
+/// }
+/// ```
+///
+/// Options: `hostname = "…"`; `network = "loopback" | "none" | "host"`; `timeout = "500ms" | "20s" |
+/// "2m"`; `env(KEY = "value", …)`; `rootfs = "alpine:3.20"` (any version `fetch` takes) or
+/// `rootfs_dir = "path"` (relative to the crate); `sys` (a read-only `/sys`). Without `rootfs`, the
+/// rootfs is `$SANDBOX_ROOTFS`, else the pinned Alpine release from the cache, fetched on first use.
+/// `#[should_panic]`, `#[ignore]` and `-> Result<(), E>` work as with `#[test]`.
+///
+/// How: the test binary is re-executed for this one test (`--exact`) inside the new sandbox; see
+/// [`Sandbox::run`]. The body's output shows in the test's captured output; a timeout, a crash and a
+/// setup failure each fail the test with a message of their own.
+pub use sandbox_macros::sandbox_test;

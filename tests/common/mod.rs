@@ -57,6 +57,7 @@ pub fn dir_owned_by(uid: u32, gid: u32) -> tempfile::TempDir {
 #[derive(Debug)]
 pub struct ChildTest {
     name: String,
+    exact: bool,
     env: Vec<(String, String)>,
     user: Option<(u32, u32)>,
 }
@@ -64,7 +65,13 @@ pub struct ChildTest {
 impl ChildTest {
     /// The child runs `name` (the test function's path inside the binary, e.g. `rootless_unpack`).
     pub fn new(name: &str) -> ChildTest {
-        ChildTest { name: name.to_owned(), env: Vec::new(), user: None }
+        ChildTest { name: name.to_owned(), exact: true, env: Vec::new(), user: None }
+    }
+
+    /// The child runs every test whose name contains `filter`, on several threads (libtest's own
+    /// filtering, not `--exact`).
+    pub fn filter(filter: &str) -> ChildTest {
+        ChildTest { name: filter.to_owned(), exact: false, env: Vec::new(), user: None }
     }
 
     /// Sets an environment variable in the child.
@@ -104,7 +111,11 @@ impl ChildTest {
             }
             None => Command::new(&exe),
         };
-        cmd.args([self.name.as_str(), "--exact", "--nocapture", "--test-threads=1", "--include-ignored"]);
+        if self.exact {
+            cmd.args([self.name.as_str(), "--exact", "--nocapture", "--test-threads=1", "--include-ignored"]);
+        } else {
+            cmd.args([self.name.as_str(), "--test-threads=8"]);
+        }
         cmd.env(CHILD_ENV, &self.name);
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -123,8 +134,9 @@ impl ChildTest {
         let out = self.output();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
+        let ran = if self.exact { stdout.contains("1 passed") } else { stdout.contains(" passed; 0 failed") };
         assert!(
-            out.status.success() && stdout.contains("1 passed"),
+            out.status.success() && ran,
             "child test `{}` failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
             self.name,
             out.status

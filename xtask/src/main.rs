@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod fetch_rootfs;
 mod run;
 
@@ -22,10 +23,10 @@ enum Task {
     Run(run::RunArgs),
     /// An interactive Alpine shell in a fresh sandbox, on a pseudo-terminal of its own.
     Shell(run::SandboxArgs),
-    /// Run the benchmarks (release build) and print their figures.
+    /// Run the benchmarks (release build) and print their figures: fetch, sandbox, overhead.
     Bench {
-        /// Only the benchmarks whose name contains this.
-        filter: Option<String>,
+        /// One benchmark: fetch, sandbox or overhead (default: all).
+        name: Option<String>,
     },
 }
 
@@ -48,18 +49,6 @@ fn try_main() -> anyhow::Result<()> {
         Task::FetchRootfs(args) => fetch_rootfs::run(args),
         Task::Run(args) => run::run(args),
         Task::Shell(args) => run::shell(args),
-        Task::Bench { filter } => bench(filter),
+        Task::Bench { name } => bench::run(name),
     }
-}
-
-fn bench(filter: Option<String>) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["bench", "--package", "system-tests"]);
-    if let Some(f) = filter {
-        cmd.args(["--bench", &f]);
-    }
-    let status = anyhow::Context::context(cmd.status(), "failed to run cargo bench")?;
-    anyhow::ensure!(status.success(), "cargo bench failed: {status}");
-    Ok(())
 }

@@ -1,2 +1,246 @@
-//! `#[sandbox_test]`, filled by issue "#[sandbox_test]".
+//! `#[sandbox_test]`: runs a test's body inside a fresh sandbox. Re-exported as
+//! `sandbox::sandbox_test`; see that crate for the documentation.
+
 #![forbid(unsafe_code)]
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{ItemFn, LitStr};
+
+/// Runs the test's body in a fresh sandbox. Options: `hostname = "…"`, `network = "loopback" | "none" |
+/// "host"`, `timeout = "20s"` (also `ms`, `m`), `env(KEY = "value", …)`, `rootfs = "alpine:3.20"` (any
+/// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`),
+/// `sys`. See `sandbox::sandbox_test`.
+#[proc_macro_attribute]
+pub fn sandbox_test(args: TokenStream, item: TokenStream) -> TokenStream {
+    let original: TokenStream2 = item.clone().into();
+    let func = match syn::parse::<ItemFn>(item) {
+        Ok(f) => f,
+        Err(e) => return with_error(original, e),
+    };
+    let mut options = Options::default();
+    let parser = syn::meta::parser(|meta| options.parse(meta));
+    if let Err(e) = syn::parse::Parser::parse(parser, args) {
+        return with_error(original, e);
+    }
+    match expand(func, options) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => with_error(original, e),
+    }
+}
+
+/// The function as written (so that an IDE still sees it), plus the error at the offending tokens.
+fn with_error(original: TokenStream2, e: syn::Error) -> TokenStream {
+    let error = e.to_compile_error();
+    quote!(#original #error).into()
+}
+
+#[derive(Default)]
+struct Options {
+    hostname: Option<LitStr>,
+    network: Option<(LitStr, TokenStream2)>,
+    timeout_ms: Option<(LitStr, u64)>,
+    env: Vec<(LitStr, LitStr)>,
+    rootfs: Option<LitStr>,
+    rootfs_dir: Option<LitStr>,
+    sys: bool,
+}
+
+const KNOWN: &str = "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys";
+
+impl Options {
+    fn parse(&mut self, meta: syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+        let name = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+        match name.as_str() {
+            "hostname" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let v = lit.value();
+                let ok = !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                    && !v.starts_with(['-', '.'])
+                    && !v.ends_with(['-', '.']);
+                if !ok {
+                    return Err(syn::Error::new(lit.span(), "a hostname is 1 to 64 ASCII letters, digits, `-` and `.`, not starting or ending with `-` or `.`"));
+                }
+                set(&mut self.hostname, lit, &meta)
+            }
+            "network" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let variant = match lit.value().as_str() {
+                    "loopback" => quote!(Loopback),
+                    "none" => quote!(None),
+                    "host" => quote!(Host),
+                    _ => return Err(syn::Error::new(lit.span(), "expected \"loopback\", \"none\" or \"host\"")),
+                };
+                let span = lit.span();
+                set(&mut self.network, (lit, quote_spanned!(span=> ::sandbox::Network::#variant)), &meta)
+            }
+            "timeout" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let ms = parse_duration_ms(&lit.value())
+                    .ok_or_else(|| syn::Error::new(lit.span(), "expected a duration such as \"500ms\", \"20s\" or \"2m\""))?;
+                set(&mut self.timeout_ms, (lit, ms), &meta)
+            }
+            "env" => meta.parse_nested_meta(|inner| {
+                let key = inner
+                    .path
+                    .get_ident()
+                    .map(ToString::to_string)
+                    .ok_or_else(|| inner.error("expected `NAME = \"value\"`"))?;
+                let value: LitStr = inner.value()?.parse()?;
+                self.env.push((LitStr::new(&key, inner.path.span()), value));
+                Ok(())
+            }),
+            "rootfs" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let v = lit.value();
+                let version = v.strip_prefix("alpine:").unwrap_or("");
+                if !valid_version(version) {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "expected \"alpine:X.Y.Z\", \"alpine:X.Y\" or \"alpine:latest-stable\" (use rootfs_dir = \"path\" for an unpacked tree)",
+                    ));
+                }
+                if self.rootfs_dir.is_some() {
+                    return Err(meta.error("`rootfs` and `rootfs_dir` exclude each other"));
+                }
+                set(&mut self.rootfs, lit, &meta)
+            }
+            "rootfs_dir" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                if lit.value().is_empty() {
+                    return Err(syn::Error::new(lit.span(), "expected a directory path"));
+                }
+                if self.rootfs.is_some() {
+                    return Err(meta.error("`rootfs` and `rootfs_dir` exclude each other"));
+                }
+                set(&mut self.rootfs_dir, lit, &meta)
+            }
+            "sys" => {
+                self.sys = true;
+                Ok(())
+            }
+            _ => Err(meta.error(format!("unknown #[sandbox_test] option; expected one of: {KNOWN}"))),
+        }
+    }
+}
+
+fn set<T>(slot: &mut Option<T>, value: T, meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(meta.error("this option is given twice"));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn valid_version(v: &str) -> bool {
+    if v == "latest-stable" {
+        return true;
+    }
+    let parts: Vec<&str> = v.split('.').collect();
+    (parts.len() == 2 || parts.len() == 3) && parts.iter().all(|p| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" | "min" => n.checked_mul(60_000)?,
+        _ => return None,
+    };
+    (ms > 0).then_some(ms)
+}
+
+fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
+    if let Some(attr) = func.attrs.iter().find(|a| a.path().is_ident("test")) {
+        return Err(syn::Error::new(attr.path().span(), "#[sandbox_test] already makes this a test: remove this #[test]"));
+    }
+    if let Some(a) = func.sig.asyncness {
+        return Err(syn::Error::new(a.span(), "#[sandbox_test] functions cannot be async"));
+    }
+    if !func.sig.inputs.is_empty() {
+        return Err(syn::Error::new(func.sig.inputs.span(), "#[sandbox_test] functions take no arguments"));
+    }
+    if !func.sig.generics.params.is_empty() {
+        return Err(syn::Error::new(func.sig.generics.span(), "#[sandbox_test] functions cannot be generic"));
+    }
+    let ItemFn { attrs, vis, sig, block } = func;
+    let name = &sig.ident;
+    let output = &sig.output;
+    let some_str = |o: &Option<LitStr>| match o {
+        Some(l) => quote!(::core::option::Option::Some(#l)),
+        None => quote!(::core::option::Option::None),
+    };
+    let hostname = some_str(&options.hostname);
+    let network = match &options.network {
+        Some((_, v)) => quote!(::core::option::Option::Some(#v)),
+        None => quote!(::core::option::Option::None),
+    };
+    let timeout = match options.timeout_ms {
+        Some((_, ms)) => quote!(::core::option::Option::Some(::std::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+    let env = options.env.iter().map(|(k, v)| quote!((#k, #v)));
+    let rootfs = match (&options.rootfs, &options.rootfs_dir) {
+        (Some(spec), _) => {
+            let version = LitStr::new(spec.value().trim_start_matches("alpine:"), spec.span());
+            quote!(::sandbox::harness::RootfsOption::Alpine(#version))
+        }
+        (None, Some(dir)) => {
+            let d = dir.value();
+            if d.starts_with('/') {
+                quote!(::sandbox::harness::RootfsOption::Dir(#dir))
+            } else {
+                quote!(::sandbox::harness::RootfsOption::Dir(::core::concat!(::core::env!("CARGO_MANIFEST_DIR"), "/", #dir)))
+            }
+        }
+        (None, None) => quote!(::sandbox::harness::RootfsOption::Default),
+    };
+    let sys = options.sys;
+    let span = Span::call_site();
+    Ok(quote_spanned! {span=>
+        #(#attrs)*
+        #[test]
+        #vis fn #name() {
+            fn __sandbox_test_body() #output #block
+            ::sandbox::harness::run_test(
+                &::sandbox::harness::TestOptions {
+                    hostname: #hostname,
+                    network: #network,
+                    timeout: #timeout,
+                    env: &[#(#env),*],
+                    rootfs: #rootfs,
+                    sys: #sys,
+                },
+                __sandbox_test_body,
+            )
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("20s"), Some(20_000));
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("2m"), Some(120_000));
+        assert_eq!(parse_duration_ms("0s"), None);
+        assert_eq!(parse_duration_ms("20"), None);
+        assert_eq!(parse_duration_ms("s"), None);
+    }
+
+    #[test]
+    fn versions() {
+        assert!(valid_version("3.20") && valid_version("3.20.3") && valid_version("latest-stable"));
+        assert!(!valid_version("3") && !valid_version("edge") && !valid_version(""));
+    }
+}

@@ -1,0 +1,114 @@
+//! What `#[sandbox_test]` expands to: build the sandbox from the options, run the test's body in it
+//! with [`crate::Sandbox::run`], and turn every outcome into what libtest expects of a test. Not an API
+//! of its own: use the attribute.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Network, Sandbox};
+
+/// The attribute's options.
+#[derive(Debug)]
+pub struct TestOptions {
+    /// `hostname = "…"`.
+    pub hostname: Option<&'static str>,
+    /// `network = "…"`.
+    pub network: Option<Network>,
+    /// `timeout = "…"`.
+    pub timeout: Option<Duration>,
+    /// `env(KEY = "value", …)`.
+    pub env: &'static [(&'static str, &'static str)],
+    /// `rootfs = "alpine:…"` or `rootfs_dir = "…"`.
+    pub rootfs: RootfsOption,
+    /// `sys`.
+    pub sys: bool,
+}
+
+/// Where the test's rootfs comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum RootfsOption {
+    /// `$SANDBOX_ROOTFS`, else the pinned release from the cache, fetched on first use.
+    Default,
+    /// An Alpine version, as `fetch::Alpine::new` takes it.
+    Alpine(&'static str),
+    /// An unpacked tree.
+    Dir(&'static str),
+}
+
+/// What a test body returned, in a form that crosses the process boundary.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Outcome {
+    /// `()` or `Ok(())`.
+    Passed,
+    /// `Err(e)`, as `{e:?}`.
+    Failed(String),
+}
+
+/// The return types a `#[sandbox_test]` body may have, as with `#[test]`.
+pub trait TestResult {
+    /// The outcome to report.
+    fn into_outcome(self) -> Outcome;
+}
+
+impl TestResult for () {
+    fn into_outcome(self) -> Outcome {
+        Outcome::Passed
+    }
+}
+
+impl<E: std::fmt::Debug> TestResult for Result<(), E> {
+    fn into_outcome(self) -> Outcome {
+        match self {
+            Ok(()) => Outcome::Passed,
+            Err(e) => Outcome::Failed(format!("{e:?}")),
+        }
+    }
+}
+
+fn build(options: &TestOptions) -> Result<Sandbox, Error> {
+    let rootfs = match options.rootfs {
+        RootfsOption::Default => fetch::default_rootfs()?,
+        RootfsOption::Alpine(version) => fetch::Alpine::new(version).fetch()?,
+        RootfsOption::Dir(dir) => fetch::Rootfs::from_dir(dir)?,
+    };
+    let mut builder = Sandbox::builder().rootfs(&rootfs).sys(options.sys);
+    if let Some(h) = options.hostname {
+        builder = builder.hostname(h);
+    }
+    if let Some(n) = options.network {
+        builder = builder.network(n);
+    }
+    if let Some(t) = options.timeout {
+        builder = builder.timeout(t);
+    }
+    for (k, v) in options.env {
+        builder = builder.env(*k, *v);
+    }
+    builder.build()
+}
+
+/// Runs `body` in a fresh sandbox configured by `options`; fails the test as `#[test]` would.
+///
+/// # Panics
+/// When the body panics (with its message, for `#[should_panic(expected = …)]`), returns `Err`, times
+/// out, crashes, or when the sandbox cannot be set up; each with a message of its own.
+pub fn run_test<R: TestResult>(options: &TestOptions, body: fn() -> R) {
+    match crate::closure::run_lazy(|| build(options), move || body().into_outcome()) {
+        Ok(Outcome::Passed) => {}
+        Ok(Outcome::Failed(e)) => panic!("Error: {e}"),
+        // The child already printed "thread … panicked at file:line"; the payload goes on unchanged.
+        Err(Error::Panicked { message }) => std::panic::resume_unwind(Box::new(message)),
+        Err(Error::TimedOut { after }) => {
+            panic!("#[sandbox_test] timed out after {after:?}: every process in the test's sandbox was killed")
+        }
+        Err(Error::Crashed { status }) => {
+            panic!("the test's process died inside its sandbox: {status} (a crash or abort in the test, or a kill)")
+        }
+        Err(e @ Error::Rootfs(_)) => panic!("#[sandbox_test] has no rootfs: {e}"),
+        Err(e @ (Error::Setup { .. } | Error::InvalidConfig { .. })) => {
+            panic!("#[sandbox_test] could not set up the test's sandbox: {e}")
+        }
+        Err(e) => panic!("#[sandbox_test] failed: {e}"),
+    }
+}

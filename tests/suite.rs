@@ -1,0 +1,257 @@
+//! A user's flaky system tests, each made safe to run in parallel by one attribute: they bind port 80,
+//! change the hostname, rewrite /etc, start and kill daemons, fill /tmp and `kill -9 -1`, all at
+//! once, on one machine. Then the same suite runs again as root and as an unprivileged user in child
+//! processes, and the host must be unchanged.
+//!
+//! The rootfs is `$SANDBOX_ROOTFS` (CI points it at a fixture), else the pinned Alpine release.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+
+use sandbox::sandbox_test;
+
+mod user_suite {
+    use super::*;
+
+    fn serve_once_on_80() -> String {
+        let listener = TcpListener::bind("0.0.0.0:80").expect("port 80 is ours in this sandbox");
+        let client = std::thread::spawn(|| {
+            let mut s = TcpStream::connect("127.0.0.1:80").expect("connect");
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).expect("read");
+            reply
+        });
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.write_all(b"hello from :80").expect("write");
+        drop(conn);
+        client.join().expect("client")
+    }
+
+    #[sandbox_test]
+    fn binds_port_80_first() {
+        assert_eq!(serve_once_on_80(), "hello from :80");
+    }
+
+    #[sandbox_test]
+    fn binds_port_80_second() {
+        assert_eq!(serve_once_on_80(), "hello from :80");
+    }
+
+    #[sandbox_test]
+    fn binds_port_80_third() {
+        assert_eq!(serve_once_on_80(), "hello from :80");
+    }
+
+    #[sandbox_test(hostname = "web1")]
+    fn has_the_hostname_it_asked_for() {
+        assert_eq!(nix::unistd::gethostname().expect("hostname").to_string_lossy(), "web1");
+        assert_eq!(std::fs::read_to_string("/etc/hostname").expect("read"), "web1\n");
+    }
+
+    #[sandbox_test]
+    fn sets_its_own_hostname() {
+        nix::unistd::sethostname("changed-by-test").expect("sethostname needs root: we are, in here");
+        let out = Command::new("/bin/hostname").output().expect("Alpine's hostname");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "changed-by-test\n");
+    }
+
+    #[sandbox_test]
+    fn sets_another_hostname_at_the_same_time() {
+        nix::unistd::sethostname("other-name").expect("sethostname");
+        assert_eq!(nix::unistd::gethostname().expect("hostname").to_string_lossy(), "other-name");
+    }
+
+    #[sandbox_test]
+    fn rewrites_etc_hosts() {
+        std::fs::write("/etc/hosts", "10.9.8.7\tdb.internal\n").expect("write /etc/hosts");
+        assert_eq!(std::fs::read_to_string("/etc/hosts").expect("read"), "10.9.8.7\tdb.internal\n");
+    }
+
+    #[sandbox_test]
+    fn adds_a_user_to_etc_passwd() {
+        let mut passwd = std::fs::read_to_string("/etc/passwd").expect("read");
+        passwd.push_str("app:x:1000:1000::/home/app:/bin/sh\n");
+        std::fs::write("/etc/passwd", passwd).expect("write");
+        let out = Command::new("/bin/sh").args(["-c", "grep -c '^app:' /etc/passwd"]).output().expect("grep");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+    }
+
+    #[sandbox_test]
+    fn starts_and_kills_a_daemon() {
+        let mut daemon = Command::new("/bin/sleep").arg("1000").spawn().expect("start sleep");
+        daemon.kill().expect("kill it");
+        assert!(daemon.wait().expect("reap").code().is_none());
+    }
+
+    #[sandbox_test]
+    fn runs_a_web_server_daemon() {
+        std::fs::create_dir_all("/srv/www").expect("mkdir");
+        std::fs::write("/srv/www/index.html", "it works\n").expect("write");
+        let started = Command::new("/bin/busybox").args(["httpd", "-p", "127.0.0.1:8080", "-h", "/srv/www"]).status();
+        assert!(started.expect("start httpd").success());
+        let out = Command::new("/bin/busybox").args(["wget", "-q", "-O-", "http://127.0.0.1:8080/"]).output().expect("wget");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "it works\n");
+    }
+
+    #[sandbox_test]
+    fn fills_tmp() {
+        let chunk = vec![0x5a_u8; 1 << 20];
+        let mut f = std::fs::File::create("/tmp/big").expect("create");
+        for _ in 0..64 {
+            f.write_all(&chunk).expect("write");
+        }
+        assert_eq!(std::fs::metadata("/tmp/big").expect("stat").len(), 64 << 20);
+    }
+
+    #[sandbox_test]
+    #[should_panic(expected = "SIGKILL")]
+    fn kill_9_minus_1_kills_only_its_own_sandbox() {
+        // On a host this would kill every process root can reach; here, only this sandbox's processes,
+        // this test's own process included: the test dies of SIGKILL, nothing else does.
+        let _ = Command::new("/bin/sh").args(["-c", "kill -9 -1"]).status();
+        unreachable!("kill -9 -1 must have killed this process");
+    }
+
+    #[sandbox_test]
+    fn deletes_a_system_binary() {
+        std::fs::remove_file("/bin/busybox").expect("remove busybox: only in this sandbox");
+        assert!(Command::new("/bin/ls").status().is_err(), "no busybox, no ls");
+    }
+
+    #[sandbox_test]
+    fn is_pid_2_under_an_init() {
+        assert_eq!(std::process::id(), 2);
+        let init = std::fs::read_to_string("/proc/1/status").expect("init's status");
+        assert!(init.contains("PPid:\t0"), "{init}");
+    }
+
+    #[sandbox_test(network = "none")]
+    fn has_no_network_at_all() {
+        // The address exists, but with lo down nothing can reach it, not even from inside.
+        let _listener = TcpListener::bind("127.0.0.1:80").expect("bind");
+        let err = TcpStream::connect("127.0.0.1:80").expect_err("no route, even to ourselves");
+        assert_eq!(err.raw_os_error(), Some(nix::libc::ENETUNREACH), "{err}");
+    }
+
+    #[sandbox_test(env(APP_MODE = "test", RUST_LOG = "debug"))]
+    fn sees_its_environment() {
+        assert_eq!(std::env::var("APP_MODE").as_deref(), Ok("test"));
+        assert_eq!(std::env::var("RUST_LOG").as_deref(), Ok("debug"));
+        assert_eq!(std::env::var("HOSTNAME").as_deref(), Ok("sandbox"));
+    }
+
+    #[sandbox_test(timeout = "300ms")]
+    #[should_panic(expected = "timed out")]
+    fn runaway_test_is_killed_at_its_deadline() {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    #[sandbox_test]
+    fn returns_a_result() -> Result<(), Box<dyn std::error::Error>> {
+        let release = std::fs::read_to_string("/etc/alpine-release")?;
+        assert!(!release.trim().is_empty());
+        Ok(())
+    }
+
+    #[sandbox_test]
+    #[should_panic(expected = "boom")]
+    fn panics_like_a_test() {
+        panic!("boom");
+    }
+
+    #[sandbox_test]
+    fn mounts_a_tmpfs_as_root() {
+        std::fs::create_dir_all("/mnt/scratch").expect("mkdir");
+        let st = Command::new("/bin/busybox").args(["mount", "-t", "tmpfs", "none", "/mnt/scratch"]).status().expect("mount");
+        assert!(st.success());
+        std::fs::write("/mnt/scratch/x", "y").expect("write");
+    }
+
+    #[sandbox_test]
+    #[ignore = "shows that #[ignore] composes"]
+    fn ignored_unless_asked() {}
+}
+
+/// What the suite touches on a host, to compare before and after.
+fn host_state() -> (String, Vec<u8>, Vec<u8>, Vec<u8>, usize) {
+    let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let read = |p: &str| std::fs::read(p).unwrap_or_default();
+    let sleepers = system_tests::pids_matching("sleep 1000").len();
+    (hostname, read("/etc/hosts"), read("/etc/passwd"), read("/etc/hostname"), sleepers)
+}
+
+#[test]
+fn suite_passes_in_parallel_and_leaves_the_host_unchanged() {
+    let before = host_state();
+    system_tests::ChildTest::filter("user_suite::").assert_success();
+    assert_eq!(host_state(), before, "the host's hostname, /etc and processes are unchanged");
+}
+
+#[test]
+fn suite_passes_rootless_too() {
+    if !system_tests::is_root() {
+        return; // already unprivileged: the suite itself ran rootless
+    }
+    let Some((_, uid, gid)) = system_tests::test_user() else {
+        return system_tests::skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    let home = system_tests::dir_owned_by(uid, gid);
+    let mut child = system_tests::ChildTest::filter("user_suite::").as_user(uid, gid).env("SANDBOX_CACHE_DIR", home.path().join("cache"));
+    // The rootfs must be readable by that user: a copy of $SANDBOX_ROOTFS, or the default release.
+    if let Some(rootfs) = std::env::var_os("SANDBOX_ROOTFS") {
+        let copy = home.path().join("rootfs.tar.gz");
+        std::fs::copy(&rootfs, &copy).expect("copy $SANDBOX_ROOTFS for the test user");
+        std::os::unix::fs::chown(&copy, Some(uid), Some(gid)).expect("chown");
+        child = child.env("SANDBOX_ROOTFS", &copy);
+    }
+    let before = host_state();
+    child.assert_success();
+    assert_eq!(host_state(), before);
+}
+
+#[test]
+fn rootfs_option_fetches_that_alpine_version() {
+    let mirror = sandbox_fixtures::Mirror::start().expect("mirror");
+    for v in ["3.19.1", "3.19.4"] {
+        mirror.add_release(v, fetch::Arch::host().map_or("x86_64", |a| a.as_str()), sandbox_fixtures::MiniRootfs::new(v).build().expect("fixture"));
+    }
+    let cache = tempfile::tempdir().expect("tempdir");
+    system_tests::ChildTest::new("child_with_rootfs_option")
+        .env("SANDBOX_ALPINE_MIRROR", mirror.url())
+        .env("SANDBOX_CACHE_DIR", cache.path())
+        .env("SANDBOX_OFFLINE", "0")
+        .assert_success();
+    assert_eq!(mirror.hits(".tar.gz"), 1, "fetched once, by the parent; the sandbox's process did not fetch again");
+}
+
+#[sandbox_test(rootfs = "alpine:3.19")]
+#[ignore = "run by its parent test, with a loopback mirror"]
+fn child_with_rootfs_option() {
+    assert_eq!(std::fs::read_to_string("/etc/alpine-release").expect("release"), "3.19.4\n");
+}
+
+#[test]
+fn rootfs_dir_option_is_relative_to_the_crate() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/sandbox-rootfs-dir-fixture");
+    if !dir.join("etc/alpine-release").exists() {
+        let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("mkdir");
+        let tarball = sandbox_fixtures::MiniRootfs::new("3.18.9").build().expect("fixture");
+        fetch::unpack(&tarball[..], &tmp, &Default::default(), fetch::Ownership::Caller).expect("unpack");
+        // Another test process may have won the race: then its tree is as good as ours.
+        if std::fs::rename(&tmp, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    system_tests::ChildTest::new("child_with_rootfs_dir_option").assert_success();
+}
+
+#[sandbox_test(rootfs_dir = "../target/sandbox-rootfs-dir-fixture", hostname = "from-dir")]
+#[ignore = "run by its parent test, which prepares the directory"]
+fn child_with_rootfs_dir_option() {
+    assert_eq!(std::fs::read_to_string("/etc/alpine-release").expect("release"), "3.18.9\n");
+    assert_eq!(nix::unistd::gethostname().expect("hostname").to_string_lossy(), "from-dir");
+}

@@ -1,0 +1,7 @@
+use sandbox::sandbox_test;
+
+#[sandbox_test]
+#[test]
+fn already_a_test() {}
+
+fn main() {}

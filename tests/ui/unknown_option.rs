@@ -1,0 +1,6 @@
+use sandbox::sandbox_test;
+
+#[sandbox_test(hostnme = "db1")]
+fn typo_in_option() {}
+
+fn main() {}
