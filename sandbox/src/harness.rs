@@ -93,6 +93,7 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
 /// # Panics
 /// When the body panics (with its message, for `#[should_panic(expected = …)]`), returns `Err`, times
 /// out, crashes, or when the sandbox cannot be set up; each with a message of its own.
+#[track_caller]
 pub fn run_test<R: TestResult>(options: &TestOptions, body: fn() -> R) {
     match crate::closure::run_lazy(|| build(options), move || body().into_outcome()) {
         Ok(Outcome::Passed) => {}
