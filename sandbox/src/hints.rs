@@ -8,11 +8,13 @@ fn sysctl(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
 }
 
+type Sysctl<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// A hint for `errno` from a step of `kind`, if we know one.
 pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<String> {
     match (kind, errno) {
         (StepKind::Namespaces, Errno::EPERM | Errno::ENOSPC | Errno::EINVAL | Errno::EACCES) if rootless => {
-            Some(user_namespace_hint(errno))
+            Some(user_namespace_hint(errno, &sysctl))
         }
         (StepKind::Namespaces, Errno::EPERM) => Some(
             "creating namespaces was refused even as root: a container runtime's seccomp profile or a \
@@ -46,7 +48,7 @@ pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<S
     }
 }
 
-fn user_namespace_hint(errno: Errno) -> String {
+fn user_namespace_hint(errno: Errno, sysctl: Sysctl<'_>) -> String {
     if sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return "unprivileged user namespaces are disabled: sysctl kernel.unprivileged_userns_clone = 0; \
                 enable them with `sysctl -w kernel.unprivileged_userns_clone=1`, or run as root"
@@ -70,4 +72,31 @@ fn user_namespace_hint(errno: Errno) -> String {
     "an unprivileged user namespace was refused; inside a container, its seccomp profile usually forbids \
      unshare(CLONE_NEWUSER): allow it, or run as root"
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint_with(values: &[(&str, &str)], errno: Errno) -> String {
+        let lookup = |path: &str| values.iter().find(|(p, _)| path.ends_with(p)).map(|(_, v)| (*v).to_owned());
+        user_namespace_hint(errno, &lookup)
+    }
+
+    #[test]
+    fn names_the_sysctl_that_blocks_user_namespaces() {
+        assert!(hint_with(&[("unprivileged_userns_clone", "0")], Errno::EPERM).contains("kernel.unprivileged_userns_clone=1"));
+        assert!(hint_with(&[("max_user_namespaces", "0")], Errno::ENOSPC).contains("user.max_user_namespaces"));
+        let ubuntu = hint_with(&[("apparmor_restrict_unprivileged_userns", "1")], Errno::EACCES);
+        assert!(ubuntu.contains("apparmor_restrict_unprivileged_userns") && ubuntu.contains("Ubuntu"), "{ubuntu}");
+        assert!(hint_with(&[("max_user_namespaces", "15000")], Errno::ENOSPC).contains("limit of user namespaces"));
+        assert!(hint_with(&[], Errno::EPERM).contains("seccomp"));
+    }
+
+    #[test]
+    fn other_steps() {
+        assert!(for_step(StepKind::Proc, Errno::EPERM, true).is_some_and(|h| h.contains("masked")));
+        assert!(for_step(StepKind::Overlay, Errno::EINVAL, true).is_some_and(|h| h.contains("copy_rootfs")));
+        assert!(for_step(StepKind::Etc, Errno::EPERM, true).is_none());
+    }
 }
