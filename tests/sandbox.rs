@@ -248,6 +248,50 @@ fn copied_rootfs_is_private_too() {
     check_copied_rootfs();
 }
 
+fn check_volumes() {
+    use sandbox::Mount;
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("data.txt"), "hello").expect("write");
+    let rw = tempfile::tempdir().expect("tempdir");
+    let sb = builder()
+        .mount(Mount::bind(host.path(), "/data").read_only())
+        .mount(Mount::bind(rw.path(), "/srv/rw"))
+        .mount(Mount::bind(host.path().join("data.txt"), "/etc/data.txt").read_only())
+        .mount(Mount::tmpfs("/scratch").size(1 << 20))
+        .file("/etc/app.toml", "port = 80\n")
+        .build()
+        .expect("build");
+    let out = sb
+        .command("/bin/sh")
+        .args(["-c", "cat /data/data.txt; echo; cat /etc/data.txt; echo; echo x > /data/new 2>&1 || echo ro; \
+                      echo x > /srv/rw/made-inside && echo rw; cat /etc/app.toml; \
+                      head -c 2000000 /dev/zero > /scratch/big 2>/dev/null || echo full; \
+                      echo changed > /etc/app.toml"])
+        .output()
+        .expect("run");
+    let text_out = text(&out);
+    assert_eq!(text_out, "hello\nhello\nro\nrw\nport = 80\nfull\n", "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"), "EROFS: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!host.path().join("new").exists(), "nothing written through the read-only volume");
+    assert_eq!(std::fs::read_to_string(rw.path().join("made-inside")).ok().as_deref(), Some("x\n"), "the writable volume is the host's");
+    // A file of the builder is written afresh into each sandbox's private layer.
+    assert_eq!(text(&sh(&sb, "cat /etc/app.toml")), "port = 80\n");
+    assert!(!sb.rootfs_path().join("etc/app.toml").exists(), "the cache is untouched");
+
+    let invalid = |b: sandbox::Builder| matches!(b.build(), Err(Error::InvalidConfig { .. }));
+    assert!(invalid(builder().mount(Mount::bind("/no/such/source", "/data"))));
+    assert!(invalid(builder().mount(Mount::bind(host.path(), "data"))));
+    assert!(invalid(builder().mount(Mount::bind(host.path(), "/data/../../etc"))));
+    assert!(invalid(builder().mount(Mount::tmpfs("/"))));
+    assert!(invalid(builder().mount(Mount::bind(host.path(), "/d").size(1))));
+    assert!(invalid(builder().file("relative/path", "x")));
+}
+
+#[test]
+fn volumes_and_files() {
+    check_volumes();
+}
+
 fn check_copied_rootfs() {
     let sb = builder().copy_rootfs(true).hostname("copied").build().expect("build");
     let motd = std::fs::read(sb.rootfs_path().join("etc/motd")).expect("host motd");
@@ -462,6 +506,7 @@ fn child_rootless_suite() {
     check_bad_input();
     check_session();
     check_copied_rootfs();
+    check_volumes();
     check_leaks_over_many_runs(50);
 }
 

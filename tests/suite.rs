@@ -255,3 +255,13 @@ fn child_with_rootfs_dir_option() {
     assert_eq!(std::fs::read_to_string("/etc/alpine-release").expect("release"), "3.18.9\n");
     assert_eq!(nix::unistd::gethostname().expect("hostname").to_string_lossy(), "from-dir");
 }
+
+#[sandbox_test(mount(bind = "data", at = "/data", read_only), mount(tmpfs = "/scratch", size = "1M"))]
+fn volumes_from_the_attribute() {
+    assert_eq!(std::fs::read_to_string("/data/readme.txt").expect("read"), "fixture data for volume tests\n");
+    let err = std::fs::write("/data/new", "x").expect_err("read-only volume");
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EROFS), "{err}");
+    let big = vec![0u8; 2 << 20];
+    let err = std::fs::write("/scratch/big", big).expect_err("a 1 MiB tmpfs");
+    assert_eq!(err.raw_os_error(), Some(nix::libc::ENOSPC), "{err}");
+}

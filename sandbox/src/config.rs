@@ -64,6 +64,12 @@ pub(crate) struct Config {
     /// Mount a read-only /sys.
     #[serde(default)]
     pub sys: bool,
+    /// Volumes, in order (bind sources are absolute host paths).
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::Mount>,
+    /// Files written into the sandbox's private layer: (absolute path, contents).
+    #[serde(default)]
+    pub files: Vec<(String, Vec<u8>)>,
     /// Make the program's stdin (a terminal) its controlling terminal.
     #[serde(default)]
     pub controlling_terminal: bool,

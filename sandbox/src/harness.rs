@@ -23,6 +23,31 @@ pub struct TestOptions {
     pub rootfs: RootfsOption,
     /// `sys`.
     pub sys: bool,
+    /// `mount(...)`, in order.
+    pub mounts: &'static [MountOption],
+}
+
+/// One `mount(...)` option.
+#[derive(Debug, Clone, Copy)]
+pub enum MountOption {
+    /// `mount(bind = "…", at = "…", read_only)`; a relative source is already made absolute.
+    Bind {
+        /// Host path.
+        source: &'static str,
+        /// Path inside.
+        target: &'static str,
+        /// `read_only`.
+        read_only: bool,
+    },
+    /// `mount(tmpfs = "…", size = "…")`.
+    Tmpfs {
+        /// Path inside.
+        target: &'static str,
+        /// Bytes.
+        size: Option<u64>,
+        /// `read_only`.
+        read_only: bool,
+    },
 }
 
 /// Where the test's rootfs comes from.
@@ -84,6 +109,22 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
     }
     for (k, v) in options.env {
         builder = builder.env(*k, *v);
+    }
+    for m in options.mounts {
+        let mount = match *m {
+            MountOption::Bind { source, target, read_only } => {
+                let b = crate::Mount::bind(source, target);
+                if read_only { b.read_only() } else { b }
+            }
+            MountOption::Tmpfs { target, size, read_only } => {
+                let mut t = crate::Mount::tmpfs(target);
+                if let Some(n) = size {
+                    t = t.size(n);
+                }
+                if read_only { t.read_only() } else { t }
+            }
+        };
+        builder = builder.mount(mount);
     }
     builder.build()
 }

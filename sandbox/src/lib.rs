@@ -59,6 +59,7 @@ mod sandbox;
 mod session;
 mod spawn;
 mod sys;
+mod volume;
 
 pub use closure::in_sandbox_child;
 pub use command::{Child, Command};
@@ -67,6 +68,7 @@ pub use error::{Error, Result};
 pub use fetch;
 pub use sandbox::{Builder, DEFAULT_PATH, Sandbox};
 pub use session::Session;
+pub use volume::Mount;
 
 /// Runs a test's body inside a fresh sandbox: a private writable Alpine root, its own hostname,
 /// pids and network (`lo` up), torn down when the test ends, pass or fail.

@@ -31,6 +31,8 @@ pub(crate) enum StepKind {
     Loopback,
     Pivot,
     CurrentDir,
+    Volume,
+    File,
     Helper,
 }
 
@@ -48,6 +50,9 @@ pub(crate) enum Op {
     LoopbackUp,
     Chmod { path: PathBuf, mode: u32 },
     CopyTree { from: PathBuf, to: PathBuf },
+    MkdirAll { path: PathBuf },
+    /// Sets nosuid, nodev and maybe read-only on a bind mount and everything below it.
+    LockBind { target: PathBuf, read_only: bool },
 }
 
 impl Op {
@@ -59,6 +64,7 @@ impl Op {
             Op::Symlink { link, .. } => link,
             Op::PivotRoot { new_root, .. } => new_root,
             Op::CopyTree { from, .. } => from,
+            Op::MkdirAll { path } | Op::LockBind { target: path, .. } => path,
             Op::SetHostname { name } => return Some(name.clone()),
             Op::LoopbackUp => return Some("lo".to_owned()),
         };
@@ -177,6 +183,45 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     }
     step(StepKind::Tmp, "create /tmp", Op::Mkdir { path: p("/newroot/tmp"), mode: 0o1777 });
     step(StepKind::Tmp, "mount a tmpfs on /tmp", Op::Mount { source: Some("tmpfs".into()), target: p("/newroot/tmp"), fstype: Some("tmpfs".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=1777".into()) });
+    // Volumes, then files, after the standard mounts: a user's mount may cover /tmp, and a file may
+    // land in a volume.
+    for m in &config.mounts {
+        let target = Path::new("/newroot").join(m.target.trim_start_matches('/'));
+        match &m.kind {
+            crate::volume::MountKind::Bind { source } => {
+                let from = Path::new("/oldroot").join(source.strip_prefix("/").unwrap_or(source));
+                if source.is_dir() {
+                    step(StepKind::Volume, "create a volume's mount point", Op::MkdirAll { path: target.clone() });
+                } else {
+                    if let Some(parent) = target.parent() {
+                        step(StepKind::Volume, "create a volume's parent directory", Op::MkdirAll { path: parent.to_owned() });
+                    }
+                    step(StepKind::Volume, "create a volume's mount point", Op::Touch { path: target.clone() });
+                }
+                step(StepKind::Volume, "bind-mount a volume", Op::Mount { source: Some(from.display().to_string()), target: target.clone(), fstype: None, flags: MsFlags::MS_BIND | MsFlags::MS_REC, data: None });
+                step(StepKind::Volume, "make a volume nosuid, nodev (and read-only)", Op::LockBind { target, read_only: m.read_only });
+            }
+            crate::volume::MountKind::Tmpfs => {
+                let mut data = "mode=1777".to_owned();
+                if let Some(size) = m.size {
+                    data.push_str(&format!(",size={size}"));
+                }
+                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                if m.read_only {
+                    flags |= MsFlags::MS_RDONLY;
+                }
+                step(StepKind::Volume, "create a tmpfs mount point", Op::MkdirAll { path: target.clone() });
+                step(StepKind::Volume, "mount a tmpfs volume", Op::Mount { source: Some("tmpfs".into()), target, fstype: Some("tmpfs".into()), flags, data: Some(data) });
+            }
+        }
+    }
+    for (path, contents) in &config.files {
+        let target = Path::new("/newroot").join(path.trim_start_matches('/'));
+        if let Some(parent) = target.parent() {
+            step(StepKind::File, "create a file's directory", Op::MkdirAll { path: parent.to_owned() });
+        }
+        step(StepKind::File, "write a file into the sandbox", Op::WriteFile { path: target, contents: contents.clone() });
+    }
     step(StepKind::Etc, "write /etc/hostname", Op::WriteFile { path: p("/newroot/etc/hostname"), contents: format!("{}\n", config.hostname).into_bytes() });
     let hosts = format!(
         "127.0.0.1\tlocalhost localhost.localdomain\n::1\t\tlocalhost localhost.localdomain\n127.0.1.1\t{}\n",
@@ -231,6 +276,8 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::LoopbackUp => sys.loopback_up(),
             Op::Chmod { path, mode } => sys.chmod(path, *mode),
             Op::CopyTree { from, to } => sys.copy_tree(from, to),
+            Op::MkdirAll { path } => sys.mkdir_all(path),
+            Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
         };
         match result {
             Ok(()) => {}
@@ -300,6 +347,12 @@ mod tests {
         fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno> {
             self.call(format!("copy {} {}", from.display(), to.display()))
         }
+        fn mkdir_all(&self, path: &Path) -> Result<(), Errno> {
+            self.call(format!("mkdir -p {}", path.display()))
+        }
+        fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno> {
+            self.call(format!("lock {} ro={read_only}", target.display()))
+        }
     }
 
     fn config(user_namespace: bool, network: Network) -> Config {
@@ -316,6 +369,8 @@ mod tests {
             resolv_conf: None,
             controlling_terminal: false,
             sys: true,
+            mounts: vec![],
+            files: vec![],
             job: Job::Session,
         }
     }
@@ -383,6 +438,23 @@ mod tests {
         let bind = position(&calls, "mount /newroot /newroot - MsFlags(MS_BIND | MS_REC)");
         assert!(position(&calls, "mount tmpfs /tmp tmpfs") < copy && copy < bind && bind < position(&calls, "mount proc"));
         assert!(!calls.iter().any(|c| c.contains("overlay")));
+    }
+
+    #[test]
+    fn volumes_and_files_come_after_the_standard_mounts() {
+        let mut cfg = config(true, Network::Loopback);
+        cfg.mounts = vec![
+            crate::volume::Mount::bind("/", "/data").read_only(),
+            crate::volume::Mount::tmpfs("/scratch").size(4096),
+        ];
+        cfg.files = vec![("/etc/app.toml".into(), b"port = 80\n".to_vec())];
+        let calls = recorded(&cfg);
+        let bind = position(&calls, "mount /oldroot/ /newroot/data - MsFlags(MS_BIND | MS_REC)");
+        let lock = position(&calls, "lock /newroot/data ro=true");
+        let tmpfs = position(&calls, "mount tmpfs /newroot/scratch tmpfs MsFlags(MS_NOSUID | MS_NODEV) mode=1777,size=4096");
+        let file = position(&calls, "write /newroot/etc/app.toml \"port = 80\\n\"");
+        assert!(position(&calls, "mount tmpfs /newroot/tmp") < bind && bind < lock && lock < tmpfs && tmpfs < file, "{calls:#?}");
+        assert!(file < position(&calls, "pivot_root . ."));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Builder {
     user_namespace: Option<bool>,
     sys: bool,
     copy_rootfs: bool,
+    mounts: Vec<crate::Mount>,
+    files: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for Builder {
@@ -61,6 +63,8 @@ impl Default for Builder {
             user_namespace: None,
             sys: false,
             copy_rootfs: false,
+            mounts: Vec::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -137,6 +141,20 @@ impl Builder {
         self
     }
 
+    /// Adds a volume ([`crate::Mount::bind`] or [`crate::Mount::tmpfs`]) to every sandbox. A relative
+    /// bind source is relative to the current directory. Default: none.
+    pub fn mount(mut self, mount: crate::Mount) -> Self {
+        self.mounts.push(mount);
+        self
+    }
+
+    /// Writes `contents` at the absolute path `path` in each sandbox's private layer (its parent
+    /// directories are created): the rootfs in the cache is not touched. Default: none.
+    pub fn file(mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.push((path.into(), contents.into()));
+        self
+    }
+
     /// Checks every setting and resolves the rootfs. Nothing runs yet: each [`Sandbox::command`] or
     /// [`Sandbox::run`] starts a fresh sandbox.
     ///
@@ -148,6 +166,25 @@ impl Builder {
         check_abs_path("current_dir", &self.current_dir)?;
         for (k, v) in &self.env {
             check_env(k, v)?;
+        }
+        let mut mounts = Vec::with_capacity(self.mounts.len());
+        for mut m in self.mounts {
+            check_abs_path("mount target", &m.target)?;
+            if m.target.trim_end_matches('/').is_empty() {
+                return Err(invalid("mount target", &m.target, "cannot be the root itself"));
+            }
+            if let crate::volume::MountKind::Bind { source } = &mut m.kind {
+                let shown = source.display().to_string();
+                *source = std::fs::canonicalize(&*source)
+                    .map_err(|e| invalid("bind source", &shown, &format!("{e}: the host path must exist")))?;
+                if m.size.is_some() {
+                    return Err(invalid("mount size", &shown, "only a tmpfs has a size"));
+                }
+            }
+            mounts.push(m);
+        }
+        for (path, _) in &self.files {
+            check_abs_path("file path", path)?;
         }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(invalid("timeout", "0s", "must be longer than zero"));
@@ -202,6 +239,8 @@ impl Builder {
                 resolv_conf,
                 controlling_terminal: false,
                 sys: self.sys,
+                mounts,
+                files: self.files,
                 job: Job::Session,
             },
         })

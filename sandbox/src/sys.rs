@@ -34,6 +34,11 @@ pub(crate) trait Sys {
     /// Copies the tree at `from` into the existing directory `to`: directories, files (hard links
     /// become copies), symlinks as they are; modes kept, owners kept where the process may chown.
     fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno>;
+    /// Creates a directory and its missing parents.
+    fn mkdir_all(&self, path: &Path) -> Result<(), Errno>;
+    /// Makes the bind mount at `target`, and every mount below it, nosuid and nodev, and read-only if
+    /// asked.
+    fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno>;
 }
 
 /// The real kernel.
@@ -104,6 +109,30 @@ impl Sys for Kernel {
 
     fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno> {
         copy_dir_contents(from, to)
+    }
+
+    fn mkdir_all(&self, path: &Path) -> Result<(), Errno> {
+        std::fs::create_dir_all(path).map_err(errno_of)
+    }
+
+    fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno> {
+        match mount_setattr_recursive(target, read_only) {
+            // Kernels before 5.12: remount the top mount only, keeping the flags the kernel locks
+            // (statvfs(3): a bind in a user namespace may not drop them).
+            Err(Errno::ENOSYS) => {
+                let st = nix::sys::statvfs::statvfs(target)?;
+                let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                let f = st.flags();
+                if read_only || f.contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+                    flags |= MsFlags::MS_RDONLY;
+                }
+                if f.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC) {
+                    flags |= MsFlags::MS_NOEXEC;
+                }
+                nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+            }
+            other => other,
+        }
     }
 
     fn loopback_up(&self) -> Result<(), Errno> {
@@ -265,4 +294,42 @@ fn copy_dir_contents(from: &Path, to: &Path) -> Result<(), Errno> {
         }
     }
     Ok(())
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// mount_setattr(2) with AT_RECURSIVE: nosuid, nodev (and read-only) on `target` and below.
+fn mount_setattr_recursive(target: &Path, read_only: bool) -> Result<(), Errno> {
+    let path = CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut attr = MountAttr {
+        attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if read_only { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `path` is a NUL-terminated string and `attr` a valid mount_attr, both alive for the
+    // call; the size passed is the struct's.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            AT_RECURSIVE,
+            &mut attr as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(rc).map(drop)
 }

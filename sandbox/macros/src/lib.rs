@@ -46,9 +46,31 @@ struct Options {
     rootfs: Option<LitStr>,
     rootfs_dir: Option<LitStr>,
     sys: bool,
+    mounts: Vec<TokenStream2>,
 }
 
-const KNOWN: &str = "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys";
+const KNOWN: &str = "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, mount(...)";
+
+/// A host path as written in the attribute: absolute as is, relative to the crate's manifest.
+fn host_path(lit: &LitStr) -> TokenStream2 {
+    if lit.value().starts_with('/') {
+        quote!(#lit)
+    } else {
+        quote!(::core::concat!(::core::env!("CARGO_MANIFEST_DIR"), "/", #lit))
+    }
+}
+
+/// "16M", "512K", "1G" or a plain byte count.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult).filter(|n| *n > 0)
+}
 
 impl Options {
     fn parse(&mut self, meta: syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
@@ -121,6 +143,60 @@ impl Options {
             }
             "sys" => {
                 self.sys = true;
+                Ok(())
+            }
+            "mount" => {
+                let (mut bind, mut tmpfs, mut at, mut size, mut read_only) = (None, None, None, None, false);
+                let span = meta.path.span();
+                meta.parse_nested_meta(|inner| {
+                    let key = inner.path.get_ident().map(ToString::to_string).unwrap_or_default();
+                    match key.as_str() {
+                        "bind" => bind = Some(inner.value()?.parse::<LitStr>()?),
+                        "tmpfs" => tmpfs = Some(inner.value()?.parse::<LitStr>()?),
+                        "at" => at = Some(inner.value()?.parse::<LitStr>()?),
+                        "size" => {
+                            let lit: LitStr = inner.value()?.parse()?;
+                            let bytes = parse_size(&lit.value())
+                                .ok_or_else(|| syn::Error::new(lit.span(), "expected a size such as \"16M\", \"512K\" or \"1G\""))?;
+                            size = Some(bytes);
+                        }
+                        "read_only" => read_only = true,
+                        _ => return Err(inner.error("expected bind = \"host path\", at = \"/path\", read_only, or tmpfs = \"/path\", size = \"16M\"")),
+                    }
+                    Ok(())
+                })?;
+                let abs = |l: &LitStr| -> syn::Result<()> {
+                    if l.value().starts_with('/') && !l.value().split('/').any(|c| c == "..") {
+                        Ok(())
+                    } else {
+                        Err(syn::Error::new(l.span(), "a path inside the sandbox: absolute, without `..`"))
+                    }
+                };
+                let size_tokens = match size {
+                    Some(n) => quote!(::core::option::Option::Some(#n)),
+                    None => quote!(::core::option::Option::None),
+                };
+                let mount = match (bind, tmpfs, at) {
+                    (Some(source), None, Some(at)) => {
+                        abs(&at)?;
+                        if size.is_some() {
+                            return Err(syn::Error::new(span, "only a tmpfs has a size"));
+                        }
+                        let source = host_path(&source);
+                        quote!(::sandbox::harness::MountOption::Bind { source: #source, target: #at, read_only: #read_only })
+                    }
+                    (None, Some(target), None) => {
+                        abs(&target)?;
+                        quote!(::sandbox::harness::MountOption::Tmpfs { target: #target, size: #size_tokens, read_only: #read_only })
+                    }
+                    _ => {
+                        return Err(syn::Error::new(
+                            span,
+                            "expected mount(bind = \"host path\", at = \"/path\"[, read_only]) or mount(tmpfs = \"/path\"[, size = \"16M\"])",
+                        ));
+                    }
+                };
+                self.mounts.push(mount);
                 Ok(())
             }
             _ => Err(meta.error(format!("unknown #[sandbox_test] option; expected one of: {KNOWN}"))),
@@ -203,6 +279,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
         (None, None) => quote!(::sandbox::harness::RootfsOption::Default),
     };
     let sys = options.sys;
+    let mounts = &options.mounts;
     let span = Span::call_site();
     Ok(quote_spanned! {span=>
         #(#attrs)*
@@ -217,6 +294,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
                     env: &[#(#env),*],
                     rootfs: #rootfs,
                     sys: #sys,
+                    mounts: &[#(#mounts),*],
                 },
                 __sandbox_test_body,
             )
@@ -236,6 +314,15 @@ mod tests {
         assert_eq!(parse_duration_ms("0s"), None);
         assert_eq!(parse_duration_ms("20"), None);
         assert_eq!(parse_duration_ms("s"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16M"), Some(16 << 20));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("0M"), None);
+        assert_eq!(parse_size("lots"), None);
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! Volumes: host directories or files bound into a sandbox, and tmpfs mounts.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A mount to add to every sandbox of a [`crate::Builder`].
+///
+/// # Examples
+/// ```no_run
+/// use sandbox::{Mount, Sandbox};
+/// let sb = Sandbox::builder()
+///     .mount(Mount::bind("/host/data", "/data").read_only())
+///     .mount(Mount::tmpfs("/scratch").size(16 << 20))
+///     .file("/etc/app.toml", "port = 80\n")
+///     .build()?;
+/// # Ok::<(), sandbox::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub(crate) kind: MountKind,
+    pub(crate) target: String,
+    pub(crate) read_only: bool,
+    pub(crate) size: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum MountKind {
+    Bind { source: PathBuf },
+    Tmpfs,
+}
+
+impl Mount {
+    /// Binds the host path `source` (a directory or a file) at `target` inside the sandbox, nosuid and
+    /// nodev; writes go to the host. The source must exist when the sandbox is built.
+    pub fn bind(source: impl Into<PathBuf>, target: impl Into<String>) -> Mount {
+        Mount { kind: MountKind::Bind { source: source.into() }, target: target.into(), read_only: false, size: None }
+    }
+
+    /// A fresh tmpfs at `target`, private to the sandbox (mode 1777).
+    pub fn tmpfs(target: impl Into<String>) -> Mount {
+        Mount { kind: MountKind::Tmpfs, target: target.into(), read_only: false, size: None }
+    }
+
+    /// Makes the mount read-only, recursively (every mount below a bound directory too).
+    pub fn read_only(mut self) -> Mount {
+        self.read_only = true;
+        self
+    }
+
+    /// Caps a tmpfs at `bytes` (writes past it fail with ENOSPC). Default: the kernel's (half the RAM).
+    pub fn size(mut self, bytes: u64) -> Mount {
+        self.size = Some(bytes);
+        self
+    }
+}
