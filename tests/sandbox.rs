@@ -292,6 +292,143 @@ fn volumes_and_files() {
     check_volumes();
 }
 
+/// The host's cgroup directories where sandboxes of this process get theirs (v1: one per controller).
+fn sandbox_cgroup_parents() -> Vec<std::path::PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    own.lines()
+        .filter_map(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, ctl, path) = (p.next()?, p.next()?, p.next()?);
+            let dir = match ctl {
+                "" => std::path::Path::new("/sys/fs/cgroup/sandbox.slice").to_owned(),
+                c if ["memory", "pids", "cpu", "cpuacct"].iter().any(|x| c.split(',').any(|y| y == *x)) => {
+                    std::path::Path::new("/sys/fs/cgroup").join(c).join(path.trim_start_matches('/'))
+                }
+                _ => return None,
+            };
+            Some(dir)
+        })
+        .collect()
+}
+
+/// `sandbox-<pid>-…` cgroups whose helper is dead: what must never be left behind.
+fn stale_sandbox_cgroups() -> Vec<String> {
+    sandbox_cgroup_parents()
+        .iter()
+        .flat_map(|d| system_tests::list(d).into_iter().map(move |n| (d.clone(), n)))
+        .filter(|(_, n)| n.starts_with("sandbox-"))
+        .filter(|(_, n)| n.split('-').nth(1).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()))
+        .map(|(d, n)| d.join(n).display().to_string())
+        .collect()
+}
+
+#[test]
+fn memory_hog_is_oom_killed_and_reported() {
+    if !is_root() {
+        return skip("cgroup limits on this machine's cgroup v1 need root (see limits_without_a_usable_cgroup_are_explained)");
+    }
+    let sb = builder().memory_limit(32 << 20).build().expect("build");
+    let err = sb
+        .command("/bin/sh")
+        .args(["-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}"])
+        .output()
+        .expect_err("the hog must be killed");
+    match &err {
+        Error::MemoryLimitExceeded { limit, peak } => {
+            assert_eq!(*limit, 32 << 20);
+            assert!(peak.is_some_and(|p| p >= 30 << 20), "peak {peak:?}");
+        }
+        other => panic!("expected MemoryLimitExceeded, got {other:?}"),
+    }
+    assert!(err.to_string().starts_with("memory limit of 32 MiB exceeded"), "{err}");
+    // The host, and the next sandbox, are fine.
+    assert_eq!(text(&sh(&sb, "echo ok")), "ok\n");
+    assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
+}
+
+#[test]
+fn fork_bomb_is_contained_by_the_pids_limit() {
+    if !is_root() {
+        return skip("cgroup limits on this machine's cgroup v1 need root");
+    }
+    let sb = builder().pids_limit(32).timeout(Duration::from_secs(2)).build().expect("build");
+    // The classic bomb: without the limit it would exhaust the machine's pids. It grows for a second
+    // (far past 32 processes unless contained), then the shell exits and the sandbox ends with it.
+    match sb.command("/bin/sh").args(["-c", "b() { b | b & }; b; sleep 1"]).output() {
+        Ok(out) => assert!(String::from_utf8_lossy(&out.stderr).contains("can't fork"), "the limit refused forks"),
+        Err(Error::TimedOut { .. }) => {}
+        Err(other) => panic!("unexpected: {other:?}"),
+    }
+    assert_eq!(text(&sh(&sb, "echo the host still forks")), "the host still forks\n");
+    // A fork refused by the limit is the program's own error.
+    let capped = builder().pids_limit(4).build().expect("build");
+    let out = capped.command("/bin/sh").args(["-c", "sleep 1 & sleep 1 & sleep 1 & sleep 1 & sleep 1 & wait"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("can't fork"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
+}
+
+#[test]
+fn cpu_limit_gives_about_half_a_core_and_usage_is_reported() {
+    if !is_root() {
+        return skip("cgroup limits on this machine's cgroup v1 need root");
+    }
+    let sb = builder().cpu_limit(0.5).build().expect("build");
+    let t = std::time::Instant::now();
+    let mut child = sb.command("/bin/busybox").args(["timeout", "1", "sh", "-c", "while :; do :; done"]).spawn().expect("spawn");
+    let _ = child.wait().expect("wait");
+    let wall = t.elapsed().as_secs_f64();
+    let usage = child.usage().expect("a sandbox with limits reports its usage");
+    let cpu = usage.cpu_time.expect("cpu time").as_secs_f64();
+    let share = cpu / wall;
+    assert!((0.3..0.7).contains(&share), "cpu {cpu:.2}s over {wall:.2}s wall = {share:.2} of a core");
+    assert!(usage.peak_memory.is_some_and(|p| p > 0), "{usage:?}");
+    assert_eq!(usage.oom_kills, 0);
+}
+
+#[test]
+fn rlimits_apply_to_the_program() {
+    let sb = builder().rlimit(sandbox::Rlimit::NoFile, 64).build().expect("build");
+    assert_eq!(text(&sh(&sb, "ulimit -n")), "64\n");
+}
+
+#[test]
+fn stale_cgroups_of_killed_runs_are_swept() {
+    if !is_root() {
+        return skip("cgroup limits on this machine's cgroup v1 need root");
+    }
+    // What a run killed with SIGKILL leaves: the cgroup of a helper that no longer exists.
+    let parents = sandbox_cgroup_parents();
+    let Some(memory) = parents.iter().find(|p| p.starts_with("/sys/fs/cgroup/memory")) else {
+        return skip("no v1 memory hierarchy here");
+    };
+    let stale = memory.join("sandbox-999999999-stale");
+    std::fs::create_dir(&stale).expect("make a stale cgroup");
+    let sb = builder().memory_limit(64 << 20).build().expect("build");
+    assert_eq!(text(&sh(&sb, "echo ok")), "ok\n");
+    assert!(!stale.exists(), "the next run with limits swept it");
+}
+
+fn check_limits_without_a_usable_cgroup() {
+    let fs_is_v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if is_root() || !fs_is_v1 {
+        return;
+    }
+    let sb = builder().memory_limit(64 << 20).build().expect("build");
+    let err = sb.command("/bin/true").status().expect_err("no delegated cgroup here");
+    match &err {
+        Error::Setup { step, hint, .. } => {
+            assert!(step.contains("cgroup"), "{step}");
+            assert!(hint.as_deref().is_some_and(|h| h.contains("Delegate=yes")), "{hint:?}");
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+}
+
+#[test]
+fn limits_without_a_usable_cgroup_are_explained() {
+    check_limits_without_a_usable_cgroup();
+}
+
 fn check_copied_rootfs() {
     let sb = builder().copy_rootfs(true).hostname("copied").build().expect("build");
     let motd = std::fs::read(sb.rootfs_path().join("etc/motd")).expect("host motd");
@@ -507,6 +644,7 @@ fn child_rootless_suite() {
     check_session();
     check_copied_rootfs();
     check_volumes();
+    check_limits_without_a_usable_cgroup();
     check_leaks_over_many_runs(50);
 }
 

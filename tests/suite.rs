@@ -265,3 +265,12 @@ fn volumes_from_the_attribute() {
     let err = std::fs::write("/scratch/big", big).expect_err("a 1 MiB tmpfs");
     assert_eq!(err.raw_os_error(), Some(nix::libc::ENOSPC), "{err}");
 }
+
+#[sandbox_test(memory = "32M", pids = 64, cpus = 1)]
+#[should_panic(expected = "memory limit of 32 MiB exceeded")]
+fn memory_hog_fails_with_the_limit_in_the_message() {
+    let mut hog: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hog.push(vec![1u8; 1 << 20]);
+    }
+}

@@ -143,11 +143,13 @@ where
     let mut outcome = None;
     let mut setup = None;
     let mut timed_out = false;
+    let mut usage = None;
     while let Some(r) = reports.next() {
         match r {
             Record::Value { .. } | Record::Panicked { .. } => outcome = Some(r),
             Record::SetupFailed { .. } => setup = Some(r),
             Record::Exited { timed_out: t, .. } => timed_out = t,
+            Record::Usage(u) => usage = Some(u),
             _ => {}
         }
     }
@@ -166,6 +168,10 @@ where
             serde_json::from_str(&json).map_err(|e| Error::Result { reason: format!("cannot deserialize it: {e}") })
         }
         Some(Record::Panicked { message }) => Err(Error::Panicked { message }),
+        _ if usage.is_some_and(|u| u.oom_kills > 0) && config.limits.memory.is_some() => Err(Error::MemoryLimitExceeded {
+            limit: config.limits.memory.unwrap_or_default(),
+            peak: usage.and_then(|u| u.peak_memory),
+        }),
         _ if status.success() => Err(Error::Result {
             reason: format!("the re-executed test binary did not reach the closure (is `{}` a test of this binary?)", thread.name().unwrap_or("?")),
         }),

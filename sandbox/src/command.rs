@@ -198,6 +198,8 @@ impl<'a> Command<'a> {
             kill: Some(launched.kill),
             helper_pid: None,
             timeout: config.timeout,
+            memory_limit: config.limits.memory,
+            usage: None,
             status: None,
             stdin: launched.stdin,
             stdout: launched.stdout,
@@ -261,6 +263,8 @@ pub struct Child {
     kill: Option<OwnedFd>,
     helper_pid: Option<i32>,
     timeout: Option<Duration>,
+    memory_limit: Option<u64>,
+    usage: Option<crate::Usage>,
     status: Option<ExitStatus>,
     /// The program's stdin, if piped.
     pub stdin: Option<ChildStdin>,
@@ -277,6 +281,12 @@ impl Child {
             Helper::Executed(c) => c.id(),
             Helper::Served => self.helper_pid.map_or(0, |p| p as u32),
         }
+    }
+
+    /// What the whole sandbox used (peak memory, CPU time, OOM kills), once [`wait`](Child::wait) has
+    /// returned; only for sandboxes with limits (which have a cgroup to read it from).
+    pub fn usage(&self) -> Option<crate::Usage> {
+        self.usage
     }
 
     /// Kills every process in the sandbox: the helper kills the sandbox's init, whose pid namespace
@@ -304,9 +314,13 @@ impl Child {
         }
         let mut exited = None;
         while let Some(r) = self.reports.next() {
-            if let Record::Exited { status, timed_out } = r {
-                exited = Some((status, timed_out));
-                break;
+            match r {
+                Record::Usage(u) => self.usage = Some(u),
+                Record::Exited { status, timed_out } => {
+                    exited = Some((status, timed_out));
+                    break;
+                }
+                _ => {}
             }
         }
         // The helper sends `Exited` after reaping init, which reaps every other process of the sandbox
@@ -324,6 +338,12 @@ impl Child {
             Some((raw, false)) => {
                 let status = ExitStatus::from_raw(raw);
                 self.status = Some(status);
+                // Killed, and the OOM killer acted in this sandbox: the memory limit ended it.
+                if let (Some(limit), Some(u), Some(9)) = (self.memory_limit, self.usage, status.signal())
+                    && u.oom_kills > 0
+                {
+                    return Err(Error::MemoryLimitExceeded { limit, peak: u.peak_memory });
+                }
                 Ok(status)
             }
             None => Err(Error::HelperDied { status: helper }),

@@ -46,7 +46,7 @@ pub(crate) enum Job {
 }
 
 /// The whole description of one sandbox start.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Config {
     pub root: RootMode,
     pub hostname: String,
@@ -70,6 +70,12 @@ pub(crate) struct Config {
     /// Files written into the sandbox's private layer: (absolute path, contents).
     #[serde(default)]
     pub files: Vec<(String, Vec<u8>)>,
+    /// cgroup limits (none: cgroups are not touched).
+    #[serde(default)]
+    pub limits: crate::cgroups::Limits,
+    /// setrlimit(2) values for the program, soft = hard.
+    #[serde(default)]
+    pub rlimits: Vec<(crate::Rlimit, u64)>,
     /// Make the program's stdin (a terminal) its controlling terminal.
     #[serde(default)]
     pub controlling_terminal: bool,

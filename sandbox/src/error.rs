@@ -45,6 +45,14 @@ pub enum Error {
         /// What to do about it, when known.
         hint: Option<String>,
     },
+    /// The sandbox's memory limit was exceeded and the kernel's OOM killer ended its program.
+    #[error("memory limit of {} exceeded{}: the kernel's OOM killer ended the program", mib(*limit), peak.map(|p| format!(" (peak {})", mib(p))).unwrap_or_default())]
+    MemoryLimitExceeded {
+        /// The limit, in bytes.
+        limit: u64,
+        /// The highest use seen, in bytes.
+        peak: Option<u64>,
+    },
     /// The sandbox's deadline passed; every process in it was killed.
     #[error("the sandbox timed out after {after:?}; every process in it was killed")]
     TimedOut {
@@ -94,6 +102,10 @@ pub enum Error {
     },
 }
 
+fn mib(bytes: u64) -> String {
+    if bytes.is_multiple_of(1 << 20) { format!("{} MiB", bytes >> 20) } else { format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64) }
+}
+
 fn path_suffix(path: &Option<String>) -> String {
     path.as_ref().map(|p| format!(" `{p}`")).unwrap_or_default()
 }
@@ -127,3 +139,14 @@ pub(crate) fn io<P: Into<PathBuf>>(op: &'static str, path: P) -> impl FnOnce(io:
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_message_is_in_mib() {
+        let e = Error::MemoryLimitExceeded { limit: 64 << 20, peak: Some(64 << 20) };
+        assert_eq!(e.to_string(), "memory limit of 64 MiB exceeded (peak 64 MiB): the kernel's OOM killer ended the program");
+    }
+}

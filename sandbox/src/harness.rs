@@ -25,6 +25,12 @@ pub struct TestOptions {
     pub sys: bool,
     /// `mount(...)`, in order.
     pub mounts: &'static [MountOption],
+    /// `memory = "64M"`, in bytes.
+    pub memory: Option<u64>,
+    /// `pids = 64`.
+    pub pids: Option<u64>,
+    /// `cpus = 0.5`.
+    pub cpus: Option<f64>,
 }
 
 /// One `mount(...)` option.
@@ -110,6 +116,15 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
     for (k, v) in options.env {
         builder = builder.env(*k, *v);
     }
+    if let Some(m) = options.memory {
+        builder = builder.memory_limit(m);
+    }
+    if let Some(p) = options.pids {
+        builder = builder.pids_limit(p);
+    }
+    if let Some(c) = options.cpus {
+        builder = builder.cpu_limit(c);
+    }
     for m in options.mounts {
         let mount = match *m {
             MountOption::Bind { source, target, read_only } => {
@@ -147,6 +162,7 @@ pub fn run_test<R: TestResult>(options: &TestOptions, body: fn() -> R) {
         Err(Error::Crashed { status }) => {
             panic!("the test's process died inside its sandbox: {status} (a crash or abort in the test, or a kill)")
         }
+        Err(e @ Error::MemoryLimitExceeded { .. }) => panic!("{e}"),
         Err(e @ Error::Rootfs(_)) => panic!("#[sandbox_test] has no rootfs: {e}"),
         Err(e @ (Error::Setup { .. } | Error::InvalidConfig { .. })) => {
             panic!("#[sandbox_test] could not set up the test's sandbox: {e}")

@@ -21,6 +21,12 @@ pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<S
              missing CAP_SYS_ADMIN forbids unshare(2); run the container privileged, or with a profile that allows it"
                 .to_owned(),
         ),
+        (StepKind::Limits, _) => Some(
+            "resource limits need a cgroup this process may create: as root on cgroup v1 or v2, or rootless on \
+             cgroup v2 with a delegated subtree (systemd: run under `systemd-run --user --scope -p Delegate=yes`, \
+             or a service with Delegate=yes); without limits, no cgroup is needed"
+                .to_owned(),
+        ),
         (StepKind::UserMap, _) => Some(
             "the kernel refused the user namespace's id map; an unprivileged user may map only its own uid and gid"
                 .to_owned(),

@@ -58,6 +58,8 @@ mod report;
 mod sandbox;
 mod session;
 mod spawn;
+mod cgroups;
+mod rlimit;
 mod sys;
 mod volume;
 
@@ -68,6 +70,8 @@ pub use error::{Error, Result};
 pub use fetch;
 pub use sandbox::{Builder, DEFAULT_PATH, Sandbox};
 pub use session::Session;
+pub use cgroups::Usage;
+pub use rlimit::Rlimit;
 pub use volume::Mount;
 
 /// Runs a test's body inside a fresh sandbox: a private writable Alpine root, its own hostname,

@@ -33,6 +33,7 @@ pub(crate) enum StepKind {
     CurrentDir,
     Volume,
     File,
+    Limits,
     Helper,
 }
 
@@ -51,6 +52,7 @@ pub(crate) enum Op {
     Chmod { path: PathBuf, mode: u32 },
     CopyTree { from: PathBuf, to: PathBuf },
     MkdirAll { path: PathBuf },
+    UnshareMount,
     /// Sets nosuid, nodev and maybe read-only on a bind mount and everything below it.
     LockBind { target: PathBuf, read_only: bool },
 }
@@ -67,6 +69,7 @@ impl Op {
             Op::MkdirAll { path } | Op::LockBind { target: path, .. } => path,
             Op::SetHostname { name } => return Some(name.clone()),
             Op::LoopbackUp => return Some("lo".to_owned()),
+            Op::UnshareMount => return None,
         };
         Some(p.display().to_string())
     }
@@ -105,6 +108,8 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut step = |kind, what, op| steps.push(Step { kind, what, op, optional: false });
     let p = PathBuf::from;
+    // The mount namespace is init's own, created inside the user namespace (which then owns it).
+    step(StepKind::Namespaces, "create the mount namespace", Op::UnshareMount);
     if config.user_namespace {
         // user_namespaces(7): an unprivileged process may map only itself, and must deny setgroups
         // before writing gid_map.
@@ -277,6 +282,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::Chmod { path, mode } => sys.chmod(path, *mode),
             Op::CopyTree { from, to } => sys.copy_tree(from, to),
             Op::MkdirAll { path } => sys.mkdir_all(path),
+            Op::UnshareMount => sys.unshare_mount(),
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
         };
         match result {
@@ -350,6 +356,9 @@ mod tests {
         fn mkdir_all(&self, path: &Path) -> Result<(), Errno> {
             self.call(format!("mkdir -p {}", path.display()))
         }
+        fn unshare_mount(&self) -> Result<(), Errno> {
+            self.call("unshare mount".to_owned())
+        }
         fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno> {
             self.call(format!("lock {} ro={read_only}", target.display()))
         }
@@ -371,6 +380,8 @@ mod tests {
             sys: true,
             mounts: vec![],
             files: vec![],
+            limits: Default::default(),
+            rlimits: vec![],
             job: Job::Session,
         }
     }
@@ -388,12 +399,13 @@ mod tests {
     #[test]
     fn rootless_plan_maps_ids_first_then_builds_and_pivots() {
         let calls = recorded(&config(true, Network::Loopback));
-        assert_eq!(calls[0], "write /proc/self/setgroups \"deny\"");
-        assert_eq!(calls[1], "write /proc/self/uid_map \"0 1000 1\\n\"");
-        assert_eq!(calls[2], "write /proc/self/gid_map \"0 1000 1\\n\"");
-        assert_eq!(calls[3], "sethostname box");
-        assert_eq!(calls[4], "loopback up");
-        assert_eq!(calls[5], "mount - / - MsFlags(MS_REC | MS_SLAVE) -");
+        assert_eq!(calls[0], "unshare mount");
+        assert_eq!(calls[1], "write /proc/self/setgroups \"deny\"");
+        assert_eq!(calls[2], "write /proc/self/uid_map \"0 1000 1\\n\"");
+        assert_eq!(calls[3], "write /proc/self/gid_map \"0 1000 1\\n\"");
+        assert_eq!(calls[4], "sethostname box");
+        assert_eq!(calls[5], "loopback up");
+        assert_eq!(calls[6], "mount - / - MsFlags(MS_REC | MS_SLAVE) -");
         let order = [
             "mount tmpfs /tmp tmpfs",
             "pivot_root /tmp /tmp/oldroot",

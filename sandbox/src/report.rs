@@ -25,6 +25,8 @@ pub(crate) enum Record {
     Value { json: String },
     /// A closure panicked.
     Panicked { message: String },
+    /// What the sandbox used (sandboxes with limits), sent just before `Exited`.
+    Usage(crate::cgroups::Usage),
     /// The sandbox ended: the program's raw wait status, and whether the deadline killed it.
     Exited { status: i32, timed_out: bool },
 }

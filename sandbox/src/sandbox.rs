@@ -49,6 +49,8 @@ pub struct Builder {
     copy_rootfs: bool,
     mounts: Vec<crate::Mount>,
     files: Vec<(String, Vec<u8>)>,
+    limits: crate::cgroups::Limits,
+    rlimits: Vec<(crate::Rlimit, u64)>,
 }
 
 impl Default for Builder {
@@ -65,6 +67,8 @@ impl Default for Builder {
             copy_rootfs: false,
             mounts: Vec::new(),
             files: Vec::new(),
+            limits: crate::cgroups::Limits::default(),
+            rlimits: Vec::new(),
         }
     }
 }
@@ -155,6 +159,35 @@ impl Builder {
         self
     }
 
+    /// Caps the memory of all the sandbox's processes together, in bytes; swap is no headroom. A
+    /// sandbox that exceeds it is OOM-killed and its run fails with [`Error::MemoryLimitExceeded`].
+    /// Needs a usable cgroup (see the crate docs). Default: none, and cgroups are not touched.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.limits.memory = Some(bytes);
+        self
+    }
+
+    /// Caps the number of processes and threads in the sandbox: a fork past it fails (EAGAIN), as the
+    /// program's own error. Needs a usable cgroup. Default: none.
+    pub fn pids_limit(mut self, max: u64) -> Self {
+        self.limits.pids = Some(max);
+        self
+    }
+
+    /// Caps CPU use at `cpus` CPUs' worth of time (0.5: half a core), by CFS quota over a 100 ms
+    /// period. Needs a usable cgroup. Default: none.
+    pub fn cpu_limit(mut self, cpus: f64) -> Self {
+        self.limits.cpus = Some(cpus);
+        self
+    }
+
+    /// Sets a setrlimit(2) limit (soft and hard) for the program. Default: the caller's limits.
+    pub fn rlimit(mut self, resource: crate::Rlimit, value: u64) -> Self {
+        self.rlimits.retain(|(r, _)| *r != resource);
+        self.rlimits.push((resource, value));
+        self
+    }
+
     /// Checks every setting and resolves the rootfs. Nothing runs yet: each [`Sandbox::command`] or
     /// [`Sandbox::run`] starts a fresh sandbox.
     ///
@@ -185,6 +218,14 @@ impl Builder {
         }
         for (path, _) in &self.files {
             check_abs_path("file path", path)?;
+        }
+        if self.limits.memory == Some(0) || self.limits.pids == Some(0) {
+            return Err(invalid("limit", "0", "memory and pids limits must be above zero"));
+        }
+        if let Some(c) = self.limits.cpus
+            && !(c.is_finite() && c >= 0.01)
+        {
+            return Err(invalid("cpu_limit", &c.to_string(), "must be a number of CPUs of at least 0.01"));
         }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(invalid("timeout", "0s", "must be longer than zero"));
@@ -241,6 +282,8 @@ impl Builder {
                 sys: self.sys,
                 mounts,
                 files: self.files,
+                limits: self.limits,
+                rlimits: self.rlimits,
                 job: Job::Session,
             },
         })

@@ -36,6 +36,8 @@ pub(crate) trait Sys {
     fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno>;
     /// Creates a directory and its missing parents.
     fn mkdir_all(&self, path: &Path) -> Result<(), Errno>;
+    /// Moves this process into a new mount namespace.
+    fn unshare_mount(&self) -> Result<(), Errno>;
     /// Makes the bind mount at `target`, and every mount below it, nosuid and nodev, and read-only if
     /// asked.
     fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno>;
@@ -113,6 +115,10 @@ impl Sys for Kernel {
 
     fn mkdir_all(&self, path: &Path) -> Result<(), Errno> {
         std::fs::create_dir_all(path).map_err(errno_of)
+    }
+
+    fn unshare_mount(&self) -> Result<(), Errno> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
     }
 
     fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno> {

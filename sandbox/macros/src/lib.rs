@@ -47,9 +47,12 @@ struct Options {
     rootfs_dir: Option<LitStr>,
     sys: bool,
     mounts: Vec<TokenStream2>,
+    memory: Option<u64>,
+    pids: Option<u64>,
+    cpus: Option<f64>,
 }
 
-const KNOWN: &str = "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, mount(...)";
+const KNOWN: &str = "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, mount(...), memory, pids, cpus";
 
 /// A host path as written in the attribute: absolute as is, relative to the crate's manifest.
 fn host_path(lit: &LitStr) -> TokenStream2 {
@@ -144,6 +147,32 @@ impl Options {
             "sys" => {
                 self.sys = true;
                 Ok(())
+            }
+            "memory" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let bytes = parse_size(&lit.value()).ok_or_else(|| syn::Error::new(lit.span(), "expected a size such as \"64M\" or \"1G\""))?;
+                set(&mut self.memory, bytes, &meta)
+            }
+            "pids" => {
+                let lit: syn::LitInt = meta.value()?.parse()?;
+                let n: u64 = lit.base10_parse()?;
+                if n == 0 {
+                    return Err(syn::Error::new(lit.span(), "the pids limit must be above zero"));
+                }
+                set(&mut self.pids, n, &meta)
+            }
+            "cpus" => {
+                let value = meta.value()?;
+                let lit: syn::Lit = value.parse()?;
+                let n: f64 = match &lit {
+                    syn::Lit::Float(f) => f.base10_parse()?,
+                    syn::Lit::Int(i) => i.base10_parse::<u32>()? as f64,
+                    _ => return Err(syn::Error::new(lit.span(), "expected a number of CPUs, such as 0.5 or 2")),
+                };
+                if n.is_nan() || n < 0.01 {
+                    return Err(syn::Error::new(lit.span(), "expected a number of CPUs of at least 0.01"));
+                }
+                set(&mut self.cpus, n, &meta)
             }
             "mount" => {
                 let (mut bind, mut tmpfs, mut at, mut size, mut read_only) = (None, None, None, None, false);
@@ -280,6 +309,13 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
     };
     let sys = options.sys;
     let mounts = &options.mounts;
+    let opt = |v: Option<TokenStream2>| match v {
+        Some(t) => quote!(::core::option::Option::Some(#t)),
+        None => quote!(::core::option::Option::None),
+    };
+    let memory = opt(options.memory.map(|m| quote!(#m)));
+    let pids = opt(options.pids.map(|p| quote!(#p)));
+    let cpus = opt(options.cpus.map(|c| quote!(#c)));
     let span = Span::call_site();
     Ok(quote_spanned! {span=>
         #(#attrs)*
@@ -295,6 +331,9 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
                     rootfs: #rootfs,
                     sys: #sys,
                     mounts: &[#(#mounts),*],
+                    memory: #memory,
+                    pids: #pids,
+                    cpus: #cpus,
                 },
                 __sandbox_test_body,
             )

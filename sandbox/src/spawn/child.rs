@@ -13,12 +13,18 @@ use crate::report::{Record, send};
 
 const TAG_EXEC: u8 = 1;
 const TAG_CHDIR: u8 = 2;
+const TAG_RLIMIT: u8 = 3;
 
 /// Prepares the process and execs the program; on failure, writes what failed to `exec_pipe` and
 /// exits 127. For a closure, returns instead (with the environment set), so that `main` runs the test.
 pub(crate) fn run(config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
     // A session of its own: job control inside cannot touch the caller's terminal.
     let _ = nix::unistd::setsid();
+    for (resource, value) in &config.rlimits {
+        if let Err(e) = nix::sys::resource::setrlimit(resource.resource(), *value, *value) {
+            fail(exec_pipe, TAG_RLIMIT, e);
+        }
+    }
     if config.controlling_terminal {
         // tty_ioctl(4): a session leader takes its stdin terminal as controlling terminal, so that
         // an interactive shell gets job control and ^C reaches the program inside.
@@ -85,7 +91,14 @@ pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, job: &Job) {
         [] => {}
         [tag, a, b, c, d] => {
             let errno = i32::from_ne_bytes([*a, *b, *c, *d]);
-            if *tag == TAG_CHDIR {
+            if *tag == TAG_RLIMIT {
+                send(report, &Record::SetupFailed {
+                    kind: StepKind::Limits,
+                    what: "set a resource limit (setrlimit)".to_owned(),
+                    path: None,
+                    errno,
+                });
+            } else if *tag == TAG_CHDIR {
                 send(report, &Record::SetupFailed {
                     kind: StepKind::CurrentDir,
                     what: "enter the working directory".to_owned(),

@@ -84,17 +84,36 @@ fn restore_mask(mask: &nix::sys::signal::SigSet) {
 
 /// A new sandbox: new namespaces, init as PID 1 in them.
 fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
-    let mut flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWCGROUP;
+    // Not CLONE_NEWNS nor CLONE_NEWCGROUP: init makes those (see init_entry), so that the helper keeps
+    // the host's view of the filesystem (pivot_root re-roots every process of a mount namespace) and
+    // stays outside the sandbox's cgroup, which it must read and remove when the sandbox ends.
+    let mut flags = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
     if config.network != Network::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     if config.user_namespace {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
+    // Limits: the cgroup is made now; init is moved into it before it does anything (see below), so
+    // that every process of the sandbox, and only those, are accounted and limited.
+    let cgroup = if config.limits.any() {
+        let fs = crate::cgroups::CgroupFs::host();
+        let made = crate::cgroups::Cgroup::create(&fs, &crate::cgroups::name_for(std::process::id()), &config.limits);
+        match made {
+            Ok(cg) => Some(cg),
+            Err(u) => {
+                send(&report, &Record::SetupFailed {
+                    kind: StepKind::Limits,
+                    what: format!("{} a cgroup for the resource limits", u.what),
+                    path: Some(u.path.display().to_string()),
+                    errno: u.errno,
+                });
+                std::process::exit(SETUP_FAILED);
+            }
+        }
+    } else {
+        None
+    };
     // unshare(2) of a user namespace needs a single-threaded caller: we run before main, so we are.
     if let Err(e) = nix::sched::unshare(flags) {
         fail(&report, StepKind::Namespaces, "create the namespaces (unshare)", e);
@@ -103,22 +122,56 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(p) => p,
         Err(e) => fail(&report, StepKind::Helper, "create the status pipe", e),
     };
+    let (go_r, go_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => fail(&report, StepKind::Helper, "create the start pipe", e),
+    };
     let mask = block_wait_signals();
     // The first child after unshare(CLONE_NEWPID) is PID 1 of the new namespace.
     match crate::sys::fork() {
         Err(e) => fail(&report, StepKind::Helper, "fork the sandbox's init", e),
         Ok(ForkResult::Child) => {
             restore_mask(&mask);
-            drop(status_r);
+            drop((status_r, go_w));
+            // Wait until the helper has put us in the sandbox's cgroup (EOF: it died; so do we).
+            let mut go = [0u8; 1];
+            if !matches!(std::fs::File::from(go_r).read(&mut go), Ok(1)) {
+                std::process::exit(SETUP_FAILED);
+            }
+            // cgroup_namespaces(7): the namespace's root is the cgroup we are in now.
+            if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP) {
+                fail(&report, StepKind::Namespaces, "create the cgroup namespace (unshare)", e);
+            }
             if super::init::run(config, report, status_w) {
                 return; // the closure's child process, on its way to main
             }
             std::process::exit(0);
         }
         Ok(ForkResult::Parent { child }) => {
-            drop(status_w);
+            drop((status_w, go_r));
+            if let Some(cg) = &cgroup
+                && let Err(u) = cg.add(child.as_raw() as u32)
+            {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                if let Some(cg) = cgroup {
+                    cg.remove();
+                }
+                send(&report, &Record::SetupFailed {
+                    kind: StepKind::Limits,
+                    what: format!("{} a cgroup for the resource limits", u.what),
+                    path: Some(u.path.display().to_string()),
+                    errno: u.errno,
+                });
+                std::process::exit(SETUP_FAILED);
+            }
+            let _ = std::io::Write::write_all(&mut std::fs::File::from(go_w), b"g");
             send(&report, &Record::Init { pid: child.as_raw() });
             let (outcome, init) = wait_for(child, Some(status_r), &kill);
+            if let Some(cg) = cgroup {
+                send(&report, &Record::Usage(cg.usage()));
+                cg.remove();
+            }
             finish(&report, outcome, init);
         }
     }

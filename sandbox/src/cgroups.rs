@@ -1,0 +1,372 @@
+//! Resource limits through cgroups, v2 (unified) or v1 (one hierarchy per controller) behind one
+//! interface. Everything is plain file I/O below a root directory (normally `/sys/fs/cgroup`), so the
+//! logic is unit-tested against a fake tree.
+//!
+//! The helper creates the sandbox's cgroup and writes the limits, forks the sandbox's init, and moves
+//! it in before init does anything: every process of the sandbox, and none else (the helper stays out
+//! of reach of the OOM killer), is accounted. After init is reaped the helper reads the usage (peak
+//! memory, CPU time, OOM kills) and removes the cgroup. A cgroup
+//! left by a killed run (its helper is dead) is removed by the next run that uses limits.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The limits a sandbox asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Limits {
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    pub(crate) fn any(&self) -> bool {
+        self.memory.is_some() || self.pids.is_some() || self.cpus.is_some()
+    }
+}
+
+/// What the sandbox used, read from its cgroup when it ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// The highest memory use of all its processes together, in bytes.
+    pub peak_memory: Option<u64>,
+    /// The CPU time of all its processes together.
+    pub cpu_time: Option<Duration>,
+    /// How many of its processes the kernel's OOM killer killed.
+    pub oom_kills: u64,
+}
+
+/// Why limits cannot be applied here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unusable {
+    pub what: String,
+    pub path: PathBuf,
+    pub errno: i32,
+}
+
+const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];
+
+/// The cgroup filesystem as this process sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct CgroupFs {
+    root: PathBuf,
+    /// Contents of /proc/self/cgroup.
+    self_cgroup: String,
+}
+
+impl CgroupFs {
+    pub(crate) fn host() -> CgroupFs {
+        CgroupFs {
+            root: PathBuf::from("/sys/fs/cgroup"),
+            self_cgroup: fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+        }
+    }
+
+    #[cfg(test)]
+    fn fake(root: &Path, self_cgroup: &str) -> CgroupFs {
+        CgroupFs { root: root.to_owned(), self_cgroup: self_cgroup.to_owned() }
+    }
+
+    fn is_v2(&self) -> bool {
+        self.root.join("cgroup.controllers").is_file()
+    }
+
+    /// This process's cgroup path in the v2 hierarchy, or in the v1 hierarchy of `controller`.
+    fn own_path(&self, controller: Option<&str>) -> Option<String> {
+        self.self_cgroup.lines().find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let matches = match controller {
+                None => list.is_empty(),
+                Some(c) => list.split(',').any(|x| x == c),
+            };
+            matches.then(|| path.to_owned())
+        })
+    }
+}
+
+/// A sandbox's cgroup: one directory (v2) or one per controller (v1).
+#[derive(Debug)]
+pub(crate) struct Cgroup {
+    v2: bool,
+    dirs: Vec<(String, PathBuf)>,
+}
+
+fn write(path: &Path, value: &str, what: &str) -> Result<(), Unusable> {
+    fs::write(path, value).map_err(|e| Unusable {
+        what: what.to_owned(),
+        path: path.to_owned(),
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+    })
+}
+
+fn mkdir(path: &Path, what: &str) -> Result<(), Unusable> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Unusable { what: what.to_owned(), path: path.to_owned(), errno: e.raw_os_error().unwrap_or(libc::EIO) }),
+    }
+}
+
+impl Cgroup {
+    /// Creates the cgroup `name` with `limits`. Sweeps leftovers of dead helpers first.
+    pub(crate) fn create(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgroup, Unusable> {
+        if fs.is_v2() { Self::create_v2(fs, name, limits) } else { Self::create_v1(fs, name, limits) }
+    }
+
+    fn create_v2(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgroup, Unusable> {
+        let own = fs.own_path(None).unwrap_or_else(|| "/".to_owned());
+        // Rootless: the user's delegated subtree (systemd's user@UID.service); as root: the root.
+        let base = match own.find("/user@") {
+            Some(at) => {
+                let end = own[at..].find(".service").map_or(own.len(), |e| at + e + ".service".len());
+                fs.root.join(own[..end].trim_start_matches('/'))
+            }
+            None => fs.root.clone(),
+        };
+        let slice = base.join("sandbox.slice");
+        let wanted: Vec<&str> = [
+            limits.memory.map(|_| "memory"),
+            limits.pids.map(|_| "pids"),
+            limits.cpus.map(|_| "cpu"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let available = fs::read_to_string(base.join("cgroup.controllers")).unwrap_or_default();
+        if let Some(missing) = wanted.iter().find(|c| !available.split_whitespace().any(|a| a == **c)) {
+            return Err(Unusable {
+                what: format!("find the `{missing}` controller delegated"),
+                path: base.join("cgroup.controllers"),
+                errno: libc::ENOENT,
+            });
+        }
+        // cgroups(7), v2: a controller must be enabled in a parent's subtree_control to be used below.
+        let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
+        write(&base.join("cgroup.subtree_control"), enable.trim_end(), "enable controllers in")?;
+        mkdir(&slice, "create")?;
+        write(&slice.join("cgroup.subtree_control"), enable.trim_end(), "enable controllers in")?;
+        sweep(&slice);
+        let dir = slice.join(name);
+        mkdir(&dir, "create")?;
+        let cg = Cgroup { v2: true, dirs: vec![("unified".into(), dir.clone())] };
+        if let Some(m) = limits.memory {
+            write(&dir.join("memory.max"), &m.to_string(), "set the memory limit in")?;
+            // Swap is no headroom: a sandbox that exceeds its memory is OOM-killed, not swapped.
+            let _ = fs::write(dir.join("memory.swap.max"), "0");
+        }
+        if let Some(p) = limits.pids {
+            write(&dir.join("pids.max"), &p.to_string(), "set the pids limit in")?;
+        }
+        if let Some(c) = limits.cpus {
+            let period = 100_000u64;
+            let quota = ((c * period as f64).round() as u64).max(1000);
+            write(&dir.join("cpu.max"), &format!("{quota} {period}"), "set the CPU limit in")?;
+        }
+        Ok(cg)
+    }
+
+    fn create_v1(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgroup, Unusable> {
+        let mut dirs = Vec::new();
+        let needed = |c: &str| match c {
+            "memory" => limits.memory.is_some() || limits.any(),
+            "pids" => limits.pids.is_some(),
+            "cpu" => limits.cpus.is_some(),
+            // Accounting of CPU time, whenever there are limits at all.
+            "cpuacct" => true,
+            _ => false,
+        };
+        for controller in V1_CONTROLLERS.iter().filter(|c| needed(c)) {
+            let Some(own) = fs.own_path(Some(controller)) else {
+                if *controller == "cpuacct" {
+                    continue;
+                }
+                return Err(Unusable {
+                    what: format!("find the v1 `{controller}` hierarchy for"),
+                    path: PathBuf::from("/proc/self/cgroup"),
+                    errno: libc::ENOENT,
+                });
+            };
+            let parent = fs.root.join(controller).join(own.trim_start_matches('/'));
+            sweep(&parent);
+            let dir = parent.join(name);
+            mkdir(&dir, "create")?;
+            dirs.push((controller.to_string(), dir));
+        }
+        let cg = Cgroup { v2: false, dirs };
+        if let Some(m) = limits.memory {
+            let dir = cg.dir("memory").unwrap_or_default();
+            write(&dir.join("memory.limit_in_bytes"), &m.to_string(), "set the memory limit in")?;
+            // With swap accounting, swap is no headroom either.
+            let _ = fs::write(dir.join("memory.memsw.limit_in_bytes"), m.to_string());
+        }
+        if let Some(p) = limits.pids {
+            write(&cg.dir("pids").unwrap_or_default().join("pids.max"), &p.to_string(), "set the pids limit in")?;
+        }
+        if let Some(c) = limits.cpus {
+            let dir = cg.dir("cpu").unwrap_or_default();
+            let period = 100_000u64;
+            write(&dir.join("cpu.cfs_period_us"), &period.to_string(), "set the CPU period in")?;
+            write(&dir.join("cpu.cfs_quota_us"), &((c * period as f64).round() as u64).max(1000).to_string(), "set the CPU quota in")?;
+        }
+        Ok(cg)
+    }
+
+    fn dir(&self, controller: &str) -> Option<PathBuf> {
+        self.dirs.iter().find(|(c, _)| c == controller || self.v2).map(|(_, d)| d.clone())
+    }
+
+    /// Moves the process `pid` into the cgroup (its children follow).
+    pub(crate) fn add(&self, pid: u32) -> Result<(), Unusable> {
+        for (_, dir) in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string(), "join")?;
+        }
+        Ok(())
+    }
+
+    /// What the sandbox used.
+    pub(crate) fn usage(&self) -> Usage {
+        let read = |c: &str, f: &str| self.dir(c).and_then(|d| fs::read_to_string(d.join(f)).ok());
+        let field = |text: &str, key: &str| {
+            text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse::<u64>().ok()))
+        };
+        if self.v2 {
+            Usage {
+                peak_memory: read("memory", "memory.peak").and_then(|t| t.trim().parse().ok()),
+                cpu_time: read("cpu", "cpu.stat").and_then(|t| field(&t, "usage_usec ")).map(Duration::from_micros),
+                oom_kills: read("memory", "memory.events").and_then(|t| field(&t, "oom_kill ")).unwrap_or(0),
+            }
+        } else {
+            Usage {
+                peak_memory: read("memory", "memory.max_usage_in_bytes").and_then(|t| t.trim().parse().ok()),
+                cpu_time: read("cpuacct", "cpuacct.usage").and_then(|t| t.trim().parse().ok()).map(Duration::from_nanos),
+                oom_kills: read("memory", "memory.oom_control").and_then(|t| field(&t, "oom_kill ")).unwrap_or(0),
+            }
+        }
+    }
+
+    /// Removes the cgroup, which must hold no process any more (the helper is never in it).
+    pub(crate) fn remove(self) {
+        for (_, dir) in &self.dirs {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Removes the cgroups `sandbox-<pid>-…` below `parent` whose helper process is gone.
+fn sweep(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("sandbox-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let alive = Path::new(&format!("/proc/{pid}")).exists();
+        let empty = fs::read_to_string(e.path().join("cgroup.procs")).map_or(true, |p| p.trim().is_empty());
+        if !alive && empty {
+            tracing::info!(cgroup = %e.path().display(), "removing the cgroup of a sandbox whose helper was killed");
+            let _ = fs::remove_dir(e.path());
+        }
+    }
+}
+
+/// A cgroup name unique to this helper.
+pub(crate) fn name_for(pid: u32) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("sandbox-{pid}-{nanos:x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(p: &Path) -> String {
+        fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// A v2 tree as systemd lays it out, with `cgroup.controllers` as the kernel would show them.
+    fn fake_v2(controllers: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().expect("tempdir");
+        let user = root.path().join("user.slice/user-1000.slice/user@1000.service");
+        let app = user.join("app.slice/run-1.scope");
+        fs::create_dir_all(&app).expect("mkdir");
+        fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc").expect("write");
+        fs::write(root.path().join("cgroup.subtree_control"), "").expect("write");
+        fs::write(user.join("cgroup.controllers"), controllers).expect("write");
+        fs::write(user.join("cgroup.subtree_control"), "").expect("write");
+        root
+    }
+
+    const ROOTLESS: &str = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope\n";
+
+    #[test]
+    fn v2_rootless_uses_the_delegated_subtree() {
+        let root = fake_v2("cpu memory pids");
+        let fs_ = CgroupFs::fake(root.path(), ROOTLESS);
+        let limits = Limits { memory: Some(64 << 20), pids: Some(64), cpus: Some(0.5) };
+        let cg = Cgroup::create(&fs_, "sandbox-42-x", &limits).expect("create");
+        let user = root.path().join("user.slice/user-1000.slice/user@1000.service");
+        let dir = user.join("sandbox.slice/sandbox-42-x");
+        assert_eq!(read(&user.join("cgroup.subtree_control")), "+memory +pids +cpu");
+        assert_eq!(read(&user.join("sandbox.slice/cgroup.subtree_control")), "+memory +pids +cpu");
+        assert_eq!(read(&dir.join("memory.max")), (64u64 << 20).to_string());
+        assert_eq!(read(&dir.join("memory.swap.max")), "0");
+        assert_eq!(read(&dir.join("pids.max")), "64");
+        assert_eq!(read(&dir.join("cpu.max")), "50000 100000");
+        cg.add(7).expect("join");
+        assert_eq!(read(&dir.join("cgroup.procs")), "7");
+    }
+
+    #[test]
+    fn v2_as_root_uses_the_root_and_reads_usage() {
+        let root = fake_v2("");
+        let fs_ = CgroupFs::fake(root.path(), "0::/system.slice/ci.service\n");
+        let cg = Cgroup::create(&fs_, "sandbox-1-a", &Limits { memory: Some(1 << 20), ..Default::default() }).expect("create");
+        let dir = root.path().join("sandbox.slice/sandbox-1-a");
+        assert_eq!(read(&root.path().join("cgroup.subtree_control")), "+memory");
+        fs::write(dir.join("memory.peak"), "1048576\n").expect("write");
+        fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n").expect("write");
+        fs::write(dir.join("cpu.stat"), "usage_usec 250000\nuser_usec 200000\n").expect("write");
+        let usage = cg.usage();
+        assert_eq!(usage, Usage { peak_memory: Some(1 << 20), cpu_time: Some(Duration::from_millis(250)), oom_kills: 1 });
+    }
+
+    #[test]
+    fn v2_missing_delegation_is_an_explained_error() {
+        let root = fake_v2("memory");
+        let fs_ = CgroupFs::fake(root.path(), ROOTLESS);
+        let err = Cgroup::create(&fs_, "s", &Limits { pids: Some(8), ..Default::default() }).expect_err("pids not delegated");
+        assert!(err.what.contains("`pids`"), "{err:?}");
+        assert!(err.path.ends_with("user@1000.service/cgroup.controllers"));
+    }
+
+    #[test]
+    fn v1_writes_each_controller_and_sweeps_dead_helpers() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for c in V1_CONTROLLERS {
+            fs::create_dir_all(root.path().join(c).join("ci")).expect("mkdir");
+        }
+        // A leftover of a helper that no longer exists (pid far above pid_max) and one of a live one.
+        let dead = root.path().join("pids/ci/sandbox-999999999-dead");
+        fs::create_dir_all(&dead).expect("mkdir");
+        let live = root.path().join(format!("pids/ci/sandbox-{}-live", std::process::id()));
+        fs::create_dir_all(&live).expect("mkdir");
+        let self_cgroup = "5:pids:/ci\n4:memory:/ci\n2:cpuacct:/ci\n1:cpu:/ci\n0::/\n";
+        let fs_ = CgroupFs::fake(root.path(), self_cgroup);
+        let limits = Limits { memory: Some(1 << 30), pids: Some(16), cpus: Some(1.5) };
+        let cg = Cgroup::create(&fs_, "sandbox-5-b", &limits).expect("create");
+        assert_eq!(read(&root.path().join("memory/ci/sandbox-5-b/memory.limit_in_bytes")), (1u64 << 30).to_string());
+        assert_eq!(read(&root.path().join("pids/ci/sandbox-5-b/pids.max")), "16");
+        assert_eq!(read(&root.path().join("cpu/ci/sandbox-5-b/cpu.cfs_quota_us")), "150000");
+        assert!(root.path().join("cpuacct/ci/sandbox-5-b").is_dir());
+        assert!(!dead.exists(), "the dead helper's cgroup is swept");
+        assert!(live.exists(), "a live helper's cgroup is kept");
+        fs::write(root.path().join("cpuacct/ci/sandbox-5-b/cpuacct.usage"), "1500000000\n").expect("write");
+        fs::write(root.path().join("memory/ci/sandbox-5-b/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").expect("write");
+        let usage = cg.usage();
+        assert_eq!((usage.cpu_time, usage.oom_kills), (Some(Duration::from_millis(1500)), 2));
+    }
+}
