@@ -165,6 +165,11 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
                 });
                 std::process::exit(SETUP_FAILED);
             }
+            if cgroup.is_some() {
+                // proc(5): init must not be the OOM killer's choice: the program's processes must. Only
+                // root may lower the score; rootless, a killed init is still reported (see finish).
+                let _ = std::fs::write(format!("/proc/{child}/oom_score_adj"), "-1000");
+            }
             let _ = std::io::Write::write_all(&mut std::fs::File::from(go_w), b"g");
             send(&report, &Record::Init { pid: child.as_raw() });
             let (outcome, init) = wait_for(child, Some(status_r), &kill);
@@ -290,13 +295,14 @@ fn wait_for(child: Pid, status: Option<OwnedFd>, kill: &OwnedFd) -> (Option<(i32
 
 /// Reports the outcome to the parent and ends the helper with the program's status.
 fn finish(report: &OwnedFd, outcome: Option<(i32, bool)>, init: nix::Result<WaitStatus>) -> ! {
-    let Some((status, timed_out)) = outcome else {
-        // Init died without a word: its setup failed (and said so), or it was killed from outside.
-        let code = match init {
-            Ok(WaitStatus::Exited(_, c)) if c != 0 => SETUP_FAILED,
-            _ => 137,
-        };
-        std::process::exit(code);
+    let (status, timed_out) = match (outcome, init) {
+        (Some(o), _) => o,
+        // Init died without a word because its setup failed (and said so).
+        (None, Ok(WaitStatus::Exited(_, c))) if c != 0 => std::process::exit(SETUP_FAILED),
+        // Init was killed (the OOM killer, or from outside): so was everything in the sandbox. Report
+        // that as the program's end, so that the caller sees a SIGKILL (and the usage's OOM kills).
+        (None, Ok(s @ WaitStatus::Signaled(..))) => (raw_status(s), false),
+        (None, _) => std::process::exit(137),
     };
     send(report, &Record::Exited { status, timed_out });
     let status = std::process::ExitStatus::from_raw(status);
