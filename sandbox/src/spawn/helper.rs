@@ -62,6 +62,14 @@ fn parse(value: &str) -> Option<[OwnedFd; 3]> {
     fds.next().is_none().then_some(r)
 }
 
+/// A close-on-exec pipe, or the helper's end with a report naming `what`.
+fn pipe_or_fail(report: &OwnedFd, what: &str) -> (OwnedFd, OwnedFd) {
+    match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => fail(report, StepKind::Helper, what, e),
+    }
+}
+
 fn fail(report: &OwnedFd, kind: StepKind, what: &str, errno: nix::errno::Errno) -> ! {
     send(report, &Record::SetupFailed { kind, what: what.to_owned(), path: None, errno: errno as i32 });
     std::process::exit(SETUP_FAILED);
@@ -118,14 +126,8 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
     if let Err(e) = nix::sched::unshare(flags) {
         fail(&report, StepKind::Namespaces, "create the namespaces (unshare)", e);
     }
-    let (status_r, status_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
-        Ok(p) => p,
-        Err(e) => fail(&report, StepKind::Helper, "create the status pipe", e),
-    };
-    let (go_r, go_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
-        Ok(p) => p,
-        Err(e) => fail(&report, StepKind::Helper, "create the start pipe", e),
-    };
+    let (status_r, status_w) = pipe_or_fail(&report, "create the status pipe");
+    let (go_r, go_w) = pipe_or_fail(&report, "create the start pipe");
     let mask = block_wait_signals();
     // The first child after unshare(CLONE_NEWPID) is PID 1 of the new namespace.
     match crate::sys::fork() {
@@ -205,10 +207,7 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
     }
     // setns(CLONE_NEWNS) leaves the working directory outside the new root.
     let _ = nix::unistd::chdir("/");
-    let (exec_r, exec_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
-        Ok(p) => p,
-        Err(e) => fail(&report, StepKind::Helper, "create the exec pipe", e),
-    };
+    let (exec_r, exec_w) = pipe_or_fail(&report, "create the exec pipe");
     let mask = block_wait_signals();
     match crate::sys::fork() {
         Err(e) => fail(&report, StepKind::Helper, "fork into the session", e),
