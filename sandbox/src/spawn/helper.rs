@@ -62,6 +62,17 @@ fn parse(value: &str) -> Option<[OwnedFd; 3]> {
     fds.next().is_none().then_some(r)
 }
 
+/// Reports that no cgroup could be had for the limits, and ends the helper.
+fn fail_limits(report: &OwnedFd, u: &crate::cgroups::Unusable) -> ! {
+    send(report, &Record::SetupFailed {
+        kind: StepKind::Limits,
+        what: format!("{} a cgroup for the resource limits", u.what),
+        path: Some(u.path.display().to_string()),
+        errno: u.errno,
+    });
+    std::process::exit(SETUP_FAILED);
+}
+
 /// A close-on-exec pipe, or the helper's end with a report naming `what`.
 fn pipe_or_fail(report: &OwnedFd, what: &str) -> (OwnedFd, OwnedFd) {
     match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
@@ -110,13 +121,7 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
         match made {
             Ok(cg) => Some(cg),
             Err(u) => {
-                send(&report, &Record::SetupFailed {
-                    kind: StepKind::Limits,
-                    what: format!("{} a cgroup for the resource limits", u.what),
-                    path: Some(u.path.display().to_string()),
-                    errno: u.errno,
-                });
-                std::process::exit(SETUP_FAILED);
+                fail_limits(&report, &u);
             }
         }
     } else {
@@ -159,13 +164,7 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
                 if let Some(cg) = cgroup {
                     cg.remove();
                 }
-                send(&report, &Record::SetupFailed {
-                    kind: StepKind::Limits,
-                    what: format!("{} a cgroup for the resource limits", u.what),
-                    path: Some(u.path.display().to_string()),
-                    errno: u.errno,
-                });
-                std::process::exit(SETUP_FAILED);
+                fail_limits(&report, &u);
             }
             if cgroup.is_some() {
                 // proc(5): init must not be the OOM killer's choice: the program's processes must. Only
