@@ -408,6 +408,23 @@ fn stale_cgroups_of_killed_runs_are_swept() {
     assert!(!stale.exists(), "the next run with limits swept it");
 }
 
+#[test]
+fn session_limits_cover_its_commands() {
+    if !is_root() {
+        return skip("cgroup limits on this machine's cgroup v1 need root");
+    }
+    let sb = builder().pids_limit(6).build().expect("build");
+    let session = sb.session().expect("session");
+    let out = session
+        .command("/bin/sh")
+        .args(["-c", "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("can't fork"), "the session's pids limit applies to its commands");
+    drop(session);
+    assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
+}
+
 fn check_limits_without_a_usable_cgroup() {
     let fs_is_v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     if is_root() || !fs_is_v1 {

@@ -256,6 +256,34 @@ impl Cgroup {
     }
 }
 
+/// The `cgroup.procs` files of the cgroups of process `pid` (v2: one; v1: one per hierarchy of ours),
+/// opened for writing.
+pub(crate) fn procs_files_of(pid: i32) -> Result<Vec<fs::File>, Unusable> {
+    let path = PathBuf::from(format!("/proc/{pid}/cgroup"));
+    let text = fs::read_to_string(&path)
+        .map_err(|e| Unusable { what: "read the session's cgroups from".to_owned(), path: path.clone(), errno: e.raw_os_error().unwrap_or(libc::EIO) })?;
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
+    let mut files = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(list), Some(cg)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let dir = match (v2, list) {
+            (true, "") => Path::new("/sys/fs/cgroup").join(cg.trim_start_matches('/')),
+            (false, l) if l.split(',').any(|c| V1_CONTROLLERS.contains(&c)) => {
+                Path::new("/sys/fs/cgroup").join(l).join(cg.trim_start_matches('/'))
+            }
+            _ => continue,
+        };
+        let procs = dir.join("cgroup.procs");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(&procs)
+            .map_err(|e| Unusable { what: "open".to_owned(), path: procs.clone(), errno: e.raw_os_error().unwrap_or(libc::EIO) })?;
+        files.push(file);
+    }
+    Ok(files)
+}
+
 /// Removes the cgroups `sandbox-<pid>-…` below `parent` whose helper process is gone.
 fn sweep(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else { return };

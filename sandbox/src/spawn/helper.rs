@@ -186,6 +186,16 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
 /// A command in a running session: enter the namespaces of its init, fork the program into them.
 fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
     let Job::Join { init_pid, .. } = &config.job else { return };
+    // The session's cgroup, opened while the host's /sys is still in view: the command's process joins
+    // it below, so that the session's limits cover its commands too.
+    let cgroup_procs = if config.limits.any() {
+        match crate::cgroups::procs_files_of(*init_pid) {
+            Ok(files) => files,
+            Err(u) => fail_limits(&report, &u),
+        }
+    } else {
+        Vec::new()
+    };
     let mut order = vec!["cgroup", "ipc", "uts", "net", "pid", "mnt"];
     if config.user_namespace {
         // setns(2): enter the user namespace first, to gain the capabilities the others require.
@@ -214,6 +224,13 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
             restore_mask(&mask);
             drop(exec_r);
             let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
+            for mut procs in cgroup_procs {
+                // cgroups(7): writing 0 to cgroup.procs moves the writing process.
+                if let Err(e) = std::io::Write::write_all(&mut procs, b"0") {
+                    let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                    fail(&report, StepKind::Limits, "join the session's cgroup", errno);
+                }
+            }
             super::child::run(config, &report, exec_w);
             std::process::exit(127);
         }
