@@ -274,6 +274,14 @@ fn check_volumes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"), "EROFS: {}", String::from_utf8_lossy(&out.stderr));
     assert!(!host.path().join("new").exists(), "nothing written through the read-only volume");
     assert_eq!(std::fs::read_to_string(rw.path().join("made-inside")).ok().as_deref(), Some("x\n"), "the writable volume is the host's");
+    let opts = text(&sh(&sb, "grep ' /data ' /proc/mounts | cut -d' ' -f4; grep ' /srv/rw ' /proc/mounts | cut -d' ' -f4"));
+    let mut lines = opts.lines();
+    let (ro, rw) = (lines.next().unwrap_or_default(), lines.next().unwrap_or_default());
+    for (flags, want_ro) in [(ro, true), (rw, false)] {
+        let flags: Vec<&str> = flags.split(',').collect();
+        assert!(flags.contains(&"nosuid") && flags.contains(&"nodev"), "{flags:?}");
+        assert_eq!(flags.contains(&"ro"), want_ro, "{flags:?}");
+    }
     // A file of the builder is written afresh into each sandbox's private layer.
     assert_eq!(text(&sh(&sb, "cat /etc/app.toml")), "port = 80\n");
     assert!(!sb.rootfs_path().join("etc/app.toml").exists(), "the cache is untouched");
@@ -423,6 +431,44 @@ fn session_limits_cover_its_commands() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("can't fork"), "the session's pids limit applies to its commands");
     drop(session);
     assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
+}
+
+/// The host's network interfaces, as its own network namespace lists them.
+fn host_interfaces() -> Vec<String> {
+    let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
+    let mut names: Vec<String> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn three_sandboxes_on_a_switch_talk_tcp_by_hostname() {
+    if !is_root() {
+        let err = sandbox::Net::new().expect_err("rootless");
+        assert!(matches!(&err, Error::InvalidConfig { reason, .. } if reason.contains("needs root")), "{err:?}");
+        return;
+    }
+    let interfaces = host_interfaces();
+    let net = sandbox::Net::new().expect("a switch");
+    let member = |name: &str| builder().network(Network::Switch(net.clone())).hostname(name).build().expect("build");
+    let (db, cache, app) = (member("db"), member("cache"), member("app"));
+    fn serve<'a>(sb: &'a Sandbox, name: &str) -> sandbox::Session<'a> {
+        let session = sb.session().expect("session");
+        let script = format!("mkdir /www && echo 'I am {name}' > /www/who && httpd -p 8080 -h /www");
+        let status = session.command("/bin/sh").args(["-c", &script]).status().expect("start httpd");
+        assert!(status.success());
+        session
+    }
+    let (db_session, cache_session) = (serve(&db, "db"), serve(&cache, "cache"));
+    assert_eq!(host_interfaces(), interfaces, "the host's network namespace is never modified");
+    let out = sh(&app, "wget -q -O- http://db:8080/who; wget -q -O- http://cache:8080/who; grep -c 10.89.0 /etc/hosts; ip -4 -o addr show eth0 | awk '{print $4}'");
+    assert_eq!(text(&out), "I am db\nI am cache\n3\n10.89.0.4/24\n");
+    // A sandbox that is not on the switch reaches none of them.
+    let outsider = builder().build().expect("build");
+    let out = outsider.command("/bin/sh").args(["-c", "wget -q -T 1 -O- http://10.89.0.2:8080/who >/dev/null 2>&1; echo rc=$?"]).output().expect("run");
+    assert_ne!(text(&out), "rc=0\n");
+    drop((db_session, cache_session, net));
+    assert_eq!(host_interfaces(), interfaces);
 }
 
 fn check_limits_without_a_usable_cgroup() {
@@ -662,6 +708,8 @@ fn child_rootless_suite() {
     check_copied_rootfs();
     check_volumes();
     check_limits_without_a_usable_cgroup();
+    let err = sandbox::Net::new().expect_err("a switch needs root");
+    assert!(matches!(&err, Error::InvalidConfig { reason, .. } if reason.contains("needs root")), "{err:?}");
     check_leaks_over_many_runs(50);
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// ```
 /// assert_eq!(sandbox::Network::default(), sandbox::Network::Loopback);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Network {
     /// A new network namespace with only `lo`, up: 127.0.0.1 and ::1 work, nothing else is reachable.
@@ -21,6 +21,42 @@ pub enum Network {
     None,
     /// The host's network namespace, shared: explicitly opted into, no isolation.
     Host,
+    /// A new network namespace with `lo` and an `eth0` on a virtual switch that other sandboxes join:
+    /// see [`crate::Net`]. Needs root.
+    Switch(crate::Net),
+}
+
+/// A switch member's part of the configuration: where to plug in, and who else is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SwitchMember {
+    /// Host pid of the process holding the switch's network namespace.
+    pub holder: i32,
+    pub address: std::net::Ipv4Addr,
+    /// The name of this start's veth end in the switch.
+    pub peer: String,
+    /// Every member's hostname and address, for /etc/hosts.
+    pub hosts: Vec<(String, std::net::Ipv4Addr)>,
+}
+
+/// The network, as the helper and init need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum NetMode {
+    Loopback,
+    None,
+    Host,
+    Switch(SwitchMember),
+}
+
+impl NetMode {
+    /// A network namespace of the sandbox's own (every mode but Host).
+    pub(crate) fn own_namespace(&self) -> bool {
+        !matches!(self, NetMode::Host)
+    }
+
+    /// `lo` is brought up.
+    pub(crate) fn loopback_up(&self) -> bool {
+        matches!(self, NetMode::Loopback | NetMode::Switch(_))
+    }
 }
 
 /// How the writable root is made.
@@ -41,6 +77,8 @@ pub(crate) enum Job {
     Closure { index: u64 },
     /// Keep the sandbox up, with no program, until the parent drops it.
     Session,
+    /// Hold a switch network: a network namespace with a bridge, nothing else.
+    Switch,
     /// exec a program inside the running sandbox whose init has this host pid.
     Join { init_pid: i32, program: String, args: Vec<String> },
 }
@@ -50,7 +88,7 @@ pub(crate) enum Job {
 pub(crate) struct Config {
     pub root: RootMode,
     pub hostname: String,
-    pub network: Network,
+    pub network: NetMode,
     pub env: Vec<(String, String)>,
     pub current_dir: String,
     pub timeout: Option<Duration>,

@@ -107,8 +107,8 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
     if let Some(h) = options.hostname {
         builder = builder.hostname(h);
     }
-    if let Some(n) = options.network {
-        builder = builder.network(n);
+    if let Some(n) = &options.network {
+        builder = builder.network(n.clone());
     }
     if let Some(t) = options.timeout {
         builder = builder.timeout(t);

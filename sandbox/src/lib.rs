@@ -53,6 +53,8 @@ mod error;
 #[doc(hidden)]
 pub mod harness;
 mod hints;
+mod net;
+mod netlink;
 mod plan;
 mod report;
 mod sandbox;
@@ -66,6 +68,7 @@ mod volume;
 pub use closure::in_sandbox_child;
 pub use command::{Child, Command};
 pub use config::Network;
+pub use net::Net;
 pub use error::{Error, Result};
 pub use fetch;
 pub use sandbox::{Builder, DEFAULT_PATH, Sandbox};

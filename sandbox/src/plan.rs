@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Network, RootMode};
+use crate::config::{Config, NetMode, RootMode};
 use crate::sys::Sys;
 
 /// Which part of setup a step belongs to; the parent turns it into a hint.
@@ -34,6 +34,7 @@ pub(crate) enum StepKind {
     Volume,
     File,
     Limits,
+    Network,
     Helper,
 }
 
@@ -120,7 +121,7 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
         step(StepKind::UserMap, "map the caller's gid to root", Op::WriteFile { path: p("/proc/self/gid_map"), contents: gid_map });
     }
     step(StepKind::Hostname, "set the hostname", Op::SetHostname { name: config.hostname.clone() });
-    if config.network == Network::Loopback {
+    if config.network.loopback_up() {
         step(StepKind::Loopback, "bring up the loopback interface", Op::LoopbackUp);
     }
     steps
@@ -228,15 +229,20 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
         step(StepKind::File, "write a file into the sandbox", Op::WriteFile { path: target, contents: contents.clone() });
     }
     step(StepKind::Etc, "write /etc/hostname", Op::WriteFile { path: p("/newroot/etc/hostname"), contents: format!("{}\n", config.hostname).into_bytes() });
-    let hosts = format!(
+    let mut hosts = format!(
         "127.0.0.1\tlocalhost localhost.localdomain\n::1\t\tlocalhost localhost.localdomain\n127.0.1.1\t{}\n",
         config.hostname
     );
+    if let NetMode::Switch(member) = &config.network {
+        for (name, address) in &member.hosts {
+            hosts.push_str(&format!("{address}\t{name}\n"));
+        }
+    }
     step(StepKind::Etc, "write /etc/hosts", Op::WriteFile { path: p("/newroot/etc/hosts"), contents: hosts.into_bytes() });
     if let Some(resolv) = &config.resolv_conf {
         step(StepKind::Etc, "write /etc/resolv.conf", Op::WriteFile { path: p("/newroot/etc/resolv.conf"), contents: resolv.clone().into_bytes() });
     }
-    if config.sys && config.network != Network::Host {
+    if config.sys && config.network.own_namespace() {
         // sysfs may only be mounted by the owner of the network namespace; read-only, best effort.
         step(StepKind::Sys, "create /sys", Op::Mkdir { path: p("/newroot/sys"), mode: 0o555 });
         step(StepKind::Sys, "mount a read-only /sys", Op::Mount { source: Some("sysfs".into()), target: p("/newroot/sys"), fstype: Some("sysfs".into()), flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: None });
@@ -364,7 +370,7 @@ mod tests {
         }
     }
 
-    fn config(user_namespace: bool, network: Network) -> Config {
+    fn config(user_namespace: bool, network: NetMode) -> Config {
         Config {
             root: RootMode::Overlay { lower: PathBuf::from("/cache/trees/abc,d.uid1000") },
             hostname: "box".into(),
@@ -398,7 +404,7 @@ mod tests {
 
     #[test]
     fn rootless_plan_maps_ids_first_then_builds_and_pivots() {
-        let calls = recorded(&config(true, Network::Loopback));
+        let calls = recorded(&config(true, NetMode::Loopback));
         assert_eq!(calls[0], "unshare mount");
         assert_eq!(calls[1], "write /proc/self/setgroups \"deny\"");
         assert_eq!(calls[2], "write /proc/self/uid_map \"0 1000 1\\n\"");
@@ -426,7 +432,7 @@ mod tests {
 
     #[test]
     fn root_plan_has_no_id_maps_and_no_userxattr() {
-        let calls = recorded(&config(false, Network::Loopback));
+        let calls = recorded(&config(false, NetMode::Loopback));
         assert!(!calls.iter().any(|c| c.contains("uid_map") || c.contains("userxattr")), "{calls:#?}");
     }
 
@@ -434,7 +440,7 @@ mod tests {
     fn filesystem_phase_touches_no_namespace_settings() {
         let calls = {
             let rec = Recorder::default();
-            assert_eq!(run(&filesystem_phase(&config(true, Network::Loopback)), &rec), Ok(()));
+            assert_eq!(run(&filesystem_phase(&config(true, NetMode::Loopback)), &rec), Ok(()));
             rec.calls.into_inner()
         };
         assert!(calls[0].starts_with("mount - / -"), "{calls:#?}");
@@ -443,7 +449,7 @@ mod tests {
 
     #[test]
     fn copy_mode_copies_into_the_staging_tmpfs_then_binds() {
-        let mut cfg = config(true, Network::Loopback);
+        let mut cfg = config(true, NetMode::Loopback);
         cfg.root = RootMode::Copy { lower: PathBuf::from("/cache/tree") };
         let calls = recorded(&cfg);
         let copy = position(&calls, "copy /oldroot/cache/tree /newroot");
@@ -454,7 +460,7 @@ mod tests {
 
     #[test]
     fn volumes_and_files_come_after_the_standard_mounts() {
-        let mut cfg = config(true, Network::Loopback);
+        let mut cfg = config(true, NetMode::Loopback);
         cfg.mounts = vec![
             crate::volume::Mount::bind("/", "/data").read_only(),
             crate::volume::Mount::tmpfs("/scratch").size(4096),
@@ -470,17 +476,32 @@ mod tests {
     }
 
     #[test]
+    fn switch_members_list_each_other_in_etc_hosts() {
+        let mut cfg = config(false, NetMode::Loopback);
+        cfg.network = NetMode::Switch(crate::config::SwitchMember {
+            holder: 1,
+            address: "10.89.0.2".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST),
+            peer: "v1".into(),
+            hosts: vec![("db".into(), std::net::Ipv4Addr::new(10, 89, 0, 2)), ("web".into(), std::net::Ipv4Addr::new(10, 89, 0, 3))],
+        });
+        let calls = recorded(&cfg);
+        let hosts = &calls[position(&calls, "write /newroot/etc/hosts")];
+        assert!(hosts.contains("10.89.0.2\\tdb\\n10.89.0.3\\tweb\\n"), "{hosts}");
+        assert!(calls.iter().any(|c| c == "loopback up"));
+    }
+
+    #[test]
     fn network_modes() {
-        let none = recorded(&config(false, Network::None));
+        let none = recorded(&config(false, NetMode::None));
         assert!(!none.iter().any(|c| c == "loopback up"));
-        let host = recorded(&config(false, Network::Host));
+        let host = recorded(&config(false, NetMode::Host));
         assert!(!host.iter().any(|c| c == "loopback up" || c.contains("sysfs")), "{host:#?}");
     }
 
     #[test]
     fn failure_names_the_step_and_path_and_stops() {
         let rec = Recorder { fail_on: Some(("mount proc", Errno::EPERM)), ..Default::default() };
-        let err = run(&plan(&config(true, Network::Loopback)), &rec).err();
+        let err = run(&plan(&config(true, NetMode::Loopback)), &rec).err();
         assert_eq!(
             err,
             Some(Failure { kind: StepKind::Proc, what: "mount /proc for the new pid namespace", path: Some("/newroot/proc".into()), errno: Errno::EPERM })
@@ -491,7 +512,7 @@ mod tests {
     #[test]
     fn optional_sysfs_failure_is_not_fatal() {
         let rec = Recorder { fail_on: Some(("sysfs", Errno::EPERM)), ..Default::default() };
-        assert_eq!(run(&plan(&config(true, Network::Loopback)), &rec), Ok(()));
+        assert_eq!(run(&plan(&config(true, NetMode::Loopback)), &rec), Ok(()));
         assert!(rec.calls.borrow().iter().any(|c| c == "pivot_root . ."));
     }
 }

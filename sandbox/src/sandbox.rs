@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::command::Command;
-use crate::config::{Config, Job, Network, RootMode};
+use crate::config::{Config, Job, NetMode, Network, RootMode};
 use crate::session::Session;
 
 /// The `PATH` inside a sandbox unless the environment says otherwise.
@@ -265,12 +265,24 @@ impl Builder {
             Network::Host => std::fs::read_to_string("/etc/resolv.conf").ok(),
             _ => None,
         };
+        let (network, switch) = match self.network {
+            Network::Loopback => (NetMode::Loopback, None),
+            Network::None => (NetMode::None, None),
+            Network::Host => (NetMode::Host, None),
+            Network::Switch(net) => {
+                if user_namespace {
+                    return Err(invalid("network", "Switch", crate::net::ROOTLESS_REASON));
+                }
+                let address = net.register(&self.hostname)?;
+                (NetMode::Loopback, Some((net, address)))
+            }
+        };
         let root = if self.copy_rootfs { RootMode::Copy { lower } } else { RootMode::Overlay { lower } };
         Ok(Sandbox {
             base: Config {
                 root,
                 hostname: self.hostname,
-                network: self.network,
+                network,
                 env,
                 current_dir: self.current_dir,
                 timeout: self.timeout,
@@ -286,6 +298,7 @@ impl Builder {
                 rlimits: self.rlimits,
                 job: Job::Session,
             },
+            switch,
         })
     }
 }
@@ -304,6 +317,8 @@ impl Builder {
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     base: Config,
+    /// The switch this sandbox is a member of, and its address there.
+    switch: Option<(crate::Net, std::net::Ipv4Addr)>,
 }
 
 impl Sandbox {
@@ -360,6 +375,9 @@ impl Sandbox {
     pub(crate) fn config(&self, job: Job, overrides: Option<Overrides<'_>>) -> Result<Config, Error> {
         let mut config = self.base.clone();
         config.job = job;
+        if let Some((net, address)) = &self.switch {
+            config.network = NetMode::Switch(net.member(*address));
+        }
         if let RootMode::Overlay { lower } = &config.root
             && OVERLAY_REFUSED.load(std::sync::atomic::Ordering::Relaxed)
         {

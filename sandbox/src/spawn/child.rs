@@ -48,7 +48,7 @@ pub(crate) fn run(config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
             let errno = exec(program, args, &config.env);
             fail(exec_pipe, TAG_EXEC, errno)
         }
-        Job::Session => std::process::exit(0),
+        Job::Session | Job::Switch => std::process::exit(0),
     }
 }
 

@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
-use crate::config::{Config, Job, Network};
+use crate::config::{Config, Job, NetMode};
 use crate::plan::StepKind;
 use crate::report::{Record, send};
 use crate::spawn::parent::HELPER_ENV;
@@ -52,6 +52,7 @@ pub(crate) fn run(report: OwnedFd, config: OwnedFd, kill: OwnedFd) {
     }
     match &config.job {
         Job::Join { .. } => join(&config, report, kill),
+        Job::Switch => switch_holder(report, kill),
         _ => create(&config, report, kill),
     }
 }
@@ -101,13 +102,65 @@ fn restore_mask(mask: &nix::sys::signal::SigSet) {
     let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(mask), None);
 }
 
+/// Holds a switch: a network namespace of its own with `lo` and a bridge `br0`, up; ends when the
+/// parent closes the kill pipe.
+fn switch_holder(report: OwnedFd, kill: OwnedFd) {
+    if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNET) {
+        fail(&report, StepKind::Network, "create the switch's network namespace (unshare)", e);
+    }
+    use crate::sys::Sys as _;
+    let bridge = crate::netlink::socket_here().and_then(|s| crate::netlink::request(&s, &crate::netlink::bridge_msg("br0")));
+    if let Err(e) = bridge.and_then(|()| crate::sys::Kernel.loopback_up()) {
+        fail(&report, StepKind::Network, "create the switch's bridge (rtnetlink)", e);
+    }
+    send(&report, &Record::Init { pid: std::process::id() as i32 });
+    send(&report, &Record::Ready);
+    drop(report);
+    // Until the parent closes its end (or dies, and with it the pipe).
+    let mut byte = [0u8; 1];
+    let _ = std::fs::File::from(kill).read(&mut byte);
+    std::process::exit(0);
+}
+
+/// Sockets in the switch's network namespace, opened while still in the host's: a netlink socket and
+/// the bridge's index, and the namespace itself (where the veth's peer is created).
+struct SwitchAccess {
+    netns: OwnedFd,
+    netlink: OwnedFd,
+    bridge: u32,
+}
+
+fn open_switch(member: &crate::config::SwitchMember) -> Result<SwitchAccess, (&'static str, nix::errno::Errno)> {
+    let open = |p: &str| nix::fcntl::open(p, OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty());
+    let netns = open(&format!("/proc/{}/ns/net", member.holder)).map_err(|e| ("open the switch's network namespace (is the Net dropped?)", e))?;
+    let home = open("/proc/self/ns/net").map_err(|e| ("open the host's network namespace", e))?;
+    // setns(2) here, single-threaded and before unshare: a netlink socket acts in the namespace it
+    // was made in, whatever namespace its owner moves to.
+    nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET).map_err(|e| ("enter the switch's network namespace", e))?;
+    let made = crate::netlink::socket_here().and_then(|s| crate::sys::if_index("br0").map(|i| (s, i)));
+    nix::sched::setns(&home, CloneFlags::CLONE_NEWNET).map_err(|e| ("return to the host's network namespace", e))?;
+    let (netlink, bridge) = made.map_err(|e| ("find the switch's bridge", e))?;
+    Ok(SwitchAccess { netns, netlink, bridge })
+}
+
+/// Plugs this (new) network namespace into the switch: `eth0` here, its peer in the bridge.
+fn plug_in(member: &crate::config::SwitchMember, switch: &SwitchAccess) -> Result<(), (&'static str, nix::errno::Errno)> {
+    use std::os::fd::AsRawFd;
+    let here = crate::netlink::socket_here().map_err(|e| ("open a netlink socket in the sandbox", e))?;
+    crate::netlink::request(&here, &crate::netlink::veth_msg("eth0", &member.peer, switch.netns.as_raw_fd()))
+        .map_err(|e| ("create the sandbox's veth pair (rtnetlink)", e))?;
+    crate::netlink::request(&switch.netlink, &crate::netlink::enslave_msg(&member.peer, switch.bridge))
+        .map_err(|e| ("plug the veth into the switch's bridge (rtnetlink)", e))?;
+    crate::sys::if_address_up("eth0", member.address, 24).map_err(|e| ("address eth0", e))
+}
+
 /// A new sandbox: new namespaces, init as PID 1 in them.
 fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
     // Not CLONE_NEWNS nor CLONE_NEWCGROUP: init makes those (see init_entry), so that the helper keeps
     // the host's view of the filesystem (pivot_root re-roots every process of a mount namespace) and
     // stays outside the sandbox's cgroup, which it must read and remove when the sandbox ends.
     let mut flags = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
-    if config.network != Network::Host {
+    if config.network.own_namespace() {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     if config.user_namespace {
@@ -127,9 +180,21 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
     } else {
         None
     };
+    let switch = match &config.network {
+        NetMode::Switch(member) => match open_switch(member) {
+            Ok(access) => Some((member, access)),
+            Err((what, e)) => fail(&report, StepKind::Network, what, e),
+        },
+        _ => None,
+    };
     // unshare(2) of a user namespace needs a single-threaded caller: we run before main, so we are.
     if let Err(e) = nix::sched::unshare(flags) {
         fail(&report, StepKind::Namespaces, "create the namespaces (unshare)", e);
+    }
+    if let Some((member, access)) = switch
+        && let Err((what, e)) = plug_in(member, &access)
+    {
+        fail(&report, StepKind::Network, what, e);
     }
     let (status_r, status_w) = pipe_or_fail(&report, "create the status pipe");
     let (go_r, go_w) = pipe_or_fail(&report, "create the start pipe");
@@ -202,7 +267,7 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
         order.insert(0, "user");
     }
     for ns in order {
-        if ns == "net" && config.network == Network::Host {
+        if ns == "net" && !config.network.own_namespace() {
             continue;
         }
         let path = format!("/proc/{init_pid}/ns/{ns}");
