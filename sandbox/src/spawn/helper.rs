@@ -197,18 +197,22 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
         fail(&report, StepKind::Network, what, e);
     }
     let (status_r, status_w) = pipe_or_fail(&report, "create the status pipe");
-    let (go_r, go_w) = pipe_or_fail(&report, "create the start pipe");
+    // With limits, init waits until the helper has moved it into the cgroup.
+    let start = cgroup.as_ref().map(|_| pipe_or_fail(&report, "create the start pipe"));
     let mask = block_wait_signals();
     // The first child after unshare(CLONE_NEWPID) is PID 1 of the new namespace.
     match crate::sys::fork() {
         Err(e) => fail(&report, StepKind::Helper, "fork the sandbox's init", e),
         Ok(ForkResult::Child) => {
             restore_mask(&mask);
-            drop((status_r, go_w));
-            // Wait until the helper has put us in the sandbox's cgroup (EOF: it died; so do we).
-            let mut go = [0u8; 1];
-            if !matches!(std::fs::File::from(go_r).read(&mut go), Ok(1)) {
-                std::process::exit(SETUP_FAILED);
+            drop(status_r);
+            if let Some((go_r, go_w)) = start {
+                drop(go_w);
+                // Wait until the helper has put us in the sandbox's cgroup (EOF: it died; so do we).
+                let mut go = [0u8; 1];
+                if !matches!(std::fs::File::from(go_r).read(&mut go), Ok(1)) {
+                    std::process::exit(SETUP_FAILED);
+                }
             }
             // cgroup_namespaces(7): the namespace's root is the cgroup we are in now.
             if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP) {
@@ -220,7 +224,11 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
             std::process::exit(0);
         }
         Ok(ForkResult::Parent { child }) => {
-            drop((status_w, go_r));
+            drop(status_w);
+            let go = start.map(|(go_r, go_w)| {
+                drop(go_r);
+                go_w
+            });
             if let Some(cg) = &cgroup
                 && let Err(u) = cg.add(child.as_raw() as u32)
             {
@@ -236,9 +244,12 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
                 // root may lower the score; rootless, a killed init is still reported (see finish).
                 let _ = std::fs::write(format!("/proc/{child}/oom_score_adj"), "-1000");
             }
-            let _ = std::io::Write::write_all(&mut std::fs::File::from(go_w), b"g");
+            if let Some(go_w) = go {
+                let _ = std::io::Write::write_all(&mut std::fs::File::from(go_w), b"g");
+            }
             send(&report, &Record::Init { pid: child.as_raw() });
-            let (outcome, init) = wait_for(child, Some(status_r), &kill);
+            // `_mount_ns` lives until finish() ends the process: after the report.
+            let (outcome, init, _mount_ns) = wait_for(child, Some(status_r), &kill);
             if let Some(cg) = cgroup {
                 send(&report, &Record::Usage(cg.usage()));
                 cg.remove();
@@ -302,7 +313,7 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
             super::child::await_exec(exec_r, &report, &config.job);
-            let (outcome, status) = wait_for(child, None, &kill);
+            let (outcome, status, _) = wait_for(child, None, &kill);
             let raw = outcome.map_or_else(|| status.map(raw_status).unwrap_or(0), |(raw, _)| raw);
             finish(&report, Some((raw, false)), Ok(WaitStatus::Exited(child, 0)));
         }
@@ -313,7 +324,7 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
 /// `status` is given. When the parent closes its end of the kill pipe (`Child::kill`, a drop, or its
 /// death), `child` is killed first: init is only reaped once its whole pid namespace is gone, so the
 /// parent's `wait` returns after the last process of the sandbox has died.
-fn wait_for(child: Pid, status: Option<OwnedFd>, kill: &OwnedFd) -> (Option<(i32, bool)>, nix::Result<WaitStatus>) {
+fn wait_for(child: Pid, status: Option<OwnedFd>, kill: &OwnedFd) -> (Option<(i32, bool)>, nix::Result<WaitStatus>, Option<OwnedFd>) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signal::SigSet;
     use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -325,6 +336,8 @@ fn wait_for(child: Pid, status: Option<OwnedFd>, kill: &OwnedFd) -> (Option<(i32
     let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
     let mut message = Vec::new();
     let mut status_file = status.map(std::fs::File::from);
+    // Init's mount namespace, held so that its teardown happens at our exit, after the report.
+    let mut mount_ns: Option<OwnedFd> = None;
     let mut killed = false;
     let waited = loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
@@ -359,18 +372,30 @@ fn wait_for(child: Pid, status: Option<OwnedFd>, kill: &OwnedFd) -> (Option<(i32
                 Ok(0) | Err(_) => status_file = None,
                 Ok(n) => message.extend_from_slice(&buf[..n]),
             }
+            if mount_ns.is_none() && message.starts_with(super::init::MOUNT_NAMESPACE_READY) {
+                message.drain(..super::init::MOUNT_NAMESPACE_READY.len());
+                mount_ns = nix::fcntl::open(
+                    format!("/proc/{child}/ns/mnt").as_str(),
+                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .ok();
+            }
         }
     };
     // Init writes its message before it exits: whatever is left is in the pipe now.
     if let Some(mut f) = status_file {
         let _ = f.read_to_end(&mut message);
     }
+    if message.starts_with(super::init::MOUNT_NAMESPACE_READY) {
+        message.drain(..super::init::MOUNT_NAMESPACE_READY.len());
+    }
     let outcome = match message.as_slice() {
         [a, b, c, d, t, ..] => Some((i32::from_ne_bytes([*a, *b, *c, *d]), *t != 0)),
         _ if killed => Some((Signal::SIGKILL as i32, false)),
         _ => None,
     };
-    (outcome, waited)
+    (outcome, waited, mount_ns)
 }
 
 /// Reports the outcome to the parent and ends the helper with the program's status.

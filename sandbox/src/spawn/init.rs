@@ -17,6 +17,9 @@ use crate::plan;
 use crate::report::{Record, send};
 use crate::sys::Kernel;
 
+/// The first byte on the status pipe: init's mount namespace exists.
+pub(crate) const MOUNT_NAMESPACE_READY: &[u8] = b"m";
+
 /// Runs init. Returns `true` only in the forked child that is to run a closure; every other path
 /// ends the process.
 pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
@@ -31,6 +34,9 @@ pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
         send_failure(&report, &f);
         std::process::exit(1);
     }
+    // Tell the helper our mount namespace exists: it keeps it alive until it has reported the end,
+    // so that freeing the sandbox's mounts is not on the way of the caller's wait.
+    let _ = nix::unistd::write(&status, MOUNT_NAMESPACE_READY);
     // Every signal goes through a signalfd, so that none is lost between fork and the wait loop, and
     // so that PID 1 (which the kernel spares from default actions) still sees them.
     let all = SigSet::all();
