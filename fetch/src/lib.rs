@@ -13,7 +13,7 @@
 //! explicit pin, the built-in table of official checksums ([`official_sha256`]), or the mirror's own
 //! `latest-releases.yaml` / `.sha256` sidecar. The download is hashed as it streams into a temporary
 //! file in the cache and renamed into place only when the digest matches. The tarball is then unpacked
-//! by [`unpack`], which refuses anything that could write outside the tree.
+//! by [`unpack()`], which refuses anything that could write outside the tree.
 //!
 //! The cache is content-addressed and shared between processes: a per-digest `flock(2)` makes sixteen
 //! test processes that ask for the same rootfs at once download and unpack it exactly once. An exact

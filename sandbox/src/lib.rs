@@ -15,6 +15,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Beyond that: resource limits ([`Builder::memory_limit`], [`Builder::pids_limit`],
+//! [`Builder::cpu_limit`], [`Builder::rlimit`]; cgroup v2 or v1, with [`Child::usage`]), volumes and
+//! files ([`Mount`], [`Builder::file`]), several sandboxes on one virtual switch ([`Net`],
+//! [`Network::Switch`]), sessions ([`Sandbox::session`]), closures ([`Sandbox::run`]) and the test
+//! attribute [`sandbox_test`].
+//!
 //! # How it works
 //! The calling process, often the multi-threaded test harness, never forks by hand: it spawns its own
 //! executable (`/proc/self/exe`) with `std::process::Command`, and a constructor in this crate diverts
