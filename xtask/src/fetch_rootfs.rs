@@ -53,16 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let reporter = Reporter::new(!args.json);
     let request = request.progress(move |p| reporter.report(p));
-    let rootfs = request.fetch().map_err(|e| {
-        let hint = match &e {
-            fetch::Error::Network { .. } => {
-                " (no connection to the mirror: check the network and $HTTPS_PROXY, pass --mirror with a reachable \
-                 mirror, or set $SANDBOX_ROOTFS to a local minirootfs tarball)"
-            }
-            _ => "",
-        };
-        anyhow::Error::new(e).context(format!("could not fetch the Alpine rootfs{hint}"))
-    })?;
+    let rootfs = request.fetch().map_err(with_hint)?;
 
     let path = rootfs.path().display().to_string();
     let version = rootfs.version().unwrap_or("unknown");
@@ -78,6 +69,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("sha256:  {sha256}");
     }
     Ok(())
+}
+
+/// A fetch error with what to do about it, for a one-paragraph message.
+pub fn with_hint(e: fetch::Error) -> anyhow::Error {
+    let hint = match &e {
+        fetch::Error::Network { .. } => {
+            " (no connection to the mirror: check the network and $HTTPS_PROXY, pass --mirror with a reachable \
+             mirror, or set $SANDBOX_ROOTFS to a local minirootfs tarball)"
+        }
+        _ => "",
+    };
+    anyhow::Error::new(e).context(format!("could not fetch the Alpine rootfs{hint}"))
 }
 
 /// A progress bar on a terminal; a few plain lines elsewhere (CI logs); nothing in JSON mode.

@@ -37,11 +37,12 @@ pub struct RunArgs {
 
 fn build(args: &SandboxArgs) -> anyhow::Result<Sandbox> {
     let rootfs = match (&args.rootfs, &args.version) {
-        (Some(path), _) if path.is_dir() => fetch::Rootfs::from_dir(path)?,
-        (Some(path), _) => fetch::Rootfs::from_tarball(path)?,
-        (None, Some(v)) => fetch::Alpine::new(v).fetch()?,
-        (None, None) => fetch::default_rootfs()?,
-    };
+        (Some(path), _) if path.is_dir() => fetch::Rootfs::from_dir(path),
+        (Some(path), _) => fetch::Rootfs::from_tarball(path),
+        (None, Some(v)) => fetch::Alpine::new(v).fetch(),
+        (None, None) => fetch::default_rootfs(),
+    }
+    .map_err(crate::fetch_rootfs::with_hint)?;
     let network = match args.network.as_str() {
         "loopback" => Network::Loopback,
         "none" => Network::None,
