@@ -188,7 +188,9 @@ fn check_session() {
     let m = marker();
     {
         let session = sb.session().expect("session");
-        session.command("/bin/sh").args(["-c", &format!("echo kept > /tmp/f; sleep {m} &")]).status().expect("first");
+        // The background job must have become `sleep` (its comm changes at exec) before this returns.
+        let first = format!("echo kept > /tmp/f; sleep {m} & while [ \"$(cat /proc/$!/comm)\" != sleep ]; do :; done");
+        session.command("/bin/sh").args(["-c", &first]).status().expect("first");
         let out = session.command("/bin/sh").args(["-c", "cat /tmp/f; ps -o args | grep -c '^sleep'; hostname"]).output().expect("second");
         assert_eq!(text(&out), "kept\n1\nshared\n", "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(pids_matching(&format!("sleep {m}")).len(), 1);
