@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod doctor;
 mod fetch_rootfs;
 mod run;
 
@@ -23,6 +24,8 @@ enum Task {
     Run(run::RunArgs),
     /// An interactive Alpine shell in a fresh sandbox, on a pseudo-terminal of its own.
     Shell(run::SandboxArgs),
+    /// Check what this machine allows: user namespaces, overlayfs, cgroups, a rootfs, a real sandbox.
+    Doctor,
     /// Run the benchmarks (release build) and print their figures: fetch, sandbox, overhead.
     Bench {
         /// One benchmark: fetch, sandbox or overhead (default: all).
@@ -48,6 +51,7 @@ fn try_main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::FetchRootfs(args) => fetch_rootfs::run(args),
         Task::Run(args) => run::run(args),
+        Task::Doctor => doctor::run(),
         Task::Shell(args) => run::shell(args),
         Task::Bench { name } => bench::run(name),
     }
