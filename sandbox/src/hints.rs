@@ -21,6 +21,16 @@ pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<S
              missing CAP_SYS_ADMIN forbids unshare(2); run the container privileged, or with a profile that allows it"
                 .to_owned(),
         ),
+        (StepKind::Etc | StepKind::File, Errno::EACCES | Errno::EPERM | Errno::EOVERFLOW)
+            if rootless =>
+        {
+            Some(
+                "the rootfs tree is not yours: its files belong to a user this sandbox's user namespace cannot map, \
+                 so they cannot be copied up to be written; use a tree you unpacked yourself (fetch's cache keeps \
+                 one per user), or Builder::copy_rootfs(true)"
+                    .to_owned(),
+            )
+        }
         (StepKind::Limits, _) => Some(
             "resource limits need a cgroup this process may create: as root on cgroup v1 or v2, or rootless on \
              cgroup v2 with a delegated subtree (systemd: run under `systemd-run --user --scope -p Delegate=yes`, \
@@ -103,6 +113,8 @@ mod tests {
     fn other_steps() {
         assert!(for_step(StepKind::Proc, Errno::EPERM, true).is_some_and(|h| h.contains("masked")));
         assert!(for_step(StepKind::Overlay, Errno::EINVAL, true).is_some_and(|h| h.contains("copy_rootfs")));
-        assert!(for_step(StepKind::Etc, Errno::EPERM, true).is_none());
+        assert!(for_step(StepKind::Etc, Errno::EACCES, true).is_some_and(|h| h.contains("not yours")));
+        assert!(for_step(StepKind::Etc, Errno::EACCES, false).is_none());
+        assert!(for_step(StepKind::Hostname, Errno::EPERM, true).is_none());
     }
 }

@@ -72,7 +72,9 @@ impl Op {
             Op::LoopbackUp => return Some("lo".to_owned()),
             Op::UnshareMount => return None,
         };
-        Some(p.display().to_string())
+        // Paths of the new root are shown as the sandbox sees them.
+        let shown = p.strip_prefix("/newroot").map(|r| Path::new("/").join(r)).unwrap_or_else(|_| p.clone());
+        Some(shown.display().to_string())
     }
 }
 
@@ -504,7 +506,7 @@ mod tests {
         let err = run(&plan(&config(true, NetMode::Loopback)), &rec).err();
         assert_eq!(
             err,
-            Some(Failure { kind: StepKind::Proc, what: "mount /proc for the new pid namespace", path: Some("/newroot/proc".into()), errno: Errno::EPERM })
+            Some(Failure { kind: StepKind::Proc, what: "mount /proc for the new pid namespace", path: Some("/proc".into()), errno: Errno::EPERM })
         );
         assert!(rec.calls.borrow().last().is_some_and(|c| c.starts_with("mount proc")), "stopped at the failure");
     }
