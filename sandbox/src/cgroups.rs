@@ -171,12 +171,12 @@ impl Cgroup {
 
     fn create_v1(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgroup, Unusable> {
         let mut dirs = Vec::new();
+        // memory and cpuacct always (create is only called with limits): they account the peak memory
+        // and the CPU time that the usage reports.
         let needed = |c: &str| match c {
-            "memory" => limits.memory.is_some() || limits.any(),
+            "memory" | "cpuacct" => true,
             "pids" => limits.pids.is_some(),
             "cpu" => limits.cpus.is_some(),
-            // Accounting of CPU time, whenever there are limits at all.
-            "cpuacct" => true,
             _ => false,
         };
         for controller in V1_CONTROLLERS.iter().filter(|c| needed(c)) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::Job;
 use crate::report::{Reader, Record};
-use crate::sandbox::{check_abs_path, check_env, invalid};
+use crate::sandbox::{Retry, check_abs_path, check_env, invalid};
 use crate::spawn::parent::{Helper, Known, Stdio3, launch, setup_error};
 use crate::{Error, Sandbox};
 
@@ -136,10 +136,8 @@ impl<'a> Command<'a> {
     /// Starts the sandbox; once more, with a copied rootfs, if the kernel refused overlayfs.
     fn spawn_with(&mut self, defaults: [Known; 3]) -> Result<Child, Error> {
         match self.start(defaults) {
-            Err(Retry::Copy(stdio)) => {
-                (self.stdin, self.stdout, self.stderr) = stdio;
-                self.start(defaults).map_err(Retry::into_error)
-            }
+            // Only starts with crate-chosen stdio are retried, so there is nothing to restore.
+            Err(Retry::Copy) => self.start(defaults).map_err(Retry::into_error),
             other => other.map_err(Retry::into_error),
         }
     }
@@ -221,7 +219,7 @@ impl<'a> Command<'a> {
                     child.finish();
                     // Explicit std::process::Stdio were consumed by this attempt: no retry with them.
                     if !explicit && crate::sandbox::overlay_refused(kind, errno) {
-                        return Err(Retry::Copy((None, None, None)));
+                        return Err(Retry::Copy);
                     }
                     let path = path.or_else(|| (kind == crate::plan::StepKind::CurrentDir).then(|| config.current_dir.clone()));
                     return Err(setup_error(kind, what, path, errno, self.sandbox).into());
@@ -229,27 +227,6 @@ impl<'a> Command<'a> {
                 Some(_) => {}
                 None => return Err(Error::HelperDied { status: child.finish() }.into()),
             }
-        }
-    }
-}
-
-/// A failed start: final, or to be tried again with a copied rootfs (with the stdio to restore).
-enum Retry {
-    Fail(Error),
-    Copy((Option<Stdio>, Option<Stdio>, Option<Stdio>)),
-}
-
-impl From<Error> for Retry {
-    fn from(e: Error) -> Retry {
-        Retry::Fail(e)
-    }
-}
-
-impl Retry {
-    fn into_error(self) -> Error {
-        match self {
-            Retry::Fail(e) => e,
-            Retry::Copy(_) => Error::Result { reason: "overlayfs was refused twice".to_owned() },
         }
     }
 }

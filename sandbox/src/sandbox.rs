@@ -398,6 +398,28 @@ impl Sandbox {
     }
 }
 
+/// A failed start: final, or to be tried once more now that sandboxes copy the rootfs (the kernel
+/// refused overlayfs; see [`overlay_refused`]).
+pub(crate) enum Retry {
+    Fail(Error),
+    Copy,
+}
+
+impl From<Error> for Retry {
+    fn from(e: Error) -> Retry {
+        Retry::Fail(e)
+    }
+}
+
+impl Retry {
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            Retry::Fail(e) => e,
+            Retry::Copy => Error::Result { reason: "overlayfs was refused twice".to_owned() },
+        }
+    }
+}
+
 /// Set once the kernel has refused overlayfs: from then on every sandbox of this process copies.
 static OVERLAY_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

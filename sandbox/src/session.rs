@@ -6,6 +6,7 @@ use crate::command::Command;
 use crate::config::Job;
 use crate::report::{Reader, Record};
 use crate::spawn::parent::{Helper, Known, Stdio3, launch, setup_error};
+use crate::sandbox::Retry;
 use crate::{Error, Sandbox};
 
 /// A running sandbox whose commands share its filesystem, processes and network. Dropping it kills
@@ -33,15 +34,14 @@ impl<'a> Session<'a> {
     pub(crate) fn start(sandbox: &'a Sandbox) -> Result<Session<'a>, Error> {
         match Self::try_start(sandbox) {
             // The kernel refused overlayfs: the sandbox's configuration now says copy; once more.
-            Err(None) => Self::try_start(sandbox).map_err(|e| e.unwrap_or(Error::Result { reason: "overlayfs was refused twice".to_owned() })),
-            other => other.map_err(|e| e.unwrap_or(Error::Result { reason: "overlayfs was refused".to_owned() })),
+            Err(Retry::Copy) => Self::try_start(sandbox).map_err(Retry::into_error),
+            other => other.map_err(Retry::into_error),
         }
     }
 
-    /// `Err(None)`: retry with a copied rootfs.
-    fn try_start(sandbox: &'a Sandbox) -> Result<Session<'a>, Option<Error>> {
-        let config = sandbox.config(Job::Session, None).map_err(Some)?;
-        let launched = launch(&config, Stdio3::Known([Known::Null, Known::Null, Known::Inherit]), &[]).map_err(Some)?;
+    fn try_start(sandbox: &'a Sandbox) -> Result<Session<'a>, Retry> {
+        let config = sandbox.config(Job::Session, None)?;
+        let launched = launch(&config, Stdio3::Known([Known::Null, Known::Null, Known::Inherit]), &[])?;
         let mut session = Session {
             sandbox,
             helper: launched.helper,
@@ -56,14 +56,14 @@ impl<'a> Session<'a> {
                 Some(Record::SetupFailed { kind, what, path, errno }) => {
                     session.end();
                     if crate::sandbox::overlay_refused(kind, errno) {
-                        return Err(None);
+                        return Err(Retry::Copy);
                     }
-                    return Err(Some(setup_error(kind, what, path, errno, sandbox)));
+                    return Err(setup_error(kind, what, path, errno, sandbox).into());
                 }
                 Some(_) => {}
                 None => {
                     let status = session.end();
-                    return Err(Some(Error::HelperDied { status }));
+                    return Err(Error::HelperDied { status }.into());
                 }
             }
         }
