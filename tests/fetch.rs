@@ -16,7 +16,9 @@ fn tarball(version: &str) -> Vec<u8> {
     let cache = CACHE.get_or_init(Default::default);
     let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
     map.entry(version.to_owned())
-        .or_insert_with(|| MiniRootfs::new(version).build().expect("build the fixture rootfs (is busybox-static installed?)"))
+        .or_insert_with(|| {
+            MiniRootfs::new(version).build().expect("build the fixture rootfs (is busybox-static installed?)")
+        })
         .clone()
 }
 
@@ -328,7 +330,12 @@ fn hostile_tarballs_write_nothing_outside_and_nothing_into_the_cache() {
         let result = Rootfs::from_tarball_in(&archive, Some(&cache));
 
         assert_eq!(list(outside.path()), vec!["victim".to_owned()], "case {}: something appeared outside", case.name);
-        assert_eq!(std::fs::read(outside.path().join("victim")).ok().as_deref(), Some(&b"original"[..]), "case {}", case.name);
+        assert_eq!(
+            std::fs::read(outside.path().join("victim")).ok().as_deref(),
+            Some(&b"original"[..]),
+            "case {}",
+            case.name
+        );
         assert_eq!(list(&cache.join("v1/tmp")), Vec::<String>::new(), "case {}: partial entry left", case.name);
         match (&case.expect, result) {
             (Expect::Refused, Err(e)) => {
@@ -338,11 +345,19 @@ fn hostile_tarballs_write_nothing_outside_and_nothing_into_the_cache() {
             (Expect::Unpacked { present, absent }, Ok(rootfs)) => {
                 for (path, contents) in present {
                     let p = rootfs.path().join(path);
-                    assert!(std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()), "case {}: {path} missing", case.name);
+                    assert!(
+                        std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()),
+                        "case {}: {path} missing",
+                        case.name
+                    );
                     assert_eq!(std::fs::read(&p).ok().as_deref(), Some(*contents), "case {}: {path}", case.name);
                 }
                 for path in absent {
-                    assert!(std::fs::symlink_metadata(rootfs.path().join(path)).is_err(), "case {}: {path} created", case.name);
+                    assert!(
+                        std::fs::symlink_metadata(rootfs.path().join(path)).is_err(),
+                        "case {}: {path} created",
+                        case.name
+                    );
                 }
             }
             (expect, result) => panic!("case {}: expected {expect:?}, got {result:?}", case.name),
@@ -424,7 +439,11 @@ fn sixteen_processes_download_and_unpack_once() {
         let out = child.wait_with_output().expect("wait");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        let path = stdout.lines().find_map(|l| l.split_once("ROOTFS=").map(|(_, p)| p)).unwrap_or_else(|| panic!("child printed no rootfs:\n{stdout}")).to_owned();
+        let path = stdout
+            .lines()
+            .find_map(|l| l.split_once("ROOTFS=").map(|(_, p)| p))
+            .unwrap_or_else(|| panic!("child printed no rootfs:\n{stdout}"))
+            .to_owned();
         paths.push(path);
     }
     paths.dedup();
@@ -463,7 +482,8 @@ fn rootless_unpack_as_an_unprivileged_user() {
         .assert_success();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("uid{uid}")), "ran as {name}");
     // The rootless tree is named for its owner, so a root tree of the same bytes cannot collide.
-    let root_tree = Rootfs::from_tarball_in(&archive, Some(home.path().join("cache"))).expect("root unpack, same cache");
+    let root_tree =
+        Rootfs::from_tarball_in(&archive, Some(home.path().join("cache"))).expect("root unpack, same cache");
     assert!(root_tree.path().to_string_lossy().ends_with(".root"), "{}", root_tree.path().display());
     assert_eq!(list(&home.path().join("cache/v1/trees")).len(), 2);
 }

@@ -22,12 +22,7 @@ fn builder() -> sandbox::Builder {
 
 fn sh(sb: &Sandbox, script: &str) -> Output {
     let out = sb.command("/bin/sh").args(["-c", script]).output().expect("run a shell in the sandbox");
-    assert!(
-        out.status.success(),
-        "`{script}` failed with {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "`{script}` failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     out
 }
 
@@ -66,7 +61,11 @@ fn check_no_host_path() {
         cache = sb.rootfs_path().display()
     );
     assert_eq!(text(&sh(&sb, &script)), "done\n");
-    assert_eq!(text(&sh(&sb, "test -e /sys/kernel && echo sys; test -d /dev/shm -a -w /dev/shm && echo shm")), "shm\n", "no /sys unless asked for");
+    assert_eq!(
+        text(&sh(&sb, "test -e /sys/kernel && echo sys; test -d /dev/shm -a -w /dev/shm && echo shm")),
+        "shm\n",
+        "no /sys unless asked for"
+    );
     // The root is the rootfs, not the host's.
     assert_eq!(text(&sh(&sb, "cat /etc/alpine-release")), "3.19.1\n");
 }
@@ -77,7 +76,10 @@ fn check_network_modes() {
     assert_eq!(devices, "lo\n", "only lo in the network namespace");
     assert_eq!(text(&sh(&lo, "cat /sys/class/net/lo/flags")).trim(), "0x9", "lo is up");
     // A fixed privileged port, on loopback, as root inside: the point of the whole thing.
-    let served = sh(&lo, "mkdir /tmp/www && echo hello > /tmp/www/index.html && httpd -p 127.0.0.1:80 -h /tmp/www && wget -q -O- http://127.0.0.1:80/");
+    let served = sh(
+        &lo,
+        "mkdir /tmp/www && echo hello > /tmp/www/index.html && httpd -p 127.0.0.1:80 -h /tmp/www && wget -q -O- http://127.0.0.1:80/",
+    );
     assert_eq!(text(&served), "hello\n");
 
     let none = builder().network(Network::None).sys(true).build().expect("build");
@@ -95,7 +97,11 @@ fn check_writes_stay_private() {
     sh(&sb, "echo mine > /etc/motd && touch /root/made-here && rm /bin/ls && test ! -e /bin/ls");
     assert_eq!(text(&sh(&sb, "cat /etc/motd")), String::from_utf8_lossy(&motd_on_host), "a new sandbox starts fresh");
     assert_eq!(text(&sh(&sb, "test -e /root/made-here || echo absent; test -e /bin/ls && echo ls")), "absent\nls\n");
-    assert_eq!(std::fs::read(sb.rootfs_path().join("etc/motd")).expect("host motd"), motd_on_host, "the cache is untouched");
+    assert_eq!(
+        std::fs::read(sb.rootfs_path().join("etc/motd")).expect("host motd"),
+        motd_on_host,
+        "the cache is untouched"
+    );
     assert!(!sb.rootfs_path().join("root/made-here").exists());
 }
 
@@ -140,7 +146,11 @@ fn check_kill_and_drop() {
 
 fn check_large_output() {
     let sb = builder().build().expect("build");
-    let out = sb.command("/bin/sh").args(["-c", "head -c 8000000 /dev/zero; head -c 8000000 /dev/zero >&2"]).output().expect("run");
+    let out = sb
+        .command("/bin/sh")
+        .args(["-c", "head -c 8000000 /dev/zero; head -c 8000000 /dev/zero >&2"])
+        .output()
+        .expect("run");
     assert_eq!((out.stdout.len(), out.stderr.len()), (8_000_000, 8_000_000));
     let quiet = sb.command("/bin/echo").arg("x").stdout(Stdio::null()).output().expect("run");
     assert!(quiet.stdout.is_empty() && quiet.status.success());
@@ -150,7 +160,14 @@ fn check_env_and_dir() {
     let sb = builder().env("KEY", "value").current_dir("/etc").build().expect("build");
     let out = text(&sh(&sb, "echo $KEY; pwd; echo $HOME; echo $PATH; echo ${CARGO:-clean}"));
     assert_eq!(out, format!("value\n/etc\n/root\n{}\nclean\n", sandbox::DEFAULT_PATH));
-    let cmd = sb.command("/bin/sh").args(["-c", "echo $KEY $EXTRA; pwd"]).env("EXTRA", "more").env_remove("KEY").current_dir("/tmp").output().expect("run");
+    let cmd = sb
+        .command("/bin/sh")
+        .args(["-c", "echo $KEY $EXTRA; pwd"])
+        .env("EXTRA", "more")
+        .env_remove("KEY")
+        .current_dir("/tmp")
+        .output()
+        .expect("run");
     assert_eq!(text(&cmd), "more\n/tmp\n");
 }
 
@@ -191,7 +208,11 @@ fn check_session() {
         // The background job must have become `sleep` (its comm changes at exec) before this returns.
         let first = format!("echo kept > /tmp/f; sleep {m} & while [ \"$(cat /proc/$!/comm)\" != sleep ]; do :; done");
         session.command("/bin/sh").args(["-c", &first]).status().expect("first");
-        let out = session.command("/bin/sh").args(["-c", "cat /tmp/f; ps -o args | grep -c '^sleep'; hostname"]).output().expect("second");
+        let out = session
+            .command("/bin/sh")
+            .args(["-c", "cat /tmp/f; ps -o args | grep -c '^sleep'; hostname"])
+            .output()
+            .expect("second");
         assert_eq!(text(&out), "kept\n1\nshared\n", "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(pids_matching(&format!("sleep {m}")).len(), 1);
     }
@@ -265,18 +286,30 @@ fn check_volumes() {
         .expect("build");
     let out = sb
         .command("/bin/sh")
-        .args(["-c", "cat /data/data.txt; echo; cat /etc/data.txt; echo; echo x > /data/new 2>&1 || echo ro; \
+        .args([
+            "-c",
+            "cat /data/data.txt; echo; cat /etc/data.txt; echo; echo x > /data/new 2>&1 || echo ro; \
                       echo x > /srv/rw/made-inside && echo rw; cat /etc/app.toml; \
                       head -c 2000000 /dev/zero > /scratch/big 2>/dev/null || echo full; \
-                      echo changed > /etc/app.toml"])
+                      echo changed > /etc/app.toml",
+        ])
         .output()
         .expect("run");
     let text_out = text(&out);
     assert_eq!(text_out, "hello\nhello\nro\nrw\nport = 80\nfull\n", "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"), "EROFS: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+        "EROFS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!host.path().join("new").exists(), "nothing written through the read-only volume");
-    assert_eq!(std::fs::read_to_string(rw.path().join("made-inside")).ok().as_deref(), Some("x\n"), "the writable volume is the host's");
-    let opts = text(&sh(&sb, "grep ' /data ' /proc/mounts | cut -d' ' -f4; grep ' /srv/rw ' /proc/mounts | cut -d' ' -f4"));
+    assert_eq!(
+        std::fs::read_to_string(rw.path().join("made-inside")).ok().as_deref(),
+        Some("x\n"),
+        "the writable volume is the host's"
+    );
+    let opts =
+        text(&sh(&sb, "grep ' /data ' /proc/mounts | cut -d' ' -f4; grep ' /srv/rw ' /proc/mounts | cut -d' ' -f4"));
     let mut lines = opts.lines();
     let (ro, rw) = (lines.next().unwrap_or_default(), lines.next().unwrap_or_default());
     for (flags, want_ro) in [(ro, true), (rw, false)] {
@@ -335,7 +368,9 @@ fn stale_sandbox_cgroups() -> Vec<String> {
 #[test]
 fn memory_hog_is_oom_killed_and_reported() {
     if !is_root() {
-        return skip("cgroup limits on this machine's cgroup v1 need root (see limits_without_a_usable_cgroup_are_explained)");
+        return skip(
+            "cgroup limits on this machine's cgroup v1 need root (see limits_without_a_usable_cgroup_are_explained)",
+        );
     }
     let sb = builder().memory_limit(32 << 20).build().expect("build");
     let err = sb
@@ -372,7 +407,11 @@ fn fork_bomb_is_contained_by_the_pids_limit() {
     assert_eq!(text(&sh(&sb, "echo the host still forks")), "the host still forks\n");
     // A fork refused by the limit is the program's own error.
     let capped = builder().pids_limit(4).build().expect("build");
-    let out = capped.command("/bin/sh").args(["-c", "sleep 1 & sleep 1 & sleep 1 & sleep 1 & sleep 1 & wait"]).output().expect("run");
+    let out = capped
+        .command("/bin/sh")
+        .args(["-c", "sleep 1 & sleep 1 & sleep 1 & sleep 1 & sleep 1 & wait"])
+        .output()
+        .expect("run");
     assert!(String::from_utf8_lossy(&out.stderr).contains("can't fork"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
 }
@@ -384,7 +423,8 @@ fn cpu_limit_gives_about_half_a_core_and_usage_is_reported() {
     }
     let sb = builder().cpu_limit(0.5).build().expect("build");
     let t = std::time::Instant::now();
-    let mut child = sb.command("/bin/busybox").args(["timeout", "1", "sh", "-c", "while :; do :; done"]).spawn().expect("spawn");
+    let mut child =
+        sb.command("/bin/busybox").args(["timeout", "1", "sh", "-c", "while :; do :; done"]).spawn().expect("spawn");
     let _ = child.wait().expect("wait");
     let wall = t.elapsed().as_secs_f64();
     let usage = child.usage().expect("a sandbox with limits reports its usage");
@@ -430,7 +470,10 @@ fn session_limits_cover_its_commands() {
         .args(["-c", "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait"])
         .output()
         .expect("run");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("can't fork"), "the session's pids limit applies to its commands");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("can't fork"),
+        "the session's pids limit applies to its commands"
+    );
     drop(session);
     assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
 }
@@ -438,7 +481,8 @@ fn session_limits_cover_its_commands() {
 /// The host's network interfaces, as its own network namespace lists them.
 fn host_interfaces() -> Vec<String> {
     let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
-    let mut names: Vec<String> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_owned()).collect();
+    let mut names: Vec<String> =
+        dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_owned()).collect();
     names.sort();
     names
 }
@@ -463,11 +507,18 @@ fn three_sandboxes_on_a_switch_talk_tcp_by_hostname() {
     }
     let (db_session, cache_session) = (serve(&db, "db"), serve(&cache, "cache"));
     assert_eq!(host_interfaces(), interfaces, "the host's network namespace is never modified");
-    let out = sh(&app, "wget -q -O- http://db:8080/who; wget -q -O- http://cache:8080/who; grep -c 10.89.0 /etc/hosts; ip -4 -o addr show eth0 | awk '{print $4}'");
+    let out = sh(
+        &app,
+        "wget -q -O- http://db:8080/who; wget -q -O- http://cache:8080/who; grep -c 10.89.0 /etc/hosts; ip -4 -o addr show eth0 | awk '{print $4}'",
+    );
     assert_eq!(text(&out), "I am db\nI am cache\n3\n10.89.0.4/24\n");
     // A sandbox that is not on the switch reaches none of them.
     let outsider = builder().build().expect("build");
-    let out = outsider.command("/bin/sh").args(["-c", "wget -q -T 1 -O- http://10.89.0.2:8080/who >/dev/null 2>&1; echo rc=$?"]).output().expect("run");
+    let out = outsider
+        .command("/bin/sh")
+        .args(["-c", "wget -q -T 1 -O- http://10.89.0.2:8080/who >/dev/null 2>&1; echo rc=$?"])
+        .output()
+        .expect("run");
     assert_ne!(text(&out), "rc=0\n");
     drop((db_session, cache_session, net));
     assert_eq!(host_interfaces(), interfaces);
@@ -497,7 +548,10 @@ fn limits_without_a_usable_cgroup_are_explained() {
 fn check_copied_rootfs() {
     let sb = builder().copy_rootfs(true).hostname("copied").build().expect("build");
     let motd = std::fs::read(sb.rootfs_path().join("etc/motd")).expect("host motd");
-    assert_eq!(text(&sh(&sb, "hostname; echo mine > /etc/motd; cat /etc/motd; ls -l /bin/bbsuid | cut -c1-10")), "copied\nmine\n---s--x--x\n");
+    assert_eq!(
+        text(&sh(&sb, "hostname; echo mine > /etc/motd; cat /etc/motd; ls -l /bin/bbsuid | cut -c1-10")),
+        "copied\nmine\n---s--x--x\n"
+    );
     assert_eq!(text(&sh(&sb, "cat /etc/motd")), String::from_utf8_lossy(&motd), "each sandbox copies afresh");
     assert_eq!(std::fs::read(sb.rootfs_path().join("etc/motd")).expect("host motd"), motd, "the cache is untouched");
 }
@@ -576,7 +630,8 @@ fn thirty_two_in_parallel() {
         .map(|i| {
             let sb = sb.clone();
             std::thread::spawn(move || {
-                let out = sb.command("/bin/sh").args(["-c", &format!("echo {i} > /tmp/me; sleep 0.2; cat /tmp/me")]).output();
+                let out =
+                    sb.command("/bin/sh").args(["-c", &format!("echo {i} > /tmp/me; sleep 0.2; cat /tmp/me")]).output();
                 (i, out)
             })
         })
@@ -607,7 +662,9 @@ fn child_five_hundred() {
 #[test]
 fn sandbox_outlives_the_thread_that_spawned_it() {
     let sb = builder().build().expect("build");
-    let child = std::thread::scope(|s| s.spawn(|| sb.command("/bin/sh").args(["-c", "sleep 0.3; echo alive"]).stdout(Stdio::piped()).spawn()).join());
+    let child = std::thread::scope(|s| {
+        s.spawn(|| sb.command("/bin/sh").args(["-c", "sleep 0.3; echo alive"]).stdout(Stdio::piped()).spawn()).join()
+    });
     let child = child.expect("thread").expect("spawn");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(text(&out), "alive\n");
@@ -723,4 +780,3 @@ fn unprivileged_without_user_namespace_is_refused() {
     let err = builder().user_namespace(false).build().expect_err("needs a user namespace");
     assert!(matches!(err, Error::InvalidConfig { what: "user_namespace", .. }), "{err:?}");
 }
-

@@ -90,7 +90,8 @@ mod user_suite {
         std::fs::write("/srv/www/index.html", "it works\n").expect("write");
         let started = Command::new("/bin/busybox").args(["httpd", "-p", "127.0.0.1:8080", "-h", "/srv/www"]).status();
         assert!(started.expect("start httpd").success());
-        let out = Command::new("/bin/busybox").args(["wget", "-q", "-O-", "http://127.0.0.1:8080/"]).output().expect("wget");
+        let out =
+            Command::new("/bin/busybox").args(["wget", "-q", "-O-", "http://127.0.0.1:8080/"]).output().expect("wget");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "it works\n");
     }
 
@@ -165,7 +166,10 @@ mod user_suite {
     #[sandbox_test]
     fn mounts_a_tmpfs_as_root() {
         std::fs::create_dir_all("/mnt/scratch").expect("mkdir");
-        let st = Command::new("/bin/busybox").args(["mount", "-t", "tmpfs", "none", "/mnt/scratch"]).status().expect("mount");
+        let st = Command::new("/bin/busybox")
+            .args(["mount", "-t", "tmpfs", "none", "/mnt/scratch"])
+            .status()
+            .expect("mount");
         assert!(st.success());
         std::fs::write("/mnt/scratch/x", "y").expect("write");
     }
@@ -196,10 +200,14 @@ fn suite_passes_rootless_too() {
         return; // already unprivileged: the suite itself ran rootless
     }
     let Some((_, uid, gid)) = system_tests::test_user() else {
-        return system_tests::skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+        return system_tests::skip(
+            "no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER",
+        );
     };
     let home = system_tests::dir_owned_by(uid, gid);
-    let mut child = system_tests::ChildTest::filter("user_suite::").as_user(uid, gid).env("SANDBOX_CACHE_DIR", home.path().join("cache"));
+    let mut child = system_tests::ChildTest::filter("user_suite::")
+        .as_user(uid, gid)
+        .env("SANDBOX_CACHE_DIR", home.path().join("cache"));
     // The rootfs must be readable by that user: a copy of $SANDBOX_ROOTFS, or the default release.
     if let Some(rootfs) = std::env::var_os("SANDBOX_ROOTFS") {
         let copy = home.path().join("rootfs.tar.gz");
@@ -216,7 +224,11 @@ fn suite_passes_rootless_too() {
 fn rootfs_option_fetches_that_alpine_version() {
     let mirror = sandbox_fixtures::Mirror::start().expect("mirror");
     for v in ["3.19.1", "3.19.4"] {
-        mirror.add_release(v, fetch::Arch::host().map_or("x86_64", |a| a.as_str()), sandbox_fixtures::MiniRootfs::new(v).build().expect("fixture"));
+        mirror.add_release(
+            v,
+            fetch::Arch::host().map_or("x86_64", |a| a.as_str()),
+            sandbox_fixtures::MiniRootfs::new(v).build().expect("fixture"),
+        );
     }
     let cache = tempfile::tempdir().expect("tempdir");
     system_tests::ChildTest::new("child_with_rootfs_option")

@@ -321,12 +321,9 @@ impl Alpine {
         drop(file);
         let outcome = match result {
             Ok((actual, _)) if actual == digest => cache.commit_blob(&staged, digest).map(|_| ()),
-            Ok((actual, _)) => Err(Error::ChecksumMismatch {
-                url: url.to_owned(),
-                expected: digest.to_owned(),
-                trust,
-                actual,
-            }),
+            Ok((actual, _)) => {
+                Err(Error::ChecksumMismatch { url: url.to_owned(), expected: digest.to_owned(), trust, actual })
+            }
             Err(e) => Err(e),
         };
         if outcome.is_err() {
@@ -352,7 +349,8 @@ fn resolve(
             let text = http.get_text(&yaml_url)?.ok_or_else(|| Error::Resolve {
                 spec: spec.to_string(),
                 url: yaml_url.clone(),
-                reason: "the mirror has no such file (HTTP 404): check the version, the arch and the mirror URL".to_owned(),
+                reason: "the mirror has no such file (HTTP 404): check the version, the arch and the mirror URL"
+                    .to_owned(),
             })?;
             let entry = mirror::parse_latest_releases(&text, spec, arch, &yaml_url)?;
             let url = format!(
@@ -364,7 +362,9 @@ fn resolve(
             (entry.release, url, digest)
         }
     };
-    if let Some((digest, trust)) = known.or_else(|| official_sha256(&release, arch).map(|d| (d.to_owned(), crate::Trust::BuiltIn))) {
+    if let Some((digest, trust)) =
+        known.or_else(|| official_sha256(&release, arch).map(|d| (d.to_owned(), crate::Trust::BuiltIn)))
+    {
         return Ok((release, url, digest, trust));
     }
     if let Some(digest) = yaml_digest {
@@ -385,7 +385,8 @@ fn resolve(
         None => Err(Error::Resolve {
             spec: spec.to_string(),
             url: sidecar_url,
-            reason: "the mirror publishes no checksum for this tarball and it is not pinned: pass .sha256() / --sha256".to_owned(),
+            reason: "the mirror publishes no checksum for this tarball and it is not pinned: pass .sha256() / --sha256"
+                .to_owned(),
         }),
     }
 }

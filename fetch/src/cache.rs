@@ -205,12 +205,7 @@ impl Cache {
     /// A file under `tmp/` to download `digest` into, and the path it is renamed to once verified.
     pub(crate) fn blob_staging(&self, digest: &str) -> Result<(File, PathBuf), Error> {
         let path = self.tmp_path(digest, "download");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io("create", &path))?;
+        let file = File::options().read(true).write(true).create_new(true).open(&path).map_err(io("create", &path))?;
         Ok((file, path))
     }
 
@@ -251,12 +246,10 @@ impl Cache {
         let blob = self.blob_path(digest);
         let staged = self.tmp_path(digest, &format!("tree-{}", owner.suffix()));
         fs::create_dir(&staged).map_err(io("create directory", &staged))?;
-        let result = File::open(&blob)
-            .map_err(io("open", &blob))
-            .and_then(|f| {
-                crate::unpack(io::BufReader::new(f), &staged, limits, owner.ownership())
-                    .map_err(|source| Error::Unpack { archive: blob.clone(), source })
-            });
+        let result = File::open(&blob).map_err(io("open", &blob)).and_then(|f| {
+            crate::unpack(io::BufReader::new(f), &staged, limits, owner.ownership())
+                .map_err(|source| Error::Unpack { archive: blob.clone(), source })
+        });
         if let Err(e) = result {
             // Neither the half tree nor a tarball that cannot be unpacked stays in the cache.
             remove_tree(&staged)?;

@@ -139,7 +139,12 @@ impl Http {
         unreachable!("the loop returns on its last attempt")
     }
 
-    fn try_once<W: Write>(&self, url: &str, out: &mut W, progress: Option<&ProgressFn>) -> Result<(String, u64), Failure> {
+    fn try_once<W: Write>(
+        &self,
+        url: &str,
+        out: &mut W,
+        progress: Option<&ProgressFn>,
+    ) -> Result<(String, u64), Failure> {
         let mut resp = self.client.get(url).send().map_err(|e| Failure::Transient(Box::new(e.without_url())))?;
         let status = resp.status();
         if !status.is_success() {
@@ -177,9 +182,7 @@ impl Http {
         if let Some(expected) = total
             && done != expected
         {
-            return Err(Failure::Transient(
-                format!("body truncated: got {done} of {expected} announced bytes").into(),
-            ));
+            return Err(Failure::Transient(format!("body truncated: got {done} of {expected} announced bytes").into()));
         }
         out.flush().map_err(|e| Failure::Final(write_error(url, e)))?;
         Ok((hex::encode(hasher.finalize()), done))

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The version string is neither `X.Y.Z`, `X.Y` nor `latest-stable`.
-    #[error("invalid Alpine version `{input}`: expected `X.Y.Z` (exact), `X.Y` (latest patch of a branch) or `latest-stable`")]
+    #[error(
+        "invalid Alpine version `{input}`: expected `X.Y.Z` (exact), `X.Y` (latest patch of a branch) or `latest-stable`"
+    )]
     InvalidVersion {
         /// What was given.
         input: String,
@@ -62,7 +64,9 @@ pub enum Error {
         actual: String,
     },
     /// `$SANDBOX_REQUIRE_PIN=1` and the digest would only come from the mirror itself.
-    #[error("refusing {url}: $SANDBOX_REQUIRE_PIN=1 and Alpine {version} ({arch}) is neither pinned with .sha256() nor in the built-in table of official checksums; pin it (`--sha256` / `.sha256(\"…\")`) or unset SANDBOX_REQUIRE_PIN")]
+    #[error(
+        "refusing {url}: $SANDBOX_REQUIRE_PIN=1 and Alpine {version} ({arch}) is neither pinned with .sha256() nor in the built-in table of official checksums; pin it (`--sha256` / `.sha256(\"…\")`) or unset SANDBOX_REQUIRE_PIN"
+    )]
     NotPinned {
         /// The tarball's URL.
         url: String,
@@ -82,7 +86,9 @@ pub enum Error {
         reason: String,
     },
     /// Offline, and the cache does not hold the rootfs.
-    #[error("Alpine {spec} ({arch}) is not in the cache at `{cache}` and fetching is offline ($SANDBOX_OFFLINE=1 or .offline(true)); run `cargo xtask fetch-rootfs --version {spec}` while online, or set $SANDBOX_ROOTFS to a tarball or unpacked tree")]
+    #[error(
+        "Alpine {spec} ({arch}) is not in the cache at `{cache}` and fetching is offline ($SANDBOX_OFFLINE=1 or .offline(true)); run `cargo xtask fetch-rootfs --version {spec}` while online, or set $SANDBOX_ROOTFS to a tarball or unpacked tree"
+    )]
     NotCached {
         /// The version asked for.
         spec: String,
@@ -92,7 +98,9 @@ pub enum Error {
         cache: PathBuf,
     },
     /// No cache directory could be chosen.
-    #[error("no cache directory: none of $SANDBOX_CACHE_DIR, $XDG_CACHE_HOME and $HOME is set; set $SANDBOX_CACHE_DIR or call .cache_dir()")]
+    #[error(
+        "no cache directory: none of $SANDBOX_CACHE_DIR, $XDG_CACHE_HOME and $HOME is set; set $SANDBOX_CACHE_DIR or call .cache_dir()"
+    )]
     NoCacheDir,
     /// `$SANDBOX_ROOTFS` (or a path given to [`crate::Rootfs`]) is neither a tarball nor a directory.
     #[error("rootfs `{path}` is neither a .tar.gz file nor a directory ({reason})")]

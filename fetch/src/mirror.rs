@@ -42,12 +42,7 @@ pub(crate) struct YamlEntry {
 ///
 /// The file is a YAML list of maps; entries of other flavors, of other arches, or lacking a version or
 /// file name are passed over (real files have entries with missing fields).
-pub(crate) fn parse_latest_releases(
-    text: &str,
-    spec: &VersionSpec,
-    arch: Arch,
-    url: &str,
-) -> Result<YamlEntry, Error> {
+pub(crate) fn parse_latest_releases(text: &str, spec: &VersionSpec, arch: Arch, url: &str) -> Result<YamlEntry, Error> {
     let resolve_err = |reason: String| Error::Resolve { spec: spec.to_string(), url: url.to_owned(), reason };
     let doc: serde_norway::Value =
         serde_norway::from_str(text).map_err(|e| resolve_err(format!("not valid YAML: {e}")))?;

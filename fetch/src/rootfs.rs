@@ -148,7 +148,9 @@ fn read_release(tree: &Path) -> Option<String> {
 
 pub(crate) fn hash_file(path: &Path) -> Result<String, Error> {
     let file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::BadRootfsPath { path: path.to_owned(), reason: "no such file".to_owned() },
+        std::io::ErrorKind::NotFound => {
+            Error::BadRootfsPath { path: path.to_owned(), reason: "no such file".to_owned() }
+        }
         _ => io("open", path)(e),
     })?;
     crate::cache::copy_hashing(file, std::io::sink()).map_err(io("read", path))

@@ -89,7 +89,9 @@ pub enum UnpackError {
         reason: String,
     },
     /// The decompressed data exceeds [`UnpackLimits::max_bytes`].
-    #[error("archive expands to more than {limit} bytes (a decompression bomb?); raise UnpackLimits::max_bytes if it is genuine")]
+    #[error(
+        "archive expands to more than {limit} bytes (a decompression bomb?); raise UnpackLimits::max_bytes if it is genuine"
+    )]
     TooLarge {
         /// The cap.
         limit: u64,
@@ -192,11 +194,7 @@ pub fn unpack(
     let mut entry_no = 0u64;
     let corrupt = |entry: u64, limit: u64| {
         move |source: io::Error| {
-            if is_too_large(&source) {
-                UnpackError::TooLarge { limit }
-            } else {
-                UnpackError::Corrupt { entry, source }
-            }
+            if is_too_large(&source) { UnpackError::TooLarge { limit } } else { UnpackError::Corrupt { entry, source } }
         }
     };
 

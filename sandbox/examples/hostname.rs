@@ -4,7 +4,11 @@
 
 fn main() -> Result<(), sandbox::Error> {
     let sb = sandbox::Sandbox::builder().hostname("box").build()?;
-    let out = sb.command("/bin/sh").args(["-c", "hostname; ps; cat /etc/alpine-release"]).stderr(std::process::Stdio::inherit()).output()?;
+    let out = sb
+        .command("/bin/sh")
+        .args(["-c", "hostname; ps; cat /etc/alpine-release"])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     println!("exit: {}", out.status);

@@ -107,7 +107,9 @@ fn mkdir(path: &Path, what: &str) -> Result<(), Unusable> {
     match fs::create_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Unusable { what: what.to_owned(), path: path.to_owned(), errno: e.raw_os_error().unwrap_or(libc::EIO) }),
+        Err(e) => {
+            Err(Unusable { what: what.to_owned(), path: path.to_owned(), errno: e.raw_os_error().unwrap_or(libc::EIO) })
+        }
     }
 }
 
@@ -128,14 +130,11 @@ impl Cgroup {
             None => fs.root.clone(),
         };
         let slice = base.join("sandbox.slice");
-        let wanted: Vec<&str> = [
-            limits.memory.map(|_| "memory"),
-            limits.pids.map(|_| "pids"),
-            limits.cpus.map(|_| "cpu"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let wanted: Vec<&str> =
+            [limits.memory.map(|_| "memory"), limits.pids.map(|_| "pids"), limits.cpus.map(|_| "cpu")]
+                .into_iter()
+                .flatten()
+                .collect();
         let available = fs::read_to_string(base.join("cgroup.controllers")).unwrap_or_default();
         if let Some(missing) = wanted.iter().find(|c| !available.split_whitespace().any(|a| a == **c)) {
             return Err(Unusable {
@@ -210,7 +209,11 @@ impl Cgroup {
             let dir = cg.dir("cpu").unwrap_or_default();
             let period = 100_000u64;
             write(&dir.join("cpu.cfs_period_us"), &period.to_string(), "set the CPU period in")?;
-            write(&dir.join("cpu.cfs_quota_us"), &((c * period as f64).round() as u64).max(1000).to_string(), "set the CPU quota in")?;
+            write(
+                &dir.join("cpu.cfs_quota_us"),
+                &((c * period as f64).round() as u64).max(1000).to_string(),
+                "set the CPU quota in",
+            )?;
         }
         Ok(cg)
     }
@@ -242,7 +245,9 @@ impl Cgroup {
         } else {
             Usage {
                 peak_memory: read("memory", "memory.max_usage_in_bytes").and_then(|t| t.trim().parse().ok()),
-                cpu_time: read("cpuacct", "cpuacct.usage").and_then(|t| t.trim().parse().ok()).map(Duration::from_nanos),
+                cpu_time: read("cpuacct", "cpuacct.usage")
+                    .and_then(|t| t.trim().parse().ok())
+                    .map(Duration::from_nanos),
                 oom_kills: read("memory", "memory.oom_control").and_then(|t| field(&t, "oom_kill ")).unwrap_or(0),
             }
         }
@@ -260,8 +265,11 @@ impl Cgroup {
 /// opened for writing.
 pub(crate) fn procs_files_of(pid: i32) -> Result<Vec<fs::File>, Unusable> {
     let path = PathBuf::from(format!("/proc/{pid}/cgroup"));
-    let text = fs::read_to_string(&path)
-        .map_err(|e| Unusable { what: "read the session's cgroups from".to_owned(), path: path.clone(), errno: e.raw_os_error().unwrap_or(libc::EIO) })?;
+    let text = fs::read_to_string(&path).map_err(|e| Unusable {
+        what: "read the session's cgroups from".to_owned(),
+        path: path.clone(),
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+    })?;
     let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
     let mut files = Vec::new();
     for line in text.lines() {
@@ -275,10 +283,11 @@ pub(crate) fn procs_files_of(pid: i32) -> Result<Vec<fs::File>, Unusable> {
             _ => continue,
         };
         let procs = dir.join("cgroup.procs");
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .open(&procs)
-            .map_err(|e| Unusable { what: "open".to_owned(), path: procs.clone(), errno: e.raw_os_error().unwrap_or(libc::EIO) })?;
+        let file = fs::OpenOptions::new().write(true).open(&procs).map_err(|e| Unusable {
+            what: "open".to_owned(),
+            path: procs.clone(),
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        })?;
         files.push(file);
     }
     Ok(files)
@@ -289,7 +298,9 @@ fn sweep(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("sandbox-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok()) else {
+        let Some(pid) =
+            name.strip_prefix("sandbox-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok())
+        else {
             continue;
         };
         let alive = Path::new(&format!("/proc/{pid}")).exists();
@@ -303,7 +314,8 @@ fn sweep(parent: &Path) {
 
 /// A cgroup name unique to this helper.
 pub(crate) fn name_for(pid: u32) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("sandbox-{pid}-{nanos:x}")
 }
 
@@ -321,7 +333,8 @@ mod tests {
         let user = root.path().join("user.slice/user-1000.slice/user@1000.service");
         let app = user.join("app.slice/run-1.scope");
         fs::create_dir_all(&app).expect("mkdir");
-        fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc").expect("write");
+        fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc")
+            .expect("write");
         fs::write(root.path().join("cgroup.subtree_control"), "").expect("write");
         fs::write(user.join("cgroup.controllers"), controllers).expect("write");
         fs::write(user.join("cgroup.subtree_control"), "").expect("write");
@@ -352,21 +365,26 @@ mod tests {
     fn v2_as_root_uses_the_root_and_reads_usage() {
         let root = fake_v2("");
         let fs_ = CgroupFs::fake(root.path(), "0::/system.slice/ci.service\n");
-        let cg = Cgroup::create(&fs_, "sandbox-1-a", &Limits { memory: Some(1 << 20), ..Default::default() }).expect("create");
+        let cg = Cgroup::create(&fs_, "sandbox-1-a", &Limits { memory: Some(1 << 20), ..Default::default() })
+            .expect("create");
         let dir = root.path().join("sandbox.slice/sandbox-1-a");
         assert_eq!(read(&root.path().join("cgroup.subtree_control")), "+memory");
         fs::write(dir.join("memory.peak"), "1048576\n").expect("write");
         fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n").expect("write");
         fs::write(dir.join("cpu.stat"), "usage_usec 250000\nuser_usec 200000\n").expect("write");
         let usage = cg.usage();
-        assert_eq!(usage, Usage { peak_memory: Some(1 << 20), cpu_time: Some(Duration::from_millis(250)), oom_kills: 1 });
+        assert_eq!(
+            usage,
+            Usage { peak_memory: Some(1 << 20), cpu_time: Some(Duration::from_millis(250)), oom_kills: 1 }
+        );
     }
 
     #[test]
     fn v2_missing_delegation_is_an_explained_error() {
         let root = fake_v2("memory");
         let fs_ = CgroupFs::fake(root.path(), ROOTLESS);
-        let err = Cgroup::create(&fs_, "s", &Limits { pids: Some(8), ..Default::default() }).expect_err("pids not delegated");
+        let err =
+            Cgroup::create(&fs_, "s", &Limits { pids: Some(8), ..Default::default() }).expect_err("pids not delegated");
         assert!(err.what.contains("`pids`"), "{err:?}");
         assert!(err.path.ends_with("user@1000.service/cgroup.controllers"));
     }
@@ -393,7 +411,11 @@ mod tests {
         assert!(!dead.exists(), "the dead helper's cgroup is swept");
         assert!(live.exists(), "a live helper's cgroup is kept");
         fs::write(root.path().join("cpuacct/ci/sandbox-5-b/cpuacct.usage"), "1500000000\n").expect("write");
-        fs::write(root.path().join("memory/ci/sandbox-5-b/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").expect("write");
+        fs::write(
+            root.path().join("memory/ci/sandbox-5-b/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .expect("write");
         let usage = cg.usage();
         assert_eq!((usage.cpu_time, usage.oom_kills), (Some(Duration::from_millis(1500)), 2));
     }

@@ -128,7 +128,8 @@ where
         other => return Err(Error::NotInTest { thread: other.map(str::to_owned) }),
     };
     let config = sandbox.config(Job::Closure { index }, None)?;
-    let args = vec![name, "--exact".into(), "--nocapture".into(), "--test-threads=1".into(), "--include-ignored".into()];
+    let args =
+        vec![name, "--exact".into(), "--nocapture".into(), "--test-threads=1".into(), "--include-ignored".into()];
     let stdio = crate::spawn::parent::Stdio3::Std([Stdio::null(), Stdio::piped(), Stdio::piped()]);
     let launched = crate::spawn::parent::launch(&config, stdio, &args)?;
     let crate::spawn::parent::Helper::Executed(mut child) = launched.helper else {
@@ -168,12 +169,17 @@ where
             serde_json::from_str(&json).map_err(|e| Error::Result { reason: format!("cannot deserialize it: {e}") })
         }
         Some(Record::Panicked { message }) => Err(Error::Panicked { message }),
-        _ if usage.is_some_and(|u| u.oom_kills > 0) && config.limits.memory.is_some() => Err(Error::MemoryLimitExceeded {
-            limit: config.limits.memory.unwrap_or_default(),
-            peak: usage.and_then(|u| u.peak_memory),
-        }),
+        _ if usage.is_some_and(|u| u.oom_kills > 0) && config.limits.memory.is_some() => {
+            Err(Error::MemoryLimitExceeded {
+                limit: config.limits.memory.unwrap_or_default(),
+                peak: usage.and_then(|u| u.peak_memory),
+            })
+        }
         _ if status.success() => Err(Error::Result {
-            reason: format!("the re-executed test binary did not reach the closure (is `{}` a test of this binary?)", thread.name().unwrap_or("?")),
+            reason: format!(
+                "the re-executed test binary did not reach the closure (is `{}` a test of this binary?)",
+                thread.name().unwrap_or("?")
+            ),
         }),
         _ => Err(Error::Crashed { status }),
     }

@@ -1,8 +1,8 @@
 //! `Command` and `Child`, shaped like `std::process`'s.
 
 use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
 use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
@@ -221,7 +221,8 @@ impl<'a> Command<'a> {
                     if !explicit && crate::sandbox::overlay_refused(kind, errno) {
                         return Err(Retry::Copy);
                     }
-                    let path = path.or_else(|| (kind == crate::plan::StepKind::CurrentDir).then(|| config.current_dir.clone()));
+                    let path = path
+                        .or_else(|| (kind == crate::plan::StepKind::CurrentDir).then(|| config.current_dir.clone()));
                     return Err(setup_error(kind, what, path, errno, self.sandbox).into());
                 }
                 Some(_) => {}

@@ -84,7 +84,9 @@ pub enum Error {
         reason: String,
     },
     /// [`crate::Sandbox::run`] was called outside a libtest/nextest test thread.
-    #[error("Sandbox::run needs to be called from a test (#[test] or #[sandbox_test]) in a libtest harness: it re-executes the test binary to reach the closure inside the sandbox; the current thread is {thread:?}")]
+    #[error(
+        "Sandbox::run needs to be called from a test (#[test] or #[sandbox_test]) in a libtest harness: it re-executes the test binary to reach the closure inside the sandbox; the current thread is {thread:?}"
+    )]
     NotInTest {
         /// The current thread's name.
         thread: Option<String>,
@@ -103,7 +105,11 @@ pub enum Error {
 }
 
 fn mib(bytes: u64) -> String {
-    if bytes.is_multiple_of(1 << 20) { format!("{} MiB", bytes >> 20) } else { format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64) }
+    if bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
 }
 
 fn path_suffix(path: &Option<String>) -> String {
@@ -147,6 +153,9 @@ mod tests {
     #[test]
     fn memory_message_is_in_mib() {
         let e = Error::MemoryLimitExceeded { limit: 64 << 20, peak: Some(64 << 20) };
-        assert_eq!(e.to_string(), "memory limit of 64 MiB exceeded (peak 64 MiB): the kernel's OOM killer ended the program");
+        assert_eq!(
+            e.to_string(),
+            "memory limit of 64 MiB exceeded (peak 64 MiB): the kernel's OOM killer ended the program"
+        );
     }
 }

@@ -21,16 +21,12 @@ pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<S
              missing CAP_SYS_ADMIN forbids unshare(2); run the container privileged, or with a profile that allows it"
                 .to_owned(),
         ),
-        (StepKind::Etc | StepKind::File, Errno::EACCES | Errno::EPERM | Errno::EOVERFLOW)
-            if rootless =>
-        {
-            Some(
-                "the rootfs tree is not yours: its files belong to a user this sandbox's user namespace cannot map, \
+        (StepKind::Etc | StepKind::File, Errno::EACCES | Errno::EPERM | Errno::EOVERFLOW) if rootless => Some(
+            "the rootfs tree is not yours: its files belong to a user this sandbox's user namespace cannot map, \
                  so they cannot be copied up to be written; use a tree you unpacked yourself (fetch's cache keeps \
                  one per user), or Builder::copy_rootfs(true)"
-                    .to_owned(),
-            )
-        }
+                .to_owned(),
+        ),
         (StepKind::Limits, _) => Some(
             "resource limits need a cgroup this process may create: as root on cgroup v1 or v2, or rootless on \
              cgroup v2 with a delegated subtree (systemd: run under `systemd-run --user --scope -p Delegate=yes`, \
@@ -101,7 +97,10 @@ mod tests {
 
     #[test]
     fn names_the_sysctl_that_blocks_user_namespaces() {
-        assert!(hint_with(&[("unprivileged_userns_clone", "0")], Errno::EPERM).contains("kernel.unprivileged_userns_clone=1"));
+        assert!(
+            hint_with(&[("unprivileged_userns_clone", "0")], Errno::EPERM)
+                .contains("kernel.unprivileged_userns_clone=1")
+        );
         assert!(hint_with(&[("max_user_namespaces", "0")], Errno::ENOSPC).contains("user.max_user_namespaces"));
         let ubuntu = hint_with(&[("apparmor_restrict_unprivileged_userns", "1")], Errno::EACCES);
         assert!(ubuntu.contains("apparmor_restrict_unprivileged_userns") && ubuntu.contains("Ubuntu"), "{ubuntu}");

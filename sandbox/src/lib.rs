@@ -52,6 +52,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cgroups;
 mod closure;
 mod command;
 mod config;
@@ -63,24 +64,23 @@ mod net;
 mod netlink;
 mod plan;
 mod report;
+mod rlimit;
 mod sandbox;
 mod session;
 mod spawn;
-mod cgroups;
-mod rlimit;
 mod sys;
 mod volume;
 
+pub use cgroups::Usage;
 pub use closure::in_sandbox_child;
 pub use command::{Child, Command};
 pub use config::Network;
-pub use net::Net;
 pub use error::{Error, Result};
 pub use fetch;
+pub use net::Net;
+pub use rlimit::Rlimit;
 pub use sandbox::{Builder, DEFAULT_PATH, Sandbox};
 pub use session::Session;
-pub use cgroups::Usage;
-pub use rlimit::Rlimit;
 pub use volume::Mount;
 
 /// Runs a test's body inside a fresh sandbox: a private writable Alpine root, its own hostname,

@@ -10,10 +10,10 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::Error;
 use crate::config::{Config, Job, NetMode, RootMode, SwitchMember};
 use crate::report::{Reader, Record};
 use crate::spawn::parent::{Known, Stdio3, launch};
-use crate::Error;
 
 /// Why a rootless process cannot have a switch.
 pub(crate) const ROOTLESS_REASON: &str = "a switch network needs root: plugging a sandbox into it moves a veth \
@@ -64,7 +64,11 @@ impl Net {
     /// [`Error::InvalidConfig`] when not root; [`Error::Setup`] if the kernel refuses the bridge.
     pub fn new() -> Result<Net, Error> {
         if !nix::unistd::geteuid().is_root() {
-            return Err(Error::InvalidConfig { what: "network", value: "Switch".to_owned(), reason: ROOTLESS_REASON.to_owned() });
+            return Err(Error::InvalidConfig {
+                what: "network",
+                value: "Switch".to_owned(),
+                reason: ROOTLESS_REASON.to_owned(),
+            });
         }
         let config = Config {
             root: RootMode::Overlay { lower: "/".into() },
@@ -125,7 +129,11 @@ impl Net {
         }
         let n = members.len() + 2;
         if n > 254 {
-            return Err(Error::InvalidConfig { what: "network", value: hostname.to_owned(), reason: "a switch holds 253 members at most".to_owned() });
+            return Err(Error::InvalidConfig {
+                what: "network",
+                value: hostname.to_owned(),
+                reason: "a switch holds 253 members at most".to_owned(),
+            });
         }
         let address = Ipv4Addr::new(10, 89, 0, n as u8);
         members.push((hostname.to_owned(), address));

@@ -40,29 +40,70 @@ pub(crate) enum StepKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
-    WriteFile { path: PathBuf, contents: Vec<u8> },
-    Mount { source: Option<String>, target: PathBuf, fstype: Option<String>, flags: MsFlags, data: Option<String> },
-    Mkdir { path: PathBuf, mode: u32 },
-    Touch { path: PathBuf },
-    Symlink { target: PathBuf, link: PathBuf },
-    PivotRoot { new_root: PathBuf, put_old: PathBuf },
-    UmountDetach { target: PathBuf },
-    Chdir { path: PathBuf },
-    SetHostname { name: String },
+    WriteFile {
+        path: PathBuf,
+        contents: Vec<u8>,
+    },
+    Mount {
+        source: Option<String>,
+        target: PathBuf,
+        fstype: Option<String>,
+        flags: MsFlags,
+        data: Option<String>,
+    },
+    Mkdir {
+        path: PathBuf,
+        mode: u32,
+    },
+    Touch {
+        path: PathBuf,
+    },
+    Symlink {
+        target: PathBuf,
+        link: PathBuf,
+    },
+    PivotRoot {
+        new_root: PathBuf,
+        put_old: PathBuf,
+    },
+    UmountDetach {
+        target: PathBuf,
+    },
+    Chdir {
+        path: PathBuf,
+    },
+    SetHostname {
+        name: String,
+    },
     LoopbackUp,
-    Chmod { path: PathBuf, mode: u32 },
-    CopyTree { from: PathBuf, to: PathBuf },
-    MkdirAll { path: PathBuf },
+    Chmod {
+        path: PathBuf,
+        mode: u32,
+    },
+    CopyTree {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    MkdirAll {
+        path: PathBuf,
+    },
     UnshareMount,
     /// Sets nosuid, nodev and maybe read-only on a bind mount and everything below it.
-    LockBind { target: PathBuf, read_only: bool },
+    LockBind {
+        target: PathBuf,
+        read_only: bool,
+    },
 }
 
 impl Op {
     /// The path the step acts on, for error messages.
     pub(crate) fn path(&self) -> Option<String> {
         let p = match self {
-            Op::WriteFile { path, .. } | Op::Mkdir { path, .. } | Op::Touch { path } | Op::Chdir { path } | Op::Chmod { path, .. } => path,
+            Op::WriteFile { path, .. }
+            | Op::Mkdir { path, .. }
+            | Op::Touch { path }
+            | Op::Chdir { path }
+            | Op::Chmod { path, .. } => path,
             Op::Mount { target, .. } | Op::UmountDetach { target } => target,
             Op::Symlink { link, .. } => link,
             Op::PivotRoot { new_root, .. } => new_root,
@@ -116,11 +157,23 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
     if config.user_namespace {
         // user_namespaces(7): an unprivileged process may map only itself, and must deny setgroups
         // before writing gid_map.
-        step(StepKind::UserMap, "deny setgroups in the user namespace", Op::WriteFile { path: p("/proc/self/setgroups"), contents: b"deny".to_vec() });
+        step(
+            StepKind::UserMap,
+            "deny setgroups in the user namespace",
+            Op::WriteFile { path: p("/proc/self/setgroups"), contents: b"deny".to_vec() },
+        );
         let uid_map = format!("0 {} 1\n", config.outer_uid).into_bytes();
-        step(StepKind::UserMap, "map the caller's uid to root", Op::WriteFile { path: p("/proc/self/uid_map"), contents: uid_map });
+        step(
+            StepKind::UserMap,
+            "map the caller's uid to root",
+            Op::WriteFile { path: p("/proc/self/uid_map"), contents: uid_map },
+        );
         let gid_map = format!("0 {} 1\n", config.outer_gid).into_bytes();
-        step(StepKind::UserMap, "map the caller's gid to root", Op::WriteFile { path: p("/proc/self/gid_map"), contents: gid_map });
+        step(
+            StepKind::UserMap,
+            "map the caller's gid to root",
+            Op::WriteFile { path: p("/proc/self/gid_map"), contents: gid_map },
+        );
     }
     step(StepKind::Hostname, "set the hostname", Op::SetHostname { name: config.hostname.clone() });
     if config.network.loopback_up() {
@@ -138,13 +191,37 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     let p = PathBuf::from;
     // mount_namespaces(7): a recursive slave receives the host's mount events but sends none back, so
     // nothing mounted from here on is ever seen by the host.
-    step(StepKind::Propagation, "make the host's mounts a one-way slave", Op::Mount { source: None, target: p("/"), fstype: None, flags: MsFlags::MS_REC | MsFlags::MS_SLAVE, data: None });
+    step(
+        StepKind::Propagation,
+        "make the host's mounts a one-way slave",
+        Op::Mount {
+            source: None,
+            target: p("/"),
+            fstype: None,
+            flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            data: None,
+        },
+    );
     // A tmpfs to build in, private to this mount namespace: the overlay's upper layer lives here, so
     // the sandbox's writes vanish with it and nothing is left on the host's disks.
-    step(StepKind::Staging, "mount the staging tmpfs", Op::Mount { source: Some("tmpfs".into()), target: p(STAGING), fstype: Some("tmpfs".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=0755".into()) });
+    step(
+        StepKind::Staging,
+        "mount the staging tmpfs",
+        Op::Mount {
+            source: Some("tmpfs".into()),
+            target: p(STAGING),
+            fstype: Some("tmpfs".into()),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            data: Some("mode=0755".into()),
+        },
+    );
     step(StepKind::Staging, "create the old-root directory", Op::Mkdir { path: p("/tmp/oldroot"), mode: 0o755 });
     // pivot_root(2), as bubblewrap does: the host's tree stays reachable at /oldroot while we build.
-    step(StepKind::Staging, "pivot into the staging tmpfs", Op::PivotRoot { new_root: p(STAGING), put_old: p("/tmp/oldroot") });
+    step(
+        StepKind::Staging,
+        "pivot into the staging tmpfs",
+        Op::PivotRoot { new_root: p(STAGING), put_old: p("/tmp/oldroot") },
+    );
     step(StepKind::Staging, "enter the staging root", Op::Chdir { path: p("/") });
     for dir in ["/upper", "/work", "/newroot"] {
         step(StepKind::Staging, "create a staging directory", Op::Mkdir { path: p(dir), mode: 0o755 });
@@ -159,38 +236,121 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
                 // Inside a user namespace overlayfs keeps its metadata in user.* xattrs (kernel >= 5.11).
                 data.push_str(",userxattr");
             }
-            step(StepKind::Overlay, "mount the writable overlay root", Op::Mount { source: Some("overlay".into()), target: p("/newroot"), fstype: Some("overlay".into()), flags: MsFlags::empty(), data: Some(data) });
+            step(
+                StepKind::Overlay,
+                "mount the writable overlay root",
+                Op::Mount {
+                    source: Some("overlay".into()),
+                    target: p("/newroot"),
+                    fstype: Some("overlay".into()),
+                    flags: MsFlags::empty(),
+                    data: Some(data),
+                },
+            );
         }
         RootMode::Copy { lower } => {
             let source = Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower));
-            step(StepKind::CopyRoot, "copy the rootfs into the sandbox's memory", Op::CopyTree { from: source, to: p("/newroot") });
+            step(
+                StepKind::CopyRoot,
+                "copy the rootfs into the sandbox's memory",
+                Op::CopyTree { from: source, to: p("/newroot") },
+            );
             // pivot_root needs the new root to be a mount point.
-            step(StepKind::CopyRoot, "bind the copied root onto itself", Op::Mount { source: Some("/newroot".into()), target: p("/newroot"), fstype: None, flags: MsFlags::MS_BIND | MsFlags::MS_REC, data: None });
+            step(
+                StepKind::CopyRoot,
+                "bind the copied root onto itself",
+                Op::Mount {
+                    source: Some("/newroot".into()),
+                    target: p("/newroot"),
+                    fstype: None,
+                    flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+                    data: None,
+                },
+            );
         }
     }
     // proc(5) for the new pid namespace: ps and /proc/self see only the sandbox.
     step(StepKind::Proc, "create /proc", Op::Mkdir { path: p("/newroot/proc"), mode: 0o555 });
-    step(StepKind::Proc, "mount /proc for the new pid namespace", Op::Mount { source: Some("proc".into()), target: p("/newroot/proc"), fstype: Some("proc".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: None });
+    step(
+        StepKind::Proc,
+        "mount /proc for the new pid namespace",
+        Op::Mount {
+            source: Some("proc".into()),
+            target: p("/newroot/proc"),
+            fstype: Some("proc".into()),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data: None,
+        },
+    );
     // A minimal /dev, as bubblewrap's --dev: the harmless character devices, bound from the host.
     step(StepKind::Dev, "create /dev", Op::Mkdir { path: p("/newroot/dev"), mode: 0o755 });
-    step(StepKind::Dev, "mount a tmpfs on /dev", Op::Mount { source: Some("tmpfs".into()), target: p("/newroot/dev"), fstype: Some("tmpfs".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, data: Some("mode=0755".into()) });
+    step(
+        StepKind::Dev,
+        "mount a tmpfs on /dev",
+        Op::Mount {
+            source: Some("tmpfs".into()),
+            target: p("/newroot/dev"),
+            fstype: Some("tmpfs".into()),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            data: Some("mode=0755".into()),
+        },
+    );
     for dev in DEVICES {
         let target = Path::new("/newroot/dev").join(dev);
         step(StepKind::Dev, "create a device mount point", Op::Touch { path: target.clone() });
-        step(StepKind::Dev, "bind-mount a host device", Op::Mount { source: Some(format!("/oldroot/dev/{dev}")), target, fstype: None, flags: MsFlags::MS_BIND, data: None });
+        step(
+            StepKind::Dev,
+            "bind-mount a host device",
+            Op::Mount {
+                source: Some(format!("/oldroot/dev/{dev}")),
+                target,
+                fstype: None,
+                flags: MsFlags::MS_BIND,
+                data: None,
+            },
+        );
     }
     step(StepKind::Dev, "create /dev/pts", Op::Mkdir { path: p("/newroot/dev/pts"), mode: 0o755 });
     // devpts(5) newinstance: the sandbox's ptys are its own.
-    step(StepKind::Dev, "mount a private devpts instance", Op::Mount { source: Some("devpts".into()), target: p("/newroot/dev/pts"), fstype: Some("devpts".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, data: Some("newinstance,ptmxmode=0666,mode=0620".into()) });
+    step(
+        StepKind::Dev,
+        "mount a private devpts instance",
+        Op::Mount {
+            source: Some("devpts".into()),
+            target: p("/newroot/dev/pts"),
+            fstype: Some("devpts".into()),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            data: Some("newinstance,ptmxmode=0666,mode=0620".into()),
+        },
+    );
     step(StepKind::Dev, "link /dev/ptmx", Op::Symlink { target: p("pts/ptmx"), link: p("/newroot/dev/ptmx") });
     // /dev is a tmpfs already: /dev/shm is a sticky, world-writable directory in it.
     step(StepKind::Dev, "create /dev/shm", Op::Mkdir { path: p("/newroot/dev/shm"), mode: 0o1777 });
     step(StepKind::Dev, "make /dev/shm world-writable", Op::Chmod { path: p("/newroot/dev/shm"), mode: 0o1777 });
-    for (target, link) in [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr")] {
-        step(StepKind::Dev, "link a /dev/fd entry", Op::Symlink { target: p(target), link: Path::new("/newroot/dev").join(link) });
+    for (target, link) in [
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ] {
+        step(
+            StepKind::Dev,
+            "link a /dev/fd entry",
+            Op::Symlink { target: p(target), link: Path::new("/newroot/dev").join(link) },
+        );
     }
     step(StepKind::Tmp, "create /tmp", Op::Mkdir { path: p("/newroot/tmp"), mode: 0o1777 });
-    step(StepKind::Tmp, "mount a tmpfs on /tmp", Op::Mount { source: Some("tmpfs".into()), target: p("/newroot/tmp"), fstype: Some("tmpfs".into()), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=1777".into()) });
+    step(
+        StepKind::Tmp,
+        "mount a tmpfs on /tmp",
+        Op::Mount {
+            source: Some("tmpfs".into()),
+            target: p("/newroot/tmp"),
+            fstype: Some("tmpfs".into()),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            data: Some("mode=1777".into()),
+        },
+    );
     // Volumes, then files, after the standard mounts: a user's mount may cover /tmp, and a file may
     // land in a volume.
     for m in &config.mounts {
@@ -202,12 +362,30 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
                     step(StepKind::Volume, "create a volume's mount point", Op::MkdirAll { path: target.clone() });
                 } else {
                     if let Some(parent) = target.parent() {
-                        step(StepKind::Volume, "create a volume's parent directory", Op::MkdirAll { path: parent.to_owned() });
+                        step(
+                            StepKind::Volume,
+                            "create a volume's parent directory",
+                            Op::MkdirAll { path: parent.to_owned() },
+                        );
                     }
                     step(StepKind::Volume, "create a volume's mount point", Op::Touch { path: target.clone() });
                 }
-                step(StepKind::Volume, "bind-mount a volume", Op::Mount { source: Some(from.display().to_string()), target: target.clone(), fstype: None, flags: MsFlags::MS_BIND | MsFlags::MS_REC, data: None });
-                step(StepKind::Volume, "make a volume nosuid, nodev (and read-only)", Op::LockBind { target, read_only: m.read_only });
+                step(
+                    StepKind::Volume,
+                    "bind-mount a volume",
+                    Op::Mount {
+                        source: Some(from.display().to_string()),
+                        target: target.clone(),
+                        fstype: None,
+                        flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+                        data: None,
+                    },
+                );
+                step(
+                    StepKind::Volume,
+                    "make a volume nosuid, nodev (and read-only)",
+                    Op::LockBind { target, read_only: m.read_only },
+                );
             }
             crate::volume::MountKind::Tmpfs => {
                 let mut data = "mode=1777".to_owned();
@@ -219,7 +397,17 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
                     flags |= MsFlags::MS_RDONLY;
                 }
                 step(StepKind::Volume, "create a tmpfs mount point", Op::MkdirAll { path: target.clone() });
-                step(StepKind::Volume, "mount a tmpfs volume", Op::Mount { source: Some("tmpfs".into()), target, fstype: Some("tmpfs".into()), flags, data: Some(data) });
+                step(
+                    StepKind::Volume,
+                    "mount a tmpfs volume",
+                    Op::Mount {
+                        source: Some("tmpfs".into()),
+                        target,
+                        fstype: Some("tmpfs".into()),
+                        flags,
+                        data: Some(data),
+                    },
+                );
             }
         }
     }
@@ -228,9 +416,17 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
         if let Some(parent) = target.parent() {
             step(StepKind::File, "create a file's directory", Op::MkdirAll { path: parent.to_owned() });
         }
-        step(StepKind::File, "write a file into the sandbox", Op::WriteFile { path: target, contents: contents.clone() });
+        step(
+            StepKind::File,
+            "write a file into the sandbox",
+            Op::WriteFile { path: target, contents: contents.clone() },
+        );
     }
-    step(StepKind::Etc, "write /etc/hostname", Op::WriteFile { path: p("/newroot/etc/hostname"), contents: format!("{}\n", config.hostname).into_bytes() });
+    step(
+        StepKind::Etc,
+        "write /etc/hostname",
+        Op::WriteFile { path: p("/newroot/etc/hostname"), contents: format!("{}\n", config.hostname).into_bytes() },
+    );
     let mut hosts = format!(
         "127.0.0.1\tlocalhost localhost.localdomain\n::1\t\tlocalhost localhost.localdomain\n127.0.1.1\t{}\n",
         config.hostname
@@ -240,14 +436,32 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
             hosts.push_str(&format!("{address}\t{name}\n"));
         }
     }
-    step(StepKind::Etc, "write /etc/hosts", Op::WriteFile { path: p("/newroot/etc/hosts"), contents: hosts.into_bytes() });
+    step(
+        StepKind::Etc,
+        "write /etc/hosts",
+        Op::WriteFile { path: p("/newroot/etc/hosts"), contents: hosts.into_bytes() },
+    );
     if let Some(resolv) = &config.resolv_conf {
-        step(StepKind::Etc, "write /etc/resolv.conf", Op::WriteFile { path: p("/newroot/etc/resolv.conf"), contents: resolv.clone().into_bytes() });
+        step(
+            StepKind::Etc,
+            "write /etc/resolv.conf",
+            Op::WriteFile { path: p("/newroot/etc/resolv.conf"), contents: resolv.clone().into_bytes() },
+        );
     }
     if config.sys && config.network.own_namespace() {
         // sysfs may only be mounted by the owner of the network namespace; read-only, best effort.
         step(StepKind::Sys, "create /sys", Op::Mkdir { path: p("/newroot/sys"), mode: 0o555 });
-        step(StepKind::Sys, "mount a read-only /sys", Op::Mount { source: Some("sysfs".into()), target: p("/newroot/sys"), fstype: Some("sysfs".into()), flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: None });
+        step(
+            StepKind::Sys,
+            "mount a read-only /sys",
+            Op::Mount {
+                source: Some("sysfs".into()),
+                target: p("/newroot/sys"),
+                fstype: Some("sysfs".into()),
+                flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                data: None,
+            },
+        );
     }
     // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves no host path
     // reachable (pivot_root(2), NOTES).
@@ -278,7 +492,9 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
     for s in steps {
         let result = match &s.op {
             Op::WriteFile { path, contents } => sys.write_file(path, contents),
-            Op::Mount { source, target, fstype, flags, data } => sys.mount(source.as_deref(), target, fstype.as_deref(), *flags, data.as_deref()),
+            Op::Mount { source, target, fstype, flags, data } => {
+                sys.mount(source.as_deref(), target, fstype.as_deref(), *flags, data.as_deref())
+            }
             Op::Mkdir { path, mode } => sys.mkdir(path, *mode),
             Op::Touch { path } => sys.touch(path),
             Op::Symlink { target, link } => sys.symlink(target, link),
@@ -325,8 +541,22 @@ mod tests {
     }
 
     impl Sys for Recorder {
-        fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno> {
-            self.call(format!("mount {} {} {} {:?} {}", source.unwrap_or("-"), target.display(), fstype.unwrap_or("-"), flags, data.unwrap_or("-")))
+        fn mount(
+            &self,
+            source: Option<&str>,
+            target: &Path,
+            fstype: Option<&str>,
+            flags: MsFlags,
+            data: Option<&str>,
+        ) -> Result<(), Errno> {
+            self.call(format!(
+                "mount {} {} {} {:?} {}",
+                source.unwrap_or("-"),
+                target.display(),
+                fstype.unwrap_or("-"),
+                flags,
+                data.unwrap_or("-")
+            ))
         }
         fn umount_detach(&self, target: &Path) -> Result<(), Errno> {
             self.call(format!("umount -l {}", target.display()))
@@ -401,7 +631,10 @@ mod tests {
     }
 
     fn position(calls: &[String], needle: &str) -> usize {
-        calls.iter().position(|c| c.contains(needle)).unwrap_or_else(|| panic!("no call matching {needle:?} in {calls:#?}"))
+        calls
+            .iter()
+            .position(|c| c.contains(needle))
+            .unwrap_or_else(|| panic!("no call matching {needle:?} in {calls:#?}"))
     }
 
     #[test]
@@ -456,7 +689,9 @@ mod tests {
         let calls = recorded(&cfg);
         let copy = position(&calls, "copy /oldroot/cache/tree /newroot");
         let bind = position(&calls, "mount /newroot /newroot - MsFlags(MS_BIND | MS_REC)");
-        assert!(position(&calls, "mount tmpfs /tmp tmpfs") < copy && copy < bind && bind < position(&calls, "mount proc"));
+        assert!(
+            position(&calls, "mount tmpfs /tmp tmpfs") < copy && copy < bind && bind < position(&calls, "mount proc")
+        );
         assert!(!calls.iter().any(|c| c.contains("overlay")));
     }
 
@@ -471,9 +706,13 @@ mod tests {
         let calls = recorded(&cfg);
         let bind = position(&calls, "mount /oldroot/ /newroot/data - MsFlags(MS_BIND | MS_REC)");
         let lock = position(&calls, "lock /newroot/data ro=true");
-        let tmpfs = position(&calls, "mount tmpfs /newroot/scratch tmpfs MsFlags(MS_NOSUID | MS_NODEV) mode=1777,size=4096");
+        let tmpfs =
+            position(&calls, "mount tmpfs /newroot/scratch tmpfs MsFlags(MS_NOSUID | MS_NODEV) mode=1777,size=4096");
         let file = position(&calls, "write /newroot/etc/app.toml \"port = 80\\n\"");
-        assert!(position(&calls, "mount tmpfs /newroot/tmp") < bind && bind < lock && lock < tmpfs && tmpfs < file, "{calls:#?}");
+        assert!(
+            position(&calls, "mount tmpfs /newroot/tmp") < bind && bind < lock && lock < tmpfs && tmpfs < file,
+            "{calls:#?}"
+        );
         assert!(file < position(&calls, "pivot_root . ."));
     }
 
@@ -484,7 +723,10 @@ mod tests {
             holder: 1,
             address: "10.89.0.2".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST),
             peer: "v1".into(),
-            hosts: vec![("db".into(), std::net::Ipv4Addr::new(10, 89, 0, 2)), ("web".into(), std::net::Ipv4Addr::new(10, 89, 0, 3))],
+            hosts: vec![
+                ("db".into(), std::net::Ipv4Addr::new(10, 89, 0, 2)),
+                ("web".into(), std::net::Ipv4Addr::new(10, 89, 0, 3)),
+            ],
         });
         let calls = recorded(&cfg);
         let hosts = &calls[position(&calls, "write /newroot/etc/hosts")];
@@ -506,7 +748,12 @@ mod tests {
         let err = run(&plan(&config(true, NetMode::Loopback)), &rec).err();
         assert_eq!(
             err,
-            Some(Failure { kind: StepKind::Proc, what: "mount /proc for the new pid namespace", path: Some("/proc".into()), errno: Errno::EPERM })
+            Some(Failure {
+                kind: StepKind::Proc,
+                what: "mount /proc for the new pid namespace",
+                path: Some("/proc".into()),
+                errno: Errno::EPERM
+            })
         );
         assert!(rec.calls.borrow().last().is_some_and(|c| c.starts_with("mount proc")), "stopped at the failure");
     }

@@ -428,7 +428,10 @@ static OVERLAY_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 pub(crate) fn overlay_refused(kind: crate::plan::StepKind, errno: i32) -> bool {
     use nix::errno::Errno;
     let refused = kind == crate::plan::StepKind::Overlay
-        && matches!(Errno::from_raw(errno), Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP | Errno::EACCES);
+        && matches!(
+            Errno::from_raw(errno),
+            Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP | Errno::EACCES
+        );
     if refused && !OVERLAY_REFUSED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         let errno = Errno::from_raw(errno);
         tracing::warn!(%errno, "overlayfs refused; copying the rootfs per sandbox from now on");

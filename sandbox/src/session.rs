@@ -5,8 +5,8 @@ use std::os::fd::OwnedFd;
 use crate::command::Command;
 use crate::config::Job;
 use crate::report::{Reader, Record};
-use crate::spawn::parent::{Helper, Known, Stdio3, launch, setup_error};
 use crate::sandbox::Retry;
+use crate::spawn::parent::{Helper, Known, Stdio3, launch, setup_error};
 use crate::{Error, Sandbox};
 
 /// A running sandbox whose commands share its filesystem, processes and network. Dropping it kills

@@ -15,7 +15,14 @@ use nix::sys::stat::Mode;
 
 /// The kernel operations a setup plan performs, each failing with an errno.
 pub(crate) trait Sys {
-    fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno>;
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), Errno>;
     fn umount_detach(&self, target: &Path) -> Result<(), Errno>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), Errno>;
     fn chdir(&self, path: &Path) -> Result<(), Errno>;
@@ -48,7 +55,14 @@ pub(crate) trait Sys {
 pub(crate) struct Kernel;
 
 impl Sys for Kernel {
-    fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno> {
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), Errno> {
         nix::mount::mount(source, target, fstype, flags, data)
     }
 
@@ -72,7 +86,11 @@ impl Sys for Kernel {
     }
 
     fn touch(&self, path: &Path) -> Result<(), Errno> {
-        let fd = nix::fcntl::open(path, OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::from_bits_truncate(0o644))?;
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o644),
+        )?;
         drop(fd);
         Ok(())
     }
@@ -106,7 +124,12 @@ impl Sys for Kernel {
     }
 
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
-        nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, path, Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::FollowSymlink)
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            Mode::from_bits_truncate(mode),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
     }
 
     fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno> {

@@ -29,20 +29,49 @@ fn main() {
     let sb = sandbox::Sandbox::builder().rootfs(&rootfs).build().expect("sandbox");
     let root_s = root.display().to_string();
     let is_root = nix::unistd::geteuid().is_root();
-    let have = |tool: &str| Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    let have = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
 
     let mut references: Vec<(&str, Vec<String>)> = Vec::new();
     if have("bwrap") {
-        references.push(("bwrap --bind ROOTFS / --proc --dev --unshare-all", vec![
-            "bwrap".into(), "--bind".into(), root_s.clone(), "/".into(), "--proc".into(), "/proc".into(),
-            "--dev".into(), "/dev".into(), "--unshare-all".into(), "/bin/true".into(),
-        ]));
+        references.push((
+            "bwrap --bind ROOTFS / --proc --dev --unshare-all",
+            vec![
+                "bwrap".into(),
+                "--bind".into(),
+                root_s.clone(),
+                "/".into(),
+                "--proc".into(),
+                "/proc".into(),
+                "--dev".into(),
+                "/dev".into(),
+                "--unshare-all".into(),
+                "/bin/true".into(),
+            ],
+        ));
     }
     if is_root {
-        references.push(("unshare --fork --pid --mount --uts --ipc --net --mount-proc chroot", vec![
-            "unshare".into(), "--fork".into(), "--pid".into(), "--mount".into(), "--uts".into(), "--ipc".into(),
-            "--net".into(), format!("--mount-proc={root_s}/proc"), "chroot".into(), root_s.clone(), "/bin/true".into(),
-        ]));
+        references.push((
+            "unshare --fork --pid --mount --uts --ipc --net --mount-proc chroot",
+            vec![
+                "unshare".into(),
+                "--fork".into(),
+                "--pid".into(),
+                "--mount".into(),
+                "--uts".into(),
+                "--ipc".into(),
+                "--net".into(),
+                format!("--mount-proc={root_s}/proc"),
+                "chroot".into(),
+                root_s.clone(),
+                "/bin/true".into(),
+            ],
+        ));
         references.push(("chroot ROOTFS /bin/true (floor)", vec!["chroot".into(), root_s.clone(), "/bin/true".into()]));
     }
 
@@ -66,7 +95,11 @@ fn main() {
     }
     let ours = median(ours);
     println!("sandbox start + /bin/true + teardown, {ROUNDS} interleaved rounds, medians:");
-    let label = if is_root { "sandbox (private overlay root; pid/mnt/uts/ipc/net/cgroup ns)" } else { "sandbox (private overlay root; user/pid/mnt/uts/ipc/net/cgroup ns)" };
+    let label = if is_root {
+        "sandbox (private overlay root; pid/mnt/uts/ipc/net/cgroup ns)"
+    } else {
+        "sandbox (private overlay root; user/pid/mnt/uts/ipc/net/cgroup ns)"
+    };
     println!("  {label:<70} {:7.2} ms", ms(ours));
     for ((name, _), times) in references.iter().zip(theirs) {
         let m = median(times);

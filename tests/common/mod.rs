@@ -93,7 +93,10 @@ impl ChildTest {
         let (exe, holder) = match self.user {
             // The build tree may sit under a directory the user cannot enter (e.g. /root): run a copy.
             Some(_) => {
-                let dir = tempfile::Builder::new().prefix("sandbox-test-bin-").tempdir().expect("create a temporary directory");
+                let dir = tempfile::Builder::new()
+                    .prefix("sandbox-test-bin-")
+                    .tempdir()
+                    .expect("create a temporary directory");
                 std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
                 let copy = dir.path().join(exe.file_name().unwrap_or_else(|| "test".as_ref()));
                 std::fs::copy(&exe, &copy).expect("copy the test binary");
@@ -104,7 +107,12 @@ impl ChildTest {
         let mut cmd = match self.user {
             Some((uid, gid)) => {
                 let mut c = Command::new("setpriv");
-                c.args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".to_owned(), "--".to_owned()]);
+                c.args([
+                    format!("--reuid={uid}"),
+                    format!("--regid={gid}"),
+                    "--clear-groups".to_owned(),
+                    "--".to_owned(),
+                ]);
                 c.arg(&exe);
                 c.env("HOME", holder.as_ref().map(|d| d.path().to_owned()).unwrap_or_else(|| PathBuf::from("/")));
                 c
@@ -234,7 +242,9 @@ pub fn children_of(parent: i32) -> Vec<i32> {
                 .filter(|pid| {
                     std::fs::read_to_string(format!("/proc/{pid}/stat"))
                         .ok()
-                        .and_then(|st| st.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().nth(1) == Some(me.as_str())))
+                        .and_then(|st| {
+                            st.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().nth(1) == Some(me.as_str()))
+                        })
                         .unwrap_or(false)
                 })
                 .collect()

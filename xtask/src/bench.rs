@@ -67,11 +67,15 @@ fn overhead() -> anyhow::Result<()> {
     let binary = String::from_utf8_lossy(&build.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|v| (v["target"]["name"] == "overhead").then(|| v["executable"].as_str().map(PathBuf::from)).flatten())
+        .find_map(|v| {
+            (v["target"]["name"] == "overhead").then(|| v["executable"].as_str().map(PathBuf::from)).flatten()
+        })
         .context("no overhead test binary in cargo's output")?;
     let rounds = 5;
     let mut rows = Vec::new();
-    for (runner, set) in [("cargo test", "plain::"), ("cargo test", "sandboxed::"), ("nextest", "plain::"), ("nextest", "sandboxed::")] {
+    for (runner, set) in
+        [("cargo test", "plain::"), ("cargo test", "sandboxed::"), ("nextest", "plain::"), ("nextest", "sandboxed::")]
+    {
         let mut times = Vec::new();
         for _ in 0..rounds {
             let cmd = if runner == "cargo test" {
@@ -80,7 +84,18 @@ fn overhead() -> anyhow::Result<()> {
                 c
             } else {
                 let mut c = cargo();
-                c.args(["nextest", "run", "--release", "-p", "system-tests", "--test", "overhead", "--run-ignored", "ignored-only", "-E"]);
+                c.args([
+                    "nextest",
+                    "run",
+                    "--release",
+                    "-p",
+                    "system-tests",
+                    "--test",
+                    "overhead",
+                    "--run-ignored",
+                    "ignored-only",
+                    "-E",
+                ]);
                 c.arg(format!("test(/^{set}/)"));
                 c
             };

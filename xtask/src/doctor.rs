@@ -34,13 +34,26 @@ pub fn run() -> anyhow::Result<()> {
         ),
     );
     let overlay = read("/proc/filesystems").is_some_and(|f| f.lines().any(|l| l.ends_with("overlay")));
-    line(Some(overlay), "overlayfs", if overlay { "available (else: a copy per sandbox)" } else { "absent: each sandbox copies the rootfs" });
+    line(
+        Some(overlay),
+        "overlayfs",
+        if overlay { "available (else: a copy per sandbox)" } else { "absent: each sandbox copies the rootfs" },
+    );
 
     let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
     let cgroup_detail = if v2 {
         let own = read("/proc/self/cgroup").unwrap_or_default();
         let delegated = own.contains("/user@");
-        format!("v2{}", if root { "" } else if delegated { ", under a user@ service (delegation possible)" } else { ", not delegated to this user" })
+        format!(
+            "v2{}",
+            if root {
+                ""
+            } else if delegated {
+                ", under a user@ service (delegation possible)"
+            } else {
+                ", not delegated to this user"
+            }
+        )
     } else {
         format!("v1 (hybrid){}", if root { "" } else { ": limits need root" })
     };
@@ -49,14 +62,23 @@ pub fn run() -> anyhow::Result<()> {
     match fetch::Rootfs::from_env() {
         Ok(Some(r)) => line(Some(true), "rootfs", &format!("$SANDBOX_ROOTFS: {}", r.path().display())),
         Ok(None) => match fetch::Alpine::default().offline(true).fetch() {
-            Ok(r) => line(Some(true), "rootfs", &format!("cached Alpine {} at {}", r.version().unwrap_or("?"), r.path().display())),
-            Err(_) => line(Some(false), "rootfs", "not cached: run `cargo xtask fetch-rootfs` (online) or set $SANDBOX_ROOTFS"),
+            Ok(r) => line(
+                Some(true),
+                "rootfs",
+                &format!("cached Alpine {} at {}", r.version().unwrap_or("?"), r.path().display()),
+            ),
+            Err(_) => line(
+                Some(false),
+                "rootfs",
+                "not cached: run `cargo xtask fetch-rootfs` (online) or set $SANDBOX_ROOTFS",
+            ),
         },
         Err(e) => line(Some(false), "rootfs", &format!("$SANDBOX_ROOTFS: {e}")),
     }
 
     // The real test: a sandbox, if there is a rootfs.
-    let rootfs = fetch::Rootfs::from_env().ok().flatten().or_else(|| fetch::Alpine::default().offline(true).fetch().ok());
+    let rootfs =
+        fetch::Rootfs::from_env().ok().flatten().or_else(|| fetch::Alpine::default().offline(true).fetch().ok());
     match rootfs {
         Some(rootfs) => {
             let result = sandbox::Sandbox::builder()
@@ -66,7 +88,11 @@ pub fn run() -> anyhow::Result<()> {
                 .and_then(|sb| sb.command("/bin/sh").args(["-c", "hostname"]).output());
             match result {
                 Ok(out) if out.stdout == b"doctor\n" => line(Some(true), "a sandbox", "started, ran `hostname`, ended"),
-                Ok(out) => line(Some(false), "a sandbox", &format!("unexpected output: {}", String::from_utf8_lossy(&out.stdout))),
+                Ok(out) => line(
+                    Some(false),
+                    "a sandbox",
+                    &format!("unexpected output: {}", String::from_utf8_lossy(&out.stdout)),
+                ),
                 Err(e) => line(Some(false), "a sandbox", &e.to_string()),
             }
         }

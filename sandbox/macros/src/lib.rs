@@ -88,7 +88,10 @@ impl Options {
                     && !v.starts_with(['-', '.'])
                     && !v.ends_with(['-', '.']);
                 if !ok {
-                    return Err(syn::Error::new(lit.span(), "a hostname is 1 to 64 ASCII letters, digits, `-` and `.`, not starting or ending with `-` or `.`"));
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "a hostname is 1 to 64 ASCII letters, digits, `-` and `.`, not starting or ending with `-` or `.`",
+                    ));
                 }
                 set(&mut self.hostname, lit, &meta)
             }
@@ -105,8 +108,9 @@ impl Options {
             }
             "timeout" => {
                 let lit: LitStr = meta.value()?.parse()?;
-                let ms = parse_duration_ms(&lit.value())
-                    .ok_or_else(|| syn::Error::new(lit.span(), "expected a duration such as \"500ms\", \"20s\" or \"2m\""))?;
+                let ms = parse_duration_ms(&lit.value()).ok_or_else(|| {
+                    syn::Error::new(lit.span(), "expected a duration such as \"500ms\", \"20s\" or \"2m\"")
+                })?;
                 set(&mut self.timeout_ms, (lit, ms), &meta)
             }
             "env" => meta.parse_nested_meta(|inner| {
@@ -150,7 +154,8 @@ impl Options {
             }
             "memory" => {
                 let lit: LitStr = meta.value()?.parse()?;
-                let bytes = parse_size(&lit.value()).ok_or_else(|| syn::Error::new(lit.span(), "expected a size such as \"64M\" or \"1G\""))?;
+                let bytes = parse_size(&lit.value())
+                    .ok_or_else(|| syn::Error::new(lit.span(), "expected a size such as \"64M\" or \"1G\""))?;
                 set(&mut self.memory, bytes, &meta)
             }
             "pids" => {
@@ -246,7 +251,8 @@ fn valid_version(v: &str) -> bool {
         return true;
     }
     let parts: Vec<&str> = v.split('.').collect();
-    (parts.len() == 2 || parts.len() == 3) && parts.iter().all(|p| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
+    (parts.len() == 2 || parts.len() == 3)
+        && parts.iter().all(|p| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn parse_duration_ms(s: &str) -> Option<u64> {
@@ -264,7 +270,10 @@ fn parse_duration_ms(s: &str) -> Option<u64> {
 
 fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
     if let Some(attr) = func.attrs.iter().find(|a| a.path().is_ident("test")) {
-        return Err(syn::Error::new(attr.path().span(), "#[sandbox_test] already makes this a test: remove this #[test]"));
+        return Err(syn::Error::new(
+            attr.path().span(),
+            "#[sandbox_test] already makes this a test: remove this #[test]",
+        ));
     }
     if let Some(a) = func.sig.asyncness {
         return Err(syn::Error::new(a.span(), "#[sandbox_test] functions cannot be async"));
@@ -302,7 +311,9 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
             if d.starts_with('/') {
                 quote!(::sandbox::harness::RootfsOption::Dir(#dir))
             } else {
-                quote!(::sandbox::harness::RootfsOption::Dir(::core::concat!(::core::env!("CARGO_MANIFEST_DIR"), "/", #dir)))
+                quote!(::sandbox::harness::RootfsOption::Dir(
+                    ::core::concat!(::core::env!("CARGO_MANIFEST_DIR"), "/", #dir)
+                ))
             }
         }
         (None, None) => quote!(::sandbox::harness::RootfsOption::Default),

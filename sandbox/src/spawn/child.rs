@@ -92,19 +92,25 @@ pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, job: &Job) {
         [tag, a, b, c, d] => {
             let errno = i32::from_ne_bytes([*a, *b, *c, *d]);
             if *tag == TAG_RLIMIT {
-                send(report, &Record::SetupFailed {
-                    kind: StepKind::Limits,
-                    what: "set a resource limit (setrlimit)".to_owned(),
-                    path: None,
-                    errno,
-                });
+                send(
+                    report,
+                    &Record::SetupFailed {
+                        kind: StepKind::Limits,
+                        what: "set a resource limit (setrlimit)".to_owned(),
+                        path: None,
+                        errno,
+                    },
+                );
             } else if *tag == TAG_CHDIR {
-                send(report, &Record::SetupFailed {
-                    kind: StepKind::CurrentDir,
-                    what: "enter the working directory".to_owned(),
-                    path: None,
-                    errno,
-                });
+                send(
+                    report,
+                    &Record::SetupFailed {
+                        kind: StepKind::CurrentDir,
+                        what: "enter the working directory".to_owned(),
+                        path: None,
+                        errno,
+                    },
+                );
             } else {
                 send(report, &Record::ExecFailed { errno });
             }

@@ -65,12 +65,15 @@ fn parse(value: &str) -> Option<[OwnedFd; 3]> {
 
 /// Reports that no cgroup could be had for the limits, and ends the helper.
 fn fail_limits(report: &OwnedFd, u: &crate::cgroups::Unusable) -> ! {
-    send(report, &Record::SetupFailed {
-        kind: StepKind::Limits,
-        what: format!("{} a cgroup for the resource limits", u.what),
-        path: Some(u.path.display().to_string()),
-        errno: u.errno,
-    });
+    send(
+        report,
+        &Record::SetupFailed {
+            kind: StepKind::Limits,
+            what: format!("{} a cgroup for the resource limits", u.what),
+            path: Some(u.path.display().to_string()),
+            errno: u.errno,
+        },
+    );
     std::process::exit(SETUP_FAILED);
 }
 
@@ -109,7 +112,8 @@ fn switch_holder(report: OwnedFd, kill: OwnedFd) {
         fail(&report, StepKind::Network, "create the switch's network namespace (unshare)", e);
     }
     use crate::sys::Sys as _;
-    let bridge = crate::netlink::socket_here().and_then(|s| crate::netlink::request(&s, &crate::netlink::bridge_msg("br0")));
+    let bridge =
+        crate::netlink::socket_here().and_then(|s| crate::netlink::request(&s, &crate::netlink::bridge_msg("br0")));
     if let Err(e) = bridge.and_then(|()| crate::sys::Kernel.loopback_up()) {
         fail(&report, StepKind::Network, "create the switch's bridge (rtnetlink)", e);
     }
@@ -132,7 +136,8 @@ struct SwitchAccess {
 
 fn open_switch(member: &crate::config::SwitchMember) -> Result<SwitchAccess, (&'static str, nix::errno::Errno)> {
     let open = |p: &str| nix::fcntl::open(p, OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty());
-    let netns = open(&format!("/proc/{}/ns/net", member.holder)).map_err(|e| ("open the switch's network namespace (is the Net dropped?)", e))?;
+    let netns = open(&format!("/proc/{}/ns/net", member.holder))
+        .map_err(|e| ("open the switch's network namespace (is the Net dropped?)", e))?;
     let home = open("/proc/self/ns/net").map_err(|e| ("open the host's network namespace", e))?;
     // setns(2) here, single-threaded and before unshare: a netlink socket acts in the namespace it
     // was made in, whatever namespace its owner moves to.
@@ -144,7 +149,10 @@ fn open_switch(member: &crate::config::SwitchMember) -> Result<SwitchAccess, (&'
 }
 
 /// Plugs this (new) network namespace into the switch: `eth0` here, its peer in the bridge.
-fn plug_in(member: &crate::config::SwitchMember, switch: &SwitchAccess) -> Result<(), (&'static str, nix::errno::Errno)> {
+fn plug_in(
+    member: &crate::config::SwitchMember,
+    switch: &SwitchAccess,
+) -> Result<(), (&'static str, nix::errno::Errno)> {
     use std::os::fd::AsRawFd;
     let here = crate::netlink::socket_here().map_err(|e| ("open a netlink socket in the sandbox", e))?;
     crate::netlink::request(&here, &crate::netlink::veth_msg("eth0", &member.peer, switch.netns.as_raw_fd()))
@@ -282,10 +290,11 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
             continue;
         }
         let path = format!("/proc/{init_pid}/ns/{ns}");
-        let fd = match nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
-            Ok(fd) => fd,
-            Err(e) => fail(&report, StepKind::Namespaces, "open a namespace of the session (has it ended?)", e),
-        };
+        let fd =
+            match nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+                Ok(fd) => fd,
+                Err(e) => fail(&report, StepKind::Namespaces, "open a namespace of the session (has it ended?)", e),
+            };
         if let Err(e) = nix::sched::setns(fd, CloneFlags::empty()) {
             fail(&report, StepKind::Namespaces, "enter a namespace of the session (setns)", e);
         }
@@ -324,7 +333,11 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
 /// `status` is given. When the parent closes its end of the kill pipe (`Child::kill`, a drop, or its
 /// death), `child` is killed first: init is only reaped once its whole pid namespace is gone, so the
 /// parent's `wait` returns after the last process of the sandbox has died.
-fn wait_for(child: Pid, status: Option<OwnedFd>, kill: &OwnedFd) -> (Option<(i32, bool)>, nix::Result<WaitStatus>, Option<OwnedFd>) {
+fn wait_for(
+    child: Pid,
+    status: Option<OwnedFd>,
+    kill: &OwnedFd,
+) -> (Option<(i32, bool)>, nix::Result<WaitStatus>, Option<OwnedFd>) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signal::SigSet;
     use nix::sys::signalfd::{SfdFlags, SignalFd};

@@ -90,11 +90,22 @@ pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
 
 /// Reports a failed setup step to the parent.
 pub(crate) fn send_failure(report: &OwnedFd, f: &plan::Failure) {
-    send(report, &Record::SetupFailed { kind: f.kind, what: f.what.to_owned(), path: f.path.clone(), errno: f.errno as i32 });
+    send(
+        report,
+        &Record::SetupFailed { kind: f.kind, what: f.what.to_owned(), path: f.path.clone(), errno: f.errno as i32 },
+    );
 }
 
 fn fatal(report: &OwnedFd, what: &str, errno: Errno) -> ! {
-    send(report, &Record::SetupFailed { kind: crate::plan::StepKind::Helper, what: what.to_owned(), path: None, errno: errno as i32 });
+    send(
+        report,
+        &Record::SetupFailed {
+            kind: crate::plan::StepKind::Helper,
+            what: what.to_owned(),
+            path: None,
+            errno: errno as i32,
+        },
+    );
     std::process::exit(1);
 }
 

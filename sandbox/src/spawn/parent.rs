@@ -71,7 +71,8 @@ pub(crate) fn launch(config: &Config, stdio: Stdio3, args: &[String]) -> Result<
     // The helper hook must be linked into this binary, since the binary is what runs the helpers.
     std::hint::black_box(&crate::sys::HELPER_HOOK);
 
-    let json = serde_json::to_vec(config).map_err(|e| io("encode the sandbox configuration for", "memfd")(std::io::Error::other(e)))?;
+    let json = serde_json::to_vec(config)
+        .map_err(|e| io("encode the sandbox configuration for", "memfd")(std::io::Error::other(e)))?;
     let memfd = nix::sys::memfd::memfd_create(c"sandbox-config", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
         .map_err(|e| io("create", "memfd sandbox-config")(e.into()))?;
     let mut config_file = std::fs::File::from(memfd);
@@ -112,10 +113,8 @@ pub(crate) fn launch(config: &Config, stdio: Stdio3, args: &[String]) -> Result<
     // directly; it ends through its helper instead. Without this, helpers were occasionally killed by
     // a SIGKILL from an unidentified sender while other sandboxes ended (about 1 run in 25).
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    cmd.args(args).env(
-        HELPER_ENV,
-        format!("{}:{}:{}", report_w.as_raw_fd(), config_file.as_raw_fd(), kill_r.as_raw_fd()),
-    );
+    cmd.args(args)
+        .env(HELPER_ENV, format!("{}:{}:{}", report_w.as_raw_fd(), config_file.as_raw_fd(), kill_r.as_raw_fd()));
     let [stdin, stdout, stderr] = stdio;
     cmd.stdin(stdin).stdout(stdout).stderr(stderr);
     crate::sys::keep_fds_on_exec(&mut cmd, vec![report_w.as_raw_fd(), config_file.as_raw_fd(), kill_r.as_raw_fd()]);

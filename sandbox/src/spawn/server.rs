@@ -12,7 +12,9 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair};
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
+};
 use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
@@ -55,12 +57,8 @@ pub(crate) fn submit(fds: [BorrowedFd<'_>; FDS]) -> std::io::Result<()> {
 }
 
 fn start() -> std::io::Result<OwnedFd> {
-    let (ours, theirs) = socketpair(
-        nix::sys::socket::AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?;
+    let (ours, theirs) =
+        socketpair(nix::sys::socket::AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.env_clear()
         .env(SERVER_ENV, theirs.as_raw_fd().to_string())
@@ -137,7 +135,11 @@ fn serve(sock: &OwnedFd) {
                 drop(signals);
                 let [stdin, stdout, stderr, report, config, kill] = fds;
                 // Nothing of the server's own state goes on: its socket, its signal mask.
-                let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None);
+                let _ = nix::sys::signal::sigprocmask(
+                    nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                    Some(&nix::sys::signal::SigSet::empty()),
+                    None,
+                );
                 let ok = nix::unistd::dup2_stdin(&stdin).is_ok()
                     && nix::unistd::dup2_stdout(&stdout).is_ok()
                     && nix::unistd::dup2_stderr(&stderr).is_ok();
@@ -153,12 +155,15 @@ fn serve(sock: &OwnedFd) {
             Ok(ForkResult::Parent { .. }) => drop(fds),
             Err(e) => {
                 let [_, _, _, report, _, _] = &fds;
-                send(report.as_fd(), &Record::SetupFailed {
-                    kind: crate::plan::StepKind::Helper,
-                    what: "fork a helper in the fork server".to_owned(),
-                    path: None,
-                    errno: e as i32,
-                });
+                send(
+                    report.as_fd(),
+                    &Record::SetupFailed {
+                        kind: crate::plan::StepKind::Helper,
+                        what: "fork a helper in the fork server".to_owned(),
+                        path: None,
+                        errno: e as i32,
+                    },
+                );
             }
         }
     }
