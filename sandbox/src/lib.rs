@@ -57,6 +57,7 @@ mod closure;
 mod command;
 mod config;
 mod error;
+mod hardening;
 #[doc(hidden)]
 pub mod harness;
 mod hints;
@@ -66,6 +67,7 @@ mod plan;
 mod report;
 mod rlimit;
 mod sandbox;
+mod seccomp;
 mod session;
 mod spawn;
 mod sys;
