@@ -6,8 +6,8 @@
 //! skipped. Inside a user namespace these mounts are locked (mount_namespaces(7)): the program cannot
 //! unmount them to see what is underneath.
 
-// Wired into the setup plan with the rest of the hardening (issue 9, phase 2).
-#![cfg_attr(not(test), allow(dead_code))]
+use nix::errno::Errno;
+use serde::{Deserialize, Serialize};
 
 /// Masked: kernel memory, the host's keys, timers and scheduler internals that leak other tenants'
 /// activity, firmware tables, and the magic SysRq trigger.
@@ -31,6 +31,62 @@ pub(crate) const MASKED_PATHS: &[&str] = &[
 /// Read-only: global sysctls (`kernel.core_pattern` runs a program on the host as root), bus and
 /// interrupt settings of the host's hardware, and filesystem-wide tunables.
 pub(crate) const READ_ONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"];
+
+/// The size of `/dev` (device nodes and POSIX shared memory in `/dev/shm`), as Docker's `/dev/shm`.
+pub(crate) const DEV_SIZE: u64 = 64 << 20;
+
+/// The security settings of one sandbox start, as the helper, init and the program's process need them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Security {
+    /// [`crate::Builder::privileged`]: the program keeps the caller's powers (as root: the host's root).
+    pub privileged: bool,
+    /// The size of the tmpfs holding the writable layer, and of `/tmp`, in bytes.
+    pub tmpfs_size: u64,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security { privileged: false, tmpfs_size: default_tmpfs_size(None) }
+    }
+}
+
+/// The size of the writable layer and of `/tmp`: half the memory limit when there is one (the pages of
+/// a tmpfs count against it: a writer must get ENOSPC before the OOM killer comes), else a quarter of
+/// the machine's RAM.
+pub(crate) fn default_tmpfs_size(memory_limit: Option<u64>) -> u64 {
+    match memory_limit {
+        Some(limit) => (limit / 2).max(1 << 20),
+        None => {
+            let ram = nix::sys::sysinfo::sysinfo().map(|i| i.ram_total()).unwrap_or(4 << 30);
+            (ram / 4).max(64 << 20)
+        }
+    }
+}
+
+/// What the program's process does right before `exec` (or before a closure runs), in this order: a
+/// new session keyring (keyrings(7): the caller's would be readable otherwise), every descriptor
+/// above stderr close-on-exec (only stdio reaches the program), then no_new_privs and the seccomp
+/// filter, last, because it refuses keyctl. Allocates nothing: the filter was compiled before fork.
+///
+/// # Errors
+/// The step that failed and its errno; only the filter's installation can fail (the first two are
+/// best effort: a kernel without keyrings, or without close_range and a huge fd table, is no reason to
+/// refuse to run).
+pub(crate) fn harden_program(
+    security: &Security,
+    filter: Option<&crate::seccomp::Filter>,
+    keep_open: &[std::os::fd::RawFd],
+) -> Result<(), Errno> {
+    let _ = crate::sys_hardening::join_new_session_keyring();
+    crate::sys_hardening::cloexec_above_stdio(keep_open);
+    if security.privileged {
+        return Ok(());
+    }
+    match filter {
+        Some(f) => f.install(),
+        None => nix::sys::prctl::set_no_new_privs(),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -71,6 +71,7 @@ mod seccomp;
 mod session;
 mod spawn;
 mod sys;
+mod sys_hardening;
 mod volume;
 
 pub use cgroups::Usage;

@@ -87,6 +87,7 @@ impl Net {
             files: Vec::new(),
             limits: Default::default(),
             rlimits: Vec::new(),
+            security: Default::default(),
             job: Job::Switch,
         };
         let launched = launch(&config, Stdio3::Known([Known::Null, Known::Null, Known::Inherit]), &[])?;

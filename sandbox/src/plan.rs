@@ -36,6 +36,8 @@ pub(crate) enum StepKind {
     Limits,
     Network,
     Helper,
+    /// The program's own hardening: no_new_privs and the seccomp filter.
+    Security,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +95,15 @@ pub(crate) enum Op {
         target: PathBuf,
         read_only: bool,
     },
+    /// Hides a path of /proc or /sys: `/dev/null` over a file, an empty read-only tmpfs over a
+    /// directory; nothing if the kernel has no such path.
+    Mask {
+        path: PathBuf,
+    },
+    /// Binds a path onto itself read-only (and nosuid, nodev); nothing if it does not exist.
+    ReadOnly {
+        path: PathBuf,
+    },
 }
 
 impl Op {
@@ -109,6 +120,7 @@ impl Op {
             Op::PivotRoot { new_root, .. } => new_root,
             Op::CopyTree { from, .. } => from,
             Op::MkdirAll { path } | Op::LockBind { target: path, .. } => path,
+            Op::Mask { path } | Op::ReadOnly { path } => path,
             Op::SetHostname { name } => return Some(name.clone()),
             Op::LoopbackUp => return Some("lo".to_owned()),
             Op::UnshareMount => return None,
@@ -212,7 +224,7 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
             target: p(STAGING),
             fstype: Some("tmpfs".into()),
             flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data: Some("mode=0755".into()),
+            data: Some(format!("mode=0755,size={}", config.security.tmpfs_size)),
         },
     );
     step(StepKind::Staging, "create the old-root directory", Op::Mkdir { path: p("/tmp/oldroot"), mode: 0o755 });
@@ -239,11 +251,12 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
             step(
                 StepKind::Overlay,
                 "mount the writable overlay root",
+                // nodev: a device node in the rootfs or made inside opens nothing.
                 Op::Mount {
                     source: Some("overlay".into()),
                     target: p("/newroot"),
                     fstype: Some("overlay".into()),
-                    flags: MsFlags::empty(),
+                    flags: MsFlags::MS_NODEV,
                     data: Some(data),
                 },
             );
@@ -263,7 +276,7 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
                     source: Some("/newroot".into()),
                     target: p("/newroot"),
                     fstype: None,
-                    flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+                    flags: MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NODEV,
                     data: None,
                 },
             );
@@ -291,8 +304,9 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
             source: Some("tmpfs".into()),
             target: p("/newroot/dev"),
             fstype: Some("tmpfs".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            data: Some("mode=0755".into()),
+            // nodev: the bound devices are mounts of their own; nothing made in /dev opens a device.
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+            data: Some(format!("mode=0755,size={}", crate::hardening::DEV_SIZE)),
         },
     );
     for dev in DEVICES {
@@ -339,6 +353,19 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
             Op::Symlink { target: p(target), link: Path::new("/newroot/dev").join(link) },
         );
     }
+    if !config.security.privileged {
+        // crun's masked paths, and Docker's read-only ones (see crate::hardening): /dev/null exists now.
+        for path in crate::hardening::MASKED_PATHS.iter().filter(|m| m.starts_with("/proc/")) {
+            step(StepKind::Proc, "mask a /proc path", Op::Mask { path: Path::new("/newroot").join(&path[1..]) });
+        }
+        for path in crate::hardening::READ_ONLY_PATHS {
+            step(
+                StepKind::Proc,
+                "make a /proc path read-only",
+                Op::ReadOnly { path: Path::new("/newroot").join(&path[1..]) },
+            );
+        }
+    }
     step(StepKind::Tmp, "create /tmp", Op::Mkdir { path: p("/newroot/tmp"), mode: 0o1777 });
     step(
         StepKind::Tmp,
@@ -348,7 +375,7 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
             target: p("/newroot/tmp"),
             fstype: Some("tmpfs".into()),
             flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data: Some("mode=1777".into()),
+            data: Some(format!("mode=1777,size={}", config.security.tmpfs_size)),
         },
     );
     // Volumes, then files, after the standard mounts: a user's mount may cover /tmp, and a file may
@@ -388,10 +415,9 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
                 );
             }
             crate::volume::MountKind::Tmpfs => {
-                let mut data = "mode=1777".to_owned();
-                if let Some(size) = m.size {
-                    data.push_str(&format!(",size={size}"));
-                }
+                // Without a size of its own, the same as /tmp: never unbounded (issue 9).
+                let size = m.size.unwrap_or(config.security.tmpfs_size);
+                let data = format!("mode=1777,size={size}");
                 let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
                 if m.read_only {
                     flags |= MsFlags::MS_RDONLY;
@@ -462,6 +488,11 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
                 data: None,
             },
         );
+        if !config.security.privileged {
+            for path in crate::hardening::MASKED_PATHS.iter().filter(|m| m.starts_with("/sys/")) {
+                step(StepKind::Sys, "mask a /sys path", Op::Mask { path: Path::new("/newroot").join(&path[1..]) });
+            }
+        }
     }
     // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves no host path
     // reachable (pivot_root(2), NOTES).
@@ -508,6 +539,8 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::MkdirAll { path } => sys.mkdir_all(path),
             Op::UnshareMount => sys.unshare_mount(),
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
+            Op::Mask { path } => sys.mask(path),
+            Op::ReadOnly { path } => sys.bind_read_only(path),
         };
         match result {
             Ok(()) => {}
@@ -600,6 +633,12 @@ mod tests {
         fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno> {
             self.call(format!("lock {} ro={read_only}", target.display()))
         }
+        fn mask(&self, path: &Path) -> Result<(), Errno> {
+            self.call(format!("mask {}", path.display()))
+        }
+        fn bind_read_only(&self, path: &Path) -> Result<(), Errno> {
+            self.call(format!("read-only {}", path.display()))
+        }
     }
 
     fn config(user_namespace: bool, network: NetMode) -> Config {
@@ -620,6 +659,7 @@ mod tests {
             files: vec![],
             limits: Default::default(),
             rlimits: vec![],
+            security: crate::hardening::Security { privileged: false, tmpfs_size: 1 << 30 },
             job: Job::Session,
         }
     }
@@ -650,7 +690,7 @@ mod tests {
         let order = [
             "mount tmpfs /tmp tmpfs",
             "pivot_root /tmp /tmp/oldroot",
-            "mount overlay /newroot overlay MsFlags(0x0) lowerdir=/oldroot/cache/trees/abc\\,d.uid1000,upperdir=/upper,workdir=/work,userxattr",
+            "mount overlay /newroot overlay MsFlags(MS_NODEV) lowerdir=/oldroot/cache/trees/abc\\,d.uid1000,upperdir=/upper,workdir=/work,userxattr",
             "mount proc /newroot/proc",
             "mount tmpfs /newroot/dev tmpfs",
             "mount /oldroot/dev/null /newroot/dev/null",
@@ -688,7 +728,7 @@ mod tests {
         cfg.root = RootMode::Copy { lower: PathBuf::from("/cache/tree") };
         let calls = recorded(&cfg);
         let copy = position(&calls, "copy /oldroot/cache/tree /newroot");
-        let bind = position(&calls, "mount /newroot /newroot - MsFlags(MS_BIND | MS_REC)");
+        let bind = position(&calls, "mount /newroot /newroot - MsFlags(MS_NODEV | MS_BIND | MS_REC)");
         assert!(
             position(&calls, "mount tmpfs /tmp tmpfs") < copy && copy < bind && bind < position(&calls, "mount proc")
         );
@@ -756,6 +796,24 @@ mod tests {
             })
         );
         assert!(rec.calls.borrow().last().is_some_and(|c| c.starts_with("mount proc")), "stopped at the failure");
+    }
+
+    #[test]
+    fn proc_is_masked_and_every_tmpfs_has_a_size_unless_privileged() {
+        let cfg = config(true, NetMode::Loopback);
+        let calls = recorded(&cfg);
+        let dev = position(&calls, "mount /oldroot/dev/null /newroot/dev/null");
+        let kcore = position(&calls, "mask /newroot/proc/kcore");
+        let sys = position(&calls, "read-only /newroot/proc/sys");
+        assert!(dev < kcore && kcore < sys && sys < position(&calls, "pivot_root . ."), "{calls:#?}");
+        assert!(calls.iter().any(|c| c == "mask /newroot/sys/firmware"), "{calls:#?}");
+        for tmpfs in calls.iter().filter(|c| c.starts_with("mount tmpfs")) {
+            assert!(tmpfs.contains(",size="), "{tmpfs}");
+        }
+        let mut privileged = cfg;
+        privileged.security.privileged = true;
+        let calls = recorded(&privileged);
+        assert!(!calls.iter().any(|c| c.starts_with("mask") || c.starts_with("read-only")), "{calls:#?}");
     }
 
     #[test]

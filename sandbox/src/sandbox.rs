@@ -51,6 +51,7 @@ pub struct Builder {
     files: Vec<(String, Vec<u8>)>,
     limits: crate::cgroups::Limits,
     rlimits: Vec<(crate::Rlimit, u64)>,
+    privileged: bool,
 }
 
 impl Default for Builder {
@@ -69,6 +70,7 @@ impl Default for Builder {
             files: Vec::new(),
             limits: crate::cgroups::Limits::default(),
             rlimits: Vec::new(),
+            privileged: false,
         }
     }
 }
@@ -188,6 +190,17 @@ impl Builder {
         self
     }
 
+    /// Gives up the hardening that takes powers away from the program, for the rare test that needs
+    /// the real thing (a kernel module, a block device, the host's clock): as root, **the program is
+    /// the host's root**, with every capability, no user namespace, no seccomp filter, no
+    /// no_new_privs, unmasked `/proc` and unlocked mounts. What stays: paths resolved inside the
+    /// root, only stdio inherited, sized tmpfs mounts, the deadline. Default: off (see the crate's
+    /// "Security" section).
+    pub fn privileged(mut self) -> Self {
+        self.privileged = true;
+        self
+    }
+
     /// Checks every setting and resolves the rootfs. Nothing runs yet: each [`Sandbox::command`] or
     /// [`Sandbox::run`] starts a fresh sandbox.
     ///
@@ -277,6 +290,10 @@ impl Builder {
                 (NetMode::Loopback, Some((net, address)))
             }
         };
+        let security = crate::hardening::Security {
+            privileged: self.privileged,
+            tmpfs_size: crate::hardening::default_tmpfs_size(self.limits.memory),
+        };
         let root = if self.copy_rootfs { RootMode::Copy { lower } } else { RootMode::Overlay { lower } };
         Ok(Sandbox {
             base: Config {
@@ -296,6 +313,7 @@ impl Builder {
                 files: self.files,
                 limits: self.limits,
                 rlimits: self.rlimits,
+                security,
                 job: Job::Session,
             },
             switch,

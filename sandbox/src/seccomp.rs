@@ -12,9 +12,6 @@
 //! fork); the program's process only installs it, right before `exec`, with no allocation
 //! (`prctl(PR_SET_NO_NEW_PRIVS)` then `seccomp(SECCOMP_SET_MODE_FILTER)`).
 
-// Wired into the program's process with the rest of the hardening (issue 9, phase 2).
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::BTreeMap;
 
 use seccompiler::{
@@ -22,19 +19,15 @@ use seccompiler::{
     TargetArch, sock_filter,
 };
 
-/// A seccomp failure: compiling the default filter, or installing it.
+/// seccompiler refused the rules (a bug here, not a property of the host).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SeccompError {
-    /// seccompiler refused the rules (a bug here, not a property of the host).
     #[error("failed to compile the default seccomp filter for {arch}")]
     Compile {
         arch: &'static str,
         #[source]
         source: seccompiler::BackendError,
     },
-    /// prctl(PR_SET_NO_NEW_PRIVS) or seccomp(SECCOMP_SET_MODE_FILTER) failed.
-    #[error("failed to install the seccomp filter")]
-    Install(#[source] seccompiler::Error),
 }
 
 /// Why each system call is refused; the syscall numbers are this architecture's.
@@ -121,6 +114,17 @@ pub(crate) fn default_filter() -> Result<Option<Filter>, SeccompError> {
         .and_then(|c| SeccompRule::new(vec![c]))
         .map_err(compile)?;
     rules.insert(libc::SYS_ioctl, vec![tiocsti]);
+    // The sandbox's init is PID 1 of its pid namespace: tracing it, or reading and writing its memory,
+    // would let the program stop the deadline or act outside this filter (init is not dumpable as
+    // root; rootless it must stay dumpable for `Session` to enter its namespaces).
+    let pid_is_init = |arg| {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, 1)
+            .and_then(|c| SeccompRule::new(vec![c]))
+            .map_err(compile)
+    };
+    rules.insert(libc::SYS_ptrace, vec![pid_is_init(1)?]);
+    rules.insert(libc::SYS_process_vm_readv, vec![pid_is_init(0)?]);
+    rules.insert(libc::SYS_process_vm_writev, vec![pid_is_init(0)?]);
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target)
         .map_err(compile)?;
     let mut program = BpfProgram::try_from(filter).map_err(compile)?;
@@ -148,6 +152,16 @@ fn refuse_x32(program: &mut BpfProgram) {
 #[cfg(not(target_arch = "x86_64"))]
 fn refuse_x32(_program: &mut BpfProgram) {}
 
+/// The default filter, compiled once per process (in the fork server before it forks helpers, or in
+/// the helper before it forks init), so that the program's process only installs it.
+///
+/// # Errors
+/// As [`default_filter`], every time it is asked for.
+pub(crate) fn shared() -> Result<Option<&'static Filter>, &'static SeccompError> {
+    static FILTER: std::sync::OnceLock<Result<Option<Filter>, SeccompError>> = std::sync::OnceLock::new();
+    FILTER.get_or_init(default_filter).as_ref().map(Option::as_ref)
+}
+
 /// A compiled filter, ready to install.
 #[derive(Debug, Clone)]
 pub(crate) struct Filter {
@@ -159,13 +173,20 @@ impl Filter {
     /// execs and forks). Allocates nothing: safe to call after fork in a multi-threaded process.
     ///
     /// # Errors
-    /// [`SeccompError::Install`] if the kernel refuses (no seccomp in this kernel, or a container
-    /// that forbids it).
-    pub(crate) fn install(&self) -> Result<(), SeccompError> {
-        seccompiler::apply_filter(&self.program).map_err(SeccompError::Install)
+    /// The errno of prctl(PR_SET_NO_NEW_PRIVS) or seccomp(SECCOMP_SET_MODE_FILTER): no seccomp in
+    /// this kernel, or a container that forbids it.
+    pub(crate) fn install(&self) -> Result<(), nix::errno::Errno> {
+        seccompiler::apply_filter(&self.program).map_err(|e| {
+            let os = match &e {
+                seccompiler::Error::Prctl(io) | seccompiler::Error::Seccomp(io) => io.raw_os_error(),
+                _ => None,
+            };
+            nix::errno::Errno::from_raw(os.unwrap_or(libc::EINVAL))
+        })
     }
 
     /// The number of BPF instructions (the kernel's limit is 4096).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.program.len()
     }
@@ -206,7 +227,8 @@ mod tests {
         })
         .join()
         .expect("filtered thread");
-        assert_eq!(outcome, (Err(nix::errno::Errno::EPERM), true, Ok(true)));
+        use nix::errno::Errno;
+        assert_eq!(outcome, (Err(Errno::EPERM), true, Ok(true)));
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -48,6 +48,11 @@ pub(crate) trait Sys {
     /// Makes the bind mount at `target`, and every mount below it, nosuid and nodev, and read-only if
     /// asked.
     fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno>;
+    /// Hides `path`: `/dev/null` of the new root bound over a file, an empty read-only tmpfs over a
+    /// directory. A path the kernel does not have is fine.
+    fn mask(&self, path: &Path) -> Result<(), Errno>;
+    /// Binds `path` onto itself, read-only, nosuid and nodev. A path that does not exist is fine.
+    fn bind_read_only(&self, path: &Path) -> Result<(), Errno>;
 }
 
 /// The real kernel.
@@ -161,6 +166,29 @@ impl Sys for Kernel {
                 nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
             }
             other => other,
+        }
+    }
+
+    fn mask(&self, path: &Path) -> Result<(), Errno> {
+        let meta = match nix::sys::stat::lstat(path) {
+            Err(Errno::ENOENT) => return Ok(()),
+            other => other?,
+        };
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        if nix::sys::stat::SFlag::from_bits_truncate(meta.st_mode).contains(nix::sys::stat::SFlag::S_IFDIR) {
+            let data = Some("mode=0555,size=4k");
+            nix::mount::mount(Some("tmpfs"), path, Some("tmpfs"), flags | MsFlags::MS_RDONLY, data)
+        } else {
+            nix::mount::mount(Some("/newroot/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+            self.lock_bind(path, true)
+        }
+    }
+
+    fn bind_read_only(&self, path: &Path) -> Result<(), Errno> {
+        match nix::mount::mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+            Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => self.lock_bind(path, true),
         }
     }
 

@@ -14,6 +14,7 @@ use crate::report::{Record, send};
 const TAG_EXEC: u8 = 1;
 const TAG_CHDIR: u8 = 2;
 const TAG_RLIMIT: u8 = 3;
+const TAG_SECURITY: u8 = 4;
 
 /// Prepares the process and execs the program; on failure, writes what failed to `exec_pipe` and
 /// exits 127. For a closure, returns instead (with the environment set), so that `main` runs the test.
@@ -30,7 +31,13 @@ pub(crate) fn run(config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
         // an interactive shell gets job control and ^C reaches the program inside.
         let _ = crate::sys::set_controlling_terminal(std::io::stdin());
     }
+    let filter = crate::seccomp::shared().ok().flatten();
     if let Job::Closure { index } = &config.job {
+        // Only what the closure's child itself needs stays open past exec (the report pipe).
+        use std::os::fd::AsRawFd;
+        if let Err(e) = crate::hardening::harden_program(&config.security, filter, &[report.as_raw_fd()]) {
+            fail(exec_pipe, TAG_SECURITY, e);
+        }
         // The parent's environment, with the sandbox's on top; the host's files stay visible until
         // the test reaches the closure (see crate::closure).
         crate::sys::set_env_single_threaded(&config.env);
@@ -41,6 +48,12 @@ pub(crate) fn run(config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
     }
     if let Err(e) = nix::unistd::chdir(config.current_dir.as_str()) {
         fail(exec_pipe, TAG_CHDIR, e);
+    }
+    // Last before exec: the keyring, stdio only, no_new_privs and the seccomp filter.
+    if !matches!(config.job, Job::Session | Job::Switch)
+        && let Err(e) = crate::hardening::harden_program(&config.security, filter, &[])
+    {
+        fail(exec_pipe, TAG_SECURITY, e);
     }
     match &config.job {
         Job::Closure { .. } => {}
@@ -97,6 +110,16 @@ pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, job: &Job) {
                     &Record::SetupFailed {
                         kind: StepKind::Limits,
                         what: "set a resource limit (setrlimit)".to_owned(),
+                        path: None,
+                        errno,
+                    },
+                );
+            } else if *tag == TAG_SECURITY {
+                send(
+                    report,
+                    &Record::SetupFailed {
+                        kind: StepKind::Security,
+                        what: "install the seccomp filter (no_new_privs, seccomp)".to_owned(),
                         path: None,
                         errno,
                     },

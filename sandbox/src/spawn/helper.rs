@@ -162,8 +162,19 @@ fn plug_in(
     crate::sys::if_address_up("eth0", member.address, 24).map_err(|e| ("address eth0", e))
 }
 
+/// How long after the sandbox's deadline the helper kills init itself, if init has not ended the sandbox.
+const HELPER_DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A new sandbox: new namespaces, init as PID 1 in them.
 fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
+    let started = std::time::Instant::now();
+    // Compiled here, before the forks, so that the program's process only installs it.
+    if !config.security.privileged
+        && let Err(e) = crate::seccomp::shared()
+    {
+        tracing::error!(%e, "no seccomp filter");
+        fail(&report, StepKind::Security, "compile the seccomp filter", nix::errno::Errno::EINVAL);
+    }
     // Not CLONE_NEWNS nor CLONE_NEWCGROUP: init makes those (see init_entry), so that the helper keeps
     // the host's view of the filesystem (pivot_root re-roots every process of a mount namespace) and
     // stays outside the sandbox's cgroup, which it must read and remove when the sandbox ends.
@@ -256,8 +267,11 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
                 let _ = std::io::Write::write_all(&mut std::fs::File::from(go_w), b"g");
             }
             send(&report, &Record::Init { pid: child.as_raw() });
+            // The deadline, enforced from out here too: init enforces it, unless the program stopped it
+            // (ptrace) or it hangs; a little later, the helper kills it and everything in the sandbox.
+            let deadline = config.timeout.map(|t| started + t + HELPER_DEADLINE_GRACE);
             // `_mount_ns` lives until finish() ends the process: after the report.
-            let (outcome, init, _mount_ns) = wait_for(child, Some(status_r), &kill);
+            let (outcome, init, _mount_ns) = wait_for(child, Some(status_r), &kill, deadline);
             if let Some(cg) = cgroup {
                 send(&report, &Record::Usage(cg.usage()));
                 cg.remove();
@@ -322,7 +336,7 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
             super::child::await_exec(exec_r, &report, &config.job);
-            let (outcome, status, _) = wait_for(child, None, &kill);
+            let (outcome, status, _) = wait_for(child, None, &kill, None);
             let raw = outcome.map_or_else(|| status.map(raw_status).unwrap_or(0), |(raw, _)| raw);
             finish(&report, Some((raw, false)), Ok(WaitStatus::Exited(child, 0)));
         }
@@ -337,6 +351,7 @@ fn wait_for(
     child: Pid,
     status: Option<OwnedFd>,
     kill: &OwnedFd,
+    deadline: Option<std::time::Instant>,
 ) -> (Option<(i32, bool)>, nix::Result<WaitStatus>, Option<OwnedFd>) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signal::SigSet;
@@ -352,6 +367,7 @@ fn wait_for(
     // Init's mount namespace, held so that its teardown happens at our exit, after the report.
     let mut mount_ns: Option<OwnedFd> = None;
     let mut killed = false;
+    let mut timed_out = false;
     let waited = loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {}
@@ -369,7 +385,20 @@ fn wait_for(
         if let Some(f) = &status_file {
             fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
         }
-        if poll(&mut fds, PollTimeout::NONE).is_err() {
+        let timeout = match deadline {
+            Some(d) if !killed => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    killed = true;
+                    timed_out = true;
+                    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                    continue;
+                }
+                PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1).unwrap_or(PollTimeout::MAX)
+            }
+            _ => PollTimeout::NONE,
+        };
+        if poll(&mut fds, timeout).is_err() {
             continue;
         }
         let ready = |i: usize| fds.get(i).is_some_and(|f| f.revents().is_some_and(|r| !r.is_empty()));
@@ -405,7 +434,7 @@ fn wait_for(
     }
     let outcome = match message.as_slice() {
         [a, b, c, d, t, ..] => Some((i32::from_ne_bytes([*a, *b, *c, *d]), *t != 0)),
-        _ if killed => Some((Signal::SIGKILL as i32, false)),
+        _ if killed => Some((Signal::SIGKILL as i32, timed_out)),
         _ => None,
     };
     (outcome, waited, mount_ns)

@@ -25,6 +25,12 @@ pub(crate) const MOUNT_NAMESPACE_READY: &[u8] = b"m";
 pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
     // Die with the helper (our parent), and so with the test process above it.
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
+    // Not dumpable: the program can neither ptrace init (to stop the deadline) nor read its memory.
+    // Rootless, init must stay dumpable: a Session's commands enter its namespaces through
+    // /proc/<init>/ns as the same unprivileged user (the seccomp filter refuses ptrace of PID 1).
+    if config.outer_uid == 0 && !config.security.privileged {
+        let _ = nix::sys::prctl::set_dumpable(false);
+    }
     // A closure's child switches the root itself, when the test reaches the closure.
     let steps = match config.job {
         Job::Closure { .. } => plan::namespace_phase(config),

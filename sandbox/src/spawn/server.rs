@@ -82,6 +82,8 @@ pub(crate) fn enter_if_server() {
         std::process::exit(super::helper::SETUP_FAILED);
     };
     let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
+    // Compiled once here, inherited by every helper this server forks.
+    let _ = crate::seccomp::shared();
     serve(&sock);
     std::process::exit(0);
 }
