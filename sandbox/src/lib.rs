@@ -61,6 +61,7 @@ mod hardening;
 #[doc(hidden)]
 pub mod harness;
 mod hints;
+mod inroot;
 mod net;
 mod netlink;
 mod plan;

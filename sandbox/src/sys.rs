@@ -68,7 +68,7 @@ impl Sys for Kernel {
         flags: MsFlags,
         data: Option<&str>,
     ) -> Result<(), Errno> {
-        nix::mount::mount(source, target, fstype, flags, data)
+        on_target(target, |target| nix::mount::mount(source, target, fstype, flags, data))
     }
 
     fn umount_detach(&self, target: &Path) -> Result<(), Errno> {
@@ -84,6 +84,9 @@ impl Sys for Kernel {
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(path) {
+            return crate::inroot::mkdir(rel, mode);
+        }
         match nix::unistd::mkdir(path, Mode::from_bits_truncate(mode)) {
             Ok(()) | Err(Errno::EEXIST) => Ok(()),
             Err(e) => Err(e),
@@ -91,6 +94,9 @@ impl Sys for Kernel {
     }
 
     fn touch(&self, path: &Path) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(path) {
+            return crate::inroot::touch(rel);
+        }
         let fd = nix::fcntl::open(
             path,
             OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
@@ -101,6 +107,9 @@ impl Sys for Kernel {
     }
 
     fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(path) {
+            return crate::inroot::write_file(rel, contents);
+        }
         let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
         let fd = nix::fcntl::open(path, flags, Mode::from_bits_truncate(0o644))?;
         let mut rest = contents;
@@ -115,6 +124,9 @@ impl Sys for Kernel {
     }
 
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(link) {
+            return crate::inroot::symlink(target, rel);
+        }
         match nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, link) {
             Err(Errno::EEXIST) => {
                 nix::unistd::unlink(link)?;
@@ -129,6 +141,9 @@ impl Sys for Kernel {
     }
 
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(path) {
+            return crate::inroot::chmod(rel, mode);
+        }
         nix::sys::stat::fchmodat(
             nix::fcntl::AT_FDCWD,
             path,
@@ -142,6 +157,9 @@ impl Sys for Kernel {
     }
 
     fn mkdir_all(&self, path: &Path) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(path) {
+            return crate::inroot::mkdir_all(rel);
+        }
         std::fs::create_dir_all(path).map_err(errno_of)
     }
 
@@ -150,42 +168,35 @@ impl Sys for Kernel {
     }
 
     fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno> {
-        match mount_setattr_recursive(target, read_only) {
-            // Kernels before 5.12: remount the top mount only, keeping the flags the kernel locks
-            // (statvfs(3): a bind in a user namespace may not drop them).
-            Err(Errno::ENOSYS) => {
-                let st = nix::sys::statvfs::statvfs(target)?;
-                let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-                let f = st.flags();
-                if read_only || f.contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
-                    flags |= MsFlags::MS_RDONLY;
-                }
-                if f.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC) {
-                    flags |= MsFlags::MS_NOEXEC;
-                }
-                nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-            }
-            other => other,
-        }
+        on_target(target, |target| lock_bind_at(target, read_only))
     }
 
     fn mask(&self, path: &Path) -> Result<(), Errno> {
-        let meta = match nix::sys::stat::lstat(path) {
-            Err(Errno::ENOENT) => return Ok(()),
-            other => other?,
-        };
-        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        if nix::sys::stat::SFlag::from_bits_truncate(meta.st_mode).contains(nix::sys::stat::SFlag::S_IFDIR) {
-            let data = Some("mode=0555,size=4k");
-            nix::mount::mount(Some("tmpfs"), path, Some("tmpfs"), flags | MsFlags::MS_RDONLY, data)
-        } else {
-            nix::mount::mount(Some("/newroot/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
-            self.lock_bind(path, true)
+        let masked = on_target(path, |target| {
+            let meta = nix::sys::stat::stat(target)?;
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            if nix::sys::stat::SFlag::from_bits_truncate(meta.st_mode).contains(nix::sys::stat::SFlag::S_IFDIR) {
+                let data = Some("mode=0555,size=4k");
+                nix::mount::mount(Some("tmpfs"), target, Some("tmpfs"), flags | MsFlags::MS_RDONLY, data)?;
+                Ok(false)
+            } else {
+                nix::mount::mount(Some("/newroot/dev/null"), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+                Ok(true)
+            }
+        });
+        match masked {
+            Err(Errno::ENOENT) | Ok(false) => Ok(()),
+            // Resolved afresh: the descriptor used above is the covered file, not the new mount.
+            Ok(true) => self.lock_bind(path, true),
+            Err(e) => Err(e),
         }
     }
 
     fn bind_read_only(&self, path: &Path) -> Result<(), Errno> {
-        match nix::mount::mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+        let bound = on_target(path, |target| {
+            nix::mount::mount(Some(target), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        });
+        match bound {
             Err(Errno::ENOENT) => Ok(()),
             Err(e) => Err(e),
             Ok(()) => self.lock_bind(path, true),
@@ -351,6 +362,39 @@ fn copy_dir_contents(from: &Path, to: &Path) -> Result<(), Errno> {
         }
     }
     Ok(())
+}
+
+/// Runs `f` on `path`, or, for a path of the new root, on its descriptor's `/proc/self/fd` entry after
+/// resolving it inside the new root (crate::inroot), so that no symlink there leads to the host.
+fn on_target<T>(path: &Path, f: impl FnOnce(&Path) -> Result<T, Errno>) -> Result<T, Errno> {
+    match crate::inroot::below_new_root(path) {
+        Some(rel) => {
+            let (_fd, target) = crate::inroot::mount_target(rel)?;
+            f(&target)
+        }
+        None => f(path),
+    }
+}
+
+/// Makes the mount at `target`, and every mount below it, nosuid and nodev, and read-only if asked.
+fn lock_bind_at(target: &Path, read_only: bool) -> Result<(), Errno> {
+    match mount_setattr_recursive(target, read_only) {
+        // Kernels before 5.12: remount the top mount only, keeping the flags the kernel locks
+        // (statvfs(3): a bind in a user namespace may not drop them).
+        Err(Errno::ENOSYS) => {
+            let st = nix::sys::statvfs::statvfs(target)?;
+            let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+            let f = st.flags();
+            if read_only || f.contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+                flags |= MsFlags::MS_RDONLY;
+            }
+            if f.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC) {
+                flags |= MsFlags::MS_NOEXEC;
+            }
+            nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        }
+        other => other,
+    }
 }
 
 /// `struct mount_attr` of mount_setattr(2).
