@@ -35,6 +35,13 @@ pub(crate) const READ_ONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/ir
 /// The size of `/dev` (device nodes and POSIX shared memory in `/dev/shm`), as Docker's `/dev/shm`.
 pub(crate) const DEV_SIZE: u64 = 64 << 20;
 
+/// How many ids root's range has inside a sandbox run as root (0..65536, as `--userns=auto`).
+pub(crate) const ID_COUNT: u32 = 65536;
+
+/// The first host id of that range unless `$SANDBOX_ID_BASE` or [`crate::Builder::id_base`] says
+/// otherwise: above systemd's container range (up to 0x6FFFFFFF), below 2^31.
+pub(crate) const DEFAULT_ID_BASE: u32 = 2_000_000_000;
+
 /// The security settings of one sandbox start, as the helper, init and the program's process need them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Security {
@@ -42,11 +49,27 @@ pub(crate) struct Security {
     pub privileged: bool,
     /// The size of the tmpfs holding the writable layer, and of `/tmp`, in bytes.
     pub tmpfs_size: u64,
+    /// As root: the first host id of the range root inside is mapped to.
+    pub id_base: u32,
+    /// The program's user namespace, once the helper has made it: init enters it after setup.
+    #[serde(default)]
+    pub userns_fd: Option<i32>,
 }
 
 impl Default for Security {
     fn default() -> Self {
-        Security { privileged: false, tmpfs_size: default_tmpfs_size(None) }
+        Security { privileged: false, tmpfs_size: default_tmpfs_size(None), id_base: DEFAULT_ID_BASE, userns_fd: None }
+    }
+}
+
+impl Security {
+    /// As root and not privileged: the first shifted id, for the owners of what setup creates and of
+    /// the tmpfs mounts, and the user namespace that id-mapped mounts use.
+    pub(crate) fn shifted(&self, outer_uid: u32) -> Option<(u32, i32)> {
+        match self.userns_fd {
+            Some(fd) if outer_uid == 0 && !self.privileged => Some((self.id_base, fd)),
+            _ => None,
+        }
     }
 }
 

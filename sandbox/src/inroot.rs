@@ -17,6 +17,32 @@ use nix::sys::stat::Mode;
 /// Where the new root is built (see crate::plan).
 const NEW_ROOT: &str = "/newroot";
 
+/// As root with a shifted id range: the id that root inside is, given to what setup creates (0: keep).
+static OWNER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// From now on, files, directories and symlinks setup creates in the new root belong to `id` (uid and
+/// gid): root inside, when root inside is a shifted id.
+pub(crate) fn give_created_to(id: u32) {
+    OWNER.store(id, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Gives `name` in `dir` to the owner set by [`give_created_to`] if the host's root owns it (what
+/// setup just created; nothing inside the sandbox is legitimately owned by an unmapped id).
+fn own(dir: &OwnedFd, name: &Path) -> Result<(), Errno> {
+    let id = OWNER.load(std::sync::atomic::Ordering::Relaxed);
+    if id == 0 {
+        return Ok(());
+    }
+    let flag = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+    let st = nix::sys::stat::fstatat(dir, name, flag)?;
+    if st.st_uid != 0 {
+        return Ok(());
+    }
+    let id = Some(nix::unistd::Uid::from_raw(id));
+    let gid = id.map(|u| nix::unistd::Gid::from_raw(u.as_raw()));
+    nix::unistd::fchownat(dir, name, id, gid, flag)
+}
+
 /// The part of `path` below the new root, if `path` is inside it (and not the root itself).
 pub(crate) fn below_new_root(path: &Path) -> Option<&Path> {
     path.strip_prefix(NEW_ROOT).ok().filter(|rel| !rel.as_os_str().is_empty())
@@ -56,9 +82,15 @@ pub(crate) fn write_file(rel: &Path, contents: &[u8]) -> Result<(), Errno> {
     let (dir, name) = parent_of(rel)?;
     let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
     let fd = nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644))?;
+    own(&dir, &name)?;
+    write_all(&fd, contents)
+}
+
+/// Writes all of `contents` to `fd`, retrying on EINTR.
+pub(crate) fn write_all(fd: &OwnedFd, contents: &[u8]) -> Result<(), Errno> {
     let mut rest = contents;
     while !rest.is_empty() {
-        match nix::unistd::write(&fd, rest) {
+        match nix::unistd::write(fd, rest) {
             Ok(n) => rest = &rest[n..],
             Err(Errno::EINTR) => {}
             Err(e) => return Err(e),
@@ -71,7 +103,8 @@ pub(crate) fn write_file(rel: &Path, contents: &[u8]) -> Result<(), Errno> {
 pub(crate) fn mkdir(rel: &Path, mode: u32) -> Result<(), Errno> {
     let (dir, name) = parent_of(rel)?;
     match nix::sys::stat::mkdirat(&dir, &name, Mode::from_bits_truncate(mode)) {
-        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Ok(()) => own(&dir, &name),
+        Err(Errno::EEXIST) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -92,7 +125,8 @@ pub(crate) fn mkdir_all(rel: &Path) -> Result<(), Errno> {
 pub(crate) fn touch(rel: &Path) -> Result<(), Errno> {
     let (dir, name) = parent_of(rel)?;
     let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644)).map(drop)
+    nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644))?;
+    own(&dir, &name)
 }
 
 /// Creates a symlink; an existing entry is replaced.
@@ -101,10 +135,11 @@ pub(crate) fn symlink(target: &Path, rel: &Path) -> Result<(), Errno> {
     match nix::unistd::symlinkat(target, &dir, &name) {
         Err(Errno::EEXIST) => {
             nix::unistd::unlinkat(&dir, &name, nix::unistd::UnlinkatFlags::NoRemoveDir)?;
-            nix::unistd::symlinkat(target, &dir, &name)
+            nix::unistd::symlinkat(target, &dir, &name)?;
         }
-        other => other,
+        other => other?,
     }
+    own(&dir, &name)
 }
 
 /// Sets the mode of a file or directory (never of what a symlink at its place points to).

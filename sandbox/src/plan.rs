@@ -85,6 +85,26 @@ pub(crate) enum Op {
     CopyTree {
         from: PathBuf,
         to: PathBuf,
+        /// Added to every owner (as root with a shifted id range).
+        shift: u32,
+    },
+    /// Binds `source` at `target` through the id mapping of the user namespace `userns`, nosuid,
+    /// nodev, maybe read-only (crate::sys_hardening::idmapped_bind).
+    IdmappedBind {
+        source: PathBuf,
+        target: PathBuf,
+        userns: i32,
+        read_only: bool,
+    },
+    /// Gives a path to an owner (lchown).
+    Chown {
+        path: PathBuf,
+        id: u32,
+    },
+    /// Enters the program's user namespace, then copies the mount namespace into it, which locks
+    /// every mount (crate::spawn::userns).
+    EnterUserNamespace {
+        userns: i32,
     },
     MkdirAll {
         path: PathBuf,
@@ -119,6 +139,9 @@ impl Op {
             Op::Symlink { link, .. } => link,
             Op::PivotRoot { new_root, .. } => new_root,
             Op::CopyTree { from, .. } => from,
+            Op::IdmappedBind { target, .. } => target,
+            Op::Chown { path, .. } => path,
+            Op::EnterUserNamespace { .. } => return None,
             Op::MkdirAll { path } | Op::LockBind { target: path, .. } => path,
             Op::Mask { path } | Op::ReadOnly { path } => path,
             Op::SetHostname { name } => return Some(name.clone()),
@@ -166,7 +189,8 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
     let p = PathBuf::from;
     // The mount namespace is init's own, created inside the user namespace (which then owns it).
     step(StepKind::Namespaces, "create the mount namespace", Op::UnshareMount);
-    if config.user_namespace {
+    // Unless privileged, the helper made and mapped the user namespaces (crate::spawn::userns).
+    if config.user_namespace && config.security.userns_fd.is_none() {
         // user_namespaces(7): an unprivileged process may map only itself, and must deny setgroups
         // before writing gid_map.
         step(
@@ -198,6 +222,13 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
 /// closure, the child does it when the test reaches the closure, so that the test's code before that
 /// point sees the host's files, as it did in the parent.
 pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
+    // As root, unless privileged: root inside is `base` outside; what setup creates is given to it,
+    // and host trees are shown through the user namespace's id mapping.
+    let shifted = config.security.shifted(config.outer_uid);
+    let owned = |data: String| match shifted {
+        Some((base, _)) => format!("{data},uid={base},gid={base}"),
+        None => data,
+    };
     let mut steps = Vec::new();
     let mut step = |kind, what, op| steps.push(Step { kind, what, op, optional: false });
     let p = PathBuf::from;
@@ -238,12 +269,28 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     for dir in ["/upper", "/work", "/newroot"] {
         step(StepKind::Staging, "create a staging directory", Op::Mkdir { path: p(dir), mode: 0o755 });
     }
+    if let Some((base, _)) = shifted {
+        // The upper layer's root is the sandbox's `/`: root's inside.
+        step(StepKind::Staging, "give the writable layer to root inside", Op::Chown { path: p("/upper"), id: base });
+    }
     match &config.root {
         RootMode::Overlay { lower } => {
-            let mut data = format!(
-                "lowerdir={},upperdir=/upper,workdir=/work",
-                escape_overlay_path(&Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower)))
-            );
+            let mut lowerdir = Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower));
+            if let Some((_, userns)) = shifted {
+                // The shared tree keeps the archive's owners; root's files are root's inside.
+                step(
+                    StepKind::Overlay,
+                    "create the lower layer's mount point",
+                    Op::Mkdir { path: p("/lower"), mode: 0o755 },
+                );
+                step(
+                    StepKind::Overlay,
+                    "bind the rootfs id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
+                    Op::IdmappedBind { source: lowerdir, target: p("/lower"), userns, read_only: true },
+                );
+                lowerdir = p("/lower");
+            }
+            let mut data = format!("lowerdir={},upperdir=/upper,workdir=/work", escape_overlay_path(&lowerdir));
             if config.user_namespace {
                 // Inside a user namespace overlayfs keeps its metadata in user.* xattrs (kernel >= 5.11).
                 data.push_str(",userxattr");
@@ -266,7 +313,7 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
             step(
                 StepKind::CopyRoot,
                 "copy the rootfs into the sandbox's memory",
-                Op::CopyTree { from: source, to: p("/newroot") },
+                Op::CopyTree { from: source, to: p("/newroot"), shift: shifted.map_or(0, |(base, _)| base) },
             );
             // pivot_root needs the new root to be a mount point.
             step(
@@ -306,7 +353,7 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
             fstype: Some("tmpfs".into()),
             // nodev: the bound devices are mounts of their own; nothing made in /dev opens a device.
             flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
-            data: Some(format!("mode=0755,size={}", crate::hardening::DEV_SIZE)),
+            data: Some(owned(format!("mode=0755,size={}", crate::hardening::DEV_SIZE))),
         },
     );
     for dev in DEVICES {
@@ -375,7 +422,7 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
             target: p("/newroot/tmp"),
             fstype: Some("tmpfs".into()),
             flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data: Some(format!("mode=1777,size={}", config.security.tmpfs_size)),
+            data: Some(owned(format!("mode=1777,size={}", config.security.tmpfs_size))),
         },
     );
     // Volumes, then files, after the standard mounts: a user's mount may cover /tmp, and a file may
@@ -397,17 +444,25 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
                     }
                     step(StepKind::Volume, "create a volume's mount point", Op::Touch { path: target.clone() });
                 }
-                step(
-                    StepKind::Volume,
-                    "bind-mount a volume",
-                    Op::Mount {
-                        source: Some(from.display().to_string()),
-                        target: target.clone(),
-                        fstype: None,
-                        flags: MsFlags::MS_BIND | MsFlags::MS_REC,
-                        data: None,
-                    },
-                );
+                match shifted {
+                    // What the test writes there is the caller's on the host, not a shifted id's.
+                    Some((_, userns)) => step(
+                        StepKind::Volume,
+                        "bind-mount a volume id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
+                        Op::IdmappedBind { source: from, target: target.clone(), userns, read_only: m.read_only },
+                    ),
+                    None => step(
+                        StepKind::Volume,
+                        "bind-mount a volume",
+                        Op::Mount {
+                            source: Some(from.display().to_string()),
+                            target: target.clone(),
+                            fstype: None,
+                            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+                            data: None,
+                        },
+                    ),
+                }
                 step(
                     StepKind::Volume,
                     "make a volume nosuid, nodev (and read-only)",
@@ -417,7 +472,7 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
             crate::volume::MountKind::Tmpfs => {
                 // Without a size of its own, the same as /tmp: never unbounded (issue 9).
                 let size = m.size.unwrap_or(config.security.tmpfs_size);
-                let data = format!("mode=1777,size={size}");
+                let data = owned(format!("mode=1777,size={size}"));
                 let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
                 if m.read_only {
                     flags |= MsFlags::MS_RDONLY;
@@ -500,6 +555,13 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     step(StepKind::Pivot, "pivot into the new root", Op::PivotRoot { new_root: p("."), put_old: p(".") });
     step(StepKind::Pivot, "detach the host's root", Op::UmountDetach { target: p(".") });
     step(StepKind::Pivot, "enter /", Op::Chdir { path: p("/") });
+    if let Some(userns) = config.security.userns_fd.filter(|_| !config.security.privileged) {
+        step(
+            StepKind::Namespaces,
+            "enter the program's user namespace, locking every mount (setns, unshare)",
+            Op::EnterUserNamespace { userns },
+        );
+    }
     for s in &mut steps {
         s.optional = s.kind == StepKind::Sys;
     }
@@ -535,7 +597,12 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::SetHostname { name } => sys.sethostname(name),
             Op::LoopbackUp => sys.loopback_up(),
             Op::Chmod { path, mode } => sys.chmod(path, *mode),
-            Op::CopyTree { from, to } => sys.copy_tree(from, to),
+            Op::CopyTree { from, to, shift } => sys.copy_tree(from, to, *shift),
+            Op::IdmappedBind { source, target, userns, read_only } => {
+                sys.idmapped_bind(source, target, *userns, *read_only)
+            }
+            Op::Chown { path, id } => sys.chown(path, *id),
+            Op::EnterUserNamespace { userns } => sys.enter_user_namespace(*userns),
             Op::MkdirAll { path } => sys.mkdir_all(path),
             Op::UnshareMount => sys.unshare_mount(),
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
@@ -621,8 +688,17 @@ mod tests {
         fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
             self.call(format!("chmod {} {mode:o}", path.display()))
         }
-        fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno> {
-            self.call(format!("copy {} {}", from.display(), to.display()))
+        fn copy_tree(&self, from: &Path, to: &Path, shift: u32) -> Result<(), Errno> {
+            self.call(format!("copy {} {} +{shift}", from.display(), to.display()))
+        }
+        fn idmapped_bind(&self, source: &Path, target: &Path, userns: i32, read_only: bool) -> Result<(), Errno> {
+            self.call(format!("idmap {} {} userns={userns} ro={read_only}", source.display(), target.display()))
+        }
+        fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {
+            self.call(format!("chown {} {id}", path.display()))
+        }
+        fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {
+            self.call(format!("enter userns {userns}"))
         }
         fn mkdir_all(&self, path: &Path) -> Result<(), Errno> {
             self.call(format!("mkdir -p {}", path.display()))
@@ -659,7 +735,7 @@ mod tests {
             files: vec![],
             limits: Default::default(),
             rlimits: vec![],
-            security: crate::hardening::Security { privileged: false, tmpfs_size: 1 << 30 },
+            security: crate::hardening::Security { tmpfs_size: 1 << 30, ..Default::default() },
             job: Job::Session,
         }
     }
@@ -679,6 +755,8 @@ mod tests {
 
     #[test]
     fn rootless_plan_maps_ids_first_then_builds_and_pivots() {
+        // Without the program's user namespace (privileged, or a closure), init maps its own ids; with
+        // it, the helper does (see the next test).
         let calls = recorded(&config(true, NetMode::Loopback));
         assert_eq!(calls[0], "unshare mount");
         assert_eq!(calls[1], "write /proc/self/setgroups \"deny\"");
@@ -706,6 +784,26 @@ mod tests {
     }
 
     #[test]
+    fn as_root_the_rootfs_and_volumes_are_idmapped_and_the_userns_is_entered_last() {
+        let mut cfg = config(false, NetMode::Loopback);
+        cfg.outer_uid = 0;
+        cfg.security.userns_fd = Some(7);
+        cfg.security.id_base = 100_000;
+        cfg.mounts = vec![crate::volume::Mount::bind("/", "/data").read_only()];
+        let calls = recorded(&cfg);
+        assert!(!calls.iter().any(|c| c.contains("uid_map")), "the helper maps ids: {calls:#?}");
+        let idmap = position(&calls, "idmap /oldroot/cache/trees/abc,d.uid1000 /lower userns=7 ro=true");
+        let overlay = position(&calls, "mount overlay /newroot overlay MsFlags(MS_NODEV) lowerdir=/lower,");
+        let volume = position(&calls, "idmap /oldroot/ /newroot/data userns=7 ro=true");
+        assert!(position(&calls, "chown /upper 100000") < idmap && idmap < overlay && overlay < volume);
+        assert!(
+            calls.iter().any(|c| c.starts_with("mount tmpfs /newroot/tmp") && c.ends_with(",uid=100000,gid=100000"))
+        );
+        assert_eq!(calls.last().map(String::as_str), Some("enter userns 7"), "{calls:#?}");
+        assert!(position(&calls, "umount -l .") < calls.len() - 1);
+    }
+
+    #[test]
     fn root_plan_has_no_id_maps_and_no_userxattr() {
         let calls = recorded(&config(false, NetMode::Loopback));
         assert!(!calls.iter().any(|c| c.contains("uid_map") || c.contains("userxattr")), "{calls:#?}");
@@ -727,7 +825,7 @@ mod tests {
         let mut cfg = config(true, NetMode::Loopback);
         cfg.root = RootMode::Copy { lower: PathBuf::from("/cache/tree") };
         let calls = recorded(&cfg);
-        let copy = position(&calls, "copy /oldroot/cache/tree /newroot");
+        let copy = position(&calls, "copy /oldroot/cache/tree /newroot +0");
         let bind = position(&calls, "mount /newroot /newroot - MsFlags(MS_NODEV | MS_BIND | MS_REC)");
         assert!(
             position(&calls, "mount tmpfs /tmp tmpfs") < copy && copy < bind && bind < position(&calls, "mount proc")

@@ -52,6 +52,7 @@ pub struct Builder {
     limits: crate::cgroups::Limits,
     rlimits: Vec<(crate::Rlimit, u64)>,
     privileged: bool,
+    id_base: Option<u32>,
 }
 
 impl Default for Builder {
@@ -71,6 +72,7 @@ impl Default for Builder {
             limits: crate::cgroups::Limits::default(),
             rlimits: Vec::new(),
             privileged: false,
+            id_base: None,
         }
     }
 }
@@ -201,6 +203,14 @@ impl Builder {
         self
     }
 
+    /// As root: root inside the sandbox is mapped to the 65536 host ids from `base` (files the program
+    /// creates in its private layer are theirs; they own nothing on the host). Default:
+    /// `$SANDBOX_ID_BASE`, else 2000000000. Rootless, root inside is the caller.
+    pub fn id_base(mut self, base: u32) -> Self {
+        self.id_base = Some(base);
+        self
+    }
+
     /// Checks every setting and resolves the rootfs. Nothing runs yet: each [`Sandbox::command`] or
     /// [`Sandbox::run`] starts a fresh sandbox.
     ///
@@ -290,9 +300,27 @@ impl Builder {
                 (NetMode::Loopback, Some((net, address)))
             }
         };
+        let id_base = match self.id_base {
+            Some(base) => base,
+            None => match std::env::var("SANDBOX_ID_BASE") {
+                Ok(v) => {
+                    v.parse().map_err(|_| invalid("SANDBOX_ID_BASE", &v, "must be a number of at most 4294901759"))?
+                }
+                Err(_) => crate::hardening::DEFAULT_ID_BASE,
+            },
+        };
+        if id_base.checked_add(crate::hardening::ID_COUNT).is_none() || id_base == 0 {
+            return Err(invalid(
+                "id_base",
+                &id_base.to_string(),
+                "the 65536 ids from it must be above 0 and fit in 32 bits",
+            ));
+        }
         let security = crate::hardening::Security {
             privileged: self.privileged,
             tmpfs_size: crate::hardening::default_tmpfs_size(self.limits.memory),
+            id_base,
+            userns_fd: None,
         };
         let root = if self.copy_rootfs { RootMode::Copy { lower } } else { RootMode::Overlay { lower } };
         Ok(Sandbox {

@@ -40,7 +40,13 @@ pub(crate) trait Sys {
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     /// Copies the tree at `from` into the existing directory `to`: directories, files (hard links
     /// become copies), symlinks as they are; modes kept, owners kept where the process may chown.
-    fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno>;
+    fn copy_tree(&self, from: &Path, to: &Path, shift: u32) -> Result<(), Errno>;
+    /// Binds `source` at `target` shown through the id mapping of the user namespace `userns`.
+    fn idmapped_bind(&self, source: &Path, target: &Path, userns: i32, read_only: bool) -> Result<(), Errno>;
+    /// Gives `path` (not what a symlink there points to) to uid and gid `id`.
+    fn chown(&self, path: &Path, id: u32) -> Result<(), Errno>;
+    /// Enters the user namespace `userns`, then a new mount namespace owned by it.
+    fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno>;
     /// Creates a directory and its missing parents.
     fn mkdir_all(&self, path: &Path) -> Result<(), Errno>;
     /// Moves this process into a new mount namespace.
@@ -112,15 +118,7 @@ impl Sys for Kernel {
         }
         let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
         let fd = nix::fcntl::open(path, flags, Mode::from_bits_truncate(0o644))?;
-        let mut rest = contents;
-        while !rest.is_empty() {
-            match nix::unistd::write(&fd, rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        crate::inroot::write_all(&fd, contents)
     }
 
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), Errno> {
@@ -152,8 +150,25 @@ impl Sys for Kernel {
         )
     }
 
-    fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno> {
-        copy_dir_contents(from, to)
+    fn copy_tree(&self, from: &Path, to: &Path, shift: u32) -> Result<(), Errno> {
+        copy_dir_contents(from, to, shift)
+    }
+
+    fn idmapped_bind(&self, source: &Path, target: &Path, userns: i32, read_only: bool) -> Result<(), Errno> {
+        on_target(target, |target| crate::sys_hardening::idmapped_bind(source, target, userns, read_only))
+    }
+
+    fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {
+        std::os::unix::fs::lchown(path, Some(id), Some(id)).map_err(errno_of)
+    }
+
+    fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {
+        // SAFETY: the helper opened this descriptor for init (inherited across fork) and keeps it open
+        // for as long as init lives; it is only borrowed for the call.
+        let fd = unsafe { BorrowedFd::borrow_raw(userns) };
+        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWUSER)?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+        crate::spawn::userns::become_root()
     }
 
     fn mkdir_all(&self, path: &Path) -> Result<(), Errno> {
@@ -338,7 +353,7 @@ fn errno_of(e: std::io::Error) -> Errno {
     e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
 }
 
-fn copy_dir_contents(from: &Path, to: &Path) -> Result<(), Errno> {
+fn copy_dir_contents(from: &Path, to: &Path, shift: u32) -> Result<(), Errno> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     for entry in std::fs::read_dir(from).map_err(errno_of)? {
         let entry = entry.map_err(errno_of)?;
@@ -347,7 +362,7 @@ fn copy_dir_contents(from: &Path, to: &Path) -> Result<(), Errno> {
         let kind = meta.file_type();
         if kind.is_dir() {
             std::fs::create_dir(&dst).map_err(errno_of)?;
-            copy_dir_contents(&src, &dst)?;
+            copy_dir_contents(&src, &dst, shift)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&src).map_err(errno_of)?, &dst).map_err(errno_of)?;
         } else if kind.is_file() {
@@ -356,7 +371,7 @@ fn copy_dir_contents(from: &Path, to: &Path) -> Result<(), Errno> {
             continue; // devices, sockets, FIFOs: a rootfs from the cache has none
         }
         // Owners as in the tree where allowed (as root); inside a user namespace, what is mapped.
-        let _ = std::os::unix::fs::lchown(&dst, Some(meta.uid()), Some(meta.gid()));
+        let _ = std::os::unix::fs::lchown(&dst, Some(meta.uid() + shift), Some(meta.gid() + shift));
         if !kind.is_symlink() {
             std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(errno_of)?;
         }
@@ -397,19 +412,7 @@ fn lock_bind_at(target: &Path, read_only: bool) -> Result<(), Errno> {
     }
 }
 
-/// `struct mount_attr` of mount_setattr(2).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
+use crate::sys_hardening::{AT_RECURSIVE, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MountAttr};
 
 /// mount_setattr(2) with AT_RECURSIVE: nosuid, nodev (and read-only) on `target` and below.
 fn mount_setattr_recursive(target: &Path, read_only: bool) -> Result<(), Errno> {

@@ -49,3 +49,80 @@ pub(crate) fn join_new_session_keyring() -> Result<(), Errno> {
     };
     Errno::result(rc).map(drop)
 }
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+pub(crate) const AT_RECURSIVE: libc::c_uint = 0x8000;
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+pub(crate) struct MountAttr {
+    pub(crate) attr_set: u64,
+    pub(crate) attr_clr: u64,
+    pub(crate) propagation: u64,
+    pub(crate) userns_fd: u64,
+}
+
+/// A detached copy of the mount tree at `source` (open_tree(2) `OPEN_TREE_CLONE | AT_RECURSIVE`), shown
+/// through the id mapping of the user namespace `userns` (mount_setattr(2) `MOUNT_ATTR_IDMAP`), nosuid,
+/// nodev and maybe read-only, then attached at `target` (move_mount(2)). On-disk owners appear inside
+/// the user namespace as they are on the host (root's files are root's inside), and what the program
+/// writes is stored with the ids it has inside, unshifted.
+pub(crate) fn idmapped_bind(
+    source: &std::path::Path,
+    target: &std::path::Path,
+    userns: RawFd,
+    read_only: bool,
+) -> Result<(), Errno> {
+    use std::os::fd::FromRawFd;
+    let source = std::ffi::CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE;
+    // SAFETY: `source` is a NUL-terminated path alive for the call; open_tree returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source.as_ptr(), flags) };
+    let fd = Errno::result(fd)?;
+    // SAFETY: the descriptor was just returned by open_tree and is owned by nothing else.
+    let tree = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) };
+    let userns = u64::try_from(userns).map_err(|_| Errno::EBADF)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP
+            | MOUNT_ATTR_NOSUID
+            | MOUNT_ATTR_NODEV
+            | if read_only { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns,
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: an empty path with AT_EMPTY_PATH names the descriptor itself; `attr` is a valid
+    // mount_attr of the size passed, alive for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(rc)?;
+    // SAFETY: as above: the descriptor names the detached tree, `target` is a NUL-terminated path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            // The target may be a /proc/self/fd entry (crate::inroot): follow it.
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
+        )
+    };
+    Errno::result(rc).map(drop)
+}

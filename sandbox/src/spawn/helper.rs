@@ -206,7 +206,38 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
         },
         _ => None,
     };
-    // unshare(2) of a user namespace needs a single-threaded caller: we run before main, so we are.
+    // The program's user namespace (issue 9): unless privileged, the program is root of a user
+    // namespace of its own (an unprivileged id range as root), which owns its UTS, IPC and network
+    // namespaces; init builds the mounts first and enters it last (see spawn::userns). unshare(2) of a
+    // user namespace needs a single-threaded caller: we run before main, so we are.
+    // A closure's child switches root when the test reaches the closure, on the test's own threads,
+    // where the kernel refuses to enter a user namespace (setns(2): EINVAL when multithreaded): closures
+    // do not get one yet (see docs/design/security.md).
+    let closure = matches!(config.job, Job::Closure { .. });
+    let program_userns = (!config.security.privileged && !closure).then(|| {
+        let made = if config.outer_uid == 0 {
+            crate::spawn::userns::create_program_namespaces(
+                config.security.id_base,
+                crate::hardening::ID_COUNT,
+                config.network.own_namespace(),
+            )
+        } else {
+            crate::spawn::userns::enter_setup_namespace(config.outer_uid, config.outer_gid)
+                .and_then(|()| crate::spawn::userns::create_program_namespaces(0, 1, config.network.own_namespace()))
+        };
+        made.unwrap_or_else(|(what, e)| fail(&report, StepKind::Namespaces, what, e))
+    });
+    let mut with_userns;
+    let config = match &program_userns {
+        Some(fd) => {
+            use std::os::fd::AsRawFd;
+            with_userns = config.clone();
+            with_userns.security.userns_fd = Some(fd.as_raw_fd());
+            flags = CloneFlags::CLONE_NEWPID;
+            &with_userns
+        }
+        None => config,
+    };
     if let Err(e) = nix::sched::unshare(flags) {
         fail(&report, StepKind::Namespaces, "create the namespaces (unshare)", e);
     }
@@ -238,7 +269,10 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
                 fail(&report, StepKind::Namespaces, "create the cgroup namespace (unshare)", e);
             }
             if super::init::run(config, report, status_w) {
-                return; // the closure's child process, on its way to main
+                // The closure's child process, on its way to main: it enters the program's user
+                // namespace when the test reaches the closure, so its descriptor must stay open.
+                std::mem::forget(program_userns);
+                return;
             }
             std::process::exit(0);
         }
@@ -295,23 +329,44 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
         Vec::new()
     };
     let mut order = vec!["cgroup", "ipc", "uts", "net", "pid", "mnt"];
-    if config.user_namespace {
-        // setns(2): enter the user namespace first, to gain the capabilities the others require.
-        order.insert(0, "user");
+    if config.security.privileged {
+        if config.user_namespace {
+            // setns(2): enter the user namespace first, to gain the capabilities the others require.
+            order.insert(0, "user");
+        }
+    } else {
+        // The program's user namespace last: its root has no power over the pid namespace (owned by
+        // the host's, or rootless by the setup namespace, which is entered first to gain it).
+        order = vec!["pid", "cgroup", "ipc", "uts", "net", "mnt", "user"];
+        if config.user_namespace {
+            order.insert(0, "setup-user");
+        }
     }
+    // All opened first: once in the session's mount namespace, /proc is the sandbox's.
+    let mut fds = Vec::with_capacity(order.len());
     for ns in order {
         if ns == "net" && !config.network.own_namespace() {
             continue;
         }
-        let path = format!("/proc/{init_pid}/ns/{ns}");
-        let fd =
-            match nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
-                Ok(fd) => fd,
-                Err(e) => fail(&report, StepKind::Namespaces, "open a namespace of the session (has it ended?)", e),
-            };
+        let path = match ns {
+            // The setup namespace is the helper's (init's parent's).
+            "setup-user" => format!("/proc/{}/ns/user", parent_of(*init_pid).unwrap_or(0)),
+            _ => format!("/proc/{init_pid}/ns/{ns}"),
+        };
+        match nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+            Ok(fd) => fds.push(fd),
+            Err(e) => fail(&report, StepKind::Namespaces, "open a namespace of the session (has it ended?)", e),
+        }
+    }
+    for fd in fds {
         if let Err(e) = nix::sched::setns(fd, CloneFlags::empty()) {
             fail(&report, StepKind::Namespaces, "enter a namespace of the session (setns)", e);
         }
+    }
+    if !config.security.privileged
+        && let Err(e) = crate::spawn::userns::become_root()
+    {
+        fail(&report, StepKind::Namespaces, "become root of the session's user namespace (setresuid)", e);
     }
     // setns(CLONE_NEWNS) leaves the working directory outside the new root.
     let _ = nix::unistd::chdir("/");
@@ -341,6 +396,12 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
             finish(&report, Some((raw, false)), Ok(WaitStatus::Exited(child, 0)));
         }
     }
+}
+
+/// The parent pid of `pid` (proc(5), the fourth field of `stat`).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Waits for `child` (init, or a session command's process), and for init's status message if

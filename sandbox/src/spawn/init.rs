@@ -31,6 +31,9 @@ pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
     if config.outer_uid == 0 && !config.security.privileged {
         let _ = nix::sys::prctl::set_dumpable(false);
     }
+    if let Some((base, _)) = config.security.shifted(config.outer_uid) {
+        crate::inroot::give_created_to(base);
+    }
     // A closure's child switches the root itself, when the test reaches the closure.
     let steps = match config.job {
         Job::Closure { .. } => plan::namespace_phase(config),

@@ -15,3 +15,4 @@ pub(crate) mod helper;
 pub(crate) mod init;
 pub(crate) mod parent;
 pub(crate) mod server;
+pub(crate) mod userns;
