@@ -12,70 +12,19 @@
 //! the closure is reached. Keep that code free of side effects on the host. Earlier `run` calls of the
 //! same test run directly inside that one sandbox.
 
-use std::cell::Cell;
 use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::panic::AssertUnwindSafe;
 use std::process::Stdio;
-use std::sync::OnceLock;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::config::Job;
-use crate::report::{Record, send};
-
-struct ChildStage {
-    report: OwnedFd,
-    config: crate::config::Config,
-    index: u64,
-    stdout: Option<OwnedFd>,
-}
-
-static CHILD: OnceLock<ChildStage> = OnceLock::new();
-
-thread_local! {
-    static CALLS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Called in the sandbox's child process, before `main`, when it is to run a closure.
-pub(crate) fn enter_child(report: &OwnedFd, config: &crate::config::Config, index: u64) {
-    let Ok(report) = report.try_clone() else { std::process::exit(127) };
-    // The harness's own banner ("running 1 test") goes nowhere; the closure's output goes out.
-    let stdout = crate::sys::silence_stdout();
-    let _ = CHILD.set(ChildStage { report, config: config.clone(), index, stdout });
-}
-
-/// In the child, when the test reaches the closure: build the sandbox's root and switch into it.
-fn switch_root(stage: &ChildStage) {
-    if let Err(f) = crate::plan::run(&crate::plan::filesystem_phase(&stage.config), &crate::sys::Kernel) {
-        crate::spawn::init::send_failure(&stage.report, &f);
-        std::process::exit(1);
-    }
-    if let Err(errno) = nix::unistd::chdir(stage.config.current_dir.as_str()) {
-        let f = crate::plan::Failure {
-            kind: crate::plan::StepKind::CurrentDir,
-            what: "enter the working directory",
-            path: Some(stage.config.current_dir.clone()),
-            errno,
-        };
-        crate::spawn::init::send_failure(&stage.report, &f);
-        std::process::exit(1);
-    }
-}
+use crate::report::Record;
 
 /// Whether this process is a sandbox's child running a closure.
 pub fn in_sandbox_child() -> bool {
-    CHILD.get().is_some()
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "Box<dyn Any>".to_owned())
+    crate::spawn::closure::in_child()
 }
 
 pub(crate) fn run<T, F>(sandbox: &crate::Sandbox, f: F) -> Result<T, Error>
@@ -94,33 +43,14 @@ where
     F: FnOnce() -> T,
     B: FnOnce() -> Result<crate::Sandbox, Error>,
 {
-    let index = CALLS.with(|c| {
-        let i = c.get();
-        c.set(i + 1);
-        i
-    });
-    if let Some(stage) = CHILD.get() {
-        if index != stage.index {
-            return Ok(f());
-        }
-        switch_root(stage);
-        if let Some(saved) = &stage.stdout {
-            crate::sys::restore_stdout(saved);
-        }
-        let record = match std::panic::catch_unwind(AssertUnwindSafe(f)) {
-            Ok(value) => match serde_json::to_string(&value) {
-                Ok(json) => Record::Value { json },
-                Err(e) => Record::Panicked { message: format!("cannot serialize the closure's result: {e}") },
-            },
-            Err(payload) => Record::Panicked { message: panic_message(payload.as_ref()) },
-        };
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        send(&stage.report, &record);
-        std::process::exit(0);
+    let index = crate::spawn::closure::next_index();
+    if let Some(stage) = crate::spawn::closure::stage_for(index) {
+        crate::spawn::closure::run_here(stage, f);
     }
-
+    if crate::spawn::closure::in_child() {
+        // An earlier or later `run` of the test whose closure this child runs: inside this sandbox.
+        return Ok(f());
+    }
     let sandbox = &build()?;
     let thread = std::thread::current();
     let name = match thread.name() {

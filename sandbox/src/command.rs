@@ -7,8 +7,9 @@ use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output, Std
 use std::time::Duration;
 
 use crate::config::Job;
+use crate::error::{check_env, checked, invalid};
 use crate::report::{Reader, Record};
-use crate::sandbox::{Retry, check_abs_path, check_env, invalid};
+use crate::spawn::handle::Retry;
 use crate::spawn::parent::{Helper, Known, Stdio3, launch, setup_error};
 use crate::{Error, Sandbox};
 
@@ -170,7 +171,7 @@ impl<'a> Command<'a> {
             check_env(k, v.as_deref().unwrap_or(""))?;
         }
         if let Some(dir) = &self.current_dir {
-            check_abs_path("current_dir", dir)?;
+            checked("current_dir", dir, sandbox_validate::path_inside(dir))?;
         }
         let job = match self.session_init {
             Some(init_pid) => Job::Join { init_pid, program: self.program.clone(), args: self.args.clone() },
@@ -218,11 +219,11 @@ impl<'a> Command<'a> {
                 Some(Record::SetupFailed { kind, what, path, errno }) => {
                     child.finish();
                     // Explicit std::process::Stdio were consumed by this attempt: no retry with them.
-                    if !explicit && crate::sandbox::overlay_refused(kind, errno) {
+                    if !explicit && crate::spawn::handle::overlay_refused(kind, errno) {
                         return Err(Retry::Copy);
                     }
                     let path = path
-                        .or_else(|| (kind == crate::plan::StepKind::CurrentDir).then(|| config.current_dir.clone()));
+                        .or_else(|| (kind == crate::report::StepKind::CurrentDir).then(|| config.current_dir.clone()));
                     return Err(setup_error(kind, what, path, errno, self.sandbox).into());
                 }
                 Some(_) => {}

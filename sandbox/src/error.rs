@@ -143,6 +143,21 @@ pub(crate) fn io<P: Into<PathBuf>>(op: &'static str, path: P) -> impl FnOnce(io:
     move |source| Error::Io { op, path, source }
 }
 
+pub(crate) fn invalid(what: &'static str, value: &str, reason: &str) -> Error {
+    Error::InvalidConfig { what, value: value.escape_debug().to_string(), reason: reason.to_owned() }
+}
+
+/// The outcome of a `sandbox_validate` check of the setting `what`, as this crate's error.
+pub(crate) fn checked(what: &'static str, value: &str, check: Result<(), &'static str>) -> Result<(), Error> {
+    check.map_err(|reason| invalid(what, value, reason))
+}
+
+/// An environment variable's name and value.
+pub(crate) fn check_env(key: &str, value: &str) -> Result<(), Error> {
+    checked("environment variable name", key, sandbox_validate::env_key(key))?;
+    checked("environment variable value", value, sandbox_validate::env_value(value))
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

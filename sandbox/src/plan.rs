@@ -6,37 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::mount::MsFlags;
-use serde::{Deserialize, Serialize};
-
 use crate::config::{Config, NetMode, RootMode};
+pub(crate) use crate::report::{Failure, StepKind};
 use crate::sys::Sys;
-
-/// Which part of setup a step belongs to; the parent turns it into a hint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum StepKind {
-    Namespaces,
-    UserMap,
-    Propagation,
-    Staging,
-    Overlay,
-    CopyRoot,
-    Proc,
-    Dev,
-    Tmp,
-    Sys,
-    Etc,
-    Hostname,
-    Loopback,
-    Pivot,
-    CurrentDir,
-    Volume,
-    File,
-    Limits,
-    Network,
-    Helper,
-}
+use nix::mount::MsFlags;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -126,15 +99,6 @@ pub(crate) struct Step {
     pub op: Op,
     /// A failure is logged and setup goes on (e.g. sysfs, which a user namespace may not mount).
     pub optional: bool,
-}
-
-/// A failed step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Failure {
-    pub kind: StepKind,
-    pub what: &'static str,
-    pub path: Option<String>,
-    pub errno: Errno,
 }
 
 const STAGING: &str = "/tmp";
@@ -521,6 +485,8 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
+
+    use nix::errno::Errno;
 
     use super::*;
     use crate::config::Job;

@@ -1,11 +1,54 @@
-//! Records the sandbox's processes send the parent, one JSON object per line on an inherited pipe.
+//! The one wire format between the sandbox's processes: typed records, one JSON object per line. The
+//! helper reports to the parent on the report pipe; init and the program's process report to the
+//! helper on theirs (status and exec pipes) with the same records.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
 
+use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::StepKind;
+/// Which part of setup a step belongs to; the parent turns it into a hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum StepKind {
+    Namespaces,
+    UserMap,
+    Propagation,
+    Staging,
+    Overlay,
+    CopyRoot,
+    Proc,
+    Dev,
+    Tmp,
+    Sys,
+    Etc,
+    Hostname,
+    Loopback,
+    Pivot,
+    CurrentDir,
+    Volume,
+    File,
+    Limits,
+    Network,
+    Helper,
+}
+
+/// A failed step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub kind: StepKind,
+    pub what: &'static str,
+    pub path: Option<String>,
+    pub errno: Errno,
+}
+
+/// Reports a failed setup step.
+pub(crate) fn send_failure(fd: impl AsFd, f: &Failure) {
+    send(
+        fd,
+        &Record::SetupFailed { kind: f.kind, what: f.what.to_owned(), path: f.path.clone(), errno: f.errno as i32 },
+    );
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Record {

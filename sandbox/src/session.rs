@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use crate::command::Command;
 use crate::config::Job;
 use crate::report::{Reader, Record};
-use crate::sandbox::Retry;
+use crate::spawn::handle::Retry;
 use crate::spawn::parent::{Helper, Known, Stdio3, launch, setup_error};
 use crate::{Error, Sandbox};
 
@@ -55,7 +55,7 @@ impl<'a> Session<'a> {
                 Some(Record::Ready) if session.init_pid > 0 => return Ok(session),
                 Some(Record::SetupFailed { kind, what, path, errno }) => {
                     session.end();
-                    if crate::sandbox::overlay_refused(kind, errno) {
+                    if crate::spawn::handle::overlay_refused(kind, errno) {
                         return Err(Retry::Copy);
                     }
                     return Err(setup_error(kind, what, path, errno, sandbox).into());

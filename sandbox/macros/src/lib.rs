@@ -81,18 +81,9 @@ impl Options {
         match name.as_str() {
             "hostname" => {
                 let lit: LitStr = meta.value()?.parse()?;
-                let v = lit.value();
-                let ok = !v.is_empty()
-                    && v.len() <= 64
-                    && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-                    && !v.starts_with(['-', '.'])
-                    && !v.ends_with(['-', '.']);
-                if !ok {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        "a hostname is 1 to 64 ASCII letters, digits, `-` and `.`, not starting or ending with `-` or `.`",
-                    ));
-                }
+                // The builder's own check, so that a name the builder refuses never compiles.
+                sandbox_validate::hostname(&lit.value())
+                    .map_err(|reason| syn::Error::new(lit.span(), format!("invalid hostname: {reason}")))?;
                 set(&mut self.hostname, lit, &meta)
             }
             "network" => {
@@ -120,6 +111,9 @@ impl Options {
                     .map(ToString::to_string)
                     .ok_or_else(|| inner.error("expected `NAME = \"value\"`"))?;
                 let value: LitStr = inner.value()?.parse()?;
+                sandbox_validate::env_key(&key).map_err(|r| inner.error(format!("invalid variable name: {r}")))?;
+                sandbox_validate::env_value(&value.value())
+                    .map_err(|r| syn::Error::new(value.span(), format!("invalid value: {r}")))?;
                 self.env.push((LitStr::new(&key, inner.path.span()), value));
                 Ok(())
             }),
@@ -174,9 +168,7 @@ impl Options {
                     syn::Lit::Int(i) => i.base10_parse::<u32>()? as f64,
                     _ => return Err(syn::Error::new(lit.span(), "expected a number of CPUs, such as 0.5 or 2")),
                 };
-                if n.is_nan() || n < 0.01 {
-                    return Err(syn::Error::new(lit.span(), "expected a number of CPUs of at least 0.01"));
-                }
+                sandbox_validate::cpus(n).map_err(|r| syn::Error::new(lit.span(), format!("invalid cpus: {r}")))?;
                 set(&mut self.cpus, n, &meta)
             }
             "mount" => {
@@ -200,11 +192,8 @@ impl Options {
                     Ok(())
                 })?;
                 let abs = |l: &LitStr| -> syn::Result<()> {
-                    if l.value().starts_with('/') && !l.value().split('/').any(|c| c == "..") {
-                        Ok(())
-                    } else {
-                        Err(syn::Error::new(l.span(), "a path inside the sandbox: absolute, without `..`"))
-                    }
+                    sandbox_validate::path_inside(&l.value())
+                        .map_err(|r| syn::Error::new(l.span(), format!("invalid mount target: {r}")))
                 };
                 let size_tokens = match size {
                     Some(n) => quote!(::core::option::Option::Some(#n)),

@@ -8,8 +8,9 @@ use std::path::Path;
 use nix::errno::Errno;
 
 use crate::config::{Config, Job};
-use crate::plan::StepKind;
+use crate::report::StepKind;
 use crate::report::{Record, send};
+use crate::sys::SingleThreaded;
 
 const TAG_EXEC: u8 = 1;
 const TAG_CHDIR: u8 = 2;
@@ -17,7 +18,7 @@ const TAG_RLIMIT: u8 = 3;
 
 /// Prepares the process and execs the program; on failure, writes what failed to `exec_pipe` and
 /// exits 127. For a closure, returns instead (with the environment set), so that `main` runs the test.
-pub(crate) fn run(config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
+pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
     // A session of its own: job control inside cannot touch the caller's terminal.
     let _ = nix::unistd::setsid();
     for (resource, value) in &config.rlimits {
@@ -33,8 +34,8 @@ pub(crate) fn run(config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
     if let Job::Closure { index } = &config.job {
         // The parent's environment, with the sandbox's on top; the host's files stay visible until
         // the test reaches the closure (see crate::closure).
-        crate::sys::set_env_single_threaded(&config.env);
-        crate::closure::enter_child(report, config, *index);
+        crate::sys::set_env(t, super::parent::HELPER_ENV, &config.env);
+        super::closure::enter_child(report, config, *index);
         // Closing our end tells init the child is on its way.
         drop(exec_pipe);
         return;

@@ -11,9 +11,10 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
 use crate::config::{Config, Job, NetMode};
-use crate::plan::StepKind;
+use crate::report::StepKind;
 use crate::report::{Record, send};
 use crate::spawn::parent::HELPER_ENV;
+use crate::sys::SingleThreaded;
 
 /// Exit code of a helper whose setup failed (the report says why).
 pub(crate) const SETUP_FAILED: i32 = 125;
@@ -21,19 +22,19 @@ pub(crate) const SETUP_FAILED: i32 = 125;
 /// Called by the `.init_array` constructor in every process of a binary linking this crate: returns
 /// at once unless this process is a sandbox helper. A helper never returns from here, except as the
 /// sandbox's child process that is to run a closure: that one returns, and `main` runs the test.
-pub(crate) fn enter_if_helper() {
+pub(crate) fn enter_if_helper(t: SingleThreaded) {
     let Some(value) = std::env::var_os(HELPER_ENV) else { return };
-    let Some([report, config, kill]) = parse(&value.to_string_lossy()) else {
+    let Some([report, config, kill]) = parse(t, &value.to_string_lossy()) else {
         eprintln!("sandbox helper: malformed {HELPER_ENV}");
         std::process::exit(SETUP_FAILED);
     };
-    run(report, config, kill);
+    run(t, report, config, kill);
 }
 
 /// The helper's work, whether it was executed by the parent or forked by the fork server: read the
 /// configuration, then create a sandbox or join a session. `kill` is the read end of the parent's kill
 /// pipe: when the parent closes its end (or dies), the sandbox is torn down.
-pub(crate) fn run(report: OwnedFd, config: OwnedFd, kill: OwnedFd) {
+pub(crate) fn run(t: SingleThreaded, report: OwnedFd, config: OwnedFd, kill: OwnedFd) {
     for fd in [&report, &kill] {
         let _ = nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
@@ -51,14 +52,14 @@ pub(crate) fn run(report: OwnedFd, config: OwnedFd, kill: OwnedFd) {
         std::process::exit(SETUP_FAILED); // the parent died before prctl took effect
     }
     match &config.job {
-        Job::Join { .. } => join(&config, report, kill),
+        Job::Join { .. } => join(t, &config, report, kill),
         Job::Switch => switch_holder(report, kill),
-        _ => create(&config, report, kill),
+        _ => create(t, &config, report, kill),
     }
 }
 
-fn parse(value: &str) -> Option<[OwnedFd; 3]> {
-    let mut fds = value.split(':').map(|n| n.parse().ok().and_then(crate::sys::adopt_fd));
+fn parse(t: SingleThreaded, value: &str) -> Option<[OwnedFd; 3]> {
+    let mut fds = value.split(':').map(|n| n.parse().ok().and_then(|n| crate::sys::adopt_fd(t, n)));
     let r = [fds.next()??, fds.next()??, fds.next()??];
     fds.next().is_none().then_some(r)
 }
@@ -163,7 +164,7 @@ fn plug_in(
 }
 
 /// A new sandbox: new namespaces, init as PID 1 in them.
-fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
+fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // Not CLONE_NEWNS nor CLONE_NEWCGROUP: init makes those (see init_entry), so that the helper keeps
     // the host's view of the filesystem (pivot_root re-roots every process of a mount namespace) and
     // stays outside the sandbox's cgroup, which it must read and remove when the sandbox ends.
@@ -209,7 +210,7 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
     let start = cgroup.as_ref().map(|_| pipe_or_fail(&report, "create the start pipe"));
     let mask = block_wait_signals();
     // The first child after unshare(CLONE_NEWPID) is PID 1 of the new namespace.
-    match crate::sys::fork() {
+    match crate::sys::fork(t) {
         Err(e) => fail(&report, StepKind::Helper, "fork the sandbox's init", e),
         Ok(ForkResult::Child) => {
             restore_mask(&mask);
@@ -226,7 +227,7 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
             if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP) {
                 fail(&report, StepKind::Namespaces, "create the cgroup namespace (unshare)", e);
             }
-            if super::init::run(config, report, status_w) {
+            if super::init::run(t, config, report, status_w) {
                 return; // the closure's child process, on its way to main
             }
             std::process::exit(0);
@@ -268,7 +269,7 @@ fn create(config: &Config, report: OwnedFd, kill: OwnedFd) {
 }
 
 /// A command in a running session: enter the namespaces of its init, fork the program into them.
-fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
+fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     let Job::Join { init_pid, .. } = &config.job else { return };
     // The session's cgroup, opened while the host's /sys is still in view: the command's process joins
     // it below, so that the session's limits cover its commands too.
@@ -303,7 +304,7 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
     let _ = nix::unistd::chdir("/");
     let (exec_r, exec_w) = pipe_or_fail(&report, "create the exec pipe");
     let mask = block_wait_signals();
-    match crate::sys::fork() {
+    match crate::sys::fork(t) {
         Err(e) => fail(&report, StepKind::Helper, "fork into the session", e),
         Ok(ForkResult::Child) => {
             restore_mask(&mask);
@@ -316,7 +317,7 @@ fn join(config: &Config, report: OwnedFd, kill: OwnedFd) {
                     fail(&report, StepKind::Limits, "join the session's cgroup", errno);
                 }
             }
-            super::child::run(config, &report, exec_w);
+            super::child::run(t, config, &report, exec_w);
             std::process::exit(127);
         }
         Ok(ForkResult::Parent { child }) => {

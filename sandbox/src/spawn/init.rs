@@ -14,15 +14,15 @@ use nix::unistd::{ForkResult, Pid};
 
 use crate::config::{Config, Job};
 use crate::plan;
-use crate::report::{Record, send};
-use crate::sys::Kernel;
+use crate::report::{Record, send, send_failure};
+use crate::sys::{Kernel, SingleThreaded};
 
 /// The first byte on the status pipe: init's mount namespace exists.
 pub(crate) const MOUNT_NAMESPACE_READY: &[u8] = b"m";
 
 /// Runs init. Returns `true` only in the forked child that is to run a closure; every other path
 /// ends the process.
-pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
+pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
     // Die with the helper (our parent), and so with the test process above it.
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
     // A closure's child switches the root itself, when the test reaches the closure.
@@ -61,7 +61,7 @@ pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
                 Ok(p) => p,
                 Err(e) => fatal(&report, "create the exec pipe", e),
             };
-            match crate::sys::fork() {
+            match crate::sys::fork(t) {
                 Err(e) => fatal(&report, "fork the program's process", e),
                 Ok(ForkResult::Child) => {
                     drop(exec_r);
@@ -69,7 +69,7 @@ pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
                     drop(status);
                     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
                     // Returns only for a closure: to main, and the test inside the sandbox.
-                    super::child::run(config, &report, exec_w);
+                    super::child::run(t, config, &report, exec_w);
                     return true;
                 }
                 Ok(ForkResult::Parent { child }) => {
@@ -88,19 +88,11 @@ pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
     std::process::exit(0);
 }
 
-/// Reports a failed setup step to the parent.
-pub(crate) fn send_failure(report: &OwnedFd, f: &plan::Failure) {
-    send(
-        report,
-        &Record::SetupFailed { kind: f.kind, what: f.what.to_owned(), path: f.path.clone(), errno: f.errno as i32 },
-    );
-}
-
 fn fatal(report: &OwnedFd, what: &str, errno: Errno) -> ! {
     send(
         report,
         &Record::SetupFailed {
-            kind: crate::plan::StepKind::Helper,
+            kind: crate::report::StepKind::Helper,
             what: what.to_owned(),
             path: None,
             errno: errno as i32,

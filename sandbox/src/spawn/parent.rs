@@ -69,7 +69,7 @@ pub(crate) struct Launched {
 /// closure, which always executes).
 pub(crate) fn launch(config: &Config, stdio: Stdio3, args: &[String]) -> Result<Launched, Error> {
     // The helper hook must be linked into this binary, since the binary is what runs the helpers.
-    std::hint::black_box(&crate::sys::HELPER_HOOK);
+    std::hint::black_box(&super::BEFORE_MAIN);
 
     let json = serde_json::to_vec(config)
         .map_err(|e| io("encode the sandbox configuration for", "memfd")(std::io::Error::other(e)))?;
@@ -209,7 +209,7 @@ pub(crate) fn spawn_on_spawner_thread(cmd: Command) -> std::io::Result<std::proc
 
 /// The error for a failed setup step, with a hint from the host's configuration.
 pub(crate) fn setup_error(
-    kind: crate::plan::StepKind,
+    kind: crate::report::StepKind,
     what: String,
     path: Option<String>,
     errno: i32,
