@@ -3,10 +3,10 @@
 //! Every check is a plain function run twice: as the invoking user (root in CI), and again as the
 //! unprivileged `sandbox-test` user by `rootless_suite`.
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use sandbox::{Error, Network, Sandbox};
+use sandbox::{Error, Network, Sandbox, Stdio};
 use system_tests::{
     ChildTest, dir_owned_by, fixture_rootfs, host_mount_count, is_child, is_root, marker, pids_matching, skip,
     test_user, wait_until_gone,
@@ -674,7 +674,7 @@ fn sandbox_outlives_the_thread_that_spawned_it() {
 fn sigkill_of_the_test_process_kills_its_sandboxes() {
     let m = marker();
     let (mut cmd, _holder) = ChildTest::new("child_holds_a_sandbox").env("MARKER", &m).command();
-    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn child test");
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().expect("spawn child test");
     // Wait for the child to say its sandbox runs.
     let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();

@@ -24,7 +24,7 @@ pub enum Error {
     Rootfs(#[from] fetch::Error),
     /// The program could not be started inside the sandbox (`source.kind()` is `NotFound` for a
     /// program missing from the rootfs, as with `std::process::Command`).
-    #[error("failed to execute `{program}` in the sandbox: {source}")]
+    #[error("failed to execute `{program}` in the sandbox")]
     Spawn {
         /// The program, as given.
         program: String,
@@ -33,7 +33,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A setup step failed inside the new namespaces; nothing of the sandbox remains.
-    #[error("sandbox setup failed: {step}{}: {source}{}", path_suffix(path), hint_suffix(hint))]
+    #[error("sandbox setup failed: {step}{}{}", path_suffix(path), hint_suffix(hint))]
     Setup {
         /// The step, e.g. "mount the overlay root".
         step: String,
@@ -77,9 +77,10 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
-    /// A closure's result could not be passed back.
-    #[error("failed to pass the closure's result out of the sandbox: {reason}")]
-    Result {
+    /// A closure's result could not be had: it did not serialize or deserialize, or the re-executed
+    /// test did not reach the closure.
+    #[error("failed to get the closure's result out of the sandbox: {reason}")]
+    ClosureResult {
         /// What went wrong.
         reason: String,
     },
@@ -92,7 +93,7 @@ pub enum Error {
         thread: Option<String>,
     },
     /// A host-side operation failed.
-    #[error("failed to {op} `{path}`: {source}")]
+    #[error("failed to {op} `{path}`")]
     Io {
         /// The operation.
         op: &'static str,
@@ -129,12 +130,6 @@ impl Error {
             Error::InvalidConfig { .. } => io::ErrorKind::InvalidInput,
             _ => io::ErrorKind::Other,
         }
-    }
-}
-
-impl From<io::Error> for Error {
-    fn from(source: io::Error) -> Error {
-        Error::Io { op: "operate on", path: PathBuf::from("a sandbox process"), source }
     }
 }
 

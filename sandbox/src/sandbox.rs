@@ -3,17 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::Error;
-use crate::command::Command;
-use crate::config::{Config, Job, NetMode, Network, RootMode};
+use crate::config::{Config, DEFAULT_PATH, Job, NetMode, RootMode};
 use crate::error::{checked, invalid};
-use crate::session::Session;
-
-/// The `PATH` inside a sandbox unless the environment says otherwise.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::network::Network;
 
 #[derive(Debug, Clone)]
 enum RootfsChoice {
@@ -270,7 +263,7 @@ impl Builder {
             Network::Host => (NetMode::Host, None),
             Network::Switch(net) => {
                 if user_namespace {
-                    return Err(invalid("network", "Switch", crate::net::ROOTLESS_REASON));
+                    return Err(invalid("network", "Switch", crate::network::ROOTLESS_REASON));
                 }
                 let address = net.register(&self.hostname)?;
                 (NetMode::Loopback, Some((net, address)))
@@ -326,34 +319,6 @@ impl Sandbox {
         Builder::default()
     }
 
-    /// A command to run in a fresh sandbox, like [`std::process::Command`].
-    pub fn command(&self, program: impl Into<String>) -> Command<'_> {
-        Command::new(self, program.into(), None)
-    }
-
-    /// Runs `f` inside a fresh sandbox and returns its result. Must be called from a test (libtest
-    /// or nextest): see the crate docs for how, and for what runs twice.
-    ///
-    /// # Errors
-    /// [`Error::Panicked`] if `f` panics, [`Error::Setup`] / [`Error::TimedOut`] / [`Error::Crashed`]
-    /// as for commands, [`Error::NotInTest`] outside a test thread.
-    pub fn run<T, F>(&self, f: F) -> Result<T, Error>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> T,
-    {
-        crate::closure::run(self, f)
-    }
-
-    /// Starts one sandbox that stays up until the returned [`Session`] is dropped; its commands see
-    /// each other's files and processes.
-    ///
-    /// # Errors
-    /// As for starting a command.
-    pub fn session(&self) -> Result<Session<'_>, Error> {
-        Session::start(self)
-    }
-
     /// The hostname inside.
     pub fn hostname(&self) -> &str {
         &self.base.hostname
@@ -364,10 +329,6 @@ impl Sandbox {
         match &self.base.root {
             RootMode::Overlay { lower } | RootMode::Copy { lower } => lower,
         }
-    }
-
-    pub(crate) fn rootless(&self) -> bool {
-        self.base.user_namespace && self.base.outer_uid != 0
     }
 
     /// The configuration for one start of `job`, with per-command environment and directory.

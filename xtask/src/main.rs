@@ -35,14 +35,9 @@ enum Task {
 
 fn main() {
     if let Err(e) = try_main() {
-        // One paragraph: the error and each cause that adds something to it.
-        let mut text = String::new();
-        for cause in e.chain().map(ToString::to_string) {
-            if !text.contains(&cause) {
-                text = if text.is_empty() { cause } else { format!("{text}: {cause}") };
-            }
-        }
-        eprintln!("error: {text}");
+        // One paragraph: the error, then each cause (no message repeats its source's).
+        let text: Vec<String> = e.chain().map(ToString::to_string).collect();
+        eprintln!("error: {}", text.join(": "));
         std::process::exit(1);
     }
 }

@@ -1,6 +1,5 @@
 //! PID 1 of the sandbox: builds the root, starts the program, reaps, forwards signals, keeps time.
 
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
@@ -14,13 +13,11 @@ use nix::unistd::{ForkResult, Pid};
 
 use crate::config::{Config, Job};
 use crate::plan;
-use crate::report::{Record, send, send_failure};
+use crate::report::{Record, StepKind, send, send_failure, send_setup_failed};
 use crate::sys::{Kernel, SingleThreaded};
 
-/// The first byte on the status pipe: init's mount namespace exists.
-pub(crate) const MOUNT_NAMESPACE_READY: &[u8] = b"m";
-
-/// Runs init. Returns `true` only in the forked child that is to run a closure; every other path
+/// Runs init: the plan, then the program (or nothing, for a session), then the reaping loop; `status`
+/// is the pipe to the helper, which gets `MountNamespaceReady` and, at the end, `Exited`. Returns `true` only in the forked child that is to run a closure; every other path
 /// ends the process.
 pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
     // Die with the helper (our parent), and so with the test process above it.
@@ -36,7 +33,7 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: O
     }
     // Tell the helper our mount namespace exists: it keeps it alive until it has reported the end,
     // so that freeing the sandbox's mounts is not on the way of the caller's wait.
-    let _ = nix::unistd::write(&status, MOUNT_NAMESPACE_READY);
+    send(&status, &Record::MountNamespaceReady);
     // Every signal goes through a signalfd, so that none is lost between fork and the wait loop, and
     // so that PID 1 (which the kernel spares from default actions) still sees them.
     let all = SigSet::all();
@@ -82,22 +79,12 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: O
         }
     };
     let (status_word, timed_out) = reap_until_done(main, &signals, deadline);
-    let mut msg = status_word.to_ne_bytes().to_vec();
-    msg.push(u8::from(timed_out));
-    let _ = std::fs::File::from(status).write_all(&msg);
+    send(&status, &Record::Exited { status: status_word, timed_out });
     std::process::exit(0);
 }
 
 fn fatal(report: &OwnedFd, what: &str, errno: Errno) -> ! {
-    send(
-        report,
-        &Record::SetupFailed {
-            kind: crate::report::StepKind::Helper,
-            what: what.to_owned(),
-            path: None,
-            errno: errno as i32,
-        },
-    );
+    send_setup_failed(report, StepKind::Helper, what, errno);
     std::process::exit(1);
 }
 

@@ -6,14 +6,34 @@
 //! member by hostname.
 
 use std::net::Ipv4Addr;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::Error;
 use crate::config::{Config, Job, NetMode, RootMode, SwitchMember};
-use crate::report::{Reader, Record};
-use crate::spawn::parent::{Known, Stdio3, launch};
+use crate::spawn::handle::{HelperHandle, Stage};
+use crate::stdio::Stdio;
+
+/// The network a sandbox gets.
+///
+/// # Examples
+/// ```
+/// assert_eq!(sandbox::Network::default(), sandbox::Network::Loopback);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Network {
+    /// A new network namespace with only `lo`, up: 127.0.0.1 and ::1 work, nothing else is reachable.
+    #[default]
+    Loopback,
+    /// A new network namespace with `lo` down: no network at all.
+    None,
+    /// The host's network namespace, shared: explicitly opted into, no isolation.
+    Host,
+    /// A new network namespace with `lo` and an `eth0` on a virtual switch that other sandboxes join:
+    /// see [`Net`]. Needs root.
+    Switch(Net),
+}
 
 /// Why a rootless process cannot have a switch.
 pub(crate) const ROOTLESS_REASON: &str = "a switch network needs root: plugging a sandbox into it moves a veth \
@@ -43,8 +63,9 @@ pub struct Net {
 #[derive(Debug)]
 struct Inner {
     holder: i32,
-    kill: Mutex<Option<OwnedFd>>,
-    reports: Mutex<Reader>,
+    /// The holder; dropping it ends the switch and reaps the holder (bug 8: an executed holder used to
+    /// stay a zombie).
+    _handle: HelperHandle,
     members: Mutex<Vec<(String, Ipv4Addr)>>,
     starts: AtomicU32,
 }
@@ -89,32 +110,14 @@ impl Net {
             rlimits: Vec::new(),
             job: Job::Switch,
         };
-        let launched = launch(&config, Stdio3::Known([Known::Null, Known::Null, Known::Inherit]), &[])?;
-        let mut reports = launched.reports;
-        let mut holder = None;
-        loop {
-            match reports.next() {
-                Some(Record::Init { pid }) => holder = Some(pid),
-                Some(Record::Ready) => break,
-                Some(Record::SetupFailed { kind, what, path, errno }) => {
-                    let errno = nix::errno::Errno::from_raw(errno);
-                    return Err(Error::Setup {
-                        step: what,
-                        path,
-                        source: std::io::Error::from(errno),
-                        hint: crate::hints::for_step(kind, errno, false),
-                    });
-                }
-                Some(_) => {}
-                None => return Err(Error::HelperDied { status: None }),
-            }
-        }
-        let holder = holder.ok_or(Error::HelperDied { status: None })?;
+        let (null, inherit) = (Stdio::null(), Stdio::inherit());
+        let handle =
+            HelperHandle::start(&config, [&null, &null, &inherit], &[], Stage::Ready).map_err(|r| r.into_error())?;
+        let holder = handle.init_pid().ok_or(Error::HelperDied { status: None })?;
         Ok(Net {
             inner: Arc::new(Inner {
                 holder,
-                kill: Mutex::new(Some(launched.kill)),
-                reports: Mutex::new(reports),
+                _handle: handle,
                 members: Mutex::new(Vec::new()),
                 starts: AtomicU32::new(0),
             }),
@@ -149,14 +152,5 @@ impl Net {
             peer: format!("v{start}"),
             hosts: self.inner.members.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Closing the kill pipe ends the holder; its namespace, bridge and veth ends go with it.
-        drop(self.kill.lock().unwrap_or_else(|p| p.into_inner()).take());
-        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        while reports.next().is_some() {}
     }
 }
