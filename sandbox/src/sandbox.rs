@@ -200,10 +200,11 @@ impl Builder {
             if m.target.trim_end_matches('/').is_empty() {
                 return Err(invalid("mount target", &m.target, "cannot be the root itself"));
             }
-            if let crate::volume::MountKind::Bind { source } = &mut m.kind {
+            if let crate::volume::MountKind::Bind { source, is_dir } = &mut m.kind {
                 let shown = source.display().to_string();
                 *source = std::fs::canonicalize(&*source)
                     .map_err(|e| invalid("bind source", &shown, &format!("{e}: the host path must exist")))?;
+                *is_dir = source.is_dir();
                 if m.size.is_some() {
                     return Err(invalid("mount size", &shown, "only a tmpfs has a size"));
                 }
