@@ -77,8 +77,8 @@ where
         vec![name, "--exact".into(), "--nocapture".into(), "--test-threads=1".into(), "--include-ignored".into()];
     let (null, piped) = (Stdio::null(), Stdio::piped());
     let ending = with_fallback(|| {
-        let config = sandbox.config(Job::Closure { index }, None)?;
-        let mut handle = HelperHandle::start(&config, [&null, &piped, &piped], &args, Stage::Launched)?;
+        let start = sandbox.config(Job::Closure { index }, None)?;
+        let mut handle = HelperHandle::start(start, [&null, &piped, &piped], &args, Stage::Launched)?;
         // Forward the child's output through print!, so that the harness captures it like the test's own.
         let out = handle.stdout.take().map(|s| std::thread::spawn(move || forward(s, false)));
         let err = handle.stderr.take().map(|s| std::thread::spawn(move || forward(s, true)));

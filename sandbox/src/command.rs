@@ -179,9 +179,9 @@ impl<'a> Command<'a> {
                 Some(init_pid) => Job::Join { init_pid, program: self.program.clone(), args: self.args.clone() },
                 None => Job::Exec { program: self.program.clone(), args: self.args.clone() },
             };
-            let mut config = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
+            let (mut config, lease) = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
             config.controlling_terminal = self.controlling_terminal;
-            HelperHandle::start(&config, stdio, &[], Stage::Started)
+            HelperHandle::start((config, lease), stdio, &[], Stage::Started)
         })?;
         Ok(Child::new(handle))
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::Error;
 use crate::config::{Config, DEFAULT_PATH, Job, NetMode, RootMode};
 use crate::error::{checked, invalid};
-use crate::network::Network;
+use crate::network::{Lease, Network};
 
 #[derive(Debug, Clone)]
 enum RootfsChoice {
@@ -332,12 +332,16 @@ impl Sandbox {
         }
     }
 
-    /// The configuration for one start of `job`, with per-command environment and directory.
-    pub(crate) fn config(&self, job: Job, overrides: Option<Overrides<'_>>) -> Result<Config, Error> {
+    /// The configuration for one start of `job`, with per-command environment and directory, and
+    /// what must live as long as that start (its address on a switch).
+    pub(crate) fn config(&self, job: Job, overrides: Option<Overrides<'_>>) -> Result<(Config, Option<Lease>), Error> {
         let mut config = self.base.clone();
         config.job = job;
+        let mut lease = None;
         if let Some((net, address)) = &self.switch {
-            config.network = NetMode::Switch(net.member(*address));
+            let (member, l) = net.member(&config.hostname, *address)?;
+            config.network = NetMode::Switch(member);
+            lease = Some(l);
         }
         if let RootMode::Overlay { lower } = &config.root
             && crate::spawn::handle::overlay_refused_here()
@@ -355,7 +359,7 @@ impl Sandbox {
                 config.current_dir = dir.to_owned();
             }
         }
-        Ok(config)
+        Ok((config, lease))
     }
 }
 

@@ -11,7 +11,8 @@ use syn::{ItemFn, LitStr};
 
 /// Runs the test's body in a fresh sandbox. Options: `hostname = "…"`, `network = "loopback" | "none" |
 /// "host"`, `timeout = "20s"` (also `ms`, `m`), `env(KEY = "value", …)`, `rootfs = "alpine:3.20"` (any
-/// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`),
+/// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`; or
+/// any `&'static str` expression, e.g. `concat!(env!("CARGO_TARGET_TMPDIR"), "/tree")`),
 /// `sys`. See `sandbox::sandbox_test`.
 #[proc_macro_attribute]
 pub fn sandbox_test(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -44,7 +45,8 @@ struct Options {
     timeout_ms: Option<(LitStr, u64)>,
     env: Vec<(LitStr, LitStr)>,
     rootfs: Option<LitStr>,
-    rootfs_dir: Option<LitStr>,
+    /// The directory, as an expression of type `&'static str` (a literal made absolute already).
+    rootfs_dir: Option<TokenStream2>,
     sys: bool,
     mounts: Vec<TokenStream2>,
     memory: Option<u64>,
@@ -133,14 +135,22 @@ impl Options {
                 set(&mut self.rootfs, lit, &meta)
             }
             "rootfs_dir" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                if lit.value().is_empty() {
-                    return Err(syn::Error::new(lit.span(), "expected a directory path"));
-                }
+                // A string literal (relative to the crate), or any `&'static str` expression, such as
+                // `concat!(env!("CARGO_TARGET_TMPDIR"), "/tree")` for a tree a test builds.
+                let expr: syn::Expr = meta.value()?.parse()?;
+                let dir = match &expr {
+                    syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(lit), .. }) => {
+                        if lit.value().is_empty() {
+                            return Err(syn::Error::new(lit.span(), "expected a directory path"));
+                        }
+                        host_path(lit)
+                    }
+                    other => quote!(#other),
+                };
                 if self.rootfs.is_some() {
                     return Err(meta.error("`rootfs` and `rootfs_dir` exclude each other"));
                 }
-                set(&mut self.rootfs_dir, lit, &meta)
+                set(&mut self.rootfs_dir, dir, &meta)
             }
             "sys" => {
                 self.sys = true;
@@ -295,16 +305,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
             let version = LitStr::new(spec.value().trim_start_matches("alpine:"), spec.span());
             quote!(::sandbox::harness::RootfsOption::Alpine(#version))
         }
-        (None, Some(dir)) => {
-            let d = dir.value();
-            if d.starts_with('/') {
-                quote!(::sandbox::harness::RootfsOption::Dir(#dir))
-            } else {
-                quote!(::sandbox::harness::RootfsOption::Dir(
-                    ::core::concat!(::core::env!("CARGO_MANIFEST_DIR"), "/", #dir)
-                ))
-            }
-        }
+        (None, Some(dir)) => quote!(::sandbox::harness::RootfsOption::Dir(#dir)),
         (None, None) => quote!(::sandbox::harness::RootfsOption::Default),
     };
     let sys = options.sys;
@@ -362,6 +363,15 @@ mod tests {
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("0M"), None);
         assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn a_relative_rootfs_dir_is_relative_to_the_crate() {
+        let mut options = Options::default();
+        let parser = syn::meta::parser(|meta| options.parse(meta));
+        syn::parse::Parser::parse_str(parser, r#"rootfs_dir = "../tree""#).expect("parse");
+        let dir = options.rootfs_dir.map(|t| t.to_string()).unwrap_or_default();
+        assert!(dir.contains("CARGO_MANIFEST_DIR") && dir.contains("\"../tree\""), "{dir}");
     }
 
     #[test]

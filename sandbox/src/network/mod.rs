@@ -6,5 +6,5 @@ mod net;
 pub(crate) mod netlink;
 pub(crate) mod switch;
 
-pub(crate) use net::ROOTLESS_REASON;
+pub(crate) use net::{Lease, ROOTLESS_REASON};
 pub use net::{Net, Network};

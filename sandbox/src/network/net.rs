@@ -66,7 +66,7 @@ struct Inner {
     /// The holder; dropping it ends the switch and reaps the holder (bug 8: an executed holder used to
     /// stay a zombie).
     _handle: HelperHandle,
-    members: Mutex<Vec<(String, Ipv4Addr)>>,
+    members: Mutex<Members>,
     starts: AtomicU32,
 }
 
@@ -111,46 +111,90 @@ impl Net {
             job: Job::Switch,
         };
         let (null, inherit) = (Stdio::null(), Stdio::inherit());
-        let handle =
-            HelperHandle::start(&config, [&null, &null, &inherit], &[], Stage::Ready).map_err(|r| r.into_error())?;
+        let handle = HelperHandle::start((config, None::<()>), [&null, &null, &inherit], &[], Stage::Ready)
+            .map_err(|r| r.into_error())?;
         let holder = handle.init_pid().ok_or(Error::HelperDied { status: None })?;
         Ok(Net {
             inner: Arc::new(Inner {
                 holder,
                 _handle: handle,
-                members: Mutex::new(Vec::new()),
+                members: Mutex::new(Members::default()),
                 starts: AtomicU32::new(0),
             }),
         })
     }
 
-    /// Gives `hostname` an address on this switch (once per hostname).
+    /// Gives `hostname` its address on this switch (once per hostname): the address its starts use
+    /// when it is free, and that every member's `/etc/hosts` lists.
     pub(crate) fn register(&self, hostname: &str) -> Result<Ipv4Addr, Error> {
         let mut members = self.inner.members.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, a)) = members.iter().find(|(h, _)| h == hostname) {
+        if let Some((_, a)) = members.registered.iter().find(|(h, _)| h == hostname) {
             return Ok(*a);
         }
-        let n = members.len() + 2;
-        if n > 254 {
-            return Err(Error::InvalidConfig {
-                what: "network",
-                value: hostname.to_owned(),
-                reason: "a switch holds 253 members at most".to_owned(),
-            });
-        }
-        let address = Ipv4Addr::new(10, 89, 0, n as u8);
-        members.push((hostname.to_owned(), address));
+        let address = members.free_address().ok_or_else(|| full(hostname))?;
+        members.registered.push((hostname.to_owned(), address));
         Ok(address)
     }
 
-    /// What a member needs to plug in, for one start.
-    pub(crate) fn member(&self, address: Ipv4Addr) -> SwitchMember {
+    /// What a member needs to plug in, for one start, and the lease on its address. A start takes
+    /// the hostname's own address, or, while another start of the same sandbox holds it, one of its
+    /// own (bug 7: overlapping starts shared one IP).
+    pub(crate) fn member(&self, hostname: &str, address: Ipv4Addr) -> Result<(SwitchMember, Lease), Error> {
         let start = self.inner.starts.fetch_add(1, Ordering::Relaxed);
-        SwitchMember {
-            holder: self.inner.holder,
-            address,
-            peer: format!("v{start}"),
-            hosts: self.inner.members.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        let mut members = self.inner.members.lock().unwrap_or_else(|p| p.into_inner());
+        let address = if members.running.iter().any(|(_, a)| *a == address) {
+            members.free_address().ok_or_else(|| full(hostname))?
+        } else {
+            address
+        };
+        members.running.push((hostname.to_owned(), address));
+        let mut hosts = members.registered.clone();
+        for r in &members.running {
+            if !hosts.contains(r) {
+                hosts.push(r.clone());
+            }
         }
+        let member = SwitchMember { holder: self.inner.holder, address, peer: format!("v{start}"), hosts };
+        Ok((member, Lease { net: self.clone(), address }))
+    }
+}
+
+fn full(hostname: &str) -> Error {
+    Error::InvalidConfig {
+        what: "network",
+        value: hostname.to_owned(),
+        reason: "a switch holds 253 members at most".to_owned(),
+    }
+}
+
+/// The hostnames and addresses on a switch.
+#[derive(Debug, Default)]
+struct Members {
+    /// Each hostname's own address (given at `build()`).
+    registered: Vec<(String, Ipv4Addr)>,
+    /// The addresses of the starts running now.
+    running: Vec<(String, Ipv4Addr)>,
+}
+
+impl Members {
+    /// An address in 10.89.0.2-254 that nobody has.
+    fn free_address(&self) -> Option<Ipv4Addr> {
+        (2..=254u8)
+            .map(|n| Ipv4Addr::new(10, 89, 0, n))
+            .find(|a| !self.registered.iter().chain(&self.running).any(|(_, b)| b == a))
+    }
+}
+
+/// One start's hold on its address on a switch (and on the switch itself); released on drop.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    net: Net,
+    address: Ipv4Addr,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut members = self.net.inner.members.lock().unwrap_or_else(|p| p.into_inner());
+        members.running.retain(|(_, a)| *a != self.address);
     }
 }

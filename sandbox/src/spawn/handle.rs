@@ -35,6 +35,8 @@ pub(crate) struct HelperHandle {
     rootless: bool,
     timeout: Option<std::time::Duration>,
     ended: bool,
+    /// Whatever must live until the sandbox is gone (a switch address's lease); dropped after it.
+    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
     pub stdin: Option<ChildStdin>,
     pub stdout: Option<ChildStdout>,
     pub stderr: Option<ChildStderr>,
@@ -56,12 +58,13 @@ pub(crate) struct Ending {
 impl HelperHandle {
     /// Starts a helper for `config` and waits for `stage`. A failure of the overlay root that means
     /// "no overlayfs here" comes back as [`Retry::Copy`]: see [`with_fallback`].
-    pub(crate) fn start(
-        config: &Config,
+    pub(crate) fn start<K: std::any::Any + Send + Sync>(
+        (config, keep): (Config, Option<K>),
         stdio: [&crate::Stdio; 3],
         args: &[String],
         stage: Stage,
     ) -> Result<HelperHandle, Retry> {
+        let config = &config;
         let launched = launch(config, stdio, args)?;
         let mut handle = HelperHandle {
             helper: launched.helper,
@@ -72,6 +75,7 @@ impl HelperHandle {
             rootless: config.user_namespace && config.outer_uid != 0,
             timeout: config.timeout,
             ended: false,
+            _keep: keep.map(|k| Box::new(k) as Box<dyn std::any::Any + Send + Sync>),
             stdin: launched.stdin,
             stdout: launched.stdout,
             stderr: launched.stderr,
