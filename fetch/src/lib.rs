@@ -44,21 +44,28 @@
 
 mod alpine;
 mod arch;
+mod at;
 mod cache;
 mod checksums;
 mod download;
 mod error;
+mod hash;
 mod mirror;
+mod resolve;
 mod rootfs;
+mod signature;
+mod trust;
 pub mod unpack;
 mod version;
 
-pub use alpine::{Alpine, Trust, default_cache_dir};
+pub use alpine::{Alpine, default_cache_dir};
 pub use arch::Arch;
 pub use checksums::{DEFAULT_RELEASE, official_sha256};
 pub use download::{NetworkPolicy, Progress};
 pub use error::{Error, Result};
 pub use mirror::DEFAULT_MIRROR;
 pub use rootfs::{Rootfs, default_rootfs};
+pub use signature::{ALPINE_KEY_FINGERPRINT, SignatureProblem};
+pub use trust::{Signature, Trust, Verification};
 pub use unpack::{Ownership, UnpackError, UnpackLimits, UnpackStats, unpack};
 pub use version::{Release, VersionSpec};
