@@ -209,6 +209,25 @@ fn built_in_checksum_beats_a_lying_mirror() {
 }
 
 #[test]
+fn the_default_release_is_pinned_by_the_built_in_sha512() {
+    assert_eq!(fetch::DEFAULT_RELEASE, "3.24.2");
+    // The mirror serves other bytes as the default release, with a sidecar that agrees with them.
+    let mirror = Mirror::start().expect("mirror");
+    mirror.add_release(fetch::DEFAULT_RELEASE, "x86_64", tarball(fetch::DEFAULT_RELEASE));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err =
+        alpine(&mirror, fetch::DEFAULT_RELEASE, cache.path()).require_pin(true).fetch().expect_err("lying mirror");
+    match err {
+        Error::ChecksumMismatch { expected, trust, .. } => {
+            assert!(expected.starts_with("bb1cbdc0395826774d88"), "the official sha512: {expected}");
+            assert_eq!(trust, Trust::BuiltIn);
+        }
+        other => panic!("expected a checksum mismatch, got {other:?}"),
+    }
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
 fn truncated_download_is_retried_then_refused() {
     let mirror = mirror_with(&["3.19.1"]);
     let cache = tempfile::tempdir().expect("tempdir");

@@ -323,7 +323,7 @@ impl Alpine {
     /// Resolves against the mirror, downloads what the cache lacks, checks the signature, unpacks.
     fn downloaded(&self, cache: &Cache, req: &Request) -> Result<Rootfs, Error> {
         let http = Http::new(self.network)?;
-        let Resolved { release, url, digest, trust } =
+        let Resolved { release, url, digest, trust, sha512 } =
             resolve(&http, &req.mirror, &req.spec, req.arch, req.known.clone())?;
         if req.require_pin && !trust.is_pinned() {
             return Err(Error::NotPinned { url, version: release.to_string(), arch: req.arch });
@@ -335,6 +335,14 @@ impl Alpine {
         let lock = cache.lock(&digest)?;
         if !cache.has_blob(&digest)? {
             self.download(&http, cache, &lock, &url, &digest, trust)?;
+        }
+        if let Some(expected) = sha512 {
+            let blob = cache.open_blob(&digest)?;
+            let actual = crate::hash::sha512_of(blob).map_err(crate::error::io("read", &url))?;
+            if actual != expected {
+                cache.drop_blob(&digest, &lock)?;
+                return Err(Error::ChecksumMismatch { url, expected: expected.to_owned(), trust, actual });
+            }
         }
         let signed_by = match signature {
             Some(sig) => Some(self.check_signature(cache, &lock, &sig, &url, &digest)?),

@@ -322,7 +322,7 @@ impl Cache {
         let staged = self.root.join("tmp").join(&name);
         let dir = at::create_dir_fd(&self.tmp, &name).map_err(io("create directory", &staged))?;
         let result = self.open_blob(digest).and_then(|file| {
-            let mut reader = Hashing::new(io::BufReader::new(file));
+            let mut reader = Hashing::<_, sha2::Sha256>::new(io::BufReader::new(file));
             crate::unpack::unpack_into(&mut reader, &dir, limits, owner.ownership())
                 .map_err(|source| Error::Unpack { archive: blob.clone(), source })?;
             io::copy(&mut reader, &mut io::sink()).map_err(io("read", &blob))?;

@@ -1,31 +1,31 @@
-//! The one streaming sha256: a reader that hashes what passes through it.
+//! The one streaming hash: a reader that hashes what passes through it.
 //!
-//! Downloads, local tarballs and the re-verification of a blob while it is unpacked all read through
-//! [`Hashing`], so there is one place where bytes become a digest.
+//! Downloads, local tarballs, the re-verification of a blob while it is unpacked and the built-in
+//! table's sha512 check all read through [`Hashing`], so there is one place where bytes become a digest.
 
 use std::io::{self, Read};
 
 use sha2::Digest;
 
-/// Wraps a reader; every byte read through it is hashed.
+/// Wraps a reader; every byte read through it is hashed with `D` (sha256 unless said otherwise).
 #[derive(Debug)]
-pub(crate) struct Hashing<R> {
+pub(crate) struct Hashing<R, D = sha2::Sha256> {
     inner: R,
-    hasher: sha2::Sha256,
+    hasher: D,
 }
 
-impl<R> Hashing<R> {
-    pub(crate) fn new(inner: R) -> Hashing<R> {
-        Hashing { inner, hasher: sha2::Sha256::new() }
+impl<R, D: Digest> Hashing<R, D> {
+    pub(crate) fn new(inner: R) -> Hashing<R, D> {
+        Hashing { inner, hasher: D::new() }
     }
 
-    /// The lower-case hex sha256 of everything read.
+    /// The lower-case hex digest of everything read.
     pub(crate) fn finish(self) -> String {
         hex::encode(self.hasher.finalize())
     }
 }
 
-impl<R: Read> Read for Hashing<R> {
+impl<R: Read, D: Digest> Read for Hashing<R, D> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
@@ -33,18 +33,29 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// The sha256 of everything `input` yields.
-pub(crate) fn sha256_of(input: impl Read) -> io::Result<String> {
-    let mut reader = Hashing::new(input);
+fn digest_of<D: Digest>(input: impl Read) -> io::Result<String> {
+    let mut reader = Hashing::<_, D>::new(input);
     io::copy(&mut reader, &mut io::sink())?;
     Ok(reader.finish())
+}
+
+/// The sha256 of everything `input` yields.
+pub(crate) fn sha256_of(input: impl Read) -> io::Result<String> {
+    digest_of::<sha2::Sha256>(input)
+}
+
+/// The sha512 of everything `input` yields (the built-in table's digest for some releases).
+pub(crate) fn sha512_of(input: impl Read) -> io::Result<String> {
+    digest_of::<sha2::Sha512>(input)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn known_digest() {
+    fn known_digests() {
         let d = super::sha256_of(&b"abc"[..]).unwrap_or_default();
         assert_eq!(d, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        let d = super::sha512_of(&b"abc"[..]).unwrap_or_default();
+        assert!(d.starts_with("ddaf35a193617aba"), "{d}");
     }
 }

@@ -14,6 +14,8 @@ pub(crate) struct Resolved {
     pub url: String,
     pub digest: String,
     pub trust: Trust,
+    /// The built-in table's sha512, which the bytes must match too (then `trust` is `BuiltIn`).
+    pub sha512: Option<&'static str>,
 }
 
 /// The digest known without asking anyone: the pin, else the built-in table for an exact release.
@@ -69,7 +71,12 @@ pub(crate) fn resolve(
             (entry.release, url, digest)
         }
     };
-    let resolved = |digest, trust| Ok(Resolved { release, url: url.clone(), digest, trust });
+    // A release the table knows by sha512 only: the mirror names the sha256, the table vouches.
+    let sha512 = crate::checksums::official_sha512(&release, arch).filter(|_| known.is_none());
+    let resolved = |digest, trust| {
+        let trust = if sha512.is_some() { Trust::BuiltIn } else { trust };
+        Ok(Resolved { release, url: url.clone(), digest, trust, sha512 })
+    };
     if let Some((digest, trust)) =
         known.or_else(|| official_sha256(&release, arch).map(|d| (d.to_owned(), Trust::BuiltIn)))
     {
