@@ -608,7 +608,10 @@ fn trees_are_private_but_keep_their_modes() {
     std::fs::write(&archive, tarball("3.19.1")).expect("write");
     let cache = work.path().join("cache");
     std::fs::create_dir(&cache).expect("mkdir");
-    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Everything up to v1/ is open to others: only v1/'s own mode keeps them out.
+    for dir in [work.path(), &cache] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
     let rootfs = Rootfs::from_tarball_in(&archive, Some(&cache)).expect("unpack");
     let mode = |p: &Path| std::fs::symlink_metadata(p).expect("stat").permissions().mode() & 0o7777;
     assert_eq!(mode(&cache.join("v1")), 0o700, "v1/ hides every tree from other users");
@@ -627,6 +630,7 @@ fn trees_are_private_but_keep_their_modes() {
             "TARGETS",
             format!("{}:{}", rootfs.path().join("bin/bbsuid").display(), rootfs.path().join("tmp").display()),
         )
+        .env("ROOT_CACHE", &cache)
         .assert_success();
 }
 
@@ -641,6 +645,12 @@ fn child_cannot_reach() {
         assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{target}: {err}");
         assert!(std::fs::write(Path::new(target).join("planted"), b"x").is_err(), "{target}");
     }
+    // Nor does it get to use root's cache folder as its own.
+    let cache = std::path::PathBuf::from(std::env::var_os("ROOT_CACHE").expect("ROOT_CACHE"));
+    assert!(std::fs::metadata(&cache).is_ok(), "the cache folder itself is reachable");
+    let err = Rootfs::from_tarball_in("/nonexistent.tar.gz", Some(&cache)).expect_err("root's cache");
+    assert!(matches!(&err, Error::CacheNotPrivate { owner: 0, .. }), "{err:?}");
+    println!("CHECKED");
 }
 
 #[test]
