@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_wrapper;
 mod doctor;
 mod fetch_rootfs;
 mod run;
@@ -36,7 +37,7 @@ enum Task {
         partitions: u32,
     },
     Bench {
-        /// One benchmark: fetch, sandbox or overhead (default: all).
+        /// One benchmark: fetch, sandbox, overhead or wrapper (default: all).
         name: Option<String>,
     },
 }
