@@ -100,8 +100,8 @@ pub(crate) fn harden_program(
     filter: Option<&crate::seccomp::Filter>,
     keep_open: &[std::os::fd::RawFd],
 ) -> Result<(), Errno> {
-    let _ = crate::sys_hardening::join_new_session_keyring();
-    crate::sys_hardening::cloexec_above_stdio(keep_open);
+    let _ = crate::sys::hardening::join_new_session_keyring();
+    crate::sys::hardening::cloexec_above_stdio(keep_open);
     if security.privileged {
         return Ok(());
     }

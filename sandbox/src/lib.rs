@@ -62,8 +62,7 @@ mod hardening;
 pub mod harness;
 mod hints;
 mod inroot;
-mod net;
-mod netlink;
+mod network;
 mod plan;
 mod report;
 mod rlimit;
@@ -71,20 +70,21 @@ mod sandbox;
 mod seccomp;
 mod session;
 mod spawn;
+mod stdio;
 mod sys;
-mod sys_hardening;
 mod volume;
 
 pub use cgroups::Usage;
 pub use closure::in_sandbox_child;
 pub use command::{Child, Command};
-pub use config::Network;
+pub use config::DEFAULT_PATH;
 pub use error::{Error, Result};
 pub use fetch;
-pub use net::Net;
+pub use network::{Net, Network};
 pub use rlimit::Rlimit;
-pub use sandbox::{Builder, DEFAULT_PATH, Sandbox};
+pub use sandbox::{Builder, Sandbox};
 pub use session::Session;
+pub use stdio::Stdio;
 pub use volume::Mount;
 
 /// Runs a test's body inside a fresh sandbox: a private writable Alpine root, its own hostname,

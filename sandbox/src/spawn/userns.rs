@@ -40,7 +40,12 @@ pub(crate) fn enter_setup_namespace(uid: u32, gid: u32) -> Result<(), Failed> {
 /// helper's namespace, with new UTS, IPC and (if `net`) network namespaces owned by it; moves the
 /// helper into those three (so that init is born in them) and returns the user namespace, for init to
 /// enter once the mounts are built.
-pub(crate) fn create_program_namespaces(base: u32, count: u32, net: bool) -> Result<OwnedFd, Failed> {
+pub(crate) fn create_program_namespaces(
+    t: crate::sys::SingleThreaded,
+    base: u32,
+    count: u32,
+    net: bool,
+) -> Result<OwnedFd, Failed> {
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ("create a pipe to the namespace maker", e));
     let (up_r, up_w) = pipe()?;
     let (down_r, down_w) = pipe()?;
@@ -48,7 +53,7 @@ pub(crate) fn create_program_namespaces(base: u32, count: u32, net: bool) -> Res
     if net {
         others |= CloneFlags::CLONE_NEWNET;
     }
-    match crate::sys::fork().map_err(|e| ("fork the namespace maker", e))? {
+    match crate::sys::fork(t).map_err(|e| ("fork the namespace maker", e))? {
         ForkResult::Child => {
             drop((up_r, down_w));
             // Step 1: the user namespace; step 2 (once mapped, root here has every capability in it):

@@ -6,39 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::mount::MsFlags;
-use serde::{Deserialize, Serialize};
+use crate::config::Config;
+pub(crate) use crate::report::{Failure, StepKind};
 
-use crate::config::{Config, NetMode, RootMode};
+mod etc;
+mod mounts;
+mod rootfs;
 use crate::sys::Sys;
-
-/// Which part of setup a step belongs to; the parent turns it into a hint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum StepKind {
-    Namespaces,
-    UserMap,
-    Propagation,
-    Staging,
-    Overlay,
-    CopyRoot,
-    Proc,
-    Dev,
-    Tmp,
-    Sys,
-    Etc,
-    Hostname,
-    Loopback,
-    Pivot,
-    CurrentDir,
-    Volume,
-    File,
-    Limits,
-    Network,
-    Helper,
-    /// The program's own hardening: no_new_privs and the seccomp filter.
-    Security,
-}
+use nix::mount::MsFlags;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -89,7 +64,7 @@ pub(crate) enum Op {
         shift: u32,
     },
     /// Binds `source` at `target` through the id mapping of the user namespace `userns`, nosuid,
-    /// nodev, maybe read-only (crate::sys_hardening::idmapped_bind).
+    /// nodev, maybe read-only (crate::sys::hardening::idmapped_bind).
     IdmappedBind {
         source: PathBuf,
         target: PathBuf,
@@ -106,15 +81,6 @@ pub(crate) enum Op {
     EnterUserNamespace {
         userns: i32,
     },
-    MkdirAll {
-        path: PathBuf,
-    },
-    UnshareMount,
-    /// Sets nosuid, nodev and maybe read-only on a bind mount and everything below it.
-    LockBind {
-        target: PathBuf,
-        read_only: bool,
-    },
     /// Hides a path of /proc or /sys: `/dev/null` over a file, an empty read-only tmpfs over a
     /// directory; nothing if the kernel has no such path.
     Mask {
@@ -123,6 +89,15 @@ pub(crate) enum Op {
     /// Binds a path onto itself read-only (and nosuid, nodev); nothing if it does not exist.
     ReadOnly {
         path: PathBuf,
+    },
+    MkdirAll {
+        path: PathBuf,
+    },
+    UnshareMount,
+    /// Sets nosuid, nodev and maybe read-only on a bind mount and everything below it.
+    LockBind {
+        target: PathBuf,
+        read_only: bool,
     },
 }
 
@@ -139,11 +114,10 @@ impl Op {
             Op::Symlink { link, .. } => link,
             Op::PivotRoot { new_root, .. } => new_root,
             Op::CopyTree { from, .. } => from,
-            Op::IdmappedBind { target, .. } => target,
-            Op::Chown { path, .. } => path,
-            Op::EnterUserNamespace { .. } => return None,
             Op::MkdirAll { path } | Op::LockBind { target: path, .. } => path,
-            Op::Mask { path } | Op::ReadOnly { path } => path,
+            Op::IdmappedBind { target, .. } => target,
+            Op::Chown { path, .. } | Op::Mask { path } | Op::ReadOnly { path } => path,
+            Op::EnterUserNamespace { .. } => return None,
             Op::SetHostname { name } => return Some(name.clone()),
             Op::LoopbackUp => return Some("lo".to_owned()),
             Op::UnshareMount => return None,
@@ -163,18 +137,6 @@ pub(crate) struct Step {
     pub optional: bool,
 }
 
-/// A failed step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Failure {
-    pub kind: StepKind,
-    pub what: &'static str,
-    pub path: Option<String>,
-    pub errno: Errno,
-}
-
-const STAGING: &str = "/tmp";
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
-
 /// The whole plan for `config`: [`namespace_phase`], then [`filesystem_phase`].
 pub(crate) fn plan(config: &Config) -> Vec<Step> {
     let mut steps = namespace_phase(config);
@@ -189,7 +151,7 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
     let p = PathBuf::from;
     // The mount namespace is init's own, created inside the user namespace (which then owns it).
     step(StepKind::Namespaces, "create the mount namespace", Op::UnshareMount);
-    // Unless privileged, the helper made and mapped the user namespaces (crate::spawn::userns).
+    // With the program's user namespace (crate::spawn::userns), the helper made and mapped them all.
     if config.user_namespace && config.security.userns_fd.is_none() {
         // user_namespaces(7): an unprivileged process may map only itself, and must deny setgroups
         // before writing gid_map.
@@ -218,366 +180,49 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
     steps
 }
 
-/// Building the root filesystem and switching into it. Init does it before starting a program; for a
-/// closure, the child does it when the test reaches the closure, so that the test's code before that
-/// point sees the host's files, as it did in the parent.
+/// Building the root filesystem and switching into it, in parts: the staging root and the new root
+/// (`rootfs`), the kernel's file systems and the volumes (`mounts`), the files the sandbox is given
+/// (`etc`), then the pivot. Init does it before starting a program; for a closure, the child does it
+/// when the test reaches the closure, so that the test's code before that point sees the host's
+/// files, as it did in the parent.
 pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
-    // As root, unless privileged: root inside is `base` outside; what setup creates is given to it,
-    // and host trees are shown through the user namespace's id mapping.
-    let shifted = config.security.shifted(config.outer_uid);
-    let owned = |data: String| match shifted {
-        Some((base, _)) => format!("{data},uid={base},gid={base}"),
-        None => data,
-    };
-    let mut steps = Vec::new();
-    let mut step = |kind, what, op| steps.push(Step { kind, what, op, optional: false });
-    let p = PathBuf::from;
-    // mount_namespaces(7): a recursive slave receives the host's mount events but sends none back, so
-    // nothing mounted from here on is ever seen by the host.
-    step(
-        StepKind::Propagation,
-        "make the host's mounts a one-way slave",
-        Op::Mount {
-            source: None,
-            target: p("/"),
-            fstype: None,
-            flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
-            data: None,
-        },
-    );
-    // A tmpfs to build in, private to this mount namespace: the overlay's upper layer lives here, so
-    // the sandbox's writes vanish with it and nothing is left on the host's disks.
-    step(
-        StepKind::Staging,
-        "mount the staging tmpfs",
-        Op::Mount {
-            source: Some("tmpfs".into()),
-            target: p(STAGING),
-            fstype: Some("tmpfs".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data: Some(format!("mode=0755,size={}", config.security.tmpfs_size)),
-        },
-    );
-    step(StepKind::Staging, "create the old-root directory", Op::Mkdir { path: p("/tmp/oldroot"), mode: 0o755 });
-    // pivot_root(2), as bubblewrap does: the host's tree stays reachable at /oldroot while we build.
-    step(
-        StepKind::Staging,
-        "pivot into the staging tmpfs",
-        Op::PivotRoot { new_root: p(STAGING), put_old: p("/tmp/oldroot") },
-    );
-    step(StepKind::Staging, "enter the staging root", Op::Chdir { path: p("/") });
-    for dir in ["/upper", "/work", "/newroot"] {
-        step(StepKind::Staging, "create a staging directory", Op::Mkdir { path: p(dir), mode: 0o755 });
-    }
-    if let Some((base, _)) = shifted {
-        // The upper layer's root is the sandbox's `/`: root's inside.
-        step(StepKind::Staging, "give the writable layer to root inside", Op::Chown { path: p("/upper"), id: base });
-    }
-    match &config.root {
-        RootMode::Overlay { lower } => {
-            let mut lowerdir = Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower));
-            if let Some((_, userns)) = shifted {
-                // The shared tree keeps the archive's owners; root's files are root's inside.
-                step(
-                    StepKind::Overlay,
-                    "create the lower layer's mount point",
-                    Op::Mkdir { path: p("/lower"), mode: 0o755 },
-                );
-                step(
-                    StepKind::Overlay,
-                    "bind the rootfs id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
-                    Op::IdmappedBind { source: lowerdir, target: p("/lower"), userns, read_only: true },
-                );
-                lowerdir = p("/lower");
-            }
-            let mut data = format!("lowerdir={},upperdir=/upper,workdir=/work", escape_overlay_path(&lowerdir));
-            if config.user_namespace {
-                // Inside a user namespace overlayfs keeps its metadata in user.* xattrs (kernel >= 5.11).
-                data.push_str(",userxattr");
-            }
-            step(
-                StepKind::Overlay,
-                "mount the writable overlay root",
-                // nodev: a device node in the rootfs or made inside opens nothing.
-                Op::Mount {
-                    source: Some("overlay".into()),
-                    target: p("/newroot"),
-                    fstype: Some("overlay".into()),
-                    flags: MsFlags::MS_NODEV,
-                    data: Some(data),
-                },
-            );
-        }
-        RootMode::Copy { lower } => {
-            let source = Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower));
-            step(
-                StepKind::CopyRoot,
-                "copy the rootfs into the sandbox's memory",
-                Op::CopyTree { from: source, to: p("/newroot"), shift: shifted.map_or(0, |(base, _)| base) },
-            );
-            // pivot_root needs the new root to be a mount point.
-            step(
-                StepKind::CopyRoot,
-                "bind the copied root onto itself",
-                Op::Mount {
-                    source: Some("/newroot".into()),
-                    target: p("/newroot"),
-                    fstype: None,
-                    flags: MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NODEV,
-                    data: None,
-                },
-            );
-        }
-    }
-    // proc(5) for the new pid namespace: ps and /proc/self see only the sandbox.
-    step(StepKind::Proc, "create /proc", Op::Mkdir { path: p("/newroot/proc"), mode: 0o555 });
-    step(
-        StepKind::Proc,
-        "mount /proc for the new pid namespace",
-        Op::Mount {
-            source: Some("proc".into()),
-            target: p("/newroot/proc"),
-            fstype: Some("proc".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            data: None,
-        },
-    );
-    // A minimal /dev, as bubblewrap's --dev: the harmless character devices, bound from the host.
-    step(StepKind::Dev, "create /dev", Op::Mkdir { path: p("/newroot/dev"), mode: 0o755 });
-    step(
-        StepKind::Dev,
-        "mount a tmpfs on /dev",
-        Op::Mount {
-            source: Some("tmpfs".into()),
-            target: p("/newroot/dev"),
-            fstype: Some("tmpfs".into()),
-            // nodev: the bound devices are mounts of their own; nothing made in /dev opens a device.
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
-            data: Some(owned(format!("mode=0755,size={}", crate::hardening::DEV_SIZE))),
-        },
-    );
-    for dev in DEVICES {
-        let target = Path::new("/newroot/dev").join(dev);
-        step(StepKind::Dev, "create a device mount point", Op::Touch { path: target.clone() });
-        step(
-            StepKind::Dev,
-            "bind-mount a host device",
-            Op::Mount {
-                source: Some(format!("/oldroot/dev/{dev}")),
-                target,
-                fstype: None,
-                flags: MsFlags::MS_BIND,
-                data: None,
-            },
-        );
-    }
-    step(StepKind::Dev, "create /dev/pts", Op::Mkdir { path: p("/newroot/dev/pts"), mode: 0o755 });
-    // devpts(5) newinstance: the sandbox's ptys are its own.
-    step(
-        StepKind::Dev,
-        "mount a private devpts instance",
-        Op::Mount {
-            source: Some("devpts".into()),
-            target: p("/newroot/dev/pts"),
-            fstype: Some("devpts".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            data: Some("newinstance,ptmxmode=0666,mode=0620".into()),
-        },
-    );
-    step(StepKind::Dev, "link /dev/ptmx", Op::Symlink { target: p("pts/ptmx"), link: p("/newroot/dev/ptmx") });
-    // /dev is a tmpfs already: /dev/shm is a sticky, world-writable directory in it.
-    step(StepKind::Dev, "create /dev/shm", Op::Mkdir { path: p("/newroot/dev/shm"), mode: 0o1777 });
-    step(StepKind::Dev, "make /dev/shm world-writable", Op::Chmod { path: p("/newroot/dev/shm"), mode: 0o1777 });
-    for (target, link) in [
-        ("/proc/self/fd", "fd"),
-        ("/proc/self/fd/0", "stdin"),
-        ("/proc/self/fd/1", "stdout"),
-        ("/proc/self/fd/2", "stderr"),
-    ] {
-        step(
-            StepKind::Dev,
-            "link a /dev/fd entry",
-            Op::Symlink { target: p(target), link: Path::new("/newroot/dev").join(link) },
-        );
-    }
+    let mut s = Steps::default();
+    rootfs::stage(&mut s, config);
+    mounts::standard(&mut s, config);
     if !config.security.privileged {
-        // crun's masked paths, and Docker's read-only ones (see crate::hardening): /dev/null exists now.
-        for path in crate::hardening::MASKED_PATHS.iter().filter(|m| m.starts_with("/proc/")) {
-            step(StepKind::Proc, "mask a /proc path", Op::Mask { path: Path::new("/newroot").join(&path[1..]) });
-        }
-        for path in crate::hardening::READ_ONLY_PATHS {
-            step(
-                StepKind::Proc,
-                "make a /proc path read-only",
-                Op::ReadOnly { path: Path::new("/newroot").join(&path[1..]) },
-            );
-        }
+        mounts::mask(&mut s, "/proc/");
     }
-    step(StepKind::Tmp, "create /tmp", Op::Mkdir { path: p("/newroot/tmp"), mode: 0o1777 });
-    step(
-        StepKind::Tmp,
-        "mount a tmpfs on /tmp",
-        Op::Mount {
-            source: Some("tmpfs".into()),
-            target: p("/newroot/tmp"),
-            fstype: Some("tmpfs".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data: Some(owned(format!("mode=1777,size={}", config.security.tmpfs_size))),
-        },
-    );
     // Volumes, then files, after the standard mounts: a user's mount may cover /tmp, and a file may
     // land in a volume.
-    for m in &config.mounts {
-        let target = Path::new("/newroot").join(m.target.trim_start_matches('/'));
-        match &m.kind {
-            crate::volume::MountKind::Bind { source } => {
-                let from = Path::new("/oldroot").join(source.strip_prefix("/").unwrap_or(source));
-                if source.is_dir() {
-                    step(StepKind::Volume, "create a volume's mount point", Op::MkdirAll { path: target.clone() });
-                } else {
-                    if let Some(parent) = target.parent() {
-                        step(
-                            StepKind::Volume,
-                            "create a volume's parent directory",
-                            Op::MkdirAll { path: parent.to_owned() },
-                        );
-                    }
-                    step(StepKind::Volume, "create a volume's mount point", Op::Touch { path: target.clone() });
-                }
-                match shifted {
-                    // What the test writes there is the caller's on the host, not a shifted id's.
-                    Some((_, userns)) => step(
-                        StepKind::Volume,
-                        "bind-mount a volume id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
-                        Op::IdmappedBind { source: from, target: target.clone(), userns, read_only: m.read_only },
-                    ),
-                    None => step(
-                        StepKind::Volume,
-                        "bind-mount a volume",
-                        Op::Mount {
-                            source: Some(from.display().to_string()),
-                            target: target.clone(),
-                            fstype: None,
-                            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
-                            data: None,
-                        },
-                    ),
-                }
-                step(
-                    StepKind::Volume,
-                    "make a volume nosuid, nodev (and read-only)",
-                    Op::LockBind { target, read_only: m.read_only },
-                );
-            }
-            crate::volume::MountKind::Tmpfs => {
-                // Without a size of its own, the same as /tmp: never unbounded (issue 9).
-                let size = m.size.unwrap_or(config.security.tmpfs_size);
-                let data = owned(format!("mode=1777,size={size}"));
-                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-                if m.read_only {
-                    flags |= MsFlags::MS_RDONLY;
-                }
-                step(StepKind::Volume, "create a tmpfs mount point", Op::MkdirAll { path: target.clone() });
-                step(
-                    StepKind::Volume,
-                    "mount a tmpfs volume",
-                    Op::Mount {
-                        source: Some("tmpfs".into()),
-                        target,
-                        fstype: Some("tmpfs".into()),
-                        flags,
-                        data: Some(data),
-                    },
-                );
-            }
-        }
-    }
-    for (path, contents) in &config.files {
-        let target = Path::new("/newroot").join(path.trim_start_matches('/'));
-        if let Some(parent) = target.parent() {
-            step(StepKind::File, "create a file's directory", Op::MkdirAll { path: parent.to_owned() });
-        }
-        step(
-            StepKind::File,
-            "write a file into the sandbox",
-            Op::WriteFile { path: target, contents: contents.clone() },
-        );
-    }
-    step(
-        StepKind::Etc,
-        "write /etc/hostname",
-        Op::WriteFile { path: p("/newroot/etc/hostname"), contents: format!("{}\n", config.hostname).into_bytes() },
-    );
-    let mut hosts = format!(
-        "127.0.0.1\tlocalhost localhost.localdomain\n::1\t\tlocalhost localhost.localdomain\n127.0.1.1\t{}\n",
-        config.hostname
-    );
-    if let NetMode::Switch(member) = &config.network {
-        for (name, address) in &member.hosts {
-            hosts.push_str(&format!("{address}\t{name}\n"));
-        }
-    }
-    step(
-        StepKind::Etc,
-        "write /etc/hosts",
-        Op::WriteFile { path: p("/newroot/etc/hosts"), contents: hosts.into_bytes() },
-    );
-    if let Some(resolv) = &config.resolv_conf {
-        step(
-            StepKind::Etc,
-            "write /etc/resolv.conf",
-            Op::WriteFile { path: p("/newroot/etc/resolv.conf"), contents: resolv.clone().into_bytes() },
-        );
-    }
+    mounts::volumes(&mut s, config);
+    etc::files(&mut s, config);
     if config.sys && config.network.own_namespace() {
-        // sysfs may only be mounted by the owner of the network namespace; read-only, best effort.
-        step(StepKind::Sys, "create /sys", Op::Mkdir { path: p("/newroot/sys"), mode: 0o555 });
-        step(
-            StepKind::Sys,
-            "mount a read-only /sys",
-            Op::Mount {
-                source: Some("sysfs".into()),
-                target: p("/newroot/sys"),
-                fstype: Some("sysfs".into()),
-                flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                data: None,
-            },
-        );
+        mounts::sys(&mut s);
         if !config.security.privileged {
-            for path in crate::hardening::MASKED_PATHS.iter().filter(|m| m.starts_with("/sys/")) {
-                step(StepKind::Sys, "mask a /sys path", Op::Mask { path: Path::new("/newroot").join(&path[1..]) });
-            }
+            mounts::mask(&mut s, "/sys/");
         }
     }
-    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves no host path
-    // reachable (pivot_root(2), NOTES).
-    step(StepKind::Pivot, "enter the new root", Op::Chdir { path: p("/newroot") });
-    step(StepKind::Pivot, "pivot into the new root", Op::PivotRoot { new_root: p("."), put_old: p(".") });
-    step(StepKind::Pivot, "detach the host's root", Op::UmountDetach { target: p(".") });
-    step(StepKind::Pivot, "enter /", Op::Chdir { path: p("/") });
+    rootfs::pivot(&mut s);
     if let Some(userns) = config.security.userns_fd.filter(|_| !config.security.privileged) {
-        step(
+        s.add(
             StepKind::Namespaces,
             "enter the program's user namespace, locking every mount (setns, unshare)",
             Op::EnterUserNamespace { userns },
         );
     }
-    for s in &mut steps {
-        s.optional = s.kind == StepKind::Sys;
-    }
-    steps
+    s.0
 }
 
-/// overlayfs(5) separates layers with `:` and options with `,`; both are escaped with `\`.
-fn escape_overlay_path(path: &Path) -> String {
-    let mut out = String::new();
-    for c in path.to_string_lossy().chars() {
-        if matches!(c, ',' | ':' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
+/// Steps in the making.
+#[derive(Debug, Default)]
+pub(crate) struct Steps(Vec<Step>);
+
+impl Steps {
+    /// Adds a step; only `/sys` is optional (a user namespace may not mount it), and not its masks.
+    fn add(&mut self, kind: StepKind, what: &'static str, op: Op) {
+        let optional = kind == StepKind::Sys && !matches!(op, Op::Mask { .. });
+        self.0.push(Step { kind, what, op, optional });
     }
-    out
 }
 
 /// Executes `steps` in order; stops at the first failure of a step that is not optional.
@@ -603,11 +248,11 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             }
             Op::Chown { path, id } => sys.chown(path, *id),
             Op::EnterUserNamespace { userns } => sys.enter_user_namespace(*userns),
+            Op::Mask { path } => sys.mask(path),
+            Op::ReadOnly { path } => sys.bind_read_only(path),
             Op::MkdirAll { path } => sys.mkdir_all(path),
             Op::UnshareMount => sys.unshare_mount(),
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
-            Op::Mask { path } => sys.mask(path),
-            Op::ReadOnly { path } => sys.bind_read_only(path),
         };
         match result {
             Ok(()) => {}
@@ -622,8 +267,10 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
 mod tests {
     use std::cell::RefCell;
 
+    use nix::errno::Errno;
+
     use super::*;
-    use crate::config::Job;
+    use crate::config::{Job, NetMode, RootMode};
 
     /// Records every call; fails the call whose description matches `fail_on`.
     #[derive(Default)]
@@ -691,15 +338,6 @@ mod tests {
         fn copy_tree(&self, from: &Path, to: &Path, shift: u32) -> Result<(), Errno> {
             self.call(format!("copy {} {} +{shift}", from.display(), to.display()))
         }
-        fn idmapped_bind(&self, source: &Path, target: &Path, userns: i32, read_only: bool) -> Result<(), Errno> {
-            self.call(format!("idmap {} {} userns={userns} ro={read_only}", source.display(), target.display()))
-        }
-        fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {
-            self.call(format!("chown {} {id}", path.display()))
-        }
-        fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {
-            self.call(format!("enter userns {userns}"))
-        }
         fn mkdir_all(&self, path: &Path) -> Result<(), Errno> {
             self.call(format!("mkdir -p {}", path.display()))
         }
@@ -708,6 +346,15 @@ mod tests {
         }
         fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno> {
             self.call(format!("lock {} ro={read_only}", target.display()))
+        }
+        fn idmapped_bind(&self, source: &Path, target: &Path, userns: i32, read_only: bool) -> Result<(), Errno> {
+            self.call(format!("idmap {} {} userns={userns} ro={read_only}", source.display(), target.display()))
+        }
+        fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {
+            self.call(format!("chown {} {id}", path.display()))
+        }
+        fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {
+            self.call(format!("enter userns {userns}"))
         }
         fn mask(&self, path: &Path) -> Result<(), Errno> {
             self.call(format!("mask {}", path.display()))
@@ -755,8 +402,6 @@ mod tests {
 
     #[test]
     fn rootless_plan_maps_ids_first_then_builds_and_pivots() {
-        // Without the program's user namespace (privileged, or a closure), init maps its own ids; with
-        // it, the helper does (see the next test).
         let calls = recorded(&config(true, NetMode::Loopback));
         assert_eq!(calls[0], "unshare mount");
         assert_eq!(calls[1], "write /proc/self/setgroups \"deny\"");
@@ -781,26 +426,6 @@ mod tests {
         let positions: Vec<usize> = order.iter().map(|n| position(&calls, n)).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order: {order:?} at {positions:?}\n{calls:#?}");
         assert_eq!(calls.last().map(String::as_str), Some("chdir /"));
-    }
-
-    #[test]
-    fn as_root_the_rootfs_and_volumes_are_idmapped_and_the_userns_is_entered_last() {
-        let mut cfg = config(false, NetMode::Loopback);
-        cfg.outer_uid = 0;
-        cfg.security.userns_fd = Some(7);
-        cfg.security.id_base = 100_000;
-        cfg.mounts = vec![crate::volume::Mount::bind("/", "/data").read_only()];
-        let calls = recorded(&cfg);
-        assert!(!calls.iter().any(|c| c.contains("uid_map")), "the helper maps ids: {calls:#?}");
-        let idmap = position(&calls, "idmap /oldroot/cache/trees/abc,d.uid1000 /lower userns=7 ro=true");
-        let overlay = position(&calls, "mount overlay /newroot overlay MsFlags(MS_NODEV) lowerdir=/lower,");
-        let volume = position(&calls, "idmap /oldroot/ /newroot/data userns=7 ro=true");
-        assert!(position(&calls, "chown /upper 100000") < idmap && idmap < overlay && overlay < volume);
-        assert!(
-            calls.iter().any(|c| c.starts_with("mount tmpfs /newroot/tmp") && c.ends_with(",uid=100000,gid=100000"))
-        );
-        assert_eq!(calls.last().map(String::as_str), Some("enter userns 7"), "{calls:#?}");
-        assert!(position(&calls, "umount -l .") < calls.len() - 1);
     }
 
     #[test]
@@ -855,6 +480,16 @@ mod tests {
     }
 
     #[test]
+    fn a_file_volume_gets_a_file_mount_point_without_looking_at_the_host() {
+        let mut cfg = config(true, NetMode::Loopback);
+        let mut m = crate::volume::Mount::bind("/no/such/host/file", "/etc/app.conf");
+        m.kind = crate::volume::MountKind::Bind { source: "/no/such/host/file".into(), is_dir: false };
+        cfg.mounts = vec![m];
+        let calls = recorded(&cfg);
+        assert!(position(&calls, "mkdir -p /newroot/etc") < position(&calls, "touch /newroot/etc/app.conf"));
+    }
+
+    #[test]
     fn switch_members_list_each_other_in_etc_hosts() {
         let mut cfg = config(false, NetMode::Loopback);
         cfg.network = NetMode::Switch(crate::config::SwitchMember {
@@ -894,6 +529,24 @@ mod tests {
             })
         );
         assert!(rec.calls.borrow().last().is_some_and(|c| c.starts_with("mount proc")), "stopped at the failure");
+    }
+
+    #[test]
+    fn as_root_the_rootfs_and_volumes_are_idmapped_and_the_userns_is_entered_last() {
+        let mut cfg = config(false, NetMode::Loopback);
+        cfg.outer_uid = 0;
+        cfg.security.userns_fd = Some(7);
+        cfg.security.id_base = 100_000;
+        cfg.mounts = vec![crate::volume::Mount::bind("/", "/data").read_only()];
+        let calls = recorded(&cfg);
+        assert!(!calls.iter().any(|c| c.contains("uid_map")), "the helper maps ids: {calls:#?}");
+        let idmap = position(&calls, "idmap /oldroot/cache/trees/abc,d.uid1000 /lower userns=7 ro=true");
+        let overlay = position(&calls, "mount overlay /newroot overlay MsFlags(MS_NODEV) lowerdir=/lower,");
+        let volume = position(&calls, "idmap /oldroot/ /newroot/data userns=7 ro=true");
+        assert!(position(&calls, "chown /upper 100000") < idmap && idmap < overlay && overlay < volume);
+        let tmp = calls.iter().find(|c| c.starts_with("mount tmpfs /newroot/tmp")).expect("/tmp");
+        assert!(tmp.ends_with(",uid=100000,gid=100000"), "{tmp}");
+        assert_eq!(calls.last().map(String::as_str), Some("enter userns 7"), "{calls:#?}");
     }
 
     #[test]

@@ -1,7 +1,5 @@
-//! The system calls of the hardening that neither nix nor seccompiler wrap: `close_range(2)` and
-//! `keyctl(2)`. A syscall module: `unsafe` is allowed here, each block argued.
-
-#![allow(unsafe_code)]
+//! The system calls of the hardening (issue 9) that neither nix nor seccompiler wrap:
+//! `close_range(2)`, `keyctl(2)`, and the new mount API for id-mapped bind mounts.
 
 use std::os::fd::RawFd;
 
@@ -50,23 +48,12 @@ pub(crate) fn join_new_session_keyring() -> Result<(), Errno> {
     Errno::result(rc).map(drop)
 }
 
+use super::mount::{AT_RECURSIVE, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MountAttr};
+
 const OPEN_TREE_CLONE: libc::c_uint = 1;
-pub(crate) const AT_RECURSIVE: libc::c_uint = 0x8000;
-pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
-pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
-pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
-
-/// `struct mount_attr` of mount_setattr(2).
-#[repr(C)]
-pub(crate) struct MountAttr {
-    pub(crate) attr_set: u64,
-    pub(crate) attr_clr: u64,
-    pub(crate) propagation: u64,
-    pub(crate) userns_fd: u64,
-}
 
 /// A detached copy of the mount tree at `source` (open_tree(2) `OPEN_TREE_CLONE | AT_RECURSIVE`), shown
 /// through the id mapping of the user namespace `userns` (mount_setattr(2) `MOUNT_ATTR_IDMAP`), nosuid,
