@@ -479,6 +479,36 @@ fn check_identity() {
     assert_eq!(lines.next(), Some("Seccomp:\t2"));
 }
 
+/// `privileged()` restores the behaviour from before issue 9: as root, no user namespace at all (the
+/// full identity map), and neither no_new_privs nor a seccomp filter, nor masks.
+fn check_privileged() {
+    let sb = builder().privileged().build().expect("build");
+    let out = sh(
+        &sb,
+        "cat /proc/self/uid_map; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; grep -c ' /proc/kcore ' /proc/mounts || true",
+    );
+    let mut lines = out.lines();
+    let map: Vec<u64> = lines.next().unwrap_or_default().split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    if is_root() {
+        assert_eq!(map, [0, 0, 4_294_967_295], "the host's root: {out}");
+    } else {
+        assert_eq!(map, [0, u64::from(nix::unistd::geteuid().as_raw()), 1], "{out}");
+    }
+    assert_eq!(lines.collect::<Vec<_>>(), ["NoNewPrivs:\t0", "Seccomp:\t0", "0"], "{out}");
+}
+
+/// The attribute's `privileged`: the same, for a test body.
+#[sandbox::sandbox_test(privileged)]
+fn privileged_test_body_has_no_filter() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    assert!(status.lines().any(|l| l == "NoNewPrivs:\t0") && status.lines().any(|l| l == "Seccomp:\t0"), "{status}");
+}
+
+#[test]
+fn privileged_restores_the_old_behaviour() {
+    check_privileged();
+}
+
 // ---- what works today still works ----
 
 fn check_what_worked_still_works() {
@@ -654,6 +684,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("ptrace_init", check_ptrace_init),
     ("tiocsti", check_tiocsti),
     ("identity", check_identity),
+    ("privileged", check_privileged),
 ];
 
 /// Runs the named checks as the unprivileged test user.
@@ -703,6 +734,7 @@ fn rootless_attacks_are_refused() {
         "keyring",
         "ptrace_init",
         "tiocsti",
+        "privileged",
     ]);
 }
 

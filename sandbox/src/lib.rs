@@ -108,7 +108,8 @@ pub use volume::Mount;
 ///
 /// Options: `hostname = "…"`; `network = "loopback" | "none" | "host"`; `timeout = "500ms" | "20s" |
 /// "2m"`; `env(KEY = "value", …)`; `rootfs = "alpine:3.20"` (any version `fetch` takes) or
-/// `rootfs_dir = "path"` (relative to the crate); `sys` (a read-only `/sys`). Without `rootfs`, the
+/// `rootfs_dir = "path"` (relative to the crate); `sys` (a read-only `/sys`); `privileged` (as root, the
+/// body is the host's root: see [`Builder::privileged`]). Without `rootfs`, the
 /// rootfs is `$SANDBOX_ROOTFS`, else the pinned Alpine release from the cache, fetched on first use.
 /// `#[should_panic]`, `#[ignore]` and `-> Result<(), E>` work as with `#[test]`.
 ///

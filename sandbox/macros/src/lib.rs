@@ -13,7 +13,7 @@ use syn::{ItemFn, LitStr};
 /// "host"`, `timeout = "20s"` (also `ms`, `m`), `env(KEY = "value", …)`, `rootfs = "alpine:3.20"` (any
 /// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`; or
 /// any `&'static str` expression, e.g. `concat!(env!("CARGO_TARGET_TMPDIR"), "/tree")`),
-/// `sys`. See `sandbox::sandbox_test`.
+/// `sys`, `privileged` (the body is the host's root: `Builder::privileged`). See `sandbox::sandbox_test`.
 #[proc_macro_attribute]
 pub fn sandbox_test(args: TokenStream, item: TokenStream) -> TokenStream {
     let original: TokenStream2 = item.clone().into();
@@ -48,13 +48,15 @@ struct Options {
     /// The directory, as an expression of type `&'static str` (a literal made absolute already).
     rootfs_dir: Option<TokenStream2>,
     sys: bool,
+    privileged: bool,
     mounts: Vec<TokenStream2>,
     memory: Option<u64>,
     pids: Option<u64>,
     cpus: Option<f64>,
 }
 
-const KNOWN: &str = "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, mount(...), memory, pids, cpus";
+const KNOWN: &str =
+    "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, privileged, mount(...), memory, pids, cpus";
 
 /// A host path as written in the attribute: absolute as is, relative to the crate's manifest.
 fn host_path(lit: &LitStr) -> TokenStream2 {
@@ -154,6 +156,10 @@ impl Options {
             }
             "sys" => {
                 self.sys = true;
+                Ok(())
+            }
+            "privileged" => {
+                self.privileged = true;
                 Ok(())
             }
             "memory" => {
@@ -309,6 +315,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
         (None, None) => quote!(::sandbox::harness::RootfsOption::Default),
     };
     let sys = options.sys;
+    let privileged = options.privileged;
     let mounts = &options.mounts;
     let opt = |v: Option<TokenStream2>| match v {
         Some(t) => quote!(::core::option::Option::Some(#t)),
@@ -331,6 +338,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
                     env: &[#(#env),*],
                     rootfs: #rootfs,
                     sys: #sys,
+                    privileged: #privileged,
                     mounts: &[#(#mounts),*],
                     memory: #memory,
                     pids: #pids,
