@@ -38,9 +38,16 @@
 //! sends its result back as JSON.
 //!
 //! # Security
-//! A sandbox is isolation for tests, not a security boundary against hostile code: it shares the
-//! kernel, devices bound from the host (`null`, `zero`, `full`, `random`, `urandom`, `tty`), and, as
-//! root without a user namespace, real root's capabilities inside its namespaces.
+//! A program in a sandbox has root's powers over the sandbox's own namespaces and none over the host,
+//! also when the caller is root: it runs in a user namespace of its own (as root, mapped to 65536
+//! unprivileged host ids from [`Builder::id_base`]), its mounts are locked, setup resolves every path
+//! inside the new root, only stdin, stdout and stderr reach it, and it runs with no_new_privs, a seccomp
+//! filter refusing (EPERM) what Docker's default profile refuses that no test needs, crun's masked
+//! `/proc` paths, sized tmpfs mounts and a deadline enforced from outside. [`Builder::privileged`]
+//! gives all that up: as root, the program is then the host's root. Closures ([`Sandbox::run`],
+//! [`sandbox_test`]) do not get the user namespace yet. It still shares the kernel, and the devices
+//! bound from the host (`null`, `zero`, `full`, `random`, `urandom`, `tty`). See
+//! `docs/design/security.md`.
 //!
 //! # Resource leaking
 //! Nothing a sandbox creates exists outside its own mount namespace: the writable layer is a tmpfs
