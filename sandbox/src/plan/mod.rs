@@ -137,7 +137,9 @@ pub(crate) struct Step {
     pub optional: bool,
 }
 
-/// The whole plan for `config`: [`namespace_phase`], then [`filesystem_phase`].
+/// The whole plan for `config`: [`namespace_phase`], then [`filesystem_phase`] (init runs them one
+/// after the other, telling the helper about its mount namespace in between).
+#[cfg(test)]
 pub(crate) fn plan(config: &Config) -> Vec<Step> {
     let mut steps = namespace_phase(config);
     steps.extend(filesystem_phase(config));

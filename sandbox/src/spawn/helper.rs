@@ -427,7 +427,7 @@ fn wait_for(
     status: Option<OwnedFd>,
     kill: &OwnedFd,
     deadline: Option<std::time::Instant>,
-) -> (Option<(i32, bool)>, nix::Result<WaitStatus>, Option<OwnedFd>) {
+) -> (Option<(i32, bool)>, nix::Result<WaitStatus>, Vec<OwnedFd>) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use nix::sys::wait::WaitPidFlag;
@@ -439,18 +439,16 @@ fn wait_for(
     let mut decoder = Decoder::default();
     let mut outcome = None;
     let mut status_file = status.map(std::fs::File::from);
-    // Init's mount namespace, held so that its teardown happens at our exit, after the report.
-    let mut mount_ns: Option<OwnedFd> = None;
-    let mut on_records = |records: Vec<Record>, mount_ns: &mut Option<OwnedFd>| {
+    // Init's mount namespaces (two when it enters the program's user namespace), held so that their
+    // teardown happens at our exit, after the report.
+    let mut mount_ns: Vec<OwnedFd> = Vec::new();
+    let mut on_records = |records: Vec<Record>, mount_ns: &mut Vec<OwnedFd>| {
         for r in records {
             match r {
                 Record::MountNamespaceReady => {
-                    *mount_ns = nix::fcntl::open(
-                        format!("/proc/{child}/ns/mnt").as_str(),
-                        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                        nix::sys::stat::Mode::empty(),
-                    )
-                    .ok();
+                    let path = format!("/proc/{child}/ns/mnt");
+                    let mode = nix::sys::stat::Mode::empty();
+                    mount_ns.extend(nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, mode).ok());
                 }
                 Record::Exited { status, timed_out } => outcome = Some((status, timed_out)),
                 _ => {}

@@ -31,18 +31,24 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: O
     if let Some((base, _)) = config.security.shifted(config.outer_uid) {
         crate::inroot::give_created_to(base);
     }
-    // A closure's child switches the root itself, when the test reaches the closure.
-    let steps = match config.job {
-        Job::Closure { .. } => plan::namespace_phase(config),
-        _ => plan::plan(config),
-    };
-    if let Err(f) = plan::run(&steps, &Kernel) {
+    if let Err(f) = plan::run(&plan::namespace_phase(config), &Kernel) {
         send_failure(&report, &f);
         std::process::exit(1);
     }
     // Tell the helper our mount namespace exists: it keeps it alive until it has reported the end,
-    // so that freeing the sandbox's mounts is not on the way of the caller's wait.
+    // so that freeing the sandbox's mounts is not on the way of the caller's wait. Entering the
+    // program's user namespace makes a second one (its copy); the helper keeps that too.
     send(&status, &Record::MountNamespaceReady);
+    // A closure's child switches the root itself, when the test reaches the closure.
+    if !matches!(config.job, Job::Closure { .. }) {
+        if let Err(f) = plan::run(&plan::filesystem_phase(config), &Kernel) {
+            send_failure(&report, &f);
+            std::process::exit(1);
+        }
+        if config.security.userns_fd.is_some() {
+            send(&status, &Record::MountNamespaceReady);
+        }
+    }
     // Every signal goes through a signalfd, so that none is lost between fork and the wait loop, and
     // so that PID 1 (which the kernel spares from default actions) still sees them.
     let all = SigSet::all();
