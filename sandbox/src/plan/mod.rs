@@ -70,6 +70,8 @@ pub(crate) enum Op {
         target: PathBuf,
         userns: i32,
         read_only: bool,
+        /// With the mounts below `source` (a volume; the overlay's lower layer sees no submount).
+        recursive: bool,
     },
     /// Gives a path to an owner (lchown).
     Chown {
@@ -245,8 +247,8 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::LoopbackUp => sys.loopback_up(),
             Op::Chmod { path, mode } => sys.chmod(path, *mode),
             Op::CopyTree { from, to, shift } => sys.copy_tree(from, to, *shift),
-            Op::IdmappedBind { source, target, userns, read_only } => {
-                sys.idmapped_bind(source, target, *userns, *read_only)
+            Op::IdmappedBind { source, target, userns, read_only, recursive } => {
+                sys.idmapped_bind(source, target, *userns, *read_only, *recursive)
             }
             Op::Chown { path, id } => sys.chown(path, *id),
             Op::EnterUserNamespace { userns } => sys.enter_user_namespace(*userns),
@@ -349,8 +351,16 @@ mod tests {
         fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno> {
             self.call(format!("lock {} ro={read_only}", target.display()))
         }
-        fn idmapped_bind(&self, source: &Path, target: &Path, userns: i32, read_only: bool) -> Result<(), Errno> {
-            self.call(format!("idmap {} {} userns={userns} ro={read_only}", source.display(), target.display()))
+        fn idmapped_bind(
+            &self,
+            source: &Path,
+            target: &Path,
+            userns: i32,
+            read_only: bool,
+            recursive: bool,
+        ) -> Result<(), Errno> {
+            let (s, t) = (source.display(), target.display());
+            self.call(format!("idmap {s} {t} userns={userns} ro={read_only} rec={recursive}"))
         }
         fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {
             self.call(format!("chown {} {id}", path.display()))
@@ -542,9 +552,9 @@ mod tests {
         cfg.mounts = vec![crate::volume::Mount::bind("/", "/data").read_only()];
         let calls = recorded(&cfg);
         assert!(!calls.iter().any(|c| c.contains("uid_map")), "the helper maps ids: {calls:#?}");
-        let idmap = position(&calls, "idmap /oldroot/cache/trees/abc,d.uid1000 /lower userns=7 ro=true");
+        let idmap = position(&calls, "idmap /oldroot/cache/trees/abc,d.uid1000 /lower userns=7 ro=true rec=false");
         let overlay = position(&calls, "mount overlay /newroot overlay MsFlags(MS_NODEV) lowerdir=/lower,");
-        let volume = position(&calls, "idmap /oldroot/ /newroot/data userns=7 ro=true");
+        let volume = position(&calls, "idmap /oldroot/ /newroot/data userns=7 ro=true rec=true");
         assert!(position(&calls, "chown /upper 100000") < idmap && idmap < overlay && overlay < volume);
         let tmp = calls.iter().find(|c| c.starts_with("mount tmpfs /newroot/tmp")).expect("/tmp");
         assert!(tmp.ends_with(",uid=100000,gid=100000"), "{tmp}");

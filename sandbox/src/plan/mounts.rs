@@ -146,7 +146,13 @@ pub(super) fn volumes(s: &mut Steps, config: &Config) {
                     Some((_, userns)) => s.add(
                         StepKind::Volume,
                         "bind-mount a volume id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
-                        Op::IdmappedBind { source: from, target: target.clone(), userns, read_only: m.read_only },
+                        Op::IdmappedBind {
+                            source: from,
+                            target: target.clone(),
+                            userns,
+                            read_only: m.read_only,
+                            recursive: true,
+                        },
                     ),
                     None => s.add(
                         StepKind::Volume,

@@ -71,7 +71,13 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
                 s.add(
                     StepKind::Overlay,
                     "bind the rootfs id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
-                    Op::IdmappedBind { source: lowerdir, target: p("/lower"), userns, read_only: true },
+                    Op::IdmappedBind {
+                        source: lowerdir,
+                        target: p("/lower"),
+                        userns,
+                        read_only: true,
+                        recursive: false,
+                    },
                 );
                 lowerdir = p("/lower");
             }

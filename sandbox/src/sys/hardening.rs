@@ -55,7 +55,8 @@ const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
 
-/// A detached copy of the mount tree at `source` (open_tree(2) `OPEN_TREE_CLONE | AT_RECURSIVE`), shown
+/// A detached copy of the mount at `source` (open_tree(2) `OPEN_TREE_CLONE`; with the mounts below it
+/// if `recursive`: every one must support id-mapping, as /proc or /sys do not), shown
 /// through the id mapping of the user namespace `userns` (mount_setattr(2) `MOUNT_ATTR_IDMAP`), nosuid,
 /// nodev and maybe read-only, then attached at `target` (move_mount(2)). On-disk owners appear inside
 /// the user namespace as they are on the host (root's files are root's inside), and what the program
@@ -65,11 +66,13 @@ pub(crate) fn idmapped_bind(
     target: &std::path::Path,
     userns: RawFd,
     read_only: bool,
+    recursive: bool,
 ) -> Result<(), Errno> {
     use std::os::fd::FromRawFd;
     let source = std::ffi::CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE;
+    let recursive = if recursive { AT_RECURSIVE } else { 0 };
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | recursive;
     // SAFETY: `source` is a NUL-terminated path alive for the call; open_tree returns a new descriptor.
     let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source.as_ptr(), flags) };
     let fd = Errno::result(fd)?;
@@ -93,7 +96,7 @@ pub(crate) fn idmapped_bind(
             libc::SYS_mount_setattr,
             tree.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            libc::AT_EMPTY_PATH as libc::c_uint | recursive,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )

@@ -52,8 +52,16 @@ pub(crate) trait Sys {
     /// Copies the tree at `from` into the existing directory `to`: directories, files (hard links
     /// become copies), symlinks as they are; modes kept, owners kept where the process may chown.
     fn copy_tree(&self, from: &Path, to: &Path, shift: u32) -> Result<(), Errno>;
-    /// Binds `source` at `target` shown through the id mapping of the user namespace `userns`.
-    fn idmapped_bind(&self, source: &Path, target: &Path, userns: i32, read_only: bool) -> Result<(), Errno>;
+    /// Binds `source` at `target` shown through the id mapping of the user namespace `userns`; with the
+    /// mounts below `source` if `recursive`.
+    fn idmapped_bind(
+        &self,
+        source: &Path,
+        target: &Path,
+        userns: i32,
+        read_only: bool,
+        recursive: bool,
+    ) -> Result<(), Errno>;
     /// Gives `path` (not what a symlink there points to) to uid and gid `id`.
     fn chown(&self, path: &Path, id: u32) -> Result<(), Errno>;
     /// Enters the user namespace `userns`, then a new mount namespace owned by it.
@@ -165,8 +173,15 @@ impl Sys for Kernel {
         mount::copy_dir_contents(from, to, shift)
     }
 
-    fn idmapped_bind(&self, source: &Path, target: &Path, userns: i32, read_only: bool) -> Result<(), Errno> {
-        on_target(target, |target| hardening::idmapped_bind(source, target, userns, read_only))
+    fn idmapped_bind(
+        &self,
+        source: &Path,
+        target: &Path,
+        userns: i32,
+        read_only: bool,
+        recursive: bool,
+    ) -> Result<(), Errno> {
+        on_target(target, |target| hardening::idmapped_bind(source, target, userns, read_only, recursive))
     }
 
     fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {
