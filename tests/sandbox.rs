@@ -78,15 +78,16 @@ fn check_network_modes() {
     // A fixed privileged port, on loopback, as root inside: the point of the whole thing.
     let served = sh(
         &lo,
-        "mkdir /tmp/www && echo hello > /tmp/www/index.html && httpd -p 127.0.0.1:80 -h /tmp/www && wget -q -O- http://127.0.0.1:80/",
+        "nc -ll -p 80 -e echo hello & until grep -q ':0050 ' /proc/net/tcp /proc/net/tcp6; do :; done; nc 127.0.0.1 80 </dev/null",
     );
     assert_eq!(text(&served), "hello\n");
 
     let none = builder().network(Network::None).sys(true).build().expect("build");
     assert_eq!(text(&sh(&none, "cat /sys/class/net/lo/flags")).trim(), "0x8", "lo is down");
-    // A listener exists (httpd daemonizes once it is bound), yet nothing reaches it: with lo down
+    // A listener exists (the loop waits until it is bound), yet nothing reaches it: with lo down
     // there is no route, even to ourselves. The same script with lo up connects.
-    let probe = "httpd -p 127.0.0.1:80 -h /tmp && echo | nc 127.0.0.1 80 >/dev/null 2>&1; echo rc=$?";
+    let probe = "nc -ll -p 81 -e true & until grep -q ':0051 ' /proc/net/tcp /proc/net/tcp6; do :; done; \
+                 echo | nc 127.0.0.1 81 >/dev/null 2>&1; echo rc=$?; kill $!";
     assert_eq!(text(&sh(&none, probe)), "rc=1\n");
     assert_eq!(text(&sh(&lo, probe)), "rc=0\n");
 }
@@ -514,8 +515,11 @@ fn three_sandboxes_on_a_switch_talk_tcp_by_hostname() {
     let (db, cache, app) = (member("db"), member("cache"), member("app"));
     fn serve<'a>(sb: &'a Sandbox, name: &str) -> sandbox::Session<'a> {
         let session = sb.session().expect("session");
-        let script = format!("mkdir /www && echo 'I am {name}' > /www/who && httpd -p 8080 -h /www");
-        let status = session.command("/bin/sh").args(["-c", &script]).status().expect("start httpd");
+        // Alpine's busybox has no httpd: nc answers each connection (-ll) with one line.
+        let script = format!(
+            "nc -ll -p 8080 -e echo 'I am {name}' & until grep -q ':1F90 ' /proc/net/tcp /proc/net/tcp6; do :; done"
+        );
+        let status = session.command("/bin/sh").args(["-c", &script]).status().expect("start a server");
         assert!(status.success());
         session
     }
@@ -523,14 +527,14 @@ fn three_sandboxes_on_a_switch_talk_tcp_by_hostname() {
     assert_eq!(host_interfaces(), interfaces, "the host's network namespace is never modified");
     let out = sh(
         &app,
-        "wget -q -O- http://db:8080/who; wget -q -O- http://cache:8080/who; grep -c 10.89.0 /etc/hosts; ip -4 -o addr show eth0 | awk '{print $4}'",
+        "nc db 8080 </dev/null; nc cache 8080 </dev/null; grep -c 10.89.0 /etc/hosts; ip -4 -o addr show eth0 | awk '{print $4}'",
     );
     assert_eq!(text(&out), "I am db\nI am cache\n3\n10.89.0.4/24\n");
     // A sandbox that is not on the switch reaches none of them.
     let outsider = builder().build().expect("build");
     let out = outsider
         .command("/bin/sh")
-        .args(["-c", "wget -q -T 1 -O- http://10.89.0.2:8080/who >/dev/null 2>&1; echo rc=$?"])
+        .args(["-c", "nc -w 1 10.89.0.2 8080 </dev/null >/dev/null 2>&1; echo rc=$?"])
         .output()
         .expect("run");
     assert_ne!(text(&out), "rc=0\n");

@@ -24,10 +24,11 @@
 //! # How it works
 //! The calling process, often the multi-threaded test harness, never forks by hand: it spawns its own
 //! executable (`/proc/self/exe`) with `std::process::Command`, and a constructor in this crate diverts
-//! that new process before `main`, while it is still single-threaded. There it creates the user
-//! (when not root), mount, UTS, IPC, network, cgroup and pid namespaces, and forks the sandbox's init,
-//! PID 1 of the new pid namespace. Init makes the host's mounts a one-way slave, pivots into a staging
-//! tmpfs, mounts an overlay whose lower layer is the shared, read-only rootfs and whose upper layer lives
+//! that new process, the helper, before `main`, while it is still single-threaded. There it creates
+//! the cgroup (with limits) and the user (when not root), UTS, IPC, network and pid namespaces, and
+//! forks the sandbox's init, PID 1 of the new pid namespace. Init creates the cgroup and mount
+//! namespaces (so that the helper keeps the host's view, and stays outside the sandbox's cgroup),
+//! makes the host's mounts a one-way slave, pivots into a staging tmpfs, mounts an overlay whose lower layer is the shared, read-only rootfs and whose upper layer lives
 //! in that tmpfs, adds `/proc`, a minimal `/dev`, a tmpfs `/tmp`, a read-only `/sys`, `/etc/hostname` and
 //! `/etc/hosts`, sets the hostname, brings up `lo`, pivots into the new root and detaches the host's.
 //! It then forks the program, reaps zombies, forwards signals and enforces the deadline. The test
@@ -105,7 +106,10 @@ pub use volume::Mount;
 ///
 /// Options: `hostname = "…"`; `network = "loopback" | "none" | "host"`; `timeout = "500ms" | "20s" |
 /// "2m"`; `env(KEY = "value", …)`; `rootfs = "alpine:3.20"` (any version `fetch` takes) or
-/// `rootfs_dir = "path"` (relative to the crate); `sys` (a read-only `/sys`). Without `rootfs`, the
+/// `rootfs_dir = "path"` (relative to the crate, or any `&'static str` expression); `sys` (a
+/// read-only `/sys`); `mount(bind = "host path", at = "/path"[, read_only])` and
+/// `mount(tmpfs = "/path"[, size = "16M"])`, in order; `memory = "64M"`, `pids = 64` and
+/// `cpus = 0.5` (limits, see [`Builder::memory_limit`]). Without `rootfs`, the
 /// rootfs is `$SANDBOX_ROOTFS`, else the pinned Alpine release from the cache, fetched on first use.
 /// `#[should_panic]`, `#[ignore]` and `-> Result<(), E>` work as with `#[test]`.
 ///

@@ -13,7 +13,8 @@ use syn::{ItemFn, LitStr};
 /// "host"`, `timeout = "20s"` (also `ms`, `m`), `env(KEY = "value", …)`, `rootfs = "alpine:3.20"` (any
 /// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`; or
 /// any `&'static str` expression, e.g. `concat!(env!("CARGO_TARGET_TMPDIR"), "/tree")`),
-/// `sys`. See `sandbox::sandbox_test`.
+/// `sys`, `mount(bind = "host path", at = "/path"[, read_only])`, `mount(tmpfs = "/path"[, size =
+/// "16M"])`, `memory = "64M"`, `pids = 64`, `cpus = 0.5`. See `sandbox::sandbox_test`.
 #[proc_macro_attribute]
 pub fn sandbox_test(args: TokenStream, item: TokenStream) -> TokenStream {
     let original: TokenStream2 = item.clone().into();
@@ -372,6 +373,18 @@ mod tests {
         syn::parse::Parser::parse_str(parser, r#"rootfs_dir = "../tree""#).expect("parse");
         let dir = options.rootfs_dir.map(|t| t.to_string()).unwrap_or_default();
         assert!(dir.contains("CARGO_MANIFEST_DIR") && dir.contains("\"../tree\""), "{dir}");
+    }
+
+    // Bug 9: the option lists in the docs omitted mount, memory, pids and cpus.
+    #[test]
+    fn every_option_is_documented() {
+        let crate_docs = include_str!("../../src/lib.rs");
+        let docs = crate_docs.split("/// Options:").nth(1).unwrap_or_default();
+        let macro_docs = include_str!("lib.rs").split("Options:").nth(1).unwrap_or_default();
+        for option in KNOWN.split(", ").map(|o| o.trim_end_matches("(...)")) {
+            assert!(docs.contains(&format!("`{option}")), "sandbox_test's docs in lib.rs omit `{option}`");
+            assert!(macro_docs.contains(&format!("`{option}")), "the macro's docs omit `{option}`");
+        }
     }
 
     #[test]

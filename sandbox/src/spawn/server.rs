@@ -5,8 +5,8 @@
 //! Requests are one datagram each on a `SOCK_SEQPACKET` socket pair, carrying six file descriptors
 //! (`SCM_RIGHTS`): the program's stdin, stdout and stderr, the report pipe, the configuration memfd and
 //! the read end of the kill pipe. The server forks, and the fork runs `helper::run` with them. Replies
-//! go straight to the report pipe. Only stdio that this crate opened itself can be sent this way (a
-//! `std::process::Stdio` gives no access to its file descriptor); other commands take the exec path.
+//! go straight to the report pipe. The stdio is always opened by this crate (`crate::Stdio`), so every
+//! command can be sent this way; closures, which need libtest's arguments, take the exec path.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
