@@ -778,7 +778,11 @@ fn closure_runs_inside() {
 fn closure_panic_is_reported() {
     let sb = builder().build().expect("build");
     let err = sb.run(|| -> u32 { panic!("boom inside") }).expect_err("panicked");
-    assert!(matches!(&err, Error::Panicked { message } if message == "boom inside"), "{err:?}");
+    assert!(matches!(&err, Error::Panicked { message, .. } if message == "boom inside"), "{err:?}");
+    // The message and where it happened, as a test failure shows them.
+    let line = line!() - 3;
+    assert!(err.to_string().contains(&format!("tests/sandbox.rs:{line}")), "{err}");
+    assert!(err.to_string().ends_with(": boom inside"), "{err}");
 }
 
 #[test]

@@ -181,7 +181,7 @@ impl<'a> Command<'a> {
             };
             let (mut config, lease) = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
             config.controlling_terminal = self.controlling_terminal;
-            HelperHandle::start((config, lease), stdio, &[], Stage::Started)
+            HelperHandle::start((config, lease), stdio, Stage::Started)
         })?;
         Ok(Child::new(handle))
     }

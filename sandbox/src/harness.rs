@@ -144,18 +144,20 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
     builder.build()
 }
 
-/// Runs `body` in a fresh sandbox configured by `options`; fails the test as `#[test]` would.
+/// Runs `body` in a fresh sandbox configured by `options`; fails the test as `#[test]` would. `body`
+/// is the test's function (a function item: no data), run as a closure with [`Sandbox::run`].
 ///
 /// # Panics
 /// When the body panics (with its message, for `#[should_panic(expected = …)]`), returns `Err`, times
 /// out, crashes, or when the sandbox cannot be set up; each with a message of its own.
 #[track_caller]
-pub fn run_test<R: TestResult>(options: &TestOptions, body: fn() -> R) {
-    match crate::closure::run_lazy(|| build(options), move || body().into_outcome()) {
+pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, body: B) {
+    let run = build(options).and_then(|sb| sb.run(move || body().into_outcome()));
+    match run {
         Ok(Outcome::Passed) => {}
         Ok(Outcome::Failed(e)) => panic!("Error: {e}"),
         // The child already printed "thread … panicked at file:line"; the payload goes on unchanged.
-        Err(Error::Panicked { message }) => std::panic::resume_unwind(Box::new(message)),
+        Err(Error::Panicked { message, .. }) => std::panic::resume_unwind(Box::new(message)),
         Err(Error::TimedOut { after }) => {
             panic!("#[sandbox_test] timed out after {after:?}: every process in the test's sandbox was killed")
         }

@@ -34,9 +34,11 @@
 //! It then forks the program, reaps zombies, forwards signals and enforces the deadline. The test
 //! binary never has to exist inside the rootfs: it is already loaded when the root is switched.
 //!
-//! [`Sandbox::run`] runs a closure the way rusty-fork does: the test binary is re-executed with
-//! `--exact <test>`, inside the new sandbox, and the same `run` call there executes the closure and
-//! sends its result back as JSON.
+//! [`Sandbox::run`] and [`Sandbox::run_with`] run a closure that captures nothing: the sandbox's
+//! process (forked from the fork server, so running this same binary) finds the closure's code at the
+//! same offset from a known function as the caller, after checking the binary's build id, runs it
+//! with the input sent as JSON and sends the value back as JSON. The caller's code runs once; only the
+//! closure runs in the sandbox. `#[sandbox_test]` runs the test's body this way.
 //!
 //! # Security
 //! A sandbox is isolation for tests, not a security boundary against hostile code: it shares the
@@ -113,7 +115,7 @@ pub use volume::Mount;
 /// rootfs is `$SANDBOX_ROOTFS`, else the pinned Alpine release from the cache, fetched on first use.
 /// `#[should_panic]`, `#[ignore]` and `-> Result<(), E>` work as with `#[test]`.
 ///
-/// How: the test binary is re-executed for this one test (`--exact`) inside the new sandbox; see
-/// [`Sandbox::run`]. The body's output shows in the test's captured output; a timeout, a crash and a
+/// How: the body is a function, run in the new sandbox as a closure with [`Sandbox::run`] (the test
+/// binary is not re-executed). The body's output shows in the test's captured output; a timeout, a crash and a
 /// setup failure each fail the test with a message of their own.
 pub use sandbox_macros::sandbox_test;

@@ -111,7 +111,7 @@ impl Net {
             job: Job::Switch,
         };
         let (null, inherit) = (Stdio::null(), Stdio::inherit());
-        let handle = HelperHandle::start((config, None::<()>), [&null, &null, &inherit], &[], Stage::Ready)
+        let handle = HelperHandle::start((config, None::<()>), [&null, &null, &inherit], Stage::Ready)
             .map_err(|r| r.into_error())?;
         let holder = handle.init_pid().ok_or(Error::HelperDied { status: None })?;
         Ok(Net {

@@ -39,10 +39,9 @@ pub(crate) struct Launched {
 }
 
 /// Starts a helper for `config`, with the program's stdio as `stdio` says (stdin, stdout, stderr):
-/// forked by the fork server, or, when there is none (or `args` must reach a re-executed test binary,
-/// as for a closure), executed. Either way the streams are opened here, so that both paths connect them
+/// forked by the fork server, or, when there is none, executed. Either way the streams are opened here, so that both paths connect them
 /// alike.
-pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3], args: &[String]) -> Result<Launched, Error> {
+pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launched, Error> {
     // The constructor must be linked into this binary, since the binary is what runs the helpers.
     std::hint::black_box(&super::BEFORE_MAIN);
 
@@ -63,7 +62,7 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3], args: &[String]
     let stdout = sout.ours.map(ChildStdout::from);
     let stderr = serr.ours.map(ChildStderr::from);
 
-    if args.is_empty() && !fork_server_disabled() {
+    if !fork_server_disabled() {
         let fds = [
             their_in.as_fd(),
             their_out.as_fd(),
@@ -88,17 +87,14 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3], args: &[String]
     }
 
     let mut cmd = Command::new("/proc/self/exe");
-    if !matches!(config.job, crate::config::Job::Closure { .. }) {
-        // A program gets exactly the sandbox's environment; a closure's test keeps the parent's too.
-        cmd.env_clear();
-    }
+    // A program gets exactly the sandbox's environment.
+    cmd.env_clear();
     // A process group of its own: the sandbox is no part of the caller's job control, and signals
     // meant for the caller's group (a terminal's ^C, a test runner's group kill) do not reach it
     // directly; it ends through its helper instead. Without this, helpers were occasionally killed by
     // a SIGKILL from an unidentified sender while other sandboxes ended (about 1 run in 25).
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    cmd.args(args)
-        .env(HELPER_ENV, format!("{}:{}:{}", report_w.as_raw_fd(), config_file.as_raw_fd(), kill_r.as_raw_fd()));
+    cmd.env(HELPER_ENV, format!("{}:{}:{}", report_w.as_raw_fd(), config_file.as_raw_fd(), kill_r.as_raw_fd()));
     cmd.stdin(their_in).stdout(their_out).stderr(their_err);
     crate::sys::keep_fds_on_exec(&mut cmd, vec![report_w.as_raw_fd(), config_file.as_raw_fd(), kill_r.as_raw_fd()]);
     let child = spawn_on_spawner_thread(cmd).map_err(io("execute the sandbox helper", "/proc/self/exe"))?;

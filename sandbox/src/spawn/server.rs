@@ -83,6 +83,8 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
         std::process::exit(super::helper::SETUP_FAILED);
     };
     let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
+    // Once, here: every helper forked from now on knows it (closures check it).
+    let _ = crate::sys::code::build_id();
     serve(t, sock);
     std::process::exit(0);
 }
