@@ -451,6 +451,20 @@ fn cpu_limit_gives_about_half_a_core_and_usage_is_reported() {
 }
 
 #[test]
+fn output_and_status_report_usage_too() {
+    if !is_root() {
+        return skip("cgroup limits on this machine's cgroup v1 need root");
+    }
+    let sb = builder().memory_limit(64 << 20).build().expect("build");
+    let (out, usage) = sb.command("/bin/sh").args(["-c", "echo hi"]).output_with_usage().expect("output");
+    assert_eq!(text(&out), "hi\n");
+    let usage = usage.expect("a sandbox with limits reports its usage");
+    assert!(usage.peak_memory.is_some_and(|p| p > 0) && usage.oom_kills == 0, "{usage:?}");
+    let (status, usage) = sb.command("/bin/true").status_with_usage().expect("status");
+    assert!(status.success() && usage.is_some());
+}
+
+#[test]
 fn rlimits_apply_to_the_program() {
     let sb = builder().rlimit(sandbox::Rlimit::NoFile, 64).build().expect("build");
     assert_eq!(text(&sh(&sb, "ulimit -n")), "64\n");
