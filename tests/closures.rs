@@ -118,3 +118,26 @@ fn closures_work_rootless_too() {
         .env("TMPDIR", home.path())
         .assert_success();
 }
+
+#[test]
+fn a_panic_inside_has_a_symbolised_backtrace() {
+    let out = system_tests::ChildTest::new("child_panics_in_a_closure").env("RUST_BACKTRACE", "1").output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("deliberate, deep inside"), "{stderr}");
+    assert!(stderr.contains("closures::body_that_panics"), "the body's frame is named:\n{stderr}");
+}
+
+#[inline(never)]
+fn body_that_panics() -> u32 {
+    panic!("deliberate, deep inside")
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_panics_in_a_closure() {
+    if !system_tests::is_child("child_panics_in_a_closure") {
+        return;
+    }
+    let err = sandbox("backtrace").run(body_that_panics).expect_err("panics");
+    assert!(err.to_string().contains("deliberate"), "{err}");
+}

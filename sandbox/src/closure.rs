@@ -109,9 +109,25 @@ where
 fn run<T: DeserializeOwned>(sandbox: &crate::Sandbox, entry: usize, input: String) -> Result<T, Error> {
     let (null, piped) = (Stdio::null(), Stdio::piped());
     let build = crate::sys::code::build_id().to_owned();
+    // A closure debugs like the test around it: the caller's backtrace settings go in.
+    let env: Vec<(String, Option<String>)> = ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), Some(v))))
+        .collect();
     let ending = with_fallback(|| {
         let job = Job::Closure { entry, build: build.clone(), input: input.clone() };
-        let mut handle = HelperHandle::start(sandbox.config(job, None)?, [&null, &piped, &piped], Stage::Started)?;
+        let mut start = sandbox.config(job, Some((&env, None)))?;
+        if !env.is_empty()
+            && let Ok(exe) = std::env::current_exe()
+            && exe.is_file()
+        {
+            // A backtrace names the frames from the binary's symbols, which the symboliser reads from
+            // the file at its path: this one file, read-only, at its own path, only when asked for.
+            let mut binary = crate::Mount::bind(&exe, exe.to_string_lossy()).read_only();
+            binary.kind = crate::volume::MountKind::Bind { source: exe, is_dir: false };
+            start.0.mounts.push(binary);
+        }
+        let mut handle = HelperHandle::start(start, [&null, &piped, &piped], Stage::Started)?;
         // Forward the output through print!, so that a test harness captures it like the test's own.
         let out = handle.stdout.take().map(|s| std::thread::spawn(move || forward(s, false)));
         let err = handle.stderr.take().map(|s| std::thread::spawn(move || forward(s, true)));
