@@ -304,3 +304,30 @@ fn child_memory_hog_fails_with_the_limit_in_the_message() {
         hog.push(vec![1u8; 1 << 20]);
     }
 }
+
+#[test]
+fn requires_skips_where_the_machine_cannot_and_runs_where_it_can() {
+    let child =
+        || system_tests::ChildTest::new("child_requires_a_switch").env("CI", "false").env("SANDBOX_TEST_STRICT", "0");
+    if system_tests::is_root() {
+        let out = child().assert_success();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("the body ran"), "as root the test runs");
+    }
+    let Some((_, uid, gid)) = system_tests::test_user() else {
+        return system_tests::skip("no unprivileged test user: create one (`useradd sandbox-test`)");
+    };
+    if !system_tests::is_root() {
+        return; // the rootless half needs root to switch users
+    }
+    let out = child().as_user(uid, gid).assert_success();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("the body ran") && stderr.contains("SKIP: a switch network needs root"), "{stderr}");
+    let strict = child().as_user(uid, gid).env("SANDBOX_TEST_STRICT", "1").output();
+    assert!(!strict.status.success(), "strict mode turns the skip into a failure");
+}
+
+#[sandbox_test(requires = "switch")]
+#[ignore = "run by its parent test, as root and as an unprivileged user"]
+fn child_requires_a_switch() {
+    println!("the body ran");
+}

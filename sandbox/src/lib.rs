@@ -111,7 +111,9 @@ pub use volume::Mount;
 /// `rootfs_dir = "path"` (relative to the crate, or any `&'static str` expression); `sys` (a
 /// read-only `/sys`); `mount(bind = "host path", at = "/path"[, read_only])` and
 /// `mount(tmpfs = "/path"[, size = "16M"])`, in order; `memory = "64M"`, `pids = 64` and
-/// `cpus = 0.5` (limits, see [`Builder::memory_limit`]). Without `rootfs`, the
+/// `cpus = 0.5` (limits, see [`Builder::memory_limit`]); `requires = "limits, switch, userns"`
+/// (what the test needs of the machine: without it, the test prints a `SKIP:` line and passes, or
+/// fails in strict mode, `CI=true` or `SANDBOX_TEST_STRICT=1`). Without `rootfs`, the
 /// rootfs is `$SANDBOX_ROOTFS`, else the pinned Alpine release from the cache, fetched on first use.
 /// `#[should_panic]`, `#[ignore]` and `-> Result<(), E>` work as with `#[test]`.
 ///

@@ -14,7 +14,8 @@ use syn::{ItemFn, LitStr};
 /// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`; or
 /// any `&'static str` expression, e.g. `concat!(env!("CARGO_TARGET_TMPDIR"), "/tree")`),
 /// `sys`, `mount(bind = "host path", at = "/path"[, read_only])`, `mount(tmpfs = "/path"[, size =
-/// "16M"])`, `memory = "64M"`, `pids = 64`, `cpus = 0.5`. See `sandbox::sandbox_test`.
+/// "16M"])`, `memory = "64M"`, `pids = 64`, `cpus = 0.5`, `requires = "limits, switch, userns"`. See
+/// `sandbox::sandbox_test`.
 #[proc_macro_attribute]
 pub fn sandbox_test(args: TokenStream, item: TokenStream) -> TokenStream {
     let original: TokenStream2 = item.clone().into();
@@ -53,9 +54,14 @@ struct Options {
     memory: Option<u64>,
     pids: Option<u64>,
     cpus: Option<f64>,
+    requires: Vec<LitStr>,
 }
 
-const KNOWN: &str = "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, mount(...), memory, pids, cpus";
+const KNOWN: &str =
+    "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, mount(...), memory, pids, cpus, requires";
+
+/// What `requires = "…"` may name: what a machine may lack.
+const REQUIREMENTS: [&str; 3] = ["limits", "switch", "userns"];
 
 /// A host path as written in the attribute: absolute as is, relative to the crate's manifest.
 fn host_path(lit: &LitStr) -> TokenStream2 {
@@ -170,6 +176,22 @@ impl Options {
                     return Err(syn::Error::new(lit.span(), "the pids limit must be above zero"));
                 }
                 set(&mut self.pids, n, &meta)
+            }
+            "requires" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                for part in lit.value().split(',').map(str::trim) {
+                    if !REQUIREMENTS.contains(&part) {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "unknown requirement `{part}`; expected one or more of: {}",
+                                REQUIREMENTS.join(", ")
+                            ),
+                        ));
+                    }
+                    self.requires.push(LitStr::new(part, lit.span()));
+                }
+                Ok(())
             }
             "cpus" => {
                 let value = meta.value()?;
@@ -318,6 +340,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
     let memory = opt(options.memory.map(|m| quote!(#m)));
     let pids = opt(options.pids.map(|p| quote!(#p)));
     let cpus = opt(options.cpus.map(|c| quote!(#c)));
+    let requires = &options.requires;
     let span = Span::call_site();
     Ok(quote_spanned! {span=>
         #(#attrs)*
@@ -336,6 +359,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
                     memory: #memory,
                     pids: #pids,
                     cpus: #cpus,
+                    requires: &[#(#requires),*],
                 },
                 __sandbox_test_body,
             )
