@@ -438,14 +438,17 @@ fn cpu_limit_gives_about_half_a_core_and_usage_is_reported() {
     }
     let sb = builder().cpu_limit(0.5).build().expect("build");
     let t = std::time::Instant::now();
-    let mut child =
-        sb.command("/bin/busybox").args(["timeout", "1", "sh", "-c", "while :; do :; done"]).spawn().expect("spawn");
+    // Two spinners want two cores; the limit gives them half of one together.
+    let spin = "busybox timeout 1 sh -c 'while :; do :; done' & busybox timeout 1 sh -c 'while :; do :; done'; wait";
+    let mut child = sb.command("/bin/sh").args(["-c", spin]).spawn().expect("spawn");
     let _ = child.wait().expect("wait");
     let wall = t.elapsed().as_secs_f64();
     let usage = child.usage().expect("a sandbox with limits reports its usage");
     let cpu = usage.cpu_time.expect("cpu time").as_secs_f64();
     let share = cpu / wall;
-    assert!((0.3..0.7).contains(&share), "cpu {cpu:.2}s over {wall:.2}s wall = {share:.2} of a core");
+    // The cap is what the limit promises; how much of it a loaded machine (2 CPUs shared with other
+    // tests) grants is not, so the lower bound only says the program ran.
+    assert!((0.1..0.7).contains(&share), "cpu {cpu:.2}s over {wall:.2}s wall = {share:.2} of a core");
     assert!(usage.peak_memory.is_some_and(|p| p > 0), "{usage:?}");
     assert_eq!(usage.oom_kills, 0);
 }

@@ -34,6 +34,15 @@ impl crate::Sandbox {
     /// # Ok::<(), sandbox::Error>(())
     /// ```
     ///
+    /// A closure that captures is a compile error ("Sandbox::run takes a closure that captures
+    /// nothing: pass what it needs with Sandbox::run_with(input, |input| ...)"):
+    /// ```compile_fail
+    /// let sb = sandbox::Sandbox::builder().build()?;
+    /// let path = String::from("/etc/hostname");
+    /// let text: String = sb.run(move || std::fs::read_to_string(&path).unwrap())?;
+    /// # Ok::<(), sandbox::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Panicked`] (message and location) if `f` panics; [`Error::Setup`],
     /// [`Error::TimedOut`], [`Error::MemoryLimitExceeded`] as for commands; [`Error::Crashed`] if its
@@ -41,7 +50,7 @@ impl crate::Sandbox {
     pub fn run<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned,
-        F: FnOnce() -> T + Copy,
+        F: FnOnce() -> T,
     {
         const {
             assert!(
@@ -49,7 +58,6 @@ impl crate::Sandbox {
                 "Sandbox::run takes a closure that captures nothing: pass what it needs with Sandbox::run_with(input, |input| ...)"
             )
         };
-        let _ = f;
         // Captures only `f`, which is nothing: still nothing.
         self.run_with((), move |()| f())
     }
@@ -71,7 +79,7 @@ impl crate::Sandbox {
     where
         I: Serialize + DeserializeOwned,
         T: Serialize + DeserializeOwned,
-        F: FnOnce(I) -> T + Copy,
+        F: FnOnce(I) -> T,
     {
         const {
             assert!(
@@ -79,7 +87,8 @@ impl crate::Sandbox {
                 "Sandbox::run_with takes a closure that captures nothing: pass what it needs as its input"
             )
         };
-        let _ = f;
+        // `f` moves to the sandbox's process (see `entry`): it is not dropped here.
+        std::mem::forget(f);
         let input = serde_json::to_string(&input)
             .map_err(|e| Error::ClosureResult { reason: format!("cannot serialize the closure's input: {e}") })?;
         run(self, crate::sys::code::offset_of(entry::<F, I, T>), input)
@@ -92,11 +101,11 @@ pub fn in_sandbox_child() -> bool {
     false
 }
 
-/// What the sandbox's process calls: makes the closure `F` (which is no data), decodes the input,
-/// calls it, encodes the value.
+/// What the sandbox's process calls: makes the closure `F` (which is no data: the caller forgot its
+/// own, so this one is that value, moved), decodes the input, calls it, encodes the value.
 fn entry<F, I, T>(input: &[u8]) -> Result<Vec<u8>, String>
 where
-    F: FnOnce(I) -> T + Copy,
+    F: FnOnce(I) -> T,
     I: DeserializeOwned,
     T: Serialize,
 {

@@ -23,7 +23,7 @@ pub fn sandbox_test(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(f) => f,
         Err(e) => return with_error(original, e),
     };
-    let mut options = Options::default();
+    let mut options = Options { krate: sandbox_path(), ..Options::default() };
     let parser = syn::meta::parser(|meta| options.parse(meta));
     if let Err(e) = syn::parse::Parser::parse(parser, args) {
         return with_error(original, e);
@@ -40,8 +40,24 @@ fn with_error(original: TokenStream2, e: syn::Error) -> TokenStream {
     quote!(#original #error).into()
 }
 
+/// The path of the `sandbox` crate as the calling crate names it (`::sandbox`, or `::sb` for
+/// `sb = { package = "sandbox", … }`), from its Cargo.toml.
+fn sandbox_path() -> TokenStream2 {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    match crate_name("sandbox") {
+        Ok(FoundCrate::Name(name)) => {
+            let ident = proc_macro2::Ident::new(&name, Span::call_site());
+            quote!(::#ident)
+        }
+        // `Itself` is the sandbox package's own tests and examples, which reach it as `sandbox`.
+        Ok(FoundCrate::Itself) | Err(_) => quote!(::sandbox),
+    }
+}
+
 #[derive(Default)]
 struct Options {
+    /// How the calling crate reaches `sandbox`.
+    krate: TokenStream2,
     hostname: Option<LitStr>,
     network: Option<(LitStr, TokenStream2)>,
     timeout_ms: Option<(LitStr, u64)>,
@@ -104,7 +120,14 @@ impl Options {
                     _ => return Err(syn::Error::new(lit.span(), "expected \"loopback\", \"none\" or \"host\"")),
                 };
                 let span = lit.span();
-                set(&mut self.network, (lit, quote_spanned!(span=> ::sandbox::Network::#variant)), &meta)
+                set(
+                    &mut self.network,
+                    (lit, {
+                        let krate = &self.krate;
+                        quote_spanned!(span=> #krate::Network::#variant)
+                    }),
+                    &meta,
+                )
             }
             "timeout" => {
                 let lit: LitStr = meta.value()?.parse()?;
@@ -239,11 +262,17 @@ impl Options {
                             return Err(syn::Error::new(span, "only a tmpfs has a size"));
                         }
                         let source = host_path(&source);
-                        quote!(::sandbox::harness::MountOption::Bind { source: #source, target: #at, read_only: #read_only })
+                        {
+                            let krate = &self.krate;
+                            quote!(#krate::harness::MountOption::Bind { source: #source, target: #at, read_only: #read_only })
+                        }
                     }
                     (None, Some(target), None) => {
                         abs(&target)?;
-                        quote!(::sandbox::harness::MountOption::Tmpfs { target: #target, size: #size_tokens, read_only: #read_only })
+                        {
+                            let krate = &self.krate;
+                            quote!(#krate::harness::MountOption::Tmpfs { target: #target, size: #size_tokens, read_only: #read_only })
+                        }
                     }
                     _ => {
                         return Err(syn::Error::new(
@@ -306,6 +335,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
     if !func.sig.generics.params.is_empty() {
         return Err(syn::Error::new(func.sig.generics.span(), "#[sandbox_test] functions cannot be generic"));
     }
+    let krate = &options.krate;
     let ItemFn { attrs, vis, sig, block } = func;
     let name = &sig.ident;
     let output = &sig.output;
@@ -326,10 +356,10 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
     let rootfs = match (&options.rootfs, &options.rootfs_dir) {
         (Some(spec), _) => {
             let version = LitStr::new(spec.value().trim_start_matches("alpine:"), spec.span());
-            quote!(::sandbox::harness::RootfsOption::Alpine(#version))
+            quote!(#krate::harness::RootfsOption::Alpine(#version))
         }
-        (None, Some(dir)) => quote!(::sandbox::harness::RootfsOption::Dir(#dir)),
-        (None, None) => quote!(::sandbox::harness::RootfsOption::Default),
+        (None, Some(dir)) => quote!(#krate::harness::RootfsOption::Dir(#dir)),
+        (None, None) => quote!(#krate::harness::RootfsOption::Default),
     };
     let sys = options.sys;
     let mounts = &options.mounts;
@@ -347,8 +377,8 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
         #[test]
         #vis fn #name() {
             fn __sandbox_test_body() #output #block
-            ::sandbox::harness::run_test(
-                &::sandbox::harness::TestOptions {
+            #krate::harness::run_test(
+                &#krate::harness::TestOptions {
                     hostname: #hostname,
                     network: #network,
                     timeout: #timeout,

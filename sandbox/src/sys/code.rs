@@ -32,13 +32,14 @@ pub(crate) fn entry_at(offset: usize, build: &str) -> Option<ClosureEntry> {
     Some(unsafe { std::mem::transmute::<usize, ClosureEntry>(address) })
 }
 
-/// A value of the closure type `F`, which is zero-sized and `Copy`: a closure that captures nothing
-/// (or only other such values). Such a type has a single value, which any copy of it equals, so
-/// making one is making a copy of the one the caller had.
-pub(crate) fn conjure<F: Copy>() -> F {
+/// The value of the closure type `F`, which is zero-sized: a closure that captures nothing (or only
+/// zero-sized values). Its caller in another process forgot its own value of `F` (`mem::forget`), so
+/// the one made here is that value, moved: there is still exactly one.
+pub(crate) fn conjure<F>() -> F {
     const { assert!(std::mem::size_of::<F>() == 0, "only a closure that captures nothing can be sent") };
-    // SAFETY: `F` has no bytes (asserted at compile time), so no bit pattern can be invalid, and
-    // being `Copy` it carries no ownership or uniqueness that a second value would break.
+    // SAFETY: `F` has no bytes (asserted at compile time), so no bit pattern can be invalid; the
+    // value it stands for was given up by its owner (forgotten, never dropped), so making it here
+    // duplicates nothing: it is a move between processes.
     unsafe { std::mem::zeroed() }
 }
 
