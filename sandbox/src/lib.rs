@@ -115,7 +115,8 @@ pub use volume::Mount;
 /// (what the test needs of the machine: without it, the test prints a `SKIP:` line and passes, or
 /// fails in strict mode, `CI=true` or `SANDBOX_TEST_STRICT=1`). Without `rootfs`, the
 /// rootfs is `$SANDBOX_ROOTFS`, else the pinned Alpine release from the cache, fetched on first use.
-/// `#[should_panic]`, `#[ignore]` and `-> Result<(), E>` work as with `#[test]`.
+/// `#[should_panic]`, `#[ignore]` and `-> Result<(), E>` work as with `#[test]`; an `async fn` runs on a
+/// current-thread tokio runtime built inside (the crate needs tokio with feature `rt`).
 ///
 /// How: the body is a function, run in the new sandbox as a closure with [`Sandbox::run`] (the test
 /// binary is not re-executed). The body's output shows in the test's captured output; a timeout, a crash and a

@@ -14,7 +14,8 @@ use syn::{ItemFn, LitStr};
 /// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`; or
 /// any `&'static str` expression, e.g. `concat!(env!("CARGO_TARGET_TMPDIR"), "/tree")`),
 /// `sys`, `mount(bind = "host path", at = "/path"[, read_only])`, `mount(tmpfs = "/path"[, size =
-/// "16M"])`, `memory = "64M"`, `pids = 64`, `cpus = 0.5`, `requires = "limits, switch, userns"`. See
+/// "16M"])`, `memory = "64M"`, `pids = 64`, `cpus = 0.5`, `requires = "limits, switch, userns"`. An
+/// `async fn` runs on a current-thread tokio runtime (the crate needs tokio with feature `rt`). See
 /// `sandbox::sandbox_test`.
 #[proc_macro_attribute]
 pub fn sandbox_test(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -326,8 +327,11 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
             "#[sandbox_test] already makes this a test: remove this #[test]",
         ));
     }
-    if let Some(a) = func.sig.asyncness {
-        return Err(syn::Error::new(a.span(), "#[sandbox_test] functions cannot be async"));
+    if let Some(a) = func.attrs.iter().find(|a| a.path().segments.last().is_some_and(|s| s.ident == "test")) {
+        return Err(syn::Error::new(
+            a.path().span(),
+            "#[sandbox_test] already makes this a test (and runs an async body on its own runtime): remove this attribute",
+        ));
     }
     if !func.sig.inputs.is_empty() {
         return Err(syn::Error::new(func.sig.inputs.span(), "#[sandbox_test] functions take no arguments"));
@@ -336,6 +340,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
         return Err(syn::Error::new(func.sig.generics.span(), "#[sandbox_test] functions cannot be generic"));
     }
     let krate = &options.krate;
+    let is_async = func.sig.asyncness.is_some();
     let ItemFn { attrs, vis, sig, block } = func;
     let name = &sig.ident;
     let output = &sig.output;
@@ -371,12 +376,25 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
     let pids = opt(options.pids.map(|p| quote!(#p)));
     let cpus = opt(options.cpus.map(|c| quote!(#c)));
     let requires = &options.requires;
+    // An async body runs on a current-thread tokio runtime built inside the sandbox, from the
+    // calling crate's own tokio (feature `rt`).
+    let body = if is_async {
+        quote!({
+            ::tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("#[sandbox_test]: build a tokio runtime for the async test")
+                .block_on(async move #block)
+        })
+    } else {
+        quote!(#block)
+    };
     let span = Span::call_site();
     Ok(quote_spanned! {span=>
         #(#attrs)*
         #[test]
         #vis fn #name() {
-            fn __sandbox_test_body() #output #block
+            fn __sandbox_test_body() #output #body
             #krate::harness::run_test(
                 &#krate::harness::TestOptions {
                     hostname: #hostname,
