@@ -189,7 +189,7 @@ impl Cache {
     }
 
     fn tmp_name(digest: &str, what: &str) -> OsString {
-        format!("{digest}.{what}.{}", std::process::id()).into()
+        format!("{digest}.{what}.{}", unique_suffix()).into()
     }
 
     fn blob_path(&self, digest: &str) -> PathBuf {
@@ -432,7 +432,7 @@ impl Cache {
     /// Writes `bytes` to `dir/name` through a temporary file in the same folder and a rename.
     fn write_atomically(&self, dir: &OwnedFd, dir_name: &str, name: &OsStr, bytes: &[u8]) -> Result<(), Error> {
         let dest = self.root.join(dir_name).join(name);
-        let tmp_name = OsString::from(format!(".{}.{}", name.to_string_lossy(), std::process::id()));
+        let tmp_name = OsString::from(format!(".{}.{}", name.to_string_lossy(), unique_suffix()));
         let mut file =
             at::create(dir, &tmp_name, 0o600).map_err(io("create", self.root.join(dir_name).join(&tmp_name)))?;
         let written = file.write_all(bytes).map_err(io("write", &dest));
@@ -444,6 +444,13 @@ impl Cache {
         }
         result
     }
+}
+
+/// `<pid>-<n>`: unique among the processes and threads working in one cache at once (the test harness
+/// resolves the rootfs from several threads of one process).
+fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 fn local_record(path: &Path, meta: &fs::Metadata, sha256: String) -> LocalRecord {

@@ -7,7 +7,7 @@ fn main() -> Result<(), sandbox::Error> {
     let out = sb
         .command("/bin/sh")
         .args(["-c", "hostname; ps; cat /etc/alpine-release"])
-        .stderr(std::process::Stdio::inherit())
+        .stderr(sandbox::Stdio::inherit())
         .output()?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));

@@ -5,26 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The network a sandbox gets.
-///
-/// # Examples
-/// ```
-/// assert_eq!(sandbox::Network::default(), sandbox::Network::Loopback);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Network {
-    /// A new network namespace with only `lo`, up: 127.0.0.1 and ::1 work, nothing else is reachable.
-    #[default]
-    Loopback,
-    /// A new network namespace with `lo` down: no network at all.
-    None,
-    /// The host's network namespace, shared: explicitly opted into, no isolation.
-    Host,
-    /// A new network namespace with `lo` and an `eth0` on a virtual switch that other sandboxes join:
-    /// see [`crate::Net`]. Needs root.
-    Switch(crate::Net),
-}
+/// The `PATH` inside a sandbox unless the environment says otherwise.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A switch member's part of the configuration: where to plug in, and who else is there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
