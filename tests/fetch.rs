@@ -903,3 +903,20 @@ fn child_unreachable() {
         other => panic!("unexpected error: {other:?}"),
     }
 }
+
+#[test]
+fn many_threads_of_one_process_share_the_cache() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("rootfs.tar.gz");
+    std::fs::write(&archive, tarball("3.19.1")).expect("write");
+    let cache = work.path().join("cache");
+    let trees: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| Rootfs::from_tarball_in(&archive, Some(&cache)).map(|r| r.path().to_owned())))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread").expect("unpack")).collect()
+    });
+    assert!(trees.windows(2).all(|w| w[0] == w[1]), "{trees:?}");
+    assert_eq!(list(&cache.join("v1/trees")).len(), 1);
+    assert!(list(&cache.join("v1/tmp")).is_empty());
+}

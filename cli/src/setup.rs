@@ -121,10 +121,13 @@ pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
     if let Some(ws) = workspace {
         dirs.push(ws.to_path_buf());
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).and_then(|t| std::path::absolute(t).ok()).or_else(|| {
-        let p = program?;
-        p.ancestors().find(|a| a.file_name().is_some_and(|n| n == "target")).map(Path::to_path_buf)
-    });
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .and_then(|t| std::path::absolute(t).ok())
+        .or_else(|| {
+            let p = program?;
+            p.ancestors().find(|a| a.file_name().is_some_and(|n| n == "target")).map(Path::to_path_buf)
+        });
     if let Some(t) = target
         && !dirs.iter().any(|d| t.starts_with(d))
     {

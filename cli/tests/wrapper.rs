@@ -99,7 +99,10 @@ fn the_demo_collides_when_run_in_parallel_on_the_host() {
 fn assert_all_passed(out: &Output, what: &str) {
     let all = text(out);
     assert!(out.status.success(), "{what} failed:\n{all}");
-    let expected = [format!("test result: ok. {DEMO_TESTS} passed; 0 failed"), format!("{DEMO_TESTS} tests run: {DEMO_TESTS} passed")];
+    let expected = [
+        format!("test result: ok. {DEMO_TESTS} passed; 0 failed"),
+        format!("{DEMO_TESTS} tests run: {DEMO_TESTS} passed"),
+    ];
     assert!(expected.iter().any(|e| all.contains(e)), "{what}: not every test ran and passed:\n{all}");
 }
 
