@@ -920,3 +920,21 @@ fn many_threads_of_one_process_share_the_cache() {
     assert_eq!(list(&cache.join("v1/trees")).len(), 1);
     assert!(list(&cache.join("v1/tmp")).is_empty());
 }
+
+#[test]
+fn cache_files_are_never_opened_through_symlinks() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let cache = work.path().join("cache");
+    let first = work.path().join("first.tar.gz");
+    std::fs::write(&first, tarball("3.19.1")).expect("write");
+    Rootfs::from_tarball_in(&first, Some(&cache)).expect("make the cache");
+    // A lock file planted as a symlink: following it would create the file it points at.
+    let second = work.path().join("second.tar.gz");
+    std::fs::write(&second, tarball("3.19.4")).expect("write");
+    let digest = sha256_hex(&tarball("3.19.4"));
+    let target = work.path().join("created-through-a-symlink");
+    std::os::unix::fs::symlink(&target, cache.join(format!("v1/locks/{digest}.lock"))).expect("plant");
+    let err = Rootfs::from_tarball_in(&second, Some(&cache)).expect_err("symlinked lock");
+    assert!(matches!(&err, Error::Io { op: "open lock file", .. }), "{err:?}");
+    assert!(!target.exists(), "nothing was created through the symlink");
+}
