@@ -14,7 +14,8 @@ const PT_INTERP: u32 = 3;
 /// When the file cannot be read, or is not a 64-bit little-endian ELF file.
 pub fn interpreter(program: &Path) -> Result<Option<PathBuf>, Error> {
     let bytes = std::fs::read(program).map_err(io("read", program))?;
-    let not_elf = || Error::Option { option: "program", value: program.display().to_string(), expected: "an ELF64 executable" };
+    let not_elf =
+        || Error::Option { option: "program", value: program.display().to_string(), expected: "an ELF64 executable" };
     if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
         return Err(not_elf());
     }

@@ -31,7 +31,9 @@ pub fn of_error(error: &Error) -> i32 {
     match error {
         Error::Sandbox(sandbox::Error::TimedOut { .. }) => TIMED_OUT,
         Error::Sandbox(sandbox::Error::MemoryLimitExceeded { .. }) => OUT_OF_MEMORY,
-        Error::Sandbox(sandbox::Error::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => NOT_FOUND,
+        Error::Sandbox(sandbox::Error::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            NOT_FOUND
+        }
         Error::Sandbox(sandbox::Error::Spawn { .. }) => CANNOT_EXECUTE,
         _ => SANDBOX_FAILED,
     }

@@ -64,7 +64,11 @@ fn try_main(cli: &Cli) -> Result<i32, Error> {
         return sandbox_cli::shell(opts);
     }
     let Some((program, args)) = cli.command.split_first() else {
-        return Err(Error::Option { option: "command", value: String::new(), expected: "-- PROGRAM [ARGS…] (or --shell)" });
+        return Err(Error::Option {
+            option: "command",
+            value: String::new(),
+            expected: "-- PROGRAM [ARGS…] (or --shell)",
+        });
     };
     if cli.per_test {
         let jobs = cli.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));

@@ -183,7 +183,10 @@ mod tests {
         assert_eq!(m, Some(MountArg { source: "/data".into(), target: "/srv".into(), read_only: true }));
         assert!(parse_mount("/data").is_err());
         assert!(parse_mount("/data:relative").is_err());
-        assert_eq!(parse_tmpfs("/scratch:16M").ok(), Some(TmpfsArg { target: "/scratch".into(), size: Some(16 << 20) }));
+        assert_eq!(
+            parse_tmpfs("/scratch:16M").ok(),
+            Some(TmpfsArg { target: "/scratch".into(), size: Some(16 << 20) })
+        );
         assert!(parse_tmpfs("scratch").is_err());
         assert_eq!(parse_env("A=b=c").ok(), Some(("A".into(), "b=c".into())));
         assert!(parse_env("=x").is_err());

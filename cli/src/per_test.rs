@@ -73,7 +73,8 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
     let only_ignored = select.iter().any(|a| a == "--ignored");
     let include_ignored = select.iter().any(|a| a == "--include-ignored");
     let listed = list(binary, &select)?;
-    let mut ignored_flags: Vec<String> = select.iter().filter(|a| a.starts_with("--ignored") || a.starts_with("--include-ignored")).cloned().collect();
+    let mut ignored_flags: Vec<String> =
+        select.iter().filter(|a| a.starts_with("--ignored") || a.starts_with("--include-ignored")).cloned().collect();
     let ignored = if only_ignored || include_ignored {
         Vec::new()
     } else {
@@ -147,7 +148,12 @@ fn run_one(prepared: &crate::setup::Prepared, name: &str, ignored_flags: &[Strin
     match out {
         Ok(o) if o.status.success() => Outcome::Ok,
         Ok(o) => Outcome::Failed {
-            output: format!("{}{}({})", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr), o.status),
+            output: format!(
+                "{}{}({})",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+                o.status
+            ),
         },
         Err(e) => Outcome::Failed { output: format!("sandbox-run: {}", crate::error::chain(&e)) },
     }
@@ -159,10 +165,19 @@ mod tests {
 
     #[test]
     fn selection_keeps_filters_and_drops_run_flags() {
-        let args: Vec<String> =
-            ["net::", "--skip", "slow", "--nocapture", "--test-threads", "4", "--color=never", "--exact", "--include-ignored"]
-                .map(String::from)
-                .to_vec();
+        let args: Vec<String> = [
+            "net::",
+            "--skip",
+            "slow",
+            "--nocapture",
+            "--test-threads",
+            "4",
+            "--color=never",
+            "--exact",
+            "--include-ignored",
+        ]
+        .map(String::from)
+        .to_vec();
         assert_eq!(selection(&args), ["net::", "--skip", "slow", "--exact", "--include-ignored"]);
     }
 }

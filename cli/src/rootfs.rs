@@ -22,7 +22,11 @@ impl FromStr for RootfsSpec {
 
     fn from_str(text: &str) -> Result<RootfsSpec, Error> {
         match text {
-            "" => Err(Error::Option { option: "rootfs", value: String::new(), expected: "host, alpine[:VERSION] or PATH" }),
+            "" => Err(Error::Option {
+                option: "rootfs",
+                value: String::new(),
+                expected: "host, alpine[:VERSION] or PATH",
+            }),
             "host" => Ok(RootfsSpec::Host),
             "alpine" => Ok(RootfsSpec::Alpine(None)),
             _ => match text.strip_prefix("alpine:") {

@@ -38,12 +38,10 @@ fn demo_binary() -> &'static Path {
             .expect("run cargo to build the demo suite");
         assert!(out.status.success(), "building the demo failed: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
-        let exe = text
-            .lines()
+        text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find_map(|v| v.get("executable").and_then(|e| e.as_str()).map(PathBuf::from))
-            .expect("cargo reported the demo's test executable");
-        exe
+            .expect("cargo reported the demo's test executable")
     })
 }
 
@@ -99,7 +97,10 @@ fn the_demo_collides_when_run_in_parallel_on_the_host() {
 fn assert_all_passed(out: &Output, what: &str) {
     let all = text(out);
     assert!(out.status.success(), "{what} failed:\n{all}");
-    let expected = [format!("test result: ok. {DEMO_TESTS} passed; 0 failed"), format!("{DEMO_TESTS} tests run: {DEMO_TESTS} passed")];
+    let expected = [
+        format!("test result: ok. {DEMO_TESTS} passed; 0 failed"),
+        format!("{DEMO_TESTS} tests run: {DEMO_TESTS} passed"),
+    ];
     assert!(expected.iter().any(|e| all.contains(e)), "{what}: not every test ran and passed:\n{all}");
 }
 
