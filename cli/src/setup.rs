@@ -111,8 +111,9 @@ fn host_path(program: &str) -> Option<PathBuf> {
     std::path::absolute(program).ok()
 }
 
-/// The current cargo workspace (the nearest folder above the working directory holding a `Cargo.lock`)
-/// and the target folder (`$CARGO_TARGET_DIR`, or the `target` folder the program lies in), when they
+/// The current cargo workspace (the nearest folder above the working directory holding a `Cargo.lock`),
+/// the working directory itself when it lies under `/tmp` (which the sandbox replaces), and the target
+/// folder (`$CARGO_TARGET_DIR`, or the `target` folder the program lies in), when they
 /// exist and are not `/`.
 pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
@@ -120,6 +121,13 @@ pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
     let workspace = cwd.as_deref().and_then(|c| c.ancestors().find(|a| a.join("Cargo.lock").is_file()));
     if let Some(ws) = workspace {
         dirs.push(ws.to_path_buf());
+    }
+    // The sandbox has a /tmp of its own: a working directory there would not exist inside.
+    if let Some(c) = &cwd
+        && c.starts_with("/tmp")
+        && !dirs.iter().any(|d| c.starts_with(d))
+    {
+        dirs.push(c.clone());
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

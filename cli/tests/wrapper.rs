@@ -38,12 +38,10 @@ fn demo_binary() -> &'static Path {
             .expect("run cargo to build the demo suite");
         assert!(out.status.success(), "building the demo failed: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
-        let exe = text
-            .lines()
+        text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find_map(|v| v.get("executable").and_then(|e| e.as_str()).map(PathBuf::from))
-            .expect("cargo reported the demo's test executable");
-        exe
+            .expect("cargo reported the demo's test executable")
     })
 }
 

@@ -48,6 +48,26 @@ pub(crate) enum RootMode {
     Overlay { lower: PathBuf },
     /// A private copy of the tree, made in the staging tmpfs (where overlayfs is not permitted).
     Copy { lower: PathBuf },
+    /// The host's own `/`: a tmpfs root holding one overlay per top-level folder of the host's (upper
+    /// layers in the staging tmpfs), its symlinks, and its files bound read-only. Not one overlay on
+    /// `/`: overlayfs refuses a lower layer with locked mounts below it (clone_private_mount), which
+    /// `/` always has inside a user namespace (`/proc`, `/sys`, ...).
+    Host { entries: Vec<HostEntry> },
+}
+
+/// A top-level entry of the host's `/`, as `Builder::build` found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HostEntry {
+    pub name: String,
+    pub kind: HostEntryKind,
+}
+
+/// What a [`HostEntry`] is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum HostEntryKind {
+    Dir,
+    Symlink { target: PathBuf },
+    File,
 }
 
 /// What the process inside does once the sandbox is up.

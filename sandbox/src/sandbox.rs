@@ -270,7 +270,16 @@ impl Builder {
                 (NetMode::Loopback, Some((net, address)))
             }
         };
-        let root = if self.copy_rootfs { RootMode::Copy { lower } } else { RootMode::Overlay { lower } };
+        let root = if lower == Path::new("/") {
+            if self.copy_rootfs {
+                return Err(invalid("rootfs", "/", "the host's root is never copied: leave copy_rootfs off"));
+            }
+            RootMode::Host { entries: host_entries()? }
+        } else if self.copy_rootfs {
+            RootMode::Copy { lower }
+        } else {
+            RootMode::Overlay { lower }
+        };
         Ok(Sandbox {
             base: Config {
                 root,
@@ -294,6 +303,36 @@ impl Builder {
             switch,
         })
     }
+}
+
+/// The top-level entries of the host's `/` that a sandbox on the host's root gets (see
+/// [`RootMode::Host`]); `/proc`, `/sys`, `/dev` and `/tmp` are the sandbox's own.
+fn host_entries() -> Result<Vec<crate::config::HostEntry>, Error> {
+    use crate::config::{HostEntry, HostEntryKind};
+    let listing = std::fs::read_dir("/").map_err(crate::error::io("list", "/"))?;
+    let mut entries = Vec::new();
+    for e in listing.flatten() {
+        let Some(name) = e.file_name().to_str().map(str::to_owned) else { continue };
+        if matches!(name.as_str(), "proc" | "sys" | "dev" | "tmp") {
+            continue;
+        }
+        let Ok(kind) = e.file_type() else { continue };
+        let kind = if kind.is_symlink() {
+            match std::fs::read_link(e.path()) {
+                Ok(target) => HostEntryKind::Symlink { target },
+                Err(_) => continue,
+            }
+        } else if kind.is_dir() {
+            HostEntryKind::Dir
+        } else if kind.is_file() {
+            HostEntryKind::File
+        } else {
+            continue;
+        };
+        entries.push(HostEntry { name, kind });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
 }
 
 /// A configured sandbox. Each [`command`](Sandbox::command) and [`run`](Sandbox::run) starts a
@@ -329,6 +368,7 @@ impl Sandbox {
     pub fn rootfs_path(&self) -> &Path {
         match &self.base.root {
             RootMode::Overlay { lower } | RootMode::Copy { lower } => lower,
+            RootMode::Host { .. } => Path::new("/"),
         }
     }
 
