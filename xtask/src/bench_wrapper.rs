@@ -46,7 +46,8 @@ fn trivial_crate(dir: &Path) -> anyhow::Result<()> {
         dir.join("Cargo.toml"),
         "[package]\nname = \"wrapper-bench\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[workspace]\n",
     )?;
-    let tests: String = (0..TESTS).map(|i| format!("#[test]\nfn t{i:03}() {{ assert_eq!({i} + 1, {} ); }}\n", i + 1)).collect();
+    let tests: String =
+        (0..TESTS).map(|i| format!("#[test]\nfn t{i:03}() {{ assert_eq!({i} + 1, {} ); }}\n", i + 1)).collect();
     std::fs::write(dir.join("tests/trivial.rs"), tests)?;
     std::fs::write(
         dir.join(".config/nextest.toml"),
@@ -84,7 +85,11 @@ pub fn run() -> anyhow::Result<()> {
     println!("nextest, {TESTS} trivial tests, median of {ROUNDS} interleaved runs (2 CPUs, default parallelism):");
     println!("  plain nextest            {:9.1} ms", ms(p));
     println!("  nextest + sandbox-run    {:9.1} ms", ms(w));
-    println!("  per-test overhead of the wrapper: {:.2} ms of wall time ({:.2}x plain)", (ms(w) - ms(p)) / TESTS as f64, ms(w) / ms(p));
+    println!(
+        "  per-test overhead of the wrapper: {:.2} ms of wall time ({:.2}x plain)",
+        (ms(w) - ms(p)) / TESTS as f64,
+        ms(w) / ms(p)
+    );
 
     // One shot, on an unpacked rootfs both tools can use.
     let rootfs = sandbox::fetch::default_rootfs().context("a rootfs for the one-shot comparison ($SANDBOX_ROOTFS)")?;
@@ -96,12 +101,15 @@ pub fn run() -> anyhow::Result<()> {
     for _ in 0..ONE_SHOTS {
         ours.push(timed(Command::new(&sandbox_run).arg("--rootfs").arg(&dir).args(["--", "/bin/true"]))?);
         if have_bwrap {
-            bwrap.push(timed(
-                Command::new("bwrap")
-                    .arg("--bind")
-                    .arg(&dir)
-                    .args(["/", "--proc", "/proc", "--dev", "/dev", "--unshare-all", "/bin/true"]),
-            )?);
+            bwrap.push(timed(Command::new("bwrap").arg("--bind").arg(&dir).args([
+                "/",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "--unshare-all",
+                "/bin/true",
+            ]))?);
         }
     }
     let o = median(ours);

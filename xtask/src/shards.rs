@@ -84,7 +84,12 @@ fn list(cargo: &str, root: &Path, archive: &Path) -> anyhow::Result<Vec<String>>
         .output()
         .context("run cargo nextest list")?;
     ensure!(out.status.success(), "cargo nextest list failed: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 /// `(classname testname, passed)` for each `<testcase>` of a JUnit report.
