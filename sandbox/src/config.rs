@@ -65,9 +65,24 @@ pub(crate) struct HostEntry {
 /// What a [`HostEntry`] is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum HostEntryKind {
-    Dir,
-    Symlink { target: PathBuf },
+    /// A folder; `layers`: the caller's extra read-only layers' copies of it, topmost first.
+    Dir {
+        layers: Vec<PathBuf>,
+    },
+    Symlink {
+        target: PathBuf,
+    },
     File,
+}
+
+/// Where the writable layer lives, and read-only layers between it and the rootfs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Layers {
+    /// A fresh host folder for the writable layer (`upper/` and `work/` inside), kept after the
+    /// sandbox ends; `None`: the sandbox's memory, gone with it.
+    pub upper_in: Option<PathBuf>,
+    /// Read-only layers over the rootfs (a kept writable layer, to resume from), topmost first.
+    pub above: Vec<PathBuf>,
 }
 
 /// What the process inside does once the sandbox is up.
@@ -89,6 +104,7 @@ pub(crate) enum Job {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Config {
     pub root: RootMode,
+    pub layers: Layers,
     pub hostname: String,
     pub network: NetMode,
     pub env: Vec<(String, String)>,

@@ -78,7 +78,8 @@ pub(crate) enum Op {
     /// A writable overlay of `lower` at `target`; where the kernel refuses it (mounts below `lower`
     /// that a user namespace may not look under), `lower` bound recursively and read-only instead.
     OverlayOrBind {
-        lower: PathBuf,
+        /// Topmost first; the last is the host folder itself.
+        lowers: Vec<PathBuf>,
         upper: PathBuf,
         work: PathBuf,
         target: PathBuf,
@@ -217,8 +218,8 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::UnshareMount => sys.unshare_mount(),
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
             Op::BindFile { source, target } => bind_file(sys, source, target),
-            Op::OverlayOrBind { lower, upper, work, target, userxattr } => {
-                overlay_or_bind(sys, lower, upper, work, target, *userxattr)
+            Op::OverlayOrBind { lowers, upper, work, target, userxattr } => {
+                overlay_or_bind(sys, lowers, upper, work, target, *userxattr)
             }
         };
         match result {
@@ -246,15 +247,17 @@ fn bind_file(sys: &dyn Sys, source: &Path, target: &Path) -> Result<(), nix::err
 /// See [`Op::OverlayOrBind`].
 fn overlay_or_bind(
     sys: &dyn Sys,
-    lower: &Path,
+    lowers: &[PathBuf],
     upper: &Path,
     work: &Path,
     target: &Path,
     userxattr: bool,
 ) -> Result<(), nix::errno::Errno> {
+    let Some(lower) = lowers.last() else { return Err(nix::errno::Errno::EINVAL) };
+    let joined: Vec<String> = lowers.iter().map(|l| rootfs::escape_overlay_path(l)).collect();
     let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
-        rootfs::escape_overlay_path(lower),
+        joined.join(":"),
         rootfs::escape_overlay_path(upper),
         rootfs::escape_overlay_path(work)
     );
@@ -360,6 +363,7 @@ mod tests {
     fn config(user_namespace: bool, network: NetMode) -> Config {
         Config {
             root: RootMode::Overlay { lower: PathBuf::from("/cache/trees/abc,d.uid1000") },
+            layers: Default::default(),
             hostname: "box".into(),
             network,
             env: vec![],
@@ -399,8 +403,8 @@ mod tests {
         cfg.root = RootMode::Host {
             entries: vec![
                 HostEntry { name: "bin".into(), kind: HostEntryKind::Symlink { target: "usr/bin".into() } },
-                HostEntry { name: "etc".into(), kind: HostEntryKind::Dir },
-                HostEntry { name: "mnt".into(), kind: HostEntryKind::Dir },
+                HostEntry { name: "etc".into(), kind: HostEntryKind::Dir { layers: vec![] } },
+                HostEntry { name: "mnt".into(), kind: HostEntryKind::Dir { layers: vec![] } },
                 HostEntry { name: "vmlinuz".into(), kind: HostEntryKind::File },
             ],
         };
