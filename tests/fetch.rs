@@ -371,10 +371,15 @@ fn partial_entries_of_a_killed_process_are_swept() {
     std::fs::set_permissions(half.parent().expect("parent"), std::fs::Permissions::from_mode(0o555)).expect("chmod");
     let stale_other = tmp.join(format!("{}.download.4242", "e".repeat(64)));
     std::fs::write(&stale_other, b"x").expect("write");
+    // A half-written record of a process that is gone (no pid is that large).
+    let records = cache.path().join("v1/records");
+    std::fs::create_dir_all(&records).expect("mkdir");
+    std::fs::write(records.join(".local-0123.json.999999999-0"), b"{").expect("write");
 
     let rootfs = alpine(&mirror, "3.19.1", cache.path()).fetch().expect("fetch despite leftovers");
     assert!(rootfs.path().join("bin/busybox").is_file());
     assert_eq!(list(&tmp), Vec::<String>::new(), "leftovers swept");
+    assert!(!list(&records).iter().any(|r| r.starts_with('.')), "half-written records swept");
 }
 
 #[test]

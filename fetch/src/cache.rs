@@ -252,8 +252,18 @@ impl Cache {
         Ok(())
     }
 
-    /// Removes partial entries of killed processes for every digest nobody is working on now.
+    /// Removes partial entries of killed processes for every digest nobody is working on now, and
+    /// the half-written index entries and records (`.<name>.<pid>-<n>`) of processes that are gone.
     pub(crate) fn sweep(&self) -> Result<(), Error> {
+        for (dir, dir_name) in [(&self.index, "index"), (&self.records, "records")] {
+            for name in at::list(dir).map_err(io("list", self.root.join(dir_name)))? {
+                let text = name.to_string_lossy();
+                let pid = text.rsplit('.').next().and_then(|t| t.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+                if text.starts_with('.') && pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                    at::remove_all(dir, &name).map_err(io("remove", self.root.join(dir_name).join(&name)))?;
+                }
+            }
+        }
         let tmp = self.root.join("tmp");
         let mut digests: Vec<String> = at::list(&self.tmp)
             .map_err(io("list", &tmp))?
