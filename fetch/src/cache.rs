@@ -159,9 +159,12 @@ impl Cache {
         check_private(&top, dir, uid)?;
         let root = dir.join("v1");
         let v1 = at::ensure_dir(&top, os("v1"), 0o700).map_err(io("open cache directory", &root))?;
-        check_private(&v1, &root, uid)?;
+        let mode = check_private(&v1, &root, uid)?;
         // Private: trees keep setuid files and world-writable folders that no other user may reach.
-        nix::sys::stat::fchmod(&v1, nix::sys::stat::Mode::S_IRWXU).map_err(|e| io("chmod", &root)(e.into()))?;
+        // (Only when needed: a cache on a read-only mount stays usable.)
+        if mode & 0o077 != 0 {
+            nix::sys::stat::fchmod(&v1, nix::sys::stat::Mode::S_IRWXU).map_err(|e| io("chmod", &root)(e.into()))?;
+        }
         let sub = |name: &str| -> Result<OwnedFd, Error> {
             let path = root.join(name);
             let fd = at::ensure_dir(&v1, os(name), 0o700).map_err(io("open cache directory", &path))?;
@@ -189,7 +192,7 @@ impl Cache {
     }
 
     fn tmp_name(digest: &str, what: &str) -> OsString {
-        format!("{digest}.{what}.{}", std::process::id()).into()
+        format!("{digest}.{what}.{}", unique_suffix()).into()
     }
 
     fn blob_path(&self, digest: &str) -> PathBuf {
@@ -249,8 +252,18 @@ impl Cache {
         Ok(())
     }
 
-    /// Removes partial entries of killed processes for every digest nobody is working on now.
+    /// Removes partial entries of killed processes for every digest nobody is working on now, and
+    /// the half-written index entries and records (`.<name>.<pid>-<n>`) of processes that are gone.
     pub(crate) fn sweep(&self) -> Result<(), Error> {
+        for (dir, dir_name) in [(&self.index, "index"), (&self.records, "records")] {
+            for name in at::list(dir).map_err(io("list", self.root.join(dir_name)))? {
+                let text = name.to_string_lossy();
+                let pid = text.rsplit('.').next().and_then(|t| t.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+                if text.starts_with('.') && pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                    at::remove_all(dir, &name).map_err(io("remove", self.root.join(dir_name).join(&name)))?;
+                }
+            }
+        }
         let tmp = self.root.join("tmp");
         let mut digests: Vec<String> = at::list(&self.tmp)
             .map_err(io("list", &tmp))?
@@ -432,7 +445,7 @@ impl Cache {
     /// Writes `bytes` to `dir/name` through a temporary file in the same folder and a rename.
     fn write_atomically(&self, dir: &OwnedFd, dir_name: &str, name: &OsStr, bytes: &[u8]) -> Result<(), Error> {
         let dest = self.root.join(dir_name).join(name);
-        let tmp_name = OsString::from(format!(".{}.{}", name.to_string_lossy(), std::process::id()));
+        let tmp_name = OsString::from(format!(".{}.{}", name.to_string_lossy(), unique_suffix()));
         let mut file =
             at::create(dir, &tmp_name, 0o600).map_err(io("create", self.root.join(dir_name).join(&tmp_name)))?;
         let written = file.write_all(bytes).map_err(io("write", &dest));
@@ -444,6 +457,13 @@ impl Cache {
         }
         result
     }
+}
+
+/// `<pid>-<n>`: unique among the processes and threads working in one cache at once (the test harness
+/// resolves the rootfs from several threads of one process).
+fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 fn local_record(path: &Path, meta: &fs::Metadata, sha256: String) -> LocalRecord {
@@ -467,14 +487,14 @@ fn read_small(dir: &OwnedFd, name: &OsStr) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// The folder behind `fd` must be the caller's and not writable by group or others.
-fn check_private(fd: &impl AsFd, path: &Path, uid: u32) -> Result<(), Error> {
+/// The folder behind `fd` must be the caller's and not writable by group or others; returns its mode.
+fn check_private(fd: &impl AsFd, path: &Path, uid: u32) -> Result<u32, Error> {
     let st = nix::sys::stat::fstat(fd).map_err(|e| io("inspect", path)(e.into()))?;
     let mode = st.st_mode & 0o7777;
     if st.st_uid != uid || mode & 0o022 != 0 {
         return Err(Error::CacheNotPrivate { path: path.to_owned(), owner: st.st_uid, mode, uid });
     }
-    Ok(())
+    Ok(mode)
 }
 
 trait PrivateDir {

@@ -17,6 +17,7 @@ pub(crate) enum StepKind {
     Staging,
     Overlay,
     CopyRoot,
+    HostRoot,
     Proc,
     Dev,
     Tmp,

@@ -92,6 +92,7 @@ impl Net {
             });
         }
         let config = Config {
+            layers: Default::default(),
             root: RootMode::Overlay { lower: "/".into() },
             hostname: "switch".to_owned(),
             network: NetMode::None,

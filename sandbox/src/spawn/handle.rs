@@ -114,6 +114,7 @@ impl HelperHandle {
     pub(crate) fn helper_pid(&self) -> Option<u32> {
         match &self.helper {
             Helper::Executed(c) => Some(c.id()),
+            Helper::Forked(pid) => Some(pid.as_raw() as u32),
             Helper::Served => self.helper_pid.map(|p| p as u32),
         }
     }
@@ -184,6 +185,10 @@ impl HelperHandle {
         while self.reports.next().is_some() {}
         match &mut self.helper {
             Helper::Executed(c) => c.wait().ok(),
+            Helper::Forked(pid) => match nix::sys::wait::waitpid(*pid, None) {
+                Ok(w) => Some(exit_status(crate::spawn::helper::raw_status(w))),
+                Err(_) => None,
+            },
             Helper::Served => None,
         }
     }

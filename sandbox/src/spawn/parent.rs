@@ -24,6 +24,8 @@ pub(crate) enum Helper {
     Executed(std::process::Child),
     /// Forked by the fork server: not our child; its end shows as the end of the reports.
     Served,
+    /// Forked by this (single-threaded) process itself: our child, reaped with waitpid.
+    Forked(nix::unistd::Pid),
 }
 
 /// A started helper.
@@ -63,6 +65,33 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
     let stderr = serr.ours.map(ChildStderr::from);
 
     if !fork_server_disabled() {
+        // A caller with one thread (sandbox-run, a tool's `main`) may fork the helper itself: no exec
+        // of this binary at all, which is most of a one-shot caller's start-up.
+        if let Some(t) = crate::sys::SingleThreaded::if_alone() {
+            match crate::sys::fork(t) {
+                Ok(nix::unistd::ForkResult::Child) => {
+                    // A process group of its own, as an executed helper gets (see below).
+                    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
+                    drop((report_r, kill_w, stdin, stdout, stderr));
+                    super::server::become_helper(
+                        t,
+                        [their_in, their_out, their_err, report_w, config_file.into(), kill_r],
+                    );
+                }
+                Ok(nix::unistd::ForkResult::Parent { child }) => {
+                    drop((report_w, config_file, kill_r, their_in, their_out, their_err));
+                    return Ok(Launched {
+                        helper: Helper::Forked(child),
+                        reports: Reader::new(report_r),
+                        kill: kill_w,
+                        stdin,
+                        stdout,
+                        stderr,
+                    });
+                }
+                Err(e) => tracing::debug!(%e, "fork failed; trying the fork server"),
+            }
+        }
         let fds = [
             their_in.as_fd(),
             their_out.as_fd(),

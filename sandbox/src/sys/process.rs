@@ -23,6 +23,16 @@ impl SingleThreaded {
     pub(crate) const unsafe fn assume() -> SingleThreaded {
         SingleThreaded { _not_send: std::marker::PhantomData }
     }
+
+    /// A proof made at run time: `Some` when the kernel counts one thread in this process
+    /// (`Threads:` of proc(5)'s `/proc/self/status`). Only this thread could start another, so the
+    /// answer holds until it does; use the token at once (it is neither `Send` nor `Sync`).
+    pub(crate) fn if_alone() -> Option<SingleThreaded> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let threads = status.lines().find_map(|l| l.strip_prefix("Threads:"))?.trim();
+        // SAFETY: one thread: this one, which holds no lock across this call.
+        (threads == "1").then(|| unsafe { SingleThreaded::assume() })
+    }
 }
 
 /// Registers `$entry`, a `fn(SingleThreaded)`, as a constructor (an `.init_array` entry) that runs
