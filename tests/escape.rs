@@ -514,9 +514,16 @@ fn privileged_restores_the_old_behaviour() {
 fn check_what_worked_still_works() {
     let sb = builder().hostname("works").build().expect("build");
     // First, as a closure re-runs the test up to this call inside the sandbox: a privileged port.
-    let bound =
-        sb.run(|| std::net::TcpListener::bind("0.0.0.0:80").map(|_| ()).map_err(|e| e.to_string())).expect("closure");
+    let (bound, uid_map) = sb
+        .run(|| {
+            let bound = std::net::TcpListener::bind("0.0.0.0:80").map(|_| ()).map_err(|e| e.to_string());
+            (bound, std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default())
+        })
+        .expect("closure");
     assert_eq!(bound, Ok(()));
+    // A closure runs in the sandbox's user namespace too: as root, not the host's root.
+    let outside: u64 = uid_map.split_whitespace().nth(1).and_then(|f| f.parse().ok()).unwrap_or(0);
+    assert!(!is_root() || outside >= 65536, "{uid_map}");
     // Root powers over the sandbox's own namespaces: a tmpfs, the hostname, lo's settings, modes.
     let out = sh(
         &sb,

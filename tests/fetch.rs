@@ -371,10 +371,15 @@ fn partial_entries_of_a_killed_process_are_swept() {
     std::fs::set_permissions(half.parent().expect("parent"), std::fs::Permissions::from_mode(0o555)).expect("chmod");
     let stale_other = tmp.join(format!("{}.download.4242", "e".repeat(64)));
     std::fs::write(&stale_other, b"x").expect("write");
+    // A half-written record of a process that is gone (no pid is that large).
+    let records = cache.path().join("v1/records");
+    std::fs::create_dir_all(&records).expect("mkdir");
+    std::fs::write(records.join(".local-0123.json.999999999-0"), b"{").expect("write");
 
     let rootfs = alpine(&mirror, "3.19.1", cache.path()).fetch().expect("fetch despite leftovers");
     assert!(rootfs.path().join("bin/busybox").is_file());
     assert_eq!(list(&tmp), Vec::<String>::new(), "leftovers swept");
+    assert!(!list(&records).iter().any(|r| r.starts_with('.')), "half-written records swept");
 }
 
 #[test]
@@ -902,4 +907,39 @@ fn child_unreachable() {
         }
         other => panic!("unexpected error: {other:?}"),
     }
+}
+
+#[test]
+fn many_threads_of_one_process_share_the_cache() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("rootfs.tar.gz");
+    std::fs::write(&archive, tarball("3.19.1")).expect("write");
+    let cache = work.path().join("cache");
+    let trees: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| Rootfs::from_tarball_in(&archive, Some(&cache)).map(|r| r.path().to_owned())))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread").expect("unpack")).collect()
+    });
+    assert!(trees.windows(2).all(|w| w[0] == w[1]), "{trees:?}");
+    assert_eq!(list(&cache.join("v1/trees")).len(), 1);
+    assert!(list(&cache.join("v1/tmp")).is_empty());
+}
+
+#[test]
+fn cache_files_are_never_opened_through_symlinks() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let cache = work.path().join("cache");
+    let first = work.path().join("first.tar.gz");
+    std::fs::write(&first, tarball("3.19.1")).expect("write");
+    Rootfs::from_tarball_in(&first, Some(&cache)).expect("make the cache");
+    // A lock file planted as a symlink: following it would create the file it points at.
+    let second = work.path().join("second.tar.gz");
+    std::fs::write(&second, tarball("3.19.4")).expect("write");
+    let digest = sha256_hex(&tarball("3.19.4"));
+    let target = work.path().join("created-through-a-symlink");
+    std::os::unix::fs::symlink(&target, cache.join(format!("v1/locks/{digest}.lock"))).expect("plant");
+    let err = Rootfs::from_tarball_in(&second, Some(&cache)).expect_err("symlinked lock");
+    assert!(matches!(&err, Error::Io { op: "open lock file", .. }), "{err:?}");
+    assert!(!target.exists(), "nothing was created through the symlink");
 }

@@ -17,6 +17,7 @@
 mod elf;
 mod error;
 pub mod exit;
+mod keep;
 mod options;
 mod per_test;
 mod rootfs;
@@ -25,9 +26,10 @@ mod setup;
 mod shell;
 
 pub use error::{Error, chain};
+pub use keep::{KeptRecord, read_record};
 pub use options::{MountArg, NetworkArg, SandboxOptions, TmpfsArg, parse_duration, parse_size};
 pub use per_test::{TESTS_FAILED, per_test};
 pub use rootfs::{Resolved, RootfsSpec};
 pub use run::run;
-pub use setup::{Prepared, prepare, workspace_dirs};
+pub use setup::{Prepared, prepare, prepare_in, workspace_dirs};
 pub use shell::shell;

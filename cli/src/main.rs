@@ -36,6 +36,10 @@ struct Cli {
     /// Open an interactive shell (/bin/sh -l) instead of running PROGRAM
     #[arg(long, conflicts_with_all = ["command", "per_test"])]
     shell: bool,
+    /// Open a shell on the state a `--keep-failed` run kept in DIR (its rootfs, with the files the
+    /// failed program changed on top)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["command", "per_test", "shell"])]
+    shell_from: Option<std::path::PathBuf>,
     /// PROGRAM and its arguments
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     command: Vec<String>,
@@ -60,6 +64,14 @@ fn main() {
 
 fn try_main(cli: &Cli) -> Result<i32, Error> {
     let opts: &SandboxOptions = &cli.opts;
+    if let Some(dir) = &cli.shell_from {
+        let record = sandbox_cli::read_record(dir)?;
+        let mut resumed = opts.clone();
+        resumed.rootfs = Some(record.rootfs.parse()?);
+        resumed.layers = vec![dir.join("upper")];
+        resumed.keep_failed = None;
+        return sandbox_cli::shell(&resumed);
+    }
     if cli.shell {
         return sandbox_cli::shell(opts);
     }

@@ -53,6 +53,13 @@ pub struct SandboxOptions {
     /// (done by default with `--rootfs host` and for a program under a cargo target folder)
     #[arg(long)]
     pub no_workspace: bool,
+    /// Keep the writable layer of a sandbox whose program fails, in a new folder under DIR: the files
+    /// it added, changed and deleted, and changes.txt; `--shell-from DIR/NAME` opens a shell on it
+    #[arg(long, value_name = "DIR")]
+    pub keep_failed: Option<PathBuf>,
+    /// Read-only layers over the rootfs, topmost first (what `--shell-from` resumes from)
+    #[arg(skip)]
+    pub layers: Vec<PathBuf>,
     /// Write what the sandbox used (peak memory, CPU time, OOM kills) to FILE as JSON when it ends
     #[arg(long, value_name = "FILE")]
     pub json_usage: Option<PathBuf>,

@@ -87,7 +87,8 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
     let filtered_out = everything.saturating_sub(to_run.len() + skipped.len());
     ignored_flags.dedup();
 
-    let prepared = prepare(opts, binary)?;
+    // One sandbox configuration for all tests, unless each keeps its own writable layer.
+    let shared = if opts.keep_failed.is_none() { Some(prepare(opts, binary)?) } else { None };
     let stdout = Mutex::new(std::io::stdout());
     let say = |line: &str| {
         let mut out = stdout.lock().unwrap_or_else(|p| p.into_inner());
@@ -104,7 +105,10 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
         for _ in 0..jobs.clamp(1, to_run.len().max(1)) {
             scope.spawn(|| {
                 while let Some(name) = to_run.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let outcome = run_one(&prepared, name, &ignored_flags);
+                    let outcome = match &shared {
+                        Some(prepared) => run_one(prepared, name, &ignored_flags),
+                        None => run_keeping(opts, binary, name, &ignored_flags),
+                    };
                     say(&format!("test {name} ... {}", if matches!(outcome, Outcome::Ok) { "ok" } else { "FAILED" }));
                     results.lock().unwrap_or_else(|p| p.into_inner()).push((name.clone(), outcome));
                 }
@@ -135,6 +139,32 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
         started.elapsed().as_secs_f64()
     ));
     Ok(if failed.is_empty() { 0 } else { TESTS_FAILED })
+}
+
+/// Runs one test alone in a fresh sandbox whose writable layer is kept under `--keep-failed` if it fails.
+fn run_keeping(opts: &SandboxOptions, binary: &str, name: &str, ignored_flags: &[String]) -> Outcome {
+    let failed = |e: Error| Outcome::Failed { output: format!("sandbox-run: {}", crate::error::chain(&e)) };
+    let Some(base) = &opts.keep_failed else {
+        return failed(Error::Option { option: "--keep-failed", value: String::new(), expected: "a folder" });
+    };
+    let dir = match crate::keep::fresh_layer_dir(base, name) {
+        Ok(d) => d,
+        Err(e) => return failed(e),
+    };
+    let prepared = match crate::setup::prepare_in(opts, binary, Some(&dir)) {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let outcome = run_one(&prepared, name, ignored_flags);
+    let (passed, text) = match &outcome {
+        Outcome::Ok => (true, "passed".to_owned()),
+        Outcome::Failed { .. } => (false, "failed".to_owned()),
+    };
+    let command = vec![prepared.program.clone(), "--exact".into(), name.to_owned()];
+    match crate::run::keep_if_failed(&dir, passed, &prepared, command, text) {
+        Ok(()) => outcome,
+        Err(e) => failed(e),
+    }
 }
 
 /// Runs one test alone in a fresh sandbox.

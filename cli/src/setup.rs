@@ -16,6 +16,8 @@ pub struct Prepared {
     pub sandbox: Sandbox,
     /// The program as it is to be named inside (made absolute where it is a host path).
     pub program: String,
+    /// The rootfs on the host: `/`, or the unpacked tree.
+    pub lower: PathBuf,
 }
 
 /// Variables of this crate's own machinery, never passed into a sandbox.
@@ -28,6 +30,14 @@ fn internal(key: &str) -> bool {
 /// # Errors
 /// [`Error::Rootfs`] when the rootfs cannot be had, [`Error::Sandbox`] for an invalid setting.
 pub fn prepare(opts: &SandboxOptions, program: &str) -> Result<Prepared, Error> {
+    prepare_in(opts, program, None)
+}
+
+/// [`prepare`], with the writable layer in the host folder `writable` (see `--keep-failed`).
+///
+/// # Errors
+/// As [`prepare`].
+pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>) -> Result<Prepared, Error> {
     let spec = opts.rootfs.clone().unwrap_or_else(|| RootfsSpec::default_for(program));
     let rootfs = Resolved::get(&spec)?;
     let host_program = host_path(program);
@@ -36,6 +46,16 @@ pub fn prepare(opts: &SandboxOptions, program: &str) -> Result<Prepared, Error> 
         Resolved::Host => b.rootfs_dir("/"),
         Resolved::Tree(tree) => b.rootfs(tree),
     };
+    let lower = match &rootfs {
+        Resolved::Host => PathBuf::from("/"),
+        Resolved::Tree(tree) => tree.path().to_owned(),
+    };
+    for layer in opts.layers.iter().rev() {
+        b = b.layer(layer);
+    }
+    if let Some(w) = writable {
+        b = b.writable_layer_in(w);
+    }
     b = b.hostname(&opts.hostname).network(match opts.network {
         NetworkArg::Loopback => Network::Loopback,
         NetworkArg::None => Network::None,
@@ -99,7 +119,7 @@ pub fn prepare(opts: &SandboxOptions, program: &str) -> Result<Prepared, Error> 
         b = b.current_dir(w);
     }
     let program = host_program.map_or_else(|| program.to_owned(), |p| p.display().to_string());
-    Ok(Prepared { sandbox: b.build()?, program })
+    Ok(Prepared { sandbox: b.build()?, program, lower })
 }
 
 /// `program` as an absolute host path, when it names a file on the host by a path outside the system
@@ -111,8 +131,9 @@ fn host_path(program: &str) -> Option<PathBuf> {
     std::path::absolute(program).ok()
 }
 
-/// The current cargo workspace (the nearest folder above the working directory holding a `Cargo.lock`)
-/// and the target folder (`$CARGO_TARGET_DIR`, or the `target` folder the program lies in), when they
+/// The current cargo workspace (the nearest folder above the working directory holding a `Cargo.lock`),
+/// the working directory itself when it lies under `/tmp` (which the sandbox replaces), and the target
+/// folder (`$CARGO_TARGET_DIR`, or the `target` folder the program lies in), when they
 /// exist and are not `/`.
 pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
@@ -120,6 +141,13 @@ pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
     let workspace = cwd.as_deref().and_then(|c| c.ancestors().find(|a| a.join("Cargo.lock").is_file()));
     if let Some(ws) = workspace {
         dirs.push(ws.to_path_buf());
+    }
+    // The sandbox has a /tmp of its own: a working directory there would not exist inside.
+    if let Some(c) = &cwd
+        && c.starts_with("/tmp")
+        && !dirs.iter().any(|d| c.starts_with(d))
+    {
+        dirs.push(c.clone());
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -38,12 +38,10 @@ fn demo_binary() -> &'static Path {
             .expect("run cargo to build the demo suite");
         assert!(out.status.success(), "building the demo failed: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
-        let exe = text
-            .lines()
+        text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find_map(|v| v.get("executable").and_then(|e| e.as_str()).map(PathBuf::from))
-            .expect("cargo reported the demo's test executable");
-        exe
+            .expect("cargo reported the demo's test executable")
     })
 }
 
@@ -169,4 +167,72 @@ fn exit_codes_are_the_programs_and_our_own() {
     assert_eq!(code(&["--timeout", "300ms", "--", "/bin/sleep", "10"]), Some(124));
     assert_eq!(code(&["--memory", "lots", "--", "/bin/true"]), Some(125));
     assert_eq!(code(&["--rootfs", "/no/such/rootfs.tar.gz", "--", "/bin/true"]), Some(125));
+}
+
+/// `--keep-failed` keeps what a failed program changed (and nothing of a passing one), and
+/// `--shell-from` starts again on that state.
+fn keeps_what_a_failed_run_changed(user: Option<(u32, u32)>) {
+    let (dir, run, _demo) = copies_for_user();
+    let keep = dir.path().join("kept");
+    let with_user = |cmd: &mut Command| {
+        if let Some((uid, gid)) = user {
+            as_user(cmd, uid, gid, dir.path());
+        }
+    };
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+    }
+    let mut failing = Command::new(&run);
+    failing.arg("--keep-failed").arg(&keep).args([
+        "--rootfs",
+        "alpine",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo broken > /etc/motd; mkdir -p /srv/state && echo 1 > /srv/state/step; rm /etc/profile; exit 3",
+    ]);
+    with_user(&mut failing);
+    let out = failing.output().expect("run");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let kept = keep.join("run");
+    let changes = std::fs::read_to_string(kept.join("changes.txt")).expect("changes.txt");
+    for line in ["C /etc/motd", "A /srv/state/step", "D /etc/profile"] {
+        assert!(changes.lines().any(|l| l == line), "{line:?} missing from:\n{changes}");
+    }
+    let mut shell = Command::new(&run);
+    shell.arg("--shell-from").arg(&kept);
+    with_user(&mut shell);
+    let mut child =
+        shell.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("shell");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"cat /etc/motd /srv/state/step; test -e /etc/profile || echo no-profile\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("shell ends");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "broken\n1\nno-profile\n");
+    let mut passing = Command::new(&run);
+    passing.arg("--keep-failed").arg(&keep).args(["--", "/bin/sh", "-c", "echo fine > /etc/motd"]);
+    with_user(&mut passing);
+    assert!(passing.status().expect("run").success());
+    let left: Vec<_> = std::fs::read_dir(&keep).expect("list").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("run")], "a passing run keeps nothing");
+}
+
+#[test]
+fn keep_failed_and_shell_from_as_root() {
+    if !is_root() {
+        return skip("needs root (the rootless variant runs too)");
+    }
+    keeps_what_a_failed_run_changed(None);
+}
+
+#[test]
+fn keep_failed_and_shell_from_rootless() {
+    let Some((_, uid, gid)) = test_user().filter(|_| is_root()) else {
+        return skip("needs root and the sandbox-test user to run as that user");
+    };
+    keeps_what_a_failed_run_changed(Some((uid, gid)));
 }

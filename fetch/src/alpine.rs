@@ -144,7 +144,7 @@ impl Alpine {
 
     /// **Test-only hook.** Trusts the armored OpenPGP public key `armored` besides Alpine's own, so
     /// that tests can serve releases signed by a key of their own from a fixture mirror
-    /// (`sandbox_fixtures::Mirror::sign_with`). Never use it for real releases: any key given here can
+    /// (`sandbox_fixtures::Mirror::sign_release`). Never use it for real releases: any key given here can
     /// vouch for any tarball. Default: only Alpine's key
     /// ([`ALPINE_KEY_FINGERPRINT`](crate::ALPINE_KEY_FINGERPRINT)).
     pub fn test_signing_key(mut self, armored: impl Into<String>) -> Self {

@@ -159,9 +159,12 @@ impl Cache {
         check_private(&top, dir, uid)?;
         let root = dir.join("v1");
         let v1 = at::ensure_dir(&top, os("v1"), 0o700).map_err(io("open cache directory", &root))?;
-        check_private(&v1, &root, uid)?;
+        let mode = check_private(&v1, &root, uid)?;
         // Private: trees keep setuid files and world-writable folders that no other user may reach.
-        nix::sys::stat::fchmod(&v1, nix::sys::stat::Mode::S_IRWXU).map_err(|e| io("chmod", &root)(e.into()))?;
+        // (Only when needed: a cache on a read-only mount stays usable.)
+        if mode & 0o077 != 0 {
+            nix::sys::stat::fchmod(&v1, nix::sys::stat::Mode::S_IRWXU).map_err(|e| io("chmod", &root)(e.into()))?;
+        }
         let sub = |name: &str| -> Result<OwnedFd, Error> {
             let path = root.join(name);
             let fd = at::ensure_dir(&v1, os(name), 0o700).map_err(io("open cache directory", &path))?;
@@ -249,8 +252,18 @@ impl Cache {
         Ok(())
     }
 
-    /// Removes partial entries of killed processes for every digest nobody is working on now.
+    /// Removes partial entries of killed processes for every digest nobody is working on now, and
+    /// the half-written index entries and records (`.<name>.<pid>-<n>`) of processes that are gone.
     pub(crate) fn sweep(&self) -> Result<(), Error> {
+        for (dir, dir_name) in [(&self.index, "index"), (&self.records, "records")] {
+            for name in at::list(dir).map_err(io("list", self.root.join(dir_name)))? {
+                let text = name.to_string_lossy();
+                let pid = text.rsplit('.').next().and_then(|t| t.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+                if text.starts_with('.') && pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                    at::remove_all(dir, &name).map_err(io("remove", self.root.join(dir_name).join(&name)))?;
+                }
+            }
+        }
         let tmp = self.root.join("tmp");
         let mut digests: Vec<String> = at::list(&self.tmp)
             .map_err(io("list", &tmp))?
@@ -474,14 +487,14 @@ fn read_small(dir: &OwnedFd, name: &OsStr) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// The folder behind `fd` must be the caller's and not writable by group or others.
-fn check_private(fd: &impl AsFd, path: &Path, uid: u32) -> Result<(), Error> {
+/// The folder behind `fd` must be the caller's and not writable by group or others; returns its mode.
+fn check_private(fd: &impl AsFd, path: &Path, uid: u32) -> Result<u32, Error> {
     let st = nix::sys::stat::fstat(fd).map_err(|e| io("inspect", path)(e.into()))?;
     let mode = st.st_mode & 0o7777;
     if st.st_uid != uid || mode & 0o022 != 0 {
         return Err(Error::CacheNotPrivate { path: path.to_owned(), owner: st.st_uid, mode, uid });
     }
-    Ok(())
+    Ok(mode)
 }
 
 trait PrivateDir {

@@ -90,7 +90,10 @@ impl Rootfs {
             Some(digest) => digest,
             None => {
                 let digest = hash_file(path)?;
-                cache.put_local_digest(&key, &meta, &digest)?;
+                // Only a speed-up: a cache that cannot take the record still serves the tree.
+                if let Err(e) = cache.put_local_digest(&key, &meta, &digest) {
+                    tracing::warn!(error = %e, "could not record the digest of {}", path.display());
+                }
                 digest
             }
         };

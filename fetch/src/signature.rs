@@ -15,7 +15,8 @@ use pgp::types::KeyDetails;
 /// Alpine's release signing key, armored.
 pub(crate) const ALPINE_KEY: &str = include_str!("../keys/ncopa.asc");
 
-/// The fingerprint Alpine publishes for [`ALPINE_KEY`] (upper-case hex, no spaces).
+/// The fingerprint Alpine publishes for its release key, which the crate embeds (upper-case hex, no
+/// spaces).
 pub const ALPINE_KEY_FINGERPRINT: &str = "0482D84022F52DF1C4E7CD43293ACD0907D9495A";
 
 /// Why a signature was not accepted.

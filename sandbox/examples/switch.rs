@@ -1,4 +1,5 @@
-//! Two sandboxes on a virtual switch: one serves HTTP, the other fetches it by hostname. Needs root.
+//! Two sandboxes on a virtual switch: one serves a line over TCP, the other fetches it by hostname.
+//! Needs root.
 //!
 //! `SANDBOX_ROOTFS=/tmp/rootfs.tar.gz cargo run -p sandbox --example switch`
 
@@ -11,9 +12,12 @@ fn main() -> Result<(), sandbox::Error> {
     let server = db.session()?;
     server
         .command("/bin/sh")
-        .args(["-c", "mkdir /www && echo 'hello from db' > /www/index.html && httpd -p 8080 -h /www"])
+        .args([
+            "-c",
+            "nc -ll -p 8080 -e echo hello from db & until grep -q ':1F90 ' /proc/net/tcp /proc/net/tcp6; do :; done",
+        ])
         .status()?;
-    let out = app.command("/bin/sh").args(["-c", "wget -q -O- http://db:8080/"]).output()?;
+    let out = app.command("/bin/sh").args(["-c", "nc db 8080 </dev/null"]).output()?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
     Ok(())
 }

@@ -48,6 +48,41 @@ pub(crate) enum RootMode {
     Overlay { lower: PathBuf },
     /// A private copy of the tree, made in the staging tmpfs (where overlayfs is not permitted).
     Copy { lower: PathBuf },
+    /// The host's own `/`: a tmpfs root holding one overlay per top-level folder of the host's (upper
+    /// layers in the staging tmpfs), its symlinks, and its files bound read-only. Not one overlay on
+    /// `/`: overlayfs refuses a lower layer with locked mounts below it (clone_private_mount), which
+    /// `/` always has inside a user namespace (`/proc`, `/sys`, ...).
+    Host { entries: Vec<HostEntry> },
+}
+
+/// A top-level entry of the host's `/`, as `Builder::build` found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HostEntry {
+    pub name: String,
+    pub kind: HostEntryKind,
+}
+
+/// What a [`HostEntry`] is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum HostEntryKind {
+    /// A folder; `layers`: the caller's extra read-only layers' copies of it, topmost first.
+    Dir {
+        layers: Vec<PathBuf>,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+    File,
+}
+
+/// Where the writable layer lives, and read-only layers between it and the rootfs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Layers {
+    /// A fresh host folder for the writable layer (`upper/` and `work/` inside), kept after the
+    /// sandbox ends; `None`: the sandbox's memory, gone with it.
+    pub upper_in: Option<PathBuf>,
+    /// Read-only layers over the rootfs (a kept writable layer, to resume from), topmost first.
+    pub above: Vec<PathBuf>,
 }
 
 /// What the process inside does once the sandbox is up.
@@ -55,8 +90,9 @@ pub(crate) enum RootMode {
 pub(crate) enum Job {
     /// exec a program.
     Exec { program: String, args: Vec<String> },
-    /// Return into the test harness to run a closure.
-    Closure { index: u64 },
+    /// Run a closure of this binary: its entry's offset (`sys::code`), the build it belongs to, and
+    /// its input as JSON.
+    Closure { entry: usize, build: String, input: String },
     /// Keep the sandbox up, with no program, until the parent drops it.
     Session,
     /// Hold a switch network: a network namespace with a bridge, nothing else.
@@ -69,6 +105,7 @@ pub(crate) enum Job {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Config {
     pub root: RootMode,
+    pub layers: Layers,
     pub hostname: String,
     pub network: NetMode,
     pub env: Vec<(String, String)>,

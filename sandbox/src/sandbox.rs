@@ -41,6 +41,8 @@ pub struct Builder {
     user_namespace: Option<bool>,
     sys: bool,
     copy_rootfs: bool,
+    upper_in: Option<PathBuf>,
+    layers: Vec<PathBuf>,
     mounts: Vec<crate::Mount>,
     files: Vec<(String, Vec<u8>)>,
     limits: crate::cgroups::Limits,
@@ -61,6 +63,8 @@ impl Default for Builder {
             user_namespace: None,
             sys: false,
             copy_rootfs: false,
+            upper_in: None,
+            layers: Vec::new(),
             mounts: Vec::new(),
             files: Vec::new(),
             limits: crate::cgroups::Limits::default(),
@@ -143,6 +147,24 @@ impl Builder {
         self
     }
 
+    /// Keeps each sandbox's writable layer in the host folder `dir` instead of the sandbox's memory:
+    /// `dir/upper` holds what the sandbox added, changed (whole files) and deleted (overlayfs
+    /// whiteouts), and stays after the sandbox ends, for the caller to inspect, keep or delete.
+    /// `dir` must be an empty folder on a file system overlayfs accepts as an upper layer (ext4, xfs,
+    /// btrfs, tmpfs); one sandbox at a time. Default: in memory, gone with the sandbox.
+    pub fn writable_layer_in(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.upper_in = Some(dir.into());
+        self
+    }
+
+    /// Adds a read-only layer over the rootfs, under the writable one: e.g. the `upper` folder a
+    /// sandbox built with [`Builder::writable_layer_in`] left, to start again from what it changed.
+    /// Layers added later lie on top. Default: none.
+    pub fn layer(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.layers.insert(0, dir.into());
+        self
+    }
+
     /// Adds a volume ([`crate::Mount::bind`] or [`crate::Mount::tmpfs`]) to every sandbox. A relative
     /// bind source is relative to the current directory. Default: none.
     pub fn mount(mut self, mount: crate::Mount) -> Self {
@@ -211,7 +233,7 @@ impl Builder {
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad setting, [`Error::Rootfs`] if the default rootfs cannot be
     /// had.
-    pub fn build(self) -> Result<Sandbox, Error> {
+    pub fn build(mut self) -> Result<Sandbox, Error> {
         checked("hostname", &self.hostname, sandbox_validate::hostname(&self.hostname))?;
         checked("current_dir", &self.current_dir, sandbox_validate::path_inside(&self.current_dir))?;
         for (k, v) in &self.env {
@@ -315,10 +337,28 @@ impl Builder {
             id_base,
             userns_fd: None,
         };
-        let root = if self.copy_rootfs { RootMode::Copy { lower } } else { RootMode::Overlay { lower } };
+        for dir in self.upper_in.iter_mut().chain(self.layers.iter_mut()) {
+            let shown = dir.display().to_string();
+            *dir = std::fs::canonicalize(&*dir)
+                .map_err(|e| invalid("layer folder", &shown, &format!("{e}: the host folder must exist")))?;
+        }
+        if self.copy_rootfs && (self.upper_in.is_some() || !self.layers.is_empty()) {
+            return Err(invalid("copy_rootfs", "true", "layers need overlayfs: leave copy_rootfs off"));
+        }
+        let root = if lower == Path::new("/") {
+            if self.copy_rootfs {
+                return Err(invalid("rootfs", "/", "the host's root is never copied: leave copy_rootfs off"));
+            }
+            RootMode::Host { entries: host_entries(&self.layers)? }
+        } else if self.copy_rootfs {
+            RootMode::Copy { lower }
+        } else {
+            RootMode::Overlay { lower }
+        };
         Ok(Sandbox {
             base: Config {
                 root,
+                layers: crate::config::Layers { upper_in: self.upper_in, above: self.layers },
                 hostname: self.hostname,
                 network,
                 env,
@@ -340,6 +380,36 @@ impl Builder {
             switch,
         })
     }
+}
+
+/// The top-level entries of the host's `/` that a sandbox on the host's root gets (see
+/// [`RootMode::Host`]); `/proc`, `/sys`, `/dev` and `/tmp` are the sandbox's own.
+fn host_entries(layers: &[PathBuf]) -> Result<Vec<crate::config::HostEntry>, Error> {
+    use crate::config::{HostEntry, HostEntryKind};
+    let listing = std::fs::read_dir("/").map_err(crate::error::io("list", "/"))?;
+    let mut entries = Vec::new();
+    for e in listing.flatten() {
+        let Some(name) = e.file_name().to_str().map(str::to_owned) else { continue };
+        if matches!(name.as_str(), "proc" | "sys" | "dev" | "tmp") {
+            continue;
+        }
+        let Ok(kind) = e.file_type() else { continue };
+        let kind = if kind.is_symlink() {
+            match std::fs::read_link(e.path()) {
+                Ok(target) => HostEntryKind::Symlink { target },
+                Err(_) => continue,
+            }
+        } else if kind.is_dir() {
+            HostEntryKind::Dir { layers: layers.iter().map(|l| l.join(&name)).filter(|l| l.is_dir()).collect() }
+        } else if kind.is_file() {
+            HostEntryKind::File
+        } else {
+            continue;
+        };
+        entries.push(HostEntry { name, kind });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
 }
 
 /// A configured sandbox. Each [`command`](Sandbox::command) and [`run`](Sandbox::run) starts a
@@ -375,6 +445,7 @@ impl Sandbox {
     pub fn rootfs_path(&self) -> &Path {
         match &self.base.root {
             RootMode::Overlay { lower } | RootMode::Copy { lower } => lower,
+            RootMode::Host { .. } => Path::new("/"),
         }
     }
 
@@ -389,7 +460,9 @@ impl Sandbox {
             config.network = NetMode::Switch(member);
             lease = Some(l);
         }
+        // A copy has no layers: a sandbox with layers never falls back to one.
         if let RootMode::Overlay { lower } = &config.root
+            && config.layers == crate::config::Layers::default()
             && crate::spawn::handle::overlay_refused_here()
         {
             config.root = RootMode::Copy { lower: lower.clone() };

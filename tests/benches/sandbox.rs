@@ -83,6 +83,7 @@ fn main() {
     }
     let mut ours = Vec::with_capacity(ROUNDS);
     let mut unhardened = Vec::with_capacity(ROUNDS);
+    let mut closures = Vec::with_capacity(ROUNDS);
     let mut theirs: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); references.len()];
     for _ in 0..ROUNDS {
         let t = Instant::now();
@@ -93,6 +94,10 @@ fn main() {
         let status = privileged.command("/bin/true").status().expect("privileged sandbox run");
         unhardened.push(t.elapsed());
         assert!(status.success());
+        let t = Instant::now();
+        let pid: u32 = sb.run(std::process::id).expect("closure run");
+        closures.push(t.elapsed());
+        assert_eq!(pid, 2);
         for (i, (_, argv)) in references.iter().enumerate() {
             let t = Instant::now();
             let status = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).status().expect("reference run");
@@ -114,6 +119,13 @@ fn main() {
         "the same, Builder::privileged() (no user namespace as root, no seccomp, no masks)",
         ms(unhardened),
         ms(ours) - ms(unhardened)
+    );
+    let closure = median(closures);
+    println!(
+        "  {:<70} {:7.2} ms   closure/command = {:.2}x",
+        "the same sandbox running a closure (Sandbox::run)",
+        ms(closure),
+        ms(closure) / ms(ours)
     );
     for ((name, _), times) in references.iter().zip(theirs) {
         let m = median(times);

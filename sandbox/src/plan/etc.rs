@@ -2,28 +2,29 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, NetMode};
+use crate::config::{Config, NetMode, RootMode};
 
 use super::{Op, StepKind, Steps};
 
 /// Writes the user's files, then the `/etc` files that describe the sandbox.
 pub(super) fn files(s: &mut Steps, config: &Config) {
-    let p = PathBuf::from;
-    for (path, contents) in &config.files {
+    let host = matches!(config.root, RootMode::Host { .. });
+    for (i, (path, contents)) in config.files.iter().enumerate() {
         let target = Path::new("/newroot").join(path.trim_start_matches('/'));
         if let Some(parent) = target.parent() {
             s.add(StepKind::File, "create a file's directory", Op::MkdirAll { path: parent.to_owned() });
         }
-        s.add(
-            StepKind::File,
-            "write a file into the sandbox",
-            Op::WriteFile { path: target, contents: contents.clone() },
-        );
+        put(s, host, StepKind::File, "write a file into the sandbox", &format!("file-{i}"), target, contents.clone());
     }
-    s.add(
+    let hostname = format!("{}\n", config.hostname).into_bytes();
+    put(
+        s,
+        host,
         StepKind::Etc,
         "write /etc/hostname",
-        Op::WriteFile { path: p("/newroot/etc/hostname"), contents: format!("{}\n", config.hostname).into_bytes() },
+        "etc-hostname",
+        PathBuf::from("/newroot/etc/hostname"),
+        hostname,
     );
     let mut hosts = format!(
         "127.0.0.1\tlocalhost localhost.localdomain\n::1\t\tlocalhost localhost.localdomain\n127.0.1.1\t{}\n",
@@ -34,16 +35,39 @@ pub(super) fn files(s: &mut Steps, config: &Config) {
             hosts.push_str(&format!("{address}\t{name}\n"));
         }
     }
-    s.add(
+    put(
+        s,
+        host,
         StepKind::Etc,
         "write /etc/hosts",
-        Op::WriteFile { path: p("/newroot/etc/hosts"), contents: hosts.into_bytes() },
+        "etc-hosts",
+        PathBuf::from("/newroot/etc/hosts"),
+        hosts.into_bytes(),
     );
     if let Some(resolv) = &config.resolv_conf {
-        s.add(
-            StepKind::Etc,
-            "write /etc/resolv.conf",
-            Op::WriteFile { path: p("/newroot/etc/resolv.conf"), contents: resolv.clone().into_bytes() },
-        );
+        let target = PathBuf::from("/newroot/etc/resolv.conf");
+        put(s, host, StepKind::Etc, "write /etc/resolv.conf", "etc-resolv.conf", target, resolv.clone().into_bytes());
+    }
+}
+
+/// Writes `contents` at `target`. On the host's root (see `RootMode::Host`) the file is written in the
+/// staging tmpfs as `staged` and bound over `target` instead: rootless, the host's `/etc` belongs to a
+/// user the sandbox cannot map, so its files cannot be copied up to be written, while a bound file of
+/// the sandbox's own stays writable inside.
+fn put(
+    s: &mut Steps,
+    host: bool,
+    kind: StepKind,
+    what: &'static str,
+    staged: &str,
+    target: PathBuf,
+    contents: Vec<u8>,
+) {
+    if host {
+        let source = Path::new("/").join(staged);
+        s.add(kind, what, Op::WriteFile { path: source.clone(), contents });
+        s.add(kind, what, Op::BindFile { source, target });
+    } else {
+        s.add(kind, what, Op::WriteFile { path: target, contents });
     }
 }

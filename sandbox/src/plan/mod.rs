@@ -101,9 +101,40 @@ pub(crate) enum Op {
         target: PathBuf,
         read_only: bool,
     },
+    /// Binds the staged file `source` over `target`, creating `target` first if it is missing.
+    BindFile {
+        source: PathBuf,
+        target: PathBuf,
+    },
+    /// A writable overlay of `lower` at `target`; where the kernel refuses it (mounts below `lower`
+    /// that a user namespace may not look under), `lower` bound recursively and read-only instead.
+    OverlayOrBind {
+        /// Topmost first; the last is the host folder itself.
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+        target: PathBuf,
+        userxattr: bool,
+    },
 }
 
 impl Op {
+    /// A mount of the kernel file system `fstype` (its source named the same, as mount(8) shows it).
+    fn fs(fstype: &str, target: PathBuf, flags: MsFlags, data: Option<&str>) -> Op {
+        Op::Mount {
+            source: Some(fstype.to_owned()),
+            target,
+            fstype: Some(fstype.to_owned()),
+            flags,
+            data: data.map(str::to_owned),
+        }
+    }
+
+    /// A bind mount of `source` (with `flags` beside MS_BIND, e.g. MS_REC) at `target`.
+    fn bind(source: impl Into<String>, target: PathBuf, flags: MsFlags) -> Op {
+        Op::Mount { source: Some(source.into()), target, fstype: None, flags, data: None }
+    }
+
     /// The path the step acts on, for error messages.
     pub(crate) fn path(&self) -> Option<String> {
         let p = match self {
@@ -116,7 +147,10 @@ impl Op {
             Op::Symlink { link, .. } => link,
             Op::PivotRoot { new_root, .. } => new_root,
             Op::CopyTree { from, .. } => from,
-            Op::MkdirAll { path } | Op::LockBind { target: path, .. } => path,
+            Op::MkdirAll { path }
+            | Op::LockBind { target: path, .. }
+            | Op::OverlayOrBind { target: path, .. }
+            | Op::BindFile { target: path, .. } => path,
             Op::IdmappedBind { target, .. } => target,
             Op::Chown { path, .. } | Op::Mask { path } | Op::ReadOnly { path } => path,
             Op::EnterUserNamespace { .. } => return None,
@@ -257,6 +291,10 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::MkdirAll { path } => sys.mkdir_all(path),
             Op::UnshareMount => sys.unshare_mount(),
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
+            Op::BindFile { source, target } => bind_file(sys, source, target),
+            Op::OverlayOrBind { lowers, upper, work, target, userxattr } => {
+                overlay_or_bind(sys, lowers, upper, work, target, *userxattr)
+            }
         };
         match result {
             Ok(()) => {}
@@ -265,6 +303,49 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// See [`Op::BindFile`].
+fn bind_file(sys: &dyn Sys, source: &Path, target: &Path) -> Result<(), nix::errno::Errno> {
+    let source_text = source.to_string_lossy();
+    let bind = || sys.mount(Some(&source_text), target, None, MsFlags::MS_BIND, None);
+    match bind() {
+        Err(nix::errno::Errno::ENOENT) => {
+            sys.touch(target)?;
+            bind()
+        }
+        other => other,
+    }
+}
+
+/// See [`Op::OverlayOrBind`].
+fn overlay_or_bind(
+    sys: &dyn Sys,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    userxattr: bool,
+) -> Result<(), nix::errno::Errno> {
+    let Some(lower) = lowers.last() else { return Err(nix::errno::Errno::EINVAL) };
+    let joined: Vec<String> = lowers.iter().map(|l| rootfs::escape_overlay_path(l)).collect();
+    let mut data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        joined.join(":"),
+        rootfs::escape_overlay_path(upper),
+        rootfs::escape_overlay_path(work)
+    );
+    if userxattr {
+        data.push_str(",userxattr");
+    }
+    let overlay = sys.mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(&data));
+    if overlay.is_ok() {
+        return Ok(());
+    }
+    tracing::debug!(lower = %lower.display(), "overlay refused; binding the host folder read-only");
+    let lower_text = lower.to_string_lossy();
+    sys.mount(Some(&lower_text), target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    sys.lock_bind(target, true)
 }
 
 #[cfg(test)]
@@ -379,6 +460,7 @@ mod tests {
     fn config(user_namespace: bool, network: NetMode) -> Config {
         Config {
             root: RootMode::Overlay { lower: PathBuf::from("/cache/trees/abc,d.uid1000") },
+            layers: Default::default(),
             hostname: "box".into(),
             network,
             env: vec![],
@@ -410,6 +492,46 @@ mod tests {
             .iter()
             .position(|c| c.contains(needle))
             .unwrap_or_else(|| panic!("no call matching {needle:?} in {calls:#?}"))
+    }
+
+    #[test]
+    fn host_root_is_one_overlay_per_folder_with_a_read_only_fallback_and_bound_etc_files() {
+        use crate::config::{HostEntry, HostEntryKind};
+        let mut cfg = config(true, NetMode::Loopback);
+        cfg.root = RootMode::Host {
+            entries: vec![
+                HostEntry { name: "bin".into(), kind: HostEntryKind::Symlink { target: "usr/bin".into() } },
+                HostEntry { name: "etc".into(), kind: HostEntryKind::Dir { layers: vec![] } },
+                HostEntry { name: "mnt".into(), kind: HostEntryKind::Dir { layers: vec![] } },
+                HostEntry { name: "vmlinuz".into(), kind: HostEntryKind::File },
+            ],
+        };
+        // The kernel refuses the overlay of /mnt (locked mounts below it): it is bound read-only instead.
+        let rec = Recorder { fail_on: Some(("lowerdir=/oldroot/mnt", Errno::EINVAL)), ..Recorder::default() };
+        assert_eq!(run(&plan(&cfg), &rec), Ok(()));
+        let calls = rec.calls.into_inner();
+        let order = [
+            "mount tmpfs /newroot tmpfs",
+            "mkdir /newroot/proc",
+            "symlink usr/bin /newroot/bin",
+            "mount overlay /newroot/etc overlay MsFlags(0x0) lowerdir=/oldroot/etc,upperdir=/upper/etc,workdir=/work/etc,userxattr",
+            "mount overlay /newroot/mnt overlay",
+            "mount /oldroot/mnt /newroot/mnt - MsFlags(MS_BIND | MS_REC)",
+            "lock /newroot/mnt ro=true",
+            "mount /oldroot/vmlinuz /newroot/vmlinuz - MsFlags(MS_BIND)",
+            "lock /newroot/vmlinuz ro=true",
+            "write /etc-hostname \"box\\n\"",
+            "mount /etc-hostname /newroot/etc/hostname - MsFlags(MS_BIND)",
+            "mount /etc-hosts /newroot/etc/hosts - MsFlags(MS_BIND)",
+            "pivot_root . .",
+        ];
+        let positions: Vec<usize> = order.iter().map(|n| position(&calls, n)).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order: {order:?} at {positions:?}\n{calls:#?}");
+        assert!(!calls.iter().any(|c| c.contains("lowerdir=/oldroot,") || c.starts_with("copy")), "{calls:#?}");
+        assert!(
+            !calls.iter().any(|c| c.starts_with("write /newroot/etc")),
+            "the host's /etc is never written: {calls:#?}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
-use crate::config::{Config, RootMode};
+use crate::config::{Config, HostEntryKind, RootMode};
 
 use super::{Op, StepKind, Steps};
 
@@ -35,13 +35,12 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
     s.add(
         StepKind::Staging,
         "mount the staging tmpfs",
-        Op::Mount {
-            source: Some("tmpfs".into()),
-            target: p(STAGING),
-            fstype: Some("tmpfs".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data: Some(format!("mode=0755,size={}", config.security.tmpfs_size)),
-        },
+        Op::fs(
+            "tmpfs",
+            p(STAGING),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(&format!("mode=0755,size={}", config.security.tmpfs_size)),
+        ),
     );
     s.add(StepKind::Staging, "create the old-root directory", Op::Mkdir { path: p("/tmp/oldroot"), mode: 0o755 });
     // pivot_root(2), as bubblewrap does: the host's tree stays reachable at /oldroot while we build.
@@ -51,18 +50,23 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
         Op::PivotRoot { new_root: p(STAGING), put_old: p("/tmp/oldroot") },
     );
     s.add(StepKind::Staging, "enter the staging root", Op::Chdir { path: p("/") });
-    for dir in ["/upper", "/work", "/newroot"] {
-        s.add(StepKind::Staging, "create a staging directory", Op::Mkdir { path: p(dir), mode: 0o755 });
+    // The writable layer: in this tmpfs, or in the caller's host folder, to be kept.
+    let base = config.layers.upper_in.as_ref().map_or_else(|| p("/"), |d| on_host(d));
+    let (upper, work) = (base.join("upper"), base.join("work"));
+    for dir in [&upper, &work, &p("/newroot")] {
+        s.add(StepKind::Staging, "create a staging directory", Op::Mkdir { path: dir.clone(), mode: 0o755 });
     }
-    if let Some((base, _)) = shifted {
-        // The upper layer's root is the sandbox's `/`: root's inside.
-        s.add(StepKind::Staging, "give the writable layer to root inside", Op::Chown { path: p("/upper"), id: base });
+    if let (Some((base, _)), None) = (shifted, &config.layers.upper_in) {
+        // The upper layer's root is the sandbox's `/`: root's inside (a kept layer keeps its owner).
+        s.add(StepKind::Staging, "give the writable layer to root inside", Op::Chown { path: upper.clone(), id: base });
     }
     match &config.root {
         RootMode::Overlay { lower } => {
-            let mut lowerdir = Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower));
+            let mut lowers: Vec<PathBuf> = config.layers.above.iter().map(|l| on_host(l)).collect();
+            let mut base = on_host(lower);
             if let Some((_, userns)) = shifted {
-                // The shared tree keeps the archive's owners; root's files are root's inside.
+                // The shared tree keeps the archive's owners; root's files are root's inside. Layers
+                // above it were written from inside (shifted owners already): as they are.
                 s.add(
                     StepKind::Overlay,
                     "create the lower layer's mount point",
@@ -71,17 +75,18 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
                 s.add(
                     StepKind::Overlay,
                     "bind the rootfs id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
-                    Op::IdmappedBind {
-                        source: lowerdir,
-                        target: p("/lower"),
-                        userns,
-                        read_only: true,
-                        recursive: false,
-                    },
+                    Op::IdmappedBind { source: base, target: p("/lower"), userns, read_only: true, recursive: false },
                 );
-                lowerdir = p("/lower");
+                base = p("/lower");
             }
-            let mut data = format!("lowerdir={},upperdir=/upper,workdir=/work", escape_overlay_path(&lowerdir));
+            lowers.push(base);
+            let lowers: Vec<String> = lowers.iter().map(|l| escape_overlay_path(l)).collect();
+            let mut data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lowers.join(":"),
+                escape_overlay_path(&upper),
+                escape_overlay_path(&work)
+            );
             if config.user_namespace {
                 // Inside a user namespace overlayfs keeps its metadata in user.* xattrs (kernel >= 5.11).
                 data.push_str(",userxattr");
@@ -90,15 +95,10 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
                 StepKind::Overlay,
                 "mount the writable overlay root",
                 // nodev: a device node in the rootfs or made inside opens nothing.
-                Op::Mount {
-                    source: Some("overlay".into()),
-                    target: p("/newroot"),
-                    fstype: Some("overlay".into()),
-                    flags: MsFlags::MS_NODEV,
-                    data: Some(data),
-                },
+                Op::fs("overlay", p("/newroot"), MsFlags::MS_NODEV, Some(&data)),
             );
         }
+        RootMode::Host { entries } => host_root(s, entries, &upper, &work, config.user_namespace),
         RootMode::Copy { lower } => {
             let source = Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower));
             s.add(
@@ -110,16 +110,68 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
             s.add(
                 StepKind::CopyRoot,
                 "bind the copied root onto itself",
-                Op::Mount {
-                    source: Some("/newroot".into()),
-                    target: p("/newroot"),
-                    fstype: None,
-                    flags: MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NODEV,
-                    data: None,
-                },
+                Op::bind("/newroot", p("/newroot"), MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NODEV),
             );
         }
     }
+}
+
+/// The host's own `/` as the new root (see [`RootMode::Host`]): a tmpfs root, an overlay per top-level
+/// folder with its upper layer in the staging tmpfs, the host's top-level symlinks, its top-level files
+/// bound read-only, and empty mount points for what the sandbox mounts itself.
+fn host_root(s: &mut Steps, entries: &[crate::config::HostEntry], upper: &Path, work: &Path, userxattr: bool) {
+    let p = PathBuf::from;
+    s.add(
+        StepKind::HostRoot,
+        "mount the new root's tmpfs",
+        Op::fs("tmpfs", p("/newroot"), MsFlags::empty(), Some("mode=0755")),
+    );
+    for dir in ["proc", "dev", "tmp", "sys"] {
+        s.add(
+            StepKind::HostRoot,
+            "create a mount point",
+            Op::Mkdir { path: Path::new("/newroot").join(dir), mode: 0o755 },
+        );
+    }
+    for e in entries {
+        let target = Path::new("/newroot").join(&e.name);
+        let host = Path::new("/oldroot").join(&e.name);
+        match &e.kind {
+            HostEntryKind::Dir { layers } => {
+                let (up, wk) = (upper.join(&e.name), work.join(&e.name));
+                for (what, dir) in [
+                    ("create a host folder's place", &target),
+                    ("create an upper layer", &up),
+                    ("create a work folder", &wk),
+                ] {
+                    s.add(StepKind::HostRoot, what, Op::Mkdir { path: dir.clone(), mode: 0o755 });
+                }
+                let lowers = layers.iter().map(|l| on_host(l)).chain([host]).collect();
+                s.add(
+                    StepKind::HostRoot,
+                    "mount a writable overlay of a host folder",
+                    Op::OverlayOrBind { lowers, upper: up, work: wk, target, userxattr },
+                );
+            }
+            HostEntryKind::Symlink { target: to } => {
+                s.add(StepKind::HostRoot, "copy a host symlink", Op::Symlink { target: to.clone(), link: target });
+            }
+            HostEntryKind::File => {
+                s.add(StepKind::HostRoot, "create a host file's place", Op::Touch { path: target.clone() });
+                s.add(
+                    StepKind::HostRoot,
+                    "bind a host file",
+                    Op::bind(host.display().to_string(), target.clone(), MsFlags::MS_BIND),
+                );
+                s.add(StepKind::HostRoot, "make a host file read-only", Op::LockBind { target, read_only: true });
+            }
+        }
+    }
+}
+
+/// A host path as seen from the staging root (the host's root is at `/oldroot` there).
+fn on_host(path: &Path) -> PathBuf {
+    Path::new("/oldroot").join(path.strip_prefix("/").unwrap_or(path))
 }
 
 /// Switches into `/newroot` and detaches the host's root.
@@ -134,7 +186,7 @@ pub(super) fn pivot(s: &mut Steps) {
 }
 
 /// overlayfs(5) separates layers with `:` and options with `,`; both are escaped with `\`.
-fn escape_overlay_path(path: &Path) -> String {
+pub(super) fn escape_overlay_path(path: &Path) -> String {
     let mut out = String::new();
     for c in path.to_string_lossy().chars() {
         if matches!(c, ',' | ':' | '\\') {

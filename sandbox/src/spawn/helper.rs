@@ -22,8 +22,7 @@ use crate::sys::SingleThreaded;
 pub(crate) const SETUP_FAILED: i32 = 125;
 
 /// Called by the `.init_array` constructor in every process of a binary linking this crate: returns
-/// at once unless this process is a sandbox helper. A helper never returns from here, except as the
-/// sandbox's child process that is to run a closure: that one returns, and `main` runs the test.
+/// at once unless this process is a sandbox helper, which never returns from here.
 pub(crate) fn enter_if_helper(t: SingleThreaded) {
     let Some(value) = std::env::var_os(HELPER_ENV) else { return };
     let Some([report, config, kill]) = parse(t, &value.to_string_lossy()) else {
@@ -180,10 +179,10 @@ const HELPER_DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_mil
 /// The program's user namespace (issue 9), unless privileged: root of a user namespace of its own (an
 /// unprivileged id range as root; rootless, nested in a setup namespace where the caller is root),
 /// which owns its UTS, IPC and network namespaces; init builds the mounts first and enters it last
-/// (spawn::userns). Not for a closure: its child switches root on the test's own threads, where the
-/// kernel refuses to enter a user namespace (setns(2): EINVAL when multithreaded).
+/// (spawn::userns). Not yet with the host's own root as the rootfs (`RootMode::Host`, whose folders
+/// would need id-mapped overlays each).
 fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<OwnedFd>, StepError> {
-    if config.security.privileged || matches!(config.job, Job::Closure { .. }) {
+    if config.security.privileged || matches!(config.root, crate::config::RootMode::Host { .. }) {
         return Ok(None);
     }
     let net = config.network.own_namespace();
@@ -257,13 +256,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP) {
                 fail(&report, (StepKind::Namespaces, "create the cgroup namespace (unshare)", e));
             }
-            if super::init::run(t, config, report, status) {
-                // The closure's child process, on its way to main; should it ever enter the program's
-                // user namespace there, the descriptor must stay open.
-                std::mem::forget(userns);
-                return;
-            }
-            std::process::exit(0);
+            super::init::run(t, config, report, status);
         }
         Forked::Helper { init, status, start } => (init, status, start),
     };
@@ -391,7 +384,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
-            super::child::await_exec(exec_r, &report, &config.job);
+            super::child::await_exec(exec_r, &report);
             let (outcome, waited, _) = wait_for(child, None, &kill, None);
             match command_status(outcome, waited) {
                 Ok(raw) => finish(&report, raw, false),

@@ -17,9 +17,9 @@ use crate::report::{Record, StepKind, send, send_failure, send_setup_failed};
 use crate::sys::{Kernel, SingleThreaded};
 
 /// Runs init: the plan, then the program (or nothing, for a session), then the reaping loop; `status`
-/// is the pipe to the helper, which gets `MountNamespaceReady` and, at the end, `Exited`. Returns `true` only in the forked child that is to run a closure; every other path
-/// ends the process.
-pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
+/// is the pipe to the helper, which gets `MountNamespaceReady` and, at the end, `Exited`. Never
+/// returns.
+pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: OwnedFd) -> ! {
     // Die with the helper (our parent), and so with the test process above it.
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
     // Not dumpable: the program can neither ptrace init (to stop the deadline) nor read its memory.
@@ -39,15 +39,12 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: O
     // so that freeing the sandbox's mounts is not on the way of the caller's wait. Entering the
     // program's user namespace makes a second one (its copy); the helper keeps that too.
     send(&status, &Record::MountNamespaceReady);
-    // A closure's child switches the root itself, when the test reaches the closure.
-    if !matches!(config.job, Job::Closure { .. }) {
-        if let Err(f) = plan::run(&plan::filesystem_phase(config), &Kernel) {
-            send_failure(&report, &f);
-            std::process::exit(1);
-        }
-        if config.security.userns_fd.is_some() {
-            send(&status, &Record::MountNamespaceReady);
-        }
+    if let Err(f) = plan::run(&plan::filesystem_phase(config), &Kernel) {
+        send_failure(&report, &f);
+        std::process::exit(1);
+    }
+    if config.security.userns_fd.is_some() {
+        send(&status, &Record::MountNamespaceReady);
     }
     // Every signal goes through a signalfd, so that none is lost between fork and the wait loop, and
     // so that PID 1 (which the kernel spares from default actions) still sees them.
@@ -80,13 +77,12 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: O
                     drop(signals);
                     drop(status);
                     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-                    // Returns only for a closure: to main, and the test inside the sandbox.
                     super::child::run(t, config, &report, exec_w);
-                    return true;
+                    std::process::exit(127);
                 }
                 Ok(ForkResult::Parent { child }) => {
                     drop(exec_w);
-                    super::child::await_exec(exec_r, &report, &config.job);
+                    super::child::await_exec(exec_r, &report);
                     drop(report);
                     Some(child)
                 }
