@@ -47,9 +47,8 @@
 //! inside the new root, only stdin, stdout and stderr reach it, and it runs with no_new_privs, a seccomp
 //! filter refusing (EPERM) what Docker's default profile refuses that no test needs, crun's masked
 //! `/proc` paths, sized tmpfs mounts and a deadline enforced from outside. [`Builder::privileged`]
-//! gives all that up: as root, the program is then the host's root. Closures ([`Sandbox::run`],
-//! [`sandbox_test`]) do not get the user namespace yet. It still shares the kernel, and the devices
-//! bound from the host (`null`, `zero`, `full`, `random`, `urandom`, `tty`). See
+//! gives all that up: as root, the program is then the host's root. It still shares the kernel, and
+//! the devices bound from the host (`null`, `zero`, `full`, `random`, `urandom`, `tty`). See
 //! `docs/design/security.md`.
 //!
 //! # Resource leaking
