@@ -6,6 +6,7 @@ mod bench;
 mod doctor;
 mod fetch_rootfs;
 mod run;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ enum Task {
         /// One benchmark: fetch, sandbox or overhead (default: all).
         name: Option<String>,
     },
+    /// Run a program in a qemu guest with its own kernel and cgroup v2, on this machine's files.
+    Vm(vm::Args),
 }
 
 fn main() {
@@ -54,5 +57,6 @@ fn try_main() -> anyhow::Result<()> {
         Task::Doctor => doctor::run(),
         Task::Shell(args) => run::shell(args),
         Task::Bench { name } => bench::run(name),
+        Task::Vm(args) => vm::run(args),
     }
 }
