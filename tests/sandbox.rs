@@ -342,6 +342,25 @@ fn volumes_and_files() {
 }
 
 /// The host's cgroup directories where sandboxes of this process get theirs (v1: one per controller).
+const NO_LIMITS: &str =
+    "cgroup limits need root, or a delegated cgroup v2 subtree (see limits_without_a_usable_cgroup_are_explained)";
+
+/// Where a sandbox with limits gets its cgroup v2 from: a subtree delegated to this user (systemd's
+/// `user@UID.service`, or `cargo xtask vm --user NAME --delegate`), else the root.
+fn v2_base() -> std::path::PathBuf {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
+    let delegated = path.find("/user@").map(|at| path[at + 1..].find('/').map_or(path, |e| &path[..at + 1 + e]));
+    std::path::Path::new("/sys/fs/cgroup").join(delegated.unwrap_or("/").trim_start_matches('/'))
+}
+
+/// Whether limits can work here: as root, or rootless in a cgroup v2 subtree this user owns.
+fn limits_usable() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::getuid().as_raw();
+    is_root() || std::fs::metadata(v2_base().join("cgroup.subtree_control")).is_ok_and(|m| m.uid() == me)
+}
+
 fn sandbox_cgroup_parents() -> Vec<std::path::PathBuf> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     own.lines()
@@ -349,7 +368,7 @@ fn sandbox_cgroup_parents() -> Vec<std::path::PathBuf> {
             let mut p = l.splitn(3, ':');
             let (_, ctl, path) = (p.next()?, p.next()?, p.next()?);
             let dir = match ctl {
-                "" => std::path::Path::new("/sys/fs/cgroup/sandbox.slice").to_owned(),
+                "" => v2_base().join("sandbox.slice"),
                 c if ["memory", "pids", "cpu", "cpuacct"].iter().any(|x| c.split(',').any(|y| y == *x)) => {
                     std::path::Path::new("/sys/fs/cgroup").join(c).join(path.trim_start_matches('/'))
                 }
@@ -373,10 +392,8 @@ fn stale_sandbox_cgroups() -> Vec<String> {
 
 #[test]
 fn memory_hog_is_oom_killed_and_reported() {
-    if !is_root() {
-        return skip(
-            "cgroup limits on this machine's cgroup v1 need root (see limits_without_a_usable_cgroup_are_explained)",
-        );
+    if !limits_usable() {
+        return skip(NO_LIMITS);
     }
     let sb = builder().memory_limit(32 << 20).build().expect("build");
     let err = sb
@@ -399,8 +416,8 @@ fn memory_hog_is_oom_killed_and_reported() {
 
 #[test]
 fn fork_bomb_is_contained_by_the_pids_limit() {
-    if !is_root() {
-        return skip("cgroup limits on this machine's cgroup v1 need root");
+    if !limits_usable() {
+        return skip(NO_LIMITS);
     }
     let sb = builder().pids_limit(32).timeout(Duration::from_secs(2)).build().expect("build");
     // The classic bomb: without the limit it would exhaust the machine's pids. It grows for a second
@@ -424,8 +441,8 @@ fn fork_bomb_is_contained_by_the_pids_limit() {
 
 #[test]
 fn cpu_limit_gives_about_half_a_core_and_usage_is_reported() {
-    if !is_root() {
-        return skip("cgroup limits on this machine's cgroup v1 need root");
+    if !limits_usable() {
+        return skip(NO_LIMITS);
     }
     let sb = builder().cpu_limit(0.5).build().expect("build");
     let t = std::time::Instant::now();
@@ -449,16 +466,19 @@ fn rlimits_apply_to_the_program() {
 
 #[test]
 fn stale_cgroups_of_killed_runs_are_swept() {
-    if !is_root() {
-        return skip("cgroup limits on this machine's cgroup v1 need root");
+    if !limits_usable() {
+        return skip(NO_LIMITS);
     }
     // What a run killed with SIGKILL leaves: the cgroup of a helper that no longer exists.
     let parents = sandbox_cgroup_parents();
-    let Some(memory) = parents.iter().find(|p| p.starts_with("/sys/fs/cgroup/memory")) else {
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let Some(memory) =
+        parents.iter().find(|p| if v2 { p.ends_with("sandbox.slice") } else { p.starts_with("/sys/fs/cgroup/memory") })
+    else {
         return skip("no v1 memory hierarchy here");
     };
     let stale = memory.join("sandbox-999999999-stale");
-    std::fs::create_dir(&stale).expect("make a stale cgroup");
+    std::fs::create_dir_all(&stale).expect("make a stale cgroup");
     let sb = builder().memory_limit(64 << 20).build().expect("build");
     assert_eq!(text(&sh(&sb, "echo ok")), "ok\n");
     assert!(!stale.exists(), "the next run with limits swept it");
@@ -466,8 +486,8 @@ fn stale_cgroups_of_killed_runs_are_swept() {
 
 #[test]
 fn session_limits_cover_its_commands() {
-    if !is_root() {
-        return skip("cgroup limits on this machine's cgroup v1 need root");
+    if !limits_usable() {
+        return skip(NO_LIMITS);
     }
     let sb = builder().pids_limit(6).build().expect("build");
     let session = sb.session().expect("session");
@@ -531,8 +551,7 @@ fn three_sandboxes_on_a_switch_talk_tcp_by_hostname() {
 }
 
 fn check_limits_without_a_usable_cgroup() {
-    let fs_is_v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    if is_root() || !fs_is_v1 {
+    if limits_usable() {
         return;
     }
     let sb = builder().memory_limit(64 << 20).build().expect("build");
