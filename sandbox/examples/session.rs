@@ -6,7 +6,9 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sb = sandbox::Sandbox::builder().hostname("session-demo").build()?;
     let session = sb.session()?;
-    session.command("/bin/sh").args(["-c", "echo 'state kept' > /tmp/state; sleep 30 &"]).status()?;
+    // The loop returns once the background job has become `sleep` (its comm changes at exec).
+    let start = "echo 'state kept' > /tmp/state; sleep 30 & while [ \"$(cat /proc/$!/comm)\" != sleep ]; do :; done";
+    session.command("/bin/sh").args(["-c", start]).status()?;
     let out = session.command("/bin/sh").args(["-c", "cat /tmp/state; ps -o pid,args"]).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     print!("{text}");
