@@ -60,6 +60,9 @@ pub struct Run<'a> {
     pub argv: &'a [String],
     /// A host directory shared writable at the same path (9p tag `out`).
     pub out: Option<&'a Path>,
+    /// After this many seconds, print to the console what the guest is doing (processes, sandbox
+    /// cgroups): what a run killed at its deadline leaves to diagnose.
+    pub report_after: Option<u64>,
 }
 
 /// `s` as one shell word.
@@ -74,6 +77,7 @@ pub fn quote(s: &str) -> String {
 pub fn script(run: &Run<'_>) -> String {
     let mut s = String::from("# Written by `cargo xtask vm`: the guest's PID 1 after switch_root.\n");
     s += "B=/run/vm-bin/busybox\n";
+    s += "echo > /run/vm/started\n";
     s += "end() { $B sync; echo o > /proc/sysrq-trigger; $B sleep 10; }\n";
     s += "fail() { echo \"failed to $*\" > /run/vm/error; end; }\n";
     s += "$B hostname vm\n";
@@ -120,6 +124,14 @@ pub fn script(run: &Run<'_>) -> String {
             }
         }
     };
+    if let Some(secs) = run.report_after {
+        s +=
+            &format!("{{ $B sleep {secs}; echo \"vm: still running after {secs} s; processes and sandbox cgroups:\"; ");
+        s += "$B ps -o pid,ppid,stat,rss,args | $B grep -v ' \\[[^]]*\\]$'; for d in $($B find /sys/fs/cgroup -type d -name 'sandbox-*'); do ";
+        s += "echo \"$d: procs $($B tr '\\n' ' ' < $d/cgroup.procs)\"; ";
+        s += "for f in memory.max memory.current memory.peak memory.events pids.current pids.max; do ";
+        s += "[ -f $d/$f ] && echo \"  $f: $($B tr '\\n' ' ' < $d/$f)\"; done; done; } >/dev/console 2>&1 &\n";
+    }
     let _ = writeln!(s, "cd {} || fail 'enter the working directory'", quote(&run.cwd.to_string_lossy()));
     let mut cmd = String::from("$B sh -c 'echo $$ > \"$1\" && shift && exec \"$@\"' cgroup ");
     cmd += &quote(&format!("{cgroup}/cgroup.procs"));
@@ -161,6 +173,7 @@ mod tests {
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             argv: &argv,
             out: Some(Path::new("/tmp/out")),
+            report_after: Some(45),
         };
         let s = script(&run);
         let d = "/sys/fs/cgroup/user.slice/user-1001.slice/user@1001.service";
@@ -174,17 +187,26 @@ mod tests {
         assert!(s.contains(r"cd '/work/it'\''s'"));
         assert!(s.contains("env -i 'PATH=/usr/bin:/bin' 'cat' '/proc/self/cgroup' </dev/null"));
         assert!(s.contains("mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out '/tmp/out'"));
-        assert!(!s.contains("memory.max"), "the delegatee gets no limits of its own root");
+        assert!(!s.contains(&format!("{d}/memory.max")), "the delegatee gets no limits of its own root");
+        assert!(s.contains("$B sleep 45;") && s.contains("-name 'sandbox-*'"), "a report before the deadline");
     }
 
     #[test]
     fn root_and_an_undelegated_user_get_no_owned_cgroup() {
         let argv = ["true".to_owned()];
-        let root = script(&Run { who: As::Root, cwd: Path::new("/"), env: vec![], argv: &argv, out: None });
+        let root = script(&Run {
+            who: As::Root,
+            cwd: Path::new("/"),
+            env: vec![],
+            argv: &argv,
+            out: None,
+            report_after: None,
+        });
         assert!(!root.contains("setpriv") && !root.contains("chown") && !root.contains(" out "));
         assert!(root.contains("'/sys/fs/cgroup/cgroup.procs'"));
         let user = As::User { uid: 7, gid: 7, delegate: false };
-        let s = script(&Run { who: user, cwd: Path::new("/"), env: vec![], argv: &argv, out: None });
+        let s =
+            script(&Run { who: user, cwd: Path::new("/"), env: vec![], argv: &argv, out: None, report_after: None });
         assert!(s.contains("user-7.slice/session-1.scope/cgroup.procs") && !s.contains("chown"));
     }
 }
