@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use fetch::{Alpine, Arch, Error, NetworkPolicy, Rootfs, Trust};
+use fetch::{Alpine, Arch, Error, NetworkPolicy, Rootfs, Signature, SignatureProblem, Trust};
 use sandbox_fixtures::hostile::{self, Expect};
-use sandbox_fixtures::{Fault, MiniRootfs, Mirror, sha256_hex};
+use sandbox_fixtures::{Fault, MiniRootfs, Mirror, TestKey, sha256_hex};
 use system_tests::{ChildTest, dir_owned_by, is_child, is_root, list, skip, test_user};
 
 /// Fixture tarballs, built once per test binary (they are deterministic).
@@ -37,13 +37,26 @@ fn fast_policy() -> NetworkPolicy {
         stall_timeout: Duration::from_secs(5),
         attempts: 2,
         backoff: Duration::from_millis(10),
+        // Each test's failures are its own.
+        failure_ttl: Duration::ZERO,
+        ..NetworkPolicy::default()
     }
 }
 
+/// An error and its sources, as one line (what `anyhow`'s `{:#}` prints).
+fn chain(e: &dyn std::error::Error) -> String {
+    std::iter::successors(Some(e), |e| e.source()).map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
+
 fn alpine(mirror: &Mirror, version: &str, cache: &Path) -> Alpine {
+    alpine_at(&mirror.url(), version, cache)
+}
+
+fn alpine_at(url: &str, version: &str, cache: &Path) -> Alpine {
     Alpine::new(version)
         .arch(Arch::X86_64)
-        .mirror(mirror.url())
+        .mirror(url)
+        .signature(Signature::IfPresent)
         .cache_dir(cache)
         .offline(false)
         .require_pin(false)
@@ -56,6 +69,31 @@ fn assert_nothing_cached(cache: &Path) {
         let entries = list(&cache.join("v1").join(sub));
         assert!(entries.is_empty(), "cache/{sub} should be empty, holds {entries:?}");
     }
+}
+
+/// Runs `count` copies of `child` at once; each must pass and print one `marker` line. Returns what
+/// follows the markers.
+fn at_once(child: &ChildTest, count: usize, marker: &str) -> Vec<String> {
+    let running: Vec<_> = (0..count)
+        .map(|_| {
+            let (mut cmd, holder) = child.command();
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            (cmd.spawn().expect("spawn child"), holder)
+        })
+        .collect();
+    running
+        .into_iter()
+        .map(|(process, _holder)| {
+            let out = process.wait_with_output().expect("wait");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+            // libtest may print "test name ... " on the same line first.
+            stdout
+                .lines()
+                .find_map(|l| l.split_once(marker).map(|(_, v)| v.to_owned()))
+                .unwrap_or_else(|| panic!("child printed no {marker} line:\n{stdout}"))
+        })
+        .collect()
 }
 
 #[test]
@@ -174,6 +212,25 @@ fn built_in_checksum_beats_a_lying_mirror() {
 }
 
 #[test]
+fn the_default_release_is_pinned_by_the_built_in_sha512() {
+    assert_eq!(fetch::DEFAULT_RELEASE, "3.24.2");
+    // The mirror serves other bytes as the default release, with a sidecar that agrees with them.
+    let mirror = Mirror::start().expect("mirror");
+    mirror.add_release(fetch::DEFAULT_RELEASE, "x86_64", tarball(fetch::DEFAULT_RELEASE));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err =
+        alpine(&mirror, fetch::DEFAULT_RELEASE, cache.path()).require_pin(true).fetch().expect_err("lying mirror");
+    match err {
+        Error::ChecksumMismatch { expected, trust, .. } => {
+            assert!(expected.starts_with("bb1cbdc0395826774d88"), "the official sha512: {expected}");
+            assert_eq!(trust, Trust::BuiltIn);
+        }
+        other => panic!("expected a checksum mismatch, got {other:?}"),
+    }
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
 fn truncated_download_is_retried_then_refused() {
     let mirror = mirror_with(&["3.19.1"]);
     let cache = tempfile::tempdir().expect("tempdir");
@@ -215,7 +272,7 @@ fn server_errors_are_retried_with_backoff() {
     mirror.fault(".tar.gz", Fault::ServerError);
     let err = alpine(&mirror, "3.19.1", cache.path()).fetch().expect_err("always 500");
     assert!(matches!(err, Error::Network { attempts: 2, .. }), "{err:?}");
-    assert!(err.to_string().contains("500"), "{err}");
+    assert!(chain(&err).contains("500"), "{}", chain(&err));
 }
 
 #[test]
@@ -252,20 +309,25 @@ fn offline_hits_the_cache_and_misses_clearly() {
     let mirror = mirror_with(&["3.19.4"]);
     let miss = alpine(&mirror, "3.19", cache.path()).offline(true).fetch().expect_err("empty cache");
     assert!(matches!(miss, Error::NotCached { .. }), "{miss:?}");
-    assert!(miss.to_string().contains("cargo xtask fetch-rootfs"), "{miss}");
+    let text = miss.to_string();
+    for hint in
+        ["$SANDBOX_ROOTFS", "cargo xtask fetch-rootfs", "fetch::Alpine::default().fetch()", "Caching the rootfs in CI"]
+    {
+        assert!(text.contains(hint), "{hint} missing from: {text}");
+    }
     assert_eq!(mirror.hits(""), 0, "offline must not touch the network");
 
     let online = alpine(&mirror, "3.19", cache.path()).fetch().expect("online fetch");
+    let url = mirror.url();
     drop(mirror);
-    let gone = Mirror::start().expect("an empty mirror");
+    let offline = |spec: &str| alpine_at(&url, spec, cache.path()).offline(true).fetch();
     for spec in ["3.19", "3.19.4", "latest-stable"] {
-        let hit = alpine(&gone, spec, cache.path()).offline(true).fetch().expect("offline hit");
+        let hit = offline(spec).expect("offline hit");
         assert_eq!(hit.path(), online.path(), "{spec}");
         assert_eq!(hit.version(), Some("3.19.4"));
     }
-    let other = alpine(&gone, "3.18", cache.path()).offline(true).fetch().expect_err("other branch");
+    let other = offline("3.18").expect_err("other branch");
     assert!(matches!(other, Error::NotCached { .. }), "{other:?}");
-    assert_eq!(gone.hits(""), 0);
 }
 
 #[test]
@@ -312,10 +374,15 @@ fn partial_entries_of_a_killed_process_are_swept() {
     std::fs::set_permissions(half.parent().expect("parent"), std::fs::Permissions::from_mode(0o555)).expect("chmod");
     let stale_other = tmp.join(format!("{}.download.4242", "e".repeat(64)));
     std::fs::write(&stale_other, b"x").expect("write");
+    // A half-written record of a process that is gone (no pid is that large).
+    let records = cache.path().join("v1/records");
+    std::fs::create_dir_all(&records).expect("mkdir");
+    std::fs::write(records.join(".local-0123.json.999999999-0"), b"{").expect("write");
 
     let rootfs = alpine(&mirror, "3.19.1", cache.path()).fetch().expect("fetch despite leftovers");
     assert!(rootfs.path().join("bin/busybox").is_file());
     assert_eq!(list(&tmp), Vec::<String>::new(), "leftovers swept");
+    assert!(!list(&records).iter().any(|r| r.starts_with('.')), "half-written records swept");
 }
 
 #[test]
@@ -371,7 +438,7 @@ fn hostile_tarballs_write_nothing_outside_and_nothing_into_the_cache() {
 #[test]
 fn decompression_bomb_and_entry_flood_hit_the_caps() {
     let dest = tempfile::tempdir().expect("tempdir");
-    let limits = fetch::UnpackLimits { max_bytes: 16 << 20, max_entries: 1000 };
+    let limits = fetch::UnpackLimits { max_bytes: 16 << 20, max_entries: 1000, ..Default::default() };
     let bomb = hostile::bomb(64 << 20);
     assert!(bomb.len() < 1 << 20, "the bomb should be small compressed: {}", bomb.len());
     let err = fetch::unpack(&bomb[..], dest.path(), &limits, fetch::Ownership::Caller).expect_err("bomb");
@@ -427,28 +494,9 @@ fn sixteen_processes_download_and_unpack_once() {
     // A slow link, so that the sixteen really overlap.
     mirror.fault(".tar.gz", Fault::Slow(Duration::from_millis(400)));
     let cache = tempfile::tempdir().expect("tempdir");
-    let children: Vec<_> = (0..16)
-        .map(|_| {
-            let (mut cmd, holder) = ChildTest::new("child_fetch")
-                .env("SANDBOX_CACHE_DIR", cache.path())
-                .env("SANDBOX_ALPINE_MIRROR", mirror.url())
-                .command();
-            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-            (cmd.spawn().expect("spawn child"), holder)
-        })
-        .collect();
-    let mut paths = Vec::new();
-    for (child, _holder) in children {
-        let out = child.wait_with_output().expect("wait");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        let path = stdout
-            .lines()
-            .find_map(|l| l.split_once("ROOTFS=").map(|(_, p)| p))
-            .unwrap_or_else(|| panic!("child printed no rootfs:\n{stdout}"))
-            .to_owned();
-        paths.push(path);
-    }
+    let child =
+        ChildTest::new("child_fetch").env("SANDBOX_CACHE_DIR", cache.path()).env("SANDBOX_ALPINE_MIRROR", mirror.url());
+    let mut paths = at_once(&child, 16, "ROOTFS=");
     paths.dedup();
     assert_eq!(paths.len(), 1, "all sixteen got the same tree: {paths:?}");
     assert_eq!(mirror.hits(".tar.gz"), 1, "downloaded exactly once");
@@ -484,11 +532,22 @@ fn rootless_unpack_as_an_unprivileged_user() {
         .env("ARCHIVE", &archive)
         .assert_success();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("uid{uid}")), "ran as {name}");
-    // The rootless tree is named for its owner, so a root tree of the same bytes cannot collide.
-    let root_tree =
-        Rootfs::from_tarball_in(&archive, Some(home.path().join("cache"))).expect("root unpack, same cache");
-    assert!(root_tree.path().to_string_lossy().ends_with(".root"), "{}", root_tree.path().display());
-    assert_eq!(list(&home.path().join("cache/v1/trees")).len(), 2);
+    // Root does not use a cache another user owns: it could hold anything.
+    let cache = home.path().join("cache");
+    let err = Rootfs::from_tarball_in(&archive, Some(&cache)).expect_err("root must refuse the user's cache");
+    match &err {
+        Error::CacheNotPrivate { path, owner, uid: 0, .. } => {
+            assert_eq!(path, &cache);
+            assert_eq!(*owner, uid);
+        }
+        other => panic!("expected CacheNotPrivate, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("uid {uid}")) && msg.contains("mode 0") && msg.contains("SANDBOX_CACHE_DIR"),
+        "{msg}"
+    );
+    assert_eq!(list(&cache.join("v1/trees")).len(), 1, "root added nothing");
 }
 
 fn rootless_checks(cache: &Path) {
@@ -517,4 +576,373 @@ fn child_rootless() {
     }
     let cache = std::path::PathBuf::from(std::env::var_os("SANDBOX_CACHE_DIR").expect("cache dir"));
     rootless_checks(&cache);
+}
+
+// ---- issue 11: a cache nobody else can poison, bounded downloads, signed releases ----
+
+/// The official 3.20.3 x86_64 digest (the built-in table's).
+const OFFICIAL_3_20_3: &str = "d4e6fd67dcf75e40c451560ac7265166c2b72a0f38ddc9aae756a7de3d1efa0c";
+
+#[test]
+fn a_cache_writable_by_others_is_refused_with_what_to_do() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let cache = work.path().join("cache");
+    std::fs::create_dir(&cache).expect("mkdir");
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let archive = work.path().join("rootfs.tar.gz");
+    std::fs::write(&archive, tarball("3.19.1")).expect("write");
+    let err = Rootfs::from_tarball_in(&archive, Some(&cache)).expect_err("world-writable cache");
+    assert!(matches!(&err, Error::CacheNotPrivate { mode: 0o777, .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&cache.display().to_string()) && msg.contains("mode 0777") && msg.contains("chmod go-w"),
+        "{msg}"
+    );
+    assert!(list(&cache).is_empty(), "nothing was created in it");
+
+    // A folder inside a private cache that others can write is refused as well.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    Rootfs::from_tarball_in(&archive, Some(&cache)).expect("private cache");
+    let blobs = cache.join("v1/blobs");
+    std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o773)).expect("chmod");
+    let err = Rootfs::from_tarball_in(&archive, Some(&cache)).expect_err("group-writable blobs/");
+    assert!(matches!(&err, Error::CacheNotPrivate { path, .. } if path == &blobs), "{err:?}");
+}
+
+#[test]
+fn trees_are_private_but_keep_their_modes() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("rootfs.tar.gz");
+    std::fs::write(&archive, tarball("3.19.1")).expect("write");
+    let cache = work.path().join("cache");
+    std::fs::create_dir(&cache).expect("mkdir");
+    // Everything up to v1/ is open to others: only v1/'s own mode keeps them out.
+    for dir in [work.path(), &cache] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let rootfs = Rootfs::from_tarball_in(&archive, Some(&cache)).expect("unpack");
+    let mode = |p: &Path| std::fs::symlink_metadata(p).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode(&cache.join("v1")), 0o700, "v1/ hides every tree from other users");
+    assert_eq!(mode(&rootfs.path().join("bin/bbsuid")), 0o4111, "setuid kept inside");
+    assert_eq!(mode(&rootfs.path().join("tmp")), 0o1777, "sticky /tmp kept inside");
+    if !is_root() {
+        return;
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    // The other user can reach the cache folder (0755) but nothing in root's trees.
+    ChildTest::new("child_cannot_reach")
+        .as_user(uid, gid)
+        .env(
+            "TARGETS",
+            format!("{}:{}", rootfs.path().join("bin/bbsuid").display(), rootfs.path().join("tmp").display()),
+        )
+        .env("ROOT_CACHE", &cache)
+        .assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_cannot_reach() {
+    if !is_child("child_cannot_reach") {
+        return;
+    }
+    for target in std::env::var("TARGETS").expect("TARGETS").split(':') {
+        let err = std::fs::symlink_metadata(target).expect_err("must not be reachable");
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{target}: {err}");
+        assert!(std::fs::write(Path::new(target).join("planted"), b"x").is_err(), "{target}");
+    }
+    // Nor does it get to use root's cache folder as its own.
+    let cache = std::path::PathBuf::from(std::env::var_os("ROOT_CACHE").expect("ROOT_CACHE"));
+    assert!(std::fs::metadata(&cache).is_ok(), "the cache folder itself is reachable");
+    let err = Rootfs::from_tarball_in("/nonexistent.tar.gz", Some(&cache)).expect_err("root's cache");
+    assert!(matches!(&err, Error::CacheNotPrivate { owner: 0, .. }), "{err:?}");
+    println!("CHECKED");
+}
+
+#[test]
+fn a_planted_blob_is_hashed_again_and_never_becomes_a_tree() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let cache = work.path().join("cache");
+    // A cache exists; a blob named for the official 3.20.3 digest holds other (valid) bytes.
+    alpine(&mirror, "3.19.1", &cache).fetch().expect("make the cache");
+    let blob = cache.join(format!("v1/blobs/{OFFICIAL_3_20_3}.tar.gz"));
+    std::fs::write(&blob, tarball("3.19.4")).expect("plant");
+    let err = alpine(&mirror, "3.20.3", &cache).offline(true).fetch().expect_err("planted blob");
+    match &err {
+        Error::ChecksumMismatch { expected, actual, .. } => {
+            assert_eq!(expected, OFFICIAL_3_20_3);
+            assert_eq!(actual, &sha256_hex(&tarball("3.19.4")));
+        }
+        other => panic!("expected a checksum mismatch, got {other:?}"),
+    }
+    assert!(!blob.exists(), "the bad blob is removed");
+    assert!(!list(&cache.join("v1/trees")).iter().any(|t| t.starts_with(OFFICIAL_3_20_3)), "no tree made");
+}
+
+#[test]
+fn the_index_never_overrides_a_pin_or_the_built_in_table() {
+    // A mirror that serves other bytes as 3.20.3; pinned to those bytes, the fetch is legitimate.
+    let mirror = Mirror::start().expect("mirror");
+    let fake = mirror.add_release("3.20.3", "x86_64", tarball("3.20.3"));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let pinned = alpine(&mirror, "3.20", cache.path()).sha256(&fake).fetch().expect("pinned fetch");
+    assert_eq!(pinned.sha256(), Some(fake.as_str()));
+    // The index now says 3.20.3 is `fake` (trust: pinned). Without that pin, the built-in digest rules.
+    for spec in ["3.20.3", "3.20", "latest-stable"] {
+        let err = alpine(&mirror, spec, cache.path()).offline(true).fetch().expect_err(spec);
+        assert!(matches!(err, Error::NotCached { .. }), "{spec}: {err:?}");
+    }
+    // And a different pin is not overridden either.
+    let other = "1".repeat(64);
+    let err = alpine(&mirror, "3.20", cache.path()).offline(true).sha256(&other).fetch().expect_err("other pin");
+    assert!(matches!(err, Error::NotCached { .. }), "{err:?}");
+}
+
+#[test]
+fn the_index_is_kept_per_mirror() {
+    let a = mirror_with(&["3.21.0"]);
+    let b = Mirror::start().expect("mirror");
+    let b_digest = b.add_release("3.21.0", "x86_64", tarball("3.19.4"));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let from_a = alpine(&a, "latest-stable", cache.path()).fetch().expect("from a");
+    assert_eq!(from_a.version(), Some("3.21.0"));
+    let miss = alpine(&b, "3.21.0", cache.path()).offline(true).fetch().expect_err("b has no index entry");
+    assert!(matches!(miss, Error::NotCached { .. }), "{miss:?}");
+    let from_b = alpine(&b, "3.21.0", cache.path()).fetch().expect("from b");
+    assert_eq!(from_b.sha256(), Some(b_digest.as_str()), "b's own release, not a's");
+    assert!(b.hits(".tar.gz") >= 1, "b was asked");
+}
+
+#[test]
+fn sparse_and_deep_entries_are_refused_and_deep_trees_unpack_linearly() {
+    let dest = tempfile::tempdir().expect("tempdir");
+    let sparse = hostile::sparse_bomb(1 << 30);
+    assert!(sparse.len() < 4096, "{} bytes", sparse.len());
+    let err =
+        fetch::unpack(&sparse[..], dest.path(), &Default::default(), fetch::Ownership::Caller).expect_err("sparse");
+    assert!(matches!(&err, fetch::UnpackError::Unsafe { reason, .. } if reason.contains("sparse")), "{err:?}");
+    assert!(list(dest.path()).is_empty(), "nothing written");
+
+    let too_deep = hostile::deep_paths(10, 65);
+    let err =
+        fetch::unpack(&too_deep[..], dest.path(), &Default::default(), fetch::Ownership::Caller).expect_err("deep");
+    assert!(matches!(err, fetch::UnpackError::PathTooDeep { max_depth: 64, .. }), "{err:?}");
+
+    // 2,000 entries 500 folders deep (caps raised): each folder is created once.
+    let limits = fetch::UnpackLimits { max_depth: 600, max_path_bytes: 4096, ..Default::default() };
+    let dest = tempfile::tempdir().expect("tempdir");
+    let stats = fetch::unpack(&hostile::deep_paths(2000, 500)[..], dest.path(), &limits, fetch::Ownership::Caller)
+        .expect("deep unpack");
+    assert_eq!(stats.written, 2000);
+    let leaf = dest.path().join(vec!["d"; 499].join("/"));
+    assert_eq!(list(&leaf).len(), 2000);
+}
+
+#[test]
+fn an_endless_yaml_or_tarball_hits_its_cap() {
+    let mirror = mirror_with(&["3.19.1"]);
+    mirror.fault("latest-releases.yaml", Fault::Endless);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let err = alpine(&mirror, "3.19", cache.path()).fetch().expect_err("endless yaml");
+    assert!(matches!(&err, Error::DownloadTooLarge { limit, .. } if *limit == 1 << 20), "{err:?}");
+    assert!(err.to_string().contains("max_text_bytes"), "{err}");
+
+    mirror.clear_faults();
+    mirror.fault(".tar.gz", Fault::Endless);
+    let policy = NetworkPolicy { max_tarball_bytes: 4 << 20, ..fast_policy() };
+    let err = alpine(&mirror, "3.19.1", cache.path()).network_policy(policy).fetch().expect_err("endless tarball");
+    assert!(matches!(&err, Error::DownloadTooLarge { limit, .. } if *limit == 4 << 20), "{err:?}");
+    assert!(err.to_string().contains("max_tarball_bytes"), "{err}");
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn a_dripping_download_hits_the_overall_deadline() {
+    let mirror = mirror_with(&["3.19.1"]);
+    mirror.fault(".tar.gz", Fault::Drip(Duration::from_millis(20)));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let policy = NetworkPolicy { deadline: Duration::from_millis(800), ..fast_policy() };
+    let err = alpine(&mirror, "3.19.1", cache.path()).network_policy(policy).fetch().expect_err("drip");
+    assert!(matches!(err, Error::DownloadDeadline { .. }), "{err:?}");
+    assert!(err.to_string().contains("800ms"), "{err}");
+    assert_nothing_cached(cache.path());
+}
+
+fn signed_mirror(key: &TestKey) -> Mirror {
+    let mirror = mirror_with(&["3.19.1"]);
+    mirror.sign_release("3.19.1", "x86_64", key).expect("sign the fixture release");
+    mirror
+}
+
+#[test]
+fn a_good_signature_is_checked_and_recorded() {
+    let key = TestKey::new(1).expect("test key");
+    let mirror = signed_mirror(&key);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rootfs = alpine(&mirror, "3.19.1", cache.path())
+        .test_signing_key(key.public_armored())
+        .signature(Signature::Required)
+        .fetch()
+        .expect("signed release");
+    let v = rootfs.verification().expect("verification");
+    assert_eq!(v.signed_by.as_deref(), Some(key.fingerprint().as_str()));
+    assert_eq!(v.kinds(), ["signature", "mirror-sidecar"]);
+    // Offline, Required is satisfied by what the index recorded.
+    let again =
+        alpine(&mirror, "3.19.1", cache.path()).offline(true).signature(Signature::Required).fetch().expect("offline");
+    assert_eq!(again.verification(), rootfs.verification());
+}
+
+#[test]
+fn bad_missing_and_wrongly_keyed_signatures_are_refused() {
+    let key = TestKey::new(1).expect("test key");
+    let wrong = TestKey::new(2).expect("another key");
+    let cases: Vec<(&str, Mirror, Vec<String>, Signature)> = vec![
+        ("signed by an untrusted key", signed_mirror(&wrong), vec![key.public_armored()], Signature::IfPresent),
+        ("signed by a test key, only Alpine's trusted", signed_mirror(&key), vec![], Signature::IfPresent),
+        ("required but unsigned", mirror_with(&["3.19.1"]), vec![key.public_armored()], Signature::Required),
+        ("bad signature", signed_mirror(&key), vec![key.public_armored()], Signature::IfPresent),
+        ("not a signature", signed_mirror(&key), vec![key.public_armored()], Signature::IfPresent),
+    ];
+    for (name, mirror, keys, policy) in cases {
+        let asc = "v3.19/releases/x86_64/alpine-minirootfs-3.19.1-x86_64.tar.gz.asc";
+        if name == "bad signature" {
+            mirror.put(asc, key.sign(b"other bytes").expect("sign"));
+        }
+        if name == "not a signature" {
+            mirror.put(asc, "-----BEGIN PGP SIGNATURE-----\n\ngarbage\n-----END PGP SIGNATURE-----\n");
+        }
+        let cache = tempfile::tempdir().expect("tempdir");
+        let mut request = alpine(&mirror, "3.19.1", cache.path()).signature(policy);
+        for k in keys {
+            request = request.test_signing_key(k);
+        }
+        let err = request.fetch().expect_err(name);
+        let expected = match name {
+            "required but unsigned" => matches!(&err, Error::Signature { problem: SignatureProblem::Missing, .. }),
+            "not a signature" => matches!(&err, Error::Signature { problem: SignatureProblem::Malformed { .. }, .. }),
+            _ => matches!(&err, Error::Signature { problem: SignatureProblem::Bad { .. }, .. }),
+        };
+        assert!(expected, "{name}: {err:?}");
+        assert!(chain(&err).contains("alpine-minirootfs-3.19.1-x86_64.tar.gz"), "{name}: {}", chain(&err));
+        assert_nothing_cached(cache.path());
+    }
+}
+
+#[test]
+fn require_signature_from_the_environment() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    ChildTest::new("child_require_signature")
+        .env("SANDBOX_REQUIRE_SIGNATURE", "1")
+        .env("SANDBOX_ALPINE_MIRROR", mirror.url())
+        .env("SANDBOX_CACHE_DIR", cache.path())
+        .assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_require_signature() {
+    if !is_child("child_require_signature") {
+        return;
+    }
+    let err = Alpine::new("3.19.1").arch(Arch::X86_64).offline(false).fetch().expect_err("unsigned");
+    assert!(matches!(err, Error::Signature { problem: SignatureProblem::Missing, .. }), "{err:?}");
+}
+
+#[test]
+fn a_local_tarball_is_hashed_once_per_machine() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("rootfs.tar.gz");
+    std::fs::write(&archive, tarball("3.19.1")).expect("write");
+    let cache = work.path().join("cache");
+    let first = Rootfs::from_tarball_in(&archive, Some(&cache)).expect("first");
+    let records: Vec<String> =
+        list(&cache.join("v1/records")).into_iter().filter(|r| r.starts_with("local-")).collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = std::fs::read_to_string(cache.join("v1/records").join(&records[0])).expect("record");
+    for field in ["\"ino\"", "\"size\"", "\"mtime_ns\"", "\"ctime_ns\"", first.sha256().unwrap_or("none")] {
+        assert!(record.contains(field), "{field} missing from {record}");
+    }
+    assert_eq!(Rootfs::from_tarball_in(&archive, Some(&cache)).expect("second"), first);
+
+    // Other bytes of the same size and mtime: the ctime moved, so the file is hashed again.
+    let mtime = std::fs::metadata(&archive).and_then(|m| m.modified()).expect("mtime");
+    let mut other = tarball("3.19.4");
+    other.resize(tarball("3.19.1").len(), 0);
+    std::fs::write(&archive, &other).expect("rewrite");
+    std::fs::File::options().write(true).open(&archive).and_then(|f| f.set_modified(mtime)).expect("set mtime");
+    let changed = Rootfs::from_tarball_in(&archive, Some(&cache));
+    assert_ne!(changed.ok().and_then(|r| r.sha256().map(str::to_owned)), first.sha256().map(str::to_owned));
+}
+
+#[test]
+fn an_unreachable_mirror_fails_once_per_machine() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let cache = tempfile::tempdir().expect("tempdir");
+    let child = ChildTest::new("child_unreachable")
+        .env("SANDBOX_CACHE_DIR", cache.path())
+        .env("SANDBOX_ALPINE_MIRROR", format!("http://127.0.0.1:{port}/alpine"));
+    let mut kinds = at_once(&child, 4, "KIND=");
+    kinds.sort();
+    assert_eq!(kinds, ["network", "recorded", "recorded", "recorded"], "one process tried, the others did not");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_unreachable() {
+    if !is_child("child_unreachable") {
+        return;
+    }
+    let err = Alpine::new("3.19.1").arch(Arch::X86_64).offline(false).fetch().expect_err("unreachable");
+    let text = err.to_string();
+    for hint in ["$SANDBOX_ROOTFS", "pre-fetch step", "Caching the rootfs in CI"] {
+        assert!(text.contains(hint), "{hint} missing from: {text}");
+    }
+    match err {
+        Error::Network { .. } => println!("KIND=network"),
+        Error::MirrorUnreachable { ref cause, .. } => {
+            assert!(!cause.is_empty(), "{err:?}");
+            println!("KIND=recorded");
+        }
+        other => panic!("unexpected error: {other:?}"),
+    }
+}
+
+#[test]
+fn many_threads_of_one_process_share_the_cache() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("rootfs.tar.gz");
+    std::fs::write(&archive, tarball("3.19.1")).expect("write");
+    let cache = work.path().join("cache");
+    let trees: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| Rootfs::from_tarball_in(&archive, Some(&cache)).map(|r| r.path().to_owned())))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread").expect("unpack")).collect()
+    });
+    assert!(trees.windows(2).all(|w| w[0] == w[1]), "{trees:?}");
+    assert_eq!(list(&cache.join("v1/trees")).len(), 1);
+    assert!(list(&cache.join("v1/tmp")).is_empty());
+}
+
+#[test]
+fn cache_files_are_never_opened_through_symlinks() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let cache = work.path().join("cache");
+    let first = work.path().join("first.tar.gz");
+    std::fs::write(&first, tarball("3.19.1")).expect("write");
+    Rootfs::from_tarball_in(&first, Some(&cache)).expect("make the cache");
+    // A lock file planted as a symlink: following it would create the file it points at.
+    let second = work.path().join("second.tar.gz");
+    std::fs::write(&second, tarball("3.19.4")).expect("write");
+    let digest = sha256_hex(&tarball("3.19.4"));
+    let target = work.path().join("created-through-a-symlink");
+    std::os::unix::fs::symlink(&target, cache.join(format!("v1/locks/{digest}.lock"))).expect("plant");
+    let err = Rootfs::from_tarball_in(&second, Some(&cache)).expect_err("symlinked lock");
+    assert!(matches!(&err, Error::Io { op: "open lock file", .. }), "{err:?}");
+    assert!(!target.exists(), "nothing was created through the symlink");
 }

@@ -3,10 +3,10 @@
 //! Every check is a plain function run twice: as the invoking user (root in CI), and again as the
 //! unprivileged `sandbox-test` user by `rootless_suite`.
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use sandbox::{Error, Network, Sandbox};
+use sandbox::{Error, Network, Sandbox, Stdio};
 use system_tests::{
     ChildTest, dir_owned_by, fixture_rootfs, host_mount_count, is_child, is_root, marker, pids_matching, skip,
     test_user, wait_until_gone,
@@ -242,6 +242,20 @@ fn check_closure() {
     assert_eq!(host, "closure-box");
     assert_eq!(release, "3.19.1-fixture\n");
     assert!(procs <= 3, "{procs} processes visible");
+}
+
+fn check_stdio_is_kept_for_the_next_spawn() {
+    let sb = builder().build().expect("build");
+    let log = tempfile::NamedTempFile::new().expect("temporary file");
+    let file = log.reopen().expect("reopen");
+    let mut cmd = sb.command("/bin/sh");
+    cmd.args(["-c", "echo $$"]).stdout(file).stderr(Stdio::null());
+    // Explicit stdio goes through the fork server too: the helper is not this process's child.
+    let mut child = cmd.spawn().expect("first spawn");
+    assert!(!system_tests::children_of(std::process::id() as i32).contains(&(child.id() as i32)));
+    assert!(child.wait().expect("wait").success());
+    assert!(cmd.status().expect("second spawn, same stdio").success());
+    assert_eq!(std::fs::read_to_string(log.path()).expect("read the log"), "2\n2\n", "both programs wrote there");
 }
 
 /// Runs `runs` sandboxes one after the other, then checks that nothing is left: no mount in the
@@ -550,6 +564,141 @@ fn three_sandboxes_on_a_switch_talk_tcp_by_hostname() {
     assert_eq!(host_interfaces(), interfaces);
 }
 
+// Bug 7: two overlapping starts of one switch member shared one address.
+#[test]
+fn overlapping_starts_of_a_switch_member_get_addresses_of_their_own() {
+    if !is_root() {
+        return; // a switch needs root (checked above)
+    }
+    let net = sandbox::Net::new().expect("a switch");
+    let twin = builder().network(Network::Switch(net.clone())).hostname("twin").build().expect("build");
+    let (first, second) = (twin.session().expect("first"), twin.session().expect("second"));
+    let address = |s: &sandbox::Session<'_>| {
+        let out = s.command("/bin/sh").args(["-c", "ip -4 -o addr show eth0 | awk '{print $4}'"]).output();
+        text(&out.expect("ip")).trim().trim_end_matches("/24").to_owned()
+    };
+    let (a, b) = (address(&first), address(&second));
+    assert!(a.starts_with("10.89.0.") && b.starts_with("10.89.0."), "{a} {b}");
+    assert_ne!(a, b, "each start has its own address");
+    let hosts = second.command("/bin/cat").arg("/etc/hosts").output().expect("hosts");
+    assert!(text(&hosts).contains(&format!("{a}\ttwin")), "the running member is listed: {}", text(&hosts));
+    let ping = second.command("/bin/ping").args(["-c", "1", "-W", "2", &a]).output().expect("ping");
+    assert!(ping.status.success(), "the second reaches the first: {}", String::from_utf8_lossy(&ping.stdout));
+}
+
+// Bug 8: a switch whose holder was executed (no fork server) left it a zombie.
+#[test]
+fn a_dropped_switch_leaves_no_zombie() {
+    if !is_root() {
+        return;
+    }
+    ChildTest::new("child_drops_a_switch").env("SANDBOX_NO_FORK_SERVER", "1").assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_drops_a_switch() {
+    if !is_child("child_drops_a_switch") {
+        return;
+    }
+    let me = std::process::id() as i32;
+    drop(sandbox::Net::new().expect("a switch"));
+    let zombies: Vec<i32> = system_tests::children_of(me)
+        .into_iter()
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .collect();
+    assert_eq!(zombies, Vec::<i32>::new(), "the holder was reaped");
+}
+
+// Bug 2: `Sandbox::run` and commands with explicit stdio never fell back to a copied rootfs.
+#[test]
+fn closures_and_explicit_stdio_fall_back_when_overlayfs_is_refused() {
+    let link = refused_overlay_rootfs();
+    for child in ["child_falls_back_with_explicit_stdio", "child_falls_back_in_a_closure"] {
+        let out = ChildTest::new(child).env("SANDBOX_TEST_LONG_ROOTFS", link.path.as_os_str()).assert_success();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("the kernel refused overlayfs"), "{child} took the fallback: {stderr}");
+    }
+}
+
+/// A rootfs path so long that the overlay's mount options pass a page: the kernel cuts them inside
+/// `workdir=` and refuses the mount (EINVAL), as it refuses overlayfs where it is not permitted. A
+/// copy of the tree still works (the copy's paths stay below PATH_MAX).
+struct LongPath {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn refused_overlay_rootfs() -> LongPath {
+    // "lowerdir=/oldroot" + path + ",upperdir=/upper," + "wor" = 4095 bytes, the most a page holds.
+    const LEN: usize = 4095 - "lowerdir=/oldroot".len() - ",upperdir=/upper,".len() - "wor".len();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut path = dir.path().to_path_buf();
+    loop {
+        let left = LEN - path.as_os_str().len() - 1;
+        if left <= 255 {
+            // Relative: inside the sandbox the host's root is at /oldroot when the overlay is mounted.
+            let up = "../".repeat(path.components().count() - 1);
+            let tree = rootfs().path().to_string_lossy().trim_start_matches('/').to_owned();
+            path.push("l".repeat(left));
+            std::os::unix::fs::symlink(format!("{up}{tree}"), &path).expect("link to the rootfs");
+            return LongPath { path, _dir: dir };
+        }
+        path.push("d".repeat(250.min(left - 60)));
+        std::fs::create_dir(&path).expect("mkdir");
+    }
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_falls_back_with_explicit_stdio() {
+    let Some(root) = std::env::var_os("SANDBOX_TEST_LONG_ROOTFS") else { return };
+    let sb = Sandbox::builder().rootfs_dir(root).build().expect("build");
+    let child = sb.command("/bin/cat").arg("/etc/alpine-release").stdout(Stdio::piped()).spawn().expect("spawn");
+    assert_eq!(text(&child.wait_with_output().expect("wait")), "3.19.1-fixture\n");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_falls_back_in_a_closure() {
+    let Some(root) = std::env::var_os("SANDBOX_TEST_LONG_ROOTFS") else { return };
+    let sb = Sandbox::builder().rootfs_dir(root).build().expect("build");
+    let release = sb.run(|| std::fs::read_to_string("/etc/alpine-release").unwrap_or_default()).expect("run");
+    assert_eq!(release, "3.19.1-fixture\n");
+}
+
+// Bug 1: output forwarded from a closure turned a character split across two reads into two U+FFFD.
+#[test]
+fn closure_output_reaches_the_test_byte_for_byte() {
+    let out = ChildTest::new("child_prints_many_multibyte_characters").assert_success();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let expected = format!("<{}>", "a\u{e9}\u{20ac}\u{1f600}".repeat(5000));
+    assert!(
+        stdout.contains(&expected),
+        "the closure's output arrived changed ({} U+FFFD)",
+        stdout.matches('\u{fffd}').count()
+    );
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_prints_many_multibyte_characters() {
+    if !is_child("child_prints_many_multibyte_characters") {
+        return;
+    }
+    let sb = builder().build().expect("build");
+    sb.run(|| {
+        use std::io::Write;
+        // 50 KB in one write: the reader's 8 KiB reads cut characters of 2, 3 and 4 bytes.
+        let text = format!("<{}>", "a\u{e9}\u{20ac}\u{1f600}".repeat(5000));
+        std::io::stdout().write_all(text.as_bytes()).expect("write");
+    })
+    .expect("run");
+}
+
 fn check_limits_without_a_usable_cgroup() {
     if limits_usable() {
         return;
@@ -637,6 +786,11 @@ fn session_keeps_one_sandbox() {
 }
 
 #[test]
+fn stdio_is_kept_for_the_next_spawn() {
+    check_stdio_is_kept_for_the_next_spawn();
+}
+
+#[test]
 fn closure_runs_inside() {
     check_closure();
 }
@@ -699,7 +853,7 @@ fn sandbox_outlives_the_thread_that_spawned_it() {
 fn sigkill_of_the_test_process_kills_its_sandboxes() {
     let m = marker();
     let (mut cmd, _holder) = ChildTest::new("child_holds_a_sandbox").env("MARKER", &m).command();
-    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn child test");
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().expect("spawn child test");
     // Wait for the child to say its sandbox runs.
     let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
@@ -789,6 +943,7 @@ fn child_rootless_suite() {
     check_env_and_dir();
     check_bad_input();
     check_session();
+    check_stdio_is_kept_for_the_next_spawn();
     check_copied_rootfs();
     check_volumes();
     check_limits_without_a_usable_cgroup();

@@ -248,9 +248,11 @@ fn child_with_rootfs_option() {
     assert_eq!(std::fs::read_to_string("/etc/alpine-release").expect("release"), "3.19.4-fixture\n");
 }
 
+// Bug 6: the tree used to be built in `<repo>/target` even when CARGO_TARGET_DIR was elsewhere; it
+// lives in this build's target directory now (a relative `rootfs_dir` is checked by the macro's tests).
 #[test]
-fn rootfs_dir_option_is_relative_to_the_crate() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/sandbox-rootfs-dir-fixture");
+fn rootfs_dir_option_takes_a_tree_the_test_built() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-rootfs-dir-fixture");
     if !dir.join("etc/alpine-release").exists() {
         let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
         std::fs::create_dir_all(&tmp).expect("mkdir");
@@ -262,9 +264,15 @@ fn rootfs_dir_option_is_relative_to_the_crate() {
         }
     }
     system_tests::ChildTest::new("child_with_rootfs_dir_option").assert_success();
+    let repo_target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let repo_target = repo_target.canonicalize().unwrap_or(repo_target);
+    if !std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).starts_with(&repo_target) {
+        let in_repo = repo_target.join("sandbox-rootfs-dir-fixture");
+        assert!(!in_repo.exists(), "nothing written to {} when the target directory is elsewhere", in_repo.display());
+    }
 }
 
-#[sandbox_test(rootfs_dir = "../target/sandbox-rootfs-dir-fixture", hostname = "from-dir")]
+#[sandbox_test(rootfs_dir = concat!(env!("CARGO_TARGET_TMPDIR"), "/sandbox-rootfs-dir-fixture"), hostname = "from-dir")]
 #[ignore = "run by its parent test, which prepares the directory"]
 fn child_with_rootfs_dir_option() {
     assert_eq!(std::fs::read_to_string("/etc/alpine-release").expect("release"), "3.18.9-fixture\n");

@@ -1,49 +1,16 @@
 //! The `Alpine` builder: which release, from where, trusted how, cached where.
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cache::{Cache, IndexEntry, TreeOwner};
-use crate::download::{Http, NetworkPolicy, Progress, ProgressFn};
+use crate::cache::{Cache, DigestLock, FailureRecord, IndexEntry, TreeOwner, mirror_key};
+use crate::download::{Http, Kind, NetworkPolicy, Progress, ProgressFn};
 use crate::mirror::{self, check_digest};
-use crate::{Arch, Error, Release, Rootfs, UnpackLimits, VersionSpec, official_sha256};
-
-/// Where the expected sha256 of a tarball came from, strongest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum Trust {
-    /// An explicit `.sha256()` pin.
-    Pinned,
-    /// The built-in table of official checksums ([`crate::official_sha256`]).
-    BuiltIn,
-    /// The `sha256` field of the mirror's `latest-releases.yaml`.
-    MirrorYaml,
-    /// The mirror's `.sha256` sidecar file.
-    MirrorSidecar,
-    /// The digest of a local tarball, taken when it was first read.
-    LocalFile,
-}
-
-impl Trust {
-    /// Whether this digest came from somewhere other than the mirror that served the bytes.
-    pub fn is_pinned(self) -> bool {
-        matches!(self, Trust::Pinned | Trust::BuiltIn | Trust::LocalFile)
-    }
-}
-
-impl fmt::Display for Trust {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Trust::Pinned => "pinned",
-            Trust::BuiltIn => "built-in official checksum",
-            Trust::MirrorYaml => "from the mirror's latest-releases.yaml",
-            Trust::MirrorSidecar => "from the mirror's .sha256 file",
-            Trust::LocalFile => "digest of the local file",
-        })
-    }
-}
+use crate::resolve::{Resolved, index_entry_usable, known_digest, resolve};
+use crate::{Arch, Error, Release, Rootfs, Signature, Trust, UnpackLimits, Verification, VersionSpec};
 
 /// A request for an Alpine minirootfs: configure it, then [`fetch`](Alpine::fetch) it.
 ///
@@ -71,6 +38,8 @@ pub struct Alpine {
     cache_dir: Option<PathBuf>,
     offline: Option<bool>,
     require_pin: Option<bool>,
+    signature: Option<Signature>,
+    test_keys: Vec<String>,
     network: NetworkPolicy,
     limits: UnpackLimits,
     progress: Option<Arc<ProgressFn>>,
@@ -86,6 +55,7 @@ impl fmt::Debug for Alpine {
             .field("cache_dir", &self.cache_dir)
             .field("offline", &self.offline)
             .field("require_pin", &self.require_pin)
+            .field("signature", &self.signature)
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +87,8 @@ impl Alpine {
             cache_dir: None,
             offline: None,
             require_pin: None,
+            signature: None,
+            test_keys: Vec::new(),
             network: NetworkPolicy::default(),
             limits: UnpackLimits::default(),
             progress: None,
@@ -162,7 +134,25 @@ impl Alpine {
         self
     }
 
-    /// Timeouts and retries. Default: [`NetworkPolicy::default`].
+    /// Whether a release must be signed. Default: [`Signature::Required`] if
+    /// `$SANDBOX_REQUIRE_SIGNATURE=1`, else [`Signature::IfPresent`] (a `.asc` the mirror has is checked,
+    /// and a bad one refused, either way).
+    pub fn signature(mut self, policy: Signature) -> Self {
+        self.signature = Some(policy);
+        self
+    }
+
+    /// **Test-only hook.** Trusts the armored OpenPGP public key `armored` besides Alpine's own, so
+    /// that tests can serve releases signed by a key of their own from a fixture mirror
+    /// (`sandbox_fixtures::Mirror::sign_release`). Never use it for real releases: any key given here can
+    /// vouch for any tarball. Default: only Alpine's key
+    /// ([`ALPINE_KEY_FINGERPRINT`](crate::ALPINE_KEY_FINGERPRINT)).
+    pub fn test_signing_key(mut self, armored: impl Into<String>) -> Self {
+        self.test_keys.push(armored.into());
+        self
+    }
+
+    /// Timeouts, retries, size caps and the overall deadline. Default: [`NetworkPolicy::default`].
     pub fn network_policy(mut self, policy: NetworkPolicy) -> Self {
         self.network = policy;
         self
@@ -203,192 +193,241 @@ impl Alpine {
     ///
     /// # Errors
     /// Bad arguments ([`Error::InvalidVersion`], [`Error::InvalidDigest`]); network and HTTP failures
-    /// after retries ([`Error::Network`], [`Error::HttpStatus`]); [`Error::ChecksumMismatch`];
-    /// [`Error::NotPinned`] in strict mode; [`Error::NotCached`] offline; [`Error::Unpack`] for a bad
-    /// archive; [`Error::Io`] for the cache directory.
+    /// after retries ([`Error::Network`], [`Error::HttpStatus`]), or at once when another process just
+    /// found the mirror unreachable ([`Error::MirrorUnreachable`]); a response past its cap or its
+    /// deadline ([`Error::DownloadTooLarge`], [`Error::DownloadDeadline`]); [`Error::ChecksumMismatch`];
+    /// [`Error::Signature`]; [`Error::NotPinned`] in strict mode; [`Error::NotCached`] offline;
+    /// [`Error::Unpack`] for a bad archive; [`Error::CacheNotPrivate`] and [`Error::Io`] for the cache.
     pub fn fetch(&self) -> Result<Rootfs, Error> {
-        let spec: VersionSpec = self.version.parse()?;
-        let arch = match self.arch.or_else(Arch::host) {
-            Some(a) => a,
-            None => {
-                return Err(Error::UnknownArch {
-                    name: std::env::consts::ARCH.to_owned(),
-                    known: "x86_64, x86, aarch64, armv7, armhf, ppc64le, s390x, riscv64, loongarch64",
-                });
-            }
-        };
-        let pin = self.sha256.as_deref().map(|d| check_digest(d, "the .sha256() pin")).transpose()?;
-        let offline = self.offline.unwrap_or_else(|| env_flag("SANDBOX_OFFLINE"));
-        let require_pin = self.require_pin.unwrap_or_else(|| env_flag("SANDBOX_REQUIRE_PIN"));
-        let cache_dir = self.resolved_cache_dir()?;
-        let cache = Cache::open(&cache_dir)?;
+        let req = self.request()?;
+        let cache = Cache::open(&req.cache_dir)?;
         cache.sweep()?;
-        let owner = TreeOwner::current();
-
-        // A known digest for an exact release: a warm cache needs no network at all.
-        let known = match (&spec, &pin) {
-            (_, Some(d)) => Some((d.clone(), crate::Trust::Pinned)),
-            (VersionSpec::Exact(r), None) => official_sha256(r, arch).map(|d| (d.to_owned(), crate::Trust::BuiltIn)),
-            _ => None,
-        };
-        if let (VersionSpec::Exact(r), Some((digest, trust))) = (&spec, &known)
-            && let Some(rootfs) = self.cached_rootfs(&cache, owner, digest, *trust, r, arch)?
-        {
+        if let Some(rootfs) = self.cached(&cache, &req)? {
             return Ok(rootfs);
         }
-        // Offline, or an exact release whose digest only an earlier fetch (the index) knows.
-        if offline || matches!(spec, VersionSpec::Exact(_)) && known.is_none() {
-            if let Some(rootfs) = self.indexed_rootfs(&cache, owner, &spec, arch, pin.as_deref(), require_pin)? {
-                return Ok(rootfs);
-            }
-            if offline {
-                return Err(Error::NotCached { spec: spec.to_string(), arch, cache: cache_dir });
-            }
+        if req.offline {
+            return Err(Error::NotCached { spec: req.spec.to_string(), arch: req.arch, cache: req.cache_dir });
         }
-
-        let http = Http::new(self.network)?;
-        let mirror = self.resolved_mirror();
-        let (release, url, digest, trust) = resolve(&http, &mirror, &spec, arch, known)?;
-        if require_pin && !trust.is_pinned() {
-            return Err(Error::NotPinned { url, version: release.to_string(), arch });
+        // One process at a time talks to a mirror: the others then find its work in the cache, or
+        // the failure it recorded.
+        let _mirror = cache.lock_named(&format!("mirror-{}", mirror_key(&req.mirror)))?;
+        if let Some(rootfs) = self.cached(&cache, &req)? {
+            return Ok(rootfs);
         }
-        let _lock = cache.lock(&digest)?;
-        let path = match cache.tree(&digest, owner) {
-            Some(tree) => tree,
-            None => {
-                if !cache.blob_path(&digest).is_file() {
-                    self.download(&http, &cache, &url, &digest, trust)?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let ttl = self.network.failure_ttl.as_secs();
+        if let Some(f) = cache.failure(&req.mirror)
+            && now.saturating_sub(f.at_unix) < ttl
+        {
+            let age_secs = now.saturating_sub(f.at_unix);
+            return Err(Error::MirrorUnreachable {
+                mirror: f.mirror,
+                url: f.url,
+                cause: f.cause,
+                age_secs,
+                left_secs: ttl - age_secs,
+            });
+        }
+        let result = self.downloaded(&cache, &req);
+        match &result {
+            Err(e @ Error::Network { url, .. }) if ttl > 0 => {
+                let cause = std::iter::successors(std::error::Error::source(e), |s| s.source())
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                let record = FailureRecord { mirror: req.mirror.clone(), url: url.clone(), cause, at_unix: now };
+                if let Err(w) = cache.put_failure(&record) {
+                    tracing::warn!(error = %w, "could not record the mirror failure");
                 }
-                if let Some(p) = &self.progress {
-                    p(Progress::Unpacking);
-                }
-                cache.unpack_blob(&digest, owner, &self.limits)?
             }
-        };
-        cache.index_put(&IndexEntry { version: release.to_string(), arch, sha256: digest.clone(), url, trust })?;
-        Ok(Rootfs::cached(path, digest, release.to_string(), arch))
+            Ok(_) if cache.failure(&req.mirror).is_some() => cache.clear_failure(&req.mirror)?,
+            _ => {}
+        }
+        result
     }
 
-    /// The newest cached release the index lists for `spec`, if its digest agrees with the pin and its
-    /// trust satisfies strict mode.
-    fn indexed_rootfs(
-        &self,
-        cache: &Cache,
-        owner: TreeOwner,
-        spec: &VersionSpec,
-        arch: Arch,
-        pin: Option<&str>,
-        require_pin: bool,
-    ) -> Result<Option<Rootfs>, Error> {
-        let Some(entry) = cache.index_find(arch, spec) else { return Ok(None) };
-        let Ok(release) = entry.version.parse::<Release>() else { return Ok(None) };
-        if pin.is_some_and(|p| p != entry.sha256) || (require_pin && !entry.trust.is_pinned()) {
+    /// The request with defaults and environment applied.
+    fn request(&self) -> Result<Request, Error> {
+        let spec: VersionSpec = self.version.parse()?;
+        let arch = self.arch.or_else(Arch::host).ok_or_else(|| Error::UnknownArch {
+            name: std::env::consts::ARCH.to_owned(),
+            known: "x86_64, x86, aarch64, armv7, armhf, ppc64le, s390x, riscv64, loongarch64",
+        })?;
+        let pin = self.sha256.as_deref().map(|d| check_digest(d, "the .sha256() pin")).transpose()?;
+        let signature = self.signature.unwrap_or_else(|| {
+            if env_flag("SANDBOX_REQUIRE_SIGNATURE") { Signature::Required } else { Signature::IfPresent }
+        });
+        Ok(Request {
+            known: known_digest(&spec, pin.as_deref(), arch),
+            spec,
+            arch,
+            pin,
+            offline: self.offline.unwrap_or_else(|| env_flag("SANDBOX_OFFLINE")),
+            require_pin: self.require_pin.unwrap_or_else(|| env_flag("SANDBOX_REQUIRE_PIN")),
+            require_signature: signature == Signature::Required,
+            cache_dir: self.resolved_cache_dir()?,
+            mirror: self.resolved_mirror(),
+            owner: TreeOwner::current(),
+        })
+    }
+
+    /// What the cache alone can answer: a known digest's tree (or blob), or what the index recorded
+    /// for this mirror. A warm exact release costs no network request.
+    fn cached(&self, cache: &Cache, req: &Request) -> Result<Option<Rootfs>, Error> {
+        if let (VersionSpec::Exact(r), Some((digest, trust))) = (&req.spec, &req.known) {
+            let signed_by = cache
+                .index_get(&req.mirror, req.arch, &r.to_string())
+                .filter(|e| &e.sha256 == digest)
+                .and_then(|e| e.verification.signed_by);
+            if req.require_signature && signed_by.is_none() {
+                return Ok(None);
+            }
+            let verification = Verification { digest: *trust, signed_by };
+            return self.cached_rootfs(cache, req, digest, verification, r);
+        }
+        if !req.offline && !matches!(req.spec, VersionSpec::Exact(_)) {
             return Ok(None);
         }
-        self.cached_rootfs(cache, owner, &entry.sha256, entry.trust, &release, arch)
+        let Some(entry) = cache.index_find(&req.mirror, req.arch, &req.spec) else { return Ok(None) };
+        if !index_entry_usable(&entry, req.pin.as_deref(), req.require_pin, req.require_signature) {
+            return Ok(None);
+        }
+        let Ok(release) = entry.version.parse::<Release>() else { return Ok(None) };
+        self.cached_rootfs(cache, req, &entry.sha256, entry.verification, &release)
     }
 
     /// The cached tree for `digest`, unpacking the cached blob if only that is there.
     fn cached_rootfs(
         &self,
         cache: &Cache,
-        owner: TreeOwner,
+        req: &Request,
         digest: &str,
-        trust: crate::Trust,
+        verification: Verification,
         release: &Release,
-        arch: Arch,
     ) -> Result<Option<Rootfs>, Error> {
-        let found = |path| Some(Rootfs::cached(path, digest.to_owned(), release.to_string(), arch));
-        if let Some(tree) = cache.tree(digest, owner) {
-            return Ok(found(tree));
-        }
-        if !cache.blob_path(digest).is_file() {
-            return Ok(None);
-        }
-        let _lock = cache.lock(digest)?;
-        let tree = match cache.tree(digest, owner) {
+        let tree = match cache.tree(digest, req.owner)? {
             Some(tree) => tree,
-            None => cache.unpack_blob(digest, owner, &self.limits)?,
+            None if cache.has_blob(digest)? => {
+                let lock = cache.lock(digest)?;
+                let tree =
+                    cache.ensure_tree(digest, req.owner, &self.limits, &lock, &|| self.report(Progress::Unpacking))?;
+                let url = mirror::tarball_url(&req.mirror, release, req.arch);
+                self.record(cache, req, release, digest, url, &verification)?;
+                tree
+            }
+            None => return Ok(None),
         };
-        let url = mirror::tarball_url(&self.resolved_mirror(), release, arch);
-        cache.index_put(&IndexEntry { version: release.to_string(), arch, sha256: digest.to_owned(), url, trust })?;
-        Ok(found(tree))
+        Ok(Some(Rootfs::cached(tree, digest.to_owned(), release.to_string(), req.arch, verification)))
     }
 
-    fn download(&self, http: &Http, cache: &Cache, url: &str, digest: &str, trust: crate::Trust) -> Result<(), Error> {
-        let (mut file, staged) = cache.blob_staging(digest)?;
-        let result = http.get_into(url, &mut file, self.progress.as_deref());
-        drop(file);
-        let outcome = match result {
-            Ok((actual, _)) if actual == digest => cache.commit_blob(&staged, digest).map(|_| ()),
-            Ok((actual, _)) => {
-                Err(Error::ChecksumMismatch { url: url.to_owned(), expected: digest.to_owned(), trust, actual })
-            }
-            Err(e) => Err(e),
-        };
-        if outcome.is_err() {
-            // Nothing of a failed download stays in the cache.
-            crate::cache::remove_tree(&staged)?;
+    /// Resolves against the mirror, downloads what the cache lacks, checks the signature, unpacks.
+    fn downloaded(&self, cache: &Cache, req: &Request) -> Result<Rootfs, Error> {
+        let http = Http::new(self.network)?;
+        let Resolved { release, url, digest, trust, sha512 } =
+            resolve(&http, &req.mirror, &req.spec, req.arch, req.known.clone())?;
+        if req.require_pin && !trust.is_pinned() {
+            return Err(Error::NotPinned { url, version: release.to_string(), arch: req.arch });
         }
-        outcome
+        let signature = http.get_text(&format!("{url}.asc"), "a .asc signature")?;
+        if signature.is_none() && req.require_signature {
+            return Err(Error::Signature { url, problem: crate::SignatureProblem::Missing });
+        }
+        let lock = cache.lock(&digest)?;
+        if !cache.has_blob(&digest)? {
+            self.download(&http, cache, &lock, &url, &digest, trust)?;
+        }
+        if let Some(expected) = sha512 {
+            let blob = cache.open_blob(&digest)?;
+            let actual = crate::hash::sha512_of(blob).map_err(crate::error::io("read", &url))?;
+            if actual != expected {
+                cache.drop_blob(&digest, &lock)?;
+                return Err(Error::ChecksumMismatch { url, expected: expected.to_owned(), trust, actual });
+            }
+        }
+        let signed_by = match signature {
+            Some(sig) => Some(self.check_signature(cache, &lock, &sig, &url, &digest)?),
+            None => None,
+        };
+        let tree = cache.ensure_tree(&digest, req.owner, &self.limits, &lock, &|| self.report(Progress::Unpacking))?;
+        let verification = Verification { digest: trust, signed_by };
+        self.record(cache, req, &release, &digest, url, &verification)?;
+        Ok(Rootfs::cached(tree, digest, release.to_string(), req.arch, verification))
+    }
+
+    fn record(
+        &self,
+        cache: &Cache,
+        req: &Request,
+        release: &Release,
+        digest: &str,
+        url: String,
+        verification: &Verification,
+    ) -> Result<(), Error> {
+        cache.index_put(&IndexEntry {
+            version: release.to_string(),
+            arch: req.arch,
+            sha256: digest.to_owned(),
+            url,
+            mirror: req.mirror.clone(),
+            verification: verification.clone(),
+        })
+    }
+
+    /// Verifies `signature` over the cached blob; a refused release leaves no blob behind.
+    fn check_signature(
+        &self,
+        cache: &Cache,
+        lock: &DigestLock,
+        signature: &str,
+        url: &str,
+        digest: &str,
+    ) -> Result<String, Error> {
+        let refuse = |problem| Error::Signature { url: url.to_owned(), problem };
+        let keys = crate::signature::trusted_keys(&self.test_keys).map_err(refuse)?;
+        let open = || cache.open_blob(digest).ok().map(|f| Box::new(std::io::BufReader::new(f)) as Box<dyn Read>);
+        crate::signature::verify(signature, &open, &keys).or_else(|problem| {
+            cache.drop_blob(digest, lock)?;
+            Err(refuse(problem))
+        })
+    }
+
+    fn download(
+        &self,
+        http: &Http,
+        cache: &Cache,
+        lock: &DigestLock,
+        url: &str,
+        digest: &str,
+        trust: Trust,
+    ) -> Result<(), Error> {
+        cache.put_blob(
+            digest,
+            lock,
+            |file| http.get_into(url, Kind::Tarball, file, self.progress.as_deref()).map(drop),
+            |actual| Error::ChecksumMismatch { url: url.to_owned(), expected: digest.to_owned(), trust, actual },
+        )
+    }
+
+    fn report(&self, p: Progress) {
+        if let Some(f) = &self.progress {
+            f(p);
+        }
     }
 }
 
-/// Turns a spec into a release, its URL, its expected digest and where that digest came from.
-fn resolve(
-    http: &Http,
-    mirror: &str,
-    spec: &VersionSpec,
+/// A request with every default applied.
+#[derive(Debug)]
+struct Request {
+    spec: VersionSpec,
     arch: Arch,
-    known: Option<(String, crate::Trust)>,
-) -> Result<(Release, String, String, crate::Trust), Error> {
-    let (release, url, yaml_digest) = match spec {
-        VersionSpec::Exact(r) => (*r, mirror::tarball_url(mirror, r, arch), None),
-        _ => {
-            let yaml_url = mirror::yaml_url(mirror, spec, arch);
-            let text = http.get_text(&yaml_url)?.ok_or_else(|| Error::Resolve {
-                spec: spec.to_string(),
-                url: yaml_url.clone(),
-                reason: "the mirror has no such file (HTTP 404): check the version, the arch and the mirror URL"
-                    .to_owned(),
-            })?;
-            let entry = mirror::parse_latest_releases(&text, spec, arch, &yaml_url)?;
-            let url = format!(
-                "{}/{}",
-                mirror::tarball_url(mirror, &entry.release, arch).rsplit_once('/').map_or("", |(dir, _)| dir),
-                entry.file
-            );
-            let digest = entry.sha256.map(|d| check_digest(&d, &yaml_url)).transpose()?;
-            (entry.release, url, digest)
-        }
-    };
-    if let Some((digest, trust)) =
-        known.or_else(|| official_sha256(&release, arch).map(|d| (d.to_owned(), crate::Trust::BuiltIn)))
-    {
-        return Ok((release, url, digest, trust));
-    }
-    if let Some(digest) = yaml_digest {
-        return Ok((release, url, digest, crate::Trust::MirrorYaml));
-    }
-    let sidecar_url = format!("{url}.sha256");
-    match http.get_text(&sidecar_url)? {
-        Some(text) => {
-            let digest = mirror::parse_sidecar(&text, &sidecar_url)?;
-            Ok((release, url, digest, crate::Trust::MirrorSidecar))
-        }
-        // No sidecar: most often the release itself does not exist, which deserves the plainer error.
-        None if !http.exists(&url)? => Err(Error::HttpStatus {
-            url,
-            status: 404,
-            hint: " (no such file on the mirror: check the version, the arch and the mirror URL)",
-        }),
-        None => Err(Error::Resolve {
-            spec: spec.to_string(),
-            url: sidecar_url,
-            reason: "the mirror publishes no checksum for this tarball and it is not pinned: pass .sha256() / --sha256"
-                .to_owned(),
-        }),
-    }
+    pin: Option<String>,
+    known: Option<(String, Trust)>,
+    offline: bool,
+    require_pin: bool,
+    require_signature: bool,
+    cache_dir: PathBuf,
+    mirror: String,
+    owner: TreeOwner,
 }
 
 /// `$SANDBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/sandbox`, else `$HOME/.cache/sandbox`.

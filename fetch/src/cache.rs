@@ -1,26 +1,37 @@
-//! The on-disk cache, shared by every process of every user that points at the same directory.
+//! The on-disk cache: private to the user that owns it, reached only through descriptors.
 //!
 //! ```text
-//! <cache_dir>/v1/
+//! <cache_dir>/v1/                  0700: nothing below is reachable by other users
 //!   blobs/<sha256>.tar.gz          verified tarballs, content-addressed
 //!   trees/<sha256>.<owner>/        unpacked trees; <owner> is `root` (archive ownership kept) or
 //!                                  `uid<N>` (all files owned by uid N), so root and rootless never collide
-//!   index/<arch>/<X.Y.Z>.json      version + arch -> sha256, for offline look-ups by version
-//!   locks/<sha256>.lock            flock(2) per digest: one writer per digest across processes
+//!   index/<mirror>.<arch>.<X.Y.Z>.json   version + arch -> sha256, per mirror, for offline look-ups
+//!   records/local-<key>.json       the digest of a local tarball, keyed by path, size, mtime, inode, ctime
+//!   records/unreachable-<mirror>.json   a recent failure to reach a mirror
+//!   locks/<name>.lock              flock(2) per digest (and per mirror): one writer at a time
 //!   tmp/<sha256>.*                 work in progress of the holder of that digest's lock
 //! ```
 //!
-//! Everything enters through `tmp/` and a `rename(2)`, so a reader sees a complete entry or none. Work
-//! under `tmp/` belongs to whoever holds the digest's lock: once a process holds it, anything left there
-//! for that digest is from a process that died, and is removed.
+//! `Cache::open` refuses a cache directory, or any of these folders, that is not owned by the caller
+//! or is writable by group or others, and opens every folder with `O_NOFOLLOW`; files are then opened
+//! with `openat(2)` under those descriptors, again without following symlinks. Everything enters
+//! through `tmp/` and a `rename(2)`, so a reader sees a complete entry or none. Work under `tmp/`
+//! belongs to whoever holds the digest's lock: once a process holds it, anything left there for that
+//! digest is from a process that died, and is removed.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use nix::sys::stat::SFlag;
+
+use crate::at;
 use crate::error::io;
-use crate::{Arch, Error};
+use crate::hash::Hashing;
+use crate::{Arch, Error, Verification};
 
 /// Whose files an unpacked tree holds; part of the tree's name in the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,39 +63,12 @@ impl TreeOwner {
         }
     }
 
-    /// The owner a tree of ours has, as this process sees uids.
-    fn seen_uid(self) -> u32 {
-        match self {
-            TreeOwner::Root => 0,
-            TreeOwner::Uid(_) => nix::unistd::geteuid().as_raw(),
-        }
-    }
-
     pub(crate) fn ownership(self) -> crate::Ownership {
         match self {
             TreeOwner::Root => crate::Ownership::FromArchive,
             TreeOwner::Uid(_) => crate::Ownership::Caller,
         }
     }
-}
-
-/// Copies `input` to `output` and returns the sha256 (hex) of what was copied.
-pub(crate) fn copy_hashing(mut input: impl Read, mut output: impl Write) -> io::Result<String> {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
-    }
-    output.flush()?;
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// `uid` (as seen in this user namespace) translated through a `uid_map` to the parent namespace.
@@ -97,101 +81,196 @@ fn outer_uid(map: &str, uid: u32) -> Option<u32> {
     })
 }
 
-/// What the index knows about a version.
+/// A short stable name for a mirror URL, for file names.
+pub(crate) fn mirror_key(mirror: &str) -> String {
+    let digest = crate::hash::sha256_of(mirror.trim_end_matches('/').as_bytes()).unwrap_or_default();
+    digest[..16].to_owned()
+}
+
+/// What the index knows about a version, from one mirror.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct IndexEntry {
     pub version: String,
     pub arch: Arch,
     pub sha256: String,
     pub url: String,
-    pub trust: crate::Trust,
+    pub mirror: String,
+    pub verification: Verification,
+}
+
+/// The digest a local tarball had when its file had this identity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct LocalRecord {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    sha256: String,
+}
+
+/// A failure to reach a mirror, for the processes that come right after.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct FailureRecord {
+    pub mirror: String,
+    pub url: String,
+    pub cause: String,
+    pub at_unix: u64,
 }
 
 #[derive(Debug)]
 pub(crate) struct Cache {
     root: PathBuf,
+    blobs: OwnedFd,
+    trees: OwnedFd,
+    index: OwnedFd,
+    records: OwnedFd,
+    locks: OwnedFd,
+    tmp: OwnedFd,
+    uid: u32,
 }
 
-/// An exclusive hold on one digest; released on drop (and by the kernel if the process dies).
+/// An exclusive hold on one digest (or mirror); released on drop (and by the kernel if the process dies).
 #[derive(Debug)]
 pub(crate) struct DigestLock {
     _file: File,
 }
 
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
 impl Cache {
+    /// Opens (creating what is missing) the cache under `dir`, refusing folders that are not the caller's.
     pub(crate) fn open(dir: &Path) -> Result<Cache, Error> {
+        let uid = nix::unistd::geteuid().as_raw();
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io("create cache directory", parent))?;
+        }
+        match fs::DirBuilder::new().mode_private().create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("create cache directory", dir)(e)),
+        }
+        // The cache directory itself may be reached through a symlink the user made; what it resolves
+        // to must be theirs. Below it, nothing is followed.
+        let top: OwnedFd = File::open(dir).map_err(io("open cache directory", dir))?.into();
+        check_private(&top, dir, uid)?;
         let root = dir.join("v1");
-        for sub in ["blobs", "trees", "index", "locks", "tmp"] {
-            let p = root.join(sub);
-            fs::create_dir_all(&p).map_err(io("create cache directory", &p))?;
+        let v1 = at::ensure_dir(&top, os("v1"), 0o700).map_err(io("open cache directory", &root))?;
+        let mode = check_private(&v1, &root, uid)?;
+        // Private: trees keep setuid files and world-writable folders that no other user may reach.
+        // (Only when needed: a cache on a read-only mount stays usable.)
+        if mode & 0o077 != 0 {
+            nix::sys::stat::fchmod(&v1, nix::sys::stat::Mode::S_IRWXU).map_err(|e| io("chmod", &root)(e.into()))?;
         }
-        Ok(Cache { root })
+        let sub = |name: &str| -> Result<OwnedFd, Error> {
+            let path = root.join(name);
+            let fd = at::ensure_dir(&v1, os(name), 0o700).map_err(io("open cache directory", &path))?;
+            check_private(&fd, &path, uid)?;
+            Ok(fd)
+        };
+        Ok(Cache {
+            blobs: sub("blobs")?,
+            trees: sub("trees")?,
+            index: sub("index")?,
+            records: sub("records")?,
+            locks: sub("locks")?,
+            tmp: sub("tmp")?,
+            root,
+            uid,
+        })
     }
 
-    pub(crate) fn blob_path(&self, digest: &str) -> PathBuf {
-        self.root.join("blobs").join(format!("{digest}.tar.gz"))
+    fn blob_name(digest: &str) -> OsString {
+        format!("{digest}.tar.gz").into()
     }
 
-    fn tree_path(&self, digest: &str, owner: TreeOwner) -> PathBuf {
-        self.root.join("trees").join(format!("{digest}.{}", owner.suffix()))
+    fn tree_name(digest: &str, owner: TreeOwner) -> OsString {
+        format!("{digest}.{}", owner.suffix()).into()
     }
 
-    fn tmp_path(&self, digest: &str, what: &str) -> PathBuf {
-        self.root.join("tmp").join(format!("{digest}.{what}.{}", std::process::id()))
+    fn tmp_name(digest: &str, what: &str) -> OsString {
+        format!("{digest}.{what}.{}", unique_suffix()).into()
     }
 
-    /// The unpacked tree of `digest` for `owner`, if the cache holds a complete one that `owner` made.
-    pub(crate) fn tree(&self, digest: &str, owner: TreeOwner) -> Option<PathBuf> {
-        let path = self.tree_path(digest, owner);
-        // A tree that someone else made under our name is not ours to trust.
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() && m.uid() == owner.seen_uid() => Some(path),
-            _ => None,
-        }
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root.join("blobs").join(Self::blob_name(digest))
+    }
+
+    /// Whether `blobs/` holds a regular file (ours) for `digest`.
+    pub(crate) fn has_blob(&self, digest: &str) -> Result<bool, Error> {
+        let st = at::stat(&self.blobs, &Self::blob_name(digest)).map_err(io("inspect", self.blob_path(digest)))?;
+        Ok(st.is_some_and(|st| at::is(&st, SFlag::S_IFREG) && st.st_uid == self.uid))
+    }
+
+    /// The cached blob of `digest`, opened without following symlinks.
+    pub(crate) fn open_blob(&self, digest: &str) -> Result<File, Error> {
+        at::open_read(&self.blobs, &Self::blob_name(digest)).map_err(io("open", self.blob_path(digest)))
+    }
+
+    /// The unpacked tree of `digest` for `owner`, if the cache holds a complete one that we made.
+    pub(crate) fn tree(&self, digest: &str, owner: TreeOwner) -> Result<Option<PathBuf>, Error> {
+        let name = Self::tree_name(digest, owner);
+        let path = self.root.join("trees").join(&name);
+        let st = at::stat(&self.trees, &name).map_err(io("inspect", &path))?;
+        Ok(st.filter(|st| at::is(st, SFlag::S_IFDIR) && st.st_uid == self.uid).map(|_| path))
     }
 
     /// Blocks until this process is the only one working on `digest`, then clears what a dead holder
     /// of the lock left in `tmp/`.
     pub(crate) fn lock(&self, digest: &str) -> Result<DigestLock, Error> {
-        let (file, path) = self.lock_file(digest)?;
-        file.lock().map_err(io("lock", &path))?;
+        let lock = self.lock_named(digest)?;
         self.clear_tmp(digest)?;
+        Ok(lock)
+    }
+
+    /// An exclusive lock on `name` (a digest, or `mirror-<key>`). Lock files are never removed:
+    /// removing one would let two processes lock two different files for the same name.
+    pub(crate) fn lock_named(&self, name: &str) -> Result<DigestLock, Error> {
+        let (file, path) = self.lock_file(name)?;
+        file.lock().map_err(io("lock", &path))?;
         Ok(DigestLock { _file: file })
     }
 
-    /// The lock file of `digest`, opened (and created) but not locked. Lock files are never removed:
-    /// removing one would let two processes lock two different files for the same digest.
-    fn lock_file(&self, digest: &str) -> Result<(File, PathBuf), Error> {
-        let path = self.root.join("locks").join(format!("{digest}.lock"));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io("open lock file", &path))?;
+    fn lock_file(&self, name: &str) -> Result<(File, PathBuf), Error> {
+        let file_name = OsString::from(format!("{name}.lock"));
+        let path = self.root.join("locks").join(&file_name);
+        let file = at::open_or_create(&self.locks, &file_name, 0o600).map_err(io("open lock file", &path))?;
         Ok((file, path))
     }
 
     fn clear_tmp(&self, digest: &str) -> Result<(), Error> {
         let tmp = self.root.join("tmp");
-        let entries = fs::read_dir(&tmp).map_err(io("list", &tmp))?;
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(digest) {
-                tracing::info!(path = %entry.path().display(), "removing a partial cache entry left by a killed process");
-                remove_tree(&entry.path())?;
+        for name in at::list(&self.tmp).map_err(io("list", &tmp))? {
+            if name.to_string_lossy().starts_with(digest) {
+                tracing::info!(path = %tmp.join(&name).display(), "removing a partial cache entry left by a killed process");
+                at::remove_all(&self.tmp, &name).map_err(io("remove", tmp.join(&name)))?;
             }
         }
         Ok(())
     }
 
-    /// Removes partial entries of killed processes for every digest nobody is working on now.
+    /// Removes partial entries of killed processes for every digest nobody is working on now, and
+    /// the half-written index entries and records (`.<name>.<pid>-<n>`) of processes that are gone.
     pub(crate) fn sweep(&self) -> Result<(), Error> {
+        for (dir, dir_name) in [(&self.index, "index"), (&self.records, "records")] {
+            for name in at::list(dir).map_err(io("list", self.root.join(dir_name)))? {
+                let text = name.to_string_lossy();
+                let pid = text.rsplit('.').next().and_then(|t| t.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+                if text.starts_with('.') && pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                    at::remove_all(dir, &name).map_err(io("remove", self.root.join(dir_name).join(&name)))?;
+                }
+            }
+        }
         let tmp = self.root.join("tmp");
-        let entries = fs::read_dir(&tmp).map_err(io("list", &tmp))?;
-        let mut digests: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.get(..64)).map(str::to_owned))
+        let mut digests: Vec<String> = at::list(&self.tmp)
+            .map_err(io("list", &tmp))?
+            .iter()
+            .filter_map(|n| n.to_str().and_then(|n| n.get(..64)).map(str::to_owned))
             .collect();
+        digests.sort();
         digests.dedup();
         for digest in digests {
             let Ok((file, _)) = self.lock_file(&digest) else { continue };
@@ -202,119 +281,230 @@ impl Cache {
         Ok(())
     }
 
-    /// A file under `tmp/` to download `digest` into, and the path it is renamed to once verified.
-    pub(crate) fn blob_staging(&self, digest: &str) -> Result<(File, PathBuf), Error> {
-        let path = self.tmp_path(digest, "download");
-        let file = File::options().read(true).write(true).create_new(true).open(&path).map_err(io("create", &path))?;
-        Ok((file, path))
-    }
-
-    /// Moves a verified tarball from `tmp/` into `blobs/`.
-    pub(crate) fn commit_blob(&self, staged: &Path, digest: &str) -> Result<PathBuf, Error> {
-        let dest = self.blob_path(digest);
-        fs::set_permissions(staged, fs::Permissions::from_mode(0o444)).map_err(io("chmod", staged))?;
-        fs::rename(staged, &dest).map_err(io("rename into the cache", &dest))?;
-        Ok(dest)
-    }
-
-    /// Copies a local tarball into `blobs/` under `digest`, checking on the way that it still hashes
-    /// to `digest`.
-    pub(crate) fn import_blob(&self, source: &Path, digest: &str) -> Result<PathBuf, Error> {
-        let staged = self.tmp_path(digest, "import");
-        let input = File::open(source).map_err(io("open", source))?;
-        let out = File::create_new(&staged).map_err(io("create", &staged))?;
-        let actual = copy_hashing(input, out).map_err(io("copy into the cache", &staged))?;
-        if actual != digest {
-            remove_tree(&staged)?;
-            return Err(Error::ChecksumMismatch {
-                url: source.display().to_string(),
-                expected: digest.to_owned(),
-                trust: crate::Trust::LocalFile,
-                actual,
-            });
+    /// Stages a blob for `digest` in `tmp/`: `fill` writes it, then it must hash to `digest` (else
+    /// [`Error::ChecksumMismatch`] built by `mismatch`) before it moves into `blobs/`. Nothing of a
+    /// failed attempt stays. Call with the digest's lock held.
+    pub(crate) fn put_blob(
+        &self,
+        digest: &str,
+        _lock: &DigestLock,
+        fill: impl FnOnce(&mut File) -> Result<(), Error>,
+        mismatch: impl FnOnce(String) -> Error,
+    ) -> Result<(), Error> {
+        let name = Self::tmp_name(digest, "blob");
+        let staged = self.root.join("tmp").join(&name);
+        let mut file = at::create(&self.tmp, &name, 0o600).map_err(io("create", &staged))?;
+        let result = fill(&mut file).and_then(|()| {
+            file.rewind().map_err(io("rewind", &staged))?;
+            let actual = crate::hash::sha256_of(&mut file).map_err(io("read", &staged))?;
+            if actual != digest {
+                return Err(mismatch(actual));
+            }
+            file.set_permissions(fs::Permissions::from_mode(0o444)).map_err(io("chmod", &staged))?;
+            at::rename(&self.tmp, &name, &self.blobs, &Self::blob_name(digest))
+                .map_err(io("rename into the cache", self.blob_path(digest)))
+        });
+        if result.is_err() {
+            at::remove_all(&self.tmp, &name).map_err(io("remove", &staged))?;
         }
-        self.commit_blob(&staged, digest)
+        result
     }
 
-    /// Unpacks the cached blob of `digest` into a tree for `owner`. Call with the digest's lock held.
-    pub(crate) fn unpack_blob(
+    /// Removes the blob of `digest` (a release refused after download). Call with its lock held.
+    pub(crate) fn drop_blob(&self, digest: &str, _lock: &DigestLock) -> Result<(), Error> {
+        at::remove_all(&self.blobs, &Self::blob_name(digest)).map_err(io("remove", self.blob_path(digest)))
+    }
+
+    /// The one way a tree enters the cache: the tree of `digest` for `owner`, unpacked from the cached
+    /// blob if it is not there yet. The blob is hashed again as it is unpacked, so a blob that does
+    /// not match its name never becomes a tree. Call with the digest's lock held.
+    pub(crate) fn ensure_tree(
         &self,
         digest: &str,
         owner: TreeOwner,
         limits: &crate::UnpackLimits,
+        _lock: &DigestLock,
+        before_unpack: &dyn Fn(),
     ) -> Result<PathBuf, Error> {
+        if let Some(tree) = self.tree(digest, owner)? {
+            return Ok(tree);
+        }
+        before_unpack();
         let blob = self.blob_path(digest);
-        let staged = self.tmp_path(digest, &format!("tree-{}", owner.suffix()));
-        fs::create_dir(&staged).map_err(io("create directory", &staged))?;
-        let result = File::open(&blob).map_err(io("open", &blob)).and_then(|f| {
-            crate::unpack(io::BufReader::new(f), &staged, limits, owner.ownership())
-                .map_err(|source| Error::Unpack { archive: blob.clone(), source })
+        let name = Self::tmp_name(digest, &format!("tree-{}", owner.suffix()));
+        let staged = self.root.join("tmp").join(&name);
+        let dir = at::create_dir_fd(&self.tmp, &name).map_err(io("create directory", &staged))?;
+        let result = self.open_blob(digest).and_then(|file| {
+            let mut reader = Hashing::<_, sha2::Sha256>::new(io::BufReader::new(file));
+            crate::unpack::unpack_into(&mut reader, &dir, limits, owner.ownership())
+                .map_err(|source| Error::Unpack { archive: blob.clone(), source })?;
+            io::copy(&mut reader, &mut io::sink()).map_err(io("read", &blob))?;
+            let actual = reader.finish();
+            if actual != digest {
+                return Err(Error::ChecksumMismatch {
+                    url: blob.display().to_string(),
+                    expected: digest.to_owned(),
+                    trust: crate::Trust::LocalFile,
+                    actual,
+                });
+            }
+            // The tree's root directory carries the archive's "./" mode (0755), whatever umask said;
+            // the cache's v1/ (0700) keeps it private.
+            nix::sys::stat::fchmod(&dir, nix::sys::stat::Mode::from_bits_truncate(0o755))
+                .map_err(|e| io("chmod", &staged)(e.into()))?;
+            at::rename(&self.tmp, &name, &self.trees, &Self::tree_name(digest, owner))
+                .map_err(io("rename into the cache", self.root.join("trees").join(Self::tree_name(digest, owner))))
         });
         if let Err(e) = result {
             // Neither the half tree nor a tarball that cannot be unpacked stays in the cache.
-            remove_tree(&staged)?;
-            remove_tree(&blob)?;
+            at::remove_all(&self.tmp, &name).map_err(io("remove", &staged))?;
+            at::remove_all(&self.blobs, &Self::blob_name(digest)).map_err(io("remove", &blob))?;
             return Err(e);
         }
-        // The tree's root directory carries the archive's "./" mode (0755), whatever umask said.
-        fs::set_permissions(&staged, fs::Permissions::from_mode(0o755)).map_err(io("chmod", &staged))?;
-        let dest = self.tree_path(digest, owner);
-        fs::rename(&staged, &dest).map_err(io("rename into the cache", &dest))?;
-        Ok(dest)
+        Ok(self.root.join("trees").join(Self::tree_name(digest, owner)))
     }
 
-    fn index_path(&self, arch: Arch, version: &str) -> PathBuf {
-        self.root.join("index").join(arch.as_str()).join(format!("{version}.json"))
+    fn index_name(mirror: &str, arch: Arch, version: &str) -> OsString {
+        format!("{}.{}.{version}.json", mirror_key(mirror), arch.as_str()).into()
     }
 
-    /// Records that `entry.version` for `entry.arch` is `entry.sha256`. Call with that digest's lock held.
+    /// Records that `entry.version` for `entry.arch` on `entry.mirror` is `entry.sha256`.
     pub(crate) fn index_put(&self, entry: &IndexEntry) -> Result<(), Error> {
-        let dest = self.index_path(entry.arch, &entry.version);
-        if let Some(dir) = dest.parent() {
-            fs::create_dir_all(dir).map_err(io("create cache directory", dir))?;
-        }
-        let staged = self.tmp_path(&entry.sha256, "index");
-        let text = serde_json::to_vec_pretty(entry).map_err(|e| io("encode", &dest)(io::Error::other(e)))?;
-        fs::write(&staged, text).map_err(io("write", &staged))?;
-        fs::rename(&staged, &dest).map_err(io("rename into the cache", &dest))
+        let name = Self::index_name(&entry.mirror, entry.arch, &entry.version);
+        let text =
+            serde_json::to_vec_pretty(entry).map_err(|e| io("encode", self.root.join("index"))(io::Error::other(e)))?;
+        self.write_atomically(&self.index, "index", &name, &text)
     }
 
-    /// The newest indexed release for `arch` that satisfies `spec`.
-    pub(crate) fn index_find(&self, arch: Arch, spec: &crate::VersionSpec) -> Option<IndexEntry> {
-        let dir = self.root.join("index").join(arch.as_str());
-        fs::read_dir(dir)
+    /// The newest indexed release from `mirror` for `arch` that satisfies `spec`.
+    pub(crate) fn index_find(&self, mirror: &str, arch: Arch, spec: &crate::VersionSpec) -> Option<IndexEntry> {
+        let prefix = format!("{}.{}.", mirror_key(mirror), arch.as_str());
+        at::list(&self.index)
             .ok()?
-            .flatten()
-            .filter_map(|e| {
-                let text = fs::read(e.path()).ok()?;
-                let entry: IndexEntry = serde_json::from_slice(&text).ok()?;
+            .into_iter()
+            .filter(|n| n.to_string_lossy().starts_with(&prefix))
+            .filter_map(|n| {
+                let entry: IndexEntry = serde_json::from_slice(&read_small(&self.index, &n)?).ok()?;
                 let release: crate::Release = entry.version.parse().ok()?;
-                (spec.matches(&release) && entry.arch == arch).then_some((release, entry))
+                (spec.matches(&release)
+                    && entry.arch == arch
+                    && entry.mirror.trim_end_matches('/') == mirror.trim_end_matches('/'))
+                .then_some((release, entry))
             })
             .max_by_key(|(release, _)| *release)
             .map(|(_, entry)| entry)
     }
+
+    /// The entry for exactly `version` from `mirror`, if any.
+    pub(crate) fn index_get(&self, mirror: &str, arch: Arch, version: &str) -> Option<IndexEntry> {
+        let entry: IndexEntry =
+            serde_json::from_slice(&read_small(&self.index, &Self::index_name(mirror, arch, version))?).ok()?;
+        (entry.arch == arch && entry.version == version).then_some(entry)
+    }
+
+    fn local_name(path: &Path) -> OsString {
+        use std::os::unix::ffi::OsStrExt;
+        let digest = crate::hash::sha256_of(path.as_os_str().as_bytes()).unwrap_or_default();
+        format!("local-{}.json", &digest[..32]).into()
+    }
+
+    /// The digest recorded for the local file `path` whose metadata is `meta`, if the file is unchanged.
+    pub(crate) fn local_digest(&self, path: &Path, meta: &fs::Metadata) -> Option<String> {
+        let record: LocalRecord = serde_json::from_slice(&read_small(&self.records, &Self::local_name(path))?).ok()?;
+        (record == local_record(path, meta, record.sha256.clone())).then_some(record.sha256)
+    }
+
+    /// Remembers that the local file `path`, with metadata `meta`, hashes to `digest`.
+    pub(crate) fn put_local_digest(&self, path: &Path, meta: &fs::Metadata, digest: &str) -> Result<(), Error> {
+        let record = local_record(path, meta, digest.to_owned());
+        let text =
+            serde_json::to_vec(&record).map_err(|e| io("encode", self.root.join("records"))(io::Error::other(e)))?;
+        self.write_atomically(&self.records, "records", &Self::local_name(path), &text)
+    }
+
+    fn failure_name(mirror: &str) -> OsString {
+        format!("unreachable-{}.json", mirror_key(mirror)).into()
+    }
+
+    /// A failure to reach `mirror` recorded by some process, if any.
+    pub(crate) fn failure(&self, mirror: &str) -> Option<FailureRecord> {
+        serde_json::from_slice(&read_small(&self.records, &Self::failure_name(mirror))?).ok()
+    }
+
+    pub(crate) fn put_failure(&self, record: &FailureRecord) -> Result<(), Error> {
+        let text =
+            serde_json::to_vec(record).map_err(|e| io("encode", self.root.join("records"))(io::Error::other(e)))?;
+        self.write_atomically(&self.records, "records", &Self::failure_name(&record.mirror), &text)
+    }
+
+    pub(crate) fn clear_failure(&self, mirror: &str) -> Result<(), Error> {
+        let name = Self::failure_name(mirror);
+        at::remove_all(&self.records, &name).map_err(io("remove", self.root.join("records").join(&name)))
+    }
+
+    /// Writes `bytes` to `dir/name` through a temporary file in the same folder and a rename.
+    fn write_atomically(&self, dir: &OwnedFd, dir_name: &str, name: &OsStr, bytes: &[u8]) -> Result<(), Error> {
+        let dest = self.root.join(dir_name).join(name);
+        let tmp_name = OsString::from(format!(".{}.{}", name.to_string_lossy(), unique_suffix()));
+        let mut file =
+            at::create(dir, &tmp_name, 0o600).map_err(io("create", self.root.join(dir_name).join(&tmp_name)))?;
+        let written = file.write_all(bytes).map_err(io("write", &dest));
+        drop(file);
+        let result =
+            written.and_then(|()| at::rename(dir, &tmp_name, dir, name).map_err(io("rename into the cache", &dest)));
+        if result.is_err() {
+            let _ = at::remove_all(dir, &tmp_name);
+        }
+        result
+    }
 }
 
-/// Removes `path` and everything below it without following symlinks, making read-only directories
-/// writable first (a rootless tree keeps the archive's 0555 directories).
-pub(crate) fn remove_tree(path: &Path) -> Result<(), Error> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io("inspect", path)(e)),
-    };
-    if !meta.is_dir() {
-        return fs::remove_file(path).map_err(io("remove", path));
+/// `<pid>-<n>`: unique among the processes and threads working in one cache at once (the test harness
+/// resolves the rootfs from several threads of one process).
+fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+fn local_record(path: &Path, meta: &fs::Metadata, sha256: String) -> LocalRecord {
+    use std::os::unix::fs::MetadataExt;
+    LocalRecord {
+        path: path.to_owned(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        sha256,
     }
-    if meta.permissions().mode() & 0o700 != 0o700 {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io("chmod", path))?;
+}
+
+/// A small file (a record, an index entry) under `dir`, read without following symlinks.
+fn read_small(dir: &OwnedFd, name: &OsStr) -> Option<Vec<u8>> {
+    let file = at::open_read(dir, name).ok()?;
+    let mut bytes = Vec::new();
+    file.take(1 << 20).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// The folder behind `fd` must be the caller's and not writable by group or others; returns its mode.
+fn check_private(fd: &impl AsFd, path: &Path, uid: u32) -> Result<u32, Error> {
+    let st = nix::sys::stat::fstat(fd).map_err(|e| io("inspect", path)(e.into()))?;
+    let mode = st.st_mode & 0o7777;
+    if st.st_uid != uid || mode & 0o022 != 0 {
+        return Err(Error::CacheNotPrivate { path: path.to_owned(), owner: st.st_uid, mode, uid });
     }
-    for entry in fs::read_dir(path).map_err(io("list", path))? {
-        let entry = entry.map_err(io("list", path))?;
-        remove_tree(&entry.path())?;
+    Ok(mode)
+}
+
+trait PrivateDir {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl PrivateDir for fs::DirBuilder {
+    fn mode_private(&mut self) -> &mut Self {
+        std::os::unix::fs::DirBuilderExt::mode(self, 0o700)
     }
-    fs::remove_dir(path).map_err(io("remove directory", path))
 }
 
 #[cfg(test)]

@@ -1,9 +1,7 @@
-//! HTTP GET with timeouts, retries and a streaming sha256.
+//! HTTP GET with timeouts, size caps, an overall deadline and retries.
 
 use std::io::{Read, Write};
-use std::time::Duration;
-
-use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
 
 use crate::Error;
 
@@ -19,17 +17,41 @@ pub struct NetworkPolicy {
     pub attempts: u32,
     /// Wait before the second attempt; doubled before each further one. Default: 250 ms.
     pub backoff: Duration,
+    /// The longest one URL may take, all attempts together, however steadily bytes arrive (a server
+    /// that drips a byte a second never stalls). Default: 10 min.
+    pub deadline: Duration,
+    /// The most bytes a tarball may have. Default: 256 MiB ($SANDBOX_MAX_TARBALL_BYTES overrides it);
+    /// an Alpine minirootfs has about 3.5 MiB.
+    pub max_tarball_bytes: u64,
+    /// The most bytes a `latest-releases.yaml`, `.sha256` or `.asc` may have. Default: 1 MiB.
+    pub max_text_bytes: u64,
+    /// How long a failure to reach the mirror is remembered, so that the other processes of a test run
+    /// fail at once with the same message instead of each retrying. Default: 60 s.
+    pub failure_ttl: Duration,
 }
 
 impl Default for NetworkPolicy {
     fn default() -> Self {
+        let max_tarball_bytes =
+            std::env::var("SANDBOX_MAX_TARBALL_BYTES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(256 << 20);
         NetworkPolicy {
             connect_timeout: Duration::from_secs(15),
             stall_timeout: Duration::from_secs(30),
             attempts: 4,
             backoff: Duration::from_millis(250),
+            deadline: Duration::from_secs(600),
+            max_tarball_bytes,
+            max_text_bytes: 1 << 20,
+            failure_ttl: Duration::from_secs(60),
         }
     }
+}
+
+/// What is being downloaded: sets the size cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Tarball,
+    Text(&'static str),
 }
 
 /// Progress of a download, as handed to the callback of [`crate::Alpine::progress`].
@@ -74,10 +96,10 @@ impl Http {
         Ok(Http { client, policy })
     }
 
-    /// The body of `url` as text, or `None` on 404.
-    pub(crate) fn get_text(&self, url: &str) -> Result<Option<String>, Error> {
+    /// The body of `url` (a small text file: `what`) as text, or `None` on 404.
+    pub(crate) fn get_text(&self, url: &str, what: &'static str) -> Result<Option<String>, Error> {
         let mut body = Vec::new();
-        match self.get_into(url, &mut body, None) {
+        match self.get_into(url, Kind::Text(what), &mut body, None) {
             Ok(_) => Ok(Some(String::from_utf8_lossy(&body).into_owned())),
             Err(Error::HttpStatus { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -107,27 +129,32 @@ impl Http {
         })
     }
 
-    /// Streams `url` into `out`, returning the sha256 and the length of what was written. Each retry
-    /// starts `out` over, so `out` must be truncatable: pass a fresh buffer or file.
+    /// Streams `url` into `out`, returning the length of what was written. Each retry starts `out`
+    /// over, so `out` must be truncatable: pass a fresh buffer or file.
     pub(crate) fn get_into<W: Write + Rewind>(
         &self,
         url: &str,
+        kind: Kind,
         out: &mut W,
         progress: Option<&ProgressFn>,
-    ) -> Result<(String, u64), Error> {
+    ) -> Result<u64, Error> {
         let mut wait = self.policy.backoff;
         let attempts = self.policy.attempts.max(1);
+        let deadline = Instant::now() + self.policy.deadline;
         for attempt in 1..=attempts {
             out.rewind_to_start().map_err(|e| Error::Network {
                 url: url.to_owned(),
                 attempts: attempt,
                 source: Box::new(e),
             })?;
-            match self.try_once(url, out, progress) {
+            match self.try_once(url, kind, deadline, out, progress) {
                 Ok(done) => return Ok(done),
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Transient(source)) if attempt == attempts => {
                     return Err(Error::Network { url: url.to_owned(), attempts, source });
+                }
+                Err(Failure::Transient(_)) if Instant::now() + wait > deadline => {
+                    return Err(Error::DownloadDeadline { url: url.to_owned(), deadline: self.policy.deadline });
                 }
                 Err(Failure::Transient(source)) => {
                     tracing::warn!(%url, attempt, error = %source, "download failed, retrying in {wait:?}");
@@ -142,9 +169,11 @@ impl Http {
     fn try_once<W: Write>(
         &self,
         url: &str,
+        kind: Kind,
+        deadline: Instant,
         out: &mut W,
         progress: Option<&ProgressFn>,
-    ) -> Result<(String, u64), Failure> {
+    ) -> Result<u64, Failure> {
         let mut resp = self.client.get(url).send().map_err(|e| Failure::Transient(Box::new(e.without_url())))?;
         let status = resp.status();
         if !status.is_success() {
@@ -159,7 +188,14 @@ impl Http {
             return Err(Failure::Final(Error::HttpStatus { url: url.to_owned(), status: status.as_u16(), hint }));
         }
         let total = resp.content_length();
-        let mut hasher = Sha256::new();
+        let (limit, what, knob) = match kind {
+            Kind::Tarball => (self.policy.max_tarball_bytes, "a tarball", "max_tarball_bytes"),
+            Kind::Text(what) => (self.policy.max_text_bytes, what, "max_text_bytes"),
+        };
+        let too_large = || Failure::Final(Error::DownloadTooLarge { url: url.to_owned(), limit, what, knob });
+        if total.is_some_and(|t| t > limit) {
+            return Err(too_large());
+        }
         let mut buf = vec![0u8; 64 * 1024];
         let mut done = 0u64;
         if let Some(p) = progress {
@@ -170,11 +206,26 @@ impl Http {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if Instant::now() >= deadline => {
+                    tracing::debug!(%url, error = %e, "read failed past the deadline");
+                    return Err(Failure::Final(Error::DownloadDeadline {
+                        url: url.to_owned(),
+                        deadline: self.policy.deadline,
+                    }));
+                }
                 Err(e) => return Err(Failure::Transient(Box::new(e))),
             };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| Failure::Final(write_error(url, e)))?;
             done += n as u64;
+            if done > limit {
+                return Err(too_large());
+            }
+            if Instant::now() >= deadline {
+                return Err(Failure::Final(Error::DownloadDeadline {
+                    url: url.to_owned(),
+                    deadline: self.policy.deadline,
+                }));
+            }
+            out.write_all(&buf[..n]).map_err(|e| Failure::Final(write_error(url, e)))?;
             if let Some(p) = progress {
                 p(Progress::Downloading { done, total });
             }
@@ -185,7 +236,7 @@ impl Http {
             return Err(Failure::Transient(format!("body truncated: got {done} of {expected} announced bytes").into()));
         }
         out.flush().map_err(|e| Failure::Final(write_error(url, e)))?;
-        Ok((hex::encode(hasher.finalize()), done))
+        Ok(done)
     }
 }
 

@@ -41,7 +41,7 @@ pub enum Error {
         hint: &'static str,
     },
     /// The request failed below HTTP: DNS, connect, TLS, timeout, truncated body.
-    #[error("GET {url} failed after {attempts} attempt(s): {source}")]
+    #[error("GET {url} failed after {attempts} attempt(s); {hint}", hint = OFFLINE_HINT)]
     Network {
         /// The URL asked for.
         url: String,
@@ -50,6 +50,71 @@ pub enum Error {
         /// The last failure.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An earlier process on this machine found the mirror unreachable moments ago; this one did not
+    /// try again (see [`crate::NetworkPolicy::failure_ttl`]).
+    #[error(
+        "mirror {mirror} was unreachable {age_secs} s ago (GET {url}: {cause}); not retrying for another {left_secs} s; {hint}",
+        hint = OFFLINE_HINT
+    )]
+    MirrorUnreachable {
+        /// The mirror's base URL.
+        mirror: String,
+        /// The URL that failed.
+        url: String,
+        /// What the failing process saw, as text.
+        cause: String,
+        /// How long ago that was.
+        age_secs: u64,
+        /// How long until the next process tries again.
+        left_secs: u64,
+    },
+    /// The server sent more than the cap for this kind of file.
+    #[error(
+        "GET {url} refused: the response is larger than {limit} bytes, the cap for {what}; raise NetworkPolicy::{knob} if it is genuine"
+    )]
+    DownloadTooLarge {
+        /// The URL asked for.
+        url: String,
+        /// The cap, in bytes.
+        limit: u64,
+        /// What was being downloaded.
+        what: &'static str,
+        /// The `NetworkPolicy` field that sets the cap.
+        knob: &'static str,
+    },
+    /// The download did not finish within the overall deadline, however steadily bytes arrived.
+    #[error(
+        "GET {url} did not finish within {deadline:?} (NetworkPolicy::deadline): the mirror is too slow or drips; try another mirror"
+    )]
+    DownloadDeadline {
+        /// The URL asked for.
+        url: String,
+        /// The deadline.
+        deadline: std::time::Duration,
+    },
+    /// The release's OpenPGP signature is missing (and required), malformed or bad.
+    #[error("refusing {url}: signature check failed")]
+    Signature {
+        /// The tarball's URL.
+        url: String,
+        /// What was wrong.
+        #[source]
+        problem: crate::SignatureProblem,
+    },
+    /// The cache directory, or a folder in it, belongs to someone else or is writable by others.
+    #[error(
+        "refusing cache directory `{path}`: it belongs to uid {owner} with mode {mode:04o}, but must belong to uid {uid} (you) and not be writable by group or others; remove it (or `chmod go-w` it, if it is yours), or choose another with $SANDBOX_CACHE_DIR or .cache_dir()"
+    )]
+    CacheNotPrivate {
+        /// The folder.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// The caller's uid.
+        uid: u32,
     },
     /// The downloaded bytes do not have the expected digest; nothing of them was kept.
     #[error("sha256 mismatch for {url}: expected {expected} ({trust}), got {actual}; the download was discarded")]
@@ -87,7 +152,8 @@ pub enum Error {
     },
     /// Offline, and the cache does not hold the rootfs.
     #[error(
-        "Alpine {spec} ({arch}) is not in the cache at `{cache}` and fetching is offline ($SANDBOX_OFFLINE=1 or .offline(true)); run `cargo xtask fetch-rootfs --version {spec}` while online, or set $SANDBOX_ROOTFS to a tarball or unpacked tree"
+        "Alpine {spec} ({arch}) is not in the cache at `{cache}` and fetching is offline ($SANDBOX_OFFLINE=1 or .offline(true)); {hint}",
+        hint = OFFLINE_HINT
     )]
     NotCached {
         /// The version asked for.
@@ -111,7 +177,7 @@ pub enum Error {
         reason: String,
     },
     /// A filesystem operation failed.
-    #[error("failed to {op} `{path}`: {source}")]
+    #[error("failed to {op} `{path}`")]
     Io {
         /// The operation, as a verb phrase ("create directory", "rename", …).
         op: &'static str,
@@ -122,7 +188,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The archive could not be unpacked; nothing of it entered the cache.
-    #[error("failed to unpack `{archive}`: {source}")]
+    #[error("failed to unpack `{archive}`")]
     Unpack {
         /// The tarball.
         archive: PathBuf,
@@ -131,6 +197,9 @@ pub enum Error {
         source: crate::unpack::UnpackError,
     },
 }
+
+/// What a machine without the network can do, in any project (not only this workspace).
+pub(crate) const OFFLINE_HINT: &str = "without network access, set $SANDBOX_ROOTFS to an Alpine minirootfs tarball or unpacked tree, or fetch once while online in a pre-fetch step (`cargo xtask fetch-rootfs` in this workspace, `fetch::Alpine::default().fetch()` in your own) and keep the cache directory between CI runs (README: \"Caching the rootfs in CI\")";
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -27,13 +27,18 @@
 //! | `SANDBOX_CACHE_DIR` | the cache (else `$XDG_CACHE_HOME/sandbox`, else `~/.cache/sandbox`) |
 //! | `SANDBOX_OFFLINE=1` | cache only |
 //! | `SANDBOX_REQUIRE_PIN=1` | refuse digests that only the mirror vouches for |
+//! | `SANDBOX_REQUIRE_SIGNATURE=1` | refuse releases without a good signature ([`Signature::Required`]) |
+//! | `SANDBOX_MAX_TARBALL_BYTES` | the tarball size cap ([`NetworkPolicy::max_tarball_bytes`]) |
 //! | `SANDBOX_ROOTFS` | a tarball or a directory used by [`default_rootfs`] instead of any download |
 //!
 //! # Security
-//! A mismatching download never enters the cache. A hostile archive (`..`, absolute paths, writes
-//! through symlinks, hard links out of the tree, device nodes, bombs, truncation) is refused before it
-//! writes anything outside its temporary directory, which is then removed. Trees made by other users
-//! are not trusted: each tree is named for, and must be owned by, the user that unpacked it.
+//! A mismatching download never enters the cache; a `.asc` signature the mirror publishes is checked
+//! against Alpine's key ([`ALPINE_KEY_FINGERPRINT`]). Downloads are capped in size and time. A hostile
+//! archive (`..`, absolute paths, writes through symlinks, hard links out of the tree, device nodes,
+//! sparse files, bombs, deep paths, truncation) is refused before it writes anything outside its
+//! temporary directory, which is then removed. The cache is used only if it belongs to the caller and
+//! nobody else can write it; its `v1/` folder is private (0700), files in it are opened by descriptor
+//! without following symlinks, and a blob is hashed again each time it becomes a tree.
 //!
 //! # Resource leaking
 //! A process killed mid-download or mid-unpack leaves a partial entry under `tmp/`; it is never read,
@@ -44,21 +49,28 @@
 
 mod alpine;
 mod arch;
+mod at;
 mod cache;
 mod checksums;
 mod download;
 mod error;
+mod hash;
 mod mirror;
+mod resolve;
 mod rootfs;
+mod signature;
+mod trust;
 pub mod unpack;
 mod version;
 
-pub use alpine::{Alpine, Trust, default_cache_dir};
+pub use alpine::{Alpine, default_cache_dir};
 pub use arch::Arch;
-pub use checksums::{DEFAULT_RELEASE, official_sha256};
+pub use checksums::{DEFAULT_RELEASE, OfficialDigest, official_digest, official_sha256};
 pub use download::{NetworkPolicy, Progress};
 pub use error::{Error, Result};
 pub use mirror::DEFAULT_MIRROR;
 pub use rootfs::{Rootfs, default_rootfs};
+pub use signature::{ALPINE_KEY_FINGERPRINT, SignatureProblem};
+pub use trust::{Signature, Trust, Verification};
 pub use unpack::{Ownership, UnpackError, UnpackLimits, UnpackStats, unpack};
 pub use version::{Release, VersionSpec};

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cache::TreeOwner;
 use crate::error::io;
-use crate::{Alpine, Arch, Error, UnpackLimits};
+use crate::{Alpine, Arch, Error, Trust, UnpackLimits, Verification};
 
 /// An unpacked root filesystem tree.
 ///
@@ -21,11 +21,30 @@ pub struct Rootfs {
     sha256: Option<String>,
     version: Option<String>,
     arch: Option<Arch>,
+    verification: Option<Verification>,
 }
 
 impl Rootfs {
-    pub(crate) fn cached(path: PathBuf, sha256: String, version: String, arch: Arch) -> Rootfs {
-        Rootfs { path, sha256: Some(sha256), version: Some(version), arch: Some(arch) }
+    pub(crate) fn cached(
+        path: PathBuf,
+        sha256: String,
+        version: String,
+        arch: Arch,
+        verification: Verification,
+    ) -> Rootfs {
+        Rootfs {
+            path,
+            sha256: Some(sha256),
+            version: Some(version),
+            arch: Some(arch),
+            verification: Some(verification),
+        }
+    }
+
+    /// How the tarball was verified (digest source, and the signing key if a signature was checked);
+    /// `None` for a tree given as a directory.
+    pub fn verification(&self) -> Option<&Verification> {
+        self.verification.as_ref()
     }
 
     /// The unpacked tree. Treat it as read-only: it is shared by every sandbox on the machine.
@@ -49,7 +68,8 @@ impl Rootfs {
     }
 
     /// Unpacks a local `.tar.gz` into the default cache (see [`crate::default_cache_dir`]), keyed by
-    /// its sha256; no network. Unpacking the same bytes again is a cache hit.
+    /// its sha256; no network. The digest is recorded in the cache against the file's path, size,
+    /// mtime, inode and ctime, so the same unchanged file is hashed once per machine, not per process.
     ///
     /// # Errors
     /// [`Error::Io`] if the file cannot be read, [`Error::Unpack`] if it is not a safe tar.gz.
@@ -64,25 +84,39 @@ impl Rootfs {
     pub fn from_tarball_in(path: impl AsRef<Path>, cache_dir: Option<impl AsRef<Path>>) -> Result<Rootfs, Error> {
         let path = path.as_ref();
         let cache = crate::alpine::cache_for(cache_dir.as_ref().map(AsRef::as_ref))?;
-        let digest = hash_file(path)?;
+        let meta = std::fs::metadata(path).map_err(|e| not_found_or(path, e))?;
+        let key = std::path::absolute(path).map_err(io("resolve", path))?;
+        let digest = match cache.local_digest(&key, &meta) {
+            Some(digest) => digest,
+            None => {
+                let digest = hash_file(path)?;
+                // Only a speed-up: a cache that cannot take the record still serves the tree.
+                if let Err(e) = cache.put_local_digest(&key, &meta, &digest) {
+                    tracing::warn!(error = %e, "could not record the digest of {}", path.display());
+                }
+                digest
+            }
+        };
         let owner = TreeOwner::current();
-        let tree = match cache.tree(&digest, owner) {
+        let tree = match cache.tree(&digest, owner)? {
             Some(tree) => tree,
             None => {
-                let _lock = cache.lock(&digest)?;
-                match cache.tree(&digest, owner) {
-                    Some(tree) => tree,
-                    None => {
-                        if !cache.blob_path(&digest).is_file() {
-                            cache.import_blob(path, &digest)?;
-                        }
-                        cache.unpack_blob(&digest, owner, &UnpackLimits::default())?
-                    }
+                let lock = cache.lock(&digest)?;
+                if !cache.has_blob(&digest)? {
+                    let mismatch = |actual| Error::ChecksumMismatch {
+                        url: path.display().to_string(),
+                        expected: digest.clone(),
+                        trust: Trust::LocalFile,
+                        actual,
+                    };
+                    cache.put_blob(&digest, &lock, |out| copy_file(path, out), mismatch)?;
                 }
+                cache.ensure_tree(&digest, owner, &UnpackLimits::default(), &lock, &|| {})?
             }
         };
         let version = read_release(&tree);
-        Ok(Rootfs { path: tree, sha256: Some(digest), version, arch: None })
+        let verification = Some(Verification { digest: Trust::LocalFile, signed_by: None });
+        Ok(Rootfs { path: tree, sha256: Some(digest), version, arch: None, verification })
     }
 
     /// Uses an already unpacked tree as it is (nothing is copied or cached).
@@ -95,7 +129,7 @@ impl Rootfs {
             Ok(m) if m.is_dir() => {
                 let path = std::path::absolute(path).map_err(io("resolve", path))?;
                 let version = read_release(&path);
-                Ok(Rootfs { path, sha256: None, version, arch: None })
+                Ok(Rootfs { path, sha256: None, version, arch: None, verification: None })
             }
             Ok(_) => Err(Error::BadRootfsPath { path: path.to_owned(), reason: "not a directory".to_owned() }),
             Err(e) => Err(Error::BadRootfsPath { path: path.to_owned(), reason: e.to_string() }),
@@ -146,12 +180,21 @@ fn read_release(tree: &Path) -> Option<String> {
     (!v.is_empty() && v.len() < 64).then(|| v.to_owned())
 }
 
-pub(crate) fn hash_file(path: &Path) -> Result<String, Error> {
-    let file = File::open(path).map_err(|e| match e.kind() {
+fn not_found_or(path: &Path, e: std::io::Error) -> Error {
+    match e.kind() {
         std::io::ErrorKind::NotFound => {
             Error::BadRootfsPath { path: path.to_owned(), reason: "no such file".to_owned() }
         }
         _ => io("open", path)(e),
-    })?;
-    crate::cache::copy_hashing(file, std::io::sink()).map_err(io("read", path))
+    }
+}
+
+fn hash_file(path: &Path) -> Result<String, Error> {
+    let file = File::open(path).map_err(|e| not_found_or(path, e))?;
+    crate::hash::sha256_of(file).map_err(io("read", path))
+}
+
+fn copy_file(path: &Path, out: &mut File) -> Result<(), Error> {
+    let mut file = File::open(path).map_err(|e| not_found_or(path, e))?;
+    std::io::copy(&mut file, out).map(drop).map_err(io("copy into the cache", path))
 }

@@ -12,70 +12,35 @@
 //! the closure is reached. Keep that code free of side effects on the host. Earlier `run` calls of the
 //! same test run directly inside that one sandbox.
 
-use std::cell::Cell;
 use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::panic::AssertUnwindSafe;
-use std::process::Stdio;
-use std::sync::OnceLock;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Error;
 use crate::config::Job;
-use crate::report::{Record, send};
+use crate::report::Record;
+use crate::spawn::handle::{HelperHandle, Stage, exit_status, with_fallback};
+use crate::{Error, Stdio};
 
-struct ChildStage {
-    report: OwnedFd,
-    config: crate::config::Config,
-    index: u64,
-    stdout: Option<OwnedFd>,
-}
-
-static CHILD: OnceLock<ChildStage> = OnceLock::new();
-
-thread_local! {
-    static CALLS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Called in the sandbox's child process, before `main`, when it is to run a closure.
-pub(crate) fn enter_child(report: &OwnedFd, config: &crate::config::Config, index: u64) {
-    let Ok(report) = report.try_clone() else { std::process::exit(127) };
-    // The harness's own banner ("running 1 test") goes nowhere; the closure's output goes out.
-    let stdout = crate::sys::silence_stdout();
-    let _ = CHILD.set(ChildStage { report, config: config.clone(), index, stdout });
-}
-
-/// In the child, when the test reaches the closure: build the sandbox's root and switch into it.
-fn switch_root(stage: &ChildStage) {
-    if let Err(f) = crate::plan::run(&crate::plan::filesystem_phase(&stage.config), &crate::sys::Kernel) {
-        crate::spawn::init::send_failure(&stage.report, &f);
-        std::process::exit(1);
-    }
-    if let Err(errno) = nix::unistd::chdir(stage.config.current_dir.as_str()) {
-        let f = crate::plan::Failure {
-            kind: crate::plan::StepKind::CurrentDir,
-            what: "enter the working directory",
-            path: Some(stage.config.current_dir.clone()),
-            errno,
-        };
-        crate::spawn::init::send_failure(&stage.report, &f);
-        std::process::exit(1);
+impl crate::Sandbox {
+    /// Runs `f` inside a fresh sandbox and returns its result. Must be called from a test (libtest
+    /// or nextest): see the crate docs for how, and for what runs twice.
+    ///
+    /// # Errors
+    /// [`Error::Panicked`] if `f` panics, [`Error::Setup`] / [`Error::TimedOut`] / [`Error::Crashed`]
+    /// as for commands, [`Error::NotInTest`] outside a test thread.
+    pub fn run<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        crate::closure::run(self, f)
     }
 }
 
 /// Whether this process is a sandbox's child running a closure.
 pub fn in_sandbox_child() -> bool {
-    CHILD.get().is_some()
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "Box<dyn Any>".to_owned())
+    crate::spawn::closure::in_child()
 }
 
 pub(crate) fn run<T, F>(sandbox: &crate::Sandbox, f: F) -> Result<T, Error>
@@ -94,110 +59,118 @@ where
     F: FnOnce() -> T,
     B: FnOnce() -> Result<crate::Sandbox, Error>,
 {
-    let index = CALLS.with(|c| {
-        let i = c.get();
-        c.set(i + 1);
-        i
-    });
-    if let Some(stage) = CHILD.get() {
-        if index != stage.index {
-            return Ok(f());
-        }
-        switch_root(stage);
-        if let Some(saved) = &stage.stdout {
-            crate::sys::restore_stdout(saved);
-        }
-        let record = match std::panic::catch_unwind(AssertUnwindSafe(f)) {
-            Ok(value) => match serde_json::to_string(&value) {
-                Ok(json) => Record::Value { json },
-                Err(e) => Record::Panicked { message: format!("cannot serialize the closure's result: {e}") },
-            },
-            Err(payload) => Record::Panicked { message: panic_message(payload.as_ref()) },
-        };
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        send(&stage.report, &record);
-        std::process::exit(0);
+    let index = crate::spawn::closure::next_index();
+    if let Some(stage) = crate::spawn::closure::stage_for(index) {
+        crate::spawn::closure::run_here(stage, f);
     }
-
+    if crate::spawn::closure::in_child() {
+        // An earlier or later `run` of the test whose closure this child runs: inside this sandbox.
+        return Ok(f());
+    }
     let sandbox = &build()?;
     let thread = std::thread::current();
     let name = match thread.name() {
         Some(n) if n != "main" => n.to_owned(),
         other => return Err(Error::NotInTest { thread: other.map(str::to_owned) }),
     };
-    let config = sandbox.config(Job::Closure { index }, None)?;
     let args =
         vec![name, "--exact".into(), "--nocapture".into(), "--test-threads=1".into(), "--include-ignored".into()];
-    let stdio = crate::spawn::parent::Stdio3::Std([Stdio::null(), Stdio::piped(), Stdio::piped()]);
-    let launched = crate::spawn::parent::launch(&config, stdio, &args)?;
-    let crate::spawn::parent::Helper::Executed(mut child) = launched.helper else {
-        return Err(Error::Result { reason: "a closure's helper must be executed, not forked".to_owned() });
-    };
-    let mut reports = launched.reports;
-    // Kept open until the end: closing it would tear the sandbox down.
-    let _kill = launched.kill;
-    // Forward the child's output through print!, so that the harness captures it like the test's own.
-    let out = launched.stdout.map(|s| std::thread::spawn(move || forward(s, false)));
-    let err = launched.stderr.map(|s| std::thread::spawn(move || forward(s, true)));
-    let mut outcome = None;
-    let mut setup = None;
-    let mut timed_out = false;
-    let mut usage = None;
-    while let Some(r) = reports.next() {
-        match r {
-            Record::Value { .. } | Record::Panicked { .. } => outcome = Some(r),
-            Record::SetupFailed { .. } => setup = Some(r),
-            Record::Exited { timed_out: t, .. } => timed_out = t,
-            Record::Usage(u) => usage = Some(u),
-            _ => {}
+    let (null, piped) = (Stdio::null(), Stdio::piped());
+    let ending = with_fallback(|| {
+        let start = sandbox.config(Job::Closure { index }, None)?;
+        let mut handle = HelperHandle::start(start, [&null, &piped, &piped], &args, Stage::Launched)?;
+        // Forward the child's output through print!, so that the harness captures it like the test's own.
+        let out = handle.stdout.take().map(|s| std::thread::spawn(move || forward(s, false)));
+        let err = handle.stderr.take().map(|s| std::thread::spawn(move || forward(s, true)));
+        let ending = handle.wait_end();
+        for t in [out, err].into_iter().flatten() {
+            let _ = t.join();
         }
-    }
-    let status = child.wait().map_err(crate::error::io("wait for", "the sandbox helper"))?;
-    for t in [out, err].into_iter().flatten() {
-        let _ = t.join();
-    }
-    if let Some(Record::SetupFailed { kind, what, path, errno }) = setup {
-        return Err(crate::spawn::parent::setup_error(kind, what, path, errno, sandbox));
-    }
-    if timed_out {
-        return Err(Error::TimedOut { after: config.timeout.unwrap_or_default() });
-    }
-    match outcome {
-        Some(Record::Value { json }) => {
-            serde_json::from_str(&json).map_err(|e| Error::Result { reason: format!("cannot deserialize it: {e}") })
-        }
+        ending
+    })?;
+    match ending.value {
+        Some(Record::Value { json }) => serde_json::from_str(&json)
+            .map_err(|e| Error::ClosureResult { reason: format!("cannot deserialize it: {e}") }),
         Some(Record::Panicked { message }) => Err(Error::Panicked { message }),
-        _ if usage.is_some_and(|u| u.oom_kills > 0) && config.limits.memory.is_some() => {
-            Err(Error::MemoryLimitExceeded {
-                limit: config.limits.memory.unwrap_or_default(),
-                peak: usage.and_then(|u| u.peak_memory),
-            })
-        }
-        _ if status.success() => Err(Error::Result {
-            reason: format!(
-                "the re-executed test binary did not reach the closure (is `{}` a test of this binary?)",
-                thread.name().unwrap_or("?")
-            ),
-        }),
-        _ => Err(Error::Crashed { status }),
+        _ => match ending.status.map(exit_status).or(ending.helper) {
+            Some(status) if status.success() => Err(Error::ClosureResult {
+                reason: format!(
+                    "the re-executed test binary did not reach the closure (is `{}` a test of this binary?)",
+                    thread.name().unwrap_or("?")
+                ),
+            }),
+            Some(status) => Err(Error::Crashed { status }),
+            None => Err(Error::HelperDied { status: None }),
+        },
     }
 }
 
+/// Copies a child's output to this process's, through `print!`/`eprint!` (which the test harness
+/// captures), byte for byte: a UTF-8 sequence split across two reads is held back until complete.
+/// Bytes that are not UTF-8 at all show as U+FFFD: `print!` carries text only.
 fn forward(mut from: impl Read, stderr: bool) {
     let mut buf = [0u8; 8192];
+    let mut pending = Vec::new();
     loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let text = String::from_utf8_lossy(&buf[..n]);
-                if stderr {
-                    eprint!("{text}");
-                } else {
-                    print!("{text}");
-                }
-            }
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let ready = complete_prefix(&pending);
+        emit(&pending[..ready], stderr);
+        pending.drain(..ready);
+    }
+    emit(&pending, stderr);
+}
+
+fn emit(bytes: &[u8], stderr: bool) {
+    if bytes.is_empty() {
+        return;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    if stderr {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
+/// The length of `bytes` without an incomplete UTF-8 sequence at its end (the start of a character
+/// whose other bytes have not arrived yet).
+fn complete_prefix(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let at = bytes.len() - back;
+        let b = bytes[at];
+        if b & 0b1100_0000 == 0b1000_0000 {
+            continue; // a continuation byte: look further back for the lead byte
         }
+        let needed = match b {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => 1,
+        };
+        return if needed > back { at } else { bytes.len() };
+    }
+    bytes.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_prefix;
+
+    // Bug 1: a character split across two 8 KiB reads printed as two U+FFFD.
+    #[test]
+    fn an_incomplete_character_at_the_end_waits_for_the_rest() {
+        let text = "aé€😀".as_bytes();
+        assert_eq!(complete_prefix(text), text.len());
+        for cut in 1..text.len() {
+            let head = &text[..cut];
+            let ready = complete_prefix(head);
+            assert!(std::str::from_utf8(&head[..ready]).is_ok(), "cut at {cut}");
+            assert!(std::str::from_utf8(&text[ready..]).is_ok(), "the rest is whole, cut at {cut}");
+        }
+        assert_eq!(complete_prefix(b"ab\xff"), 3, "an invalid byte is not held back");
     }
 }

@@ -1,16 +1,19 @@
 //! `Command` and `Child`, shaped like `std::process`'s.
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output, Stdio};
-use std::time::Duration;
+use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output};
 
 use crate::config::Job;
-use crate::report::{Reader, Record};
-use crate::sandbox::{Retry, check_abs_path, check_env, invalid};
-use crate::spawn::parent::{Helper, Known, Stdio3, launch, setup_error};
-use crate::{Error, Sandbox};
+use crate::error::{check_env, checked, invalid};
+use crate::spawn::handle::{HelperHandle, Stage, exit_status, with_fallback};
+use crate::{Error, Sandbox, Stdio};
+
+impl Sandbox {
+    /// A command to run in a fresh sandbox, like [`std::process::Command`].
+    pub fn command(&self, program: impl Into<String>) -> Command<'_> {
+        Command::new(self, program.into(), None)
+    }
+}
 
 /// A program to run in a sandbox, configured like [`std::process::Command`].
 ///
@@ -124,111 +127,63 @@ impl<'a> Command<'a> {
     }
 
     /// Starts the sandbox and the program in it; returns once the program runs (exec succeeded).
+    /// Stdio not set is inherited. A command can be spawned again: the new program gets the same
+    /// settings, stdio included.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] before anything starts; [`Error::Spawn`] if the program cannot be
     /// executed (`io_kind()` is `NotFound` when it is missing from the rootfs); [`Error::Setup`] when a
     /// setup step fails.
     pub fn spawn(&mut self) -> Result<Child, Error> {
-        self.spawn_with([Known::Inherit; 3])
-    }
-
-    /// Starts the sandbox; once more, with a copied rootfs, if the kernel refused overlayfs.
-    fn spawn_with(&mut self, defaults: [Known; 3]) -> Result<Child, Error> {
-        match self.start(defaults) {
-            // Only starts with crate-chosen stdio are retried, so there is nothing to restore.
-            Err(Retry::Copy) => self.start(defaults).map_err(Retry::into_error),
-            other => other.map_err(Retry::into_error),
-        }
+        self.spawn_with([Stdio::inherit(), Stdio::inherit(), Stdio::inherit()])
     }
 
     /// Runs the program to completion and collects its output (stdout and stderr are read
-    /// concurrently, so large outputs cannot deadlock).
+    /// concurrently, so large outputs cannot deadlock). Stdio not set: stdin null, stdout and stderr
+    /// piped.
     ///
     /// # Errors
-    /// As [`spawn`](Command::spawn), and [`Error::TimedOut`].
+    /// As [`spawn`](Command::spawn), and [`Error::TimedOut`], [`Error::MemoryLimitExceeded`].
     pub fn output(&mut self) -> Result<Output, Error> {
-        self.spawn_with([Known::Null, Known::Piped, Known::Piped])?.wait_with_output()
+        self.spawn_with([Stdio::null(), Stdio::piped(), Stdio::piped()])?.wait_with_output()
     }
 
     /// Runs the program to completion and returns its exit status.
     ///
     /// # Errors
-    /// As [`spawn`](Command::spawn), and [`Error::TimedOut`].
+    /// As [`spawn`](Command::spawn), and [`Error::TimedOut`], [`Error::MemoryLimitExceeded`].
     pub fn status(&mut self) -> Result<ExitStatus, Error> {
         self.spawn()?.wait()
     }
 
-    fn start(&mut self, defaults: [Known; 3]) -> Result<Child, Retry> {
+    /// Starts the sandbox with `defaults` for the stdio not set, once more with a copied rootfs if the
+    /// kernel refused overlayfs.
+    fn spawn_with(&self, defaults: [Stdio; 3]) -> Result<Child, Error> {
         if self.program.is_empty() || self.program.contains('\0') {
-            return Err(invalid("program", &self.program, "must be non-empty and without NUL").into());
+            return Err(invalid("program", &self.program, "must be non-empty and without NUL"));
         }
         if let Some(a) = self.args.iter().find(|a| a.contains('\0')) {
-            return Err(invalid("argument", a, "must not contain NUL").into());
+            return Err(invalid("argument", a, "must not contain NUL"));
         }
         for (k, v) in &self.env {
             check_env(k, v.as_deref().unwrap_or(""))?;
         }
         if let Some(dir) = &self.current_dir {
-            check_abs_path("current_dir", dir)?;
+            checked("current_dir", dir, sandbox_validate::path_inside(dir))?;
         }
-        let job = match self.session_init {
-            Some(init_pid) => Job::Join { init_pid, program: self.program.clone(), args: self.args.clone() },
-            None => Job::Exec { program: self.program.clone(), args: self.args.clone() },
-        };
-        let mut config = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
-        config.controlling_terminal = self.controlling_terminal;
-        let explicit = self.stdin.is_some() || self.stdout.is_some() || self.stderr.is_some();
-        let stdio = if !explicit {
-            Stdio3::Known(defaults)
-        } else {
-            let [i, o, e] = defaults;
-            Stdio3::Std([
-                self.stdin.take().unwrap_or_else(|| i.to_std()),
-                self.stdout.take().unwrap_or_else(|| o.to_std()),
-                self.stderr.take().unwrap_or_else(|| e.to_std()),
-            ])
-        };
-        let launched = launch(&config, stdio, &[])?;
-        let mut child = Child {
-            helper: launched.helper,
-            reports: launched.reports,
-            kill: Some(launched.kill),
-            helper_pid: None,
-            timeout: config.timeout,
-            memory_limit: config.limits.memory,
-            usage: None,
-            status: None,
-            stdin: launched.stdin,
-            stdout: launched.stdout,
-            stderr: launched.stderr,
-        };
-        loop {
-            match child.reports.next() {
-                Some(Record::Started) => return Ok(child),
-                Some(Record::Helper { pid }) => child.helper_pid = Some(pid),
-                Some(Record::ExecFailed { errno }) => {
-                    child.finish();
-                    return Err(Error::Spawn {
-                        program: self.program.clone(),
-                        source: std::io::Error::from_raw_os_error(errno),
-                    }
-                    .into());
-                }
-                Some(Record::SetupFailed { kind, what, path, errno }) => {
-                    child.finish();
-                    // Explicit std::process::Stdio were consumed by this attempt: no retry with them.
-                    if !explicit && crate::sandbox::overlay_refused(kind, errno) {
-                        return Err(Retry::Copy);
-                    }
-                    let path = path
-                        .or_else(|| (kind == crate::plan::StepKind::CurrentDir).then(|| config.current_dir.clone()));
-                    return Err(setup_error(kind, what, path, errno, self.sandbox).into());
-                }
-                Some(_) => {}
-                None => return Err(Error::HelperDied { status: child.finish() }.into()),
-            }
-        }
+        let [i, o, e] = &defaults;
+        let stdio =
+            [self.stdin.as_ref().unwrap_or(i), self.stdout.as_ref().unwrap_or(o), self.stderr.as_ref().unwrap_or(e)];
+        let handle = with_fallback(|| {
+            let job = match self.session_init {
+                Some(init_pid) => Job::Join { init_pid, program: self.program.clone(), args: self.args.clone() },
+                None => Job::Exec { program: self.program.clone(), args: self.args.clone() },
+            };
+            let (mut config, lease) = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
+            config.controlling_terminal = self.controlling_terminal;
+            HelperHandle::start((config, lease), stdio, &[], Stage::Started)
+        })?;
+        Ok(Child::new(handle))
     }
 }
 
@@ -236,12 +191,7 @@ impl<'a> Command<'a> {
 /// was waited for kills the sandbox: a sandbox never outlives its handle.
 #[derive(Debug)]
 pub struct Child {
-    helper: Helper,
-    reports: Reader,
-    kill: Option<OwnedFd>,
-    helper_pid: Option<i32>,
-    timeout: Option<Duration>,
-    memory_limit: Option<u64>,
+    handle: HelperHandle,
     usage: Option<crate::Usage>,
     status: Option<ExitStatus>,
     /// The program's stdin, if piped.
@@ -253,12 +203,20 @@ pub struct Child {
 }
 
 impl Child {
+    fn new(mut handle: HelperHandle) -> Child {
+        Child {
+            stdin: handle.stdin.take(),
+            stdout: handle.stdout.take(),
+            stderr: handle.stderr.take(),
+            handle,
+            usage: None,
+            status: None,
+        }
+    }
+
     /// The host pid of the sandbox's helper process (not of the program inside).
     pub fn id(&self) -> u32 {
-        match &self.helper {
-            Helper::Executed(c) => c.id(),
-            Helper::Served => self.helper_pid.map_or(0, |p| p as u32),
-        }
+        self.handle.helper_pid().unwrap_or(0)
     }
 
     /// What the whole sandbox used (peak memory, CPU time, OOM kills), once [`wait`](Child::wait) has
@@ -274,8 +232,7 @@ impl Child {
     /// # Errors
     /// None today; the signature matches [`std::process::Child::kill`].
     pub fn kill(&mut self) -> std::io::Result<()> {
-        // Closing our end of the kill pipe is the request.
-        drop(self.kill.take());
+        self.handle.kill();
         Ok(())
     }
 
@@ -283,59 +240,19 @@ impl Child {
     /// or the signal that killed it, exactly as the program's own.
     ///
     /// # Errors
-    /// [`Error::TimedOut`] if the sandbox's deadline killed it; [`Error::HelperDied`] if the helper was
-    /// killed from outside.
+    /// [`Error::TimedOut`] if the sandbox's deadline killed it; [`Error::MemoryLimitExceeded`] if the
+    /// OOM killer did; [`Error::HelperDied`] if the helper was killed from outside; [`Error::Setup`]
+    /// if the helper could not follow the program (a failed wait).
     pub fn wait(&mut self) -> Result<ExitStatus, Error> {
         drop(self.stdin.take());
         if let Some(s) = self.status {
             return Ok(s);
         }
-        let mut exited = None;
-        while let Some(r) = self.reports.next() {
-            match r {
-                Record::Usage(u) => self.usage = Some(u),
-                Record::Exited { status, timed_out } => {
-                    exited = Some((status, timed_out));
-                    break;
-                }
-                _ => {}
-            }
-        }
-        // The helper sends `Exited` after reaping init, which reaps every other process of the sandbox
-        // first: nothing of the sandbox runs any more. An executed helper is ours to reap; a served one
-        // is the fork server's, and its exit (which frees the namespaces) need not delay the caller.
-        let helper = match (&self.helper, exited) {
-            (Helper::Served, Some(_)) => {
-                drop(self.kill.take());
-                None
-            }
-            _ => self.finish(),
-        };
-        match exited {
-            Some((_, true)) => Err(Error::TimedOut { after: self.timeout.unwrap_or_default() }),
-            Some((raw, false)) => {
-                let status = ExitStatus::from_raw(raw);
-                self.status = Some(status);
-                // Killed, and the OOM killer acted in this sandbox: the memory limit ended it.
-                if let (Some(limit), Some(u), Some(9)) = (self.memory_limit, self.usage, status.signal())
-                    && u.oom_kills > 0
-                {
-                    return Err(Error::MemoryLimitExceeded { limit, peak: u.peak_memory });
-                }
-                Ok(status)
-            }
-            None => Err(Error::HelperDied { status: helper }),
-        }
-    }
-
-    /// Reaps an executed helper (after its reports ended, it has exited or is about to).
-    fn finish(&mut self) -> Option<ExitStatus> {
-        drop(self.kill.take());
-        while self.reports.next().is_some() {}
-        match &mut self.helper {
-            Helper::Executed(c) => c.wait().ok(),
-            Helper::Served => None,
-        }
+        let ending = self.handle.wait_end().map_err(|r| r.into_error())?;
+        self.usage = ending.usage;
+        let status = exit_status(ending.status.ok_or(Error::HelperDied { status: ending.helper })?);
+        self.status = Some(status);
+        Ok(status)
     }
 
     /// Waits and collects whatever stdout and stderr were piped.
@@ -358,13 +275,5 @@ impl Child {
         let stderr = err.and_then(|t| t.join().ok()).unwrap_or_default();
         let status = self.wait()?;
         Ok(Output { status, stdout, stderr })
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            self.finish();
-        }
     }
 }

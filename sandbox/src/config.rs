@@ -5,26 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The network a sandbox gets.
-///
-/// # Examples
-/// ```
-/// assert_eq!(sandbox::Network::default(), sandbox::Network::Loopback);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Network {
-    /// A new network namespace with only `lo`, up: 127.0.0.1 and ::1 work, nothing else is reachable.
-    #[default]
-    Loopback,
-    /// A new network namespace with `lo` down: no network at all.
-    None,
-    /// The host's network namespace, shared: explicitly opted into, no isolation.
-    Host,
-    /// A new network namespace with `lo` and an `eth0` on a virtual switch that other sandboxes join:
-    /// see [`crate::Net`]. Needs root.
-    Switch(crate::Net),
-}
+/// The `PATH` inside a sandbox unless the environment says otherwise.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A switch member's part of the configuration: where to plug in, and who else is there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +48,41 @@ pub(crate) enum RootMode {
     Overlay { lower: PathBuf },
     /// A private copy of the tree, made in the staging tmpfs (where overlayfs is not permitted).
     Copy { lower: PathBuf },
+    /// The host's own `/`: a tmpfs root holding one overlay per top-level folder of the host's (upper
+    /// layers in the staging tmpfs), its symlinks, and its files bound read-only. Not one overlay on
+    /// `/`: overlayfs refuses a lower layer with locked mounts below it (clone_private_mount), which
+    /// `/` always has inside a user namespace (`/proc`, `/sys`, ...).
+    Host { entries: Vec<HostEntry> },
+}
+
+/// A top-level entry of the host's `/`, as `Builder::build` found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HostEntry {
+    pub name: String,
+    pub kind: HostEntryKind,
+}
+
+/// What a [`HostEntry`] is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum HostEntryKind {
+    /// A folder; `layers`: the caller's extra read-only layers' copies of it, topmost first.
+    Dir {
+        layers: Vec<PathBuf>,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+    File,
+}
+
+/// Where the writable layer lives, and read-only layers between it and the rootfs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Layers {
+    /// A fresh host folder for the writable layer (`upper/` and `work/` inside), kept after the
+    /// sandbox ends; `None`: the sandbox's memory, gone with it.
+    pub upper_in: Option<PathBuf>,
+    /// Read-only layers over the rootfs (a kept writable layer, to resume from), topmost first.
+    pub above: Vec<PathBuf>,
 }
 
 /// What the process inside does once the sandbox is up.
@@ -87,6 +104,7 @@ pub(crate) enum Job {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Config {
     pub root: RootMode,
+    pub layers: Layers,
     pub hostname: String,
     pub network: NetMode,
     pub env: Vec<(String, String)>,

@@ -24,7 +24,7 @@ pub enum Error {
     Rootfs(#[from] fetch::Error),
     /// The program could not be started inside the sandbox (`source.kind()` is `NotFound` for a
     /// program missing from the rootfs, as with `std::process::Command`).
-    #[error("failed to execute `{program}` in the sandbox: {source}")]
+    #[error("failed to execute `{program}` in the sandbox")]
     Spawn {
         /// The program, as given.
         program: String,
@@ -33,7 +33,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A setup step failed inside the new namespaces; nothing of the sandbox remains.
-    #[error("sandbox setup failed: {step}{}: {source}{}", path_suffix(path), hint_suffix(hint))]
+    #[error("sandbox setup failed: {step}{}{}", path_suffix(path), hint_suffix(hint))]
     Setup {
         /// The step, e.g. "mount the overlay root".
         step: String,
@@ -77,9 +77,10 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
-    /// A closure's result could not be passed back.
-    #[error("failed to pass the closure's result out of the sandbox: {reason}")]
-    Result {
+    /// A closure's result could not be had: it did not serialize or deserialize, or the re-executed
+    /// test did not reach the closure.
+    #[error("failed to get the closure's result out of the sandbox: {reason}")]
+    ClosureResult {
         /// What went wrong.
         reason: String,
     },
@@ -92,7 +93,7 @@ pub enum Error {
         thread: Option<String>,
     },
     /// A host-side operation failed.
-    #[error("failed to {op} `{path}`: {source}")]
+    #[error("failed to {op} `{path}`")]
     Io {
         /// The operation.
         op: &'static str,
@@ -132,15 +133,24 @@ impl Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(source: io::Error) -> Error {
-        Error::Io { op: "operate on", path: PathBuf::from("a sandbox process"), source }
-    }
-}
-
 pub(crate) fn io<P: Into<PathBuf>>(op: &'static str, path: P) -> impl FnOnce(io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { op, path, source }
+}
+
+pub(crate) fn invalid(what: &'static str, value: &str, reason: &str) -> Error {
+    Error::InvalidConfig { what, value: value.escape_debug().to_string(), reason: reason.to_owned() }
+}
+
+/// The outcome of a `sandbox_validate` check of the setting `what`, as this crate's error.
+pub(crate) fn checked(what: &'static str, value: &str, check: Result<(), &'static str>) -> Result<(), Error> {
+    check.map_err(|reason| invalid(what, value, reason))
+}
+
+/// An environment variable's name and value.
+pub(crate) fn check_env(key: &str, value: &str) -> Result<(), Error> {
+    checked("environment variable name", key, sandbox_validate::env_key(key))?;
+    checked("environment variable value", value, sandbox_validate::env_value(value))
 }
 
 /// The crate's result type.

@@ -163,10 +163,41 @@ pub fn run_test<R: TestResult>(options: &TestOptions, body: fn() -> R) {
             panic!("the test's process died inside its sandbox: {status} (a crash or abort in the test, or a kill)")
         }
         Err(e @ Error::MemoryLimitExceeded { .. }) => panic!("{e}"),
-        Err(e @ Error::Rootfs(_)) => panic!("#[sandbox_test] has no rootfs: {e}"),
+        Err(e @ Error::Rootfs(_)) => panic!("#[sandbox_test] has no rootfs: {}", chain(&e)),
         Err(e @ (Error::Setup { .. } | Error::InvalidConfig { .. })) => {
-            panic!("#[sandbox_test] could not set up the test's sandbox: {e}")
+            panic!("#[sandbox_test] could not set up the test's sandbox: {}", chain(&e))
         }
-        Err(e) => panic!("#[sandbox_test] failed: {e}"),
+        Err(e) => panic!("#[sandbox_test] failed: {}", chain(&e)),
+    }
+}
+
+/// An error and its causes, one after the other: `Display` of each says only its own part.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Errors: errno text printed twice in a chain, since Display repeated the #[source].
+    #[test]
+    fn the_chain_names_the_errno_once() {
+        let e = Error::Setup {
+            step: "mount /proc".into(),
+            path: Some("/proc".into()),
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+            hint: None,
+        };
+        let text = chain(&e);
+        assert_eq!(text.matches("Operation not permitted").count(), 1, "{text}");
+        assert!(text.starts_with("sandbox setup failed: mount /proc `/proc`: Operation not permitted"), "{text}");
     }
 }

@@ -2,7 +2,7 @@
 
 use nix::errno::Errno;
 
-use crate::plan::StepKind;
+use crate::report::StepKind;
 
 fn sysctl(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())

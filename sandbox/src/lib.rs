@@ -60,27 +60,28 @@ mod error;
 #[doc(hidden)]
 pub mod harness;
 mod hints;
-mod net;
-mod netlink;
+mod network;
 mod plan;
 mod report;
 mod rlimit;
 mod sandbox;
 mod session;
 mod spawn;
+mod stdio;
 mod sys;
 mod volume;
 
 pub use cgroups::Usage;
 pub use closure::in_sandbox_child;
 pub use command::{Child, Command};
-pub use config::Network;
+pub use config::DEFAULT_PATH;
 pub use error::{Error, Result};
 pub use fetch;
-pub use net::Net;
+pub use network::{Net, Network};
 pub use rlimit::Rlimit;
-pub use sandbox::{Builder, DEFAULT_PATH, Sandbox};
+pub use sandbox::{Builder, Sandbox};
 pub use session::Session;
+pub use stdio::Stdio;
 pub use volume::Mount;
 
 /// Runs a test's body inside a fresh sandbox: a private writable Alpine root, its own hostname,

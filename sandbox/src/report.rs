@@ -1,11 +1,55 @@
-//! Records the sandbox's processes send the parent, one JSON object per line on an inherited pipe.
+//! The one wire format between the sandbox's processes: typed records, one JSON object per line. The
+//! helper reports to the parent on the report pipe; init and the program's process report to the
+//! helper on theirs (status and exec pipes) with the same records.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
 
+use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::StepKind;
+/// Which part of setup a step belongs to; the parent turns it into a hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum StepKind {
+    Namespaces,
+    UserMap,
+    Propagation,
+    Staging,
+    Overlay,
+    CopyRoot,
+    HostRoot,
+    Proc,
+    Dev,
+    Tmp,
+    Sys,
+    Etc,
+    Hostname,
+    Loopback,
+    Pivot,
+    CurrentDir,
+    Volume,
+    File,
+    Limits,
+    Network,
+    Helper,
+}
+
+/// A failed step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub kind: StepKind,
+    pub what: &'static str,
+    pub path: Option<String>,
+    pub errno: Errno,
+}
+
+/// Reports a failed setup step.
+pub(crate) fn send_failure(fd: impl AsFd, f: &Failure) {
+    send(
+        fd,
+        &Record::SetupFailed { kind: f.kind, what: f.what.to_owned(), path: f.path.clone(), errno: f.errno as i32 },
+    );
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Record {
@@ -17,6 +61,9 @@ pub(crate) enum Record {
     Ready,
     /// The program was executed.
     Started,
+    /// Init's mount namespace exists (init to helper): the helper holds it from now on, so that
+    /// tearing the sandbox's mounts down happens after the helper's report, not on the caller's way.
+    MountNamespaceReady,
     /// A setup step failed.
     SetupFailed { kind: StepKind, what: String, path: Option<String>, errno: i32 },
     /// exec of the program failed.
@@ -27,8 +74,16 @@ pub(crate) enum Record {
     Panicked { message: String },
     /// What the sandbox used (sandboxes with limits), sent just before `Exited`.
     Usage(crate::cgroups::Usage),
+    /// The kernel's OOM killer acted in a sandbox with a memory limit and the program was killed:
+    /// the helper's verdict, sent before `Exited`.
+    OomKilled { limit: u64, peak: Option<u64> },
     /// The sandbox ended: the program's raw wait status, and whether the deadline killed it.
     Exited { status: i32, timed_out: bool },
+}
+
+/// Reports a failed step that is not part of the plan (a pipe, a fork, a namespace of the helper's).
+pub(crate) fn send_setup_failed(fd: impl AsFd, kind: StepKind, what: &str, errno: Errno) {
+    send(fd, &Record::SetupFailed { kind, what: what.to_owned(), path: None, errno: errno as i32 });
 }
 
 /// Writes `record` as one line. Errors are ignored: the reader is the parent, and if it is gone there
@@ -38,6 +93,34 @@ pub(crate) fn send(fd: impl AsFd, record: &Record) {
     line.push(b'\n');
     let Ok(owned) = fd.as_fd().try_clone_to_owned() else { return };
     let _ = std::fs::File::from(owned).write_all(&line);
+}
+
+fn parse(line: &[u8]) -> Option<Record> {
+    let line = line.trim_ascii_end();
+    let r = serde_json::from_slice(line).ok();
+    if r.is_none() && !line.is_empty() {
+        tracing::warn!(line = %String::from_utf8_lossy(line), "ignoring an unreadable record from a sandbox");
+    }
+    r
+}
+
+/// Records from bytes that arrive in pieces (a pipe read as it becomes readable).
+#[derive(Debug, Default)]
+pub(crate) struct Decoder {
+    pending: Vec<u8>,
+}
+
+impl Decoder {
+    /// Adds bytes; returns the records they complete.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<Record> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            out.extend(parse(&line));
+        }
+        out
+    }
 }
 
 /// Reads records until end of file.
@@ -54,16 +137,31 @@ impl Reader {
     /// The next record, or `None` at end of file (every writer has closed or exited).
     pub(crate) fn next(&mut self) -> Option<Record> {
         loop {
-            let mut line = String::new();
-            match self.inner.read_line(&mut line) {
+            let mut line = Vec::new();
+            match self.inner.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {
-                    if let Ok(r) = serde_json::from_str(line.trim_end()) {
+                    if let Some(r) = parse(&line) {
                         return Some(r);
                     }
-                    tracing::warn!(line = line.trim_end(), "ignoring an unreadable record from a sandbox");
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoder_joins_records_split_across_reads() {
+        let mut line = serde_json::to_vec(&Record::Exited { status: 9, timed_out: false }).expect("encode");
+        line.push(b'\n');
+        line.extend_from_slice(b"{\"Init\":{\"pid\":7}}\n");
+        let mut d = Decoder::default();
+        let (a, b) = line.split_at(5);
+        assert_eq!(d.feed(a), vec![]);
+        assert_eq!(d.feed(b), vec![Record::Exited { status: 9, timed_out: false }, Record::Init { pid: 7 }]);
     }
 }

@@ -1,18 +1,12 @@
 //! The builder (pure data, validated up front) and the sandbox it builds.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::Error;
-use crate::command::Command;
-use crate::config::{Config, Job, NetMode, Network, RootMode};
-use crate::session::Session;
-
-/// The `PATH` inside a sandbox unless the environment says otherwise.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::config::{Config, DEFAULT_PATH, Job, NetMode, RootMode};
+use crate::error::{checked, invalid};
+use crate::network::{Lease, Network};
 
 #[derive(Debug, Clone)]
 enum RootfsChoice {
@@ -47,6 +41,8 @@ pub struct Builder {
     user_namespace: Option<bool>,
     sys: bool,
     copy_rootfs: bool,
+    upper_in: Option<PathBuf>,
+    layers: Vec<PathBuf>,
     mounts: Vec<crate::Mount>,
     files: Vec<(String, Vec<u8>)>,
     limits: crate::cgroups::Limits,
@@ -65,6 +61,8 @@ impl Default for Builder {
             user_namespace: None,
             sys: false,
             copy_rootfs: false,
+            upper_in: None,
+            layers: Vec::new(),
             mounts: Vec::new(),
             files: Vec::new(),
             limits: crate::cgroups::Limits::default(),
@@ -145,6 +143,24 @@ impl Builder {
         self
     }
 
+    /// Keeps each sandbox's writable layer in the host folder `dir` instead of the sandbox's memory:
+    /// `dir/upper` holds what the sandbox added, changed (whole files) and deleted (overlayfs
+    /// whiteouts), and stays after the sandbox ends, for the caller to inspect, keep or delete.
+    /// `dir` must be an empty folder on a file system overlayfs accepts as an upper layer (ext4, xfs,
+    /// btrfs, tmpfs); one sandbox at a time. Default: in memory, gone with the sandbox.
+    pub fn writable_layer_in(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.upper_in = Some(dir.into());
+        self
+    }
+
+    /// Adds a read-only layer over the rootfs, under the writable one: e.g. the `upper` folder a
+    /// sandbox built with [`Builder::writable_layer_in`] left, to start again from what it changed.
+    /// Layers added later lie on top. Default: none.
+    pub fn layer(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.layers.insert(0, dir.into());
+        self
+    }
+
     /// Adds a volume ([`crate::Mount::bind`] or [`crate::Mount::tmpfs`]) to every sandbox. A relative
     /// bind source is relative to the current directory. Default: none.
     pub fn mount(mut self, mount: crate::Mount) -> Self {
@@ -194,22 +210,23 @@ impl Builder {
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad setting, [`Error::Rootfs`] if the default rootfs cannot be
     /// had.
-    pub fn build(self) -> Result<Sandbox, Error> {
-        check_hostname(&self.hostname)?;
-        check_abs_path("current_dir", &self.current_dir)?;
+    pub fn build(mut self) -> Result<Sandbox, Error> {
+        checked("hostname", &self.hostname, sandbox_validate::hostname(&self.hostname))?;
+        checked("current_dir", &self.current_dir, sandbox_validate::path_inside(&self.current_dir))?;
         for (k, v) in &self.env {
-            check_env(k, v)?;
+            crate::error::check_env(k, v)?;
         }
         let mut mounts = Vec::with_capacity(self.mounts.len());
         for mut m in self.mounts {
-            check_abs_path("mount target", &m.target)?;
+            checked("mount target", &m.target, sandbox_validate::path_inside(&m.target))?;
             if m.target.trim_end_matches('/').is_empty() {
                 return Err(invalid("mount target", &m.target, "cannot be the root itself"));
             }
-            if let crate::volume::MountKind::Bind { source } = &mut m.kind {
+            if let crate::volume::MountKind::Bind { source, is_dir } = &mut m.kind {
                 let shown = source.display().to_string();
                 *source = std::fs::canonicalize(&*source)
                     .map_err(|e| invalid("bind source", &shown, &format!("{e}: the host path must exist")))?;
+                *is_dir = source.is_dir();
                 if m.size.is_some() {
                     return Err(invalid("mount size", &shown, "only a tmpfs has a size"));
                 }
@@ -217,15 +234,13 @@ impl Builder {
             mounts.push(m);
         }
         for (path, _) in &self.files {
-            check_abs_path("file path", path)?;
+            checked("file path", path, sandbox_validate::path_inside(path))?;
         }
         if self.limits.memory == Some(0) || self.limits.pids == Some(0) {
             return Err(invalid("limit", "0", "memory and pids limits must be above zero"));
         }
-        if let Some(c) = self.limits.cpus
-            && !(c.is_finite() && c >= 0.01)
-        {
-            return Err(invalid("cpu_limit", &c.to_string(), "must be a number of CPUs of at least 0.01"));
+        if let Some(c) = self.limits.cpus {
+            checked("cpu_limit", &c.to_string(), sandbox_validate::cpus(c))?;
         }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(invalid("timeout", "0s", "must be longer than zero"));
@@ -271,16 +286,34 @@ impl Builder {
             Network::Host => (NetMode::Host, None),
             Network::Switch(net) => {
                 if user_namespace {
-                    return Err(invalid("network", "Switch", crate::net::ROOTLESS_REASON));
+                    return Err(invalid("network", "Switch", crate::network::ROOTLESS_REASON));
                 }
                 let address = net.register(&self.hostname)?;
                 (NetMode::Loopback, Some((net, address)))
             }
         };
-        let root = if self.copy_rootfs { RootMode::Copy { lower } } else { RootMode::Overlay { lower } };
+        for dir in self.upper_in.iter_mut().chain(self.layers.iter_mut()) {
+            let shown = dir.display().to_string();
+            *dir = std::fs::canonicalize(&*dir)
+                .map_err(|e| invalid("layer folder", &shown, &format!("{e}: the host folder must exist")))?;
+        }
+        if self.copy_rootfs && (self.upper_in.is_some() || !self.layers.is_empty()) {
+            return Err(invalid("copy_rootfs", "true", "layers need overlayfs: leave copy_rootfs off"));
+        }
+        let root = if lower == Path::new("/") {
+            if self.copy_rootfs {
+                return Err(invalid("rootfs", "/", "the host's root is never copied: leave copy_rootfs off"));
+            }
+            RootMode::Host { entries: host_entries(&self.layers)? }
+        } else if self.copy_rootfs {
+            RootMode::Copy { lower }
+        } else {
+            RootMode::Overlay { lower }
+        };
         Ok(Sandbox {
             base: Config {
                 root,
+                layers: crate::config::Layers { upper_in: self.upper_in, above: self.layers },
                 hostname: self.hostname,
                 network,
                 env,
@@ -301,6 +334,36 @@ impl Builder {
             switch,
         })
     }
+}
+
+/// The top-level entries of the host's `/` that a sandbox on the host's root gets (see
+/// [`RootMode::Host`]); `/proc`, `/sys`, `/dev` and `/tmp` are the sandbox's own.
+fn host_entries(layers: &[PathBuf]) -> Result<Vec<crate::config::HostEntry>, Error> {
+    use crate::config::{HostEntry, HostEntryKind};
+    let listing = std::fs::read_dir("/").map_err(crate::error::io("list", "/"))?;
+    let mut entries = Vec::new();
+    for e in listing.flatten() {
+        let Some(name) = e.file_name().to_str().map(str::to_owned) else { continue };
+        if matches!(name.as_str(), "proc" | "sys" | "dev" | "tmp") {
+            continue;
+        }
+        let Ok(kind) = e.file_type() else { continue };
+        let kind = if kind.is_symlink() {
+            match std::fs::read_link(e.path()) {
+                Ok(target) => HostEntryKind::Symlink { target },
+                Err(_) => continue,
+            }
+        } else if kind.is_dir() {
+            HostEntryKind::Dir { layers: layers.iter().map(|l| l.join(&name)).filter(|l| l.is_dir()).collect() }
+        } else if kind.is_file() {
+            HostEntryKind::File
+        } else {
+            continue;
+        };
+        entries.push(HostEntry { name, kind });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
 }
 
 /// A configured sandbox. Each [`command`](Sandbox::command) and [`run`](Sandbox::run) starts a
@@ -327,34 +390,6 @@ impl Sandbox {
         Builder::default()
     }
 
-    /// A command to run in a fresh sandbox, like [`std::process::Command`].
-    pub fn command(&self, program: impl Into<String>) -> Command<'_> {
-        Command::new(self, program.into(), None)
-    }
-
-    /// Runs `f` inside a fresh sandbox and returns its result. Must be called from a test (libtest
-    /// or nextest): see the crate docs for how, and for what runs twice.
-    ///
-    /// # Errors
-    /// [`Error::Panicked`] if `f` panics, [`Error::Setup`] / [`Error::TimedOut`] / [`Error::Crashed`]
-    /// as for commands, [`Error::NotInTest`] outside a test thread.
-    pub fn run<T, F>(&self, f: F) -> Result<T, Error>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> T,
-    {
-        crate::closure::run(self, f)
-    }
-
-    /// Starts one sandbox that stays up until the returned [`Session`] is dropped; its commands see
-    /// each other's files and processes.
-    ///
-    /// # Errors
-    /// As for starting a command.
-    pub fn session(&self) -> Result<Session<'_>, Error> {
-        Session::start(self)
-    }
-
     /// The hostname inside.
     pub fn hostname(&self) -> &str {
         &self.base.hostname
@@ -364,22 +399,25 @@ impl Sandbox {
     pub fn rootfs_path(&self) -> &Path {
         match &self.base.root {
             RootMode::Overlay { lower } | RootMode::Copy { lower } => lower,
+            RootMode::Host { .. } => Path::new("/"),
         }
     }
 
-    pub(crate) fn rootless(&self) -> bool {
-        self.base.user_namespace && self.base.outer_uid != 0
-    }
-
-    /// The configuration for one start of `job`, with per-command environment and directory.
-    pub(crate) fn config(&self, job: Job, overrides: Option<Overrides<'_>>) -> Result<Config, Error> {
+    /// The configuration for one start of `job`, with per-command environment and directory, and
+    /// what must live as long as that start (its address on a switch).
+    pub(crate) fn config(&self, job: Job, overrides: Option<Overrides<'_>>) -> Result<(Config, Option<Lease>), Error> {
         let mut config = self.base.clone();
         config.job = job;
+        let mut lease = None;
         if let Some((net, address)) = &self.switch {
-            config.network = NetMode::Switch(net.member(*address));
+            let (member, l) = net.member(&config.hostname, *address)?;
+            config.network = NetMode::Switch(member);
+            lease = Some(l);
         }
+        // A copy has no layers: a sandbox with layers never falls back to one.
         if let RootMode::Overlay { lower } = &config.root
-            && OVERLAY_REFUSED.load(std::sync::atomic::Ordering::Relaxed)
+            && config.layers == crate::config::Layers::default()
+            && crate::spawn::handle::overlay_refused_here()
         {
             config.root = RootMode::Copy { lower: lower.clone() };
         }
@@ -394,120 +432,9 @@ impl Sandbox {
                 config.current_dir = dir.to_owned();
             }
         }
-        Ok(config)
+        Ok((config, lease))
     }
-}
-
-/// A failed start: final, or to be tried once more now that sandboxes copy the rootfs (the kernel
-/// refused overlayfs; see [`overlay_refused`]).
-pub(crate) enum Retry {
-    Fail(Error),
-    Copy,
-}
-
-impl From<Error> for Retry {
-    fn from(e: Error) -> Retry {
-        Retry::Fail(e)
-    }
-}
-
-impl Retry {
-    pub(crate) fn into_error(self) -> Error {
-        match self {
-            Retry::Fail(e) => e,
-            Retry::Copy => Error::Result { reason: "overlayfs was refused twice".to_owned() },
-        }
-    }
-}
-
-/// Set once the kernel has refused overlayfs: from then on every sandbox of this process copies.
-static OVERLAY_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether a setup failure means "no overlayfs here"; if so, records it (warning once) so that the
-/// caller retries with a copy.
-pub(crate) fn overlay_refused(kind: crate::plan::StepKind, errno: i32) -> bool {
-    use nix::errno::Errno;
-    let refused = kind == crate::plan::StepKind::Overlay
-        && matches!(
-            Errno::from_raw(errno),
-            Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP | Errno::EACCES
-        );
-    if refused && !OVERLAY_REFUSED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        let errno = Errno::from_raw(errno);
-        tracing::warn!(%errno, "overlayfs refused; copying the rootfs per sandbox from now on");
-        eprintln!(
-            "sandbox: the kernel refused overlayfs ({errno}); each sandbox now gets a private copy of the rootfs \
-             instead (slower start). Use Builder::copy_rootfs(true) to ask for this directly."
-        );
-    }
-    refused
 }
 
 /// Per-command environment changes (`None` removes) and working directory.
 pub(crate) type Overrides<'a> = (&'a [(String, Option<String>)], Option<&'a str>);
-
-pub(crate) fn invalid(what: &'static str, value: &str, reason: &str) -> Error {
-    Error::InvalidConfig { what, value: value.escape_debug().to_string(), reason: reason.to_owned() }
-}
-
-fn check_hostname(name: &str) -> Result<(), Error> {
-    let bad = |reason: &str| Err(invalid("hostname", name, reason));
-    if name.is_empty() || name.len() > 64 {
-        return bad("must be 1 to 64 bytes long (sethostname(2))");
-    }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
-        return bad("may contain only ASCII letters, digits, `-` and `.` (RFC 1123)");
-    }
-    if name.starts_with(['-', '.']) || name.ends_with(['-', '.']) || name.contains("..") {
-        return bad("must not start or end with `-` or `.`, nor contain `..`");
-    }
-    Ok(())
-}
-
-pub(crate) fn check_abs_path(what: &'static str, path: &str) -> Result<(), Error> {
-    if path.contains('\0') {
-        return Err(invalid(what, path, "contains a NUL byte"));
-    }
-    let p = Path::new(path);
-    if !p.is_absolute() {
-        return Err(invalid(what, path, "must be an absolute path inside the sandbox"));
-    }
-    if p.components().any(|c| c == Component::ParentDir) {
-        return Err(invalid(what, path, "must not contain `..`"));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_env(key: &str, value: &str) -> Result<(), Error> {
-    if key.is_empty() || key.contains(['=', '\0']) {
-        return Err(invalid("environment variable name", key, "must be non-empty, without `=` or NUL"));
-    }
-    if value.contains('\0') {
-        return Err(invalid("environment variable value", value, "must not contain NUL"));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostnames() {
-        assert!(check_hostname("db-1.test").is_ok());
-        assert!(check_hostname(&"a".repeat(64)).is_ok());
-        for bad in ["", "-a", "a-", "a b", "a_b", "ä", "a..b", &"a".repeat(65)] {
-            assert!(check_hostname(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn paths_and_env() {
-        assert!(check_abs_path("current_dir", "/root").is_ok());
-        assert!(check_abs_path("current_dir", "root").is_err());
-        assert!(check_abs_path("current_dir", "/root/../etc").is_err());
-        assert!(check_env("A", "b").is_ok());
-        assert!(check_env("A=B", "b").is_err());
-        assert!(check_env("A", "b\0").is_err());
-    }
-}

@@ -1,13 +1,20 @@
 //! One sandbox kept alive for several commands.
 
-use std::os::fd::OwnedFd;
-
 use crate::command::Command;
 use crate::config::Job;
-use crate::report::{Reader, Record};
-use crate::sandbox::Retry;
-use crate::spawn::parent::{Helper, Known, Stdio3, launch, setup_error};
-use crate::{Error, Sandbox};
+use crate::spawn::handle::{HelperHandle, Stage, with_fallback};
+use crate::{Error, Sandbox, Stdio};
+
+impl Sandbox {
+    /// Starts one sandbox that stays up until the returned [`Session`] is dropped; its commands see
+    /// each other's files and processes.
+    ///
+    /// # Errors
+    /// As for starting a command.
+    pub fn session(&self) -> Result<Session<'_>, Error> {
+        Session::start(self)
+    }
+}
 
 /// A running sandbox whose commands share its filesystem, processes and network. Dropping it kills
 /// everything in it, and returns once all of it is gone.
@@ -24,69 +31,23 @@ use crate::{Error, Sandbox};
 #[derive(Debug)]
 pub struct Session<'a> {
     sandbox: &'a Sandbox,
-    helper: Helper,
-    reports: Reader,
-    kill: Option<OwnedFd>,
+    /// Dropping it tears the sandbox down and waits until it is gone.
+    _handle: HelperHandle,
     init_pid: i32,
 }
 
 impl<'a> Session<'a> {
     pub(crate) fn start(sandbox: &'a Sandbox) -> Result<Session<'a>, Error> {
-        match Self::try_start(sandbox) {
-            // The kernel refused overlayfs: the sandbox's configuration now says copy; once more.
-            Err(Retry::Copy) => Self::try_start(sandbox).map_err(Retry::into_error),
-            other => other.map_err(Retry::into_error),
-        }
-    }
-
-    fn try_start(sandbox: &'a Sandbox) -> Result<Session<'a>, Retry> {
-        let config = sandbox.config(Job::Session, None)?;
-        let launched = launch(&config, Stdio3::Known([Known::Null, Known::Null, Known::Inherit]), &[])?;
-        let mut session = Session {
-            sandbox,
-            helper: launched.helper,
-            reports: launched.reports,
-            kill: Some(launched.kill),
-            init_pid: 0,
-        };
-        loop {
-            match session.reports.next() {
-                Some(Record::Init { pid }) => session.init_pid = pid,
-                Some(Record::Ready) if session.init_pid > 0 => return Ok(session),
-                Some(Record::SetupFailed { kind, what, path, errno }) => {
-                    session.end();
-                    if crate::sandbox::overlay_refused(kind, errno) {
-                        return Err(Retry::Copy);
-                    }
-                    return Err(setup_error(kind, what, path, errno, sandbox).into());
-                }
-                Some(_) => {}
-                None => {
-                    let status = session.end();
-                    return Err(Error::HelperDied { status }.into());
-                }
-            }
-        }
+        let (null, inherit) = (Stdio::null(), Stdio::inherit());
+        let handle = with_fallback(|| {
+            HelperHandle::start(sandbox.config(Job::Session, None)?, [&null, &null, &inherit], &[], Stage::Ready)
+        })?;
+        let init_pid = handle.init_pid().ok_or(Error::HelperDied { status: None })?;
+        Ok(Session { sandbox, _handle: handle, init_pid })
     }
 
     /// A command to run inside this session's sandbox.
     pub fn command(&self, program: impl Into<String>) -> Command<'a> {
         Command::new(self.sandbox, program.into(), Some(self.init_pid))
-    }
-
-    /// Tears the sandbox down and waits until it is gone.
-    fn end(&mut self) -> Option<std::process::ExitStatus> {
-        drop(self.kill.take());
-        while self.reports.next().is_some() {}
-        match &mut self.helper {
-            Helper::Executed(c) => c.wait().ok(),
-            Helper::Served => None,
-        }
-    }
-}
-
-impl Drop for Session<'_> {
-    fn drop(&mut self) {
-        self.end();
     }
 }

@@ -26,7 +26,11 @@ pub struct Mount {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum MountKind {
-    Bind { source: PathBuf },
+    /// `is_dir`: what `source` is, found out by `Builder::build` (the plan does no host I/O).
+    Bind {
+        source: PathBuf,
+        is_dir: bool,
+    },
     Tmpfs,
 }
 
@@ -34,7 +38,8 @@ impl Mount {
     /// Binds the host path `source` (a directory or a file) at `target` inside the sandbox, nosuid and
     /// nodev; writes go to the host. The source must exist when the sandbox is built.
     pub fn bind(source: impl Into<PathBuf>, target: impl Into<String>) -> Mount {
-        Mount { kind: MountKind::Bind { source: source.into() }, target: target.into(), read_only: false, size: None }
+        let kind = MountKind::Bind { source: source.into(), is_dir: true };
+        Mount { kind, target: target.into(), read_only: false, size: None }
     }
 
     /// A fresh tmpfs at `target`, private to the sandbox (mode 1777).

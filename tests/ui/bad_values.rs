@@ -15,4 +15,8 @@ fn bad_rootfs() {}
 #[sandbox_test(hostname = "a", hostname = "b")]
 fn twice() {}
 
+// The builder refuses an empty label; the attribute used to let it compile and panic at run time.
+#[sandbox_test(hostname = "a..b")]
+fn empty_label() {}
+
 fn main() {}

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [fetch|sandbox|overhead]`.
+//! `cargo xtask bench [fetch|sandbox|overhead|wrapper]`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,10 +13,12 @@ fn cargo() -> Command {
 pub fn run(filter: Option<String>) -> anyhow::Result<()> {
     match filter.as_deref() {
         Some("overhead") => overhead(),
+        Some("wrapper") => crate::bench_wrapper::run(),
         Some(name) => cargo_bench(Some(name)),
         None => {
             cargo_bench(None)?;
-            overhead()
+            overhead()?;
+            crate::bench_wrapper::run()
         }
     }
 }

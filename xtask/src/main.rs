@@ -3,9 +3,11 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_wrapper;
 mod doctor;
 mod fetch_rootfs;
 mod run;
+mod shards;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -24,12 +26,19 @@ enum Task {
     /// Run a command in a fresh sandbox (default: hostname, ps, /etc/alpine-release).
     Run(run::RunArgs),
     /// An interactive Alpine shell in a fresh sandbox, on a pseudo-terminal of its own.
-    Shell(run::SandboxArgs),
+    Shell(sandbox_cli::SandboxOptions),
     /// Check what this machine allows: user namespaces, overlayfs, cgroups, a rootfs, a real sandbox.
     Doctor,
     /// Run the benchmarks (release build) and print their figures: fetch, sandbox, overhead.
+    /// Simulate CI sharding: archive the #[sandbox_test] suite, run it as N nextest partitions from fresh
+    /// folders, and check that every test ran and passed exactly once.
+    Shards {
+        /// How many partitions (CI machines).
+        #[arg(long, default_value_t = 3)]
+        partitions: u32,
+    },
     Bench {
-        /// One benchmark: fetch, sandbox or overhead (default: all).
+        /// One benchmark: fetch, sandbox, overhead or wrapper (default: all).
         name: Option<String>,
     },
     /// Run a program in a qemu guest with its own kernel and cgroup v2, on this machine's files.
@@ -38,14 +47,9 @@ enum Task {
 
 fn main() {
     if let Err(e) = try_main() {
-        // One paragraph: the error and each cause that adds something to it.
-        let mut text = String::new();
-        for cause in e.chain().map(ToString::to_string) {
-            if !text.contains(&cause) {
-                text = if text.is_empty() { cause } else { format!("{text}: {cause}") };
-            }
-        }
-        eprintln!("error: {text}");
+        // One paragraph: the error, then each cause (no message repeats its source's).
+        let text: Vec<String> = e.chain().map(ToString::to_string).collect();
+        eprintln!("error: {}", text.join(": "));
         std::process::exit(1);
     }
 }
@@ -57,6 +61,7 @@ fn try_main() -> anyhow::Result<()> {
         Task::Doctor => doctor::run(),
         Task::Shell(args) => run::shell(args),
         Task::Bench { name } => bench::run(name),
+        Task::Shards { partitions } => shards::run(partitions),
         Task::Vm(args) => vm::run(args),
     }
 }

@@ -11,7 +11,8 @@ use syn::{ItemFn, LitStr};
 
 /// Runs the test's body in a fresh sandbox. Options: `hostname = "…"`, `network = "loopback" | "none" |
 /// "host"`, `timeout = "20s"` (also `ms`, `m`), `env(KEY = "value", …)`, `rootfs = "alpine:3.20"` (any
-/// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`),
+/// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`; or
+/// any `&'static str` expression, e.g. `concat!(env!("CARGO_TARGET_TMPDIR"), "/tree")`),
 /// `sys`. See `sandbox::sandbox_test`.
 #[proc_macro_attribute]
 pub fn sandbox_test(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -44,7 +45,8 @@ struct Options {
     timeout_ms: Option<(LitStr, u64)>,
     env: Vec<(LitStr, LitStr)>,
     rootfs: Option<LitStr>,
-    rootfs_dir: Option<LitStr>,
+    /// The directory, as an expression of type `&'static str` (a literal made absolute already).
+    rootfs_dir: Option<TokenStream2>,
     sys: bool,
     mounts: Vec<TokenStream2>,
     memory: Option<u64>,
@@ -81,18 +83,9 @@ impl Options {
         match name.as_str() {
             "hostname" => {
                 let lit: LitStr = meta.value()?.parse()?;
-                let v = lit.value();
-                let ok = !v.is_empty()
-                    && v.len() <= 64
-                    && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-                    && !v.starts_with(['-', '.'])
-                    && !v.ends_with(['-', '.']);
-                if !ok {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        "a hostname is 1 to 64 ASCII letters, digits, `-` and `.`, not starting or ending with `-` or `.`",
-                    ));
-                }
+                // The builder's own check, so that a name the builder refuses never compiles.
+                sandbox_validate::hostname(&lit.value())
+                    .map_err(|reason| syn::Error::new(lit.span(), format!("invalid hostname: {reason}")))?;
                 set(&mut self.hostname, lit, &meta)
             }
             "network" => {
@@ -120,6 +113,9 @@ impl Options {
                     .map(ToString::to_string)
                     .ok_or_else(|| inner.error("expected `NAME = \"value\"`"))?;
                 let value: LitStr = inner.value()?.parse()?;
+                sandbox_validate::env_key(&key).map_err(|r| inner.error(format!("invalid variable name: {r}")))?;
+                sandbox_validate::env_value(&value.value())
+                    .map_err(|r| syn::Error::new(value.span(), format!("invalid value: {r}")))?;
                 self.env.push((LitStr::new(&key, inner.path.span()), value));
                 Ok(())
             }),
@@ -139,14 +135,22 @@ impl Options {
                 set(&mut self.rootfs, lit, &meta)
             }
             "rootfs_dir" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                if lit.value().is_empty() {
-                    return Err(syn::Error::new(lit.span(), "expected a directory path"));
-                }
+                // A string literal (relative to the crate), or any `&'static str` expression, such as
+                // `concat!(env!("CARGO_TARGET_TMPDIR"), "/tree")` for a tree a test builds.
+                let expr: syn::Expr = meta.value()?.parse()?;
+                let dir = match &expr {
+                    syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(lit), .. }) => {
+                        if lit.value().is_empty() {
+                            return Err(syn::Error::new(lit.span(), "expected a directory path"));
+                        }
+                        host_path(lit)
+                    }
+                    other => quote!(#other),
+                };
                 if self.rootfs.is_some() {
                     return Err(meta.error("`rootfs` and `rootfs_dir` exclude each other"));
                 }
-                set(&mut self.rootfs_dir, lit, &meta)
+                set(&mut self.rootfs_dir, dir, &meta)
             }
             "sys" => {
                 self.sys = true;
@@ -174,9 +178,7 @@ impl Options {
                     syn::Lit::Int(i) => i.base10_parse::<u32>()? as f64,
                     _ => return Err(syn::Error::new(lit.span(), "expected a number of CPUs, such as 0.5 or 2")),
                 };
-                if n.is_nan() || n < 0.01 {
-                    return Err(syn::Error::new(lit.span(), "expected a number of CPUs of at least 0.01"));
-                }
+                sandbox_validate::cpus(n).map_err(|r| syn::Error::new(lit.span(), format!("invalid cpus: {r}")))?;
                 set(&mut self.cpus, n, &meta)
             }
             "mount" => {
@@ -200,11 +202,8 @@ impl Options {
                     Ok(())
                 })?;
                 let abs = |l: &LitStr| -> syn::Result<()> {
-                    if l.value().starts_with('/') && !l.value().split('/').any(|c| c == "..") {
-                        Ok(())
-                    } else {
-                        Err(syn::Error::new(l.span(), "a path inside the sandbox: absolute, without `..`"))
-                    }
+                    sandbox_validate::path_inside(&l.value())
+                        .map_err(|r| syn::Error::new(l.span(), format!("invalid mount target: {r}")))
                 };
                 let size_tokens = match size {
                     Some(n) => quote!(::core::option::Option::Some(#n)),
@@ -306,16 +305,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
             let version = LitStr::new(spec.value().trim_start_matches("alpine:"), spec.span());
             quote!(::sandbox::harness::RootfsOption::Alpine(#version))
         }
-        (None, Some(dir)) => {
-            let d = dir.value();
-            if d.starts_with('/') {
-                quote!(::sandbox::harness::RootfsOption::Dir(#dir))
-            } else {
-                quote!(::sandbox::harness::RootfsOption::Dir(
-                    ::core::concat!(::core::env!("CARGO_MANIFEST_DIR"), "/", #dir)
-                ))
-            }
-        }
+        (None, Some(dir)) => quote!(::sandbox::harness::RootfsOption::Dir(#dir)),
         (None, None) => quote!(::sandbox::harness::RootfsOption::Default),
     };
     let sys = options.sys;
@@ -373,6 +363,15 @@ mod tests {
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("0M"), None);
         assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn a_relative_rootfs_dir_is_relative_to_the_crate() {
+        let mut options = Options::default();
+        let parser = syn::meta::parser(|meta| options.parse(meta));
+        syn::parse::Parser::parse_str(parser, r#"rootfs_dir = "../tree""#).expect("parse");
+        let dir = options.rootfs_dir.map(|t| t.to_string()).unwrap_or_default();
+        assert!(dir.contains("CARGO_MANIFEST_DIR") && dir.contains("\"../tree\""), "{dir}");
     }
 
     #[test]

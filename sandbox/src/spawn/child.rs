@@ -1,28 +1,28 @@
 //! The program's process inside the sandbox.
 
 use std::ffi::CString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use nix::errno::Errno;
 
 use crate::config::{Config, Job};
-use crate::plan::StepKind;
-use crate::report::{Record, send};
+use crate::report::{Decoder, Record, StepKind, send};
+use crate::sys::SingleThreaded;
 
-const TAG_EXEC: u8 = 1;
-const TAG_CHDIR: u8 = 2;
-const TAG_RLIMIT: u8 = 3;
-
-/// Prepares the process and execs the program; on failure, writes what failed to `exec_pipe` and
-/// exits 127. For a closure, returns instead (with the environment set), so that `main` runs the test.
-pub(crate) fn run(config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
+/// Prepares the process and execs the program; on failure, writes what failed to `exec_pipe` (a
+/// record: `SetupFailed` or `ExecFailed`) and exits 127. For a closure, returns instead (with the environment set), so that `main` runs the test.
+pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
     // A session of its own: job control inside cannot touch the caller's terminal.
     let _ = nix::unistd::setsid();
     for (resource, value) in &config.rlimits {
         if let Err(e) = nix::sys::resource::setrlimit(resource.resource(), *value, *value) {
-            fail(exec_pipe, TAG_RLIMIT, e);
+            let what = "set a resource limit (setrlimit)";
+            fail(
+                exec_pipe,
+                &Record::SetupFailed { kind: StepKind::Limits, what: what.into(), path: None, errno: e as i32 },
+            );
         }
     }
     if config.controlling_terminal {
@@ -33,29 +33,28 @@ pub(crate) fn run(config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
     if let Job::Closure { index } = &config.job {
         // The parent's environment, with the sandbox's on top; the host's files stay visible until
         // the test reaches the closure (see crate::closure).
-        crate::sys::set_env_single_threaded(&config.env);
-        crate::closure::enter_child(report, config, *index);
+        crate::sys::set_env(t, super::parent::HELPER_ENV, &config.env);
+        super::closure::enter_child(report, config, *index);
         // Closing our end tells init the child is on its way.
         drop(exec_pipe);
         return;
     }
     if let Err(e) = nix::unistd::chdir(config.current_dir.as_str()) {
-        fail(exec_pipe, TAG_CHDIR, e);
+        let (what, path) = ("enter the working directory".into(), Some(config.current_dir.clone()));
+        fail(exec_pipe, &Record::SetupFailed { kind: StepKind::CurrentDir, what, path, errno: e as i32 });
     }
     match &config.job {
         Job::Closure { .. } => {}
         Job::Exec { program, args } | Job::Join { program, args, .. } => {
             let errno = exec(program, args, &config.env);
-            fail(exec_pipe, TAG_EXEC, errno)
+            fail(exec_pipe, &Record::ExecFailed { errno: errno as i32 })
         }
         Job::Session | Job::Switch => std::process::exit(0),
     }
 }
 
-fn fail(pipe: OwnedFd, tag: u8, errno: Errno) -> ! {
-    let mut msg = vec![tag];
-    msg.extend_from_slice(&(errno as i32).to_ne_bytes());
-    let _ = std::fs::File::from(pipe).write_all(&msg);
+fn fail(pipe: OwnedFd, record: &Record) -> ! {
+    send(&pipe, record);
     std::process::exit(127);
 }
 
@@ -67,7 +66,7 @@ fn exec(program: &str, args: &[String], env: &[(String, String)]) -> Errno {
     if program.contains('/') {
         return crate::sys::execve(&cstr(program), &argv, &envp);
     }
-    let path = env.iter().find(|(k, _)| k == "PATH").map_or(crate::DEFAULT_PATH, |(_, v)| v.as_str());
+    let path = env.iter().find(|(k, _)| k == "PATH").map_or(crate::config::DEFAULT_PATH, |(_, v)| v.as_str());
     let mut result = Errno::ENOENT;
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(program);
@@ -81,40 +80,16 @@ fn exec(program: &str, args: &[String], env: &[(String, String)]) -> Errno {
     result
 }
 
-/// Waits until the program's process has exec'd (the close-on-exec pipe reads end-of-file) or failed,
-/// and reports which.
+/// Waits until the program's process has exec'd (the close-on-exec pipe reads end-of-file) or failed
+/// (it wrote a record), and reports which.
 pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, job: &Job) {
-    let mut msg = Vec::new();
-    let _ = std::fs::File::from(pipe).read_to_end(&mut msg);
-    match msg.as_slice() {
-        [] if !matches!(job, Job::Closure { .. }) => send(report, &Record::Started),
-        [] => {}
-        [tag, a, b, c, d] => {
-            let errno = i32::from_ne_bytes([*a, *b, *c, *d]);
-            if *tag == TAG_RLIMIT {
-                send(
-                    report,
-                    &Record::SetupFailed {
-                        kind: StepKind::Limits,
-                        what: "set a resource limit (setrlimit)".to_owned(),
-                        path: None,
-                        errno,
-                    },
-                );
-            } else if *tag == TAG_CHDIR {
-                send(
-                    report,
-                    &Record::SetupFailed {
-                        kind: StepKind::CurrentDir,
-                        what: "enter the working directory".to_owned(),
-                        path: None,
-                        errno,
-                    },
-                );
-            } else {
-                send(report, &Record::ExecFailed { errno });
-            }
-        }
-        _ => {}
+    let mut bytes = Vec::new();
+    let _ = std::fs::File::from(pipe).read_to_end(&mut bytes);
+    let records = Decoder::default().feed(&bytes);
+    if records.is_empty() && !matches!(job, Job::Closure { .. }) {
+        send(report, &Record::Started);
+    }
+    for r in &records {
+        send(report, r);
     }
 }

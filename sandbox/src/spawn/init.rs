@@ -1,6 +1,5 @@
 //! PID 1 of the sandbox: builds the root, starts the program, reaps, forwards signals, keeps time.
 
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
@@ -14,15 +13,13 @@ use nix::unistd::{ForkResult, Pid};
 
 use crate::config::{Config, Job};
 use crate::plan;
-use crate::report::{Record, send};
-use crate::sys::Kernel;
+use crate::report::{Record, StepKind, send, send_failure, send_setup_failed};
+use crate::sys::{Kernel, SingleThreaded};
 
-/// The first byte on the status pipe: init's mount namespace exists.
-pub(crate) const MOUNT_NAMESPACE_READY: &[u8] = b"m";
-
-/// Runs init. Returns `true` only in the forked child that is to run a closure; every other path
+/// Runs init: the plan, then the program (or nothing, for a session), then the reaping loop; `status`
+/// is the pipe to the helper, which gets `MountNamespaceReady` and, at the end, `Exited`. Returns `true` only in the forked child that is to run a closure; every other path
 /// ends the process.
-pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
+pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
     // Die with the helper (our parent), and so with the test process above it.
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
     // A closure's child switches the root itself, when the test reaches the closure.
@@ -36,7 +33,7 @@ pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
     }
     // Tell the helper our mount namespace exists: it keeps it alive until it has reported the end,
     // so that freeing the sandbox's mounts is not on the way of the caller's wait.
-    let _ = nix::unistd::write(&status, MOUNT_NAMESPACE_READY);
+    send(&status, &Record::MountNamespaceReady);
     // Every signal goes through a signalfd, so that none is lost between fork and the wait loop, and
     // so that PID 1 (which the kernel spares from default actions) still sees them.
     let all = SigSet::all();
@@ -61,7 +58,7 @@ pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
                 Ok(p) => p,
                 Err(e) => fatal(&report, "create the exec pipe", e),
             };
-            match crate::sys::fork() {
+            match crate::sys::fork(t) {
                 Err(e) => fatal(&report, "fork the program's process", e),
                 Ok(ForkResult::Child) => {
                     drop(exec_r);
@@ -69,7 +66,7 @@ pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
                     drop(status);
                     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
                     // Returns only for a closure: to main, and the test inside the sandbox.
-                    super::child::run(config, &report, exec_w);
+                    super::child::run(t, config, &report, exec_w);
                     return true;
                 }
                 Ok(ForkResult::Parent { child }) => {
@@ -82,30 +79,12 @@ pub(crate) fn run(config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
         }
     };
     let (status_word, timed_out) = reap_until_done(main, &signals, deadline);
-    let mut msg = status_word.to_ne_bytes().to_vec();
-    msg.push(u8::from(timed_out));
-    let _ = std::fs::File::from(status).write_all(&msg);
+    send(&status, &Record::Exited { status: status_word, timed_out });
     std::process::exit(0);
 }
 
-/// Reports a failed setup step to the parent.
-pub(crate) fn send_failure(report: &OwnedFd, f: &plan::Failure) {
-    send(
-        report,
-        &Record::SetupFailed { kind: f.kind, what: f.what.to_owned(), path: f.path.clone(), errno: f.errno as i32 },
-    );
-}
-
 fn fatal(report: &OwnedFd, what: &str, errno: Errno) -> ! {
-    send(
-        report,
-        &Record::SetupFailed {
-            kind: crate::plan::StepKind::Helper,
-            what: what.to_owned(),
-            path: None,
-            errno: errno as i32,
-        },
-    );
+    send_setup_failed(report, StepKind::Helper, what, errno);
     std::process::exit(1);
 }
 

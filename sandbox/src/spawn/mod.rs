@@ -11,7 +11,20 @@
 //!   closure.
 
 pub(crate) mod child;
+pub(crate) mod closure;
+pub(crate) mod handle;
 pub(crate) mod helper;
 pub(crate) mod init;
 pub(crate) mod parent;
 pub(crate) mod server;
+
+use crate::sys::SingleThreaded;
+
+// Every process of a binary linking this crate passes here before `main`; the fork server and the
+// helpers never reach `main` (except a closure's child, on purpose).
+crate::sys::run_before_main!(BEFORE_MAIN, enter_before_main);
+
+fn enter_before_main(t: SingleThreaded) {
+    server::enter_if_server(t);
+    helper::enter_if_helper(t);
+}

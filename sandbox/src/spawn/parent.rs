@@ -1,5 +1,5 @@
-//! The calling process's side: start a helper (forked by the fork server when this crate chose the
-//! program's stdio, executed otherwise), then read its reports.
+//! The calling process's side: start a helper (forked by the fork server, or executed), with its
+//! pipes; `handle` holds it from then on.
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -16,33 +16,6 @@ use crate::report::Reader;
 
 /// The variable that turns a re-executed binary into a helper: `<report fd>:<config fd>:<kill fd>`.
 pub(crate) const HELPER_ENV: &str = "__SANDBOX_HELPER";
-
-/// A stdio setting this crate implements itself, so that it can hand the descriptor to the fork server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Known {
-    Inherit,
-    Null,
-    Piped,
-}
-
-impl Known {
-    pub(crate) fn to_std(self) -> std::process::Stdio {
-        match self {
-            Known::Inherit => std::process::Stdio::inherit(),
-            Known::Null => std::process::Stdio::null(),
-            Known::Piped => std::process::Stdio::piped(),
-        }
-    }
-}
-
-/// The program's stdin, stdout and stderr.
-#[derive(Debug)]
-pub(crate) enum Stdio3 {
-    /// Chosen by this crate: eligible for the fork server.
-    Known([Known; 3]),
-    /// Given by the caller as `std::process::Stdio`: only `std::process::Command` can apply them.
-    Std([std::process::Stdio; 3]),
-}
 
 /// The helper process, as far as the caller can hold it.
 #[derive(Debug)]
@@ -65,11 +38,13 @@ pub(crate) struct Launched {
     pub stderr: Option<ChildStderr>,
 }
 
-/// Starts a helper for `config`; `args` are passed to a re-executed binary (the libtest arguments for a
-/// closure, which always executes).
-pub(crate) fn launch(config: &Config, stdio: Stdio3, args: &[String]) -> Result<Launched, Error> {
-    // The helper hook must be linked into this binary, since the binary is what runs the helpers.
-    std::hint::black_box(&crate::sys::HELPER_HOOK);
+/// Starts a helper for `config`, with the program's stdio as `stdio` says (stdin, stdout, stderr):
+/// forked by the fork server, or, when there is none (or `args` must reach a re-executed test binary,
+/// as for a closure), executed. Either way the streams are opened here, so that both paths connect them
+/// alike.
+pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3], args: &[String]) -> Result<Launched, Error> {
+    // The constructor must be linked into this binary, since the binary is what runs the helpers.
+    std::hint::black_box(&super::BEFORE_MAIN);
 
     let json = serde_json::to_vec(config)
         .map_err(|e| io("encode the sandbox configuration for", "memfd")(std::io::Error::other(e)))?;
@@ -81,10 +56,24 @@ pub(crate) fn launch(config: &Config, stdio: Stdio3, args: &[String]) -> Result<
     std::io::Seek::rewind(&mut config_file).map_err(io("rewind", "memfd sandbox-config"))?;
     let (report_r, report_w) = pipe("a report pipe")?;
     let (kill_r, kill_w) = pipe("a kill pipe")?;
+    let open = |n: usize| stdio[n].open(n).map_err(io("open the program's stdio", ["stdin", "stdout", "stderr"][n]));
+    let (sin, sout, serr) = (open(0)?, open(1)?, open(2)?);
+    let (their_in, their_out, their_err) = (sin.theirs, sout.theirs, serr.theirs);
+    let stdin = sin.ours.map(ChildStdin::from);
+    let stdout = sout.ours.map(ChildStdout::from);
+    let stderr = serr.ours.map(ChildStderr::from);
 
-    let stdio = match stdio {
-        Stdio3::Known(known) if args.is_empty() => match serve(known, &report_w, &config_file, &kill_r) {
-            Ok((stdin, stdout, stderr)) => {
+    if args.is_empty() && !fork_server_disabled() {
+        let fds = [
+            their_in.as_fd(),
+            their_out.as_fd(),
+            their_err.as_fd(),
+            report_w.as_fd(),
+            config_file.as_fd(),
+            kill_r.as_fd(),
+        ];
+        match super::server::submit(fds) {
+            Ok(()) => {
                 return Ok(Launched {
                     helper: Helper::Served,
                     reports: Reader::new(report_r),
@@ -94,14 +83,9 @@ pub(crate) fn launch(config: &Config, stdio: Stdio3, args: &[String]) -> Result<
                     stderr,
                 });
             }
-            Err(e) => {
-                tracing::debug!(%e, "no fork server; executing the sandbox helper");
-                known.map(Known::to_std)
-            }
-        },
-        Stdio3::Known(known) => known.map(Known::to_std),
-        Stdio3::Std(std) => std,
-    };
+            Err(e) => tracing::debug!(%e, "no fork server; executing the sandbox helper"),
+        }
+    }
 
     let mut cmd = Command::new("/proc/self/exe");
     if !matches!(config.job, crate::config::Job::Closure { .. }) {
@@ -115,69 +99,28 @@ pub(crate) fn launch(config: &Config, stdio: Stdio3, args: &[String]) -> Result<
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.args(args)
         .env(HELPER_ENV, format!("{}:{}:{}", report_w.as_raw_fd(), config_file.as_raw_fd(), kill_r.as_raw_fd()));
-    let [stdin, stdout, stderr] = stdio;
-    cmd.stdin(stdin).stdout(stdout).stderr(stderr);
+    cmd.stdin(their_in).stdout(their_out).stderr(their_err);
     crate::sys::keep_fds_on_exec(&mut cmd, vec![report_w.as_raw_fd(), config_file.as_raw_fd(), kill_r.as_raw_fd()]);
-    let mut child = spawn_on_spawner_thread(cmd).map_err(io("execute the sandbox helper", "/proc/self/exe"))?;
+    let child = spawn_on_spawner_thread(cmd).map_err(io("execute the sandbox helper", "/proc/self/exe"))?;
     // Our copies must be closed so that the report pipe ends when the sandbox's processes are gone.
     drop((report_w, config_file, kill_r));
     Ok(Launched {
-        stdin: child.stdin.take(),
-        stdout: child.stdout.take(),
-        stderr: child.stderr.take(),
+        stdin,
+        stdout,
+        stderr,
         helper: Helper::Executed(child),
         reports: Reader::new(report_r),
         kill: kill_w,
     })
 }
 
-fn pipe(what: &'static str) -> Result<(OwnedFd, OwnedFd), Error> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create", what)(e.into()))
+/// `SANDBOX_NO_FORK_SERVER=1`: every helper is executed (slower; for debugging the exec path).
+fn fork_server_disabled() -> bool {
+    std::env::var_os("SANDBOX_NO_FORK_SERVER").is_some_and(|v| v == "1")
 }
 
-type Stdio = (Option<ChildStdin>, Option<ChildStdout>, Option<ChildStderr>);
-
-/// Opens the program's stdio as `known` says and hands everything to the fork server.
-fn serve(known: [Known; 3], report: &OwnedFd, config: &std::fs::File, kill: &OwnedFd) -> std::io::Result<Stdio> {
-    let mut theirs: Vec<OwnedFd> = Vec::with_capacity(3);
-    let mut ours: Vec<Option<OwnedFd>> = Vec::with_capacity(3);
-    for (i, k) in known.iter().enumerate() {
-        match k {
-            Known::Inherit => {
-                let fd = match i {
-                    0 => std::io::stdin().as_fd().try_clone_to_owned()?,
-                    1 => std::io::stdout().as_fd().try_clone_to_owned()?,
-                    _ => std::io::stderr().as_fd().try_clone_to_owned()?,
-                };
-                theirs.push(fd);
-                ours.push(None);
-            }
-            Known::Null => {
-                let mode = if i == 0 { OFlag::O_RDONLY } else { OFlag::O_WRONLY };
-                theirs.push(nix::fcntl::open("/dev/null", mode | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?);
-                ours.push(None);
-            }
-            Known::Piped => {
-                let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-                let (child_end, our_end) = if i == 0 { (r, w) } else { (w, r) };
-                theirs.push(child_end);
-                ours.push(Some(our_end));
-            }
-        }
-    }
-    super::server::submit([
-        theirs[0].as_fd(),
-        theirs[1].as_fd(),
-        theirs[2].as_fd(),
-        report.as_fd(),
-        config.as_fd(),
-        kill.as_fd(),
-    ])?;
-    let mut ours = ours.into_iter();
-    let stdin = ours.next().flatten().map(ChildStdin::from);
-    let stdout = ours.next().flatten().map(ChildStdout::from);
-    let stderr = ours.next().flatten().map(ChildStderr::from);
-    Ok((stdin, stdout, stderr))
+fn pipe(what: &'static str) -> Result<(OwnedFd, OwnedFd), Error> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create", what)(e.into()))
 }
 
 type Job = (Command, Sender<std::io::Result<std::process::Child>>);
@@ -205,21 +148,4 @@ pub(crate) fn spawn_on_spawner_thread(cmd: Command) -> std::io::Result<std::proc
         return Err(std::io::Error::other("the sandbox spawner thread is gone"));
     }
     reply_rx.recv().map_err(|_| std::io::Error::other("the sandbox spawner thread is gone"))?
-}
-
-/// The error for a failed setup step, with a hint from the host's configuration.
-pub(crate) fn setup_error(
-    kind: crate::plan::StepKind,
-    what: String,
-    path: Option<String>,
-    errno: i32,
-    sandbox: &crate::Sandbox,
-) -> Error {
-    let errno = nix::errno::Errno::from_raw(errno);
-    Error::Setup {
-        step: what,
-        path,
-        source: std::io::Error::from(errno),
-        hint: crate::hints::for_step(kind, errno, sandbox.rootless()),
-    }
 }

@@ -19,6 +19,7 @@ use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
 use crate::report::{Record, send};
+use crate::sys::SingleThreaded;
 
 /// Turns a re-executed binary into the fork server: the number of its end of the socket pair.
 pub(crate) const SERVER_ENV: &str = "__SANDBOX_FORK_SERVER";
@@ -76,17 +77,18 @@ fn start() -> std::io::Result<OwnedFd> {
 
 /// Called by the constructor: returns at once unless this process is the fork server, which never
 /// returns (it exits when the parent closes its end of the socket, or dies).
-pub(crate) fn enter_if_server() {
+pub(crate) fn enter_if_server(t: SingleThreaded) {
     let Some(value) = std::env::var_os(SERVER_ENV) else { return };
-    let Some(sock) = value.to_str().and_then(|v| v.parse().ok()).and_then(crate::sys::adopt_fd) else {
+    let Some(sock) = value.to_str().and_then(|v| v.parse().ok()).and_then(|n| crate::sys::adopt_fd(t, n)) else {
         std::process::exit(super::helper::SETUP_FAILED);
     };
     let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
-    serve(&sock);
+    serve(t, sock);
     std::process::exit(0);
 }
 
-fn serve(sock: &OwnedFd) {
+/// Serves until the parent closes its end. Takes the socket: each forked helper closes its copy.
+fn serve(t: SingleThreaded, sock: OwnedFd) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -125,12 +127,12 @@ fn serve(sock: &OwnedFd) {
         if let Ok(cmsgs) = msg.cmsgs() {
             for c in cmsgs {
                 if let ControlMessageOwned::ScmRights(raw) = c {
-                    fds.extend(raw.into_iter().filter_map(crate::sys::adopt_fd));
+                    fds.extend(raw.into_iter().filter_map(|n| crate::sys::adopt_fd(t, n)));
                 }
             }
         }
         let Ok(fds) = <[OwnedFd; FDS]>::try_from(fds) else { continue };
-        match crate::sys::fork() {
+        match crate::sys::fork(t) {
             Ok(ForkResult::Child) => {
                 drop(signals);
                 let [stdin, stdout, stderr, report, config, kill] = fds;
@@ -144,12 +146,13 @@ fn serve(sock: &OwnedFd) {
                     && nix::unistd::dup2_stdout(&stdout).is_ok()
                     && nix::unistd::dup2_stderr(&stderr).is_ok();
                 drop((stdin, stdout, stderr));
-                crate::sys::close_fd(sock.as_raw_fd());
+                // The helper owns no part of the server: its copy of the socket goes, by its owner.
+                drop(sock);
                 if !ok {
                     std::process::exit(super::helper::SETUP_FAILED);
                 }
                 send(&report, &Record::Helper { pid: std::process::id() as i32 });
-                super::helper::run(report, config, kill);
+                super::helper::run(t, report, config, kill);
                 std::process::exit(0);
             }
             Ok(ForkResult::Parent { .. }) => drop(fds),
@@ -158,7 +161,7 @@ fn serve(sock: &OwnedFd) {
                 send(
                     report.as_fd(),
                     &Record::SetupFailed {
-                        kind: crate::plan::StepKind::Helper,
+                        kind: crate::report::StepKind::Helper,
                         what: "fork a helper in the fork server".to_owned(),
                         path: None,
                         errno: e as i32,

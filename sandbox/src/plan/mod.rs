@@ -6,37 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::mount::MsFlags;
-use serde::{Deserialize, Serialize};
+use crate::config::Config;
+pub(crate) use crate::report::{Failure, StepKind};
 
-use crate::config::{Config, NetMode, RootMode};
+mod etc;
+mod mounts;
+mod rootfs;
 use crate::sys::Sys;
-
-/// Which part of setup a step belongs to; the parent turns it into a hint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum StepKind {
-    Namespaces,
-    UserMap,
-    Propagation,
-    Staging,
-    Overlay,
-    CopyRoot,
-    Proc,
-    Dev,
-    Tmp,
-    Sys,
-    Etc,
-    Hostname,
-    Loopback,
-    Pivot,
-    CurrentDir,
-    Volume,
-    File,
-    Limits,
-    Network,
-    Helper,
-}
+use nix::mount::MsFlags;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -93,6 +70,21 @@ pub(crate) enum Op {
         target: PathBuf,
         read_only: bool,
     },
+    /// Binds the staged file `source` over `target`, creating `target` first if it is missing.
+    BindFile {
+        source: PathBuf,
+        target: PathBuf,
+    },
+    /// A writable overlay of `lower` at `target`; where the kernel refuses it (mounts below `lower`
+    /// that a user namespace may not look under), `lower` bound recursively and read-only instead.
+    OverlayOrBind {
+        /// Topmost first; the last is the host folder itself.
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+        target: PathBuf,
+        userxattr: bool,
+    },
 }
 
 impl Op {
@@ -108,7 +100,10 @@ impl Op {
             Op::Symlink { link, .. } => link,
             Op::PivotRoot { new_root, .. } => new_root,
             Op::CopyTree { from, .. } => from,
-            Op::MkdirAll { path } | Op::LockBind { target: path, .. } => path,
+            Op::MkdirAll { path }
+            | Op::LockBind { target: path, .. }
+            | Op::OverlayOrBind { target: path, .. }
+            | Op::BindFile { target: path, .. } => path,
             Op::SetHostname { name } => return Some(name.clone()),
             Op::LoopbackUp => return Some("lo".to_owned()),
             Op::UnshareMount => return None,
@@ -127,18 +122,6 @@ pub(crate) struct Step {
     /// A failure is logged and setup goes on (e.g. sysfs, which a user namespace may not mount).
     pub optional: bool,
 }
-
-/// A failed step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Failure {
-    pub kind: StepKind,
-    pub what: &'static str,
-    pub path: Option<String>,
-    pub errno: Errno,
-}
-
-const STAGING: &str = "/tmp";
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// The whole plan for `config`: [`namespace_phase`], then [`filesystem_phase`].
 pub(crate) fn plan(config: &Config) -> Vec<Step> {
@@ -182,309 +165,35 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
     steps
 }
 
-/// Building the root filesystem and switching into it. Init does it before starting a program; for a
-/// closure, the child does it when the test reaches the closure, so that the test's code before that
-/// point sees the host's files, as it did in the parent.
+/// Building the root filesystem and switching into it, in parts: the staging root and the new root
+/// (`rootfs`), the kernel's file systems and the volumes (`mounts`), the files the sandbox is given
+/// (`etc`), then the pivot. Init does it before starting a program; for a closure, the child does it
+/// when the test reaches the closure, so that the test's code before that point sees the host's
+/// files, as it did in the parent.
 pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
-    let mut steps = Vec::new();
-    let mut step = |kind, what, op| steps.push(Step { kind, what, op, optional: false });
-    let p = PathBuf::from;
-    // mount_namespaces(7): a recursive slave receives the host's mount events but sends none back, so
-    // nothing mounted from here on is ever seen by the host.
-    step(
-        StepKind::Propagation,
-        "make the host's mounts a one-way slave",
-        Op::Mount {
-            source: None,
-            target: p("/"),
-            fstype: None,
-            flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
-            data: None,
-        },
-    );
-    // A tmpfs to build in, private to this mount namespace: the overlay's upper layer lives here, so
-    // the sandbox's writes vanish with it and nothing is left on the host's disks.
-    step(
-        StepKind::Staging,
-        "mount the staging tmpfs",
-        Op::Mount {
-            source: Some("tmpfs".into()),
-            target: p(STAGING),
-            fstype: Some("tmpfs".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data: Some("mode=0755".into()),
-        },
-    );
-    step(StepKind::Staging, "create the old-root directory", Op::Mkdir { path: p("/tmp/oldroot"), mode: 0o755 });
-    // pivot_root(2), as bubblewrap does: the host's tree stays reachable at /oldroot while we build.
-    step(
-        StepKind::Staging,
-        "pivot into the staging tmpfs",
-        Op::PivotRoot { new_root: p(STAGING), put_old: p("/tmp/oldroot") },
-    );
-    step(StepKind::Staging, "enter the staging root", Op::Chdir { path: p("/") });
-    for dir in ["/upper", "/work", "/newroot"] {
-        step(StepKind::Staging, "create a staging directory", Op::Mkdir { path: p(dir), mode: 0o755 });
-    }
-    match &config.root {
-        RootMode::Overlay { lower } => {
-            let mut data = format!(
-                "lowerdir={},upperdir=/upper,workdir=/work",
-                escape_overlay_path(&Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower)))
-            );
-            if config.user_namespace {
-                // Inside a user namespace overlayfs keeps its metadata in user.* xattrs (kernel >= 5.11).
-                data.push_str(",userxattr");
-            }
-            step(
-                StepKind::Overlay,
-                "mount the writable overlay root",
-                Op::Mount {
-                    source: Some("overlay".into()),
-                    target: p("/newroot"),
-                    fstype: Some("overlay".into()),
-                    flags: MsFlags::empty(),
-                    data: Some(data),
-                },
-            );
-        }
-        RootMode::Copy { lower } => {
-            let source = Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower));
-            step(
-                StepKind::CopyRoot,
-                "copy the rootfs into the sandbox's memory",
-                Op::CopyTree { from: source, to: p("/newroot") },
-            );
-            // pivot_root needs the new root to be a mount point.
-            step(
-                StepKind::CopyRoot,
-                "bind the copied root onto itself",
-                Op::Mount {
-                    source: Some("/newroot".into()),
-                    target: p("/newroot"),
-                    fstype: None,
-                    flags: MsFlags::MS_BIND | MsFlags::MS_REC,
-                    data: None,
-                },
-            );
-        }
-    }
-    // proc(5) for the new pid namespace: ps and /proc/self see only the sandbox.
-    step(StepKind::Proc, "create /proc", Op::Mkdir { path: p("/newroot/proc"), mode: 0o555 });
-    step(
-        StepKind::Proc,
-        "mount /proc for the new pid namespace",
-        Op::Mount {
-            source: Some("proc".into()),
-            target: p("/newroot/proc"),
-            fstype: Some("proc".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            data: None,
-        },
-    );
-    // A minimal /dev, as bubblewrap's --dev: the harmless character devices, bound from the host.
-    step(StepKind::Dev, "create /dev", Op::Mkdir { path: p("/newroot/dev"), mode: 0o755 });
-    step(
-        StepKind::Dev,
-        "mount a tmpfs on /dev",
-        Op::Mount {
-            source: Some("tmpfs".into()),
-            target: p("/newroot/dev"),
-            fstype: Some("tmpfs".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            data: Some("mode=0755".into()),
-        },
-    );
-    for dev in DEVICES {
-        let target = Path::new("/newroot/dev").join(dev);
-        step(StepKind::Dev, "create a device mount point", Op::Touch { path: target.clone() });
-        step(
-            StepKind::Dev,
-            "bind-mount a host device",
-            Op::Mount {
-                source: Some(format!("/oldroot/dev/{dev}")),
-                target,
-                fstype: None,
-                flags: MsFlags::MS_BIND,
-                data: None,
-            },
-        );
-    }
-    step(StepKind::Dev, "create /dev/pts", Op::Mkdir { path: p("/newroot/dev/pts"), mode: 0o755 });
-    // devpts(5) newinstance: the sandbox's ptys are its own.
-    step(
-        StepKind::Dev,
-        "mount a private devpts instance",
-        Op::Mount {
-            source: Some("devpts".into()),
-            target: p("/newroot/dev/pts"),
-            fstype: Some("devpts".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            data: Some("newinstance,ptmxmode=0666,mode=0620".into()),
-        },
-    );
-    step(StepKind::Dev, "link /dev/ptmx", Op::Symlink { target: p("pts/ptmx"), link: p("/newroot/dev/ptmx") });
-    // /dev is a tmpfs already: /dev/shm is a sticky, world-writable directory in it.
-    step(StepKind::Dev, "create /dev/shm", Op::Mkdir { path: p("/newroot/dev/shm"), mode: 0o1777 });
-    step(StepKind::Dev, "make /dev/shm world-writable", Op::Chmod { path: p("/newroot/dev/shm"), mode: 0o1777 });
-    for (target, link) in [
-        ("/proc/self/fd", "fd"),
-        ("/proc/self/fd/0", "stdin"),
-        ("/proc/self/fd/1", "stdout"),
-        ("/proc/self/fd/2", "stderr"),
-    ] {
-        step(
-            StepKind::Dev,
-            "link a /dev/fd entry",
-            Op::Symlink { target: p(target), link: Path::new("/newroot/dev").join(link) },
-        );
-    }
-    step(StepKind::Tmp, "create /tmp", Op::Mkdir { path: p("/newroot/tmp"), mode: 0o1777 });
-    step(
-        StepKind::Tmp,
-        "mount a tmpfs on /tmp",
-        Op::Mount {
-            source: Some("tmpfs".into()),
-            target: p("/newroot/tmp"),
-            fstype: Some("tmpfs".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data: Some("mode=1777".into()),
-        },
-    );
+    let mut s = Steps::default();
+    rootfs::stage(&mut s, config);
+    mounts::standard(&mut s);
     // Volumes, then files, after the standard mounts: a user's mount may cover /tmp, and a file may
     // land in a volume.
-    for m in &config.mounts {
-        let target = Path::new("/newroot").join(m.target.trim_start_matches('/'));
-        match &m.kind {
-            crate::volume::MountKind::Bind { source } => {
-                let from = Path::new("/oldroot").join(source.strip_prefix("/").unwrap_or(source));
-                if source.is_dir() {
-                    step(StepKind::Volume, "create a volume's mount point", Op::MkdirAll { path: target.clone() });
-                } else {
-                    if let Some(parent) = target.parent() {
-                        step(
-                            StepKind::Volume,
-                            "create a volume's parent directory",
-                            Op::MkdirAll { path: parent.to_owned() },
-                        );
-                    }
-                    step(StepKind::Volume, "create a volume's mount point", Op::Touch { path: target.clone() });
-                }
-                step(
-                    StepKind::Volume,
-                    "bind-mount a volume",
-                    Op::Mount {
-                        source: Some(from.display().to_string()),
-                        target: target.clone(),
-                        fstype: None,
-                        flags: MsFlags::MS_BIND | MsFlags::MS_REC,
-                        data: None,
-                    },
-                );
-                step(
-                    StepKind::Volume,
-                    "make a volume nosuid, nodev (and read-only)",
-                    Op::LockBind { target, read_only: m.read_only },
-                );
-            }
-            crate::volume::MountKind::Tmpfs => {
-                let mut data = "mode=1777".to_owned();
-                if let Some(size) = m.size {
-                    data.push_str(&format!(",size={size}"));
-                }
-                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-                if m.read_only {
-                    flags |= MsFlags::MS_RDONLY;
-                }
-                step(StepKind::Volume, "create a tmpfs mount point", Op::MkdirAll { path: target.clone() });
-                step(
-                    StepKind::Volume,
-                    "mount a tmpfs volume",
-                    Op::Mount {
-                        source: Some("tmpfs".into()),
-                        target,
-                        fstype: Some("tmpfs".into()),
-                        flags,
-                        data: Some(data),
-                    },
-                );
-            }
-        }
-    }
-    for (path, contents) in &config.files {
-        let target = Path::new("/newroot").join(path.trim_start_matches('/'));
-        if let Some(parent) = target.parent() {
-            step(StepKind::File, "create a file's directory", Op::MkdirAll { path: parent.to_owned() });
-        }
-        step(
-            StepKind::File,
-            "write a file into the sandbox",
-            Op::WriteFile { path: target, contents: contents.clone() },
-        );
-    }
-    step(
-        StepKind::Etc,
-        "write /etc/hostname",
-        Op::WriteFile { path: p("/newroot/etc/hostname"), contents: format!("{}\n", config.hostname).into_bytes() },
-    );
-    let mut hosts = format!(
-        "127.0.0.1\tlocalhost localhost.localdomain\n::1\t\tlocalhost localhost.localdomain\n127.0.1.1\t{}\n",
-        config.hostname
-    );
-    if let NetMode::Switch(member) = &config.network {
-        for (name, address) in &member.hosts {
-            hosts.push_str(&format!("{address}\t{name}\n"));
-        }
-    }
-    step(
-        StepKind::Etc,
-        "write /etc/hosts",
-        Op::WriteFile { path: p("/newroot/etc/hosts"), contents: hosts.into_bytes() },
-    );
-    if let Some(resolv) = &config.resolv_conf {
-        step(
-            StepKind::Etc,
-            "write /etc/resolv.conf",
-            Op::WriteFile { path: p("/newroot/etc/resolv.conf"), contents: resolv.clone().into_bytes() },
-        );
-    }
+    mounts::volumes(&mut s, &config.mounts);
+    etc::files(&mut s, config);
     if config.sys && config.network.own_namespace() {
-        // sysfs may only be mounted by the owner of the network namespace; read-only, best effort.
-        step(StepKind::Sys, "create /sys", Op::Mkdir { path: p("/newroot/sys"), mode: 0o555 });
-        step(
-            StepKind::Sys,
-            "mount a read-only /sys",
-            Op::Mount {
-                source: Some("sysfs".into()),
-                target: p("/newroot/sys"),
-                fstype: Some("sysfs".into()),
-                flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                data: None,
-            },
-        );
+        mounts::sys(&mut s);
     }
-    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves no host path
-    // reachable (pivot_root(2), NOTES).
-    step(StepKind::Pivot, "enter the new root", Op::Chdir { path: p("/newroot") });
-    step(StepKind::Pivot, "pivot into the new root", Op::PivotRoot { new_root: p("."), put_old: p(".") });
-    step(StepKind::Pivot, "detach the host's root", Op::UmountDetach { target: p(".") });
-    step(StepKind::Pivot, "enter /", Op::Chdir { path: p("/") });
-    for s in &mut steps {
-        s.optional = s.kind == StepKind::Sys;
-    }
-    steps
+    rootfs::pivot(&mut s);
+    s.0
 }
 
-/// overlayfs(5) separates layers with `:` and options with `,`; both are escaped with `\`.
-fn escape_overlay_path(path: &Path) -> String {
-    let mut out = String::new();
-    for c in path.to_string_lossy().chars() {
-        if matches!(c, ',' | ':' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
+/// Steps in the making.
+#[derive(Debug, Default)]
+pub(crate) struct Steps(Vec<Step>);
+
+impl Steps {
+    /// Adds a step; only `/sys` is optional (a user namespace may not mount it).
+    fn add(&mut self, kind: StepKind, what: &'static str, op: Op) {
+        self.0.push(Step { kind, what, op, optional: kind == StepKind::Sys });
     }
-    out
 }
 
 /// Executes `steps` in order; stops at the first failure of a step that is not optional.
@@ -508,6 +217,10 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::MkdirAll { path } => sys.mkdir_all(path),
             Op::UnshareMount => sys.unshare_mount(),
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
+            Op::BindFile { source, target } => bind_file(sys, source, target),
+            Op::OverlayOrBind { lowers, upper, work, target, userxattr } => {
+                overlay_or_bind(sys, lowers, upper, work, target, *userxattr)
+            }
         };
         match result {
             Ok(()) => {}
@@ -518,12 +231,57 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
     Ok(())
 }
 
+/// See [`Op::BindFile`].
+fn bind_file(sys: &dyn Sys, source: &Path, target: &Path) -> Result<(), nix::errno::Errno> {
+    let source_text = source.to_string_lossy();
+    let bind = || sys.mount(Some(&source_text), target, None, MsFlags::MS_BIND, None);
+    match bind() {
+        Err(nix::errno::Errno::ENOENT) => {
+            sys.touch(target)?;
+            bind()
+        }
+        other => other,
+    }
+}
+
+/// See [`Op::OverlayOrBind`].
+fn overlay_or_bind(
+    sys: &dyn Sys,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    userxattr: bool,
+) -> Result<(), nix::errno::Errno> {
+    let Some(lower) = lowers.last() else { return Err(nix::errno::Errno::EINVAL) };
+    let joined: Vec<String> = lowers.iter().map(|l| rootfs::escape_overlay_path(l)).collect();
+    let mut data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        joined.join(":"),
+        rootfs::escape_overlay_path(upper),
+        rootfs::escape_overlay_path(work)
+    );
+    if userxattr {
+        data.push_str(",userxattr");
+    }
+    let overlay = sys.mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(&data));
+    if overlay.is_ok() {
+        return Ok(());
+    }
+    tracing::debug!(lower = %lower.display(), "overlay refused; binding the host folder read-only");
+    let lower_text = lower.to_string_lossy();
+    sys.mount(Some(&lower_text), target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    sys.lock_bind(target, true)
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
 
+    use nix::errno::Errno;
+
     use super::*;
-    use crate::config::Job;
+    use crate::config::{Job, NetMode, RootMode};
 
     /// Records every call; fails the call whose description matches `fail_on`.
     #[derive(Default)]
@@ -605,6 +363,7 @@ mod tests {
     fn config(user_namespace: bool, network: NetMode) -> Config {
         Config {
             root: RootMode::Overlay { lower: PathBuf::from("/cache/trees/abc,d.uid1000") },
+            layers: Default::default(),
             hostname: "box".into(),
             network,
             env: vec![],
@@ -635,6 +394,46 @@ mod tests {
             .iter()
             .position(|c| c.contains(needle))
             .unwrap_or_else(|| panic!("no call matching {needle:?} in {calls:#?}"))
+    }
+
+    #[test]
+    fn host_root_is_one_overlay_per_folder_with_a_read_only_fallback_and_bound_etc_files() {
+        use crate::config::{HostEntry, HostEntryKind};
+        let mut cfg = config(true, NetMode::Loopback);
+        cfg.root = RootMode::Host {
+            entries: vec![
+                HostEntry { name: "bin".into(), kind: HostEntryKind::Symlink { target: "usr/bin".into() } },
+                HostEntry { name: "etc".into(), kind: HostEntryKind::Dir { layers: vec![] } },
+                HostEntry { name: "mnt".into(), kind: HostEntryKind::Dir { layers: vec![] } },
+                HostEntry { name: "vmlinuz".into(), kind: HostEntryKind::File },
+            ],
+        };
+        // The kernel refuses the overlay of /mnt (locked mounts below it): it is bound read-only instead.
+        let rec = Recorder { fail_on: Some(("lowerdir=/oldroot/mnt", Errno::EINVAL)), ..Recorder::default() };
+        assert_eq!(run(&plan(&cfg), &rec), Ok(()));
+        let calls = rec.calls.into_inner();
+        let order = [
+            "mount tmpfs /newroot tmpfs",
+            "mkdir /newroot/proc",
+            "symlink usr/bin /newroot/bin",
+            "mount overlay /newroot/etc overlay MsFlags(0x0) lowerdir=/oldroot/etc,upperdir=/upper/etc,workdir=/work/etc,userxattr",
+            "mount overlay /newroot/mnt overlay",
+            "mount /oldroot/mnt /newroot/mnt - MsFlags(MS_BIND | MS_REC)",
+            "lock /newroot/mnt ro=true",
+            "mount /oldroot/vmlinuz /newroot/vmlinuz - MsFlags(MS_BIND)",
+            "lock /newroot/vmlinuz ro=true",
+            "write /etc-hostname \"box\\n\"",
+            "mount /etc-hostname /newroot/etc/hostname - MsFlags(MS_BIND)",
+            "mount /etc-hosts /newroot/etc/hosts - MsFlags(MS_BIND)",
+            "pivot_root . .",
+        ];
+        let positions: Vec<usize> = order.iter().map(|n| position(&calls, n)).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order: {order:?} at {positions:?}\n{calls:#?}");
+        assert!(!calls.iter().any(|c| c.contains("lowerdir=/oldroot,") || c.starts_with("copy")), "{calls:#?}");
+        assert!(
+            !calls.iter().any(|c| c.starts_with("write /newroot/etc")),
+            "the host's /etc is never written: {calls:#?}"
+        );
     }
 
     #[test]
@@ -714,6 +513,16 @@ mod tests {
             "{calls:#?}"
         );
         assert!(file < position(&calls, "pivot_root . ."));
+    }
+
+    #[test]
+    fn a_file_volume_gets_a_file_mount_point_without_looking_at_the_host() {
+        let mut cfg = config(true, NetMode::Loopback);
+        let mut m = crate::volume::Mount::bind("/no/such/host/file", "/etc/app.conf");
+        m.kind = crate::volume::MountKind::Bind { source: "/no/such/host/file".into(), is_dir: false };
+        cfg.mounts = vec![m];
+        let calls = recorded(&cfg);
+        assert!(position(&calls, "mkdir -p /newroot/etc") < position(&calls, "touch /newroot/etc/app.conf"));
     }
 
     #[test]

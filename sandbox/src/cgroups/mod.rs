@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod v1;
+mod v2;
+
 /// The limits a sandbox asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Limits {
@@ -47,12 +50,12 @@ pub(crate) struct Unusable {
     pub errno: i32,
 }
 
-const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];
+pub(super) const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];
 
 /// The cgroup filesystem as this process sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct CgroupFs {
-    root: PathBuf,
+    pub(super) root: PathBuf,
     /// Contents of /proc/self/cgroup.
     self_cgroup: String,
 }
@@ -70,12 +73,12 @@ impl CgroupFs {
         CgroupFs { root: root.to_owned(), self_cgroup: self_cgroup.to_owned() }
     }
 
-    fn is_v2(&self) -> bool {
+    pub(super) fn is_v2(&self) -> bool {
         self.root.join("cgroup.controllers").is_file()
     }
 
     /// This process's cgroup path in the v2 hierarchy, or in the v1 hierarchy of `controller`.
-    fn own_path(&self, controller: Option<&str>) -> Option<String> {
+    pub(super) fn own_path(&self, controller: Option<&str>) -> Option<String> {
         self.self_cgroup.lines().find_map(|line| {
             let mut parts = line.splitn(3, ':');
             let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
@@ -91,11 +94,11 @@ impl CgroupFs {
 /// A sandbox's cgroup: one directory (v2) or one per controller (v1).
 #[derive(Debug)]
 pub(crate) struct Cgroup {
-    v2: bool,
-    dirs: Vec<(String, PathBuf)>,
+    pub(super) v2: bool,
+    pub(super) dirs: Vec<(String, PathBuf)>,
 }
 
-fn write(path: &Path, value: &str, what: &str) -> Result<(), Unusable> {
+pub(super) fn write(path: &Path, value: &str, what: &str) -> Result<(), Unusable> {
     fs::write(path, value).map_err(|e| Unusable {
         what: what.to_owned(),
         path: path.to_owned(),
@@ -103,7 +106,7 @@ fn write(path: &Path, value: &str, what: &str) -> Result<(), Unusable> {
     })
 }
 
-fn mkdir(path: &Path, what: &str) -> Result<(), Unusable> {
+pub(super) fn mkdir(path: &Path, what: &str) -> Result<(), Unusable> {
     match fs::create_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -116,109 +119,10 @@ fn mkdir(path: &Path, what: &str) -> Result<(), Unusable> {
 impl Cgroup {
     /// Creates the cgroup `name` with `limits`. Sweeps leftovers of dead helpers first.
     pub(crate) fn create(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgroup, Unusable> {
-        if fs.is_v2() { Self::create_v2(fs, name, limits) } else { Self::create_v1(fs, name, limits) }
+        if fs.is_v2() { v2::create(fs, name, limits) } else { v1::create(fs, name, limits) }
     }
 
-    fn create_v2(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgroup, Unusable> {
-        let own = fs.own_path(None).unwrap_or_else(|| "/".to_owned());
-        // Rootless: the user's delegated subtree (systemd's user@UID.service); as root: the root.
-        let base = match own.find("/user@") {
-            Some(at) => {
-                let end = own[at..].find(".service").map_or(own.len(), |e| at + e + ".service".len());
-                fs.root.join(own[..end].trim_start_matches('/'))
-            }
-            None => fs.root.clone(),
-        };
-        let slice = base.join("sandbox.slice");
-        let wanted: Vec<&str> =
-            [limits.memory.map(|_| "memory"), limits.pids.map(|_| "pids"), limits.cpus.map(|_| "cpu")]
-                .into_iter()
-                .flatten()
-                .collect();
-        let available = fs::read_to_string(base.join("cgroup.controllers")).unwrap_or_default();
-        if let Some(missing) = wanted.iter().find(|c| !available.split_whitespace().any(|a| a == **c)) {
-            return Err(Unusable {
-                what: format!("find the `{missing}` controller delegated"),
-                path: base.join("cgroup.controllers"),
-                errno: libc::ENOENT,
-            });
-        }
-        // cgroups(7), v2: a controller must be enabled in a parent's subtree_control to be used below.
-        let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
-        write(&base.join("cgroup.subtree_control"), enable.trim_end(), "enable controllers in")?;
-        mkdir(&slice, "create")?;
-        write(&slice.join("cgroup.subtree_control"), enable.trim_end(), "enable controllers in")?;
-        sweep(&slice);
-        let dir = slice.join(name);
-        mkdir(&dir, "create")?;
-        let cg = Cgroup { v2: true, dirs: vec![("unified".into(), dir.clone())] };
-        if let Some(m) = limits.memory {
-            write(&dir.join("memory.max"), &m.to_string(), "set the memory limit in")?;
-            // Swap is no headroom: a sandbox that exceeds its memory is OOM-killed, not swapped.
-            let _ = fs::write(dir.join("memory.swap.max"), "0");
-        }
-        if let Some(p) = limits.pids {
-            write(&dir.join("pids.max"), &p.to_string(), "set the pids limit in")?;
-        }
-        if let Some(c) = limits.cpus {
-            let period = 100_000u64;
-            let quota = ((c * period as f64).round() as u64).max(1000);
-            write(&dir.join("cpu.max"), &format!("{quota} {period}"), "set the CPU limit in")?;
-        }
-        Ok(cg)
-    }
-
-    fn create_v1(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgroup, Unusable> {
-        let mut dirs = Vec::new();
-        // memory and cpuacct always (create is only called with limits): they account the peak memory
-        // and the CPU time that the usage reports.
-        let needed = |c: &str| match c {
-            "memory" | "cpuacct" => true,
-            "pids" => limits.pids.is_some(),
-            "cpu" => limits.cpus.is_some(),
-            _ => false,
-        };
-        for controller in V1_CONTROLLERS.iter().filter(|c| needed(c)) {
-            let Some(own) = fs.own_path(Some(controller)) else {
-                if *controller == "cpuacct" {
-                    continue;
-                }
-                return Err(Unusable {
-                    what: format!("find the v1 `{controller}` hierarchy for"),
-                    path: PathBuf::from("/proc/self/cgroup"),
-                    errno: libc::ENOENT,
-                });
-            };
-            let parent = fs.root.join(controller).join(own.trim_start_matches('/'));
-            sweep(&parent);
-            let dir = parent.join(name);
-            mkdir(&dir, "create")?;
-            dirs.push((controller.to_string(), dir));
-        }
-        let cg = Cgroup { v2: false, dirs };
-        if let Some(m) = limits.memory {
-            let dir = cg.dir("memory").unwrap_or_default();
-            write(&dir.join("memory.limit_in_bytes"), &m.to_string(), "set the memory limit in")?;
-            // With swap accounting, swap is no headroom either.
-            let _ = fs::write(dir.join("memory.memsw.limit_in_bytes"), m.to_string());
-        }
-        if let Some(p) = limits.pids {
-            write(&cg.dir("pids").unwrap_or_default().join("pids.max"), &p.to_string(), "set the pids limit in")?;
-        }
-        if let Some(c) = limits.cpus {
-            let dir = cg.dir("cpu").unwrap_or_default();
-            let period = 100_000u64;
-            write(&dir.join("cpu.cfs_period_us"), &period.to_string(), "set the CPU period in")?;
-            write(
-                &dir.join("cpu.cfs_quota_us"),
-                &((c * period as f64).round() as u64).max(1000).to_string(),
-                "set the CPU quota in",
-            )?;
-        }
-        Ok(cg)
-    }
-
-    fn dir(&self, controller: &str) -> Option<PathBuf> {
+    pub(super) fn dir(&self, controller: &str) -> Option<PathBuf> {
         self.dirs.iter().find(|(c, _)| c == controller || self.v2).map(|(_, d)| d.clone())
     }
 
@@ -233,32 +137,24 @@ impl Cgroup {
     /// What the sandbox used.
     pub(crate) fn usage(&self) -> Usage {
         let read = |c: &str, f: &str| self.dir(c).and_then(|d| fs::read_to_string(d.join(f)).ok());
-        let field = |text: &str, key: &str| {
-            text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse::<u64>().ok()))
-        };
-        if self.v2 {
-            Usage {
-                peak_memory: read("memory", "memory.peak").and_then(|t| t.trim().parse().ok()),
-                cpu_time: read("cpu", "cpu.stat").and_then(|t| field(&t, "usage_usec ")).map(Duration::from_micros),
-                oom_kills: read("memory", "memory.events").and_then(|t| field(&t, "oom_kill ")).unwrap_or(0),
-            }
-        } else {
-            Usage {
-                peak_memory: read("memory", "memory.max_usage_in_bytes").and_then(|t| t.trim().parse().ok()),
-                cpu_time: read("cpuacct", "cpuacct.usage")
-                    .and_then(|t| t.trim().parse().ok())
-                    .map(Duration::from_nanos),
-                oom_kills: read("memory", "memory.oom_control").and_then(|t| field(&t, "oom_kill ")).unwrap_or(0),
-            }
-        }
+        if self.v2 { v2::usage(&read) } else { v1::usage(&read) }
     }
+}
 
-    /// Removes the cgroup, which must hold no process any more (the helper is never in it).
-    pub(crate) fn remove(self) {
+/// Dropping the cgroup removes it, on every path: the end of the sandbox, and any failure after its
+/// creation. It must hold no process any more (the helper is never in it; init and its descendants
+/// are gone, or were never moved in).
+impl Drop for Cgroup {
+    fn drop(&mut self) {
         for (_, dir) in &self.dirs {
             let _ = fs::remove_dir(dir);
         }
     }
+}
+
+/// The number after `key` on one of the lines of `text` (`memory.events`, `cpu.stat`, …).
+fn field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse::<u64>().ok()))
 }
 
 /// The `cgroup.procs` files of the cgroups of process `pid` (v2: one; v1: one per hierarchy of ours),
@@ -294,7 +190,7 @@ pub(crate) fn procs_files_of(pid: i32) -> Result<Vec<fs::File>, Unusable> {
 }
 
 /// Removes the cgroups `sandbox-<pid>-…` below `parent` whose helper process is gone.
-fn sweep(parent: &Path) {
+pub(super) fn sweep(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -387,6 +283,33 @@ mod tests {
             Cgroup::create(&fs_, "s", &Limits { pids: Some(8), ..Default::default() }).expect_err("pids not delegated");
         assert!(err.what.contains("`pids`"), "{err:?}");
         assert!(err.path.ends_with("user@1000.service/cgroup.controllers"));
+    }
+
+    // Bug 3: a v1 cgroup whose second controller directory could not be made left the first behind.
+    #[test]
+    fn a_failed_creation_leaves_no_directory() {
+        let root = tempfile::tempdir().expect("tempdir");
+        // `memory/ci` exists, `pids/ci` does not: creating the pids directory fails after the memory one.
+        fs::create_dir_all(root.path().join("memory/ci")).expect("mkdir");
+        let fs_ = CgroupFs::fake(root.path(), "5:pids:/ci\n4:memory:/ci\n0::/\n");
+        let limits = Limits { memory: Some(1 << 30), pids: Some(16), cpus: None };
+        let err = Cgroup::create(&fs_, "sandbox-6-c", &limits).expect_err("no pids hierarchy");
+        assert!(err.path.starts_with(root.path().join("pids")), "{err:?}");
+        assert!(!root.path().join("memory/ci/sandbox-6-c").exists(), "the memory directory is removed again");
+    }
+
+    #[test]
+    fn dropping_the_cgroup_removes_it() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for c in ["memory", "cpuacct"] {
+            fs::create_dir_all(root.path().join(c).join("ci")).expect("mkdir");
+        }
+        let fs_ = CgroupFs::fake(root.path(), "4:memory:/ci\n2:cpuacct:/ci\n0::/\n");
+        let cg = Cgroup::create(&fs_, "sandbox-7-d", &Limits { pids: None, memory: None, cpus: None }).expect("create");
+        assert!(root.path().join("cpuacct/ci/sandbox-7-d").is_dir());
+        drop(cg);
+        assert!(!root.path().join("cpuacct/ci/sandbox-7-d").exists());
+        assert!(!root.path().join("memory/ci/sandbox-7-d").exists());
     }
 
     #[test]

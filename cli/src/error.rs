@@ -1,0 +1,67 @@
+//! What can go wrong in `sandbox-run` itself (as opposed to the program it runs).
+
+use std::path::PathBuf;
+
+/// A failure of `sandbox-run` itself: exit code [`crate::exit::SANDBOX_FAILED`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An option's value cannot be read.
+    #[error("invalid {option} `{value}`: expected {expected}")]
+    Option {
+        /// Which kind of value.
+        option: &'static str,
+        /// What was given.
+        value: String,
+        /// What would be accepted.
+        expected: &'static str,
+    },
+    /// The rootfs could not be fetched or opened.
+    #[error("could not get the rootfs")]
+    Rootfs(#[source] sandbox::fetch::Error),
+    /// The sandbox could not be built or started.
+    #[error("the sandbox failed")]
+    Sandbox(#[source] sandbox::Error),
+    /// A host-side operation failed.
+    #[error("failed to {op} `{path}`")]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The object.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A test binary did not list its tests the way libtest does.
+    #[error("cannot list the tests of `{binary}` (`--list --format terse`): {reason}")]
+    List {
+        /// The test binary.
+        binary: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl From<sandbox::Error> for Error {
+    fn from(e: sandbox::Error) -> Error {
+        Error::Sandbox(e)
+    }
+}
+
+pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { op, path, source }
+}
+
+/// The error and every cause below it, on one line: `a: b: c`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

@@ -1,0 +1,151 @@
+//! `--keep-failed DIR` and `--shell-from DIR`: the writable layer of a sandbox whose program failed is
+//! kept on the host (what it added, changed and deleted, as a tree plus `changes.txt`), and a shell
+//! can be opened on that state later: the tool for a system test that failed once in CI.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::error::io;
+
+/// What `sandbox.json` of a kept layer says: enough to start a shell on the same state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeptRecord {
+    /// The rootfs the layer lies on: `host`, or the unpacked tree's path.
+    pub rootfs: String,
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// How it ended: its exit code, or sandbox-run's error.
+    pub outcome: String,
+}
+
+/// A fresh, empty folder under `base` for one sandbox's writable layer, named after `name`.
+///
+/// # Errors
+/// When `base` cannot be created or written.
+pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<PathBuf, Error> {
+    std::fs::create_dir_all(base).map_err(io("create", base))?;
+    let clean: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).take(100).collect();
+    let clean = if clean.is_empty() { "run".to_owned() } else { clean };
+    for n in 1u32.. {
+        let dir = base.join(if n == 1 { clean.clone() } else { format!("{clean}-{n}") });
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io("create", &dir)(e)),
+        }
+    }
+    Err(io("create", base)(std::io::Error::other("no free name")))
+}
+
+/// After the sandbox ended: removes `dir` if the program passed; otherwise writes `changes.txt` and
+/// `sandbox.json` next to the layer and returns the folder.
+///
+/// # Errors
+/// When the record cannot be written or the folder removed.
+pub fn finish(dir: &Path, passed: bool, lower: &Path, record: &KeptRecord) -> Result<Option<PathBuf>, Error> {
+    if passed {
+        remove_layer(dir)?;
+        return Ok(None);
+    }
+    // overlayfs' work folder is of no use to anybody (and mode 000 inside).
+    let _ = remove_layer(&dir.join("work"));
+    let mut lines = Vec::new();
+    changes(&dir.join("upper"), Path::new("/"), lower, &mut lines);
+    lines.sort_by(|a: &String, b: &String| a[2..].cmp(&b[2..]));
+    let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    std::fs::write(dir.join("changes.txt"), text).map_err(io("write", dir.join("changes.txt")))?;
+    let json = serde_json::to_string_pretty(record).map_err(|e| io("encode", dir)(std::io::Error::other(e)))?;
+    std::fs::write(dir.join("sandbox.json"), json + "\n").map_err(io("write", dir.join("sandbox.json")))?;
+    Ok(Some(dir.to_owned()))
+}
+
+/// Reads the record of a kept layer.
+///
+/// # Errors
+/// When `dir` is not a folder `--keep-failed` wrote.
+pub fn read_record(dir: &Path) -> Result<KeptRecord, Error> {
+    let path = dir.join("sandbox.json");
+    let text = std::fs::read_to_string(&path).map_err(io("read (is it a folder --keep-failed kept?)", &path))?;
+    serde_json::from_str(&text).map_err(|e| io("read", &path)(std::io::Error::other(e)))
+}
+
+/// Removes a layer folder, making its folders searchable first (overlayfs leaves `work/work` 000).
+fn remove_layer(dir: &Path) -> Result<(), Error> {
+    fn open_up(dir: &Path) {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    open_up(&e.path());
+                }
+            }
+        }
+    }
+    if !dir.exists() {
+        return Ok(());
+    }
+    open_up(dir);
+    std::fs::remove_dir_all(dir).map_err(io("remove", dir))
+}
+
+/// `A path` added, `C path` changed, `D path` deleted, `R path/` a folder replaced (its old contents
+/// hidden): the overlay upper layer `upper` (the sandbox's `shown` folder) against `lower`.
+fn changes(upper: &Path, shown: &Path, lower: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(upper) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let (here, inside, below) = (e.path(), shown.join(&name), lower.join(&name));
+        let Ok(meta) = std::fs::symlink_metadata(&here) else { continue };
+        let existed = std::fs::symlink_metadata(&below).is_ok();
+        let kind = meta.file_type();
+        if kind.is_char_device() && meta.rdev() == 0 {
+            out.push(format!("D {}", inside.display()));
+        } else if kind.is_dir() {
+            let opaque = ["trusted.overlay.opaque", "user.overlay.opaque"]
+                .iter()
+                .any(|a| xattr::get(&here, a).ok().flatten().is_some_and(|v| v == b"y"));
+            if opaque && existed {
+                out.push(format!("R {}/", inside.display()));
+            } else if !existed {
+                out.push(format!("A {}/", inside.display()));
+            }
+            changes(&here, &inside, &below, out);
+        } else {
+            out.push(format!("{} {}", if existed { 'C' } else { 'A' }, inside.display()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_added_changed_and_deleted_paths() {
+        let Ok(t) = tempfile::tempdir() else { return };
+        let (upper, lower) = (t.path().join("upper"), t.path().join("lower"));
+        for d in [upper.join("etc"), lower.join("etc"), upper.join("srv/new")] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(lower.join("etc/hosts"), "old").expect("write");
+        std::fs::write(upper.join("etc/hosts"), "new").expect("write");
+        std::fs::write(upper.join("srv/new/file"), "x").expect("write");
+        let mut out = Vec::new();
+        changes(&upper, Path::new("/"), &lower, &mut out);
+        out.sort();
+        assert_eq!(out, ["A /srv/", "A /srv/new/", "A /srv/new/file", "C /etc/hosts"]);
+    }
+
+    #[test]
+    fn fresh_names_do_not_collide() {
+        let Ok(t) = tempfile::tempdir() else { return };
+        let a = fresh_layer_dir(t.path(), "net::binds port").expect("first");
+        let b = fresh_layer_dir(t.path(), "net::binds port").expect("second");
+        assert_eq!(a.file_name().and_then(|n| n.to_str()), Some("net__binds_port"));
+        assert_eq!(b.file_name().and_then(|n| n.to_str()), Some("net__binds_port-2"));
+    }
+}

@@ -1,0 +1,201 @@
+//! The options that describe one sandbox, shared by `sandbox-run`, `cargo xtask run` and `cargo xtask shell`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Error;
+use crate::rootfs::RootfsSpec;
+
+/// How to build the sandbox a program runs in.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SandboxOptions {
+    /// `host` (the host's `/`, read-only under a private writable layer), `alpine[:VERSION]`, or a
+    /// rootfs tarball or directory [default: `host` for a program given as a path outside the system
+    /// folders, e.g. `./target/debug/deps/t-1a2b`; otherwise `alpine`: $SANDBOX_ROOTFS, else the pinned
+    /// Alpine release]
+    #[arg(long, value_name = "SPEC")]
+    pub rootfs: Option<RootfsSpec>,
+    /// The hostname inside
+    #[arg(long, default_value = "sandbox", value_name = "NAME")]
+    pub hostname: String,
+    /// `loopback` (own network namespace, lo up), `none` (lo down) or `host` (no network isolation)
+    #[arg(long, default_value = "loopback", value_name = "MODE")]
+    pub network: NetworkArg,
+    /// Kill everything in the sandbox after this long (`500ms`, `30s`, `2m`); exit code 124
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Memory limit (`64M`, `1G`, bytes without a suffix); exceeded: exit code 137
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Most processes at once
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u64>,
+    /// CPU limit, in CPUs (`0.5`)
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<f64>,
+    /// Bind a host path: `SRC:DST` (read-write) or `SRC:DST:ro`; repeatable
+    #[arg(long = "mount", value_name = "SRC:DST[:ro]", value_parser = parse_mount)]
+    pub mounts: Vec<MountArg>,
+    /// A private tmpfs: `DST` or `DST:SIZE`; repeatable
+    #[arg(long = "tmpfs", value_name = "DST[:SIZE]", value_parser = parse_tmpfs)]
+    pub tmpfs: Vec<TmpfsArg>,
+    /// Set a variable inside: `KEY=VALUE`; repeatable
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Pass this process's whole environment in (the default with `--rootfs host`; with another
+    /// rootfs the program gets a clean one: PATH, HOME, TERM, HOSTNAME)
+    #[arg(long)]
+    pub keep_env: bool,
+    /// The working directory inside [default: the current directory with `--rootfs host`, else `/root`]
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Do not bind the current cargo workspace and target folders read-write at their own paths
+    /// (done by default with `--rootfs host` and for a program under a cargo target folder)
+    #[arg(long)]
+    pub no_workspace: bool,
+    /// Keep the writable layer of a sandbox whose program fails, in a new folder under DIR: the files
+    /// it added, changed and deleted, and changes.txt; `--shell-from DIR/NAME` opens a shell on it
+    #[arg(long, value_name = "DIR")]
+    pub keep_failed: Option<PathBuf>,
+    /// Read-only layers over the rootfs, topmost first (what `--shell-from` resumes from)
+    #[arg(skip)]
+    pub layers: Vec<PathBuf>,
+    /// Write what the sandbox used (peak memory, CPU time, OOM kills) to FILE as JSON when it ends
+    #[arg(long, value_name = "FILE")]
+    pub json_usage: Option<PathBuf>,
+}
+
+/// `--network`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NetworkArg {
+    /// Its own network namespace, `lo` up.
+    #[default]
+    Loopback,
+    /// Its own network namespace, `lo` down.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// `--mount SRC:DST[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountArg {
+    /// The host path.
+    pub source: PathBuf,
+    /// Where it appears inside.
+    pub target: String,
+    /// Read-only.
+    pub read_only: bool,
+}
+
+/// `--tmpfs DST[:SIZE]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsArg {
+    /// Where it appears inside.
+    pub target: String,
+    /// Its size cap in bytes.
+    pub size: Option<u64>,
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, Error> {
+    let bad = || Error::Option { option: "a duration", value: text.to_owned(), expected: "e.g. 500ms, 30s, 2m, 1h" };
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(bad()),
+    }
+}
+
+/// Parses `64M`, `1G`, `512K`, `1048576` (binary units: K = 1024).
+pub fn parse_size(text: &str) -> Result<u64, Error> {
+    let bad = || Error::Option { option: "a size", value: text.to_owned(), expected: "e.g. 64M, 1G, 512K or bytes" };
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "m" | "MiB" => 20,
+        "G" | "g" | "GiB" => 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+fn parse_mount(text: &str) -> Result<MountArg, Error> {
+    let bad = || Error::Option { option: "a mount", value: text.to_owned(), expected: "SRC:DST or SRC:DST:ro" };
+    let parts: Vec<&str> = text.split(':').collect();
+    let (source, target, read_only) = match parts.as_slice() {
+        [s, d] => (*s, *d, false),
+        [s, d, "ro"] => (*s, *d, true),
+        [s, d, "rw"] => (*s, *d, false),
+        _ => return Err(bad()),
+    };
+    if source.is_empty() || !target.starts_with('/') {
+        return Err(bad());
+    }
+    Ok(MountArg { source: PathBuf::from(source), target: target.to_owned(), read_only })
+}
+
+fn parse_tmpfs(text: &str) -> Result<TmpfsArg, Error> {
+    let (target, size) = match text.split_once(':') {
+        Some((t, s)) => (t, Some(parse_size(s)?)),
+        None => (text, None),
+    };
+    if !target.starts_with('/') {
+        return Err(Error::Option { option: "a tmpfs", value: text.to_owned(), expected: "/ABSOLUTE/PATH[:SIZE]" });
+    }
+    Ok(TmpfsArg { target: target.to_owned(), size })
+}
+
+fn parse_env(text: &str) -> Result<(String, String), Error> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(Error::Option { option: "a variable", value: text.to_owned(), expected: "KEY=VALUE" }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").ok(), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7").ok(), Some(Duration::from_secs(7)));
+        assert!(parse_duration("2 minutes").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64M").ok(), Some(64 << 20));
+        assert_eq!(parse_size("1G").ok(), Some(1 << 30));
+        assert_eq!(parse_size("4096").ok(), Some(4096));
+        assert!(parse_size("64X").is_err());
+        assert!(parse_size("99999999999999999G").is_err());
+    }
+
+    #[test]
+    fn mounts_tmpfs_env() {
+        let m = parse_mount("/data:/srv:ro").ok();
+        assert_eq!(m, Some(MountArg { source: "/data".into(), target: "/srv".into(), read_only: true }));
+        assert!(parse_mount("/data").is_err());
+        assert!(parse_mount("/data:relative").is_err());
+        assert_eq!(
+            parse_tmpfs("/scratch:16M").ok(),
+            Some(TmpfsArg { target: "/scratch".into(), size: Some(16 << 20) })
+        );
+        assert!(parse_tmpfs("scratch").is_err());
+        assert_eq!(parse_env("A=b=c").ok(), Some(("A".into(), "b=c".into())));
+        assert!(parse_env("=x").is_err());
+    }
+}

@@ -1,0 +1,213 @@
+//! `sandbox-run --per-test`: one fresh sandbox per test of a libtest binary, for users without nextest.
+//! The binary lists its tests on the host (`--list --format terse`), then each test runs alone
+//! (`--exact NAME`) in a sandbox of its own; results print as libtest prints them.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::Error;
+use crate::options::SandboxOptions;
+use crate::setup::prepare;
+
+/// libtest's exit code when a test failed.
+pub const TESTS_FAILED: i32 = 101;
+
+/// Flags that change how tests run, not which: kept out of the listing.
+const RUN_ONLY_FLAGS: [&str; 6] = ["--nocapture", "--show-output", "--quiet", "-q", "--report-time", "--shuffle"];
+/// The same, taking a value.
+const RUN_ONLY_OPTIONS: [&str; 5] = ["--test-threads", "--color", "--format", "-Z", "--shuffle-seed"];
+
+/// The libtest arguments that select tests (filters, `--skip`, `--exact`, `--ignored`, …).
+fn selection(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if RUN_ONLY_FLAGS.contains(&a.as_str()) {
+            continue;
+        }
+        if RUN_ONLY_OPTIONS.contains(&a.as_str()) {
+            it.next();
+            continue;
+        }
+        if RUN_ONLY_OPTIONS.iter().any(|o| a.starts_with(&format!("{o}="))) {
+            continue;
+        }
+        out.push(a.clone());
+    }
+    out
+}
+
+/// The names of the tests `binary` lists with `args` (as `name: test` lines).
+fn list(binary: &str, args: &[String]) -> Result<Vec<String>, Error> {
+    let out = std::process::Command::new(binary)
+        .args(["--list", "--format", "terse"])
+        .args(args)
+        .output()
+        .map_err(crate::error::io("run", binary))?;
+    let fail = |reason: String| Error::List { binary: PathBuf::from(binary), reason };
+    if !out.status.success() {
+        return Err(fail(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    let text = String::from_utf8(out.stdout).map_err(|_| fail("the list is not UTF-8".into()))?;
+    Ok(text.lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_owned).collect())
+}
+
+/// How one test ended.
+#[derive(Debug)]
+enum Outcome {
+    Ok,
+    Failed { output: String },
+}
+
+/// Runs each selected test of the libtest binary `binary` in its own sandbox, `jobs` at a time; prints
+/// libtest's lines and summary; returns 0 when every test passed, [`TESTS_FAILED`] otherwise.
+///
+/// # Errors
+/// When the binary cannot list its tests or the sandbox cannot be prepared.
+pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String]) -> Result<i32, Error> {
+    let started = Instant::now();
+    let select = selection(args);
+    let only_ignored = select.iter().any(|a| a == "--ignored");
+    let include_ignored = select.iter().any(|a| a == "--include-ignored");
+    let listed = list(binary, &select)?;
+    let mut ignored_flags: Vec<String> =
+        select.iter().filter(|a| a.starts_with("--ignored") || a.starts_with("--include-ignored")).cloned().collect();
+    let ignored = if only_ignored || include_ignored {
+        Vec::new()
+    } else {
+        let mut flags = select.clone();
+        flags.push("--ignored".into());
+        list(binary, &flags)?
+    };
+    let everything = list(binary, &[])?.len();
+    let (to_run, skipped): (Vec<String>, Vec<String>) = listed.into_iter().partition(|t| !ignored.contains(t));
+    let filtered_out = everything.saturating_sub(to_run.len() + skipped.len());
+    ignored_flags.dedup();
+
+    // One sandbox configuration for all tests, unless each keeps its own writable layer.
+    let shared = if opts.keep_failed.is_none() { Some(prepare(opts, binary)?) } else { None };
+    let stdout = Mutex::new(std::io::stdout());
+    let say = |line: &str| {
+        let mut out = stdout.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    say(&format!("\nrunning {} tests", to_run.len() + skipped.len()));
+    for t in &skipped {
+        say(&format!("test {t} ... ignored"));
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(String, Outcome)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, to_run.len().max(1)) {
+            scope.spawn(|| {
+                while let Some(name) = to_run.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let outcome = match &shared {
+                        Some(prepared) => run_one(prepared, name, &ignored_flags),
+                        None => run_keeping(opts, binary, name, &ignored_flags),
+                    };
+                    say(&format!("test {name} ... {}", if matches!(outcome, Outcome::Ok) { "ok" } else { "FAILED" }));
+                    results.lock().unwrap_or_else(|p| p.into_inner()).push((name.clone(), outcome));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let failed: Vec<&(String, Outcome)> = results.iter().filter(|(_, o)| !matches!(o, Outcome::Ok)).collect();
+    if !failed.is_empty() {
+        say("\nfailures:\n");
+        for (name, o) in &failed {
+            if let Outcome::Failed { output } = o {
+                say(&format!("---- {name} stdout ----\n{output}"));
+            }
+        }
+        say("\nfailures:");
+        for (name, _) in &failed {
+            say(&format!("    {name}"));
+        }
+    }
+    let passed = results.len() - failed.len();
+    say(&format!(
+        "\ntest result: {}. {passed} passed; {} failed; {} ignored; 0 measured; {filtered_out} filtered out; finished in {:.2}s\n",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        failed.len(),
+        skipped.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(if failed.is_empty() { 0 } else { TESTS_FAILED })
+}
+
+/// Runs one test alone in a fresh sandbox whose writable layer is kept under `--keep-failed` if it fails.
+fn run_keeping(opts: &SandboxOptions, binary: &str, name: &str, ignored_flags: &[String]) -> Outcome {
+    let failed = |e: Error| Outcome::Failed { output: format!("sandbox-run: {}", crate::error::chain(&e)) };
+    let Some(base) = &opts.keep_failed else {
+        return failed(Error::Option { option: "--keep-failed", value: String::new(), expected: "a folder" });
+    };
+    let dir = match crate::keep::fresh_layer_dir(base, name) {
+        Ok(d) => d,
+        Err(e) => return failed(e),
+    };
+    let prepared = match crate::setup::prepare_in(opts, binary, Some(&dir)) {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let outcome = run_one(&prepared, name, ignored_flags);
+    let (passed, text) = match &outcome {
+        Outcome::Ok => (true, "passed".to_owned()),
+        Outcome::Failed { .. } => (false, "failed".to_owned()),
+    };
+    let command = vec![prepared.program.clone(), "--exact".into(), name.to_owned()];
+    match crate::run::keep_if_failed(&dir, passed, &prepared, command, text) {
+        Ok(()) => outcome,
+        Err(e) => failed(e),
+    }
+}
+
+/// Runs one test alone in a fresh sandbox.
+fn run_one(prepared: &crate::setup::Prepared, name: &str, ignored_flags: &[String]) -> Outcome {
+    let out = prepared
+        .sandbox
+        .command(&prepared.program)
+        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+        .args(ignored_flags.iter().cloned())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Outcome::Ok,
+        Ok(o) => Outcome::Failed {
+            output: format!(
+                "{}{}({})",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+                o.status
+            ),
+        },
+        Err(e) => Outcome::Failed { output: format!("sandbox-run: {}", crate::error::chain(&e)) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_keeps_filters_and_drops_run_flags() {
+        let args: Vec<String> = [
+            "net::",
+            "--skip",
+            "slow",
+            "--nocapture",
+            "--test-threads",
+            "4",
+            "--color=never",
+            "--exact",
+            "--include-ignored",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(selection(&args), ["net::", "--skip", "slow", "--exact", "--include-ignored"]);
+    }
+}

@@ -1,0 +1,72 @@
+//! Running one program in a fresh sandbox, its stdio passed through unchanged.
+
+use std::path::Path;
+
+use crate::Error;
+use crate::keep::{KeptRecord, finish, fresh_layer_dir};
+use crate::options::SandboxOptions;
+use crate::setup::prepare_in;
+
+/// Runs `program args…` in a fresh sandbox built from `opts` and returns the exit code to leave with:
+/// the program's own (128 + signal when killed).
+///
+/// # Errors
+/// When the sandbox cannot be built or started, or ends by its deadline or memory limit
+/// ([`crate::exit::of_error`] gives the exit code for each).
+pub fn run(opts: &SandboxOptions, program: &str, args: &[String]) -> Result<i32, Error> {
+    // Under nextest's wrapper, the kept layer is named after the test.
+    let name = std::env::var("NEXTEST_TEST_NAME").unwrap_or_else(|_| "run".to_owned());
+    let layer = opts.keep_failed.as_ref().map(|base| fresh_layer_dir(base, &name)).transpose()?;
+    let prepared = prepare_in(opts, program, layer.as_deref())?;
+    let result = run_prepared(opts, &prepared, args);
+    if let Some(dir) = layer {
+        let outcome = match &result {
+            Ok(code) => format!("exit code {code}"),
+            Err(e) => crate::error::chain(e),
+        };
+        let command = std::iter::once(prepared.program.clone()).chain(args.iter().cloned()).collect();
+        keep_if_failed(&dir, matches!(result, Ok(0)), &prepared, command, outcome)?;
+    }
+    result
+}
+
+fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: &[String]) -> Result<i32, Error> {
+    let mut child = prepared.sandbox.command(&prepared.program).args(args).spawn()?;
+    let waited = child.wait();
+    if let Some(path) = &opts.json_usage {
+        write_usage(path, child.usage())?;
+    }
+    Ok(crate::exit::of_status(waited?))
+}
+
+/// Removes the writable layer in `dir` if the program passed; otherwise keeps it and says where.
+pub(crate) fn keep_if_failed(
+    dir: &Path,
+    passed: bool,
+    prepared: &crate::setup::Prepared,
+    command: Vec<String>,
+    outcome: String,
+) -> Result<(), Error> {
+    let rootfs = prepared.lower.display().to_string();
+    let rootfs = if rootfs == "/" { "host".to_owned() } else { rootfs };
+    if let Some(kept) = finish(dir, passed, &prepared.lower, &KeptRecord { rootfs, command, outcome })? {
+        eprintln!(
+            "sandbox-run: kept what the failed sandbox changed in {} (changes.txt); a shell on that state: \
+             sandbox-run --shell-from {}",
+            kept.display(),
+            kept.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes what the sandbox used as one JSON object (`null` fields where this machine cannot tell).
+fn write_usage(path: &Path, usage: Option<sandbox::Usage>) -> Result<(), Error> {
+    let usage = usage.unwrap_or_default();
+    let json = serde_json::json!({
+        "peak_memory_bytes": usage.peak_memory,
+        "cpu_time_seconds": usage.cpu_time.map(|d| d.as_secs_f64()),
+        "oom_kills": usage.oom_kills,
+    });
+    std::fs::write(path, format!("{json}\n")).map_err(crate::error::io("write the usage to", path))
+}

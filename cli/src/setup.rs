@@ -1,0 +1,166 @@
+//! From options and a program to a built sandbox: rootfs, limits, volumes, the workspace binds, the
+//! environment and the working directory.
+
+use std::path::{Path, PathBuf};
+
+use sandbox::{Mount, Network, Sandbox};
+
+use crate::Error;
+use crate::options::{NetworkArg, SandboxOptions};
+use crate::rootfs::{Resolved, RootfsSpec};
+
+/// A sandbox ready to run `program`.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The sandbox.
+    pub sandbox: Sandbox,
+    /// The program as it is to be named inside (made absolute where it is a host path).
+    pub program: String,
+    /// The rootfs on the host: `/`, or the unpacked tree.
+    pub lower: PathBuf,
+}
+
+/// Variables of this crate's own machinery, never passed into a sandbox.
+fn internal(key: &str) -> bool {
+    key.starts_with("__SANDBOX")
+}
+
+/// Builds the sandbox for `program` as `opts` say.
+///
+/// # Errors
+/// [`Error::Rootfs`] when the rootfs cannot be had, [`Error::Sandbox`] for an invalid setting.
+pub fn prepare(opts: &SandboxOptions, program: &str) -> Result<Prepared, Error> {
+    prepare_in(opts, program, None)
+}
+
+/// [`prepare`], with the writable layer in the host folder `writable` (see `--keep-failed`).
+///
+/// # Errors
+/// As [`prepare`].
+pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>) -> Result<Prepared, Error> {
+    let spec = opts.rootfs.clone().unwrap_or_else(|| RootfsSpec::default_for(program));
+    let rootfs = Resolved::get(&spec)?;
+    let host_program = host_path(program);
+    let mut b = Sandbox::builder();
+    b = match &rootfs {
+        Resolved::Host => b.rootfs_dir("/"),
+        Resolved::Tree(tree) => b.rootfs(tree),
+    };
+    let lower = match &rootfs {
+        Resolved::Host => PathBuf::from("/"),
+        Resolved::Tree(tree) => tree.path().to_owned(),
+    };
+    for layer in opts.layers.iter().rev() {
+        b = b.layer(layer);
+    }
+    if let Some(w) = writable {
+        b = b.writable_layer_in(w);
+    }
+    b = b.hostname(&opts.hostname).network(match opts.network {
+        NetworkArg::Loopback => Network::Loopback,
+        NetworkArg::None => Network::None,
+        NetworkArg::Host => Network::Host,
+    });
+    if let Some(t) = opts.timeout {
+        b = b.timeout(t);
+    }
+    if let Some(m) = opts.memory {
+        b = b.memory_limit(m);
+    }
+    if let Some(p) = opts.pids {
+        b = b.pids_limit(p);
+    }
+    if let Some(c) = opts.cpus {
+        b = b.cpu_limit(c);
+    }
+    // A host program on another rootfs: its loader and libraries, read-only at their own paths.
+    if let (Some(path), false) = (&host_program, rootfs.is_host()) {
+        for file in crate::elf::closure(path)? {
+            let real = file.canonicalize().map_err(crate::error::io("resolve", &file))?;
+            b = b.mount(Mount::bind(real, file.display().to_string()).read_only());
+        }
+        b = b.mount(Mount::bind(path, path.display().to_string()).read_only());
+    }
+    if !opts.no_workspace && (rootfs.is_host() || host_program.is_some()) {
+        for dir in workspace_dirs(host_program.as_deref()) {
+            b = b.mount(Mount::bind(&dir, dir.display().to_string()));
+        }
+    }
+    for m in &opts.mounts {
+        let source = std::path::absolute(&m.source).map_err(crate::error::io("resolve", &m.source))?;
+        let mount = Mount::bind(source, m.target.clone());
+        b = b.mount(if m.read_only { mount.read_only() } else { mount });
+    }
+    for t in &opts.tmpfs {
+        let mount = Mount::tmpfs(t.target.clone());
+        b = b.mount(match t.size {
+            Some(s) => mount.size(s),
+            None => mount,
+        });
+    }
+    if opts.keep_env || rootfs.is_host() {
+        for (k, v) in std::env::vars_os() {
+            if let (Some(k), Some(v)) = (k.to_str(), v.to_str())
+                && !internal(k)
+            {
+                b = b.env(k, v);
+            }
+        }
+    }
+    for (k, v) in &opts.env {
+        b = b.env(k, v);
+    }
+    let workdir = match (&opts.workdir, rootfs.is_host()) {
+        (Some(w), _) => Some(w.clone()),
+        (None, true) => std::env::current_dir().ok().map(|d| d.display().to_string()),
+        (None, false) => None,
+    };
+    if let Some(w) = workdir {
+        b = b.current_dir(w);
+    }
+    let program = host_program.map_or_else(|| program.to_owned(), |p| p.display().to_string());
+    Ok(Prepared { sandbox: b.build()?, program, lower })
+}
+
+/// `program` as an absolute host path, when it names a file on the host by a path outside the system
+/// folders (see [`RootfsSpec::default_for`]).
+fn host_path(program: &str) -> Option<PathBuf> {
+    if RootfsSpec::default_for(program) != RootfsSpec::Host {
+        return None;
+    }
+    std::path::absolute(program).ok()
+}
+
+/// The current cargo workspace (the nearest folder above the working directory holding a `Cargo.lock`),
+/// the working directory itself when it lies under `/tmp` (which the sandbox replaces), and the target
+/// folder (`$CARGO_TARGET_DIR`, or the `target` folder the program lies in), when they
+/// exist and are not `/`.
+pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let cwd = std::env::current_dir().ok();
+    let workspace = cwd.as_deref().and_then(|c| c.ancestors().find(|a| a.join("Cargo.lock").is_file()));
+    if let Some(ws) = workspace {
+        dirs.push(ws.to_path_buf());
+    }
+    // The sandbox has a /tmp of its own: a working directory there would not exist inside.
+    if let Some(c) = &cwd
+        && c.starts_with("/tmp")
+        && !dirs.iter().any(|d| c.starts_with(d))
+    {
+        dirs.push(c.clone());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .and_then(|t| std::path::absolute(t).ok())
+        .or_else(|| {
+            let p = program?;
+            p.ancestors().find(|a| a.file_name().is_some_and(|n| n == "target")).map(Path::to_path_buf)
+        });
+    if let Some(t) = target
+        && !dirs.iter().any(|d| t.starts_with(d))
+    {
+        dirs.push(t);
+    }
+    dirs.retain(|d| d.parent().is_some() && d.is_dir());
+    dirs
+}

@@ -1,0 +1,238 @@
+//! An existing, unmodified flaky suite (`tests/flaky-demo`: fixed port 8080, /etc/hosts, the hostname,
+//! daemons by name, a fixed /tmp file) fails when run in parallel on the host, and passes under
+//! `sandbox-run --per-test` and under nextest's wrapper, as root and as an unprivileged user, leaving
+//! the host unchanged.
+
+#![forbid(unsafe_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use system_tests::{is_root, skip, test_user};
+
+const SANDBOX_RUN: &str = env!("CARGO_BIN_EXE_sandbox-run");
+const DEMO_TESTS: usize = 22;
+
+/// The workspace's target folder (where cargo put sandbox-run).
+fn target_dir() -> PathBuf {
+    let exe = Path::new(SANDBOX_RUN);
+    exe.parent().and_then(Path::parent).map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
+}
+
+fn demo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/flaky-demo")
+}
+
+/// Builds the demo suite once (it has no dependencies: offline) and returns its test binary.
+fn demo_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["test", "--no-run", "--message-format=json", "--manifest-path"])
+            .arg(demo_dir().join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", target_dir().join("flaky-demo"))
+            .output()
+            .expect("run cargo to build the demo suite");
+        assert!(out.status.success(), "building the demo failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v.get("executable").and_then(|e| e.as_str()).map(PathBuf::from))
+            .expect("cargo reported the demo's test executable")
+    })
+}
+
+/// What a run must leave as it found it.
+#[derive(Debug, PartialEq, Eq)]
+struct HostState {
+    hostname: String,
+    etc_hosts: String,
+    fixed_tmp_file: bool,
+}
+
+fn host_state() -> HostState {
+    HostState {
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default(),
+        etc_hosts: std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        fixed_tmp_file: Path::new("/tmp/fixed-name").exists(),
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Copies sandbox-run and the demo binary where `uid` can run them (the build tree may be under /root).
+fn copies_for_user() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::Builder::new().prefix("sandbox-run-test-").tempdir().expect("temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let run = dir.path().join("sandbox-run");
+    let demo = dir.path().join("flaky-demo-system");
+    std::fs::copy(SANDBOX_RUN, &run).expect("copy sandbox-run");
+    std::fs::copy(demo_binary(), &demo).expect("copy the demo binary");
+    (dir, run, demo)
+}
+
+/// `cmd` as the unprivileged test user, with a cache of its own.
+fn as_user(cmd: &mut Command, uid: u32, gid: u32, home: &Path) {
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
+    let mut wrapped = Command::new("setpriv");
+    wrapped.args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into(), "--".into()]);
+    wrapped.arg(program).args(args).env("HOME", home).env("SANDBOX_CACHE_DIR", home.join("cache")).current_dir(home);
+    *cmd = wrapped;
+}
+
+#[test]
+fn the_demo_collides_when_run_in_parallel_on_the_host() {
+    // Only the port tests run bare: the others would change the host's hostname and /etc/hosts.
+    let out = Command::new(demo_binary()).args(["port_", "--test-threads", "12"]).output().expect("run the demo");
+    assert!(!out.status.success(), "12 tests binding port 8080 at once all passed:\n{}", text(&out));
+    assert!(text(&out).contains("AddrInUse"), "expected EADDRINUSE:\n{}", text(&out));
+}
+
+fn assert_all_passed(out: &Output, what: &str) {
+    let all = text(out);
+    assert!(out.status.success(), "{what} failed:\n{all}");
+    let expected = [
+        format!("test result: ok. {DEMO_TESTS} passed; 0 failed"),
+        format!("{DEMO_TESTS} tests run: {DEMO_TESTS} passed"),
+    ];
+    assert!(expected.iter().any(|e| all.contains(e)), "{what}: not every test ran and passed:\n{all}");
+}
+
+#[test]
+fn per_test_runs_each_test_in_its_own_sandbox_as_root() {
+    if !is_root() {
+        return skip("needs root (the rootless variant runs too)");
+    }
+    let before = host_state();
+    let out = Command::new(SANDBOX_RUN).args(["--per-test", "-j", "4", "--"]).arg(demo_binary()).output().expect("run");
+    assert_all_passed(&out, "sandbox-run --per-test");
+    assert_eq!(host_state(), before, "the host changed");
+}
+
+#[test]
+fn per_test_runs_each_test_in_its_own_sandbox_rootless() {
+    let Some((_, uid, gid)) = test_user().filter(|_| is_root()) else {
+        return skip("needs root and the sandbox-test user to run as that user");
+    };
+    let (dir, run, demo) = copies_for_user();
+    let before = host_state();
+    let mut cmd = Command::new(&run);
+    cmd.args(["--per-test", "-j", "4", "--"]).arg(&demo);
+    as_user(&mut cmd, uid, gid, dir.path());
+    let out = cmd.output().expect("run");
+    assert_all_passed(&out, "sandbox-run --per-test (rootless)");
+    assert_eq!(host_state(), before, "the host changed");
+}
+
+fn nextest_available() -> bool {
+    Command::new("cargo-nextest").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn nextest_wrapper_runs_each_test_in_its_own_sandbox() {
+    if !is_root() {
+        return skip("needs root (the per-test variant covers rootless)");
+    }
+    if !nextest_available() {
+        return skip("cargo-nextest is not installed");
+    }
+    demo_binary();
+    let before = host_state();
+    let bin_dir = Path::new(SANDBOX_RUN).parent().map(Path::to_path_buf).unwrap_or_default();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["nextest", "run", "--no-fail-fast"])
+        .current_dir(demo_dir())
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", target_dir().join("flaky-demo"))
+        .output()
+        .expect("run cargo nextest");
+    assert_all_passed(&out, "cargo nextest run with the sandbox wrapper");
+    assert_eq!(host_state(), before, "the host changed");
+}
+
+#[test]
+fn exit_codes_are_the_programs_and_our_own() {
+    let code = |args: &[&str]| Command::new(SANDBOX_RUN).args(args).output().map(|o| o.status.code()).ok().flatten();
+    assert_eq!(code(&["--", "/bin/sh", "-c", "exit 7"]), Some(7));
+    assert_eq!(code(&["--", "/bin/sh", "-c", "kill -TERM $$"]), Some(128 + 15));
+    assert_eq!(code(&["--", "/no/such/program"]), Some(127));
+    assert_eq!(code(&["--timeout", "300ms", "--", "/bin/sleep", "10"]), Some(124));
+    assert_eq!(code(&["--memory", "lots", "--", "/bin/true"]), Some(125));
+    assert_eq!(code(&["--rootfs", "/no/such/rootfs.tar.gz", "--", "/bin/true"]), Some(125));
+}
+
+/// `--keep-failed` keeps what a failed program changed (and nothing of a passing one), and
+/// `--shell-from` starts again on that state.
+fn keeps_what_a_failed_run_changed(user: Option<(u32, u32)>) {
+    let (dir, run, _demo) = copies_for_user();
+    let keep = dir.path().join("kept");
+    let with_user = |cmd: &mut Command| {
+        if let Some((uid, gid)) = user {
+            as_user(cmd, uid, gid, dir.path());
+        }
+    };
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+    }
+    let mut failing = Command::new(&run);
+    failing.arg("--keep-failed").arg(&keep).args([
+        "--rootfs",
+        "alpine",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo broken > /etc/motd; mkdir -p /srv/state && echo 1 > /srv/state/step; rm /etc/profile; exit 3",
+    ]);
+    with_user(&mut failing);
+    let out = failing.output().expect("run");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let kept = keep.join("run");
+    let changes = std::fs::read_to_string(kept.join("changes.txt")).expect("changes.txt");
+    for line in ["C /etc/motd", "A /srv/state/step", "D /etc/profile"] {
+        assert!(changes.lines().any(|l| l == line), "{line:?} missing from:\n{changes}");
+    }
+    let mut shell = Command::new(&run);
+    shell.arg("--shell-from").arg(&kept);
+    with_user(&mut shell);
+    let mut child =
+        shell.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("shell");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"cat /etc/motd /srv/state/step; test -e /etc/profile || echo no-profile\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("shell ends");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "broken\n1\nno-profile\n");
+    let mut passing = Command::new(&run);
+    passing.arg("--keep-failed").arg(&keep).args(["--", "/bin/sh", "-c", "echo fine > /etc/motd"]);
+    with_user(&mut passing);
+    assert!(passing.status().expect("run").success());
+    let left: Vec<_> = std::fs::read_dir(&keep).expect("list").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("run")], "a passing run keeps nothing");
+}
+
+#[test]
+fn keep_failed_and_shell_from_as_root() {
+    if !is_root() {
+        return skip("needs root (the rootless variant runs too)");
+    }
+    keeps_what_a_failed_run_changed(None);
+}
+
+#[test]
+fn keep_failed_and_shell_from_rootless() {
+    let Some((_, uid, gid)) = test_user().filter(|_| is_root()) else {
+        return skip("needs root and the sandbox-test user to run as that user");
+    };
+    keeps_what_a_failed_run_changed(Some((uid, gid)));
+}

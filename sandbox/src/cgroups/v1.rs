@@ -1,0 +1,68 @@
+//! cgroup v1: one hierarchy per controller, each with a directory for the sandbox.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Cgroup, CgroupFs, Limits, Unusable, Usage, V1_CONTROLLERS, field, mkdir, sweep, write};
+
+/// Creates the cgroup `name` with `limits`: one directory per controller hierarchy.
+pub(super) fn create(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgroup, Unusable> {
+    // Each directory joins `cg` as soon as it exists: a failure further on drops `cg`, which removes
+    // every one made so far.
+    let mut cg = Cgroup { v2: false, dirs: Vec::new() };
+    // memory and cpuacct always (create is only called with limits): they account the peak memory
+    // and the CPU time that the usage reports.
+    let needed = |c: &str| match c {
+        "memory" | "cpuacct" => true,
+        "pids" => limits.pids.is_some(),
+        "cpu" => limits.cpus.is_some(),
+        _ => false,
+    };
+    for controller in V1_CONTROLLERS.iter().filter(|c| needed(c)) {
+        let Some(own) = fs.own_path(Some(controller)) else {
+            if *controller == "cpuacct" {
+                continue;
+            }
+            return Err(Unusable {
+                what: format!("find the v1 `{controller}` hierarchy for"),
+                path: PathBuf::from("/proc/self/cgroup"),
+                errno: libc::ENOENT,
+            });
+        };
+        let parent = fs.root.join(controller).join(own.trim_start_matches('/'));
+        sweep(&parent);
+        let dir = parent.join(name);
+        mkdir(&dir, "create")?;
+        cg.dirs.push((controller.to_string(), dir));
+    }
+    if let Some(m) = limits.memory {
+        let dir = cg.dir("memory").unwrap_or_default();
+        write(&dir.join("memory.limit_in_bytes"), &m.to_string(), "set the memory limit in")?;
+        // With swap accounting, swap is no headroom either.
+        let _ = fs::write(dir.join("memory.memsw.limit_in_bytes"), m.to_string());
+    }
+    if let Some(p) = limits.pids {
+        write(&cg.dir("pids").unwrap_or_default().join("pids.max"), &p.to_string(), "set the pids limit in")?;
+    }
+    if let Some(c) = limits.cpus {
+        let dir = cg.dir("cpu").unwrap_or_default();
+        let period = 100_000u64;
+        write(&dir.join("cpu.cfs_period_us"), &period.to_string(), "set the CPU period in")?;
+        write(
+            &dir.join("cpu.cfs_quota_us"),
+            &((c * period as f64).round() as u64).max(1000).to_string(),
+            "set the CPU quota in",
+        )?;
+    }
+    Ok(cg)
+}
+
+/// What the cgroup read through `read(controller, file)` says was used.
+pub(super) fn usage(read: &dyn Fn(&str, &str) -> Option<String>) -> Usage {
+    Usage {
+        peak_memory: read("memory", "memory.max_usage_in_bytes").and_then(|t| t.trim().parse().ok()),
+        cpu_time: read("cpuacct", "cpuacct.usage").and_then(|t| t.trim().parse().ok()).map(Duration::from_nanos),
+        oom_kills: read("memory", "memory.oom_control").and_then(|t| field(&t, "oom_kill ")).unwrap_or(0),
+    }
+}

@@ -1,0 +1,73 @@
+//! Files the sandbox is given: the user's, then `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, NetMode, RootMode};
+
+use super::{Op, StepKind, Steps};
+
+/// Writes the user's files, then the `/etc` files that describe the sandbox.
+pub(super) fn files(s: &mut Steps, config: &Config) {
+    let host = matches!(config.root, RootMode::Host { .. });
+    for (i, (path, contents)) in config.files.iter().enumerate() {
+        let target = Path::new("/newroot").join(path.trim_start_matches('/'));
+        if let Some(parent) = target.parent() {
+            s.add(StepKind::File, "create a file's directory", Op::MkdirAll { path: parent.to_owned() });
+        }
+        put(s, host, StepKind::File, "write a file into the sandbox", &format!("file-{i}"), target, contents.clone());
+    }
+    let hostname = format!("{}\n", config.hostname).into_bytes();
+    put(
+        s,
+        host,
+        StepKind::Etc,
+        "write /etc/hostname",
+        "etc-hostname",
+        PathBuf::from("/newroot/etc/hostname"),
+        hostname,
+    );
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost localhost.localdomain\n::1\t\tlocalhost localhost.localdomain\n127.0.1.1\t{}\n",
+        config.hostname
+    );
+    if let NetMode::Switch(member) = &config.network {
+        for (name, address) in &member.hosts {
+            hosts.push_str(&format!("{address}\t{name}\n"));
+        }
+    }
+    put(
+        s,
+        host,
+        StepKind::Etc,
+        "write /etc/hosts",
+        "etc-hosts",
+        PathBuf::from("/newroot/etc/hosts"),
+        hosts.into_bytes(),
+    );
+    if let Some(resolv) = &config.resolv_conf {
+        let target = PathBuf::from("/newroot/etc/resolv.conf");
+        put(s, host, StepKind::Etc, "write /etc/resolv.conf", "etc-resolv.conf", target, resolv.clone().into_bytes());
+    }
+}
+
+/// Writes `contents` at `target`. On the host's root (see `RootMode::Host`) the file is written in the
+/// staging tmpfs as `staged` and bound over `target` instead: rootless, the host's `/etc` belongs to a
+/// user the sandbox cannot map, so its files cannot be copied up to be written, while a bound file of
+/// the sandbox's own stays writable inside.
+fn put(
+    s: &mut Steps,
+    host: bool,
+    kind: StepKind,
+    what: &'static str,
+    staged: &str,
+    target: PathBuf,
+    contents: Vec<u8>,
+) {
+    if host {
+        let source = Path::new("/").join(staged);
+        s.add(kind, what, Op::WriteFile { path: source.clone(), contents });
+        s.add(kind, what, Op::BindFile { source, target });
+    } else {
+        s.add(kind, what, Op::WriteFile { path: target, contents });
+    }
+}

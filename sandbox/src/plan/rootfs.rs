@@ -1,0 +1,200 @@
+//! The root: a staging tmpfs to build in, the writable root (overlay or copy) inside it, and the
+//! final pivot that leaves no host path reachable.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+
+use crate::config::{Config, HostEntryKind, RootMode};
+
+use super::{Op, StepKind, Steps};
+
+const STAGING: &str = "/tmp";
+
+/// Makes the host's mounts a one-way slave, pivots into a staging tmpfs (the host stays at
+/// `/oldroot`) and builds the writable root at `/newroot`.
+pub(super) fn stage(s: &mut Steps, config: &Config) {
+    let p = PathBuf::from;
+    // mount_namespaces(7): a recursive slave receives the host's mount events but sends none back, so
+    // nothing mounted from here on is ever seen by the host.
+    s.add(
+        StepKind::Propagation,
+        "make the host's mounts a one-way slave",
+        Op::Mount {
+            source: None,
+            target: p("/"),
+            fstype: None,
+            flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            data: None,
+        },
+    );
+    // A tmpfs to build in, private to this mount namespace: the overlay's upper layer lives here, so
+    // the sandbox's writes vanish with it and nothing is left on the host's disks.
+    s.add(
+        StepKind::Staging,
+        "mount the staging tmpfs",
+        Op::Mount {
+            source: Some("tmpfs".into()),
+            target: p(STAGING),
+            fstype: Some("tmpfs".into()),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            data: Some("mode=0755".into()),
+        },
+    );
+    s.add(StepKind::Staging, "create the old-root directory", Op::Mkdir { path: p("/tmp/oldroot"), mode: 0o755 });
+    // pivot_root(2), as bubblewrap does: the host's tree stays reachable at /oldroot while we build.
+    s.add(
+        StepKind::Staging,
+        "pivot into the staging tmpfs",
+        Op::PivotRoot { new_root: p(STAGING), put_old: p("/tmp/oldroot") },
+    );
+    s.add(StepKind::Staging, "enter the staging root", Op::Chdir { path: p("/") });
+    // The writable layer: in this tmpfs, or in the caller's host folder, to be kept.
+    let base = config.layers.upper_in.as_ref().map_or_else(|| p("/"), |d| on_host(d));
+    let (upper, work) = (base.join("upper"), base.join("work"));
+    for dir in [&upper, &work, &p("/newroot")] {
+        s.add(StepKind::Staging, "create a staging directory", Op::Mkdir { path: dir.clone(), mode: 0o755 });
+    }
+    match &config.root {
+        RootMode::Overlay { lower } => {
+            let mut lowers: Vec<String> =
+                config.layers.above.iter().map(|l| escape_overlay_path(&on_host(l))).collect();
+            lowers.push(escape_overlay_path(&on_host(lower)));
+            let mut data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lowers.join(":"),
+                escape_overlay_path(&upper),
+                escape_overlay_path(&work)
+            );
+            if config.user_namespace {
+                // Inside a user namespace overlayfs keeps its metadata in user.* xattrs (kernel >= 5.11).
+                data.push_str(",userxattr");
+            }
+            s.add(
+                StepKind::Overlay,
+                "mount the writable overlay root",
+                Op::Mount {
+                    source: Some("overlay".into()),
+                    target: p("/newroot"),
+                    fstype: Some("overlay".into()),
+                    flags: MsFlags::empty(),
+                    data: Some(data),
+                },
+            );
+        }
+        RootMode::Host { entries } => host_root(s, entries, &upper, &work, config.user_namespace),
+        RootMode::Copy { lower } => {
+            let source = Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower));
+            s.add(
+                StepKind::CopyRoot,
+                "copy the rootfs into the sandbox's memory",
+                Op::CopyTree { from: source, to: p("/newroot") },
+            );
+            // pivot_root needs the new root to be a mount point.
+            s.add(
+                StepKind::CopyRoot,
+                "bind the copied root onto itself",
+                Op::Mount {
+                    source: Some("/newroot".into()),
+                    target: p("/newroot"),
+                    fstype: None,
+                    flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+                    data: None,
+                },
+            );
+        }
+    }
+}
+
+/// The host's own `/` as the new root (see [`RootMode::Host`]): a tmpfs root, an overlay per top-level
+/// folder with its upper layer in the staging tmpfs, the host's top-level symlinks, its top-level files
+/// bound read-only, and empty mount points for what the sandbox mounts itself.
+fn host_root(s: &mut Steps, entries: &[crate::config::HostEntry], upper: &Path, work: &Path, userxattr: bool) {
+    let p = PathBuf::from;
+    s.add(
+        StepKind::HostRoot,
+        "mount the new root's tmpfs",
+        Op::Mount {
+            source: Some("tmpfs".into()),
+            target: p("/newroot"),
+            fstype: Some("tmpfs".into()),
+            flags: MsFlags::empty(),
+            data: Some("mode=0755".into()),
+        },
+    );
+    for dir in ["proc", "dev", "tmp", "sys"] {
+        s.add(
+            StepKind::HostRoot,
+            "create a mount point",
+            Op::Mkdir { path: Path::new("/newroot").join(dir), mode: 0o755 },
+        );
+    }
+    for e in entries {
+        let target = Path::new("/newroot").join(&e.name);
+        let host = Path::new("/oldroot").join(&e.name);
+        match &e.kind {
+            HostEntryKind::Dir { layers } => {
+                let (up, wk) = (upper.join(&e.name), work.join(&e.name));
+                for (what, dir) in [
+                    ("create a host folder's place", &target),
+                    ("create an upper layer", &up),
+                    ("create a work folder", &wk),
+                ] {
+                    s.add(StepKind::HostRoot, what, Op::Mkdir { path: dir.clone(), mode: 0o755 });
+                }
+                let lowers = layers.iter().map(|l| on_host(l)).chain([host]).collect();
+                s.add(
+                    StepKind::HostRoot,
+                    "mount a writable overlay of a host folder",
+                    Op::OverlayOrBind { lowers, upper: up, work: wk, target, userxattr },
+                );
+            }
+            HostEntryKind::Symlink { target: to } => {
+                s.add(StepKind::HostRoot, "copy a host symlink", Op::Symlink { target: to.clone(), link: target });
+            }
+            HostEntryKind::File => {
+                s.add(StepKind::HostRoot, "create a host file's place", Op::Touch { path: target.clone() });
+                s.add(
+                    StepKind::HostRoot,
+                    "bind a host file",
+                    Op::Mount {
+                        source: Some(host.display().to_string()),
+                        target: target.clone(),
+                        fstype: None,
+                        flags: MsFlags::MS_BIND,
+                        data: None,
+                    },
+                );
+                s.add(StepKind::HostRoot, "make a host file read-only", Op::LockBind { target, read_only: true });
+            }
+        }
+    }
+}
+
+/// A host path as seen from the staging root (the host's root is at `/oldroot` there).
+fn on_host(path: &Path) -> PathBuf {
+    Path::new("/oldroot").join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// Switches into `/newroot` and detaches the host's root.
+pub(super) fn pivot(s: &mut Steps) {
+    let p = PathBuf::from;
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves no host path
+    // reachable (pivot_root(2), NOTES).
+    s.add(StepKind::Pivot, "enter the new root", Op::Chdir { path: p("/newroot") });
+    s.add(StepKind::Pivot, "pivot into the new root", Op::PivotRoot { new_root: p("."), put_old: p(".") });
+    s.add(StepKind::Pivot, "detach the host's root", Op::UmountDetach { target: p(".") });
+    s.add(StepKind::Pivot, "enter /", Op::Chdir { path: p("/") });
+}
+
+/// overlayfs(5) separates layers with `:` and options with `,`; both are escaped with `\`.
+pub(super) fn escape_overlay_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        if matches!(c, ',' | ':' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

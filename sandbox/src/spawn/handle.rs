@@ -1,0 +1,264 @@
+//! One handle on a running helper, for every caller (commands, sessions, switches, closures): start
+//! it (with the overlay fallback), wait for a stage, collect its ending, and end and reap it on drop.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+
+use super::parent::{Helper, launch};
+use crate::Error;
+use crate::config::{Config, Job};
+use crate::report::{Reader, Record, StepKind};
+
+/// How far a start goes before [`HelperHandle::start`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// The program has exec'd.
+    Started,
+    /// A session's (or switch's) sandbox is up and waiting.
+    Ready,
+    /// As soon as the helper runs: the caller reads the whole story with [`HelperHandle::wait_end`].
+    Launched,
+}
+
+/// A running helper. Dropping it ends the sandbox (closing the kill pipe) and waits until it is gone.
+#[derive(Debug)]
+pub(crate) struct HelperHandle {
+    helper: Helper,
+    reports: Reader,
+    kill: Option<OwnedFd>,
+    helper_pid: Option<i32>,
+    init_pid: Option<i32>,
+    rootless: bool,
+    timeout: Option<std::time::Duration>,
+    ended: bool,
+    /// Whatever must live until the sandbox is gone (a switch address's lease); dropped after it.
+    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+}
+
+/// How a sandbox ended, as its helper told.
+#[derive(Debug, Default)]
+pub(crate) struct Ending {
+    /// The program's raw wait status; `None` if the helper ended without saying.
+    pub status: Option<i32>,
+    /// What the sandbox used (sandboxes with limits).
+    pub usage: Option<crate::Usage>,
+    /// A closure's value or panic.
+    pub value: Option<Record>,
+    /// The executed helper's own exit status (served helpers are not ours to reap).
+    pub helper: Option<ExitStatus>,
+}
+
+impl HelperHandle {
+    /// Starts a helper for `config` and waits for `stage`. A failure of the overlay root that means
+    /// "no overlayfs here" comes back as [`Retry::Copy`]: see [`with_fallback`].
+    pub(crate) fn start<K: std::any::Any + Send + Sync>(
+        (config, keep): (Config, Option<K>),
+        stdio: [&crate::Stdio; 3],
+        args: &[String],
+        stage: Stage,
+    ) -> Result<HelperHandle, Retry> {
+        let config = &config;
+        let launched = launch(config, stdio, args)?;
+        let mut handle = HelperHandle {
+            helper: launched.helper,
+            reports: launched.reports,
+            kill: Some(launched.kill),
+            helper_pid: None,
+            init_pid: None,
+            rootless: config.user_namespace && config.outer_uid != 0,
+            timeout: config.timeout,
+            ended: false,
+            _keep: keep.map(|k| Box::new(k) as Box<dyn std::any::Any + Send + Sync>),
+            stdin: launched.stdin,
+            stdout: launched.stdout,
+            stderr: launched.stderr,
+        };
+        if stage == Stage::Launched {
+            return Ok(handle);
+        }
+        loop {
+            match handle.reports.next() {
+                Some(Record::Helper { pid }) => handle.helper_pid = Some(pid),
+                Some(Record::Init { pid }) => handle.init_pid = Some(pid),
+                Some(Record::Started) if stage == Stage::Started => return Ok(handle),
+                Some(Record::Ready) if stage == Stage::Ready && handle.init_pid.is_some() => return Ok(handle),
+                Some(Record::ExecFailed { errno }) => {
+                    handle.end();
+                    let program = match &config.job {
+                        Job::Exec { program, .. } | Job::Join { program, .. } => program.clone(),
+                        _ => String::new(),
+                    };
+                    return Err(Error::Spawn { program, source: std::io::Error::from_raw_os_error(errno) }.into());
+                }
+                Some(Record::SetupFailed { kind, what, path, errno }) => {
+                    handle.end();
+                    return Err(handle.setup_failed(kind, what, path, errno));
+                }
+                Some(_) => {}
+                None => return Err(Error::HelperDied { status: handle.end() }.into()),
+            }
+        }
+    }
+
+    /// The host pid of the helper, if known (executed helpers; served ones say it in a record).
+    pub(crate) fn helper_pid(&self) -> Option<u32> {
+        match &self.helper {
+            Helper::Executed(c) => Some(c.id()),
+            Helper::Served => self.helper_pid.map(|p| p as u32),
+        }
+    }
+
+    /// The host pid of the sandbox's init (sessions and switches, once ready).
+    pub(crate) fn init_pid(&self) -> Option<i32> {
+        self.init_pid
+    }
+
+    /// Asks the helper to kill the sandbox (closing the kill pipe); [`wait_end`](Self::wait_end) then
+    /// returns once all of it is gone.
+    pub(crate) fn kill(&mut self) {
+        drop(self.kill.take());
+    }
+
+    /// Reads the reports to the end and reaps an executed helper. A setup failure on the way (a
+    /// closure's root, a session command's wait) is an error; a timeout and an OOM kill are errors.
+    pub(crate) fn wait_end(&mut self) -> Result<Ending, Retry> {
+        let mut ending = Ending::default();
+        let mut failure = None;
+        let mut timed_out = false;
+        let mut oom = None;
+        while let Some(r) = self.reports.next() {
+            match r {
+                Record::Helper { pid } => self.helper_pid = Some(pid),
+                Record::Usage(u) => ending.usage = Some(u),
+                Record::OomKilled { limit, peak } => oom = Some(Error::MemoryLimitExceeded { limit, peak }),
+                Record::Value { .. } | Record::Panicked { .. } => ending.value = Some(r),
+                Record::SetupFailed { kind, what, path, errno } => {
+                    failure.get_or_insert((kind, what, path, errno));
+                }
+                Record::Exited { status, timed_out: t } => {
+                    ending.status = Some(status);
+                    timed_out = t;
+                    // The helper sends `Exited` after reaping init, which reaps every other process of
+                    // the sandbox first: nothing of it runs any more. A served helper's own exit (which
+                    // frees the namespaces) need not delay the caller.
+                    if matches!(self.helper, Helper::Served) {
+                        self.kill();
+                        self.ended = true;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !self.ended {
+            ending.helper = self.end();
+        }
+        if let Some((kind, what, path, errno)) = failure {
+            return Err(self.setup_failed(kind, what, path, errno));
+        }
+        if timed_out {
+            return Err(Error::TimedOut { after: self.timeout.unwrap_or_default() }.into());
+        }
+        if let Some(e) = oom {
+            return Err(e.into());
+        }
+        Ok(ending)
+    }
+
+    /// Ends the sandbox and waits until it is gone; the executed helper's exit status.
+    pub(crate) fn end(&mut self) -> Option<ExitStatus> {
+        self.kill();
+        self.ended = true;
+        while self.reports.next().is_some() {}
+        match &mut self.helper {
+            Helper::Executed(c) => c.wait().ok(),
+            Helper::Served => None,
+        }
+    }
+
+    fn setup_failed(&self, kind: StepKind, what: String, path: Option<String>, errno: i32) -> Retry {
+        let errno = Errno::from_raw(errno);
+        let error = Error::Setup {
+            step: what,
+            path,
+            source: std::io::Error::from(errno),
+            hint: crate::hints::for_step(kind, errno, self.rootless),
+        };
+        if overlay_refused(kind, errno) { Retry::Copy(error) } else { Retry::Fail(error) }
+    }
+}
+
+impl Drop for HelperHandle {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.end();
+        }
+    }
+}
+
+/// The exit status of a program from its raw wait status.
+pub(crate) fn exit_status(raw: i32) -> ExitStatus {
+    ExitStatus::from_raw(raw)
+}
+
+/// A failed start: final, or to be tried once more now that sandboxes copy the rootfs (the kernel
+/// refused overlayfs; see [`overlay_refused`]).
+#[derive(Debug)]
+pub(crate) enum Retry {
+    Fail(Error),
+    /// The kernel refused overlayfs (the error says how); the next start copies the rootfs.
+    Copy(Error),
+}
+
+impl From<Error> for Retry {
+    fn from(e: Error) -> Retry {
+        Retry::Fail(e)
+    }
+}
+
+impl Retry {
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            Retry::Fail(e) | Retry::Copy(e) => e,
+        }
+    }
+}
+
+/// Runs `attempt`, and once more if it failed because the kernel refused overlayfs: the configuration
+/// it builds then says copy (see `Sandbox::config`). Every start path goes through here.
+pub(crate) fn with_fallback<T>(mut attempt: impl FnMut() -> Result<T, Retry>) -> Result<T, Error> {
+    match attempt() {
+        Err(Retry::Copy(_)) => attempt().map_err(Retry::into_error),
+        other => other.map_err(Retry::into_error),
+    }
+}
+
+/// Set once the kernel has refused overlayfs: from then on every sandbox of this process copies.
+static OVERLAY_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the kernel has refused overlayfs to this process (every start copies from then on).
+pub(crate) fn overlay_refused_here() -> bool {
+    OVERLAY_REFUSED.load(Ordering::Relaxed)
+}
+
+/// Whether a setup failure means "no overlayfs here"; if so, records it (warning once) so that the
+/// caller retries with a copy.
+fn overlay_refused(kind: StepKind, errno: Errno) -> bool {
+    let refused = kind == StepKind::Overlay
+        && matches!(errno, Errno::EPERM | Errno::EINVAL | Errno::ENODEV | Errno::EOPNOTSUPP | Errno::EACCES);
+    if refused && !OVERLAY_REFUSED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(%errno, "overlayfs refused; copying the rootfs per sandbox from now on");
+        eprintln!(
+            "sandbox: the kernel refused overlayfs ({errno}); each sandbox now gets a private copy of the rootfs \
+             instead (slower start). Use Builder::copy_rootfs(true) to ask for this directly."
+        );
+    }
+    refused
+}

@@ -1,0 +1,102 @@
+//! The program's standard streams, as this crate's own [`Stdio`]: unlike `std::process::Stdio`, it is
+//! not used up by a spawn, and it always has a descriptor this crate can hand to the fork server.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use nix::fcntl::OFlag;
+
+/// What a program's stdin, stdout or stderr is connected to. Shaped like `std::process::Stdio` (the
+/// same constructors), but a [`crate::Command`] keeps it: spawning the same command twice connects
+/// both programs the same way. `std::process::Stdio` cannot be converted (it hides its descriptor);
+/// pass a `File` or an `OwnedFd` instead.
+///
+/// # Examples
+/// ```no_run
+/// use sandbox::Stdio;
+/// let sb = sandbox::Sandbox::builder().build()?;
+/// let log = std::fs::File::create("/tmp/log")?;
+/// let mut cmd = sb.command("/bin/echo");
+/// cmd.arg("hi").stdout(log).stderr(Stdio::null());
+/// cmd.status()?;
+/// cmd.status()?; // the same file again
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Stdio(Kind);
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Inherit,
+    Null,
+    Piped,
+    /// A descriptor of the caller's, duplicated for each spawn.
+    Fd(Arc<OwnedFd>),
+}
+
+impl Stdio {
+    /// The caller's own stream.
+    pub fn inherit() -> Stdio {
+        Stdio(Kind::Inherit)
+    }
+
+    /// `/dev/null`.
+    pub fn null() -> Stdio {
+        Stdio(Kind::Null)
+    }
+
+    /// A new pipe, whose other end shows as [`crate::Child`]'s `stdin`, `stdout` or `stderr`.
+    pub fn piped() -> Stdio {
+        Stdio(Kind::Piped)
+    }
+}
+
+impl From<OwnedFd> for Stdio {
+    fn from(fd: OwnedFd) -> Stdio {
+        Stdio(Kind::Fd(Arc::new(fd)))
+    }
+}
+
+/// Files, and the ends of `std::process` pipes, by their descriptor.
+macro_rules! from_descriptor {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Stdio {
+            fn from(x: $t) -> Stdio {
+                Stdio::from(OwnedFd::from(x))
+            }
+        }
+    )*};
+}
+from_descriptor!(std::fs::File, std::process::ChildStdin, std::process::ChildStdout, std::process::ChildStderr);
+
+/// One stream opened for one start: the program's end, and ours if it is a pipe.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub theirs: OwnedFd,
+    pub ours: Option<OwnedFd>,
+}
+
+impl Stdio {
+    /// Opens the stream for stdio number `n` (0: stdin) for one start.
+    pub(crate) fn open(&self, n: usize) -> std::io::Result<Opened> {
+        let input = n == 0;
+        let theirs = match &self.0 {
+            Kind::Inherit => match n {
+                0 => std::io::stdin().as_fd().try_clone_to_owned()?,
+                1 => std::io::stdout().as_fd().try_clone_to_owned()?,
+                _ => std::io::stderr().as_fd().try_clone_to_owned()?,
+            },
+            Kind::Null => {
+                let mode = if input { OFlag::O_RDONLY } else { OFlag::O_WRONLY };
+                nix::fcntl::open("/dev/null", mode | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?
+            }
+            Kind::Piped => {
+                let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+                let (theirs, ours) = if input { (r, w) } else { (w, r) };
+                return Ok(Opened { theirs, ours: Some(ours) });
+            }
+            Kind::Fd(fd) => fd.try_clone()?,
+        };
+        Ok(Opened { theirs, ours: None })
+    }
+}

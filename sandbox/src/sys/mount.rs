@@ -1,0 +1,96 @@
+//! Mount operations beyond a plain mount(2): recursive attribute changes and private tree copies.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+
+/// Makes the bind mount at `target`, and every mount below it, nosuid and nodev (and read-only).
+pub(crate) fn lock_bind(target: &Path, read_only: bool) -> Result<(), Errno> {
+    match mount_setattr_recursive(target, read_only) {
+        // Kernels before 5.12: remount the top mount only, keeping the flags the kernel locks
+        // (statvfs(3): a bind in a user namespace may not drop them).
+        Err(Errno::ENOSYS) => {
+            let st = nix::sys::statvfs::statvfs(target)?;
+            let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+            let f = st.flags();
+            if read_only || f.contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+                flags |= MsFlags::MS_RDONLY;
+            }
+            if f.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC) {
+                flags |= MsFlags::MS_NOEXEC;
+            }
+            nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        }
+        other => other,
+    }
+}
+
+pub(crate) fn errno_of(e: std::io::Error) -> Errno {
+    e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
+}
+
+pub(crate) fn copy_dir_contents(from: &Path, to: &Path) -> Result<(), Errno> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for entry in std::fs::read_dir(from).map_err(errno_of)? {
+        let entry = entry.map_err(errno_of)?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let meta = std::fs::symlink_metadata(&src).map_err(errno_of)?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir(&dst).map_err(errno_of)?;
+            copy_dir_contents(&src, &dst)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).map_err(errno_of)?, &dst).map_err(errno_of)?;
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst).map_err(errno_of)?;
+        } else {
+            continue; // devices, sockets, FIFOs: a rootfs from the cache has none
+        }
+        // Owners as in the tree where allowed (as root); inside a user namespace, what is mapped.
+        let _ = std::os::unix::fs::lchown(&dst, Some(meta.uid()), Some(meta.gid()));
+        if !kind.is_symlink() {
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(errno_of)?;
+        }
+    }
+    Ok(())
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// mount_setattr(2) with AT_RECURSIVE: nosuid, nodev (and read-only) on `target` and below.
+fn mount_setattr_recursive(target: &Path, read_only: bool) -> Result<(), Errno> {
+    let path = CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut attr = MountAttr {
+        attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if read_only { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `path` is a NUL-terminated string and `attr` a valid mount_attr, both alive for the
+    // call; the size passed is the struct's.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            AT_RECURSIVE,
+            &mut attr as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(rc).map(drop)
+}

@@ -1,0 +1,143 @@
+//! Processes: fork, exec, inherited descriptors, signals, and the constructor that diverts a
+//! re-executed binary before `main`.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag};
+use nix::sys::stat::Mode;
+
+/// Proof that the process is single-threaded: only the constructor that [`run_before_main!`]
+/// registers makes one, before `main`, and it cannot leave its thread (it is neither `Send` nor
+/// `Sync`). The code that receives it (fork server, helper, init, the program's process before exec)
+/// never starts a thread. Operations that are sound only without other threads take it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SingleThreaded {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl SingleThreaded {
+    /// # Safety
+    /// Only for a constructor that runs before `main` (an `.init_array` entry), when no thread but
+    /// the main thread exists; [`run_before_main!`] is the one caller.
+    pub(crate) const unsafe fn assume() -> SingleThreaded {
+        SingleThreaded { _not_send: std::marker::PhantomData }
+    }
+}
+
+/// Registers `$entry`, a `fn(SingleThreaded)`, as a constructor (an `.init_array` entry) that runs
+/// before `main` in every process of a binary linking this crate; the static `$name` must be
+/// referenced from code that always runs, so that the linker keeps it.
+macro_rules! run_before_main {
+    ($name:ident, $entry:path) => {
+        #[used]
+        #[allow(unsafe_code)]
+        // SAFETY: the kernel's loader runs .init_array entries before `main`, in the main and only
+        // thread, with no arguments: what `hook` expects.
+        #[unsafe(link_section = ".init_array")]
+        pub(crate) static $name: extern "C" fn() = {
+            #[allow(unsafe_code)]
+            extern "C" fn hook() {
+                // SAFETY: this runs as a constructor, before main: one thread only.
+                $entry(unsafe { $crate::sys::process::SingleThreaded::assume() })
+            }
+            hook
+        };
+    };
+}
+pub(crate) use run_before_main;
+
+/// `fork(2)`; the child may do anything the parent could, since no lock can be held by a thread that
+/// does not exist in it.
+pub(crate) fn fork(_: SingleThreaded) -> Result<nix::unistd::ForkResult, Errno> {
+    // SAFETY: the process is single-threaded (the token proves it), so fork(2) copies its whole state.
+    unsafe { nix::unistd::fork() }
+}
+
+/// Removes the variable `remove` and sets `env` on top of the inherited environment.
+pub(crate) fn set_env(_: SingleThreaded, remove: &str, env: &[(String, String)]) {
+    // SAFETY: the process is single-threaded (the token proves it): no other thread can read the
+    // environment concurrently.
+    unsafe { std::env::remove_var(remove) };
+    for (k, v) in env {
+        // SAFETY: as above.
+        unsafe { std::env::set_var(k, v) };
+    }
+}
+
+/// Makes `fds` survive the `exec` of `cmd` (they are close-on-exec in the parent, so that no other
+/// thread's child inherits them).
+pub(crate) fn keep_fds_on_exec(cmd: &mut std::process::Command, fds: Vec<RawFd>) {
+    use std::os::unix::process::CommandExt;
+    let hook = move || {
+        for &fd in &fds {
+            // SAFETY: `fd` is open in the parent (the caller keeps it alive across spawn), and so in
+            // this forked child; fcntl is async-signal-safe.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            nix::fcntl::fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only calls fcntl(2), which is async-signal-safe, and allocates nothing.
+    unsafe { cmd.pre_exec(hook) };
+}
+
+/// `execve(2)` of `program` with `args` and `env`; returns only on failure.
+pub(crate) fn execve(program: &CString, args: &[CString], env: &[CString]) -> Errno {
+    match nix::unistd::execve(program, args, env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+/// Takes ownership of an fd number inherited from the parent, if it is open. Before `main` (the
+/// token), nothing in this process owns a descriptor but the standard streams.
+pub(crate) fn adopt_fd(_: SingleThreaded, raw: RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the borrow only lives for the F_GETFD probe, which works on any number.
+    let probe = unsafe { BorrowedFd::borrow_raw(raw) };
+    nix::fcntl::fcntl(probe, FcntlArg::F_GETFD).ok()?;
+    // SAFETY: the fd is open (probed above) and was handed to this process for it alone to own: the
+    // parent's spawn cleared close-on-exec on it for this exec only.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) })
+}
+
+/// Ends this process with the signal `sig`, so that its parent's `ExitStatus` shows it, without a
+/// core dump; falls back to exit code 128 + sig.
+pub(crate) fn die_by_signal(sig: i32) -> ! {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+    if let Ok(signal) = Signal::try_from(sig) {
+        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+        // SAFETY: restoring the default disposition installs no handler; no other thread exists here.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let mut set = SigSet::empty();
+        set.add(signal);
+        let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+        let _ = nix::sys::signal::raise(signal);
+    }
+    std::process::exit(128 + sig)
+}
+
+/// Points fd 1 at /dev/null and returns a copy of what it was, for [`restore_stdout`].
+pub(crate) fn silence_stdout() -> Option<std::os::fd::OwnedFd> {
+    let saved = nix::unistd::dup(std::io::stdout()).ok()?;
+    let _ = nix::fcntl::fcntl(&saved, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    let null = nix::fcntl::open("/dev/null", OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+    nix::unistd::dup2_stdout(&null).ok()?;
+    Some(saved)
+}
+
+/// Puts back the stdout saved by [`silence_stdout`].
+pub(crate) fn restore_stdout(saved: &std::os::fd::OwnedFd) {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = nix::unistd::dup2_stdout(saved);
+}
+
+/// Makes the terminal open on `fd` the controlling terminal of this process, a session leader.
+pub(crate) fn set_controlling_terminal(fd: impl std::os::fd::AsFd) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal the terminal from another
+    // session); `fd` is open for the duration of the call.
+    Errno::result(unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
+}

@@ -1,0 +1,113 @@
+//! The checks of sandbox settings, in one place: `#[sandbox_test]` runs them at compile time (a bad
+//! option is a compile error at its tokens) and `sandbox::Builder` at run time, so that the two can
+//! never disagree. Each check returns why a value is refused, as a phrase that follows the value in a
+//! message ("invalid hostname `a..b`: must not …").
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::path::{Component, Path};
+
+/// A hostname: 1 to 64 bytes (sethostname(2)) of ASCII letters, digits, `-` and `.` (RFC 1123), not
+/// starting or ending with `-` or `.`, without an empty label (`..`).
+///
+/// # Errors
+/// Why the name is refused.
+///
+/// # Examples
+/// ```
+/// assert!(sandbox_validate::hostname("db-1.test").is_ok());
+/// assert!(sandbox_validate::hostname("a..b").is_err());
+/// ```
+pub fn hostname(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("must be 1 to 64 bytes long (sethostname(2))");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+        return Err("may contain only ASCII letters, digits, `-` and `.` (RFC 1123)");
+    }
+    if name.starts_with(['-', '.']) || name.ends_with(['-', '.']) || name.contains("..") {
+        return Err("must not start or end with `-` or `.`, nor contain `..`");
+    }
+    Ok(())
+}
+
+/// A path inside the sandbox: absolute, without NUL and without `..`.
+///
+/// # Errors
+/// Why the path is refused.
+///
+/// # Examples
+/// ```
+/// assert!(sandbox_validate::path_inside("/srv/data").is_ok());
+/// assert!(sandbox_validate::path_inside("/srv/../etc").is_err());
+/// ```
+pub fn path_inside(path: &str) -> Result<(), &'static str> {
+    if path.contains('\0') {
+        return Err("contains a NUL byte");
+    }
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err("must be an absolute path inside the sandbox");
+    }
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err("must not contain `..`");
+    }
+    Ok(())
+}
+
+/// An environment variable's name: non-empty, without `=` or NUL.
+///
+/// # Errors
+/// Why the name is refused.
+pub fn env_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() || key.contains(['=', '\0']) {
+        return Err("must be non-empty, without `=` or NUL");
+    }
+    Ok(())
+}
+
+/// An environment variable's value: without NUL.
+///
+/// # Errors
+/// Why the value is refused.
+pub fn env_value(value: &str) -> Result<(), &'static str> {
+    if value.contains('\0') {
+        return Err("must not contain NUL");
+    }
+    Ok(())
+}
+
+/// A number of CPUs for a CPU limit: finite and at least 0.01.
+///
+/// # Errors
+/// Why the number is refused.
+pub fn cpus(cpus: f64) -> Result<(), &'static str> {
+    if cpus.is_finite() && cpus >= 0.01 { Ok(()) } else { Err("must be a number of CPUs of at least 0.01") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert!(hostname("db-1.test").is_ok());
+        assert!(hostname(&"a".repeat(64)).is_ok());
+        for bad in ["", "-a", "a-", "a b", "a_b", "ä", "a..b", ".a", &"a".repeat(65)] {
+            assert!(hostname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn paths_and_env() {
+        assert!(path_inside("/root").is_ok());
+        assert!(path_inside("root").is_err());
+        assert!(path_inside("/root/../etc").is_err());
+        assert!(path_inside("/a\0").is_err());
+        assert!(env_key("A").is_ok() && env_value("b").is_ok());
+        assert!(env_key("A=B").is_err() && env_key("").is_err());
+        assert!(env_value("b\0").is_err());
+        assert!(cpus(0.5).is_ok() && cpus(0.001).is_err() && cpus(f64::NAN).is_err());
+    }
+}
