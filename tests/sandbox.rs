@@ -76,25 +76,20 @@ fn check_network_modes() {
     assert_eq!(devices, "lo\n", "only lo in the network namespace");
     assert_eq!(text(&sh(&lo, "cat /sys/class/net/lo/flags")).trim(), "0x9", "lo is up");
     // A fixed privileged port, on loopback, as root inside: the point of the whole thing.
-    let served = sh(&lo, &format!("{} && wget -q -O- http://127.0.0.1:80/", serve(80, "hello")));
+    let served = sh(
+        &lo,
+        "nc -ll -p 80 -e echo hello & until grep -q ':0050 ' /proc/net/tcp /proc/net/tcp6; do :; done; nc 127.0.0.1 80 </dev/null",
+    );
     assert_eq!(text(&served), "hello\n");
 
     let none = builder().network(Network::None).sys(true).build().expect("build");
     assert_eq!(text(&sh(&none, "cat /sys/class/net/lo/flags")).trim(), "0x8", "lo is down");
-    // A listener exists, yet nothing reaches it: with lo down there is no route, even to ourselves.
-    // The same script with lo up connects.
-    let probe = format!("{} && echo | nc 127.0.0.1 80 >/dev/null 2>&1; echo rc=$?", serve(80, "x"));
-    assert_eq!(text(&sh(&none, &probe)), "rc=1\n");
-    assert_eq!(text(&sh(&lo, &probe)), "rc=0\n");
-}
-
-/// A shell snippet that serves `text` over HTTP on `port` in the background (busybox `nc` in a loop,
-/// one connection at a time: Alpine's busybox has no `httpd`) and ends once the port listens.
-fn serve(port: u16, text: &str) -> String {
-    format!(
-        "echo '{text}' > /tmp/served && (while :; do {{ printf 'HTTP/1.0 200 OK\\r\\n\\r\\n'; cat /tmp/served; }} \
-         | nc -l -p {port} >/dev/null; done) </dev/null >/dev/null 2>&1 & while ! netstat -ltn | grep -q ':{port} '; do :; done"
-    )
+    // A listener exists (the loop waits until it is bound), yet nothing reaches it: with lo down
+    // there is no route, even to ourselves. The same script with lo up connects.
+    let probe = "nc -ll -p 81 -e true & until grep -q ':0051 ' /proc/net/tcp /proc/net/tcp6; do :; done; \
+                 echo | nc 127.0.0.1 81 >/dev/null 2>&1; echo rc=$?; kill $!";
+    assert_eq!(text(&sh(&none, probe)), "rc=1\n");
+    assert_eq!(text(&sh(&lo, probe)), "rc=0\n");
 }
 
 fn check_writes_stay_private() {
@@ -460,16 +455,33 @@ fn cpu_limit_gives_about_half_a_core_and_usage_is_reported() {
     }
     let sb = builder().cpu_limit(0.5).build().expect("build");
     let t = std::time::Instant::now();
-    let mut child =
-        sb.command("/bin/busybox").args(["timeout", "1", "sh", "-c", "while :; do :; done"]).spawn().expect("spawn");
+    // Two spinners want two cores; the limit gives them half of one together.
+    let spin = "busybox timeout 1 sh -c 'while :; do :; done' & busybox timeout 1 sh -c 'while :; do :; done'; wait";
+    let mut child = sb.command("/bin/sh").args(["-c", spin]).spawn().expect("spawn");
     let _ = child.wait().expect("wait");
     let wall = t.elapsed().as_secs_f64();
     let usage = child.usage().expect("a sandbox with limits reports its usage");
     let cpu = usage.cpu_time.expect("cpu time").as_secs_f64();
     let share = cpu / wall;
-    assert!((0.3..0.7).contains(&share), "cpu {cpu:.2}s over {wall:.2}s wall = {share:.2} of a core");
+    // The cap is what the limit promises; how much of it a loaded machine (2 CPUs shared with other
+    // tests) grants is not, so the lower bound only says the program ran.
+    assert!((0.1..0.7).contains(&share), "cpu {cpu:.2}s over {wall:.2}s wall = {share:.2} of a core");
     assert!(usage.peak_memory.is_some_and(|p| p > 0), "{usage:?}");
     assert_eq!(usage.oom_kills, 0);
+}
+
+#[test]
+fn output_and_status_report_usage_too() {
+    if !is_root() {
+        return skip("cgroup limits on this machine's cgroup v1 need root");
+    }
+    let sb = builder().memory_limit(64 << 20).build().expect("build");
+    let (out, usage) = sb.command("/bin/sh").args(["-c", "echo hi"]).output_with_usage().expect("output");
+    assert_eq!(text(&out), "hi\n");
+    let usage = usage.expect("a sandbox with limits reports its usage");
+    assert!(usage.peak_memory.is_some_and(|p| p > 0) && usage.oom_kills == 0, "{usage:?}");
+    let (status, usage) = sb.command("/bin/true").status_with_usage().expect("status");
+    assert!(status.success() && usage.is_some());
 }
 
 #[test]
@@ -540,8 +552,11 @@ fn three_sandboxes_on_a_switch_talk_tcp_by_hostname() {
     let (db, cache, app) = (member("db"), member("cache"), member("app"));
     fn serving<'a>(sb: &'a Sandbox, name: &str) -> sandbox::Session<'a> {
         let session = sb.session().expect("session");
-        let status =
-            session.command("/bin/sh").args(["-c", &serve(8080, &format!("I am {name}"))]).status().expect("serve");
+        // Alpine's busybox has no httpd: nc answers each connection (-ll) with one line.
+        let script = format!(
+            "nc -ll -p 8080 -e echo 'I am {name}' & until grep -q ':1F90 ' /proc/net/tcp /proc/net/tcp6; do :; done"
+        );
+        let status = session.command("/bin/sh").args(["-c", &script]).status().expect("start a server");
         assert!(status.success());
         session
     }
@@ -549,14 +564,14 @@ fn three_sandboxes_on_a_switch_talk_tcp_by_hostname() {
     assert_eq!(host_interfaces(), interfaces, "the host's network namespace is never modified");
     let out = sh(
         &app,
-        "wget -q -O- http://db:8080/; wget -q -O- http://cache:8080/; grep -c 10.89.0 /etc/hosts; ip -4 -o addr show eth0 | awk '{print $4}'",
+        "nc db 8080 </dev/null; nc cache 8080 </dev/null; grep -c 10.89.0 /etc/hosts; ip -4 -o addr show eth0 | awk '{print $4}'",
     );
     assert_eq!(text(&out), "I am db\nI am cache\n3\n10.89.0.4/24\n");
     // A sandbox that is not on the switch reaches none of them.
     let outsider = builder().build().expect("build");
     let out = outsider
         .command("/bin/sh")
-        .args(["-c", "wget -q -T 1 -O- http://10.89.0.2:8080/who >/dev/null 2>&1; echo rc=$?"])
+        .args(["-c", "nc -w 1 10.89.0.2 8080 </dev/null >/dev/null 2>&1; echo rc=$?"])
         .output()
         .expect("run");
     assert_ne!(text(&out), "rc=0\n");
@@ -584,6 +599,52 @@ fn overlapping_starts_of_a_switch_member_get_addresses_of_their_own() {
     assert!(text(&hosts).contains(&format!("{a}\ttwin")), "the running member is listed: {}", text(&hosts));
     let ping = second.command("/bin/ping").args(["-c", "1", "-W", "2", &a]).output().expect("ping");
     assert!(ping.status.success(), "the second reaches the first: {}", String::from_utf8_lossy(&ping.stdout));
+}
+
+// Bug 3: a cgroup made for limits leaked when a later setup step (here: opening the switch) failed.
+#[test]
+fn a_failed_start_with_limits_leaves_no_cgroup() {
+    if !is_root() {
+        return; // limits and switches need root here
+    }
+    ChildTest::new("child_starts_on_a_dead_switch").assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_starts_on_a_dead_switch() {
+    if !is_child("child_starts_on_a_dead_switch") {
+        return;
+    }
+    let net = sandbox::Net::new().expect("a switch");
+    let sb = builder().network(Network::Switch(net.clone())).memory_limit(64 << 20).build().expect("build");
+    // The switch's holder: the one process of ours whose network namespace has the bridge.
+    let holder: Vec<i32> = system_tests::child_processes()
+        .into_iter()
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/net/dev")).is_ok_and(|d| d.contains("br0:")))
+        .collect();
+    assert_eq!(holder.len(), 1, "one switch holder among {:?}", system_tests::child_processes());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(holder[0]), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    while std::path::Path::new(&format!("/proc/{}/net/dev", holder[0])).exists()
+        && std::fs::read_to_string(format!("/proc/{}/stat", holder[0])).is_ok_and(|s| !s.contains(") Z"))
+    {
+        std::thread::yield_now();
+    }
+    // Every sandbox cgroup next to ours (this process starts no other sandbox).
+    let cgroups = || {
+        sandbox_cgroup_parents()
+            .iter()
+            .flat_map(|d| {
+                system_tests::list(d).into_iter().filter(|n| n.starts_with("sandbox-")).map(move |n| d.join(n))
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = cgroups();
+    let err = sb.command("/bin/true").status().expect_err("the switch is gone");
+    assert!(matches!(&err, Error::Setup { step, .. } if step.contains("switch")), "{err:?}");
+    // (A start sweeps leftovers of dead helpers, so the list may shrink; it must not grow.)
+    let new: Vec<_> = cgroups().into_iter().filter(|c| !before.contains(c)).collect();
+    assert_eq!(new, Vec::<std::path::PathBuf>::new(), "the failed start removed its cgroup");
 }
 
 // Bug 8: a switch whose holder was executed (no fork server) left it a zombie.
@@ -799,7 +860,11 @@ fn closure_runs_inside() {
 fn closure_panic_is_reported() {
     let sb = builder().build().expect("build");
     let err = sb.run(|| -> u32 { panic!("boom inside") }).expect_err("panicked");
-    assert!(matches!(&err, Error::Panicked { message } if message == "boom inside"), "{err:?}");
+    assert!(matches!(&err, Error::Panicked { message, .. } if message == "boom inside"), "{err:?}");
+    // The message and where it happened, as a test failure shows them.
+    let line = line!() - 3;
+    assert!(err.to_string().contains(&format!("tests/sandbox.rs:{line}")), "{err}");
+    assert!(err.to_string().ends_with(": boom inside"), "{err}");
 }
 
 #[test]

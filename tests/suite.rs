@@ -85,16 +85,13 @@ mod user_suite {
     }
 
     #[sandbox_test]
-    fn runs_a_web_server_daemon() {
-        // busybox `nc` in a loop, one connection at a time (Alpine's busybox has no `httpd`).
-        std::fs::create_dir_all("/srv/www").expect("mkdir");
-        std::fs::write("/srv/www/index.html", "it works\n").expect("write");
-        let serve = "(while :; do { printf 'HTTP/1.0 200 OK\\r\\n\\r\\n'; cat /srv/www/index.html; } | nc -l -p 8080 >/dev/null; done) \
-                     </dev/null >/dev/null 2>&1 & while ! netstat -ltn | grep -q ':8080 '; do :; done";
-        let started = Command::new("/bin/sh").args(["-c", serve]).status();
-        assert!(started.expect("start the server").success());
-        let out =
-            Command::new("/bin/busybox").args(["wget", "-q", "-O-", "http://127.0.0.1:8080/"]).output().expect("wget");
+    fn runs_a_server_daemon() {
+        // Alpine's busybox has no httpd: nc serves each connection (-ll) with one line, in the
+        // background, and stays after the shell that started it has gone.
+        let script =
+            "nc -ll -p 8080 -e echo it works & until grep -q ':1F90 ' /proc/net/tcp /proc/net/tcp6; do :; done";
+        assert!(Command::new("/bin/sh").args(["-c", script]).status().expect("start nc").success());
+        let out = Command::new("/bin/sh").args(["-c", "nc 127.0.0.1 8080 </dev/null"]).output().expect("nc");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "it works\n");
     }
 
@@ -306,4 +303,31 @@ fn child_memory_hog_fails_with_the_limit_in_the_message() {
     loop {
         hog.push(vec![1u8; 1 << 20]);
     }
+}
+
+#[test]
+fn requires_skips_where_the_machine_cannot_and_runs_where_it_can() {
+    let child =
+        || system_tests::ChildTest::new("child_requires_a_switch").env("CI", "false").env("SANDBOX_TEST_STRICT", "0");
+    if system_tests::is_root() {
+        let out = child().assert_success();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("the body ran"), "as root the test runs");
+    }
+    let Some((_, uid, gid)) = system_tests::test_user() else {
+        return system_tests::skip("no unprivileged test user: create one (`useradd sandbox-test`)");
+    };
+    if !system_tests::is_root() {
+        return; // the rootless half needs root to switch users
+    }
+    let out = child().as_user(uid, gid).assert_success();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("the body ran") && stderr.contains("SKIP: a switch network needs root"), "{stderr}");
+    let strict = child().as_user(uid, gid).env("SANDBOX_TEST_STRICT", "1").output();
+    assert!(!strict.status.success(), "strict mode turns the skip into a failure");
+}
+
+#[sandbox_test(requires = "switch")]
+#[ignore = "run by its parent test, as root and as an unprivileged user"]
+fn child_requires_a_switch() {
+    println!("the body ran");
 }

@@ -1,23 +1,23 @@
-//! Two sandboxes on a virtual switch: one serves HTTP (busybox `nc` in a loop, as Alpine has no
-//! `httpd`), the other fetches it by hostname; exits non-zero unless the page arrives. Needs root.
+//! Two sandboxes on a virtual switch: one serves a line over TCP, the other fetches it by hostname.
+//! Exits non-zero unless the line arrives. Needs root.
 //!
 //! `SANDBOX_ROOTFS=/tmp/rootfs.tar.gz cargo run -p sandbox --example switch`
 
 use sandbox::{Net, Network, Sandbox};
-
-/// Serves the page on port 8080, one connection at a time, in the background; returns once the
-/// port listens.
-const SERVE: &str = "echo 'hello from db' > /tmp/index.html
-(while :; do { printf 'HTTP/1.0 200 OK\\r\\n\\r\\n'; cat /tmp/index.html; } | nc -l -p 8080 >/dev/null; done) </dev/null >/dev/null 2>&1 &
-while ! netstat -ltn | grep -q ':8080 '; do :; done";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let net = Net::new()?;
     let db = Sandbox::builder().network(Network::Switch(net.clone())).hostname("db").build()?;
     let app = Sandbox::builder().network(Network::Switch(net.clone())).hostname("app").build()?;
     let server = db.session()?;
-    server.command("/bin/sh").args(["-c", SERVE]).status()?;
-    let out = app.command("/bin/sh").args(["-c", "wget -q -O- http://db:8080/"]).output()?;
+    server
+        .command("/bin/sh")
+        .args([
+            "-c",
+            "nc -ll -p 8080 -e echo hello from db & until grep -q ':1F90 ' /proc/net/tcp /proc/net/tcp6; do :; done",
+        ])
+        .status()?;
+    let out = app.command("/bin/sh").args(["-c", "nc db 8080 </dev/null"]).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     print!("{text}");
     if text != "hello from db\n" {

@@ -1,16 +1,13 @@
-//! `Sandbox::run`: a Rust closure inside a fresh sandbox.
+//! `Sandbox::run` and `Sandbox::run_with`: a Rust closure inside a fresh sandbox, run once.
 //!
-//! The closure cannot be sent to another process, and forking the multi-threaded test harness is
-//! unsound, so, like rusty-fork, the parent re-executes the test binary to run the same test again
-//! (`--exact <name>`), inside a new sandbox. There, the same `run` call finds it is the child and calls
-//! the closure; its result comes back as JSON. The test binary never has to exist inside the rootfs:
-//! it is already loaded when the root is switched.
-//!
-//! Consequence: in the child, the test's code before the `run` call runs again. It runs in the
-//! sandbox's namespaces (hostname, pids, network) but still sees the host's files, so that fetching the
-//! rootfs and building the sandbox work there as they did in the parent; the root is switched only when
-//! the closure is reached. Keep that code free of side effects on the host. Earlier `run` calls of the
-//! same test run directly inside that one sandbox.
+//! A closure cannot be sent to another process, but a closure that captures nothing is no data at
+//! all: only its code, which the sandbox's process has too, since it runs the same binary (forked
+//! from the fork server, an exec of this very file). So the caller sends the offset of a function
+//! that makes that closure and calls it (`entry::<F, I, T>`), the build id of the binary, and the
+//! input as JSON; the sandbox's process, forked by init like a program's, finds the function at the
+//! same offset in its own copy of the binary (ASLR moves the whole binary, not its parts), checks the
+//! build id, runs it and sends the value back as JSON. Nothing of the caller's code runs twice, no
+//! test harness runs in the sandbox, and the fork server starts it as fast as a command.
 
 use std::io::Read;
 
@@ -23,63 +20,124 @@ use crate::spawn::handle::{HelperHandle, Stage, exit_status, with_fallback};
 use crate::{Error, Stdio};
 
 impl crate::Sandbox {
-    /// Runs `f` inside a fresh sandbox and returns its result. Must be called from a test (libtest
-    /// or nextest): see the crate docs for how, and for what runs twice.
+    /// Runs `f` inside a fresh sandbox and returns its result, which travels back as JSON. `f` must
+    /// capture nothing (a compile error says so otherwise): give it its input with
+    /// [`run_with`](Self::run_with). Works anywhere (tests, `main`, other threads); every call gets a
+    /// sandbox of its own. `f`'s output goes to this process's stdout and stderr, through `print!`
+    /// (a test harness captures it).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let sb = sandbox::Sandbox::builder().hostname("inner").build()?;
+    /// let name: String = sb.run(|| std::fs::read_to_string("/etc/hostname").unwrap())?;
+    /// assert_eq!(name, "inner\n");
+    /// # Ok::<(), sandbox::Error>(())
+    /// ```
+    ///
+    /// A closure that captures is a compile error ("Sandbox::run takes a closure that captures
+    /// nothing: pass what it needs with Sandbox::run_with(input, |input| ...)"):
+    /// ```compile_fail
+    /// let sb = sandbox::Sandbox::builder().build()?;
+    /// let path = String::from("/etc/hostname");
+    /// let text: String = sb.run(move || std::fs::read_to_string(&path).unwrap())?;
+    /// # Ok::<(), sandbox::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// [`Error::Panicked`] if `f` panics, [`Error::Setup`] / [`Error::TimedOut`] / [`Error::Crashed`]
-    /// as for commands, [`Error::NotInTest`] outside a test thread.
+    /// [`Error::Panicked`] (message and location) if `f` panics; [`Error::Setup`],
+    /// [`Error::TimedOut`], [`Error::MemoryLimitExceeded`] as for commands; [`Error::Crashed`] if its
+    /// process dies of a signal.
     pub fn run<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        crate::closure::run(self, f)
+        const {
+            assert!(
+                std::mem::size_of::<F>() == 0,
+                "Sandbox::run takes a closure that captures nothing: pass what it needs with Sandbox::run_with(input, |input| ...)"
+            )
+        };
+        // Captures only `f`, which is nothing: still nothing.
+        self.run_with((), move |()| f())
+    }
+
+    /// Runs `f(input)` inside a fresh sandbox and returns its result; `input` travels as JSON. `f`
+    /// must capture nothing, as for [`run`](Self::run).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let sb = sandbox::Sandbox::builder().build()?;
+    /// let n: usize = sb.run_with("/etc".to_owned(), |dir| std::fs::read_dir(dir).unwrap().count())?;
+    /// # Ok::<(), sandbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`run`](Self::run), and [`Error::ClosureResult`] when the input or the value does not
+    /// (de)serialize.
+    pub fn run_with<I, T, F>(&self, input: I, f: F) -> Result<T, Error>
+    where
+        I: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(I) -> T,
+    {
+        const {
+            assert!(
+                std::mem::size_of::<F>() == 0,
+                "Sandbox::run_with takes a closure that captures nothing: pass what it needs as its input"
+            )
+        };
+        // `f` moves to the sandbox's process (see `entry`): it is not dropped here.
+        std::mem::forget(f);
+        let input = serde_json::to_string(&input)
+            .map_err(|e| Error::ClosureResult { reason: format!("cannot serialize the closure's input: {e}") })?;
+        run(self, crate::sys::code::offset_of(entry::<F, I, T>), input)
     }
 }
 
-/// Whether this process is a sandbox's child running a closure.
+/// Whether this process is a sandbox's process running a closure. Always `false` since closures
+/// stopped re-entering `main` (they never reach the caller's code); kept for compatibility.
 pub fn in_sandbox_child() -> bool {
-    crate::spawn::closure::in_child()
+    false
 }
 
-pub(crate) fn run<T, F>(sandbox: &crate::Sandbox, f: F) -> Result<T, Error>
+/// What the sandbox's process calls: makes the closure `F` (which is no data: the caller forgot its
+/// own, so this one is that value, moved), decodes the input, calls it, encodes the value.
+fn entry<F, I, T>(input: &[u8]) -> Result<Vec<u8>, String>
 where
-    T: Serialize + DeserializeOwned,
-    F: FnOnce() -> T,
+    F: FnOnce(I) -> T,
+    I: DeserializeOwned,
+    T: Serialize,
 {
-    run_lazy(|| Ok(sandbox.clone()), f)
+    let f: F = crate::sys::code::conjure();
+    let input: I = serde_json::from_slice(input).map_err(|e| format!("cannot deserialize the closure's input: {e}"))?;
+    serde_json::to_vec(&f(input)).map_err(|e| format!("cannot serialize the closure's result: {e}"))
 }
 
-/// [`run`] with the sandbox built only in the parent: in the child, which runs the closure, `build`
-/// is not called (it would fetch the rootfs and build a sandbox again for nothing).
-pub(crate) fn run_lazy<T, F, B>(build: B, f: F) -> Result<T, Error>
-where
-    T: Serialize + DeserializeOwned,
-    F: FnOnce() -> T,
-    B: FnOnce() -> Result<crate::Sandbox, Error>,
-{
-    let index = crate::spawn::closure::next_index();
-    if let Some(stage) = crate::spawn::closure::stage_for(index) {
-        crate::spawn::closure::run_here(stage, f);
-    }
-    if crate::spawn::closure::in_child() {
-        // An earlier or later `run` of the test whose closure this child runs: inside this sandbox.
-        return Ok(f());
-    }
-    let sandbox = &build()?;
-    let thread = std::thread::current();
-    let name = match thread.name() {
-        Some(n) if n != "main" => n.to_owned(),
-        other => return Err(Error::NotInTest { thread: other.map(str::to_owned) }),
-    };
-    let args =
-        vec![name, "--exact".into(), "--nocapture".into(), "--test-threads=1".into(), "--include-ignored".into()];
+/// Starts the closure at `entry` in a fresh sandbox and waits for its value.
+fn run<T: DeserializeOwned>(sandbox: &crate::Sandbox, entry: usize, input: String) -> Result<T, Error> {
     let (null, piped) = (Stdio::null(), Stdio::piped());
+    let build = crate::sys::code::build_id().to_owned();
+    // A closure debugs like the test around it: the caller's backtrace settings go in.
+    let env: Vec<(String, Option<String>)> = ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), Some(v))))
+        .collect();
     let ending = with_fallback(|| {
-        let start = sandbox.config(Job::Closure { index }, None)?;
-        let mut handle = HelperHandle::start(start, [&null, &piped, &piped], &args, Stage::Launched)?;
-        // Forward the child's output through print!, so that the harness captures it like the test's own.
+        let job = Job::Closure { entry, build: build.clone(), input: input.clone() };
+        let mut start = sandbox.config(job, Some((&env, None)))?;
+        if !env.is_empty()
+            && let Ok(exe) = std::env::current_exe()
+            && exe.is_file()
+        {
+            // A backtrace names the frames from the binary's symbols, which the symboliser reads from
+            // the file at its path: this one file, read-only, at its own path, only when asked for.
+            let mut binary = crate::Mount::bind(&exe, exe.to_string_lossy()).read_only();
+            binary.kind = crate::volume::MountKind::Bind { source: exe, is_dir: false };
+            start.0.mounts.push(binary);
+        }
+        let mut handle = HelperHandle::start(start, [&null, &piped, &piped], Stage::Started)?;
+        // Forward the output through print!, so that a test harness captures it like the test's own.
         let out = handle.stdout.take().map(|s| std::thread::spawn(move || forward(s, false)));
         let err = handle.stderr.take().map(|s| std::thread::spawn(move || forward(s, true)));
         let ending = handle.wait_end();
@@ -90,15 +148,9 @@ where
     })?;
     match ending.value {
         Some(Record::Value { json }) => serde_json::from_str(&json)
-            .map_err(|e| Error::ClosureResult { reason: format!("cannot deserialize it: {e}") }),
-        Some(Record::Panicked { message }) => Err(Error::Panicked { message }),
+            .map_err(|e| Error::ClosureResult { reason: format!("cannot deserialize its value: {e}") }),
+        Some(Record::Panicked { message, location }) => Err(Error::Panicked { message, location }),
         _ => match ending.status.map(exit_status).or(ending.helper) {
-            Some(status) if status.success() => Err(Error::ClosureResult {
-                reason: format!(
-                    "the re-executed test binary did not reach the closure (is `{}` a test of this binary?)",
-                    thread.name().unwrap_or("?")
-                ),
-            }),
             Some(status) => Err(Error::Crashed { status }),
             None => Err(Error::HelperDied { status: None }),
         },

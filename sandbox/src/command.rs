@@ -156,6 +156,35 @@ impl<'a> Command<'a> {
         self.spawn()?.wait()
     }
 
+    /// As [`output`](Command::output), with what the sandbox used (sandboxes with limits; see
+    /// [`Child::usage`]).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let sb = sandbox::Sandbox::builder().memory_limit(64 << 20).build()?;
+    /// let (out, usage) = sb.command("/bin/true").output_with_usage()?;
+    /// assert!(out.status.success() && usage.is_some_and(|u| u.oom_kills == 0));
+    /// # Ok::<(), sandbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`output`](Command::output).
+    pub fn output_with_usage(&mut self) -> Result<(Output, Option<crate::Usage>), Error> {
+        let mut child = self.spawn_with([Stdio::null(), Stdio::piped(), Stdio::piped()])?;
+        let output = child.collect_output()?;
+        Ok((output, child.usage))
+    }
+
+    /// As [`status`](Command::status), with what the sandbox used (sandboxes with limits).
+    ///
+    /// # Errors
+    /// As [`status`](Command::status).
+    pub fn status_with_usage(&mut self) -> Result<(ExitStatus, Option<crate::Usage>), Error> {
+        let mut child = self.spawn()?;
+        let status = child.wait()?;
+        Ok((status, child.usage))
+    }
+
     /// Starts the sandbox with `defaults` for the stdio not set, once more with a copied rootfs if the
     /// kernel refused overlayfs.
     fn spawn_with(&self, defaults: [Stdio; 3]) -> Result<Child, Error> {
@@ -181,7 +210,7 @@ impl<'a> Command<'a> {
             };
             let (mut config, lease) = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
             config.controlling_terminal = self.controlling_terminal;
-            HelperHandle::start((config, lease), stdio, &[], Stage::Started)
+            HelperHandle::start((config, lease), stdio, Stage::Started)
         })?;
         Ok(Child::new(handle))
     }
@@ -260,6 +289,10 @@ impl Child {
     /// # Errors
     /// As [`wait`](Child::wait).
     pub fn wait_with_output(mut self) -> Result<Output, Error> {
+        self.collect_output()
+    }
+
+    fn collect_output(&mut self) -> Result<Output, Error> {
         drop(self.stdin.take());
         let err = self.stderr.take().map(|mut e| {
             std::thread::spawn(move || {

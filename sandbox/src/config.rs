@@ -90,8 +90,9 @@ pub(crate) struct Layers {
 pub(crate) enum Job {
     /// exec a program.
     Exec { program: String, args: Vec<String> },
-    /// Return into the test harness to run a closure.
-    Closure { index: u64 },
+    /// Run a closure of this binary: its entry's offset (`sys::code`), the build it belongs to, and
+    /// its input as JSON.
+    Closure { entry: usize, build: String, input: String },
     /// Keep the sandbox up, with no program, until the parent drops it.
     Session,
     /// Hold a switch network: a network namespace with a bridge, nothing else.

@@ -72,25 +72,18 @@ pub enum Error {
         status: std::process::ExitStatus,
     },
     /// A closure run with [`crate::Sandbox::run`] panicked inside the sandbox.
-    #[error("the closure panicked inside the sandbox: {message}")]
+    #[error("the closure panicked inside the sandbox{}: {message}", location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default())]
     Panicked {
         /// The panic message.
         message: String,
+        /// Where (`file:line:column`), when known.
+        location: Option<String>,
     },
-    /// A closure's result could not be had: it did not serialize or deserialize, or the re-executed
-    /// test did not reach the closure.
+    /// A closure's result could not be had: it did not serialize or deserialize.
     #[error("failed to get the closure's result out of the sandbox: {reason}")]
     ClosureResult {
         /// What went wrong.
         reason: String,
-    },
-    /// [`crate::Sandbox::run`] was called outside a libtest/nextest test thread.
-    #[error(
-        "Sandbox::run needs to be called from a test (#[test] or #[sandbox_test]) in a libtest harness: it re-executes the test binary to reach the closure inside the sandbox; the current thread is {thread:?}"
-    )]
-    NotInTest {
-        /// The current thread's name.
-        thread: Option<String>,
     },
     /// A host-side operation failed.
     #[error("failed to {op} `{path}`")]

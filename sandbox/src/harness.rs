@@ -31,6 +31,9 @@ pub struct TestOptions {
     pub pids: Option<u64>,
     /// `cpus = 0.5`.
     pub cpus: Option<f64>,
+    /// `requires = "limits, switch, userns"`: what the test needs of the machine; without it the
+    /// test is skipped (a `SKIP:` line), or fails in strict mode (`CI=true`, `SANDBOX_TEST_STRICT=1`).
+    pub requires: &'static [&'static str],
 }
 
 /// One `mount(...)` option.
@@ -144,18 +147,28 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
     builder.build()
 }
 
-/// Runs `body` in a fresh sandbox configured by `options`; fails the test as `#[test]` would.
+/// Runs `body` in a fresh sandbox configured by `options`; fails the test as `#[test]` would. `body`
+/// is the test's function (a function item: no data), run as a closure with [`Sandbox::run`].
 ///
 /// # Panics
 /// When the body panics (with its message, for `#[should_panic(expected = …)]`), returns `Err`, times
 /// out, crashes, or when the sandbox cannot be set up; each with a message of its own.
 #[track_caller]
-pub fn run_test<R: TestResult>(options: &TestOptions, body: fn() -> R) {
-    match crate::closure::run_lazy(|| build(options), move || body().into_outcome()) {
+pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, body: B) {
+    if let Some(missing) = options.requires.iter().find_map(|r| missing(r)) {
+        let strict = ["SANDBOX_TEST_STRICT", "CI"]
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|x| matches!(x.as_str(), "1" | "true" | "yes")));
+        assert!(!strict, "#[sandbox_test] requirement missing (strict mode: CI or SANDBOX_TEST_STRICT=1): {missing}");
+        eprintln!("SKIP: {missing}");
+        return;
+    }
+    let run = build(options).and_then(|sb| sb.run(move || body().into_outcome()));
+    match run {
         Ok(Outcome::Passed) => {}
         Ok(Outcome::Failed(e)) => panic!("Error: {e}"),
         // The child already printed "thread … panicked at file:line"; the payload goes on unchanged.
-        Err(Error::Panicked { message }) => std::panic::resume_unwind(Box::new(message)),
+        Err(Error::Panicked { message, .. }) => std::panic::resume_unwind(Box::new(message)),
         Err(Error::TimedOut { after }) => {
             panic!("#[sandbox_test] timed out after {after:?}: every process in the test's sandbox was killed")
         }
@@ -168,6 +181,24 @@ pub fn run_test<R: TestResult>(options: &TestOptions, body: fn() -> R) {
             panic!("#[sandbox_test] could not set up the test's sandbox: {}", chain(&e))
         }
         Err(e) => panic!("#[sandbox_test] failed: {}", chain(&e)),
+    }
+}
+
+/// Why this machine cannot give a test what `requirement` names, if it cannot.
+fn missing(requirement: &str) -> Option<String> {
+    let root = nix::unistd::geteuid().is_root();
+    let sysctl = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    match requirement {
+        "switch" if !root => Some("a switch network needs root".to_owned()),
+        "userns"
+            if !root
+                && (sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0")
+                    || sysctl("/proc/sys/user/max_user_namespaces").as_deref() == Some("0")) =>
+        {
+            Some("unprivileged user namespaces are disabled on this machine".to_owned())
+        }
+        "limits" => crate::cgroups::unusable_reason(),
+        _ => None,
     }
 }
 

@@ -24,18 +24,21 @@
 //! # How it works
 //! The calling process, often the multi-threaded test harness, never forks by hand: it spawns its own
 //! executable (`/proc/self/exe`) with `std::process::Command`, and a constructor in this crate diverts
-//! that new process before `main`, while it is still single-threaded. There it creates the user
-//! (when not root), mount, UTS, IPC, network, cgroup and pid namespaces, and forks the sandbox's init,
-//! PID 1 of the new pid namespace. Init makes the host's mounts a one-way slave, pivots into a staging
-//! tmpfs, mounts an overlay whose lower layer is the shared, read-only rootfs and whose upper layer lives
+//! that new process, the helper, before `main`, while it is still single-threaded. There it creates
+//! the cgroup (with limits) and the user (when not root), UTS, IPC, network and pid namespaces, and
+//! forks the sandbox's init, PID 1 of the new pid namespace. Init creates the cgroup and mount
+//! namespaces (so that the helper keeps the host's view, and stays outside the sandbox's cgroup),
+//! makes the host's mounts a one-way slave, pivots into a staging tmpfs, mounts an overlay whose lower layer is the shared, read-only rootfs and whose upper layer lives
 //! in that tmpfs, adds `/proc`, a minimal `/dev`, a tmpfs `/tmp`, a read-only `/sys`, `/etc/hostname` and
 //! `/etc/hosts`, sets the hostname, brings up `lo`, pivots into the new root and detaches the host's.
 //! It then forks the program, reaps zombies, forwards signals and enforces the deadline. The test
 //! binary never has to exist inside the rootfs: it is already loaded when the root is switched.
 //!
-//! [`Sandbox::run`] runs a closure the way rusty-fork does: the test binary is re-executed with
-//! `--exact <test>`, inside the new sandbox, and the same `run` call there executes the closure and
-//! sends its result back as JSON.
+//! [`Sandbox::run`] and [`Sandbox::run_with`] run a closure that captures nothing: the sandbox's
+//! process (forked from the fork server, so running this same binary) finds the closure's code at the
+//! same offset from a known function as the caller, after checking the binary's build id, runs it
+//! with the input sent as JSON and sends the value back as JSON. The caller's code runs once; only the
+//! closure runs in the sandbox. `#[sandbox_test]` runs the test's body this way.
 //!
 //! # Security
 //! A sandbox is isolation for tests, not a security boundary against hostile code: it shares the
@@ -105,11 +108,17 @@ pub use volume::Mount;
 ///
 /// Options: `hostname = "…"`; `network = "loopback" | "none" | "host"`; `timeout = "500ms" | "20s" |
 /// "2m"`; `env(KEY = "value", …)`; `rootfs = "alpine:3.20"` (any version `fetch` takes) or
-/// `rootfs_dir = "path"` (relative to the crate); `sys` (a read-only `/sys`). Without `rootfs`, the
+/// `rootfs_dir = "path"` (relative to the crate, or any `&'static str` expression); `sys` (a
+/// read-only `/sys`); `mount(bind = "host path", at = "/path"[, read_only])` and
+/// `mount(tmpfs = "/path"[, size = "16M"])`, in order; `memory = "64M"`, `pids = 64` and
+/// `cpus = 0.5` (limits, see [`Builder::memory_limit`]); `requires = "limits, switch, userns"`
+/// (what the test needs of the machine: without it, the test prints a `SKIP:` line and passes, or
+/// fails in strict mode, `CI=true` or `SANDBOX_TEST_STRICT=1`). Without `rootfs`, the
 /// rootfs is `$SANDBOX_ROOTFS`, else the pinned Alpine release from the cache, fetched on first use.
-/// `#[should_panic]`, `#[ignore]` and `-> Result<(), E>` work as with `#[test]`.
+/// `#[should_panic]`, `#[ignore]` and `-> Result<(), E>` work as with `#[test]`; an `async fn` runs on a
+/// current-thread tokio runtime built inside (the crate needs tokio with feature `rt`).
 ///
-/// How: the test binary is re-executed for this one test (`--exact`) inside the new sandbox; see
-/// [`Sandbox::run`]. The body's output shows in the test's captured output; a timeout, a crash and a
+/// How: the body is a function, run in the new sandbox as a closure with [`Sandbox::run`] (the test
+/// binary is not re-executed). The body's output shows in the test's captured output; a timeout, a crash and a
 /// setup failure each fail the test with a message of their own.
 pub use sandbox_macros::sandbox_test;

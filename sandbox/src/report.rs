@@ -70,8 +70,8 @@ pub(crate) enum Record {
     ExecFailed { errno: i32 },
     /// A closure's return value, as JSON.
     Value { json: String },
-    /// A closure panicked.
-    Panicked { message: String },
+    /// A closure panicked: the message, and where.
+    Panicked { message: String, location: Option<String> },
     /// What the sandbox used (sandboxes with limits), sent just before `Exited`.
     Usage(crate::cgroups::Usage),
     /// The kernel's OOM killer acted in a sandbox with a memory limit and the program was killed:

@@ -40,7 +40,7 @@ impl<'a> Session<'a> {
     pub(crate) fn start(sandbox: &'a Sandbox) -> Result<Session<'a>, Error> {
         let (null, inherit) = (Stdio::null(), Stdio::inherit());
         let handle = with_fallback(|| {
-            HelperHandle::start(sandbox.config(Job::Session, None)?, [&null, &null, &inherit], &[], Stage::Ready)
+            HelperHandle::start(sandbox.config(Job::Session, None)?, [&null, &null, &inherit], Stage::Ready)
         })?;
         let init_pid = handle.init_pid().ok_or(Error::HelperDied { status: None })?;
         Ok(Session { sandbox, _handle: handle, init_pid })

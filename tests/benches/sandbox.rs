@@ -80,12 +80,17 @@ fn main() {
         sb.command("/bin/true").status().expect("sandbox run");
     }
     let mut ours = Vec::with_capacity(ROUNDS);
+    let mut closures = Vec::with_capacity(ROUNDS);
     let mut theirs: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); references.len()];
     for _ in 0..ROUNDS {
         let t = Instant::now();
         let status = sb.command("/bin/true").status().expect("sandbox run");
         ours.push(t.elapsed());
         assert!(status.success());
+        let t = Instant::now();
+        let pid: u32 = sb.run(std::process::id).expect("closure run");
+        closures.push(t.elapsed());
+        assert_eq!(pid, 2);
         for (i, (_, argv)) in references.iter().enumerate() {
             let t = Instant::now();
             let status = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).status().expect("reference run");
@@ -101,6 +106,13 @@ fn main() {
         "sandbox (private overlay root; user/pid/mnt/uts/ipc/net/cgroup ns)"
     };
     println!("  {label:<70} {:7.2} ms", ms(ours));
+    let closure = median(closures);
+    println!(
+        "  {:<70} {:7.2} ms   closure/command = {:.2}x",
+        "the same sandbox running a closure (Sandbox::run)",
+        ms(closure),
+        ms(closure) / ms(ours)
+    );
     for ((name, _), times) in references.iter().zip(theirs) {
         let m = median(times);
         println!("  {name:<70} {:7.2} ms   sandbox/this = {:.2}x", ms(m), ms(ours) / ms(m));

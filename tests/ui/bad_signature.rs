@@ -1,9 +1,6 @@
 use sandbox::sandbox_test;
 
 #[sandbox_test]
-async fn async_test() {}
-
-#[sandbox_test]
 fn takes_arguments(x: u32) {
     let _ = x;
 }

@@ -13,7 +13,10 @@ use syn::{ItemFn, LitStr};
 /// "host"`, `timeout = "20s"` (also `ms`, `m`), `env(KEY = "value", …)`, `rootfs = "alpine:3.20"` (any
 /// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`; or
 /// any `&'static str` expression, e.g. `concat!(env!("CARGO_TARGET_TMPDIR"), "/tree")`),
-/// `sys`. See `sandbox::sandbox_test`.
+/// `sys`, `mount(bind = "host path", at = "/path"[, read_only])`, `mount(tmpfs = "/path"[, size =
+/// "16M"])`, `memory = "64M"`, `pids = 64`, `cpus = 0.5`, `requires = "limits, switch, userns"`. An
+/// `async fn` runs on a current-thread tokio runtime (the crate needs tokio with feature `rt`). See
+/// `sandbox::sandbox_test`.
 #[proc_macro_attribute]
 pub fn sandbox_test(args: TokenStream, item: TokenStream) -> TokenStream {
     let original: TokenStream2 = item.clone().into();
@@ -21,7 +24,7 @@ pub fn sandbox_test(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(f) => f,
         Err(e) => return with_error(original, e),
     };
-    let mut options = Options::default();
+    let mut options = Options { krate: sandbox_path(), ..Options::default() };
     let parser = syn::meta::parser(|meta| options.parse(meta));
     if let Err(e) = syn::parse::Parser::parse(parser, args) {
         return with_error(original, e);
@@ -38,8 +41,24 @@ fn with_error(original: TokenStream2, e: syn::Error) -> TokenStream {
     quote!(#original #error).into()
 }
 
+/// The path of the `sandbox` crate as the calling crate names it (`::sandbox`, or `::sb` for
+/// `sb = { package = "sandbox", … }`), from its Cargo.toml.
+fn sandbox_path() -> TokenStream2 {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    match crate_name("sandbox") {
+        Ok(FoundCrate::Name(name)) => {
+            let ident = proc_macro2::Ident::new(&name, Span::call_site());
+            quote!(::#ident)
+        }
+        // `Itself` is the sandbox package's own tests and examples, which reach it as `sandbox`.
+        Ok(FoundCrate::Itself) | Err(_) => quote!(::sandbox),
+    }
+}
+
 #[derive(Default)]
 struct Options {
+    /// How the calling crate reaches `sandbox`.
+    krate: TokenStream2,
     hostname: Option<LitStr>,
     network: Option<(LitStr, TokenStream2)>,
     timeout_ms: Option<(LitStr, u64)>,
@@ -52,9 +71,14 @@ struct Options {
     memory: Option<u64>,
     pids: Option<u64>,
     cpus: Option<f64>,
+    requires: Vec<LitStr>,
 }
 
-const KNOWN: &str = "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, mount(...), memory, pids, cpus";
+const KNOWN: &str =
+    "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, mount(...), memory, pids, cpus, requires";
+
+/// What `requires = "…"` may name: what a machine may lack.
+const REQUIREMENTS: [&str; 3] = ["limits", "switch", "userns"];
 
 /// A host path as written in the attribute: absolute as is, relative to the crate's manifest.
 fn host_path(lit: &LitStr) -> TokenStream2 {
@@ -97,7 +121,14 @@ impl Options {
                     _ => return Err(syn::Error::new(lit.span(), "expected \"loopback\", \"none\" or \"host\"")),
                 };
                 let span = lit.span();
-                set(&mut self.network, (lit, quote_spanned!(span=> ::sandbox::Network::#variant)), &meta)
+                set(
+                    &mut self.network,
+                    (lit, {
+                        let krate = &self.krate;
+                        quote_spanned!(span=> #krate::Network::#variant)
+                    }),
+                    &meta,
+                )
             }
             "timeout" => {
                 let lit: LitStr = meta.value()?.parse()?;
@@ -170,6 +201,22 @@ impl Options {
                 }
                 set(&mut self.pids, n, &meta)
             }
+            "requires" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                for part in lit.value().split(',').map(str::trim) {
+                    if !REQUIREMENTS.contains(&part) {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "unknown requirement `{part}`; expected one or more of: {}",
+                                REQUIREMENTS.join(", ")
+                            ),
+                        ));
+                    }
+                    self.requires.push(LitStr::new(part, lit.span()));
+                }
+                Ok(())
+            }
             "cpus" => {
                 let value = meta.value()?;
                 let lit: syn::Lit = value.parse()?;
@@ -216,11 +263,17 @@ impl Options {
                             return Err(syn::Error::new(span, "only a tmpfs has a size"));
                         }
                         let source = host_path(&source);
-                        quote!(::sandbox::harness::MountOption::Bind { source: #source, target: #at, read_only: #read_only })
+                        {
+                            let krate = &self.krate;
+                            quote!(#krate::harness::MountOption::Bind { source: #source, target: #at, read_only: #read_only })
+                        }
                     }
                     (None, Some(target), None) => {
                         abs(&target)?;
-                        quote!(::sandbox::harness::MountOption::Tmpfs { target: #target, size: #size_tokens, read_only: #read_only })
+                        {
+                            let krate = &self.krate;
+                            quote!(#krate::harness::MountOption::Tmpfs { target: #target, size: #size_tokens, read_only: #read_only })
+                        }
                     }
                     _ => {
                         return Err(syn::Error::new(
@@ -274,8 +327,11 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
             "#[sandbox_test] already makes this a test: remove this #[test]",
         ));
     }
-    if let Some(a) = func.sig.asyncness {
-        return Err(syn::Error::new(a.span(), "#[sandbox_test] functions cannot be async"));
+    if let Some(a) = func.attrs.iter().find(|a| a.path().segments.last().is_some_and(|s| s.ident == "test")) {
+        return Err(syn::Error::new(
+            a.path().span(),
+            "#[sandbox_test] already makes this a test (and runs an async body on its own runtime): remove this attribute",
+        ));
     }
     if !func.sig.inputs.is_empty() {
         return Err(syn::Error::new(func.sig.inputs.span(), "#[sandbox_test] functions take no arguments"));
@@ -283,6 +339,8 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
     if !func.sig.generics.params.is_empty() {
         return Err(syn::Error::new(func.sig.generics.span(), "#[sandbox_test] functions cannot be generic"));
     }
+    let krate = &options.krate;
+    let is_async = func.sig.asyncness.is_some();
     let ItemFn { attrs, vis, sig, block } = func;
     let name = &sig.ident;
     let output = &sig.output;
@@ -303,10 +361,10 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
     let rootfs = match (&options.rootfs, &options.rootfs_dir) {
         (Some(spec), _) => {
             let version = LitStr::new(spec.value().trim_start_matches("alpine:"), spec.span());
-            quote!(::sandbox::harness::RootfsOption::Alpine(#version))
+            quote!(#krate::harness::RootfsOption::Alpine(#version))
         }
-        (None, Some(dir)) => quote!(::sandbox::harness::RootfsOption::Dir(#dir)),
-        (None, None) => quote!(::sandbox::harness::RootfsOption::Default),
+        (None, Some(dir)) => quote!(#krate::harness::RootfsOption::Dir(#dir)),
+        (None, None) => quote!(#krate::harness::RootfsOption::Default),
     };
     let sys = options.sys;
     let mounts = &options.mounts;
@@ -317,14 +375,28 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
     let memory = opt(options.memory.map(|m| quote!(#m)));
     let pids = opt(options.pids.map(|p| quote!(#p)));
     let cpus = opt(options.cpus.map(|c| quote!(#c)));
+    let requires = &options.requires;
+    // An async body runs on a current-thread tokio runtime built inside the sandbox, from the
+    // calling crate's own tokio (feature `rt`).
+    let body = if is_async {
+        quote!({
+            ::tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("#[sandbox_test]: build a tokio runtime for the async test")
+                .block_on(async move #block)
+        })
+    } else {
+        quote!(#block)
+    };
     let span = Span::call_site();
     Ok(quote_spanned! {span=>
         #(#attrs)*
         #[test]
         #vis fn #name() {
-            fn __sandbox_test_body() #output #block
-            ::sandbox::harness::run_test(
-                &::sandbox::harness::TestOptions {
+            fn __sandbox_test_body() #output #body
+            #krate::harness::run_test(
+                &#krate::harness::TestOptions {
                     hostname: #hostname,
                     network: #network,
                     timeout: #timeout,
@@ -335,6 +407,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
                     memory: #memory,
                     pids: #pids,
                     cpus: #cpus,
+                    requires: &[#(#requires),*],
                 },
                 __sandbox_test_body,
             )
@@ -372,6 +445,18 @@ mod tests {
         syn::parse::Parser::parse_str(parser, r#"rootfs_dir = "../tree""#).expect("parse");
         let dir = options.rootfs_dir.map(|t| t.to_string()).unwrap_or_default();
         assert!(dir.contains("CARGO_MANIFEST_DIR") && dir.contains("\"../tree\""), "{dir}");
+    }
+
+    // Bug 9: the option lists in the docs omitted mount, memory, pids and cpus.
+    #[test]
+    fn every_option_is_documented() {
+        let crate_docs = include_str!("../../src/lib.rs");
+        let docs = crate_docs.split("/// Options:").nth(1).unwrap_or_default();
+        let macro_docs = include_str!("lib.rs").split("Options:").nth(1).unwrap_or_default();
+        for option in KNOWN.split(", ").map(|o| o.trim_end_matches("(...)")) {
+            assert!(docs.contains(&format!("`{option}")), "sandbox_test's docs in lib.rs omit `{option}`");
+            assert!(macro_docs.contains(&format!("`{option}")), "the macro's docs omit `{option}`");
+        }
     }
 
     #[test]

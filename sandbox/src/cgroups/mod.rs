@@ -157,6 +157,20 @@ fn field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse::<u64>().ok()))
 }
 
+/// Why this process cannot have a cgroup with limits, if it cannot: tries to make one (and removes it).
+pub(crate) fn unusable_reason() -> Option<String> {
+    let limits = Limits { memory: Some(64 << 20), pids: Some(64), cpus: None };
+    match Cgroup::create(&CgroupFs::host(), &name_for(std::process::id()), &limits) {
+        Ok(_probe) => None,
+        Err(u) => Some(format!(
+            "resource limits need a cgroup, and this process cannot {} `{}` ({})",
+            u.what,
+            u.path.display(),
+            std::io::Error::from_raw_os_error(u.errno)
+        )),
+    }
+}
+
 /// The `cgroup.procs` files of the cgroups of process `pid` (v2: one; v1: one per hierarchy of ours),
 /// opened for writing.
 pub(crate) fn procs_files_of(pid: i32) -> Result<Vec<fs::File>, Unusable> {

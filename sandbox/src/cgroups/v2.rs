@@ -43,6 +43,9 @@ pub(super) fn create(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgrou
         write(&dir.join("memory.max"), &m.to_string(), "set the memory limit in")?;
         // Swap is no headroom: a sandbox that exceeds its memory is OOM-killed, not swapped.
         let _ = fs::write(dir.join("memory.swap.max"), "0");
+        // An OOM ends the sandbox as one unit (memory.oom.group, cgroup v2; systemd's OOMPolicy=kill):
+        // every process but init (oom_score_adj -1000), which reports it.
+        let _ = fs::write(dir.join("memory.oom.group"), "1");
     }
     if let Some(p) = limits.pids {
         write(&dir.join("pids.max"), &p.to_string(), "set the pids limit in")?;

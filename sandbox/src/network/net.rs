@@ -50,8 +50,8 @@ pub(crate) const ROOTLESS_REASON: &str = "a switch network needs root: plugging 
 /// let db = Sandbox::builder().network(Network::Switch(net.clone())).hostname("db").build()?;
 /// let app = Sandbox::builder().network(Network::Switch(net.clone())).hostname("app").build()?;
 /// let db_session = db.session()?;
-/// db_session.command("/bin/sh").args(["-c", "mkdir /www && echo hi > /www/x && httpd -p 8080 -h /www"]).status()?;
-/// let out = app.command("/bin/sh").args(["-c", "wget -q -O- http://db:8080/x"]).output()?;
+/// db_session.command("/bin/sh").args(["-c", "nc -ll -p 8080 -e echo hi & until grep -q ':1F90 ' /proc/net/tcp /proc/net/tcp6; do :; done"]).status()?;
+/// let out = app.command("/bin/sh").args(["-c", "nc db 8080 </dev/null"]).output()?;
 /// assert_eq!(out.stdout, b"hi\n");
 /// # Ok::<(), sandbox::Error>(())
 /// ```
@@ -112,7 +112,7 @@ impl Net {
             job: Job::Switch,
         };
         let (null, inherit) = (Stdio::null(), Stdio::inherit());
-        let handle = HelperHandle::start((config, None::<()>), [&null, &null, &inherit], &[], Stage::Ready)
+        let handle = HelperHandle::start((config, None::<()>), [&null, &null, &inherit], Stage::Ready)
             .map_err(|r| r.into_error())?;
         let holder = handle.init_pid().ok_or(Error::HelperDied { status: None })?;
         Ok(Net {

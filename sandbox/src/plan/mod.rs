@@ -88,6 +88,22 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// A mount of the kernel file system `fstype` (its source named the same, as mount(8) shows it).
+    fn fs(fstype: &str, target: PathBuf, flags: MsFlags, data: Option<&str>) -> Op {
+        Op::Mount {
+            source: Some(fstype.to_owned()),
+            target,
+            fstype: Some(fstype.to_owned()),
+            flags,
+            data: data.map(str::to_owned),
+        }
+    }
+
+    /// A bind mount of `source` (with `flags` beside MS_BIND, e.g. MS_REC) at `target`.
+    fn bind(source: impl Into<String>, target: PathBuf, flags: MsFlags) -> Op {
+        Op::Mount { source: Some(source.into()), target, fstype: None, flags, data: None }
+    }
+
     /// The path the step acts on, for error messages.
     pub(crate) fn path(&self) -> Option<String> {
         let p = match self {

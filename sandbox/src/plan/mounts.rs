@@ -19,26 +19,14 @@ pub(super) fn standard(s: &mut Steps) {
     s.add(
         StepKind::Proc,
         "mount /proc for the new pid namespace",
-        Op::Mount {
-            source: Some("proc".into()),
-            target: p("/newroot/proc"),
-            fstype: Some("proc".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            data: None,
-        },
+        Op::fs("proc", p("/newroot/proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None),
     );
     // A minimal /dev, as bubblewrap's --dev: the harmless character devices, bound from the host.
     s.add(StepKind::Dev, "create /dev", Op::Mkdir { path: p("/newroot/dev"), mode: 0o755 });
     s.add(
         StepKind::Dev,
         "mount a tmpfs on /dev",
-        Op::Mount {
-            source: Some("tmpfs".into()),
-            target: p("/newroot/dev"),
-            fstype: Some("tmpfs".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            data: Some("mode=0755".into()),
-        },
+        Op::fs("tmpfs", p("/newroot/dev"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755")),
     );
     for dev in DEVICES {
         let target = Path::new("/newroot/dev").join(dev);
@@ -46,13 +34,7 @@ pub(super) fn standard(s: &mut Steps) {
         s.add(
             StepKind::Dev,
             "bind-mount a host device",
-            Op::Mount {
-                source: Some(format!("/oldroot/dev/{dev}")),
-                target,
-                fstype: None,
-                flags: MsFlags::MS_BIND,
-                data: None,
-            },
+            Op::bind(format!("/oldroot/dev/{dev}"), target, MsFlags::MS_BIND),
         );
     }
     s.add(StepKind::Dev, "create /dev/pts", Op::Mkdir { path: p("/newroot/dev/pts"), mode: 0o755 });
@@ -60,13 +42,12 @@ pub(super) fn standard(s: &mut Steps) {
     s.add(
         StepKind::Dev,
         "mount a private devpts instance",
-        Op::Mount {
-            source: Some("devpts".into()),
-            target: p("/newroot/dev/pts"),
-            fstype: Some("devpts".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            data: Some("newinstance,ptmxmode=0666,mode=0620".into()),
-        },
+        Op::fs(
+            "devpts",
+            p("/newroot/dev/pts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        ),
     );
     s.add(StepKind::Dev, "link /dev/ptmx", Op::Symlink { target: p("pts/ptmx"), link: p("/newroot/dev/ptmx") });
     // /dev is a tmpfs already: /dev/shm is a sticky, world-writable directory in it.
@@ -88,13 +69,7 @@ pub(super) fn standard(s: &mut Steps) {
     s.add(
         StepKind::Tmp,
         "mount a tmpfs on /tmp",
-        Op::Mount {
-            source: Some("tmpfs".into()),
-            target: p("/newroot/tmp"),
-            fstype: Some("tmpfs".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data: Some("mode=1777".into()),
-        },
+        Op::fs("tmpfs", p("/newroot/tmp"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777")),
     );
 }
 
@@ -120,13 +95,7 @@ pub(super) fn volumes(s: &mut Steps, mounts: &[Mount]) {
                 s.add(
                     StepKind::Volume,
                     "bind-mount a volume",
-                    Op::Mount {
-                        source: Some(from.display().to_string()),
-                        target: target.clone(),
-                        fstype: None,
-                        flags: MsFlags::MS_BIND | MsFlags::MS_REC,
-                        data: None,
-                    },
+                    Op::bind(from.display().to_string(), target.clone(), MsFlags::MS_BIND | MsFlags::MS_REC),
                 );
                 s.add(
                     StepKind::Volume,
@@ -144,17 +113,7 @@ pub(super) fn volumes(s: &mut Steps, mounts: &[Mount]) {
                     flags |= MsFlags::MS_RDONLY;
                 }
                 s.add(StepKind::Volume, "create a tmpfs mount point", Op::MkdirAll { path: target.clone() });
-                s.add(
-                    StepKind::Volume,
-                    "mount a tmpfs volume",
-                    Op::Mount {
-                        source: Some("tmpfs".into()),
-                        target,
-                        fstype: Some("tmpfs".into()),
-                        flags,
-                        data: Some(data),
-                    },
-                );
+                s.add(StepKind::Volume, "mount a tmpfs volume", Op::fs("tmpfs", target, flags, Some(&data)));
             }
         }
     }
@@ -168,12 +127,11 @@ pub(super) fn sys(s: &mut Steps) {
     s.add(
         StepKind::Sys,
         "mount a read-only /sys",
-        Op::Mount {
-            source: Some("sysfs".into()),
-            target: p("/newroot/sys"),
-            fstype: Some("sysfs".into()),
-            flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            data: None,
-        },
+        Op::fs(
+            "sysfs",
+            p("/newroot/sys"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None,
+        ),
     );
 }

@@ -33,13 +33,7 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
     s.add(
         StepKind::Staging,
         "mount the staging tmpfs",
-        Op::Mount {
-            source: Some("tmpfs".into()),
-            target: p(STAGING),
-            fstype: Some("tmpfs".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data: Some("mode=0755".into()),
-        },
+        Op::fs("tmpfs", p(STAGING), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755")),
     );
     s.add(StepKind::Staging, "create the old-root directory", Op::Mkdir { path: p("/tmp/oldroot"), mode: 0o755 });
     // pivot_root(2), as bubblewrap does: the host's tree stays reachable at /oldroot while we build.
@@ -73,13 +67,7 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
             s.add(
                 StepKind::Overlay,
                 "mount the writable overlay root",
-                Op::Mount {
-                    source: Some("overlay".into()),
-                    target: p("/newroot"),
-                    fstype: Some("overlay".into()),
-                    flags: MsFlags::empty(),
-                    data: Some(data),
-                },
+                Op::fs("overlay", p("/newroot"), MsFlags::empty(), Some(&data)),
             );
         }
         RootMode::Host { entries } => host_root(s, entries, &upper, &work, config.user_namespace),
@@ -94,13 +82,7 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
             s.add(
                 StepKind::CopyRoot,
                 "bind the copied root onto itself",
-                Op::Mount {
-                    source: Some("/newroot".into()),
-                    target: p("/newroot"),
-                    fstype: None,
-                    flags: MsFlags::MS_BIND | MsFlags::MS_REC,
-                    data: None,
-                },
+                Op::bind("/newroot", p("/newroot"), MsFlags::MS_BIND | MsFlags::MS_REC),
             );
         }
     }
@@ -114,13 +96,7 @@ fn host_root(s: &mut Steps, entries: &[crate::config::HostEntry], upper: &Path, 
     s.add(
         StepKind::HostRoot,
         "mount the new root's tmpfs",
-        Op::Mount {
-            source: Some("tmpfs".into()),
-            target: p("/newroot"),
-            fstype: Some("tmpfs".into()),
-            flags: MsFlags::empty(),
-            data: Some("mode=0755".into()),
-        },
+        Op::fs("tmpfs", p("/newroot"), MsFlags::empty(), Some("mode=0755")),
     );
     for dir in ["proc", "dev", "tmp", "sys"] {
         s.add(
@@ -157,13 +133,7 @@ fn host_root(s: &mut Steps, entries: &[crate::config::HostEntry], upper: &Path, 
                 s.add(
                     StepKind::HostRoot,
                     "bind a host file",
-                    Op::Mount {
-                        source: Some(host.display().to_string()),
-                        target: target.clone(),
-                        fstype: None,
-                        flags: MsFlags::MS_BIND,
-                        data: None,
-                    },
+                    Op::bind(host.display().to_string(), target.clone(), MsFlags::MS_BIND),
                 );
                 s.add(StepKind::HostRoot, "make a host file read-only", Op::LockBind { target, read_only: true });
             }

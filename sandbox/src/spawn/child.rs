@@ -12,10 +12,16 @@ use crate::report::{Decoder, Record, StepKind, send};
 use crate::sys::SingleThreaded;
 
 /// Prepares the process and execs the program; on failure, writes what failed to `exec_pipe` (a
-/// record: `SetupFailed` or `ExecFailed`) and exits 127. For a closure, returns instead (with the environment set), so that `main` runs the test.
+/// record: `SetupFailed` or `ExecFailed`) and exits 127. A closure runs here, and the process ends
+/// after reporting its value.
 pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
     // A session of its own: job control inside cannot touch the caller's terminal.
     let _ = nix::unistd::setsid();
+    // proc(5): with limits, init is kept out of the OOM killer's choice (oom_score_adj -1000) and
+    // every process it forks would inherit that. The program gets the ordinary score back (raising
+    // it needs no privilege); otherwise a cgroup at its memory limit holds no process the kernel may
+    // kill, and livelocks there (issue 14, seen on cgroup v2).
+    let _ = std::fs::write("/proc/self/oom_score_adj", "0");
     for (resource, value) in &config.rlimits {
         if let Err(e) = nix::sys::resource::setrlimit(resource.resource(), *value, *value) {
             let what = "set a resource limit (setrlimit)";
@@ -30,21 +36,18 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
         // an interactive shell gets job control and ^C reaches the program inside.
         let _ = crate::sys::set_controlling_terminal(std::io::stdin());
     }
-    if let Job::Closure { index } = &config.job {
-        // The parent's environment, with the sandbox's on top; the host's files stay visible until
-        // the test reaches the closure (see crate::closure).
-        crate::sys::set_env(t, super::parent::HELPER_ENV, &config.env);
-        super::closure::enter_child(report, config, *index);
-        // Closing our end tells init the child is on its way.
-        drop(exec_pipe);
-        return;
-    }
     if let Err(e) = nix::unistd::chdir(config.current_dir.as_str()) {
         let (what, path) = ("enter the working directory".into(), Some(config.current_dir.clone()));
         fail(exec_pipe, &Record::SetupFailed { kind: StepKind::CurrentDir, what, path, errno: e as i32 });
     }
     match &config.job {
-        Job::Closure { .. } => {}
+        Job::Closure { entry, build, input } => {
+            // The sandbox's environment, exactly, as a program gets it.
+            crate::sys::set_env(t, super::parent::HELPER_ENV, &config.env);
+            // Closing the exec pipe tells init the closure is under way.
+            drop(exec_pipe);
+            super::closure::run_entry(report, *entry, build, input.as_bytes())
+        }
         Job::Exec { program, args } | Job::Join { program, args, .. } => {
             let errno = exec(program, args, &config.env);
             fail(exec_pipe, &Record::ExecFailed { errno: errno as i32 })
@@ -82,11 +85,11 @@ fn exec(program: &str, args: &[String], env: &[(String, String)]) -> Errno {
 
 /// Waits until the program's process has exec'd (the close-on-exec pipe reads end-of-file) or failed
 /// (it wrote a record), and reports which.
-pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, job: &Job) {
+pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd) {
     let mut bytes = Vec::new();
     let _ = std::fs::File::from(pipe).read_to_end(&mut bytes);
     let records = Decoder::default().feed(&bytes);
-    if records.is_empty() && !matches!(job, Job::Closure { .. }) {
+    if records.is_empty() {
         send(report, &Record::Started);
     }
     for r in &records {

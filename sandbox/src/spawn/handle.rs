@@ -35,6 +35,8 @@ pub(crate) struct HelperHandle {
     rootless: bool,
     timeout: Option<std::time::Duration>,
     ended: bool,
+    /// Records that came before the awaited stage and belong to the ending (a fast closure's value).
+    early: Vec<Record>,
     /// Whatever must live until the sandbox is gone (a switch address's lease); dropped after it.
     _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
     pub stdin: Option<ChildStdin>,
@@ -61,11 +63,10 @@ impl HelperHandle {
     pub(crate) fn start<K: std::any::Any + Send + Sync>(
         (config, keep): (Config, Option<K>),
         stdio: [&crate::Stdio; 3],
-        args: &[String],
         stage: Stage,
     ) -> Result<HelperHandle, Retry> {
         let config = &config;
-        let launched = launch(config, stdio, args)?;
+        let launched = launch(config, stdio)?;
         let mut handle = HelperHandle {
             helper: launched.helper,
             reports: launched.reports,
@@ -75,6 +76,7 @@ impl HelperHandle {
             rootless: config.user_namespace && config.outer_uid != 0,
             timeout: config.timeout,
             ended: false,
+            early: Vec::new(),
             _keep: keep.map(|k| Box::new(k) as Box<dyn std::any::Any + Send + Sync>),
             stdin: launched.stdin,
             stdout: launched.stdout,
@@ -101,6 +103,7 @@ impl HelperHandle {
                     handle.end();
                     return Err(handle.setup_failed(kind, what, path, errno));
                 }
+                Some(r @ (Record::Value { .. } | Record::Panicked { .. } | Record::Usage(_))) => handle.early.push(r),
                 Some(_) => {}
                 None => return Err(Error::HelperDied { status: handle.end() }.into()),
             }
@@ -111,6 +114,7 @@ impl HelperHandle {
     pub(crate) fn helper_pid(&self) -> Option<u32> {
         match &self.helper {
             Helper::Executed(c) => Some(c.id()),
+            Helper::Forked(pid) => Some(pid.as_raw() as u32),
             Helper::Served => self.helper_pid.map(|p| p as u32),
         }
     }
@@ -133,7 +137,9 @@ impl HelperHandle {
         let mut failure = None;
         let mut timed_out = false;
         let mut oom = None;
-        while let Some(r) = self.reports.next() {
+        let early = std::mem::take(&mut self.early);
+        for r in early.into_iter().map(Some).chain(std::iter::from_fn(|| self.reports.next()).map(Some)) {
+            let Some(r) = r else { break };
             match r {
                 Record::Helper { pid } => self.helper_pid = Some(pid),
                 Record::Usage(u) => ending.usage = Some(u),
@@ -179,6 +185,10 @@ impl HelperHandle {
         while self.reports.next().is_some() {}
         match &mut self.helper {
             Helper::Executed(c) => c.wait().ok(),
+            Helper::Forked(pid) => match nix::sys::wait::waitpid(*pid, None) {
+                Ok(w) => Some(exit_status(crate::spawn::helper::raw_status(w))),
+                Err(_) => None,
+            },
             Helper::Served => None,
         }
     }

@@ -22,8 +22,7 @@ use crate::sys::SingleThreaded;
 pub(crate) const SETUP_FAILED: i32 = 125;
 
 /// Called by the `.init_array` constructor in every process of a binary linking this crate: returns
-/// at once unless this process is a sandbox helper. A helper never returns from here, except as the
-/// sandbox's child process that is to run a closure: that one returns, and `main` runs the test.
+/// at once unless this process is a sandbox helper, which never returns from here.
 pub(crate) fn enter_if_helper(t: SingleThreaded) {
     let Some(value) = std::env::var_os(HELPER_ENV) else { return };
     let Some([report, config, kill]) = parse(t, &value.to_string_lossy()) else {
@@ -204,10 +203,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP) {
                 fail(&report, (StepKind::Namespaces, "create the cgroup namespace (unshare)", e));
             }
-            if super::init::run(t, config, report, status) {
-                return; // the closure's child process, on its way to main
-            }
-            std::process::exit(0);
+            super::init::run(t, config, report, status);
         }
         Forked::Helper { init, status, start } => (init, status, start),
     };
@@ -315,7 +311,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
-            super::child::await_exec(exec_r, &report, &config.job);
+            super::child::await_exec(exec_r, &report);
             let (outcome, waited, _) = wait_for(child, None, &kill);
             match command_status(outcome, waited) {
                 Ok(raw) => finish(&report, raw, false),

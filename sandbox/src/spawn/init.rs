@@ -17,17 +17,12 @@ use crate::report::{Record, StepKind, send, send_failure, send_setup_failed};
 use crate::sys::{Kernel, SingleThreaded};
 
 /// Runs init: the plan, then the program (or nothing, for a session), then the reaping loop; `status`
-/// is the pipe to the helper, which gets `MountNamespaceReady` and, at the end, `Exited`. Returns `true` only in the forked child that is to run a closure; every other path
-/// ends the process.
-pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: OwnedFd) -> bool {
+/// is the pipe to the helper, which gets `MountNamespaceReady` and, at the end, `Exited`. Never
+/// returns.
+pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: OwnedFd) -> ! {
     // Die with the helper (our parent), and so with the test process above it.
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
-    // A closure's child switches the root itself, when the test reaches the closure.
-    let steps = match config.job {
-        Job::Closure { .. } => plan::namespace_phase(config),
-        _ => plan::plan(config),
-    };
-    if let Err(f) = plan::run(&steps, &Kernel) {
+    if let Err(f) = plan::run(&plan::plan(config), &Kernel) {
         send_failure(&report, &f);
         std::process::exit(1);
     }
@@ -65,13 +60,12 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: O
                     drop(signals);
                     drop(status);
                     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-                    // Returns only for a closure: to main, and the test inside the sandbox.
                     super::child::run(t, config, &report, exec_w);
-                    return true;
+                    std::process::exit(127);
                 }
                 Ok(ForkResult::Parent { child }) => {
                     drop(exec_w);
-                    super::child::await_exec(exec_r, &report, &config.job);
+                    super::child::await_exec(exec_r, &report);
                     drop(report);
                     Some(child)
                 }

@@ -24,6 +24,8 @@ pub(crate) enum Helper {
     Executed(std::process::Child),
     /// Forked by the fork server: not our child; its end shows as the end of the reports.
     Served,
+    /// Forked by this (single-threaded) process itself: our child, reaped with waitpid.
+    Forked(nix::unistd::Pid),
 }
 
 /// A started helper.
@@ -39,10 +41,9 @@ pub(crate) struct Launched {
 }
 
 /// Starts a helper for `config`, with the program's stdio as `stdio` says (stdin, stdout, stderr):
-/// forked by the fork server, or, when there is none (or `args` must reach a re-executed test binary,
-/// as for a closure), executed. Either way the streams are opened here, so that both paths connect them
+/// forked by the fork server, or, when there is none, executed. Either way the streams are opened here, so that both paths connect them
 /// alike.
-pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3], args: &[String]) -> Result<Launched, Error> {
+pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launched, Error> {
     // The constructor must be linked into this binary, since the binary is what runs the helpers.
     std::hint::black_box(&super::BEFORE_MAIN);
 
@@ -63,7 +64,34 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3], args: &[String]
     let stdout = sout.ours.map(ChildStdout::from);
     let stderr = serr.ours.map(ChildStderr::from);
 
-    if args.is_empty() && !fork_server_disabled() {
+    if !fork_server_disabled() {
+        // A caller with one thread (sandbox-run, a tool's `main`) may fork the helper itself: no exec
+        // of this binary at all, which is most of a one-shot caller's start-up.
+        if let Some(t) = crate::sys::SingleThreaded::if_alone() {
+            match crate::sys::fork(t) {
+                Ok(nix::unistd::ForkResult::Child) => {
+                    // A process group of its own, as an executed helper gets (see below).
+                    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
+                    drop((report_r, kill_w, stdin, stdout, stderr));
+                    super::server::become_helper(
+                        t,
+                        [their_in, their_out, their_err, report_w, config_file.into(), kill_r],
+                    );
+                }
+                Ok(nix::unistd::ForkResult::Parent { child }) => {
+                    drop((report_w, config_file, kill_r, their_in, their_out, their_err));
+                    return Ok(Launched {
+                        helper: Helper::Forked(child),
+                        reports: Reader::new(report_r),
+                        kill: kill_w,
+                        stdin,
+                        stdout,
+                        stderr,
+                    });
+                }
+                Err(e) => tracing::debug!(%e, "fork failed; trying the fork server"),
+            }
+        }
         let fds = [
             their_in.as_fd(),
             their_out.as_fd(),
@@ -88,17 +116,14 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3], args: &[String]
     }
 
     let mut cmd = Command::new("/proc/self/exe");
-    if !matches!(config.job, crate::config::Job::Closure { .. }) {
-        // A program gets exactly the sandbox's environment; a closure's test keeps the parent's too.
-        cmd.env_clear();
-    }
+    // A program gets exactly the sandbox's environment.
+    cmd.env_clear();
     // A process group of its own: the sandbox is no part of the caller's job control, and signals
     // meant for the caller's group (a terminal's ^C, a test runner's group kill) do not reach it
     // directly; it ends through its helper instead. Without this, helpers were occasionally killed by
     // a SIGKILL from an unidentified sender while other sandboxes ended (about 1 run in 25).
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    cmd.args(args)
-        .env(HELPER_ENV, format!("{}:{}:{}", report_w.as_raw_fd(), config_file.as_raw_fd(), kill_r.as_raw_fd()));
+    cmd.env(HELPER_ENV, format!("{}:{}:{}", report_w.as_raw_fd(), config_file.as_raw_fd(), kill_r.as_raw_fd()));
     cmd.stdin(their_in).stdout(their_out).stderr(their_err);
     crate::sys::keep_fds_on_exec(&mut cmd, vec![report_w.as_raw_fd(), config_file.as_raw_fd(), kill_r.as_raw_fd()]);
     let child = spawn_on_spawner_thread(cmd).map_err(io("execute the sandbox helper", "/proc/self/exe"))?;

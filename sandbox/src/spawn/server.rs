@@ -5,8 +5,8 @@
 //! Requests are one datagram each on a `SOCK_SEQPACKET` socket pair, carrying six file descriptors
 //! (`SCM_RIGHTS`): the program's stdin, stdout and stderr, the report pipe, the configuration memfd and
 //! the read end of the kill pipe. The server forks, and the fork runs `helper::run` with them. Replies
-//! go straight to the report pipe. Only stdio that this crate opened itself can be sent this way (a
-//! `std::process::Stdio` gives no access to its file descriptor); other commands take the exec path.
+//! go straight to the report pipe. The stdio is always opened by this crate (`crate::Stdio`), so every
+//! command can be sent this way; closures, which need libtest's arguments, take the exec path.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -24,7 +24,7 @@ use crate::sys::SingleThreaded;
 /// Turns a re-executed binary into the fork server: the number of its end of the socket pair.
 pub(crate) const SERVER_ENV: &str = "__SANDBOX_FORK_SERVER";
 
-const FDS: usize = 6;
+pub(crate) const FDS: usize = 6;
 
 /// The parent's end of the socket pair to a running server.
 static SERVER: Mutex<Option<OwnedFd>> = Mutex::new(None);
@@ -83,7 +83,32 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
         std::process::exit(super::helper::SETUP_FAILED);
     };
     let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
+    // Once, here: every helper forked from now on knows it (closures check it).
+    let _ = crate::sys::code::build_id();
     serve(t, sock);
+    std::process::exit(0);
+}
+
+/// In a freshly forked process: takes `fds` (stdin, stdout, stderr, report pipe, configuration memfd,
+/// kill pipe) and runs the helper with them; never returns. Shared by the fork server and callers that
+/// fork a helper themselves (see `parent::launch`).
+pub(crate) fn become_helper(t: SingleThreaded, fds: [OwnedFd; FDS]) -> ! {
+    let [stdin, stdout, stderr, report, config, kill] = fds;
+    // Nothing of the forking process's state goes on: its signal mask.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    let ok = nix::unistd::dup2_stdin(&stdin).is_ok()
+        && nix::unistd::dup2_stdout(&stdout).is_ok()
+        && nix::unistd::dup2_stderr(&stderr).is_ok();
+    drop((stdin, stdout, stderr));
+    if !ok {
+        std::process::exit(super::helper::SETUP_FAILED);
+    }
+    send(&report, &Record::Helper { pid: std::process::id() as i32 });
+    super::helper::run(t, report, config, kill);
     std::process::exit(0);
 }
 
@@ -135,25 +160,9 @@ fn serve(t: SingleThreaded, sock: OwnedFd) {
         match crate::sys::fork(t) {
             Ok(ForkResult::Child) => {
                 drop(signals);
-                let [stdin, stdout, stderr, report, config, kill] = fds;
-                // Nothing of the server's own state goes on: its socket, its signal mask.
-                let _ = nix::sys::signal::sigprocmask(
-                    nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                    Some(&nix::sys::signal::SigSet::empty()),
-                    None,
-                );
-                let ok = nix::unistd::dup2_stdin(&stdin).is_ok()
-                    && nix::unistd::dup2_stdout(&stdout).is_ok()
-                    && nix::unistd::dup2_stderr(&stderr).is_ok();
-                drop((stdin, stdout, stderr));
                 // The helper owns no part of the server: its copy of the socket goes, by its owner.
                 drop(sock);
-                if !ok {
-                    std::process::exit(super::helper::SETUP_FAILED);
-                }
-                send(&report, &Record::Helper { pid: std::process::id() as i32 });
-                super::helper::run(t, report, config, kill);
-                std::process::exit(0);
+                become_helper(t, fds);
             }
             Ok(ForkResult::Parent { .. }) => drop(fds),
             Err(e) => {

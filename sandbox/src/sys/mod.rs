@@ -6,6 +6,7 @@
 
 #![allow(unsafe_code)]
 
+pub(crate) mod code;
 pub(crate) mod mount;
 pub(crate) mod net;
 pub(crate) mod process;
@@ -19,8 +20,8 @@ use nix::sys::stat::Mode;
 
 pub(crate) use net::{if_address_up, if_index};
 pub(crate) use process::{
-    SingleThreaded, adopt_fd, die_by_signal, execve, fork, keep_fds_on_exec, restore_stdout, run_before_main,
-    set_controlling_terminal, set_env, silence_stdout,
+    SingleThreaded, adopt_fd, die_by_signal, execve, fork, keep_fds_on_exec, run_before_main, set_controlling_terminal,
+    set_env,
 };
 
 /// The kernel operations a setup plan performs, each failing with an errno.

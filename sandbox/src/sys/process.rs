@@ -5,8 +5,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, FdFlag, OFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::{FcntlArg, FdFlag};
 
 /// Proof that the process is single-threaded: only the constructor that [`run_before_main!`]
 /// registers makes one, before `main`, and it cannot leave its thread (it is neither `Send` nor
@@ -23,6 +22,16 @@ impl SingleThreaded {
     /// the main thread exists; [`run_before_main!`] is the one caller.
     pub(crate) const unsafe fn assume() -> SingleThreaded {
         SingleThreaded { _not_send: std::marker::PhantomData }
+    }
+
+    /// A proof made at run time: `Some` when the kernel counts one thread in this process
+    /// (`Threads:` of proc(5)'s `/proc/self/status`). Only this thread could start another, so the
+    /// answer holds until it does; use the token at once (it is neither `Send` nor `Sync`).
+    pub(crate) fn if_alone() -> Option<SingleThreaded> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let threads = status.lines().find_map(|l| l.strip_prefix("Threads:"))?.trim();
+        // SAFETY: one thread: this one, which holds no lock across this call.
+        (threads == "1").then(|| unsafe { SingleThreaded::assume() })
     }
 }
 
@@ -117,22 +126,6 @@ pub(crate) fn die_by_signal(sig: i32) -> ! {
         let _ = nix::sys::signal::raise(signal);
     }
     std::process::exit(128 + sig)
-}
-
-/// Points fd 1 at /dev/null and returns a copy of what it was, for [`restore_stdout`].
-pub(crate) fn silence_stdout() -> Option<std::os::fd::OwnedFd> {
-    let saved = nix::unistd::dup(std::io::stdout()).ok()?;
-    let _ = nix::fcntl::fcntl(&saved, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-    let null = nix::fcntl::open("/dev/null", OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
-    nix::unistd::dup2_stdout(&null).ok()?;
-    Some(saved)
-}
-
-/// Puts back the stdout saved by [`silence_stdout`].
-pub(crate) fn restore_stdout(saved: &std::os::fd::OwnedFd) {
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = nix::unistd::dup2_stdout(saved);
 }
 
 /// Makes the terminal open on `fd` the controlling terminal of this process, a session leader.

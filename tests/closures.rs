@@ -1,0 +1,143 @@
+//! Closures in a sandbox, as a user writes them: `run` and `run_with` calls anywhere in a test, on any
+//! thread; only the closure runs inside, once; failures read like test failures.
+
+use std::io::Write;
+
+use sandbox::{Error, Sandbox};
+
+fn sandbox(hostname: &str) -> Sandbox {
+    let rootfs = system_tests::fixture_rootfs(env!("CARGO_TARGET_TMPDIR"));
+    Sandbox::builder().rootfs(&rootfs).hostname(hostname).build().expect("build")
+}
+
+mod user {
+    use super::*;
+
+    fn log_line(log: &std::path::Path, line: &str) {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open the log");
+        writeln!(f, "{line}").expect("log");
+    }
+
+    #[test]
+    fn the_callers_code_runs_once_around_several_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        log_line(&log, "before");
+        let sb = sandbox("inner");
+        let release: String =
+            sb.run(|| std::fs::read_to_string("/etc/alpine-release").expect("release")).expect("first");
+        log_line(&log, "between");
+        let host: String = sb.run(|| std::fs::read_to_string("/etc/hostname").expect("hostname")).expect("second");
+        log_line(&log, "after");
+        assert_eq!((release.as_str(), host.as_str()), ("3.19.1-fixture\n", "inner\n"));
+        assert_eq!(std::fs::read_to_string(&log).expect("read the log"), "before\nbetween\nafter\n");
+    }
+
+    /// A helper that two tests call: each call is its own sandbox, whatever the caller.
+    fn pid_inside(sb: &Sandbox) -> u32 {
+        sb.run(std::process::id).expect("run")
+    }
+
+    #[test]
+    fn a_run_in_a_helper_and_a_loop() {
+        let sb = sandbox("looped");
+        for _ in 0..3 {
+            assert_eq!(pid_inside(&sb), 2, "the closure is PID 2 under the sandbox's init, every time");
+        }
+    }
+
+    #[test]
+    fn run_with_passes_inputs() {
+        let sb = sandbox("inputs");
+        let doubled: u64 = sb.run_with(21u32, |n| u64::from(n) * 2).expect("u32");
+        assert_eq!(doubled, 42);
+        let path = "/etc/hostname".to_owned();
+        let (read, name): (String, String) =
+            sb.run_with(path, |p| (std::fs::read_to_string(&p).expect("read"), p)).expect("String");
+        assert_eq!((read.as_str(), name.as_str()), ("inputs\n", "/etc/hostname"));
+    }
+
+    #[test]
+    fn a_panic_is_an_error_with_its_message_and_place() {
+        let sb = sandbox("panics");
+        let err = sb.run(|| -> () { assert_eq!(1 + 1, 3, "arithmetic inside") }).expect_err("panicked");
+        let text = err.to_string();
+        assert!(
+            matches!(&err, Error::Panicked { location: Some(l), .. } if l.starts_with("tests/closures.rs:")),
+            "{err:?}"
+        );
+        assert!(text.contains("arithmetic inside") && text.contains("tests/closures.rs:"), "{text}");
+    }
+
+    #[test]
+    fn eight_threads_at_once() {
+        let sb = sandbox("threads");
+        let handles: Vec<_> = (0..8u32)
+            .map(|i| {
+                let sb = sb.clone();
+                std::thread::spawn(move || {
+                    sb.run_with(i, |i| {
+                        std::fs::write("/tmp/mine", i.to_string()).expect("write");
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        std::fs::read_to_string("/tmp/mine").expect("read")
+                    })
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.join().expect("thread").expect("run"), i.to_string(), "each closure has its own /tmp");
+        }
+    }
+
+    #[test]
+    fn works_outside_a_test_thread_too() {
+        // A closure from a thread that is no test's (as in a tool's `main`).
+        let sb = sandbox("anywhere");
+        let host = std::thread::Builder::new()
+            .name("main".into())
+            .spawn(move || sb.run(|| std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname")))
+            .expect("spawn")
+            .join()
+            .expect("join");
+        assert_eq!(host.expect("run"), "anywhere\n");
+    }
+}
+
+#[test]
+fn closures_work_rootless_too() {
+    if !system_tests::is_root() {
+        return; // this run is already unprivileged
+    }
+    let Some((_, uid, gid)) = system_tests::test_user() else {
+        return system_tests::skip("no unprivileged test user: create one (`useradd sandbox-test`)");
+    };
+    let home = system_tests::dir_owned_by(uid, gid);
+    system_tests::ChildTest::filter("user::")
+        .as_user(uid, gid)
+        .env("SANDBOX_TEST_CACHE", home.path().join("cache"))
+        .env("TMPDIR", home.path())
+        .assert_success();
+}
+
+#[test]
+fn a_panic_inside_has_a_symbolised_backtrace() {
+    let out = system_tests::ChildTest::new("child_panics_in_a_closure").env("RUST_BACKTRACE", "1").output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("deliberate, deep inside"), "{stderr}");
+    assert!(stderr.contains("closures::body_that_panics"), "the body's frame is named:\n{stderr}");
+}
+
+#[inline(never)]
+fn body_that_panics() -> u32 {
+    panic!("deliberate, deep inside")
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_panics_in_a_closure() {
+    if !system_tests::is_child("child_panics_in_a_closure") {
+        return;
+    }
+    let err = sandbox("backtrace").run(body_that_panics).expect_err("panics");
+    assert!(err.to_string().contains("deliberate"), "{err}");
+}
