@@ -29,6 +29,12 @@ pub(super) fn create(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgrou
             errno: libc::ENOENT,
         });
     }
+    // Usage reports peak memory whatever the limits: with the memory controller where it is there
+    // (v1 always accounts memory; on v2 a CPU limit alone left `memory.peak` out).
+    let mut wanted = wanted;
+    if !wanted.contains(&"memory") && available.split_whitespace().any(|a| a == "memory") {
+        wanted.push("memory");
+    }
     // cgroups(7), v2: a controller must be enabled in a parent's subtree_control to be used below.
     let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
     write(&base.join("cgroup.subtree_control"), enable.trim_end(), "enable controllers in")?;
