@@ -29,7 +29,7 @@ mod user {
         log_line(&log, "between");
         let host: String = sb.run(|| std::fs::read_to_string("/etc/hostname").expect("hostname")).expect("second");
         log_line(&log, "after");
-        assert_eq!((release.as_str(), host.as_str()), ("3.19.1\n", "inner\n"));
+        assert_eq!((release.as_str(), host.as_str()), ("3.19.1-fixture\n", "inner\n"));
         assert_eq!(std::fs::read_to_string(&log).expect("read the log"), "before\nbetween\nafter\n");
     }
 

@@ -67,7 +67,7 @@ fn check_no_host_path() {
         "no /sys unless asked for"
     );
     // The root is the rootfs, not the host's.
-    assert_eq!(text(&sh(&sb, "cat /etc/alpine-release")), "3.19.1\n");
+    assert_eq!(text(&sh(&sb, "cat /etc/alpine-release")), "3.19.1-fixture\n");
 }
 
 fn check_network_modes() {
@@ -235,7 +235,7 @@ fn check_closure() {
         })
         .expect("run a closure");
     assert_eq!(host, "closure-box");
-    assert_eq!(release, "3.19.1\n");
+    assert_eq!(release, "3.19.1-fixture\n");
     assert!(procs <= 3, "{procs} processes visible");
 }
 
@@ -351,6 +351,25 @@ fn volumes_and_files() {
 }
 
 /// The host's cgroup directories where sandboxes of this process get theirs (v1: one per controller).
+const NO_LIMITS: &str =
+    "cgroup limits need root, or a delegated cgroup v2 subtree (see limits_without_a_usable_cgroup_are_explained)";
+
+/// Where a sandbox with limits gets its cgroup v2 from: a subtree delegated to this user (systemd's
+/// `user@UID.service`, or `cargo xtask vm --user NAME --delegate`), else the root.
+fn v2_base() -> std::path::PathBuf {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
+    let delegated = path.find("/user@").map(|at| path[at + 1..].find('/').map_or(path, |e| &path[..at + 1 + e]));
+    std::path::Path::new("/sys/fs/cgroup").join(delegated.unwrap_or("/").trim_start_matches('/'))
+}
+
+/// Whether limits can work here: as root, or rootless in a cgroup v2 subtree this user owns.
+fn limits_usable() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::getuid().as_raw();
+    is_root() || std::fs::metadata(v2_base().join("cgroup.subtree_control")).is_ok_and(|m| m.uid() == me)
+}
+
 fn sandbox_cgroup_parents() -> Vec<std::path::PathBuf> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     own.lines()
@@ -358,7 +377,7 @@ fn sandbox_cgroup_parents() -> Vec<std::path::PathBuf> {
             let mut p = l.splitn(3, ':');
             let (_, ctl, path) = (p.next()?, p.next()?, p.next()?);
             let dir = match ctl {
-                "" => std::path::Path::new("/sys/fs/cgroup/sandbox.slice").to_owned(),
+                "" => v2_base().join("sandbox.slice"),
                 c if ["memory", "pids", "cpu", "cpuacct"].iter().any(|x| c.split(',').any(|y| y == *x)) => {
                     std::path::Path::new("/sys/fs/cgroup").join(c).join(path.trim_start_matches('/'))
                 }
@@ -382,10 +401,8 @@ fn stale_sandbox_cgroups() -> Vec<String> {
 
 #[test]
 fn memory_hog_is_oom_killed_and_reported() {
-    if !is_root() {
-        return skip(
-            "cgroup limits on this machine's cgroup v1 need root (see limits_without_a_usable_cgroup_are_explained)",
-        );
+    if !limits_usable() {
+        return skip(NO_LIMITS);
     }
     let sb = builder().memory_limit(32 << 20).build().expect("build");
     let err = sb
@@ -408,8 +425,8 @@ fn memory_hog_is_oom_killed_and_reported() {
 
 #[test]
 fn fork_bomb_is_contained_by_the_pids_limit() {
-    if !is_root() {
-        return skip("cgroup limits on this machine's cgroup v1 need root");
+    if !limits_usable() {
+        return skip(NO_LIMITS);
     }
     let sb = builder().pids_limit(32).timeout(Duration::from_secs(2)).build().expect("build");
     // The classic bomb: without the limit it would exhaust the machine's pids. It grows for a second
@@ -433,8 +450,8 @@ fn fork_bomb_is_contained_by_the_pids_limit() {
 
 #[test]
 fn cpu_limit_gives_about_half_a_core_and_usage_is_reported() {
-    if !is_root() {
-        return skip("cgroup limits on this machine's cgroup v1 need root");
+    if !limits_usable() {
+        return skip(NO_LIMITS);
     }
     let sb = builder().cpu_limit(0.5).build().expect("build");
     let t = std::time::Instant::now();
@@ -455,8 +472,8 @@ fn cpu_limit_gives_about_half_a_core_and_usage_is_reported() {
 
 #[test]
 fn output_and_status_report_usage_too() {
-    if !is_root() {
-        return skip("cgroup limits on this machine's cgroup v1 need root");
+    if !limits_usable() {
+        return skip(NO_LIMITS);
     }
     let sb = builder().memory_limit(64 << 20).build().expect("build");
     let (out, usage) = sb.command("/bin/sh").args(["-c", "echo hi"]).output_with_usage().expect("output");
@@ -475,16 +492,19 @@ fn rlimits_apply_to_the_program() {
 
 #[test]
 fn stale_cgroups_of_killed_runs_are_swept() {
-    if !is_root() {
-        return skip("cgroup limits on this machine's cgroup v1 need root");
+    if !limits_usable() {
+        return skip(NO_LIMITS);
     }
     // What a run killed with SIGKILL leaves: the cgroup of a helper that no longer exists.
     let parents = sandbox_cgroup_parents();
-    let Some(memory) = parents.iter().find(|p| p.starts_with("/sys/fs/cgroup/memory")) else {
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let Some(memory) =
+        parents.iter().find(|p| if v2 { p.ends_with("sandbox.slice") } else { p.starts_with("/sys/fs/cgroup/memory") })
+    else {
         return skip("no v1 memory hierarchy here");
     };
     let stale = memory.join("sandbox-999999999-stale");
-    std::fs::create_dir(&stale).expect("make a stale cgroup");
+    std::fs::create_dir_all(&stale).expect("make a stale cgroup");
     let sb = builder().memory_limit(64 << 20).build().expect("build");
     assert_eq!(text(&sh(&sb, "echo ok")), "ok\n");
     assert!(!stale.exists(), "the next run with limits swept it");
@@ -492,8 +512,8 @@ fn stale_cgroups_of_killed_runs_are_swept() {
 
 #[test]
 fn session_limits_cover_its_commands() {
-    if !is_root() {
-        return skip("cgroup limits on this machine's cgroup v1 need root");
+    if !limits_usable() {
+        return skip(NO_LIMITS);
     }
     let sb = builder().pids_limit(6).build().expect("build");
     let session = sb.session().expect("session");
@@ -530,7 +550,7 @@ fn three_sandboxes_on_a_switch_talk_tcp_by_hostname() {
     let net = sandbox::Net::new().expect("a switch");
     let member = |name: &str| builder().network(Network::Switch(net.clone())).hostname(name).build().expect("build");
     let (db, cache, app) = (member("db"), member("cache"), member("app"));
-    fn serve<'a>(sb: &'a Sandbox, name: &str) -> sandbox::Session<'a> {
+    fn serving<'a>(sb: &'a Sandbox, name: &str) -> sandbox::Session<'a> {
         let session = sb.session().expect("session");
         // Alpine's busybox has no httpd: nc answers each connection (-ll) with one line.
         let script = format!(
@@ -540,7 +560,7 @@ fn three_sandboxes_on_a_switch_talk_tcp_by_hostname() {
         assert!(status.success());
         session
     }
-    let (db_session, cache_session) = (serve(&db, "db"), serve(&cache, "cache"));
+    let (db_session, cache_session) = (serving(&db, "db"), serving(&cache, "cache"));
     assert_eq!(host_interfaces(), interfaces, "the host's network namespace is never modified");
     let out = sh(
         &app,
@@ -701,7 +721,7 @@ fn child_falls_back_with_explicit_stdio() {
     // which the kernel accepts whatever the rootfs's path; the long path refuses only the plain one.
     let sb = Sandbox::builder().rootfs_dir(root).privileged().build().expect("build");
     let child = sb.command("/bin/cat").arg("/etc/alpine-release").stdout(Stdio::piped()).spawn().expect("spawn");
-    assert_eq!(text(&child.wait_with_output().expect("wait")), "3.19.1\n");
+    assert_eq!(text(&child.wait_with_output().expect("wait")), "3.19.1-fixture\n");
 }
 
 #[test]
@@ -711,7 +731,7 @@ fn child_falls_back_in_a_closure() {
     // Privileged: see child_falls_back_with_explicit_stdio.
     let sb = Sandbox::builder().rootfs_dir(root).privileged().build().expect("build");
     let release = sb.run(|| std::fs::read_to_string("/etc/alpine-release").unwrap_or_default()).expect("run");
-    assert_eq!(release, "3.19.1\n");
+    assert_eq!(release, "3.19.1-fixture\n");
 }
 
 // Bug 1: output forwarded from a closure turned a character split across two reads into two U+FFFD.
@@ -744,8 +764,7 @@ fn child_prints_many_multibyte_characters() {
 }
 
 fn check_limits_without_a_usable_cgroup() {
-    let fs_is_v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    if is_root() || !fs_is_v1 {
+    if limits_usable() {
         return;
     }
     let sb = builder().memory_limit(64 << 20).build().expect("build");

@@ -1,11 +1,11 @@
 //! Two sandboxes on a virtual switch: one serves a line over TCP, the other fetches it by hostname.
-//! Needs root.
+//! Exits non-zero unless the line arrives. Needs root.
 //!
 //! `SANDBOX_ROOTFS=/tmp/rootfs.tar.gz cargo run -p sandbox --example switch`
 
 use sandbox::{Net, Network, Sandbox};
 
-fn main() -> Result<(), sandbox::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let net = Net::new()?;
     let db = Sandbox::builder().network(Network::Switch(net.clone())).hostname("db").build()?;
     let app = Sandbox::builder().network(Network::Switch(net.clone())).hostname("app").build()?;
@@ -18,6 +18,10 @@ fn main() -> Result<(), sandbox::Error> {
         ])
         .status()?;
     let out = app.command("/bin/sh").args(["-c", "nc db 8080 </dev/null"]).output()?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    if text != "hello from db\n" {
+        return Err(format!("unexpected: {} ({})", out.status, String::from_utf8_lossy(&out.stderr).trim()).into());
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
-//! Median time of a sandbox running `/bin/true` (for profiling):
+//! Median time of a sandbox running `/bin/true` (for profiling); exits non-zero if a run fails:
 //! `cargo run --release -p sandbox --example true_once [rounds]`.
 
-fn main() -> Result<(), sandbox::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(300);
     let network = match std::env::var("NET").as_deref() {
         Ok("host") => sandbox::Network::Host,
@@ -9,12 +9,16 @@ fn main() -> Result<(), sandbox::Error> {
     };
     let sb = sandbox::Sandbox::builder().network(network).build()?;
     for _ in 0..20 {
-        sb.command("/bin/true").status()?;
+        if !sb.command("/bin/true").status()?.success() {
+            return Err("/bin/true failed in a sandbox".into());
+        }
     }
     let mut times = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let t = std::time::Instant::now();
-        sb.command("/bin/true").status()?;
+        if !sb.command("/bin/true").status()?.success() {
+            return Err("/bin/true failed in a sandbox".into());
+        }
         times.push(t.elapsed());
     }
     times.sort();

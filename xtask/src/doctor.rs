@@ -6,16 +6,80 @@ fn read(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
 }
 
+thread_local! {
+    static FAILED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn line(ok: Option<bool>, what: &str, detail: &str) {
     let mark = match ok {
         Some(true) => "ok  ",
         Some(false) => "NO  ",
         None => "--  ",
     };
+    if ok == Some(false) {
+        FAILED.with(|f| f.set(f.get() + 1));
+    }
     println!("{mark} {what:<34} {detail}");
 }
 
+/// The controllers sandbox limits use.
+const LIMIT_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// Whether this process can give sandboxes cgroup v2 limits: as root, the root's controllers; rootless,
+/// a delegated subtree (systemd's `user@UID.service` with `Delegate=yes`) that this user owns, with
+/// the controllers available in it. The detail names what was found and, if short, what to do.
+fn cgroup_v2(root: bool, self_cgroup: &str, fs_root: &Path) -> (bool, String) {
+    let own = self_cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
+    let controllers = |dir: &Path| read(&dir.join("cgroup.controllers").to_string_lossy()).unwrap_or_default();
+    let missing = |have: &str| -> Vec<&str> {
+        LIMIT_CONTROLLERS.iter().copied().filter(|c| !have.split_whitespace().any(|h| h == *c)).collect()
+    };
+    if root {
+        let have = controllers(fs_root);
+        let lacking = missing(&have);
+        return if lacking.is_empty() {
+            (true, format!("v2, as root: controllers {have}"))
+        } else {
+            (false, format!("v2, as root, but the kernel lacks the {} controller(s)", lacking.join(", ")))
+        };
+    }
+    let hint = "run under a delegated subtree: `systemd-run --user --scope -p Delegate=yes cargo test`, \
+                or as root create one for this user (see docs/design/vm-lane.md)";
+    let Some(at) = own.find("/user@") else {
+        return (false, format!("v2, not delegated to this user (in {own}): {hint}"));
+    };
+    let end = own[at + 1..].find('/').map_or(own.len(), |e| at + 1 + e);
+    let base = fs_root.join(own[..end].trim_start_matches('/'));
+    let uid = nix::unistd::getuid();
+    let owned = ["", "cgroup.procs", "cgroup.subtree_control"].iter().all(|f| {
+        std::fs::metadata(base.join(f)).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid.as_raw())
+    });
+    let have = controllers(&base);
+    let lacking = missing(&have);
+    match (owned, lacking.is_empty()) {
+        (true, true) => (true, format!("v2, delegated to this user: {} (controllers {have})", base.display())),
+        (false, _) => (false, format!("v2, {} is not this user's (not delegated): {hint}", base.display())),
+        (true, false) => (
+            false,
+            format!(
+                "v2, delegated {} lacks the {} controller(s): enable them in its parent",
+                base.display(),
+                lacking.join(", ")
+            ),
+        ),
+    }
+}
+
 pub fn run() -> anyhow::Result<()> {
+    check();
+    let failed = FAILED.with(std::cell::Cell::get);
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed (NO above)");
+    }
+    Ok(())
+}
+
+fn check() {
     let root = nix::unistd::geteuid().is_root();
     line(None, "running as", if root { "root" } else { "an ordinary user (rootless sandboxes)" });
 
@@ -41,23 +105,12 @@ pub fn run() -> anyhow::Result<()> {
     );
 
     let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
-    let cgroup_detail = if v2 {
-        let own = read("/proc/self/cgroup").unwrap_or_default();
-        let delegated = own.contains("/user@");
-        format!(
-            "v2{}",
-            if root {
-                ""
-            } else if delegated {
-                ", under a user@ service (delegation possible)"
-            } else {
-                ", not delegated to this user"
-            }
-        )
+    if v2 {
+        let (ok, detail) = cgroup_v2(root, &read("/proc/self/cgroup").unwrap_or_default(), Path::new("/sys/fs/cgroup"));
+        line(Some(ok), "cgroups (for limits)", &detail);
     } else {
-        format!("v1 (hybrid){}", if root { "" } else { ": limits need root" })
-    };
-    line(Some(root || v2), "cgroups (for limits)", &cgroup_detail);
+        line(Some(root), "cgroups (for limits)", if root { "v1 (hybrid)" } else { "v1 (hybrid): limits need root" });
+    }
 
     match fetch::Rootfs::from_env() {
         Ok(Some(r)) => line(Some(true), "rootfs", &format!("$SANDBOX_ROOTFS: {}", r.path().display())),
@@ -98,6 +151,47 @@ pub fn run() -> anyhow::Result<()> {
         }
         None => line(None, "a sandbox", "not tried: no rootfs"),
     }
-    line(Some(root), "switch networks", if root { "available" } else { "need root" });
-    Ok(())
+    line(root.then_some(true), "switch networks", if root { "available" } else { "need root" });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(controllers: &str, owner_is_me: bool) -> tempfile::TempDir {
+        let root = tempfile::tempdir().expect("tempdir");
+        let d = root.path().join("user.slice/user-1001.slice/user@1001.service");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        for f in ["cgroup.controllers", "cgroup.procs", "cgroup.subtree_control"] {
+            std::fs::write(d.join(f), if f == "cgroup.controllers" { controllers } else { "" }).expect("write");
+        }
+        std::fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids").expect("write");
+        if !owner_is_me {
+            // Only root can give files away; as anyone else the "not mine" case is the fake root's.
+            let nobody = Some(nix::unistd::Uid::from_raw(65534));
+            for f in ["", "cgroup.procs", "cgroup.subtree_control"] {
+                let _ = nix::unistd::chown(&d.join(f), nobody, None);
+            }
+        }
+        root
+    }
+
+    const DELEGATED: &str = "0::/user.slice/user-1001.slice/user@1001.service/app.slice/vm.scope\n";
+
+    #[test]
+    fn v2_delegation_is_reported_for_root_delegated_and_undelegated_users() {
+        let t = tree("cpu memory pids", true);
+        let (ok, detail) = cgroup_v2(true, "0::/\n", t.path());
+        assert!(ok && detail.starts_with("v2, as root"), "{detail}");
+        let (ok, detail) = cgroup_v2(false, DELEGATED, t.path());
+        assert!(ok && detail.contains("delegated to this user") && detail.contains("user@1001.service"), "{detail}");
+        let (ok, detail) = cgroup_v2(false, "0::/user.slice/user-1001.slice/session-1.scope\n", t.path());
+        assert!(!ok && detail.contains("not delegated") && detail.contains("Delegate=yes"), "{detail}");
+        let (ok, detail) = cgroup_v2(false, DELEGATED, tree("cpu", true).path());
+        assert!(!ok && detail.contains("lacks the memory, pids"), "{detail}");
+        if nix::unistd::geteuid().is_root() {
+            let (ok, detail) = cgroup_v2(false, DELEGATED, tree("cpu memory pids", false).path());
+            assert!(!ok && detail.contains("is not this user's"), "{detail}");
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod doctor;
 mod fetch_rootfs;
 mod run;
 mod shards;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +41,8 @@ enum Task {
         /// One benchmark: fetch, sandbox, overhead or wrapper (default: all).
         name: Option<String>,
     },
+    /// Run a program in a qemu guest with its own kernel and cgroup v2, on this machine's files.
+    Vm(vm::Args),
 }
 
 fn main() {
@@ -59,5 +62,6 @@ fn try_main() -> anyhow::Result<()> {
         Task::Shell(args) => run::shell(args),
         Task::Bench { name } => bench::run(name),
         Task::Shards { partitions } => shards::run(partitions),
+        Task::Vm(args) => vm::run(args),
     }
 }

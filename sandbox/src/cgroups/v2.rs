@@ -29,6 +29,12 @@ pub(super) fn create(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgrou
             errno: libc::ENOENT,
         });
     }
+    // Usage reports peak memory whatever the limits: with the memory controller where it is there
+    // (v1 always accounts memory; on v2 a CPU limit alone left `memory.peak` out).
+    let mut wanted = wanted;
+    if !wanted.contains(&"memory") && available.split_whitespace().any(|a| a == "memory") {
+        wanted.push("memory");
+    }
     // cgroups(7), v2: a controller must be enabled in a parent's subtree_control to be used below.
     let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
     write(&base.join("cgroup.subtree_control"), enable.trim_end(), "enable controllers in")?;
@@ -43,6 +49,9 @@ pub(super) fn create(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgrou
         write(&dir.join("memory.max"), &m.to_string(), "set the memory limit in")?;
         // Swap is no headroom: a sandbox that exceeds its memory is OOM-killed, not swapped.
         let _ = fs::write(dir.join("memory.swap.max"), "0");
+        // An OOM ends the sandbox as one unit (memory.oom.group, cgroup v2; systemd's OOMPolicy=kill):
+        // every process but init (oom_score_adj -1000), which reports it.
+        let _ = fs::write(dir.join("memory.oom.group"), "1");
     }
     if let Some(p) = limits.pids {
         write(&dir.join("pids.max"), &p.to_string(), "set the pids limit in")?;

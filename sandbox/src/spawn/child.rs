@@ -17,6 +17,11 @@ use crate::sys::SingleThreaded;
 pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
     // A session of its own: job control inside cannot touch the caller's terminal.
     let _ = nix::unistd::setsid();
+    // proc(5): with limits, init is kept out of the OOM killer's choice (oom_score_adj -1000) and
+    // every process it forks would inherit that. The program gets the ordinary score back (raising
+    // it needs no privilege); otherwise a cgroup at its memory limit holds no process the kernel may
+    // kill, and livelocks there (issue 14, seen on cgroup v2).
+    let _ = std::fs::write("/proc/self/oom_score_adj", "0");
     for (resource, value) in &config.rlimits {
         if let Err(e) = nix::sys::resource::setrlimit(resource.resource(), *value, *value) {
             let what = "set a resource limit (setrlimit)";
