@@ -102,6 +102,18 @@ impl<E: std::fmt::Debug> TestResult for Result<(), E> {
     }
 }
 
+/// The deadline of a `#[sandbox_test]` without a `timeout` option: `$SANDBOX_TEST_TIMEOUT` (`90s`,
+/// `10m`, …), else [`DEFAULT_TEST_TIMEOUT`].
+fn default_test_timeout() -> Duration {
+    std::env::var("SANDBOX_TEST_TIMEOUT")
+        .ok()
+        .and_then(|v| sandbox_validate::duration_ms(&v))
+        .map_or(DEFAULT_TEST_TIMEOUT, Duration::from_millis)
+}
+
+/// Five minutes: far above any sane system test, far below a CI job's limit.
+pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(300);
+
 fn build(options: &TestOptions) -> Result<Sandbox, Error> {
     let rootfs = match options.rootfs {
         RootfsOption::Default => fetch::default_rootfs()?,
@@ -118,9 +130,8 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
     if let Some(n) = &options.network {
         builder = builder.network(n.clone());
     }
-    if let Some(t) = options.timeout {
-        builder = builder.timeout(t);
-    }
+    // A sandbox never hangs silently: without its own `timeout`, a test gets the default deadline.
+    builder = builder.timeout(options.timeout.unwrap_or_else(default_test_timeout));
     for (k, v) in options.env {
         builder = builder.env(*k, *v);
     }

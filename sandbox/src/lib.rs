@@ -116,7 +116,7 @@ pub use volume::Mount;
 /// ```
 ///
 /// Options: `hostname = "…"`; `network = "loopback" | "none" | "host"`; `timeout = "500ms" | "20s" |
-/// "2m"`; `env(KEY = "value", …)`; `rootfs = "alpine:3.20"` (any version `fetch` takes) or
+/// "2m"` (default: `$SANDBOX_TEST_TIMEOUT`, else 5 minutes); `env(KEY = "value", …)`; `rootfs = "alpine:3.20"` (any version `fetch` takes) or
 /// `rootfs_dir = "path"` (relative to the crate, or any `&'static str` expression); `sys` (a
 /// read-only `/sys`); `privileged` (as root, the body is the host's root: see
 /// [`Builder::privileged`]); `mount(bind = "host path", at = "/path"[, read_only])` and

@@ -312,16 +312,7 @@ fn valid_version(v: &str) -> bool {
 }
 
 fn parse_duration_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n.checked_mul(1000)?,
-        "m" | "min" => n.checked_mul(60_000)?,
-        _ => return None,
-    };
-    (ms > 0).then_some(ms)
+    sandbox_validate::duration_ms(s)
 }
 
 fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
@@ -424,16 +415,6 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("20s"), Some(20_000));
-        assert_eq!(parse_duration_ms("500ms"), Some(500));
-        assert_eq!(parse_duration_ms("2m"), Some(120_000));
-        assert_eq!(parse_duration_ms("0s"), None);
-        assert_eq!(parse_duration_ms("20"), None);
-        assert_eq!(parse_duration_ms("s"), None);
-    }
 
     #[test]
     fn sizes() {

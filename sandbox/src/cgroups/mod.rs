@@ -147,7 +147,27 @@ impl Cgroup {
 impl Drop for Cgroup {
     fn drop(&mut self) {
         for (_, dir) in &self.dirs {
-            let _ = fs::remove_dir(dir);
+            if fs::remove_dir(dir).is_err() {
+                // Something is still in it (a setup failure after init was moved in): end it.
+                kill_and_remove(dir);
+            }
+        }
+    }
+}
+
+/// Kills every process of the cgroup `dir` at once (cgroup v2's `cgroup.kill`, Linux 5.14) and
+/// removes it once the kernel has emptied it; does nothing where the kernel has no `cgroup.kill`.
+fn kill_and_remove(dir: &Path) {
+    if fs::write(dir.join("cgroup.kill"), "1").is_err() {
+        return;
+    }
+    // cgroup.kill is asynchronous: the cgroup can be removed once its last process has been reaped
+    // by its parent. Bounded, so that a cgroup whose processes belong to a stopped parent is left
+    // for the next sweep rather than hanging this one.
+    for _ in 0..200 {
+        match fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            _ => return,
         }
     }
 }
@@ -218,6 +238,11 @@ pub(super) fn sweep(parent: &Path) {
         if !alive && empty {
             tracing::info!(cgroup = %e.path().display(), "removing the cgroup of a sandbox whose helper was killed");
             let _ = fs::remove_dir(e.path());
+        } else if !alive {
+            // Its helper is gone but processes remain (they outlived a SIGKILL of the caller's
+            // process group, or were stopped): on v2, end them all at once and remove the cgroup.
+            tracing::info!(cgroup = %e.path().display(), "killing what is left of a sandbox whose helper was killed");
+            kill_and_remove(&e.path());
         }
     }
 }

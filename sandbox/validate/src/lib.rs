@@ -111,3 +111,34 @@ mod tests {
         assert!(cpus(0.5).is_ok() && cpus(0.001).is_err() && cpus(f64::NAN).is_err());
     }
 }
+
+/// A duration written `500ms`, `20s` or `2m` (also `min`), in milliseconds; `None` if malformed or
+/// zero. Used by `#[sandbox_test(timeout = …)]` and `$SANDBOX_TEST_TIMEOUT`.
+pub fn duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" | "min" => n.checked_mul(60_000)?,
+        _ => return None,
+    };
+    (ms > 0).then_some(ms)
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::duration_ms;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_ms("20s"), Some(20_000));
+        assert_eq!(duration_ms("500ms"), Some(500));
+        assert_eq!(duration_ms("2m"), Some(120_000));
+        assert_eq!(duration_ms("0s"), None);
+        assert_eq!(duration_ms("20"), None);
+        assert_eq!(duration_ms("5 minutes"), None);
+        assert_eq!(duration_ms("s"), None);
+    }
+}
