@@ -134,6 +134,15 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Whether init is to be kept out of the OOM killer's choice: on cgroup v1 only. On v2,
+    /// `memory.oom.group` ends the sandbox as one unit; a shielded init (-1000) would also hand its
+    /// score to every process it forks, and, where they cannot raise it again (their `/proc` files
+    /// belong to the host's root while init is not dumpable), leave the kernel no victim at the
+    /// limit: the livelock of issue 14.
+    pub(crate) fn shields_init_from_oom(&self) -> bool {
+        !self.v2
+    }
+
     /// What the sandbox used.
     pub(crate) fn usage(&self) -> Usage {
         let read = |c: &str, f: &str| self.dir(c).and_then(|d| fs::read_to_string(d.join(f)).ok());

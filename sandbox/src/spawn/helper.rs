@@ -268,9 +268,9 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         drop(cgroup);
         fail_limits(&report, &u);
     }
-    if cgroup.is_some() {
-        // proc(5): init must not be the OOM killer's choice: the program's processes must. Only root
-        // may lower the score; rootless, a killed init is still reported (see `ended`).
+    if cgroup.as_ref().is_some_and(crate::cgroups::Cgroup::shields_init_from_oom) {
+        // proc(5): on v1, init must not be the OOM killer's choice: the program's processes must.
+        // Only root may lower the score; rootless, a killed init is still reported (see `ended`).
         let _ = std::fs::write(format!("/proc/{init}/oom_score_adj"), "-1000");
     }
     if let Some(go) = start {
