@@ -684,21 +684,25 @@ fn a_planted_blob_is_hashed_again_and_never_becomes_a_tree() {
 
 #[test]
 fn the_index_never_overrides_a_pin_or_the_built_in_table() {
-    // A mirror that serves other bytes as 3.20.3; pinned to those bytes, the fetch is legitimate.
-    let mirror = Mirror::start().expect("mirror");
-    let fake = mirror.add_release("3.20.3", "x86_64", tarball("3.20.3"));
-    let cache = tempfile::tempdir().expect("tempdir");
-    let pinned = alpine(&mirror, "3.20", cache.path()).sha256(&fake).fetch().expect("pinned fetch");
-    assert_eq!(pinned.sha256(), Some(fake.as_str()));
-    // The index now says 3.20.3 is `fake` (trust: pinned). Without that pin, the built-in digest rules.
-    for spec in ["3.20.3", "3.20", "latest-stable"] {
-        let err = alpine(&mirror, spec, cache.path()).offline(true).fetch().expect_err(spec);
-        assert!(matches!(err, Error::NotCached { .. }), "{spec}: {err:?}");
+    // 3.20.3: the table holds its sha256; 3.24.2 (the default): its sha512 (a stranger's attack
+    // on the latter once made a pinned entry stand for every later unpinned request).
+    for (release, branch) in [("3.20.3", "3.20"), ("3.24.2", "3.24")] {
+        // A mirror that serves other bytes as the release; pinned to those bytes, the fetch is legitimate.
+        let mirror = Mirror::start().expect("mirror");
+        let fake = mirror.add_release(release, "x86_64", tarball(release));
+        let cache = tempfile::tempdir().expect("tempdir");
+        let pinned = alpine(&mirror, branch, cache.path()).sha256(&fake).fetch().expect("pinned fetch");
+        assert_eq!(pinned.sha256(), Some(fake.as_str()));
+        // The index now says the release is `fake` (trust: pinned). Without that pin, the table rules.
+        for spec in [release, branch, "latest-stable"] {
+            let err = alpine(&mirror, spec, cache.path()).offline(true).fetch().expect_err(spec);
+            assert!(matches!(err, Error::NotCached { .. }), "{release} {spec}: {err:?}");
+        }
+        // And a different pin is not overridden either.
+        let other = "1".repeat(64);
+        let err = alpine(&mirror, branch, cache.path()).offline(true).sha256(&other).fetch().expect_err("other pin");
+        assert!(matches!(err, Error::NotCached { .. }), "{release}: {err:?}");
     }
-    // And a different pin is not overridden either.
-    let other = "1".repeat(64);
-    let err = alpine(&mirror, "3.20", cache.path()).offline(true).sha256(&other).fetch().expect_err("other pin");
-    assert!(matches!(err, Error::NotCached { .. }), "{err:?}");
 }
 
 #[test]

@@ -37,8 +37,12 @@ pub(crate) fn index_entry_usable(
 ) -> bool {
     let Ok(release) = entry.version.parse::<Release>() else { return false };
     let official = official_sha256(&release, entry.arch);
+    // A release the table holds by sha512 cannot be compared by sha256 here: without the same pin
+    // again, only an entry whose blob was checked against the table itself may stand for it.
+    let by_sha512 = crate::checksums::official_sha512(&release, entry.arch).is_some();
     pin.is_none_or(|p| p == entry.sha256)
         && official.is_none_or(|d| d == entry.sha256)
+        && (!by_sha512 || pin.is_some() || matches!(entry.verification.digest, crate::Trust::BuiltIn))
         && (!require_pin || entry.verification.digest.is_pinned())
         && (!require_signature || entry.verification.signed_by.is_some())
 }
