@@ -175,7 +175,23 @@ pub fn default_rootfs() -> Result<Rootfs, Error> {
 }
 
 fn read_release(tree: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(tree.join("etc/alpine-release")).ok()?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never through a symlink: a tree's `etc` or `etc/alpine-release` may point anywhere on the host
+    // (a stranger's review read a root-only host file this way).
+    if !std::fs::symlink_metadata(tree.join("etc")).ok()?.is_dir() {
+        return None;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(tree.join("etc/alpine-release"))
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(64).read_to_string(&mut text).ok()?;
     let v = text.trim();
     (!v.is_empty() && v.len() < 64).then(|| v.to_owned())
 }
@@ -197,4 +213,29 @@ fn hash_file(path: &Path) -> Result<String, Error> {
 fn copy_file(path: &Path, out: &mut File) -> Result<(), Error> {
     let mut file = File::open(path).map_err(|e| not_found_or(path, e))?;
     std::io::copy(&mut file, out).map(drop).map_err(io("copy into the cache", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_release;
+
+    #[test]
+    fn the_release_is_never_read_through_a_symlink() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let secret = t.path().join("secret");
+        std::fs::write(&secret, "TOPSECRET\n").expect("write");
+        let tree = t.path().join("tree");
+        std::fs::create_dir_all(tree.join("etc")).expect("mkdir");
+        std::os::unix::fs::symlink(&secret, tree.join("etc/alpine-release")).expect("symlink");
+        assert_eq!(read_release(&tree), None, "a symlinked alpine-release is not followed");
+        let linked_etc = t.path().join("linked");
+        std::fs::create_dir_all(t.path().join("elsewhere")).expect("mkdir");
+        std::fs::write(t.path().join("elsewhere/alpine-release"), "3.99.0\n").expect("write");
+        std::fs::create_dir_all(&linked_etc).expect("mkdir");
+        std::os::unix::fs::symlink(t.path().join("elsewhere"), linked_etc.join("etc")).expect("symlink");
+        assert_eq!(read_release(&linked_etc), None, "a symlinked etc is not followed");
+        std::fs::remove_file(tree.join("etc/alpine-release")).expect("rm");
+        std::fs::write(tree.join("etc/alpine-release"), "3.24.2\n").expect("write");
+        assert_eq!(read_release(&tree).as_deref(), Some("3.24.2"));
+    }
 }
