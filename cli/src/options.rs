@@ -60,6 +60,10 @@ pub struct SandboxOptions {
     /// Read-only layers over the rootfs, topmost first (what `--shell-from` resumes from)
     #[arg(skip)]
     pub layers: Vec<PathBuf>,
+    /// The program is the host's root: no user namespace, no seccomp filter, no masked paths
+    /// (`Builder::privileged`); only for programs you trust like the host's own
+    #[arg(long)]
+    pub privileged: bool,
     /// Write what the sandbox used (peak memory, CPU time, OOM kills) to FILE as JSON when it ends
     #[arg(long, value_name = "FILE")]
     pub json_usage: Option<PathBuf>,

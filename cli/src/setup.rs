@@ -61,6 +61,9 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
         NetworkArg::None => Network::None,
         NetworkArg::Host => Network::Host,
     });
+    if opts.privileged {
+        b = b.privileged();
+    }
     if let Some(t) = opts.timeout {
         b = b.timeout(t);
     }

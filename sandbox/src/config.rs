@@ -136,5 +136,8 @@ pub(crate) struct Config {
     /// Make the program's stdin (a terminal) its controlling terminal.
     #[serde(default)]
     pub controlling_terminal: bool,
+    /// What the sandbox keeps from the program (issue 9), and the opt-out.
+    #[serde(default)]
+    pub security: crate::hardening::Security,
     pub job: Job,
 }

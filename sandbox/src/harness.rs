@@ -23,6 +23,8 @@ pub struct TestOptions {
     pub rootfs: RootfsOption,
     /// `sys`.
     pub sys: bool,
+    /// `Builder::privileged`: the body is the host's root (as root).
+    pub privileged: bool,
     /// `mount(...)`, in order.
     pub mounts: &'static [MountOption],
     /// `memory = "64M"`, in bytes.
@@ -119,6 +121,9 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
         RootfsOption::Dir(dir) => fetch::Rootfs::from_dir(dir)?,
     };
     let mut builder = Sandbox::builder().rootfs(&rootfs).sys(options.sys);
+    if options.privileged {
+        builder = builder.privileged();
+    }
     if let Some(h) = options.hostname {
         builder = builder.hostname(h);
     }

@@ -51,6 +51,11 @@ pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<S
         (StepKind::CurrentDir, Errno::ENOENT | Errno::ENOTDIR) => {
             Some("the working directory does not exist inside the rootfs; create it first or pick another".to_owned())
         }
+        (StepKind::Security, _) => Some(
+            "this kernel, or the container this runs in, refuses seccomp filters; Builder::privileged() runs \
+             without one (and without the rest of the hardening)"
+                .to_owned(),
+        ),
         (StepKind::Staging | StepKind::Pivot, Errno::EINVAL) => Some(
             "pivot_root(2) was refused; this happens when the process runs from an initramfs root (rootfs), \
              where pivot_root is impossible: run from a real root filesystem"

@@ -41,9 +41,15 @@
 //! closure runs in the sandbox. `#[sandbox_test]` runs the test's body this way.
 //!
 //! # Security
-//! A sandbox is isolation for tests, not a security boundary against hostile code: it shares the
-//! kernel, devices bound from the host (`null`, `zero`, `full`, `random`, `urandom`, `tty`), and, as
-//! root without a user namespace, real root's capabilities inside its namespaces.
+//! A program in a sandbox has root's powers over the sandbox's own namespaces and none over the host,
+//! also when the caller is root: it runs in a user namespace of its own (as root, mapped to 65536
+//! unprivileged host ids from [`Builder::id_base`]), its mounts are locked, setup resolves every path
+//! inside the new root, only stdin, stdout and stderr reach it, and it runs with no_new_privs, a seccomp
+//! filter refusing (EPERM) what Docker's default profile refuses that no test needs, crun's masked
+//! `/proc` paths, sized tmpfs mounts and a deadline enforced from outside. [`Builder::privileged`]
+//! gives all that up: as root, the program is then the host's root. It still shares the kernel, and
+//! the devices bound from the host (`null`, `zero`, `full`, `random`, `urandom`, `tty`). See
+//! `docs/design/security.md`.
 //!
 //! # Resource leaking
 //! Nothing a sandbox creates exists outside its own mount namespace: the writable layer is a tmpfs
@@ -60,14 +66,17 @@ mod closure;
 mod command;
 mod config;
 mod error;
+mod hardening;
 #[doc(hidden)]
 pub mod harness;
 mod hints;
+mod inroot;
 mod network;
 mod plan;
 mod report;
 mod rlimit;
 mod sandbox;
+mod seccomp;
 mod session;
 mod spawn;
 mod stdio;
@@ -109,7 +118,8 @@ pub use volume::Mount;
 /// Options: `hostname = "…"`; `network = "loopback" | "none" | "host"`; `timeout = "500ms" | "20s" |
 /// "2m"` (default: `$SANDBOX_TEST_TIMEOUT`, else 5 minutes); `env(KEY = "value", …)`; `rootfs = "alpine:3.20"` (any version `fetch` takes) or
 /// `rootfs_dir = "path"` (relative to the crate, or any `&'static str` expression); `sys` (a
-/// read-only `/sys`); `mount(bind = "host path", at = "/path"[, read_only])` and
+/// read-only `/sys`); `privileged` (as root, the body is the host's root: see
+/// [`Builder::privileged`]); `mount(bind = "host path", at = "/path"[, read_only])` and
 /// `mount(tmpfs = "/path"[, size = "16M"])`, in order; `memory = "64M"`, `pids = 64` and
 /// `cpus = 0.5` (limits, see [`Builder::memory_limit`]); `requires = "limits, switch, userns"`
 /// (what the test needs of the machine: without it, the test prints a `SKIP:` line and passes, or

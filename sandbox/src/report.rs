@@ -32,6 +32,8 @@ pub(crate) enum StepKind {
     Limits,
     Network,
     Helper,
+    /// The program's own hardening: no_new_privs and the seccomp filter.
+    Security,
 }
 
 /// A failed step.

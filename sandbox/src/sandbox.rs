@@ -47,6 +47,8 @@ pub struct Builder {
     files: Vec<(String, Vec<u8>)>,
     limits: crate::cgroups::Limits,
     rlimits: Vec<(crate::Rlimit, u64)>,
+    privileged: bool,
+    id_base: Option<u32>,
 }
 
 impl Default for Builder {
@@ -67,6 +69,8 @@ impl Default for Builder {
             files: Vec::new(),
             limits: crate::cgroups::Limits::default(),
             rlimits: Vec::new(),
+            privileged: false,
+            id_base: None,
         }
     }
 }
@@ -204,6 +208,25 @@ impl Builder {
         self
     }
 
+    /// Gives up the hardening that takes powers away from the program, for the rare test that needs
+    /// the real thing (a kernel module, a block device, the host's clock): as root, **the program is
+    /// the host's root**, with every capability, no user namespace, no seccomp filter, no
+    /// no_new_privs, unmasked `/proc` and unlocked mounts. What stays: paths resolved inside the
+    /// root, only stdio inherited, sized tmpfs mounts, the deadline. Default: off (see the crate's
+    /// "Security" section).
+    pub fn privileged(mut self) -> Self {
+        self.privileged = true;
+        self
+    }
+
+    /// As root: root inside the sandbox is mapped to the 65536 host ids from `base` (files the program
+    /// creates in its private layer are theirs; they own nothing on the host). Default:
+    /// `$SANDBOX_ID_BASE`, else 2000000000. Rootless, root inside is the caller.
+    pub fn id_base(mut self, base: u32) -> Self {
+        self.id_base = Some(base);
+        self
+    }
+
     /// Checks every setting and resolves the rootfs. Nothing runs yet: each [`Sandbox::command`] or
     /// [`Sandbox::run`] starts a fresh sandbox.
     ///
@@ -292,6 +315,28 @@ impl Builder {
                 (NetMode::Loopback, Some((net, address)))
             }
         };
+        let id_base = match self.id_base {
+            Some(base) => base,
+            None => match std::env::var("SANDBOX_ID_BASE") {
+                Ok(v) => {
+                    v.parse().map_err(|_| invalid("SANDBOX_ID_BASE", &v, "must be a number of at most 4294901759"))?
+                }
+                Err(_) => crate::hardening::DEFAULT_ID_BASE,
+            },
+        };
+        if id_base.checked_add(crate::hardening::ID_COUNT).is_none() || id_base == 0 {
+            return Err(invalid(
+                "id_base",
+                &id_base.to_string(),
+                "the 65536 ids from it must be above 0 and fit in 32 bits",
+            ));
+        }
+        let security = crate::hardening::Security {
+            privileged: self.privileged,
+            tmpfs_size: crate::hardening::default_tmpfs_size(self.limits.memory),
+            id_base,
+            userns_fd: None,
+        };
         for dir in self.upper_in.iter_mut().chain(self.layers.iter_mut()) {
             let shown = dir.display().to_string();
             *dir = std::fs::canonicalize(&*dir)
@@ -329,6 +374,7 @@ impl Builder {
                 files: self.files,
                 limits: self.limits,
                 rlimits: self.rlimits,
+                security,
                 job: Job::Session,
             },
             switch,

@@ -27,6 +27,8 @@ fn main() {
     let rootfs = fetch::Rootfs::from_tarball_in(&tarball, Some(work.path().join("cache"))).expect("unpack");
     let root = rootfs.path().to_owned();
     let sb = sandbox::Sandbox::builder().rootfs(&rootfs).build().expect("sandbox");
+    // The same without the hardening that takes powers away (issue 9): what it costs, in this run.
+    let privileged = sandbox::Sandbox::builder().rootfs(&rootfs).privileged().build().expect("sandbox");
     let root_s = root.display().to_string();
     let is_root = nix::unistd::geteuid().is_root();
     let have = |tool: &str| {
@@ -80,12 +82,17 @@ fn main() {
         sb.command("/bin/true").status().expect("sandbox run");
     }
     let mut ours = Vec::with_capacity(ROUNDS);
+    let mut unhardened = Vec::with_capacity(ROUNDS);
     let mut closures = Vec::with_capacity(ROUNDS);
     let mut theirs: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); references.len()];
     for _ in 0..ROUNDS {
         let t = Instant::now();
         let status = sb.command("/bin/true").status().expect("sandbox run");
         ours.push(t.elapsed());
+        assert!(status.success());
+        let t = Instant::now();
+        let status = privileged.command("/bin/true").status().expect("privileged sandbox run");
+        unhardened.push(t.elapsed());
         assert!(status.success());
         let t = Instant::now();
         let pid: u32 = sb.run(std::process::id).expect("closure run");
@@ -106,6 +113,13 @@ fn main() {
         "sandbox (private overlay root; user/pid/mnt/uts/ipc/net/cgroup ns)"
     };
     println!("  {label:<70} {:7.2} ms", ms(ours));
+    let unhardened = median(unhardened);
+    println!(
+        "  {:<70} {:7.2} ms   hardening costs {:+.2} ms",
+        "the same, Builder::privileged() (no user namespace as root, no seccomp, no masks)",
+        ms(unhardened),
+        ms(ours) - ms(unhardened)
+    );
     let closure = median(closures);
     println!(
         "  {:<70} {:7.2} ms   closure/command = {:.2}x",

@@ -13,7 +13,7 @@ use syn::{ItemFn, LitStr};
 /// "host"`, `timeout = "20s"` (also `ms`, `m`), `env(KEY = "value", …)`, `rootfs = "alpine:3.20"` (any
 /// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`; or
 /// any `&'static str` expression, e.g. `concat!(env!("CARGO_TARGET_TMPDIR"), "/tree")`),
-/// `sys`, `mount(bind = "host path", at = "/path"[, read_only])`, `mount(tmpfs = "/path"[, size =
+/// `sys`, `privileged` (the body is the host's root: `Builder::privileged`), `mount(bind = "host path", at = "/path"[, read_only])`, `mount(tmpfs = "/path"[, size =
 /// "16M"])`, `memory = "64M"`, `pids = 64`, `cpus = 0.5`, `requires = "limits, switch, userns"`. An
 /// `async fn` runs on a current-thread tokio runtime (the crate needs tokio with feature `rt`). See
 /// `sandbox::sandbox_test`.
@@ -67,6 +67,7 @@ struct Options {
     /// The directory, as an expression of type `&'static str` (a literal made absolute already).
     rootfs_dir: Option<TokenStream2>,
     sys: bool,
+    privileged: bool,
     mounts: Vec<TokenStream2>,
     memory: Option<u64>,
     pids: Option<u64>,
@@ -74,8 +75,7 @@ struct Options {
     requires: Vec<LitStr>,
 }
 
-const KNOWN: &str =
-    "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, mount(...), memory, pids, cpus, requires";
+const KNOWN: &str = "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, privileged, mount(...), memory, pids, cpus, requires";
 
 /// What `requires = "…"` may name: what a machine may lack.
 const REQUIREMENTS: [&str; 3] = ["limits", "switch", "userns"];
@@ -185,6 +185,10 @@ impl Options {
             }
             "sys" => {
                 self.sys = true;
+                Ok(())
+            }
+            "privileged" => {
+                self.privileged = true;
                 Ok(())
             }
             "memory" => {
@@ -358,6 +362,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
         (None, None) => quote!(#krate::harness::RootfsOption::Default),
     };
     let sys = options.sys;
+    let privileged = options.privileged;
     let mounts = &options.mounts;
     let opt = |v: Option<TokenStream2>| match v {
         Some(t) => quote!(::core::option::Option::Some(#t)),
@@ -394,6 +399,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
                     env: &[#(#env),*],
                     rootfs: #rootfs,
                     sys: #sys,
+                    privileged: #privileged,
                     mounts: &[#(#mounts),*],
                     memory: #memory,
                     pids: #pids,

@@ -109,6 +109,7 @@ impl Net {
             files: Vec::new(),
             limits: Default::default(),
             rlimits: Vec::new(),
+            security: Default::default(),
             job: Job::Switch,
         };
         let (null, inherit) = (Stdio::null(), Stdio::inherit());

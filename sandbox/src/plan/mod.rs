@@ -60,6 +60,37 @@ pub(crate) enum Op {
     CopyTree {
         from: PathBuf,
         to: PathBuf,
+        /// Added to every owner (as root with a shifted id range).
+        shift: u32,
+    },
+    /// Binds `source` at `target` through the id mapping of the user namespace `userns`, nosuid,
+    /// nodev, maybe read-only (crate::sys::hardening::idmapped_bind).
+    IdmappedBind {
+        source: PathBuf,
+        target: PathBuf,
+        userns: i32,
+        read_only: bool,
+        /// With the mounts below `source` (a volume; the overlay's lower layer sees no submount).
+        recursive: bool,
+    },
+    /// Gives a path to an owner (lchown).
+    Chown {
+        path: PathBuf,
+        id: u32,
+    },
+    /// Enters the program's user namespace, then copies the mount namespace into it, which locks
+    /// every mount (crate::spawn::userns).
+    EnterUserNamespace {
+        userns: i32,
+    },
+    /// Hides a path of /proc or /sys: `/dev/null` over a file, an empty read-only tmpfs over a
+    /// directory; nothing if the kernel has no such path.
+    Mask {
+        path: PathBuf,
+    },
+    /// Binds a path onto itself read-only (and nosuid, nodev); nothing if it does not exist.
+    ReadOnly {
+        path: PathBuf,
     },
     MkdirAll {
         path: PathBuf,
@@ -120,6 +151,9 @@ impl Op {
             | Op::LockBind { target: path, .. }
             | Op::OverlayOrBind { target: path, .. }
             | Op::BindFile { target: path, .. } => path,
+            Op::IdmappedBind { target, .. } => target,
+            Op::Chown { path, .. } | Op::Mask { path } | Op::ReadOnly { path } => path,
+            Op::EnterUserNamespace { .. } => return None,
             Op::SetHostname { name } => return Some(name.clone()),
             Op::LoopbackUp => return Some("lo".to_owned()),
             Op::UnshareMount => return None,
@@ -139,7 +173,9 @@ pub(crate) struct Step {
     pub optional: bool,
 }
 
-/// The whole plan for `config`: [`namespace_phase`], then [`filesystem_phase`].
+/// The whole plan for `config`: [`namespace_phase`], then [`filesystem_phase`] (init runs them one
+/// after the other, telling the helper about its mount namespace in between).
+#[cfg(test)]
 pub(crate) fn plan(config: &Config) -> Vec<Step> {
     let mut steps = namespace_phase(config);
     steps.extend(filesystem_phase(config));
@@ -153,7 +189,8 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
     let p = PathBuf::from;
     // The mount namespace is init's own, created inside the user namespace (which then owns it).
     step(StepKind::Namespaces, "create the mount namespace", Op::UnshareMount);
-    if config.user_namespace {
+    // With the program's user namespace (crate::spawn::userns), the helper made and mapped them all.
+    if config.user_namespace && config.security.userns_fd.is_none() {
         // user_namespaces(7): an unprivileged process may map only itself, and must deny setgroups
         // before writing gid_map.
         step(
@@ -189,15 +226,28 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
 pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     let mut s = Steps::default();
     rootfs::stage(&mut s, config);
-    mounts::standard(&mut s);
+    mounts::standard(&mut s, config);
+    if !config.security.privileged {
+        mounts::mask(&mut s, "/proc/");
+    }
     // Volumes, then files, after the standard mounts: a user's mount may cover /tmp, and a file may
     // land in a volume.
-    mounts::volumes(&mut s, &config.mounts);
+    mounts::volumes(&mut s, config);
     etc::files(&mut s, config);
     if config.sys && config.network.own_namespace() {
         mounts::sys(&mut s);
+        if !config.security.privileged {
+            mounts::mask(&mut s, "/sys/");
+        }
     }
     rootfs::pivot(&mut s);
+    if let Some(userns) = config.security.userns_fd.filter(|_| !config.security.privileged) {
+        s.add(
+            StepKind::Namespaces,
+            "enter the program's user namespace, locking every mount (setns, unshare)",
+            Op::EnterUserNamespace { userns },
+        );
+    }
     s.0
 }
 
@@ -206,9 +256,10 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
 pub(crate) struct Steps(Vec<Step>);
 
 impl Steps {
-    /// Adds a step; only `/sys` is optional (a user namespace may not mount it).
+    /// Adds a step; only `/sys` is optional (a user namespace may not mount it), and not its masks.
     fn add(&mut self, kind: StepKind, what: &'static str, op: Op) {
-        self.0.push(Step { kind, what, op, optional: kind == StepKind::Sys });
+        let optional = kind == StepKind::Sys && !matches!(op, Op::Mask { .. });
+        self.0.push(Step { kind, what, op, optional });
     }
 }
 
@@ -229,7 +280,14 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::SetHostname { name } => sys.sethostname(name),
             Op::LoopbackUp => sys.loopback_up(),
             Op::Chmod { path, mode } => sys.chmod(path, *mode),
-            Op::CopyTree { from, to } => sys.copy_tree(from, to),
+            Op::CopyTree { from, to, shift } => sys.copy_tree(from, to, *shift),
+            Op::IdmappedBind { source, target, userns, read_only, recursive } => {
+                sys.idmapped_bind(source, target, *userns, *read_only, *recursive)
+            }
+            Op::Chown { path, id } => sys.chown(path, *id),
+            Op::EnterUserNamespace { userns } => sys.enter_user_namespace(*userns),
+            Op::Mask { path } => sys.mask(path),
+            Op::ReadOnly { path } => sys.bind_read_only(path),
             Op::MkdirAll { path } => sys.mkdir_all(path),
             Op::UnshareMount => sys.unshare_mount(),
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
@@ -362,8 +420,8 @@ mod tests {
         fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
             self.call(format!("chmod {} {mode:o}", path.display()))
         }
-        fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno> {
-            self.call(format!("copy {} {}", from.display(), to.display()))
+        fn copy_tree(&self, from: &Path, to: &Path, shift: u32) -> Result<(), Errno> {
+            self.call(format!("copy {} {} +{shift}", from.display(), to.display()))
         }
         fn mkdir_all(&self, path: &Path) -> Result<(), Errno> {
             self.call(format!("mkdir -p {}", path.display()))
@@ -373,6 +431,29 @@ mod tests {
         }
         fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno> {
             self.call(format!("lock {} ro={read_only}", target.display()))
+        }
+        fn idmapped_bind(
+            &self,
+            source: &Path,
+            target: &Path,
+            userns: i32,
+            read_only: bool,
+            recursive: bool,
+        ) -> Result<(), Errno> {
+            let (s, t) = (source.display(), target.display());
+            self.call(format!("idmap {s} {t} userns={userns} ro={read_only} rec={recursive}"))
+        }
+        fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {
+            self.call(format!("chown {} {id}", path.display()))
+        }
+        fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {
+            self.call(format!("enter userns {userns}"))
+        }
+        fn mask(&self, path: &Path) -> Result<(), Errno> {
+            self.call(format!("mask {}", path.display()))
+        }
+        fn bind_read_only(&self, path: &Path) -> Result<(), Errno> {
+            self.call(format!("read-only {}", path.display()))
         }
     }
 
@@ -395,6 +476,7 @@ mod tests {
             files: vec![],
             limits: Default::default(),
             rlimits: vec![],
+            security: crate::hardening::Security { tmpfs_size: 1 << 30, ..Default::default() },
             job: Job::Session,
         }
     }
@@ -465,7 +547,7 @@ mod tests {
         let order = [
             "mount tmpfs /tmp tmpfs",
             "pivot_root /tmp /tmp/oldroot",
-            "mount overlay /newroot overlay MsFlags(0x0) lowerdir=/oldroot/cache/trees/abc\\,d.uid1000,upperdir=/upper,workdir=/work,userxattr",
+            "mount overlay /newroot overlay MsFlags(MS_NODEV) lowerdir=/oldroot/cache/trees/abc\\,d.uid1000,upperdir=/upper,workdir=/work,userxattr",
             "mount proc /newroot/proc",
             "mount tmpfs /newroot/dev tmpfs",
             "mount /oldroot/dev/null /newroot/dev/null",
@@ -502,8 +584,8 @@ mod tests {
         let mut cfg = config(true, NetMode::Loopback);
         cfg.root = RootMode::Copy { lower: PathBuf::from("/cache/tree") };
         let calls = recorded(&cfg);
-        let copy = position(&calls, "copy /oldroot/cache/tree /newroot");
-        let bind = position(&calls, "mount /newroot /newroot - MsFlags(MS_BIND | MS_REC)");
+        let copy = position(&calls, "copy /oldroot/cache/tree /newroot +0");
+        let bind = position(&calls, "mount /newroot /newroot - MsFlags(MS_NODEV | MS_BIND | MS_REC)");
         assert!(
             position(&calls, "mount tmpfs /tmp tmpfs") < copy && copy < bind && bind < position(&calls, "mount proc")
         );
@@ -581,6 +663,42 @@ mod tests {
             })
         );
         assert!(rec.calls.borrow().last().is_some_and(|c| c.starts_with("mount proc")), "stopped at the failure");
+    }
+
+    #[test]
+    fn as_root_the_rootfs_and_volumes_are_idmapped_and_the_userns_is_entered_last() {
+        let mut cfg = config(false, NetMode::Loopback);
+        cfg.outer_uid = 0;
+        cfg.security.userns_fd = Some(7);
+        cfg.security.id_base = 100_000;
+        cfg.mounts = vec![crate::volume::Mount::bind("/", "/data").read_only()];
+        let calls = recorded(&cfg);
+        assert!(!calls.iter().any(|c| c.contains("uid_map")), "the helper maps ids: {calls:#?}");
+        let idmap = position(&calls, "idmap /oldroot/cache/trees/abc,d.uid1000 /lower userns=7 ro=true rec=false");
+        let overlay = position(&calls, "mount overlay /newroot overlay MsFlags(MS_NODEV) lowerdir=/lower,");
+        let volume = position(&calls, "idmap /oldroot/ /newroot/data userns=7 ro=true rec=true");
+        assert!(position(&calls, "chown /upper 100000") < idmap && idmap < overlay && overlay < volume);
+        let tmp = calls.iter().find(|c| c.starts_with("mount tmpfs /newroot/tmp")).expect("/tmp");
+        assert!(tmp.ends_with(",uid=100000,gid=100000"), "{tmp}");
+        assert_eq!(calls.last().map(String::as_str), Some("enter userns 7"), "{calls:#?}");
+    }
+
+    #[test]
+    fn proc_is_masked_and_every_tmpfs_has_a_size_unless_privileged() {
+        let cfg = config(true, NetMode::Loopback);
+        let calls = recorded(&cfg);
+        let dev = position(&calls, "mount /oldroot/dev/null /newroot/dev/null");
+        let kcore = position(&calls, "mask /newroot/proc/kcore");
+        let sys = position(&calls, "read-only /newroot/proc/sys");
+        assert!(dev < kcore && kcore < sys && sys < position(&calls, "pivot_root . ."), "{calls:#?}");
+        assert!(calls.iter().any(|c| c == "mask /newroot/sys/firmware"), "{calls:#?}");
+        for tmpfs in calls.iter().filter(|c| c.starts_with("mount tmpfs")) {
+            assert!(tmpfs.contains(",size="), "{tmpfs}");
+        }
+        let mut privileged = cfg;
+        privileged.security.privileged = true;
+        let calls = recorded(&privileged);
+        assert!(!calls.iter().any(|c| c.starts_with("mask") || c.starts_with("read-only")), "{calls:#?}");
     }
 
     #[test]

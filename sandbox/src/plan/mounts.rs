@@ -5,14 +5,23 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
-use crate::volume::{Mount, MountKind};
+use crate::config::Config;
+use crate::volume::MountKind;
 
 use super::{Op, StepKind, Steps};
 
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-/// `/proc`, `/dev` and `/tmp`, as every sandbox has them.
-pub(super) fn standard(s: &mut Steps) {
+/// As root with a shifted id range, tmpfs options that give the mount's root to root inside.
+fn owned(config: &Config, data: String) -> String {
+    match config.security.shifted(config.outer_uid) {
+        Some((base, _)) => format!("{data},uid={base},gid={base}"),
+        None => data,
+    }
+}
+
+/// `/proc`, `/dev` and `/tmp`, as every sandbox has them; every tmpfs with a size (issue 9).
+pub(super) fn standard(s: &mut Steps, config: &Config) {
     let p = PathBuf::from;
     // proc(5) for the new pid namespace: ps and /proc/self see only the sandbox.
     s.add(StepKind::Proc, "create /proc", Op::Mkdir { path: p("/newroot/proc"), mode: 0o555 });
@@ -26,7 +35,13 @@ pub(super) fn standard(s: &mut Steps) {
     s.add(
         StepKind::Dev,
         "mount a tmpfs on /dev",
-        Op::fs("tmpfs", p("/newroot/dev"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755")),
+        // nodev: the bound devices are mounts of their own; nothing made in /dev opens a device.
+        Op::fs(
+            "tmpfs",
+            p("/newroot/dev"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+            Some(&owned(config, format!("mode=0755,size={}", crate::hardening::DEV_SIZE))),
+        ),
     );
     for dev in DEVICES {
         let target = Path::new("/newroot/dev").join(dev);
@@ -69,13 +84,32 @@ pub(super) fn standard(s: &mut Steps) {
     s.add(
         StepKind::Tmp,
         "mount a tmpfs on /tmp",
-        Op::fs("tmpfs", p("/newroot/tmp"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777")),
+        Op::fs(
+            "tmpfs",
+            p("/newroot/tmp"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(&owned(config, format!("mode=1777,size={}", config.security.tmpfs_size))),
+        ),
     );
 }
 
+/// crun's masked paths under `prefix` (`/proc/` or `/sys/`), and Docker's read-only ones
+/// (crate::hardening); `/dev/null` exists by then.
+pub(super) fn mask(s: &mut Steps, prefix: &str) {
+    let kind = if prefix == "/sys/" { StepKind::Sys } else { StepKind::Proc };
+    let in_new_root = |path: &str| Path::new("/newroot").join(path.trim_start_matches('/'));
+    for path in crate::hardening::MASKED_PATHS.iter().filter(|m| m.starts_with(prefix)) {
+        s.add(kind, "mask a kernel path", Op::Mask { path: in_new_root(path) });
+    }
+    for path in crate::hardening::READ_ONLY_PATHS.iter().filter(|m| m.starts_with(prefix)) {
+        s.add(kind, "make a kernel path read-only", Op::ReadOnly { path: in_new_root(path) });
+    }
+}
+
 /// The user's volumes, in order.
-pub(super) fn volumes(s: &mut Steps, mounts: &[Mount]) {
-    for m in mounts {
+pub(super) fn volumes(s: &mut Steps, config: &Config) {
+    let shifted = config.security.shifted(config.outer_uid);
+    for m in &config.mounts {
         let target = Path::new("/newroot").join(m.target.trim_start_matches('/'));
         match &m.kind {
             MountKind::Bind { source, is_dir } => {
@@ -92,11 +126,25 @@ pub(super) fn volumes(s: &mut Steps, mounts: &[Mount]) {
                     }
                     s.add(StepKind::Volume, "create a volume's mount point", Op::Touch { path: target.clone() });
                 }
-                s.add(
-                    StepKind::Volume,
-                    "bind-mount a volume",
-                    Op::bind(from.display().to_string(), target.clone(), MsFlags::MS_BIND | MsFlags::MS_REC),
-                );
+                match shifted {
+                    // What the test writes there is the caller's on the host, not a shifted id's.
+                    Some((_, userns)) => s.add(
+                        StepKind::Volume,
+                        "bind-mount a volume id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
+                        Op::IdmappedBind {
+                            source: from,
+                            target: target.clone(),
+                            userns,
+                            read_only: m.read_only,
+                            recursive: true,
+                        },
+                    ),
+                    None => s.add(
+                        StepKind::Volume,
+                        "bind-mount a volume",
+                        Op::bind(from.display().to_string(), target.clone(), MsFlags::MS_BIND | MsFlags::MS_REC),
+                    ),
+                }
                 s.add(
                     StepKind::Volume,
                     "make a volume nosuid, nodev (and read-only)",
@@ -104,10 +152,9 @@ pub(super) fn volumes(s: &mut Steps, mounts: &[Mount]) {
                 );
             }
             MountKind::Tmpfs => {
-                let mut data = "mode=1777".to_owned();
-                if let Some(size) = m.size {
-                    data.push_str(&format!(",size={size}"));
-                }
+                // Without a size of its own, the same as /tmp: never unbounded (issue 9).
+                let size = m.size.unwrap_or(config.security.tmpfs_size);
+                let data = owned(config, format!("mode=1777,size={size}"));
                 let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
                 if m.read_only {
                     flags |= MsFlags::MS_RDONLY;

@@ -15,6 +15,8 @@ const STAGING: &str = "/tmp";
 /// `/oldroot`) and builds the writable root at `/newroot`.
 pub(super) fn stage(s: &mut Steps, config: &Config) {
     let p = PathBuf::from;
+    // As root, unless privileged: host trees are shown through the user namespace's id mapping.
+    let shifted = config.security.shifted(config.outer_uid);
     // mount_namespaces(7): a recursive slave receives the host's mount events but sends none back, so
     // nothing mounted from here on is ever seen by the host.
     s.add(
@@ -33,7 +35,12 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
     s.add(
         StepKind::Staging,
         "mount the staging tmpfs",
-        Op::fs("tmpfs", p(STAGING), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755")),
+        Op::fs(
+            "tmpfs",
+            p(STAGING),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(&format!("mode=0755,size={}", config.security.tmpfs_size)),
+        ),
     );
     s.add(StepKind::Staging, "create the old-root directory", Op::Mkdir { path: p("/tmp/oldroot"), mode: 0o755 });
     // pivot_root(2), as bubblewrap does: the host's tree stays reachable at /oldroot while we build.
@@ -49,11 +56,31 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
     for dir in [&upper, &work, &p("/newroot")] {
         s.add(StepKind::Staging, "create a staging directory", Op::Mkdir { path: dir.clone(), mode: 0o755 });
     }
+    if let (Some((base, _)), None) = (shifted, &config.layers.upper_in) {
+        // The upper layer's root is the sandbox's `/`: root's inside (a kept layer keeps its owner).
+        s.add(StepKind::Staging, "give the writable layer to root inside", Op::Chown { path: upper.clone(), id: base });
+    }
     match &config.root {
         RootMode::Overlay { lower } => {
-            let mut lowers: Vec<String> =
-                config.layers.above.iter().map(|l| escape_overlay_path(&on_host(l))).collect();
-            lowers.push(escape_overlay_path(&on_host(lower)));
+            let mut lowers: Vec<PathBuf> = config.layers.above.iter().map(|l| on_host(l)).collect();
+            let mut base = on_host(lower);
+            if let Some((_, userns)) = shifted {
+                // The shared tree keeps the archive's owners; root's files are root's inside. Layers
+                // above it were written from inside (shifted owners already): as they are.
+                s.add(
+                    StepKind::Overlay,
+                    "create the lower layer's mount point",
+                    Op::Mkdir { path: p("/lower"), mode: 0o755 },
+                );
+                s.add(
+                    StepKind::Overlay,
+                    "bind the rootfs id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
+                    Op::IdmappedBind { source: base, target: p("/lower"), userns, read_only: true, recursive: false },
+                );
+                base = p("/lower");
+            }
+            lowers.push(base);
+            let lowers: Vec<String> = lowers.iter().map(|l| escape_overlay_path(l)).collect();
             let mut data = format!(
                 "lowerdir={},upperdir={},workdir={}",
                 lowers.join(":"),
@@ -67,7 +94,8 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
             s.add(
                 StepKind::Overlay,
                 "mount the writable overlay root",
-                Op::fs("overlay", p("/newroot"), MsFlags::empty(), Some(&data)),
+                // nodev: a device node in the rootfs or made inside opens nothing.
+                Op::fs("overlay", p("/newroot"), MsFlags::MS_NODEV, Some(&data)),
             );
         }
         RootMode::Host { entries } => host_root(s, entries, &upper, &work, config.user_namespace),
@@ -76,13 +104,13 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
             s.add(
                 StepKind::CopyRoot,
                 "copy the rootfs into the sandbox's memory",
-                Op::CopyTree { from: source, to: p("/newroot") },
+                Op::CopyTree { from: source, to: p("/newroot"), shift: shifted.map_or(0, |(base, _)| base) },
             );
             // pivot_root needs the new root to be a mount point.
             s.add(
                 StepKind::CopyRoot,
                 "bind the copied root onto itself",
-                Op::bind("/newroot", p("/newroot"), MsFlags::MS_BIND | MsFlags::MS_REC),
+                Op::bind("/newroot", p("/newroot"), MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NODEV),
             );
         }
     }

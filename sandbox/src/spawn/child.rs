@@ -36,9 +36,22 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
         // an interactive shell gets job control and ^C reaches the program inside.
         let _ = crate::sys::set_controlling_terminal(std::io::stdin());
     }
+    let filter = crate::seccomp::shared().ok().flatten();
+    let refused = |e: Errno| Record::SetupFailed {
+        kind: StepKind::Security,
+        what: "install the seccomp filter (no_new_privs, seccomp)".into(),
+        path: None,
+        errno: e as i32,
+    };
     if let Err(e) = nix::unistd::chdir(config.current_dir.as_str()) {
         let (what, path) = ("enter the working directory".into(), Some(config.current_dir.clone()));
         fail(exec_pipe, &Record::SetupFailed { kind: StepKind::CurrentDir, what, path, errno: e as i32 });
+    }
+    // Last before exec: the keyring, stdio only, no_new_privs and the seccomp filter.
+    if !matches!(config.job, Job::Session | Job::Switch)
+        && let Err(e) = crate::hardening::harden_program(&config.security, filter, &[])
+    {
+        fail(exec_pipe, &refused(e));
     }
     match &config.job {
         Job::Closure { entry, build, input } => {

@@ -141,6 +141,10 @@ fn fork_init(t: SingleThreaded, config: &Config, with_start_pipe: bool) -> Resul
     if config.user_namespace {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
+    if config.security.userns_fd.is_some() {
+        // The helper is in the program's UTS, IPC and network namespaces already (spawn::userns).
+        flags = CloneFlags::CLONE_NEWPID;
+    }
     let switch = match &config.network {
         NetMode::Switch(member) => {
             Some((member, switch::open_switch(member).map_err(|(what, e)| (StepKind::Network, what, e))?))
@@ -168,8 +172,39 @@ fn fork_init(t: SingleThreaded, config: &Config, with_start_pipe: bool) -> Resul
     }
 }
 
+/// How long after the sandbox's deadline the helper kills init itself, if init has not ended the
+/// sandbox (the program stopped it with ptrace, or it hangs).
+const HELPER_DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The program's user namespace (issue 9), unless privileged: root of a user namespace of its own (an
+/// unprivileged id range as root; rootless, nested in a setup namespace where the caller is root),
+/// which owns its UTS, IPC and network namespaces; init builds the mounts first and enters it last
+/// (spawn::userns). Not yet with the host's own root as the rootfs (`RootMode::Host`, whose folders
+/// would need id-mapped overlays each).
+fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<OwnedFd>, StepError> {
+    if config.security.privileged || matches!(config.root, crate::config::RootMode::Host { .. }) {
+        return Ok(None);
+    }
+    let net = config.network.own_namespace();
+    let made = if config.outer_uid == 0 {
+        super::userns::create_program_namespaces(t, config.security.id_base, crate::hardening::ID_COUNT, net)
+    } else {
+        super::userns::enter_setup_namespace(config.outer_uid, config.outer_gid)
+            .and_then(|()| super::userns::create_program_namespaces(t, 0, 1, net))
+    };
+    made.map(Some).map_err(|(what, e)| (StepKind::Namespaces, what, e))
+}
+
 /// A new sandbox: new namespaces, init as PID 1 in them.
 fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
+    let started = std::time::Instant::now();
+    // Compiled here, before the forks, so that the program's process only installs it.
+    if !config.security.privileged
+        && let Err(e) = crate::seccomp::shared()
+    {
+        tracing::error!(%e, "no seccomp filter");
+        fail(&report, (StepKind::Security, "compile the seccomp filter", Errno::EINVAL));
+    }
     // Limits: the cgroup is made first; init is moved into it before it does anything (see below),
     // so that every process of the sandbox, and only those, are accounted and limited. Every failure
     // from here on drops it, which removes it.
@@ -180,6 +215,24 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         }
     } else {
         None
+    };
+    let userns = match program_namespaces(t, config) {
+        Ok(u) => u,
+        Err(step) => {
+            drop(cgroup);
+            fail(&report, step);
+        }
+    };
+    let with_userns;
+    let config = match &userns {
+        Some(fd) => {
+            use std::os::fd::AsRawFd;
+            let mut c = config.clone();
+            c.security.userns_fd = Some(fd.as_raw_fd());
+            with_userns = c;
+            &with_userns
+        }
+        None => config,
     };
     let forked = match fork_init(t, config, cgroup.is_some()) {
         Ok(f) => f,
@@ -224,8 +277,10 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         let _ = std::io::Write::write_all(&mut std::fs::File::from(go), b"g");
     }
     send(&report, &Record::Init { pid: init.as_raw() });
+    // The deadline, enforced from out here too: init enforces it, unless the program stopped it.
+    let deadline = config.timeout.map(|t| started + t + HELPER_DEADLINE_GRACE);
     // `_mount_ns` lives until the process ends: after the report.
-    let (outcome, waited, _mount_ns) = wait_for(init, Some(status), &kill);
+    let (outcome, waited, _mount_ns) = wait_for(init, Some(status), &kill, deadline);
     let usage = cgroup.as_ref().map(Cgroup::usage);
     drop(cgroup);
     let Some((status, timed_out)) = ended(outcome, waited) else { std::process::exit(SETUP_FAILED) };
@@ -271,23 +326,41 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         Vec::new()
     };
     let mut order = vec!["cgroup", "ipc", "uts", "net", "pid", "mnt"];
-    if config.user_namespace {
+    let program_userns = !config.security.privileged;
+    if program_userns {
+        // The program's user namespace last: its root has no power over the pid namespace (owned by
+        // the host's, or rootless by the setup namespace, which is entered first to gain it).
+        order = vec!["pid", "cgroup", "ipc", "uts", "net", "mnt", "user"];
+        if config.user_namespace {
+            order.insert(0, "setup-user");
+        }
+    } else if config.user_namespace {
         // setns(2): enter the user namespace first, to gain the capabilities the others require.
         order.insert(0, "user");
     }
+    // All opened first: once in the session's mount namespace, /proc is the sandbox's.
+    let mut fds = Vec::with_capacity(order.len());
     for ns in order {
         if ns == "net" && !config.network.own_namespace() {
             continue;
         }
-        let path = format!("/proc/{init_pid}/ns/{ns}");
-        let fd =
-            match nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
-                Ok(fd) => fd,
-                Err(e) => fail(&report, (StepKind::Namespaces, "open a namespace of the session (has it ended?)", e)),
-            };
+        let path = match ns {
+            // The setup namespace is the session's helper's (init's parent's).
+            "setup-user" => format!("/proc/{}/ns/user", parent_of(*init_pid).unwrap_or(0)),
+            _ => format!("/proc/{init_pid}/ns/{ns}"),
+        };
+        match nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+            Ok(fd) => fds.push(fd),
+            Err(e) => fail(&report, (StepKind::Namespaces, "open a namespace of the session (has it ended?)", e)),
+        }
+    }
+    for fd in fds {
         if let Err(e) = nix::sched::setns(fd, CloneFlags::empty()) {
             fail(&report, (StepKind::Namespaces, "enter a namespace of the session (setns)", e));
         }
+    }
+    if program_userns && let Err(e) = super::userns::become_root() {
+        fail(&report, (StepKind::Namespaces, "become root of the session's user namespace (setresuid)", e));
     }
     // setns(CLONE_NEWNS) leaves the working directory outside the new root.
     let _ = nix::unistd::chdir("/");
@@ -312,13 +385,19 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
             super::child::await_exec(exec_r, &report);
-            let (outcome, waited, _) = wait_for(child, None, &kill);
+            let (outcome, waited, _) = wait_for(child, None, &kill, None);
             match command_status(outcome, waited) {
                 Ok(raw) => finish(&report, raw, false),
                 Err(e) => fail(&report, (StepKind::Helper, "wait for the command's process (waitpid)", e)),
             }
         }
     }
+}
+
+/// The parent pid of `pid` (proc(5), the fourth field of `stat`).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A session command's raw wait status, from its wait (or the kill that ended it).
@@ -340,7 +419,8 @@ fn wait_for(
     child: Pid,
     status: Option<OwnedFd>,
     kill: &OwnedFd,
-) -> (Option<(i32, bool)>, nix::Result<WaitStatus>, Option<OwnedFd>) {
+    deadline: Option<std::time::Instant>,
+) -> (Option<(i32, bool)>, nix::Result<WaitStatus>, Vec<OwnedFd>) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use nix::sys::wait::WaitPidFlag;
@@ -352,18 +432,16 @@ fn wait_for(
     let mut decoder = Decoder::default();
     let mut outcome = None;
     let mut status_file = status.map(std::fs::File::from);
-    // Init's mount namespace, held so that its teardown happens at our exit, after the report.
-    let mut mount_ns: Option<OwnedFd> = None;
-    let mut on_records = |records: Vec<Record>, mount_ns: &mut Option<OwnedFd>| {
+    // Init's mount namespaces (two when it enters the program's user namespace), held so that their
+    // teardown happens at our exit, after the report.
+    let mut mount_ns: Vec<OwnedFd> = Vec::new();
+    let mut on_records = |records: Vec<Record>, mount_ns: &mut Vec<OwnedFd>| {
         for r in records {
             match r {
                 Record::MountNamespaceReady => {
-                    *mount_ns = nix::fcntl::open(
-                        format!("/proc/{child}/ns/mnt").as_str(),
-                        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                        nix::sys::stat::Mode::empty(),
-                    )
-                    .ok();
+                    let path = format!("/proc/{child}/ns/mnt");
+                    let mode = nix::sys::stat::Mode::empty();
+                    mount_ns.extend(nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, mode).ok());
                 }
                 Record::Exited { status, timed_out } => outcome = Some((status, timed_out)),
                 _ => {}
@@ -371,6 +449,7 @@ fn wait_for(
         }
     };
     let mut killed = false;
+    let mut timed_out = false;
     let waited = loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
@@ -388,7 +467,20 @@ fn wait_for(
         if let Some(f) = &status_file {
             fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
         }
-        if poll(&mut fds, PollTimeout::NONE).is_err() {
+        let timeout = match deadline {
+            Some(d) if !killed => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    killed = true;
+                    timed_out = true;
+                    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                    continue;
+                }
+                PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1).unwrap_or(PollTimeout::MAX)
+            }
+            _ => PollTimeout::NONE,
+        };
+        if poll(&mut fds, timeout).is_err() {
             continue;
         }
         let ready = |i: usize| fds.get(i).is_some_and(|f| f.revents().is_some_and(|r| !r.is_empty()));
@@ -413,7 +505,7 @@ fn wait_for(
         on_records(decoder.feed(&rest), &mut mount_ns);
     }
     if outcome.is_none() && killed {
-        outcome = Some((Signal::SIGKILL as i32, false));
+        outcome = Some((Signal::SIGKILL as i32, timed_out));
     }
     (outcome, waited, mount_ns)
 }

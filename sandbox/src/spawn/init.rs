@@ -22,13 +22,30 @@ use crate::sys::{Kernel, SingleThreaded};
 pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: OwnedFd) -> ! {
     // Die with the helper (our parent), and so with the test process above it.
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
-    if let Err(f) = plan::run(&plan::plan(config), &Kernel) {
+    // Not dumpable: the program can neither ptrace init (to stop the deadline) nor read its memory.
+    // Rootless, init must stay dumpable: a Session's commands enter its namespaces through
+    // /proc/<init>/ns as the same unprivileged user (the seccomp filter refuses ptrace of PID 1).
+    if config.outer_uid == 0 && !config.security.privileged {
+        let _ = nix::sys::prctl::set_dumpable(false);
+    }
+    if let Some((base, _)) = config.security.shifted(config.outer_uid) {
+        crate::inroot::give_created_to(base);
+    }
+    if let Err(f) = plan::run(&plan::namespace_phase(config), &Kernel) {
         send_failure(&report, &f);
         std::process::exit(1);
     }
     // Tell the helper our mount namespace exists: it keeps it alive until it has reported the end,
-    // so that freeing the sandbox's mounts is not on the way of the caller's wait.
+    // so that freeing the sandbox's mounts is not on the way of the caller's wait. Entering the
+    // program's user namespace makes a second one (its copy); the helper keeps that too.
     send(&status, &Record::MountNamespaceReady);
+    if let Err(f) = plan::run(&plan::filesystem_phase(config), &Kernel) {
+        send_failure(&report, &f);
+        std::process::exit(1);
+    }
+    if config.security.userns_fd.is_some() {
+        send(&status, &Record::MountNamespaceReady);
+    }
     // Every signal goes through a signalfd, so that none is lost between fork and the wait loop, and
     // so that PID 1 (which the kernel spares from default actions) still sees them.
     let all = SigSet::all();

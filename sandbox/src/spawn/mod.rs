@@ -17,6 +17,7 @@ pub(crate) mod helper;
 pub(crate) mod init;
 pub(crate) mod parent;
 pub(crate) mod server;
+pub(crate) mod userns;
 
 use crate::sys::SingleThreaded;
 

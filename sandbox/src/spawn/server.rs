@@ -85,6 +85,8 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
     let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
     // Once, here: every helper forked from now on knows it (closures check it).
     let _ = crate::sys::code::build_id();
+    // Compiled once here, inherited by every helper this server forks.
+    let _ = crate::seccomp::shared();
     serve(t, sock);
     std::process::exit(0);
 }

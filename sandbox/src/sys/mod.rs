@@ -7,6 +7,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod code;
+pub(crate) mod hardening;
 pub(crate) mod mount;
 pub(crate) mod net;
 pub(crate) mod process;
@@ -51,7 +52,21 @@ pub(crate) trait Sys {
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     /// Copies the tree at `from` into the existing directory `to`: directories, files (hard links
     /// become copies), symlinks as they are; modes kept, owners kept where the process may chown.
-    fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno>;
+    fn copy_tree(&self, from: &Path, to: &Path, shift: u32) -> Result<(), Errno>;
+    /// Binds `source` at `target` shown through the id mapping of the user namespace `userns`; with the
+    /// mounts below `source` if `recursive`.
+    fn idmapped_bind(
+        &self,
+        source: &Path,
+        target: &Path,
+        userns: i32,
+        read_only: bool,
+        recursive: bool,
+    ) -> Result<(), Errno>;
+    /// Gives `path` (not what a symlink there points to) to uid and gid `id`.
+    fn chown(&self, path: &Path, id: u32) -> Result<(), Errno>;
+    /// Enters the user namespace `userns`, then a new mount namespace owned by it.
+    fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno>;
     /// Creates a directory and its missing parents.
     fn mkdir_all(&self, path: &Path) -> Result<(), Errno>;
     /// Moves this process into a new mount namespace.
@@ -59,6 +74,11 @@ pub(crate) trait Sys {
     /// Makes the bind mount at `target`, and every mount below it, nosuid and nodev, and read-only if
     /// asked.
     fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno>;
+    /// Hides `path`: `/dev/null` of the new root bound over a file, an empty read-only tmpfs over a
+    /// directory. A path the kernel does not have is fine.
+    fn mask(&self, path: &Path) -> Result<(), Errno>;
+    /// Binds `path` onto itself, read-only, nosuid and nodev. A path that does not exist is fine.
+    fn bind_read_only(&self, path: &Path) -> Result<(), Errno>;
 }
 
 /// The real kernel.
@@ -74,7 +94,7 @@ impl Sys for Kernel {
         flags: MsFlags,
         data: Option<&str>,
     ) -> Result<(), Errno> {
-        nix::mount::mount(source, target, fstype, flags, data)
+        on_target(target, |target| nix::mount::mount(source, target, fstype, flags, data))
     }
 
     fn umount_detach(&self, target: &Path) -> Result<(), Errno> {
@@ -90,6 +110,9 @@ impl Sys for Kernel {
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(path) {
+            return crate::inroot::mkdir(rel, mode);
+        }
         match nix::unistd::mkdir(path, Mode::from_bits_truncate(mode)) {
             Ok(()) | Err(Errno::EEXIST) => Ok(()),
             Err(e) => Err(e),
@@ -97,6 +120,9 @@ impl Sys for Kernel {
     }
 
     fn touch(&self, path: &Path) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(path) {
+            return crate::inroot::touch(rel);
+        }
         let fd = nix::fcntl::open(
             path,
             OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
@@ -107,20 +133,18 @@ impl Sys for Kernel {
     }
 
     fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(path) {
+            return crate::inroot::write_file(rel, contents);
+        }
         let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
         let fd = nix::fcntl::open(path, flags, Mode::from_bits_truncate(0o644))?;
-        let mut rest = contents;
-        while !rest.is_empty() {
-            match nix::unistd::write(&fd, rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        crate::inroot::write_all(&fd, contents)
     }
 
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(link) {
+            return crate::inroot::symlink(target, rel);
+        }
         match nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, link) {
             Err(Errno::EEXIST) => {
                 nix::unistd::unlink(link)?;
@@ -135,6 +159,9 @@ impl Sys for Kernel {
     }
 
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(path) {
+            return crate::inroot::chmod(rel, mode);
+        }
         nix::sys::stat::fchmodat(
             nix::fcntl::AT_FDCWD,
             path,
@@ -143,11 +170,38 @@ impl Sys for Kernel {
         )
     }
 
-    fn copy_tree(&self, from: &Path, to: &Path) -> Result<(), Errno> {
-        mount::copy_dir_contents(from, to)
+    fn copy_tree(&self, from: &Path, to: &Path, shift: u32) -> Result<(), Errno> {
+        mount::copy_dir_contents(from, to, shift)
+    }
+
+    fn idmapped_bind(
+        &self,
+        source: &Path,
+        target: &Path,
+        userns: i32,
+        read_only: bool,
+        recursive: bool,
+    ) -> Result<(), Errno> {
+        on_target(target, |target| hardening::idmapped_bind(source, target, userns, read_only, recursive))
+    }
+
+    fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {
+        std::os::unix::fs::lchown(path, Some(id), Some(id)).map_err(mount::errno_of)
+    }
+
+    fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {
+        // SAFETY: the helper opened this descriptor for init (inherited across fork) and keeps it open
+        // for as long as init lives; it is only borrowed for the call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(userns) };
+        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWUSER)?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+        crate::spawn::userns::become_root()
     }
 
     fn mkdir_all(&self, path: &Path) -> Result<(), Errno> {
+        if let Some(rel) = crate::inroot::below_new_root(path) {
+            return crate::inroot::mkdir_all(rel);
+        }
         std::fs::create_dir_all(path).map_err(mount::errno_of)
     }
 
@@ -156,10 +210,54 @@ impl Sys for Kernel {
     }
 
     fn lock_bind(&self, target: &Path, read_only: bool) -> Result<(), Errno> {
-        mount::lock_bind(target, read_only)
+        on_target(target, |target| mount::lock_bind(target, read_only))
+    }
+
+    fn mask(&self, path: &Path) -> Result<(), Errno> {
+        let masked = on_target(path, |target| {
+            let meta = nix::sys::stat::stat(target)?;
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            if nix::sys::stat::SFlag::from_bits_truncate(meta.st_mode).contains(nix::sys::stat::SFlag::S_IFDIR) {
+                let data = Some("mode=0555,size=4k");
+                nix::mount::mount(Some("tmpfs"), target, Some("tmpfs"), flags | MsFlags::MS_RDONLY, data)?;
+                Ok(false)
+            } else {
+                nix::mount::mount(Some("/newroot/dev/null"), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+                Ok(true)
+            }
+        });
+        match masked {
+            Err(Errno::ENOENT) | Ok(false) => Ok(()),
+            // Resolved afresh: the descriptor used above is the covered file, not the new mount.
+            Ok(true) => self.lock_bind(path, true),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn bind_read_only(&self, path: &Path) -> Result<(), Errno> {
+        let bound = on_target(path, |target| {
+            nix::mount::mount(Some(target), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        });
+        match bound {
+            Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => self.lock_bind(path, true),
+        }
     }
 
     fn loopback_up(&self) -> Result<(), Errno> {
         net::interface_up("lo")
+    }
+}
+
+/// Runs `f` on `path`, or, for a path of the new root, on its descriptor's `/proc/self/fd` entry after
+/// resolving it inside the new root (crate::inroot), so that no symlink there leads to the host.
+fn on_target<T>(path: &Path, f: impl FnOnce(&Path) -> Result<T, Errno>) -> Result<T, Errno> {
+    match crate::inroot::below_new_root(path) {
+        Some(rel) => {
+            let (_fd, target) = crate::inroot::mount_target(rel)?;
+            f(&target)
+        }
+        None => f(path),
     }
 }

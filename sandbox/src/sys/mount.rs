@@ -31,7 +31,8 @@ pub(crate) fn errno_of(e: std::io::Error) -> Errno {
     e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
 }
 
-pub(crate) fn copy_dir_contents(from: &Path, to: &Path) -> Result<(), Errno> {
+/// `shift` is added to every owner (as root with a shifted id range).
+pub(crate) fn copy_dir_contents(from: &Path, to: &Path, shift: u32) -> Result<(), Errno> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     for entry in std::fs::read_dir(from).map_err(errno_of)? {
         let entry = entry.map_err(errno_of)?;
@@ -40,7 +41,7 @@ pub(crate) fn copy_dir_contents(from: &Path, to: &Path) -> Result<(), Errno> {
         let kind = meta.file_type();
         if kind.is_dir() {
             std::fs::create_dir(&dst).map_err(errno_of)?;
-            copy_dir_contents(&src, &dst)?;
+            copy_dir_contents(&src, &dst, shift)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&src).map_err(errno_of)?, &dst).map_err(errno_of)?;
         } else if kind.is_file() {
@@ -49,7 +50,7 @@ pub(crate) fn copy_dir_contents(from: &Path, to: &Path) -> Result<(), Errno> {
             continue; // devices, sockets, FIFOs: a rootfs from the cache has none
         }
         // Owners as in the tree where allowed (as root); inside a user namespace, what is mapped.
-        let _ = std::os::unix::fs::lchown(&dst, Some(meta.uid()), Some(meta.gid()));
+        let _ = std::os::unix::fs::lchown(&dst, Some(meta.uid() + shift), Some(meta.gid() + shift));
         if !kind.is_symlink() {
             std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(errno_of)?;
         }
@@ -59,17 +60,17 @@ pub(crate) fn copy_dir_contents(from: &Path, to: &Path) -> Result<(), Errno> {
 
 /// `struct mount_attr` of mount_setattr(2).
 #[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+pub(crate) struct MountAttr {
+    pub(crate) attr_set: u64,
+    pub(crate) attr_clr: u64,
+    pub(crate) propagation: u64,
+    pub(crate) userns_fd: u64,
 }
 
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub(crate) const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 /// mount_setattr(2) with AT_RECURSIVE: nosuid, nodev (and read-only) on `target` and below.
 fn mount_setattr_recursive(target: &Path, read_only: bool) -> Result<(), Errno> {

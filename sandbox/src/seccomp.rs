@@ -1,0 +1,244 @@
+//! The default seccomp filter: the system calls Docker's default profile refuses that no test needs
+//! (kernel keyrings, `open_by_handle_at`, `kexec_*`, module loading, `perf_event_open`, `bpf`,
+//! `userfaultfd`, setting the clocks, `reboot`, swap, process accounting, quotas, the kernel log)
+//! and the `TIOCSTI` ioctl, which pushes input into a terminal.
+//!
+//! A refused call fails with `EPERM`, as on a locked-down host, rather than killing the program
+//! (`SIGSYS`): a test sees an ordinary error. Everything else is allowed: mount, unshare, setns,
+//! ptrace, pivot_root and friends stay available, because a test may use them inside its own
+//! namespaces, where the user namespace already keeps them away from the host.
+//!
+//! The filter is compiled with `seccompiler` once, where allocating is fine (the helper, before any
+//! fork); the program's process only installs it, right before `exec`, with no allocation
+//! (`prctl(PR_SET_NO_NEW_PRIVS)` then `seccomp(SECCOMP_SET_MODE_FILTER)`).
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    TargetArch, sock_filter,
+};
+
+/// seccompiler refused the rules (a bug here, not a property of the host).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SeccompError {
+    #[error("failed to compile the default seccomp filter for {arch}")]
+    Compile {
+        arch: &'static str,
+        #[source]
+        source: seccompiler::BackendError,
+    },
+}
+
+/// Why each system call is refused; the syscall numbers are this architecture's.
+fn refused_syscalls() -> Vec<(i64, &'static str)> {
+    let mut list = vec![
+        // keyrings(7) are not namespaced: a test could read or fill the host user's keys.
+        (libc::SYS_add_key, "kernel keyring"),
+        (libc::SYS_request_key, "kernel keyring"),
+        (libc::SYS_keyctl, "kernel keyring"),
+        // Opens any file of a mounted filesystem by handle, bypassing the mount tree (the "shocker"
+        // escape); name_to_handle_at only makes handles and stays allowed.
+        (libc::SYS_open_by_handle_at, "file handles bypass the mount tree"),
+        (libc::SYS_kexec_load, "replaces the running kernel"),
+        (libc::SYS_kexec_file_load, "replaces the running kernel"),
+        (libc::SYS_init_module, "kernel modules"),
+        (libc::SYS_finit_module, "kernel modules"),
+        (libc::SYS_delete_module, "kernel modules"),
+        (libc::SYS_perf_event_open, "observes the whole machine; kernel attack surface"),
+        (libc::SYS_bpf, "kernel programs; kernel attack surface"),
+        (libc::SYS_userfaultfd, "stalls the kernel at will (exploit primitive)"),
+        // The clocks are the host's: there is no time namespace for CLOCK_REALTIME. seccomp cannot
+        // look inside adjtimex's struct, so reading through adjtimex is refused too (clock_gettime
+        // and gettimeofday read the time).
+        (libc::SYS_clock_settime, "sets the host's clock"),
+        (libc::SYS_clock_adjtime, "adjusts the host's clock"),
+        (libc::SYS_settimeofday, "sets the host's clock"),
+        (libc::SYS_adjtimex, "adjusts the host's clock"),
+        (libc::SYS_reboot, "reboots the host"),
+        (libc::SYS_swapon, "host swap"),
+        (libc::SYS_swapoff, "host swap"),
+        (libc::SYS_acct, "host process accounting"),
+        (libc::SYS_quotactl, "host disk quotas"),
+        (libc::SYS_quotactl_fd, "host disk quotas"),
+        (libc::SYS_syslog, "the host's kernel log"),
+        (libc::SYS_lookup_dcookie, "kernel profiling"),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    list.extend([
+        (libc::SYS_iopl, "raw I/O ports"),
+        (libc::SYS_ioperm, "raw I/O ports"),
+        (libc::SYS_uselib, "obsolete"),
+        (libc::SYS__sysctl, "obsolete"),
+        (libc::SYS_nfsservctl, "obsolete"),
+    ]);
+    list
+}
+
+/// System calls a test does use inside its own namespaces: the filter must never refuse them.
+#[cfg(test)]
+const KEPT: [i64; 9] = [
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    libc::SYS_pivot_root,
+    libc::SYS_ptrace,
+    libc::SYS_sethostname,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_clock_gettime,
+];
+
+/// x86_64's x32 ABI: the same calls with this bit set in the number. The filter refuses the whole
+/// ABI (as a kernel built without it does, with ENOSYS), so that no refused call sneaks in through it.
+#[cfg(target_arch = "x86_64")]
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// The default filter, compiled for this machine's architecture; `None` on architectures seccompiler
+/// does not support (the sandbox then runs without one: the user namespace is the boundary).
+///
+/// # Errors
+/// [`SeccompError::Compile`] if seccompiler rejects the rules.
+pub(crate) fn default_filter() -> Result<Option<Filter>, SeccompError> {
+    let arch = std::env::consts::ARCH;
+    let Ok(target) = TargetArch::try_from(arch) else {
+        return Ok(None);
+    };
+    let compile = |source| SeccompError::Compile { arch, source };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        refused_syscalls().into_iter().map(|(nr, _)| (nr, Vec::new())).collect();
+    // tty_ioctl(4): TIOCSTI fakes input on a terminal; a program holding the caller's terminal could
+    // type commands into the caller's shell. Compared on 32 bits, as the kernel reads the request.
+    #[allow(clippy::unnecessary_cast)] // an int on musl
+    let tiocsti = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::TIOCSTI as u64)
+        .and_then(|c| SeccompRule::new(vec![c]))
+        .map_err(compile)?;
+    rules.insert(libc::SYS_ioctl, vec![tiocsti]);
+    // The sandbox's init is PID 1 of its pid namespace: tracing it, or reading and writing its memory,
+    // would let the program stop the deadline or act outside this filter (init is not dumpable as
+    // root; rootless it must stay dumpable for `Session` to enter its namespaces).
+    let pid_is_init = |arg| {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, 1)
+            .and_then(|c| SeccompRule::new(vec![c]))
+            .map_err(compile)
+    };
+    rules.insert(libc::SYS_ptrace, vec![pid_is_init(1)?]);
+    rules.insert(libc::SYS_process_vm_readv, vec![pid_is_init(0)?]);
+    rules.insert(libc::SYS_process_vm_writev, vec![pid_is_init(0)?]);
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target)
+        .map_err(compile)?;
+    let mut program = BpfProgram::try_from(filter).map_err(compile)?;
+    refuse_x32(&mut program);
+    Ok(Some(Filter { program }))
+}
+
+/// Inserts, right after seccompiler's architecture check (3 instructions: load the arch, compare,
+/// kill on mismatch), a refusal of every x32 system call: load the number, and if it has the x32
+/// bit, return ENOSYS. The jumps of the rest of the program are relative, so they stay valid.
+#[cfg(target_arch = "x86_64")]
+fn refuse_x32(program: &mut BpfProgram) {
+    const ARCH_CHECK_LEN: usize = 3;
+    const SECCOMP_DATA_NR_OFFSET: u32 = 0;
+    let stmt = |code: u32, k: u32| sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let x32 = [
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, SECCOMP_DATA_NR_OFFSET),
+        sock_filter { code: (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16, jt: 0, jf: 1, k: X32_SYSCALL_BIT },
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+    ];
+    let at = ARCH_CHECK_LEN.min(program.len());
+    program.splice(at..at, x32);
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn refuse_x32(_program: &mut BpfProgram) {}
+
+/// The default filter, compiled once per process (in the fork server before it forks helpers, or in
+/// the helper before it forks init), so that the program's process only installs it.
+///
+/// # Errors
+/// As [`default_filter`], every time it is asked for.
+pub(crate) fn shared() -> Result<Option<&'static Filter>, &'static SeccompError> {
+    static FILTER: std::sync::OnceLock<Result<Option<Filter>, SeccompError>> = std::sync::OnceLock::new();
+    FILTER.get_or_init(default_filter).as_ref().map(Option::as_ref)
+}
+
+/// A compiled filter, ready to install.
+#[derive(Debug, Clone)]
+pub(crate) struct Filter {
+    program: BpfProgram,
+}
+
+impl Filter {
+    /// Sets no_new_privs and installs the filter on the calling thread (and so on everything it
+    /// execs and forks). Allocates nothing: safe to call after fork in a multi-threaded process.
+    ///
+    /// # Errors
+    /// The errno of prctl(PR_SET_NO_NEW_PRIVS) or seccomp(SECCOMP_SET_MODE_FILTER): no seccomp in
+    /// this kernel, or a container that forbids it.
+    pub(crate) fn install(&self) -> Result<(), nix::errno::Errno> {
+        seccompiler::apply_filter(&self.program).map_err(|e| {
+            let os = match &e {
+                seccompiler::Error::Prctl(io) | seccompiler::Error::Seccomp(io) => io.raw_os_error(),
+                _ => None,
+            };
+            nix::errno::Errno::from_raw(os.unwrap_or(libc::EINVAL))
+        })
+    }
+
+    /// The number of BPF instructions (the kernel's limit is 4096).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.program.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_for_this_machine_and_refuses_no_call_a_test_needs() {
+        let filter = default_filter().expect("compile").expect("x86_64, aarch64 and riscv64 are supported");
+        assert!(filter.len() < 512, "{} instructions", filter.len());
+        let refused: Vec<i64> = refused_syscalls().into_iter().map(|(nr, _)| nr).collect();
+        for nr in KEPT {
+            assert!(!refused.contains(&nr), "syscall {nr} is needed inside a sandbox");
+        }
+        let mut sorted = refused.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), refused.len(), "no syscall listed twice");
+    }
+
+    #[test]
+    fn installed_filter_refuses_with_eperm_and_allows_the_rest() {
+        let filter = default_filter().expect("compile").expect("supported arch");
+        // seccomp(2) and no_new_privs apply to the calling thread only (no TSYNC): install the filter
+        // on a thread of its own, which ends with the test.
+        let outcome = std::thread::spawn(move || {
+            filter.install().expect("install");
+            use nix::time::{ClockId, clock_gettime, clock_settime};
+            let now = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("reading a clock is allowed");
+            // CLOCK_MONOTONIC cannot be set: unfiltered, this is EINVAL and changes nothing.
+            let set = clock_settime(ClockId::CLOCK_MONOTONIC, now);
+            let dir = std::fs::read_dir("/").map(|d| d.count());
+            let nnp = nix::sys::prctl::get_no_new_privs();
+            (set, dir.is_ok(), nnp)
+        })
+        .join()
+        .expect("filtered thread");
+        use nix::errno::Errno;
+        assert_eq!(outcome, (Err(Errno::EPERM), true, Ok(true)));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x32_check_follows_the_arch_check() {
+        let filter = default_filter().expect("compile").expect("supported arch");
+        let p = &filter.program;
+        assert_eq!(u32::from(p[2].code), libc::BPF_RET | libc::BPF_K);
+        assert_eq!(p[2].k, libc::SECCOMP_RET_KILL_PROCESS, "seccompiler's arch check comes first");
+        assert_eq!((u32::from(p[4].code), p[4].k), (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, X32_SYSCALL_BIT));
+        assert_eq!(p[5].k, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+    }
+}

@@ -1,0 +1,118 @@
+//! The system calls of the hardening (issue 9) that neither nix nor seccompiler wrap:
+//! `close_range(2)`, `keyctl(2)`, and the new mount API for id-mapped bind mounts.
+
+use std::os::fd::RawFd;
+
+use nix::errno::Errno;
+
+/// Marks every descriptor above stderr close-on-exec, except `keep` (which a closure's child still
+/// needs), so that the program gets only stdin, stdout and stderr. close_range(2) with
+/// `CLOSE_RANGE_CLOEXEC` (Linux >= 5.11), else one fcntl per possible descriptor. Async-signal-safe.
+pub(crate) fn cloexec_above_stdio(keep: &[RawFd]) {
+    let mut first: RawFd = 3;
+    let mut bounds: [RawFd; 8] = [RawFd::MAX; 8];
+    let n = keep.len().min(bounds.len());
+    bounds[..n].copy_from_slice(&keep[..n]);
+    bounds[..n].sort_unstable();
+    for &fd in bounds[..n].iter().chain(std::iter::once(&RawFd::MAX)) {
+        if fd > first {
+            mark_cloexec(first, fd - 1);
+        }
+        first = first.max(fd.saturating_add(1));
+    }
+}
+
+fn mark_cloexec(first: RawFd, last: RawFd) {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC closes nothing: it only sets a flag on this
+    // process's descriptors, so no descriptor owned elsewhere in the process is invalidated.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, libc::CLOSE_RANGE_CLOEXEC) };
+    if rc == 0 {
+        return;
+    }
+    let max = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft.min(1 << 16) as RawFd);
+    for fd in first..=last.min(max) {
+        // SAFETY: F_SETFD on a number that may or may not be open: EBADF for a closed one, and for an
+        // open one only its close-on-exec flag changes.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+/// Joins a new anonymous session keyring (keyctl(2) `KEYCTL_JOIN_SESSION_KEYRING` with no name), so
+/// that the caller's session keyring is out of reach. Async-signal-safe.
+pub(crate) fn join_new_session_keyring() -> Result<(), Errno> {
+    // SAFETY: a NULL name asks for a new anonymous keyring; the kernel reads no memory of ours.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_keyctl, libc::KEYCTL_JOIN_SESSION_KEYRING as libc::c_ulong, std::ptr::null::<u8>())
+    };
+    Errno::result(rc).map(drop)
+}
+
+use super::mount::{AT_RECURSIVE, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MountAttr};
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
+
+/// A detached copy of the mount at `source` (open_tree(2) `OPEN_TREE_CLONE`; with the mounts below it
+/// if `recursive`: every one must support id-mapping, as /proc or /sys do not), shown
+/// through the id mapping of the user namespace `userns` (mount_setattr(2) `MOUNT_ATTR_IDMAP`), nosuid,
+/// nodev and maybe read-only, then attached at `target` (move_mount(2)). On-disk owners appear inside
+/// the user namespace as they are on the host (root's files are root's inside), and what the program
+/// writes is stored with the ids it has inside, unshifted.
+pub(crate) fn idmapped_bind(
+    source: &std::path::Path,
+    target: &std::path::Path,
+    userns: RawFd,
+    read_only: bool,
+    recursive: bool,
+) -> Result<(), Errno> {
+    use std::os::fd::FromRawFd;
+    let source = std::ffi::CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let recursive = if recursive { AT_RECURSIVE } else { 0 };
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | recursive;
+    // SAFETY: `source` is a NUL-terminated path alive for the call; open_tree returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source.as_ptr(), flags) };
+    let fd = Errno::result(fd)?;
+    // SAFETY: the descriptor was just returned by open_tree and is owned by nothing else.
+    let tree = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) };
+    let userns = u64::try_from(userns).map_err(|_| Errno::EBADF)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP
+            | MOUNT_ATTR_NOSUID
+            | MOUNT_ATTR_NODEV
+            | if read_only { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns,
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: an empty path with AT_EMPTY_PATH names the descriptor itself; `attr` is a valid
+    // mount_attr of the size passed, alive for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | recursive,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(rc)?;
+    // SAFETY: as above: the descriptor names the detached tree, `target` is a NUL-terminated path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            // The target may be a /proc/self/fd entry (crate::inroot): follow it.
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
+        )
+    };
+    Errno::result(rc).map(drop)
+}

@@ -1,0 +1,751 @@
+//! A hostile test author's attempts to reach the host from inside a default sandbox (issue 9), as root
+//! and again as the unprivileged `sandbox-test` user. Each attempt is written so that it changes
+//! nothing on the host even if it succeeds (it writes back the value it read, mounts read-only, or
+//! aims at a scratch folder the test owns), and each test asserts that the host is unchanged.
+//!
+//! Attacks that need a system call busybox has no applet for (keyctl, open_by_handle_at, ptrace,
+//! TIOCSTI) use the host's `perl` (Debian's essential `perl-base`), bound read-only into the sandbox
+//! with the C library it needs: its `syscall` builtin reaches any system call.
+//!
+//! Also here: what works in a sandbox today keeps working (a privileged port, sethostname, mounts
+//! inside, `chown` between ids inside, busybox applets, `apk`).
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use sandbox::{Error, Mount, Sandbox, Stdio};
+use system_tests::{ChildTest, dir_owned_by, fixture_rootfs, is_child, is_root, marker, skip, test_user};
+
+fn rootfs() -> fetch::Rootfs {
+    fixture_rootfs(env!("CARGO_TARGET_TMPDIR"))
+}
+
+fn builder() -> sandbox::Builder {
+    Sandbox::builder().rootfs(&rootfs())
+}
+
+/// Runs `script` with `sh -c`; returns its output whatever its status.
+fn run(sb: &Sandbox, script: &str) -> Output {
+    sb.command("/bin/sh").args(["-c", script]).output().expect("run a shell in the sandbox")
+}
+
+/// Runs `script` and returns its stdout; it must succeed.
+fn sh(sb: &Sandbox, script: &str) -> String {
+    let out = run(sb, script);
+    assert!(out.status.success(), "`{script}` failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn both(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// What the host shows at `path` (a sysctl, a sysfs file), or "" if unreadable.
+fn host_file(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The host's perl and the C library it needs, bound read-only into the sandbox, if this is an
+/// x86_64 host with a dynamically linked `/usr/bin/perl` (the syscall numbers below are x86_64's).
+fn perl_mounts() -> Option<Vec<Mount>> {
+    let libs = ["/lib/x86_64-linux-gnu", "/lib64"];
+    if !cfg!(target_arch = "x86_64")
+        || !Path::new("/usr/bin/perl").exists()
+        || libs.iter().any(|l| !Path::new(l).exists())
+    {
+        return None;
+    }
+    let mut mounts = vec![Mount::bind("/usr/bin/perl", "/usr/local/bin/perl").read_only()];
+    mounts.extend(libs.iter().map(|l| Mount::bind(*l, *l).read_only()));
+    Some(mounts)
+}
+
+/// A builder with perl inside, or `None` after printing why the test is skipped.
+fn builder_with_perl() -> Option<sandbox::Builder> {
+    let Some(mounts) = perl_mounts() else {
+        skip("needs an x86_64 host with /usr/bin/perl (Debian's perl-base) and its C library");
+        return None;
+    };
+    Some(mounts.into_iter().fold(builder(), sandbox::Builder::mount))
+}
+
+/// Runs a perl program in the sandbox and returns what it printed (stdout and stderr).
+fn perl(sb: &Sandbox, program: &str) -> String {
+    let out = sb.command("/usr/local/bin/perl").args(["-e", program]).output().expect("run perl in the sandbox");
+    both(&out)
+}
+
+// ---- the attacks ----
+
+/// `mknod` the host's root disk and mount it (read-only, or else sharing the host's mounted superblock,
+/// only to read a marker): the host's files must stay out of reach.
+fn check_host_disk_via_mknod() {
+    let Some((major_minor, fstype)) = host_root_device() else {
+        return skip("the host's / is not on a block device here");
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let secret = scratch.path().join("secret");
+    std::fs::write(&secret, "host secret").expect("write the marker");
+    let dev = |p: &Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::dev(&m)).ok();
+    if dev(scratch.path()) != dev(Path::new("/")) {
+        return skip("the temporary directory is not on the host's root filesystem");
+    }
+    let (major, minor) = major_minor.split_once(':').unwrap_or(("0", "0"));
+    let sb = builder().build().expect("build");
+    // The marker's path relative to the disk's root (the host's / is that filesystem's root).
+    let inside = format!("/tmp/m{}", secret.display());
+    let script = format!(
+        "mkdir /tmp/m /tmp/fresh; mount -t tmpfs -o dev tmpfs /tmp/fresh; \
+         for d in /disk /root/disk /dev/disk /dev/shm/disk /tmp/disk /tmp/fresh/disk; do \
+           mknod $d b {major} {minor} 2>/dev/null || continue; \
+           mount -t {fstype} -o ro $d /tmp/m 2>/dev/null || mount -t {fstype} $d /tmp/m 2>/dev/null || continue; \
+           cat {inside}; umount /tmp/m; \
+         done; echo done"
+    );
+    let out = run(&sb, &script);
+    assert!(!both(&out).contains("host secret"), "the host's disk was mounted: {}", both(&out));
+    assert_eq!(std::fs::read_to_string(&secret).expect("marker"), "host secret");
+}
+
+/// The `major:minor` and filesystem type of the host's `/`, if it is a block device.
+fn host_root_device() -> Option<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let line = info.lines().find(|l| l.split(' ').nth(4) == Some("/"))?;
+    let dev = line.split(' ').nth(2)?.to_owned();
+    let fstype = line.split(" - ").nth(1)?.split(' ').next()?.to_owned();
+    let is_block = std::path::Path::new(&format!("/sys/dev/block/{dev}")).exists();
+    is_block.then_some((dev, fstype))
+}
+
+/// open_by_handle_at ("shocker"): a handle for inode 2 (the root of an ext4 filesystem), anchored on a
+/// volume of the host's disk, opens the host's root directory without any mount.
+fn check_open_by_handle_at() {
+    let Some(b) = builder_with_perl() else { return };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let sb = b.mount(Mount::bind(scratch.path(), "/data").read_only()).build().expect("build");
+    // struct file_handle { u32 handle_bytes = 8; i32 handle_type = 1 (FILEID_INO32_GEN); u32 ino = 2; u32 gen = 0 }
+    let out = perl(
+        &sb,
+        r#"opendir(my $d, "/data") or die "opendir: $!";
+           my $h = pack("IiII", 8, 1, 2, 0);
+           my $fd = syscall(304, fileno($d), $h, 0);
+           if ($fd < 0) { print "refused errno=", $!+0, "\n"; exit 0 }
+           opendir(my $root, "/proc/self/fd/$fd") or die "opendir root: $!";
+           print "opened: ", join(" ", sort readdir($root)), "\n";"#,
+    );
+    assert_eq!(out, "refused errno=1\n", "open_by_handle_at must be refused with EPERM");
+}
+
+/// Global sysctls: write back the value just read (a no-op if it works). Each must be refused.
+fn check_global_sysctls() {
+    let sysctls = ["kernel/core_pattern", "kernel/modprobe", "vm/overcommit_memory", "kernel/panic", "fs/file-max"];
+    let before: Vec<String> = sysctls.iter().map(|s| host_file(&format!("/proc/sys/{s}"))).collect();
+    let sb = builder().build().expect("build");
+    for s in sysctls {
+        let script = format!(
+            "mount -o remount,rw /proc/sys 2>/dev/null; umount /proc/sys 2>/dev/null; \
+             v=$(cat /proc/sys/{s}) && printf '%s\\n' \"$v\" > /proc/sys/{s} && echo WROTE"
+        );
+        let out = run(&sb, &script);
+        assert!(!both(&out).contains("WROTE"), "/proc/sys/{s} is writable: {}", both(&out));
+    }
+    let after: Vec<String> = sysctls.iter().map(|s| host_file(&format!("/proc/sys/{s}"))).collect();
+    assert_eq!(after, before, "the host's sysctls are unchanged");
+}
+
+/// A fresh sysfs, or `/sys` remounted read-write: the host's kernel settings must stay read-only.
+fn check_sysfs_writes() {
+    let thp = "kernel/mm/transparent_hugepage/enabled";
+    let before = host_file(&format!("/sys/{thp}"));
+    let sb = builder().sys(true).build().expect("build");
+    let write_back = |dir: &str| {
+        format!(
+            "v=$(sed 's/.*\\[\\(.*\\)\\].*/\\1/' {dir}/{thp}) && [ -n \"$v\" ] && echo \"$v\" > {dir}/{thp} && echo WROTE {dir}"
+        )
+    };
+    let script = format!(
+        "mkdir /tmp/s && mount -t sysfs sysfs /tmp/s && {}; mount -o remount,rw /sys && {}; {}; echo done",
+        write_back("/tmp/s"),
+        write_back("/sys"),
+        write_back("/sys")
+    );
+    let out = run(&sb, &script);
+    assert!(!both(&out).contains("WROTE"), "sysfs is writable: {}", both(&out));
+    assert_eq!(host_file(&format!("/sys/{thp}")), before);
+}
+
+/// The clock is the host's: setting it (to the value it has: `adjtimex -t` with the current tick,
+/// `settimeofday(NULL, NULL)`) must be refused.
+fn check_clock() {
+    let sb = builder().build().expect("build");
+    let out = run(
+        &sb,
+        "t=$(adjtimex 2>/dev/null | awk '/tick:/ {print $2}'); [ -n \"$t\" ] && adjtimex -t \"$t\" >/dev/null 2>&1 && echo SET; echo done",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "adjtimex wrote the host's tick: {}", both(&out));
+    if let Some(b) = builder_with_perl() {
+        let sb = b.build().expect("build");
+        // settimeofday(NULL, NULL) changes nothing even when allowed; the filter refuses it anyway.
+        let out = perl(&sb, r#"my $r = syscall(164, 0, 0); print $r < 0 ? "refused errno=".($!+0) : "allowed", "\n";"#);
+        assert_eq!(out, "refused errno=1\n");
+    }
+}
+
+/// cgroup v1 hierarchies mounted inside show only the sandbox's own cgroup (as root): no
+/// `release_agent`, no other cgroup; and nothing there can be written, even the value it has.
+fn check_cgroup_v1() {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        return skip("this host has no cgroup v1 hierarchies");
+    }
+    let mut b = builder();
+    if is_root() {
+        b = b.memory_limit(256 << 20);
+    }
+    let sb = b.build().expect("build");
+    let script = "for c in memory pids cpu,cpuacct name=systemd; do \
+          d=/tmp/cg-$c; mkdir -p $d; mount -t cgroup -o $c cgroup $d 2>/dev/null || continue; \
+          echo mounted $c; \
+          test -e $d/release_agent && echo AGENT $c; \
+          for f in $d/release_agent $d/notify_on_release $d/memory.limit_in_bytes $d/pids.max $d/cgroup.procs; do \
+            [ -f $f ] || continue; v=$(cat $f | head -n 1); echo \"$v\" > $f 2>/dev/null && echo WROTE $f; \
+          done; \
+          n=$(find $d -mindepth 1 -type d | wc -l); [ $n -gt 0 ] && echo OTHERS $c $n; \
+        done; echo done";
+    let out = run(&sb, script);
+    let text = both(&out);
+    // Rootless, no cgroup of its own can be made under the caller's (owned by root here): the namespace
+    // is rooted at the caller's cgroup, whose files the program may see but, lacking any capability
+    // over the host, not write.
+    let refused: &[&str] = if is_root() { &["AGENT", "WROTE", "OTHERS"] } else { &["WROTE"] };
+    for bad in refused {
+        assert!(!text.contains(bad), "{bad}: {text}");
+    }
+}
+
+/// A read-only volume: remount read-write, unmount to reveal, or re-bind elsewhere and remount: none
+/// may make it writable. The victim is a scratch folder.
+fn check_read_only_volume() {
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("data.txt"), "hello").expect("write");
+    let sb = builder().mount(Mount::bind(host.path(), "/data").read_only()).build().expect("build");
+    let script = "mount -o remount,bind,rw /data 2>/dev/null; echo x > /data/remounted 2>/dev/null && echo WROTE remount; \
+        mkdir /tmp/again && mount --bind /data /tmp/again 2>/dev/null && { mount -o remount,bind,rw /tmp/again 2>/dev/null; \
+        echo x > /tmp/again/rebound 2>/dev/null && echo WROTE rebind; }; \
+        umount /data 2>/dev/null || umount -l /data 2>/dev/null; cat /data/data.txt 2>/dev/null || echo UNMOUNTED; \
+        echo done";
+    let out = run(&sb, script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, "hellodone\n", "{}", both(&out));
+    assert_eq!(system_tests::list(host.path()), vec!["data.txt".to_owned()], "nothing written on the host");
+}
+
+/// Masked `/proc` files stay masked: unmounting the mask is refused, and they read empty.
+fn check_masked_proc() {
+    let sb = builder().build().expect("build");
+    let script = "for f in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug /proc/sysrq-trigger; do \
+          umount $f 2>/dev/null && echo UNMASKED $f; umount -l $f 2>/dev/null && echo UNMASKED $f; \
+        done; \
+        for f in /proc/kcore /proc/timer_list /proc/sched_debug; do \
+          [ \"$(head -c 1 $f 2>/dev/null | wc -c)\" = 0 ] || echo READ $f; \
+        done; \
+        printf '' 2>/dev/null > /proc/sysrq-trigger && echo SYSRQ; echo done";
+    // printf '' opens the trigger for writing and writes nothing: no SysRq command runs, even if allowed.
+    let out = run(&sb, script);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{}", both(&out));
+}
+
+/// A descriptor the caller holds without close-on-exec (here: a host directory, at fd 200) must not
+/// reach the program, which could walk out of it (`/proc/self/fd/200/../..`). Run in a fresh process,
+/// where the descriptor exists before the first sandbox starts the fork server (which inherits it).
+fn check_leaked_descriptors() {
+    ChildTest::new("child_leaked_descriptors").assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_leaked_descriptors() {
+    if !is_child("child_leaked_descriptors") {
+        return;
+    }
+    let secret_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(secret_dir.path().join("secret"), "host secret").expect("write");
+    let dir = nix::fcntl::open(
+        secret_dir.path(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .expect("open the host directory");
+    // No O_CLOEXEC, at a number nothing else uses: as a careless library would leave it.
+    let leaked = nix::fcntl::fcntl(&dir, nix::fcntl::FcntlArg::F_DUPFD(200)).expect("dup");
+    let sb = builder().build().expect("build");
+    let script = format!("cat /proc/self/fd/{leaked}/secret; cat /proc/self/fd/{leaked}/../*/secret");
+    let out = sb.command("/bin/sh").args(["-c", &script]).output().expect("run");
+    let listed = sb.command("/bin/ls").arg("/proc/self/fd").stdout(Stdio::piped()).output().expect("run");
+    let text = both(&out);
+    assert!(!text.contains("host secret"), "read the host through a leaked fd: {text}");
+    // ls's own: stdin, stdout, stderr, and the directory it reads.
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "0\n1\n2\n3\n", "{}", both(&listed));
+    nix::unistd::close(leaked).expect("close the leaked fd");
+    drop(dir);
+}
+
+/// A small rootfs (busybox, `/bin/true`, the usual directories) where each `link` is a symlink to
+/// its `target`, to use as a hostile rootfs.
+fn hostile_rootfs(parent: &Path, links: &[(&str, String)]) -> PathBuf {
+    let tree = parent.join("rootfs");
+    for dir in ["bin", "dev", "etc", "proc", "root", "sys", "tmp"] {
+        std::fs::create_dir_all(tree.join(dir)).expect("create a directory of the tree");
+    }
+    std::fs::copy(rootfs().path().join("bin/busybox"), tree.join("bin/busybox")).expect("copy busybox");
+    for applet in ["true", "sh"] {
+        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).expect("link an applet");
+    }
+    for (link, target) in links {
+        let path = tree.join(link);
+        let _ = std::fs::remove_dir(&path);
+        std::os::unix::fs::symlink(target, &path).expect("plant the symlink");
+    }
+    tree
+}
+
+/// A rootfs whose directories are symlinks out of it (to the host's root as setup sees it at
+/// `/oldroot`, absolute and relative, and through `/proc/1/root`): setup must write nothing on the
+/// host, through any path it writes (hostname, hosts, files, volume and tmpfs mount points).
+fn check_hostile_rootfs_symlinks() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let victim = work.path().join("victim");
+    std::fs::create_dir(&victim).expect("victim dir");
+    let v = victim.display().to_string();
+    let tree = hostile_rootfs(
+        work.path(),
+        &[
+            ("etc", format!("/oldroot{v}")),
+            ("srv", format!("../../../../../../../oldroot{v}")),
+            ("opt", format!("/proc/1/root{v}")),
+            ("home", v.clone()),
+        ],
+    );
+    let volume = tempfile::tempdir().expect("tempdir");
+    let sb = Sandbox::builder()
+        .rootfs_dir(&tree)
+        .hostname("hostile")
+        .file("/etc/app.toml", "x")
+        .file("/srv/conf/app.toml", "x")
+        .file("/opt/app.toml", "x")
+        .file("/home/app.toml", "x")
+        .mount(Mount::bind(volume.path(), "/srv/data"))
+        .mount(Mount::bind(volume.path(), "/opt/data").read_only())
+        .mount(Mount::tmpfs("/home/scratch"))
+        .build()
+        .expect("build");
+    // Setup may fail with an error (a path that leads out of the root), or succeed with everything
+    // inside: either way, nothing lands on the host.
+    let result = sb.command("/bin/true").status();
+    assert_eq!(system_tests::list(&victim), Vec::<String>::new(), "setup wrote on the host ({result:?})");
+    assert_eq!(system_tests::list(volume.path()), Vec::<String>::new());
+}
+
+/// The same through a tarball, as `$SANDBOX_ROOTFS` would give it: fetch keeps absolute symlinks.
+fn check_hostile_tarball() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let victim = work.path().join("victim");
+    std::fs::create_dir(&victim).expect("victim dir");
+    let tree = hostile_rootfs(work.path(), &[("etc", format!("/oldroot{}", victim.display()))]);
+    let tarball = work.path().join("hostile.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .expect("run tar");
+    assert!(status.success());
+    let rootfs = fetch::Rootfs::from_tarball_in(&tarball, Some(&work.path().join("cache"))).expect("unpack");
+    let sb = Sandbox::builder().rootfs(&rootfs).file("/etc/app.toml", "x").build().expect("build");
+    let result = sb.command("/bin/true").status();
+    assert_eq!(system_tests::list(&victim), Vec::<String>::new(), "setup wrote on the host ({result:?})");
+}
+
+/// Without a memory limit each tmpfs has a size (a quarter of RAM for `/` and `/tmp`, 64 MiB for
+/// `/dev`); with one, a runaway writer gets ENOSPC before the OOM killer.
+fn check_tmpfs_sizes() {
+    let ram_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .expect("MemTotal");
+    let sb = builder().build().expect("build");
+    let sizes = sh(&sb, "df -k / /tmp /dev | tail -n +2 | awk '{print $6, $2}'");
+    for line in sizes.lines() {
+        let (mount, kib) = line.split_once(' ').expect("df line");
+        let kib: u64 = kib.parse().expect("size");
+        let max = if mount == "/dev" { 64 << 10 } else { ram_kib / 4 + 1024 };
+        assert!(kib <= max, "{mount} is {kib} KiB, more than {max} KiB (RAM {ram_kib} KiB)");
+    }
+    if !is_root() {
+        return; // limits need root on this machine's cgroup v1
+    }
+    let sb = builder().memory_limit(64 << 20).build().expect("build");
+    let out = sb
+        .command("/bin/sh")
+        .args(["-c", "dd if=/dev/zero of=/tmp/big bs=1M count=200; echo rc=$?; rm /tmp/big; echo alive"])
+        .output()
+        .expect("the writer is not OOM-killed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No space left on device"), "{}", both(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("alive\n"), "{}", both(&out));
+}
+
+/// The caller's keyrings: keyctl is refused (and `/proc/keys` is masked, see check_masked_proc).
+fn check_keyring() {
+    let Some(b) = builder_with_perl() else { return };
+    let sb = b.build().expect("build");
+    // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0); add_key("user", …, KEY_SPEC_SESSION_KEYRING)
+    let out = perl(
+        &sb,
+        r#"my $r = syscall(250, 0, -3, 0); print $r < 0 ? "keyctl errno=".($!+0) : "keyctl ok", "\n";
+           my ($type, $desc, $payload) = ("user", "escape-test", "x");
+           $r = syscall(248, $type, $desc, $payload, 1, -3);
+           print $r < 0 ? "add_key errno=".($!+0) : "add_key ok", "\n";"#,
+    );
+    assert_eq!(out, "keyctl errno=1\nadd_key errno=1\n");
+}
+
+/// The program cannot ptrace init (not dumpable), and the deadline holds even if init is stopped:
+/// the helper, outside the sandbox, enforces it.
+fn check_ptrace_init() {
+    let Some(b) = builder_with_perl() else { return };
+    let sb = b.build().expect("build");
+    // PTRACE_SEIZE = 0x4206, PTRACE_INTERRUPT = 0x4207.
+    let out =
+        perl(&sb, r#"my $r = syscall(101, 0x4206, 1, 0, 0); print $r < 0 ? "seize errno=".($!+0) : "seized", "\n";"#);
+    assert_eq!(out, "seize errno=1\n", "init can be ptraced");
+    let m = marker();
+    let sb = builder_with_perl().expect("perl").timeout(Duration::from_millis(500)).build().expect("build");
+    let t = Instant::now();
+    let program = format!(
+        r#"if (syscall(101, 0x4206, 1, 0, 0) >= 0) {{ syscall(101, 0x4207, 1, 0, 0) }} exec("/bin/sleep", "{m}") or sleep 20;"#
+    );
+    let err = sb.command("/usr/local/bin/perl").args(["-e", &program]).status().expect_err("must time out");
+    assert!(matches!(err, Error::TimedOut { .. }), "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "the deadline held: {:?}", t.elapsed());
+    assert_eq!(system_tests::wait_until_gone(&format!("sleep {m}")), Vec::<i32>::new());
+}
+
+/// TIOCSTI on the terminal the program was given (the test's own pseudo-terminal) is refused: it
+/// would type into the caller's shell.
+fn check_tiocsti() {
+    let Some(b) = builder_with_perl() else { return };
+    let sb = b.build().expect("build");
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let out = sb
+        .command("/usr/local/bin/perl")
+        .args([
+            "-e",
+            r#"my $c = "x"; my $r = ioctl(STDIN, 0x5412, $c); print defined $r ? "injected" : "errno=".($!+0), "\n";"#,
+        ])
+        .stdin(Stdio::from(pty.slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(both(&out), "errno=1\n");
+    drop(pty.master);
+}
+
+/// `user_namespace(true)` as root maps root inside to an unprivileged host range, never to uid 0, and
+/// the program has no capability over the host (`/proc/sys` stays read-only by permissions too).
+fn check_identity() {
+    let sb = builder().build().expect("build");
+    let out = sh(
+        &sb,
+        "cat /proc/self/uid_map /proc/self/gid_map; grep NoNewPrivs /proc/self/status; grep ^Seccomp: /proc/self/status",
+    );
+    let mut lines = out.lines();
+    for map in [lines.next(), lines.next()] {
+        let fields: Vec<u64> = map.unwrap_or_default().split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        assert_eq!(fields.len(), 3, "one range: {out}");
+        assert_eq!(fields[0], 0, "root inside: {out}");
+        if is_root() {
+            assert!(fields[1] >= 65536, "root inside is an unprivileged host id: {out}");
+        } else {
+            // Nested in the setup namespace, where root is the caller: one id, the caller's.
+            assert_eq!(fields[1..], [0, 1], "{out}");
+        }
+    }
+    assert_eq!(lines.next(), Some("NoNewPrivs:\t1"));
+    assert_eq!(lines.next(), Some("Seccomp:\t2"));
+}
+
+/// `privileged()` restores the behaviour from before issue 9: as root, no user namespace at all (the
+/// full identity map), and neither no_new_privs nor a seccomp filter, nor masks.
+fn check_privileged() {
+    let sb = builder().privileged().build().expect("build");
+    let out = sh(
+        &sb,
+        "cat /proc/self/uid_map; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; grep -c ' /proc/kcore ' /proc/mounts || true",
+    );
+    let mut lines = out.lines();
+    let map: Vec<u64> = lines.next().unwrap_or_default().split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    if is_root() {
+        assert_eq!(map, [0, 0, 4_294_967_295], "the host's root: {out}");
+    } else {
+        assert_eq!(map, [0, u64::from(nix::unistd::geteuid().as_raw()), 1], "{out}");
+    }
+    assert_eq!(lines.collect::<Vec<_>>(), ["NoNewPrivs:\t0", "Seccomp:\t0", "0"], "{out}");
+}
+
+/// The attribute's `privileged`: the same, for a test body.
+#[sandbox::sandbox_test(privileged)]
+fn privileged_test_body_has_no_filter() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    assert!(status.lines().any(|l| l == "NoNewPrivs:\t0") && status.lines().any(|l| l == "Seccomp:\t0"), "{status}");
+}
+
+#[test]
+fn privileged_restores_the_old_behaviour() {
+    check_privileged();
+}
+
+// ---- what works today still works ----
+
+fn check_what_worked_still_works() {
+    let sb = builder().hostname("works").build().expect("build");
+    // First, as a closure re-runs the test up to this call inside the sandbox: a privileged port.
+    let (bound, uid_map) = sb
+        .run(|| {
+            let bound = std::net::TcpListener::bind("0.0.0.0:80").map(|_| ()).map_err(|e| e.to_string());
+            (bound, std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default())
+        })
+        .expect("closure");
+    assert_eq!(bound, Ok(()));
+    // A closure runs in the sandbox's user namespace too: as root, not the host's root.
+    let outside: u64 = uid_map.split_whitespace().nth(1).and_then(|f| f.parse().ok()).unwrap_or(0);
+    assert!(!is_root() || outside >= 65536, "{uid_map}");
+    // Root powers over the sandbox's own namespaces: a tmpfs, the hostname, lo's settings, modes.
+    let out = sh(
+        &sb,
+        "mkdir /tmp/m && mount -t tmpfs -o size=1m tmpfs /tmp/m && echo x > /tmp/m/f && umount /tmp/m && echo tmpfs; \
+         hostname renamed && hostname; \
+         ip link set lo mtu 1400 && ip link show lo | grep -o 'mtu [0-9]*'; \
+         echo hi > /tmp/own && chmod 600 /tmp/own && cat /tmp/own; \
+         printf 'b\\na\\n' | sort | tr '\\n' ' '; echo; \
+         echo abc | sed s/b/B/ | awk '{print toupper($0)}'",
+    );
+    assert_eq!(out, "tmpfs\nrenamed\nmtu 1400\nhi\na b \nABC\n");
+    if is_root() || subordinate_ids() {
+        // Ids other than root inside: a file given to uid 1000.
+        assert_eq!(sh(&sb, "touch /tmp/f && chown 1000:1000 /tmp/f && stat -c %u:%g /tmp/f"), "1000:1000\n");
+    }
+    if rootfs().path().join("sbin/apk").exists() {
+        assert!(sh(&sb, "apk --version").starts_with("apk-tools"));
+    } else {
+        eprintln!("note: the fixture rootfs has no apk; checked with a real Alpine only");
+    }
+}
+
+/// Whether this (rootless) user has subordinate ids that `newuidmap` can map.
+fn subordinate_ids() -> bool {
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten().map(|u| u.name).unwrap_or_default();
+    let listed = std::fs::read_to_string("/etc/subuid")
+        .is_ok_and(|s| s.lines().any(|l| l.split(':').next() == Some(me.as_str())));
+    listed && Path::new("/usr/bin/newuidmap").exists()
+}
+
+// ---- as the invoking user (root in CI) ----
+
+#[test]
+fn what_worked_still_works() {
+    check_what_worked_still_works();
+}
+
+#[test]
+fn host_disk_is_out_of_reach() {
+    check_host_disk_via_mknod();
+}
+
+#[test]
+fn open_by_handle_at_is_refused() {
+    check_open_by_handle_at();
+}
+
+#[test]
+fn global_sysctls_are_read_only() {
+    check_global_sysctls();
+}
+
+#[test]
+fn sysfs_is_read_only() {
+    check_sysfs_writes();
+}
+
+#[test]
+fn clock_is_read_only() {
+    check_clock();
+}
+
+#[test]
+fn cgroup_v1_mounts_show_only_the_sandbox() {
+    check_cgroup_v1();
+}
+
+#[test]
+fn read_only_volume_stays_read_only() {
+    check_read_only_volume();
+}
+
+#[test]
+fn proc_is_masked() {
+    check_masked_proc();
+}
+
+#[test]
+fn no_descriptor_leaks_in() {
+    check_leaked_descriptors();
+}
+
+#[test]
+fn hostile_rootfs_symlinks_write_nothing_on_the_host() {
+    check_hostile_rootfs_symlinks();
+}
+
+#[test]
+fn hostile_tarball_writes_nothing_on_the_host() {
+    check_hostile_tarball();
+}
+
+#[test]
+fn tmpfs_mounts_have_sizes() {
+    check_tmpfs_sizes();
+}
+
+#[test]
+fn keyring_is_out_of_reach() {
+    check_keyring();
+}
+
+#[test]
+fn init_cannot_be_stopped() {
+    check_ptrace_init();
+}
+
+#[test]
+fn tiocsti_is_refused() {
+    check_tiocsti();
+}
+
+#[test]
+fn root_inside_is_not_the_hosts_root() {
+    check_identity();
+}
+
+// ---- as an unprivileged user ----
+
+/// Runs `child` (a test of this binary) as the unprivileged test user, with a cache of its own.
+fn as_test_user(child: &str) {
+    if !is_root() {
+        return; // this run is already unprivileged: the tests above were the rootless run
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    let home = dir_owned_by(uid, gid);
+    ChildTest::new(child)
+        .as_user(uid, gid)
+        .env("SANDBOX_TEST_CACHE", home.path().join("cache"))
+        .env("TMPDIR", home.path())
+        .assert_success();
+}
+
+#[test]
+fn rootless_what_worked_still_works() {
+    as_test_user("child_rootless_what_worked_still_works");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_rootless_what_worked_still_works() {
+    if !is_child("child_rootless_what_worked_still_works") {
+        return;
+    }
+    check_what_worked_still_works();
+}
+
+/// Every attack, by name, for the rootless runs.
+const CHECKS: &[(&str, fn())] = &[
+    ("host_disk", check_host_disk_via_mknod),
+    ("open_by_handle_at", check_open_by_handle_at),
+    ("sysctls", check_global_sysctls),
+    ("sysfs", check_sysfs_writes),
+    ("clock", check_clock),
+    ("cgroup_v1", check_cgroup_v1),
+    ("read_only_volume", check_read_only_volume),
+    ("masked_proc", check_masked_proc),
+    ("descriptors", check_leaked_descriptors),
+    ("rootfs_symlinks", check_hostile_rootfs_symlinks),
+    ("tarball_symlinks", check_hostile_tarball),
+    ("tmpfs_sizes", check_tmpfs_sizes),
+    ("keyring", check_keyring),
+    ("ptrace_init", check_ptrace_init),
+    ("tiocsti", check_tiocsti),
+    ("identity", check_identity),
+    ("privileged", check_privileged),
+];
+
+/// Runs the named checks as the unprivileged test user.
+fn rootless_checks(names: &[&str]) {
+    if !is_root() {
+        for (name, check) in CHECKS {
+            if names.contains(name) {
+                check();
+            }
+        }
+        return;
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    let home = dir_owned_by(uid, gid);
+    ChildTest::new("child_rootless_checks")
+        .as_user(uid, gid)
+        .env("SANDBOX_TEST_CACHE", home.path().join("cache"))
+        .env("TMPDIR", home.path())
+        .env("ESCAPE_CHECKS", names.join(","))
+        .assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_rootless_checks() {
+    if !is_child("child_rootless_checks") {
+        return;
+    }
+    let names = std::env::var("ESCAPE_CHECKS").unwrap_or_default();
+    for name in names.split(',') {
+        let (_, check) = CHECKS.iter().find(|(n, _)| *n == name).expect("a known check");
+        check();
+    }
+}
+
+#[test]
+fn rootless_attacks_are_refused() {
+    rootless_checks(&[
+        "open_by_handle_at",
+        "clock",
+        "descriptors",
+        "rootfs_symlinks",
+        "tarball_symlinks",
+        "tmpfs_sizes",
+        "keyring",
+        "ptrace_init",
+        "tiocsti",
+        "privileged",
+    ]);
+}
+
+#[test]
+fn rootless_attacks_on_mounts_are_refused() {
+    rootless_checks(&["host_disk", "sysctls", "sysfs", "cgroup_v1", "read_only_volume", "masked_proc", "identity"]);
+}
