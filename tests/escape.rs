@@ -80,44 +80,56 @@ fn perl(sb: &Sandbox, program: &str) -> String {
 
 // ---- the attacks ----
 
-/// `mknod` the host's root disk and mount it (read-only, or else sharing the host's mounted superblock,
+/// `mknod` the disk of a host folder and mount it (read-only, or else sharing the host's mounted superblock,
 /// only to read a marker): the host's files must stay out of reach.
 fn check_host_disk_via_mknod() {
-    let Some((major_minor, fstype)) = host_root_device() else {
-        return skip("the host's / is not on a block device here");
-    };
     let scratch = tempfile::tempdir().expect("tempdir");
     let secret = scratch.path().join("secret");
     std::fs::write(&secret, "host secret").expect("write the marker");
-    let dev = |p: &Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::dev(&m)).ok();
-    if dev(scratch.path()) != dev(Path::new("/")) {
-        return skip("the temporary directory is not on the host's root filesystem");
-    }
-    let (major, minor) = major_minor.split_once(':').unwrap_or(("0", "0"));
+    let Some(disk) = block_device_of(scratch.path()) else {
+        return skip("the temporary directory is not on a block device here");
+    };
+    let (major, minor) = disk.major_minor.split_once(':').unwrap_or(("0", "0"));
     let sb = builder().build().expect("build");
-    // The marker's path relative to the disk's root (the host's / is that filesystem's root).
-    let inside = format!("/tmp/m{}", secret.display());
+    // The marker's path relative to the disk's root.
+    let relative = secret.strip_prefix(&disk.mount_point).expect("below its mount point");
+    let inside = Path::new("/tmp/m").join(relative);
+    let fstype = disk.fstype;
     let script = format!(
         "mkdir /tmp/m /tmp/fresh; mount -t tmpfs -o dev tmpfs /tmp/fresh; \
          for d in /disk /root/disk /dev/disk /dev/shm/disk /tmp/disk /tmp/fresh/disk; do \
            mknod $d b {major} {minor} 2>/dev/null || continue; \
            mount -t {fstype} -o ro $d /tmp/m 2>/dev/null || mount -t {fstype} $d /tmp/m 2>/dev/null || continue; \
-           cat {inside}; umount /tmp/m; \
-         done; echo done"
+           cat {}; umount /tmp/m; \
+         done; echo done",
+        inside.display()
     );
     let out = run(&sb, &script);
     assert!(!both(&out).contains("host secret"), "the host's disk was mounted: {}", both(&out));
     assert_eq!(std::fs::read_to_string(&secret).expect("marker"), "host secret");
 }
 
-/// The `major:minor` and filesystem type of the host's `/`, if it is a block device.
-fn host_root_device() -> Option<(String, String)> {
+/// A block device holding a host folder: its `major:minor`, file system type and mount point.
+struct Disk {
+    major_minor: String,
+    fstype: String,
+    mount_point: PathBuf,
+}
+
+/// The disk `path` is on (the mount whose mount point is the longest prefix of `path`), if that mount
+/// shows the file system's root and is on a block device.
+fn block_device_of(path: &Path) -> Option<Disk> {
+    let path = std::fs::canonicalize(path).ok()?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let line = info.lines().find(|l| l.split(' ').nth(4) == Some("/"))?;
-    let dev = line.split(' ').nth(2)?.to_owned();
+    let line = info
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| path.starts_with(m)))
+        .max_by_key(|l| l.split(' ').nth(4).map_or(0, str::len))?;
+    let fields: Vec<&str> = line.split(' ').collect();
     let fstype = line.split(" - ").nth(1)?.split(' ').next()?.to_owned();
-    let is_block = std::path::Path::new(&format!("/sys/dev/block/{dev}")).exists();
-    is_block.then_some((dev, fstype))
+    let (major_minor, root, mount_point) = (fields.get(2)?.to_string(), *fields.get(3)?, fields.get(4)?);
+    let is_block = Path::new(&format!("/sys/dev/block/{major_minor}")).exists();
+    (is_block && root == "/").then(|| Disk { major_minor, fstype, mount_point: PathBuf::from(mount_point) })
 }
 
 /// open_by_handle_at ("shocker"): a handle for inode 2 (the root of an ext4 filesystem), anchored on a
@@ -194,27 +206,30 @@ fn check_clock() {
     }
 }
 
-/// cgroup v1 hierarchies mounted inside show only the sandbox's own cgroup (as root): no
-/// `release_agent`, no other cgroup; and nothing there can be written, even the value it has.
-fn check_cgroup_v1() {
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        return skip("this host has no cgroup v1 hierarchies");
-    }
+/// Mount the cgroup hierarchies (v1's controllers, or cgroup2) and write back what their files hold:
+/// the program must see only its own cgroup (no `release_agent`, no other cgroup) and change nothing.
+fn check_cgroups() {
     let mut b = builder();
     if is_root() {
         b = b.memory_limit(256 << 20);
     }
     let sb = b.build().expect("build");
-    let script = "for c in memory pids cpu,cpuacct name=systemd; do \
-          d=/tmp/cg-$c; mkdir -p $d; mount -t cgroup -o $c cgroup $d 2>/dev/null || continue; \
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let mounts = if v2 { "cgroup2:none" } else { "cgroup:memory cgroup:pids cgroup:cpu,cpuacct cgroup:name=systemd" };
+    let script = format!(
+        "for m in {mounts}; do t=${{m%%:*}}; c=${{m#*:}}; \
+          d=/tmp/cg-$c; mkdir -p $d; o=; [ $c = none ] || o=\"-o $c\"; \
+          mount -t $t $o $t $d 2>/dev/null || continue; \
           echo mounted $c; \
           test -e $d/release_agent && echo AGENT $c; \
-          for f in $d/release_agent $d/notify_on_release $d/memory.limit_in_bytes $d/pids.max $d/cgroup.procs; do \
+          for f in $d/release_agent $d/notify_on_release $d/memory.limit_in_bytes $d/memory.max $d/pids.max \
+                   $d/cgroup.procs $d/cgroup.subtree_control; do \
             [ -f $f ] || continue; v=$(cat $f | head -n 1); echo \"$v\" > $f 2>/dev/null && echo WROTE $f; \
           done; \
           n=$(find $d -mindepth 1 -type d | wc -l); [ $n -gt 0 ] && echo OTHERS $c $n; \
-        done; echo done";
-    let out = run(&sb, script);
+        done; echo done"
+    );
+    let out = run(&sb, &script);
     let text = both(&out);
     // Rootless, no cgroup of its own can be made under the caller's (owned by root here): the namespace
     // is rooted at the caller's cgroup, whose files the program may see but, lacking any capability
@@ -223,6 +238,7 @@ fn check_cgroup_v1() {
     for bad in refused {
         assert!(!text.contains(bad), "{bad}: {text}");
     }
+    assert!(text.ends_with("done\n"), "{text}");
 }
 
 /// A read-only volume: remount read-write, unmount to reveal, or re-bind elsewhere and remount: none
@@ -587,8 +603,8 @@ fn clock_is_read_only() {
 }
 
 #[test]
-fn cgroup_v1_mounts_show_only_the_sandbox() {
-    check_cgroup_v1();
+fn cgroup_mounts_show_only_the_sandbox() {
+    check_cgroups();
 }
 
 #[test]
@@ -680,7 +696,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("sysctls", check_global_sysctls),
     ("sysfs", check_sysfs_writes),
     ("clock", check_clock),
-    ("cgroup_v1", check_cgroup_v1),
+    ("cgroups", check_cgroups),
     ("read_only_volume", check_read_only_volume),
     ("masked_proc", check_masked_proc),
     ("descriptors", check_leaked_descriptors),
@@ -747,5 +763,5 @@ fn rootless_attacks_are_refused() {
 
 #[test]
 fn rootless_attacks_on_mounts_are_refused() {
-    rootless_checks(&["host_disk", "sysctls", "sysfs", "cgroup_v1", "read_only_volume", "masked_proc", "identity"]);
+    rootless_checks(&["host_disk", "sysctls", "sysfs", "cgroups", "read_only_volume", "masked_proc", "identity"]);
 }

@@ -60,6 +60,10 @@ pub(crate) enum RootMode {
 pub(crate) struct HostEntry {
     pub name: String,
     pub kind: HostEntryKind,
+    /// A folder shown as it is, without an id mapping: set by the helper, as root, where the kernel
+    /// cannot id-map its file system (crate::spawn::idmap).
+    #[serde(default)]
+    pub as_is: bool,
 }
 
 /// What a [`HostEntry`] is.

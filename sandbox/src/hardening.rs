@@ -54,11 +54,21 @@ pub(crate) struct Security {
     /// The program's user namespace, once the helper has made it: init enters it after setup.
     #[serde(default)]
     pub userns_fd: Option<i32>,
+    /// As root: the rootfs is a copy whose owners are shifted into the range on disk (the helper's
+    /// fallback where the kernel cannot id-map the tree's file system; crate::spawn::idmap).
+    #[serde(default)]
+    pub lower_shifted: bool,
 }
 
 impl Default for Security {
     fn default() -> Self {
-        Security { privileged: false, tmpfs_size: default_tmpfs_size(None), id_base: DEFAULT_ID_BASE, userns_fd: None }
+        Security {
+            privileged: false,
+            tmpfs_size: default_tmpfs_size(None),
+            id_base: DEFAULT_ID_BASE,
+            userns_fd: None,
+            lower_shifted: false,
+        }
     }
 }
 
@@ -71,6 +81,12 @@ impl Security {
             _ => None,
         }
     }
+}
+
+/// A host id of the tree as the range shows it: `base + id`, or the range's `nobody` for an id the
+/// range does not hold.
+pub(crate) fn shift_id(id: u32, base: u32) -> u32 {
+    if id < ID_COUNT { base + id } else { base + 65534 }
 }
 
 /// The size of the writable layer and of `/tmp`: half the memory limit when there is one (the pages of

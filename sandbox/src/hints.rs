@@ -48,6 +48,13 @@ pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<S
              (e.g. docker --security-opt systempaths=unconfined, or --privileged)"
                 .to_owned(),
         ),
+        (StepKind::Volume, Errno::EOPNOTSUPP) if !rootless => Some(
+            "as root, a volume is bound through the sandbox's id mapping (root inside is not the host's root), \
+             and this volume's file system cannot be id-mapped (9p, NFS, FUSE, or overlayfs/tmpfs on an older \
+             kernel): put the folder on ext4, xfs or btrfs (tmpfs from Linux 6.3), mount it read-only \
+             (Mount::read_only), or build the sandbox with privileged()"
+                .to_owned(),
+        ),
         (StepKind::CurrentDir, Errno::ENOENT | Errno::ENOTDIR) => {
             Some("the working directory does not exist inside the rootfs; create it first or pick another".to_owned())
         }

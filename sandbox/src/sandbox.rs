@@ -336,6 +336,7 @@ impl Builder {
             tmpfs_size: crate::hardening::default_tmpfs_size(self.limits.memory),
             id_base,
             userns_fd: None,
+            lower_shifted: false,
         };
         for dir in self.upper_in.iter_mut().chain(self.layers.iter_mut()) {
             let shown = dir.display().to_string();
@@ -406,7 +407,7 @@ fn host_entries(layers: &[PathBuf]) -> Result<Vec<crate::config::HostEntry>, Err
         } else {
             continue;
         };
-        entries.push(HostEntry { name, kind });
+        entries.push(HostEntry { name, kind, as_is: false });
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(entries)

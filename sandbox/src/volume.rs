@@ -22,6 +22,10 @@ pub struct Mount {
     pub(crate) target: String,
     pub(crate) read_only: bool,
     pub(crate) size: Option<u64>,
+    /// Bound as it is, without an id mapping: set by the helper, as root, where the kernel cannot
+    /// id-map the source's file system (read-only volumes only; crate::spawn::idmap).
+    #[serde(default)]
+    pub(crate) as_is: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,12 +43,12 @@ impl Mount {
     /// nodev; writes go to the host. The source must exist when the sandbox is built.
     pub fn bind(source: impl Into<PathBuf>, target: impl Into<String>) -> Mount {
         let kind = MountKind::Bind { source: source.into(), is_dir: true };
-        Mount { kind, target: target.into(), read_only: false, size: None }
+        Mount { kind, target: target.into(), read_only: false, size: None, as_is: false }
     }
 
     /// A fresh tmpfs at `target`, private to the sandbox (mode 1777).
     pub fn tmpfs(target: impl Into<String>) -> Mount {
-        Mount { kind: MountKind::Tmpfs, target: target.into(), read_only: false, size: None }
+        Mount { kind: MountKind::Tmpfs, target: target.into(), read_only: false, size: None, as_is: false }
     }
 
     /// Makes the mount read-only, recursively (every mount below a bound directory too).

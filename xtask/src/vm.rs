@@ -119,7 +119,10 @@ fn run_guest(args: &Args) -> anyhow::Result<i32> {
     let (run, status, started) = loop {
         let run = RunDir::create(&vm_dir, attempt)?;
         std::fs::write(run.ctl().join("run.sh"), &script).context("write the guest's script")?;
+        let scratch = scratch_disk(&run.path)?;
         let mut qemu = qemu(&kernel, &initrd, &accel, &args.mem, args.cpus, &run.console(), "");
+        qemu.arg("-drive")
+            .arg(format!("file={},if=virtio,format=raw,cache=unsafe", escape(&scratch.to_string_lossy())));
         qemu.arg("-virtfs").arg(virtfs("/", "host", true));
         qemu.arg("-virtfs").arg(virtfs(&run.ctl().to_string_lossy(), "ctl", false));
         if let Some(out) = &out {
@@ -241,6 +244,23 @@ fn probe_accel(vm_dir: &Path, kernel: &initramfs::Kernel, initrd: &Path) -> Stri
     );
     let _ = std::fs::write(&cache, answer);
     answer.to_owned()
+}
+
+/// The guest's `/tmp`: a sparse 8 GiB ext4 image in the run's folder (gone with it). ext4, not tmpfs:
+/// Debian 12's kernel cannot id-map a tmpfs (Linux 6.3 can), and a host's `/tmp` is usually on disk.
+fn scratch_disk(run: &Path) -> anyhow::Result<PathBuf> {
+    let image = run.join("scratch.img");
+    let file = std::fs::File::create(&image).with_context(|| format!("create {}", image.display()))?;
+    file.set_len(8 << 30).with_context(|| format!("size {}", image.display()))?;
+    let status = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1"])
+        .arg(&image)
+        .status()
+        .context("run mkfs.ext4 (apt-get install e2fsprogs)")?;
+    if !status.success() {
+        bail!("mkfs.ext4 {} failed ({status})", image.display());
+    }
+    Ok(image)
 }
 
 /// qemu with no devices but a serial console (to `console`), the kernel and the initramfs.

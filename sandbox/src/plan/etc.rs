@@ -8,7 +8,9 @@ use super::{Op, StepKind, Steps};
 
 /// Writes the user's files, then the `/etc` files that describe the sandbox.
 pub(super) fn files(s: &mut Steps, config: &Config) {
-    let host = matches!(config.root, RootMode::Host { .. });
+    // On the host's root, as root: the staged files are root's inside.
+    let host = matches!(config.root, RootMode::Host { .. })
+        .then(|| config.security.shifted(config.outer_uid).map(|(base, _)| base));
     for (i, (path, contents)) in config.files.iter().enumerate() {
         let target = Path::new("/newroot").join(path.trim_start_matches('/'));
         if let Some(parent) = target.parent() {
@@ -53,19 +55,22 @@ pub(super) fn files(s: &mut Steps, config: &Config) {
 /// Writes `contents` at `target`. On the host's root (see `RootMode::Host`) the file is written in the
 /// staging tmpfs as `staged` and bound over `target` instead: rootless, the host's `/etc` belongs to a
 /// user the sandbox cannot map, so its files cannot be copied up to be written, while a bound file of
-/// the sandbox's own stays writable inside.
+/// the sandbox's own stays writable inside (`Some(Some(base))`: given to root inside, a shifted id).
 fn put(
     s: &mut Steps,
-    host: bool,
+    host: Option<Option<u32>>,
     kind: StepKind,
     what: &'static str,
     staged: &str,
     target: PathBuf,
     contents: Vec<u8>,
 ) {
-    if host {
+    if let Some(owner) = host {
         let source = Path::new("/").join(staged);
         s.add(kind, what, Op::WriteFile { path: source.clone(), contents });
+        if let Some(id) = owner {
+            s.add(kind, what, Op::Chown { path: source.clone(), id });
+        }
         s.add(kind, what, Op::BindFile { source, target });
     } else {
         s.add(kind, what, Op::WriteFile { path: target, contents });

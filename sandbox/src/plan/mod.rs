@@ -500,10 +500,14 @@ mod tests {
         let mut cfg = config(true, NetMode::Loopback);
         cfg.root = RootMode::Host {
             entries: vec![
-                HostEntry { name: "bin".into(), kind: HostEntryKind::Symlink { target: "usr/bin".into() } },
-                HostEntry { name: "etc".into(), kind: HostEntryKind::Dir { layers: vec![] } },
-                HostEntry { name: "mnt".into(), kind: HostEntryKind::Dir { layers: vec![] } },
-                HostEntry { name: "vmlinuz".into(), kind: HostEntryKind::File },
+                HostEntry {
+                    name: "bin".into(),
+                    kind: HostEntryKind::Symlink { target: "usr/bin".into() },
+                    as_is: false,
+                },
+                HostEntry { name: "etc".into(), kind: HostEntryKind::Dir { layers: vec![] }, as_is: false },
+                HostEntry { name: "mnt".into(), kind: HostEntryKind::Dir { layers: vec![] }, as_is: false },
+                HostEntry { name: "vmlinuz".into(), kind: HostEntryKind::File, as_is: false },
             ],
         };
         // The kernel refuses the overlay of /mnt (locked mounts below it): it is bound read-only instead.

@@ -126,7 +126,7 @@ pub(super) fn volumes(s: &mut Steps, config: &Config) {
                     }
                     s.add(StepKind::Volume, "create a volume's mount point", Op::Touch { path: target.clone() });
                 }
-                match shifted {
+                match shifted.filter(|_| !m.as_is) {
                     // What the test writes there is the caller's on the host, not a shifted id's.
                     Some((_, userns)) => s.add(
                         StepKind::Volume,

@@ -64,9 +64,10 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
         RootMode::Overlay { lower } => {
             let mut lowers: Vec<PathBuf> = config.layers.above.iter().map(|l| on_host(l)).collect();
             let mut base = on_host(lower);
-            if let Some((_, userns)) = shifted {
+            if let Some((_, userns)) = shifted.filter(|_| !config.security.lower_shifted) {
                 // The shared tree keeps the archive's owners; root's files are root's inside. Layers
-                // above it were written from inside (shifted owners already): as they are.
+                // above it were written from inside (shifted owners already): as they are. A lower
+                // layer the helper shifted (crate::spawn::idmap) has the range's owners on disk.
                 s.add(
                     StepKind::Overlay,
                     "create the lower layer's mount point",
@@ -98,7 +99,7 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
                 Op::fs("overlay", p("/newroot"), MsFlags::MS_NODEV, Some(&data)),
             );
         }
-        RootMode::Host { entries } => host_root(s, entries, &upper, &work, config.user_namespace),
+        RootMode::Host { entries } => host_root(s, config, entries, &upper, &work),
         RootMode::Copy { lower } => {
             let source = Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower));
             s.add(
@@ -119,13 +120,27 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
 /// The host's own `/` as the new root (see [`RootMode::Host`]): a tmpfs root, an overlay per top-level
 /// folder with its upper layer in the staging tmpfs, the host's top-level symlinks, its top-level files
 /// bound read-only, and empty mount points for what the sandbox mounts itself.
-fn host_root(s: &mut Steps, entries: &[crate::config::HostEntry], upper: &Path, work: &Path, userxattr: bool) {
+/// As root, each folder is the lower layer of its overlay through the user namespace's id mapping
+/// (root's files are root's inside), unless the kernel cannot id-map it (`as_is`).
+fn host_root(s: &mut Steps, config: &Config, entries: &[crate::config::HostEntry], upper: &Path, work: &Path) {
     let p = PathBuf::from;
+    let shifted = config.security.shifted(config.outer_uid);
+    let mut data = format!("mode=0755,size={}", config.security.tmpfs_size);
+    if let Some((base, _)) = shifted {
+        data = format!("{data},uid={base},gid={base}");
+    }
     s.add(
         StepKind::HostRoot,
         "mount the new root's tmpfs",
-        Op::fs("tmpfs", p("/newroot"), MsFlags::empty(), Some("mode=0755")),
+        Op::fs("tmpfs", p("/newroot"), MsFlags::MS_NODEV | MsFlags::MS_NOSUID, Some(&data)),
     );
+    if shifted.is_some() {
+        s.add(
+            StepKind::HostRoot,
+            "create the id-mapped folders' place",
+            Op::Mkdir { path: p("/hostlower"), mode: 0o700 },
+        );
+    }
     for dir in ["proc", "dev", "tmp", "sys"] {
         s.add(
             StepKind::HostRoot,
@@ -146,11 +161,38 @@ fn host_root(s: &mut Steps, entries: &[crate::config::HostEntry], upper: &Path, 
                 ] {
                     s.add(StepKind::HostRoot, what, Op::Mkdir { path: dir.clone(), mode: 0o755 });
                 }
+                let mut host = host;
+                if let Some((base, userns)) = shifted.filter(|_| !e.as_is) {
+                    let mapped = Path::new("/hostlower").join(&e.name);
+                    s.add(
+                        StepKind::HostRoot,
+                        "create an id-mapped folder's place",
+                        Op::Mkdir { path: mapped.clone(), mode: 0o755 },
+                    );
+                    s.add(
+                        StepKind::HostRoot,
+                        "bind a host folder id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
+                        Op::IdmappedBind {
+                            source: host,
+                            target: mapped.clone(),
+                            userns,
+                            read_only: true,
+                            recursive: false,
+                        },
+                    );
+                    // What the program creates at the top of the folder is root's inside.
+                    s.add(
+                        StepKind::HostRoot,
+                        "give an upper layer to root inside",
+                        Op::Chown { path: up.clone(), id: base },
+                    );
+                    host = mapped;
+                }
                 let lowers = layers.iter().map(|l| on_host(l)).chain([host]).collect();
                 s.add(
                     StepKind::HostRoot,
                     "mount a writable overlay of a host folder",
-                    Op::OverlayOrBind { lowers, upper: up, work: wk, target, userxattr },
+                    Op::OverlayOrBind { lowers, upper: up, work: wk, target, userxattr: config.user_namespace },
                 );
             }
             HostEntryKind::Symlink { target: to } => {

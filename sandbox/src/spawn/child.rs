@@ -21,6 +21,9 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
     // every process it forks would inherit that. The program gets the ordinary score back (raising
     // it needs no privilege); otherwise a cgroup at its memory limit holds no process the kernel may
     // kill, and livelocks there (issue 14, seen on cgroup v2).
+    // As root, init is not dumpable, and so, until it execs, is this process: its /proc files then
+    // belong to the host's root, out of its reach. It is the program: dumpable as after an exec.
+    let _ = nix::sys::prctl::set_dumpable(true);
     let _ = std::fs::write("/proc/self/oom_score_adj", "0");
     for (resource, value) in &config.rlimits {
         if let Err(e) = nix::sys::resource::setrlimit(resource.resource(), *value, *value) {

@@ -179,10 +179,9 @@ const HELPER_DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_mil
 /// The program's user namespace (issue 9), unless privileged: root of a user namespace of its own (an
 /// unprivileged id range as root; rootless, nested in a setup namespace where the caller is root),
 /// which owns its UTS, IPC and network namespaces; init builds the mounts first and enters it last
-/// (spawn::userns). Not yet with the host's own root as the rootfs (`RootMode::Host`, whose folders
-/// would need id-mapped overlays each).
+/// (spawn::userns).
 fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<OwnedFd>, StepError> {
-    if config.security.privileged || matches!(config.root, crate::config::RootMode::Host { .. }) {
+    if config.security.privileged {
         return Ok(None);
     }
     let net = config.network.own_namespace();
@@ -229,6 +228,10 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             use std::os::fd::AsRawFd;
             let mut c = config.clone();
             c.security.userns_fd = Some(fd.as_raw_fd());
+            if let Err(step) = super::idmap::adapt(&mut c, fd.as_raw_fd()) {
+                drop(cgroup);
+                fail(&report, step);
+            }
             with_userns = c;
             &with_userns
         }

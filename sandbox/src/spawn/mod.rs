@@ -14,6 +14,7 @@ pub(crate) mod child;
 pub(crate) mod closure;
 pub(crate) mod handle;
 pub(crate) mod helper;
+pub(crate) mod idmap;
 pub(crate) mod init;
 pub(crate) mod parent;
 pub(crate) mod server;

@@ -68,9 +68,41 @@ pub(crate) fn idmapped_bind(
     read_only: bool,
     recursive: bool,
 ) -> Result<(), Errno> {
-    use std::os::fd::FromRawFd;
-    let source = std::ffi::CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let tree = idmapped_tree(source, userns, read_only, recursive)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor names the detached tree idmapped_tree made; `target` is a NUL-terminated
+    // path alive for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            // The target may be a /proc/self/fd entry (crate::inroot): follow it.
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+/// Whether the kernel shows the file system of `path` through an id mapping: the first half of
+/// [`idmapped_bind`], whose detached tree is dropped unattached. EINVAL (or EPERM, ENOSYS) where the
+/// file system cannot be id-mapped (9p, NFS, tmpfs before Linux 6.3, ...).
+pub(crate) fn probe_idmap(path: &std::path::Path, userns: RawFd) -> Result<(), Errno> {
+    idmapped_tree(path, userns, true, false).map(drop)
+}
+
+/// The detached, id-mapped copy of the mount at `source` that [`idmapped_bind`] attaches.
+fn idmapped_tree(
+    source: &std::path::Path,
+    userns: RawFd,
+    read_only: bool,
+    recursive: bool,
+) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let source = std::ffi::CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     let recursive = if recursive { AT_RECURSIVE } else { 0 };
     let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | recursive;
     // SAFETY: `source` is a NUL-terminated path alive for the call; open_tree returns a new descriptor.
@@ -88,7 +120,6 @@ pub(crate) fn idmapped_bind(
         propagation: 0,
         userns_fd: userns,
     };
-    use std::os::fd::AsRawFd;
     // SAFETY: an empty path with AT_EMPTY_PATH names the descriptor itself; `attr` is a valid
     // mount_attr of the size passed, alive for the call.
     let rc = unsafe {
@@ -102,17 +133,5 @@ pub(crate) fn idmapped_bind(
         )
     };
     Errno::result(rc)?;
-    // SAFETY: as above: the descriptor names the detached tree, `target` is a NUL-terminated path.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            // The target may be a /proc/self/fd entry (crate::inroot): follow it.
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
-        )
-    };
-    Errno::result(rc).map(drop)
+    Ok(tree)
 }

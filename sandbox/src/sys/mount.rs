@@ -50,7 +50,11 @@ pub(crate) fn copy_dir_contents(from: &Path, to: &Path, shift: u32) -> Result<()
             continue; // devices, sockets, FIFOs: a rootfs from the cache has none
         }
         // Owners as in the tree where allowed (as root); inside a user namespace, what is mapped.
-        let _ = std::os::unix::fs::lchown(&dst, Some(meta.uid() + shift), Some(meta.gid() + shift));
+        let (uid, gid) = match shift {
+            0 => (meta.uid(), meta.gid()),
+            base => (crate::hardening::shift_id(meta.uid(), base), crate::hardening::shift_id(meta.gid(), base)),
+        };
+        let _ = std::os::unix::fs::lchown(&dst, Some(uid), Some(gid));
         if !kind.is_symlink() {
             std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(errno_of)?;
         }

@@ -8,8 +8,8 @@ pub const CONTROLLERS: &str = "+memory +pids +cpu";
 
 /// PID 1 of the initramfs. It loads the modules (numbered in dependency order), mounts the host's `/`
 /// read-only over virtio-9p with a tmpfs overlay on top (so nothing the guest writes reaches the
-/// host), mounts a fresh `/proc`, `/sys`, cgroup2, `/dev`, `/run` and `/tmp` in it, names the virtio
-/// ports as udev would, and hands over to the run's script (`/run/vm/run.sh`, from the `ctl` share).
+/// host), mounts a fresh `/proc`, `/sys`, cgroup2, `/dev` and `/run` in it and the scratch disk (ext4)
+/// on `/tmp`, names the virtio ports as udev would, and hands over to the run's script (`/run/vm/run.sh`, from the `ctl` share).
 /// With `vm.probe` on the kernel command line it only says so and powers off (the KVM probe).
 pub const INIT: &str = r#"#!/bin/sh
 /bin/busybox --install -s /bin
@@ -27,7 +27,8 @@ r=/newroot
 mount -t proc proc $r/proc || fail "mount /proc"
 mount -t sysfs sysfs $r/sys || fail "mount /sys"
 mount -t cgroup2 -o nsdelegate cgroup2 $r/sys/fs/cgroup || fail "mount cgroup2"
-mount -t tmpfs -o mode=0755 run $r/run && mount -t tmpfs -o mode=1777 tmp $r/tmp || fail "mount /run, /tmp"
+mount -t tmpfs -o mode=0755 run $r/run || fail "mount /run"
+mount -t ext4 /dev/vda $r/tmp && chmod 1777 $r/tmp || fail "mount the scratch disk (/dev/vda) on /tmp"
 mkdir -p $r/run/vm $r/run/vm-bin && cp /bin/busybox $r/run/vm-bin/busybox || fail "copy busybox"
 mount -t 9p -o $p9 ctl $r/run/vm || fail "mount the control share (9p tag ctl)"
 mount --move /dev $r/dev || fail "move /dev"

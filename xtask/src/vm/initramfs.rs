@@ -9,8 +9,11 @@ use anyhow::{Context, bail};
 
 /// The modules the guest needs, by name; their dependencies are added from `modules.dep`.
 /// virtio_pci: the bus of every device below; virtio_console: the stdout/stderr ports;
-/// 9pnet_virtio + 9p: the host's files; overlay: a writable layer over them.
-const WANTED: [&str; 5] = ["virtio_pci", "virtio_console", "9pnet_virtio", "9p", "overlay"];
+/// 9pnet_virtio + 9p: the host's files; overlay: a writable layer over them; virtio_blk + ext4 (and
+/// crc32c_generic, which ext4 asks the crypto API for by name, not by symbol): the guest's `/tmp`, a
+/// scratch disk whose file system supports id-mapped mounts, as a host's disk does.
+const WANTED: [&str; 8] =
+    ["virtio_pci", "virtio_console", "9pnet_virtio", "9p", "overlay", "virtio_blk", "crc32c_generic", "ext4"];
 
 /// A guest kernel and the modules directory that belongs to it.
 #[derive(Debug, Clone)]
@@ -188,6 +191,12 @@ kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
 kernel/drivers/virtio/virtio_pci_modern_dev.ko:
 kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/crypto/crc32c_generic.ko:
+kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
+kernel/lib/crc16.ko:
+kernel/fs/mbcache.ko:
+kernel/fs/jbd2/jbd2.ko:
 ";
 
     #[test]
@@ -198,8 +207,11 @@ kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virt
         assert!(at("virtio_ring.ko") < at("virtio_pci.ko") && at("virtio.ko") < at("virtio_pci.ko"));
         assert!(at("netfs.ko") < at("fscache.ko") && at("fscache.ko") < at("9p.ko") && at("9pnet.ko") < at("9p.ko"));
         assert!(at("9pnet.ko") < at("9pnet_virtio.ko") && at("virtio_console.ko") > at("virtio.ko"));
+        assert!(
+            at("jbd2.ko") < at("ext4.ko") && at("crc16.ko") < at("ext4.ko") && at("virtio.ko") < at("virtio_blk.ko")
+        );
         assert!(!names.contains(&"overlay.ko"), "built in");
-        assert_eq!(names.len(), 11, "each once: {names:?}");
+        assert_eq!(names.len(), 17, "each once: {names:?}");
     }
 
     #[test]

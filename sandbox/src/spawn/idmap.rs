@@ -1,0 +1,167 @@
+//! As root, how host trees are shown to the program, decided by the helper before it forks init.
+//!
+//! Root inside is an unprivileged host id (`id_base`); the rootfs and the volumes are bound through
+//! the user namespace's id mapping (mount_setattr(2) `MOUNT_ATTR_IDMAP`), so that root's files are
+//! root's inside and what the program writes into a volume is stored as the caller's. Some file
+//! systems cannot be id-mapped (9p, NFS, FUSE, overlayfs and tmpfs on older kernels): there
+//! - the rootfs comes from a copy of the tree whose owners are shifted into the range, made once
+//!   next to the tree (`<tree>.ids-<base>`) and shared by every later sandbox;
+//! - a read-only volume is bound as it is: its files keep their host owners, which inside show as
+//!   `nobody` (readable where their mode lets everyone read);
+//! - a read-write volume is refused, with how to fix it: bound as it is, root inside could not
+//!   write there, and what it wrote would belong on the host to an id of the range.
+//!
+//! The probe is the first half of the real mount (open_tree + mount_setattr, then dropped): tens of
+//! microseconds, and only as root.
+
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::config::{Config, RootMode};
+use crate::hardening::shift_id;
+use crate::report::StepKind;
+use crate::volume::MountKind;
+
+/// A failed step: its kind, what was done, the kernel's answer.
+type StepError = (StepKind, &'static str, Errno);
+
+/// Adapts `config` (as root, not privileged, with the program's user namespace `userns`) to what the
+/// kernel can id-map. Allocates and does file I/O: the helper runs it before it forks init.
+pub(crate) fn adapt(config: &mut Config, userns: RawFd) -> Result<(), StepError> {
+    let Some((base, _)) = config.security.shifted(config.outer_uid) else { return Ok(()) };
+    if let RootMode::Overlay { lower } = &config.root
+        && refused(crate::sys::hardening::probe_idmap(lower, userns))?
+    {
+        let shifted = shifted_tree(lower, base)
+            .map_err(|e| (StepKind::Overlay, "copy the rootfs with its owners shifted into the id range", e))?;
+        tracing::debug!(tree = %lower.display(), copy = %shifted.display(), "the rootfs cannot be id-mapped");
+        config.root = RootMode::Overlay { lower: shifted };
+        config.security.lower_shifted = true;
+    }
+    if let RootMode::Host { entries } = &mut config.root {
+        for e in entries.iter_mut().filter(|e| matches!(e.kind, crate::config::HostEntryKind::Dir { .. })) {
+            // Shown as it is, the folder's files are `nobody`'s inside: readable where everyone may read.
+            e.as_is = refused(crate::sys::hardening::probe_idmap(&Path::new("/").join(&e.name), userns))?;
+        }
+    }
+    for m in &mut config.mounts {
+        let MountKind::Bind { source, .. } = &m.kind else { continue };
+        if !refused(crate::sys::hardening::probe_idmap(source, userns))? {
+            continue;
+        }
+        if !m.read_only {
+            // hints.rs says what to do about it.
+            return Err((
+                StepKind::Volume,
+                "bind a read-write volume id-mapped: its file system cannot be id-mapped",
+                Errno::EOPNOTSUPP,
+            ));
+        }
+        tracing::debug!(volume = %source.display(), "bound as it is: its file system cannot be id-mapped");
+        m.as_is = true;
+    }
+    Ok(())
+}
+
+/// Whether a probe's answer means "this file system cannot be id-mapped" (then `Ok(true)`); any other
+/// failure is the step's.
+fn refused(probe: Result<(), Errno>) -> Result<bool, StepError> {
+    match probe {
+        Ok(()) => Ok(false),
+        Err(Errno::EINVAL | Errno::EPERM | Errno::ENOSYS | Errno::EOPNOTSUPP) => Ok(true),
+        Err(e) => Err((StepKind::Overlay, "open a host tree to id-map it (open_tree)", e)),
+    }
+}
+
+/// `<tree>.ids-<base>`: a copy of `tree` whose owners are shifted by `base`, made once. Concurrent
+/// sandboxes each build a private copy and rename it into place; the first wins, the others drop
+/// theirs. Copies left by a killed process (`.tmp-<pid>` of a pid that is gone) are removed first.
+fn shifted_tree(tree: &Path, base: u32) -> Result<PathBuf, Errno> {
+    let name = tree.file_name().ok_or(Errno::EINVAL)?.to_string_lossy().into_owned();
+    let target = tree.with_file_name(format!("{name}.ids-{base}"));
+    if target.is_dir() {
+        return Ok(target);
+    }
+    let parent = tree.parent().ok_or(Errno::EINVAL)?;
+    sweep_stale(parent, &format!("{name}.ids-{base}.tmp-"));
+    let staging = tree.with_file_name(format!("{name}.ids-{base}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let built = copy_shifted(tree, &staging, base);
+    match built.and_then(|()| std::fs::rename(&staging, &target).map_err(crate::sys::mount::errno_of)) {
+        Ok(()) => Ok(target),
+        // Another sandbox won the race: its copy is as good as ours.
+        Err(_) if target.is_dir() => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Ok(target)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+
+fn copy_shifted(tree: &Path, to: &Path, base: u32) -> Result<(), Errno> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(tree).map_err(crate::sys::mount::errno_of)?;
+    std::fs::create_dir(to).map_err(crate::sys::mount::errno_of)?;
+    // Private while it is built; its own mode last.
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).map_err(crate::sys::mount::errno_of)?;
+    crate::sys::mount::copy_dir_contents(tree, to, base)?;
+    let (uid, gid) = (shift_id(meta.uid(), base), shift_id(meta.gid(), base));
+    std::os::unix::fs::lchown(to, Some(uid), Some(gid)).map_err(crate::sys::mount::errno_of)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(crate::sys::mount::errno_of)
+}
+
+/// Removes `<prefix><pid>` entries of `dir` whose process is gone.
+fn sweep_stale(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_outside_the_range_become_its_nobody() {
+        assert_eq!(shift_id(0, 1000), 1000);
+        assert_eq!(shift_id(65535, 1000), 1000 + 65535);
+        assert_eq!(shift_id(65536, 1000), 1000 + 65534);
+        assert_eq!(shift_id(u32::MAX, 1000), 1000 + 65534);
+    }
+
+    #[test]
+    fn a_shifted_copy_is_made_once_and_stale_copies_are_swept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("etc")).expect("mkdir");
+        std::fs::write(tree.join("etc/hostname"), "x\n").expect("write");
+        std::os::unix::fs::symlink("etc/hostname", tree.join("link")).expect("symlink");
+        // A copy left by a process that is gone (pid 0 never names one we could see in /proc).
+        let stale = dir.path().join("tree.ids-7.tmp-0");
+        std::fs::create_dir(&stale).expect("mkdir stale");
+        let made = shifted_tree(&tree, 7).expect("shifted copy");
+        assert_eq!(made, dir.path().join("tree.ids-7"));
+        assert_eq!(std::fs::read_to_string(made.join("etc/hostname")).expect("copied"), "x\n");
+        assert_eq!(std::fs::read_link(made.join("link")).expect("link"), Path::new("etc/hostname"));
+        assert!(!stale.exists(), "the stale copy is swept");
+        // The second call reuses it.
+        std::fs::write(made.join("marker"), "").expect("marker");
+        assert!(shifted_tree(&tree, 7).expect("again").join("marker").exists());
+        if nix::unistd::geteuid().is_root() {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::symlink_metadata(made.join("etc/hostname")).expect("stat");
+            assert_eq!((meta.uid(), meta.gid()), (7, 7), "root's file, shifted by the base");
+        }
+    }
+}
