@@ -350,6 +350,38 @@ fn volumes_and_files() {
     check_volumes();
 }
 
+/// A read-write volume in the target folder: what the program writes there is the caller's on the
+/// host. As root, where that folder's file system cannot be id-mapped (the VM lane: overlayfs over 9p
+/// on Linux 6.1), the start is refused instead, naming the volume and how to fix it; a read-only
+/// volume of the same folder still works there.
+#[test]
+fn a_written_volume_belongs_to_the_caller_or_is_refused_with_a_fix() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir in the target folder");
+    std::fs::write(dir.path().join("seen"), "seen\n").expect("write");
+    let ro = builder().mount(sandbox::Mount::bind(dir.path(), "/data").read_only()).build().expect("build");
+    assert_eq!(text(&sh(&ro, "cat /data/seen")), "seen\n", "a read-only volume works everywhere");
+    let sb = builder().mount(sandbox::Mount::bind(dir.path(), "/data")).build().expect("build");
+    match sb.command("/bin/sh").args(["-c", "echo x > /data/made && mkdir /data/sub"]).output() {
+        Ok(out) => {
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            for made in ["made", "sub"] {
+                let meta = std::fs::metadata(dir.path().join(made)).expect("written through the volume");
+                assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw(), "{made} is the caller's");
+                assert_eq!(meta.gid(), nix::unistd::getegid().as_raw(), "{made} is the caller's group's");
+            }
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            assert!(is_root(), "refused rootless: {message}");
+            for part in ["cannot be id-mapped", "/data", "Mount::read_only", "privileged()"] {
+                assert!(message.contains(part), "{part:?} missing from: {message}");
+            }
+            assert_eq!(system_tests::list(dir.path()), vec!["seen".to_owned()], "nothing written");
+        }
+    }
+}
+
 /// The host's cgroup directories where sandboxes of this process get theirs (v1: one per controller).
 const NO_LIMITS: &str =
     "cgroup limits need root, or a delegated cgroup v2 subtree (see limits_without_a_usable_cgroup_are_explained)";

@@ -228,9 +228,10 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             use std::os::fd::AsRawFd;
             let mut c = config.clone();
             c.security.userns_fd = Some(fd.as_raw_fd());
-            if let Err(step) = super::idmap::adapt(&mut c, fd.as_raw_fd()) {
+            if let Err(f) = super::idmap::adapt(&mut c, fd.as_raw_fd()) {
                 drop(cgroup);
-                fail(&report, step);
+                crate::report::send_failure(&report, &f);
+                std::process::exit(SETUP_FAILED);
             }
             with_userns = c;
             &with_userns

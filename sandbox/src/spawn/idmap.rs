@@ -21,21 +21,22 @@ use nix::errno::Errno;
 
 use crate::config::{Config, RootMode};
 use crate::hardening::shift_id;
-use crate::report::StepKind;
+use crate::report::{Failure, StepKind};
 use crate::volume::MountKind;
-
-/// A failed step: its kind, what was done, the kernel's answer.
-type StepError = (StepKind, &'static str, Errno);
 
 /// Adapts `config` (as root, not privileged, with the program's user namespace `userns`) to what the
 /// kernel can id-map. Allocates and does file I/O: the helper runs it before it forks init.
-pub(crate) fn adapt(config: &mut Config, userns: RawFd) -> Result<(), StepError> {
+pub(crate) fn adapt(config: &mut Config, userns: RawFd) -> Result<(), Failure> {
     let Some((base, _)) = config.security.shifted(config.outer_uid) else { return Ok(()) };
     if let RootMode::Overlay { lower } = &config.root
-        && refused(crate::sys::hardening::probe_idmap(lower, userns))?
+        && refused(crate::sys::hardening::probe_idmap(lower, userns), lower)?
     {
-        let shifted = shifted_tree(lower, base)
-            .map_err(|e| (StepKind::Overlay, "copy the rootfs with its owners shifted into the id range", e))?;
+        let shifted = shifted_tree(lower, base).map_err(|errno| Failure {
+            kind: StepKind::Overlay,
+            what: "copy the rootfs with its owners shifted into the id range",
+            path: Some(lower.display().to_string()),
+            errno,
+        })?;
         tracing::debug!(tree = %lower.display(), copy = %shifted.display(), "the rootfs cannot be id-mapped");
         config.root = RootMode::Overlay { lower: shifted };
         config.security.lower_shifted = true;
@@ -43,21 +44,23 @@ pub(crate) fn adapt(config: &mut Config, userns: RawFd) -> Result<(), StepError>
     if let RootMode::Host { entries } = &mut config.root {
         for e in entries.iter_mut().filter(|e| matches!(e.kind, crate::config::HostEntryKind::Dir { .. })) {
             // Shown as it is, the folder's files are `nobody`'s inside: readable where everyone may read.
-            e.as_is = refused(crate::sys::hardening::probe_idmap(&Path::new("/").join(&e.name), userns))?;
+            let folder = Path::new("/").join(&e.name);
+            e.as_is = refused(crate::sys::hardening::probe_idmap(&folder, userns), &folder)?;
         }
     }
     for m in &mut config.mounts {
         let MountKind::Bind { source, .. } = &m.kind else { continue };
-        if !refused(crate::sys::hardening::probe_idmap(source, userns))? {
+        if !refused(crate::sys::hardening::probe_idmap(source, userns), source)? {
             continue;
         }
         if !m.read_only {
             // hints.rs says what to do about it.
-            return Err((
-                StepKind::Volume,
-                "bind a read-write volume id-mapped: its file system cannot be id-mapped",
-                Errno::EOPNOTSUPP,
-            ));
+            return Err(Failure {
+                kind: StepKind::Volume,
+                what: "bind a read-write volume id-mapped: its file system cannot be id-mapped",
+                path: Some(format!("{} (host folder {})", m.target, source.display())),
+                errno: Errno::EOPNOTSUPP,
+            });
         }
         tracing::debug!(volume = %source.display(), "bound as it is: its file system cannot be id-mapped");
         m.as_is = true;
@@ -65,13 +68,18 @@ pub(crate) fn adapt(config: &mut Config, userns: RawFd) -> Result<(), StepError>
     Ok(())
 }
 
-/// Whether a probe's answer means "this file system cannot be id-mapped" (then `Ok(true)`); any other
-/// failure is the step's.
-fn refused(probe: Result<(), Errno>) -> Result<bool, StepError> {
+/// Whether a probe's answer for `path` means "this file system cannot be id-mapped" (then
+/// `Ok(true)`); any other failure is the step's.
+fn refused(probe: Result<(), Errno>, path: &Path) -> Result<bool, Failure> {
     match probe {
         Ok(()) => Ok(false),
         Err(Errno::EINVAL | Errno::EPERM | Errno::ENOSYS | Errno::EOPNOTSUPP) => Ok(true),
-        Err(e) => Err((StepKind::Overlay, "open a host tree to id-map it (open_tree)", e)),
+        Err(errno) => Err(Failure {
+            kind: StepKind::Overlay,
+            what: "open a host tree to id-map it (open_tree)",
+            path: Some(path.display().to_string()),
+            errno,
+        }),
     }
 }
 
