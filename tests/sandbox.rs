@@ -125,8 +125,31 @@ fn check_timeout_kills_the_tree() {
         .args(["-c", &format!("sleep {m} & sleep {m} & sleep {m}")])
         .status()
         .expect_err("must time out");
-    assert!(matches!(err, Error::TimedOut { .. }), "{err:?}");
+    let Error::TimedOut { doing, .. } = &err else { panic!("{err:?}") };
+    // What it was running, for the error: the three sleeps (the shell exec'd the last one).
+    assert_eq!(doing.iter().filter(|l| l.ends_with(&format!(" S sleep {m}"))).count(), 3, "{err}");
+    assert!(err.to_string().contains(&format!("sleep {m}")), "{err}");
     assert_eq!(pids_matching(&format!("sleep {m}")), Vec::<i32>::new(), "grandchildren are dead when status() returns");
+}
+
+/// A timeout with limits also says where the limits stood: a hang at a limit is diagnosable.
+#[test]
+fn a_timeout_at_a_limit_says_so() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let sb = builder().timeout(Duration::from_millis(800)).pids_limit(4).build().expect("build");
+    // Forks until the pids limit refuses, then waits: the kind of hang a limit causes.
+    let err = sb
+        .command("/bin/sh")
+        .args(["-c", "(sleep 100 & sleep 100 & sleep 100 & wait) 2>/dev/null; exec sleep 100"])
+        .status()
+        .expect_err("must time out");
+    let Error::TimedOut { doing, .. } = &err else { panic!("{err:?}") };
+    let cgroup = doing.iter().find(|l| l.starts_with("cgroup: ")).unwrap_or_else(|| panic!("no cgroup line: {err}"));
+    assert!(cgroup.contains(" of 4, limit hit "), "{cgroup}");
+    assert!(!cgroup.ends_with("limit hit 0 times"), "the refused fork is counted: {cgroup}");
+    assert!(doing.iter().any(|l| l.ends_with(" S sleep 100")), "{err}");
 }
 
 fn check_kill_and_drop() {

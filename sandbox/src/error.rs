@@ -54,10 +54,14 @@ pub enum Error {
         peak: Option<u64>,
     },
     /// The sandbox's deadline passed; every process in it was killed.
-    #[error("the sandbox timed out after {after:?}; every process in it was killed")]
+    #[error("the sandbox timed out after {after:?}; every process in it was killed{}", doing_then(doing))]
     TimedOut {
         /// The configured timeout.
         after: Duration,
+        /// What the sandbox was doing at the deadline, to diagnose a hang: one line per process
+        /// (`pid state command line`) and, with limits, one for the cgroup (use, limit, and how often it
+        /// was hit). Empty when unknown (the program had stopped the sandbox's init).
+        doing: Vec<String>,
     },
     /// The sandbox helper process ended without saying why (killed from outside, or a bug).
     #[error("the sandbox helper process ended unexpectedly{}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
@@ -124,6 +128,14 @@ impl Error {
             _ => io::ErrorKind::Other,
         }
     }
+}
+
+/// `TimedOut`'s `doing`, for its message.
+fn doing_then(doing: &[String]) -> String {
+    if doing.is_empty() {
+        return String::new();
+    }
+    format!("; at the deadline it was running:\n  {}", doing.join("\n  "))
 }
 
 pub(crate) fn io<P: Into<PathBuf>>(op: &'static str, path: P) -> impl FnOnce(io::Error) -> Error {

@@ -185,8 +185,12 @@ pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, b
         Ok(Outcome::Failed(e)) => panic!("Error: {e}"),
         // The child already printed "thread … panicked at file:line"; the payload goes on unchanged.
         Err(Error::Panicked { message, .. }) => std::panic::resume_unwind(Box::new(message)),
-        Err(Error::TimedOut { after }) => {
-            panic!("#[sandbox_test] timed out after {after:?}: every process in the test's sandbox was killed")
+        Err(Error::TimedOut { after, doing }) => {
+            let doing = match doing.is_empty() {
+                true => " (no word from its init of what it was running)".to_owned(),
+                false => format!("; it was running:{}", doing.iter().map(|l| format!("\n  {l}")).collect::<String>()),
+            };
+            panic!("#[sandbox_test] timed out after {after:?}: every process in the test's sandbox was killed{doing}")
         }
         Err(Error::Crashed { status }) => {
             panic!("the test's process died inside its sandbox: {status} (a crash or abort in the test, or a kill)")

@@ -81,6 +81,9 @@ pub(crate) enum Record {
     OomKilled { limit: u64, peak: Option<u64> },
     /// The sandbox ended: the program's raw wait status, and whether the deadline killed it.
     Exited { status: i32, timed_out: bool },
+    /// At the deadline, right before the kill: what the sandbox was running (init's view, one line
+    /// per process) and, with limits, its cgroup's state (the helper's view).
+    Activity { processes: Vec<String>, cgroup: Option<String> },
 }
 
 /// Reports a failed step that is not part of the plan (a pipe, a fork, a namespace of the helper's).

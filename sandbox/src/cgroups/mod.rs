@@ -143,6 +143,14 @@ impl Cgroup {
         !self.v2
     }
 
+    /// The limits' state in a line, for a timeout's error: use, limit and how often it was hit, of
+    /// memory and pids (e.g. `memory 32.0 MiB of 32.0 MiB, limit hit 316316 times, 2864 OOM runs, 0
+    /// kills; pids 3 of 16`).
+    pub(crate) fn state(&self) -> String {
+        let read = |c: &str, f: &str| self.dir(c).and_then(|d| fs::read_to_string(d.join(f)).ok());
+        if self.v2 { v2::state(&read) } else { v1::state(&read) }
+    }
+
     /// What the sandbox used.
     pub(crate) fn usage(&self) -> Usage {
         let read = |c: &str, f: &str| self.dir(c).and_then(|d| fs::read_to_string(d.join(f)).ok());
@@ -389,5 +397,14 @@ mod tests {
         .expect("write");
         let usage = cg.usage();
         assert_eq!((usage.cpu_time, usage.oom_kills), (Some(Duration::from_millis(1500)), 2));
+    }
+}
+
+/// `bytes` in MiB, or the limit's `max`.
+pub(super) fn mib(bytes: Option<&str>) -> String {
+    match bytes.map(str::trim) {
+        Some("max") => "no limit".to_owned(),
+        Some(b) => b.parse::<u64>().map_or_else(|_| b.to_owned(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+        None => "?".to_owned(),
     }
 }

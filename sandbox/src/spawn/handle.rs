@@ -137,6 +137,7 @@ impl HelperHandle {
         let mut failure = None;
         let mut timed_out = false;
         let mut oom = None;
+        let mut doing = Vec::new();
         let early = std::mem::take(&mut self.early);
         for r in early.into_iter().map(Some).chain(std::iter::from_fn(|| self.reports.next()).map(Some)) {
             let Some(r) = r else { break };
@@ -144,6 +145,10 @@ impl HelperHandle {
                 Record::Helper { pid } => self.helper_pid = Some(pid),
                 Record::Usage(u) => ending.usage = Some(u),
                 Record::OomKilled { limit, peak } => oom = Some(Error::MemoryLimitExceeded { limit, peak }),
+                Record::Activity { processes, cgroup } => {
+                    doing = processes;
+                    doing.extend(cgroup.map(|c| format!("cgroup: {c}")));
+                }
                 Record::Value { .. } | Record::Panicked { .. } => ending.value = Some(r),
                 Record::SetupFailed { kind, what, path, errno } => {
                     failure.get_or_insert((kind, what, path, errno));
@@ -170,7 +175,7 @@ impl HelperHandle {
             return Err(self.setup_failed(kind, what, path, errno));
         }
         if timed_out {
-            return Err(Error::TimedOut { after: self.timeout.unwrap_or_default() }.into());
+            return Err(Error::TimedOut { after: self.timeout.unwrap_or_default(), doing }.into());
         }
         if let Some(e) = oom {
             return Err(e.into());

@@ -284,8 +284,14 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // The deadline, enforced from out here too: init enforces it, unless the program stopped it.
     let deadline = config.timeout.map(|t| started + t + HELPER_DEADLINE_GRACE);
     // `_mount_ns` lives until the process ends: after the report.
-    let (outcome, waited, _mount_ns) = wait_for(init, Some(status), &kill, deadline);
+    let (outcome, waited, _mount_ns, activity) = wait_for(init, Some(status), &kill, deadline);
     let usage = cgroup.as_ref().map(Cgroup::usage);
+    if outcome.is_some_and(|(_, timed_out)| timed_out) {
+        // What a hang was doing: init's list of processes (none if the program stopped init), and
+        // the limits' counters, which the kill leaves as they were (how often the limit was hit).
+        let cgroup = cgroup.as_ref().map(Cgroup::state);
+        send(&report, &Record::Activity { processes: activity.unwrap_or_default(), cgroup });
+    }
     drop(cgroup);
     let Some((status, timed_out)) = ended(outcome, waited) else { std::process::exit(SETUP_FAILED) };
     if let Some(u) = usage {
@@ -389,7 +395,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
             super::child::await_exec(exec_r, &report);
-            let (outcome, waited, _) = wait_for(child, None, &kill, None);
+            let (outcome, waited, _, _) = wait_for(child, None, &kill, None);
             match command_status(outcome, waited) {
                 Ok(raw) => finish(&report, raw, false),
                 Err(e) => fail(&report, (StepKind::Helper, "wait for the command's process (waitpid)", e)),
@@ -424,7 +430,7 @@ fn wait_for(
     status: Option<OwnedFd>,
     kill: &OwnedFd,
     deadline: Option<std::time::Instant>,
-) -> (Option<(i32, bool)>, nix::Result<WaitStatus>, Vec<OwnedFd>) {
+) -> (Option<(i32, bool)>, nix::Result<WaitStatus>, Vec<OwnedFd>, Option<Vec<String>>) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use nix::sys::wait::WaitPidFlag;
@@ -435,6 +441,7 @@ fn wait_for(
     let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
     let mut decoder = Decoder::default();
     let mut outcome = None;
+    let mut activity = None;
     let mut status_file = status.map(std::fs::File::from);
     // Init's mount namespaces (two when it enters the program's user namespace), held so that their
     // teardown happens at our exit, after the report.
@@ -448,6 +455,7 @@ fn wait_for(
                     mount_ns.extend(nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, mode).ok());
                 }
                 Record::Exited { status, timed_out } => outcome = Some((status, timed_out)),
+                Record::Activity { processes, .. } => activity = Some(processes),
                 _ => {}
             }
         }
@@ -511,7 +519,7 @@ fn wait_for(
     if outcome.is_none() && killed {
         outcome = Some((Signal::SIGKILL as i32, timed_out));
     }
-    (outcome, waited, mount_ns)
+    (outcome, waited, mount_ns, activity)
 }
 
 /// Reports the end to the parent and ends the helper with the program's status.

@@ -89,7 +89,7 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: O
             }
         }
     };
-    let (status_word, timed_out) = reap_until_done(main, &signals, deadline);
+    let (status_word, timed_out) = reap_until_done(main, &signals, deadline, &status);
     send(&status, &Record::Exited { status: status_word, timed_out });
     std::process::exit(0);
 }
@@ -102,7 +102,7 @@ fn fatal(report: &OwnedFd, what: &str, errno: Errno) -> ! {
 /// The init loop. Reaps every child; forwards signals to the program; on the deadline kills every
 /// process in the namespace. Returns when the program has exited (or, for a session, when time is up),
 /// after killing and reaping whatever else is left.
-fn reap_until_done(main: Option<Pid>, signals: &SignalFd, deadline: Option<Instant>) -> (i32, bool) {
+fn reap_until_done(main: Option<Pid>, signals: &SignalFd, deadline: Option<Instant>, status: &OwnedFd) -> (i32, bool) {
     let mut main_status: Option<i32> = None;
     let mut timed_out = false;
     loop {
@@ -131,6 +131,8 @@ fn reap_until_done(main: Option<Pid>, signals: &SignalFd, deadline: Option<Insta
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     timed_out = true;
+                    // What a hang was doing, for the timeout's error (the helper adds the cgroup's state).
+                    send(status, &Record::Activity { processes: processes(), cgroup: None });
                     kill_all_but_me();
                     continue;
                 }
@@ -154,6 +156,41 @@ fn reap_until_done(main: Option<Pid>, signals: &SignalFd, deadline: Option<Insta
             }
         }
     }
+}
+
+/// The sandbox's processes but init, from its `/proc`, one line each: `pid state command line`, at
+/// most 20 (and how many more).
+fn processes() -> Vec<String> {
+    const SHOWN: usize = 20;
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids: Vec<u32> =
+        dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|&p| p != 1).collect();
+    pids.sort_unstable();
+    let mut lines: Vec<String> = pids.iter().take(SHOWN).filter_map(|pid| describe(*pid)).collect();
+    if pids.len() > SHOWN {
+        lines.push(format!("… and {} more", pids.len() - SHOWN));
+    }
+    lines
+}
+
+/// `pid state command line` of one process (its name when the command line is empty: a kernel
+/// thread, or a zombie).
+fn describe(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // proc(5): `pid (comm) state …`; comm may hold spaces and parentheses: split at the last `)`.
+    let (head, tail) = stat.rsplit_once(')')?;
+    let name = head.split_once('(').map_or("?", |(_, n)| n);
+    let state = tail.split_whitespace().next().unwrap_or("?");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let mut command: String =
+        cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" ");
+    if command.is_empty() {
+        command = format!("[{name}]");
+    }
+    if command.chars().count() > 120 {
+        command = command.chars().take(119).chain(['…']).collect();
+    }
+    Some(format!("{pid} {state} {command}"))
 }
 
 /// SIGKILL to every other process of the sandbox. kill(2) with -1 means "every process this one may
