@@ -271,6 +271,15 @@ pub(crate) fn name_for(pid: u32) -> String {
     format!("sandbox-{pid}-{nanos:x}")
 }
 
+/// `bytes` in MiB, or the limit's `max`.
+pub(super) fn mib(bytes: Option<&str>) -> String {
+    match bytes.map(str::trim) {
+        Some("max") => "no limit".to_owned(),
+        Some(b) => b.parse::<u64>().map_or_else(|_| b.to_owned(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+        None => "?".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,14 +406,5 @@ mod tests {
         .expect("write");
         let usage = cg.usage();
         assert_eq!((usage.cpu_time, usage.oom_kills), (Some(Duration::from_millis(1500)), 2));
-    }
-}
-
-/// `bytes` in MiB, or the limit's `max`.
-pub(super) fn mib(bytes: Option<&str>) -> String {
-    match bytes.map(str::trim) {
-        Some("max") => "no limit".to_owned(),
-        Some(b) => b.parse::<u64>().map_or_else(|_| b.to_owned(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
-        None => "?".to_owned(),
     }
 }

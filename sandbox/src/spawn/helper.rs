@@ -284,7 +284,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // The deadline, enforced from out here too: init enforces it, unless the program stopped it.
     let deadline = config.timeout.map(|t| started + t + HELPER_DEADLINE_GRACE);
     // `_mount_ns` lives until the process ends: after the report.
-    let (outcome, waited, _mount_ns, activity) = wait_for(init, Some(status), &kill, deadline);
+    let Waited { outcome, waited, mount_ns: _mount_ns, activity } = wait_for(init, Some(status), &kill, deadline);
     let usage = cgroup.as_ref().map(Cgroup::usage);
     if outcome.is_some_and(|(_, timed_out)| timed_out) {
         // What a hang was doing: init's list of processes (none if the program stopped init), and
@@ -395,7 +395,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
             super::child::await_exec(exec_r, &report);
-            let (outcome, waited, _, _) = wait_for(child, None, &kill, None);
+            let Waited { outcome, waited, .. } = wait_for(child, None, &kill, None);
             match command_status(outcome, waited) {
                 Ok(raw) => finish(&report, raw, false),
                 Err(e) => fail(&report, (StepKind::Helper, "wait for the command's process (waitpid)", e)),
@@ -425,12 +425,7 @@ fn command_status(outcome: Option<(i32, bool)>, waited: nix::Result<WaitStatus>)
 /// (`Child::kill`, a drop, or its death), `child` is killed first: init is only reaped once its whole
 /// pid namespace is gone, so the parent's `wait` returns after the last process of the sandbox has
 /// died.
-fn wait_for(
-    child: Pid,
-    status: Option<OwnedFd>,
-    kill: &OwnedFd,
-    deadline: Option<std::time::Instant>,
-) -> (Option<(i32, bool)>, nix::Result<WaitStatus>, Vec<OwnedFd>, Option<Vec<String>>) {
+fn wait_for(child: Pid, status: Option<OwnedFd>, kill: &OwnedFd, deadline: Option<std::time::Instant>) -> Waited {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use nix::sys::wait::WaitPidFlag;
@@ -519,7 +514,18 @@ fn wait_for(
     if outcome.is_none() && killed {
         outcome = Some((Signal::SIGKILL as i32, timed_out));
     }
-    (outcome, waited, mount_ns, activity)
+    Waited { outcome, waited, mount_ns, activity }
+}
+
+/// How [`wait_for`] saw the child end.
+struct Waited {
+    /// The status and whether the deadline killed it, from the child's report or our own kill.
+    outcome: Option<(i32, bool)>,
+    waited: nix::Result<WaitStatus>,
+    /// Init's mount namespaces, to be freed after the report.
+    mount_ns: Vec<OwnedFd>,
+    /// Init's list of the sandbox's processes at the deadline.
+    activity: Option<Vec<String>>,
 }
 
 /// Reports the end to the parent and ends the helper with the program's status.
