@@ -478,6 +478,27 @@ fn memory_hog_is_oom_killed_and_reported() {
     assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
 }
 
+/// A closure that allocates past its limit ends the same way, with a deadline far away: the error is
+/// the memory limit's, not the timeout's (issue 14: on cgroup v2 it hung until killed from outside).
+#[test]
+fn a_closure_over_its_memory_limit_fails_fast() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let sb = builder().memory_limit(32 << 20).timeout(Duration::from_secs(120)).build().expect("build");
+    let err = sb
+        .run(|| {
+            let mut kept: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..200 {
+                // Non-zero bytes: every page is touched, so it counts.
+                kept.push(vec![1u8; 1 << 20]);
+            }
+            kept.len()
+        })
+        .expect_err("the closure must be killed");
+    assert!(matches!(err, Error::MemoryLimitExceeded { limit, .. } if limit == 32 << 20), "{err:?}");
+    assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
+}
 #[test]
 fn fork_bomb_is_contained_by_the_pids_limit() {
     if !limits_usable() {
