@@ -1,5 +1,5 @@
 //! Median time of a sandbox running `/bin/true` (for profiling); exits non-zero if a run fails:
-//! `cargo run --release -p sandbox --example true_once [rounds]`.
+//! `cargo run --release -p sandbox --example true_once [rounds]` (`PRIVILEGED=1`: `Builder::privileged()`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(300);
@@ -7,7 +7,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok("host") => sandbox::Network::Host,
         _ => sandbox::Network::Loopback,
     };
-    let sb = sandbox::Sandbox::builder().network(network).build()?;
+    let mut b = sandbox::Sandbox::builder().network(network);
+    if std::env::var_os("PRIVILEGED").is_some() {
+        b = b.privileged();
+    }
+    let sb = b.build()?;
     for _ in 0..20 {
         if !sb.command("/bin/true").status()?.success() {
             return Err("/bin/true failed in a sandbox".into());
