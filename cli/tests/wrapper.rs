@@ -158,6 +158,51 @@ fn nextest_wrapper_runs_each_test_in_its_own_sandbox() {
     assert_eq!(host_state(), before, "the host changed");
 }
 
+/// Rootless, as CI runners that shard an archive run it: `cargo nextest archive` once (here as root),
+/// then `cargo-nextest` alone (no cargo, no toolchain) as an ordinary user, with the wrapper on PATH.
+#[test]
+fn nextest_wrapper_runs_each_test_in_its_own_sandbox_rootless_from_an_archive() {
+    let Some((_, uid, gid)) = test_user().filter(|_| is_root()) else {
+        return skip("needs root and the sandbox-test user to run as that user");
+    };
+    if !nextest_available() {
+        return skip("cargo-nextest is not installed");
+    }
+    demo_binary();
+    let (dir, run, _demo) = copies_for_user();
+    let archive = dir.path().join("demo.tar.zst");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["nextest", "archive", "--archive-file"])
+        .arg(&archive)
+        .current_dir(demo_dir())
+        .env("CARGO_TARGET_DIR", target_dir().join("flaky-demo"))
+        .output()
+        .expect("run cargo nextest archive");
+    assert!(out.status.success(), "cargo nextest archive: {}", text(&out));
+    // The workspace as the runner checks it out: its .config/nextest.toml names the wrapper.
+    let workspace = dir.path().join("workspace");
+    let copied = Command::new("cp").arg("-r").arg(demo_dir()).arg(&workspace).status().expect("cp");
+    assert!(copied.success(), "copy the demo workspace");
+    std::fs::create_dir(dir.path().join("extract")).expect("mkdir");
+    let chowned = Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(dir.path()).status().expect("chown");
+    assert!(chowned.success(), "give the copies to the test user");
+    let before = host_state();
+    let mut cmd = Command::new("cargo-nextest");
+    cmd.args(["nextest", "run", "--no-fail-fast", "--archive-file"])
+        .arg(&archive)
+        .arg("--workspace-remap")
+        .arg(&workspace)
+        .arg("--extract-to")
+        .arg(dir.path().join("extract"));
+    as_user(&mut cmd, uid, gid, dir.path());
+    let bin_dir = run.parent().map(Path::to_path_buf).unwrap_or_default();
+    cmd.env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()));
+    let out = cmd.output().expect("run cargo-nextest as the test user");
+    assert_all_passed(&out, "cargo-nextest run from an archive, rootless, with the sandbox wrapper");
+    assert_eq!(host_state(), before, "the host changed");
+}
+
 #[test]
 fn exit_codes_are_the_programs_and_our_own() {
     let code = |args: &[&str]| Command::new(SANDBOX_RUN).args(args).output().map(|o| o.status.code()).ok().flatten();
