@@ -39,7 +39,9 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: O
     // so that freeing the sandbox's mounts is not on the way of the caller's wait. Entering the
     // program's user namespace makes a second one (its copy); the helper keeps that too.
     send(&status, &Record::MountNamespaceReady);
-    if let Err(f) = plan::run(&plan::filesystem_phase(config), &Kernel) {
+    let built = plan::run(&plan::filesystem_phase(config), &Kernel);
+    crate::sys::close_kernel_dirs();
+    if let Err(f) = built {
         send_failure(&report, &f);
         std::process::exit(1);
     }

@@ -214,7 +214,7 @@ impl Sys for Kernel {
     }
 
     fn mask(&self, path: &Path) -> Result<(), Errno> {
-        let masked = on_target(path, |target| {
+        let masked = on_kernel_target(path, |target| {
             let meta = nix::sys::stat::stat(target)?;
             let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
             if nix::sys::stat::SFlag::from_bits_truncate(meta.st_mode).contains(nix::sys::stat::SFlag::S_IFDIR) {
@@ -229,24 +229,71 @@ impl Sys for Kernel {
         match masked {
             Err(Errno::ENOENT) | Ok(false) => Ok(()),
             // Resolved afresh: the descriptor used above is the covered file, not the new mount.
-            Ok(true) => self.lock_bind(path, true),
+            Ok(true) => on_kernel_target(path, |target| mount::lock_bind(target, true)),
             Err(e) => Err(e),
         }
     }
 
     fn bind_read_only(&self, path: &Path) -> Result<(), Errno> {
-        let bound = on_target(path, |target| {
+        let bound = on_kernel_target(path, |target| {
             nix::mount::mount(Some(target), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         });
         match bound {
             Err(Errno::ENOENT) => Ok(()),
             Err(e) => Err(e),
-            Ok(()) => self.lock_bind(path, true),
+            Ok(()) => on_kernel_target(path, |target| mount::lock_bind(target, true)),
         }
     }
 
     fn loopback_up(&self) -> Result<(), Errno> {
         net::interface_up("lo")
+    }
+}
+
+thread_local! {
+    /// [`on_kernel_target`]'s open mount points: (path below the new root, descriptor). Init is
+    /// single-threaded and sets up one sandbox; [`close_kernel_dirs`] ends their use with the setup.
+    static OPENED: std::cell::RefCell<Vec<(std::path::PathBuf, std::os::fd::OwnedFd)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Closes what [`on_kernel_target`] kept open: once setup is done, the program gets none of it.
+pub(crate) fn close_kernel_dirs() {
+    OPENED.with(|opened| opened.borrow_mut().clear());
+}
+
+/// As [`on_target`], for a path below the new root's `/proc` or `/sys` (the masks): the kernel file
+/// system's mount point is resolved in the new root once, checked to be procfs or sysfs, and kept
+/// open; the rest of the path is walked inside that file system, whose names the kernel alone makes.
+/// Four system calls fewer per masked path than resolving each from the root.
+fn on_kernel_target<T>(path: &Path, f: impl FnOnce(&Path) -> Result<T, Errno>) -> Result<T, Errno> {
+    use nix::sys::statfs::{FsType, PROC_SUPER_MAGIC, SYSFS_MAGIC};
+    use std::os::fd::AsRawFd;
+    let kinds: [(&str, FsType); 2] = [("/newroot/proc", PROC_SUPER_MAGIC), ("/newroot/sys", SYSFS_MAGIC)];
+    let Some((dir, magic, rest)) =
+        kinds.iter().find_map(|(dir, magic)| Some((*dir, *magic, path.strip_prefix(dir).ok()?)))
+    else {
+        return on_target(path, f);
+    };
+    let fd = OPENED.with(|opened| -> Result<i32, Errno> {
+        let mut opened = opened.borrow_mut();
+        if let Some((_, fd)) = opened.iter().find(|(d, _)| d == Path::new(dir)) {
+            return Ok(fd.as_raw_fd());
+        }
+        let rel = crate::inroot::below_new_root(Path::new(dir)).ok_or(Errno::EINVAL)?;
+        let (fd, _) = crate::inroot::mount_target(rel)?;
+        if nix::sys::statfs::fstatfs(&fd)?.filesystem_type() != magic {
+            // Not the kernel's file system we mounted there: resolve each path from the root instead.
+            return Err(Errno::EXDEV);
+        }
+        let raw = fd.as_raw_fd();
+        opened.push((dir.into(), fd));
+        Ok(raw)
+    });
+    match fd {
+        Ok(fd) => f(&Path::new(&format!("/oldroot/proc/self/fd/{fd}")).join(rest)),
+        Err(Errno::EXDEV) => on_target(path, f),
+        Err(e) => Err(e),
     }
 }
 
