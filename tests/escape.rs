@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -429,6 +430,116 @@ fn check_keyring() {
     assert_eq!(out, "keyctl errno=1\nadd_key errno=1\n");
 }
 
+/// Init's memory and descriptors (`/proc/1/mem`, `/proc/1/fd`): rootless, init is the program's uid
+/// and stays dumpable, so these are masked; writing its memory would run code outside the filter.
+/// Here 16 bytes of init's stack are read and written back unchanged.
+fn check_init_memory() {
+    let sb = builder().build().expect("build");
+    let script = r#"
+        a=64
+        if line=$(grep '\[stack\]' /proc/1/maps 2>/dev/null); then a=$((0x${line%%-*} + 64)); fi
+        dd if=/proc/1/mem bs=1 skip=$a count=16 of=/tmp/b 2>/dev/null && echo "READ INIT MEMORY"
+        dd if=/tmp/b of=/proc/1/mem bs=1 seek=$a conv=notrunc 2>/dev/null && echo "WROTE INIT MEMORY"
+        ls /proc/1/fd/ 2>/dev/null | grep -q . && echo "INIT FDS"
+        echo done"#;
+    let out = both(&run(&sb, script));
+    for bad in ["READ INIT MEMORY", "WROTE INIT MEMORY", "INIT FDS"] {
+        assert!(!out.contains(bad), "{bad}: {out}");
+    }
+    assert!(out.ends_with("done\n"), "{out}");
+    // What a test may look at stays: init's status.
+    assert_eq!(both(&run(&sb, "grep -c PPid /proc/1/status")), "1\n");
+}
+
+/// A tree with busybox whose `dev` is a symlink to `dev_target` (that path also exists in the tree).
+fn tree_with_dev_link(parent: &Path, dev_target: &str) -> PathBuf {
+    let tree = parent.join("rootfs");
+    for dir in ["bin", "etc", "proc", "root", "sys", "tmp"] {
+        std::fs::create_dir_all(tree.join(dir)).expect("create a directory of the tree");
+    }
+    std::fs::create_dir_all(tree.join(dev_target.trim_start_matches('/'))).expect("the link's target inside");
+    std::fs::copy(rootfs().path().join("bin/busybox"), tree.join("bin/busybox")).expect("copy busybox");
+    for applet in ["sh", "cat", "grep"] {
+        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).expect("link an applet");
+    }
+    std::os::unix::fs::symlink(dev_target, tree.join("dev")).expect("plant the symlink");
+    tree
+}
+
+/// The masks' `/dev/null` is the sandbox's own: a rootfs whose `dev` leads to `/oldroot/…` (the host
+/// during setup) gets no host file bound over `/proc/keys`, and one whose `dev` leads nowhere on the
+/// host does not switch the masks off.
+fn check_mask_source() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let scratch = work.path().join("scratch");
+    std::fs::create_dir(&scratch).expect("scratch");
+    std::fs::write(scratch.join("secret"), "HOST SECRET\n").expect("secret");
+    std::os::unix::fs::symlink("secret", scratch.join("null")).expect("null -> secret");
+    let hostile = work.path().join("a");
+    std::fs::create_dir(&hostile).expect("mkdir");
+    let tree = tree_with_dev_link(&hostile, &format!("/oldroot{}", scratch.display()));
+    let sb = Sandbox::builder().rootfs_dir(&tree).build().expect("build");
+    let out = run(&sb, "cat /proc/keys; grep -c ' /proc/keys ' /proc/self/mountinfo");
+    assert!(!both(&out).contains("HOST SECRET"), "a host file is bound over /proc/keys: {}", both(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("1\n"), "/proc/keys is masked: {}", both(&out));
+    let nowhere = work.path().join("b");
+    std::fs::create_dir(&nowhere).expect("mkdir");
+    let tree = tree_with_dev_link(&nowhere, "/no-such-folder-on-the-host");
+    let sb = Sandbox::builder().rootfs_dir(&tree).build().expect("build");
+    assert_eq!(both(&run(&sb, "grep -c ' /proc/keys ' /proc/self/mountinfo")), "1\n", "/proc/keys is masked");
+    assert_eq!(std::fs::read_to_string(scratch.join("secret")).expect("secret"), "HOST SECRET\n");
+}
+
+/// In a session, a command looks for another one not yet filtered, seizes it with ptrace and makes
+/// it call keyctl (tests/attacks/session-attacker.c): every command is out of reach until its
+/// filter is installed.
+fn check_session_seize() {
+    if !cfg!(target_arch = "x86_64") {
+        return skip("the attacker is x86_64 code");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("attacks/session-attacker.c");
+    let bin = dir.path().join("attacker");
+    let built = std::process::Command::new("cc").args(["-static", "-O2", "-o"]).arg(&bin).arg(&src).status();
+    if !built.is_ok_and(|s| s.success()) {
+        return skip("no C compiler with a static C library (cc -static; Debian: gcc, libc6-dev)");
+    }
+    let sb = builder().mount(Mount::bind(dir.path(), "/attacks").read_only()).build().expect("build");
+    let session = sb.session().expect("session");
+    let attacker = session.command("/attacks/attacker").stdout(Stdio::piped()).spawn().expect("start the attacker");
+    for _ in 0..300 {
+        let _ = session.command("/bin/true").status();
+    }
+    let out = attacker.wait_with_output().expect("the attacker's output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("attacker's own keyctl: -1"), "the attacker ran: {text}");
+    assert!(!text.contains("INJECTED"), "{text}");
+}
+
+/// As root, a read-write volume maps only root: what the program writes there is root's on the host,
+/// never setuid (the filter refuses the bit there), never another host user's.
+fn check_volume_setid() {
+    if !is_root() {
+        return; // rootless, root inside is the caller: a setuid file there is the caller's own
+    }
+    let vol = tempfile::tempdir().expect("tempdir");
+    let sb = builder().mount(Mount::bind(vol.path(), "/data")).build().expect("build");
+    let out = run(
+        &sb,
+        "cp /bin/busybox /data/suid; chmod 4755 /data/suid || echo chmod refused; \
+         touch /data/other; chown 1001:1001 /data/other || echo chown refused; echo done",
+    );
+    let text = both(&out);
+    let suid = std::fs::metadata(vol.path().join("suid")).expect("the copy");
+    assert_eq!((suid.uid(), suid.mode() & 0o6000), (0, 0), "root's, not setuid: {text}");
+    let other = std::fs::metadata(vol.path().join("other")).expect("the file");
+    assert_eq!((other.uid(), other.gid()), (0, 0), "given to no other host user: {text}");
+    assert!(text.contains("chmod refused") && text.contains("chown refused"), "{text}");
+    // Elsewhere in the sandbox, setuid bits stay possible (apk installs setuid programs).
+    let plain = builder().build().expect("build");
+    assert_eq!(both(&run(&plain, "cp /bin/busybox /tmp/s && chmod 4755 /tmp/s && stat -c %a /tmp/s")), "4755\n");
+}
+
 /// The program cannot ptrace init (not dumpable), and the deadline holds even if init is stopped:
 /// the helper, outside the sandbox, enforces it.
 fn check_ptrace_init() {
@@ -676,6 +787,26 @@ fn as_test_user(child: &str) {
 }
 
 #[test]
+fn init_memory_and_descriptors_are_out_of_reach() {
+    check_init_memory();
+}
+
+#[test]
+fn masks_use_the_sandboxs_own_dev_null() {
+    check_mask_source();
+}
+
+#[test]
+fn session_commands_are_out_of_reach_until_filtered() {
+    check_session_seize();
+}
+
+#[test]
+fn a_written_volume_gets_no_setuid_file_and_no_foreign_owner() {
+    check_volume_setid();
+}
+
+#[test]
 fn rootless_what_worked_still_works() {
     as_test_user("child_rootless_what_worked_still_works");
 }
@@ -706,6 +837,9 @@ const CHECKS: &[(&str, fn())] = &[
     ("keyring", check_keyring),
     ("ptrace_init", check_ptrace_init),
     ("tiocsti", check_tiocsti),
+    ("init_memory", check_init_memory),
+    ("mask_source", check_mask_source),
+    ("session_seize", check_session_seize),
     ("identity", check_identity),
     ("privileged", check_privileged),
 ];
@@ -758,6 +892,9 @@ fn rootless_attacks_are_refused() {
         "ptrace_init",
         "tiocsti",
         "privileged",
+        "init_memory",
+        "mask_source",
+        "session_seize",
     ]);
 }
 

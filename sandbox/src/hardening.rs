@@ -28,6 +28,23 @@ pub(crate) const MASKED_PATHS: &[&str] = &[
     "/sys/fs/selinux",
 ];
 
+/// Rootless, the sandbox's init stays dumpable (a session's commands join it through its
+/// `/proc/PID/ns`) and is the program's uid: these files of it are masked too, so that the program
+/// can neither write init's memory nor reopen its descriptors (ptrace, process_vm_writev and
+/// pidfd_getfd of it are refused by the filter).
+pub(crate) const INIT_PATHS: &[&str] = &[
+    "/proc/1/mem",
+    "/proc/1/fd",
+    "/proc/1/fdinfo",
+    "/proc/1/map_files",
+    "/proc/1/environ",
+    "/proc/1/task/1/mem",
+    "/proc/1/task/1/fd",
+    "/proc/1/task/1/fdinfo",
+    "/proc/1/task/1/map_files",
+    "/proc/1/task/1/environ",
+];
+
 /// Read-only: global sysctls (`kernel.core_pattern` runs a program on the host as root), bus and
 /// interrupt settings of the host's hardware, and filesystem-wide tunables.
 pub(crate) const READ_ONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"];
@@ -58,6 +75,14 @@ pub(crate) struct Security {
     /// fallback where the kernel cannot id-map the tree's file system; crate::spawn::idmap).
     #[serde(default)]
     pub lower_shifted: bool,
+    /// As root with a read-write volume: the user namespace its id-mapped bind uses, where only root
+    /// is mapped (the volume's files are root's, or nobody's), made by the helper.
+    #[serde(default)]
+    pub volume_userns_fd: Option<i32>,
+    /// Refuse setuid and setgid bits and extended attributes (crate::seccomp): as root with a
+    /// read-write volume, where such a file would be setuid-root on the host.
+    #[serde(default)]
+    pub no_setid: bool,
 }
 
 impl Default for Security {
@@ -68,6 +93,8 @@ impl Default for Security {
             id_base: DEFAULT_ID_BASE,
             userns_fd: None,
             lower_shifted: false,
+            volume_userns_fd: None,
+            no_setid: false,
         }
     }
 }

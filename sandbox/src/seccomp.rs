@@ -40,6 +40,9 @@ fn refused_syscalls() -> Vec<(i64, &'static str)> {
         // Opens any file of a mounted filesystem by handle, bypassing the mount tree (the "shocker"
         // escape); name_to_handle_at only makes handles and stays allowed.
         (libc::SYS_open_by_handle_at, "file handles bypass the mount tree"),
+        // Copies another process's descriptor into the caller: rootless, init's (Docker allows it
+        // only with CAP_SYS_PTRACE).
+        (libc::SYS_pidfd_getfd, "takes another process's descriptors"),
         (libc::SYS_kexec_load, "replaces the running kernel"),
         (libc::SYS_kexec_file_load, "replaces the running kernel"),
         (libc::SYS_init_module, "kernel modules"),
@@ -100,6 +103,14 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// # Errors
 /// [`SeccompError::Compile`] if seccompiler rejects the rules.
 pub(crate) fn default_filter() -> Result<Option<Filter>, SeccompError> {
+    filter(false)
+}
+
+/// The default filter, and, with `no_setid`, also refusing to give a file the setuid or setgid bit
+/// (`chmod` family, or `open`/`creat`/`mknod` with such a mode) or an extended attribute (file
+/// capabilities are one): used as root when the sandbox has a read-write volume, where root inside
+/// writes as the host's root and such a file would be setuid-root (or carry capabilities) on the host.
+fn filter(no_setid: bool) -> Result<Option<Filter>, SeccompError> {
     let arch = std::env::consts::ARCH;
     let Ok(target) = TargetArch::try_from(arch) else {
         return Ok(None);
@@ -125,6 +136,11 @@ pub(crate) fn default_filter() -> Result<Option<Filter>, SeccompError> {
     rules.insert(libc::SYS_ptrace, vec![pid_is_init(1)?]);
     rules.insert(libc::SYS_process_vm_readv, vec![pid_is_init(0)?]);
     rules.insert(libc::SYS_process_vm_writev, vec![pid_is_init(0)?]);
+    if no_setid {
+        for (nr, rule) in setid_rules().map_err(compile)? {
+            rules.entry(nr).or_default().extend(rule);
+        }
+    }
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target)
         .map_err(compile)?;
     let mut program = BpfProgram::try_from(filter).map_err(compile)?;
@@ -160,6 +176,65 @@ fn refuse_x32(_program: &mut BpfProgram) {}
 pub(crate) fn shared() -> Result<Option<&'static Filter>, &'static SeccompError> {
     static FILTER: std::sync::OnceLock<Result<Option<Filter>, SeccompError>> = std::sync::OnceLock::new();
     FILTER.get_or_init(default_filter).as_ref().map(Option::as_ref)
+}
+
+/// The rules of [`filter`]'s `no_setid`: each call refused when its mode argument holds the setuid
+/// or setgid bit (and, for `open`/`openat`, with `O_CREAT`); `openat2` (whose mode seccomp cannot
+/// read) and the `setxattr` family, always.
+fn setid_rules() -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::BackendError> {
+    let bit = |arg: u8, bit: u32| {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(u64::from(bit)), u64::from(bit))
+    };
+    let creating = |arg: u8| {
+        let o_creat = libc::O_CREAT as u32;
+        SeccompCondition::new(
+            arg,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(u64::from(o_creat)),
+            u64::from(o_creat),
+        )
+    };
+    let mut out = Vec::new();
+    // (call, argument holding the mode, argument holding the flags for O_CREAT)
+    let mut calls: Vec<(i64, u8, Option<u8>)> = vec![
+        (libc::SYS_fchmod, 1, None),
+        (libc::SYS_fchmodat, 2, None),
+        (libc::SYS_mknodat, 2, None),
+        (libc::SYS_openat, 3, Some(2)),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    calls.extend([
+        (libc::SYS_chmod, 1, None),
+        (libc::SYS_creat, 1, None),
+        (libc::SYS_mknod, 1, None),
+        (libc::SYS_open, 2, Some(1)),
+    ]);
+    // fchmodat2(2), Linux 6.6: the same arguments as fchmodat.
+    calls.push((452, 2, None));
+    for (nr, mode, flags) in calls {
+        let mut rules = Vec::new();
+        for setid in [libc::S_ISUID, libc::S_ISGID] {
+            let mut conditions = vec![bit(mode, setid)?];
+            if let Some(flags) = flags {
+                conditions.push(creating(flags)?);
+            }
+            rules.push(SeccompRule::new(conditions)?);
+        }
+        out.push((nr, rules));
+    }
+    for nr in [libc::SYS_openat2, libc::SYS_setxattr, libc::SYS_lsetxattr, libc::SYS_fsetxattr] {
+        out.push((nr, Vec::new()));
+    }
+    Ok(out)
+}
+
+/// The filter of a sandbox, by its settings (see [`filter`]); compiled once per process.
+pub(crate) fn for_sandbox(no_setid: bool) -> Result<Option<&'static Filter>, &'static SeccompError> {
+    if !no_setid {
+        return shared();
+    }
+    static FILTER: std::sync::OnceLock<Result<Option<Filter>, SeccompError>> = std::sync::OnceLock::new();
+    FILTER.get_or_init(|| filter(true)).as_ref().map(Option::as_ref)
 }
 
 /// A compiled filter, ready to install.

@@ -228,7 +228,8 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     rootfs::stage(&mut s, config);
     mounts::standard(&mut s, config);
     if !config.security.privileged {
-        mounts::mask(&mut s, "/proc/");
+        // Rootless, init stays dumpable (spawn::init): its memory and descriptors are masked too.
+        mounts::mask(&mut s, "/proc/", config.outer_uid != 0);
     }
     // Volumes, then files, after the standard mounts: a user's mount may cover /tmp, and a file may
     // land in a volume.
@@ -237,7 +238,7 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     if config.sys && config.network.own_namespace() {
         mounts::sys(&mut s);
         if !config.security.privileged {
-            mounts::mask(&mut s, "/sys/");
+            mounts::mask(&mut s, "/sys/", false);
         }
     }
     rootfs::pivot(&mut s);

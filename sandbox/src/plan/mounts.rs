@@ -95,10 +95,11 @@ pub(super) fn standard(s: &mut Steps, config: &Config) {
 
 /// crun's masked paths under `prefix` (`/proc/` or `/sys/`), and Docker's read-only ones
 /// (crate::hardening); `/dev/null` exists by then.
-pub(super) fn mask(s: &mut Steps, prefix: &str) {
+pub(super) fn mask(s: &mut Steps, prefix: &str, init_dumpable: bool) {
     let kind = if prefix == "/sys/" { StepKind::Sys } else { StepKind::Proc };
     let in_new_root = |path: &str| Path::new("/newroot").join(path.trim_start_matches('/'));
-    for path in crate::hardening::MASKED_PATHS.iter().filter(|m| m.starts_with(prefix)) {
+    let init = crate::hardening::INIT_PATHS.iter().filter(|_| init_dumpable);
+    for path in crate::hardening::MASKED_PATHS.iter().chain(init).filter(|m| m.starts_with(prefix)) {
         s.add(kind, "mask a kernel path", Op::Mask { path: in_new_root(path) });
     }
     for path in crate::hardening::READ_ONLY_PATHS.iter().filter(|m| m.starts_with(prefix)) {
@@ -126,7 +127,9 @@ pub(super) fn volumes(s: &mut Steps, config: &Config) {
                     }
                     s.add(StepKind::Volume, "create a volume's mount point", Op::Touch { path: target.clone() });
                 }
-                match shifted.filter(|_| !m.as_is) {
+                // A written volume only maps root (crate::spawn::helper::volume_namespace).
+                let written = config.security.volume_userns_fd.filter(|_| !m.read_only);
+                match shifted.filter(|_| !m.as_is).map(|(base, userns)| (base, written.unwrap_or(userns))) {
                     // What the test writes there is the caller's on the host, not a shifted id's.
                     Some((_, userns)) => s.add(
                         StepKind::Volume,

@@ -22,9 +22,16 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
     // it needs no privilege); otherwise a cgroup at its memory limit holds no process the kernel may
     // kill, and livelocks there (issue 14, seen on cgroup v2).
     // As root, init is not dumpable, and so, until it execs, is this process: its /proc files then
-    // belong to the host's root, out of its reach. It is the program: dumpable as after an exec.
-    let _ = nix::sys::prctl::set_dumpable(true);
-    let _ = std::fs::write("/proc/self/oom_score_adj", "0");
+    // belong to the host's root, out of its reach; dumpable for as long as it takes to write there.
+    // Then not dumpable until the exec (which makes it dumpable again) or, for a closure, until the
+    // filter is installed: in a session, another command could otherwise seize it with ptrace before
+    // it is filtered. A joined command comes from the joining helper, never from init: nothing to
+    // reset, and it stays out of reach throughout (its change of credentials made it not dumpable).
+    if !matches!(config.job, Job::Join { .. }) {
+        let _ = nix::sys::prctl::set_dumpable(true);
+        let _ = std::fs::write("/proc/self/oom_score_adj", "0");
+    }
+    let _ = nix::sys::prctl::set_dumpable(false);
     for (resource, value) in &config.rlimits {
         if let Err(e) = nix::sys::resource::setrlimit(resource.resource(), *value, *value) {
             let what = "set a resource limit (setrlimit)";
@@ -39,7 +46,7 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
         // an interactive shell gets job control and ^C reaches the program inside.
         let _ = crate::sys::set_controlling_terminal(std::io::stdin());
     }
-    let filter = crate::seccomp::shared().ok().flatten();
+    let filter = crate::seccomp::for_sandbox(config.security.no_setid).ok().flatten();
     let refused = |e: Errno| Record::SetupFailed {
         kind: StepKind::Security,
         what: "install the seccomp filter (no_new_privs, seccomp)".into(),
@@ -60,6 +67,8 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
         Job::Closure { entry, build, input } => {
             // The sandbox's environment, exactly, as a program gets it.
             crate::sys::set_env(t, super::parent::HELPER_ENV, &config.env);
+            // Filtered now: its /proc files may be its own again, as a program's are after exec.
+            let _ = nix::sys::prctl::set_dumpable(true);
             // Closing the exec pipe tells init the closure is under way.
             drop(exec_pipe);
             super::closure::run_entry(report, *entry, build, input.as_bytes())

@@ -194,6 +194,29 @@ fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<Owned
     made.map(Some).map_err(|(what, e)| (StepKind::Namespaces, what, e))
 }
 
+/// As root with a read-write volume bound id-mapped: the user namespace that mapping uses, where only
+/// root is mapped (root inside writes as the host's root; files of other host users show as nobody's
+/// and cannot be given to anyone), and the filter that refuses setuid and setgid bits and extended
+/// attributes (crate::seccomp): a file there would be setuid-root on the host. Read-only volumes keep
+/// the program's whole range (their owners show as they are).
+fn volume_namespace(t: SingleThreaded, c: &mut Config) -> Result<Option<OwnedFd>, StepError> {
+    use std::os::fd::AsRawFd;
+    let written =
+        c.mounts.iter().any(|m| !m.read_only && !m.as_is && matches!(m.kind, crate::volume::MountKind::Bind { .. }));
+    if !written || c.security.shifted(c.outer_uid).is_none() {
+        return Ok(None);
+    }
+    if let Err(e) = crate::seccomp::for_sandbox(true) {
+        tracing::error!(%e, "no seccomp filter");
+        return Err((StepKind::Security, "compile the seccomp filter", Errno::EINVAL));
+    }
+    let ns = super::userns::create_idmap_namespace(t, c.security.id_base)
+        .map_err(|(what, e)| (StepKind::Volume, what, e))?;
+    c.security.volume_userns_fd = Some(ns.as_raw_fd());
+    c.security.no_setid = true;
+    Ok(Some(ns))
+}
+
 /// A new sandbox: new namespaces, init as PID 1 in them.
 fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     let started = std::time::Instant::now();
@@ -223,15 +246,25 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         }
     };
     let with_userns;
+    // Held until init is forked (it inherits the descriptor): see `volume_namespace`.
+    let mut volume_ns = None;
     let config = match &userns {
         Some(fd) => {
             use std::os::fd::AsRawFd;
             let mut c = config.clone();
             c.security.userns_fd = Some(fd.as_raw_fd());
-            if let Err(f) = super::idmap::adapt(&mut c, fd.as_raw_fd()) {
-                drop(cgroup);
+            let adapted = super::idmap::adapt(&mut c, fd.as_raw_fd()).map_err(|f| {
                 crate::report::send_failure(&report, &f);
-                std::process::exit(SETUP_FAILED);
+            });
+            let volumes = adapted.and_then(|()| {
+                volume_namespace(t, &mut c).map_err(|step| send_setup_failed(&report, step.0, step.1, step.2))
+            });
+            match volumes {
+                Ok(ns) => volume_ns = ns,
+                Err(()) => {
+                    drop(cgroup);
+                    std::process::exit(SETUP_FAILED);
+                }
             }
             with_userns = c;
             &with_userns
@@ -245,6 +278,9 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             fail(&report, step);
         }
     };
+    if matches!(forked, Forked::Helper { .. }) {
+        drop(volume_ns);
+    }
     let (init, status, start) = match forked {
         Forked::Init { status, start } => {
             // The cgroup is the helper's to remove: this copy must never do it.
@@ -375,6 +411,9 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // setns(CLONE_NEWNS) leaves the working directory outside the new root.
     let _ = nix::unistd::chdir("/");
     let (exec_r, exec_w) = pipe("create the exec pipe").unwrap_or_else(|step| fail(&report, step));
+    // Out of reach of the session's other processes (ptrace, /proc/PID/mem) until it is filtered:
+    // the command's process inherits this, and its exec undoes it (spawn::child).
+    let _ = nix::sys::prctl::set_dumpable(false);
     let mask = block_wait_signals();
     match crate::sys::fork(t) {
         Err(e) => fail(&report, (StepKind::Helper, "fork into the session", e)),

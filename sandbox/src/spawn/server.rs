@@ -87,6 +87,7 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
     let _ = crate::sys::code::build_id();
     // Compiled once here, inherited by every helper this server forks.
     let _ = crate::seccomp::shared();
+    let _ = crate::seccomp::for_sandbox(true);
     serve(t, sock);
     std::process::exit(0);
 }

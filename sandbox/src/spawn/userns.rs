@@ -82,6 +82,48 @@ pub(crate) fn create_program_namespaces(
     }
 }
 
+/// A user namespace for an id-mapped mount only, mapping root (0) to `base` and nothing else: made by
+/// a short-lived child, as [`create_program_namespaces`] does, and owning no other namespace.
+pub(crate) fn create_idmap_namespace(t: crate::sys::SingleThreaded, base: u32) -> Result<OwnedFd, Failed> {
+    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ("create a pipe to the namespace maker", e));
+    let (up_r, up_w) = pipe()?;
+    let (down_r, down_w) = pipe()?;
+    match crate::sys::fork(t).map_err(|e| ("fork the namespace maker", e))? {
+        ForkResult::Child => {
+            drop((up_r, down_w));
+            let mut up = std::fs::File::from(up_w);
+            let mut down = std::fs::File::from(down_r);
+            let mut byte = [0u8; 1];
+            let ok = nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_ok() && up.write_all(b"u").is_ok();
+            let _ = down.read(&mut byte);
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        ForkResult::Parent { child } => {
+            drop((up_w, down_r));
+            let made = (|| {
+                let mut byte = [0u8; 1];
+                if !matches!(std::fs::File::from(up_r).read(&mut byte), Ok(1)) {
+                    return Err(("create the volumes' user namespace (unshare)", Errno::EPERM));
+                }
+                let map = format!("0 {base} 1\n");
+                write(&format!("/proc/{child}/uid_map"), map.as_bytes())
+                    .map_err(|e| ("write the volumes' uid map", e))?;
+                write(&format!("/proc/{child}/gid_map"), map.as_bytes())
+                    .map_err(|e| ("write the volumes' gid map", e))?;
+                nix::fcntl::open(
+                    format!("/proc/{child}/ns/user").as_str(),
+                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| ("open the volumes' user namespace", e))
+            })();
+            drop(down_w);
+            let _ = nix::sys::wait::waitpid(child, None);
+            made
+        }
+    }
+}
+
 /// The helper's half: write the maker's id maps, then open its namespaces. Returns the user namespace
 /// and the others, each with what entering it is called. Dropping `down` lets the maker exit.
 fn map_and_open(

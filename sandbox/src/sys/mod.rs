@@ -222,7 +222,18 @@ impl Sys for Kernel {
                 nix::mount::mount(Some("tmpfs"), target, Some("tmpfs"), flags | MsFlags::MS_RDONLY, data)?;
                 Ok(false)
             } else {
-                nix::mount::mount(Some("/newroot/dev/null"), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+                // The sandbox's own /dev/null, resolved in the new root like any path of it, and
+                // checked to be the null device: a rootfs whose /dev leads elsewhere neither binds
+                // another file over the mask nor makes it vanish (ENODEV, never a skipped ENOENT).
+                on_target(Path::new("/newroot/dev/null"), |null| {
+                    let st = nix::sys::stat::stat(null).map_err(|_| Errno::ENODEV)?;
+                    let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+                    if kind != nix::sys::stat::SFlag::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+                        return Err(Errno::ENODEV);
+                    }
+                    nix::mount::mount(Some(null), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                })
+                .map_err(|e| if e == Errno::ENOENT { Errno::ENODEV } else { e })?;
                 Ok(true)
             }
         });
