@@ -103,7 +103,15 @@ impl HelperHandle {
                     handle.end();
                     return Err(handle.setup_failed(kind, what, path, errno));
                 }
-                Some(r @ (Record::Value { .. } | Record::Panicked { .. } | Record::Usage(_))) => handle.early.push(r),
+                Some(
+                    r @ (Record::Value { .. } | Record::Panicked { .. } | Record::Usage(_) | Record::Activity { .. }),
+                ) => handle.early.push(r),
+                // The deadline passed before the program started (a slow setup).
+                Some(Record::Exited { timed_out: true, .. }) => {
+                    handle.end();
+                    let doing = handle.early.iter().find_map(doing_of).unwrap_or_default();
+                    return Err(Error::TimedOut { after: handle.timeout.unwrap_or_default(), doing }.into());
+                }
                 Some(_) => {}
                 None => return Err(Error::HelperDied { status: handle.end() }.into()),
             }
@@ -145,10 +153,7 @@ impl HelperHandle {
                 Record::Helper { pid } => self.helper_pid = Some(pid),
                 Record::Usage(u) => ending.usage = Some(u),
                 Record::OomKilled { limit, peak } => oom = Some(Error::MemoryLimitExceeded { limit, peak }),
-                Record::Activity { processes, cgroup } => {
-                    doing = processes;
-                    doing.extend(cgroup.map(|c| format!("cgroup: {c}")));
-                }
+                r @ Record::Activity { .. } => doing = doing_of(&r).unwrap_or_default(),
                 Record::Value { .. } | Record::Panicked { .. } => ending.value = Some(r),
                 Record::SetupFailed { kind, what, path, errno } => {
                     failure.get_or_insert((kind, what, path, errno));
@@ -276,4 +281,10 @@ fn overlay_refused(kind: StepKind, errno: Errno) -> bool {
         );
     }
     refused
+}
+
+/// What an `Activity` record says the sandbox was doing, as `Error::TimedOut` shows it.
+fn doing_of(record: &Record) -> Option<Vec<String>> {
+    let Record::Activity { processes, cgroup } = record else { return None };
+    Some(processes.iter().cloned().chain(cgroup.iter().map(|c| format!("cgroup: {c}"))).collect())
 }

@@ -173,8 +173,9 @@ fn fork_init(t: SingleThreaded, config: &Config, with_start_pipe: bool) -> Resul
 }
 
 /// How long after the sandbox's deadline the helper kills init itself, if init has not ended the
-/// sandbox (the program stopped it with ptrace, or it hangs).
-const HELPER_DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+/// sandbox (the program stopped it with ptrace, or it hangs). Long enough for init to report what
+/// the sandbox was running on a slow machine (200 ms was not, in the VM lane's emulated guest).
+const HELPER_DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The program's user namespace (issue 9), unless privileged: root of a user namespace of its own (an
 /// unprivileged id range as root; rootless, nested in a setup namespace where the caller is root),
@@ -219,7 +220,6 @@ fn volume_namespace(t: SingleThreaded, c: &mut Config) -> Result<Option<OwnedFd>
 
 /// A new sandbox: new namespaces, init as PID 1 in them.
 fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
-    let started = std::time::Instant::now();
     // Compiled here, before the forks, so that the program's process only installs it.
     if !config.security.privileged
         && let Err(e) = crate::seccomp::shared()
@@ -271,6 +271,9 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         }
         None => config,
     };
+    // The deadline counts from here: what came before is paid once (a shifted copy of the rootfs), and
+    // init's setup is the sandbox's own time.
+    let started = std::time::Instant::now();
     let forked = match fork_init(t, config, cgroup.is_some()) {
         Ok(f) => f,
         Err(step) => {
@@ -296,7 +299,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP) {
                 fail(&report, (StepKind::Namespaces, "create the cgroup namespace (unshare)", e));
             }
-            super::init::run(t, config, report, status);
+            super::init::run(t, config, report, status, config.timeout.map(|t| started + t));
         }
         Forked::Helper { init, status, start } => (init, status, start),
     };

@@ -17,9 +17,15 @@ use crate::report::{Record, StepKind, send, send_failure, send_setup_failed};
 use crate::sys::{Kernel, SingleThreaded};
 
 /// Runs init: the plan, then the program (or nothing, for a session), then the reaping loop; `status`
-/// is the pipe to the helper, which gets `MountNamespaceReady` and, at the end, `Exited`. Never
-/// returns.
-pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: OwnedFd) -> ! {
+/// is the pipe to the helper, which gets `MountNamespaceReady` and, at the end, `Exited`. `deadline`
+/// counts from the helper's start, as the helper's own (which comes a little later). Never returns.
+pub(crate) fn run(
+    t: SingleThreaded,
+    config: &Config,
+    report: OwnedFd,
+    status: OwnedFd,
+    deadline: Option<Instant>,
+) -> ! {
     // Die with the helper (our parent), and so with the test process above it.
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
     // Not dumpable: the program can neither ptrace init (to stop the deadline) nor read its memory.
@@ -59,7 +65,6 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: OwnedFd, status: O
         Ok(fd) => fd,
         Err(e) => fatal(&report, "create init's signalfd", e),
     };
-    let deadline = config.timeout.map(|t| Instant::now() + t);
 
     let main = match config.job {
         Job::Session => {
