@@ -380,7 +380,8 @@ fn volumes_and_files() {
 #[test]
 fn a_written_volume_belongs_to_the_caller_or_is_refused_with_a_fix() {
     use std::os::unix::fs::MetadataExt;
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir in the target folder");
+    // (The target folder is root's: an unprivileged run takes its temporary folder.)
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).or_else(|_| tempfile::tempdir()).expect("tempdir");
     std::fs::write(dir.path().join("seen"), "seen\n").expect("write");
     let ro = builder().mount(sandbox::Mount::bind(dir.path(), "/data").read_only()).build().expect("build");
     assert_eq!(text(&sh(&ro, "cat /data/seen")), "seen\n", "a read-only volume works everywhere");
@@ -718,8 +719,16 @@ fn child_starts_on_a_dead_switch() {
     let before = cgroups();
     let err = sb.command("/bin/true").status().expect_err("the switch is gone");
     assert!(matches!(&err, Error::Setup { step, .. } if step.contains("switch")), "{err:?}");
-    // (A start sweeps leftovers of dead helpers, so the list may shrink; it must not grow.)
-    let new: Vec<_> = cgroups().into_iter().filter(|c| !before.contains(c)).collect();
+    // (A start sweeps leftovers of dead helpers, so the list may shrink; it must not grow.) Other
+    // tests' sandboxes come and go next to ours: a leftover is a cgroup whose helper (the pid in its
+    // name, `sandbox-PID-…`) is gone while the cgroup is still there; a helper removes its cgroup
+    // before it exits.
+    let helper_gone = |c: &std::path::PathBuf| {
+        let name = c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let pid = name.strip_prefix("sandbox-").and_then(|r| r.split('-').next()).unwrap_or("0");
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    };
+    let new: Vec<_> = cgroups().into_iter().filter(|c| !before.contains(c) && helper_gone(c) && c.exists()).collect();
     assert_eq!(new, Vec::<std::path::PathBuf>::new(), "the failed start removed its cgroup");
 }
 
