@@ -12,7 +12,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -490,6 +490,20 @@ fn check_mask_source() {
     assert_eq!(std::fs::read_to_string(scratch.join("secret")).expect("secret"), "HOST SECRET\n");
 }
 
+/// Builds `tests/attacks/NAME.c` with `cc -static` into a new folder, as `NAME`; `None` (after a
+/// SKIP line) without a C compiler and a static C library.
+fn build_attacker(name: &str) -> Option<tempfile::TempDir> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("attacks/{name}.c"));
+    let bin = dir.path().join(name);
+    let built = std::process::Command::new("cc").args(["-static", "-O2", "-o"]).arg(&bin).arg(&src).status();
+    if !built.is_ok_and(|s| s.success()) {
+        skip("no C compiler with a static C library (cc -static; Debian: gcc, libc6-dev)");
+        return None;
+    }
+    Some(dir)
+}
+
 /// In a session, a command looks for another one not yet filtered, seizes it with ptrace and makes
 /// it call keyctl (tests/attacks/session-attacker.c): every command is out of reach until its
 /// filter is installed.
@@ -497,16 +511,11 @@ fn check_session_seize() {
     if !cfg!(target_arch = "x86_64") {
         return skip("the attacker is x86_64 code");
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("attacks/session-attacker.c");
-    let bin = dir.path().join("attacker");
-    let built = std::process::Command::new("cc").args(["-static", "-O2", "-o"]).arg(&bin).arg(&src).status();
-    if !built.is_ok_and(|s| s.success()) {
-        return skip("no C compiler with a static C library (cc -static; Debian: gcc, libc6-dev)");
-    }
+    let Some(dir) = build_attacker("session-attacker") else { return };
     let sb = builder().mount(Mount::bind(dir.path(), "/attacks").read_only()).build().expect("build");
     let session = sb.session().expect("session");
-    let attacker = session.command("/attacks/attacker").stdout(Stdio::piped()).spawn().expect("start the attacker");
+    let attacker =
+        session.command("/attacks/session-attacker").stdout(Stdio::piped()).spawn().expect("start the attacker");
     for _ in 0..300 {
         let _ = session.command("/bin/true").status();
     }
@@ -538,6 +547,74 @@ fn check_volume_setid() {
     // Elsewhere in the sandbox, setuid bits stay possible (apk installs setuid programs).
     let plain = builder().build().expect("build");
     assert_eq!(both(&run(&plain, "cp /bin/busybox /tmp/s && chmod 4755 /tmp/s && stat -c %a /tmp/s")), "4755\n");
+}
+
+/// As root with a read-write volume, the routes to a capability-bearing or setuid file that the
+/// filter does not see (review of the issue 9 fixes): io_uring's `IORING_OP_SETXATTR` and
+/// `IORING_OP_OPENAT` (seccomp sees only `io_uring_enter`), `setxattrat(2)` (Linux 6.13) and
+/// `open(O_TMPFILE)` with a setuid mode (the filter looks for the mode only with `O_CREAT`). A
+/// root-owned copy of a program with `cap_setuid+ep` on the host makes any host user root.
+fn check_volume_setid_unfiltered() {
+    if !is_root() {
+        return; // rootless, root inside is the caller: such a file gives nothing the caller lacks
+    }
+    if !cfg!(target_arch = "x86_64") {
+        return skip("the attacker uses x86_64 syscall numbers");
+    }
+    let Some(dir) = build_attacker("volume-attacker") else { return };
+    let vol = tempfile::tempdir().expect("tempdir");
+    let sb = builder()
+        .mount(Mount::bind(dir.path(), "/attacks").read_only())
+        .mount(Mount::bind(vol.path(), "/data"))
+        .build()
+        .expect("build");
+    let out = run(
+        &sb,
+        "cp /bin/busybox /data/a; cp /bin/busybox /data/b; a=/attacks/volume-attacker; \
+         $a uring-setcap /data/a; $a setxattrat /data/b; $a uring-suid /data/c; $a tmpfile-suid /data; echo done",
+    );
+    let text = both(&out);
+    assert!(text.ends_with("done\n"), "{text}");
+    for name in ["a", "b"] {
+        let caps = std::process::Command::new(dir.path().join("volume-attacker"))
+            .arg("caps")
+            .arg(vol.path().join(name))
+            .output()
+            .expect("read the file's capabilities on the host");
+        assert_eq!(String::from_utf8_lossy(&caps.stdout), "none\n", "/data/{name} has file capabilities: {text}");
+    }
+    for name in ["c", "d"] {
+        if let Ok(meta) = std::fs::metadata(vol.path().join(name)) {
+            assert_eq!(meta.mode() & 0o6000, 0, "/data/{name} is setuid root on the host: {text}");
+        }
+    }
+}
+
+/// As root, a writable layer kept on the host (`Builder::writable_layer_in`, `sandbox-run
+/// --keep-failed`) holds the program's files with their modes, a setuid one among them (setuid to the
+/// range's first id, the id every as-root sandbox's root is): its folder is private, so no other host
+/// user can reach it.
+fn check_kept_layer_setid() {
+    if !is_root() {
+        return; // rootless, the kept files are the caller's own
+    }
+    let keep = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(keep.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sb = builder().writable_layer_in(keep.path()).build().expect("build");
+    let out = both(&run(&sb, "mkdir -p /srv && cp /bin/busybox /srv/s && chmod 6755 /srv/s; echo done"));
+    assert!(out.ends_with("done\n"), "{out}");
+    let meta = std::fs::metadata(keep.path()).expect("the kept folder");
+    assert_eq!((meta.mode() & 0o777, meta.uid()), (0o700, 0), "the kept layer's folder is root's alone");
+    if let Some((_, uid, gid)) = test_user() {
+        let reached = std::process::Command::new("setpriv")
+            .args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into(), "--".into()])
+            .arg("/bin/test")
+            .arg("-e")
+            .arg(keep.path().join("upper/srv/s"))
+            .status()
+            .expect("run test(1) as the test user");
+        assert!(!reached.success(), "another host user reaches the kept setuid file");
+    }
 }
 
 /// The program cannot ptrace init (not dumpable), and the deadline holds even if init is stopped:
@@ -804,6 +881,16 @@ fn session_commands_are_out_of_reach_until_filtered() {
 #[test]
 fn a_written_volume_gets_no_setuid_file_and_no_foreign_owner() {
     check_volume_setid();
+}
+
+#[test]
+fn a_written_volume_gets_no_capabilities_through_io_uring_or_setxattrat() {
+    check_volume_setid_unfiltered();
+}
+
+#[test]
+fn a_kept_layer_holds_no_setuid_file() {
+    check_kept_layer_setid();
 }
 
 #[test]

@@ -151,7 +151,9 @@ impl Builder {
     /// `dir/upper` holds what the sandbox added, changed (whole files) and deleted (overlayfs
     /// whiteouts), and stays after the sandbox ends, for the caller to inspect, keep or delete.
     /// `dir` must be an empty folder on a file system overlayfs accepts as an upper layer (ext4, xfs,
-    /// btrfs, tmpfs); one sandbox at a time. Default: in memory, gone with the sandbox.
+    /// btrfs, tmpfs); one sandbox at a time. `dir` is made private (mode 0700): the layer holds the
+    /// sandbox's files with their modes, setuid ones among them, which no other host user may reach.
+    /// Default: in memory, gone with the sandbox.
     pub fn writable_layer_in(mut self, dir: impl Into<PathBuf>) -> Self {
         self.upper_in = Some(dir.into());
         self
@@ -347,6 +349,11 @@ impl Builder {
         }
         if self.copy_rootfs && (self.upper_in.is_some() || !self.layers.is_empty()) {
             return Err(invalid("copy_rootfs", "true", "layers need overlayfs: leave copy_rootfs off"));
+        }
+        if let Some(dir) = &self.upper_in {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(crate::error::io("make the writable layer's folder private", dir.clone()))?;
         }
         let root = if lower == Path::new("/") {
             if self.copy_rootfs {

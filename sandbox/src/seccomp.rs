@@ -43,6 +43,11 @@ fn refused_syscalls() -> Vec<(i64, &'static str)> {
         // Copies another process's descriptor into the caller: rootless, init's (Docker allows it
         // only with CAP_SYS_PTRACE).
         (libc::SYS_pidfd_getfd, "takes another process's descriptors"),
+        // io_uring performs system calls (openat, setxattr, ...) out of this filter's sight; Docker
+        // refuses it by default since 2023.
+        (libc::SYS_io_uring_setup, "system calls the filter cannot see"),
+        (libc::SYS_io_uring_enter, "system calls the filter cannot see"),
+        (libc::SYS_io_uring_register, "system calls the filter cannot see"),
         (libc::SYS_kexec_load, "replaces the running kernel"),
         (libc::SYS_kexec_file_load, "replaces the running kernel"),
         (libc::SYS_init_module, "kernel modules"),
@@ -179,54 +184,35 @@ pub(crate) fn shared() -> Result<Option<&'static Filter>, &'static SeccompError>
 }
 
 /// The rules of [`filter`]'s `no_setid`: each call refused when its mode argument holds the setuid
-/// or setgid bit (and, for `open`/`openat`, with `O_CREAT`); `openat2` (whose mode seccomp cannot
-/// read) and the `setxattr` family, always.
+/// or setgid bit, whatever the flags (`O_CREAT` and `O_TMPFILE` both create; without either the
+/// kernel ignores the mode, and C libraries pass 0); `openat2` (whose mode seccomp cannot read) and
+/// the `setxattr` family (with `setxattrat`, Linux 6.13), always. io_uring, which would do the same
+/// out of sight, is refused in every sandbox.
 fn setid_rules() -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::BackendError> {
     let bit = |arg: u8, bit: u32| {
         SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(u64::from(bit)), u64::from(bit))
     };
-    let creating = |arg: u8| {
-        let o_creat = libc::O_CREAT as u32;
-        SeccompCondition::new(
-            arg,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::MaskedEq(u64::from(o_creat)),
-            u64::from(o_creat),
-        )
-    };
     let mut out = Vec::new();
-    // (call, argument holding the mode, argument holding the flags for O_CREAT)
-    let mut calls: Vec<(i64, u8, Option<u8>)> = vec![
-        (libc::SYS_fchmod, 1, None),
-        (libc::SYS_fchmodat, 2, None),
-        (libc::SYS_mknodat, 2, None),
-        (libc::SYS_openat, 3, Some(2)),
-    ];
+    // (call, argument holding the mode)
+    let mut calls: Vec<(i64, u8)> =
+        vec![(libc::SYS_fchmod, 1), (libc::SYS_fchmodat, 2), (libc::SYS_mknodat, 2), (libc::SYS_openat, 3)];
     #[cfg(target_arch = "x86_64")]
-    calls.extend([
-        (libc::SYS_chmod, 1, None),
-        (libc::SYS_creat, 1, None),
-        (libc::SYS_mknod, 1, None),
-        (libc::SYS_open, 2, Some(1)),
-    ]);
-    // fchmodat2(2), Linux 6.6: the same arguments as fchmodat.
-    calls.push((452, 2, None));
-    for (nr, mode, flags) in calls {
-        let mut rules = Vec::new();
-        for setid in [libc::S_ISUID, libc::S_ISGID] {
-            let mut conditions = vec![bit(mode, setid)?];
-            if let Some(flags) = flags {
-                conditions.push(creating(flags)?);
-            }
-            rules.push(SeccompRule::new(conditions)?);
-        }
-        out.push((nr, rules));
+    calls.extend([(libc::SYS_chmod, 1), (libc::SYS_creat, 1), (libc::SYS_mknod, 1), (libc::SYS_open, 2)]);
+    calls.push((FCHMODAT2, 2));
+    for (nr, mode) in calls {
+        let rules = [libc::S_ISUID, libc::S_ISGID].into_iter().map(|setid| SeccompRule::new(vec![bit(mode, setid)?]));
+        out.push((nr, rules.collect::<Result<Vec<_>, _>>()?));
     }
-    for nr in [libc::SYS_openat2, libc::SYS_setxattr, libc::SYS_lsetxattr, libc::SYS_fsetxattr] {
+    for nr in [libc::SYS_openat2, libc::SYS_setxattr, libc::SYS_lsetxattr, libc::SYS_fsetxattr, SETXATTRAT] {
         out.push((nr, Vec::new()));
     }
     Ok(out)
 }
+
+/// fchmodat2(2) (Linux 6.6) and setxattrat(2) (Linux 6.13): the same number on every architecture
+/// of the unified syscall table (include/uapi/asm-generic/unistd.h, arch/x86/entry/syscalls).
+const FCHMODAT2: i64 = 452;
+const SETXATTRAT: i64 = 463;
 
 /// The filter of a sandbox, by its settings (see [`filter`]); compiled once per process.
 pub(crate) fn for_sandbox(no_setid: bool) -> Result<Option<&'static Filter>, &'static SeccompError> {
