@@ -500,6 +500,46 @@ fn a_closure_over_its_memory_limit_fails_fast() {
     assert!(matches!(err, Error::MemoryLimitExceeded { limit, .. } if limit == 32 << 20), "{err:?}");
     assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
 }
+/// A sandbox whose only possible OOM victim is its init: the program (privileged, so it may) makes
+/// itself and its children unkillable, then fills a tmpfs past the memory limit. It must never hang
+/// silently: it ends with the memory error, or (v1) the writer gets ENOMEM, or the kernel keeps
+/// reclaiming at the limit without ever choosing a victim (seen on Debian's 6.1 with cgroup v2: `max`
+/// hit tens of thousands of times, no OOM run) and the deadline ends it, saying so.
+#[test]
+fn a_sandbox_whose_init_is_the_only_victim_ends() {
+    if !is_root() || !limits_usable() {
+        return skip("needs root (only a privileged program may make itself unkillable) and limits");
+    }
+    // capabilities(7): lowering oom_score_adj takes CAP_SYS_RESOURCE, which some hosts' root lacks
+    // (this machine's: CapEff 000001fffeffffff). There the sandbox this test is about cannot exist.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(str::trim).unwrap_or("0");
+    if u64::from_str_radix(cap_eff, 16).unwrap_or(0) & (1 << 24) == 0 {
+        eprintln!("no CAP_SYS_RESOURCE here: no process can make itself unkillable, nothing to test");
+        return;
+    }
+    let sb = builder().privileged().memory_limit(32 << 20).timeout(Duration::from_secs(10)).build().expect("build");
+    let started = std::time::Instant::now();
+    let result = sb
+        .command("/bin/sh")
+        .args(["-c", "echo -1000 > /proc/self/oom_score_adj && head -c 48000000 /dev/zero > /dev/shm/fill"])
+        .output();
+    match &result {
+        Err(Error::MemoryLimitExceeded { limit, .. }) => assert_eq!(*limit, 32 << 20),
+        Ok(out) if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => {
+            assert!(!out.status.success(), "the writer got ENOMEM: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Err(e @ Error::TimedOut { doing, .. }) => {
+            let cgroup = doing.iter().find(|l| l.starts_with("cgroup: ")).unwrap_or_else(|| panic!("{e}"));
+            let memory = cgroup.split("; pids").next().unwrap_or_default();
+            assert!(memory.contains("of 32.0 MiB") && !memory.contains("limit hit 0 times"), "{e}");
+        }
+        other => panic!("expected the memory limit's error, or a deadline that says where memory stood: {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(30), "it ended at its deadline at the latest");
+    assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
+}
+
 #[test]
 fn fork_bomb_is_contained_by_the_pids_limit() {
     if !limits_usable() {
