@@ -46,45 +46,106 @@ pub(crate) fn create_program_namespaces(
     count: u32,
     net: bool,
 ) -> Result<OwnedFd, Failed> {
-    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ("create a pipe to the namespace maker", e));
-    let (up_r, up_w) = pipe()?;
-    let (down_r, down_w) = pipe()?;
     let mut others = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if net {
         others |= CloneFlags::CLONE_NEWNET;
     }
-    match crate::sys::fork(t).map_err(|e| ("fork the namespace maker", e))? {
-        ForkResult::Child => {
-            drop((up_r, down_w));
-            // Step 1: the user namespace; step 2 (once mapped, root here has every capability in it):
-            // the namespaces it owns. Then wait for the helper to have opened them all.
-            let mut up = std::fs::File::from(up_w);
-            let mut down = std::fs::File::from(down_r);
-            let mut byte = [0u8; 1];
-            let ok = nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_ok()
-                && up.write_all(b"u").is_ok()
-                && matches!(down.read(&mut byte), Ok(1))
-                && nix::sched::unshare(others).is_ok()
-                && up.write_all(b"n").is_ok();
-            let _ = down.read(&mut byte);
-            std::process::exit(if ok { 0 } else { 1 });
+    let (user, joined) = with_maker(t, Some(others), |maker| {
+        maker.map(
+            base,
+            count,
+            [
+                "create the program's user namespace (unshare)",
+                "write the program's uid map",
+                "write the program's gid map",
+            ],
+        )?;
+        maker.resume()?;
+        maker.said("create the program's UTS, IPC and network namespaces (unshare)")?;
+        let user = maker.open("user").map_err(|e| ("open the program's user namespace", e))?;
+        let mut joined: Vec<ToEnter> = Vec::new();
+        let mut names =
+            vec![("uts", "enter the program's UTS namespace"), ("ipc", "enter the program's IPC namespace")];
+        if net {
+            names.push(("net", "enter the program's network namespace"));
         }
-        ForkResult::Parent { child } => {
-            drop((up_w, down_r));
-            let result = map_and_open(child, base, count, net, up_r, down_w);
-            let _ = nix::sys::wait::waitpid(child, None);
-            let (user, joined) = result?;
-            for (fd, what) in joined {
-                nix::sched::setns(fd, CloneFlags::empty()).map_err(|e| (what, e))?;
-            }
-            Ok(user)
+        for (ns, what) in names {
+            joined.push((maker.open(ns).map_err(|e| (what, e))?, what));
         }
+        Ok((user, joined))
+    })?;
+    for (fd, what) in joined {
+        nix::sched::setns(fd, CloneFlags::empty()).map_err(|e| (what, e))?;
+    }
+    Ok(user)
+}
+
+/// A user namespace for an id-mapped mount only, mapping root (0) to `base` and nothing else, owning
+/// no other namespace.
+pub(crate) fn create_idmap_namespace(t: crate::sys::SingleThreaded, base: u32) -> Result<OwnedFd, Failed> {
+    with_maker(t, None, |maker| {
+        maker.map(
+            base,
+            1,
+            [
+                "create the volumes' user namespace (unshare)",
+                "write the volumes' uid map",
+                "write the volumes' gid map",
+            ],
+        )?;
+        maker.open("user").map_err(|e| ("open the volumes' user namespace", e))
+    })
+}
+
+/// The helper's side of a namespace maker: a short-lived child that makes the namespaces, since
+/// unshare(2) of a user namespace needs a single-threaded caller that stays outside it to write the
+/// id maps.
+struct Maker {
+    pid: nix::unistd::Pid,
+    up: std::fs::File,
+    down: std::fs::File,
+}
+
+impl Maker {
+    /// Waits for the maker's word that a step is done (`what` names it if it failed).
+    fn said(&mut self, what: &'static str) -> Result<(), Failed> {
+        let mut byte = [0u8; 1];
+        match self.up.read(&mut byte) {
+            Ok(1) => Ok(()),
+            _ => Err((what, Errno::EPERM)),
+        }
+    }
+
+    /// Once the maker has its user namespace: maps `0..count` inside to `base..` outside, uid and gid.
+    /// `steps` name the three steps (the maker's unshare, the uid map, the gid map) in errors.
+    fn map(&mut self, base: u32, count: u32, steps: [&'static str; 3]) -> Result<(), Failed> {
+        let [unshare, uid, gid] = steps;
+        self.said(unshare)?;
+        let map = format!("0 {base} {count}\n");
+        write(&format!("/proc/{}/uid_map", self.pid), map.as_bytes()).map_err(|e| (uid, e))?;
+        write(&format!("/proc/{}/gid_map", self.pid), map.as_bytes()).map_err(|e| (gid, e))
+    }
+
+    /// Lets the maker go on to its second step.
+    fn resume(&mut self) -> Result<(), Failed> {
+        self.down.write_all(b"m").map_err(|_| ("resume the namespace maker", Errno::EPIPE))
+    }
+
+    /// One of the maker's namespaces (`user`, `uts`, ...).
+    fn open(&self, ns: &str) -> Result<OwnedFd, Errno> {
+        let path = format!("/proc/{}/ns/{ns}", self.pid);
+        nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
     }
 }
 
-/// A user namespace for an id-mapped mount only, mapping root (0) to `base` and nothing else: made by
-/// a short-lived child, as [`create_program_namespaces`] does, and owning no other namespace.
-pub(crate) fn create_idmap_namespace(t: crate::sys::SingleThreaded, base: u32) -> Result<OwnedFd, Failed> {
+/// Forks a namespace maker and runs `helper` against it; the maker makes a user namespace, says so,
+/// and, with `others`, waits for [`Maker::resume`], makes those (root of its user namespace by then,
+/// with every capability in it) and says so again; then it waits until the helper is done with it.
+fn with_maker<T>(
+    t: crate::sys::SingleThreaded,
+    others: Option<CloneFlags>,
+    helper: impl FnOnce(&mut Maker) -> Result<T, Failed>,
+) -> Result<T, Failed> {
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ("create a pipe to the namespace maker", e));
     let (up_r, up_w) = pipe()?;
     let (down_r, down_w) = pipe()?;
@@ -94,73 +155,26 @@ pub(crate) fn create_idmap_namespace(t: crate::sys::SingleThreaded, base: u32) -
             let mut up = std::fs::File::from(up_w);
             let mut down = std::fs::File::from(down_r);
             let mut byte = [0u8; 1];
-            let ok = nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_ok() && up.write_all(b"u").is_ok();
+            let mut ok = nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_ok() && up.write_all(b"u").is_ok();
+            if let Some(others) = others {
+                ok = ok
+                    && matches!(down.read(&mut byte), Ok(1))
+                    && nix::sched::unshare(others).is_ok()
+                    && up.write_all(b"n").is_ok();
+            }
             let _ = down.read(&mut byte);
             std::process::exit(if ok { 0 } else { 1 });
         }
         ForkResult::Parent { child } => {
             drop((up_w, down_r));
-            let made = (|| {
-                let mut byte = [0u8; 1];
-                if !matches!(std::fs::File::from(up_r).read(&mut byte), Ok(1)) {
-                    return Err(("create the volumes' user namespace (unshare)", Errno::EPERM));
-                }
-                let map = format!("0 {base} 1\n");
-                write(&format!("/proc/{child}/uid_map"), map.as_bytes())
-                    .map_err(|e| ("write the volumes' uid map", e))?;
-                write(&format!("/proc/{child}/gid_map"), map.as_bytes())
-                    .map_err(|e| ("write the volumes' gid map", e))?;
-                nix::fcntl::open(
-                    format!("/proc/{child}/ns/user").as_str(),
-                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| ("open the volumes' user namespace", e))
-            })();
-            drop(down_w);
+            let mut maker = Maker { pid: child, up: std::fs::File::from(up_r), down: std::fs::File::from(down_w) };
+            let result = helper(&mut maker);
+            // Closing its end lets the maker exit.
+            drop(maker);
             let _ = nix::sys::wait::waitpid(child, None);
-            made
+            result
         }
     }
-}
-
-/// The helper's half: write the maker's id maps, then open its namespaces. Returns the user namespace
-/// and the others, each with what entering it is called. Dropping `down` lets the maker exit.
-fn map_and_open(
-    maker: nix::unistd::Pid,
-    base: u32,
-    count: u32,
-    net: bool,
-    up: OwnedFd,
-    down: OwnedFd,
-) -> Result<(OwnedFd, Vec<ToEnter>), Failed> {
-    let mut up = std::fs::File::from(up);
-    let mut down = std::fs::File::from(down);
-    let mut byte = [0u8; 1];
-    let said = |up: &mut std::fs::File, byte: &mut [u8; 1], what| match up.read(byte) {
-        Ok(1) => Ok(()),
-        _ => Err((what, Errno::EPERM)),
-    };
-    said(&mut up, &mut byte, "create the program's user namespace (unshare)")?;
-    let map = format!("0 {base} {count}\n");
-    write(&format!("/proc/{maker}/uid_map"), map.as_bytes()).map_err(|e| ("write the program's uid map", e))?;
-    write(&format!("/proc/{maker}/gid_map"), map.as_bytes()).map_err(|e| ("write the program's gid map", e))?;
-    down.write_all(b"m").map_err(|_| ("resume the namespace maker", Errno::EPIPE))?;
-    said(&mut up, &mut byte, "create the program's UTS, IPC and network namespaces (unshare)")?;
-    let open = |ns: &str| {
-        nix::fcntl::open(format!("/proc/{maker}/ns/{ns}").as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-    };
-    let user = open("user").map_err(|e| ("open the program's user namespace", e))?;
-    let mut joined = Vec::new();
-    for (ns, what) in [("uts", "enter the program's UTS namespace"), ("ipc", "enter the program's IPC namespace")] {
-        joined.push((open(ns).map_err(|e| (what, e))?, what));
-    }
-    if net {
-        let what = "enter the program's network namespace";
-        joined.push((open("net").map_err(|e| (what, e))?, what));
-    }
-    drop(down);
-    Ok((user, joined))
 }
 
 /// After setns(2) into a user namespace, which keeps the process's ids (unmapped there): becomes its
