@@ -79,10 +79,6 @@ pub(crate) struct Security {
     /// is mapped (the volume's files are root's, or nobody's), made by the helper.
     #[serde(default)]
     pub volume_userns_fd: Option<i32>,
-    /// Refuse setuid and setgid bits and extended attributes (crate::seccomp): as root with a
-    /// read-write volume, where such a file would be setuid-root on the host.
-    #[serde(default)]
-    pub no_setid: bool,
 }
 
 impl Default for Security {
@@ -94,12 +90,18 @@ impl Default for Security {
             userns_fd: None,
             lower_shifted: false,
             volume_userns_fd: None,
-            no_setid: false,
         }
     }
 }
 
 impl Security {
+    /// Whether the program's filter refuses setuid and setgid bits and extended attributes
+    /// (crate::seccomp): as root with a read-write volume, where root inside writes as the host's root
+    /// and such a file would be setuid-root on the host.
+    pub(crate) fn no_setid(&self) -> bool {
+        self.volume_userns_fd.is_some()
+    }
+
     /// As root and not privileged: the first shifted id, for the owners of what setup creates and of
     /// the tmpfs mounts, and the user namespace that id-mapped mounts use.
     pub(crate) fn shifted(&self, outer_uid: u32) -> Option<(u32, i32)> {

@@ -340,7 +340,6 @@ impl Builder {
             userns_fd: None,
             lower_shifted: false,
             volume_userns_fd: None,
-            no_setid: false,
         };
         for dir in self.upper_in.iter_mut().chain(self.layers.iter_mut()) {
             let shown = dir.display().to_string();

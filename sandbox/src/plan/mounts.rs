@@ -13,7 +13,7 @@ use super::{Op, StepKind, Steps};
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// As root with a shifted id range, tmpfs options that give the mount's root to root inside.
-fn owned(config: &Config, data: String) -> String {
+pub(super) fn owned(config: &Config, data: String) -> String {
     match config.security.shifted(config.outer_uid) {
         Some((base, _)) => format!("{data},uid={base},gid={base}"),
         None => data,
@@ -129,9 +129,9 @@ pub(super) fn volumes(s: &mut Steps, config: &Config) {
                 }
                 // A written volume only maps root (crate::spawn::helper::volume_namespace).
                 let written = config.security.volume_userns_fd.filter(|_| !m.read_only);
-                match shifted.filter(|_| !m.as_is).map(|(base, userns)| (base, written.unwrap_or(userns))) {
+                match shifted.filter(|_| !m.as_is).map(|(_, userns)| written.unwrap_or(userns)) {
                     // What the test writes there is the caller's on the host, not a shifted id's.
-                    Some((_, userns)) => s.add(
+                    Some(userns) => s.add(
                         StepKind::Volume,
                         "bind-mount a volume id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
                         Op::IdmappedBind {

@@ -125,10 +125,7 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
 fn host_root(s: &mut Steps, config: &Config, entries: &[crate::config::HostEntry], upper: &Path, work: &Path) {
     let p = PathBuf::from;
     let shifted = config.security.shifted(config.outer_uid);
-    let mut data = format!("mode=0755,size={}", config.security.tmpfs_size);
-    if let Some((base, _)) = shifted {
-        data = format!("{data},uid={base},gid={base}");
-    }
+    let data = super::mounts::owned(config, format!("mode=0755,size={}", config.security.tmpfs_size));
     s.add(
         StepKind::HostRoot,
         "mount the new root's tmpfs",

@@ -46,7 +46,7 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
         // an interactive shell gets job control and ^C reaches the program inside.
         let _ = crate::sys::set_controlling_terminal(std::io::stdin());
     }
-    let filter = crate::seccomp::for_sandbox(config.security.no_setid).ok().flatten();
+    let filter = crate::seccomp::for_sandbox(config.security.no_setid()).ok().flatten();
     let refused = |e: Errno| Record::SetupFailed {
         kind: StepKind::Security,
         what: "install the seccomp filter (no_new_privs, seccomp)".into(),

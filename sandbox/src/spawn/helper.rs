@@ -214,7 +214,6 @@ fn volume_namespace(t: SingleThreaded, c: &mut Config) -> Result<Option<OwnedFd>
     let ns = super::userns::create_idmap_namespace(t, c.security.id_base)
         .map_err(|(what, e)| (StepKind::Volume, what, e))?;
     c.security.volume_userns_fd = Some(ns.as_raw_fd());
-    c.security.no_setid = true;
     Ok(Some(ns))
 }
 
