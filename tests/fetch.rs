@@ -43,11 +43,6 @@ fn fast_policy() -> NetworkPolicy {
     }
 }
 
-/// An error and its sources, as one line (what `anyhow`'s `{:#}` prints).
-fn chain(e: &dyn std::error::Error) -> String {
-    std::iter::successors(Some(e), |e| e.source()).map(ToString::to_string).collect::<Vec<_>>().join(": ")
-}
-
 fn alpine(mirror: &Mirror, version: &str, cache: &Path) -> Alpine {
     alpine_at(&mirror.url(), version, cache)
 }
@@ -272,7 +267,7 @@ fn server_errors_are_retried_with_backoff() {
     mirror.fault(".tar.gz", Fault::ServerError);
     let err = alpine(&mirror, "3.19.1", cache.path()).fetch().expect_err("always 500");
     assert!(matches!(err, Error::Network { attempts: 2, .. }), "{err:?}");
-    assert!(chain(&err).contains("500"), "{}", chain(&err));
+    assert!(sandbox::error_chain(&err).contains("500"), "{}", sandbox::error_chain(&err));
 }
 
 #[test]
@@ -831,7 +826,11 @@ fn bad_missing_and_wrongly_keyed_signatures_are_refused() {
             _ => matches!(&err, Error::Signature { problem: SignatureProblem::Bad { .. }, .. }),
         };
         assert!(expected, "{name}: {err:?}");
-        assert!(chain(&err).contains("alpine-minirootfs-3.19.1-x86_64.tar.gz"), "{name}: {}", chain(&err));
+        assert!(
+            sandbox::error_chain(&err).contains("alpine-minirootfs-3.19.1-x86_64.tar.gz"),
+            "{name}: {}",
+            sandbox::error_chain(&err)
+        );
         assert_nothing_cached(cache.path());
     }
 }

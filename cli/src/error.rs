@@ -53,15 +53,3 @@ pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std:
     let path = path.into();
     move |source| Error::Io { op, path, source }
 }
-
-/// The error and every cause below it, on one line: `a: b: c`.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}

@@ -25,7 +25,7 @@ mod run;
 mod setup;
 mod shell;
 
-pub use error::{Error, chain};
+pub use error::Error;
 pub use keep::{KeptRecord, read_record};
 pub use options::{MountArg, NetworkArg, SandboxOptions, TmpfsArg, parse_duration, parse_size};
 pub use per_test::{TESTS_FAILED, per_test};

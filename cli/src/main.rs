@@ -56,7 +56,7 @@ fn main() {
     match try_main(&cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("sandbox-run: {}", sandbox_cli::chain(&e));
+            eprintln!("sandbox-run: {}", sandbox::error_chain(&e));
             std::process::exit(exit::of_error(&e));
         }
     }

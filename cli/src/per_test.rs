@@ -143,7 +143,7 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
 
 /// Runs one test alone in a fresh sandbox whose writable layer is kept under `--keep-failed` if it fails.
 fn run_keeping(opts: &SandboxOptions, binary: &str, name: &str, ignored_flags: &[String]) -> Outcome {
-    let failed = |e: Error| Outcome::Failed { output: format!("sandbox-run: {}", crate::error::chain(&e)) };
+    let failed = |e: Error| Outcome::Failed { output: format!("sandbox-run: {}", sandbox::error_chain(&e)) };
     let Some(base) = &opts.keep_failed else {
         return failed(Error::Option { option: "--keep-failed", value: String::new(), expected: "a folder" });
     };
@@ -185,7 +185,7 @@ fn run_one(prepared: &crate::setup::Prepared, name: &str, ignored_flags: &[Strin
                 o.status
             ),
         },
-        Err(e) => Outcome::Failed { output: format!("sandbox-run: {}", crate::error::chain(&e)) },
+        Err(e) => Outcome::Failed { output: format!("sandbox-run: {}", sandbox::error_chain(&e)) },
     }
 }
 

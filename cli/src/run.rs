@@ -22,7 +22,7 @@ pub fn run(opts: &SandboxOptions, program: &str, args: &[String]) -> Result<i32,
     if let Some(dir) = layer {
         let outcome = match &result {
             Ok(code) => format!("exit code {code}"),
-            Err(e) => crate::error::chain(e),
+            Err(e) => sandbox::error_chain(e),
         };
         let command = std::iter::once(prepared.program.clone()).chain(args.iter().cloned()).collect();
         keep_if_failed(&dir, matches!(result, Ok(0)), &prepared, command, outcome)?;

@@ -138,6 +138,22 @@ fn doing_then(doing: &[String]) -> String {
     format!("; at the deadline it was running:\n  {}", doing.join("\n  "))
 }
 
+/// An error and every cause below it, on one line: `a: b: c` (each `Display` in this project says
+/// only its own part; this is what `anyhow`'s `{:#}` prints).
+///
+/// # Examples
+/// ```
+/// let e = sandbox::Error::Io {
+///     op: "read",
+///     path: "/etc/x".into(),
+///     source: std::io::Error::from_raw_os_error(2),
+/// };
+/// assert!(sandbox::error_chain(&e).starts_with("failed to read `/etc/x`: No such file"));
+/// ```
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    std::iter::successors(Some(error), |e| e.source()).map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
+
 pub(crate) fn io<P: Into<PathBuf>>(op: &'static str, path: P) -> impl FnOnce(io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { op, path, source }

@@ -196,11 +196,11 @@ pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, b
             panic!("the test's process died inside its sandbox: {status} (a crash or abort in the test, or a kill)")
         }
         Err(e @ Error::MemoryLimitExceeded { .. }) => panic!("{e}"),
-        Err(e @ Error::Rootfs(_)) => panic!("#[sandbox_test] has no rootfs: {}", chain(&e)),
+        Err(e @ Error::Rootfs(_)) => panic!("#[sandbox_test] has no rootfs: {}", crate::error_chain(&e)),
         Err(e @ (Error::Setup { .. } | Error::InvalidConfig { .. })) => {
-            panic!("#[sandbox_test] could not set up the test's sandbox: {}", chain(&e))
+            panic!("#[sandbox_test] could not set up the test's sandbox: {}", crate::error_chain(&e))
         }
-        Err(e) => panic!("#[sandbox_test] failed: {}", chain(&e)),
+        Err(e) => panic!("#[sandbox_test] failed: {}", crate::error_chain(&e)),
     }
 }
 
@@ -222,18 +222,6 @@ fn missing(requirement: &str) -> Option<String> {
     }
 }
 
-/// An error and its causes, one after the other: `Display` of each says only its own part.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,7 +235,7 @@ mod tests {
             source: std::io::Error::from_raw_os_error(libc::EPERM),
             hint: None,
         };
-        let text = chain(&e);
+        let text = crate::error_chain(&e);
         assert_eq!(text.matches("Operation not permitted").count(), 1, "{text}");
         assert!(text.starts_with("sandbox setup failed: mount /proc `/proc`: Operation not permitted"), "{text}");
     }

@@ -87,7 +87,7 @@ pub use cgroups::Usage;
 pub use closure::in_sandbox_child;
 pub use command::{Child, Command};
 pub use config::DEFAULT_PATH;
-pub use error::{Error, Result};
+pub use error::{Error, Result, error_chain};
 pub use fetch;
 pub use network::{Net, Network};
 pub use rlimit::Rlimit;
