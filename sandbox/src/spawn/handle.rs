@@ -162,11 +162,16 @@ impl HelperHandle {
                     ending.status = Some(status);
                     timed_out = t;
                     // The helper sends `Exited` after reaping init, which reaps every other process of
-                    // the sandbox first: nothing of it runs any more. A served helper's own exit (which
-                    // frees the namespaces) need not delay the caller.
-                    if matches!(self.helper, Helper::Served) {
+                    // the sandbox first, and after removing the cgroup: nothing of the sandbox runs or
+                    // shows on the host any more. The helper's own exit (which frees the namespaces
+                    // and their mounts, about a millisecond) need not delay the caller; a forked one
+                    // is reaped later (`reap_later`).
+                    if let Helper::Served | Helper::Forked(_) = self.helper {
                         self.kill();
                         self.ended = true;
+                        if let Helper::Forked(pid) = self.helper {
+                            reap_later(pid);
+                        }
                         break;
                     }
                 }
@@ -221,6 +226,18 @@ impl Drop for HelperHandle {
             self.end();
         }
     }
+}
+
+/// Helpers this process forked that had not ended when their sandbox had (see `wait_end`).
+static UNREAPED: std::sync::Mutex<Vec<nix::unistd::Pid>> = std::sync::Mutex::new(Vec::new());
+
+/// Reaps `pid` now if it has ended, else at a later call: each call reaps every listed helper that
+/// has ended since (they are this process's children; the next sandbox started here reaps them).
+fn reap_later(pid: nix::unistd::Pid) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let mut unreaped = UNREAPED.lock().unwrap_or_else(|p| p.into_inner());
+    unreaped.push(pid);
+    unreaped.retain(|&p| matches!(waitpid(p, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)));
 }
 
 /// The exit status of a program from its raw wait status.
