@@ -187,10 +187,10 @@ fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<Owned
     }
     let net = config.network.own_namespace();
     let made = if config.outer_uid == 0 {
-        super::userns::create_program_namespaces(t, config.security.id_base, crate::hardening::ID_COUNT, net)
+        super::userns::create_program_namespaces(config.security.id_base, crate::hardening::ID_COUNT, net)
     } else {
-        super::userns::enter_setup_namespace(config.outer_uid, config.outer_gid)
-            .and_then(|()| super::userns::create_program_namespaces(t, 0, 1, net))
+        super::userns::enter_setup_namespace(t, config.outer_uid, config.outer_gid)
+            .and_then(|()| super::userns::create_program_namespaces(0, 1, net))
     };
     made.map(Some).map_err(|(what, e)| (StepKind::Namespaces, what, e))
 }
@@ -200,7 +200,7 @@ fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<Owned
 /// and cannot be given to anyone), and the filter that refuses setuid and setgid bits and extended
 /// attributes (crate::seccomp): a file there would be setuid-root on the host. Read-only volumes keep
 /// the program's whole range (their owners show as they are).
-fn volume_namespace(t: SingleThreaded, c: &mut Config) -> Result<Option<OwnedFd>, StepError> {
+fn volume_namespace(c: &mut Config) -> Result<Option<OwnedFd>, StepError> {
     use std::os::fd::AsRawFd;
     let written =
         c.mounts.iter().any(|m| !m.read_only && !m.as_is && matches!(m.kind, crate::volume::MountKind::Bind { .. }));
@@ -211,8 +211,8 @@ fn volume_namespace(t: SingleThreaded, c: &mut Config) -> Result<Option<OwnedFd>
         tracing::error!(%e, "no seccomp filter");
         return Err((StepKind::Security, "compile the seccomp filter", Errno::EINVAL));
     }
-    let ns = super::userns::create_idmap_namespace(t, c.security.id_base)
-        .map_err(|(what, e)| (StepKind::Volume, what, e))?;
+    let ns =
+        super::userns::create_idmap_namespace(c.security.id_base).map_err(|(what, e)| (StepKind::Volume, what, e))?;
     c.security.volume_userns_fd = Some(ns.as_raw_fd());
     Ok(Some(ns))
 }
@@ -252,13 +252,18 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             use std::os::fd::AsRawFd;
             let mut c = config.clone();
             c.security.userns_fd = Some(fd.as_raw_fd());
-            let adapted = super::idmap::adapt(&mut c, fd.as_raw_fd()).map_err(|f| {
-                crate::report::send_failure(&report, &f);
-            });
-            let volumes = adapted.and_then(|()| {
-                volume_namespace(t, &mut c).map_err(|step| send_setup_failed(&report, step.0, step.1, step.2))
-            });
-            match volumes {
+            // The volumes' namespace first: adapt makes each id-mapped tree through the namespace
+            // it will be shown through.
+            let made = match volume_namespace(&mut c) {
+                Ok(ns) => super::idmap::adapt(&mut c, fd.as_raw_fd()).map(|()| ns).map_err(|f| {
+                    crate::report::send_failure(&report, &f);
+                }),
+                Err(step) => {
+                    send_setup_failed(&report, step.0, step.1, step.2);
+                    Err(())
+                }
+            };
+            match made {
                 Ok(ns) => volume_ns = ns,
                 Err(()) => {
                     drop(cgroup);
@@ -282,6 +287,8 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     };
     if matches!(forked, Forked::Helper { .. }) {
         drop(volume_ns);
+        // Init has its own copies of the id-mapped trees; it attaches them.
+        crate::sys::hardening::drop_prepared();
     }
     let (init, status, start) = match forked {
         Forked::Init { status, start } => {

@@ -11,8 +11,8 @@
 //! - a read-write volume is refused, with how to fix it: bound as it is, root inside could not
 //!   write there, and what it wrote would belong on the host to an id of the range.
 //!
-//! The probe is the first half of the real mount (open_tree + mount_setattr, then dropped): tens of
-//! microseconds, and only as root.
+//! The probe is the first half of the real mount (open_tree + mount_setattr), kept for init to attach
+//! (crate::sys::hardening::prepare_idmap): tens of microseconds, and only as root.
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
@@ -24,12 +24,13 @@ use crate::hardening::shift_id;
 use crate::report::{Failure, StepKind};
 use crate::volume::MountKind;
 
-/// Adapts `config` (as root, not privileged, with the program's user namespace `userns`) to what the
-/// kernel can id-map. Allocates and does file I/O: the helper runs it before it forks init.
+/// Adapts `config` (as root, not privileged, with the program's user namespace `userns`, and the
+/// volumes' if a volume is written) to what the kernel can id-map. Allocates and does file I/O: the
+/// helper runs it before it forks init.
 pub(crate) fn adapt(config: &mut Config, userns: RawFd) -> Result<(), Failure> {
     let Some((base, _)) = config.security.shifted(config.outer_uid) else { return Ok(()) };
     if let RootMode::Overlay { lower } = &config.root
-        && refused(crate::sys::hardening::probe_idmap(lower, userns), lower)?
+        && refused(crate::sys::hardening::prepare_idmap(lower, userns, true, false), lower)?
     {
         let shifted = shifted_tree(lower, base).map_err(|errno| Failure {
             kind: StepKind::Overlay,
@@ -45,12 +46,14 @@ pub(crate) fn adapt(config: &mut Config, userns: RawFd) -> Result<(), Failure> {
         for e in entries.iter_mut().filter(|e| matches!(e.kind, crate::config::HostEntryKind::Dir { .. })) {
             // Shown as it is, the folder's files are `nobody`'s inside: readable where everyone may read.
             let folder = Path::new("/").join(&e.name);
-            e.as_is = refused(crate::sys::hardening::probe_idmap(&folder, userns), &folder)?;
+            e.as_is = refused(crate::sys::hardening::prepare_idmap(&folder, userns, true, false), &folder)?;
         }
     }
     for m in &mut config.mounts {
         let MountKind::Bind { source, .. } = &m.kind else { continue };
-        if !refused(crate::sys::hardening::probe_idmap(source, userns), source)? {
+        // A written volume only maps root (crate::spawn::helper::volume_namespace).
+        let through = config.security.volume_userns_fd.filter(|_| !m.read_only).unwrap_or(userns);
+        if !refused(crate::sys::hardening::prepare_idmap(source, through, m.read_only, true), source)? {
             continue;
         }
         if !m.read_only {

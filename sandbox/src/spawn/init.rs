@@ -47,6 +47,7 @@ pub(crate) fn run(
     send(&status, &Record::MountNamespaceReady);
     let built = plan::run(&plan::filesystem_phase(config), &Kernel);
     crate::sys::close_kernel_dirs();
+    crate::sys::hardening::drop_prepared();
     if let Err(f) = built {
         send_failure(&report, &f);
         std::process::exit(1);

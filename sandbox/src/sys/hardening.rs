@@ -60,8 +60,10 @@ const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
 /// through the id mapping of the user namespace `userns` (mount_setattr(2) `MOUNT_ATTR_IDMAP`), nosuid,
 /// nodev and maybe read-only, then attached at `target` (move_mount(2)). On-disk owners appear inside
 /// the user namespace as they are on the host (root's files are root's inside), and what the program
-/// writes is stored with the ids it has inside, unshifted.
+/// writes is stored with the ids it has inside, unshifted. `host` is `source` as the helper named it
+/// on the host: a tree [`prepare_idmap`] made under that name is attached rather than made again.
 pub(crate) fn idmapped_bind(
+    host: &std::path::Path,
     source: &std::path::Path,
     target: &std::path::Path,
     userns: RawFd,
@@ -69,7 +71,10 @@ pub(crate) fn idmapped_bind(
     recursive: bool,
 ) -> Result<(), Errno> {
     let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
-    let tree = idmapped_tree(source, userns, read_only, recursive)?;
+    let tree = match take_prepared(host, userns, read_only, recursive) {
+        Some(tree) => tree,
+        None => idmapped_tree(source, userns, read_only, recursive)?,
+    };
     use std::os::fd::AsRawFd;
     // SAFETY: the descriptor names the detached tree idmapped_tree made; `target` is a NUL-terminated
     // path alive for the call.
@@ -87,11 +92,50 @@ pub(crate) fn idmapped_bind(
     Errno::result(rc).map(drop)
 }
 
-/// Whether the kernel shows the file system of `path` through an id mapping: the first half of
-/// [`idmapped_bind`], whose detached tree is dropped unattached. EINVAL (or EPERM, ENOSYS) where the
-/// file system cannot be id-mapped (9p, NFS, tmpfs before Linux 6.3, ...).
-pub(crate) fn probe_idmap(path: &std::path::Path, userns: RawFd) -> Result<(), Errno> {
-    idmapped_tree(path, userns, true, false).map(drop)
+/// The detached, id-mapped trees [`prepare_idmap`] made, for [`idmapped_bind`] to attach: made by the
+/// helper, inherited by init across fork. Key: the host path, the user namespace, read-only, recursive.
+type Prepared = ((std::path::PathBuf, RawFd, bool, bool), std::os::fd::OwnedFd);
+
+thread_local! {
+    static PREPARED: std::cell::RefCell<Vec<Prepared>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Makes the detached, id-mapped copy of the mount at `path` that [`idmapped_bind`] with the same
+/// arguments will attach, and keeps it: whether the kernel refuses it is the helper's question
+/// (crate::spawn::idmap), and the answer is the mount itself, made once. Dropping an unattached tree
+/// costs an RCU grace period (the kernel unmounts it), which a kept one never pays. EINVAL (or EPERM,
+/// ENOSYS) where the file system cannot be id-mapped (9p, NFS, tmpfs before Linux 6.3, ...).
+pub(crate) fn prepare_idmap(
+    path: &std::path::Path,
+    userns: RawFd,
+    read_only: bool,
+    recursive: bool,
+) -> Result<(), Errno> {
+    let tree = idmapped_tree(path, userns, read_only, recursive)?;
+    PREPARED.with(|p| p.borrow_mut().push(((path.to_owned(), userns, read_only, recursive), tree)));
+    Ok(())
+}
+
+/// Closes the prepared trees: the helper's copies once init is forked, init's once its mounts are
+/// built (none is left then but a tree no step asked for), so that the program holds none.
+pub(crate) fn drop_prepared() {
+    PREPARED.with(|p| p.borrow_mut().clear());
+}
+
+/// A prepared tree for these arguments, taken out of the list.
+fn take_prepared(
+    host: &std::path::Path,
+    userns: RawFd,
+    read_only: bool,
+    recursive: bool,
+) -> Option<std::os::fd::OwnedFd> {
+    PREPARED.with(|p| {
+        let mut p = p.borrow_mut();
+        let at = p
+            .iter()
+            .position(|((path, u, r, rec), _)| path == host && (*u, *r, *rec) == (userns, read_only, recursive))?;
+        Some(p.swap_remove(at).1)
+    })
 }
 
 /// The detached, id-mapped copy of the mount at `source` that [`idmapped_bind`] attaches.

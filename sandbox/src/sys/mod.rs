@@ -21,8 +21,8 @@ use nix::sys::stat::Mode;
 
 pub(crate) use net::{if_address_up, if_index};
 pub(crate) use process::{
-    SingleThreaded, adopt_fd, die_by_signal, execve, fork, keep_fds_on_exec, run_before_main, set_controlling_terminal,
-    set_env,
+    NamespaceHolder, SingleThreaded, adopt_fd, die_by_signal, execve, fork, keep_fds_on_exec, run_before_main,
+    set_controlling_terminal, set_env,
 };
 
 /// The kernel operations a setup plan performs, each failing with an errno.
@@ -182,7 +182,9 @@ impl Sys for Kernel {
         read_only: bool,
         recursive: bool,
     ) -> Result<(), Errno> {
-        on_target(target, |target| hardening::idmapped_bind(source, target, userns, read_only, recursive))
+        // The plan names host paths through the host's root as the staging pivot left it.
+        let host = source.strip_prefix("/oldroot").map_or_else(|_| source.to_owned(), |rest| Path::new("/").join(rest));
+        on_target(target, |target| hardening::idmapped_bind(&host, source, target, userns, read_only, recursive))
     }
 
     fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {

@@ -134,3 +134,54 @@ pub(crate) fn set_controlling_terminal(fd: impl std::os::fd::AsFd) -> Result<(),
     // session); `fd` is open for the duration of the call.
     Errno::result(unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
 }
+
+/// A process that only holds namespaces: born in them (`clone(2)` with `CLONE_NEWUSER` and the other
+/// `CLONE_NEW*` flags asked for, the user namespace first, which then owns the others), sharing this
+/// process's memory (`CLONE_VM`: no page tables to copy, nothing to tear down), and waiting until it
+/// is killed. Meanwhile the caller writes its id maps and opens its `/proc/<pid>/ns` files. Dropping
+/// it kills and reaps it.
+pub(crate) struct NamespaceHolder {
+    pid: nix::unistd::Pid,
+    /// The holder's stack: it must outlive the holder.
+    _stack: Vec<u128>,
+}
+
+/// Enough for `hold`, which calls pause(2) and nothing else.
+const HOLDER_STACK: usize = 16 * 1024;
+
+extern "C" fn hold(_: *mut libc::c_void) -> libc::c_int {
+    // Shares the caller's memory: only pause(2), which neither allocates nor takes a lock, and
+    // which SIGKILL ends (no handler runs here, so errno, shared too, is never written).
+    loop {
+        // SAFETY: pause(2) has no arguments and no effect but waiting.
+        unsafe { libc::pause() };
+    }
+}
+
+impl NamespaceHolder {
+    /// Starts a holder born in new namespaces `flags` (which must include `CLONE_NEWUSER`).
+    pub(crate) fn spawn(flags: nix::sched::CloneFlags) -> Result<NamespaceHolder, Errno> {
+        let mut stack = vec![0u128; HOLDER_STACK / std::mem::size_of::<u128>()];
+        // The stack grows down on every architecture Linux runs this crate on: start at the top.
+        let top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
+        let flags = flags.bits() | libc::CLONE_VM | libc::SIGCHLD;
+        // SAFETY: `hold` runs on `stack`, a 16-byte aligned buffer that lives as long as the holder
+        // (kept in the returned value, which kills and reaps the holder before freeing it); it
+        // touches no memory of ours but that stack. CLONE_VM without CLONE_VFORK: we go on at once.
+        let pid = unsafe { libc::clone(hold, top, flags, std::ptr::null_mut()) };
+        let pid = Errno::result(pid)?;
+        Ok(NamespaceHolder { pid: nix::unistd::Pid::from_raw(pid), _stack: stack })
+    }
+
+    /// The holder's process id, for its `/proc/<pid>` files.
+    pub(crate) fn pid(&self) -> nix::unistd::Pid {
+        self.pid
+    }
+}
+
+impl Drop for NamespaceHolder {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
+}
