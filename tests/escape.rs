@@ -430,9 +430,11 @@ fn check_keyring() {
     assert_eq!(out, "keyctl errno=1\nadd_key errno=1\n");
 }
 
-/// Init's memory and descriptors (`/proc/1/mem`, `/proc/1/fd`): rootless, init is the program's uid
-/// and stays dumpable, so these are masked; writing its memory would run code outside the filter.
-/// Here 16 bytes of init's stack are read and written back unchanged.
+/// Init's memory, descriptors and executable (`/proc/1/mem`, `/proc/1/fd`, `/proc/1/exe`): rootless,
+/// init is the program's uid; writing its memory would run code outside the filter, and its
+/// executable is the caller's own binary on the host. Init is not dumpable, so none is reachable.
+/// Here 16 bytes of init's stack are read and written back unchanged, and the executable's mode is
+/// set to what it is.
 fn check_init_memory() {
     let sb = builder().build().expect("build");
     let script = r#"
@@ -441,9 +443,15 @@ fn check_init_memory() {
         dd if=/proc/1/mem bs=1 skip=$a count=16 of=/tmp/b 2>/dev/null && echo "READ INIT MEMORY"
         dd if=/tmp/b of=/proc/1/mem bs=1 seek=$a conv=notrunc 2>/dev/null && echo "WROTE INIT MEMORY"
         ls /proc/1/fd/ 2>/dev/null | grep -q . && echo "INIT FDS"
+        readlink /proc/1/exe >/dev/null 2>&1 && echo "INIT EXE LINK"
+        cat /proc/1/exe >/dev/null 2>&1 && echo "READ INIT EXE"
+        if mode=$(stat -L -c %a /proc/1/exe 2>/dev/null); then
+            chmod "$mode" /proc/1/exe 2>/dev/null && echo "CHMOD INIT EXE"
+        fi
         echo done"#;
     let out = both(&run(&sb, script));
-    for bad in ["READ INIT MEMORY", "WROTE INIT MEMORY", "INIT FDS"] {
+    for bad in ["READ INIT MEMORY", "WROTE INIT MEMORY", "INIT FDS", "INIT EXE LINK", "READ INIT EXE", "CHMOD INIT EXE"]
+    {
         assert!(!out.contains(bad), "{bad}: {out}");
     }
     assert!(out.ends_with("done\n"), "{out}");

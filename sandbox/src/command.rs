@@ -27,7 +27,7 @@ impl Sandbox {
 #[derive(Debug)]
 pub struct Command<'a> {
     sandbox: &'a Sandbox,
-    session_init: Option<i32>,
+    session: Option<crate::config::Joined>,
     program: String,
     args: Vec<String>,
     env: Vec<(String, Option<String>)>,
@@ -39,10 +39,10 @@ pub struct Command<'a> {
 }
 
 impl<'a> Command<'a> {
-    pub(crate) fn new(sandbox: &'a Sandbox, program: String, session_init: Option<i32>) -> Command<'a> {
+    pub(crate) fn new(sandbox: &'a Sandbox, program: String, session: Option<crate::config::Joined>) -> Command<'a> {
         Command {
             sandbox,
-            session_init,
+            session,
             program,
             args: Vec::new(),
             env: Vec::new(),
@@ -204,8 +204,10 @@ impl<'a> Command<'a> {
         let stdio =
             [self.stdin.as_ref().unwrap_or(i), self.stdout.as_ref().unwrap_or(o), self.stderr.as_ref().unwrap_or(e)];
         let handle = with_fallback(|| {
-            let job = match self.session_init {
-                Some(init_pid) => Job::Join { init_pid, program: self.program.clone(), args: self.args.clone() },
+            let job = match &self.session {
+                Some(session) => {
+                    Job::Join { session: session.clone(), program: self.program.clone(), args: self.args.clone() }
+                }
                 None => Job::Exec { program: self.program.clone(), args: self.args.clone() },
             };
             let (mut config, lease) = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;

@@ -102,7 +102,15 @@ pub(crate) enum Job {
     /// Hold a switch network: a network namespace with a bridge, nothing else.
     Switch,
     /// exec a program inside the running sandbox whose init has this host pid.
-    Join { init_pid: i32, program: String, args: Vec<String> },
+    Join { session: Joined, program: String, args: Vec<String> },
+}
+
+/// The running session a command joins: its init's host pid, and the namespaces its helper holds
+/// (`Record::Held`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Joined {
+    pub init_pid: i32,
+    pub held: Vec<(String, i32)>,
 }
 
 /// The whole description of one sandbox start.

@@ -28,23 +28,6 @@ pub(crate) const MASKED_PATHS: &[&str] = &[
     "/sys/fs/selinux",
 ];
 
-/// Rootless, the sandbox's init stays dumpable (a session's commands join it through its
-/// `/proc/PID/ns`) and is the program's uid: these files of it are masked too, so that the program
-/// can neither write init's memory nor reopen its descriptors (ptrace, process_vm_writev and
-/// pidfd_getfd of it are refused by the filter).
-pub(crate) const INIT_PATHS: &[&str] = &[
-    "/proc/1/mem",
-    "/proc/1/fd",
-    "/proc/1/fdinfo",
-    "/proc/1/map_files",
-    "/proc/1/environ",
-    "/proc/1/task/1/mem",
-    "/proc/1/task/1/fd",
-    "/proc/1/task/1/fdinfo",
-    "/proc/1/task/1/map_files",
-    "/proc/1/task/1/environ",
-];
-
 /// Read-only: global sysctls (`kernel.core_pattern` runs a program on the host as root), bus and
 /// interrupt settings of the host's hardware, and filesystem-wide tunables.
 pub(crate) const READ_ONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"];

@@ -66,6 +66,10 @@ pub(crate) enum Record {
     /// Init's mount namespace exists (init to helper): the helper holds it from now on, so that
     /// tearing the sandbox's mounts down happens after the helper's report, not on the caller's way.
     MountNamespaceReady,
+    /// A session's namespaces, as descriptors its helper holds from before init became unreachable
+    /// (not dumpable): (name as in `/proc/PID/ns`, descriptor number in the helper). Its commands
+    /// enter them through `/proc/<helper>/fd`.
+    Held { fds: Vec<(String, i32)> },
     /// A setup step failed.
     SetupFailed { kind: StepKind, what: String, path: Option<String>, errno: i32 },
     /// exec of the program failed.

@@ -1,7 +1,7 @@
 //! One sandbox kept alive for several commands.
 
 use crate::command::Command;
-use crate::config::Job;
+use crate::config::{Job, Joined};
 use crate::spawn::handle::{HelperHandle, Stage, with_fallback};
 use crate::{Error, Sandbox, Stdio};
 
@@ -33,7 +33,7 @@ pub struct Session<'a> {
     sandbox: &'a Sandbox,
     /// Dropping it tears the sandbox down and waits until it is gone.
     _handle: HelperHandle,
-    init_pid: i32,
+    joined: Joined,
 }
 
 impl<'a> Session<'a> {
@@ -42,12 +42,12 @@ impl<'a> Session<'a> {
         let handle = with_fallback(|| {
             HelperHandle::start(sandbox.config(Job::Session, None)?, [&null, &null, &inherit], Stage::Ready)
         })?;
-        let init_pid = handle.init_pid().ok_or(Error::HelperDied { status: None })?;
-        Ok(Session { sandbox, _handle: handle, init_pid })
+        let joined = handle.joined().ok_or(Error::HelperDied { status: None })?;
+        Ok(Session { sandbox, _handle: handle, joined })
     }
 
     /// A command to run inside this session's sandbox.
     pub fn command(&self, program: impl Into<String>) -> Command<'a> {
-        Command::new(self.sandbox, program.into(), Some(self.init_pid))
+        Command::new(self.sandbox, program.into(), Some(self.joined.clone()))
     }
 }

@@ -228,8 +228,7 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     rootfs::stage(&mut s, config);
     mounts::standard(&mut s, config);
     if !config.security.privileged {
-        // Rootless, init stays dumpable (spawn::init): its memory and descriptors are masked too.
-        mounts::mask(&mut s, "/proc/", config.outer_uid != 0);
+        mounts::mask(&mut s, "/proc/");
     }
     // Volumes, then files, after the standard mounts: a user's mount may cover /tmp, and a file may
     // land in a volume.
@@ -238,7 +237,7 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     if config.sys && config.network.own_namespace() {
         mounts::sys(&mut s);
         if !config.security.privileged {
-            mounts::mask(&mut s, "/sys/", false);
+            mounts::mask(&mut s, "/sys/");
         }
     }
     rootfs::pivot(&mut s);

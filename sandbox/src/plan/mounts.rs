@@ -95,11 +95,10 @@ pub(super) fn standard(s: &mut Steps, config: &Config) {
 
 /// crun's masked paths under `prefix` (`/proc/` or `/sys/`), and Docker's read-only ones
 /// (crate::hardening); `/dev/null` exists by then.
-pub(super) fn mask(s: &mut Steps, prefix: &str, init_dumpable: bool) {
+pub(super) fn mask(s: &mut Steps, prefix: &str) {
     let kind = if prefix == "/sys/" { StepKind::Sys } else { StepKind::Proc };
     let in_new_root = |path: &str| Path::new("/newroot").join(path.trim_start_matches('/'));
-    let init = crate::hardening::INIT_PATHS.iter().filter(|_| init_dumpable);
-    for path in crate::hardening::MASKED_PATHS.iter().chain(init).filter(|m| m.starts_with(prefix)) {
+    for path in crate::hardening::MASKED_PATHS.iter().filter(|m| m.starts_with(prefix)) {
         s.add(kind, "mask a kernel path", Op::Mask { path: in_new_root(path) });
     }
     for path in crate::hardening::READ_ONLY_PATHS.iter().filter(|m| m.starts_with(prefix)) {

@@ -32,6 +32,8 @@ pub(crate) struct HelperHandle {
     kill: Option<OwnedFd>,
     helper_pid: Option<i32>,
     init_pid: Option<i32>,
+    /// A session's namespaces as its helper holds them (`Record::Held`).
+    held: Vec<(String, i32)>,
     rootless: bool,
     timeout: Option<std::time::Duration>,
     ended: bool,
@@ -73,6 +75,7 @@ impl HelperHandle {
             kill: Some(launched.kill),
             helper_pid: None,
             init_pid: None,
+            held: Vec::new(),
             rootless: config.user_namespace && config.outer_uid != 0,
             timeout: config.timeout,
             ended: false,
@@ -89,6 +92,7 @@ impl HelperHandle {
             match handle.reports.next() {
                 Some(Record::Helper { pid }) => handle.helper_pid = Some(pid),
                 Some(Record::Init { pid }) => handle.init_pid = Some(pid),
+                Some(Record::Held { fds }) => handle.held = fds,
                 Some(Record::Started) if stage == Stage::Started => return Ok(handle),
                 Some(Record::Ready) if stage == Stage::Ready && handle.init_pid.is_some() => return Ok(handle),
                 Some(Record::ExecFailed { errno }) => {
@@ -130,6 +134,11 @@ impl HelperHandle {
     /// The host pid of the sandbox's init (sessions and switches, once ready).
     pub(crate) fn init_pid(&self) -> Option<i32> {
         self.init_pid
+    }
+
+    /// What a command needs to join this session: its init and the namespaces its helper holds.
+    pub(crate) fn joined(&self) -> Option<crate::config::Joined> {
+        Some(crate::config::Joined { init_pid: self.init_pid?, held: self.held.clone() })
     }
 
     /// Asks the helper to kill the sandbox (closing the kill pipe); [`wait_end`](Self::wait_end) then

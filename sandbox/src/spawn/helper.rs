@@ -278,7 +278,11 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // The deadline counts from here: what came before is paid once (a shifted copy of the rootfs), and
     // init's setup is the sandbox's own time.
     let started = std::time::Instant::now();
-    let forked = match fork_init(t, config, cgroup.is_some()) {
+    // Init becomes unreachable (not dumpable) before it starts the program; first the helper must
+    // hold what it needs of init (crate::spawn::init): rootless, it could not open init's /proc
+    // files afterwards, and a session's commands join through what it holds.
+    let hold_first = !config.security.privileged && (config.outer_uid != 0 || matches!(config.job, Job::Session));
+    let forked = match fork_init(t, config, cgroup.is_some() || hold_first) {
         Ok(f) => f,
         Err(step) => {
             drop(cgroup);
@@ -292,12 +296,16 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     }
     let (init, status, start) = match forked {
         Forked::Init { status, start } => {
+            let limited = cgroup.is_some();
             // The cgroup is the helper's to remove: this copy must never do it.
             std::mem::forget(cgroup);
-            if let Some(go) = start {
+            let mut start = start.map(std::fs::File::from);
+            if let Some(go) = &mut start
+                && limited
+            {
                 // Wait until the helper has put us in the sandbox's cgroup (EOF: it died; so do we).
                 let mut byte = [0u8; 1];
-                if !matches!(std::fs::File::from(go).read(&mut byte), Ok(1)) {
+                if !matches!(go.read(&mut byte), Ok(1)) {
                     std::process::exit(SETUP_FAILED);
                 }
             }
@@ -305,7 +313,8 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP) {
                 fail(&report, (StepKind::Namespaces, "create the cgroup namespace (unshare)", e));
             }
-            super::init::run(t, config, report, status, config.timeout.map(|t| started + t));
+            let held = start.filter(|_| hold_first).map(OwnedFd::from);
+            super::init::run(t, config, report, status, held, config.timeout.map(|t| started + t));
         }
         Forked::Helper { init, status, start } => (init, status, start),
     };
@@ -322,14 +331,25 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         // Only root may lower the score; rootless, a killed init is still reported (see `ended`).
         let _ = std::fs::write(format!("/proc/{init}/oom_score_adj"), "-1000");
     }
-    if let Some(go) = start {
-        let _ = std::io::Write::write_all(&mut std::fs::File::from(go), b"g");
+    let mut start = start.map(std::fs::File::from);
+    if let Some(go) = &mut start
+        && cgroup.is_some()
+    {
+        let _ = std::io::Write::write_all(go, b"g");
     }
     send(&report, &Record::Init { pid: init.as_raw() });
     // The deadline, enforced from out here too: init enforces it, unless the program stopped it.
     let deadline = config.timeout.map(|t| started + t + HELPER_DEADLINE_GRACE);
     // `_mount_ns` lives until the process ends: after the report.
-    let Waited { outcome, waited, mount_ns: _mount_ns, activity } = wait_for(init, Some(status), &kill, deadline);
+    let hold = Hold {
+        // Init says so once more when it enters the program's user namespace (a second mount namespace).
+        after: if config.security.userns_fd.is_some() { 2 } else { 1 },
+        session: matches!(config.job, Job::Session),
+        report: &report,
+        ack: start.filter(|_| hold_first),
+    };
+    let Waited { outcome, waited, mount_ns: _mount_ns, activity } =
+        wait_for(init, Some(status), Some(hold), &kill, deadline);
     let usage = cgroup.as_ref().map(Cgroup::usage);
     if outcome.is_some_and(|(_, timed_out)| timed_out) {
         // What a hang was doing: init's list of processes (none if the program stopped init), and
@@ -369,7 +389,8 @@ fn ended(outcome: Option<(i32, bool)>, init: nix::Result<WaitStatus>) -> Option<
 
 /// A command in a running session: enter the namespaces of its init, fork the program into them.
 fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
-    let Job::Join { init_pid, .. } = &config.job else { return };
+    let Job::Join { session, .. } = &config.job else { return };
+    let init_pid = &session.init_pid;
     // The session's cgroup, opened while the host's /sys is still in view: the command's process joins
     // it below, so that the session's limits cover its commands too.
     let cgroup_procs = if config.limits.any() {
@@ -399,10 +420,13 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         if ns == "net" && !config.network.own_namespace() {
             continue;
         }
-        let path = match ns {
-            // The setup namespace is the session's helper's (init's parent's).
-            "setup-user" => format!("/proc/{}/ns/user", parent_of(*init_pid).unwrap_or(0)),
-            _ => format!("/proc/{init_pid}/ns/{ns}"),
+        // The session's helper (init's parent) holds init's namespaces: init itself is out of reach
+        // (not dumpable). The setup namespace is the helper's own.
+        let helper = parent_of(*init_pid).unwrap_or(0);
+        let path = match (ns, session.held.iter().find(|(name, _)| name == ns)) {
+            ("setup-user", _) => format!("/proc/{helper}/ns/user"),
+            (_, Some((_, fd))) => format!("/proc/{helper}/fd/{fd}"),
+            (_, None) => format!("/proc/{init_pid}/ns/{ns}"),
         };
         match nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
             Ok(fd) => fds.push(fd),
@@ -443,7 +467,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
             super::child::await_exec(exec_r, &report);
-            let Waited { outcome, waited, .. } = wait_for(child, None, &kill, None);
+            let Waited { outcome, waited, .. } = wait_for(child, None, None, &kill, None);
             match command_status(outcome, waited) {
                 Ok(raw) => finish(&report, raw, false),
                 Err(e) => fail(&report, (StepKind::Helper, "wait for the command's process (waitpid)", e)),
@@ -473,7 +497,26 @@ fn command_status(outcome: Option<(i32, bool)>, waited: nix::Result<WaitStatus>)
 /// (`Child::kill`, a drop, or its death), `child` is killed first: init is only reaped once its whole
 /// pid namespace is gone, so the parent's `wait` returns after the last process of the sandbox has
 /// died.
-fn wait_for(child: Pid, status: Option<OwnedFd>, kill: &OwnedFd, deadline: Option<std::time::Instant>) -> Waited {
+/// What the helper holds of init once init has built its mounts (`after` of its
+/// `MountNamespaceReady` records): its mount namespace always; a session's namespaces too, reported
+/// as `Record::Held`. Then, if init waits for it, the word on `ack`.
+struct Hold<'a> {
+    after: usize,
+    session: bool,
+    report: &'a OwnedFd,
+    ack: Option<std::fs::File>,
+}
+
+/// The namespaces of a session that its commands enter (crate::spawn::helper::join).
+const SESSION_NAMESPACES: [&str; 6] = ["user", "pid", "cgroup", "ipc", "uts", "net"];
+
+fn wait_for(
+    child: Pid,
+    status: Option<OwnedFd>,
+    mut hold: Option<Hold<'_>>,
+    kill: &OwnedFd,
+    deadline: Option<std::time::Instant>,
+) -> Waited {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use nix::sys::wait::WaitPidFlag;
@@ -489,13 +532,35 @@ fn wait_for(child: Pid, status: Option<OwnedFd>, kill: &OwnedFd, deadline: Optio
     // Init's mount namespaces (two when it enters the program's user namespace), held so that their
     // teardown happens at our exit, after the report.
     let mut mount_ns: Vec<OwnedFd> = Vec::new();
+    let mut seen = 0;
+    let open = |ns: &str| {
+        let path = format!("/proc/{child}/ns/{ns}");
+        nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()
+    };
     let mut on_records = |records: Vec<Record>, mount_ns: &mut Vec<OwnedFd>| {
         for r in records {
             match r {
                 Record::MountNamespaceReady => {
-                    let path = format!("/proc/{child}/ns/mnt");
-                    let mode = nix::sys::stat::Mode::empty();
-                    mount_ns.extend(nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, mode).ok());
+                    mount_ns.extend(open("mnt"));
+                    seen += 1;
+                    let Some(h) = hold.as_mut().filter(|h| h.after == seen) else { continue };
+                    if h.session {
+                        use std::os::fd::AsRawFd;
+                        let mut fds = Vec::new();
+                        if let Some(mnt) = mount_ns.last() {
+                            fds.push(("mnt".to_owned(), mnt.as_raw_fd()));
+                        }
+                        for ns in SESSION_NAMESPACES {
+                            if let Some(fd) = open(ns) {
+                                fds.push((ns.to_owned(), fd.as_raw_fd()));
+                                mount_ns.push(fd);
+                            }
+                        }
+                        send(h.report, &Record::Held { fds });
+                    }
+                    if let Some(mut ack) = h.ack.take() {
+                        let _ = std::io::Write::write_all(&mut ack, b"h");
+                    }
                 }
                 Record::Exited { status, timed_out } => outcome = Some((status, timed_out)),
                 Record::Activity { processes, .. } => activity = Some(processes),
@@ -570,7 +635,7 @@ struct Waited {
     /// The status and whether the deadline killed it, from the child's report or our own kill.
     outcome: Option<(i32, bool)>,
     waited: nix::Result<WaitStatus>,
-    /// Init's mount namespaces, to be freed after the report.
+    /// Init's mount namespaces (and a session's other namespaces), to be freed after the report.
     mount_ns: Vec<OwnedFd>,
     /// Init's list of the sandbox's processes at the deadline.
     activity: Option<Vec<String>>,

@@ -17,23 +17,19 @@ use crate::report::{Record, StepKind, send, send_failure, send_setup_failed};
 use crate::sys::{Kernel, SingleThreaded};
 
 /// Runs init: the plan, then the program (or nothing, for a session), then the reaping loop; `status`
-/// is the pipe to the helper, which gets `MountNamespaceReady` and, at the end, `Exited`. `deadline`
+/// is the pipe to the helper, which gets `MountNamespaceReady` and, at the end, `Exited`; `held` the
+/// pipe on which the helper says it holds what it needs of init, when it must first. `deadline`
 /// counts from the helper's start, as the helper's own (which comes a little later). Never returns.
 pub(crate) fn run(
     t: SingleThreaded,
     config: &Config,
     report: OwnedFd,
     status: OwnedFd,
+    held: Option<OwnedFd>,
     deadline: Option<Instant>,
 ) -> ! {
     // Die with the helper (our parent), and so with the test process above it.
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
-    // Not dumpable: the program can neither ptrace init (to stop the deadline) nor read its memory.
-    // Rootless, init must stay dumpable: a Session's commands enter its namespaces through
-    // /proc/<init>/ns as the same unprivileged user (the seccomp filter refuses ptrace of PID 1).
-    if config.outer_uid == 0 && !config.security.privileged {
-        let _ = nix::sys::prctl::set_dumpable(false);
-    }
     if let Some((base, _)) = config.security.shifted(config.outer_uid) {
         crate::inroot::give_created_to(base);
     }
@@ -54,6 +50,19 @@ pub(crate) fn run(
     }
     if config.security.userns_fd.is_some() {
         send(&status, &Record::MountNamespaceReady);
+    }
+    // Not dumpable before the program starts: it can then neither ptrace init (to stop the deadline)
+    // nor read or write its memory, descriptors or executable through /proc/1. First the helper must
+    // hold what it needs of us (`held`: it says so; rootless it could not open our /proc files later,
+    // and a session's commands join through what it holds).
+    if let Some(held) = held {
+        let mut byte = [0u8; 1];
+        if !matches!(std::io::Read::read(&mut std::fs::File::from(held), &mut byte), Ok(1)) {
+            std::process::exit(1);
+        }
+    }
+    if !config.security.privileged {
+        let _ = nix::sys::prctl::set_dumpable(false);
     }
     // Every signal goes through a signalfd, so that none is lost between fork and the wait loop, and
     // so that PID 1 (which the kernel spares from default actions) still sees them.
