@@ -479,6 +479,36 @@ fn memory_hog_is_oom_killed_and_reported() {
     assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
 }
 
+/// The program tries to mount the cgroup file system (cgroup2, in its own cgroup namespace) and to
+/// raise every limit there to `max`, then starts more processes than its limit allows: the limit
+/// holds. Rootless on a delegated cgroup v2 subtree the sandbox's cgroup is the caller's, and so
+/// would be writable by the program; its cgroup namespace belongs to a more privileged user namespace
+/// than the program's, so it cannot mount a cgroup file system at all.
+#[test]
+fn a_program_cannot_raise_its_own_limits() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let sb = builder().pids_limit(8).memory_limit(64 << 20).build().expect("build");
+    let script = "mkdir -p /tmp/cg; mount -t cgroup2 none /tmp/cg 2>/dev/null; \
+        for f in $(find /tmp/cg -name pids.max -o -name memory.max 2>/dev/null); do echo max > $f 2>/dev/null; done; \
+        (for i in $(seq 20); do sleep 30 & done) 2>/dev/null; \
+        set -- /proc/[0-9]*; echo $#";
+    // A subshell starts the sleeps: a shell whose fork fails gives up. The count forks nothing.
+    let out = sb.command("/bin/sh").args(["-c", script]).output().expect("run a shell in the sandbox");
+    let processes: usize = text(&out)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("a count: {}", format!("{}{}", text(&out), String::from_utf8_lossy(&out.stderr))));
+    // init, the shell and what the limit of 8 left for the sleeps.
+    assert!(processes <= 8, "{processes} processes with a pids limit of 8: the limit was raised");
+    assert!(
+        processes >= 3,
+        "{processes} processes: the sleeps did not start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A closure that allocates past its limit ends the same way, with a deadline far away: the error is
 /// the memory limit's, not the timeout's (issue 14: on cgroup v2 it hung until killed from outside).
 #[test]
