@@ -347,8 +347,9 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         session: matches!(config.job, Job::Session),
         report: &report,
         ack: start.filter(|_| hold_first),
+        early: cgroup.is_none(),
     };
-    let Waited { outcome, waited, mount_ns: _mount_ns, activity } =
+    let Waited { outcome, waited, mount_ns: _mount_ns, activity, reported } =
         wait_for(init, Some(status), Some(hold), &kill, deadline);
     let usage = cgroup.as_ref().map(Cgroup::usage);
     if outcome.is_some_and(|(_, timed_out)| timed_out) {
@@ -370,7 +371,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             send(&report, &Record::OomKilled { limit, peak: u.peak_memory });
         }
     }
-    finish(&report, status, timed_out);
+    finish((!reported).then_some(&report), status, timed_out);
 }
 
 /// The end of a sandbox from init's report and its wait status: the program's raw status and
@@ -469,7 +470,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             super::child::await_exec(exec_r, &report);
             let Waited { outcome, waited, .. } = wait_for(child, None, None, &kill, None);
             match command_status(outcome, waited) {
-                Ok(raw) => finish(&report, raw, false),
+                Ok(raw) => finish(Some(&report), raw, false),
                 Err(e) => fail(&report, (StepKind::Helper, "wait for the command's process (waitpid)", e)),
             }
         }
@@ -505,6 +506,10 @@ struct Hold<'a> {
     session: bool,
     report: &'a OwnedFd,
     ack: Option<std::fs::File>,
+    /// Whether init's `Exited` (not a timeout's) may be passed on at once: nothing of the sandbox is
+    /// left for the helper to read or remove once init is gone (no cgroup), and init has reaped every
+    /// other process; init's own exit, and so the helper's, need not delay the caller.
+    early: bool,
 }
 
 /// The namespaces of a session that its commands enter (crate::spawn::helper::join).
@@ -533,6 +538,7 @@ fn wait_for(
     // teardown happens at our exit, after the report.
     let mut mount_ns: Vec<OwnedFd> = Vec::new();
     let mut seen = 0;
+    let mut reported = false;
     let open = |ns: &str| {
         let path = format!("/proc/{child}/ns/{ns}");
         nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()
@@ -562,7 +568,13 @@ fn wait_for(
                         let _ = std::io::Write::write_all(&mut ack, b"h");
                     }
                 }
-                Record::Exited { status, timed_out } => outcome = Some((status, timed_out)),
+                Record::Exited { status, timed_out } => {
+                    outcome = Some((status, timed_out));
+                    if let Some(h) = hold.as_ref().filter(|h| h.early && !timed_out) {
+                        send(h.report, &Record::Exited { status, timed_out });
+                        reported = true;
+                    }
+                }
                 Record::Activity { processes, .. } => activity = Some(processes),
                 _ => {}
             }
@@ -627,7 +639,7 @@ fn wait_for(
     if outcome.is_none() && killed {
         outcome = Some((Signal::SIGKILL as i32, timed_out));
     }
-    Waited { outcome, waited, mount_ns, activity }
+    Waited { outcome, waited, mount_ns, activity, reported }
 }
 
 /// How [`wait_for`] saw the child end.
@@ -639,11 +651,15 @@ struct Waited {
     mount_ns: Vec<OwnedFd>,
     /// Init's list of the sandbox's processes at the deadline.
     activity: Option<Vec<String>>,
+    /// Whether the end was passed on to the parent already ([`Hold::early`]).
+    reported: bool,
 }
 
-/// Reports the end to the parent and ends the helper with the program's status.
-fn finish(report: &OwnedFd, status: i32, timed_out: bool) -> ! {
-    send(report, &Record::Exited { status, timed_out });
+/// Reports the end to the parent (unless it was, `None`) and ends the helper with the program's status.
+fn finish(report: Option<&OwnedFd>, status: i32, timed_out: bool) -> ! {
+    if let Some(report) = report {
+        send(report, &Record::Exited { status, timed_out });
+    }
     let status = std::process::ExitStatus::from_raw(status);
     match (status.code(), status.signal()) {
         (Some(code), _) => std::process::exit(code),
