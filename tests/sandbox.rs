@@ -499,7 +499,7 @@ fn a_program_cannot_raise_its_own_limits() {
     let processes: usize = text(&out)
         .trim()
         .parse()
-        .unwrap_or_else(|_| panic!("a count: {}", format!("{}{}", text(&out), String::from_utf8_lossy(&out.stderr))));
+        .unwrap_or_else(|_| panic!("a count: {}{}", text(&out), String::from_utf8_lossy(&out.stderr)));
     // init, the shell and what the limit of 8 left for the sleeps.
     assert!(processes <= 8, "{processes} processes with a pids limit of 8: the limit was raised");
     assert!(
