@@ -282,6 +282,14 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // hold what it needs of init (crate::spawn::init): rootless, it could not open init's /proc
     // files afterwards, and a session's commands join through what it holds.
     let hold_first = !config.security.privileged && (config.outer_uid != 0 || matches!(config.job, Job::Session));
+    // The host's /dev/null, which init and the helper hold the program's stdio as once it runs.
+    let null = match nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            drop(cgroup);
+            fail(&report, (StepKind::Helper, "open /dev/null", e));
+        }
+    };
     let forked = match fork_init(t, config, cgroup.is_some() || hold_first) {
         Ok(f) => f,
         Err(step) => {
@@ -314,10 +322,11 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
                 fail(&report, (StepKind::Namespaces, "create the cgroup namespace (unshare)", e));
             }
             let held = start.filter(|_| hold_first).map(OwnedFd::from);
-            super::init::run(t, config, report, status, held, config.timeout.map(|t| started + t));
+            super::init::run(t, config, report, status, held, null, config.timeout.map(|t| started + t));
         }
         Forked::Helper { init, status, start } => (init, status, start),
     };
+    crate::sys::let_go_of_stdio(&null);
     if let Some(cg) = &cgroup
         && let Err(u) = cg.add(init.as_raw() as u32)
     {
@@ -445,6 +454,8 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // setns(CLONE_NEWNS) leaves the working directory outside the new root.
     let _ = nix::unistd::chdir("/");
     let (exec_r, exec_w) = pipe("create the exec pipe").unwrap_or_else(|step| fail(&report, step));
+    let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .unwrap_or_else(|e| fail(&report, (StepKind::Helper, "open /dev/null", e)));
     // Out of reach of the session's other processes (ptrace, /proc/PID/mem) until it is filtered:
     // the command's process inherits this, and its exec undoes it (spawn::child).
     let _ = nix::sys::prctl::set_dumpable(false);
@@ -467,6 +478,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
+            crate::sys::let_go_of_stdio(&null);
             super::child::await_exec(exec_r, &report);
             let Waited { outcome, waited, .. } = wait_for(child, None, None, &kill, None);
             match command_status(outcome, waited) {

@@ -18,7 +18,8 @@ use crate::sys::{Kernel, SingleThreaded};
 
 /// Runs init: the plan, then the program (or nothing, for a session), then the reaping loop; `status`
 /// is the pipe to the helper, which gets `MountNamespaceReady` and, at the end, `Exited`; `held` the
-/// pipe on which the helper says it holds what it needs of init, when it must first. `deadline`
+/// pipe on which the helper says it holds what it needs of init, when it must first; `null` the
+/// host's `/dev/null`, which init holds as its stdio once the program has its own. `deadline`
 /// counts from the helper's start, as the helper's own (which comes a little later). Never returns.
 pub(crate) fn run(
     t: SingleThreaded,
@@ -26,6 +27,7 @@ pub(crate) fn run(
     report: OwnedFd,
     status: OwnedFd,
     held: Option<OwnedFd>,
+    null: OwnedFd,
     deadline: Option<Instant>,
 ) -> ! {
     // Die with the helper (our parent), and so with the test process above it.
@@ -78,6 +80,7 @@ pub(crate) fn run(
 
     let main = match config.job {
         Job::Session => {
+            crate::sys::let_go_of_stdio(&null);
             send(&report, &Record::Ready);
             drop(report);
             None
@@ -93,12 +96,14 @@ pub(crate) fn run(
                     drop(exec_r);
                     drop(signals);
                     drop(status);
+                    drop(null);
                     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
                     super::child::run(t, config, &report, exec_w);
                     std::process::exit(127);
                 }
                 Ok(ForkResult::Parent { child }) => {
                     drop(exec_w);
+                    crate::sys::let_go_of_stdio(&null);
                     super::child::await_exec(exec_r, &report);
                     drop(report);
                     Some(child)

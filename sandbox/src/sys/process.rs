@@ -92,6 +92,15 @@ pub(crate) fn keep_fds_on_exec(cmd: &mut std::process::Command, fds: Vec<RawFd>)
     unsafe { cmd.pre_exec(hook) };
 }
 
+/// Points this process's stdin, stdout and stderr at `null` (`/dev/null`), letting go of the
+/// program's: whoever reads the program's output sees its end when the program's processes have
+/// closed theirs, not when the helper or init exits.
+pub(crate) fn let_go_of_stdio(null: &std::os::fd::OwnedFd) {
+    let _ = nix::unistd::dup2_stdin(null);
+    let _ = nix::unistd::dup2_stdout(null);
+    let _ = nix::unistd::dup2_stderr(null);
+}
+
 /// `execve(2)` of `program` with `args` and `env`; returns only on failure.
 pub(crate) fn execve(program: &CString, args: &[CString], env: &[CString]) -> Errno {
     match nix::unistd::execve(program, args, env) {
