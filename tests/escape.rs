@@ -242,6 +242,28 @@ fn check_cgroups() {
     assert!(text.ends_with("done\n"), "{text}");
 }
 
+/// Without limits too, no cgroup hierarchy is in view: the program's cgroup paths are its namespace's
+/// root, no cgroup file system (v1's controllers, cgroup2) can be mounted (its cgroup namespace
+/// belongs to a more privileged user namespace than the program's), and the sandbox's own `/sys` has
+/// none mounted.
+fn check_cgroups_without_limits() {
+    let sb = builder().sys(true).build().expect("build");
+    let script = "cat /proc/self/cgroup; \
+        for m in cgroup2:none cgroup:memory cgroup:pids cgroup:name=systemd; do t=${m%%:*}; c=${m#*:}; \
+          d=/tmp/cg-$c; mkdir -p $d; o=; [ $c = none ] || o=\"-o $c\"; \
+          mount -t $t $o $t $d 2>/dev/null && echo MOUNTED $c; \
+        done; \
+        ls /sys/fs/cgroup 2>/dev/null | grep -q . && echo HIERARCHY IN SYS; echo done";
+    let text = both(&run(&sb, script));
+    for line in text.lines().filter(|l| l.contains(':')) {
+        assert!(line.ends_with(":/"), "a cgroup path other than the namespace's root: {line}\n{text}");
+    }
+    for bad in ["MOUNTED", "HIERARCHY IN SYS"] {
+        assert!(!text.contains(bad), "{bad}: {text}");
+    }
+    assert!(text.ends_with("done\n"), "{text}");
+}
+
 /// A read-only volume: remount read-write, unmount to reveal, or re-bind elsewhere and remount: none
 /// may make it writable. The victim is a scratch folder.
 fn check_read_only_volume() {
@@ -804,6 +826,11 @@ fn cgroup_mounts_show_only_the_sandbox() {
 }
 
 #[test]
+fn without_limits_no_cgroup_hierarchy_is_in_view() {
+    check_cgroups_without_limits();
+}
+
+#[test]
 fn read_only_volume_stays_read_only() {
     check_read_only_volume();
 }
@@ -923,6 +950,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("sysfs", check_sysfs_writes),
     ("clock", check_clock),
     ("cgroups", check_cgroups),
+    ("cgroups_without_limits", check_cgroups_without_limits),
     ("read_only_volume", check_read_only_volume),
     ("masked_proc", check_masked_proc),
     ("descriptors", check_leaked_descriptors),
@@ -995,5 +1023,14 @@ fn rootless_attacks_are_refused() {
 
 #[test]
 fn rootless_attacks_on_mounts_are_refused() {
-    rootless_checks(&["host_disk", "sysctls", "sysfs", "cgroups", "read_only_volume", "masked_proc", "identity"]);
+    rootless_checks(&[
+        "host_disk",
+        "sysctls",
+        "sysfs",
+        "cgroups",
+        "cgroups_without_limits",
+        "read_only_volume",
+        "masked_proc",
+        "identity",
+    ]);
 }
