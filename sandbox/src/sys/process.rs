@@ -155,12 +155,21 @@ pub(crate) struct NamespaceHolder {
     _stack: Vec<u128>,
 }
 
-/// Enough for `hold`, which calls pause(2) and nothing else.
+/// Enough for `hold`, which makes three system calls and nothing else.
 const HOLDER_STACK: usize = 16 * 1024;
 
-extern "C" fn hold(_: *mut libc::c_void) -> libc::c_int {
-    // Shares the caller's memory: only pause(2), which neither allocates nor takes a lock, and
-    // which SIGKILL ends (no handler runs here, so errno, shared too, is never written).
+/// The holder's whole life. `parent` is the creator's pid (a number, not a pointer): the holder dies
+/// with it (`PR_SET_PDEATHSIG`), also if it died before the holder could ask for that.
+extern "C" fn hold(parent: *mut libc::c_void) -> libc::c_int {
+    // Shares the caller's memory: only system calls that neither allocate nor take a lock, and that
+    // cannot fail here (so errno, shared too, is never written); SIGKILL ends it (no handler runs).
+    // SAFETY: prctl(2) with PR_SET_PDEATHSIG takes a signal number and reads no memory.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // SAFETY: getppid(2) has no arguments.
+    if unsafe { libc::getppid() } as usize != parent as usize {
+        // SAFETY: _exit(2) ends this process (exit_group: this holder only, not a thread of ours).
+        unsafe { libc::_exit(0) };
+    }
     loop {
         // SAFETY: pause(2) has no arguments and no effect but waiting.
         unsafe { libc::pause() };
@@ -177,7 +186,7 @@ impl NamespaceHolder {
         // SAFETY: `hold` runs on `stack`, a 16-byte aligned buffer that lives as long as the holder
         // (kept in the returned value, which kills and reaps the holder before freeing it); it
         // touches no memory of ours but that stack. CLONE_VM without CLONE_VFORK: we go on at once.
-        let pid = unsafe { libc::clone(hold, top, flags, std::ptr::null_mut()) };
+        let pid = unsafe { libc::clone(hold, top, flags, std::process::id() as usize as *mut libc::c_void) };
         let pid = Errno::result(pid)?;
         Ok(NamespaceHolder { pid: nix::unistd::Pid::from_raw(pid), _stack: stack })
     }
