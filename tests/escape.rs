@@ -331,6 +331,57 @@ fn child_leaked_descriptors() {
     drop(dir);
 }
 
+/// A closure's process (`Sandbox::run`) never execs: once filtered it is dumpable again, so what it
+/// starts in the sandbox reaches its `/proc` files as the program once reached init's
+/// (check_init_memory): its executable is the caller's own binary on the host (chmod-able
+/// rootless), and its descriptors are whatever the caller, the fork server, the helper and init
+/// left it, close-on-exec or not (here: a host directory the caller leaked at fd 200, as in
+/// check_leaked_descriptors). The executable's mode is set to what it is; the directory is only read.
+fn check_closure_process() {
+    ChildTest::new("child_closure_process").assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_closure_process() {
+    if !is_child("child_closure_process") {
+        return;
+    }
+    let secret_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(secret_dir.path().join("secret"), "host secret").expect("write");
+    let dir = nix::fcntl::open(
+        secret_dir.path(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .expect("open the host directory");
+    let leaked = nix::fcntl::fcntl(&dir, nix::fcntl::FcntlArg::F_DUPFD(200)).expect("dup");
+    assert_eq!(leaked, 200, "fd 200 was free");
+    let sb = builder().build().expect("build");
+    // The closure only starts a shell: the shell is the attacker, the closure its victim.
+    let text: String = sb
+        .run(|| {
+            let script = r#"p=$PPID
+                cat /proc/$p/fd/200/secret 2>/dev/null && echo " <- THROUGH THE CLOSURE'S FD"
+                ls /proc/$p/fd/ 2>/dev/null | grep -q . && echo "CLOSURE FDS"
+                readlink /proc/$p/exe >/dev/null 2>&1 && echo "CLOSURE EXE LINK"
+                cat /proc/$p/exe >/dev/null 2>&1 && echo "READ CLOSURE EXE"
+                if mode=$(stat -L -c %a /proc/$p/exe 2>/dev/null); then
+                    chmod "$mode" /proc/$p/exe 2>/dev/null && echo "CHMOD CLOSURE EXE"
+                fi
+                echo done"#;
+            let out = std::process::Command::new("/bin/sh").args(["-c", script]).output().expect("run sh");
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        })
+        .expect("run the closure");
+    for bad in ["host secret", "CLOSURE FDS", "CLOSURE EXE LINK", "READ CLOSURE EXE", "CHMOD CLOSURE EXE"] {
+        assert!(!text.contains(bad), "{bad}: {text}");
+    }
+    assert!(text.ends_with("done\n"), "{text}");
+    nix::unistd::close(leaked).expect("close the leaked fd");
+    drop(dir);
+}
+
 /// A small rootfs (busybox, `/bin/true`, the usual directories) where each `link` is a symlink to
 /// its `target`, to use as a hostile rootfs.
 fn hostile_rootfs(parent: &Path, links: &[(&str, String)]) -> PathBuf {
@@ -553,6 +604,35 @@ fn check_session_seize() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("attacker's own keyctl: -1"), "the attacker ran: {text}");
     assert!(!text.contains("INJECTED"), "{text}");
+}
+
+/// The caller is SIGKILLed while its sandbox's helper holds the program's namespaces through a
+/// holder (a `clone(CLONE_VM | CLONE_NEWUSER | ...)` child waiting in pause(2) until the helper kills
+/// it): nothing of the sandbox may outlive the caller. tests/attacks/holder-orphan.c runs a child test
+/// that starts one sandbox, makes the timing certain with ptrace (it kills the caller at the holder's
+/// birth) and kills a holder that outlived its helper, so that the host is left as it was.
+fn check_holder_orphan() {
+    let Some(dir) = build_attacker("holder-orphan") else { return };
+    let (child, _copy) = ChildTest::new("child_one_sandbox").command();
+    let envs: Vec<_> = child.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
+    let out = std::process::Command::new(dir.path().join("holder-orphan"))
+        .arg(child.get_program())
+        .args(child.get_args())
+        .envs(envs)
+        .output()
+        .expect("run the tracer");
+    let text = both(&out);
+    assert!(text.contains("NO LEAK"), "a namespace holder outlived its helper and its caller: {text}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_one_sandbox() {
+    if !is_child("child_one_sandbox") {
+        return;
+    }
+    let sb = builder().build().expect("build");
+    let _ = sb.command("/bin/true").status();
 }
 
 /// As root, a read-write volume maps only root: what the program writes there is root's on the host,
@@ -846,6 +926,11 @@ fn no_descriptor_leaks_in() {
 }
 
 #[test]
+fn a_closures_process_is_out_of_reach() {
+    check_closure_process();
+}
+
+#[test]
 fn hostile_rootfs_symlinks_write_nothing_on_the_host() {
     check_hostile_rootfs_symlinks();
 }
@@ -914,6 +999,11 @@ fn session_commands_are_out_of_reach_until_filtered() {
 }
 
 #[test]
+fn a_killed_caller_leaves_no_namespace_holder() {
+    check_holder_orphan();
+}
+
+#[test]
 fn a_written_volume_gets_no_setuid_file_and_no_foreign_owner() {
     check_volume_setid();
 }
@@ -965,6 +1055,8 @@ const CHECKS: &[(&str, fn())] = &[
     ("session_seize", check_session_seize),
     ("identity", check_identity),
     ("privileged", check_privileged),
+    ("holder_orphan", check_holder_orphan),
+    ("closure_process", check_closure_process),
 ];
 
 /// Runs the named checks as the unprivileged test user.
@@ -1018,6 +1110,8 @@ fn rootless_attacks_are_refused() {
         "init_memory",
         "mask_source",
         "session_seize",
+        "holder_orphan",
+        "closure_process",
     ]);
 }
 

@@ -1,0 +1,136 @@
+// tests/escape.rs (check_holder_orphan): the caller of a sandbox is SIGKILLed while the sandbox's
+// helper holds its namespaces through a short-lived holder (a clone(2) child born in a new user
+// namespace, which waits in pause(2) until the helper kills it). The timing is made certain with
+// ptrace: PROGRAM runs traced (following forks and clones); at the first clone into a new user
+// namespace, PROGRAM is SIGKILLed (its helper dies of its parent-death signal) and every tracee is
+// let go. Prints "LEAKED <pid>" if the holder outlives its helper, then kills it (so that the host
+// is left as it was), or "NO LEAK".
+// Usage: holder-orphan PROGRAM [ARGS...]
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int same_userns(pid_t pid) {
+    char path[64], mine[64] = {0}, theirs[64] = {0};
+    snprintf(path, sizeof path, "/proc/%d/ns/user", pid);
+    if (readlink("/proc/self/ns/user", mine, sizeof mine - 1) < 0) return 1;
+    if (readlink(path, theirs, sizeof theirs - 1) < 0) return 1;
+    return strcmp(mine, theirs) == 0;
+}
+
+/* The parent of `pid` (proc(5) stat), 0 if it is gone. */
+static pid_t ppid_of(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *close = strrchr(buf, ')');
+    char state;
+    int ppid = 0;
+    if (!close || sscanf(close + 1, " %c %d", &state, &ppid) != 2) return 0;
+    return ppid;
+}
+
+/* The state letter of `pid` (proc(5) stat), 0 if it is gone. */
+static char state_of(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *close = strrchr(buf, ')');
+    return close && close[1] == ' ' ? close[2] : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { fprintf(stderr, "usage: holder-orphan PROGRAM [ARGS...]\n"); return 2; }
+    alarm(60);
+    pid_t top = fork();
+    if (top == 0) {
+        ptrace(PTRACE_TRACEME, 0, 0, 0);
+        raise(SIGSTOP);
+        execvp(argv[1], argv + 1);
+        _exit(127);
+    }
+    int st;
+    waitpid(top, &st, 0);
+    ptrace(PTRACE_SETOPTIONS, top, 0,
+           PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC);
+    ptrace(PTRACE_CONT, top, 0, 0);
+    pid_t holder = 0, helper = 0;
+    pid_t held = 0;
+    int holder_stopped = 0, killed = 0, maker_gone = 0;
+    pid_t maker_parent = -2;
+    for (;;) {
+        pid_t pid = waitpid(-1, &st, __WALL);
+        if (pid < 0) break; /* no tracee left */
+        if (WIFEXITED(st) || WIFSIGNALED(st)) {
+            if (pid == helper) helper = -1;
+            if (pid == maker_parent) maker_gone = 1;
+            if (pid == maker_parent && held) { ptrace(PTRACE_CONT, held, 0, 0); held = 0; }
+            if (killed && helper == -1 && (holder_stopped || !holder)) break;
+            continue;
+        }
+        if (!WIFSTOPPED(st)) continue;
+        int sig = WSTOPSIG(st), event = st >> 16;
+        if (event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK) {
+            unsigned long child = 0;
+            ptrace(PTRACE_GETEVENTMSG, pid, 0, &child);
+            if (!holder && !same_userns((pid_t)child)) {
+                holder = (pid_t)child;
+                helper = pid;
+                maker_parent = ppid_of(pid);
+                kill(top, SIGKILL); /* the caller dies; the helper gets its parent-death signal */
+                killed = 1;
+                held = pid; /* kept stopped until the caller is dead: no chance to kill the holder */
+                continue;
+            }
+            if ((pid_t)child == holder && !maker_gone) { held = pid; continue; }
+            ptrace(PTRACE_CONT, pid, 0, 0);
+            continue;
+        }
+        if (event) { ptrace(PTRACE_CONT, pid, 0, 0); continue; }
+        /* The holder's first stop may come before its maker's clone event. */
+        if (!holder && sig == SIGSTOP && !same_userns(pid)) {
+            holder = pid;
+            helper = ppid_of(pid);
+            maker_parent = ppid_of(helper);
+            kill(top, SIGKILL);
+            killed = 1;
+        }
+        if (pid == holder && sig == SIGSTOP && !holder_stopped) {
+            holder_stopped = 1;
+            ptrace(PTRACE_DETACH, pid, 0, 0); /* let it go on, in pause(2) */
+            if (killed && helper == -1) break;
+            continue;
+        }
+        /* A new tracee's first stop is a SIGSTOP of ptrace's: swallow it; pass other signals on. */
+        ptrace(PTRACE_CONT, pid, 0, sig == SIGSTOP ? 0 : sig);
+    }
+    if (!holder) { printf("no holder seen\n"); return 1; }
+    /* The helper is dead; the holder, if it is alive, has been handed to another parent. */
+    for (int i = 0; i < 200 && state_of(holder) && state_of(holder) != 'Z'; i++) {
+        struct timespec t = {0, 10 * 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+    char s = state_of(holder);
+    if (s && s != 'Z') {
+        printf("LEAKED %d (state %c)\n", holder, s);
+        kill(holder, SIGKILL);
+        return 0;
+    }
+    printf("NO LEAK\n");
+    return 0;
+}
