@@ -659,6 +659,27 @@ fn check_volume_setid() {
     assert_eq!(both(&run(&plain, "cp /bin/busybox /tmp/s && chmod 4755 /tmp/s && stat -c %a /tmp/s")), "4755\n");
 }
 
+/// The same through a session: its commands are filtered like a program (no setuid bit, no
+/// extended attribute where root inside writes as the host's root). The volume is a private scratch
+/// folder (mode 0700), removed at the end.
+fn check_session_volume_setid() {
+    if !is_root() {
+        return; // rootless, root inside is the caller: a setuid file there is the caller's own
+    }
+    let vol = tempfile::tempdir().expect("tempdir");
+    let sb = builder().mount(Mount::bind(vol.path(), "/data")).build().expect("build");
+    let session = sb.session().expect("session");
+    let out = session
+        .command("/bin/sh")
+        .args(["-c", "cp /bin/busybox /data/suid; chmod 4755 /data/suid || echo chmod refused; echo done"])
+        .output()
+        .expect("run a command in the session");
+    let text = both(&out);
+    let suid = std::fs::metadata(vol.path().join("suid")).expect("the copy");
+    assert_eq!((suid.uid(), suid.mode() & 0o6000), (0, 0), "root's, not setuid: {text}");
+    assert!(text.contains("chmod refused"), "{text}");
+}
+
 /// As root with a read-write volume, the routes to a capability-bearing or setuid file that the
 /// filter does not see (review of the issue 9 fixes): io_uring's `IORING_OP_SETXATTR` and
 /// `IORING_OP_OPENAT` (seccomp sees only `io_uring_enter`), `setxattrat(2)` (Linux 6.13) and
@@ -1006,6 +1027,11 @@ fn a_killed_caller_leaves_no_namespace_holder() {
 #[test]
 fn a_written_volume_gets_no_setuid_file_and_no_foreign_owner() {
     check_volume_setid();
+}
+
+#[test]
+fn a_written_volume_gets_no_setuid_file_from_a_session_command() {
+    check_session_volume_setid();
 }
 
 #[test]
