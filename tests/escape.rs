@@ -616,6 +616,7 @@ fn check_holder_orphan() {
     let (child, _copy) = ChildTest::new("child_one_sandbox").command();
     let envs: Vec<_> = child.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
     let out = std::process::Command::new(dir.path().join("holder-orphan"))
+        .arg("user")
         .arg(child.get_program())
         .args(child.get_args())
         .envs(envs)

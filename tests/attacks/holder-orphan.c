@@ -1,11 +1,13 @@
-// tests/escape.rs (check_holder_orphan): the caller of a sandbox is SIGKILLed while the sandbox's
-// helper holds its namespaces through a short-lived holder (a clone(2) child born in a new user
-// namespace, which waits in pause(2) until the helper kills it). The timing is made certain with
-// ptrace: PROGRAM runs traced (following forks and clones); at the first clone into a new user
-// namespace, PROGRAM is SIGKILLed (its helper dies of its parent-death signal) and every tracee is
-// let go. Prints "LEAKED <pid>" if the holder outlives its helper, then kills it (so that the host
-// is left as it was), or "NO LEAK".
-// Usage: holder-orphan PROGRAM [ARGS...]
+// tests/escape.rs (check_holder_orphan, check_init_orphan): the caller of a sandbox is SIGKILLed
+// right after the sandbox's helper made a process in a new NS namespace (`user`: the short-lived
+// holder of the program's namespaces, a clone(2) child that waits in pause(2) until the helper
+// kills it; `pid`: the sandbox's init). The timing is made certain with ptrace: PROGRAM runs traced
+// (following forks and clones); at the birth of the first process in a new NS namespace, PROGRAM
+// is SIGKILLed, the process that made the newborn is held until its own parent is dead (so that it
+// dies of its parent-death signal without a chance to clean up), and every tracee is let go.
+// Prints "LEAKED <pid>" if the newborn outlives its maker, then kills it (init: with its whole pid
+// namespace), so that the host is left as it was; else "NO LEAK".
+// Usage: holder-orphan user|pid PROGRAM [ARGS...]
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -17,10 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static int same_userns(pid_t pid) {
-    char path[64], mine[64] = {0}, theirs[64] = {0};
-    snprintf(path, sizeof path, "/proc/%d/ns/user", pid);
-    if (readlink("/proc/self/ns/user", mine, sizeof mine - 1) < 0) return 1;
+static const char *ns = "user";
+
+static int same_ns(pid_t pid) {
+    char path[64], self[64], mine[64] = {0}, theirs[64] = {0};
+    snprintf(path, sizeof path, "/proc/%d/ns/%s", pid, ns);
+    snprintf(self, sizeof self, "/proc/self/ns/%s", ns);
+    if (readlink(self, mine, sizeof mine - 1) < 0) return 1;
     if (readlink(path, theirs, sizeof theirs - 1) < 0) return 1;
     return strcmp(mine, theirs) == 0;
 }
@@ -55,7 +60,9 @@ static char state_of(pid_t pid) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: holder-orphan PROGRAM [ARGS...]\n"); return 2; }
+    if (argc < 3) { fprintf(stderr, "usage: holder-orphan user|pid PROGRAM [ARGS...]\n"); return 2; }
+    ns = argv[1];
+    argv++;
     alarm(60);
     pid_t top = fork();
     if (top == 0) {
@@ -88,7 +95,7 @@ int main(int argc, char **argv) {
         if (event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK) {
             unsigned long child = 0;
             ptrace(PTRACE_GETEVENTMSG, pid, 0, &child);
-            if (!holder && !same_userns((pid_t)child)) {
+            if (!holder && !same_ns((pid_t)child)) {
                 holder = (pid_t)child;
                 helper = pid;
                 maker_parent = ppid_of(pid);
@@ -103,7 +110,7 @@ int main(int argc, char **argv) {
         }
         if (event) { ptrace(PTRACE_CONT, pid, 0, 0); continue; }
         /* The holder's first stop may come before its maker's clone event. */
-        if (!holder && sig == SIGSTOP && !same_userns(pid)) {
+        if (!holder && sig == SIGSTOP && !same_ns(pid)) {
             holder = pid;
             helper = ppid_of(pid);
             maker_parent = ppid_of(helper);
@@ -112,14 +119,14 @@ int main(int argc, char **argv) {
         }
         if (pid == holder && sig == SIGSTOP && !holder_stopped) {
             holder_stopped = 1;
-            ptrace(PTRACE_DETACH, pid, 0, 0); /* let it go on, in pause(2) */
+            ptrace(PTRACE_DETACH, pid, 0, 0); /* let it go on */
             if (killed && helper == -1) break;
             continue;
         }
         /* A new tracee's first stop is a SIGSTOP of ptrace's: swallow it; pass other signals on. */
         ptrace(PTRACE_CONT, pid, 0, sig == SIGSTOP ? 0 : sig);
     }
-    if (!holder) { printf("no holder seen\n"); return 1; }
+    if (!holder) { printf("NO LEAK: no process was born in a new %s namespace\n", ns); return 0; }
     /* The helper is dead; the holder, if it is alive, has been handed to another parent. */
     for (int i = 0; i < 200 && state_of(holder) && state_of(holder) != 'Z'; i++) {
         struct timespec t = {0, 10 * 1000 * 1000};
