@@ -612,18 +612,35 @@ fn check_session_seize() {
 /// that starts one sandbox, makes the timing certain with ptrace (it kills the caller at the holder's
 /// birth) and kills a holder that outlived its helper, so that the host is left as it was.
 fn check_holder_orphan() {
+    let (caller, _copy) = ChildTest::new("child_one_sandbox").command();
+    check_orphan("user", caller);
+}
+
+/// The caller is SIGKILLed right after its sandbox's helper forked init (PID 1 of a new pid
+/// namespace), before init asked to die with the helper: init must not carry on alone and start the
+/// program (here `sleep 30`). The caller is single-threaded (tests/bin/one-sandbox.rs), as
+/// `sandbox-run` is: its helper is its own fork. The tracer kills an init that outlived its helper,
+/// with its namespace.
+fn check_init_orphan() {
+    let mut caller = std::process::Command::new(env!("CARGO_BIN_EXE_one-sandbox"));
+    caller.args(["/bin/sleep", "30"]).env("SANDBOX_ROOTFS", rootfs().path());
+    check_orphan("pid", caller);
+}
+
+/// Runs `caller` under tests/attacks/holder-orphan.c, watching the birth of a process in a new `ns`
+/// namespace; it must say "NO LEAK".
+fn check_orphan(ns: &str, caller: std::process::Command) {
     let Some(dir) = build_attacker("holder-orphan") else { return };
-    let (child, _copy) = ChildTest::new("child_one_sandbox").command();
-    let envs: Vec<_> = child.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
+    let envs: Vec<_> = caller.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
     let out = std::process::Command::new(dir.path().join("holder-orphan"))
-        .arg("user")
-        .arg(child.get_program())
-        .args(child.get_args())
+        .arg(ns)
+        .arg(caller.get_program())
+        .args(caller.get_args())
         .envs(envs)
         .output()
         .expect("run the tracer");
     let text = both(&out);
-    assert!(text.contains("NO LEAK"), "a namespace holder outlived its helper and its caller: {text}");
+    assert!(text.contains("NO LEAK"), "a process of the sandbox ({ns}) outlived its helper and its caller: {text}");
 }
 
 #[test]
@@ -1023,6 +1040,11 @@ fn session_commands_are_out_of_reach_until_filtered() {
 #[test]
 fn a_killed_caller_leaves_no_namespace_holder() {
     check_holder_orphan();
+}
+
+#[test]
+fn a_killed_caller_leaves_no_init_behind() {
+    check_init_orphan();
 }
 
 #[test]

@@ -79,10 +79,16 @@ impl Default for Security {
 
 impl Security {
     /// Whether the program's filter refuses setuid and setgid bits and extended attributes
-    /// (crate::seccomp): as root with a read-write volume, where root inside writes as the host's root
-    /// and such a file would be setuid-root on the host.
-    pub(crate) fn no_setid(&self) -> bool {
-        self.volume_userns_fd.is_some()
+    /// (crate::seccomp): as root and not privileged, with a read-write volume, where root inside writes
+    /// as the host's root and such a file would be setuid-root on the host. Decided from the
+    /// sandbox's volumes, so that a session's commands (which join, and make no namespace of their
+    /// own) get the same filter as its init's program.
+    pub(crate) fn no_setid(&self, outer_uid: u32, mounts: &[crate::volume::Mount]) -> bool {
+        outer_uid == 0
+            && !self.privileged
+            && mounts
+                .iter()
+                .any(|m| !m.read_only && !m.as_is && matches!(m.kind, crate::volume::MountKind::Bind { .. }))
     }
 
     /// As root and not privileged: the first shifted id, for the owners of what setup creates and of

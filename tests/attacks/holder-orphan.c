@@ -4,7 +4,8 @@
 // kills it; `pid`: the sandbox's init). The timing is made certain with ptrace: PROGRAM runs traced
 // (following forks and clones); at the birth of the first process in a new NS namespace, PROGRAM
 // is SIGKILLed, the process that made the newborn is held until its own parent is dead (so that it
-// dies of its parent-death signal without a chance to clean up), and every tracee is let go.
+// dies of its parent-death signal without a chance to clean up), the newborn is held until its maker
+// is dead (so that it asks for a parent-death signal too late), and every tracee is let go.
 // Prints "LEAKED <pid>" if the newborn outlives its maker, then kills it (init: with its whole pid
 // namespace), so that the host is left as it was; else "NO LEAK".
 // Usage: holder-orphan user|pid PROGRAM [ARGS...]
@@ -78,13 +79,17 @@ int main(int argc, char **argv) {
     ptrace(PTRACE_CONT, top, 0, 0);
     pid_t holder = 0, helper = 0;
     pid_t held = 0;
-    int holder_stopped = 0, killed = 0, maker_gone = 0;
+    int holder_stopped = 0, holder_free = 0, killed = 0, maker_gone = 0;
     pid_t maker_parent = -2;
     for (;;) {
         pid_t pid = waitpid(-1, &st, __WALL);
         if (pid < 0) break; /* no tracee left */
         if (WIFEXITED(st) || WIFSIGNALED(st)) {
             if (pid == helper) helper = -1;
+            if (helper == -1 && holder_stopped && !holder_free) {
+                ptrace(PTRACE_DETACH, holder, 0, 0); /* its maker is dead: let it go on */
+                holder_free = 1;
+            }
             if (pid == maker_parent) maker_gone = 1;
             if (pid == maker_parent && held) { ptrace(PTRACE_CONT, held, 0, 0); held = 0; }
             if (killed && helper == -1 && (holder_stopped || !holder)) break;
@@ -119,9 +124,12 @@ int main(int argc, char **argv) {
         }
         if (pid == holder && sig == SIGSTOP && !holder_stopped) {
             holder_stopped = 1;
-            ptrace(PTRACE_DETACH, pid, 0, 0); /* let it go on */
-            if (killed && helper == -1) break;
-            continue;
+            if (helper == -1) {
+                ptrace(PTRACE_DETACH, pid, 0, 0); /* let it go on */
+                holder_free = 1;
+                if (killed) break;
+            }
+            continue; /* else held until its maker is dead */
         }
         /* A new tracee's first stop is a SIGSTOP of ptrace's: swallow it; pass other signals on. */
         ptrace(PTRACE_CONT, pid, 0, sig == SIGSTOP ? 0 : sig);

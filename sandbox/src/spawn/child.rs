@@ -46,7 +46,7 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
         // an interactive shell gets job control and ^C reaches the program inside.
         let _ = crate::sys::set_controlling_terminal(std::io::stdin());
     }
-    let filter = crate::seccomp::for_sandbox(config.security.no_setid()).ok().flatten();
+    let filter = crate::seccomp::for_sandbox(config.security.no_setid(config.outer_uid, &config.mounts)).ok().flatten();
     let refused = |e: Errno| Record::SetupFailed {
         kind: StepKind::Security,
         what: "install the seccomp filter (no_new_privs, seccomp)".into(),
@@ -56,6 +56,13 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
     if let Err(e) = nix::unistd::chdir(config.current_dir.as_str()) {
         let (what, path) = ("enter the working directory".into(), Some(config.current_dir.clone()));
         fail(exec_pipe, &Record::SetupFailed { kind: StepKind::CurrentDir, what, path, errno: e as i32 });
+    }
+    if let Job::Closure { .. } = config.job {
+        // A closure never execs, so close-on-exec closes nothing: every descriptor above stderr but
+        // the two it reports through is closed now (what init held, and a forked helper's copies of
+        // the caller's).
+        use std::os::fd::AsRawFd;
+        crate::sys::hardening::close_above_stdio(&[report.as_raw_fd(), exec_pipe.as_raw_fd()]);
     }
     // Last before exec: the keyring, stdio only, no_new_privs and the seccomp filter.
     if !matches!(config.job, Job::Session | Job::Switch)
@@ -67,8 +74,8 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
         Job::Closure { entry, build, input } => {
             // The sandbox's environment, exactly, as a program gets it.
             crate::sys::set_env(t, super::parent::HELPER_ENV, &config.env);
-            // Filtered now: its /proc files may be its own again, as a program's are after exec.
-            let _ = nix::sys::prctl::set_dumpable(true);
+            // It stays not dumpable: what it starts must not reach its memory, descriptors or
+            // executable (the caller's binary) through /proc/<pid>, as they could a program's.
             // Closing the exec pipe tells init the closure is under way.
             drop(exec_pipe);
             super::closure::run_entry(report, *entry, build, input.as_bytes())

@@ -202,9 +202,7 @@ fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<Owned
 /// the program's whole range (their owners show as they are).
 fn volume_namespace(c: &mut Config) -> Result<Option<OwnedFd>, StepError> {
     use std::os::fd::AsRawFd;
-    let written =
-        c.mounts.iter().any(|m| !m.read_only && !m.as_is && matches!(m.kind, crate::volume::MountKind::Bind { .. }));
-    if !written || c.security.shifted(c.outer_uid).is_none() {
+    if !c.security.no_setid(c.outer_uid, &c.mounts) {
         return Ok(None);
     }
     if let Err(e) = crate::seccomp::for_sandbox(true) {
@@ -304,6 +302,12 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     }
     let (init, status, start) = match forked {
         Forked::Init { status, start } => {
+            // Die with the helper (and so with the caller above it), also if it died before this was
+            // set: then nobody reads the status pipe any more.
+            let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
+            if crate::sys::reader_gone(&status) {
+                std::process::exit(SETUP_FAILED);
+            }
             let limited = cgroup.is_some();
             // The cgroup is the helper's to remove: this copy must never do it.
             std::mem::forget(cgroup);
@@ -439,12 +443,13 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             (_, None) => format!("/proc/{init_pid}/ns/{ns}"),
         };
         match nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
-            Ok(fd) => fds.push(fd),
+            Ok(fd) => fds.push((fd, namespace_type(ns))),
             Err(e) => fail(&report, (StepKind::Namespaces, "open a namespace of the session (has it ended?)", e)),
         }
     }
-    for fd in fds {
-        if let Err(e) = nix::sched::setns(fd, CloneFlags::empty()) {
+    for (fd, kind) in fds {
+        // The type too: a descriptor that is not the namespace expected (a reused pid) is refused.
+        if let Err(e) = nix::sched::setns(fd, kind) {
             fail(&report, (StepKind::Namespaces, "enter a namespace of the session (setns)", e));
         }
     }
@@ -486,6 +491,20 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
                 Err(e) => fail(&report, (StepKind::Helper, "wait for the command's process (waitpid)", e)),
             }
         }
+    }
+}
+
+/// The setns(2) type of a namespace named as in `/proc/PID/ns` (`setup-user`: a user namespace).
+fn namespace_type(name: &str) -> CloneFlags {
+    match name {
+        "user" | "setup-user" => CloneFlags::CLONE_NEWUSER,
+        "pid" => CloneFlags::CLONE_NEWPID,
+        "cgroup" => CloneFlags::CLONE_NEWCGROUP,
+        "ipc" => CloneFlags::CLONE_NEWIPC,
+        "uts" => CloneFlags::CLONE_NEWUTS,
+        "net" => CloneFlags::CLONE_NEWNET,
+        "mnt" => CloneFlags::CLONE_NEWNS,
+        _ => CloneFlags::empty(),
     }
 }
 

@@ -32,10 +32,10 @@ pub(crate) fn adapt(config: &mut Config, userns: RawFd) -> Result<(), Failure> {
     if let RootMode::Overlay { lower } = &config.root
         && refused(crate::sys::hardening::prepare_idmap(lower, userns, true, false), lower)?
     {
-        let shifted = shifted_tree(lower, base).map_err(|errno| Failure {
+        let shifted = shifted_tree(lower, base).map_err(|(what, path, errno)| Failure {
             kind: StepKind::Overlay,
-            what: "copy the rootfs with its owners shifted into the id range",
-            path: Some(lower.display().to_string()),
+            what,
+            path: Some(path.display().to_string()),
             errno,
         })?;
         tracing::debug!(tree = %lower.display(), copy = %shifted.display(), "the rootfs cannot be id-mapped");
@@ -86,26 +86,58 @@ fn refused(probe: Result<(), Errno>, path: &Path) -> Result<bool, Failure> {
     }
 }
 
+/// A failed step of [`shifted_tree`]: what, on which path, the errno.
+type ShiftFailed = (&'static str, PathBuf, Errno);
+
 /// `<tree>.ids-<base>`: a copy of `tree` whose owners are shifted by `base`, made once. Concurrent
 /// sandboxes each build a private copy and rename it into place; the first wins, the others drop
 /// theirs. Copies left by a killed process (`.tmp-<pid>` of a pid that is gone) are removed first.
-fn shifted_tree(tree: &Path, base: u32) -> Result<PathBuf, Errno> {
-    let name = tree.file_name().ok_or(Errno::EINVAL)?.to_string_lossy().into_owned();
+/// An existing copy is used only if it is what this function makes: a directory owned by the shifted
+/// owner of the tree, with the tree's mode (a tree kept in a folder others can write, such as `/tmp`,
+/// could otherwise be given a copy of someone else's making).
+fn shifted_tree(tree: &Path, base: u32) -> Result<PathBuf, ShiftFailed> {
+    use std::os::unix::fs::MetadataExt;
+    let copy = "copy the rootfs with its owners shifted into the id range";
+    let name = tree.file_name().ok_or((copy, tree.to_owned(), Errno::EINVAL))?.to_string_lossy().into_owned();
     let target = tree.with_file_name(format!("{name}.ids-{base}"));
-    if target.is_dir() {
-        return Ok(target);
+    let trusted = |copy: &std::fs::Metadata, tree: &std::fs::Metadata| {
+        copy.is_dir() && copy.uid() == shift_id(tree.uid(), base) && copy.mode() & 0o7777 == tree.mode() & 0o7777
+    };
+    let tree_meta =
+        std::fs::symlink_metadata(tree).map_err(|e| (copy, tree.to_owned(), crate::sys::mount::errno_of(e)))?;
+    if let Ok(existing) = std::fs::symlink_metadata(&target) {
+        return match trusted(&existing, &tree_meta) {
+            true => Ok(target),
+            false => Err((
+                "use the copy of the rootfs with shifted owners: it was not made by this library (another \
+                 owner, or writable by others); remove it",
+                target,
+                Errno::EPERM,
+            )),
+        };
     }
+    let built = build_shifted(tree, &target, &name, base).map_err(|e| (copy, tree.to_owned(), e))?;
+    match std::fs::symlink_metadata(&built) {
+        Ok(m) if trusted(&m, &tree_meta) => Ok(built),
+        _ => {
+            Err(("use the copy of the rootfs with shifted owners: it changed under us; remove it", built, Errno::EPERM))
+        }
+    }
+}
+
+/// Builds `target` for [`shifted_tree`] unless a concurrent sandbox did first.
+fn build_shifted(tree: &Path, target: &Path, name: &str, base: u32) -> Result<PathBuf, Errno> {
     let parent = tree.parent().ok_or(Errno::EINVAL)?;
     sweep_stale(parent, &format!("{name}.ids-{base}.tmp-"));
     let staging = tree.with_file_name(format!("{name}.ids-{base}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     let built = copy_shifted(tree, &staging, base);
-    match built.and_then(|()| std::fs::rename(&staging, &target).map_err(crate::sys::mount::errno_of)) {
-        Ok(()) => Ok(target),
+    match built.and_then(|()| std::fs::rename(&staging, target).map_err(crate::sys::mount::errno_of)) {
+        Ok(()) => Ok(target.to_owned()),
         // Another sandbox won the race: its copy is as good as ours.
         Err(_) if target.is_dir() => {
             let _ = std::fs::remove_dir_all(&staging);
-            Ok(target)
+            Ok(target.to_owned())
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
@@ -149,6 +181,21 @@ mod tests {
         assert_eq!(shift_id(65535, 1000), 1000 + 65535);
         assert_eq!(shift_id(65536, 1000), 1000 + 65534);
         assert_eq!(shift_id(u32::MAX, 1000), 1000 + 65534);
+    }
+
+    #[test]
+    fn a_copy_this_library_did_not_make_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).expect("mkdir");
+        // Planted next to the tree, as anyone could in a folder like /tmp: writable by everyone.
+        let planted = dir.path().join("tree.ids-9");
+        std::fs::create_dir(&planted).expect("mkdir");
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let (what, path, errno) = shifted_tree(&tree, 9).expect_err("a planted copy must not be used");
+        assert_eq!((path, errno), (planted, Errno::EPERM));
+        assert!(what.contains("remove it"), "{what}");
     }
 
     #[test]

@@ -30,8 +30,6 @@ pub(crate) fn run(
     null: OwnedFd,
     deadline: Option<Instant>,
 ) -> ! {
-    // Die with the helper (our parent), and so with the test process above it.
-    let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
     if let Some((base, _)) = config.security.shifted(config.outer_uid) {
         crate::inroot::give_created_to(base);
     }
@@ -46,6 +44,11 @@ pub(crate) fn run(
     let built = plan::run(&plan::filesystem_phase(config), &Kernel);
     crate::sys::close_kernel_dirs();
     crate::sys::hardening::drop_prepared();
+    // Entering the program's user namespace changed init's credentials, which cleared its
+    // parent-death signal (set again since): the helper must not have died in between.
+    if crate::sys::reader_gone(&status) {
+        std::process::exit(1);
+    }
     if let Err(f) = built {
         send_failure(&report, &f);
         std::process::exit(1);

@@ -94,11 +94,12 @@ fn open(holder: &NamespaceHolder, ns: &str) -> Result<OwnedFd, Errno> {
 /// and execution of programs by root").
 pub(crate) fn become_root() -> Result<(), Errno> {
     let (uid, gid) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+    // Before any change of credentials, each of which clears the parent-death signal.
+    let parent = nix::unistd::getppid();
     nix::unistd::setresgid(gid, gid, gid)?;
     // Refused where setgroups is denied (rootless: inherited from the setup namespace); there the
     // process has no supplementary group to drop anyway.
     let _ = nix::unistd::setgroups(&[]);
-    let parent = nix::unistd::getppid();
     nix::unistd::setresuid(uid, uid, uid)?;
     // prctl(2): a change of credentials clears the parent-death signal: set it again, and make sure the
     // parent did not die in between (the process would then never get it).

@@ -9,6 +9,28 @@ use nix::errno::Errno;
 /// needs), so that the program gets only stdin, stdout and stderr. close_range(2) with
 /// `CLOSE_RANGE_CLOEXEC` (Linux >= 5.11), else one fcntl per possible descriptor. Async-signal-safe.
 pub(crate) fn cloexec_above_stdio(keep: &[RawFd]) {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC closes nothing: it only sets a flag on this
+    // process's descriptors, so no descriptor owned elsewhere in the process is invalidated; F_SETFD
+    // on a number that is not open is EBADF.
+    ranges_above_stdio(keep, libc::CLOSE_RANGE_CLOEXEC, |fd| unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    });
+}
+
+/// Closes every descriptor above stderr except `keep` (a closure's process, which never execs).
+/// close_range(2) (Linux >= 5.9), else close(2) on each possible descriptor. Async-signal-safe. The
+/// caller must own every descriptor it closes this way: nothing of this process uses them again.
+pub(crate) fn close_above_stdio(keep: &[RawFd]) {
+    // SAFETY: the caller (a closure's process, after its setup) owns every descriptor in the ranges
+    // and never uses one again; close(2) of a number that is not open is EBADF.
+    ranges_above_stdio(keep, 0, |fd| unsafe {
+        libc::close(fd);
+    });
+}
+
+/// Applies close_range(2) with `flags` to every descriptor above stderr but `keep` (at most 8), or,
+/// where the kernel has no close_range, `each` to every possible one.
+fn ranges_above_stdio(keep: &[RawFd], flags: libc::c_uint, each: impl Fn(RawFd)) {
     let mut first: RawFd = 3;
     let mut bounds: [RawFd; 8] = [RawFd::MAX; 8];
     let n = keep.len().min(bounds.len());
@@ -16,25 +38,16 @@ pub(crate) fn cloexec_above_stdio(keep: &[RawFd]) {
     bounds[..n].sort_unstable();
     for &fd in bounds[..n].iter().chain(std::iter::once(&RawFd::MAX)) {
         if fd > first {
-            mark_cloexec(first, fd - 1);
+            let last = fd - 1;
+            // SAFETY: see the callers: the flags decide what happens to descriptors they own.
+            let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, flags) };
+            if rc != 0 {
+                let max = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                    .map_or(1024, |(soft, _)| soft.min(1 << 16) as RawFd);
+                (first..=last.min(max)).for_each(&each);
+            }
         }
         first = first.max(fd.saturating_add(1));
-    }
-}
-
-fn mark_cloexec(first: RawFd, last: RawFd) {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC closes nothing: it only sets a flag on this
-    // process's descriptors, so no descriptor owned elsewhere in the process is invalidated.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, libc::CLOSE_RANGE_CLOEXEC) };
-    if rc == 0 {
-        return;
-    }
-    let max = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or(1024, |(soft, _)| soft.min(1 << 16) as RawFd);
-    for fd in first..=last.min(max) {
-        // SAFETY: F_SETFD on a number that may or may not be open: EBADF for a closed one, and for an
-        // open one only its close-on-exec flag changes.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 

@@ -101,6 +101,17 @@ pub(crate) fn let_go_of_stdio(null: &std::os::fd::OwnedFd) {
     let _ = nix::unistd::dup2_stderr(null);
 }
 
+/// Whether nobody reads `pipe` (a write end) any more: its reader, a parent that holds the only read
+/// end, is gone. For init, PID 1 of its namespace, to which getppid(2) says nothing about its parent.
+pub(crate) fn reader_gone(pipe: &std::os::fd::OwnedFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLOUT)];
+    // pipe(7): a write end whose read ends are all closed polls as POLLERR.
+    poll(&mut fds, PollTimeout::ZERO).is_ok()
+        && fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+}
+
 /// `execve(2)` of `program` with `args` and `env`; returns only on failure.
 pub(crate) fn execve(program: &CString, args: &[CString], env: &[CString]) -> Errno {
     match nix::unistd::execve(program, args, env) {

@@ -1,0 +1,26 @@
+//! A single-threaded caller of one sandbox, as `sandbox-run` or a tool's `main` is (such a caller forks
+//! its sandbox's helper itself, without the fork server): runs `PROGRAM [ARGS...]` in a sandbox of the
+//! rootfs `$SANDBOX_ROOTFS` and exits with its code. For tests that need that path
+//! (tests/escape.rs: a caller killed while its helper forks init).
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((program, rest)) = args.split_first() else {
+        eprintln!("usage: one-sandbox PROGRAM [ARGS...]");
+        std::process::exit(2);
+    };
+    let sandbox = match sandbox::Sandbox::builder().build() {
+        Ok(sb) => sb,
+        Err(e) => {
+            eprintln!("one-sandbox: {}", sandbox::error_chain(&e));
+            std::process::exit(125);
+        }
+    };
+    match sandbox.command(program.as_str()).args(rest).status() {
+        Ok(status) => std::process::exit(status.code().unwrap_or(128)),
+        Err(e) => {
+            eprintln!("one-sandbox: {}", sandbox::error_chain(&e));
+            std::process::exit(125);
+        }
+    }
+}
