@@ -742,37 +742,35 @@ fn check_volume_setid_unfiltered() {
 /// As root with a read-write volume, overlayfs (which root inside may mount in its own namespaces)
 /// copies a file up into its upper layer inside the kernel, mode and owner included, out of the
 /// filter's sight: an upper layer on the volume receives a root-owned setuid copy of any setuid-root
-/// program the sandbox can see (here the host's own, bound read-only, as a test binding the host's
-/// tools would). The copy is root's on the host (the volume maps only root) and keeps its setuid bit.
-/// The volume is a private scratch folder (mode 0700), removed at the end; nothing else is written.
+/// program the sandbox can see (here the rootfs's own `/bin/bbsuid`, setuid root in Alpine's
+/// minirootfs and in the fixture). The copy is root's on the host (the volume maps only root) and
+/// keeps its setuid bit; then a write through a shared mapping (tests/attacks/volume-attacker.c
+/// `mmap-write`), which unlike write(2) does not clear the bit, gives it content of the program's
+/// choosing. The volume is a private scratch folder (mode 0700), removed at the end; nothing else is
+/// written, and nothing is executed.
 fn check_volume_setid_overlay_copy_up() {
     if !is_root() {
         return; // rootless, root inside is the caller: a setuid file there is the caller's own
     }
-    let setuid_root = std::fs::read_dir("/usr/bin").into_iter().flatten().flatten().find(|e| {
-        std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_file() && m.uid() == 0 && m.mode() & 0o4000 != 0)
-    });
-    let Some(program) = setuid_root else {
-        return skip("no setuid-root program in the host's /usr/bin to copy up");
-    };
-    let name = program.file_name().to_string_lossy().into_owned();
+    let Some(dir) = build_attacker("volume-attacker") else { return };
     let vol = tempfile::tempdir().expect("tempdir");
     let sb = builder()
-        .mount(Mount::bind("/usr/bin", "/hostbin").read_only())
+        .mount(Mount::bind(dir.path(), "/attacks").read_only())
         .mount(Mount::bind(vol.path(), "/data"))
         .build()
         .expect("build");
-    let script = format!(
-        "mkdir -p /data/upper /data/work /mnt/o && \
-         mount -t overlay overlay -o lowerdir=/hostbin,upperdir=/data/upper,workdir=/data/work /mnt/o \
-         && touch -c /mnt/o/{name}; stat -c '%a %u' /data/upper/{name}; umount /mnt/o; echo done"
-    );
-    let text = both(&run(&sb, &script));
+    let script = "stat -c 'rootfs: %a %u' /bin/bbsuid; mkdir -p /data/upper /data/work /mnt/o && \
+         mount -t overlay overlay -o lowerdir=/bin,upperdir=/data/upper,workdir=/data/work /mnt/o \
+         && touch -c /mnt/o/bbsuid; umount /mnt/o; /attacks/volume-attacker mmap-write /data/upper/bbsuid; \
+         stat -c 'copy: %a %u' /data/upper/bbsuid; echo done";
+    let text = both(&run(&sb, script));
     assert!(text.ends_with("done\n"), "{text}");
-    if let Ok(meta) = std::fs::symlink_metadata(vol.path().join("upper").join(&name)) {
+    let copy = vol.path().join("upper/bbsuid");
+    if let Ok(meta) = std::fs::symlink_metadata(&copy) {
+        let head = std::fs::read(&copy).map(|b| String::from_utf8_lossy(&b[..b.len().min(5)]).into_owned());
         assert!(
             !(meta.uid() == 0 && meta.mode() & 0o6000 != 0),
-            "/data/upper/{name} is setuid root on the host (mode {:o}): {text}",
+            "/data/upper/bbsuid is setuid root on the host (mode {:o}, starts with {head:?}): {text}",
             meta.mode()
         );
     }

@@ -5,6 +5,8 @@
 //   volume-attacker uring-suid PATH     io_uring IORING_OP_OPENAT, O_CREAT with mode 04755
 //   volume-attacker tmpfile-suid DIR    open(DIR, O_TMPFILE, 04755) (no O_CREAT, so the filter lets the
 //                                       mode through), then linked as DIR/d
+//   volume-attacker mmap-write PATH     writes "PWNED" at the start of PATH through a shared
+//                                       mapping (no write(2), no truncate: the kernel keeps a setuid bit)
 //   volume-attacker caps PATH           (on the host) prints "caps" if PATH has security.capability, else "none"
 // Each prints "<what>: ok" or "<what>: <error>". Harmless: it only touches PATH, in a scratch volume.
 #define _GNU_SOURCE
@@ -86,6 +88,15 @@ int main(int argc, char **argv) {
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
         snprintf(name, sizeof name, "%s/d", path);
         return say(what, linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) ? -errno : 0);
+    }
+    if (!strcmp(what, "mmap-write")) {
+        static const char mark[] = "PWNED";
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) return say(what, -errno);
+        char *m = mmap(0, sizeof mark, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) return say(what, -errno);
+        memcpy(m, mark, sizeof mark - 1);
+        return say(what, msync(m, sizeof mark, MS_SYNC) ? -errno : 0);
     }
     if (!strcmp(what, "caps")) {
         char buf[64];
