@@ -776,6 +776,41 @@ fn check_volume_setid_overlay_copy_up() {
     }
 }
 
+/// A closure's process stays not dumpable (so that what it starts cannot reach it), and since it
+/// never execs, its memory still belongs to the caller's user namespace: its own `/proc/self` files
+/// of mode 0400 (`environ`, `auxv`, `io`, ...) are then the host root's, `nobody`'s inside, and
+/// refused to the closure itself, though any program in the sandbox reads its own. A test body that
+/// reads its environment, its auxiliary vector or its own memory there fails inside a closure only.
+fn check_closure_own_proc() {
+    let sb = builder().build().expect("build");
+    let refused: Vec<String> = sb
+        .run(|| {
+            ["environ", "auxv", "io", "mem"]
+                .into_iter()
+                .filter_map(|f| std::fs::File::open(format!("/proc/self/{f}")).err().map(|e| format!("{f}: {e}")))
+                .collect()
+        })
+        .expect("run the closure");
+    let program = sh(&sb, "cat /proc/self/environ >/dev/null && cat /proc/self/auxv >/dev/null && echo ok");
+    assert_eq!(program, "ok\n", "a program reads its own");
+    assert!(refused.is_empty(), "a closure cannot open its own /proc/self files: {refused:?}");
+}
+
+/// A closure gets the sandbox's environment, exactly, as a program does: not the fork server's
+/// internal variable (`__SANDBOX_FORK_SERVER=<fd>`), which every program it starts inherits too
+/// (a re-executed test binary inside would take that number for a fork server's socket).
+fn check_closure_environment() {
+    let sb = builder().build().expect("build");
+    let inherited: String = sb
+        .run(|| {
+            let out = std::process::Command::new("/bin/sh").args(["-c", "env"]).output().expect("run env");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .expect("run the closure");
+    let internal: Vec<&str> = inherited.lines().filter(|l| l.starts_with("__SANDBOX")).collect();
+    assert!(internal.is_empty(), "the library's own variables reach what a closure starts: {internal:?}");
+}
+
 /// As root, a writable layer kept on the host (`Builder::writable_layer_in`, `sandbox-run
 /// --keep-failed`) holds the program's files with their modes, a setuid one among them (setuid to the
 /// range's first id, the id every as-root sandbox's root is): its folder is private, so no other host
@@ -1105,6 +1140,16 @@ fn a_written_volume_gets_no_setuid_copy_up_from_overlayfs() {
 }
 
 #[test]
+fn a_closure_reads_its_own_proc_files() {
+    check_closure_own_proc();
+}
+
+#[test]
+fn a_closure_gets_only_the_sandboxs_environment() {
+    check_closure_environment();
+}
+
+#[test]
 fn a_kept_layer_holds_no_setuid_file() {
     check_kept_layer_setid();
 }
@@ -1148,6 +1193,8 @@ const CHECKS: &[(&str, fn())] = &[
     ("privileged", check_privileged),
     ("holder_orphan", check_holder_orphan),
     ("closure_process", check_closure_process),
+    ("closure_own_proc", check_closure_own_proc),
+    ("closure_environment", check_closure_environment),
 ];
 
 /// Runs the named checks as the unprivileged test user.
@@ -1204,6 +1251,11 @@ fn rootless_attacks_are_refused() {
         "holder_orphan",
         "closure_process",
     ]);
+}
+
+#[test]
+fn rootless_closures_see_what_programs_see() {
+    rootless_checks(&["closure_own_proc", "closure_environment"]);
 }
 
 #[test]
