@@ -73,7 +73,7 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
     match &config.job {
         Job::Closure { entry, build, input } => {
             // The sandbox's environment, exactly, as a program gets it.
-            crate::sys::set_env(t, super::parent::HELPER_ENV, &config.env);
+            crate::sys::set_env(t, &config.env);
             // It stays not dumpable: what it starts must not reach its memory, descriptors or
             // executable (the caller's binary) through /proc/<pid>, as they could a program's.
             // Closing the exec pipe tells init the closure is under way.

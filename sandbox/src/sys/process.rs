@@ -64,11 +64,14 @@ pub(crate) fn fork(_: SingleThreaded) -> Result<nix::unistd::ForkResult, Errno> 
     unsafe { nix::unistd::fork() }
 }
 
-/// Removes the variable `remove` and sets `env` on top of the inherited environment.
-pub(crate) fn set_env(_: SingleThreaded, remove: &str, env: &[(String, String)]) {
-    // SAFETY: the process is single-threaded (the token proves it): no other thread can read the
-    // environment concurrently.
-    unsafe { std::env::remove_var(remove) };
+/// Makes `env` the whole environment: what this process inherited (the caller's, under a forked
+/// helper; the fork server's variable, under a served one) goes.
+pub(crate) fn set_env(_: SingleThreaded, env: &[(String, String)]) {
+    for (name, _) in std::env::vars_os() {
+        // SAFETY: the process is single-threaded (the token proves it): no other thread can read
+        // the environment concurrently.
+        unsafe { std::env::remove_var(name) };
+    }
     for (k, v) in env {
         // SAFETY: as above.
         unsafe { std::env::set_var(k, v) };
