@@ -48,6 +48,12 @@ fn check_pid_namespace() {
     // those two and itself.
     let out = text(&sh(&sb, "echo $$; ps -o pid,comm > /tmp/ps; tail -n +2 /tmp/ps | wc -l; grep PPid /proc/1/status"));
     assert_eq!(out, "2\n3\nPPid:\t0\n");
+    // PID 1 shows as the sandbox's init, not with the caller's command line (init is its fork).
+    let exe = std::env::current_exe().expect("this test's binary");
+    let name = exe.file_name().expect("a file name").to_string_lossy().into_owned();
+    let init = text(&sh(&sb, "tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/1/comm"));
+    assert!(init.starts_with("sandbox-init") && init.ends_with("\nsandbox-init\n"), "{init}");
+    assert!(!init.contains(&name), "the caller's command line is visible inside: {init}");
 }
 
 fn check_no_host_path() {

@@ -308,6 +308,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             if crate::sys::reader_gone(&status) {
                 std::process::exit(SETUP_FAILED);
             }
+            crate::sys::show_as(t, "sandbox-init");
             let limited = cgroup.is_some();
             // The cgroup is the helper's to remove: this copy must never do it.
             std::mem::forget(cgroup);

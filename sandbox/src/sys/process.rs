@@ -115,6 +115,34 @@ pub(crate) fn reader_gone(pipe: &std::os::fd::OwnedFd) -> bool {
         && fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
 }
 
+/// Shows this process as `name` in `ps` and `/proc/PID/cmdline`: writes `name` over its argument
+/// strings (the area between `arg_start` and `arg_end` of proc(5)'s `/proc/self/stat`), the rest of
+/// the area zeroed, and sets its command name. For init, a fork of the caller, whose command line
+/// (a test binary's path and filters, a tool's arguments) is no business of the sandbox's.
+pub(crate) fn show_as(_: SingleThreaded, name: &str) {
+    let _ = nix::sys::prctl::set_name(&std::ffi::CString::new(name).unwrap_or_default());
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // Fields 48 and 49 (arg_start, arg_end); the text after the command's closing parenthesis
+    // starts at field 3.
+    let fields: Vec<usize> = stat
+        .rsplit_once(')')
+        .map_or_else(Vec::new, |(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect());
+    let (Some(&start), Some(&end)) = (fields.get(45), fields.get(46)) else { return };
+    if start == 0 || end <= start {
+        return;
+    }
+    let len = end - start;
+    let n = name.len().min(len - 1);
+    // SAFETY: [start, end) is this process's own argument area, as the kernel reports it: on the
+    // initial stack, mapped writable for the whole life of the process, written only here and by
+    // nothing else (std keeps raw pointers to it and reads it only when asked, and this process is
+    // single-threaded, the token proves it). The writes stay inside it, and leave a NUL at its end.
+    unsafe {
+        std::ptr::copy_nonoverlapping(name.as_ptr(), start as *mut u8, n);
+        std::ptr::write_bytes((start + n) as *mut u8, 0, len - n);
+    }
+}
+
 /// `execve(2)` of `program` with `args` and `env`; returns only on failure.
 pub(crate) fn execve(program: &CString, args: &[CString], env: &[CString]) -> Errno {
     match nix::unistd::execve(program, args, env) {
