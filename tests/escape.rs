@@ -296,6 +296,22 @@ fn check_masked_proc() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{}", both(&out));
 }
 
+/// A host directory holding a file `secret`, open, and a copy of its descriptor at fd 200 without
+/// close-on-exec, as a careless library would leave it: (the directory, the open descriptor, the
+/// leaked number).
+fn leak_host_directory() -> (tempfile::TempDir, std::os::fd::OwnedFd, std::os::fd::RawFd) {
+    let secret_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(secret_dir.path().join("secret"), "host secret").expect("write");
+    let dir = nix::fcntl::open(
+        secret_dir.path(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .expect("open the host directory");
+    let leaked = nix::fcntl::fcntl(&dir, nix::fcntl::FcntlArg::F_DUPFD(200)).expect("dup");
+    (secret_dir, dir, leaked)
+}
+
 /// A descriptor the caller holds without close-on-exec (here: a host directory, at fd 200) must not
 /// reach the program, which could walk out of it (`/proc/self/fd/200/../..`). Run in a fresh process,
 /// where the descriptor exists before the first sandbox starts the fork server (which inherits it).
@@ -309,16 +325,7 @@ fn child_leaked_descriptors() {
     if !is_child("child_leaked_descriptors") {
         return;
     }
-    let secret_dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(secret_dir.path().join("secret"), "host secret").expect("write");
-    let dir = nix::fcntl::open(
-        secret_dir.path(),
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
-        nix::sys::stat::Mode::empty(),
-    )
-    .expect("open the host directory");
-    // No O_CLOEXEC, at a number nothing else uses: as a careless library would leave it.
-    let leaked = nix::fcntl::fcntl(&dir, nix::fcntl::FcntlArg::F_DUPFD(200)).expect("dup");
+    let (_secret_dir, dir, leaked) = leak_host_directory();
     let sb = builder().build().expect("build");
     let script = format!("cat /proc/self/fd/{leaked}/secret; cat /proc/self/fd/{leaked}/../*/secret");
     let out = sb.command("/bin/sh").args(["-c", &script]).output().expect("run");
@@ -331,12 +338,12 @@ fn child_leaked_descriptors() {
     drop(dir);
 }
 
-/// A closure's process (`Sandbox::run`) never execs: once filtered it is dumpable again, so what it
-/// starts in the sandbox reaches its `/proc` files as the program once reached init's
-/// (check_init_memory): its executable is the caller's own binary on the host (chmod-able
-/// rootless), and its descriptors are whatever the caller, the fork server, the helper and init
-/// left it, close-on-exec or not (here: a host directory the caller leaked at fd 200, as in
-/// check_leaked_descriptors). The executable's mode is set to what it is; the directory is only read.
+/// A closure's process (`Sandbox::run`) never execs: what it starts in the sandbox must not reach its
+/// `/proc` files as the program once reached init's (check_init_memory): its executable is the
+/// caller's own binary on the host (chmod-able rootless), and close-on-exec does not close the
+/// descriptors the caller, the fork server, the helper and init left it (here: a host directory the
+/// caller leaked at fd 200, as in check_leaked_descriptors). The executable's mode is set to what it
+/// is; the directory is only read.
 fn check_closure_process() {
     ChildTest::new("child_closure_process").assert_success();
 }
@@ -347,15 +354,7 @@ fn child_closure_process() {
     if !is_child("child_closure_process") {
         return;
     }
-    let secret_dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(secret_dir.path().join("secret"), "host secret").expect("write");
-    let dir = nix::fcntl::open(
-        secret_dir.path(),
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
-        nix::sys::stat::Mode::empty(),
-    )
-    .expect("open the host directory");
-    let leaked = nix::fcntl::fcntl(&dir, nix::fcntl::FcntlArg::F_DUPFD(200)).expect("dup");
+    let (_secret_dir, dir, leaked) = leak_host_directory();
     assert_eq!(leaked, 200, "fd 200 was free");
     let sb = builder().build().expect("build");
     // The closure only starts a shell: the shell is the attacker, the closure its victim.

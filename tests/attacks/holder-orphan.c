@@ -31,33 +31,36 @@ static int same_ns(pid_t pid) {
     return strcmp(mine, theirs) == 0;
 }
 
-/* The parent of `pid` (proc(5) stat), 0 if it is gone. */
-static pid_t ppid_of(pid_t pid) {
+/* The state letter and the parent of `pid` (proc(5) stat, after the command's last `)`); state 0
+   and parent 0 if it is gone. */
+static void stat_of(pid_t pid, char *state, pid_t *ppid) {
     char path[64], buf[512];
+    int parent = 0;
+    *state = 0;
+    *ppid = 0;
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
-    if (!f) return 0;
+    if (!f) return;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
     char *close = strrchr(buf, ')');
+    if (!close || sscanf(close + 1, " %c %d", state, &parent) != 2) return;
+    *ppid = parent;
+}
+
+static pid_t ppid_of(pid_t pid) {
     char state;
-    int ppid = 0;
-    if (!close || sscanf(close + 1, " %c %d", &state, &ppid) != 2) return 0;
+    pid_t ppid;
+    stat_of(pid, &state, &ppid);
     return ppid;
 }
 
-/* The state letter of `pid` (proc(5) stat), 0 if it is gone. */
 static char state_of(pid_t pid) {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *close = strrchr(buf, ')');
-    return close && close[1] == ' ' ? close[2] : 0;
+    char state;
+    pid_t ppid;
+    stat_of(pid, &state, &ppid);
+    return state;
 }
 
 int main(int argc, char **argv) {

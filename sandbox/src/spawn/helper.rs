@@ -429,15 +429,15 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         // setns(2): enter the user namespace first, to gain the capabilities the others require.
         order.insert(0, "user");
     }
+    // The session's helper (init's parent) holds init's namespaces: init itself is out of reach
+    // (not dumpable). The setup namespace is the helper's own.
+    let helper = parent_of(*init_pid).unwrap_or(0);
     // All opened first: once in the session's mount namespace, /proc is the sandbox's.
     let mut fds = Vec::with_capacity(order.len());
     for ns in order {
         if ns == "net" && !config.network.own_namespace() {
             continue;
         }
-        // The session's helper (init's parent) holds init's namespaces: init itself is out of reach
-        // (not dumpable). The setup namespace is the helper's own.
-        let helper = parent_of(*init_pid).unwrap_or(0);
         let path = match (ns, session.held.iter().find(|(name, _)| name == ns)) {
             ("setup-user", _) => format!("/proc/{helper}/ns/user"),
             (_, Some((_, fd))) => format!("/proc/{helper}/fd/{fd}"),
@@ -511,8 +511,7 @@ fn namespace_type(name: &str) -> CloneFlags {
 
 /// The parent pid of `pid` (proc(5), the fourth field of `stat`).
 fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    crate::sys::stat_fields(&pid.to_string())?.get(4 - 3)?.parse().ok()
 }
 
 /// A session command's raw wait status, from its wait (or the kill that ended it).
@@ -525,11 +524,6 @@ fn command_status(outcome: Option<(i32, bool)>, waited: nix::Result<WaitStatus>)
     }
 }
 
-/// Waits for `child` (init, or a session command's process), and reads init's records on `status` if
-/// given (`MountNamespaceReady`, then `Exited`). When the parent closes its end of the kill pipe
-/// (`Child::kill`, a drop, or its death), `child` is killed first: init is only reaped once its whole
-/// pid namespace is gone, so the parent's `wait` returns after the last process of the sandbox has
-/// died.
 /// What the helper holds of init once init has built its mounts (`after` of its
 /// `MountNamespaceReady` records): its mount namespace always; a session's namespaces too, reported
 /// as `Record::Held`. Then, if init waits for it, the word on `ack`.
@@ -547,6 +541,11 @@ struct Hold<'a> {
 /// The namespaces of a session that its commands enter (crate::spawn::helper::join).
 const SESSION_NAMESPACES: [&str; 6] = ["user", "pid", "cgroup", "ipc", "uts", "net"];
 
+/// Waits for `child` (init, or a session command's process), and reads init's records on `status` if
+/// given (`MountNamespaceReady`, then `Exited`). When the parent closes its end of the kill pipe
+/// (`Child::kill`, a drop, or its death), `child` is killed first: init is only reaped once its whole
+/// pid namespace is gone, so the parent's `wait` returns after the last process of the sandbox has
+/// died.
 fn wait_for(
     child: Pid,
     status: Option<OwnedFd>,

@@ -115,19 +115,22 @@ pub(crate) fn reader_gone(pipe: &std::os::fd::OwnedFd) -> bool {
         && fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
 }
 
+/// The fields of proc(5)'s `/proc/<pid>/stat` after the command's name (which may hold spaces and
+/// parentheses: split at the last `)`): element 0 is field 3 (the state), element `n - 3` field `n`.
+pub(crate) fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect())
+}
+
 /// Shows this process as `name` in `ps` and `/proc/PID/cmdline`: writes `name` over its argument
 /// strings (the area between `arg_start` and `arg_end` of proc(5)'s `/proc/self/stat`), the rest of
 /// the area zeroed, and sets its command name. For init, a fork of the caller, whose command line
 /// (a test binary's path and filters, a tool's arguments) is no business of the sandbox's.
 pub(crate) fn show_as(_: SingleThreaded, name: &str) {
     let _ = nix::sys::prctl::set_name(&std::ffi::CString::new(name).unwrap_or_default());
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
-    // Fields 48 and 49 (arg_start, arg_end); the text after the command's closing parenthesis
-    // starts at field 3.
-    let fields: Vec<usize> = stat
-        .rsplit_once(')')
-        .map_or_else(Vec::new, |(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect());
-    let (Some(&start), Some(&end)) = (fields.get(45), fields.get(46)) else { return };
+    let Some(fields) = stat_fields("self") else { return };
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<usize>().ok()).unwrap_or(0);
+    let (start, end) = (field(48), field(49));
     if start == 0 || end <= start {
         return;
     }
