@@ -818,6 +818,39 @@ fn check_kept_layer_setid() {
     }
 }
 
+/// Rootless, what the program leaves in a host folder (a read-write volume, a kept writable layer)
+/// stays the caller's, removable by the caller: such a sandbox maps no subordinate ids, so nothing
+/// there can be given to an id of the range. Elsewhere other ids exist where newuidmap allows.
+fn check_written_host_folders_stay_the_callers() {
+    if is_root() {
+        return; // as root, check_volume_setid: a written volume maps only root
+    }
+    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let give_away =
+        "mkdir -p /data/d && touch /data/d/f && chown -R 1000:1000 /data/d || echo chown refused; echo done";
+    let vol = tempfile::tempdir().expect("tempdir");
+    let sb = builder().mount(Mount::bind(vol.path(), "/data")).build().expect("build");
+    let text = both(&run(&sb, give_away));
+    assert!(text.contains("chown refused") && text.contains("done\n"), "{text}");
+    for path in ["d", "d/f"] {
+        let meta = std::fs::metadata(vol.path().join(path)).expect("written");
+        assert_eq!((meta.uid(), meta.gid()), me, "{path} is the caller's: {text}");
+    }
+    let keep = tempfile::tempdir().expect("tempdir");
+    let sb = builder().writable_layer_in(keep.path()).build().expect("build");
+    let text = both(&run(&sb, give_away));
+    assert!(text.contains("chown refused") && text.contains("done\n"), "{text}");
+    let meta = std::fs::metadata(keep.path().join("upper/data/d/f")).expect("kept");
+    assert_eq!((meta.uid(), meta.gid()), me, "the kept file is the caller's: {text}");
+    if subordinate_ids() {
+        let plain = builder().build().expect("build");
+        assert_eq!(
+            sh(&plain, "mkdir -p /data/d && touch /data/d/f && chown -R 1000:1000 /data/d && stat -c %u:%g /data/d/f"),
+            "1000:1000\n"
+        );
+    }
+}
+
 /// The program cannot ptrace init (not dumpable), and the deadline holds even if init is stopped:
 /// the helper, outside the sandbox, enforces it.
 fn check_ptrace_init() {
@@ -862,26 +895,30 @@ fn check_tiocsti() {
 
 /// `user_namespace(true)` as root maps root inside to an unprivileged host range, never to uid 0, and
 /// the program has no capability over the host (`/proc/sys` stays read-only by permissions too).
+/// Rootless, root inside is the caller, and ids 1.. its subordinate range where newuidmap allows it.
 fn check_identity() {
     let sb = builder().build().expect("build");
     let out = sh(
         &sb,
-        "cat /proc/self/uid_map /proc/self/gid_map; grep NoNewPrivs /proc/self/status; grep ^Seccomp: /proc/self/status",
+        "cat /proc/self/uid_map; echo -; cat /proc/self/gid_map; echo -; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status",
     );
-    let mut lines = out.lines();
-    for map in [lines.next(), lines.next()] {
-        let fields: Vec<u64> = map.unwrap_or_default().split_whitespace().filter_map(|f| f.parse().ok()).collect();
-        assert_eq!(fields.len(), 3, "one range: {out}");
-        assert_eq!(fields[0], 0, "root inside: {out}");
+    let parts: Vec<&str> = out.split("-\n").collect();
+    assert_eq!(parts.len(), 3, "{out}");
+    for map in &parts[..2] {
+        let extents: Vec<Vec<u64>> =
+            map.lines().map(|l| l.split_whitespace().filter_map(|f| f.parse().ok()).collect()).collect();
         if is_root() {
-            assert!(fields[1] >= 65536, "root inside is an unprivileged host id: {out}");
+            assert_eq!(extents.len(), 1, "one range: {out}");
+            assert_eq!((extents[0][0], extents[0][2]), (0, 65536), "root and 65535 more ids: {out}");
+            assert!(extents[0][1] >= 65536, "root inside is an unprivileged host id: {out}");
+        } else if subordinate_ids() {
+            // Nested in the setup namespace: root is the caller there, 1.. its subordinate range.
+            assert_eq!(extents, [vec![0, 0, 1], vec![1, 1, 65535]], "{out}");
         } else {
-            // Nested in the setup namespace, where root is the caller: one id, the caller's.
-            assert_eq!(fields[1..], [0, 1], "{out}");
+            assert_eq!(extents, [vec![0, 0, 1]], "only the caller's own id: {out}");
         }
     }
-    assert_eq!(lines.next(), Some("NoNewPrivs:\t1"));
-    assert_eq!(lines.next(), Some("Seccomp:\t2"));
+    assert_eq!(parts[2], "NoNewPrivs:\t1\nSeccomp:\t2\n", "{out}");
 }
 
 /// `privileged()` restores the behaviour from before issue 9: as root, no user namespace at all (the
@@ -1169,6 +1206,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("holder_orphan", check_holder_orphan),
     ("closure_process", check_closure_process),
     ("closure_environment", check_closure_environment),
+    ("written_host_folders", check_written_host_folders_stay_the_callers),
 ];
 
 /// Runs the named checks as the unprivileged test user.
@@ -1243,5 +1281,6 @@ fn rootless_attacks_on_mounts_are_refused() {
         "read_only_volume",
         "masked_proc",
         "identity",
+        "written_host_folders",
     ]);
 }

@@ -187,10 +187,12 @@ fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<Owned
     }
     let net = config.network.own_namespace();
     let made = if config.outer_uid == 0 {
-        super::userns::create_program_namespaces(config.security.id_base, crate::hardening::ID_COUNT, net)
+        let map = super::userns::id_map(&[(0, config.security.id_base, crate::hardening::ID_COUNT)]);
+        super::userns::create_program_namespaces([map.clone(), map], net)
     } else {
-        super::userns::enter_setup_namespace(t, config.outer_uid, config.outer_gid)
-            .and_then(|()| super::userns::create_program_namespaces(0, 1, net))
+        let subordinate = !config.writes_host_folder();
+        super::userns::enter_setup_namespace(t, config.outer_uid, config.outer_gid, subordinate)
+            .and_then(|maps| super::userns::create_program_namespaces(maps, net))
     };
     made.map(Some).map_err(|(what, e)| (StepKind::Namespaces, what, e))
 }

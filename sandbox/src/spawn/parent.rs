@@ -68,6 +68,10 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
         // A caller with one thread (sandbox-run, a tool's `main`) may fork the helper itself: no exec
         // of this binary at all, which is most of a one-shot caller's start-up.
         if let Some(t) = crate::sys::SingleThreaded::if_alone() {
+            // Rootless: made here once, so that every helper forked from this process enters it.
+            if config.outer_uid != 0 && !config.security.privileged && !config.writes_host_folder() {
+                let _ = super::subids::shared(config.outer_uid, config.outer_gid);
+            }
             match crate::sys::fork(t) {
                 Ok(nix::unistd::ForkResult::Child) => {
                     // A process group of its own, as an executed helper gets (see below).

@@ -6,7 +6,7 @@
 //! (`SCM_RIGHTS`): the program's stdin, stdout and stderr, the report pipe, the configuration memfd and
 //! the read end of the kill pipe. The server forks, and the fork runs `helper::run` with them. Replies
 //! go straight to the report pipe. The stdio is always opened by this crate (`crate::Stdio`), so every
-//! command can be sent this way; closures, which need libtest's arguments, take the exec path.
+//! command and every closure can be sent this way.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -88,6 +88,11 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
     // Compiled once here, inherited by every helper this server forks.
     let _ = crate::seccomp::shared();
     let _ = crate::seccomp::for_sandbox(true);
+    // Rootless: the subordinate ids' setup namespace, made once (two execs of setuid tools) and
+    // entered by every helper.
+    if !nix::unistd::geteuid().is_root() {
+        let _ = super::subids::shared(nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    }
     serve(t, sock);
     std::process::exit(0);
 }

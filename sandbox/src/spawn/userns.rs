@@ -27,27 +27,48 @@ pub(crate) type Failed = (&'static str, Errno);
 /// A namespace to enter, and what entering it is called in an error.
 type ToEnter = (OwnedFd, &'static str);
 
-/// Rootless: moves the helper into a new user namespace where the caller is root (the setup
-/// namespace), mapping only the caller's own ids, as an unprivileged process may; unshare(2) of a
-/// user namespace needs a single-threaded caller.
-pub(crate) fn enter_setup_namespace(_: crate::sys::SingleThreaded, uid: u32, gid: u32) -> Result<(), Failed> {
+/// Rootless: moves the helper into the setup namespace, a user namespace where the caller is root.
+/// With `subordinate` (the sandbox writes no host folder, where files of a range's ids would be left
+/// that the caller cannot remove) and a range the system grants, it is this process's shared one,
+/// which also maps the range (crate::spawn::subids); otherwise a new one that maps only the caller's
+/// own ids, as an unprivileged process may. Returns the uid and gid maps of the program's namespace,
+/// nested in it: all that it maps, in the same extents (the kernel refuses an extent that spans two
+/// of the parent's: the caller and its range are two). setns(2) and unshare(2) of a user namespace
+/// need a single-threaded caller.
+pub(crate) fn enter_setup_namespace(
+    _: crate::sys::SingleThreaded,
+    uid: u32,
+    gid: u32,
+    subordinate: bool,
+) -> Result<[String; 2], Failed> {
+    if let Some(shared) = super::subids::shared(uid, gid).filter(|_| subordinate) {
+        nix::sched::setns(&shared.userns, CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| ("enter the setup user namespace (setns)", e))?;
+        return Ok(shared.counts.map(|n| id_map(&[(0, 0, 1), (1, 1, n - 1)])));
+    }
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| ("create the setup user namespace (unshare)", e))?;
     write("/proc/self/setgroups", b"deny").map_err(|e| ("deny setgroups in the setup user namespace", e))?;
     write("/proc/self/uid_map", format!("0 {uid} 1\n").as_bytes()).map_err(|e| ("map the caller's uid to root", e))?;
-    write("/proc/self/gid_map", format!("0 {gid} 1\n").as_bytes()).map_err(|e| ("map the caller's gid to root", e))
+    write("/proc/self/gid_map", format!("0 {gid} 1\n").as_bytes()).map_err(|e| ("map the caller's gid to root", e))?;
+    Ok([id_map(&[(0, 0, 1)]), id_map(&[(0, 0, 1)])])
 }
 
-/// Makes the program's user namespace, mapping `0..count` inside to `base..base+count` of the
+/// The text of a uid_map or gid_map: one `inside outside count` line per extent, empty ones left out.
+pub(crate) fn id_map(extents: &[(u32, u32, u32)]) -> String {
+    extents.iter().filter(|e| e.2 > 0).map(|(inside, outside, n)| format!("{inside} {outside} {n}\n")).collect()
+}
+
+/// Makes the program's user namespace, with `maps` (uid_map and gid_map, see [`id_map`]) over the
 /// helper's namespace, with new UTS, IPC and (if `net`) network namespaces owned by it; moves the
 /// helper into those three (so that init is born in them) and returns the user namespace, for init to
 /// enter once the mounts are built.
-pub(crate) fn create_program_namespaces(base: u32, count: u32, net: bool) -> Result<OwnedFd, Failed> {
+pub(crate) fn create_program_namespaces(maps: [String; 2], net: bool) -> Result<OwnedFd, Failed> {
     let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if net {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     let holder = NamespaceHolder::spawn(flags).map_err(|e| ("create the program's namespaces (clone)", e))?;
-    map(&holder, base, count, ["write the program's uid map", "write the program's gid map"])?;
+    map(&holder, &maps, ["write the program's uid map", "write the program's gid map"])?;
     let user = open(&holder, "user").map_err(|e| ("open the program's user namespace", e))?;
     let mut names = vec![("uts", "enter the program's UTS namespace"), ("ipc", "enter the program's IPC namespace")];
     if net {
@@ -69,18 +90,18 @@ pub(crate) fn create_program_namespaces(base: u32, count: u32, net: bool) -> Res
 pub(crate) fn create_idmap_namespace(base: u32) -> Result<OwnedFd, Failed> {
     let holder = NamespaceHolder::spawn(CloneFlags::CLONE_NEWUSER)
         .map_err(|e| ("create the volumes' user namespace (clone)", e))?;
-    map(&holder, base, 1, ["write the volumes' uid map", "write the volumes' gid map"])?;
+    let root = id_map(&[(0, base, 1)]);
+    map(&holder, &[root.clone(), root], ["write the volumes' uid map", "write the volumes' gid map"])?;
     open(&holder, "user").map_err(|e| ("open the volumes' user namespace", e))
 }
 
-/// Maps `0..count` inside the holder's user namespace to `base..` outside, uid and gid; `steps` name
+/// Writes the holder's uid and gid maps, `maps`; `steps` name
 /// the two writes in errors. user_namespaces(7): the writer needs CAP_SETUID in the parent
 /// namespace, which the namespace's own members do not have; hence a holder, and not unshare(2).
-fn map(holder: &NamespaceHolder, base: u32, count: u32, [uid, gid]: [&'static str; 2]) -> Result<(), Failed> {
-    let map = format!("0 {base} {count}\n");
+fn map(holder: &NamespaceHolder, [uids, gids]: &[String; 2], [uid, gid]: [&'static str; 2]) -> Result<(), Failed> {
     let pid = holder.pid();
-    write(&format!("/proc/{pid}/uid_map"), map.as_bytes()).map_err(|e| (uid, e))?;
-    write(&format!("/proc/{pid}/gid_map"), map.as_bytes()).map_err(|e| (gid, e))
+    write(&format!("/proc/{pid}/uid_map"), uids.as_bytes()).map_err(|e| (uid, e))?;
+    write(&format!("/proc/{pid}/gid_map"), gids.as_bytes()).map_err(|e| (gid, e))
 }
 
 /// One of the holder's namespaces (`user`, `uts`, ...).

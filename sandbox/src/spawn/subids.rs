@@ -1,0 +1,129 @@
+//! Rootless: ids other than root inside, from the caller's subordinate id ranges (subuid(5),
+//! subgid(5)), mapped by the setuid tools newuidmap(1) and newgidmap(1) of shadow-utils (`uidmap` on
+//! Debian, `shadow-subids` on Alpine), as rootless podman does.
+//!
+//! An unprivileged process may map only its own ids into a user namespace (user_namespaces(7)): inside,
+//! only root would exist, and `chown 1000 f`, `adduser`, or a daemon that drops to its own user would
+//! fail. With a range, the setup namespace (crate::spawn::userns) maps `0` to the caller and
+//! `1..=count` to the range, and the program's user namespace, nested in it, maps all of them.
+//!
+//! Two execs of setuid programs cost milliseconds, so the setup namespace is made once per process:
+//! by the fork server when it starts, or by a single-threaded caller before it forks its first helper.
+//! Helpers inherit its descriptor and enter it (setns(2)); a helper that was executed rather than
+//! forked makes one of its own. Where the caller has no range, a tool is missing or refuses, the
+//! sandbox gets root only, as before.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+
+use crate::sys::NamespaceHolder;
+
+/// A setup user namespace with the caller's ranges, and how many uids and gids it maps from 0.
+pub(crate) struct Mapped {
+    pub userns: OwnedFd,
+    pub counts: [u32; 2],
+}
+
+/// This process's setup namespace with ranges: `None` once tried without success.
+static SHARED: OnceLock<Option<Mapped>> = OnceLock::new();
+
+/// The most ids besides root: 65536 in all, as root's range as root (crate::hardening::ID_COUNT).
+const MOST: u32 = crate::hardening::ID_COUNT - 1;
+
+/// Where shadow-utils installs its tools (Debian, Alpine, Fedora). Not `$PATH`: a setuid tool is
+/// looked for only where the system puts it.
+const TOOL_DIRS: [&str; 2] = ["/usr/bin", "/bin"];
+
+/// This process's setup namespace for the caller `uid`:`gid`, made on first use (helpers forked
+/// later inherit it); `None` where the caller has no subordinate ranges or the tools refuse.
+pub(crate) fn shared(uid: u32, gid: u32) -> Option<&'static Mapped> {
+    SHARED.get_or_init(|| make(uid, gid)).as_ref()
+}
+
+/// Makes a user namespace mapping `0` to `uid`:`gid` and `1..` to the first of the caller's ranges that
+/// the system lists, through newuidmap and newgidmap run at the same time.
+fn make(uid: u32, gid: u32) -> Option<Mapped> {
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
+    let name = name.as_deref().unwrap_or("");
+    let uids = first_range(&std::fs::read_to_string("/etc/subuid").ok()?, name, uid)?;
+    let gids = first_range(&std::fs::read_to_string("/etc/subgid").ok()?, name, gid)?;
+    let (newuidmap, newgidmap) = (tool("newuidmap")?, tool("newgidmap")?);
+    let holder = NamespaceHolder::spawn(CloneFlags::CLONE_NEWUSER)
+        .map_err(|e| tracing::debug!(%e, "no user namespace for the subordinate ids"))
+        .ok()?;
+    let pid = holder.pid().to_string();
+    let args = |own: u32, (start, count): (u32, u32)| {
+        [pid.clone(), "0".into(), own.to_string(), "1".into(), "1".into(), start.to_string(), count.to_string()]
+    };
+    let spawn = |tool: &Path, args: [String; 7]| {
+        std::process::Command::new(tool)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    };
+    // Both at once: each is an exec of a setuid program that reads the user database.
+    let (u, g) = (spawn(&newuidmap, args(uid, uids)), spawn(&newgidmap, args(gid, gids)));
+    let mut ok = true;
+    for (tool, child) in [(&newuidmap, u), (&newgidmap, g)] {
+        match child.and_then(std::process::Child::wait_with_output) {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                let said = String::from_utf8_lossy(&out.stderr);
+                tracing::debug!(tool = %tool.display(), status = %out.status, %said, "no subordinate ids");
+                ok = false;
+            }
+            Err(e) => {
+                tracing::debug!(tool = %tool.display(), %e, "no subordinate ids");
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let path = format!("/proc/{pid}/ns/user");
+    let userns = nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| tracing::debug!(%e, "the subordinate ids' user namespace cannot be opened"))
+        .ok()?;
+    drop(holder);
+    Some(Mapped { userns, counts: [1 + uids.1, 1 + gids.1] })
+}
+
+/// The first range of at most [`MOST`] ids listed for the user `name` (or its number `id`) in a
+/// subuid(5)/subgid(5) file: `start`, `count`.
+fn first_range(listing: &str, name: &str, id: u32) -> Option<(u32, u32)> {
+    let id = id.to_string();
+    listing.lines().find_map(|line| {
+        let mut f = line.trim().split(':');
+        let (owner, start, count) = (f.next()?, f.next()?.parse::<u32>().ok()?, f.next()?.parse::<u32>().ok()?);
+        let ours = (!name.is_empty() && owner == name) || owner == id;
+        (ours && count > 0 && f.next().is_none()).then_some((start, count.min(MOST)))
+    })
+}
+
+/// A shadow-utils tool, where the system installs it.
+fn tool(name: &str) -> Option<PathBuf> {
+    TOOL_DIRS.iter().map(|d| Path::new(d).join(name)).find(|p| p.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callers_first_range_by_name_or_number() {
+        let listing = "root:10:5\nalice:100000:65536\n1001:300000:10\nalice:500000:65536\n";
+        assert_eq!(first_range(listing, "alice", 1000), Some((100000, 65535)), "capped: 65536 ids in all");
+        assert_eq!(first_range(listing, "bob", 1001), Some((300000, 10)));
+        assert_eq!(first_range(listing, "carol", 1002), None);
+        assert_eq!(first_range(listing, "", 1002), None, "an unnamed user matches no empty owner");
+        assert_eq!(first_range("alice:1:0\nalice:x:3\nalice:1:2:9\n", "alice", 7), None, "malformed lines");
+    }
+}
