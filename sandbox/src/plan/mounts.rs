@@ -113,7 +113,7 @@ pub(super) fn volumes(s: &mut Steps, config: &Config) {
         let target = Path::new("/newroot").join(m.target.trim_start_matches('/'));
         match &m.kind {
             MountKind::Bind { source, is_dir } => {
-                let from = Path::new("/oldroot").join(source.strip_prefix("/").unwrap_or(source));
+                let from = super::rootfs::on_host(source);
                 if *is_dir {
                     s.add(StepKind::Volume, "create a volume's mount point", Op::MkdirAll { path: target.clone() });
                 } else {

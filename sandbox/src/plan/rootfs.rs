@@ -101,7 +101,7 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
         }
         RootMode::Host { entries } => host_root(s, config, entries, &upper, &work),
         RootMode::Copy { lower } => {
-            let source = Path::new("/oldroot").join(lower.strip_prefix("/").unwrap_or(lower));
+            let source = on_host(lower);
             s.add(
                 StepKind::CopyRoot,
                 "copy the rootfs into the sandbox's memory",
@@ -147,7 +147,7 @@ fn host_root(s: &mut Steps, config: &Config, entries: &[crate::config::HostEntry
     }
     for e in entries {
         let target = Path::new("/newroot").join(&e.name);
-        let host = Path::new("/oldroot").join(&e.name);
+        let host = on_host(Path::new(&e.name));
         match &e.kind {
             HostEntryKind::Dir { layers } => {
                 let (up, wk) = (upper.join(&e.name), work.join(&e.name));
@@ -209,7 +209,7 @@ fn host_root(s: &mut Steps, config: &Config, entries: &[crate::config::HostEntry
 }
 
 /// A host path as seen from the staging root (the host's root is at `/oldroot` there).
-fn on_host(path: &Path) -> PathBuf {
+pub(super) fn on_host(path: &Path) -> PathBuf {
     Path::new("/oldroot").join(path.strip_prefix("/").unwrap_or(path))
 }
 

@@ -91,6 +91,13 @@ fn pipe(what: &'static str) -> Result<(OwnedFd, OwnedFd), StepError> {
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| (StepKind::Helper, what, e))
 }
 
+/// The host's /dev/null, which the helper (and init) hold the program's stdio as while it runs
+/// (crate::sys::let_go_of_stdio).
+fn host_null() -> Result<OwnedFd, StepError> {
+    nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .map_err(|e| (StepKind::Helper, "open /dev/null", e))
+}
+
 /// Blocks SIGCHLD (which the helper waits for through a signalfd) before it forks, so that a child
 /// that ends at once is not missed; returns the mask to restore in the forked process.
 fn block_wait_signals() -> SigSet {
@@ -283,11 +290,11 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // files afterwards, and a session's commands join through what it holds.
     let hold_first = !config.security.privileged && (config.outer_uid != 0 || matches!(config.job, Job::Session));
     // The host's /dev/null, which init and the helper hold the program's stdio as once it runs.
-    let null = match nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+    let null = match host_null() {
         Ok(fd) => fd,
-        Err(e) => {
+        Err(step) => {
             drop(cgroup);
-            fail(&report, (StepKind::Helper, "open /dev/null", e));
+            fail(&report, step);
         }
     };
     let forked = match fork_init(t, config, cgroup.is_some() || hold_first) {
@@ -462,8 +469,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // setns(CLONE_NEWNS) leaves the working directory outside the new root.
     let _ = nix::unistd::chdir("/");
     let (exec_r, exec_w) = pipe("create the exec pipe").unwrap_or_else(|step| fail(&report, step));
-    let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .unwrap_or_else(|e| fail(&report, (StepKind::Helper, "open /dev/null", e)));
+    let null = host_null().unwrap_or_else(|step| fail(&report, step));
     // Out of reach of the session's other processes (ptrace, /proc/PID/mem) until it is filtered:
     // the command's process inherits this, and its exec undoes it (spawn::child).
     let _ = nix::sys::prctl::set_dumpable(false);
