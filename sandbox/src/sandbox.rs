@@ -153,7 +153,8 @@ impl Builder {
     /// `dir` must be an empty folder on a file system overlayfs accepts as an upper layer (ext4, xfs,
     /// btrfs, tmpfs); one sandbox at a time. `dir` is made private (mode 0700): the layer holds the
     /// sandbox's files with their modes, setuid ones among them, which no other host user may reach.
-    /// Default: in memory, gone with the sandbox.
+    /// Rootless, such a sandbox maps root alone (no subordinate ids), so that every file kept there is
+    /// the caller's to remove. Default: in memory, gone with the sandbox.
     pub fn writable_layer_in(mut self, dir: impl Into<PathBuf>) -> Self {
         self.upper_in = Some(dir.into());
         self
