@@ -851,6 +851,41 @@ fn check_written_host_folders_stay_the_callers() {
     }
 }
 
+/// A host file the caller hands a program as its stdin or stdout (a fixture, a log: `sandbox-run …
+/// > log`, `Command::stdout(File)`), also a session command's, stays the caller's: the program cannot
+/// give it to another id through its descriptor (`chown … /proc/self/fd/1`). Rootless with
+/// subordinate ids, it could: the file would be left owned by an id of the range, which the caller
+/// cannot chmod, write or give back without newuidmap (and `chmod 4755` on top makes it setuid to that
+/// id on the host), although nothing here writes a host folder.
+fn check_stdio_files_stay_the_callers() {
+    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (input, log) = (dir.path().join("input"), dir.path().join("log"));
+    std::fs::write(&input, "fixture\n").expect("write the input");
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let give_away = "chown 1000:1000 /proc/self/fd/0 /proc/self/fd/1 && chmod 4755 /proc/self/fd/1 && \
+                     echo given away >&2; echo done >&2";
+    let sb = builder().build().expect("build");
+    let session = sb.session().expect("a session");
+    for (who, mut cmd) in [("a command", sb.command("/bin/sh")), ("a session command", session.command("/bin/sh"))] {
+        let stdin = std::fs::File::open(&input).expect("open the input");
+        let stdout = std::fs::File::create(&log).expect("create the log");
+        let out = cmd.args(["-c", give_away]).stdin(stdin).stdout(stdout).stderr(Stdio::piped()).output();
+        let text = both(&out.expect("run a shell in the sandbox"));
+        assert!(text.ends_with("done\n"), "{who}: {text}");
+        for path in [&input, &log] {
+            let meta = std::fs::metadata(path).expect("the caller's file");
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                me,
+                "{who} gave the caller's {} to another id (mode {:o}): {text}",
+                path.display(),
+                meta.mode()
+            );
+        }
+    }
+}
+
 /// The program cannot ptrace init (not dumpable), and the deadline holds even if init is stopped:
 /// the helper, outside the sandbox, enforces it.
 fn check_ptrace_init() {
@@ -1167,6 +1202,16 @@ fn a_kept_layer_holds_no_setuid_file() {
 }
 
 #[test]
+fn a_callers_stdio_file_stays_the_callers() {
+    check_stdio_files_stay_the_callers();
+}
+
+#[test]
+fn rootless_a_callers_stdio_file_stays_the_callers() {
+    rootless_checks(&["stdio_files"]);
+}
+
+#[test]
 fn rootless_what_worked_still_works() {
     as_test_user("child_rootless_what_worked_still_works");
 }
@@ -1207,6 +1252,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("closure_process", check_closure_process),
     ("closure_environment", check_closure_environment),
     ("written_host_folders", check_written_host_folders_stay_the_callers),
+    ("stdio_files", check_stdio_files_stay_the_callers),
 ];
 
 /// Runs the named checks as the unprivileged test user.
