@@ -1211,6 +1211,62 @@ fn rootless_a_callers_stdio_file_stays_the_callers() {
     rootless_checks(&["stdio_files"]);
 }
 
+/// A supplementary group the rootless run's user is given, which the host file below denies.
+const DENIED_GROUP: u32 = 54321;
+
+/// Rootless, the caller's supplementary groups hold inside as on the host: a host file that denies
+/// one of them (mode 0604, group `DENIED_GROUP`) stays unreadable through a read-only volume. With
+/// subordinate ids, setgroups is allowed in the setup namespace and init drops every group
+/// (userns::become_root), so "other" applies and the program reads what its caller cannot
+/// (user_namespaces(7), "The /proc/[pid]/setgroups file"); on the root-only path it keeps them.
+#[test]
+fn rootless_a_group_denied_file_stays_unreadable() {
+    if !is_root() {
+        return;
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    let denied = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(denied.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let file = denied.path().join("f");
+    std::fs::write(&file, "group-denied secret\n").expect("write the file");
+    std::os::unix::fs::chown(&file, Some(0), Some(DENIED_GROUP)).expect("chown");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o604)).expect("chmod");
+    let home = dir_owned_by(uid, gid);
+    let (template, _copy) = ChildTest::new("child_rootless_a_group_denied_file_stays_unreadable")
+        .as_user(uid, gid)
+        .env("SANDBOX_TEST_CACHE", home.path().join("cache"))
+        .env("TMPDIR", home.path())
+        .env("ESCAPE_DENIED_DIR", denied.path())
+        .command();
+    // ChildTest's command, with the group instead of --clear-groups.
+    let mut cmd = std::process::Command::new(template.get_program());
+    cmd.args(
+        template
+            .get_args()
+            .map(|a| if a == "--clear-groups" { format!("--groups={DENIED_GROUP}").into() } else { a.to_owned() }),
+    );
+    cmd.envs(template.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let out = cmd.output().expect("run the child test");
+    let text = both(&out);
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_rootless_a_group_denied_file_stays_unreadable() {
+    if !is_child("child_rootless_a_group_denied_file_stays_unreadable") {
+        return;
+    }
+    let dir = PathBuf::from(std::env::var_os("ESCAPE_DENIED_DIR").expect("the parent names the folder"));
+    assert!(std::fs::read(dir.join("f")).is_err(), "the host denies the file to the caller's group");
+    let sb = builder().mount(Mount::bind(&dir, "/denied").read_only()).build().expect("build");
+    let text = both(&run(&sb, "grep Groups /proc/self/status; cat /denied/f; echo done"));
+    assert!(text.ends_with("done\n"), "{text}");
+    assert!(!text.contains("secret"), "the program reads a file the host denies its caller's group: {text}");
+}
+
 #[test]
 fn rootless_what_worked_still_works() {
     as_test_user("child_rootless_what_worked_still_works");
