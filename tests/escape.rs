@@ -884,6 +884,19 @@ fn check_stdio_files_stay_the_callers() {
             );
         }
     }
+    // A folder as stdin is a host folder the program writes through /proc/self/fd/0.
+    let folder = tempfile::tempdir().expect("tempdir");
+    let into_folder = "mkdir /proc/self/fd/0/d && touch /proc/self/fd/0/d/f && chown -R 1000:1000 /proc/self/fd/0/d; \
+                       echo done";
+    let stdin = std::fs::File::open(folder.path()).expect("open the folder");
+    let out = sb.command("/bin/sh").args(["-c", into_folder]).stdin(stdin).output().expect("run a shell");
+    let text = both(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("done\n"), "{text}");
+    // As root the folder is root's, which is no id of the program's: nothing is written there.
+    for path in ["d", "d/f"] {
+        let Ok(meta) = std::fs::metadata(folder.path().join(path)) else { continue };
+        assert_eq!((meta.uid(), meta.gid()), me, "{path} in the caller's stdin folder is another id's: {text}");
+    }
 }
 
 /// The program cannot ptrace init (not dumpable), and the deadline holds even if init is stopped:
