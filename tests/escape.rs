@@ -851,12 +851,12 @@ fn check_written_host_folders_stay_the_callers() {
     }
 }
 
-/// A host file the caller hands a program as its stdin or stdout (a fixture, a log: `sandbox-run …
-/// > log`, `Command::stdout(File)`), also a session command's, stays the caller's: the program cannot
-/// give it to another id through its descriptor (`chown … /proc/self/fd/1`). Rootless with
-/// subordinate ids, it could: the file would be left owned by an id of the range, which the caller
-/// cannot chmod, write or give back without newuidmap (and `chmod 4755` on top makes it setuid to that
-/// id on the host), although nothing here writes a host folder.
+/// A host file the caller hands a program as its stdin or stdout (a fixture, a log:
+/// `sandbox-run … > log`, `Command::stdout(File)`), also a session command's, and a folder handed as
+/// stdin, stay the caller's: the program cannot give them to another id through its descriptor
+/// (`chown … /proc/self/fd/1`). Rootless with subordinate ids, it could: the file would be left owned
+/// by an id of the range, which the caller cannot chmod, write or give back without newuidmap (and
+/// `chmod 4755` on top makes it setuid to that id on the host), although no host folder is bound.
 fn check_stdio_files_stay_the_callers() {
     let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
     let dir = tempfile::tempdir().expect("tempdir");
