@@ -851,6 +851,54 @@ fn check_written_host_folders_stay_the_callers() {
     }
 }
 
+/// A host file the caller hands a program as its stdin or stdout (a fixture, a log:
+/// `sandbox-run … > log`, `Command::stdout(File)`), also a session command's, and a folder handed as
+/// stdin, stay the caller's: the program cannot give them to another id through its descriptor
+/// (`chown … /proc/self/fd/1`). Rootless with subordinate ids, it could: the file would be left owned
+/// by an id of the range, which the caller cannot chmod, write or give back without newuidmap (and
+/// `chmod 4755` on top makes it setuid to that id on the host), although no host folder is bound.
+fn check_stdio_files_stay_the_callers() {
+    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (input, log) = (dir.path().join("input"), dir.path().join("log"));
+    std::fs::write(&input, "fixture\n").expect("write the input");
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let give_away = "chown 1000:1000 /proc/self/fd/0 /proc/self/fd/1 && chmod 4755 /proc/self/fd/1 && \
+                     echo given away >&2; echo done >&2";
+    let sb = builder().build().expect("build");
+    let session = sb.session().expect("a session");
+    for (who, mut cmd) in [("a command", sb.command("/bin/sh")), ("a session command", session.command("/bin/sh"))] {
+        let stdin = std::fs::File::open(&input).expect("open the input");
+        let stdout = std::fs::File::create(&log).expect("create the log");
+        let out = cmd.args(["-c", give_away]).stdin(stdin).stdout(stdout).stderr(Stdio::piped()).output();
+        let text = both(&out.expect("run a shell in the sandbox"));
+        assert!(text.ends_with("done\n"), "{who}: {text}");
+        for path in [&input, &log] {
+            let meta = std::fs::metadata(path).expect("the caller's file");
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                me,
+                "{who} gave the caller's {} to another id (mode {:o}): {text}",
+                path.display(),
+                meta.mode()
+            );
+        }
+    }
+    // A folder as stdin is a host folder the program writes through /proc/self/fd/0.
+    let folder = tempfile::tempdir().expect("tempdir");
+    let into_folder = "mkdir /proc/self/fd/0/d && touch /proc/self/fd/0/d/f && chown -R 1000:1000 /proc/self/fd/0/d; \
+                       echo done";
+    let stdin = std::fs::File::open(folder.path()).expect("open the folder");
+    let out = sb.command("/bin/sh").args(["-c", into_folder]).stdin(stdin).output().expect("run a shell");
+    let text = both(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("done\n"), "{text}");
+    // As root the folder is root's, which is no id of the program's: nothing is written there.
+    for path in ["d", "d/f"] {
+        let Ok(meta) = std::fs::metadata(folder.path().join(path)) else { continue };
+        assert_eq!((meta.uid(), meta.gid()), me, "{path} in the caller's stdin folder is another id's: {text}");
+    }
+}
+
 /// The program cannot ptrace init (not dumpable), and the deadline holds even if init is stopped:
 /// the helper, outside the sandbox, enforces it.
 fn check_ptrace_init() {
@@ -1167,6 +1215,72 @@ fn a_kept_layer_holds_no_setuid_file() {
 }
 
 #[test]
+fn a_callers_stdio_file_stays_the_callers() {
+    check_stdio_files_stay_the_callers();
+}
+
+#[test]
+fn rootless_a_callers_stdio_file_stays_the_callers() {
+    rootless_checks(&["stdio_files"]);
+}
+
+/// A supplementary group the rootless run's user is given, which the host file below denies.
+const DENIED_GROUP: u32 = 54321;
+
+/// Rootless, the caller's supplementary groups hold inside as on the host: a host file that denies
+/// one of them (mode 0604, group `DENIED_GROUP`) stays unreadable through a read-only volume. With
+/// subordinate ids, setgroups is allowed in the setup namespace and init drops every group
+/// (userns::become_root), so "other" applies and the program reads what its caller cannot
+/// (user_namespaces(7), "The /proc/[pid]/setgroups file"); on the root-only path it keeps them.
+#[test]
+fn rootless_a_group_denied_file_stays_unreadable() {
+    if !is_root() {
+        return;
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    let denied = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(denied.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let file = denied.path().join("f");
+    std::fs::write(&file, "group-denied secret\n").expect("write the file");
+    std::os::unix::fs::chown(&file, Some(0), Some(DENIED_GROUP)).expect("chown");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o604)).expect("chmod");
+    let home = dir_owned_by(uid, gid);
+    let (template, _copy) = ChildTest::new("child_rootless_a_group_denied_file_stays_unreadable")
+        .as_user(uid, gid)
+        .env("SANDBOX_TEST_CACHE", home.path().join("cache"))
+        .env("TMPDIR", home.path())
+        .env("ESCAPE_DENIED_DIR", denied.path())
+        .command();
+    // ChildTest's command, with the group instead of --clear-groups.
+    let mut cmd = std::process::Command::new(template.get_program());
+    cmd.args(
+        template
+            .get_args()
+            .map(|a| if a == "--clear-groups" { format!("--groups={DENIED_GROUP}").into() } else { a.to_owned() }),
+    );
+    cmd.envs(template.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let out = cmd.output().expect("run the child test");
+    let text = both(&out);
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_rootless_a_group_denied_file_stays_unreadable() {
+    if !is_child("child_rootless_a_group_denied_file_stays_unreadable") {
+        return;
+    }
+    let dir = PathBuf::from(std::env::var_os("ESCAPE_DENIED_DIR").expect("the parent names the folder"));
+    assert!(std::fs::read(dir.join("f")).is_err(), "the host denies the file to the caller's group");
+    let sb = builder().mount(Mount::bind(&dir, "/denied").read_only()).build().expect("build");
+    let text = both(&run(&sb, "grep Groups /proc/self/status; cat /denied/f; echo done"));
+    assert!(text.ends_with("done\n"), "{text}");
+    assert!(!text.contains("secret"), "the program reads a file the host denies its caller's group: {text}");
+}
+
+#[test]
 fn rootless_what_worked_still_works() {
     as_test_user("child_rootless_what_worked_still_works");
 }
@@ -1207,6 +1321,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("closure_process", check_closure_process),
     ("closure_environment", check_closure_environment),
     ("written_host_folders", check_written_host_folders_stay_the_callers),
+    ("stdio_files", check_stdio_files_stay_the_callers),
 ];
 
 /// Runs the named checks as the unprivileged test user.
