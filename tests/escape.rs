@@ -1227,13 +1227,14 @@ fn rootless_a_callers_stdio_file_stays_the_callers() {
 /// A supplementary group the rootless run's user is given, which the host file below denies.
 const DENIED_GROUP: u32 = 54321;
 
-/// Rootless, the caller's supplementary groups hold inside as on the host: a host file that denies
-/// one of them (mode 0604, group `DENIED_GROUP`) stays unreadable through a read-only volume. With
-/// subordinate ids, setgroups is allowed in the setup namespace and init drops every group
-/// (userns::become_root), so "other" applies and the program reads what its caller cannot
-/// (user_namespaces(7), "The /proc/[pid]/setgroups file"); on the root-only path it keeps them.
+/// Rootless, the caller's supplementary groups, as the README says: where only root is mapped they hold
+/// inside as on the host (a host file that denies one of them, mode 0604, group `DENIED_GROUP`, stays
+/// unreadable through a read-only volume). With subordinate ids, setgroups is allowed, as newgidmap
+/// allows it for a user the system gave a range, and rootless podman does: the program starts with no
+/// supplementary group (userns::become_root), so such a file is readable (user_namespaces(7), "The
+/// /proc/[pid]/setgroups file").
 #[test]
-fn rootless_a_group_denied_file_stays_unreadable() {
+fn rootless_supplementary_groups_are_as_documented() {
     if !is_root() {
         return;
     }
@@ -1247,7 +1248,7 @@ fn rootless_a_group_denied_file_stays_unreadable() {
     std::os::unix::fs::chown(&file, Some(0), Some(DENIED_GROUP)).expect("chown");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o604)).expect("chmod");
     let home = dir_owned_by(uid, gid);
-    let (template, _copy) = ChildTest::new("child_rootless_a_group_denied_file_stays_unreadable")
+    let (template, _copy) = ChildTest::new("child_rootless_supplementary_groups_are_as_documented")
         .as_user(uid, gid)
         .env("SANDBOX_TEST_CACHE", home.path().join("cache"))
         .env("TMPDIR", home.path())
@@ -1268,16 +1269,31 @@ fn rootless_a_group_denied_file_stays_unreadable() {
 
 #[test]
 #[ignore = "run by its parent test in a child process"]
-fn child_rootless_a_group_denied_file_stays_unreadable() {
-    if !is_child("child_rootless_a_group_denied_file_stays_unreadable") {
+fn child_rootless_supplementary_groups_are_as_documented() {
+    if !is_child("child_rootless_supplementary_groups_are_as_documented") {
         return;
     }
     let dir = PathBuf::from(std::env::var_os("ESCAPE_DENIED_DIR").expect("the parent names the folder"));
     assert!(std::fs::read(dir.join("f")).is_err(), "the host denies the file to the caller's group");
-    let sb = builder().mount(Mount::bind(&dir, "/denied").read_only()).build().expect("build");
-    let text = both(&run(&sb, "grep Groups /proc/self/status; cat /denied/f; echo done"));
-    assert!(text.ends_with("done\n"), "{text}");
+    let script = "grep Groups /proc/self/status; cat /denied/f; echo done";
+    // A read-write volume: only root is mapped, setgroups is denied, the group holds.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let root_only = builder()
+        .mount(Mount::bind(&dir, "/denied").read_only())
+        .mount(Mount::bind(scratch.path(), "/scratch"))
+        .build()
+        .expect("build");
+    let text = both(&run(&root_only, script));
+    assert!(text.contains("done\n") && text.contains("Groups:\t65534"), "{text}");
     assert!(!text.contains("secret"), "the program reads a file the host denies its caller's group: {text}");
+    let sb = builder().mount(Mount::bind(&dir, "/denied").read_only()).build().expect("build");
+    let text = both(&run(&sb, script));
+    if subordinate_ids() {
+        let none = text.lines().any(|l| l.strip_prefix("Groups:").is_some_and(|g| g.trim().is_empty()));
+        assert!(none && text.contains("secret"), "no supplementary group: {text}");
+    } else {
+        assert!(!text.contains("secret"), "the program reads a file the host denies its caller's group: {text}");
+    }
 }
 
 #[test]

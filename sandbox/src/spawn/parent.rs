@@ -69,7 +69,8 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
         // of this binary at all, which is most of a one-shot caller's start-up.
         if let Some(t) = crate::sys::SingleThreaded::if_alone() {
             // Rootless: made here once, so that every helper forked from this process enters it.
-            if config.outer_uid != 0 && !config.security.privileged && !config.writes_host_folder() {
+            let stdio = [their_in.as_fd(), their_out.as_fd(), their_err.as_fd()];
+            if config.outer_uid != 0 && !config.security.privileged && super::subids::allowed(config, stdio) {
                 let _ = super::subids::shared(config.outer_uid, config.outer_gid);
             }
             match crate::sys::fork(t) {

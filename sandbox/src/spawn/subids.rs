@@ -12,8 +12,12 @@
 //! Helpers inherit its descriptor and enter it (setns(2)); a helper that was executed rather than
 //! forked makes one of its own. Where the caller has no range, a tool is missing or refuses, the
 //! sandbox gets root only, as before.
+//!
+//! A sandbox whose program could give a host file to an id of the range maps root only ([`allowed`]):
+//! the file would stay owned by an id the caller cannot write, chmod or take back without newuidmap
+//! (and `chmod 4755` on top would make it setuid to that id on the host).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -21,6 +25,7 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 
+use crate::config::{Config, Job};
 use crate::sys::NamespaceHolder;
 
 /// A setup user namespace with the caller's ranges, and how many uids and gids it maps from 0.
@@ -38,6 +43,31 @@ const MOST: u32 = crate::hardening::ID_COUNT - 1;
 /// Where shadow-utils installs its tools (Debian, Alpine, Fedora). Not `$PATH`: a setuid tool is
 /// looked for only where the system puts it.
 const TOOL_DIRS: [&str; 2] = ["/usr/bin", "/bin"];
+
+/// Whether a rootless sandbox may map the caller's subordinate ids: not when its program could give a
+/// host file to one of them through a descriptor or a bind. So not in a sandbox that writes a host
+/// folder ([`Config::writes_host_folder`]), nor in a session (its commands may be handed host files
+/// later, after its namespaces are made), nor when the program's stdin, stdout or stderr (`stdio`) is
+/// a host file, folder, device or named FIFO (`cmd < fixture > log`).
+pub(crate) fn allowed(config: &Config, stdio: [BorrowedFd<'_>; 3]) -> bool {
+    !config.writes_host_folder() && !matches!(config.job, Job::Session) && !stdio.iter().any(|fd| on_host(*fd))
+}
+
+/// pipefs's magic number (statfs(2), `PIPEFS_MAGIC` in linux/magic.h): an anonymous pipe.
+const PIPEFS_MAGIC: libc::c_long = 0x5049_5045;
+
+/// Whether `fd` is an inode of a host file system, whose owner fchown(2) through it would change for
+/// good: anything but a socket, an anonymous pipe, or a character device (a terminal: the caller's
+/// pseudo-terminal is given back at its next login; `/dev/null` is root's, no id of the program's).
+/// An fd that cannot be examined counts as one.
+fn on_host(fd: BorrowedFd<'_>) -> bool {
+    let Ok(st) = nix::sys::stat::fstat(fd) else { return true };
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFSOCK | libc::S_IFCHR => false,
+        libc::S_IFIFO => nix::sys::statfs::fstatfs(fd).map_or(true, |fs| fs.filesystem_type().0 != PIPEFS_MAGIC),
+        _ => true,
+    }
+}
 
 /// This process's setup namespace for the caller `uid`:`gid`, made on first use (helpers forked
 /// later inherit it); `None` where the caller has no subordinate ranges or the tools refuse.
@@ -116,6 +146,7 @@ fn tool(name: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn the_callers_first_range_by_name_or_number() {
@@ -125,5 +156,21 @@ mod tests {
         assert_eq!(first_range(listing, "carol", 1002), None);
         assert_eq!(first_range(listing, "", 1002), None, "an unnamed user matches no empty owner");
         assert_eq!(first_range("alice:1:0\nalice:x:3\nalice:1:2:9\n", "alice", 7), None, "malformed lines");
+    }
+
+    #[test]
+    fn pipes_and_terminals_are_not_host_files_but_files_and_folders_are() {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        assert!(!on_host(r.as_fd()) && !on_host(w.as_fd()));
+        let null = std::fs::File::open("/dev/null").expect("/dev/null");
+        assert!(!on_host(null.as_fd()));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = std::fs::File::create(dir.path().join("f")).expect("a file");
+        assert!(on_host(file.as_fd()));
+        assert!(on_host(std::fs::File::open(dir.path()).expect("the folder").as_fd()));
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        let named = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).expect("open the fifo");
+        assert!(on_host(named.as_fd()), "a named FIFO is a host inode");
     }
 }

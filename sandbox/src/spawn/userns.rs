@@ -28,8 +28,7 @@ pub(crate) type Failed = (&'static str, Errno);
 type ToEnter = (OwnedFd, &'static str);
 
 /// Rootless: moves the helper into the setup namespace, a user namespace where the caller is root.
-/// With `subordinate` (the sandbox writes no host folder, where files of a range's ids would be left
-/// that the caller cannot remove) and a range the system grants, it is this process's shared one,
+/// With `subordinate` (crate::spawn::subids::allowed) and a range the system grants, it is this process's shared one,
 /// which also maps the range (crate::spawn::subids); otherwise a new one that maps only the caller's
 /// own ids, as an unprivileged process may. Returns the uid and gid maps of the program's namespace,
 /// nested in it: all that it maps, in the same extents (the kernel refuses an extent that spans two
@@ -41,7 +40,7 @@ pub(crate) fn enter_setup_namespace(
     gid: u32,
     subordinate: bool,
 ) -> Result<[String; 2], Failed> {
-    if let Some(shared) = super::subids::shared(uid, gid).filter(|_| subordinate) {
+    if let Some(shared) = subordinate.then(|| super::subids::shared(uid, gid)).flatten() {
         nix::sched::setns(&shared.userns, CloneFlags::CLONE_NEWUSER)
             .map_err(|e| ("enter the setup user namespace (setns)", e))?;
         return Ok(shared.counts.map(|n| id_map(&[(0, 0, 1), (1, 1, n - 1)])));
