@@ -899,6 +899,33 @@ fn check_stdio_files_stay_the_callers() {
     }
 }
 
+/// Rootless, a single-threaded caller (tests/bin/one-sandbox.rs, as `sandbox-run`) maps the subordinate
+/// ids too, unless `SANDBOX_SUBORDINATE_IDS=0` says not to (then only the caller's own ids); anything but
+/// 0 or 1 there is an error that names the variable.
+fn check_subordinate_ids_switch() {
+    if is_root() {
+        return; // as root, the program's range is the library's own (id_base)
+    }
+    let map = |value: Option<&str>| {
+        let mut caller = std::process::Command::new(env!("CARGO_BIN_EXE_one-sandbox"));
+        caller
+            .args(["cat", "/proc/self/uid_map"])
+            .env("SANDBOX_ROOTFS", rootfs().path())
+            .stdin(std::process::Stdio::null());
+        if let Some(v) = value {
+            caller.env("SANDBOX_SUBORDINATE_IDS", v);
+        }
+        let out = caller.output().expect("run one-sandbox");
+        (out.status.code(), both(&out))
+    };
+    let (code, text) = map(None);
+    assert_eq!((code, text.lines().count()), (Some(0), if subordinate_ids() { 2 } else { 1 }), "{text}");
+    let (code, text) = map(Some("0"));
+    assert_eq!((code, text.lines().count()), (Some(0), 1), "only the caller's own id: {text}");
+    let (code, text) = map(Some("yes"));
+    assert!(code == Some(125) && text.contains("SANDBOX_SUBORDINATE_IDS"), "{text}");
+}
+
 /// The program cannot ptrace init (not dumpable), and the deadline holds even if init is stopped:
 /// the helper, outside the sandbox, enforces it.
 fn check_ptrace_init() {
@@ -1338,6 +1365,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("closure_environment", check_closure_environment),
     ("written_host_folders", check_written_host_folders_stay_the_callers),
     ("stdio_files", check_stdio_files_stay_the_callers),
+    ("subordinate_ids_switch", check_subordinate_ids_switch),
 ];
 
 /// Runs the named checks as the unprivileged test user.
@@ -1413,5 +1441,6 @@ fn rootless_attacks_on_mounts_are_refused() {
         "masked_proc",
         "identity",
         "written_host_folders",
+        "subordinate_ids_switch",
     ]);
 }

@@ -51,6 +51,10 @@ pub(crate) struct Security {
     pub tmpfs_size: u64,
     /// As root: the first host id of the range root inside is mapped to.
     pub id_base: u32,
+    /// Rootless: whether the caller's subordinate ids may be mapped (`$SANDBOX_SUBORDINATE_IDS`;
+    /// crate::spawn::subids).
+    #[serde(default = "yes")]
+    pub subordinate_ids: bool,
     /// The program's user namespace, once the helper has made it: init enters it after setup.
     #[serde(default)]
     pub userns_fd: Option<i32>,
@@ -70,11 +74,16 @@ impl Default for Security {
             privileged: false,
             tmpfs_size: default_tmpfs_size(None),
             id_base: DEFAULT_ID_BASE,
+            subordinate_ids: true,
             userns_fd: None,
             lower_shifted: false,
             volume_userns_fd: None,
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Security {

@@ -334,10 +334,16 @@ impl Builder {
                 "the 65536 ids from it must be above 0 and fit in 32 bits",
             ));
         }
+        let subordinate_ids = match std::env::var("SANDBOX_SUBORDINATE_IDS").as_deref() {
+            Ok("0") => false,
+            Ok("1") | Err(_) => true,
+            Ok(v) => return Err(invalid("SANDBOX_SUBORDINATE_IDS", v, "must be 0 or 1")),
+        };
         let security = crate::hardening::Security {
             privileged: self.privileged,
             tmpfs_size: crate::hardening::default_tmpfs_size(self.limits.memory),
             id_base,
+            subordinate_ids,
             userns_fd: None,
             lower_shifted: false,
             volume_userns_fd: None,

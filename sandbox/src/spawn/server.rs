@@ -88,11 +88,6 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
     // Compiled once here, inherited by every helper this server forks.
     let _ = crate::seccomp::shared();
     let _ = crate::seccomp::for_sandbox(true);
-    // Rootless: the subordinate ids' setup namespace, made once (two execs of setuid tools) and
-    // entered by every helper.
-    if !nix::unistd::geteuid().is_root() {
-        let _ = super::subids::shared(nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
-    }
     serve(t, sock);
     std::process::exit(0);
 }
@@ -118,6 +113,26 @@ pub(crate) fn become_helper(t: SingleThreaded, fds: [OwnedFd; FDS]) -> ! {
     send(&report, &Record::Helper { pid: std::process::id() as i32 });
     super::helper::run(t, report, config, kill);
     std::process::exit(0);
+}
+
+/// Rootless, until it is made: the subordinate ids' setup namespace, if this request's sandbox uses
+/// it (crate::spawn::subids), made before its helper is forked so that every later helper inherits
+/// it. Reads the configuration without moving the offset the helper shares.
+fn prepare_subordinate_ids(fds: &[OwnedFd; FDS]) {
+    use std::os::unix::fs::FileExt;
+    if super::subids::tried() || nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let [stdin, stdout, stderr, _, config, _] = fds;
+    let Ok(file) = config.try_clone().map(std::fs::File::from) else { return };
+    let Ok(len) = file.metadata().map(|m| m.len() as usize) else { return };
+    let mut text = vec![0u8; len];
+    if file.read_exact_at(&mut text, 0).is_err() {
+        return;
+    }
+    if let Ok(config) = serde_json::from_slice::<crate::config::Config>(&text) {
+        super::subids::prepare(&config, [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]);
+    }
 }
 
 /// Serves until the parent closes its end. Takes the socket: each forked helper closes its copy.
@@ -165,6 +180,7 @@ fn serve(t: SingleThreaded, sock: OwnedFd) {
             }
         }
         let Ok(fds) = <[OwnedFd; FDS]>::try_from(fds) else { continue };
+        prepare_subordinate_ids(&fds);
         match crate::sys::fork(t) {
             Ok(ForkResult::Child) => {
                 drop(signals);

@@ -7,8 +7,9 @@
 //! fail. With a range, the setup namespace (crate::spawn::userns) maps `0` to the caller and
 //! `1..=count` to the range, and the program's user namespace, nested in it, maps all of them.
 //!
-//! Two execs of setuid programs cost milliseconds, so the setup namespace is made once per process:
-//! by the fork server when it starts, or by a single-threaded caller before it forks its first helper.
+//! Two execs of setuid programs cost milliseconds, so the setup namespace is made once per process,
+//! for the first sandbox that uses it: by the fork server before it forks that sandbox's helper, or
+//! by a single-threaded caller before it forks its helper. `SANDBOX_SUBORDINATE_IDS=0` turns it off.
 //! Helpers inherit its descriptor and enter it (setns(2)); a helper that was executed rather than
 //! forked makes one of its own. Where the caller has no range, a tool is missing or refuses, the
 //! sandbox gets root only, as before.
@@ -37,6 +38,12 @@ pub(crate) struct Mapped {
 /// This process's setup namespace with ranges: `None` once tried without success.
 static SHARED: OnceLock<Option<Mapped>> = OnceLock::new();
 
+/// Whether this process has tried to make its setup namespace already (the fork server asks before
+/// it reads a request's configuration).
+pub(crate) fn tried() -> bool {
+    SHARED.get().is_some()
+}
+
 /// The most ids besides root: 65536 in all, as root's range as root (crate::hardening::ID_COUNT).
 const MOST: u32 = crate::hardening::ID_COUNT - 1;
 
@@ -50,7 +57,10 @@ const TOOL_DIRS: [&str; 2] = ["/usr/bin", "/bin"];
 /// later, after its namespaces are made), nor when the program's stdin, stdout or stderr (`stdio`) is
 /// a host file, folder, device or named FIFO (`cmd < fixture > log`).
 pub(crate) fn allowed(config: &Config, stdio: [BorrowedFd<'_>; 3]) -> bool {
-    !config.writes_host_folder() && !matches!(config.job, Job::Session) && !stdio.iter().any(|fd| on_host(*fd))
+    config.security.subordinate_ids
+        && !config.writes_host_folder()
+        && !matches!(config.job, Job::Session)
+        && !stdio.iter().any(|fd| on_host(*fd))
 }
 
 /// pipefs's magic number (statfs(2), `PIPEFS_MAGIC` in linux/magic.h): an anonymous pipe.
@@ -66,6 +76,14 @@ fn on_host(fd: BorrowedFd<'_>) -> bool {
         libc::S_IFSOCK | libc::S_IFCHR => false,
         libc::S_IFIFO => nix::sys::statfs::fstatfs(fd).map_or(true, |fs| fs.filesystem_type().0 != PIPEFS_MAGIC),
         _ => true,
+    }
+}
+
+/// Makes this process's setup namespace now if the sandbox `config` (with the program's `stdio`) will
+/// use it, so that its helper, forked next, and every later one inherit it.
+pub(crate) fn prepare(config: &Config, stdio: [BorrowedFd<'_>; 3]) {
+    if !tried() && config.outer_uid != 0 && !config.security.privileged && allowed(config, stdio) {
+        let _ = shared(config.outer_uid, config.outer_gid);
     }
 }
 
