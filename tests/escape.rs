@@ -941,6 +941,43 @@ fn check_tiocsti() {
     drop(pty.master);
 }
 
+/// The caller's terminal as the program's stdin (a suite or `sandbox-run` started from a shell; here the
+/// test's own pseudo-terminal) is a host inode of the caller's, on the host's devpts, and no anonymous
+/// pipe: rootless with subordinate ids, the program must not give it to an id of the range. It can
+/// (subids::on_host counts a character device as no host file): where devpts makes it group `tty`
+/// (unmapped, so CAP_CHOWN does not apply), the program joins a group of the range, which chown(2) lets an
+/// owner give its file to, then gives it to uid 1000 inside and makes it 0666. Every host user can then
+/// read what the caller types there (`sudo` passwords) and write to it, and the caller can neither chmod
+/// it back nor `mesg n` until the terminal is closed. The terminal here is a scratch one, gone with the
+/// test.
+fn check_terminal_stays_the_callers() {
+    let Some(b) = builder_with_perl() else { return };
+    let sb = b.build().expect("build");
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let ours = pty.slave.try_clone().expect("dup the terminal");
+    let before = nix::sys::stat::fstat(&ours).expect("fstat the terminal");
+    let give_away = r#"$) = "1 1"; chown(-1, 1, \*STDIN); chown(1000, 1000, \*STDIN); chmod(0666, \*STDIN);
+        my @st = stat(STDIN); printf "inside %d:%d %o\n", $st[4], $st[5], $st[2] & 07777;"#;
+    let out = sb
+        .command("/usr/local/bin/perl")
+        .args(["-e", give_away])
+        .stdin(Stdio::from(pty.slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run perl in the sandbox");
+    let after = nix::sys::stat::fstat(&ours).expect("fstat the terminal");
+    assert_eq!(
+        (after.st_uid, after.st_gid),
+        (before.st_uid, before.st_gid),
+        "the program gave the caller's terminal to another id (mode {:o} -> {:o}): {}",
+        before.st_mode & 0o7777,
+        after.st_mode & 0o7777,
+        both(&out)
+    );
+    drop(pty.master);
+}
+
 /// `user_namespace(true)` as root maps root inside to an unprivileged host range, never to uid 0, and
 /// the program has no capability over the host (`/proc/sys` stays read-only by permissions too).
 /// Rootless, root inside is the caller, and ids 1.. its subordinate range where newuidmap allows it.
@@ -1224,6 +1261,16 @@ fn rootless_a_callers_stdio_file_stays_the_callers() {
     rootless_checks(&["stdio_files"]);
 }
 
+#[test]
+fn a_callers_terminal_stays_the_callers() {
+    check_terminal_stays_the_callers();
+}
+
+#[test]
+fn rootless_a_callers_terminal_stays_the_callers() {
+    rootless_checks(&["terminal"]);
+}
+
 /// A supplementary group the rootless run's user is given, which the host file below denies.
 const DENIED_GROUP: u32 = 54321;
 
@@ -1338,6 +1385,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("closure_environment", check_closure_environment),
     ("written_host_folders", check_written_host_folders_stay_the_callers),
     ("stdio_files", check_stdio_files_stay_the_callers),
+    ("terminal", check_terminal_stays_the_callers),
 ];
 
 /// Runs the named checks as the unprivileged test user.
