@@ -978,6 +978,60 @@ fn check_terminal_stays_the_callers() {
     drop(pty.master);
 }
 
+/// A read-only volume may hold a host service's unix socket (a runtime folder: the caller's
+/// `$XDG_RUNTIME_DIR`, a test's own fixture server), and connect(2) goes through a read-only bind. A
+/// service that hands out descriptors (SCM_RIGHTS: a D-Bus method returning a file, a fixture server;
+/// here the test, on a scratch file of its own) gives the program a host file of the caller's that no
+/// bind makes read-only: rootless with subordinate ids, the program must not give it to an id of the
+/// range (subids::allowed looks at stdio and read-write binds only), nor make it setuid to one.
+fn check_passed_descriptor_stays_the_callers() {
+    use std::os::fd::AsRawFd;
+    let Some(b) = builder_with_perl() else { return };
+    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let service = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let (sock, victim) = (service.path().join("sock"), scratch.path().join("victim"));
+    std::fs::write(&victim, "the caller's file\n").expect("write the victim");
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the service's socket");
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&victim).expect("open the victim");
+    let server = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        let fds = [file.as_raw_fd()];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        let iov = [std::io::IoSlice::new(b"x")];
+        // Fails (EPIPE) where the test itself unblocked the accept below.
+        let _ =
+            nix::sys::socket::sendmsg::<()>(conn.as_raw_fd(), &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None);
+    });
+    let sb = b.mount(Mount::bind(service.path(), "/svc").read_only()).build().expect("build");
+    // AF_UNIX and SOCK_STREAM are 1 (Socket.pm is not among what perl_mounts binds), and recvmsg(2)
+    // (47 on x86_64) by hand: perl-base has no Socket::MsgHdr.
+    let program = r#"socket(my $s, 1, 1, 0) or die "socket: $!";
+        connect($s, pack("S Z108", 1, "/svc/sock")) or die "connect: $!";
+        my ($buf, $ctl) = ("\0", "\0" x 64);
+        my $iov = pack("P Q", $buf, 1);
+        my $msg = pack("Q L x4 P Q P Q i x4", 0, 0, $iov, 1, $ctl, 64, 0);
+        syscall(47, fileno($s), $msg, 0) == 1 or die "recvmsg: $!";
+        my (undef, undef, undef, $fd) = unpack("Q i i i", $ctl);
+        open(my $f, "<&=", $fd) or die "fdopen $fd: $!";
+        print "received a descriptor\n";
+        chown(1000, 1000, $f) and chmod(04755, $f) and print "given away\n";"#;
+    let out = sb.command("/usr/local/bin/perl").args(["-e", program]).output().expect("run perl in the sandbox");
+    let text = both(&out);
+    // Unblocks the service if the program never connected.
+    let _ = std::os::unix::net::UnixStream::connect(&sock);
+    server.join().expect("the service");
+    let meta = std::fs::metadata(&victim).expect("the victim");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7000),
+        (me.0, me.1, 0),
+        "a descriptor passed through a read-only volume's socket let the program give the caller's file \
+         away (mode {:o}): {text}",
+        meta.mode()
+    );
+}
+
 /// `user_namespace(true)` as root maps root inside to an unprivileged host range, never to uid 0, and
 /// the program has no capability over the host (`/proc/sys` stays read-only by permissions too).
 /// Rootless, root inside is the caller, and ids 1.. its subordinate range where newuidmap allows it.
@@ -1271,6 +1325,16 @@ fn rootless_a_callers_terminal_stays_the_callers() {
     rootless_checks(&["terminal"]);
 }
 
+#[test]
+fn a_descriptor_passed_through_a_read_only_volume_stays_the_callers() {
+    check_passed_descriptor_stays_the_callers();
+}
+
+#[test]
+fn rootless_a_descriptor_passed_through_a_read_only_volume_stays_the_callers() {
+    rootless_checks(&["passed_descriptor"]);
+}
+
 /// A supplementary group the rootless run's user is given, which the host file below denies.
 const DENIED_GROUP: u32 = 54321;
 
@@ -1386,6 +1450,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("written_host_folders", check_written_host_folders_stay_the_callers),
     ("stdio_files", check_stdio_files_stay_the_callers),
     ("terminal", check_terminal_stays_the_callers),
+    ("passed_descriptor", check_passed_descriptor_stays_the_callers),
 ];
 
 /// Runs the named checks as the unprivileged test user.
