@@ -1335,6 +1335,73 @@ fn rootless_a_descriptor_passed_through_a_read_only_volume_stays_the_callers() {
     rootless_checks(&["passed_descriptor"]);
 }
 
+/// `sandbox-run --rootfs host` (the default for a test binary; `Builder::rootfs_dir("/")`): a top-level
+/// host folder with a mount below it (`/run`, with `/run/lock` and `/run/user/$UID` on Debian and
+/// Ubuntu) cannot be an overlay's lower layer inside a user namespace, so it is bound read-only instead
+/// (plan::overlay_or_bind), the mounts below it included, and connect(2) needs no writable mount: the
+/// program reaches every host service listening there (the caller's systemd manager and D-Bus session
+/// bus at `/run/user/$UID/systemd/private` and `/run/user/$UID/bus`, where a transient unit runs any
+/// command on the host; docker's socket for a caller in group `docker`, whose groups a sandbox without
+/// subordinate ids keeps). A socket in an overlay connects to nothing (ECONNREFUSED), as a host
+/// service must not. Here, in a mount namespace of the test's own: a tmpfs at `/srv` with one below it,
+/// a scratch service at `/srv/service.sock`, rootless.
+#[test]
+fn host_rootfs_reaches_no_host_service() {
+    if !is_root() {
+        return; // needs a mount namespace of the test's own; the root run does it as the test user
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let home = dir_owned_by(uid, gid);
+    let (child, _copy) = ChildTest::new("child_host_rootfs_reaches_no_host_service")
+        .as_user(uid, gid)
+        .env("TMPDIR", home.path())
+        .command();
+    let mounts = "mount --make-rprivate / && mount -t tmpfs -o mode=0777,size=1m scratch /srv && mkdir /srv/lock && \
+                  mount -t tmpfs -o size=1m lock /srv/lock && exec \"$@\"";
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", mounts, "sh"]).arg(child.get_program()).args(child.get_args());
+    for (k, v) in child.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output().expect("run the child in a mount namespace of its own");
+    let text = both(&out);
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_host_rootfs_reaches_no_host_service() {
+    use std::io::Write;
+    if !is_child("child_host_rootfs_reaches_no_host_service") {
+        return;
+    }
+    let sock = Path::new("/srv/service.sock");
+    let listener = std::os::unix::net::UnixListener::bind(sock).expect("bind the scratch service");
+    let server = std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let _ = conn.write_all(b"HOST SERVICE REACHED\n");
+        }
+    });
+    let sb = Sandbox::builder().rootfs_dir("/").current_dir("/").build().expect("build");
+    let connect = r#"socket(my $s, 1, 1, 0) or die "socket: $!";
+        if (connect($s, pack("S Z108", 1, "/srv/service.sock"))) { print scalar <$s> } else { print "errno=", $!+0, "\n" }"#;
+    let out = sb.command("/usr/bin/perl").args(["-e", connect]).output().expect("run the host's perl");
+    let text = both(&out);
+    // Unblocks the service if the program never connected.
+    let _ = std::os::unix::net::UnixStream::connect(sock);
+    server.join().expect("the service");
+    assert!(!text.contains("HOST SERVICE REACHED"), "a host service under a submount is reachable: {text}");
+    assert!(text.starts_with("errno="), "{text}");
+}
+
 /// A supplementary group the rootless run's user is given, which the host file below denies.
 const DENIED_GROUP: u32 = 54321;
 
