@@ -968,6 +968,97 @@ fn check_tiocsti() {
     drop(pty.master);
 }
 
+/// The caller's terminal as the program's stdin (a suite or `sandbox-run` started from a shell; here the
+/// test's own pseudo-terminal) is a host inode of the caller's, on the host's devpts, and no anonymous
+/// pipe: rootless with subordinate ids, the program must not give it to an id of the range. It can
+/// (subids::on_host counts a character device as no host file): where devpts makes it group `tty`
+/// (unmapped, so CAP_CHOWN does not apply), the program joins a group of the range, which chown(2) lets an
+/// owner give its file to, then gives it to uid 1000 inside and makes it 0666. Every host user can then
+/// read what the caller types there (`sudo` passwords) and write to it, and the caller can neither chmod
+/// it back nor `mesg n` until the terminal is closed. The terminal here is a scratch one, gone with the
+/// test.
+fn check_terminal_stays_the_callers() {
+    let Some(b) = builder_with_perl() else { return };
+    let sb = b.build().expect("build");
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let ours = pty.slave.try_clone().expect("dup the terminal");
+    let before = nix::sys::stat::fstat(&ours).expect("fstat the terminal");
+    let give_away = r#"$) = "1 1"; chown(-1, 1, \*STDIN); chown(1000, 1000, \*STDIN); chmod(0666, \*STDIN);
+        my @st = stat(STDIN); printf "inside %d:%d %o\n", $st[4], $st[5], $st[2] & 07777;"#;
+    let out = sb
+        .command("/usr/local/bin/perl")
+        .args(["-e", give_away])
+        .stdin(Stdio::from(pty.slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run perl in the sandbox");
+    let after = nix::sys::stat::fstat(&ours).expect("fstat the terminal");
+    assert_eq!(
+        (after.st_uid, after.st_gid),
+        (before.st_uid, before.st_gid),
+        "the program gave the caller's terminal to another id (mode {:o} -> {:o}): {}",
+        before.st_mode & 0o7777,
+        after.st_mode & 0o7777,
+        both(&out)
+    );
+    drop(pty.master);
+}
+
+/// A read-only volume may hold a host service's unix socket (a runtime folder: the caller's
+/// `$XDG_RUNTIME_DIR`, a test's own fixture server), and connect(2) goes through a read-only bind. A
+/// service that hands out descriptors (SCM_RIGHTS: a D-Bus method returning a file, a fixture server;
+/// here the test, on a scratch file of its own) gives the program a host file of the caller's that no
+/// bind makes read-only: rootless with subordinate ids, the program must not give it to an id of the
+/// range (subids::allowed looks at stdio and read-write binds only), nor make it setuid to one.
+fn check_passed_descriptor_stays_the_callers() {
+    use std::os::fd::AsRawFd;
+    let Some(b) = builder_with_perl() else { return };
+    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let service = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let (sock, victim) = (service.path().join("sock"), scratch.path().join("victim"));
+    std::fs::write(&victim, "the caller's file\n").expect("write the victim");
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the service's socket");
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&victim).expect("open the victim");
+    let server = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        let fds = [file.as_raw_fd()];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        let iov = [std::io::IoSlice::new(b"x")];
+        // Fails (EPIPE) where the test itself unblocked the accept below.
+        let _ =
+            nix::sys::socket::sendmsg::<()>(conn.as_raw_fd(), &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None);
+    });
+    let sb = b.mount(Mount::bind(service.path(), "/svc").read_only()).build().expect("build");
+    // AF_UNIX and SOCK_STREAM are 1 (Socket.pm is not among what perl_mounts binds), and recvmsg(2)
+    // (47 on x86_64) by hand: perl-base has no Socket::MsgHdr.
+    let program = r#"socket(my $s, 1, 1, 0) or die "socket: $!";
+        connect($s, pack("S Z108", 1, "/svc/sock")) or die "connect: $!";
+        my ($buf, $ctl) = ("\0", "\0" x 64);
+        my $iov = pack("P Q", $buf, 1);
+        my $msg = pack("Q L x4 P Q P Q i x4", 0, 0, $iov, 1, $ctl, 64, 0);
+        syscall(47, fileno($s), $msg, 0) == 1 or die "recvmsg: $!";
+        my (undef, undef, undef, $fd) = unpack("Q i i i", $ctl);
+        open(my $f, "<&=", $fd) or die "fdopen $fd: $!";
+        print "received a descriptor\n";
+        chown(1000, 1000, $f) and chmod(04755, $f) and print "given away\n";"#;
+    let out = sb.command("/usr/local/bin/perl").args(["-e", program]).output().expect("run perl in the sandbox");
+    let text = both(&out);
+    // Unblocks the service if the program never connected.
+    let _ = std::os::unix::net::UnixStream::connect(&sock);
+    server.join().expect("the service");
+    let meta = std::fs::metadata(&victim).expect("the victim");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7000),
+        (me.0, me.1, 0),
+        "a descriptor passed through a read-only volume's socket let the program give the caller's file \
+         away (mode {:o}): {text}",
+        meta.mode()
+    );
+}
+
 /// `user_namespace(true)` as root maps root inside to an unprivileged host range, never to uid 0, and
 /// the program has no capability over the host (`/proc/sys` stays read-only by permissions too).
 /// Rootless, root inside is the caller, and ids 1.. its subordinate range where newuidmap allows it.
@@ -1251,6 +1342,93 @@ fn rootless_a_callers_stdio_file_stays_the_callers() {
     rootless_checks(&["stdio_files"]);
 }
 
+#[test]
+fn a_callers_terminal_stays_the_callers() {
+    check_terminal_stays_the_callers();
+}
+
+#[test]
+fn rootless_a_callers_terminal_stays_the_callers() {
+    rootless_checks(&["terminal"]);
+}
+
+#[test]
+fn a_descriptor_passed_through_a_read_only_volume_stays_the_callers() {
+    check_passed_descriptor_stays_the_callers();
+}
+
+#[test]
+fn rootless_a_descriptor_passed_through_a_read_only_volume_stays_the_callers() {
+    rootless_checks(&["passed_descriptor"]);
+}
+
+/// `sandbox-run --rootfs host` (the default for a test binary; `Builder::rootfs_dir("/")`): a top-level
+/// host folder with a mount below it (`/run`, with `/run/lock` and `/run/user/$UID` on Debian and
+/// Ubuntu) cannot be an overlay's lower layer inside a user namespace, so it is bound read-only instead
+/// (plan::overlay_or_bind), the mounts below it included, and connect(2) needs no writable mount: the
+/// program reaches every host service listening there (the caller's systemd manager and D-Bus session
+/// bus at `/run/user/$UID/systemd/private` and `/run/user/$UID/bus`, where a transient unit runs any
+/// command on the host; docker's socket for a caller in group `docker`, whose groups a sandbox without
+/// subordinate ids keeps). A socket in an overlay connects to nothing (ECONNREFUSED), as a host
+/// service must not. Here, in a mount namespace of the test's own: a tmpfs at `/srv` with one below it,
+/// a scratch service at `/srv/service.sock`, rootless.
+#[test]
+fn host_rootfs_reaches_no_host_service() {
+    if !is_root() {
+        return; // needs a mount namespace of the test's own; the root run does it as the test user
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let home = dir_owned_by(uid, gid);
+    let (child, _copy) = ChildTest::new("child_host_rootfs_reaches_no_host_service")
+        .as_user(uid, gid)
+        .env("TMPDIR", home.path())
+        .command();
+    let mounts = "mount --make-rprivate / && mount -t tmpfs -o mode=0777,size=1m scratch /srv && mkdir /srv/lock && \
+                  mount -t tmpfs -o size=1m lock /srv/lock && exec \"$@\"";
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", mounts, "sh"]).arg(child.get_program()).args(child.get_args());
+    for (k, v) in child.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output().expect("run the child in a mount namespace of its own");
+    let text = both(&out);
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_host_rootfs_reaches_no_host_service() {
+    use std::io::Write;
+    if !is_child("child_host_rootfs_reaches_no_host_service") {
+        return;
+    }
+    let sock = Path::new("/srv/service.sock");
+    let listener = std::os::unix::net::UnixListener::bind(sock).expect("bind the scratch service");
+    let server = std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let _ = conn.write_all(b"HOST SERVICE REACHED\n");
+        }
+    });
+    let sb = Sandbox::builder().rootfs_dir("/").current_dir("/").build().expect("build");
+    let connect = r#"socket(my $s, 1, 1, 0) or die "socket: $!";
+        if (connect($s, pack("S Z108", 1, "/srv/service.sock"))) { print scalar <$s> } else { print "errno=", $!+0, "\n" }"#;
+    let out = sb.command("/usr/bin/perl").args(["-e", connect]).output().expect("run the host's perl");
+    let text = both(&out);
+    // Unblocks the service if the program never connected.
+    let _ = std::os::unix::net::UnixStream::connect(sock);
+    server.join().expect("the service");
+    assert!(!text.contains("HOST SERVICE REACHED"), "a host service under a submount is reachable: {text}");
+    assert!(text.starts_with("errno="), "{text}");
+}
+
 /// A supplementary group the rootless run's user is given, which the host file below denies.
 const DENIED_GROUP: u32 = 54321;
 
@@ -1366,6 +1544,8 @@ const CHECKS: &[(&str, fn())] = &[
     ("written_host_folders", check_written_host_folders_stay_the_callers),
     ("stdio_files", check_stdio_files_stay_the_callers),
     ("subordinate_ids_switch", check_subordinate_ids_switch),
+    ("terminal", check_terminal_stays_the_callers),
+    ("passed_descriptor", check_passed_descriptor_stays_the_callers),
 ];
 
 /// Runs the named checks as the unprivileged test user.
