@@ -153,13 +153,3 @@ pub(crate) struct Config {
     pub security: crate::hardening::Security,
     pub job: Job,
 }
-
-impl Config {
-    /// Whether the program writes into a host folder: a read-write bind volume, or a writable layer
-    /// kept on the host. Rootless, such a sandbox maps no subordinate ids (crate::spawn::subids): a
-    /// file given to one would be left on the host owned by an id the caller cannot undo.
-    pub(crate) fn writes_host_folder(&self) -> bool {
-        self.layers.upper_in.is_some()
-            || self.mounts.iter().any(|m| !m.read_only && matches!(m.kind, crate::volume::MountKind::Bind { .. }))
-    }
-}

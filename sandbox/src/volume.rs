@@ -42,9 +42,9 @@ impl Mount {
     /// Binds the host path `source` (a directory or a file) at `target` inside the sandbox, nosuid and
     /// nodev; writes go to the host. The source must exist when the sandbox is built.
     ///
-    /// What the program writes there belongs on the host to whoever runs the sandbox: a sandbox with
-    /// a read-write bind maps root alone (as root, through the volume's id mapping; rootless, without
-    /// the caller's subordinate ids), so a file there cannot be given to another id.
+    /// What the program writes there belongs on the host to whoever runs the sandbox: as root, a
+    /// read-write bind maps root alone (through the volume's id mapping); rootless, a sandbox with any
+    /// bind maps none of the caller's subordinate ids, so a file there cannot be given to another id.
     pub fn bind(source: impl Into<PathBuf>, target: impl Into<String>) -> Mount {
         let kind = MountKind::Bind { source: source.into(), is_dir: true };
         Mount { kind, target: target.into(), read_only: false, size: None, as_is: false }

@@ -26,7 +26,7 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 
-use crate::config::{Config, Job};
+use crate::config::{Config, Job, RootMode};
 use crate::sys::NamespaceHolder;
 
 /// A setup user namespace with the caller's ranges, and how many uids and gids it maps from 0.
@@ -51,14 +51,20 @@ const MOST: u32 = crate::hardening::ID_COUNT - 1;
 /// looked for only where the system puts it.
 const TOOL_DIRS: [&str; 2] = ["/usr/bin", "/bin"];
 
-/// Whether a rootless sandbox may map the caller's subordinate ids: not when its program could give a
-/// host file to one of them through a descriptor or a bind. So not in a sandbox that writes a host
-/// folder ([`Config::writes_host_folder`]), nor in a session (its commands may be handed host files
-/// later, after its namespaces are made), nor when the program's stdin, stdout or stderr (`stdio`) is
-/// a host file, folder, device or named FIFO (`cmd < fixture > log`).
+/// Whether a rootless sandbox may map the caller's subordinate ids: not when its program could reach a
+/// host file of the caller's, to give it to one of them. So not in a sandbox that binds any host
+/// folder or file (a volume, read-only too: a socket there can hand out descriptors; a kept writable
+/// layer; the host's own root), nor on the host's network (its abstract sockets), nor in a session
+/// (its commands may be handed host files after its namespaces are made), nor when the program's
+/// stdin, stdout or stderr (`stdio`) is a host file, folder, device or named FIFO, the caller's
+/// terminal among them (`cmd < fixture > log`).
 pub(crate) fn allowed(config: &Config, stdio: [BorrowedFd<'_>; 3]) -> bool {
+    let binds = config.mounts.iter().any(|m| matches!(m.kind, crate::volume::MountKind::Bind { .. }));
     config.security.subordinate_ids
-        && !config.writes_host_folder()
+        && !binds
+        && config.layers.upper_in.is_none()
+        && !matches!(config.root, RootMode::Host { .. })
+        && config.network.own_namespace()
         && !matches!(config.job, Job::Session)
         && !stdio.iter().any(|fd| on_host(*fd))
 }
@@ -66,14 +72,16 @@ pub(crate) fn allowed(config: &Config, stdio: [BorrowedFd<'_>; 3]) -> bool {
 /// pipefs's magic number (statfs(2), `PIPEFS_MAGIC` in linux/magic.h): an anonymous pipe.
 const PIPEFS_MAGIC: libc::c_long = 0x5049_5045;
 
-/// Whether `fd` is an inode of a host file system, whose owner fchown(2) through it would change for
-/// good: anything but a socket, an anonymous pipe, or a character device (a terminal: the caller's
-/// pseudo-terminal is given back at its next login; `/dev/null` is root's, no id of the program's).
-/// An fd that cannot be examined counts as one.
+/// Whether `fd` is an inode of a host file system whose owner fchown(2) through it could change:
+/// anything but a socket, an anonymous pipe, or a device node of root's (`/dev/null`; root is no id of
+/// a rootless program's). The caller's terminal is one: given to an id of the range, and made mode
+/// 0666, it would stay readable by every local user until it closes. An fd that cannot be examined
+/// counts as one.
 fn on_host(fd: BorrowedFd<'_>) -> bool {
     let Ok(st) = nix::sys::stat::fstat(fd) else { return true };
     match st.st_mode & libc::S_IFMT {
-        libc::S_IFSOCK | libc::S_IFCHR => false,
+        libc::S_IFSOCK => false,
+        libc::S_IFCHR => st.st_uid != 0,
         libc::S_IFIFO => nix::sys::statfs::fstatfs(fd).map_or(true, |fs| fs.filesystem_type().0 != PIPEFS_MAGIC),
         _ => true,
     }
@@ -177,7 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn pipes_and_terminals_are_not_host_files_but_files_and_folders_are() {
+    fn pipes_and_roots_devices_are_not_host_files_but_files_and_folders_are() {
         let (r, w) = nix::unistd::pipe().expect("pipe");
         assert!(!on_host(r.as_fd()) && !on_host(w.as_fd()));
         let null = std::fs::File::open("/dev/null").expect("/dev/null");
