@@ -1365,7 +1365,7 @@ fn rootless_a_descriptor_passed_through_a_read_only_volume_stays_the_callers() {
 /// `sandbox-run --rootfs host` (the default for a test binary; `Builder::rootfs_dir("/")`): a top-level
 /// host folder with a mount below it (`/run`, with `/run/lock` and `/run/user/$UID` on Debian and
 /// Ubuntu) cannot be an overlay's lower layer inside a user namespace, so it is bound read-only instead
-/// (plan::overlay_or_bind), the mounts below it included, and connect(2) needs no writable mount: the
+/// (plan::host_overlay), the mounts below it included, and connect(2) needs no writable mount: the
 /// program reaches every host service listening there (the caller's systemd manager and D-Bus session
 /// bus at `/run/user/$UID/systemd/private` and `/run/user/$UID/bus`, where a transient unit runs any
 /// command on the host; docker's socket for a caller in group `docker`, whose groups a sandbox without

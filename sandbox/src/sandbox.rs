@@ -399,14 +399,14 @@ impl Builder {
 }
 
 /// The top-level entries of the host's `/` that a sandbox on the host's root gets (see
-/// [`RootMode::Host`]); `/proc`, `/sys`, `/dev` and `/tmp` are the sandbox's own.
+/// [`RootMode::Host`]); `/proc`, `/sys`, `/dev`, `/tmp` and `/run` are the sandbox's own.
 fn host_entries(layers: &[PathBuf]) -> Result<Vec<crate::config::HostEntry>, Error> {
     use crate::config::{HostEntry, HostEntryKind};
     let listing = std::fs::read_dir("/").map_err(crate::error::io("list", "/"))?;
     let mut entries = Vec::new();
     for e in listing.flatten() {
         let Some(name) = e.file_name().to_str().map(str::to_owned) else { continue };
-        if matches!(name.as_str(), "proc" | "sys" | "dev" | "tmp") {
+        if matches!(name.as_str(), "proc" | "sys" | "dev" | "tmp" | "run") {
             continue;
         }
         let Ok(kind) = e.file_type() else { continue };

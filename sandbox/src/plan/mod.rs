@@ -106,9 +106,10 @@ pub(crate) enum Op {
         source: PathBuf,
         target: PathBuf,
     },
-    /// A writable overlay of `lower` at `target`; where the kernel refuses it (mounts below `lower`
-    /// that a user namespace may not look under), `lower` bound recursively and read-only instead.
-    OverlayOrBind {
+    /// A writable overlay of a host folder (`lowers`, the host's last) at `target`; where the kernel
+    /// refuses it (mounts below the folder that a user namespace may not look under), the folder is
+    /// rebuilt one level down instead ([`host_overlay`]).
+    HostOverlay {
         /// Topmost first; the last is the host folder itself.
         lowers: Vec<PathBuf>,
         upper: PathBuf,
@@ -149,7 +150,7 @@ impl Op {
             Op::CopyTree { from, .. } => from,
             Op::MkdirAll { path }
             | Op::LockBind { target: path, .. }
-            | Op::OverlayOrBind { target: path, .. }
+            | Op::HostOverlay { target: path, .. }
             | Op::BindFile { target: path, .. } => path,
             Op::IdmappedBind { target, .. } => target,
             Op::Chown { path, .. } | Op::Mask { path } | Op::ReadOnly { path } => path,
@@ -292,8 +293,8 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::UnshareMount => sys.unshare_mount(),
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
             Op::BindFile { source, target } => bind_file(sys, source, target),
-            Op::OverlayOrBind { lowers, upper, work, target, userxattr } => {
-                overlay_or_bind(sys, lowers, upper, work, target, *userxattr)
+            Op::HostOverlay { lowers, upper, work, target, userxattr } => {
+                host_overlay(sys, lowers, upper, work, target, *userxattr)
             }
         };
         match result {
@@ -318,8 +319,19 @@ fn bind_file(sys: &dyn Sys, source: &Path, target: &Path) -> Result<(), nix::err
     }
 }
 
-/// See [`Op::OverlayOrBind`].
-fn overlay_or_bind(
+/// How many levels below a top-level host folder [`host_overlay`] rebuilds before it leaves a folder
+/// empty.
+const HOST_DEPTH: usize = 3;
+
+/// See [`Op::HostOverlay`]. Where overlayfs refuses the folder (inside a user namespace, a host folder
+/// with mounts below it: they are locked, and overlayfs takes no lower layer with locked mounts under
+/// it), `target` is left a plain folder of the new root holding the host folder's entries one by one:
+/// each subfolder the same way (its own overlay, or one level further down), each regular file bound
+/// read-only, each symlink copied; sockets, FIFOs and device nodes are left out. Never the folder bound
+/// as it is: connect(2) reaches a host service's socket through a read-only bind too (the caller's
+/// D-Bus and systemd manager under `/run/user/UID`, docker's socket), while a socket in an overlay
+/// connects to nothing. Below [`HOST_DEPTH`] levels a refused folder stays empty.
+fn host_overlay(
     sys: &dyn Sys,
     lowers: &[PathBuf],
     upper: &Path,
@@ -327,7 +339,19 @@ fn overlay_or_bind(
     target: &Path,
     userxattr: bool,
 ) -> Result<(), nix::errno::Errno> {
-    let Some(lower) = lowers.last() else { return Err(nix::errno::Errno::EINVAL) };
+    descend(sys, lowers, upper, work, target, userxattr, HOST_DEPTH)
+}
+
+fn descend(
+    sys: &dyn Sys,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    userxattr: bool,
+    depth: usize,
+) -> Result<(), nix::errno::Errno> {
+    let Some(host) = lowers.last() else { return Err(nix::errno::Errno::EINVAL) };
     let joined: Vec<String> = lowers.iter().map(|l| rootfs::escape_overlay_path(l)).collect();
     let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -342,10 +366,33 @@ fn overlay_or_bind(
     if overlay.is_ok() {
         return Ok(());
     }
-    tracing::debug!(lower = %lower.display(), "overlay refused; binding the host folder read-only");
-    let lower_text = lower.to_string_lossy();
-    sys.mount(Some(&lower_text), target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-    sys.lock_bind(target, true)
+    if depth == 0 {
+        tracing::debug!(folder = %host.display(), "overlay refused this deep; the folder stays empty");
+        return Ok(());
+    }
+    tracing::debug!(folder = %host.display(), "overlay refused; rebuilding the folder entry by entry");
+    for (name, entry) in sys.list_dir(host)? {
+        let at = target.join(&name);
+        match entry {
+            crate::sys::Entry::Dir => {
+                let below: Vec<PathBuf> = lowers.iter().map(|l| l.join(&name)).collect();
+                let (up, wk) = (upper.join(&name), work.join(&name));
+                for dir in [&at, &up, &wk] {
+                    sys.mkdir(dir, 0o755)?;
+                }
+                descend(sys, &below, &up, &wk, &at, userxattr, depth - 1)?;
+            }
+            crate::sys::Entry::File => {
+                sys.touch(&at)?;
+                let source = host.join(&name);
+                sys.mount(Some(&source.to_string_lossy()), &at, None, MsFlags::MS_BIND, None)?;
+                sys.lock_bind(&at, true)?;
+            }
+            crate::sys::Entry::Symlink(to) => sys.symlink(&to, &at)?,
+            crate::sys::Entry::Other => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -362,6 +409,8 @@ mod tests {
     struct Recorder {
         calls: RefCell<Vec<String>>,
         fail_on: Option<(&'static str, Errno)>,
+        /// What `list_dir` finds, by folder (none: empty).
+        listings: Vec<(PathBuf, Vec<(String, crate::sys::Entry)>)>,
     }
 
     impl Recorder {
@@ -373,6 +422,10 @@ mod tests {
     }
 
     impl Sys for Recorder {
+        fn list_dir(&self, path: &Path) -> Result<Vec<(String, crate::sys::Entry)>, Errno> {
+            self.call(format!("list {}", path.display()))?;
+            Ok(self.listings.iter().find(|(p, _)| p == path).map(|(_, l)| l.clone()).unwrap_or_default())
+        }
         fn mount(
             &self,
             source: Option<&str>,
@@ -495,8 +548,9 @@ mod tests {
     }
 
     #[test]
-    fn host_root_is_one_overlay_per_folder_with_a_read_only_fallback_and_bound_etc_files() {
+    fn host_root_is_one_overlay_per_folder_rebuilt_entry_by_entry_where_refused_and_bound_etc_files() {
         use crate::config::{HostEntry, HostEntryKind};
+        use crate::sys::Entry;
         let mut cfg = config(true, NetMode::Loopback);
         cfg.root = RootMode::Host {
             entries: vec![
@@ -510,8 +564,19 @@ mod tests {
                 HostEntry { name: "vmlinuz".into(), kind: HostEntryKind::File, as_is: false },
             ],
         };
-        // The kernel refuses the overlay of /mnt (locked mounts below it): it is bound read-only instead.
-        let rec = Recorder { fail_on: Some(("lowerdir=/oldroot/mnt", Errno::EINVAL)), ..Recorder::default() };
+        // The kernel refuses the overlay of /mnt (locked mounts below it): it is rebuilt entry by entry,
+        // its socket left out.
+        let listing = vec![
+            ("data".to_owned(), Entry::Dir),
+            ("latest".to_owned(), Entry::Symlink("data".into())),
+            ("note".to_owned(), Entry::File),
+            ("service.sock".to_owned(), Entry::Other),
+        ];
+        let rec = Recorder {
+            fail_on: Some(("lowerdir=/oldroot/mnt,", Errno::EINVAL)),
+            listings: vec![(PathBuf::from("/oldroot/mnt"), listing)],
+            ..Recorder::default()
+        };
         assert_eq!(run(&plan(&cfg), &rec), Ok(()));
         let calls = rec.calls.into_inner();
         let order = [
@@ -520,8 +585,13 @@ mod tests {
             "symlink usr/bin /newroot/bin",
             "mount overlay /newroot/etc overlay MsFlags(0x0) lowerdir=/oldroot/etc,upperdir=/upper/etc,workdir=/work/etc,userxattr",
             "mount overlay /newroot/mnt overlay",
-            "mount /oldroot/mnt /newroot/mnt - MsFlags(MS_BIND | MS_REC)",
-            "lock /newroot/mnt ro=true",
+            "list /oldroot/mnt",
+            "mkdir /newroot/mnt/data",
+            "mkdir /upper/mnt/data",
+            "mount overlay /newroot/mnt/data overlay MsFlags(0x0) lowerdir=/oldroot/mnt/data,upperdir=/upper/mnt/data,workdir=/work/mnt/data,userxattr",
+            "symlink data /newroot/mnt/latest",
+            "mount /oldroot/mnt/note /newroot/mnt/note - MsFlags(MS_BIND)",
+            "lock /newroot/mnt/note ro=true",
             "mount /oldroot/vmlinuz /newroot/vmlinuz - MsFlags(MS_BIND)",
             "lock /newroot/vmlinuz ro=true",
             "write /etc-hostname \"box\\n\"",
@@ -532,6 +602,7 @@ mod tests {
         let positions: Vec<usize> = order.iter().map(|n| position(&calls, n)).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order: {order:?} at {positions:?}\n{calls:#?}");
         assert!(!calls.iter().any(|c| c.contains("lowerdir=/oldroot,") || c.starts_with("copy")), "{calls:#?}");
+        assert!(!calls.iter().any(|c| c.contains("service.sock") || c.contains("MS_REC)")), "{calls:#?}");
         assert!(
             !calls.iter().any(|c| c.starts_with("write /newroot/etc")),
             "the host's /etc is never written: {calls:#?}"

@@ -138,13 +138,20 @@ fn host_root(s: &mut Steps, config: &Config, entries: &[crate::config::HostEntry
             Op::Mkdir { path: p("/hostlower"), mode: 0o700 },
         );
     }
-    for dir in ["proc", "dev", "tmp", "sys"] {
+    for dir in ["proc", "dev", "tmp", "sys", "run"] {
         s.add(
             StepKind::HostRoot,
             "create a mount point",
             Op::Mkdir { path: Path::new("/newroot").join(dir), mode: 0o755 },
         );
     }
+    // /run is the sandbox's own, empty, as in a container: the host's holds its services' sockets
+    // (the caller's D-Bus and systemd manager, docker's) and its daemons' state.
+    s.add(
+        StepKind::HostRoot,
+        "mount a tmpfs on /run",
+        Op::fs("tmpfs", p("/newroot/run"), MsFlags::MS_NODEV | MsFlags::MS_NOSUID, Some(&data)),
+    );
     for e in entries {
         let target = Path::new("/newroot").join(&e.name);
         let host = on_host(Path::new(&e.name));
@@ -189,7 +196,7 @@ fn host_root(s: &mut Steps, config: &Config, entries: &[crate::config::HostEntry
                 s.add(
                     StepKind::HostRoot,
                     "mount a writable overlay of a host folder",
-                    Op::OverlayOrBind { lowers, upper: up, work: wk, target, userxattr: config.user_namespace },
+                    Op::HostOverlay { lowers, upper: up, work: wk, target, userxattr: config.user_namespace },
                 );
             }
             HostEntryKind::Symlink { target: to } => {

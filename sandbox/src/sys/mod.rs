@@ -79,6 +79,19 @@ pub(crate) trait Sys {
     fn mask(&self, path: &Path) -> Result<(), Errno>;
     /// Binds `path` onto itself, read-only, nosuid and nodev. A path that does not exist is fine.
     fn bind_read_only(&self, path: &Path) -> Result<(), Errno>;
+    /// The entries of the folder `path` (a host folder, seen through the staging root), without
+    /// following symlinks.
+    fn list_dir(&self, path: &Path) -> Result<Vec<(String, Entry)>, Errno>;
+}
+
+/// What an entry of a folder is ([`Sys::list_dir`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Entry {
+    Dir,
+    File,
+    Symlink(std::path::PathBuf),
+    /// A socket, a FIFO or a device node.
+    Other,
 }
 
 /// The real kernel.
@@ -86,6 +99,26 @@ pub(crate) trait Sys {
 pub(crate) struct Kernel;
 
 impl Sys for Kernel {
+    fn list_dir(&self, path: &Path) -> Result<Vec<(String, Entry)>, Errno> {
+        let mut entries = Vec::new();
+        for e in std::fs::read_dir(path).map_err(mount::errno_of)? {
+            let e = e.map_err(mount::errno_of)?;
+            let Ok(kind) = e.file_type() else { continue };
+            let entry = if kind.is_dir() {
+                Entry::Dir
+            } else if kind.is_file() {
+                Entry::File
+            } else if kind.is_symlink() {
+                Entry::Symlink(std::fs::read_link(e.path()).map_err(mount::errno_of)?)
+            } else {
+                Entry::Other
+            };
+            entries.push((e.file_name().to_string_lossy().into_owned(), entry));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(entries)
+    }
+
     fn mount(
         &self,
         source: Option<&str>,
