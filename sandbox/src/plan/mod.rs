@@ -294,7 +294,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
             Op::BindFile { source, target } => bind_file(sys, source, target),
             Op::HostOverlay { lowers, upper, work, target, userxattr } => {
-                host_overlay(sys, lowers, upper, work, target, *userxattr)
+                host_overlay(sys, lowers, upper, work, target, *userxattr, HOST_DEPTH)
             }
         };
         match result {
@@ -330,19 +330,8 @@ const HOST_DEPTH: usize = 3;
 /// read-only, each symlink copied; sockets, FIFOs and device nodes are left out. Never the folder bound
 /// as it is: connect(2) reaches a host service's socket through a read-only bind too (the caller's
 /// D-Bus and systemd manager under `/run/user/UID`, docker's socket), while a socket in an overlay
-/// connects to nothing. Below [`HOST_DEPTH`] levels a refused folder stays empty.
+/// connects to nothing. `depth` levels down ([`HOST_DEPTH`] at the top) a refused folder stays empty.
 fn host_overlay(
-    sys: &dyn Sys,
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-    userxattr: bool,
-) -> Result<(), nix::errno::Errno> {
-    descend(sys, lowers, upper, work, target, userxattr, HOST_DEPTH)
-}
-
-fn descend(
     sys: &dyn Sys,
     lowers: &[PathBuf],
     upper: &Path,
@@ -380,7 +369,7 @@ fn descend(
                 for dir in [&at, &up, &wk] {
                     sys.mkdir(dir, 0o755)?;
                 }
-                descend(sys, &below, &up, &wk, &at, userxattr, depth - 1)?;
+                host_overlay(sys, &below, &up, &wk, &at, userxattr, depth - 1)?;
             }
             crate::sys::Entry::File => {
                 sys.touch(&at)?;
