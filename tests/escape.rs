@@ -1383,15 +1383,26 @@ fn host_rootfs_reaches_no_host_service() {
     if !Path::new("/srv").is_dir() {
         return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
     }
-    let home = dir_owned_by(uid, gid);
-    let (child, _copy) = ChildTest::new("child_host_rootfs_reaches_no_host_service")
-        .as_user(uid, gid)
-        .env("TMPDIR", home.path())
-        .command();
-    let mounts = "mount --make-rprivate / && mount -t tmpfs -o mode=0777,size=1m scratch /srv && mkdir /srv/lock && \
-                  mount -t tmpfs -o size=1m lock /srv/lock && exec \"$@\"";
+    let text = in_srv_with_a_submount("child_host_rootfs_reaches_no_host_service", "", Some((uid, gid)));
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+/// Runs the child test `child` (as `user`, or root) in a mount namespace of its own where `/srv` is a
+/// scratch tmpfs with another below it (`/srv/lock`): a top-level host folder overlayfs refuses inside
+/// a user namespace. `prepare` (shell) runs there first. Returns the child's output; panics if it fails.
+fn in_srv_with_a_submount(child: &str, prepare: &str, user: Option<(u32, u32)>) -> String {
+    let home = user.map(|(uid, gid)| dir_owned_by(uid, gid));
+    let mut test = ChildTest::new(child);
+    if let (Some((uid, gid)), Some(home)) = (user, &home) {
+        test = test.as_user(uid, gid).env("TMPDIR", home.path());
+    }
+    let (child, _copy) = test.command();
+    let mounts = format!(
+        "mount --make-rprivate / && mount -t tmpfs -o mode=0777,size=1m scratch /srv && mkdir /srv/lock && \
+         mount -t tmpfs -o size=1m lock /srv/lock && {prepare} true && exec \"$@\""
+    );
     let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", mounts, "sh"]).arg(child.get_program()).args(child.get_args());
+    cmd.args(["-m", "sh", "-c", &mounts, "sh"]).arg(child.get_program()).args(child.get_args());
     for (k, v) in child.get_envs() {
         match v {
             Some(v) => cmd.env(k, v),
@@ -1400,7 +1411,8 @@ fn host_rootfs_reaches_no_host_service() {
     }
     let out = cmd.output().expect("run the child in a mount namespace of its own");
     let text = both(&out);
-    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    assert!(out.status.success(), "{text}");
+    text
 }
 
 #[test]
@@ -1427,6 +1439,42 @@ fn child_host_rootfs_reaches_no_host_service() {
     server.join().expect("the service");
     assert!(!text.contains("HOST SERVICE REACHED"), "a host service under a submount is reachable: {text}");
     assert!(text.starts_with("errno="), "{text}");
+}
+
+/// `--rootfs host` where a top-level host folder overlayfs refuses holds an entry whose name is not
+/// UTF-8 (any local user can make one in a folder they may write, and a program in another sandbox
+/// through a read-write volume): plan::host_overlay rebuilds the folder from `Sys::list_dir`, which
+/// names entries by `to_string_lossy`, so the bind source `/oldroot/srv/\u{FFFD}` does not exist and
+/// every host-rootfs sandbox of every user fails to start (ENOENT), rootless and as root.
+#[test]
+fn host_rootfs_starts_beside_a_host_file_whose_name_is_not_utf8() {
+    if !is_root() {
+        return; // needs a mount namespace of the test's own
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let child = "child_host_rootfs_starts_beside_a_host_file_whose_name_is_not_utf8";
+    let prepare = "echo note > \"/srv/name-$(printf '\\377')\" && chmod 0644 /srv/name-* &&";
+    for user in [Some((uid, gid)), None] {
+        let text = in_srv_with_a_submount(child, prepare, user);
+        assert!(text.contains("1 passed"), "as {user:?}: {text}");
+    }
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_host_rootfs_starts_beside_a_host_file_whose_name_is_not_utf8() {
+    if !is_child("child_host_rootfs_starts_beside_a_host_file_whose_name_is_not_utf8") {
+        return;
+    }
+    let sb = Sandbox::builder().rootfs_dir("/").current_dir("/").build().expect("build");
+    let out = sb.command("/bin/sh").args(["-c", "cat /srv/name-*"]).output().expect("run the host's sh");
+    let text = both(&out);
+    assert!(out.status.success() && text.contains("note"), "a host-rootfs sandbox does not start: {text}");
 }
 
 /// A supplementary group the rootless run's user is given, which the host file below denies.
