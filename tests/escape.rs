@@ -1477,6 +1477,86 @@ fn child_host_rootfs_starts_beside_a_host_file_whose_name_is_not_utf8() {
     assert!(out.status.success() && text.contains("note"), "a host-rootfs sandbox does not start: {text}");
 }
 
+/// `--rootfs host`, a top-level host folder overlayfs refuses: plan::host_overlay lists it, then binds
+/// each entry listed as a regular file by its path, and mount(2) follows a symlink there. An entry that
+/// turns into a symlink between the listing and the bind (a program in another sandbox with a
+/// read-write volume on that folder can flip one in a loop, as any local user who may write there)
+/// gets what the symlink names bound instead: `lock/service.sock`, a host service's socket below a
+/// submount, which connect(2) then reaches. Here the flipper is a thread of the caller's, rootless.
+#[test]
+fn host_rootfs_binds_no_socket_a_listed_file_turned_into_a_symlink_names() {
+    if !is_root() {
+        return; // needs a mount namespace of the test's own
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let child = "child_host_rootfs_binds_no_socket_a_listed_file_turned_into_a_symlink_names";
+    let text = in_srv_with_a_submount(child, "mkdir -m 0777 /srv/stage && chmod 0777 /srv/lock &&", Some((uid, gid)));
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_host_rootfs_binds_no_socket_a_listed_file_turned_into_a_symlink_names() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if !is_child("child_host_rootfs_binds_no_socket_a_listed_file_turned_into_a_symlink_names") {
+        return;
+    }
+    let sock = Path::new("/srv/lock/service.sock");
+    let listener = std::os::unix::net::UnixListener::bind(sock).expect("bind the scratch service");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(mut conn) = conn {
+                    let _ = conn.write_all(b"HOST SERVICE REACHED\n");
+                }
+            }
+        })
+    };
+    std::fs::write("/srv/flip", "a plain file\n").expect("write /srv/flip");
+    let flipper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let _ = std::os::unix::fs::symlink("lock/service.sock", "/srv/stage/l");
+                let _ = std::fs::rename("/srv/stage/l", "/srv/flip");
+                let _ = std::fs::write("/srv/stage/f", "a plain file\n");
+                let _ = std::fs::rename("/srv/stage/f", "/srv/flip");
+            }
+        })
+    };
+    let connect = r#"socket(my $s, 1, 1, 0) or die "socket: $!";
+        if (connect($s, pack("S Z108", 1, "/srv/flip"))) { print scalar <$s> } else { print "errno=", $!+0, "\n" }"#;
+    let mut reached = None;
+    let mut started = 0;
+    for attempt in 0..150 {
+        let Ok(sb) = Sandbox::builder().rootfs_dir("/").current_dir("/").build() else { continue };
+        let Ok(out) = sb.command("/usr/bin/perl").args(["-e", connect]).output() else { continue };
+        started += 1;
+        let text = both(&out);
+        if text.contains("HOST SERVICE REACHED") {
+            reached = Some((attempt, text));
+            break;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    flipper.join().expect("the flipper");
+    let _ = std::os::unix::net::UnixStream::connect(sock);
+    server.join().expect("the service");
+    assert!(reached.is_none(), "a host service is reachable through a flipped entry: {reached:?} ({started} started)");
+    assert!(started > 0, "no sandbox started");
+}
+
 /// A supplementary group the rootless run's user is given, which the host file below denies.
 const DENIED_GROUP: u32 = 54321;
 
