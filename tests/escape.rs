@@ -1482,7 +1482,8 @@ fn child_host_rootfs_starts_beside_a_host_file_whose_name_is_not_utf8() {
 /// turns into a symlink between the listing and the bind (a program in another sandbox with a
 /// read-write volume on that folder can flip one in a loop, as any local user who may write there)
 /// gets what the symlink names bound instead: `lock/service.sock`, a host service's socket below a
-/// submount, which connect(2) then reaches. Here the flipper is a thread of the caller's, rootless.
+/// submount, which connect(2) then reaches. Here the flipper is a program in a sandbox with `/srv` as
+/// a read-write volume, rootless.
 #[test]
 fn host_rootfs_binds_no_socket_a_listed_file_turned_into_a_symlink_names() {
     if !is_root() {
@@ -1524,17 +1525,11 @@ fn child_host_rootfs_binds_no_socket_a_listed_file_turned_into_a_symlink_names()
         })
     };
     std::fs::write("/srv/flip", "a plain file\n").expect("write /srv/flip");
-    let flipper = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                let _ = std::os::unix::fs::symlink("lock/service.sock", "/srv/stage/l");
-                let _ = std::fs::rename("/srv/stage/l", "/srv/flip");
-                let _ = std::fs::write("/srv/stage/f", "a plain file\n");
-                let _ = std::fs::rename("/srv/stage/f", "/srv/flip");
-            }
-        })
-    };
+    // The flipper: a program in another sandbox, with /srv as a read-write volume.
+    let flip = r#"while (1) { symlink("lock/service.sock", "/data/stage/l"); rename("/data/stage/l", "/data/flip");
+        open(my $f, ">", "/data/stage/f"); close($f); rename("/data/stage/f", "/data/flip") }"#;
+    let other = Sandbox::builder().rootfs_dir("/").mount(Mount::bind("/srv", "/data")).build().expect("build");
+    let mut flipper = other.command("/usr/bin/perl").args(["-e", flip]).spawn().expect("start the flipper");
     let connect = r#"socket(my $s, 1, 1, 0) or die "socket: $!";
         if (connect($s, pack("S Z108", 1, "/srv/flip"))) { print scalar <$s> } else { print "errno=", $!+0, "\n" }"#;
     let mut reached = None;
@@ -1550,7 +1545,8 @@ fn child_host_rootfs_binds_no_socket_a_listed_file_turned_into_a_symlink_names()
         }
     }
     stop.store(true, Ordering::SeqCst);
-    flipper.join().expect("the flipper");
+    flipper.kill().expect("stop the flipper");
+    let _ = flipper.wait();
     let _ = std::os::unix::net::UnixStream::connect(sock);
     server.join().expect("the service");
     assert!(reached.is_none(), "a host service is reachable through a flipped entry: {reached:?} ({started} started)");
