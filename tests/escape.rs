@@ -1553,6 +1553,41 @@ fn child_host_rootfs_binds_no_socket_a_listed_file_turned_into_a_symlink_names()
     assert!(started > 0, "no sandbox started");
 }
 
+/// `--rootfs host`, rootless, a top-level host folder overlayfs refuses: plan::host_overlay binds each
+/// of its files one by one, in every sandbox, and a mount namespace holds at most `fs.mount-max`
+/// (100000) mounts. A folder of 100100 empty files (any local user who may write there, or a program
+/// in another sandbox through a read-write volume, makes one in a second) costs each start ~7 s, then
+/// fails it: "mount a writable overlay of a host folder `/srv`: No space left on device"; 10000 files
+/// cost ~0.7 s a start. Every host-rootfs sandbox of every user on the machine stops starting.
+#[test]
+fn host_rootfs_starts_beside_a_host_folder_of_many_files() {
+    if !is_root() {
+        return; // needs a mount namespace of the test's own
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let child = "child_host_rootfs_starts_beside_a_host_folder_of_many_files";
+    let prepare = "(cd /srv && seq -f 'f%g' 1 100100 | xargs touch) &&";
+    let text = in_srv_with_a_submount(child, prepare, Some((uid, gid)));
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_host_rootfs_starts_beside_a_host_folder_of_many_files() {
+    if !is_child("child_host_rootfs_starts_beside_a_host_folder_of_many_files") {
+        return;
+    }
+    let sb = Sandbox::builder().rootfs_dir("/").current_dir("/").build().expect("build");
+    let out = sb.command("/bin/sh").args(["-c", "ls /srv | wc -l"]).output().expect("run the host's sh");
+    let text = both(&out);
+    assert!(out.status.success() && text.trim() == "100101", "a host-rootfs sandbox does not start: {text}");
+}
+
 /// A supplementary group the rootless run's user is given, which the host file below denies.
 const DENIED_GROUP: u32 = 54321;
 
