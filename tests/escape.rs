@@ -1588,6 +1588,42 @@ fn child_host_rootfs_starts_beside_a_host_folder_of_many_files() {
     assert!(out.status.success() && text.trim() == "100101", "a host-rootfs sandbox does not start: {text}");
 }
 
+/// `--rootfs host`, rootless: a host folder with a mount below it that the caller may not list (docker's
+/// `/var/lib/docker`, mode 0710, with its containers' overlays mounted below; kubelet's pods) makes
+/// overlayfs refuse it, and plan::host_overlay then lists it: EACCES, and the sandbox does not start
+/// ("mount a writable overlay of a host folder `/srv`: Permission denied"). Before the rebuild, `/srv`
+/// was bound read-only and the sandbox started: every rootless host-rootfs sandbox on a machine that
+/// runs docker containers now fails.
+#[test]
+fn host_rootfs_starts_beside_a_host_folder_the_caller_may_not_list() {
+    if !is_root() {
+        return; // needs a mount namespace of the test's own
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let child = "child_host_rootfs_starts_beside_a_host_folder_the_caller_may_not_list";
+    let prepare = "mkdir -m 0710 /srv/docker && mkdir /srv/docker/overlay2 && \
+                   mount -t tmpfs -o size=1m merged /srv/docker/overlay2 &&";
+    let text = in_srv_with_a_submount(child, prepare, Some((uid, gid)));
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_host_rootfs_starts_beside_a_host_folder_the_caller_may_not_list() {
+    if !is_child("child_host_rootfs_starts_beside_a_host_folder_the_caller_may_not_list") {
+        return;
+    }
+    let sb = Sandbox::builder().rootfs_dir("/").current_dir("/").build().expect("build");
+    let out = sb.command("/bin/ls").arg("/srv").output().expect("run the host's ls");
+    let text = both(&out);
+    assert!(out.status.success() && text.contains("docker"), "a host-rootfs sandbox does not start: {text}");
+}
+
 /// A supplementary group the rootless run's user is given, which the host file below denies.
 const DENIED_GROUP: u32 = 54321;
 
