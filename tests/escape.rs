@@ -1624,6 +1624,40 @@ fn child_host_rootfs_starts_beside_a_host_folder_the_caller_may_not_list() {
     assert!(out.status.success() && text.contains("docker"), "a host-rootfs sandbox does not start: {text}");
 }
 
+/// `--rootfs host`, rootless: a host folder with a mount below it deeper than plan::HOST_DEPTH (a CI
+/// checkout `/home/ci/src/proj` whose `target` is a volume; `/var/lib/docker/overlay2`) is left empty,
+/// all of it, not just the mount: `/srv/d1/d2/d3/f` is gone, a host test binary's fixture there with it,
+/// and nothing says so. Before the rebuild, `/srv` was bound read-only and the file was there.
+#[test]
+fn host_rootfs_shows_a_host_file_beside_a_deep_mount() {
+    if !is_root() {
+        return; // needs a mount namespace of the test's own
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let child = "child_host_rootfs_shows_a_host_file_beside_a_deep_mount";
+    let prepare = "mkdir -p /srv/d1/d2/d3/m && echo fixture > /srv/d1/d2/d3/f && \
+                   mount -t tmpfs -o size=1m deep /srv/d1/d2/d3/m &&";
+    let text = in_srv_with_a_submount(child, prepare, Some((uid, gid)));
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_host_rootfs_shows_a_host_file_beside_a_deep_mount() {
+    if !is_child("child_host_rootfs_shows_a_host_file_beside_a_deep_mount") {
+        return;
+    }
+    let sb = Sandbox::builder().rootfs_dir("/").current_dir("/").build().expect("build");
+    let out = sb.command("/bin/cat").arg("/srv/d1/d2/d3/f").output().expect("run the host's cat");
+    let text = both(&out);
+    assert!(out.status.success() && text.contains("fixture"), "a host file is gone: {text}");
+}
+
 /// A supplementary group the rootless run's user is given, which the host file below denies.
 const DENIED_GROUP: u32 = 54321;
 
