@@ -281,3 +281,51 @@ fn keep_failed_and_shell_from_rootless() {
     };
     keeps_what_a_failed_run_changed(Some((uid, gid)));
 }
+
+/// `sandbox-run` started from `/tmp` itself (a test binary downloaded there, `cd /tmp && sandbox-run
+/// -- ./t`), rootless, `--rootfs host`: setup::workspace_dirs binds the working directory read-write
+/// when it is under `/tmp`, so the host's whole `/tmp` is the program's, the caller's services
+/// listening there with it: tmux's server (`/tmp/tmux-UID/default`: `tmux -S … run-shell` runs any
+/// command on the host as the caller), ssh-agent's (`/tmp/ssh-*/agent.*`), X11's (`/tmp/.X11-unix`).
+/// Here a scratch service of the caller's (mode 0600) at `/tmp/<random>/default`.
+#[test]
+fn started_from_tmp_reaches_no_service_of_the_callers_there() {
+    use std::io::Write;
+    if !is_root() {
+        return; // the root run does it as the test user
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    let (copies, run, _) = copies_for_user();
+    let home = tempfile::Builder::new().prefix("sandbox-run-home-").tempdir().expect("home");
+    std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).expect("chown the home");
+    let service = tempfile::Builder::new().prefix("tmux-").tempdir_in("/tmp").expect("service folder");
+    let sock = service.path().join("default");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the scratch service");
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).expect("chmod the socket");
+    for p in [service.path(), sock.as_path()] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("give the service to the test user");
+    }
+    let server = std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let _ = conn.write_all(b"HOST SERVICE REACHED\n");
+        }
+    });
+    let connect = r#"socket(my $s, 1, 1, 0) or die "socket: $!";
+        if (connect($s, pack("S Z108", 1, $ENV{SOCK}))) { print scalar <$s> } else { print "errno=", $!+0, "\n" }"#;
+    let mut cmd = Command::new(&run);
+    cmd.args(["--rootfs", "host", "--", "/usr/bin/perl", "-e", connect]);
+    as_user(&mut cmd, uid, gid, home.path());
+    let out = cmd.current_dir("/tmp").env("SOCK", &sock).output().expect("run sandbox-run as the test user");
+    let text = text(&out);
+    // Unblocks the service if the program never connected.
+    let _ = std::os::unix::net::UnixStream::connect(&sock);
+    server.join().expect("the service");
+    drop(copies);
+    assert!(
+        !text.contains("HOST SERVICE REACHED"),
+        "a service of the caller's in the host's /tmp is reachable: {text}"
+    );
+    assert!(text.starts_with("errno="), "{text}");
+}
