@@ -329,3 +329,46 @@ fn started_from_tmp_reaches_no_service_of_the_callers_there() {
     );
     assert!(text.starts_with("errno="), "{text}");
 }
+
+/// `--keep-failed`, rootless, `--rootfs host`, a top-level host folder with a mount below it (rebuilt
+/// entry by entry, plan::host_overlay): a file the failed program made directly in it lands on the
+/// sandbox's root tmpfs, in no writable layer, and is neither kept nor listed in `changes.txt`, while
+/// one made in its subfolder (an overlay) is. Here `/srv`, a scratch tmpfs with one below it, in a
+/// mount namespace of the test's own.
+#[test]
+fn keep_failed_keeps_a_file_made_in_a_host_folder_with_a_mount_below_it() {
+    let Some((_, uid, gid)) = test_user().filter(|_| is_root()) else {
+        return skip("needs root and the sandbox-test user to run as that user");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let (dir, run, _demo) = copies_for_user();
+    std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+    let keep = dir.path().join("kept");
+    let mut failing = Command::new(&run);
+    failing.arg("--keep-failed").arg(&keep).args([
+        "--rootfs",
+        "host",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo 1 > /srv/made; echo 2 > /srv/lock/made; exit 3",
+    ]);
+    as_user(&mut failing, uid, gid, dir.path());
+    let mounts = "mount --make-rprivate / && mount -t tmpfs -o mode=0777,size=1m scratch /srv && mkdir /srv/lock && \
+                  mount -t tmpfs -o size=1m lock /srv/lock && exec \"$@\"";
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", mounts, "sh"]).arg(failing.get_program()).args(failing.get_args());
+    for (k, v) in failing.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.current_dir(dir.path()).output().expect("run in a mount namespace of its own");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let changes = std::fs::read_to_string(keep.join("run").join("changes.txt")).expect("changes.txt");
+    for line in ["A /srv/lock/made", "A /srv/made"] {
+        assert!(changes.lines().any(|l| l == line), "{line:?} missing from:\n{changes}");
+    }
+}
