@@ -1445,7 +1445,8 @@ fn child_host_rootfs_reaches_no_host_service() {
 /// UTF-8 (any local user can make one in a folder they may write, and a program in another sandbox
 /// through a read-write volume): plan::host_overlay rebuilds the folder from `Sys::list_dir`, which
 /// names entries by `to_string_lossy`, so the bind source `/oldroot/srv/\u{FFFD}` does not exist and
-/// every host-rootfs sandbox of every user fails to start (ENOENT), rootless and as root.
+/// every rootless host-rootfs sandbox of every user fails to start (ENOENT). As root (no refusal: the
+/// id-mapped lower layer) it starts; the test checks both.
 #[test]
 fn host_rootfs_starts_beside_a_host_file_whose_name_is_not_utf8() {
     if !is_root() {
