@@ -294,7 +294,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
             Op::BindFile { source, target } => bind_file(sys, source, target),
             Op::HostOverlay { lowers, upper, work, target, userxattr } => {
-                host_overlay(sys, lowers, upper, work, target, *userxattr, HOST_DEPTH)
+                host_overlay(sys, lowers, upper, work, target, *userxattr)
             }
         };
         match result {
@@ -321,16 +321,24 @@ fn bind_file(sys: &dyn Sys, source: &Path, target: &Path) -> Result<(), nix::err
 
 /// How many levels below a top-level host folder [`host_overlay`] rebuilds before it leaves a folder
 /// empty.
-const HOST_DEPTH: usize = 3;
+const HOST_DEPTH: usize = 8;
+
+/// How many host files [`host_overlay`] binds, one mount each, in one top-level folder; files past it
+/// are left out (with a warning), so that a huge folder neither slows every start down nor exhausts
+/// `fs.mount-max`.
+const HOST_FILES: usize = 512;
 
 /// See [`Op::HostOverlay`]. Where overlayfs refuses the folder (inside a user namespace, a host folder
 /// with mounts below it: they are locked, and overlayfs takes no lower layer with locked mounts under
 /// it), `target` is left a plain folder of the new root holding the host folder's entries one by one:
 /// each subfolder the same way (its own overlay, or one level further down), each regular file bound
-/// read-only, each symlink copied; sockets, FIFOs and device nodes are left out. Never the folder bound
-/// as it is: connect(2) reaches a host service's socket through a read-only bind too (the caller's
-/// D-Bus and systemd manager under `/run/user/UID`, docker's socket), while a socket in an overlay
-/// connects to nothing. `depth` levels down ([`HOST_DEPTH`] at the top) a refused folder stays empty.
+/// read-only (the inode opened without following symlinks, so that one swapped in after the listing
+/// is left out), each symlink copied; sockets, FIFOs and device nodes are left out. Never the folder
+/// bound as it is: connect(2) reaches a host service's socket through a read-only bind too (the
+/// caller's D-Bus and systemd manager under `/run/user/UID`, docker's socket), while a socket in an
+/// overlay connects to nothing. An entry that fails (it went away, it cannot be read) is left out, a
+/// folder that cannot be listed stays empty, as do folders [`HOST_DEPTH`] levels down. What the
+/// program writes directly in a rebuilt folder lands in the new root's tmpfs, not in a writable layer.
 fn host_overlay(
     sys: &dyn Sys,
     lowers: &[PathBuf],
@@ -338,9 +346,28 @@ fn host_overlay(
     work: &Path,
     target: &Path,
     userxattr: bool,
-    depth: usize,
 ) -> Result<(), nix::errno::Errno> {
     let Some(host) = lowers.last() else { return Err(nix::errno::Errno::EINVAL) };
+    if overlay(sys, lowers, upper, work, target, userxattr).is_ok() {
+        return Ok(());
+    }
+    let mut files = 0;
+    rebuild(sys, (lowers, upper, work, target), userxattr, HOST_DEPTH, &mut files);
+    if files > HOST_FILES {
+        tracing::warn!(folder = %host.display(), files, "only the first {HOST_FILES} files of this host folder are shown");
+    }
+    Ok(())
+}
+
+/// The overlay itself.
+fn overlay(
+    sys: &dyn Sys,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    userxattr: bool,
+) -> Result<(), nix::errno::Errno> {
     let joined: Vec<String> = lowers.iter().map(|l| rootfs::escape_overlay_path(l)).collect();
     let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -351,37 +378,53 @@ fn host_overlay(
     if userxattr {
         data.push_str(",userxattr");
     }
-    let overlay = sys.mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(&data));
-    if overlay.is_ok() {
-        return Ok(());
-    }
-    if depth == 0 {
-        tracing::debug!(folder = %host.display(), "overlay refused this deep; the folder stays empty");
-        return Ok(());
-    }
-    tracing::debug!(folder = %host.display(), "overlay refused; rebuilding the folder entry by entry");
-    for (name, entry) in sys.list_dir(host)? {
+    sys.mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(&data))
+}
+
+/// One level of [`host_overlay`]'s rebuilding: the entries of `lowers`' host folder into `target`
+/// (`upper` and `work`: the places of its subfolders' layers). `files` counts the files met.
+fn rebuild(
+    sys: &dyn Sys,
+    (lowers, upper, work, target): (&[PathBuf], &Path, &Path, &Path),
+    userxattr: bool,
+    depth: usize,
+    files: &mut usize,
+) {
+    let Some(host) = lowers.last() else { return };
+    let listed = if depth == 0 { Err(nix::errno::Errno::ELOOP) } else { sys.list_dir(host) };
+    let entries = match listed {
+        Ok(entries) => entries,
+        Err(errno) => {
+            tracing::debug!(folder = %host.display(), %errno, "a host folder overlayfs refuses is left empty");
+            return;
+        }
+    };
+    for (name, entry) in entries {
         let at = target.join(&name);
-        match entry {
+        let done = match entry {
             crate::sys::Entry::Dir => {
                 let below: Vec<PathBuf> = lowers.iter().map(|l| l.join(&name)).collect();
                 let (up, wk) = (upper.join(&name), work.join(&name));
-                for dir in [&at, &up, &wk] {
-                    sys.mkdir(dir, 0o755)?;
+                let made = [&at, &up, &wk].into_iter().try_for_each(|dir| sys.mkdir(dir, 0o755));
+                if made.is_ok() && overlay(sys, &below, &up, &wk, &at, userxattr).is_err() {
+                    rebuild(sys, (&below, &up, &wk, &at), userxattr, depth - 1, files);
                 }
-                host_overlay(sys, &below, &up, &wk, &at, userxattr, depth - 1)?;
+                made
             }
             crate::sys::Entry::File => {
-                sys.touch(&at)?;
-                let source = host.join(&name);
-                sys.mount(Some(&source.to_string_lossy()), &at, None, MsFlags::MS_BIND, None)?;
-                sys.lock_bind(&at, true)?;
+                *files += 1;
+                match *files <= HOST_FILES {
+                    true => sys.bind_regular_file(&host.join(&name), &at).map(drop),
+                    false => Ok(()),
+                }
             }
-            crate::sys::Entry::Symlink(to) => sys.symlink(&to, &at)?,
-            crate::sys::Entry::Other => {}
+            crate::sys::Entry::Symlink(to) => sys.symlink(&to, &at),
+            crate::sys::Entry::Other => Ok(()),
+        };
+        if let Err(errno) = done {
+            tracing::debug!(entry = %host.join(&name).display(), %errno, "a host entry is left out");
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -411,9 +454,13 @@ mod tests {
     }
 
     impl Sys for Recorder {
-        fn list_dir(&self, path: &Path) -> Result<Vec<(String, crate::sys::Entry)>, Errno> {
+        fn list_dir(&self, path: &Path) -> Result<Vec<(std::ffi::OsString, crate::sys::Entry)>, Errno> {
             self.call(format!("list {}", path.display()))?;
-            Ok(self.listings.iter().find(|(p, _)| p == path).map(|(_, l)| l.clone()).unwrap_or_default())
+            let listing = self.listings.iter().find(|(p, _)| p == path).map(|(_, l)| l.clone()).unwrap_or_default();
+            Ok(listing.into_iter().map(|(name, e)| (name.into(), e)).collect())
+        }
+        fn bind_regular_file(&self, source: &Path, target: &Path) -> Result<bool, Errno> {
+            self.call(format!("bind-file {} {}", source.display(), target.display())).map(|()| true)
         }
         fn mount(
             &self,
@@ -579,8 +626,7 @@ mod tests {
             "mkdir /upper/mnt/data",
             "mount overlay /newroot/mnt/data overlay MsFlags(0x0) lowerdir=/oldroot/mnt/data,upperdir=/upper/mnt/data,workdir=/work/mnt/data,userxattr",
             "symlink data /newroot/mnt/latest",
-            "mount /oldroot/mnt/note /newroot/mnt/note - MsFlags(MS_BIND)",
-            "lock /newroot/mnt/note ro=true",
+            "bind-file /oldroot/mnt/note /newroot/mnt/note",
             "mount /oldroot/vmlinuz /newroot/vmlinuz - MsFlags(MS_BIND)",
             "lock /newroot/vmlinuz ro=true",
             "write /etc-hostname \"box\\n\"",

@@ -81,7 +81,11 @@ pub(crate) trait Sys {
     fn bind_read_only(&self, path: &Path) -> Result<(), Errno>;
     /// The entries of the folder `path` (a host folder, seen through the staging root), without
     /// following symlinks.
-    fn list_dir(&self, path: &Path) -> Result<Vec<(String, Entry)>, Errno>;
+    fn list_dir(&self, path: &Path) -> Result<Vec<(std::ffi::OsString, Entry)>, Errno>;
+    /// Binds the host file `source` read-only (locked) at `target` in the new root, created first, if
+    /// `source` is a regular file when it is opened (`O_PATH | O_NOFOLLOW`): the bind is of that very
+    /// inode, so a file swapped for a symlink or a socket after it was listed is left out (`Ok(false)`).
+    fn bind_regular_file(&self, source: &Path, target: &Path) -> Result<bool, Errno>;
 }
 
 /// What an entry of a folder is ([`Sys::list_dir`]).
@@ -99,7 +103,22 @@ pub(crate) enum Entry {
 pub(crate) struct Kernel;
 
 impl Sys for Kernel {
-    fn list_dir(&self, path: &Path) -> Result<Vec<(String, Entry)>, Errno> {
+    fn bind_regular_file(&self, source: &Path, target: &Path) -> Result<bool, Errno> {
+        use std::os::fd::AsRawFd;
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open(source, flags, Mode::empty())?;
+        if nix::sys::stat::fstat(&fd)?.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(false);
+        }
+        self.touch(target)?;
+        // The staging root sees the host's /proc at /oldroot/proc: the link names the opened inode.
+        let by_fd = format!("/oldroot/proc/self/fd/{}", fd.as_raw_fd());
+        self.mount(Some(&by_fd), target, None, MsFlags::MS_BIND, None)?;
+        self.lock_bind(target, true)?;
+        Ok(true)
+    }
+
+    fn list_dir(&self, path: &Path) -> Result<Vec<(std::ffi::OsString, Entry)>, Errno> {
         let mut entries = Vec::new();
         for e in std::fs::read_dir(path).map_err(mount::errno_of)? {
             let e = e.map_err(mount::errno_of)?;
@@ -113,7 +132,7 @@ impl Sys for Kernel {
             } else {
                 Entry::Other
             };
-            entries.push((e.file_name().to_string_lossy().into_owned(), entry));
+            entries.push((e.file_name(), entry));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(entries)
