@@ -294,7 +294,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::LockBind { target, read_only } => sys.lock_bind(target, *read_only),
             Op::BindFile { source, target } => bind_file(sys, source, target),
             Op::HostOverlay { lowers, upper, work, target, userxattr } => {
-                host_overlay(sys, lowers, upper, work, target, *userxattr)
+                host_overlay(sys, (lowers, upper, work, target), *userxattr)
             }
         };
         match result {
@@ -339,35 +339,24 @@ const HOST_FILES: usize = 512;
 /// overlay connects to nothing. An entry that fails (it went away, it cannot be read) is left out, a
 /// folder that cannot be listed stays empty, as do folders [`HOST_DEPTH`] levels down. What the
 /// program writes directly in a rebuilt folder lands in the new root's tmpfs, not in a writable layer.
-fn host_overlay(
-    sys: &dyn Sys,
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-    userxattr: bool,
-) -> Result<(), nix::errno::Errno> {
-    let Some(host) = lowers.last() else { return Err(nix::errno::Errno::EINVAL) };
-    if overlay(sys, lowers, upper, work, target, userxattr).is_ok() {
+fn host_overlay(sys: &dyn Sys, layers: HostLayers<'_>, userxattr: bool) -> Result<(), nix::errno::Errno> {
+    let Some(host) = layers.0.last() else { return Err(nix::errno::Errno::EINVAL) };
+    if overlay(sys, layers, userxattr).is_ok() {
         return Ok(());
     }
     let mut files = 0;
-    rebuild(sys, (lowers, upper, work, target), userxattr, HOST_DEPTH, &mut files);
+    rebuild(sys, layers, userxattr, HOST_DEPTH, &mut files);
     if files > HOST_FILES {
         tracing::warn!(folder = %host.display(), files, "only the first {HOST_FILES} files of this host folder are shown");
     }
     Ok(())
 }
 
+/// An overlay's lower layers (the host folder last), upper and work folders, and mount point.
+type HostLayers<'a> = (&'a [PathBuf], &'a Path, &'a Path, &'a Path);
+
 /// The overlay itself.
-fn overlay(
-    sys: &dyn Sys,
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-    userxattr: bool,
-) -> Result<(), nix::errno::Errno> {
+fn overlay(sys: &dyn Sys, (lowers, upper, work, target): HostLayers<'_>, userxattr: bool) -> Result<(), nix::errno::Errno> {
     let joined: Vec<String> = lowers.iter().map(|l| rootfs::escape_overlay_path(l)).collect();
     let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -383,13 +372,7 @@ fn overlay(
 
 /// One level of [`host_overlay`]'s rebuilding: the entries of `lowers`' host folder into `target`
 /// (`upper` and `work`: the places of its subfolders' layers). `files` counts the files met.
-fn rebuild(
-    sys: &dyn Sys,
-    (lowers, upper, work, target): (&[PathBuf], &Path, &Path, &Path),
-    userxattr: bool,
-    depth: usize,
-    files: &mut usize,
-) {
+fn rebuild(sys: &dyn Sys, (lowers, upper, work, target): HostLayers<'_>, userxattr: bool, depth: usize, files: &mut usize) {
     let Some(host) = lowers.last() else { return };
     let listed = if depth == 0 { Err(nix::errno::Errno::ELOOP) } else { sys.list_dir(host) };
     let entries = match listed {
@@ -406,7 +389,7 @@ fn rebuild(
                 let below: Vec<PathBuf> = lowers.iter().map(|l| l.join(&name)).collect();
                 let (up, wk) = (upper.join(&name), work.join(&name));
                 let made = [&at, &up, &wk].into_iter().try_for_each(|dir| sys.mkdir(dir, 0o755));
-                if made.is_ok() && overlay(sys, &below, &up, &wk, &at, userxattr).is_err() {
+                if made.is_ok() && overlay(sys, (&below, &up, &wk, &at), userxattr).is_err() {
                     rebuild(sys, (&below, &up, &wk, &at), userxattr, depth - 1, files);
                 }
                 made
