@@ -356,7 +356,11 @@ fn host_overlay(sys: &dyn Sys, layers: HostLayers<'_>, userxattr: bool) -> Resul
 type HostLayers<'a> = (&'a [PathBuf], &'a Path, &'a Path, &'a Path);
 
 /// The overlay itself.
-fn overlay(sys: &dyn Sys, (lowers, upper, work, target): HostLayers<'_>, userxattr: bool) -> Result<(), nix::errno::Errno> {
+fn overlay(
+    sys: &dyn Sys,
+    (lowers, upper, work, target): HostLayers<'_>,
+    userxattr: bool,
+) -> Result<(), nix::errno::Errno> {
     let joined: Vec<String> = lowers.iter().map(|l| rootfs::escape_overlay_path(l)).collect();
     let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -372,7 +376,13 @@ fn overlay(sys: &dyn Sys, (lowers, upper, work, target): HostLayers<'_>, userxat
 
 /// One level of [`host_overlay`]'s rebuilding: the entries of `lowers`' host folder into `target`
 /// (`upper` and `work`: the places of its subfolders' layers). `files` counts the files met.
-fn rebuild(sys: &dyn Sys, (lowers, upper, work, target): HostLayers<'_>, userxattr: bool, depth: usize, files: &mut usize) {
+fn rebuild(
+    sys: &dyn Sys,
+    (lowers, upper, work, target): HostLayers<'_>,
+    userxattr: bool,
+    depth: usize,
+    files: &mut usize,
+) {
     let Some(host) = lowers.last() else { return };
     let listed = if depth == 0 { Err(nix::errno::Errno::ELOOP) } else { sys.list_dir(host) };
     let entries = match listed {
