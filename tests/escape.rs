@@ -1661,6 +1661,42 @@ fn child_host_rootfs_shows_a_host_file_beside_a_deep_mount() {
     assert!(out.status.success() && text.contains("fixture"), "a host file is gone: {text}");
 }
 
+/// `--rootfs host`, rootless, a top-level host folder overlayfs refuses: plan::host_overlay caps the
+/// *files* it binds at 512 a folder, but not the subfolders: each one gets three `mkdir`s and an
+/// overlay mount of its own, in every sandbox. A folder of 100100 empty subfolders (any local user who
+/// may write there, or a program in another sandbox through a read-write volume, makes one in seconds)
+/// costs each start ~30 s, then fails it on `fs.mount-max` (100000 mounts a namespace): "mount /proc
+/// for the new pid namespace: No space left on device" (sandbox-run: "mount a writable overlay of a
+/// host folder `/usr`: No space left on device"); 5000 subfolders cost ~0.9 s a start. Every host-rootfs sandbox of every user on the machine stops starting.
+#[test]
+fn host_rootfs_starts_beside_a_host_folder_of_many_subfolders() {
+    if !is_root() {
+        return; // needs a mount namespace of the test's own
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let child = "child_host_rootfs_starts_beside_a_host_folder_of_many_subfolders";
+    let prepare = "(cd /srv && seq -f 'd%g' 1 100100 | xargs mkdir) &&";
+    let text = in_srv_with_a_submount(child, prepare, Some((uid, gid)));
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_host_rootfs_starts_beside_a_host_folder_of_many_subfolders() {
+    if !is_child("child_host_rootfs_starts_beside_a_host_folder_of_many_subfolders") {
+        return;
+    }
+    let sb = Sandbox::builder().rootfs_dir("/").current_dir("/").build().expect("build");
+    let out = sb.command("/bin/sh").args(["-c", "ls /srv | wc -l"]).output().expect("run the host's sh");
+    let text = both(&out);
+    assert!(out.status.success() && text.trim() == "100101", "a host-rootfs sandbox does not start: {text}");
+}
+
 /// A supplementary group the rootless run's user is given, which the host file below denies.
 const DENIED_GROUP: u32 = 54321;
 
