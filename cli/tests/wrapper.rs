@@ -330,6 +330,61 @@ fn started_from_tmp_reaches_no_service_of_the_callers_there() {
     assert!(text.starts_with("errno="), "{text}");
 }
 
+/// `sandbox-run --rootfs host`, rootless, with `$CARGO_TARGET_DIR` naming a symlink to `/tmp` (a target
+/// folder put on tmpfs: `ln -s /tmp ~/build`, or a shared build cache's path): setup::workspace_dirs
+/// refuses `/`, a top-level folder, `/var/tmp` and `/dev/shm` by the path as written, never by where
+/// it leads, and the sandbox binds the symlink, so the host's whole `/tmp` is the program's,
+/// read-write, at that path: the caller's services listening there with it (tmux's server runs any
+/// command on the host as the caller; ssh-agent's; X11's). Here a scratch service of the caller's
+/// (mode 0600) at `/tmp/<random>/default`, reached as `$CARGO_TARGET_DIR/<random>/default`.
+#[test]
+fn a_target_folder_that_is_a_symlink_to_tmp_reaches_no_service_of_the_callers_there() {
+    use std::io::Write;
+    if !is_root() {
+        return; // the root run does it as the test user
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    let (copies, run, _) = copies_for_user();
+    let home = tempfile::Builder::new().prefix("sandbox-run-home-").tempdir().expect("home");
+    std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).expect("chown the home");
+    // The symlink lies outside /tmp, as a user's own would (`~/build`).
+    let outside = tempfile::Builder::new().prefix("sandbox-run-target-").tempdir_in("/var/tmp").expect("folder");
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let target = outside.path().join("build");
+    std::os::unix::fs::symlink("/tmp", &target).expect("symlink the target folder to /tmp");
+    let service = tempfile::Builder::new().prefix("tmux-").tempdir_in("/tmp").expect("service folder");
+    let sock = service.path().join("default");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the scratch service");
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).expect("chmod the socket");
+    for p in [service.path(), sock.as_path()] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("give the service to the test user");
+    }
+    let server = std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let _ = conn.write_all(b"HOST SERVICE REACHED\n");
+        }
+    });
+    let through = target.join(service.path().file_name().expect("a name")).join("default");
+    let connect = r#"socket(my $s, 1, 1, 0) or die "socket: $!";
+        if (connect($s, pack("S Z108", 1, $ENV{SOCK}))) { print scalar <$s> } else { print "errno=", $!+0, "\n" }"#;
+    let mut cmd = Command::new(&run);
+    cmd.args(["--rootfs", "host", "--", "/usr/bin/perl", "-e", connect]);
+    as_user(&mut cmd, uid, gid, home.path());
+    let out = cmd.current_dir("/").env("CARGO_TARGET_DIR", &target).env("SOCK", &through).output().expect("run");
+    let text = text(&out);
+    // Unblocks the service if the program never connected.
+    let _ = std::os::unix::net::UnixStream::connect(&sock);
+    server.join().expect("the service");
+    drop(copies);
+    assert!(
+        !text.contains("HOST SERVICE REACHED"),
+        "a service of the caller's in the host's /tmp is reachable through a target folder symlinked there: {text}"
+    );
+    assert!(text.starts_with("errno="), "{text}");
+}
+
 /// `--keep-failed`, rootless, `--rootfs host`, a top-level host folder with a mount below it (rebuilt
 /// entry by entry, plan::host_overlay): a file the failed program made in its subfolder (an overlay)
 /// is kept and listed in `changes.txt`. One made directly in the rebuilt folder lands on the sandbox's
