@@ -385,6 +385,45 @@ fn a_target_folder_that_is_a_symlink_to_tmp_reaches_no_service_of_the_callers_th
     assert!(text.starts_with("errno="), "{text}");
 }
 
+/// `sandbox-run --rootfs host`, rootless, a top-level host folder with a mount below it (rebuilt entry
+/// by entry, plan::host_overlay, at most 512 files, in name order, counted across the whole top-level
+/// folder): anyone who may write in it (here `/srv`, mode 0777; or a program in another sandbox
+/// through a read-write volume) puts 512 empty files `a1`… there, and every later name in it, and in
+/// every rebuilt folder below it, is gone from everyone's sandboxes: the caller's `/srv/zz-fixture`
+/// here. The README promises "a warning names it"; the warning is a `tracing` event and sandbox-run
+/// installs no subscriber, so nothing is printed and the test fails with a bare ENOENT.
+#[test]
+fn a_host_file_crowded_out_of_a_rebuilt_folder_is_named_on_stderr() {
+    let Some((_, uid, gid)) = test_user().filter(|_| is_root()) else {
+        return skip("needs root and the sandbox-test user to run as that user");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let (dir, run, _demo) = copies_for_user();
+    std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+    let mut reading = Command::new(&run);
+    reading.args(["--rootfs", "host", "--", "/bin/cat", "/srv/zz-fixture"]);
+    as_user(&mut reading, uid, gid, dir.path());
+    let mounts = "mount --make-rprivate / && mount -t tmpfs -o mode=0777,size=1m scratch /srv && mkdir /srv/lock && \
+                  mount -t tmpfs -o size=1m lock /srv/lock && echo fixture > /srv/zz-fixture && \
+                  (cd /srv && seq -f 'a%g' 1 512 | xargs touch) && exec \"$@\"";
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", mounts, "sh"]).arg(reading.get_program()).args(reading.get_args());
+    for (k, v) in reading.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.current_dir(dir.path()).output().expect("run in a mount namespace of its own");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || (stderr.contains("/srv") && stderr.contains("512")),
+        "a host file is gone and nothing says why: {}",
+        text(&out)
+    );
+}
+
 /// `--keep-failed`, rootless, `--rootfs host`, a top-level host folder with a mount below it (rebuilt
 /// entry by entry, plan::host_overlay): a file the failed program made in its subfolder (an overlay)
 /// is kept and listed in `changes.txt`. One made directly in the rebuilt folder lands on the sandbox's
