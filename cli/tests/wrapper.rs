@@ -424,6 +424,45 @@ fn a_host_file_crowded_out_of_a_rebuilt_folder_is_named_on_stderr() {
     );
 }
 
+/// `sandbox-run --rootfs DIR|alpine -- ./t`, a host program on another rootfs: elf::closure reads the
+/// program's `PT_INTERP` and runs that file, `INTERP --list ./t`, on the host, outside any sandbox,
+/// as the caller (root here), to learn its libraries. A hostile test binary names its own
+/// interpreter (any path: a script shipped beside it, or the binary itself, which sees `--list` in
+/// its arguments), and runs what it likes on the host before any sandbox exists. Here a copy of the
+/// demo binary whose `PT_INTERP` names a script that writes a marker file.
+#[test]
+fn a_host_program_on_another_rootfs_runs_nothing_of_its_choice_on_the_host() {
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let interp = dir.path().join("i");
+    let marker = dir.path().join("ran-on-the-host");
+    std::fs::write(&interp, format!("#!/bin/sh\nid -u > {}\n", marker.display())).expect("write the script");
+    std::fs::set_permissions(&interp, std::fs::Permissions::from_mode(0o755)).expect("chmod the script");
+    let mut elf = std::fs::read(demo_binary()).expect("read the demo binary");
+    let loader = b"/lib64/ld-linux-x86-64.so.2\0";
+    let Some(at) = elf.windows(loader.len()).position(|w| w == loader) else {
+        return skip("the demo binary's loader is not /lib64/ld-linux-x86-64.so.2 (not x86_64 glibc)");
+    };
+    let name = interp.as_os_str().as_encoded_bytes();
+    assert!(name.len() < loader.len(), "{} too long for PT_INTERP", interp.display());
+    let mut patched = name.to_vec();
+    patched.resize(loader.len(), 0);
+    elf[at..at + loader.len()].copy_from_slice(&patched);
+    let program = dir.path().join("t");
+    std::fs::write(&program, &elf).expect("write the hostile program");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod the program");
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).expect("a rootfs folder");
+    let out = Command::new(SANDBOX_RUN)
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .arg("--")
+        .arg(&program)
+        .output()
+        .expect("run sandbox-run");
+    let ran = std::fs::read_to_string(&marker).ok();
+    assert!(ran.is_none(), "the program's chosen interpreter ran on the host as uid {ran:?}: {}", text(&out));
+}
+
 /// `--keep-failed`, rootless, `--rootfs host`, a top-level host folder with a mount below it (rebuilt
 /// entry by entry, plan::host_overlay): a file the failed program made in its subfolder (an overlay)
 /// is kept and listed in `changes.txt`. One made directly in the rebuilt folder lands on the sandbox's
