@@ -40,14 +40,29 @@ pub fn interpreter(program: &Path) -> Result<Option<PathBuf>, Error> {
     Ok(None)
 }
 
+/// Where a system's ELF loader lives: the only interpreters run on the host.
+const LOADER_DIRS: [&str; 8] =
+    ["/lib/", "/lib64/", "/lib32/", "/libx32/", "/usr/lib/", "/usr/lib64/", "/usr/lib32/", "/usr/libx32/"];
+
 /// Every file the program needs from the host to start: the interpreter and the libraries it resolves
 /// (as `ld.so --list` reports them), plus the loader's cache. Empty for a static program.
 ///
+/// The program is not trusted (a test binary someone downloaded): its `PT_INTERP` names what would run
+/// on the host, so only the system's own loader is run (a root-owned file in a library folder, none of
+/// whose folders others may write), and only with `--list`, which maps the libraries and runs none of
+/// their code nor the program's (ld.so(8)). Of what it lists, only ELF files are kept: a program cannot
+/// have a host secret bound into its sandbox by naming it.
+///
 /// # Errors
-/// When the program is unreadable or the interpreter cannot list its libraries.
+/// When the program is unreadable, its interpreter is not the system's loader, or the interpreter
+/// cannot list its libraries.
 pub fn closure(program: &Path) -> Result<Vec<PathBuf>, Error> {
-    let Some(interp) = interpreter(program)? else { return Ok(Vec::new()) };
-    // ld.so(8): `--list` loads the libraries and prints where each was found, without running the program.
+    let Some(named) = interpreter(program)? else { return Ok(Vec::new()) };
+    let interp = system_loader(&named).ok_or_else(|| Error::Option {
+        option: "program",
+        value: format!("{} (ELF interpreter {})", program.display(), named.display()),
+        expected: "a program whose ELF interpreter is the system's loader (root's, in /lib or /usr/lib)",
+    })?;
     let out = std::process::Command::new(&interp)
         .arg("--list")
         .arg(program)
@@ -61,13 +76,13 @@ pub fn closure(program: &Path) -> Result<Vec<PathBuf>, Error> {
             expected: "a program whose libraries the host's loader can resolve (`ld.so --list` failed)",
         });
     }
-    let mut files = vec![interp];
+    let mut files = vec![named];
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         // "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "\t/lib64/ld-linux-x86-64.so.2 (0x…)"
         let path = line.split("=>").last().unwrap_or_default().trim();
-        let path = path.split(" (").next().unwrap_or_default();
-        if path.starts_with('/') && !files.iter().any(|f| f == Path::new(path)) {
-            files.push(PathBuf::from(path));
+        let path = Path::new(path.split(" (").next().unwrap_or_default());
+        if path.is_absolute() && !files.iter().any(|f| f == path) && is_elf(path) {
+            files.push(path.to_owned());
         }
     }
     // The glibc loader finds libraries outside /lib and /usr/lib through its cache.
@@ -75,6 +90,26 @@ pub fn closure(program: &Path) -> Result<Vec<PathBuf>, Error> {
         files.push(PathBuf::from("/etc/ld.so.cache"));
     }
     Ok(files)
+}
+
+/// `named`, resolved, if it is the system's loader: a regular file of root's, in one of
+/// [`LOADER_DIRS`], that neither it nor any folder above it lets anyone but root write.
+fn system_loader(named: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let real = std::fs::canonicalize(named).ok()?;
+    if !LOADER_DIRS.iter().any(|d| real.starts_with(d)) {
+        return None;
+    }
+    let roots = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
+    (std::fs::metadata(&real).is_ok_and(|m| m.is_file()) && real.ancestors().all(roots)).then_some(real)
+}
+
+/// Whether `path` is a regular file that starts as an ELF file does.
+fn is_elf(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && std::fs::metadata(path).is_ok_and(|m| m.is_file())
+        && &magic == b"\x7fELF"
 }
 
 #[cfg(test)]

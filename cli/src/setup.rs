@@ -137,8 +137,8 @@ fn host_path(program: &str) -> Option<PathBuf> {
 /// The current cargo workspace (the nearest folder above the working directory holding a `Cargo.lock`),
 /// the working directory itself when it lies under `/tmp` (which the sandbox replaces), and the target
 /// folder (`$CARGO_TARGET_DIR`, or the `target` folder the program lies in), when they exist; never
-/// `/`, a top-level folder or another folder every user shares (then the program's own entry right
-/// below it, if it lies there).
+/// `/`, a top-level folder or another folder every user shares, also through a symlink (then only the
+/// program, if it lies there).
 pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     let cwd = std::env::current_dir().ok();
@@ -165,17 +165,19 @@ pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
     {
         dirs.push(t);
     }
-    // Never a folder that is everyone's as a whole (`cd /tmp`, `CARGO_TARGET_DIR=/tmp`): the program
-    // would get every other service's socket and file there (tmux's, ssh-agent's, X11's in /tmp).
-    // For a target folder there, the program's own folder right below it instead.
-    let dirs = dirs.into_iter().filter_map(|d| match everyones(&d) {
-        false => Some(d),
-        true => program.and_then(|p| p.ancestors().find(|a| a.parent() == Some(d.as_path()))).map(Path::to_path_buf),
+    // Never a folder that is everyone's as a whole, also through a symlink (`cd /tmp`,
+    // `CARGO_TARGET_DIR=/tmp`): the program would get every other service's socket and file there
+    // (tmux's, ssh-agent's, X11's in /tmp). Then only the program itself, if it lies there.
+    let dirs = dirs.into_iter().filter_map(|d| {
+        let real = std::fs::canonicalize(&d).ok()?;
+        if !everyones(&real) {
+            return real.is_dir().then_some(d);
+        }
+        let real_program = program.and_then(|p| std::fs::canonicalize(p).ok());
+        program.filter(|_| real_program.is_some_and(|p| p.starts_with(&real))).map(Path::to_path_buf)
     });
     let mut dirs: Vec<PathBuf> = dirs.collect();
     dirs.dedup();
-    // A folder, or the program itself where it lies right in such a folder (`/tmp/t`).
-    dirs.retain(|d| d.is_dir() || program.is_some_and(|p| p == d.as_path()));
     dirs
 }
 

@@ -323,10 +323,10 @@ fn bind_file(sys: &dyn Sys, source: &Path, target: &Path) -> Result<(), nix::err
 /// empty.
 const HOST_DEPTH: usize = 8;
 
-/// How many host files [`host_overlay`] binds, one mount each, in one top-level folder; files past it
-/// are left out (with a warning), so that a huge folder neither slows every start down nor exhausts
-/// `fs.mount-max`.
-const HOST_FILES: usize = 512;
+/// How many entries [`host_overlay`] rebuilds in one top-level folder (each costs a mount or a copy);
+/// entries past it are left out, and the program's stderr says so, so that a huge folder neither
+/// slows every start down nor exhausts `fs.mount-max` or the new root's tmpfs.
+const HOST_ENTRIES: usize = 512;
 
 /// See [`Op::HostOverlay`]. Where overlayfs refuses the folder (inside a user namespace, a host folder
 /// with mounts below it: they are locked, and overlayfs takes no lower layer with locked mounts under
@@ -344,10 +344,16 @@ fn host_overlay(sys: &dyn Sys, layers: HostLayers<'_>, userxattr: bool) -> Resul
     if overlay(sys, layers, userxattr).is_ok() {
         return Ok(());
     }
-    let mut files = 0;
-    rebuild(sys, layers, userxattr, HOST_DEPTH, &mut files);
-    if files > HOST_FILES {
-        tracing::warn!(folder = %host.display(), files, "only the first {HOST_FILES} files of this host folder are shown");
+    let mut entries = 0;
+    rebuild(sys, layers, userxattr, HOST_DEPTH, &mut entries);
+    if entries > HOST_ENTRIES {
+        let shown = host.strip_prefix("/oldroot").map_or(host.clone(), |rest| Path::new("/").join(rest));
+        // Init's stderr is the program's: the one place a user of the sandbox sees this.
+        eprintln!(
+            "sandbox: only {HOST_ENTRIES} of the {entries} entries of the host folder {} are shown (it has \
+             mounts below it, so it is rebuilt entry by entry)",
+            shown.display()
+        );
     }
     Ok(())
 }
@@ -375,13 +381,14 @@ fn overlay(
 }
 
 /// One level of [`host_overlay`]'s rebuilding: the entries of `lowers`' host folder into `target`
-/// (`upper` and `work`: the places of its subfolders' layers). `files` counts the files met.
+/// (`upper` and `work`: the places of its subfolders' layers). `entries` counts the entries met, of
+/// which the first [`HOST_ENTRIES`] are rebuilt.
 fn rebuild(
     sys: &dyn Sys,
     (lowers, upper, work, target): HostLayers<'_>,
     userxattr: bool,
     depth: usize,
-    files: &mut usize,
+    count: &mut usize,
 ) {
     let Some(host) = lowers.last() else { return };
     let listed = if depth == 0 { Err(nix::errno::Errno::ELOOP) } else { sys.list_dir(host) };
@@ -393,6 +400,13 @@ fn rebuild(
         }
     };
     for (name, entry) in entries {
+        if matches!(entry, crate::sys::Entry::Other) {
+            continue;
+        }
+        *count += 1;
+        if *count > HOST_ENTRIES {
+            continue;
+        }
         let at = target.join(&name);
         let done = match entry {
             crate::sys::Entry::Dir => {
@@ -400,17 +414,11 @@ fn rebuild(
                 let (up, wk) = (upper.join(&name), work.join(&name));
                 let made = [&at, &up, &wk].into_iter().try_for_each(|dir| sys.mkdir(dir, 0o755));
                 if made.is_ok() && overlay(sys, (&below, &up, &wk, &at), userxattr).is_err() {
-                    rebuild(sys, (&below, &up, &wk, &at), userxattr, depth - 1, files);
+                    rebuild(sys, (&below, &up, &wk, &at), userxattr, depth - 1, count);
                 }
                 made
             }
-            crate::sys::Entry::File => {
-                *files += 1;
-                match *files <= HOST_FILES {
-                    true => sys.bind_regular_file(&host.join(&name), &at).map(drop),
-                    false => Ok(()),
-                }
-            }
+            crate::sys::Entry::File => sys.bind_regular_file(&host.join(&name), &at).map(drop),
             crate::sys::Entry::Symlink(to) => sys.symlink(&to, &at),
             crate::sys::Entry::Other => Ok(()),
         };
