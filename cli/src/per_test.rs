@@ -1,6 +1,7 @@
 //! `sandbox-run --per-test`: one fresh sandbox per test of a libtest binary, for users without nextest.
-//! The binary lists its tests on the host (`--list --format terse`), then each test runs alone
-//! (`--exact NAME`) in a sandbox of its own; results print as libtest prints them.
+//! The binary lists its tests (`--list --format terse`) in a sandbox too (it is not trusted, and its
+//! `main` runs to list), then each test runs alone (`--exact NAME`) in a sandbox of its own; results
+//! print as libtest prints them.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::Instant;
 
 use crate::Error;
 use crate::options::SandboxOptions;
-use crate::setup::prepare;
+use crate::setup::{Prepared, prepare};
 
 /// libtest's exit code when a test failed.
 pub const TESTS_FAILED: i32 = 101;
@@ -40,14 +41,17 @@ fn selection(args: &[String]) -> Vec<String> {
     out
 }
 
-/// The names of the tests `binary` lists with `args` (as `name: test` lines).
-fn list(binary: &str, args: &[String]) -> Result<Vec<String>, Error> {
-    let out = std::process::Command::new(binary)
+/// The names of the tests the prepared binary lists with `args` (as `name: test` lines), listed in
+/// its sandbox.
+fn list(prepared: &Prepared, args: &[String]) -> Result<Vec<String>, Error> {
+    let fail = |reason: String| Error::List { binary: PathBuf::from(&prepared.program), reason };
+    let out = prepared
+        .sandbox
+        .command(&prepared.program)
         .args(["--list", "--format", "terse"])
         .args(args)
         .output()
-        .map_err(crate::error::io("run", binary))?;
-    let fail = |reason: String| Error::List { binary: PathBuf::from(binary), reason };
+        .map_err(|e| fail(sandbox::error_chain(&e)))?;
     if !out.status.success() {
         return Err(fail(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
     }
@@ -72,7 +76,10 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
     let select = selection(args);
     let only_ignored = select.iter().any(|a| a == "--ignored");
     let include_ignored = select.iter().any(|a| a == "--include-ignored");
-    let listed = list(binary, &select)?;
+    // One sandbox configuration for the listings and all tests, unless each test keeps its own
+    // writable layer.
+    let prepared = prepare(opts, binary)?;
+    let listed = list(&prepared, &select)?;
     let mut ignored_flags: Vec<String> =
         select.iter().filter(|a| a.starts_with("--ignored") || a.starts_with("--include-ignored")).cloned().collect();
     let ignored = if only_ignored || include_ignored {
@@ -80,15 +87,14 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
     } else {
         let mut flags = select.clone();
         flags.push("--ignored".into());
-        list(binary, &flags)?
+        list(&prepared, &flags)?
     };
-    let everything = list(binary, &[])?.len();
+    let everything = list(&prepared, &[])?.len();
     let (to_run, skipped): (Vec<String>, Vec<String>) = listed.into_iter().partition(|t| !ignored.contains(t));
     let filtered_out = everything.saturating_sub(to_run.len() + skipped.len());
     ignored_flags.dedup();
 
-    // One sandbox configuration for all tests, unless each keeps its own writable layer.
-    let shared = if opts.keep_failed.is_none() { Some(prepare(opts, binary)?) } else { None };
+    let shared = opts.keep_failed.is_none().then_some(&prepared);
     let stdout = Mutex::new(std::io::stdout());
     let say = |line: &str| {
         let mut out = stdout.lock().unwrap_or_else(|p| p.into_inner());
@@ -105,7 +111,7 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
         for _ in 0..jobs.clamp(1, to_run.len().max(1)) {
             scope.spawn(|| {
                 while let Some(name) = to_run.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let outcome = match &shared {
+                    let outcome = match shared {
                         Some(prepared) => run_one(prepared, name, &ignored_flags),
                         None => run_keeping(opts, binary, name, &ignored_flags),
                     };
