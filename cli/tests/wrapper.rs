@@ -463,6 +463,57 @@ fn a_host_program_on_another_rootfs_runs_nothing_of_its_choice_on_the_host() {
     assert!(ran.is_none(), "the program's chosen interpreter ran on the host as uid {ran:?}: {}", text(&out));
 }
 
+/// Builds `files` ([(name, C source, extra `cc` arguments)]) into `dir` with the host's C compiler;
+/// `false` (after a `SKIP:` line) when there is none.
+fn cc_into(dir: &Path, files: &[(&str, &str, &[&str])]) -> bool {
+    for (name, source, args) in files {
+        let src = dir.join(format!("{name}.c"));
+        std::fs::write(&src, source).expect("write the C source");
+        let built = Command::new("cc").args(*args).arg("-o").arg(dir.join(name)).arg(&src).status();
+        if !built.is_ok_and(|s| s.success()) {
+            skip("no C compiler (cc; Debian: gcc, libc6-dev)");
+            return false;
+        }
+    }
+    true
+}
+
+/// Ninth outside review. `sandbox-run --rootfs DIR -- ./t`: `t`'s interpreter is the system's own
+/// loader, so elf::closure runs `/lib64/ld-linux-x86-64.so.2 --list ./t` on the host. But `t` carries
+/// a `DT_AUDIT` tag (`cc -Wl,--audit=LIB`), and glibc's loader (2.32+) loads a main program's audit
+/// modules and calls their `la_version` before it lists anything, `--list` or not: code of the
+/// program's choice runs on the host as the caller (root here), before any sandbox exists (failing).
+#[test]
+fn a_host_program_on_another_rootfs_runs_no_audit_module_of_its_choice_on_the_host() {
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let marker = dir.path().join("ran-on-the-host");
+    let audit = format!(
+        "#include <stdio.h>\n#include <unistd.h>\nunsigned la_version(unsigned v) {{ FILE *f = \
+         fopen(\"{}\", \"w\"); if (f) {{ fprintf(f, \"%d\\n\", (int)getuid()); fclose(f); }} return v; }}\n",
+        marker.display()
+    );
+    let audit_lib = dir.path().join("audit.so");
+    let link = format!("-Wl,--audit={}", audit_lib.display());
+    let built = cc_into(
+        dir.path(),
+        &[("audit.so", &audit, &["-shared", "-fPIC"]), ("t", "int main(void) { return 0; }\n", &[&link])],
+    );
+    if !built {
+        return;
+    }
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).expect("a rootfs folder");
+    let out = Command::new(SANDBOX_RUN)
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .arg("--")
+        .arg(dir.path().join("t"))
+        .output()
+        .expect("run sandbox-run");
+    let ran = std::fs::read_to_string(&marker).ok();
+    assert!(ran.is_none(), "the program's audit module ran on the host as uid {ran:?}: {}", text(&out));
+}
+
 /// `--keep-failed`, rootless, `--rootfs host`, a top-level host folder with a mount below it (rebuilt
 /// entry by entry, plan::host_overlay): a file the failed program made in its subfolder (an overlay)
 /// is kept and listed in `changes.txt`. One made directly in the rebuilt folder lands on the sandbox's
