@@ -514,6 +514,53 @@ fn a_host_program_on_another_rootfs_runs_no_audit_module_of_its_choice_on_the_ho
     assert!(ran.is_none(), "the program's audit module ran on the host as uid {ran:?}: {}", text(&out));
 }
 
+/// Ninth outside review. `sandbox-run --rootfs DIR -- ./r` run from the program's folder: elf::closure
+/// binds every ELF file named in `ld.so --list`'s output, which it splits at the last `=>` and the first
+/// ` (`. The program's RUNPATH is a folder of its own named `x=> SECRET (`, holding its `libfoo.so`; the
+/// loader prints `libfoo.so => …/x=> SECRET (/libfoo.so (0x…)`, and SECRET, a file the program names and
+/// never loads, is bound into its sandbox. Here SECRET is a core dump (it starts as an ELF file does) in a
+/// root-only folder: the program prints it from inside the sandbox (failing). Any ELF-looking file the
+/// caller can read (core dumps, private binaries) can be had this way.
+#[test]
+fn a_host_program_on_another_rootfs_gets_no_file_its_library_folder_names() {
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let private = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod the folder");
+    let secret = private.path().join("core");
+    std::fs::write(&secret, b"\x7fELF core of a process: SECRET-42\n").expect("write the core dump");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod the core dump");
+    let libs = dir.path().join(format!("x=> {} (", secret.display()));
+    std::fs::create_dir_all(&libs).expect("the library folder");
+    let program = format!(
+        "#include <stdio.h>\nint foo(void);\nint main(void) {{ char b[64] = {{0}}; FILE *f = fopen(\"{}\", \"r\"); \
+         if (!f) return 1; fread(b, 1, sizeof b - 1, f); fputs(b, stdout); return foo(); }}\n",
+        secret.display()
+    );
+    let (lib_dir, rpath) = (format!("-L{}", libs.display()), format!("-Wl,-rpath,{}", libs.display()));
+    let lib = libs.join("libfoo.so").strip_prefix(dir.path()).expect("below the folder").display().to_string();
+    let built = cc_into(
+        dir.path(),
+        &[
+            (&lib, "int foo(void) { return 0; }\n", &["-shared", "-fPIC"]),
+            ("r", &program, &[&lib_dir, &rpath, "-Wl,--no-as-needed", "-lfoo"]),
+        ],
+    );
+    if !built {
+        return;
+    }
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).expect("a rootfs folder");
+    let out = Command::new(SANDBOX_RUN)
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .args(["--", "./r"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run sandbox-run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("SECRET-42"), "a file the program named was bound into its sandbox: {}", text(&out));
+}
+
 /// `--keep-failed`, rootless, `--rootfs host`, a top-level host folder with a mount below it (rebuilt
 /// entry by entry, plan::host_overlay): a file the failed program made in its subfolder (an overlay)
 /// is kept and listed in `changes.txt`. One made directly in the rebuilt folder lands on the sandbox's
