@@ -437,19 +437,10 @@ fn a_host_program_on_another_rootfs_runs_nothing_of_its_choice_on_the_host() {
     let marker = dir.path().join("ran-on-the-host");
     std::fs::write(&interp, format!("#!/bin/sh\nid -u > {}\n", marker.display())).expect("write the script");
     std::fs::set_permissions(&interp, std::fs::Permissions::from_mode(0o755)).expect("chmod the script");
-    let mut elf = std::fs::read(demo_binary()).expect("read the demo binary");
-    let loader = b"/lib64/ld-linux-x86-64.so.2\0";
-    let Some(at) = elf.windows(loader.len()).position(|w| w == loader) else {
-        return skip("the demo binary's loader is not /lib64/ld-linux-x86-64.so.2 (not x86_64 glibc)");
-    };
-    let name = interp.as_os_str().as_encoded_bytes();
-    assert!(name.len() < loader.len(), "{} too long for PT_INTERP", interp.display());
-    let mut patched = name.to_vec();
-    patched.resize(loader.len(), 0);
-    elf[at..at + loader.len()].copy_from_slice(&patched);
     let program = dir.path().join("t");
-    std::fs::write(&program, &elf).expect("write the hostile program");
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod the program");
+    if !with_interpreter(&interp, &program) {
+        return;
+    }
     let rootfs = dir.path().join("rootfs");
     std::fs::create_dir(&rootfs).expect("a rootfs folder");
     let out = Command::new(SANDBOX_RUN)
@@ -461,6 +452,25 @@ fn a_host_program_on_another_rootfs_runs_nothing_of_its_choice_on_the_host() {
         .expect("run sandbox-run");
     let ran = std::fs::read_to_string(&marker).ok();
     assert!(ran.is_none(), "the program's chosen interpreter ran on the host as uid {ran:?}: {}", text(&out));
+}
+
+/// Writes the demo binary to `program` with its ELF interpreter (`PT_INTERP`) replaced by `interp`;
+/// `false` (after a `SKIP:` line) when the demo binary's loader is not x86_64 glibc's.
+fn with_interpreter(interp: &Path, program: &Path) -> bool {
+    let mut elf = std::fs::read(demo_binary()).expect("read the demo binary");
+    let loader = b"/lib64/ld-linux-x86-64.so.2\0";
+    let Some(at) = elf.windows(loader.len()).position(|w| w == loader) else {
+        skip("the demo binary's loader is not /lib64/ld-linux-x86-64.so.2 (not x86_64 glibc)");
+        return false;
+    };
+    let name = interp.as_os_str().as_encoded_bytes();
+    assert!(name.len() < loader.len(), "{} too long for PT_INTERP", interp.display());
+    let mut patched = name.to_vec();
+    patched.resize(loader.len(), 0);
+    elf[at..at + loader.len()].copy_from_slice(&patched);
+    std::fs::write(program, &elf).expect("write the hostile program");
+    std::fs::set_permissions(program, std::fs::Permissions::from_mode(0o755)).expect("chmod the program");
+    true
 }
 
 /// Builds `files` ([(name, C source, extra `cc` arguments)]) into `dir` with the host's C compiler;
@@ -559,6 +569,45 @@ fn a_host_program_on_another_rootfs_gets_no_file_its_library_folder_names() {
         .expect("run sandbox-run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("SECRET-42"), "a file the program named was bound into its sandbox: {}", text(&out));
+}
+
+/// Ninth outside review. elf::closure runs a host program's `PT_INTERP` as `INTERP --list PROGRAM` when it
+/// is any root-owned file under /lib or /usr/lib, loader or not; Debian has hundreds of root's helpers
+/// there (646 here), e.g. `/usr/lib/udev/hwclock-set` (`hwclock --rtc=$1 --systz; hwclock --hctosys`)
+/// and dpkg's `/usr/lib/dpkg/methods/apt/update` (apt-get update). As root, a program naming one gets
+/// it run on the host with its arguments. Stand-in (not to reset this machine's clock): a root-owned
+/// script on a tmpfs over a folder of /usr/lib, in a mount namespace of the test's own (failing).
+#[test]
+fn a_host_program_on_another_rootfs_runs_no_root_helper_as_its_loader() {
+    if !is_root() {
+        return skip("needs root to put a root-owned helper under /usr/lib (in a mount namespace of its own)");
+    }
+    let Some(lib) =
+        ["/usr/lib/udev", "/usr/lib/modules", "/usr/lib/locale"].into_iter().find(|d| Path::new(d).is_dir())
+    else {
+        return skip("needs one of /usr/lib/udev, /usr/lib/modules, /usr/lib/locale to mount a scratch tmpfs on");
+    };
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let marker = dir.path().join("ran-on-the-host");
+    let helper = Path::new(lib).join("h");
+    let program = dir.path().join("t");
+    if !with_interpreter(&helper, &program) {
+        return;
+    }
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).expect("a rootfs folder");
+    let script = format!("#!/bin/sh\necho \"$(id -u) $*\" > {}\n", marker.display());
+    let setup = "mount --make-rprivate / && mount -t tmpfs -o mode=0755,size=1m helper \"$1\" && \
+                 printf '%s' \"$2\" > \"$1/h\" && chmod 0755 \"$1/h\" && shift 2 && exec \"$@\"";
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", setup, "sh", lib, &script, SANDBOX_RUN, "--rootfs"])
+        .arg(&rootfs)
+        .arg("--")
+        .arg(&program)
+        .output()
+        .expect("run sandbox-run in a mount namespace of its own");
+    let ran = std::fs::read_to_string(&marker).ok();
+    assert!(ran.is_none(), "root's helper ran on the host as the program's loader: {ran:?}: {}", text(&out));
 }
 
 /// `--keep-failed`, rootless, `--rootfs host`, a top-level host folder with a mount below it (rebuilt
