@@ -424,6 +424,45 @@ fn a_host_file_crowded_out_of_a_rebuilt_folder_is_named_on_stderr() {
     );
 }
 
+/// Ninth outside review. `sandbox-run --rootfs host`, rootless, a top-level host folder with a mount
+/// below it, rebuilt entry by entry: the README says "at most 512 entries a folder", but
+/// plan::host_overlay counts the entries of the whole tree, depth first, in name order, against one
+/// cap. Whoever may fill one rebuilt subfolder (their own, given a mount below it: a FUSE mount in a
+/// home folder is any user's to make) hides every later sibling of it, in folders of 2 entries, from
+/// every rootless host-rootfs sandbox on the machine. Here `/srv` holds a subfolder `a` (a tmpfs of 600
+/// files, with a mount below it) and a file `zz-fixture`: the file is gone (failing).
+#[test]
+fn a_host_file_is_not_crowded_out_by_a_full_subfolder_of_its_folder() {
+    let Some((_, uid, gid)) = test_user().filter(|_| is_root()) else {
+        return skip("needs root and the sandbox-test user to run as that user");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let (dir, run, _demo) = copies_for_user();
+    std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+    let mut reading = Command::new(&run);
+    reading.args(["--rootfs", "host", "--", "/bin/cat", "/srv/zz-fixture"]);
+    as_user(&mut reading, uid, gid, dir.path());
+    let mounts = "mount --make-rprivate / && mount -t tmpfs -o mode=0755,size=1m scratch /srv && mkdir /srv/a && \
+                  mount -t tmpfs -o mode=0777,size=1m theirs /srv/a && mkdir /srv/a/m && \
+                  mount -t tmpfs -o size=1m fuse /srv/a/m && (cd /srv/a && seq -f 'f%g' 1 600 | xargs touch) && \
+                  echo fixture > /srv/zz-fixture && exec \"$@\"";
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", mounts, "sh"]).arg(reading.get_program()).args(reading.get_args());
+    for (k, v) in reading.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.current_dir(dir.path()).output().expect("run in a mount namespace of its own");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout) == "fixture\n",
+        "a file of a host folder of 2 entries is gone: {}",
+        text(&out)
+    );
+}
+
 /// `sandbox-run --rootfs DIR|alpine -- ./t`, a host program on another rootfs: elf::closure reads the
 /// program's `PT_INTERP` and runs that file, `INTERP --list ./t`, on the host, outside any sandbox,
 /// as the caller (root here), to learn its libraries. A hostile test binary names its own
