@@ -518,11 +518,11 @@ fn cc_into(dir: &Path, files: &[(&str, &str, &[&str])]) -> bool {
     for (name, source, args) in files {
         let src = dir.join(format!("{name}.c"));
         std::fs::write(&src, source).expect("write the C source");
-        let built = Command::new("cc").args(*args).arg("-o").arg(dir.join(name)).arg(&src).status();
-        if !built.is_ok_and(|s| s.success()) {
+        let Ok(built) = Command::new("cc").arg("-o").arg(dir.join(name)).arg(&src).args(*args).status() else {
             skip("no C compiler (cc; Debian: gcc, libc6-dev)");
             return false;
-        }
+        };
+        assert!(built.success(), "cc could not build {name}");
     }
     true
 }
@@ -647,6 +647,43 @@ fn a_host_program_on_another_rootfs_runs_no_root_helper_as_its_loader() {
         .expect("run sandbox-run in a mount namespace of its own");
     let ran = std::fs::read_to_string(&marker).ok();
     assert!(ran.is_none(), "root's helper ran on the host as the program's loader: {ran:?}: {}", text(&out));
+}
+
+/// Ninth outside review. `sandbox-run --timeout 2s --rootfs DIR -- ./p`: elf::closure runs
+/// `ld.so --list ./p` on the host with no time limit, before the sandbox and its timeout exist. `p`
+/// needs a library by an absolute path (`DT_NEEDED`, a library's `-soname`) that is a FIFO: the loader
+/// blocks in open(2) for ever, and so does sandbox-run, whatever its `--timeout` (a SIGKILL of
+/// sandbox-run alone leaves the loader behind). Here `timeout 20` ends it (failing: it takes 20 s).
+#[test]
+fn a_host_program_on_another_rootfs_cannot_hang_its_library_listing() {
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let fifo = dir.path().join("f");
+    let soname = format!("-Wl,-soname,{}", fifo.display());
+    let lib_dir = format!("-L{}", dir.path().display());
+    let built = cc_into(
+        dir.path(),
+        &[
+            ("libfoo.so", "int foo(void) { return 0; }\n", &["-shared", "-fPIC", &soname]),
+            ("p", "int foo(void);\nint main(void) { return foo(); }\n", &[&lib_dir, "-lfoo"]),
+        ],
+    );
+    if !built {
+        return;
+    }
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).expect("a rootfs folder");
+    let started = std::time::Instant::now();
+    let out = Command::new("timeout")
+        .args(["-k", "1", "20", SANDBOX_RUN, "--timeout", "2s", "--rootfs"])
+        .arg(&rootfs)
+        .args(["--", "./p"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run sandbox-run under timeout");
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(15), "sandbox-run --timeout 2s took {took:?}: {}", text(&out));
 }
 
 /// `--keep-failed`, rootless, `--rootfs host`, a top-level host folder with a mount below it (rebuilt
