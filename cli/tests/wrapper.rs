@@ -463,6 +463,31 @@ fn a_host_file_is_not_crowded_out_by_a_full_subfolder_of_its_folder() {
     );
 }
 
+/// Ninth outside review. `sandbox-run --rootfs host`, rootless, `$CARGO_TARGET_DIR=/run/lock`:
+/// setup::workspace_dirs refuses a fixed list (`/`, top-level folders, `/var/tmp`, `/dev/shm`), not
+/// what makes them everyone's (world-writable, sticky). `/run/lock` (`/var/lock`, mode 1777) is every
+/// service's and user's lock folder, and the sandbox's `/run` is its own for that reason (README), yet
+/// it is bound read-write: the program sees and may remove others' locks. Here a lock file of root's
+/// made by the test is visible (failing). Also `/var/crash`, PHP's session folder and the like.
+#[test]
+fn a_target_folder_every_user_shares_below_a_top_level_one_is_not_bound() {
+    let Some((_, uid, gid)) = test_user().filter(|_| is_root()) else {
+        return skip("needs root and the sandbox-test user to run as that user");
+    };
+    let shared = std::fs::metadata("/run/lock").is_ok_and(|m| m.permissions().mode() & 0o1777 == 0o1777);
+    if !shared {
+        return skip("needs a host /run/lock of mode 1777");
+    }
+    let lock = tempfile::Builder::new().prefix("sandbox-run-review-").tempfile_in("/run/lock").expect("a lock file");
+    let (dir, run, _demo) = copies_for_user();
+    let mut cmd = Command::new(&run);
+    cmd.args(["--rootfs", "host", "--", "/bin/ls", "/run/lock"]);
+    as_user(&mut cmd, uid, gid, dir.path());
+    let out = cmd.env("CARGO_TARGET_DIR", "/run/lock").output().expect("run sandbox-run");
+    let name = lock.path().file_name().expect("a name").to_string_lossy().into_owned();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&name), "the host's /run/lock is bound: {}", text(&out));
+}
+
 /// `sandbox-run --rootfs DIR|alpine -- ./t`, a host program on another rootfs: elf::closure reads the
 /// program's `PT_INTERP` and runs that file, `INTERP --list ./t`, on the host, outside any sandbox,
 /// as the caller (root here), to learn its libraries. A hostile test binary names its own
