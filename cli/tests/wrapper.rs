@@ -424,6 +424,70 @@ fn a_host_file_crowded_out_of_a_rebuilt_folder_is_named_on_stderr() {
     );
 }
 
+/// Ninth outside review. `sandbox-run --rootfs host`, rootless, a top-level host folder with a mount
+/// below it, rebuilt entry by entry: the README says "at most 512 entries a folder", but
+/// plan::host_overlay counts the entries of the whole tree, depth first, in name order, against one
+/// cap. Whoever may fill one rebuilt subfolder (their own, given a mount below it: a FUSE mount in a
+/// home folder is any user's to make) hides every later sibling of it, in folders of 2 entries, from
+/// every rootless host-rootfs sandbox on the machine. Here `/srv` holds a subfolder `a` (a tmpfs of 600
+/// files, with a mount below it) and a file `zz-fixture`: the file is gone (failing).
+#[test]
+fn a_host_file_is_not_crowded_out_by_a_full_subfolder_of_its_folder() {
+    let Some((_, uid, gid)) = test_user().filter(|_| is_root()) else {
+        return skip("needs root and the sandbox-test user to run as that user");
+    };
+    if !Path::new("/srv").is_dir() {
+        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+    }
+    let (dir, run, _demo) = copies_for_user();
+    std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+    let mut reading = Command::new(&run);
+    reading.args(["--rootfs", "host", "--", "/bin/cat", "/srv/zz-fixture"]);
+    as_user(&mut reading, uid, gid, dir.path());
+    let mounts = "mount --make-rprivate / && mount -t tmpfs -o mode=0755,size=1m scratch /srv && mkdir /srv/a && \
+                  mount -t tmpfs -o mode=0777,size=1m theirs /srv/a && mkdir /srv/a/m && \
+                  mount -t tmpfs -o size=1m fuse /srv/a/m && (cd /srv/a && seq -f 'f%g' 1 600 | xargs touch) && \
+                  echo fixture > /srv/zz-fixture && exec \"$@\"";
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", mounts, "sh"]).arg(reading.get_program()).args(reading.get_args());
+    for (k, v) in reading.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.current_dir(dir.path()).output().expect("run in a mount namespace of its own");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout) == "fixture\n",
+        "a file of a host folder of 2 entries is gone: {}",
+        text(&out)
+    );
+}
+
+/// Ninth outside review. `sandbox-run --rootfs host`, rootless, `$CARGO_TARGET_DIR=/run/lock`:
+/// setup::workspace_dirs refuses a fixed list (`/`, top-level folders, `/var/tmp`, `/dev/shm`), not
+/// what makes them everyone's (world-writable, sticky). `/run/lock` (`/var/lock`, mode 1777) is every
+/// service's and user's lock folder, and the sandbox's `/run` is its own for that reason (README), yet
+/// it is bound read-write: the program sees and may remove others' locks. Here a lock file of root's
+/// made by the test is visible (failing). Also `/var/crash`, PHP's session folder and the like.
+#[test]
+fn a_target_folder_every_user_shares_below_a_top_level_one_is_not_bound() {
+    let Some((_, uid, gid)) = test_user().filter(|_| is_root()) else {
+        return skip("needs root and the sandbox-test user to run as that user");
+    };
+    let shared = std::fs::metadata("/run/lock").is_ok_and(|m| m.permissions().mode() & 0o1777 == 0o1777);
+    if !shared {
+        return skip("needs a host /run/lock of mode 1777");
+    }
+    let lock = tempfile::Builder::new().prefix("sandbox-run-review-").tempfile_in("/run/lock").expect("a lock file");
+    let (dir, run, _demo) = copies_for_user();
+    let mut cmd = Command::new(&run);
+    cmd.args(["--rootfs", "host", "--", "/bin/ls", "/run/lock"]);
+    as_user(&mut cmd, uid, gid, dir.path());
+    let out = cmd.env("CARGO_TARGET_DIR", "/run/lock").output().expect("run sandbox-run");
+    let name = lock.path().file_name().expect("a name").to_string_lossy().into_owned();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&name), "the host's /run/lock is bound: {}", text(&out));
+}
+
 /// `sandbox-run --rootfs DIR|alpine -- ./t`, a host program on another rootfs: elf::closure reads the
 /// program's `PT_INTERP` and runs that file, `INTERP --list ./t`, on the host, outside any sandbox,
 /// as the caller (root here), to learn its libraries. A hostile test binary names its own
@@ -437,19 +501,10 @@ fn a_host_program_on_another_rootfs_runs_nothing_of_its_choice_on_the_host() {
     let marker = dir.path().join("ran-on-the-host");
     std::fs::write(&interp, format!("#!/bin/sh\nid -u > {}\n", marker.display())).expect("write the script");
     std::fs::set_permissions(&interp, std::fs::Permissions::from_mode(0o755)).expect("chmod the script");
-    let mut elf = std::fs::read(demo_binary()).expect("read the demo binary");
-    let loader = b"/lib64/ld-linux-x86-64.so.2\0";
-    let Some(at) = elf.windows(loader.len()).position(|w| w == loader) else {
-        return skip("the demo binary's loader is not /lib64/ld-linux-x86-64.so.2 (not x86_64 glibc)");
-    };
-    let name = interp.as_os_str().as_encoded_bytes();
-    assert!(name.len() < loader.len(), "{} too long for PT_INTERP", interp.display());
-    let mut patched = name.to_vec();
-    patched.resize(loader.len(), 0);
-    elf[at..at + loader.len()].copy_from_slice(&patched);
     let program = dir.path().join("t");
-    std::fs::write(&program, &elf).expect("write the hostile program");
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod the program");
+    if !with_interpreter(&interp, &program) {
+        return;
+    }
     let rootfs = dir.path().join("rootfs");
     std::fs::create_dir(&rootfs).expect("a rootfs folder");
     let out = Command::new(SANDBOX_RUN)
@@ -461,6 +516,199 @@ fn a_host_program_on_another_rootfs_runs_nothing_of_its_choice_on_the_host() {
         .expect("run sandbox-run");
     let ran = std::fs::read_to_string(&marker).ok();
     assert!(ran.is_none(), "the program's chosen interpreter ran on the host as uid {ran:?}: {}", text(&out));
+}
+
+/// Writes the demo binary to `program` with its ELF interpreter (`PT_INTERP`) replaced by `interp`;
+/// `false` (after a `SKIP:` line) when the demo binary's loader is not x86_64 glibc's.
+fn with_interpreter(interp: &Path, program: &Path) -> bool {
+    let mut elf = std::fs::read(demo_binary()).expect("read the demo binary");
+    let loader = b"/lib64/ld-linux-x86-64.so.2\0";
+    let Some(at) = elf.windows(loader.len()).position(|w| w == loader) else {
+        skip("the demo binary's loader is not /lib64/ld-linux-x86-64.so.2 (not x86_64 glibc)");
+        return false;
+    };
+    let name = interp.as_os_str().as_encoded_bytes();
+    assert!(name.len() < loader.len(), "{} too long for PT_INTERP", interp.display());
+    let mut patched = name.to_vec();
+    patched.resize(loader.len(), 0);
+    elf[at..at + loader.len()].copy_from_slice(&patched);
+    std::fs::write(program, &elf).expect("write the hostile program");
+    std::fs::set_permissions(program, std::fs::Permissions::from_mode(0o755)).expect("chmod the program");
+    true
+}
+
+/// Builds `files` ([(name, C source, extra `cc` arguments)]) into `dir` with the host's C compiler;
+/// `false` (after a `SKIP:` line) when there is none.
+fn cc_into(dir: &Path, files: &[(&str, &str, &[&str])]) -> bool {
+    for (name, source, args) in files {
+        let src = dir.join(format!("{name}.c"));
+        std::fs::write(&src, source).expect("write the C source");
+        let Ok(built) = Command::new("cc").arg("-o").arg(dir.join(name)).arg(&src).args(*args).status() else {
+            skip("no C compiler (cc; Debian: gcc, libc6-dev)");
+            return false;
+        };
+        assert!(built.success(), "cc could not build {name}");
+    }
+    true
+}
+
+/// Ninth outside review. `sandbox-run --rootfs DIR -- ./t`: `t`'s interpreter is the system's own
+/// loader, so elf::closure runs `/lib64/ld-linux-x86-64.so.2 --list ./t` on the host. But `t` carries
+/// a `DT_AUDIT` tag (`cc -Wl,--audit=LIB`), and glibc's loader (2.32+) loads a main program's audit
+/// modules and calls their `la_version` before it lists anything, `--list` or not: code of the
+/// program's choice runs on the host as the caller (root here), before any sandbox exists (failing).
+#[test]
+fn a_host_program_on_another_rootfs_runs_no_audit_module_of_its_choice_on_the_host() {
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let marker = dir.path().join("ran-on-the-host");
+    let audit = format!(
+        "#include <stdio.h>\n#include <unistd.h>\nunsigned la_version(unsigned v) {{ FILE *f = \
+         fopen(\"{}\", \"w\"); if (f) {{ fprintf(f, \"%d\\n\", (int)getuid()); fclose(f); }} return v; }}\n",
+        marker.display()
+    );
+    let audit_lib = dir.path().join("audit.so");
+    let link = format!("-Wl,--audit={}", audit_lib.display());
+    let built = cc_into(
+        dir.path(),
+        &[("audit.so", &audit, &["-shared", "-fPIC"]), ("t", "int main(void) { return 0; }\n", &[&link])],
+    );
+    if !built {
+        return;
+    }
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).expect("a rootfs folder");
+    let out = Command::new(SANDBOX_RUN)
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .arg("--")
+        .arg(dir.path().join("t"))
+        .output()
+        .expect("run sandbox-run");
+    let ran = std::fs::read_to_string(&marker).ok();
+    assert!(ran.is_none(), "the program's audit module ran on the host as uid {ran:?}: {}", text(&out));
+}
+
+/// Ninth outside review. `sandbox-run --rootfs DIR -- ./r` run from the program's folder: elf::closure
+/// binds every ELF file named in `ld.so --list`'s output, which it splits at the last `=>` and the first
+/// ` (`. The program's RUNPATH is a folder of its own named `x=> SECRET (`, holding its `libfoo.so`; the
+/// loader prints `libfoo.so => …/x=> SECRET (/libfoo.so (0x…)`, and SECRET, a file the program names and
+/// never loads, is bound into its sandbox. Here SECRET is a core dump (it starts as an ELF file does) in a
+/// root-only folder: the program prints it from inside the sandbox (failing). Any ELF-looking file the
+/// caller can read (core dumps, private binaries) can be had this way.
+#[test]
+fn a_host_program_on_another_rootfs_gets_no_file_its_library_folder_names() {
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let private = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod the folder");
+    let secret = private.path().join("core");
+    std::fs::write(&secret, b"\x7fELF core of a process: SECRET-42\n").expect("write the core dump");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod the core dump");
+    let libs = dir.path().join(format!("x=> {} (", secret.display()));
+    std::fs::create_dir_all(&libs).expect("the library folder");
+    let program = format!(
+        "#include <stdio.h>\nint foo(void);\nint main(void) {{ char b[64] = {{0}}; FILE *f = fopen(\"{}\", \"r\"); \
+         if (!f) return 1; fread(b, 1, sizeof b - 1, f); fputs(b, stdout); return foo(); }}\n",
+        secret.display()
+    );
+    let (lib_dir, rpath) = (format!("-L{}", libs.display()), format!("-Wl,-rpath,{}", libs.display()));
+    let lib = libs.join("libfoo.so").strip_prefix(dir.path()).expect("below the folder").display().to_string();
+    let built = cc_into(
+        dir.path(),
+        &[
+            (&lib, "int foo(void) { return 0; }\n", &["-shared", "-fPIC"]),
+            ("r", &program, &[&lib_dir, &rpath, "-Wl,--no-as-needed", "-lfoo"]),
+        ],
+    );
+    if !built {
+        return;
+    }
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).expect("a rootfs folder");
+    let out = Command::new(SANDBOX_RUN)
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .args(["--", "./r"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run sandbox-run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("SECRET-42"), "a file the program named was bound into its sandbox: {}", text(&out));
+}
+
+/// Ninth outside review. elf::closure runs a host program's `PT_INTERP` as `INTERP --list PROGRAM` when it
+/// is any root-owned file under /lib or /usr/lib, loader or not; Debian has hundreds of root's helpers
+/// there (646 here), e.g. `/usr/lib/udev/hwclock-set` (`hwclock --rtc=$1 --systz; hwclock --hctosys`)
+/// and dpkg's `/usr/lib/dpkg/methods/apt/update` (apt-get update). As root, a program naming one gets
+/// it run on the host with its arguments. Stand-in (not to reset this machine's clock): a root-owned
+/// script on a tmpfs over a folder of /usr/lib, in a mount namespace of the test's own (failing).
+#[test]
+fn a_host_program_on_another_rootfs_runs_no_root_helper_as_its_loader() {
+    if !is_root() {
+        return skip("needs root to put a root-owned helper under /usr/lib (in a mount namespace of its own)");
+    }
+    let Some(lib) =
+        ["/usr/lib/udev", "/usr/lib/modules", "/usr/lib/locale"].into_iter().find(|d| Path::new(d).is_dir())
+    else {
+        return skip("needs one of /usr/lib/udev, /usr/lib/modules, /usr/lib/locale to mount a scratch tmpfs on");
+    };
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let marker = dir.path().join("ran-on-the-host");
+    let helper = Path::new(lib).join("h");
+    let program = dir.path().join("t");
+    if !with_interpreter(&helper, &program) {
+        return;
+    }
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).expect("a rootfs folder");
+    let script = format!("#!/bin/sh\necho \"$(id -u) $*\" > {}\n", marker.display());
+    let setup = "mount --make-rprivate / && mount -t tmpfs -o mode=0755,size=1m helper \"$1\" && \
+                 printf '%s' \"$2\" > \"$1/h\" && chmod 0755 \"$1/h\" && shift 2 && exec \"$@\"";
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", setup, "sh", lib, &script, SANDBOX_RUN, "--rootfs"])
+        .arg(&rootfs)
+        .arg("--")
+        .arg(&program)
+        .output()
+        .expect("run sandbox-run in a mount namespace of its own");
+    let ran = std::fs::read_to_string(&marker).ok();
+    assert!(ran.is_none(), "root's helper ran on the host as the program's loader: {ran:?}: {}", text(&out));
+}
+
+/// Ninth outside review. `sandbox-run --timeout 2s --rootfs DIR -- ./p`: elf::closure runs
+/// `ld.so --list ./p` on the host with no time limit, before the sandbox and its timeout exist. `p`
+/// needs a library by an absolute path (`DT_NEEDED`, a library's `-soname`) that is a FIFO: the loader
+/// blocks in open(2) for ever, and so does sandbox-run, whatever its `--timeout` (a SIGKILL of
+/// sandbox-run alone leaves the loader behind). Here `timeout 20` ends it (failing: it takes 20 s).
+#[test]
+fn a_host_program_on_another_rootfs_cannot_hang_its_library_listing() {
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let fifo = dir.path().join("f");
+    let soname = format!("-Wl,-soname,{}", fifo.display());
+    let lib_dir = format!("-L{}", dir.path().display());
+    let built = cc_into(
+        dir.path(),
+        &[
+            ("libfoo.so", "int foo(void) { return 0; }\n", &["-shared", "-fPIC", &soname]),
+            ("p", "int foo(void);\nint main(void) { return foo(); }\n", &[&lib_dir, "-lfoo"]),
+        ],
+    );
+    if !built {
+        return;
+    }
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).expect("a rootfs folder");
+    let started = std::time::Instant::now();
+    let out = Command::new("timeout")
+        .args(["-k", "1", "20", SANDBOX_RUN, "--timeout", "2s", "--rootfs"])
+        .arg(&rootfs)
+        .args(["--", "./p"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run sandbox-run under timeout");
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(15), "sandbox-run --timeout 2s took {took:?}: {}", text(&out));
 }
 
 /// `--keep-failed`, rootless, `--rootfs host`, a top-level host folder with a mount below it (rebuilt
