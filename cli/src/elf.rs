@@ -40,48 +40,63 @@ pub fn interpreter(program: &Path) -> Result<Option<PathBuf>, Error> {
     Ok(None)
 }
 
-/// Where a system's ELF loader lives: the only interpreters run on the host.
-const LOADER_DIRS: [&str; 8] =
+/// Where a system keeps its libraries and loader.
+const LIBRARY_DIRS: [&str; 8] =
     ["/lib/", "/lib64/", "/lib32/", "/libx32/", "/usr/lib/", "/usr/lib64/", "/usr/lib32/", "/usr/libx32/"];
+
+/// How long the listing of a program's libraries may take (a `DT_NEEDED` naming a FIFO blocks it).
+const LISTING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Every file the program needs from the host to start: the interpreter and the libraries it resolves
 /// (as `ld.so --list` reports them), plus the loader's cache. Empty for a static program.
 ///
-/// The program is not trusted (a test binary someone downloaded): its `PT_INTERP` names what would run
-/// on the host, so only the system's own loader is run (a root-owned file in a library folder, none of
-/// whose folders others may write), and only with `--list`, which maps the libraries and runs none of
-/// their code nor the program's (ld.so(8)). Of what it lists, only ELF files are kept: a program cannot
-/// have a host secret bound into its sandbox by naming it.
+/// The program is not trusted (a test binary someone downloaded): its `PT_INTERP` names what runs to
+/// list, and even the system's loader runs its code under `--list` (a `DT_AUDIT` module's
+/// `la_version`). So the listing runs in a sandbox of the host's root, with a deadline, and nothing of
+/// it on the host. What it prints is not trusted either: only world-readable ELF files in the
+/// system's library folders (none of whose folders anyone but root may write), or beside the program
+/// in its own folder tree, are kept, so a program cannot have a host file bound into its sandbox by
+/// naming it.
 ///
 /// # Errors
-/// When the program is unreadable, its interpreter is not the system's loader, or the interpreter
-/// cannot list its libraries.
+/// When the program is unreadable, or its libraries cannot be listed.
 pub fn closure(program: &Path) -> Result<Vec<PathBuf>, Error> {
     let Some(named) = interpreter(program)? else { return Ok(Vec::new()) };
-    let interp = system_loader(&named).ok_or_else(|| Error::Option {
-        option: "program",
-        value: format!("{} (ELF interpreter {})", program.display(), named.display()),
-        expected: "a program whose ELF interpreter is the system's loader (root's, in /lib or /usr/lib)",
-    })?;
-    let out = std::process::Command::new(&interp)
-        .arg("--list")
-        .arg(program)
-        .env_clear()
+    let program = std::fs::canonicalize(program).map_err(io("resolve", program))?;
+    let listing = |reason: String| Error::Libraries { program: program.clone(), reason };
+    let shown = program.display().to_string();
+    let sb = sandbox::Sandbox::builder()
+        .rootfs_dir("/")
+        .network(sandbox::Network::None)
+        .timeout(LISTING_TIMEOUT)
+        .mount(sandbox::Mount::bind(&program, shown.clone()).read_only())
+        .build()
+        .map_err(|e| listing(sandbox::error_chain(&e)))?;
+    // ld.so(8): `--list` prints where each library was found.
+    let out = sb
+        .command(named.display().to_string())
+        .args(["--list", shown.as_str()])
         .output()
-        .map_err(io("run the ELF interpreter", &interp))?;
+        .map_err(|e| listing(sandbox::error_chain(&e)))?;
     if !out.status.success() {
-        return Err(Error::Option {
-            option: "program",
-            value: program.display().to_string(),
-            expected: "a program whose libraries the host's loader can resolve (`ld.so --list` failed)",
-        });
+        let said = String::from_utf8_lossy(&out.stderr);
+        return Err(listing(format!(
+            "its ELF interpreter could not list its libraries ({}): {}",
+            out.status,
+            said.trim()
+        )));
     }
-    let mut files = vec![named];
+    let own = program.parent().unwrap_or(Path::new("/"));
+    let mut files = Vec::new();
+    if trusted_library(&named, own) {
+        files.push(named);
+    }
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        // "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "\t/lib64/ld-linux-x86-64.so.2 (0x…)"
-        let path = line.split("=>").last().unwrap_or_default().trim();
-        let path = Path::new(path.split(" (").next().unwrap_or_default());
-        if path.is_absolute() && !files.iter().any(|f| f == path) && is_elf(path) {
+        // "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "\t/lib64/ld-linux-x86-64.so.2 (0x…)":
+        // the address last, the path after the first "=> " (a folder's name may hold both).
+        let Some((text, _)) = line.trim_start().rsplit_once(" (0x") else { continue };
+        let path = Path::new(text.split_once("=> ").map_or(text, |(_, p)| p));
+        if path.is_absolute() && !files.iter().any(|f| f == path) && trusted_library(path, own) {
             files.push(path.to_owned());
         }
     }
@@ -92,23 +107,27 @@ pub fn closure(program: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(files)
 }
 
-/// `named`, resolved, if it is the system's loader: a regular file of root's, in one of
-/// [`LOADER_DIRS`], that neither it nor any folder above it lets anyone but root write.
-fn system_loader(named: &Path) -> Option<PathBuf> {
+/// Whether `path` may be bound into a program's sandbox as one of its libraries: an ELF regular file,
+/// either below the program's own folder `own`, or world-readable in one of [`LIBRARY_DIRS`] where
+/// neither it nor any folder above it lets anyone but root write.
+fn trusted_library(path: &Path, own: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let real = std::fs::canonicalize(named).ok()?;
-    if !LOADER_DIRS.iter().any(|d| real.starts_with(d)) {
-        return None;
+    let Ok(real) = std::fs::canonicalize(path) else { return false };
+    let Ok(meta) = std::fs::metadata(&real) else { return false };
+    if !meta.is_file() || !is_elf(&real) {
+        return false;
+    }
+    if real.starts_with(own) {
+        return true;
     }
     let roots = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
-    (std::fs::metadata(&real).is_ok_and(|m| m.is_file()) && real.ancestors().all(roots)).then_some(real)
+    LIBRARY_DIRS.iter().any(|d| real.starts_with(d)) && meta.mode() & 0o004 != 0 && real.ancestors().all(roots)
 }
 
-/// Whether `path` is a regular file that starts as an ELF file does.
+/// Whether `path` starts as an ELF file does.
 fn is_elf(path: &Path) -> bool {
     let mut magic = [0u8; 4];
     std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
-        && std::fs::metadata(path).is_ok_and(|m| m.is_file())
         && &magic == b"\x7fELF"
 }
 

@@ -41,6 +41,14 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A host program's shared libraries could not be listed (for a rootfs other than the host's).
+    #[error("cannot list the shared libraries of `{program}` (its ELF interpreter's `--list`, in a sandbox): {reason}")]
+    Libraries {
+        /// The program.
+        program: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl From<sandbox::Error> for Error {

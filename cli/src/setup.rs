@@ -182,7 +182,8 @@ pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
 }
 
 /// Whether `dir` is the host's root, a top-level folder (`/tmp`, `/home`, `/srv`), or another folder
-/// that every user shares (`/var/tmp`, `/dev/shm`).
+/// that every user shares: any folder everyone may write (`/var/tmp`, `/dev/shm`, `/run/lock`).
 fn everyones(dir: &Path) -> bool {
-    dir.parent().is_none_or(|p| p == Path::new("/")) || [Path::new("/var/tmp"), Path::new("/dev/shm")].contains(&dir)
+    use std::os::unix::fs::MetadataExt;
+    dir.parent().is_none_or(|p| p == Path::new("/")) || std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o002 != 0)
 }

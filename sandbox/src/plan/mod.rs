@@ -323,10 +323,12 @@ fn bind_file(sys: &dyn Sys, source: &Path, target: &Path) -> Result<(), nix::err
 /// empty.
 const HOST_DEPTH: usize = 8;
 
-/// How many entries [`host_overlay`] rebuilds in one top-level folder (each costs a mount or a copy);
-/// entries past it are left out, and the program's stderr says so, so that a huge folder neither
-/// slows every start down nor exhausts `fs.mount-max` or the new root's tmpfs.
+/// How many entries [`host_overlay`] rebuilds in one folder, and in one top-level folder with all its
+/// rebuilt subfolders (each entry costs a mount or a copy); entries past either are left out, and the
+/// program's stderr names the folder, so that a huge folder neither slows every start down nor
+/// exhausts `fs.mount-max` or the new root's tmpfs.
 const HOST_ENTRIES: usize = 512;
+const HOST_ENTRIES_IN_ALL: usize = 4096;
 
 /// See [`Op::HostOverlay`]. Where overlayfs refuses the folder (inside a user namespace, a host folder
 /// with mounts below it: they are locked, and overlayfs takes no lower layer with locked mounts under
@@ -340,21 +342,14 @@ const HOST_ENTRIES: usize = 512;
 /// folder that cannot be listed stays empty, as do folders [`HOST_DEPTH`] levels down. What the
 /// program writes directly in a rebuilt folder lands in the new root's tmpfs, not in a writable layer.
 fn host_overlay(sys: &dyn Sys, layers: HostLayers<'_>, userxattr: bool) -> Result<(), nix::errno::Errno> {
-    let Some(host) = layers.0.last() else { return Err(nix::errno::Errno::EINVAL) };
+    if layers.0.is_empty() {
+        return Err(nix::errno::Errno::EINVAL);
+    }
     if overlay(sys, layers, userxattr).is_ok() {
         return Ok(());
     }
     let mut entries = 0;
     rebuild(sys, layers, userxattr, HOST_DEPTH, &mut entries);
-    if entries > HOST_ENTRIES {
-        let shown = host.strip_prefix("/oldroot").map_or(host.clone(), |rest| Path::new("/").join(rest));
-        // Init's stderr is the program's: the one place a user of the sandbox sees this.
-        eprintln!(
-            "sandbox: only {HOST_ENTRIES} of the {entries} entries of the host folder {} are shown (it has \
-             mounts below it, so it is rebuilt entry by entry)",
-            shown.display()
-        );
-    }
     Ok(())
 }
 
@@ -381,8 +376,8 @@ fn overlay(
 }
 
 /// One level of [`host_overlay`]'s rebuilding: the entries of `lowers`' host folder into `target`
-/// (`upper` and `work`: the places of its subfolders' layers). `entries` counts the entries met, of
-/// which the first [`HOST_ENTRIES`] are rebuilt.
+/// (`upper` and `work`: the places of its subfolders' layers). `count` counts the entries rebuilt in
+/// the whole top-level folder.
 fn rebuild(
     sys: &dyn Sys,
     (lowers, upper, work, target): HostLayers<'_>,
@@ -399,14 +394,20 @@ fn rebuild(
             return;
         }
     };
-    for (name, entry) in entries {
-        if matches!(entry, crate::sys::Entry::Other) {
-            continue;
-        }
+    let entries: Vec<_> = entries.into_iter().filter(|(_, e)| !matches!(e, crate::sys::Entry::Other)).collect();
+    let room = HOST_ENTRIES.min(HOST_ENTRIES_IN_ALL.saturating_sub(*count));
+    if entries.len() > room {
+        let shown = host.strip_prefix("/oldroot").map_or(host.clone(), |rest| Path::new("/").join(rest));
+        // Init's stderr is the program's: the one place a user of the sandbox sees this.
+        eprintln!(
+            "sandbox: only {room} of the {} entries of the host folder {} are shown (a folder with mounts \
+             below it is rebuilt entry by entry)",
+            entries.len(),
+            shown.display()
+        );
+    }
+    for (name, entry) in entries.into_iter().take(room) {
         *count += 1;
-        if *count > HOST_ENTRIES {
-            continue;
-        }
         let at = target.join(&name);
         let done = match entry {
             crate::sys::Entry::Dir => {
