@@ -168,13 +168,13 @@ pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
     // Never a folder that is everyone's as a whole, also through a symlink (`cd /tmp`,
     // `CARGO_TARGET_DIR=/tmp`): the program would get every other service's socket and file there
     // (tmux's, ssh-agent's, X11's in /tmp). Then only the program itself, if it lies there.
+    let real_program = program.and_then(|p| std::fs::canonicalize(p).ok());
     let dirs = dirs.into_iter().filter_map(|d| {
         let real = std::fs::canonicalize(&d).ok()?;
         if !everyones(&real) {
             return real.is_dir().then_some(d);
         }
-        let real_program = program.and_then(|p| std::fs::canonicalize(p).ok());
-        program.filter(|_| real_program.is_some_and(|p| p.starts_with(&real))).map(Path::to_path_buf)
+        program.filter(|_| real_program.as_ref().is_some_and(|p| p.starts_with(&real))).map(Path::to_path_buf)
     });
     let mut dirs: Vec<PathBuf> = dirs.collect();
     dirs.dedup();

@@ -397,7 +397,7 @@ fn rebuild(
     let entries: Vec<_> = entries.into_iter().filter(|(_, e)| !matches!(e, crate::sys::Entry::Other)).collect();
     let room = HOST_ENTRIES.min(HOST_ENTRIES_IN_ALL.saturating_sub(*count));
     if entries.len() > room {
-        let shown = host.strip_prefix("/oldroot").map_or(host.clone(), |rest| Path::new("/").join(rest));
+        let shown = rootfs::host_name(host);
         // Init's stderr is the program's: the one place a user of the sandbox sees this.
         eprintln!(
             "sandbox: only {room} of the {} entries of the host folder {} are shown (a folder with mounts \

@@ -220,6 +220,11 @@ pub(super) fn on_host(path: &Path) -> PathBuf {
     Path::new("/oldroot").join(path.strip_prefix("/").unwrap_or(path))
 }
 
+/// The host's own name for a path [`on_host`] gives (any other path as it is).
+pub(super) fn host_name(staged: &Path) -> PathBuf {
+    staged.strip_prefix("/oldroot").map_or_else(|_| staged.to_owned(), |rest| Path::new("/").join(rest))
+}
+
 /// Switches into `/newroot` and detaches the host's root.
 pub(super) fn pivot(s: &mut Steps) {
     let p = PathBuf::from;

@@ -22,9 +22,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
-use nix::sys::stat::Mode;
 
 use crate::config::{Config, Job, RootMode};
 use crate::sys::NamespaceHolder;
@@ -144,8 +142,7 @@ fn make(uid: u32, gid: u32) -> Option<Mapped> {
     if !ok {
         return None;
     }
-    let path = format!("/proc/{pid}/ns/user");
-    let userns = nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+    let userns = super::userns::open(&holder, "user")
         .map_err(|e| tracing::debug!(%e, "the subordinate ids' user namespace cannot be opened"))
         .ok()?;
     drop(holder);

@@ -47,8 +47,8 @@ pub(crate) fn enter_setup_namespace(
     }
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| ("create the setup user namespace (unshare)", e))?;
     write("/proc/self/setgroups", b"deny").map_err(|e| ("deny setgroups in the setup user namespace", e))?;
-    write("/proc/self/uid_map", format!("0 {uid} 1\n").as_bytes()).map_err(|e| ("map the caller's uid to root", e))?;
-    write("/proc/self/gid_map", format!("0 {gid} 1\n").as_bytes()).map_err(|e| ("map the caller's gid to root", e))?;
+    write("/proc/self/uid_map", id_map(&[(0, uid, 1)]).as_bytes()).map_err(|e| ("map the caller's uid to root", e))?;
+    write("/proc/self/gid_map", id_map(&[(0, gid, 1)]).as_bytes()).map_err(|e| ("map the caller's gid to root", e))?;
     Ok([id_map(&[(0, 0, 1)]), id_map(&[(0, 0, 1)])])
 }
 
@@ -104,7 +104,7 @@ fn map(holder: &NamespaceHolder, [uids, gids]: &[String; 2], [uid, gid]: [&'stat
 }
 
 /// One of the holder's namespaces (`user`, `uts`, ...).
-fn open(holder: &NamespaceHolder, ns: &str) -> Result<OwnedFd, Errno> {
+pub(crate) fn open(holder: &NamespaceHolder, ns: &str) -> Result<OwnedFd, Errno> {
     let path = format!("/proc/{}/ns/{ns}", holder.pid());
     nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
 }
