@@ -1374,17 +1374,33 @@ fn rootless_a_descriptor_passed_through_a_read_only_volume_stays_the_callers() {
 /// a scratch service at `/srv/service.sock`, rootless.
 #[test]
 fn host_rootfs_reaches_no_host_service() {
+    let Some(user) = srv_test_user() else { return };
+    in_srv_as(Some(user), "child_host_rootfs_reaches_no_host_service", "");
+}
+
+/// For a `host_rootfs_*` check, which needs a mount namespace of its own: as root, the unprivileged
+/// test user the root run checks as; `None` rootless, or (with a skip line) where the test user or a
+/// `/srv` folder to mount a scratch tmpfs on is missing.
+fn srv_test_user() -> Option<(u32, u32)> {
     if !is_root() {
-        return; // needs a mount namespace of the test's own; the root run does it as the test user
+        return None; // the root run does it as the test user
     }
     let Some((_, uid, gid)) = test_user() else {
-        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+        skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+        return None;
     };
     if !Path::new("/srv").is_dir() {
-        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+        skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
+        return None;
     }
-    let text = in_srv_with_a_submount("child_host_rootfs_reaches_no_host_service", "", Some((uid, gid)));
-    assert!(text.contains("1 passed"), "{text}");
+    Some((uid, gid))
+}
+
+/// Runs `child` as `user` (`None`: root) with a scratch `/srv` ([`in_srv_with_a_submount`]), and checks
+/// that it passed.
+fn in_srv_as(user: Option<(u32, u32)>, child: &str, prepare: &str) {
+    let text = in_srv_with_a_submount(child, prepare, user);
+    assert!(text.contains("1 passed"), "as {user:?}: {text}");
 }
 
 /// Runs the child test `child` (as `user`, or root) in a mount namespace of its own where `/srv` is a
@@ -1449,20 +1465,11 @@ fn child_host_rootfs_reaches_no_host_service() {
 /// id-mapped lower layer) it starts; the test checks both.
 #[test]
 fn host_rootfs_starts_beside_a_host_file_whose_name_is_not_utf8() {
-    if !is_root() {
-        return; // needs a mount namespace of the test's own
-    }
-    let Some((_, uid, gid)) = test_user() else {
-        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
-    };
-    if !Path::new("/srv").is_dir() {
-        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
-    }
+    let Some(user) = srv_test_user() else { return };
     let child = "child_host_rootfs_starts_beside_a_host_file_whose_name_is_not_utf8";
     let prepare = "echo note > \"/srv/name-$(printf '\\377')\" && chmod 0644 /srv/name-* &&";
-    for user in [Some((uid, gid)), None] {
-        let text = in_srv_with_a_submount(child, prepare, user);
-        assert!(text.contains("1 passed"), "as {user:?}: {text}");
+    for user in [Some(user), None] {
+        in_srv_as(user, child, prepare);
     }
 }
 
@@ -1487,18 +1494,9 @@ fn child_host_rootfs_starts_beside_a_host_file_whose_name_is_not_utf8() {
 /// a read-write volume, rootless.
 #[test]
 fn host_rootfs_binds_no_socket_a_listed_file_turned_into_a_symlink_names() {
-    if !is_root() {
-        return; // needs a mount namespace of the test's own
-    }
-    let Some((_, uid, gid)) = test_user() else {
-        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
-    };
-    if !Path::new("/srv").is_dir() {
-        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
-    }
+    let Some(user) = srv_test_user() else { return };
     let child = "child_host_rootfs_binds_no_socket_a_listed_file_turned_into_a_symlink_names";
-    let text = in_srv_with_a_submount(child, "mkdir -m 0777 /srv/stage && chmod 0777 /srv/lock &&", Some((uid, gid)));
-    assert!(text.contains("1 passed"), "{text}");
+    in_srv_as(Some(user), child, "mkdir -m 0777 /srv/stage && chmod 0777 /srv/lock &&");
 }
 
 #[test]
@@ -1563,19 +1561,10 @@ fn child_host_rootfs_binds_no_socket_a_listed_file_turned_into_a_symlink_names()
 /// most 512 entries of such a folder are rebuilt, and the sandbox starts.
 #[test]
 fn host_rootfs_starts_beside_a_host_folder_of_many_files() {
-    if !is_root() {
-        return; // needs a mount namespace of the test's own
-    }
-    let Some((_, uid, gid)) = test_user() else {
-        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
-    };
-    if !Path::new("/srv").is_dir() {
-        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
-    }
+    let Some(user) = srv_test_user() else { return };
     let child = "child_host_rootfs_starts_beside_a_host_folder_of_many_files";
     let prepare = "(cd /srv && seq -f 'f%g' 1 100100 | xargs touch) &&";
-    let text = in_srv_with_a_submount(child, prepare, Some((uid, gid)));
-    assert!(text.contains("1 passed"), "{text}");
+    in_srv_as(Some(user), child, prepare);
 }
 
 #[test]
@@ -1584,11 +1573,16 @@ fn child_host_rootfs_starts_beside_a_host_folder_of_many_files() {
     if !is_child("child_host_rootfs_starts_beside_a_host_folder_of_many_files") {
         return;
     }
+    check_srv_shows_512_of_100101_entries();
+}
+
+/// A host-rootfs sandbox starts beside a `/srv` of 100101 entries (with a mount below it) and shows the
+/// first 512 by name (plan::HOST_ENTRIES): the README says the rest is left out, and the program's
+/// stderr says so.
+fn check_srv_shows_512_of_100101_entries() {
     let sb = Sandbox::builder().rootfs_dir("/").current_dir("/").build().expect("build");
     let out = sb.command("/bin/sh").args(["-c", "ls /srv | wc -l"]).output().expect("run the host's sh");
     let text = both(&out);
-    // The first 512 entries by name (plan::HOST_ENTRIES): the README says the rest is left out, and
-    // the program's stderr says so.
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && shown.trim() == "512", "a host-rootfs sandbox does not start: {text}");
     assert!(text.contains("only 512 of the 100101 entries of the host folder /srv"), "{text}");
@@ -1602,20 +1596,11 @@ fn child_host_rootfs_starts_beside_a_host_folder_of_many_files() {
 /// runs docker containers now fails.
 #[test]
 fn host_rootfs_starts_beside_a_host_folder_the_caller_may_not_list() {
-    if !is_root() {
-        return; // needs a mount namespace of the test's own
-    }
-    let Some((_, uid, gid)) = test_user() else {
-        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
-    };
-    if !Path::new("/srv").is_dir() {
-        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
-    }
+    let Some(user) = srv_test_user() else { return };
     let child = "child_host_rootfs_starts_beside_a_host_folder_the_caller_may_not_list";
     let prepare = "mkdir -m 0710 /srv/docker && mkdir /srv/docker/overlay2 && \
                    mount -t tmpfs -o size=1m merged /srv/docker/overlay2 &&";
-    let text = in_srv_with_a_submount(child, prepare, Some((uid, gid)));
-    assert!(text.contains("1 passed"), "{text}");
+    in_srv_as(Some(user), child, prepare);
 }
 
 #[test]
@@ -1636,20 +1621,11 @@ fn child_host_rootfs_starts_beside_a_host_folder_the_caller_may_not_list() {
 /// and nothing says so. Before the rebuild, `/srv` was bound read-only and the file was there.
 #[test]
 fn host_rootfs_shows_a_host_file_beside_a_deep_mount() {
-    if !is_root() {
-        return; // needs a mount namespace of the test's own
-    }
-    let Some((_, uid, gid)) = test_user() else {
-        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
-    };
-    if !Path::new("/srv").is_dir() {
-        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
-    }
+    let Some(user) = srv_test_user() else { return };
     let child = "child_host_rootfs_shows_a_host_file_beside_a_deep_mount";
     let prepare = "mkdir -p /srv/d1/d2/d3/m && echo fixture > /srv/d1/d2/d3/f && \
                    mount -t tmpfs -o size=1m deep /srv/d1/d2/d3/m &&";
-    let text = in_srv_with_a_submount(child, prepare, Some((uid, gid)));
-    assert!(text.contains("1 passed"), "{text}");
+    in_srv_as(Some(user), child, prepare);
 }
 
 #[test]
@@ -1673,19 +1649,10 @@ fn child_host_rootfs_shows_a_host_file_beside_a_deep_mount() {
 /// host folder `/usr`: No space left on device"); 5000 subfolders cost ~0.9 s a start. Every host-rootfs sandbox of every user on the machine stops starting.
 #[test]
 fn host_rootfs_starts_beside_a_host_folder_of_many_subfolders() {
-    if !is_root() {
-        return; // needs a mount namespace of the test's own
-    }
-    let Some((_, uid, gid)) = test_user() else {
-        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
-    };
-    if !Path::new("/srv").is_dir() {
-        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
-    }
+    let Some(user) = srv_test_user() else { return };
     let child = "child_host_rootfs_starts_beside_a_host_folder_of_many_subfolders";
     let prepare = "(cd /srv && seq -f 'd%g' 1 100100 | xargs mkdir) &&";
-    let text = in_srv_with_a_submount(child, prepare, Some((uid, gid)));
-    assert!(text.contains("1 passed"), "{text}");
+    in_srv_as(Some(user), child, prepare);
 }
 
 #[test]
@@ -1694,13 +1661,8 @@ fn child_host_rootfs_starts_beside_a_host_folder_of_many_subfolders() {
     if !is_child("child_host_rootfs_starts_beside_a_host_folder_of_many_subfolders") {
         return;
     }
-    let sb = Sandbox::builder().rootfs_dir("/").current_dir("/").build().expect("build");
-    let out = sb.command("/bin/sh").args(["-c", "ls /srv | wc -l"]).output().expect("run the host's sh");
-    let text = both(&out);
-    // As with files: the first 512 entries (plan::HOST_ENTRIES), and a line on the program's stderr.
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && shown.trim() == "512", "a host-rootfs sandbox does not start: {text}");
-    assert!(text.contains("only 512 of the 100101 entries of the host folder /srv"), "{text}");
+    // As with files.
+    check_srv_shows_512_of_100101_entries();
 }
 
 /// `--rootfs host`, rootless, a top-level host folder overlayfs refuses: plan::host_overlay copies each
@@ -1711,20 +1673,11 @@ fn child_host_rootfs_starts_beside_a_host_folder_of_many_subfolders() {
 /// 1.5 million of them fill the new root (a quarter of RAM) and no sandbox of anyone's starts.
 #[test]
 fn host_rootfs_copies_a_bounded_number_of_host_symlinks() {
-    if !is_root() {
-        return; // needs a mount namespace of the test's own
-    }
-    let Some((_, uid, gid)) = test_user() else {
-        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
-    };
-    if !Path::new("/srv").is_dir() {
-        return skip("needs a /srv folder to mount a scratch tmpfs on, in a mount namespace of the test's own");
-    }
+    let Some(user) = srv_test_user() else { return };
     let child = "child_host_rootfs_copies_a_bounded_number_of_host_symlinks";
     let prepare =
         "mount -o remount,size=128m /srv && (cd /srv && perl -e 'symlink(q(x) x 3000, qq(s$_)) for 1..20000') &&";
-    let text = in_srv_with_a_submount(child, prepare, Some((uid, gid)));
-    assert!(text.contains("1 passed"), "{text}");
+    in_srv_as(Some(user), child, prepare);
 }
 
 #[test]

@@ -282,6 +282,84 @@ fn keep_failed_and_shell_from_rootless() {
     keeps_what_a_failed_run_changed(Some((uid, gid)));
 }
 
+/// A scratch service of the test user's (mode 0600) at `/tmp/tmux-<random>/default`, as tmux's server
+/// would be: it answers "HOST SERVICE REACHED" to the first program that connects.
+struct Service {
+    folder: tempfile::TempDir,
+    sock: PathBuf,
+    server: std::thread::JoinHandle<()>,
+}
+
+impl Service {
+    fn start(uid: u32, gid: u32) -> Service {
+        use std::io::Write;
+        let folder = tempfile::Builder::new().prefix("tmux-").tempdir_in("/tmp").expect("service folder");
+        let sock = folder.path().join("default");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the scratch service");
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).expect("chmod the socket");
+        for p in [folder.path(), sock.as_path()] {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("give the service to the test user");
+        }
+        let server = std::thread::spawn(move || {
+            if let Ok((mut conn, _)) = listener.accept() {
+                let _ = conn.write_all(b"HOST SERVICE REACHED\n");
+            }
+        });
+        Service { folder, sock, server }
+    }
+
+    /// Ends the service, unblocking it first if the program never connected.
+    fn stop(self) {
+        let _ = std::os::unix::net::UnixStream::connect(&self.sock);
+        self.server.join().expect("the service");
+    }
+}
+
+/// Runs `inner` (its program, arguments and environment) from `dir` in a mount namespace of its own,
+/// after the shell commands `mounts` have run there (`... && exec "$@"`).
+fn in_own_mount_namespace(mounts: &str, inner: &Command, dir: &Path) -> Output {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", mounts, "sh"]).arg(inner.get_program()).args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.current_dir(dir).output().expect("run in a mount namespace of its own")
+}
+
+/// As the test user, from `cwd` (with `$CARGO_TARGET_DIR` set to `target`, if given), runs
+/// `sandbox-run --rootfs host -- perl CONNECT` while a [`Service`] listens, with `$SOCK` the path
+/// `sock` gives for it; returns the output. `None` rootless (the root run does it as the test user),
+/// or after a skip line without the test user.
+fn connect_to_a_service(cwd: &Path, target: Option<&Path>, sock: impl Fn(&Service) -> PathBuf) -> Option<String> {
+    if !is_root() {
+        return None;
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+        return None;
+    };
+    let (copies, run, _) = copies_for_user();
+    let home = tempfile::Builder::new().prefix("sandbox-run-home-").tempdir().expect("home");
+    std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).expect("chown the home");
+    let service = Service::start(uid, gid);
+    let mut cmd = Command::new(&run);
+    cmd.args(["--rootfs", "host", "--", "/usr/bin/perl", "-e", CONNECT]);
+    as_user(&mut cmd, uid, gid, home.path());
+    if let Some(t) = target {
+        cmd.env("CARGO_TARGET_DIR", t);
+    }
+    let out = cmd.current_dir(cwd).env("SOCK", sock(&service)).output().expect("run sandbox-run as the test user");
+    service.stop();
+    drop(copies);
+    Some(text(&out))
+}
+
+/// A perl program that connects to the unix socket `$SOCK` and prints what it answers, or `errno=N`.
+const CONNECT: &str = r#"socket(my $s, 1, 1, 0) or die "socket: $!";
+        if (connect($s, pack("S Z108", 1, $ENV{SOCK}))) { print scalar <$s> } else { print "errno=", $!+0, "\n" }"#;
+
 /// `sandbox-run` started from `/tmp` itself (a test binary downloaded there, `cd /tmp && sandbox-run
 /// -- ./t`), rootless, `--rootfs host`: setup::workspace_dirs binds the working directory read-write
 /// when it is under `/tmp`, so the host's whole `/tmp` is the program's, the caller's services
@@ -290,39 +368,7 @@ fn keep_failed_and_shell_from_rootless() {
 /// Here a scratch service of the caller's (mode 0600) at `/tmp/<random>/default`.
 #[test]
 fn started_from_tmp_reaches_no_service_of_the_callers_there() {
-    use std::io::Write;
-    if !is_root() {
-        return; // the root run does it as the test user
-    }
-    let Some((_, uid, gid)) = test_user() else {
-        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
-    };
-    let (copies, run, _) = copies_for_user();
-    let home = tempfile::Builder::new().prefix("sandbox-run-home-").tempdir().expect("home");
-    std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).expect("chown the home");
-    let service = tempfile::Builder::new().prefix("tmux-").tempdir_in("/tmp").expect("service folder");
-    let sock = service.path().join("default");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the scratch service");
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).expect("chmod the socket");
-    for p in [service.path(), sock.as_path()] {
-        std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("give the service to the test user");
-    }
-    let server = std::thread::spawn(move || {
-        if let Ok((mut conn, _)) = listener.accept() {
-            let _ = conn.write_all(b"HOST SERVICE REACHED\n");
-        }
-    });
-    let connect = r#"socket(my $s, 1, 1, 0) or die "socket: $!";
-        if (connect($s, pack("S Z108", 1, $ENV{SOCK}))) { print scalar <$s> } else { print "errno=", $!+0, "\n" }"#;
-    let mut cmd = Command::new(&run);
-    cmd.args(["--rootfs", "host", "--", "/usr/bin/perl", "-e", connect]);
-    as_user(&mut cmd, uid, gid, home.path());
-    let out = cmd.current_dir("/tmp").env("SOCK", &sock).output().expect("run sandbox-run as the test user");
-    let text = text(&out);
-    // Unblocks the service if the program never connected.
-    let _ = std::os::unix::net::UnixStream::connect(&sock);
-    server.join().expect("the service");
-    drop(copies);
+    let Some(text) = connect_to_a_service(Path::new("/tmp"), None, |service| service.sock.clone()) else { return };
     assert!(
         !text.contains("HOST SERVICE REACHED"),
         "a service of the caller's in the host's /tmp is reachable: {text}"
@@ -339,45 +385,13 @@ fn started_from_tmp_reaches_no_service_of_the_callers_there() {
 /// (mode 0600) at `/tmp/<random>/default`, reached as `$CARGO_TARGET_DIR/<random>/default`.
 #[test]
 fn a_target_folder_that_is_a_symlink_to_tmp_reaches_no_service_of_the_callers_there() {
-    use std::io::Write;
-    if !is_root() {
-        return; // the root run does it as the test user
-    }
-    let Some((_, uid, gid)) = test_user() else {
-        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
-    };
-    let (copies, run, _) = copies_for_user();
-    let home = tempfile::Builder::new().prefix("sandbox-run-home-").tempdir().expect("home");
-    std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).expect("chown the home");
     // The symlink lies outside /tmp, as a user's own would (`~/build`).
     let outside = tempfile::Builder::new().prefix("sandbox-run-target-").tempdir_in("/var/tmp").expect("folder");
     std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let target = outside.path().join("build");
     std::os::unix::fs::symlink("/tmp", &target).expect("symlink the target folder to /tmp");
-    let service = tempfile::Builder::new().prefix("tmux-").tempdir_in("/tmp").expect("service folder");
-    let sock = service.path().join("default");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the scratch service");
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).expect("chmod the socket");
-    for p in [service.path(), sock.as_path()] {
-        std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("give the service to the test user");
-    }
-    let server = std::thread::spawn(move || {
-        if let Ok((mut conn, _)) = listener.accept() {
-            let _ = conn.write_all(b"HOST SERVICE REACHED\n");
-        }
-    });
-    let through = target.join(service.path().file_name().expect("a name")).join("default");
-    let connect = r#"socket(my $s, 1, 1, 0) or die "socket: $!";
-        if (connect($s, pack("S Z108", 1, $ENV{SOCK}))) { print scalar <$s> } else { print "errno=", $!+0, "\n" }"#;
-    let mut cmd = Command::new(&run);
-    cmd.args(["--rootfs", "host", "--", "/usr/bin/perl", "-e", connect]);
-    as_user(&mut cmd, uid, gid, home.path());
-    let out = cmd.current_dir("/").env("CARGO_TARGET_DIR", &target).env("SOCK", &through).output().expect("run");
-    let text = text(&out);
-    // Unblocks the service if the program never connected.
-    let _ = std::os::unix::net::UnixStream::connect(&sock);
-    server.join().expect("the service");
-    drop(copies);
+    let through = |service: &Service| target.join(service.folder.path().file_name().expect("a name")).join("default");
+    let Some(text) = connect_to_a_service(Path::new("/"), Some(&target), through) else { return };
     assert!(
         !text.contains("HOST SERVICE REACHED"),
         "a service of the caller's in the host's /tmp is reachable through a target folder symlinked there: {text}"
@@ -408,14 +422,7 @@ fn a_host_file_crowded_out_of_a_rebuilt_folder_is_named_on_stderr() {
     let mounts = "mount --make-rprivate / && mount -t tmpfs -o mode=0777,size=1m scratch /srv && mkdir /srv/lock && \
                   mount -t tmpfs -o size=1m lock /srv/lock && echo fixture > /srv/zz-fixture && \
                   (cd /srv && seq -f 'a%g' 1 512 | xargs touch) && exec \"$@\"";
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", mounts, "sh"]).arg(reading.get_program()).args(reading.get_args());
-    for (k, v) in reading.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let out = cmd.current_dir(dir.path()).output().expect("run in a mount namespace of its own");
+    let out = in_own_mount_namespace(mounts, &reading, dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() || (stderr.contains("/srv") && stderr.contains("512")),
@@ -448,14 +455,7 @@ fn a_host_file_is_not_crowded_out_by_a_full_subfolder_of_its_folder() {
                   mount -t tmpfs -o mode=0777,size=1m theirs /srv/a && mkdir /srv/a/m && \
                   mount -t tmpfs -o size=1m fuse /srv/a/m && (cd /srv/a && seq -f 'f%g' 1 600 | xargs touch) && \
                   echo fixture > /srv/zz-fixture && exec \"$@\"";
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", mounts, "sh"]).arg(reading.get_program()).args(reading.get_args());
-    for (k, v) in reading.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let out = cmd.current_dir(dir.path()).output().expect("run in a mount namespace of its own");
+    let out = in_own_mount_namespace(mounts, &reading, dir.path());
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout) == "fixture\n",
         "a file of a host folder of 2 entries is gone: {}",
@@ -739,14 +739,7 @@ fn keep_failed_keeps_a_file_made_below_a_host_folder_with_a_mount_below_it() {
     as_user(&mut failing, uid, gid, dir.path());
     let mounts = "mount --make-rprivate / && mount -t tmpfs -o mode=0777,size=1m scratch /srv && mkdir /srv/lock && \
                   mount -t tmpfs -o size=1m lock /srv/lock && exec \"$@\"";
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", mounts, "sh"]).arg(failing.get_program()).args(failing.get_args());
-    for (k, v) in failing.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let out = cmd.current_dir(dir.path()).output().expect("run in a mount namespace of its own");
+    let out = in_own_mount_namespace(mounts, &failing, dir.path());
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let changes = std::fs::read_to_string(keep.join("run").join("changes.txt")).expect("changes.txt");
     assert!(changes.lines().any(|l| l == "A /srv/lock/made"), "missing from:\n{changes}");
