@@ -41,6 +41,18 @@ impl NetMode {
     }
 }
 
+/// A network namespace a holder makes while init builds the mounts (crate::spawn::netns): the
+/// descriptors init inherits, set by the helper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NetworkInBackground {
+    /// A pidfd of the holder, to join its network namespace through.
+    pub holder: i32,
+    /// Where the holder writes one byte: 0 once the namespace exists, else the errno.
+    pub ready: i32,
+    /// The release pipe's write end: closing it ends the holder.
+    pub release: i32,
+}
+
 /// How the writable root is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum RootMode {
@@ -151,5 +163,8 @@ pub(crate) struct Config {
     /// What the sandbox keeps from the program (issue 9), and the opt-out.
     #[serde(default)]
     pub security: crate::hardening::Security,
+    /// The network namespace, when a holder makes it while init builds the mounts.
+    #[serde(default)]
+    pub network_in_background: Option<NetworkInBackground>,
     pub job: Job,
 }

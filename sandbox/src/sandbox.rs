@@ -391,6 +391,7 @@ impl Builder {
                 limits: self.limits,
                 rlimits: self.rlimits,
                 security,
+                network_in_background: None,
                 job: Job::Session,
             },
             switch,

@@ -110,6 +110,7 @@ impl Net {
             limits: Default::default(),
             rlimits: Vec::new(),
             security: Default::default(),
+            network_in_background: None,
             job: Job::Switch,
         };
         let (null, inherit) = (Stdio::null(), Stdio::inherit());

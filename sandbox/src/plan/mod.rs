@@ -53,6 +53,10 @@ pub(crate) enum Op {
         name: String,
     },
     LoopbackUp,
+    /// Joins the network namespace a holder made meanwhile (crate::spawn::netns).
+    JoinNetwork {
+        made: crate::config::NetworkInBackground,
+    },
     Chmod {
         path: PathBuf,
         mode: u32,
@@ -157,6 +161,7 @@ impl Op {
             Op::EnterUserNamespace { .. } => return None,
             Op::SetHostname { name } => return Some(name.clone()),
             Op::LoopbackUp => return Some("lo".to_owned()),
+            Op::JoinNetwork { .. } => return None,
             Op::UnshareMount => return None,
         };
         // Paths of the new root are shown as the sandbox sees them.
@@ -213,7 +218,7 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
         );
     }
     step(StepKind::Hostname, "set the hostname", Op::SetHostname { name: config.hostname.clone() });
-    if config.network.loopback_up() {
+    if config.network.loopback_up() && config.network_in_background.is_none() {
         step(StepKind::Loopback, "bring up the loopback interface", Op::LoopbackUp);
     }
     steps
@@ -235,6 +240,18 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     // land in a volume.
     mounts::volumes(&mut s, config);
     etc::files(&mut s, config);
+    // The network namespace a holder made while the steps above ran: joined before the steps that
+    // need it (sysfs shows the network namespace of the process that mounts it).
+    if let Some(made) = config.network_in_background {
+        s.add(
+            StepKind::Network,
+            "create the network namespace (in the background) and join it",
+            Op::JoinNetwork { made },
+        );
+        if config.network.loopback_up() {
+            s.add(StepKind::Loopback, "bring up the loopback interface", Op::LoopbackUp);
+        }
+    }
     if config.sys && config.network.own_namespace() {
         mounts::sys(&mut s);
         if !config.security.privileged {
@@ -280,6 +297,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::Chdir { path } => sys.chdir(path),
             Op::SetHostname { name } => sys.sethostname(name),
             Op::LoopbackUp => sys.loopback_up(),
+            Op::JoinNetwork { made } => sys.join_network(made),
             Op::Chmod { path, mode } => sys.chmod(path, *mode),
             Op::CopyTree { from, to, shift } => sys.copy_tree(from, to, *shift),
             Op::IdmappedBind { source, target, userns, read_only, recursive } => {
@@ -508,6 +526,9 @@ mod tests {
         fn loopback_up(&self) -> Result<(), Errno> {
             self.call("loopback up".to_owned())
         }
+        fn join_network(&self, made: &crate::config::NetworkInBackground) -> Result<(), Errno> {
+            self.call(format!("join network {}", made.holder))
+        }
         fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno> {
             self.call(format!("chmod {} {mode:o}", path.display()))
         }
@@ -568,6 +589,7 @@ mod tests {
             limits: Default::default(),
             rlimits: vec![],
             security: crate::hardening::Security { tmpfs_size: 1 << 30, ..Default::default() },
+            network_in_background: None,
             job: Job::Session,
         }
     }
@@ -759,6 +781,23 @@ mod tests {
         assert!(!none.iter().any(|c| c == "loopback up"));
         let host = recorded(&config(false, NetMode::Host));
         assert!(!host.iter().any(|c| c == "loopback up" || c.contains("sysfs")), "{host:#?}");
+    }
+
+    #[test]
+    fn a_network_made_in_the_background_is_joined_before_lo_and_sysfs() {
+        let mut cfg = config(false, NetMode::Loopback);
+        cfg.sys = true;
+        cfg.network_in_background = Some(crate::config::NetworkInBackground { holder: 7, ready: 8, release: 9 });
+        let calls = recorded(&cfg);
+        let at = |name: &str| calls.iter().position(|c| c.starts_with(name));
+        let (join, lo, sysfs) = (at("join network 7"), at("loopback up"), at("mount sysfs"));
+        assert!(join.is_some() && join < lo && lo < sysfs, "{calls:#?}");
+        assert_eq!(calls.iter().filter(|c| *c == "loopback up").count(), 1, "{calls:#?}");
+        let last_pivot = calls.iter().rposition(|c| c.starts_with("pivot_root"));
+        assert!(at("mount overlay") < join && join < last_pivot, "after the mounts, before the pivot: {calls:#?}");
+        cfg.network = NetMode::None;
+        let calls = recorded(&cfg);
+        assert!(calls.iter().any(|c| c == "join network 7") && !calls.iter().any(|c| c == "loopback up"));
     }
 
     #[test]

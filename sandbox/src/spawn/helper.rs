@@ -137,7 +137,15 @@ enum Forked {
 
 /// The steps between the cgroup and init: open the switch, create the namespaces, plug in, make the
 /// pipes, fork. Any failure returns, so that the caller removes the cgroup before it reports.
-fn fork_init(t: SingleThreaded, config: &Config, with_start_pipe: bool) -> Result<Forked, StepError> {
+/// Privileged, where the network namespace is made in the background: a holder is started after the
+/// other namespaces exist (it makes the network namespace in this process's user namespace, a new one
+/// rootless), and left in `network`, its descriptors in `config` for init.
+fn fork_init(
+    t: SingleThreaded,
+    config: &mut Config,
+    network: &mut Option<super::netns::Background>,
+    with_start_pipe: bool,
+) -> Result<Forked, StepError> {
     // Not CLONE_NEWNS nor CLONE_NEWCGROUP: init makes those (see below and the plan), so that the
     // helper keeps the host's view of the filesystem (pivot_root re-roots every process of a mount
     // namespace) and stays outside the sandbox's cgroup, which it must read and remove at the end.
@@ -152,6 +160,10 @@ fn fork_init(t: SingleThreaded, config: &Config, with_start_pipe: bool) -> Resul
         // The helper is in the program's UTS, IPC and network namespaces already (spawn::userns).
         flags = CloneFlags::CLONE_NEWPID;
     }
+    let in_background = config.security.privileged && super::netns::in_background(config);
+    if in_background {
+        flags.remove(CloneFlags::CLONE_NEWNET);
+    }
     let switch = match &config.network {
         NetMode::Switch(member) => {
             Some((member, switch::open_switch(member).map_err(|(what, e)| (StepKind::Network, what, e))?))
@@ -159,6 +171,17 @@ fn fork_init(t: SingleThreaded, config: &Config, with_start_pipe: bool) -> Resul
         _ => None,
     };
     // unshare(2) of a user namespace needs a single-threaded caller: we run before main, so we are.
+    if in_background {
+        // The holder before the pid namespace: the first process forked after that is its PID 1.
+        flags.remove(CloneFlags::CLONE_NEWPID);
+        nix::sched::unshare(flags).map_err(|e| (StepKind::Namespaces, "create the namespaces (unshare)", e))?;
+        let (holder, made) =
+            super::netns::start(CloneFlags::empty()).map_err(|(what, e)| (StepKind::Namespaces, what, e))?;
+        holder.leave_running();
+        config.network_in_background = Some(made.for_init());
+        *network = Some(made);
+        flags = CloneFlags::CLONE_NEWPID;
+    }
     nix::sched::unshare(flags).map_err(|e| (StepKind::Namespaces, "create the namespaces (unshare)", e))?;
     if let Some((member, access)) = switch {
         switch::plug_in(member, &access).map_err(|(what, e)| (StepKind::Network, what, e))?;
@@ -188,11 +211,16 @@ const HELPER_DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_sec
 /// unprivileged id range as root; rootless, nested in a setup namespace where the caller is root),
 /// which owns its UTS, IPC and network namespaces; init builds the mounts first and enters it last
 /// (spawn::userns).
-fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<OwnedFd>, StepError> {
+fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<ProgramNamespaces>, StepError> {
+    use super::userns::ProgramNet;
     if config.security.privileged {
         return Ok(None);
     }
-    let net = config.network.own_namespace();
+    let net = match config.network.own_namespace() {
+        false => ProgramNet::Host,
+        true if super::netns::in_background(config) => ProgramNet::Background,
+        true => ProgramNet::Now,
+    };
     let made = if config.outer_uid == 0 {
         let map = super::userns::id_map(&[(0, config.security.id_base, crate::hardening::ID_COUNT)]);
         super::userns::create_program_namespaces([map.clone(), map], net)
@@ -206,6 +234,9 @@ fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<Owned
     };
     made.map(Some).map_err(|(what, e)| (StepKind::Namespaces, what, e))
 }
+
+/// The program's user namespace, and its network namespace if in the making.
+type ProgramNamespaces = (OwnedFd, Option<super::netns::Background>);
 
 /// As root with a read-write volume bound id-mapped: the user namespace that mapping uses, where only
 /// root is mapped (root inside writes as the host's root; files of other host users show as nobody's
@@ -247,20 +278,22 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     } else {
         None
     };
-    let userns = match program_namespaces(t, config) {
-        Ok(u) => u,
+    let (userns, mut network) = match program_namespaces(t, config) {
+        Ok(Some((userns, network))) => (Some(userns), network),
+        Ok(None) => (None, None),
         Err(step) => {
             drop(cgroup);
             fail(&report, step);
         }
     };
-    let with_userns;
+    let mut config = config.clone();
+    config.network_in_background = network.as_ref().map(super::netns::Background::for_init);
     // Held until init is forked (it inherits the descriptor): see `volume_namespace`.
     let mut volume_ns = None;
     let config = match &userns {
         Some(fd) => {
             use std::os::fd::AsRawFd;
-            let mut c = config.clone();
+            let mut c = config;
             c.security.userns_fd = Some(fd.as_raw_fd());
             // The volumes' namespace first: adapt makes each id-mapped tree through the namespace
             // it will be shown through.
@@ -280,11 +313,11 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
                     std::process::exit(SETUP_FAILED);
                 }
             }
-            with_userns = c;
-            &with_userns
+            c
         }
         None => config,
     };
+    let mut config = config;
     // The deadline counts from here: what came before is paid once (a shifted copy of the rootfs), and
     // init's setup is the sandbox's own time.
     let started = std::time::Instant::now();
@@ -300,13 +333,14 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             fail(&report, step);
         }
     };
-    let forked = match fork_init(t, config, cgroup.is_some() || hold_first) {
+    let forked = match fork_init(t, &mut config, &mut network, cgroup.is_some() || hold_first) {
         Ok(f) => f,
         Err(step) => {
             drop(cgroup);
             fail(&report, step);
         }
     };
+    let config = &config;
     if matches!(forked, Forked::Helper { .. }) {
         drop(volume_ns);
         // Init has its own copies of the id-mapped trees; it attaches them.
@@ -321,6 +355,9 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
                 std::process::exit(SETUP_FAILED);
             }
             crate::sys::show_as(t, "sandbox-init");
+            if let Some(network) = network {
+                network.keep_for_init();
+            }
             let limited = cgroup.is_some();
             // The cgroup is the helper's to remove: this copy must never do it.
             std::mem::forget(cgroup);
@@ -341,7 +378,11 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             let held = start.filter(|_| hold_first).map(OwnedFd::from);
             super::init::run(t, config, report, status, held, null, config.timeout.map(|t| started + t));
         }
-        Forked::Helper { init, status, start } => (init, status, start),
+        Forked::Helper { init, status, start } => {
+            // Init has its own copies of the network namespace's descriptors.
+            drop(network);
+            (init, status, start)
+        }
     };
     crate::sys::let_go_of_stdio(&null);
     if let Some(cg) = &cgroup

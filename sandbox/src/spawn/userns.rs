@@ -57,31 +57,56 @@ pub(crate) fn id_map(extents: &[(u32, u32, u32)]) -> String {
     extents.iter().filter(|e| e.2 > 0).map(|(inside, outside, n)| format!("{inside} {outside} {n}\n")).collect()
 }
 
+/// The program's network namespace, as [`create_program_namespaces`] makes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProgramNet {
+    /// The host's (none of its own).
+    Host,
+    /// Made with the others, and entered by the helper.
+    Now,
+    /// Made by the holder after the others, while init builds the mounts (crate::spawn::netns).
+    Background,
+}
+
 /// Makes the program's user namespace, with `maps` (uid_map and gid_map, see [`id_map`]) over the
-/// helper's namespace, with new UTS, IPC and (if `net`) network namespaces owned by it; moves the
-/// helper into those three (so that init is born in them) and returns the user namespace, for init to
-/// enter once the mounts are built.
-pub(crate) fn create_program_namespaces(maps: [String; 2], net: bool) -> Result<OwnedFd, Failed> {
+/// helper's namespace, with new UTS, IPC and network namespaces owned by it (as `net` says); moves
+/// the helper into the UTS, IPC and (made now) network ones, so that init is born in them, and
+/// returns the user namespace, for init to enter once the mounts are built, and a network namespace
+/// in the making.
+pub(crate) fn create_program_namespaces(
+    maps: [String; 2],
+    net: ProgramNet,
+) -> Result<(OwnedFd, Option<super::netns::Background>), Failed> {
     let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if net {
+    if net == ProgramNet::Now {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    let holder = NamespaceHolder::spawn(flags).map_err(|e| ("create the program's namespaces (clone)", e))?;
+    let (holder, background) = if net == ProgramNet::Background {
+        let (holder, background) = super::netns::start(flags)?;
+        (holder, Some(background))
+    } else {
+        (NamespaceHolder::spawn(flags).map_err(|e| ("create the program's namespaces (clone)", e))?, None)
+    };
     map(&holder, &maps, ["write the program's uid map", "write the program's gid map"])?;
     let user = open(&holder, "user").map_err(|e| ("open the program's user namespace", e))?;
     let mut names = vec![("uts", "enter the program's UTS namespace"), ("ipc", "enter the program's IPC namespace")];
-    if net {
+    if net == ProgramNet::Now {
         names.push(("net", "enter the program's network namespace"));
     }
     let mut joined: Vec<ToEnter> = Vec::new();
     for (ns, what) in names {
         joined.push((open(&holder, ns).map_err(|e| (what, e))?, what));
     }
-    drop(holder);
+    if background.is_some() {
+        // It holds the network namespace until init has joined it; not waited for.
+        holder.leave_running();
+    } else {
+        drop(holder);
+    }
     for (fd, what) in joined {
         nix::sched::setns(fd, CloneFlags::empty()).map_err(|e| (what, e))?;
     }
-    Ok(user)
+    Ok((user, background))
 }
 
 /// A user namespace for an id-mapped mount only, mapping root (0) to `base` and nothing else, owning

@@ -21,8 +21,8 @@ use nix::sys::stat::Mode;
 
 pub(crate) use net::{if_address_up, if_index};
 pub(crate) use process::{
-    NamespaceHolder, SingleThreaded, adopt_fd, die_by_signal, execve, fork, keep_fds_on_exec, let_go_of_stdio,
-    reader_gone, run_before_main, set_controlling_terminal, set_env, show_as, stat_fields,
+    HolderPipes, NamespaceHolder, SingleThreaded, adopt_fd, die_by_signal, execve, fork, keep_fds_on_exec,
+    let_go_of_stdio, reader_gone, run_before_main, set_controlling_terminal, set_env, show_as, stat_fields,
 };
 
 /// The kernel operations a setup plan performs, each failing with an errno.
@@ -48,6 +48,9 @@ pub(crate) trait Sys {
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), Errno>;
     fn sethostname(&self, name: &str) -> Result<(), Errno>;
     fn loopback_up(&self) -> Result<(), Errno>;
+    /// Waits until the holder of [`crate::spawn::netns`] has made its network namespace, joins it,
+    /// and lets the holder go.
+    fn join_network(&self, made: &crate::config::NetworkInBackground) -> Result<(), Errno>;
     /// Sets a path's mode (mkdir's is cut by the umask).
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     /// Copies the tree at `from` into the existing directory `to`: directories, files (hard links
@@ -312,6 +315,32 @@ impl Sys for Kernel {
 
     fn loopback_up(&self) -> Result<(), Errno> {
         net::interface_up("lo")
+    }
+
+    fn join_network(&self, made: &crate::config::NetworkInBackground) -> Result<(), Errno> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        // SAFETY: the helper opened these three descriptors for init, which inherited them and uses
+        // them here only, once: they are owned (and closed) from here on.
+        let [holder, ready, release] =
+            [made.holder, made.ready, made.release].map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut byte = [0u8; 1];
+        let said = loop {
+            match nix::unistd::read(&ready, &mut byte) {
+                Err(Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        match said {
+            Ok(1) if byte[0] == 0 => {}
+            Ok(1) => return Err(Errno::from_raw(i32::from(byte[0]))),
+            // The holder died without a word: killed from outside.
+            Ok(_) => return Err(Errno::ESRCH),
+            Err(e) => return Err(e),
+        }
+        nix::sched::setns(&holder, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        // The namespace is ours now: the holder may end (end-of-file on its release pipe).
+        drop(release);
+        Ok(())
     }
 }
 

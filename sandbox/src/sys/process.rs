@@ -194,25 +194,80 @@ pub(crate) fn set_controlling_terminal(fd: impl std::os::fd::AsFd) -> Result<(),
 /// process's memory (`CLONE_VM`: no page tables to copy, nothing to tear down), and waiting until it
 /// is killed. Meanwhile the caller writes its id maps and opens its `/proc/<pid>/ns` files. Dropping
 /// it kills and reaps it.
+///
+/// [`NamespaceHolder::spawn_making_network`] makes one that also creates a network namespace, after
+/// its birth, while its creator goes on: the kernel takes most of a millisecond to make one (each
+/// protocol registers its sysctls and per-namespace state), which then overlaps with init's mounts.
+/// That one holds the namespace until the last write end of a release pipe is closed.
 pub(crate) struct NamespaceHolder {
     pid: nix::unistd::Pid,
     /// The holder's stack: it must outlive the holder.
     _stack: Vec<u128>,
+    /// What the holder reads at its start: it must outlive the holder too.
+    _args: Box<HoldArgs>,
 }
 
-/// Enough for `hold`, which makes three system calls and nothing else.
+/// A holder's instructions, read once at its start from the memory it shares with its creator.
+#[derive(Debug)]
+struct HoldArgs {
+    /// The creator's pid: the holder dies with it.
+    parent: usize,
+    /// Namespaces to create once born (`CLONE_NEWNET`), or none.
+    then: rustix::thread::UnshareFlags,
+    /// Where to say how that went: one byte, 0 once made, else the errno.
+    ready: RawFd,
+    /// The release pipe's read end: end-of-file there ends the holder.
+    release: RawFd,
+    /// The holder's copy of the release pipe's write end, closed at its start.
+    release_copy: RawFd,
+}
+
+/// A network namespace's holder's pipes (see [`NamespaceHolder::spawn_making_network`]).
+#[derive(Debug)]
+pub(crate) struct HolderPipes<'a> {
+    pub ready: BorrowedFd<'a>,
+    pub release: BorrowedFd<'a>,
+    pub release_copy: BorrowedFd<'a>,
+}
+
+/// Enough for `hold`, which makes a few system calls and nothing else.
 const HOLDER_STACK: usize = 16 * 1024;
 
-/// The holder's whole life. `parent` is the creator's pid (a number, not a pointer): the holder dies
-/// with it (`PR_SET_PDEATHSIG`), also if it died before the holder could ask for that.
-extern "C" fn hold(parent: *mut libc::c_void) -> libc::c_int {
-    // Shares the caller's memory: only system calls that neither allocate nor take a lock, and that
-    // cannot fail here (so errno, shared too, is never written); SIGKILL ends it (no handler runs).
+/// The holder's whole life. `args` points to its [`HoldArgs`]; it dies with its creator
+/// (`PR_SET_PDEATHSIG`), also if that died before the holder could ask for that.
+extern "C" fn hold(args: *mut libc::c_void) -> libc::c_int {
+    // Shares the caller's memory, thread-local storage included: only system calls that neither
+    // allocate nor take a lock, and none that writes errno, shared too (libc's calls here cannot
+    // fail; rustix's raw calls return their error and write no errno); SIGKILL ends it (no handler
+    // runs).
+    // SAFETY: `args` is the `HoldArgs` of the `NamespaceHolder` that started this process, which
+    // lives (never moved: it is boxed) until this process is dead; it is only read.
+    let HoldArgs { parent, then, ready, release, release_copy } = unsafe { &*args.cast::<HoldArgs>() };
+    let (parent, then, ready, release, release_copy) = (*parent, *then, *ready, *release, *release_copy);
     // SAFETY: prctl(2) with PR_SET_PDEATHSIG takes a signal number and reads no memory.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
     // SAFETY: getppid(2) has no arguments.
-    if unsafe { libc::getppid() } as usize != parent as usize {
+    if unsafe { libc::getppid() } as usize != parent {
         // SAFETY: _exit(2) ends this process (exit_group: this holder only, not a thread of ours).
+        unsafe { libc::_exit(0) };
+    }
+    if !then.is_empty() {
+        // The descriptors below are this process's copies of its creator's (no CLONE_FILES: the
+        // table was copied at clone), which nothing but this process can close.
+        // SAFETY: `release_copy` is open (see above), and closed once, here, and never used again.
+        unsafe { rustix::io::close(release_copy) };
+        // SAFETY: unshare(2) of namespaces only (no CLONE_FILES, CLONE_FS or CLONE_SYSVSEM, whose
+        // sharing with threads rustix's warning is about): it changes this process's namespaces.
+        let made = unsafe { rustix::thread::unshare_unsafe(then) };
+        let byte = [made.err().map_or(0, |e| e.raw_os_error().clamp(1, 255) as u8)];
+        // SAFETY: `ready` is open (see above); it is only borrowed for the call.
+        let _ = rustix::io::write(unsafe { BorrowedFd::borrow_raw(ready) }, &byte);
+        // Until the last write end of the release pipe is closed (or the creator dies): the process
+        // that joins the namespace holds one until it has.
+        let mut buf = [0u8; 1];
+        // SAFETY: `release` is open (see above); it is only borrowed for the call.
+        let _ = rustix::io::read(unsafe { BorrowedFd::borrow_raw(release) }, &mut buf);
+        // SAFETY: _exit(2) ends this process (exit_group: this holder only).
         unsafe { libc::_exit(0) };
     }
     loop {
@@ -224,21 +279,54 @@ extern "C" fn hold(parent: *mut libc::c_void) -> libc::c_int {
 impl NamespaceHolder {
     /// Starts a holder born in new namespaces `flags` (which must include `CLONE_NEWUSER`).
     pub(crate) fn spawn(flags: nix::sched::CloneFlags) -> Result<NamespaceHolder, Errno> {
+        Self::start(flags, rustix::thread::UnshareFlags::empty(), None)
+    }
+
+    /// Starts a holder born in new namespaces `flags` (none, or with `CLONE_NEWUSER`), which then
+    /// creates a network namespace (owned by its user namespace), writes one byte on `pipes.ready`
+    /// (0 once it exists, else the errno), and holds it until `pipes.release` reads end-of-file: its
+    /// own copy of `pipes.release_copy` (that pipe's write end) it closes first.
+    /// [`NamespaceHolder::leave_running`] lets it run on.
+    pub(crate) fn spawn_making_network(
+        flags: nix::sched::CloneFlags,
+        pipes: &HolderPipes<'_>,
+    ) -> Result<NamespaceHolder, Errno> {
+        let fds = (pipes.ready.as_raw_fd(), pipes.release.as_raw_fd(), pipes.release_copy.as_raw_fd());
+        Self::start(flags, rustix::thread::UnshareFlags::NEWNET, Some(fds))
+    }
+
+    fn start(
+        flags: nix::sched::CloneFlags,
+        then: rustix::thread::UnshareFlags,
+        fds: Option<(RawFd, RawFd, RawFd)>,
+    ) -> Result<NamespaceHolder, Errno> {
         let mut stack = vec![0u128; HOLDER_STACK / std::mem::size_of::<u128>()];
+        let (ready, release, release_copy) = fds.unwrap_or((-1, -1, -1));
+        let parent = std::process::id() as usize;
+        let args = Box::new(HoldArgs { parent, then, ready, release, release_copy });
         // The stack grows down on every architecture Linux runs this crate on: start at the top.
         let top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
+        let arg = std::ptr::from_ref::<HoldArgs>(&args).cast_mut().cast::<libc::c_void>();
         let flags = flags.bits() | libc::CLONE_VM | libc::SIGCHLD;
         // SAFETY: `hold` runs on `stack`, a 16-byte aligned buffer that lives as long as the holder
-        // (kept in the returned value, which kills and reaps the holder before freeing it); it
-        // touches no memory of ours but that stack. CLONE_VM without CLONE_VFORK: we go on at once.
-        let pid = unsafe { libc::clone(hold, top, flags, std::process::id() as usize as *mut libc::c_void) };
+        // (kept in the returned value, which kills and reaps the holder before freeing it, or leaks
+        // it), and reads `args`, kept the same way; it touches no other memory of ours. CLONE_VM
+        // without CLONE_VFORK: we go on at once.
+        let pid = unsafe { libc::clone(hold, top, flags, arg) };
         let pid = Errno::result(pid)?;
-        Ok(NamespaceHolder { pid: nix::unistd::Pid::from_raw(pid), _stack: stack })
+        Ok(NamespaceHolder { pid: nix::unistd::Pid::from_raw(pid), _stack: stack, _args: args })
     }
 
     /// The holder's process id, for its `/proc/<pid>` files.
     pub(crate) fn pid(&self) -> nix::unistd::Pid {
         self.pid
+    }
+
+    /// Lets the holder run on, unwaited: it ends when its release pipe is closed (by the process that
+    /// joins its network namespace) or with its creator, which reaps it or leaves it to be reaped.
+    /// Its stack and instructions are never freed: this is for a helper, whose life is one sandbox.
+    pub(crate) fn leave_running(self) {
+        std::mem::forget(self);
     }
 }
 

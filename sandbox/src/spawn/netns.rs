@@ -1,0 +1,87 @@
+//! The sandbox's network namespace, made in the background while init builds the mounts.
+//!
+//! Creating a network namespace is the slowest single step of a start (most of a millisecond: each
+//! protocol registers its sysctls and per-namespace state). A holder process
+//! ([`crate::sys::NamespaceHolder::spawn_making_network`]) makes it while the helper forks init and
+//! init builds the root filesystem; init joins it (`setns` through a pidfd of the holder) right
+//! before the steps that need it (the loopback interface, `/sys`), then closes its end of the
+//! release pipe, which ends the holder. On a machine with a free CPU, its cost leaves the start.
+//!
+//! Not for a switch network (the helper plugs its veth in before init exists) nor for a session
+//! (its helper opens init's namespaces, for its commands to join, before init builds the mounts
+//! when privileged), nor before Linux 5.8 (setns(2) with a pidfd).
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+
+use crate::config::{Config, Job, NetMode, NetworkInBackground};
+use crate::sys::{HolderPipes, NamespaceHolder};
+
+use super::userns::Failed;
+
+/// Whether `config`'s network namespace is made in the background.
+pub(crate) fn in_background(config: &Config) -> bool {
+    matches!(config.network, NetMode::Loopback | NetMode::None)
+        && !matches!(config.job, Job::Session | Job::Join { .. } | Job::Switch)
+        && joins_through_pidfd()
+}
+
+/// setns(2) takes a pidfd since Linux 5.8.
+fn joins_through_pidfd() -> bool {
+    let release = rustix::system::uname();
+    let release = release.release().to_string_lossy();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (5, 8)
+}
+
+/// What init needs of a network namespace in the making, as descriptors it inherits: the holder's
+/// pidfd, the end of the pipe where it says the namespace exists, and the write end of its release
+/// pipe. The helper drops its copies once init is forked.
+#[derive(Debug)]
+pub(crate) struct Background {
+    holder: OwnedFd,
+    ready: OwnedFd,
+    release: OwnedFd,
+}
+
+impl Background {
+    /// The descriptors' numbers, for init's plan.
+    pub(crate) fn for_init(&self) -> NetworkInBackground {
+        use std::os::fd::AsRawFd;
+        NetworkInBackground {
+            holder: self.holder.as_raw_fd(),
+            ready: self.ready.as_raw_fd(),
+            release: self.release.as_raw_fd(),
+        }
+    }
+
+    /// In init: keeps the descriptors open, for the plan's step that joins the namespace (which
+    /// closes them).
+    pub(crate) fn keep_for_init(self) {
+        use std::os::fd::IntoRawFd;
+        let _ = (self.holder.into_raw_fd(), self.ready.into_raw_fd(), self.release.into_raw_fd());
+    }
+}
+
+/// Starts a holder born in `flags` (the program's user, UTS and IPC namespaces, or none: then the
+/// network namespace belongs to this process's user namespace) that makes the network namespace.
+/// Returns the holder, which the caller lets run once it has no more use for it
+/// ([`NamespaceHolder::leave_running`]), and what init needs.
+pub(crate) fn start(flags: CloneFlags) -> Result<(NamespaceHolder, Background), Failed> {
+    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ("create the network namespace's pipes", e));
+    let (ready_r, ready_w) = pipe()?;
+    let (release_r, release_w) = pipe()?;
+    let pipes = HolderPipes { ready: ready_w.as_fd(), release: release_r.as_fd(), release_copy: release_w.as_fd() };
+    let holder = NamespaceHolder::spawn_making_network(flags, &pipes)
+        .map_err(|e| ("start the network namespace's holder (clone)", e))?;
+    let pid = rustix::process::Pid::from_raw(holder.pid().as_raw())
+        .ok_or(("open the network namespace's holder (pidfd_open)", nix::errno::Errno::ESRCH))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(|e| {
+        ("open the network namespace's holder (pidfd_open)", nix::errno::Errno::from_raw(e.raw_os_error()))
+    })?;
+    // The holder has its own copies of `ready_w` and `release_r`.
+    drop((ready_w, release_r));
+    Ok((holder, Background { holder: pidfd, ready: ready_r, release: release_w }))
+}
