@@ -642,6 +642,41 @@ fn check_orphan(ns: &str, caller: std::process::Command) {
     assert!(text.contains("NO LEAK"), "a process of the sandbox ({ns}) outlived its helper and its caller: {text}");
 }
 
+/// Under a seccomp filter that refuses pidfd_open(2) with EPERM, as a container runtime's profile
+/// from before Linux 5.3 does on a newer kernel (tests/attacks/no-pidfd.c), a default sandbox starts
+/// as it did before its network namespace was made in the background: the holder's pidfd is an
+/// optimisation, and its absence must fall back to making the namespace up front, not fail every
+/// start with `open the network namespace's holder (pidfd_open)`.
+fn check_without_pidfd_open() {
+    if !cfg!(target_arch = "x86_64") {
+        return skip("the filter is x86_64 code");
+    }
+    let Some(dir) = build_attacker("no-pidfd") else { return };
+    let (caller, _copy) = ChildTest::new("child_sandboxes_without_pidfd_open").command();
+    let envs: Vec<_> = caller.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
+    let out = std::process::Command::new(dir.path().join("no-pidfd"))
+        .arg(caller.get_program())
+        .args(caller.get_args())
+        .envs(envs)
+        .output()
+        .expect("run the child test under the filter");
+    let text = both(&out);
+    assert!(out.status.success() && text.contains("1 passed"), "without pidfd_open: {text}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_sandboxes_without_pidfd_open() {
+    if !is_child("child_sandboxes_without_pidfd_open") {
+        return;
+    }
+    for network in [sandbox::Network::Host, sandbox::Network::Loopback, sandbox::Network::None] {
+        let sb = builder().network(network.clone()).build().expect("build");
+        let out = run(&sb, "echo started");
+        assert!(out.status.success(), "{network:?}: {}", both(&out));
+    }
+}
+
 #[test]
 #[ignore = "run by its parent test in a child process"]
 fn child_one_sandbox() {
@@ -1290,6 +1325,11 @@ fn masks_use_the_sandboxs_own_dev_null() {
 #[test]
 fn session_commands_are_out_of_reach_until_filtered() {
     check_session_seize();
+}
+
+#[test]
+fn sandboxes_start_where_pidfd_open_is_refused() {
+    check_without_pidfd_open();
 }
 
 #[test]
