@@ -677,6 +677,62 @@ fn child_sandboxes_without_pidfd_open() {
     }
 }
 
+/// The processes in /proc: (pid, parent, state, command name).
+fn all_processes() -> Vec<(u32, u32, String, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("list /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((head, tail)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = tail.split_whitespace().collect();
+        let (Some(state), Some(Ok(parent))) = (fields.first(), fields.get(1).map(|p| p.parse::<u32>())) else {
+            continue;
+        };
+        found.push((pid, parent, (*state).to_owned(), head.split_once('(').map_or("?", |h| h.1).to_owned()));
+    }
+    found
+}
+
+/// A caller that is a child subreaper (prctl(2) `PR_SET_CHILD_SUBREAPER`: a test harness that
+/// collects the daemons its tests start; or PID 1 of a container that runs `cargo test` without an
+/// init, to which orphans go anyway) inherits whatever a sandbox leaves unreaped when its helper
+/// exits. With the network namespace made in the background, the holder (the helper's `CLONE_VM`
+/// child) is never reaped by the helper: each Loopback or None sandbox leaves one zombie in the
+/// caller for good (here 8), which counts against `pids.max` and RLIMIT_NPROC. Host leaves none.
+fn check_subreaper_zombies() {
+    ChildTest::new("child_a_subreaper_caller_collects_no_zombies").assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_a_subreaper_caller_collects_no_zombies() {
+    if !is_child("child_a_subreaper_caller_collects_no_zombies") {
+        return;
+    }
+    nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
+    for network in [sandbox::Network::Host, sandbox::Network::Loopback, sandbox::Network::None] {
+        let sb = builder().network(network).build().expect("build");
+        for _ in 0..4 {
+            sh(&sb, "true");
+        }
+    }
+    // The helpers (children of the fork server, our child) end after reporting; wait until they have.
+    let me = std::process::id();
+    let helpers_alive = || {
+        let all = all_processes();
+        let children: Vec<u32> = all.iter().filter(|p| p.1 == me).map(|p| p.0).collect();
+        all.iter().filter(|p| children.contains(&p.1) && p.2 != "Z").count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while helpers_alive() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(helpers_alive(), 0, "the helpers did not end");
+    let zombies: Vec<String> =
+        all_processes().into_iter().filter(|p| p.1 == me && p.2 == "Z").map(|p| format!("{} {}", p.0, p.3)).collect();
+    assert!(zombies.is_empty(), "{} zombies left in the caller after 12 sandboxes: {zombies:?}", zombies.len());
+}
+
 #[test]
 #[ignore = "run by its parent test in a child process"]
 fn child_one_sandbox() {
@@ -1330,6 +1386,11 @@ fn session_commands_are_out_of_reach_until_filtered() {
 #[test]
 fn sandboxes_start_where_pidfd_open_is_refused() {
     check_without_pidfd_open();
+}
+
+#[test]
+fn a_subreaper_caller_collects_no_zombies() {
+    check_subreaper_zombies();
 }
 
 #[test]
