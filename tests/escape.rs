@@ -1394,6 +1394,11 @@ fn a_subreaper_caller_collects_no_zombies() {
 }
 
 #[test]
+fn rootless_a_subreaper_caller_collects_no_zombies() {
+    as_test_user("child_a_subreaper_caller_collects_no_zombies");
+}
+
+#[test]
 fn a_killed_caller_leaves_no_namespace_holder() {
     check_holder_orphan();
 }
