@@ -21,6 +21,13 @@ pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<S
              missing CAP_SYS_ADMIN forbids unshare(2); run the container privileged, or with a profile that allows it"
                 .to_owned(),
         ),
+        // The network namespace made in the background (crate::spawn::netns) fails on its own.
+        (StepKind::Network, Errno::ENOSPC) => Some(
+            "the limit of network namespaces is reached: sysctl user.max_net_namespaces (0 disables them), or \
+             the per-user count; raise it with `sysctl -w user.max_net_namespaces=15000`, or end the sandboxes \
+             and containers that hold one"
+                .to_owned(),
+        ),
         (StepKind::Etc | StepKind::File, Errno::EACCES | Errno::EPERM | Errno::EOVERFLOW) if rootless => Some(
             "the rootfs tree is not yours: its files belong to a user this sandbox's user namespace cannot map, \
                  so they cannot be copied up to be written; use a tree you unpacked yourself (fetch's cache keeps \
@@ -127,5 +134,7 @@ mod tests {
         assert!(for_step(StepKind::Etc, Errno::EACCES, true).is_some_and(|h| h.contains("not yours")));
         assert!(for_step(StepKind::Etc, Errno::EACCES, false).is_none());
         assert!(for_step(StepKind::Hostname, Errno::EPERM, true).is_none());
+        let net = for_step(StepKind::Network, Errno::ENOSPC, false);
+        assert!(net.is_some_and(|h| h.contains("user.max_net_namespaces")));
     }
 }
