@@ -341,6 +341,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         }
     };
     let config = &config;
+    let holder = network.as_ref().map(|n| n.pid);
     if matches!(forked, Forked::Helper { .. }) {
         drop(volume_ns);
         // Init has its own copies of the id-mapped trees; it attaches them.
@@ -417,7 +418,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         early: cgroup.is_none(),
     };
     let Waited { outcome, waited, mount_ns: _mount_ns, activity, reported } =
-        wait_for(init, Some(status), Some(hold), &kill, deadline);
+        wait_for(init, Some(status), Some(hold), &kill, deadline, holder);
     let usage = cgroup.as_ref().map(Cgroup::usage);
     if outcome.is_some_and(|(_, timed_out)| timed_out) {
         // What a hang was doing: init's list of processes (none if the program stopped init), and
@@ -538,7 +539,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             drop(exec_w);
             crate::sys::let_go_of_stdio(&null);
             super::child::await_exec(exec_r, &report);
-            let Waited { outcome, waited, .. } = wait_for(child, None, None, &kill, None);
+            let Waited { outcome, waited, .. } = wait_for(child, None, None, &kill, None, None);
             match command_status(outcome, waited) {
                 Ok(raw) => finish(Some(&report), raw, false),
                 Err(e) => fail(&report, (StepKind::Helper, "wait for the command's process (waitpid)", e)),
@@ -597,13 +598,15 @@ const SESSION_NAMESPACES: [&str; 6] = ["user", "pid", "cgroup", "ipc", "uts", "n
 /// given (`MountNamespaceReady`, then `Exited`). When the parent closes its end of the kill pipe
 /// (`Child::kill`, a drop, or its death), `child` is killed first: init is only reaped once its whole
 /// pid namespace is gone, so the parent's `wait` returns after the last process of the sandbox has
-/// died.
+/// died. `reap_too`: the network namespace's holder (crate::spawn::netns), reaped when it ends, or
+/// killed and reaped once `child` is.
 fn wait_for(
     child: Pid,
     status: Option<OwnedFd>,
     mut hold: Option<Hold<'_>>,
     kill: &OwnedFd,
     deadline: Option<std::time::Instant>,
+    reap_too: Option<Pid>,
 ) -> Waited {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -665,7 +668,13 @@ fn wait_for(
     };
     let mut killed = false;
     let mut timed_out = false;
+    let mut reap_too = reap_too;
     let waited = loop {
+        if let Some(pid) = reap_too
+            && !matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive) | Err(Errno::EINTR))
+        {
+            reap_too = None;
+        }
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
             other => break other,
@@ -713,6 +722,11 @@ fn wait_for(
             }
         }
     };
+    // A holder init never released (it failed before joining the network namespace).
+    if let Some(pid) = reap_too {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
     // Init writes its records before it exits: whatever is left is in the pipe now.
     if let Some(mut f) = status_file {
         let mut rest = Vec::new();

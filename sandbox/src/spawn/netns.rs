@@ -9,7 +9,10 @@
 //!
 //! Not for a switch network (the helper plugs its veth in before init exists) nor for a session
 //! (its helper opens init's namespaces, for its commands to join, before init builds the mounts
-//! when privileged), nor before Linux 5.8 (setns(2) with a pidfd).
+//! when privileged), nor before Linux 5.8 (setns(2) with a pidfd), nor where pidfd_open(2) is
+//! refused (a container's seccomp profile older than Linux 5.3): there it is made up front.
+//!
+//! The helper reaps the holder when it ends (at the join), or kills and reaps it once init is gone.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -28,12 +31,13 @@ pub(crate) fn in_background(config: &Config) -> bool {
         && joins_through_pidfd()
 }
 
-/// setns(2) takes a pidfd since Linux 5.8.
+/// setns(2) takes a pidfd since Linux 5.8, and pidfd_open(2) is allowed here (tried on this process).
 fn joins_through_pidfd() -> bool {
     let release = rustix::system::uname();
     let release = release.release().to_string_lossy();
     let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (5, 8)
+        && rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty()).is_ok()
 }
 
 /// What init needs of a network namespace in the making, as descriptors it inherits: the holder's
@@ -41,6 +45,8 @@ fn joins_through_pidfd() -> bool {
 /// pipe. The helper drops its copies once init is forked.
 #[derive(Debug)]
 pub(crate) struct Background {
+    /// The holder's pid, for the helper to reap it.
+    pub(crate) pid: nix::unistd::Pid,
     holder: OwnedFd,
     ready: OwnedFd,
     release: OwnedFd,
@@ -83,5 +89,6 @@ pub(crate) fn start(flags: CloneFlags) -> Result<(NamespaceHolder, Background), 
     })?;
     // The holder has its own copies of `ready_w` and `release_r`.
     drop((ready_w, release_r));
-    Ok((holder, Background { holder: pidfd, ready: ready_r, release: release_w }))
+    let pid = holder.pid();
+    Ok((holder, Background { pid, holder: pidfd, ready: ready_r, release: release_w }))
 }
