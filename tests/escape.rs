@@ -645,8 +645,8 @@ fn check_orphan(ns: &str, caller: std::process::Command) {
 /// Under a seccomp filter that refuses pidfd_open(2) with EPERM, as a container runtime's profile
 /// from before Linux 5.3 does on a newer kernel (tests/attacks/no-pidfd.c), a default sandbox starts
 /// as it did before its network namespace was made in the background: the holder's pidfd is an
-/// optimisation, and its absence must fall back to making the namespace up front, not fail every
-/// start with `open the network namespace's holder (pidfd_open)`.
+/// optimisation, and its absence falls back to making the namespace up front (before the tenth
+/// review, every start failed with `open the network namespace's holder (pidfd_open)`).
 fn check_without_pidfd_open() {
     if !cfg!(target_arch = "x86_64") {
         return skip("the filter is x86_64 code");
@@ -696,9 +696,9 @@ fn all_processes() -> Vec<(u32, u32, String, String)> {
 /// A caller that is a child subreaper (prctl(2) `PR_SET_CHILD_SUBREAPER`: a test harness that
 /// collects the daemons its tests start; or PID 1 of a container that runs `cargo test` without an
 /// init, to which orphans go anyway) inherits whatever a sandbox leaves unreaped when its helper
-/// exits. With the network namespace made in the background, the holder (the helper's `CLONE_VM`
-/// child) is never reaped by the helper: each Loopback or None sandbox leaves one zombie in the
-/// caller for good (here 8), which counts against `pids.max` and RLIMIT_NPROC. Host leaves none.
+/// exits. The network namespace's holder (the helper's `CLONE_VM` child, crate::spawn::netns) must
+/// be reaped by its helper: before the tenth review, each Loopback or None sandbox left one zombie
+/// in such a caller for good (8 of these 12), which counts against `pids.max` and RLIMIT_NPROC.
 fn check_subreaper_zombies() {
     ChildTest::new("child_a_subreaper_caller_collects_no_zombies").assert_success();
 }
