@@ -18,7 +18,7 @@
 //! the file would stay owned by an id the caller cannot write, chmod or take back without newuidmap
 //! (and `chmod 4755` on top would make it setuid to that id on the host).
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -124,9 +124,18 @@ fn make(uid: u32, gid: u32) -> Option<Mapped> {
     };
     // Both at once: each is an exec of a setuid program that reads the user database.
     let (u, g) = (spawn(&newuidmap, args(uid, uids)), spawn(&newgidmap, args(gid, gids)));
+    let deadline = std::time::Instant::now() + TOOLS_DEADLINE;
     let mut ok = true;
     for (tool, child) in [(&newuidmap, u), (&newgidmap, g)] {
-        match child.and_then(std::process::Child::wait_with_output) {
+        let ended = child.and_then(|mut c| match ends_by(&mut c, deadline) {
+            true => c.wait_with_output(),
+            false => {
+                let _ = c.kill();
+                let _ = c.wait();
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "did not end in time: killed"))
+            }
+        });
+        match ended {
             Ok(out) if out.status.success() => {}
             Ok(out) => {
                 let said = String::from_utf8_lossy(&out.stderr);
@@ -149,6 +158,32 @@ fn make(uid: u32, gid: u32) -> Option<Mapped> {
     Some(Mapped { userns, counts: [1 + uids.1, 1 + gids.1] })
 }
 
+/// How long newuidmap and newgidmap may take, together: they read the user database, through NSS
+/// (possibly a directory service over the network). Past it both are killed and the sandbox maps
+/// root only: a hanging tool must not stall the fork server, and with it every sandbox of the caller.
+const TOOLS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether `child` ends by `deadline` (it is then left to be reaped); waits on a pidfd, or without a
+/// deadline where pidfd_open(2) is not to be had (before Linux 5.3, or refused by a seccomp profile).
+fn ends_by(child: &mut std::process::Child, deadline: std::time::Instant) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let pid = rustix::process::Pid::from_raw(child.id() as i32);
+    let Some(pidfd) = pid.and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
+    else {
+        return true;
+    };
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+        // A pidfd is readable once its process has ended.
+        match poll(&mut [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)], ms) {
+            Ok(0) => return false,
+            Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) | Err(_) => return true,
+        }
+    }
+}
+
 /// The first range of at most [`MOST`] ids listed for the user `name` (or its number `id`) in a
 /// subuid(5)/subgid(5) file: `start`, `count`.
 fn first_range(listing: &str, name: &str, id: u32) -> Option<(u32, u32)> {
@@ -169,7 +204,19 @@ fn tool(name: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_tool_past_its_deadline_is_reported_and_one_in_time_is_not() {
+        let soon = || std::time::Instant::now() + std::time::Duration::from_millis(100);
+        let mut hung = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        assert!(!ends_by(&mut hung, soon()), "sleep 30 does not end in 100 ms");
+        let _ = hung.kill();
+        let _ = hung.wait();
+        let mut quick = std::process::Command::new("true").spawn().expect("spawn true");
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        assert!(ends_by(&mut quick, far));
+        assert!(quick.wait().expect("reap").success());
+    }
 
     #[test]
     fn the_callers_first_range_by_name_or_number() {
