@@ -1,20 +1,77 @@
 //! The program's process inside the sandbox.
+//!
+//! What it does before exec is prepared first ([`Prepared`]: the strings its system calls take, the
+//! filter), so that the steps themselves allocate nothing: init starts a program's process sharing
+//! its memory until the exec ([`spawn_program`], as posix_spawn(3) does: no page table is copied),
+//! where only system calls are sound. A closure's process, and a session command's, are forked.
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
 use crate::config::{Config, Job};
-use crate::report::{Decoder, Record, StepKind, send};
-use crate::sys::SingleThreaded;
+use crate::report::{Record, StepKind, send};
+use crate::sys::{ExecList, SingleThreaded};
 
-/// Prepares the process and execs the program; on failure, writes what failed to `exec_pipe` (a
-/// record: `SetupFailed` or `ExecFailed`) and exits 127. A closure runs here, and the process ends
-/// after reporting its value.
-pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
+/// What the program's process needs for its steps, made before it exists.
+pub(crate) struct Prepared<'a> {
+    config: &'a Config,
+    filter: Option<&'static crate::seccomp::Filter>,
+    current_dir: CString,
+    args: ExecList,
+    env: ExecList,
+    /// The paths to try, in order: the program's, or each `$PATH` folder's (execvp(3)).
+    candidates: Vec<CString>,
+}
+
+impl std::fmt::Debug for Prepared<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("candidates", &self.candidates).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Prepared<'a> {
+    pub(crate) fn new(config: &'a Config) -> Prepared<'a> {
+        let cstr = |s: &str| CString::new(s).unwrap_or_default();
+        let (program, args): (&str, &[String]) = match &config.job {
+            Job::Exec { program, args } | Job::Join { program, args, .. } => (program, args),
+            _ => ("", &[]),
+        };
+        let candidates = if program.contains('/') || program.is_empty() {
+            vec![cstr(program)]
+        } else {
+            let path = config.env.iter().find(|(k, _)| k == "PATH").map_or(crate::config::DEFAULT_PATH, |(_, v)| v);
+            path.split(':').filter(|d| !d.is_empty()).map(|d| cstr(&format!("{d}/{program}"))).collect()
+        };
+        Prepared {
+            config,
+            filter: crate::seccomp::for_sandbox(config.security.no_setid(config.outer_uid, &config.mounts))
+                .ok()
+                .flatten(),
+            current_dir: cstr(&config.current_dir),
+            args: ExecList::new(std::iter::once(program).chain(args.iter().map(String::as_str)).map(cstr).collect()),
+            env: ExecList::new(config.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect()),
+            candidates,
+        }
+    }
+}
+
+/// A step of the program's process that failed, as the exec pipe carries it: one byte, then the errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    Rlimit = 1,
+    CurrentDir = 2,
+    Filter = 3,
+    Exec = 4,
+}
+
+/// The process's steps before exec, in order; allocates nothing. `close_others`: a closure's
+/// process closes every descriptor above stderr but these (it never execs, so close-on-exec would
+/// close nothing).
+fn steps(p: &Prepared<'_>, close_others: Option<&[RawFd]>) -> Result<(), (Failed, Errno)> {
+    let config = p.config;
     // A session of its own: job control inside cannot touch the caller's terminal.
     let _ = nix::unistd::setsid();
     // proc(5): with limits, init is kept out of the OOM killer's choice (oom_score_adj -1000) and
@@ -29,46 +86,83 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
     // reset, and it stays out of reach throughout (its change of credentials made it not dumpable).
     if !matches!(config.job, Job::Join { .. }) {
         let _ = nix::sys::prctl::set_dumpable(true);
-        let _ = std::fs::write("/proc/self/oom_score_adj", "0");
+        let mode = nix::sys::stat::Mode::empty();
+        if let Ok(fd) = nix::fcntl::open(c"/proc/self/oom_score_adj", nix::fcntl::OFlag::O_WRONLY, mode) {
+            let _ = nix::unistd::write(&fd, b"0");
+        }
     }
     let _ = nix::sys::prctl::set_dumpable(false);
     for (resource, value) in &config.rlimits {
-        if let Err(e) = nix::sys::resource::setrlimit(resource.resource(), *value, *value) {
-            let what = "set a resource limit (setrlimit)";
-            fail(
-                exec_pipe,
-                &Record::SetupFailed { kind: StepKind::Limits, what: what.into(), path: None, errno: e as i32 },
-            );
-        }
+        nix::sys::resource::setrlimit(resource.resource(), *value, *value).map_err(|e| (Failed::Rlimit, e))?;
     }
     if config.controlling_terminal {
         // tty_ioctl(4): a session leader takes its stdin terminal as controlling terminal, so that
         // an interactive shell gets job control and ^C reaches the program inside.
-        let _ = crate::sys::set_controlling_terminal(std::io::stdin());
+        let _ = crate::sys::take_stdin_as_controlling_terminal();
     }
-    let filter = crate::seccomp::for_sandbox(config.security.no_setid(config.outer_uid, &config.mounts)).ok().flatten();
-    let refused = |e: Errno| Record::SetupFailed {
-        kind: StepKind::Security,
-        what: "install the seccomp filter (no_new_privs, seccomp)".into(),
-        path: None,
-        errno: e as i32,
-    };
-    if let Err(e) = nix::unistd::chdir(config.current_dir.as_str()) {
-        let (what, path) = ("enter the working directory".into(), Some(config.current_dir.clone()));
-        fail(exec_pipe, &Record::SetupFailed { kind: StepKind::CurrentDir, what, path, errno: e as i32 });
-    }
-    if let Job::Closure { .. } = config.job {
-        // A closure never execs, so close-on-exec closes nothing: every descriptor above stderr but
-        // the two it reports through is closed now (what init held, and a forked helper's copies of
-        // the caller's).
-        use std::os::fd::AsRawFd;
-        crate::sys::hardening::close_above_stdio(&[report.as_raw_fd(), exec_pipe.as_raw_fd()]);
+    nix::unistd::chdir(p.current_dir.as_c_str()).map_err(|e| (Failed::CurrentDir, e))?;
+    if let Some(keep) = close_others {
+        crate::sys::hardening::close_above_stdio(keep);
     }
     // Last before exec: the keyring, stdio only, no_new_privs and the seccomp filter.
-    if !matches!(config.job, Job::Session | Job::Switch)
-        && let Err(e) = crate::hardening::harden_program(&config.security, filter, &[])
-    {
-        fail(exec_pipe, &refused(e));
+    if !matches!(config.job, Job::Session | Job::Switch) {
+        crate::hardening::harden_program(&config.security, p.filter, &[]).map_err(|e| (Failed::Filter, e))?;
+    }
+    Ok(())
+}
+
+/// execve(2) of each candidate in turn, like execvp(3): returns the errno that stopped it.
+fn exec(p: &Prepared<'_>) -> Errno {
+    let mut result = Errno::ENOENT;
+    for candidate in &p.candidates {
+        match crate::sys::execve(candidate, &p.args, &p.env) {
+            // Keep looking, but remember a permission problem over "not found", as execvp does.
+            Errno::ENOENT | Errno::ENOTDIR if p.candidates.len() > 1 => {}
+            Errno::EACCES if p.candidates.len() > 1 => result = Errno::EACCES,
+            other => return other,
+        }
+    }
+    result
+}
+
+/// Writes a failed step on the exec pipe; allocates nothing.
+fn report_failed(pipe: BorrowedFd<'_>, (step, errno): (Failed, Errno)) {
+    let e = (errno as i32).to_le_bytes();
+    let _ = nix::unistd::write(pipe, &[step as u8, e[0], e[1], e[2], e[3]]);
+}
+
+/// Starts the program of `config` (a `Job::Exec`) in a process that shares init's memory until its
+/// exec (see the module's comment), with the signal mask `mask`. A failed step is written on
+/// `exec_pipe` (see [`await_exec`]) and the process ends with 127.
+pub(crate) fn spawn_program(
+    config: &Config,
+    exec_pipe: &OwnedFd,
+    mask: &nix::sys::signal::SigSet,
+) -> Result<nix::unistd::Pid, Errno> {
+    let prepared = Prepared::new(config);
+    let pipe = exec_pipe.as_fd();
+    crate::sys::spawn_sharing_memory(&|| {
+        let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(mask), None);
+        let failed = match steps(&prepared, None) {
+            Ok(()) => (Failed::Exec, exec(&prepared)),
+            Err(f) => f,
+        };
+        report_failed(pipe, failed);
+        127
+    })
+}
+
+/// The program's process, forked (a closure's, a session command's): its steps, then exec, or the
+/// closure. On failure, writes what failed to `exec_pipe` and exits 127. A closure runs here, and the
+/// process ends after reporting its value.
+pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pipe: OwnedFd) {
+    let prepared = Prepared::new(config);
+    let keep = [report.as_raw_fd(), exec_pipe.as_raw_fd()];
+    // A closure never execs: what init held, and a forked helper's copies of the caller's, close now.
+    let close_others = matches!(config.job, Job::Closure { .. }).then_some(&keep[..]);
+    if let Err(f) = steps(&prepared, close_others) {
+        report_failed(exec_pipe.as_fd(), f);
+        std::process::exit(127);
     }
     match &config.job {
         Job::Closure { entry, build, input } => {
@@ -80,51 +174,56 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
             drop(exec_pipe);
             super::closure::run_entry(report, *entry, build, input.as_bytes())
         }
-        Job::Exec { program, args } | Job::Join { program, args, .. } => {
-            let errno = exec(program, args, &config.env);
-            fail(exec_pipe, &Record::ExecFailed { errno: errno as i32 })
+        Job::Exec { .. } | Job::Join { .. } => {
+            report_failed(exec_pipe.as_fd(), (Failed::Exec, exec(&prepared)));
+            std::process::exit(127)
         }
         Job::Session | Job::Switch => std::process::exit(0),
     }
 }
 
-fn fail(pipe: OwnedFd, record: &Record) -> ! {
-    send(&pipe, record);
-    std::process::exit(127);
-}
-
-/// execve(2) with a PATH search done here, inside the sandbox, like execvp(3).
-fn exec(program: &str, args: &[String], env: &[(String, String)]) -> Errno {
-    let cstr = |s: &str| CString::new(s).unwrap_or_default();
-    let argv: Vec<CString> = std::iter::once(program).chain(args.iter().map(String::as_str)).map(cstr).collect();
-    let envp: Vec<CString> = env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect();
-    if program.contains('/') {
-        return crate::sys::execve(&cstr(program), &argv, &envp);
-    }
-    let path = env.iter().find(|(k, _)| k == "PATH").map_or(crate::config::DEFAULT_PATH, |(_, v)| v.as_str());
-    let mut result = Errno::ENOENT;
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let candidate = Path::new(dir).join(program);
-        match crate::sys::execve(&cstr(&candidate.to_string_lossy()), &argv, &envp) {
-            // Keep looking, but remember a permission problem over "not found", as execvp does.
-            Errno::ENOENT | Errno::ENOTDIR => {}
-            Errno::EACCES => result = Errno::EACCES,
-            other => return other,
-        }
-    }
-    result
-}
-
 /// Waits until the program's process has exec'd (the close-on-exec pipe reads end-of-file) or failed
-/// (it wrote a record), and reports which.
-pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd) {
+/// (it wrote a failed step), and reports which.
+pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str) {
     let mut bytes = Vec::new();
     let _ = std::fs::File::from(pipe).read_to_end(&mut bytes);
-    let records = Decoder::default().feed(&bytes);
-    if records.is_empty() {
+    let Some(&[step, a, b, c, d]) = bytes.first_chunk::<5>() else {
         send(report, &Record::Started);
+        return;
+    };
+    send(report, &failure_record(step, i32::from_le_bytes([a, b, c, d]), current_dir));
+}
+
+/// The record of a failed step, as [`report_failed`] wrote it (`current_dir`: the one it tried).
+fn failure_record(step: u8, errno: i32, current_dir: &str) -> Record {
+    let setup = |kind, what: &str, path: Option<String>| Record::SetupFailed { kind, what: what.into(), path, errno };
+    match step {
+        s if s == Failed::Rlimit as u8 => setup(StepKind::Limits, "set a resource limit (setrlimit)", None),
+        s if s == Failed::CurrentDir as u8 => {
+            setup(StepKind::CurrentDir, "enter the working directory", Some(current_dir.to_owned()))
+        }
+        s if s == Failed::Filter as u8 => {
+            setup(StepKind::Security, "install the seccomp filter (no_new_privs, seccomp)", None)
+        }
+        _ => Record::ExecFailed { errno },
     }
-    for r in &records {
-        send(report, r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_step_reads_back_as_its_record() {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        report_failed(w.as_fd(), (Failed::CurrentDir, Errno::ENOENT));
+        drop(w);
+        let (rr, rw) = nix::unistd::pipe().expect("pipe");
+        await_exec(r, &rw, "/srv/app");
+        drop(rw);
+        let mut text = String::new();
+        std::fs::File::from(rr).read_to_string(&mut text).expect("read");
+        assert!(text.contains("enter the working directory") && text.contains("/srv/app"), "{text}");
+        assert_eq!(failure_record(Failed::Exec as u8, 2, "/"), Record::ExecFailed { errno: 2 });
     }
 }

@@ -93,7 +93,15 @@ pub(crate) fn run(
                 Ok(p) => p,
                 Err(e) => fatal(&report, "create the exec pipe", e),
             };
-            match crate::sys::fork(t) {
+            // A program's process shares init's memory until its exec (nothing to copy); a closure's
+            // runs Rust code of its own, and is forked.
+            let forked = match config.job {
+                Job::Exec { .. } => {
+                    super::child::spawn_program(config, &exec_w, &old).map(|child| ForkResult::Parent { child })
+                }
+                _ => crate::sys::fork(t),
+            };
+            match forked {
                 Err(e) => fatal(&report, "fork the program's process", e),
                 Ok(ForkResult::Child) => {
                     drop(exec_r);
@@ -107,7 +115,7 @@ pub(crate) fn run(
                 Ok(ForkResult::Parent { child }) => {
                     drop(exec_w);
                     crate::sys::let_go_of_stdio(&null);
-                    super::child::await_exec(exec_r, &report);
+                    super::child::await_exec(exec_r, &report, &config.current_dir);
                     drop(report);
                     Some(child)
                 }

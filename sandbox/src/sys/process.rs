@@ -146,12 +146,65 @@ pub(crate) fn show_as(_: SingleThreaded, name: &str) {
     }
 }
 
-/// `execve(2)` of `program` with `args` and `env`; returns only on failure.
-pub(crate) fn execve(program: &CString, args: &[CString], env: &[CString]) -> Errno {
-    match nix::unistd::execve(program, args, env) {
-        Err(e) => e,
-        Ok(never) => match never {},
+/// A null-terminated list of C strings for execve(2) (arguments or environment), built where
+/// allocating is fine, so that the exec itself allocates nothing.
+#[derive(Debug)]
+pub(crate) struct ExecList {
+    _strings: Vec<CString>,
+    pointers: Vec<*const libc::c_char>,
+}
+
+impl ExecList {
+    pub(crate) fn new(strings: Vec<CString>) -> ExecList {
+        let pointers = strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        ExecList { _strings: strings, pointers }
     }
+}
+
+/// `execve(2)` of `program` with `args` and `env`; returns only on failure. Allocates nothing.
+pub(crate) fn execve(program: &std::ffi::CStr, args: &ExecList, env: &ExecList) -> Errno {
+    // SAFETY: `program` is a NUL-terminated string, and both lists are null-terminated arrays of
+    // pointers to NUL-terminated strings that they own, alive for the call.
+    unsafe { libc::execve(program.as_ptr(), args.pointers.as_ptr(), env.pointers.as_ptr()) };
+    Errno::last()
+}
+
+/// The stack of a process started by [`spawn_sharing_memory`]: its work is a few system calls.
+const SHARED_MEMORY_STACK: usize = 64 * 1024;
+
+/// Runs `body` in a new process that shares this process's memory until it execs or ends, on a stack
+/// of its own; this process is suspended meanwhile (clone(2) with `CLONE_VM | CLONE_VFORK`, as
+/// posix_spawn(3) does), so no page table is copied. `body`'s value is the process's exit code.
+///
+/// `body` runs on this process's memory, errno included: it may only make system calls that
+/// allocate nothing and take no lock, must not panic, and must not exit through `std::process::exit`
+/// (which would run this process's exit handlers); returning ends it with `_exit`.
+pub(crate) fn spawn_sharing_memory(body: &dyn Fn() -> i32) -> Result<nix::unistd::Pid, Errno> {
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` points to the `&dyn Fn` below, which lives until the clone returns, and the
+        // clone only returns once this process has exec'd or ended (CLONE_VFORK).
+        let body = unsafe { &*arg.cast::<&dyn Fn() -> i32>() };
+        body()
+    }
+    let mut stack = vec![0u128; SHARED_MEMORY_STACK / std::mem::size_of::<u128>()];
+    // The stack grows down on every architecture Linux runs this crate on: start at the top.
+    let top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
+    let arg = std::ptr::from_ref(&body).cast_mut().cast::<libc::c_void>();
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    // SAFETY: the new process runs `trampoline` on `stack`, a 16-byte aligned buffer that outlives
+    // it as the memory's user: CLONE_VFORK suspends this process until the new one has exec'd (its
+    // memory is then its own) or ended. Meanwhile nothing else runs on this memory: the caller is
+    // single-threaded (init), and `body` keeps to system calls (see above).
+    let pid = unsafe { libc::clone(trampoline, top, flags, arg) };
+    drop(stack);
+    Errno::result(pid).map(nix::unistd::Pid::from_raw)
+}
+
+/// Makes stdin's terminal the controlling terminal of this process, a session leader. Allocates
+/// nothing.
+pub(crate) fn take_stdin_as_controlling_terminal() -> Result<(), Errno> {
+    // SAFETY: descriptor 0 is only borrowed for the call; if it is not open, ioctl fails with EBADF.
+    set_controlling_terminal(unsafe { BorrowedFd::borrow_raw(0) })
 }
 
 /// Takes ownership of an fd number inherited from the parent, if it is open. Before `main` (the
@@ -183,7 +236,7 @@ pub(crate) fn die_by_signal(sig: i32) -> ! {
 }
 
 /// Makes the terminal open on `fd` the controlling terminal of this process, a session leader.
-pub(crate) fn set_controlling_terminal(fd: impl std::os::fd::AsFd) -> Result<(), Errno> {
+fn set_controlling_terminal(fd: impl std::os::fd::AsFd) -> Result<(), Errno> {
     // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal the terminal from another
     // session); `fd` is open for the duration of the call.
     Errno::result(unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
