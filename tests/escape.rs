@@ -1196,6 +1196,30 @@ fn check_privileged() {
     assert_eq!(lines.collect::<Vec<_>>(), ["NoNewPrivs:\t0", "Seccomp:\t0", "0"], "{out}");
 }
 
+/// `privileged()` leaves init as it was before f754eaf: dumpable, so that the program (root of its
+/// user namespace rootless, the host's root as root) can look at it as at any process of its own
+/// (`/proc/1/fd`, `/proc/1/exe`, a debugger). Init now starts the program in a process that shares its
+/// memory until the exec (clone with CLONE_VM | CLONE_VFORK), and that process makes itself not
+/// dumpable until its exec (child::steps): PR_SET_DUMPABLE is a property of the memory (the mm), so
+/// init is made not dumpable too. Rootless, the program is then refused init's files; as root it
+/// keeps CAP_SYS_PTRACE over the host, and this holds either way. (In a default sandbox the same
+/// step makes init dumpable for as long as the program's process writes its oom_score_adj.)
+fn check_privileged_init_as_before() {
+    let sb = builder().privileged().build().expect("build");
+    let out = both(&run(&sb, "ls /proc/1/fd >/dev/null && readlink /proc/1/exe >/dev/null && echo reachable"));
+    assert_eq!(out, "reachable\n", "a privileged sandbox's init was made not dumpable by the program's start");
+}
+
+#[test]
+fn a_privileged_init_is_left_as_it_was() {
+    check_privileged_init_as_before();
+}
+
+#[test]
+fn rootless_a_privileged_init_is_left_as_it_was() {
+    rootless_checks(&["privileged_init"]);
+}
+
 /// The attribute's `privileged`: the same, for a test body.
 #[sandbox::sandbox_test(privileged)]
 fn privileged_test_body_has_no_filter() {
@@ -1891,6 +1915,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("session_seize", check_session_seize),
     ("identity", check_identity),
     ("privileged", check_privileged),
+    ("privileged_init", check_privileged_init_as_before),
     ("holder_orphan", check_holder_orphan),
     ("closure_process", check_closure_process),
     ("closure_environment", check_closure_environment),
