@@ -1192,3 +1192,19 @@ fn unprivileged_without_user_namespace_is_refused() {
     let err = builder().user_namespace(false).build().expect_err("needs a user namespace");
     assert!(matches!(err, Error::InvalidConfig { what: "user_namespace", .. }), "{err:?}");
 }
+
+// ---- eleventh outside review ----
+
+/// A program missing from `$PATH` is "not found" whatever `$PATH` holds, as it was before f754eaf:
+/// a `$PATH` entry that is a file (ENOTDIR) is skipped like a missing folder. Since the program's
+/// process started sharing init's memory (child::exec), a `$PATH` of one entry reports that entry's
+/// errno instead: `Not a directory` for a program that is simply not there, where two entries say
+/// `No such file or directory`.
+#[test]
+fn a_program_missing_from_path_is_not_found_whatever_path_holds() {
+    let sb = builder().build().expect("build");
+    for path in ["/etc/hostname:/no/such/dir", "/etc/hostname"] {
+        let err = sb.command("sh").env("PATH", path).status().expect_err("sh is on no folder of this $PATH");
+        assert_eq!(err.io_kind(), std::io::ErrorKind::NotFound, "PATH={path}: {err}");
+    }
+}
