@@ -1208,3 +1208,82 @@ fn a_program_missing_from_path_is_not_found_whatever_path_holds() {
         assert_eq!(err.io_kind(), std::io::ErrorKind::NotFound, "PATH={path}: {err}");
     }
 }
+
+/// Rootless, newuidmap and newgidmap get 5 s (eb40a29), so that a user database that does not answer
+/// (NSS over the network: an LDAP or sssd server down) stalls no sandbox for longer. Here the user
+/// database hangs for good (a FIFO nobody writes, bound over /etc/passwd in a mount namespace of a
+/// child of this test: the host's stays as it is), and the test user's sandbox must still start, in
+/// well under 20 s. It does not: the fork server looks the caller up itself first (subids::make,
+/// `User::from_uid`), with no deadline, so it and every later sandbox of the caller wait for good.
+#[test]
+fn rootless_a_hanging_user_database_stalls_no_sandbox() {
+    if !is_root() {
+        return; // the mount namespace needs root; the sandbox then runs as the test user
+    }
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`) or set $SANDBOX_TEST_USER");
+    };
+    let home = dir_owned_by(uid, gid);
+    ChildTest::new("child_hangs_the_user_database")
+        .env("HANGING_HOME", home.path())
+        .env("HANGING_IDS", format!("{uid}:{gid}"))
+        .assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_hangs_the_user_database() {
+    use std::os::unix::process::CommandExt;
+    if !is_child("child_hangs_the_user_database") {
+        return;
+    }
+    let home = std::path::PathBuf::from(std::env::var_os("HANGING_HOME").expect("HANGING_HOME"));
+    let ids = std::env::var("HANGING_IDS").expect("HANGING_IDS");
+    let (uid, gid) = ids.split_once(':').and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?))).expect("uid:gid");
+    // A copy of this binary the test user can run (the build tree may be under /root).
+    let exe = home.join("tests");
+    std::fs::copy(std::env::current_exe().expect("locate the test binary"), &exe).expect("copy the test binary");
+    let fifo = home.join("passwd");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    // This thread's own mount namespace (unshare(2) with CLONE_NEWNS takes the calling thread's
+    // fs_struct and namespace only), private, so that the bind reaches nothing outside it.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("a mount namespace of our own");
+    let none: Option<&str> = None;
+    nix::mount::mount(none, "/", none, nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE, none)
+        .expect("make / private");
+    nix::mount::mount(Some(&fifo), "/etc/passwd", none, nix::mount::MsFlags::MS_BIND, none)
+        .expect("bind the FIFO over /etc/passwd");
+    // std sets the ids with setgroups, setgid and setuid: no user database lookup (setpriv makes one).
+    let t = std::time::Instant::now();
+    let out = std::process::Command::new("timeout")
+        .args(["-s", "KILL", "20"])
+        .arg(&exe)
+        .args(["child_one_rootless_sandbox", "--exact", "--nocapture", "--test-threads=1", "--include-ignored"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &home)
+        .env("TMPDIR", &home)
+        .env("SANDBOX_TEST_CACHE", home.join("cache"))
+        .env(system_tests::CHILD_ENV, "child_one_rootless_sandbox")
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .expect("run the test user's sandbox");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && said.contains("1 passed"),
+        "the test user's sandbox did not start in {:?} with the user database hanging ({}): {said}",
+        t.elapsed(),
+        out.status
+    );
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_one_rootless_sandbox() {
+    if !is_child("child_one_rootless_sandbox") {
+        return;
+    }
+    let sb = builder().build().expect("build");
+    assert_eq!(text(&sh(&sb, "echo started")), "started\n");
+}
