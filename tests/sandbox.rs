@@ -1287,3 +1287,20 @@ fn child_one_rootless_sandbox() {
     let sb = builder().build().expect("build");
     assert_eq!(text(&sh(&sb, "echo started")), "started\n");
 }
+
+/// A resource limit the kernel refuses (here RLIMIT_NOFILE far above the caller's hard limit and
+/// fs.nr_open: raising a hard limit needs CAP_SYS_RESOURCE over the host) fails with a hint about
+/// that limit, not one that sends the user to cgroups and systemd delegation, which no rlimit needs:
+/// hints.rs gives every `StepKind::Limits` failure the cgroup hint. (So before f754eaf too.)
+#[test]
+fn a_refused_rlimit_is_explained_as_one() {
+    let sb = builder().rlimit(sandbox::Rlimit::NoFile, 1 << 30).build().expect("build");
+    match sb.command("/bin/true").status() {
+        Err(Error::Setup { step, hint, .. }) => {
+            assert_eq!(step, "set a resource limit (setrlimit)");
+            let hint = hint.unwrap_or_default();
+            assert!(!hint.contains("cgroup"), "a refused setrlimit explained with cgroups: {hint}");
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+}
