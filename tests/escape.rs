@@ -1198,12 +1198,12 @@ fn check_privileged() {
 
 /// `privileged()` leaves init as it was before f754eaf: dumpable, so that the program (root of its
 /// user namespace rootless, the host's root as root) can look at it as at any process of its own
-/// (`/proc/1/fd`, `/proc/1/exe`, a debugger). Init now starts the program in a process that shares its
-/// memory until the exec (clone with CLONE_VM | CLONE_VFORK), and that process makes itself not
-/// dumpable until its exec (child::steps): PR_SET_DUMPABLE is a property of the memory (the mm), so
-/// init is made not dumpable too. Rootless, the program is then refused init's files; as root it
-/// keeps CAP_SYS_PTRACE over the host, and this holds either way. (In a default sandbox the same
-/// step makes init dumpable for as long as the program's process writes its oom_score_adj.)
+/// (`/proc/1/fd`, `/proc/1/exe`, a debugger). Init starts the program in a process that shares its
+/// memory until the exec (clone with CLONE_VM | CLONE_VFORK), and PR_SET_DUMPABLE is a property of
+/// that memory: the eleventh review found that process's "not dumpable until exec" step made init
+/// not dumpable too (rootless, the program was then refused init's files; as root it keeps
+/// CAP_SYS_PTRACE over the host). It now leaves the flag as init had it. (In a default sandbox init
+/// is dumpable for as long as the program's process writes its oom_score_adj.)
 fn check_privileged_init_as_before() {
     let sb = builder().privileged().build().expect("build");
     let out = both(&run(&sb, "ls /proc/1/fd >/dev/null && readlink /proc/1/exe >/dev/null && echo reachable"));

@@ -1196,10 +1196,9 @@ fn unprivileged_without_user_namespace_is_refused() {
 // ---- eleventh outside review ----
 
 /// A program missing from `$PATH` is "not found" whatever `$PATH` holds, as it was before f754eaf:
-/// a `$PATH` entry that is a file (ENOTDIR) is skipped like a missing folder. Since the program's
-/// process started sharing init's memory (child::exec), a `$PATH` of one entry reports that entry's
-/// errno instead: `Not a directory` for a program that is simply not there, where two entries say
-/// `No such file or directory`.
+/// a `$PATH` entry that is a file (ENOTDIR) is skipped like a missing folder. (The eleventh review
+/// found that, with the program's process sharing init's memory, a `$PATH` of one entry reported that
+/// entry's errno instead: `Not a directory`.)
 #[test]
 fn a_program_missing_from_path_is_not_found_whatever_path_holds() {
     let sb = builder().build().expect("build");
@@ -1213,8 +1212,9 @@ fn a_program_missing_from_path_is_not_found_whatever_path_holds() {
 /// (NSS over the network: an LDAP or sssd server down) stalls no sandbox for longer. Here the user
 /// database hangs for good (a FIFO nobody writes, bound over /etc/passwd in a mount namespace of a
 /// child of this test: the host's stays as it is), and the test user's sandbox must still start, in
-/// well under 20 s. It does not: the fork server looks the caller up itself first (subids::make,
-/// `User::from_uid`), with no deadline, so it and every later sandbox of the caller wait for good.
+/// well under 20 s. (The eleventh review found that the fork server looked the caller up itself
+/// first, `User::from_uid`, with no deadline: it and every later sandbox of the caller waited for
+/// good. The lookup now runs in a forked process under the same deadline.)
 #[test]
 fn rootless_a_hanging_user_database_stalls_no_sandbox() {
     if !is_root() {
@@ -1290,8 +1290,8 @@ fn child_one_rootless_sandbox() {
 
 /// A resource limit the kernel refuses (here RLIMIT_NOFILE far above the caller's hard limit and
 /// fs.nr_open: raising a hard limit needs CAP_SYS_RESOURCE over the host) fails with a hint about
-/// that limit, not one that sends the user to cgroups and systemd delegation, which no rlimit needs:
-/// hints.rs gives every `StepKind::Limits` failure the cgroup hint. (So before f754eaf too.)
+/// that limit, not one that sends the user to cgroups and systemd delegation, which no rlimit needs
+/// (as hints.rs did for every `StepKind::Limits` failure until the eleventh review).
 #[test]
 fn a_refused_rlimit_is_explained_as_one() {
     let sb = builder().rlimit(sandbox::Rlimit::NoFile, 1 << 30).build().expect("build");

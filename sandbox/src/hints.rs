@@ -21,6 +21,12 @@ pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<S
              missing CAP_SYS_ADMIN forbids unshare(2); run the container privileged, or with a profile that allows it"
                 .to_owned(),
         ),
+        (StepKind::Rlimit, Errno::EPERM | Errno::EINVAL) => Some(
+            "a resource limit above the hard limit the sandbox inherits needs CAP_SYS_RESOURCE over the host, \
+             which root inside a sandbox does not have: ask for at most the hard limit (`ulimit -H -a`), or raise \
+             the hard limit of the process that runs the tests"
+                .to_owned(),
+        ),
         // The network namespace made in the background (crate::spawn::netns) fails on its own.
         (StepKind::Network, Errno::ENOSPC) => Some(
             "the limit of network namespaces is reached: sysctl user.max_net_namespaces (0 disables them), or \
@@ -134,6 +140,8 @@ mod tests {
         assert!(for_step(StepKind::Etc, Errno::EACCES, true).is_some_and(|h| h.contains("not yours")));
         assert!(for_step(StepKind::Etc, Errno::EACCES, false).is_none());
         assert!(for_step(StepKind::Hostname, Errno::EPERM, true).is_none());
+        let rlimit = for_step(StepKind::Rlimit, Errno::EPERM, true);
+        assert!(rlimit.is_some_and(|h| h.contains("hard limit") && !h.contains("cgroup")));
         let net = for_step(StepKind::Network, Errno::ENOSPC, false);
         assert!(net.is_some_and(|h| h.contains("user.max_net_namespaces")));
     }

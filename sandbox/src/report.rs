@@ -30,6 +30,8 @@ pub(crate) enum StepKind {
     Volume,
     File,
     Limits,
+    /// A setrlimit(2) value for the program.
+    Rlimit,
     Network,
     Helper,
     /// The program's own hardening: no_new_privs and the seccomp filter.

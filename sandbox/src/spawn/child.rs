@@ -24,6 +24,8 @@ pub(crate) struct Prepared<'a> {
     env: ExecList,
     /// The paths to try, in order: the program's, or each `$PATH` folder's (execvp(3)).
     candidates: Vec<CString>,
+    /// Whether the candidates come from `$PATH` (the program's name has no `/`).
+    searching: bool,
 }
 
 impl std::fmt::Debug for Prepared<'_> {
@@ -39,7 +41,8 @@ impl<'a> Prepared<'a> {
             Job::Exec { program, args } | Job::Join { program, args, .. } => (program, args),
             _ => ("", &[]),
         };
-        let candidates = if program.contains('/') || program.is_empty() {
+        let searching = !program.contains('/') && !program.is_empty();
+        let candidates = if !searching {
             vec![cstr(program)]
         } else {
             let path = config.env.iter().find(|(k, _)| k == "PATH").map_or(crate::config::DEFAULT_PATH, |(_, v)| v);
@@ -54,6 +57,7 @@ impl<'a> Prepared<'a> {
             args: ExecList::new(std::iter::once(program).chain(args.iter().map(String::as_str)).map(cstr).collect()),
             env: ExecList::new(config.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect()),
             candidates,
+            searching,
         }
     }
 }
@@ -69,9 +73,11 @@ enum Failed {
 
 /// The process's steps before exec, in order; allocates nothing. `close_others`: a closure's
 /// process closes every descriptor above stderr but these (it never execs, so close-on-exec would
-/// close nothing).
-fn steps(p: &Prepared<'_>, close_others: Option<&[RawFd]>) -> Result<(), (Failed, Errno)> {
+/// close nothing). `shares_memory`: the process shares init's memory until its exec, and with it
+/// the dumpable flag (prctl(2): a property of the memory), which it then leaves as init had it.
+fn steps(p: &Prepared<'_>, close_others: Option<&[RawFd]>, shares_memory: bool) -> Result<(), (Failed, Errno)> {
     let config = p.config;
+    let was_dumpable = nix::sys::prctl::get_dumpable().unwrap_or(false);
     // A session of its own: job control inside cannot touch the caller's terminal.
     let _ = nix::unistd::setsid();
     // proc(5): with limits, init is kept out of the OOM killer's choice (oom_score_adj -1000) and
@@ -84,6 +90,8 @@ fn steps(p: &Prepared<'_>, close_others: Option<&[RawFd]>) -> Result<(), (Failed
     // filter is installed: in a session, another command could otherwise seize it with ptrace before
     // it is filtered. A joined command comes from the joining helper, never from init: nothing to
     // reset, and it stays out of reach throughout (its change of credentials made it not dumpable).
+    // A program's process, sharing init's memory, leaves the flag as init had it: not dumpable in a
+    // default sandbox; dumpable in a privileged one, where init is too (the same memory).
     if !matches!(config.job, Job::Join { .. }) {
         let _ = nix::sys::prctl::set_dumpable(true);
         let mode = nix::sys::stat::Mode::empty();
@@ -91,7 +99,7 @@ fn steps(p: &Prepared<'_>, close_others: Option<&[RawFd]>) -> Result<(), (Failed
             let _ = nix::unistd::write(&fd, b"0");
         }
     }
-    let _ = nix::sys::prctl::set_dumpable(false);
+    let _ = nix::sys::prctl::set_dumpable(shares_memory && was_dumpable);
     for (resource, value) in &config.rlimits {
         nix::sys::resource::setrlimit(resource.resource(), *value, *value).map_err(|e| (Failed::Rlimit, e))?;
     }
@@ -117,8 +125,8 @@ fn exec(p: &Prepared<'_>) -> Errno {
     for candidate in &p.candidates {
         match crate::sys::execve(candidate, &p.args, &p.env) {
             // Keep looking, but remember a permission problem over "not found", as execvp does.
-            Errno::ENOENT | Errno::ENOTDIR if p.candidates.len() > 1 => {}
-            Errno::EACCES if p.candidates.len() > 1 => result = Errno::EACCES,
+            Errno::ENOENT | Errno::ENOTDIR if p.searching => {}
+            Errno::EACCES if p.searching => result = Errno::EACCES,
             other => return other,
         }
     }
@@ -143,7 +151,7 @@ pub(crate) fn spawn_program(
     let pipe = exec_pipe.as_fd();
     crate::sys::spawn_sharing_memory(&|| {
         let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(mask), None);
-        let failed = match steps(&prepared, None) {
+        let failed = match steps(&prepared, None, true) {
             Ok(()) => (Failed::Exec, exec(&prepared)),
             Err(f) => f,
         };
@@ -160,7 +168,7 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
     let keep = [report.as_raw_fd(), exec_pipe.as_raw_fd()];
     // A closure never execs: what init held, and a forked helper's copies of the caller's, close now.
     let close_others = matches!(config.job, Job::Closure { .. }).then_some(&keep[..]);
-    if let Err(f) = steps(&prepared, close_others) {
+    if let Err(f) = steps(&prepared, close_others, false) {
         report_failed(exec_pipe.as_fd(), f);
         std::process::exit(127);
     }
@@ -183,22 +191,42 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
 }
 
 /// Waits until the program's process has exec'd (the close-on-exec pipe reads end-of-file) or failed
-/// (it wrote a failed step), and reports which.
-pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str) {
+/// (it wrote a failed step), and reports which. `program`: the process, as this process's `/proc`
+/// shows it, whose command line must be in place first (see [`await_command_line`]).
+pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str, program: Option<nix::unistd::Pid>) {
     let mut bytes = Vec::new();
     let _ = std::fs::File::from(pipe).read_to_end(&mut bytes);
     let Some(&[step, a, b, c, d]) = bytes.first_chunk::<5>() else {
+        if let Some(pid) = program {
+            await_command_line(pid);
+        }
         send(report, &Record::Started);
         return;
     };
     send(report, &failure_record(step, i32::from_le_bytes([a, b, c, d]), current_dir));
 }
 
+/// Until the exec has put the program's arguments in place: the pipe ends at the exec's close-on-exec,
+/// before the new image's stack holds them, and `/proc/<pid>/cmdline` reads empty until it does
+/// (proc(5)). A program reported started then shows its command line (to `ps`, `pgrep -f`). Gives
+/// up at once if the process is gone, and after a bounded number of tries.
+fn await_command_line(pid: nix::unistd::Pid) {
+    let path = format!("/proc/{pid}/cmdline");
+    for _ in 0..10_000 {
+        match std::fs::read(&path) {
+            Ok(line) if line.is_empty() => {
+                let _ = nix::sched::sched_yield();
+            }
+            _ => return,
+        }
+    }
+}
+
 /// The record of a failed step, as [`report_failed`] wrote it (`current_dir`: the one it tried).
 fn failure_record(step: u8, errno: i32, current_dir: &str) -> Record {
     let setup = |kind, what: &str, path: Option<String>| Record::SetupFailed { kind, what: what.into(), path, errno };
     match step {
-        s if s == Failed::Rlimit as u8 => setup(StepKind::Limits, "set a resource limit (setrlimit)", None),
+        s if s == Failed::Rlimit as u8 => setup(StepKind::Rlimit, "set a resource limit (setrlimit)", None),
         s if s == Failed::CurrentDir as u8 => {
             setup(StepKind::CurrentDir, "enter the working directory", Some(current_dir.to_owned()))
         }
@@ -219,7 +247,7 @@ mod tests {
         report_failed(w.as_fd(), (Failed::CurrentDir, Errno::ENOENT));
         drop(w);
         let (rr, rw) = nix::unistd::pipe().expect("pipe");
-        await_exec(r, &rw, "/srv/app");
+        await_exec(r, &rw, "/srv/app", None);
         drop(rw);
         let mut text = String::new();
         std::fs::File::from(rr).read_to_string(&mut text).expect("read");

@@ -538,7 +538,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
             crate::sys::let_go_of_stdio(&null);
-            super::child::await_exec(exec_r, &report, &config.current_dir);
+            super::child::await_exec(exec_r, &report, &config.current_dir, None);
             let Waited { outcome, waited, .. } = wait_for(child, None, None, &kill, None, None);
             match command_status(outcome, waited) {
                 Ok(raw) => finish(Some(&report), raw, false),

@@ -115,7 +115,8 @@ pub(crate) fn run(
                 Ok(ForkResult::Parent { child }) => {
                     drop(exec_w);
                     crate::sys::let_go_of_stdio(&null);
-                    super::child::await_exec(exec_r, &report, &config.current_dir);
+                    // Init's /proc is the sandbox's: the pid is as it shows it.
+                    super::child::await_exec(exec_r, &report, &config.current_dir, Some(child));
                     drop(report);
                     Some(child)
                 }

@@ -69,7 +69,7 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
         // of this binary at all, which is most of a one-shot caller's start-up.
         if let Some(t) = crate::sys::SingleThreaded::if_alone() {
             // Rootless: made here once, so that every helper forked from this process enters it.
-            super::subids::prepare(config, [their_in.as_fd(), their_out.as_fd(), their_err.as_fd()]);
+            super::subids::prepare(t, config, [their_in.as_fd(), their_out.as_fd(), their_err.as_fd()]);
             match crate::sys::fork(t) {
                 Ok(nix::unistd::ForkResult::Child) => {
                     // A process group of its own, as an executed helper gets (see below).

@@ -118,7 +118,7 @@ pub(crate) fn become_helper(t: SingleThreaded, fds: [OwnedFd; FDS]) -> ! {
 /// Rootless, until it is made: the subordinate ids' setup namespace, if this request's sandbox uses
 /// it (crate::spawn::subids), made before its helper is forked so that every later helper inherits
 /// it. Reads the configuration without moving the offset the helper shares.
-fn prepare_subordinate_ids(fds: &[OwnedFd; FDS]) {
+fn prepare_subordinate_ids(t: SingleThreaded, fds: &[OwnedFd; FDS]) {
     use std::os::unix::fs::FileExt;
     if super::subids::tried() || nix::unistd::geteuid().is_root() {
         return;
@@ -131,7 +131,7 @@ fn prepare_subordinate_ids(fds: &[OwnedFd; FDS]) {
         return;
     }
     if let Ok(config) = serde_json::from_slice::<crate::config::Config>(&text) {
-        super::subids::prepare(&config, [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]);
+        super::subids::prepare(t, &config, [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]);
     }
 }
 
@@ -180,7 +180,7 @@ fn serve(t: SingleThreaded, sock: OwnedFd) {
             }
         }
         let Ok(fds) = <[OwnedFd; FDS]>::try_from(fds) else { continue };
-        prepare_subordinate_ids(&fds);
+        prepare_subordinate_ids(t, &fds);
         match crate::sys::fork(t) {
             Ok(ForkResult::Child) => {
                 drop(signals);

@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use nix::sched::CloneFlags;
 
 use crate::config::{Config, Job, RootMode};
-use crate::sys::NamespaceHolder;
+use crate::sys::{NamespaceHolder, SingleThreaded};
 
 /// A setup user namespace with the caller's ranges, and how many uids and gids it maps from 0.
 pub(crate) struct Mapped {
@@ -87,25 +87,23 @@ fn on_host(fd: BorrowedFd<'_>) -> bool {
 
 /// Makes this process's setup namespace now if the sandbox `config` (with the program's `stdio`) will
 /// use it, so that its helper, forked next, and every later one inherit it.
-pub(crate) fn prepare(config: &Config, stdio: [BorrowedFd<'_>; 3]) {
+pub(crate) fn prepare(t: SingleThreaded, config: &Config, stdio: [BorrowedFd<'_>; 3]) {
     if !tried() && config.outer_uid != 0 && !config.security.privileged && allowed(config, stdio) {
-        let _ = shared(config.outer_uid, config.outer_gid);
+        let _ = shared(t, config.outer_uid, config.outer_gid);
     }
 }
 
 /// This process's setup namespace for the caller `uid`:`gid`, made on first use (helpers forked
 /// later inherit it); `None` where the caller has no subordinate ranges or the tools refuse.
-pub(crate) fn shared(uid: u32, gid: u32) -> Option<&'static Mapped> {
-    SHARED.get_or_init(|| make(uid, gid)).as_ref()
+pub(crate) fn shared(t: SingleThreaded, uid: u32, gid: u32) -> Option<&'static Mapped> {
+    SHARED.get_or_init(|| make(t, uid, gid)).as_ref()
 }
 
 /// Makes a user namespace mapping `0` to `uid`:`gid` and `1..` to the first of the caller's ranges that
 /// the system lists, through newuidmap and newgidmap run at the same time.
-fn make(uid: u32, gid: u32) -> Option<Mapped> {
-    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
-    let name = name.as_deref().unwrap_or("");
-    let uids = first_range(&std::fs::read_to_string("/etc/subuid").ok()?, name, uid)?;
-    let gids = first_range(&std::fs::read_to_string("/etc/subgid").ok()?, name, gid)?;
+fn make(t: SingleThreaded, uid: u32, gid: u32) -> Option<Mapped> {
+    let deadline = std::time::Instant::now() + TOOLS_DEADLINE;
+    let (uids, gids) = ranges_by(t, uid, gid, deadline)?;
     let (newuidmap, newgidmap) = (tool("newuidmap")?, tool("newgidmap")?);
     let holder = NamespaceHolder::spawn(CloneFlags::CLONE_NEWUSER)
         .map_err(|e| tracing::debug!(%e, "no user namespace for the subordinate ids"))
@@ -124,7 +122,6 @@ fn make(uid: u32, gid: u32) -> Option<Mapped> {
     };
     // Both at once: each is an exec of a setuid program that reads the user database.
     let (u, g) = (spawn(&newuidmap, args(uid, uids)), spawn(&newgidmap, args(gid, gids)));
-    let deadline = std::time::Instant::now() + TOOLS_DEADLINE;
     let mut ok = true;
     for (tool, child) in [(&newuidmap, u), (&newgidmap, g)] {
         let ended = child.and_then(|mut c| match ends_by(&mut c, deadline) {
@@ -158,10 +155,69 @@ fn make(uid: u32, gid: u32) -> Option<Mapped> {
     Some(Mapped { userns, counts: [1 + uids.1, 1 + gids.1] })
 }
 
-/// How long newuidmap and newgidmap may take, together: they read the user database, through NSS
-/// (possibly a directory service over the network). Past it both are killed and the sandbox maps
-/// root only: a hanging tool must not stall the fork server, and with it every sandbox of the caller.
+/// How long the caller's lookup and newuidmap and newgidmap may take, together: they read the user
+/// database, through NSS (possibly a directory service over the network). Past it they are killed and
+/// the sandbox maps root only: a hanging lookup must not stall the fork server, and with it every
+/// sandbox of the caller.
 const TOOLS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The caller's first subordinate uid and gid ranges (see [`first_range`]), looked up by its name
+/// (NSS) and number in a forked process, which is killed at `deadline`.
+fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant) -> Option<((u32, u32), (u32, u32))> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    match crate::sys::fork(t).ok()? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let found = (|| {
+                let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
+                let name = user.map(|u| u.name).unwrap_or_default();
+                let uids = first_range(&std::fs::read_to_string("/etc/subuid").ok()?, &name, uid)?;
+                let gids = first_range(&std::fs::read_to_string("/etc/subgid").ok()?, &name, gid)?;
+                Some([uids.0, uids.1, gids.0, gids.1])
+            })();
+            if let Some(numbers) = found {
+                let bytes: Vec<u8> = numbers.iter().flat_map(|n| n.to_le_bytes()).collect();
+                let _ = nix::unistd::write(&w, &bytes);
+            }
+            std::process::exit(0);
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut bytes = Vec::new();
+            let mut file = std::fs::File::from(r);
+            let ended = loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let ms =
+                    PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+                match poll(&mut [PollFd::new(file.as_fd(), PollFlags::POLLIN)], ms) {
+                    Ok(0) => break false,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break false,
+                    Ok(_) => {
+                        let mut chunk = [0u8; 16];
+                        match std::io::Read::read(&mut file, &mut chunk) {
+                            Ok(0) => break true,
+                            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(_) => break true,
+                        }
+                    }
+                }
+            };
+            if !ended {
+                tracing::debug!("the lookup of the caller's subordinate ids did not end in time: killed");
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = nix::sys::wait::waitpid(child, None);
+            let n: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            match n[..] {
+                [a, b, c, d] if ended => Some(((a, b), (c, d))),
+                _ => None,
+            }
+        }
+    }
+}
 
 /// Whether `child` ends by `deadline` (it is then left to be reaped); waits on a pidfd, or without a
 /// deadline where pidfd_open(2) is not to be had (before Linux 5.3, or refused by a seccomp profile).

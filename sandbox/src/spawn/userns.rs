@@ -35,12 +35,12 @@ type ToEnter = (OwnedFd, &'static str);
 /// of the parent's: the caller and its range are two). setns(2) and unshare(2) of a user namespace
 /// need a single-threaded caller.
 pub(crate) fn enter_setup_namespace(
-    _: crate::sys::SingleThreaded,
+    t: crate::sys::SingleThreaded,
     uid: u32,
     gid: u32,
     subordinate: bool,
 ) -> Result<[String; 2], Failed> {
-    if let Some(shared) = subordinate.then(|| super::subids::shared(uid, gid)).flatten() {
+    if let Some(shared) = subordinate.then(|| super::subids::shared(t, uid, gid)).flatten() {
         nix::sched::setns(&shared.userns, CloneFlags::CLONE_NEWUSER)
             .map_err(|e| ("enter the setup user namespace (setns)", e))?;
         return Ok(shared.counts.map(|n| id_map(&[(0, 0, 1), (1, 1, n - 1)])));
