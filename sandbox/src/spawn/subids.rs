@@ -166,9 +166,16 @@ const TOOLS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant) -> Option<((u32, u32), (u32, u32))> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    let parent = nix::unistd::getpid();
     match crate::sys::fork(t).ok()? {
         nix::unistd::ForkResult::Child => {
             drop(r);
+            // It dies with this process: a lookup left hanging (a FIFO, a dead directory service)
+            // would otherwise outlive it, holding the caller's stdio.
+            let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
+            if nix::unistd::getppid() != parent {
+                std::process::exit(0);
+            }
             let found = (|| {
                 let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
                 let name = user.map(|u| u.name).unwrap_or_default();
