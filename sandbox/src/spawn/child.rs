@@ -209,13 +209,14 @@ pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str, pro
 /// Until the exec has put the program's arguments in place: the pipe ends at the exec's close-on-exec,
 /// before the new image's stack holds them, and `/proc/<pid>/cmdline` reads empty until it does
 /// (proc(5)). A program reported started then shows its command line (to `ps`, `pgrep -f`). Gives
-/// up at once if the process has ended (a zombie's reads empty too), and after a bounded number of
-/// tries.
+/// up at once if the process has ended (a zombie's reads empty too), and after 100 ms (a program
+/// whose main thread ended while others run reads empty too, and is not a zombie yet).
 fn await_command_line(pid: nix::unistd::Pid) {
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     let path = format!("/proc/{pid}/cmdline");
     let ended = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    for _ in 0..10_000 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    while std::time::Instant::now() < deadline {
         match std::fs::read(&path) {
             Ok(line) if line.is_empty() && matches!(waitid(Id::Pid(pid), ended), Ok(WaitStatus::StillAlive)) => {
                 let _ = nix::sched::sched_yield();

@@ -174,7 +174,7 @@ fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant
             // would otherwise outlive it, holding the caller's stdio.
             let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
             if nix::unistd::getppid() != parent {
-                std::process::exit(0);
+                crate::sys::exit_now(0);
             }
             let found = (|| {
                 let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
@@ -187,7 +187,8 @@ fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant
                 let bytes: Vec<u8> = numbers.iter().flat_map(|n| n.to_le_bytes()).collect();
                 let _ = nix::unistd::write(&w, &bytes);
             }
-            std::process::exit(0);
+            // Not std::process::exit: that would flush a copy of the caller's buffered stdout.
+            crate::sys::exit_now(0);
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(w);
