@@ -290,34 +290,28 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     config.network_in_background = network.as_ref().map(super::netns::Background::for_init);
     // Held until init is forked (it inherits the descriptor): see `volume_namespace`.
     let mut volume_ns = None;
-    let config = match &userns {
-        Some(fd) => {
-            use std::os::fd::AsRawFd;
-            let mut c = config;
-            c.security.userns_fd = Some(fd.as_raw_fd());
-            // The volumes' namespace first: adapt makes each id-mapped tree through the namespace
-            // it will be shown through.
-            let made = match volume_namespace(&mut c) {
-                Ok(ns) => super::idmap::adapt(&mut c, fd.as_raw_fd()).map(|()| ns).map_err(|f| {
-                    crate::report::send_failure(&report, &f);
-                }),
-                Err(step) => {
-                    send_setup_failed(&report, step.0, step.1, step.2);
-                    Err(())
-                }
-            };
-            match made {
-                Ok(ns) => volume_ns = ns,
-                Err(()) => {
-                    drop(cgroup);
-                    std::process::exit(SETUP_FAILED);
-                }
+    if let Some(fd) = &userns {
+        use std::os::fd::AsRawFd;
+        config.security.userns_fd = Some(fd.as_raw_fd());
+        // The volumes' namespace first: adapt makes each id-mapped tree through the namespace it will
+        // be shown through.
+        let made = match volume_namespace(&mut config) {
+            Ok(ns) => super::idmap::adapt(&mut config, fd.as_raw_fd()).map(|()| ns).map_err(|f| {
+                crate::report::send_failure(&report, &f);
+            }),
+            Err(step) => {
+                send_setup_failed(&report, step.0, step.1, step.2);
+                Err(())
             }
-            c
+        };
+        match made {
+            Ok(ns) => volume_ns = ns,
+            Err(()) => {
+                drop(cgroup);
+                std::process::exit(SETUP_FAILED);
+            }
         }
-        None => config,
-    };
-    let mut config = config;
+    }
     // The deadline counts from here: what came before is paid once (a shifted copy of the rootfs), and
     // init's setup is the sandbox's own time.
     let started = std::time::Instant::now();

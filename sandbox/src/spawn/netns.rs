@@ -82,13 +82,13 @@ pub(crate) fn start(flags: CloneFlags) -> Result<(NamespaceHolder, Background), 
     let pipes = HolderPipes { ready: ready_w.as_fd(), release: release_r.as_fd(), release_copy: release_w.as_fd() };
     let holder = NamespaceHolder::spawn_making_network(flags, &pipes)
         .map_err(|e| ("start the network namespace's holder (clone)", e))?;
-    let pid = rustix::process::Pid::from_raw(holder.pid().as_raw())
+    let pid = holder.pid();
+    let raw = rustix::process::Pid::from_raw(pid.as_raw())
         .ok_or(("open the network namespace's holder (pidfd_open)", nix::errno::Errno::ESRCH))?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(|e| {
+    let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).map_err(|e| {
         ("open the network namespace's holder (pidfd_open)", nix::errno::Errno::from_raw(e.raw_os_error()))
     })?;
     // The holder has its own copies of `ready_w` and `release_r`.
     drop((ready_w, release_r));
-    let pid = holder.pid();
     Ok((holder, Background { pid, holder: pidfd, ready: ready_r, release: release_w }))
 }

@@ -164,7 +164,6 @@ const TOOLS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 /// The caller's first subordinate uid and gid ranges (see [`first_range`]), looked up by its name
 /// (NSS) and number in a forked process, which is killed at `deadline`.
 fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant) -> Option<((u32, u32), (u32, u32))> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
     let parent = nix::unistd::getpid();
     match crate::sys::fork(t).ok()? {
@@ -195,22 +194,15 @@ fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant
             let mut bytes = Vec::new();
             let mut file = std::fs::File::from(r);
             let ended = loop {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let ms =
-                    PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
-                match poll(&mut [PollFd::new(file.as_fd(), PollFlags::POLLIN)], ms) {
-                    Ok(0) => break false,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => break false,
-                    Ok(_) => {
-                        let mut chunk = [0u8; 16];
-                        match std::io::Read::read(&mut file, &mut chunk) {
-                            Ok(0) => break true,
-                            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            Err(_) => break true,
-                        }
-                    }
+                if readable_by(file.as_fd(), deadline) != Some(true) {
+                    break false;
+                }
+                let mut chunk = [0u8; 16];
+                match std::io::Read::read(&mut file, &mut chunk) {
+                    Ok(0) => break true,
+                    Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break true,
                 }
             };
             if !ended {
@@ -230,20 +222,27 @@ fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant
 /// Whether `child` ends by `deadline` (it is then left to be reaped); waits on a pidfd, or without a
 /// deadline where pidfd_open(2) is not to be had (before Linux 5.3, or refused by a seccomp profile).
 fn ends_by(child: &mut std::process::Child, deadline: std::time::Instant) -> bool {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let pid = rustix::process::Pid::from_raw(child.id() as i32);
     let Some(pidfd) = pid.and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
     else {
         return true;
     };
+    // A pidfd is readable once its process has ended; a failed poll waits without a deadline.
+    readable_by(pidfd.as_fd(), deadline) != Some(false)
+}
+
+/// Whether `fd` is readable by `deadline`: `Some(true)` once it is, `Some(false)` at the deadline,
+/// `None` if poll(2) fails (other than EINTR, which is retried).
+fn readable_by(fd: BorrowedFd<'_>, deadline: std::time::Instant) -> Option<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
-        // A pidfd is readable once its process has ended.
-        match poll(&mut [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)], ms) {
-            Ok(0) => return false,
+        match poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], ms) {
+            Ok(0) => return Some(false),
             Err(nix::errno::Errno::EINTR) => {}
-            Ok(_) | Err(_) => return true,
+            Ok(_) => return Some(true),
+            Err(_) => return None,
         }
     }
 }
