@@ -26,21 +26,16 @@ pub(crate) fn give_created_to(id: u32) {
     OWNER.store(id, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Gives `name` in `dir` to the owner set by [`give_created_to`] if the host's root owns it (what
-/// setup just created; nothing inside the sandbox is legitimately owned by an unmapped id).
+/// Gives `name` in `dir`, which setup has just created, to the owner set by [`give_created_to`].
 fn own(dir: &OwnedFd, name: &Path) -> Result<(), Errno> {
+    let Some(id) = owner() else { return Ok(()) };
+    nix::unistd::fchownat(dir, name, Some(id.0), Some(id.1), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+}
+
+/// The owner set by [`give_created_to`], if any.
+fn owner() -> Option<(nix::unistd::Uid, nix::unistd::Gid)> {
     let id = OWNER.load(std::sync::atomic::Ordering::Relaxed);
-    if id == 0 {
-        return Ok(());
-    }
-    let flag = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
-    let st = nix::sys::stat::fstatat(dir, name, flag)?;
-    if st.st_uid != 0 {
-        return Ok(());
-    }
-    let id = Some(nix::unistd::Uid::from_raw(id));
-    let gid = id.map(|u| nix::unistd::Gid::from_raw(u.as_raw()));
-    nix::unistd::fchownat(dir, name, id, gid, flag)
+    (id != 0).then(|| (nix::unistd::Uid::from_raw(id), nix::unistd::Gid::from_raw(id)))
 }
 
 /// The part of `path` below the new root, if `path` is inside it (and not the root itself).
@@ -82,7 +77,13 @@ pub(crate) fn write_file(rel: &Path, contents: &[u8]) -> Result<(), Errno> {
     let (dir, name) = parent_of(rel)?;
     let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
     let fd = nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644))?;
-    own(&dir, &name)?;
+    // Created now, or there before: the host's root owns it only if created now (nothing inside is
+    // legitimately owned by an unmapped id).
+    if let Some((uid, gid)) = owner()
+        && nix::sys::stat::fstat(&fd)?.st_uid == 0
+    {
+        nix::unistd::fchown(&fd, Some(uid), Some(gid))?;
+    }
     write_all(&fd, contents)
 }
 
@@ -121,12 +122,12 @@ pub(crate) fn mkdir_all(rel: &Path) -> Result<(), Errno> {
     open_in_root(&root()?, &done, OFlag::O_PATH | OFlag::O_DIRECTORY).map(drop)
 }
 
-/// Creates an empty file if there is none (a bind-mount target).
+/// Creates an empty file if there is none: a bind-mount target, whose owner the mount hides (left
+/// the host's root's).
 pub(crate) fn touch(rel: &Path) -> Result<(), Errno> {
     let (dir, name) = parent_of(rel)?;
     let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644))?;
-    own(&dir, &name)
+    nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644)).map(drop)
 }
 
 /// Creates a symlink; an existing entry is replaced.

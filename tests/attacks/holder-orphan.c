@@ -77,8 +77,12 @@ int main(int argc, char **argv) {
     }
     int st;
     waitpid(top, &st, 0);
+    /* EXITKILL: a tracee still attached when this tracer ends (another process of the sandbox, caught
+       in its first ptrace stop when the loop below ends) is killed rather than left stopped for good,
+       holding the caller's output pipes (a busy machine showed it: the test then waited forever). */
     ptrace(PTRACE_SETOPTIONS, top, 0,
-           PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC);
+           PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC |
+               PTRACE_O_EXITKILL);
     ptrace(PTRACE_CONT, top, 0, 0);
     pid_t holder = 0, helper = 0;
     pid_t held = 0;

@@ -70,6 +70,11 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
         if let Some(t) = crate::sys::SingleThreaded::if_alone() {
             // Rootless: made here once, so that every helper forked from this process enters it.
             super::subids::prepare(t, config, [their_in.as_fd(), their_out.as_fd(), their_err.as_fd()]);
+            // Compiled here once, as the fork server does, rather than in every helper.
+            if !config.security.privileged {
+                let _ = crate::seccomp::shared();
+                let _ = crate::seccomp::for_sandbox(config.security.no_setid(config.outer_uid, &config.mounts));
+            }
             match crate::sys::fork(t) {
                 Ok(nix::unistd::ForkResult::Child) => {
                     // A process group of its own, as an executed helper gets (see below).

@@ -158,7 +158,7 @@ fn idmapped_tree(
     read_only: bool,
     recursive: bool,
 ) -> Result<std::os::fd::OwnedFd, Errno> {
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::fd::FromRawFd;
     let source = std::ffi::CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     let recursive = if recursive { AT_RECURSIVE } else { 0 };
     let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | recursive;
@@ -168,15 +168,76 @@ fn idmapped_tree(
     // SAFETY: the descriptor was just returned by open_tree and is owned by nothing else.
     let tree = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) };
     let userns = u64::try_from(userns).map_err(|_| Errno::EBADF)?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP
-            | MOUNT_ATTR_NOSUID
-            | MOUNT_ATTR_NODEV
-            | if read_only { MOUNT_ATTR_RDONLY } else { 0 },
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns,
+    let read_only = if read_only { MOUNT_ATTR_RDONLY } else { 0 };
+    set_attrs(&tree, MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | read_only, userns, recursive)?;
+    Ok(tree)
+}
+
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// Masks `name` in the kernel file system directory `dir` (a `/proc` or `/sys` of the new root): a
+/// directory gets a read-only copy of the mount of an empty directory (`empty` yields an `O_PATH`
+/// descriptor on one), a file a read-only copy of the mount of the `null` device (likewise). Through
+/// descriptors and names relative to `dir` (open_tree(2), mount_setattr(2), move_mount(2)); no new
+/// file system is made. Nothing to mask where `name` does not exist. ENOSYS on kernels before 5.12
+/// (no mount_setattr), whose callers mask by path instead.
+pub(crate) fn mask_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::path::Path,
+    null: impl FnOnce() -> Result<RawFd, Errno>,
+    empty: impl FnOnce() -> Result<RawFd, Errno>,
+) -> Result<(), Errno> {
+    use nix::sys::stat::SFlag;
+    let name = std::ffi::CString::new(name.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let st = match nix::sys::stat::fstatat(dir, name.as_c_str(), nix::fcntl::AtFlags::empty()) {
+        Err(Errno::ENOENT) => return Ok(()),
+        other => other?,
     };
+    let is_dir = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFDIR;
+    let cover = if is_dir { empty()? } else { null()? };
+    // SAFETY: `null` and `empty` return descriptors their owner keeps open for the whole setup;
+    // borrowed for the call.
+    let cover = unsafe { std::os::fd::BorrowedFd::borrow_raw(cover) };
+    let copy = clone_mount(cover, c"", 0)?;
+    set_attrs(&copy, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0)?;
+    attach(&copy, dir, &name)
+}
+
+/// Makes `name` in `dir` (see [`mask_at`]) and every mount below it read-only, nosuid and nodev: a
+/// recursive copy of its mount, so changed, attached over it. Nothing to do where it does not exist;
+/// ENOSYS as [`mask_at`].
+pub(crate) fn read_only_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::path::Path) -> Result<(), Errno> {
+    let name = std::ffi::CString::new(name.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let copy = match clone_mount(dir, &name, AT_RECURSIVE) {
+        Err(Errno::ENOENT) => return Ok(()),
+        other => other?,
+    };
+    set_attrs(&copy, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, AT_RECURSIVE)?;
+    attach(&copy, dir, &name)
+}
+
+/// A detached copy of the mount at `name` in `dir` (`dir` itself if `name` is empty): open_tree(2)
+/// `OPEN_TREE_CLONE`, with `recursive` the mounts below it too.
+fn clone_mount(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    recursive: libc::c_uint,
+) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let empty = if name.is_empty() { libc::AT_EMPTY_PATH as libc::c_uint } else { 0 };
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | empty | recursive;
+    // SAFETY: `name` is a NUL-terminated string alive for the call (empty: with AT_EMPTY_PATH, `dir`
+    // itself); open_tree returns a new descriptor.
+    let fd = Errno::result(unsafe { libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), name.as_ptr(), flags) })?;
+    // SAFETY: the descriptor was just returned by open_tree and is owned by nothing else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// mount_setattr(2) on the detached tree `tree` (its top mount, or with `recursive` all of it);
+/// `userns_fd` for `MOUNT_ATTR_IDMAP`, else 0.
+fn set_attrs(tree: &std::os::fd::OwnedFd, attr_set: u64, userns_fd: u64, recursive: libc::c_uint) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd };
     // SAFETY: an empty path with AT_EMPTY_PATH names the descriptor itself; `attr` is a valid
     // mount_attr of the size passed, alive for the call.
     let rc = unsafe {
@@ -189,6 +250,24 @@ fn idmapped_tree(
             std::mem::size_of::<MountAttr>(),
         )
     };
-    Errno::result(rc)?;
-    Ok(tree)
+    Errno::result(rc).map(drop)
+}
+
+/// Attaches the detached tree `tree` over `name` in `dir` (move_mount(2); a symlink there is not
+/// followed).
+fn attach(tree: &std::os::fd::OwnedFd, dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: both descriptors are open for the call; the empty path names `tree` itself
+    // (MOVE_MOUNT_F_EMPTY_PATH), `name` is a NUL-terminated string alive for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(rc).map(drop)
 }

@@ -272,6 +272,14 @@ impl Sys for Kernel {
     }
 
     fn mask(&self, path: &Path) -> Result<(), Errno> {
+        if let Some((dir, name)) = kernel_dir(path)? {
+            // SAFETY: OPENED keeps the descriptor open until the setup is done; borrowed for the call.
+            let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir) };
+            match hardening::mask_at(dir, &name, null_device, empty_directory) {
+                Err(Errno::ENOSYS) => {} // before Linux 5.12: by path, below
+                other => return other,
+            }
+        }
         let masked = on_kernel_target(path, |target| {
             let meta = nix::sys::stat::stat(target)?;
             let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -304,6 +312,14 @@ impl Sys for Kernel {
     }
 
     fn bind_read_only(&self, path: &Path) -> Result<(), Errno> {
+        if let Some((dir, name)) = kernel_dir(path)? {
+            // SAFETY: as in `mask`.
+            let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir) };
+            match hardening::read_only_at(dir, &name) {
+                Err(Errno::ENOSYS) => {} // before Linux 5.12: by path, below
+                other => return other,
+            }
+        }
         let bound = on_kernel_target(path, |target| {
             nix::mount::mount(Some(target), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         });
@@ -362,34 +378,87 @@ pub(crate) fn close_kernel_dirs() {
 /// open; the rest of the path is walked inside that file system, whose names the kernel alone makes.
 /// Four system calls fewer per masked path than resolving each from the root.
 fn on_kernel_target<T>(path: &Path, f: impl FnOnce(&Path) -> Result<T, Errno>) -> Result<T, Errno> {
+    match kernel_dir(path)? {
+        Some((fd, rest)) => f(&Path::new(&format!("/oldroot/proc/self/fd/{fd}")).join(rest)),
+        None => on_target(path, f),
+    }
+}
+
+/// For a path below the new root's `/proc` or `/sys`: the descriptor of that mount point (opened
+/// once, kept in OPENED, checked to be procfs or sysfs) and the rest of the path; `None` for
+/// another path, or where something else is mounted there.
+fn kernel_dir(path: &Path) -> Result<Option<(i32, std::path::PathBuf)>, Errno> {
     use nix::sys::statfs::{FsType, PROC_SUPER_MAGIC, SYSFS_MAGIC};
-    use std::os::fd::AsRawFd;
     let kinds: [(&str, FsType); 2] = [("/newroot/proc", PROC_SUPER_MAGIC), ("/newroot/sys", SYSFS_MAGIC)];
     let Some((dir, magic, rest)) =
         kinds.iter().find_map(|(dir, magic)| Some((*dir, *magic, path.strip_prefix(dir).ok()?)))
     else {
-        return on_target(path, f);
+        return Ok(None);
     };
-    let fd = OPENED.with(|opened| -> Result<i32, Errno> {
-        let mut opened = opened.borrow_mut();
-        if let Some((_, fd)) = opened.iter().find(|(d, _)| d == Path::new(dir)) {
-            return Ok(fd.as_raw_fd());
-        }
+    let opened = kept_open(dir, || {
         let rel = crate::inroot::below_new_root(Path::new(dir)).ok_or(Errno::EINVAL)?;
         let (fd, _) = crate::inroot::mount_target(rel)?;
         if nix::sys::statfs::fstatfs(&fd)?.filesystem_type() != magic {
             // Not the kernel's file system we mounted there: resolve each path from the root instead.
             return Err(Errno::EXDEV);
         }
-        let raw = fd.as_raw_fd();
-        opened.push((dir.into(), fd));
-        Ok(raw)
+        Ok(fd)
     });
-    match fd {
-        Ok(fd) => f(&Path::new(&format!("/oldroot/proc/self/fd/{fd}")).join(rest)),
-        Err(Errno::EXDEV) => on_target(path, f),
+    match opened {
+        Ok(fd) => Ok(Some((fd, rest.to_owned()))),
+        Err(Errno::EXDEV) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The descriptor OPENED keeps under `key`, opened with `open` the first time.
+fn kept_open(key: &str, open: impl FnOnce() -> Result<std::os::fd::OwnedFd, Errno>) -> Result<i32, Errno> {
+    use std::os::fd::AsRawFd;
+    OPENED.with(|opened| {
+        let mut opened = opened.borrow_mut();
+        if let Some((_, fd)) = opened.iter().find(|(d, _)| d == Path::new(key)) {
+            return Ok(fd.as_raw_fd());
+        }
+        let fd = open()?;
+        let raw = fd.as_raw_fd();
+        opened.push((key.into(), fd));
+        Ok(raw)
+    })
+}
+
+/// An empty directory of the staging root (`O_PATH`), mode 0555, made once per setup (OPENED): what a
+/// masked directory shows, read-only. The staging root is init's own tmpfs, out of the program's
+/// sight; a bind of a directory shows nothing above it.
+fn empty_directory() -> Result<i32, Errno> {
+    const EMPTY: &str = "/masked";
+    kept_open(EMPTY, || {
+        match nix::unistd::mkdir(EMPTY, Mode::from_bits_truncate(0o555)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        nix::fcntl::open(
+            EMPTY,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    })
+}
+
+/// The host's `/dev/null` (`O_PATH`, through the old root), checked to be the null device: what a
+/// masked file shows. The host's, not the new root's: a rootfs can make no other file appear over a
+/// mask. Opened once per setup (OPENED).
+fn null_device() -> Result<i32, Errno> {
+    const NULL: &str = "/oldroot/dev/null";
+    kept_open(NULL, || {
+        let fd = nix::fcntl::open(NULL, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|_| Errno::ENODEV)?;
+        let st = nix::sys::stat::fstat(&fd).map_err(|_| Errno::ENODEV)?;
+        let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+        if kind != nix::sys::stat::SFlag::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+            return Err(Errno::ENODEV);
+        }
+        Ok(fd)
+    })
 }
 
 /// Runs `f` on `path`, or, for a path of the new root, on its descriptor's `/proc/self/fd` entry after
