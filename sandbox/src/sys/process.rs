@@ -396,3 +396,106 @@ impl Drop for NamespaceHolder {
         let _ = nix::sys::wait::waitpid(self.pid, None);
     }
 }
+
+/// A process started now, sharing this process's memory and born in its namespaces of the moment
+/// (before `unshare(CLONE_NEWPID)`, say, it is not in the new pid namespace), that waits until
+/// [`Standby::run`] tells it to run its `body`, whose value is its exit code. It dies with its
+/// creator (`PR_SET_PDEATHSIG`); dropped before it ran, it is killed and reaped.
+///
+/// Until told, it reads a pipe through rustix's raw system calls (no errno, no allocation, no lock);
+/// `body` runs while its creator waits for it in [`Standby::run`], also through raw calls, so
+/// that nothing else runs on the memory meanwhile: `body` may write errno but must neither allocate
+/// nor panic.
+pub(crate) struct Standby {
+    pid: nix::unistd::Pid,
+    /// The write end of the pipe it waits on.
+    go: std::os::fd::OwnedFd,
+    ran: bool,
+    _stack: Vec<u128>,
+    _args: Box<StandbyArgs>,
+}
+
+/// What a [`Standby`] reads, from the memory it shares with its creator.
+struct StandbyArgs {
+    parent: usize,
+    go: RawFd,
+    body: Box<dyn Fn() -> i32 + Send + Sync>,
+}
+
+/// Enough for the masks of `/proc` (crate::sys::hardening::mask_proc_of): a few nix calls deep.
+const STANDBY_STACK: usize = 64 * 1024;
+
+extern "C" fn standby(args: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `args` is the `StandbyArgs` of the `Standby` that started this process, which lives
+    // (boxed, never moved) until this process is dead; it is only read.
+    let StandbyArgs { parent, go, body } = unsafe { &*args.cast::<StandbyArgs>() };
+    // SAFETY: prctl(2) with PR_SET_PDEATHSIG takes a signal number and reads no memory.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // SAFETY: getppid(2) has no arguments.
+    if unsafe { libc::getppid() } as usize != *parent {
+        // SAFETY: _exit(2) ends this process only.
+        unsafe { libc::_exit(0) };
+    }
+    let mut byte = [0u8; 1];
+    let told = loop {
+        // SAFETY: `go` is this process's copy of the pipe's read end (the table was copied at clone),
+        // open until it ends; only borrowed for the call.
+        match rustix::io::read(unsafe { BorrowedFd::borrow_raw(*go) }, &mut byte) {
+            Err(rustix::io::Errno::INTR) => {}
+            other => break other,
+        }
+    };
+    let code = if matches!(told, Ok(1)) { body() } else { 0 };
+    // SAFETY: _exit(2) ends this process only.
+    unsafe { libc::_exit(code) }
+}
+
+impl Standby {
+    /// Starts it; `body` runs when [`Standby::run`] says so.
+    pub(crate) fn start(body: Box<dyn Fn() -> i32 + Send + Sync>) -> Result<Standby, Errno> {
+        let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let mut stack = vec![0u128; STANDBY_STACK / std::mem::size_of::<u128>()];
+        let args = Box::new(StandbyArgs { parent: std::process::id() as usize, go: go_r.as_raw_fd(), body });
+        // The stack grows down on every architecture Linux runs this crate on: start at the top.
+        let top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
+        let arg = std::ptr::from_ref::<StandbyArgs>(&args).cast_mut().cast::<libc::c_void>();
+        // SAFETY: `standby` runs on `stack`, a 16-byte aligned buffer kept in the returned value as
+        // long as the process lives (it is killed and reaped before the value is freed), and reads
+        // `args`, kept the same way; until told, it touches no other memory (see above). CLONE_VM
+        // without CLONE_VFORK: we go on at once.
+        let pid = unsafe { libc::clone(standby, top, libc::CLONE_VM | libc::SIGCHLD, arg) };
+        let pid = Errno::result(pid)?;
+        // Its own copy of the read end stays open in it; ours goes.
+        drop(go_r);
+        Ok(Standby { pid: nix::unistd::Pid::from_raw(pid), go: go_w, ran: false, _stack: stack, _args: args })
+    }
+
+    /// Tells it to run its `body` and waits until it has ended: its exit code, or the errno of a
+    /// failed write or wait (it is then killed and reaped when dropped).
+    pub(crate) fn run(mut self) -> Result<i32, Errno> {
+        let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+        // Raw calls from here until it has ended: they write no errno, which it shares.
+        rustix::io::write(&self.go, b"g").map_err(errno)?;
+        let pid = rustix::process::Pid::from_raw(self.pid.as_raw()).ok_or(Errno::ESRCH)?;
+        let status = loop {
+            match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+                Err(rustix::io::Errno::INTR) => {}
+                other => break other.map_err(errno)?,
+            }
+        };
+        self.ran = true;
+        match status.and_then(|(_, s)| s.exit_status()) {
+            Some(code) => Ok(code),
+            None => Err(Errno::ECHILD),
+        }
+    }
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        if !self.ran {
+            let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(self.pid, None);
+        }
+    }
+}
