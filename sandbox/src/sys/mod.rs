@@ -364,23 +364,13 @@ impl Sys for Kernel {
         use std::os::fd::{FromRawFd, OwnedFd};
         // SAFETY: as in `hand_over_masks`.
         let done = unsafe { OwnedFd::from_raw_fd(by.done) };
-        let mut byte = [0u8; 1];
-        let said = loop {
-            match nix::unistd::read(&done, &mut byte) {
-                Err(Errno::EINTR) => continue,
-                other => break other,
-            }
-        };
-        match said {
-            Ok(1) if byte[0] == 0 => {
+        match read_word(&done) {
+            Ok(()) => {
                 PROC_MASKED.store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
             // Before Linux 5.12: the steps that follow mask /proc by path.
-            Ok(1) if i32::from(byte[0]) == Errno::ENOSYS as i32 => Ok(()),
-            Ok(1) => Err(Errno::from_raw(i32::from(byte[0]))),
-            // The helper is gone (killed with the sandbox).
-            Ok(_) => Err(Errno::ESRCH),
+            Err(Errno::ENOSYS) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -391,20 +381,7 @@ impl Sys for Kernel {
         // them here only, once: they are owned (and closed) from here on.
         let [holder, ready, release] =
             [made.holder, made.ready, made.release].map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-        let mut byte = [0u8; 1];
-        let said = loop {
-            match nix::unistd::read(&ready, &mut byte) {
-                Err(Errno::EINTR) => continue,
-                other => break other,
-            }
-        };
-        match said {
-            Ok(1) if byte[0] == 0 => {}
-            Ok(1) => return Err(Errno::from_raw(i32::from(byte[0]))),
-            // The holder died without a word: killed from outside.
-            Ok(_) => return Err(Errno::ESRCH),
-            Err(e) => return Err(e),
-        }
+        read_word(&ready)?;
         nix::sched::setns(&holder, nix::sched::CloneFlags::CLONE_NEWNET)?;
         // The namespace is ours now: the holder may end (end-of-file on its release pipe).
         drop(release);
@@ -417,6 +394,24 @@ thread_local! {
     /// single-threaded and sets up one sandbox; [`close_kernel_dirs`] ends their use with the setup.
     static OPENED: std::cell::RefCell<Vec<(std::path::PathBuf, std::os::fd::OwnedFd)>> =
         const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads a one-byte word another process writes when it is done: 0, or the errno of what failed;
+/// ESRCH if it ended without a word (killed from outside).
+fn read_word(fd: &std::os::fd::OwnedFd) -> Result<(), Errno> {
+    let mut byte = [0u8; 1];
+    let said = loop {
+        match nix::unistd::read(fd, &mut byte) {
+            Err(Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
+    match said {
+        Ok(1) if byte[0] == 0 => Ok(()),
+        Ok(1) => Err(Errno::from_raw(i32::from(byte[0]))),
+        Ok(_) => Err(Errno::ESRCH),
+        Err(e) => Err(e),
+    }
 }
 
 /// Set once the helper has masked `/proc` (see `Sys::await_masks`): init's own steps for it are done.
