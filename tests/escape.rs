@@ -942,6 +942,34 @@ fn check_written_host_folders_stay_the_callers() {
     }
 }
 
+/// What setup itself writes into a read-write volume lands there, the caller's, as what the program
+/// writes does: a `Builder::file` whose path is in the volume (plan::filesystem_phase: "a
+/// file may land in a volume") and the mount point of a volume inside it. As root the volume is
+/// id-mapped through a namespace that maps root alone, and init creates there as the host's root, an
+/// id that mapping does not hold: setup fails with EOVERFLOW and the sandbox does not start.
+fn check_setup_writes_into_a_written_volume() {
+    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let vol = tempfile::tempdir().expect("tempdir");
+    let inner = tempfile::tempdir().expect("tempdir");
+    std::fs::write(inner.path().join("inner.txt"), "inner\n").expect("write");
+    let sb = builder()
+        .mount(Mount::bind(vol.path(), "/data"))
+        .mount(Mount::bind(inner.path(), "/data/sub/inner").read_only())
+        .file("/data/given.txt", "given\n")
+        .build()
+        .expect("build");
+    let out = sb.command("/bin/cat").args(["/data/given.txt", "/data/sub/inner/inner.txt"]).output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => panic!("a file and a volume inside a read-write volume: the sandbox does not start: {e:?}"),
+    };
+    assert_eq!(both(&out), "given\ninner\n");
+    for path in ["given.txt", "sub"] {
+        let meta = std::fs::metadata(vol.path().join(path)).expect("written by setup");
+        assert_eq!((meta.uid(), meta.gid()), me, "{path} is the caller's");
+    }
+}
+
 /// A host file the caller hands a program as its stdin or stdout (a fixture, a log:
 /// `sandbox-run … > log`, `Command::stdout(File)`), also a session command's, and a folder handed as
 /// stdin, stay the caller's: the program cannot give them to another id through its descriptor
@@ -1367,6 +1395,11 @@ fn init_cannot_be_stopped() {
 #[test]
 fn tiocsti_is_refused() {
     check_tiocsti();
+}
+
+#[test]
+fn setup_writes_into_a_written_volume_as_the_caller() {
+    check_setup_writes_into_a_written_volume();
 }
 
 #[test]
@@ -1924,6 +1957,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("subordinate_ids_switch", check_subordinate_ids_switch),
     ("terminal", check_terminal_stays_the_callers),
     ("passed_descriptor", check_passed_descriptor_stays_the_callers),
+    ("setup_writes_into_a_written_volume", check_setup_writes_into_a_written_volume),
 ];
 
 /// Runs the named checks as the unprivileged test user.
@@ -1985,6 +2019,11 @@ fn rootless_attacks_are_refused() {
 #[test]
 fn rootless_closures_see_what_programs_see() {
     rootless_checks(&["closure_environment"]);
+}
+
+#[test]
+fn rootless_setup_writes_into_a_written_volume_as_the_caller() {
+    rootless_checks(&["setup_writes_into_a_written_volume"]);
 }
 
 #[test]
