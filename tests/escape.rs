@@ -909,6 +909,29 @@ fn check_kept_layer_setid() {
     }
 }
 
+/// As root, a mount point setup makes in a kept writable layer (a file volume's, where the rootfs has
+/// no such file) is left there with the layer, as what the program makes is: it must be root's inside
+/// too (the range's first id on the host), so that a sandbox started again on that layer
+/// (`Builder::layer`) can write it. Left the host's root's, it shows as `nobody`'s, which root inside
+/// may neither write nor chown.
+fn check_kept_layer_mount_point_owner() {
+    if !is_root() {
+        return; // rootless, everything setup makes is the caller's
+    }
+    let keep = tempfile::tempdir().expect("tempdir");
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("app.conf"), "host\n").expect("write");
+    let sb = builder()
+        .writable_layer_in(keep.path())
+        .mount(Mount::bind(host.path().join("app.conf"), "/etc/app.conf").read_only())
+        .build()
+        .expect("build");
+    assert_eq!(sh(&sb, "cat /etc/app.conf"), "host\n");
+    let again = builder().layer(keep.path().join("upper")).build().expect("build");
+    let out = run(&again, "stat -c %u:%g /etc/app.conf; echo changed > /etc/app.conf && cat /etc/app.conf");
+    assert_eq!(both(&out), "0:0\nchanged\n", "the kept mount point is root's inside");
+}
+
 /// Rootless, what the program leaves in a host folder (a read-write volume, a kept writable layer)
 /// stays the caller's, removable by the caller: such a sandbox maps no subordinate ids, so nothing
 /// there can be given to an id of the range. Elsewhere other ids exist where newuidmap allows.
@@ -1395,6 +1418,11 @@ fn init_cannot_be_stopped() {
 #[test]
 fn tiocsti_is_refused() {
     check_tiocsti();
+}
+
+#[test]
+fn a_kept_layers_mount_point_is_root_inside() {
+    check_kept_layer_mount_point_owner();
 }
 
 #[test]
