@@ -909,6 +909,29 @@ fn check_kept_layer_setid() {
     }
 }
 
+/// As root, a mount point setup makes in a kept writable layer (a file volume's, where the rootfs has
+/// no such file) is left there with the layer, as what the program makes is: it must be root's inside
+/// too (the range's first id on the host), so that a sandbox started again on that layer
+/// (`Builder::layer`) can write it. Left the host's root's, it shows as `nobody`'s, which root inside
+/// may neither write nor chown.
+fn check_kept_layer_mount_point_owner() {
+    if !is_root() {
+        return; // rootless, everything setup makes is the caller's
+    }
+    let keep = tempfile::tempdir().expect("tempdir");
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("app.conf"), "host\n").expect("write");
+    let sb = builder()
+        .writable_layer_in(keep.path())
+        .mount(Mount::bind(host.path().join("app.conf"), "/etc/app.conf").read_only())
+        .build()
+        .expect("build");
+    assert_eq!(sh(&sb, "cat /etc/app.conf"), "host\n");
+    let again = builder().layer(keep.path().join("upper")).build().expect("build");
+    let out = run(&again, "stat -c %u:%g /etc/app.conf; echo changed > /etc/app.conf && cat /etc/app.conf");
+    assert_eq!(both(&out), "0:0\nchanged\n", "the kept mount point is root's inside");
+}
+
 /// Rootless, what the program leaves in a host folder (a read-write volume, a kept writable layer)
 /// stays the caller's, removable by the caller: such a sandbox maps no subordinate ids, so nothing
 /// there can be given to an id of the range. Elsewhere other ids exist where newuidmap allows.
@@ -939,6 +962,34 @@ fn check_written_host_folders_stay_the_callers() {
             sh(&plain, "mkdir -p /data/d && touch /data/d/f && chown -R 1000:1000 /data/d && stat -c %u:%g /data/d/f"),
             "1000:1000\n"
         );
+    }
+}
+
+/// What setup itself writes into a read-write volume lands there, the caller's, as what the program
+/// writes does: a `Builder::file` whose path is in the volume (plan::filesystem_phase: "a
+/// file may land in a volume") and the mount point of a volume inside it. As root the volume is
+/// id-mapped through a namespace that maps root alone, and init creates there as the host's root, an
+/// id that mapping does not hold: setup fails with EOVERFLOW and the sandbox does not start.
+fn check_setup_writes_into_a_written_volume() {
+    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let vol = tempfile::tempdir().expect("tempdir");
+    let inner = tempfile::tempdir().expect("tempdir");
+    std::fs::write(inner.path().join("inner.txt"), "inner\n").expect("write");
+    let sb = builder()
+        .mount(Mount::bind(vol.path(), "/data"))
+        .mount(Mount::bind(inner.path(), "/data/sub/inner").read_only())
+        .file("/data/given.txt", "given\n")
+        .build()
+        .expect("build");
+    let out = sb.command("/bin/cat").args(["/data/given.txt", "/data/sub/inner/inner.txt"]).output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => panic!("a file and a volume inside a read-write volume: the sandbox does not start: {e:?}"),
+    };
+    assert_eq!(both(&out), "given\ninner\n");
+    for path in ["given.txt", "sub"] {
+        let meta = std::fs::metadata(vol.path().join(path)).expect("written by setup");
+        assert_eq!((meta.uid(), meta.gid()), me, "{path} is the caller's");
     }
 }
 
@@ -1367,6 +1418,16 @@ fn init_cannot_be_stopped() {
 #[test]
 fn tiocsti_is_refused() {
     check_tiocsti();
+}
+
+#[test]
+fn a_kept_layers_mount_point_is_root_inside() {
+    check_kept_layer_mount_point_owner();
+}
+
+#[test]
+fn setup_writes_into_a_written_volume_as_the_caller() {
+    check_setup_writes_into_a_written_volume();
 }
 
 #[test]
@@ -1924,6 +1985,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("subordinate_ids_switch", check_subordinate_ids_switch),
     ("terminal", check_terminal_stays_the_callers),
     ("passed_descriptor", check_passed_descriptor_stays_the_callers),
+    ("setup_writes_into_a_written_volume", check_setup_writes_into_a_written_volume),
 ];
 
 /// Runs the named checks as the unprivileged test user.
@@ -1985,6 +2047,11 @@ fn rootless_attacks_are_refused() {
 #[test]
 fn rootless_closures_see_what_programs_see() {
     rootless_checks(&["closure_environment"]);
+}
+
+#[test]
+fn rootless_setup_writes_into_a_written_volume_as_the_caller() {
+    rootless_checks(&["setup_writes_into_a_written_volume"]);
 }
 
 #[test]
