@@ -38,6 +38,33 @@ fn owner() -> Option<(nix::unistd::Uid, nix::unistd::Gid)> {
     (id != 0).then(|| (nix::unistd::Uid::from_raw(id), nix::unistd::Gid::from_raw(id)))
 }
 
+/// Gives the file `fd` to the owner set by [`give_created_to`] if the host's root owns it: created
+/// now (nothing inside is legitimately owned by an unmapped id).
+fn own_if_new(fd: &OwnedFd) -> Result<(), Errno> {
+    match owner() {
+        Some((uid, gid)) if nix::sys::stat::fstat(fd)?.st_uid == 0 => nix::unistd::fchown(fd, Some(uid), Some(gid)),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `create`; where it fails with EOVERFLOW (as root, in a read-write volume, id-mapped through a
+/// namespace that maps root inside alone: the host's root, which setup is, has no id there), again
+/// as root inside (setfsuid/setfsgid to the owner of [`give_created_to`]), as the program would
+/// create it: on the host, the caller's.
+fn as_root_inside<T>(create: impl Fn() -> Result<T, Errno>) -> Result<T, Errno> {
+    match (create(), owner()) {
+        (Err(Errno::EOVERFLOW), Some((uid, gid))) => {
+            nix::unistd::setfsgid(gid);
+            nix::unistd::setfsuid(uid);
+            let again = create();
+            nix::unistd::setfsuid(nix::unistd::Uid::from_raw(0));
+            nix::unistd::setfsgid(nix::unistd::Gid::from_raw(0));
+            again
+        }
+        (done, _) => done,
+    }
+}
+
 /// The part of `path` below the new root, if `path` is inside it (and not the root itself).
 pub(crate) fn below_new_root(path: &Path) -> Option<&Path> {
     path.strip_prefix(NEW_ROOT).ok().filter(|rel| !rel.as_os_str().is_empty())
@@ -76,14 +103,8 @@ fn parent_of(rel: &Path) -> Result<(OwnedFd, PathBuf), Errno> {
 pub(crate) fn write_file(rel: &Path, contents: &[u8]) -> Result<(), Errno> {
     let (dir, name) = parent_of(rel)?;
     let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    let fd = nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644))?;
-    // Created now, or there before: the host's root owns it only if created now (nothing inside is
-    // legitimately owned by an unmapped id).
-    if let Some((uid, gid)) = owner()
-        && nix::sys::stat::fstat(&fd)?.st_uid == 0
-    {
-        nix::unistd::fchown(&fd, Some(uid), Some(gid))?;
-    }
+    let fd = as_root_inside(|| nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644)))?;
+    own_if_new(&fd)?;
     write_all(&fd, contents)
 }
 
@@ -103,7 +124,7 @@ pub(crate) fn write_all(fd: &OwnedFd, contents: &[u8]) -> Result<(), Errno> {
 /// Creates a directory; an existing one is fine.
 pub(crate) fn mkdir(rel: &Path, mode: u32) -> Result<(), Errno> {
     let (dir, name) = parent_of(rel)?;
-    match nix::sys::stat::mkdirat(&dir, &name, Mode::from_bits_truncate(mode)) {
+    match as_root_inside(|| nix::sys::stat::mkdirat(&dir, &name, Mode::from_bits_truncate(mode))) {
         Ok(()) => own(&dir, &name),
         Err(Errno::EEXIST) => Ok(()),
         Err(e) => Err(e),
@@ -122,18 +143,18 @@ pub(crate) fn mkdir_all(rel: &Path) -> Result<(), Errno> {
     open_in_root(&root()?, &done, OFlag::O_PATH | OFlag::O_DIRECTORY).map(drop)
 }
 
-/// Creates an empty file if there is none: a bind-mount target, whose owner the mount hides (left
-/// the host's root's).
+/// Creates an empty file if there is none (a bind-mount target: in a kept writable layer it stays,
+/// root's inside).
 pub(crate) fn touch(rel: &Path) -> Result<(), Errno> {
     let (dir, name) = parent_of(rel)?;
     let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644)).map(drop)
+    own_if_new(&as_root_inside(|| nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644)))?)
 }
 
 /// Creates a symlink; an existing entry is replaced.
 pub(crate) fn symlink(target: &Path, rel: &Path) -> Result<(), Errno> {
     let (dir, name) = parent_of(rel)?;
-    match nix::unistd::symlinkat(target, &dir, &name) {
+    match as_root_inside(|| nix::unistd::symlinkat(target, &dir, &name)) {
         Err(Errno::EEXIST) => {
             nix::unistd::unlinkat(&dir, &name, nix::unistd::UnlinkatFlags::NoRemoveDir)?;
             nix::unistd::symlinkat(target, &dir, &name)?;
