@@ -1304,3 +1304,47 @@ fn a_refused_rlimit_is_explained_as_one() {
         other => panic!("expected a setup error, got {other:?}"),
     }
 }
+
+/// A rootfs whose `/dev` is a regular file: init fails on its first step after handing `/proc` over
+/// to the helper's masker (`mount tmpfs /newroot/dev`), while the helper is making the masks. The
+/// failure is reported, and the sandbox's cgroup must still be removed: the helper must outlive
+/// init's failure (its word to init on a pipe with no reader left must not kill it by SIGPIPE).
+#[test]
+fn a_setup_failing_while_the_helper_masks_proc_leaves_no_cgroup() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let tree = work.path().join("rootfs");
+    for dir in ["bin", "etc", "proc", "tmp"] {
+        std::fs::create_dir_all(tree.join(dir)).expect("create a directory of the tree");
+    }
+    std::fs::write(tree.join("dev"), "").expect("a file where /dev should be");
+    // Init's failure and the helper's word race: other sandboxes starting meanwhile (without limits,
+    // so that their starts sweep no cgroup) make the masker's mount calls wait for the mount lock.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let sb = builder().build().expect("build");
+                    let _ = sb.command("/bin/true").status();
+                }
+            });
+        }
+        let mut stale = Vec::new();
+        for _ in 0..100 {
+            let sb = Sandbox::builder().rootfs_dir(&tree).pids_limit(64).build().expect("build");
+            match sb.command("/bin/true").status() {
+                Err(Error::Setup { step, .. }) => assert!(step.contains("/dev"), "{step}"),
+                other => panic!("expected a setup error, got {other:?}"),
+            }
+            stale = stale_sandbox_cgroups();
+            if !stale.is_empty() {
+                break;
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(stale, Vec::<String>::new(), "a failed setup left its cgroup (its helper died)");
+    });
+}
