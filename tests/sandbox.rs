@@ -1348,3 +1348,20 @@ fn a_setup_failing_while_the_helper_masks_proc_leaves_no_cgroup() {
         assert_eq!(stale, Vec::<String>::new(), "a failed setup left its cgroup (its helper died)");
     });
 }
+
+/// A deadline that passes during setup (before init has mounted `/proc`) ends the sandbox then, as
+/// one that passes once the program runs: init starts the program and kills it at once. Since the
+/// helper's masker, the helper stops waiting for init's descriptors at the deadline without a word,
+/// init waits for that word forever, and only the helper's own deadline, a second later, ends it.
+#[test]
+fn a_deadline_passed_during_setup_ends_the_sandbox_without_the_helpers_grace() {
+    let sb = builder().timeout(Duration::from_nanos(1)).build().expect("build");
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        match sb.command("/bin/true").status() {
+            Err(Error::TimedOut { .. }) => {}
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_millis(500), "a 1 ns deadline took {:?} to end the sandbox", t.elapsed());
+    }
+}
