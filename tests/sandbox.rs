@@ -1350,15 +1350,16 @@ fn a_setup_failing_while_the_helper_masks_proc_leaves_no_cgroup() {
 }
 
 /// A deadline that passes during setup (before init has mounted `/proc`) ends the sandbox then, as
-/// one that passes once the program runs: init starts the program and kills it at once. Since the
-/// helper's masker, the helper stops waiting for init's descriptors at the deadline without a word,
-/// init waits for that word forever, and only the helper's own deadline, a second later, ends it.
+/// one that passes once the program runs: before the masker, init started the program and killed it
+/// at once. With it, the helper stops waiting for init's descriptors at the deadline without a word
+/// to init, which waits for that word forever: only the helper's own deadline, a second later, ends
+/// the sandbox.
 #[test]
 fn a_deadline_passed_during_setup_ends_the_sandbox_without_the_helpers_grace() {
     let sb = builder().timeout(Duration::from_nanos(1)).build().expect("build");
     for _ in 0..3 {
         let t = std::time::Instant::now();
-        match sb.command("/bin/true").status() {
+        match sb.command("/bin/sleep").arg("5").status() {
             Err(Error::TimedOut { .. }) => {}
             other => panic!("expected a timeout, got {other:?}"),
         }
