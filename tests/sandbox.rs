@@ -1366,3 +1366,23 @@ fn a_deadline_passed_during_setup_ends_the_sandbox_without_the_helpers_grace() {
         assert!(t.elapsed() < Duration::from_millis(500), "a 1 ns deadline took {:?} to end the sandbox", t.elapsed());
     }
 }
+
+/// Init killed before it has mounted `/proc` (here by the OOM killer, while it copies the rootfs into
+/// a sandbox with a memory limit far below the rootfs's size): the helper sees init's end and says
+/// so, as for any init killed from outside. It must not wait forever for descriptors init will never
+/// hand over (its masker holds a copy of init's end of that pipe: no end-of-file comes).
+#[test]
+fn init_killed_before_mounting_proc_ends_the_sandbox() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let sb = builder().copy_rootfs(true).memory_limit(1 << 20).build().expect("build");
+        let _ = tx.send(format!("{:?}", sb.command("/bin/true").status()));
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(outcome) => assert!(!outcome.starts_with("Ok(ExitStatus(unix_wait_status(0)"), "{outcome}"),
+        Err(_) => panic!("the sandbox whose init was killed during setup never ended"),
+    }
+}
