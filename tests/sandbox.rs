@@ -1386,3 +1386,19 @@ fn init_killed_before_mounting_proc_ends_the_sandbox() {
         Err(_) => panic!("the sandbox whose init was killed during setup never ended"),
     }
 }
+
+/// A volume below a read-only kernel path (here a tmpfs at `/proc/sys/fs/binfmt_misc`) is mounted
+/// after the kernel paths are made read-only, so it is writable, every time. Since the helper's
+/// masker makes `/proc/sys` read-only while init mounts the volumes, it is read-only when init's
+/// volume came first (the masker's recursive copy took it along), writable otherwise.
+#[test]
+fn a_volume_below_proc_sys_is_writable_every_time() {
+    if !std::path::Path::new("/proc/sys/fs/binfmt_misc").is_dir() {
+        return skip("no /proc/sys/fs/binfmt_misc on this kernel");
+    }
+    let sb = builder().mount(sandbox::Mount::tmpfs("/proc/sys/fs/binfmt_misc")).build().expect("build");
+    for i in 0..30 {
+        let out = sb.command("/bin/touch").arg("/proc/sys/fs/binfmt_misc/f").output().expect("run touch");
+        assert!(out.status.success(), "try {i}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
