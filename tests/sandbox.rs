@@ -1304,3 +1304,101 @@ fn a_refused_rlimit_is_explained_as_one() {
         other => panic!("expected a setup error, got {other:?}"),
     }
 }
+
+/// A rootfs whose `/dev` is a regular file: init fails on its first step after handing `/proc` over
+/// to the helper's masker (`mount tmpfs /newroot/dev`), while the helper is making the masks. The
+/// failure is reported, and the sandbox's cgroup must still be removed: the helper must outlive
+/// init's failure (its word to init on a pipe with no reader left must not kill it by SIGPIPE).
+#[test]
+fn a_setup_failing_while_the_helper_masks_proc_leaves_no_cgroup() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let tree = work.path().join("rootfs");
+    for dir in ["bin", "etc", "proc", "tmp"] {
+        std::fs::create_dir_all(tree.join(dir)).expect("create a directory of the tree");
+    }
+    std::fs::write(tree.join("dev"), "").expect("a file where /dev should be");
+    // Init's failure and the helper's word race: other sandboxes starting meanwhile (without limits,
+    // so that their starts sweep no cgroup) make the masker's mount calls wait for the mount lock.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let sb = builder().build().expect("build");
+                    let _ = sb.command("/bin/true").status();
+                }
+            });
+        }
+        let mut stale = Vec::new();
+        for _ in 0..100 {
+            let sb = Sandbox::builder().rootfs_dir(&tree).pids_limit(64).build().expect("build");
+            match sb.command("/bin/true").status() {
+                Err(Error::Setup { step, .. }) => assert!(step.contains("/dev"), "{step}"),
+                other => panic!("expected a setup error, got {other:?}"),
+            }
+            stale = stale_sandbox_cgroups();
+            if !stale.is_empty() {
+                break;
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(stale, Vec::<String>::new(), "a failed setup left its cgroup (its helper died)");
+    });
+}
+
+/// A deadline that passes during setup (before init has mounted `/proc`) ends the sandbox then, as
+/// one that passes once the program runs: before the masker, init started the program and killed it
+/// at once. With it, the helper stops waiting for init's descriptors at the deadline without a word
+/// to init, which waits for that word forever: only the helper's own deadline, a second later, ends
+/// the sandbox.
+#[test]
+fn a_deadline_passed_during_setup_ends_the_sandbox_without_the_helpers_grace() {
+    let sb = builder().timeout(Duration::from_nanos(1)).build().expect("build");
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        match sb.command("/bin/sleep").arg("5").status() {
+            Err(Error::TimedOut { .. }) => {}
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_millis(500), "a 1 ns deadline took {:?} to end the sandbox", t.elapsed());
+    }
+}
+
+/// Init killed before it has mounted `/proc` (here by the OOM killer, while it copies the rootfs into
+/// a sandbox with a memory limit far below the rootfs's size): the helper sees init's end and says
+/// so, as for any init killed from outside. It must not wait forever for descriptors init will never
+/// hand over (its masker holds a copy of init's end of that pipe: no end-of-file comes).
+#[test]
+fn init_killed_before_mounting_proc_ends_the_sandbox() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let sb = builder().copy_rootfs(true).memory_limit(1 << 20).build().expect("build");
+        let _ = tx.send(format!("{:?}", sb.command("/bin/true").status()));
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(outcome) => assert!(!outcome.starts_with("Ok(ExitStatus(unix_wait_status(0)"), "{outcome}"),
+        Err(_) => panic!("the sandbox whose init was killed during setup never ended"),
+    }
+}
+
+/// A volume below a read-only kernel path (here a tmpfs at `/proc/sys/fs/binfmt_misc`) is mounted
+/// after the kernel paths are made read-only, so it is writable, every time. Since the helper's
+/// masker makes `/proc/sys` read-only while init mounts the volumes, it is read-only when init's
+/// volume came first (the masker's recursive copy took it along), writable otherwise.
+#[test]
+fn a_volume_below_proc_sys_is_writable_every_time() {
+    if !std::path::Path::new("/proc/sys/fs/binfmt_misc").is_dir() {
+        return skip("no /proc/sys/fs/binfmt_misc on this kernel");
+    }
+    let sb = builder().mount(sandbox::Mount::tmpfs("/proc/sys/fs/binfmt_misc")).build().expect("build");
+    for i in 0..30 {
+        let out = sb.command("/bin/touch").arg("/proc/sys/fs/binfmt_misc/f").output().expect("run touch");
+        assert!(out.status.success(), "try {i}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
