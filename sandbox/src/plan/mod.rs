@@ -243,8 +243,12 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     let mut s = Steps::default();
     rootfs::stage(&mut s, config);
     mounts::standard(&mut s, config);
-    let by_helper = config.masks_by_helper.filter(|_| !config.security.privileged);
-    if !config.security.privileged && by_helper.is_none() {
+    // Made by the helper meanwhile (see mounts::standard), or here; before the volumes in either
+    // case: a volume below /proc/sys is not made read-only with it.
+    if let Some(by) = config.masks_by_helper.filter(|_| !config.security.privileged) {
+        s.add(StepKind::Proc, "mask kernel paths of /proc (in the helper)", Op::AwaitMasks { by });
+    }
+    if !config.security.privileged {
         mounts::mask(&mut s, "/proc/");
     }
     // Volumes, then files, after the standard mounts: a user's mount may cover /tmp, and a file may
@@ -268,10 +272,6 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
         if !config.security.privileged {
             mounts::mask(&mut s, "/sys/");
         }
-    }
-    if let Some(by) = by_helper {
-        s.add(StepKind::Proc, "mask kernel paths of /proc (in the helper)", Op::AwaitMasks { by });
-        mounts::mask(&mut s, "/proc/");
     }
     rootfs::pivot(&mut s);
     if let Some(userns) = config.security.userns_fd.filter(|_| !config.security.privileged) {
@@ -887,8 +887,9 @@ mod tests {
         let awaited = position(&calls, "await masks 41");
         // Init's own steps for /proc follow the wait: they make the masks where the helper could not.
         let kcore = position(&calls, "mask /newroot/proc/kcore");
-        let pivot = position(&calls, "pivot_root . .");
-        assert!(proc < handed && handed < dev && dev < awaited && awaited < kcore && kcore < pivot, "{calls:#?}");
+        // Both before the volumes and files (a volume below /proc/sys stays writable).
+        let hostname = position(&calls, "write /newroot/etc/hostname");
+        assert!(proc < handed && handed < dev && dev < awaited && awaited < kcore && kcore < hostname, "{calls:#?}");
         cfg.security.privileged = true;
         let calls = recorded(&cfg);
         assert!(!calls.iter().any(|c| c.contains("masks") || c.starts_with("mask")), "{calls:#?}");

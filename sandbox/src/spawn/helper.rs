@@ -339,7 +339,9 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     let forked = match fork_init(t, &mut config, &mut network, cgroup.is_some() || hold_first) {
         Ok(f) => f,
         Err(step) => {
-            drop(cgroup);
+            // The masker is killed and reaped (dropped) too: left to die with us, a subreaper caller
+            // would collect it as a zombie.
+            drop((cgroup, masks));
             fail(&report, step);
         }
     };
@@ -395,6 +397,10 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             // Init has its own copies of the network namespace's descriptors, and of its pipes' ends.
             drop(network);
             drop(init_ends);
+            // A pipe whose reader is gone (init ended while the masker worked) is EPIPE here, not the
+            // helper's death (a fork server's helper has SIGPIPE's default action). After init's fork:
+            // the program does not inherit it.
+            crate::sys::ignore_sigpipe();
             (init, status, start)
         }
     };
@@ -404,7 +410,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     {
         let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
         let _ = waitpid(init, None);
-        drop(cgroup);
+        drop((cgroup, masker));
         fail_limits(&report, &u);
     }
     if cgroup.as_ref().is_some_and(crate::cgroups::Cgroup::shields_init_from_oom) {
@@ -420,7 +426,9 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     }
     send(&report, &Record::Init { pid: init.as_raw() });
     if let Some(masker) = &mut masker {
-        masker.help(init, &kill, config.timeout.map(|t| started + t));
+        // Past the sandbox's deadline init's own wait reports the timeout; the helper's grace bounds
+        // the wait for an init stuck before it hands /proc over.
+        masker.help(init, &kill, config.timeout.map(|t| started + t + HELPER_DEADLINE_GRACE));
     }
     // The deadline, enforced from out here too: init enforces it, unless the program stopped it.
     let deadline = config.timeout.map(|t| started + t + HELPER_DEADLINE_GRACE);

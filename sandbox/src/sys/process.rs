@@ -176,6 +176,14 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Ignores SIGPIPE in this process from now on: a write to a pipe whose reader is gone fails with
+/// EPIPE instead of killing it. Children forked afterwards and the programs they exec inherit it.
+pub(crate) fn ignore_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_IGN installs no handler (no code of ours runs on the signal).
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+}
+
 /// The stack of a process started by [`spawn_sharing_memory`]: its work is a few system calls.
 const SHARED_MEMORY_STACK: usize = 64 * 1024;
 
@@ -397,7 +405,8 @@ impl Drop for NamespaceHolder {
     }
 }
 
-/// A process started now, sharing this process's memory and born in its namespaces of the moment
+/// A process started now, sharing this process's memory and descriptor table (it holds no copy of a
+/// descriptor, which would hide a pipe's end from its reader), born in its namespaces of the moment
 /// (before `unshare(CLONE_NEWPID)`, say, it is not in the new pid namespace), that waits until
 /// [`Standby::run`] tells it to run its `body`, whose value is its exit code. It dies with its
 /// creator (`PR_SET_PDEATHSIG`); dropped before it ran, it is killed and reaped.
@@ -410,6 +419,8 @@ pub(crate) struct Standby {
     pid: nix::unistd::Pid,
     /// The write end of the pipe it waits on.
     go: std::os::fd::OwnedFd,
+    /// Its read end, in the table the process shares: closed once it has ended.
+    _go_r: std::os::fd::OwnedFd,
     ran: bool,
     _stack: Vec<u128>,
     _args: Box<StandbyArgs>,
@@ -438,8 +449,8 @@ extern "C" fn standby(args: *mut libc::c_void) -> libc::c_int {
     }
     let mut byte = [0u8; 1];
     let told = loop {
-        // SAFETY: `go` is this process's copy of the pipe's read end (the table was copied at clone),
-        // open until it ends; only borrowed for the call.
+        // SAFETY: `go` is the pipe's read end, in the table shared with the creator, which keeps it
+        // open until this process has ended; only borrowed for the call.
         match rustix::io::read(unsafe { BorrowedFd::borrow_raw(*go) }, &mut byte) {
             Err(rustix::io::Errno::INTR) => {}
             other => break other,
@@ -463,11 +474,16 @@ impl Standby {
         // long as the process lives (it is killed and reaped before the value is freed), and reads
         // `args`, kept the same way; until told, it touches no other memory (see above). CLONE_VM
         // without CLONE_VFORK: we go on at once.
-        let pid = unsafe { libc::clone(standby, top, libc::CLONE_VM | libc::SIGCHLD, arg) };
+        let pid = unsafe { libc::clone(standby, top, libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD, arg) };
         let pid = Errno::result(pid)?;
-        // Its own copy of the read end stays open in it; ours goes.
-        drop(go_r);
-        Ok(Standby { pid: nix::unistd::Pid::from_raw(pid), go: go_w, ran: false, _stack: stack, _args: args })
+        Ok(Standby {
+            pid: nix::unistd::Pid::from_raw(pid),
+            go: go_w,
+            _go_r: go_r,
+            ran: false,
+            _stack: stack,
+            _args: args,
+        })
     }
 
     /// Tells it to run its `body` and waits until it has ended: its exit code, or the errno of a
