@@ -53,18 +53,6 @@ pub(crate) struct NetworkInBackground {
     pub release: i32,
 }
 
-/// The masks of `/proc` (crate::hardening), made by a process of the helper's while init builds the
-/// rest of the mounts (crate::spawn::masker): the pipes' ends init inherits, set by the helper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct MasksByHelper {
-    /// Where init writes, once `/proc` is mounted, the numbers of its descriptors on it, on an empty
-    /// directory and on the null device (three i32s).
-    pub ready: i32,
-    /// Where the helper writes one byte: 0 once the masks are made, else the errno (ENOSYS: init makes
-    /// them itself).
-    pub done: i32,
-}
-
 /// How the writable root is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum RootMode {
@@ -178,8 +166,5 @@ pub(crate) struct Config {
     /// The network namespace, when a holder makes it while init builds the mounts.
     #[serde(default)]
     pub network_in_background: Option<NetworkInBackground>,
-    /// Set by the helper where it makes the masks of `/proc` (not privileged).
-    #[serde(default)]
-    pub masks_by_helper: Option<MasksByHelper>,
     pub job: Job,
 }

@@ -392,7 +392,6 @@ impl Builder {
                 rlimits: self.rlimits,
                 security,
                 network_in_background: None,
-                masks_by_helper: None,
                 job: Job::Session,
             },
             switch,

@@ -111,7 +111,6 @@ impl Net {
             rlimits: Vec::new(),
             security: Default::default(),
             network_in_background: None,
-            masks_by_helper: None,
             job: Job::Switch,
         };
         let (null, inherit) = (Stdio::null(), Stdio::inherit());

@@ -57,15 +57,6 @@ pub(crate) enum Op {
     JoinNetwork {
         made: crate::config::NetworkInBackground,
     },
-    /// `/proc` is mounted: hands the helper what it needs to mask it (crate::spawn::masker).
-    HandOverMasks {
-        by: crate::config::MasksByHelper,
-    },
-    /// Waits for the helper's masks of `/proc`; where it could not make them (ENOSYS), the `Mask` and
-    /// `ReadOnly` steps of `/proc` that follow make them.
-    AwaitMasks {
-        by: crate::config::MasksByHelper,
-    },
     Chmod {
         path: PathBuf,
         mode: u32,
@@ -171,7 +162,6 @@ impl Op {
             Op::SetHostname { name } => return Some(name.clone()),
             Op::LoopbackUp => return Some("lo".to_owned()),
             Op::JoinNetwork { .. } => return None,
-            Op::HandOverMasks { .. } | Op::AwaitMasks { .. } => return Some("/proc".to_owned()),
             Op::UnshareMount => return None,
         };
         // Paths of the new root are shown as the sandbox sees them.
@@ -243,11 +233,6 @@ pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     let mut s = Steps::default();
     rootfs::stage(&mut s, config);
     mounts::standard(&mut s, config);
-    // Made by the helper meanwhile (see mounts::standard), or here; before the volumes in either
-    // case: a volume below /proc/sys is not made read-only with it.
-    if let Some(by) = config.masks_by_helper.filter(|_| !config.security.privileged) {
-        s.add(StepKind::Proc, "mask kernel paths of /proc (in the helper)", Op::AwaitMasks { by });
-    }
     if !config.security.privileged {
         mounts::mask(&mut s, "/proc/");
     }
@@ -313,8 +298,6 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::SetHostname { name } => sys.sethostname(name),
             Op::LoopbackUp => sys.loopback_up(),
             Op::JoinNetwork { made } => sys.join_network(made),
-            Op::HandOverMasks { by } => sys.hand_over_masks(by),
-            Op::AwaitMasks { by } => sys.await_masks(by),
             Op::Chmod { path, mode } => sys.chmod(path, *mode),
             Op::CopyTree { from, to, shift } => sys.copy_tree(from, to, *shift),
             Op::IdmappedBind { source, target, userns, read_only, recursive } => {
@@ -543,12 +526,6 @@ mod tests {
         fn loopback_up(&self) -> Result<(), Errno> {
             self.call("loopback up".to_owned())
         }
-        fn hand_over_masks(&self, by: &crate::config::MasksByHelper) -> Result<(), Errno> {
-            self.call(format!("hand over masks {}", by.ready))
-        }
-        fn await_masks(&self, by: &crate::config::MasksByHelper) -> Result<(), Errno> {
-            self.call(format!("await masks {}", by.done))
-        }
         fn join_network(&self, made: &crate::config::NetworkInBackground) -> Result<(), Errno> {
             self.call(format!("join network {}", made.holder))
         }
@@ -613,7 +590,6 @@ mod tests {
             rlimits: vec![],
             security: crate::hardening::Security { tmpfs_size: 1 << 30, ..Default::default() },
             network_in_background: None,
-            masks_by_helper: None,
             job: Job::Session,
         }
     }
@@ -874,25 +850,6 @@ mod tests {
         privileged.security.privileged = true;
         let calls = recorded(&privileged);
         assert!(!calls.iter().any(|c| c.starts_with("mask") || c.starts_with("read-only")), "{calls:#?}");
-    }
-
-    #[test]
-    fn the_helper_masks_proc_while_init_builds_the_rest_and_init_waits_before_the_pivot() {
-        let mut cfg = config(true, NetMode::Loopback);
-        cfg.masks_by_helper = Some(crate::config::MasksByHelper { ready: 40, done: 41 });
-        let calls = recorded(&cfg);
-        let proc = position(&calls, "mount proc /newroot/proc");
-        let handed = position(&calls, "hand over masks 40");
-        let dev = position(&calls, "mount tmpfs /newroot/dev");
-        let awaited = position(&calls, "await masks 41");
-        // Init's own steps for /proc follow the wait: they make the masks where the helper could not.
-        let kcore = position(&calls, "mask /newroot/proc/kcore");
-        // Both before the volumes and files (a volume below /proc/sys stays writable).
-        let hostname = position(&calls, "write /newroot/etc/hostname");
-        assert!(proc < handed && handed < dev && dev < awaited && awaited < kcore && kcore < hostname, "{calls:#?}");
-        cfg.security.privileged = true;
-        let calls = recorded(&cfg);
-        assert!(!calls.iter().any(|c| c.contains("masks") || c.starts_with("mask")), "{calls:#?}");
     }
 
     #[test]

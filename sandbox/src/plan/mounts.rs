@@ -30,10 +30,6 @@ pub(super) fn standard(s: &mut Steps, config: &Config) {
         "mount /proc for the new pid namespace",
         Op::fs("proc", p("/newroot/proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None),
     );
-    // The helper masks it while the steps below run (see plan::filesystem_phase).
-    if let Some(by) = config.masks_by_helper.filter(|_| !config.security.privileged) {
-        s.add(StepKind::Proc, "hand the masks of /proc to the helper", Op::HandOverMasks { by });
-    }
     // A minimal /dev, as bubblewrap's --dev: the harmless character devices, bound from the host.
     s.add(StepKind::Dev, "create /dev", Op::Mkdir { path: p("/newroot/dev"), mode: 0o755 });
     s.add(

@@ -327,21 +327,10 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             fail(&report, step);
         }
     };
-    // The masks of /proc, made on this side while init builds the rest (crate::spawn::masker).
-    let masks = match (!config.security.privileged).then(super::masker::start).transpose() {
-        Ok(m) => m,
-        Err(e) => {
-            drop(cgroup);
-            fail(&report, (StepKind::Helper, "start the masker of /proc", e));
-        }
-    };
-    config.masks_by_helper = masks.as_ref().map(|(_, _, by)| *by);
     let forked = match fork_init(t, &mut config, &mut network, cgroup.is_some() || hold_first) {
         Ok(f) => f,
         Err(step) => {
-            // The masker is killed and reaped (dropped) too: left to die with us, a subreaper caller
-            // would collect it as a zombie.
-            drop((cgroup, masks));
+            drop(cgroup);
             fail(&report, step);
         }
     };
@@ -352,17 +341,8 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         // Init has its own copies of the id-mapped trees; it attaches them.
         crate::sys::hardening::drop_prepared();
     }
-    let (mut masker, init_ends) = match masks {
-        Some((masker, ends, _)) => (Some(masker), Some(ends)),
-        None => (None, None),
-    };
     let (init, status, start) = match forked {
         Forked::Init { status, start } => {
-            if let Some(masker) = masker {
-                masker.leave_to_helper();
-            }
-            // Owned by the steps that use them (plan::Op::HandOverMasks, AwaitMasks) from here.
-            std::mem::forget(init_ends);
             // Die with the helper (and so with the caller above it), also if it died before this was
             // set: then nobody reads the status pipe any more.
             let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
@@ -394,13 +374,8 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             super::init::run(t, config, report, status, held, null, config.timeout.map(|t| started + t));
         }
         Forked::Helper { init, status, start } => {
-            // Init has its own copies of the network namespace's descriptors, and of its pipes' ends.
+            // Init has its own copies of the network namespace's descriptors.
             drop(network);
-            drop(init_ends);
-            // A pipe whose reader is gone (init ended while the masker worked) is EPIPE here, not the
-            // helper's death (a fork server's helper has SIGPIPE's default action). After init's fork:
-            // the program does not inherit it.
-            crate::sys::ignore_sigpipe();
             (init, status, start)
         }
     };
@@ -410,7 +385,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     {
         let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
         let _ = waitpid(init, None);
-        drop((cgroup, masker));
+        drop(cgroup);
         fail_limits(&report, &u);
     }
     if cgroup.as_ref().is_some_and(crate::cgroups::Cgroup::shields_init_from_oom) {
@@ -425,11 +400,6 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         let _ = std::io::Write::write_all(go, b"g");
     }
     send(&report, &Record::Init { pid: init.as_raw() });
-    if let Some(masker) = &mut masker {
-        // Past the sandbox's deadline init's own wait reports the timeout; the helper's grace bounds
-        // the wait for an init stuck before it hands /proc over.
-        masker.help(init, &kill, config.timeout.map(|t| started + t + HELPER_DEADLINE_GRACE));
-    }
     // The deadline, enforced from out here too: init enforces it, unless the program stopped it.
     let deadline = config.timeout.map(|t| started + t + HELPER_DEADLINE_GRACE);
     // `_mount_ns` lives until the process ends: after the report.
@@ -443,7 +413,6 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     };
     let Waited { outcome, waited, mount_ns: _mount_ns, activity, reported } =
         wait_for(init, Some(status), Some(hold), &kill, deadline, holder);
-    drop(masker);
     let usage = cgroup.as_ref().map(Cgroup::usage);
     if outcome.is_some_and(|(_, timed_out)| timed_out) {
         // What a hang was doing: init's list of processes (none if the program stopped init), and

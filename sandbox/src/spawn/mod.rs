@@ -16,7 +16,6 @@ pub(crate) mod handle;
 pub(crate) mod helper;
 pub(crate) mod idmap;
 pub(crate) mod init;
-pub(crate) mod masker;
 pub(crate) mod netns;
 pub(crate) mod parent;
 pub(crate) mod server;

@@ -183,12 +183,13 @@ const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 /// (no mount_setattr), whose callers mask by path instead.
 pub(crate) fn mask_at(
     dir: std::os::fd::BorrowedFd<'_>,
-    name: &std::ffi::CStr,
+    name: &std::path::Path,
     null: impl FnOnce() -> Result<RawFd, Errno>,
     empty: impl FnOnce() -> Result<RawFd, Errno>,
 ) -> Result<(), Errno> {
     use nix::sys::stat::SFlag;
-    let st = match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::empty()) {
+    let name = std::ffi::CString::new(name.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let st = match nix::sys::stat::fstatat(dir, name.as_c_str(), nix::fcntl::AtFlags::empty()) {
         Err(Errno::ENOENT) => return Ok(()),
         other => other?,
     };
@@ -199,61 +200,20 @@ pub(crate) fn mask_at(
     let cover = unsafe { std::os::fd::BorrowedFd::borrow_raw(cover) };
     let copy = clone_mount(cover, c"", 0)?;
     set_attrs(&copy, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0)?;
-    attach(&copy, dir, name)
+    attach(&copy, dir, &name)
 }
 
 /// Makes `name` in `dir` (see [`mask_at`]) and every mount below it read-only, nosuid and nodev: a
 /// recursive copy of its mount, so changed, attached over it. Nothing to do where it does not exist;
 /// ENOSYS as [`mask_at`].
-pub(crate) fn read_only_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr) -> Result<(), Errno> {
-    let copy = match clone_mount(dir, name, AT_RECURSIVE) {
+pub(crate) fn read_only_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::path::Path) -> Result<(), Errno> {
+    let name = std::ffi::CString::new(name.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let copy = match clone_mount(dir, &name, AT_RECURSIVE) {
         Err(Errno::ENOENT) => return Ok(()),
         other => other?,
     };
     set_attrs(&copy, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, AT_RECURSIVE)?;
-    attach(&copy, dir, name)
-}
-
-/// What the helper's masker needs (crate::spawn::masker), made beforehand: it allocates nothing.
-pub(crate) struct ProcMasks {
-    /// `/proc/<init>/fd/<n>` of init's descriptors on its `/proc`, an empty directory and the null
-    /// device, reopened before entering init's mount namespace (the mounts they name are init's).
-    pub fds: [std::ffi::CString; 3],
-    /// `/proc/<init>/ns/mnt`.
-    pub namespace: std::ffi::CString,
-    /// The names below `/proc` to mask, and to make read-only (crate::hardening).
-    pub masked: Vec<std::ffi::CString>,
-    pub read_only: Vec<std::ffi::CString>,
-}
-
-/// Enters init's mount namespace and makes the masks and read-only paths of its `/proc` there, as
-/// [`mask_at`] and [`read_only_at`] do; 0, or the errno of the first failure. Allocates nothing: it
-/// runs in a process sharing the helper's memory (crate::sys::spawn_sharing_memory).
-pub(crate) fn mask_proc_of(m: &ProcMasks) -> i32 {
-    use nix::fcntl::OFlag;
-    let open =
-        |path: &std::ffi::CStr| nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty());
-    let masked = || -> Result<(), Errno> {
-        let [proc, empty, null] = [open(&m.fds[0])?, open(&m.fds[1])?, open(&m.fds[2])?];
-        let ns = nix::fcntl::open(
-            m.namespace.as_c_str(),
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )?;
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)?;
-        use std::os::fd::{AsFd, AsRawFd};
-        for name in &m.masked {
-            mask_at(proc.as_fd(), name, || Ok(null.as_raw_fd()), || Ok(empty.as_raw_fd()))?;
-        }
-        for name in &m.read_only {
-            read_only_at(proc.as_fd(), name)?;
-        }
-        Ok(())
-    };
-    match masked() {
-        Ok(()) => 0,
-        Err(e) => e as i32,
-    }
+    attach(&copy, dir, &name)
 }
 
 /// A detached copy of the mount at `name` in `dir` (`dir` itself if `name` is empty): open_tree(2)

@@ -21,9 +21,9 @@ use nix::sys::stat::Mode;
 
 pub(crate) use net::{if_address_up, if_index};
 pub(crate) use process::{
-    ExecList, HolderPipes, NamespaceHolder, SingleThreaded, Standby, adopt_fd, die_by_signal, execve, exit_now, fork,
-    ignore_sigpipe, keep_fds_on_exec, let_go_of_stdio, reader_gone, run_before_main, set_env, show_as,
-    spawn_sharing_memory, stat_fields, take_stdin_as_controlling_terminal,
+    ExecList, HolderPipes, NamespaceHolder, SingleThreaded, adopt_fd, die_by_signal, execve, exit_now, fork,
+    keep_fds_on_exec, let_go_of_stdio, reader_gone, run_before_main, set_env, show_as, spawn_sharing_memory,
+    stat_fields, take_stdin_as_controlling_terminal,
 };
 
 /// The kernel operations a setup plan performs, each failing with an errno.
@@ -52,10 +52,6 @@ pub(crate) trait Sys {
     /// Waits until the holder of [`crate::spawn::netns`] has made its network namespace, joins it,
     /// and lets the holder go.
     fn join_network(&self, made: &crate::config::NetworkInBackground) -> Result<(), Errno>;
-    /// `/proc` is mounted: tells the helper, which makes its masks meanwhile (crate::spawn::masker).
-    fn hand_over_masks(&self, by: &crate::config::MasksByHelper) -> Result<(), Errno>;
-    /// Waits until the helper has made the masks of `/proc`; ENOSYS from it leaves them to init.
-    fn await_masks(&self, by: &crate::config::MasksByHelper) -> Result<(), Errno>;
     /// Sets a path's mode (mkdir's is cut by the umask).
     fn chmod(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     /// Copies the tree at `from` into the existing directory `to`: directories, files (hard links
@@ -276,13 +272,9 @@ impl Sys for Kernel {
     }
 
     fn mask(&self, path: &Path) -> Result<(), Errno> {
-        if masked_by_helper(path) {
-            return Ok(());
-        }
         if let Some((dir, name)) = kernel_dir(path)? {
             // SAFETY: OPENED keeps the descriptor open until the setup is done; borrowed for the call.
             let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir) };
-            let name = std::ffi::CString::new(name.into_os_string().into_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
             match hardening::mask_at(dir, &name, null_device, empty_directory) {
                 Err(Errno::ENOSYS) => {} // before Linux 5.12: by path, below
                 other => return other,
@@ -320,13 +312,9 @@ impl Sys for Kernel {
     }
 
     fn bind_read_only(&self, path: &Path) -> Result<(), Errno> {
-        if masked_by_helper(path) {
-            return Ok(());
-        }
         if let Some((dir, name)) = kernel_dir(path)? {
             // SAFETY: as in `mask`.
             let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir) };
-            let name = std::ffi::CString::new(name.into_os_string().into_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
             match hardening::read_only_at(dir, &name) {
                 Err(Errno::ENOSYS) => {} // before Linux 5.12: by path, below
                 other => return other,
@@ -344,35 +332,6 @@ impl Sys for Kernel {
 
     fn loopback_up(&self) -> Result<(), Errno> {
         net::interface_up("lo")
-    }
-
-    fn hand_over_masks(&self, by: &crate::config::MasksByHelper) -> Result<(), Errno> {
-        use std::os::fd::{FromRawFd, OwnedFd};
-        // SAFETY: the helper opened this pipe end for init, which inherited it and owns it from here.
-        let ready = unsafe { OwnedFd::from_raw_fd(by.ready) };
-        // Kept open (OPENED) until the setup is done: the helper's masker reopens them meanwhile.
-        let proc = kernel_dir(Path::new("/newroot/proc"))?.ok_or(Errno::EXDEV)?.0;
-        let fds = [proc, empty_directory()?, null_device()?];
-        let mut bytes = [0u8; 12];
-        for (i, fd) in fds.iter().enumerate() {
-            bytes[4 * i..4 * i + 4].copy_from_slice(&fd.to_ne_bytes());
-        }
-        crate::inroot::write_all(&ready, &bytes)
-    }
-
-    fn await_masks(&self, by: &crate::config::MasksByHelper) -> Result<(), Errno> {
-        use std::os::fd::{FromRawFd, OwnedFd};
-        // SAFETY: as in `hand_over_masks`.
-        let done = unsafe { OwnedFd::from_raw_fd(by.done) };
-        match read_word(&done) {
-            Ok(()) => {
-                PROC_MASKED.store(true, std::sync::atomic::Ordering::Relaxed);
-                Ok(())
-            }
-            // Before Linux 5.12: the steps that follow mask /proc by path.
-            Err(Errno::ENOSYS) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     fn join_network(&self, made: &crate::config::NetworkInBackground) -> Result<(), Errno> {
@@ -412,14 +371,6 @@ fn read_word(fd: &std::os::fd::OwnedFd) -> Result<(), Errno> {
         Ok(_) => Err(Errno::ESRCH),
         Err(e) => Err(e),
     }
-}
-
-/// Set once the helper has masked `/proc` (see `Sys::await_masks`): init's own steps for it are done.
-static PROC_MASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether `path` is below the new root's `/proc` and the helper masked it already.
-fn masked_by_helper(path: &Path) -> bool {
-    PROC_MASKED.load(std::sync::atomic::Ordering::Relaxed) && path.starts_with("/newroot/proc")
 }
 
 /// Closes what [`on_kernel_target`] kept open: once setup is done, the program gets none of it.
