@@ -158,15 +158,9 @@ fn idmapped_tree(
     read_only: bool,
     recursive: bool,
 ) -> Result<std::os::fd::OwnedFd, Errno> {
-    use std::os::fd::FromRawFd;
     let source = std::ffi::CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     let recursive = if recursive { AT_RECURSIVE } else { 0 };
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | recursive;
-    // SAFETY: `source` is a NUL-terminated path alive for the call; open_tree returns a new descriptor.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source.as_ptr(), flags) };
-    let fd = Errno::result(fd)?;
-    // SAFETY: the descriptor was just returned by open_tree and is owned by nothing else.
-    let tree = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) };
+    let tree = clone_mount(libc::AT_FDCWD, &source, recursive)?;
     let userns = u64::try_from(userns).map_err(|_| Errno::EBADF)?;
     let read_only = if read_only { MOUNT_ATTR_RDONLY } else { 0 };
     set_attrs(&tree, MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | read_only, userns, recursive)?;
@@ -194,10 +188,8 @@ pub(crate) fn mask_at(
         other => other?,
     };
     let is_dir = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFDIR;
+    // `null` and `empty` return descriptors their owner keeps open for the whole setup.
     let cover = if is_dir { empty()? } else { null()? };
-    // SAFETY: `null` and `empty` return descriptors their owner keeps open for the whole setup;
-    // borrowed for the call.
-    let cover = unsafe { std::os::fd::BorrowedFd::borrow_raw(cover) };
     let copy = clone_mount(cover, c"", 0)?;
     set_attrs(&copy, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0)?;
     attach(&copy, dir, &name)
@@ -208,7 +200,8 @@ pub(crate) fn mask_at(
 /// ENOSYS as [`mask_at`].
 pub(crate) fn read_only_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::path::Path) -> Result<(), Errno> {
     let name = std::ffi::CString::new(name.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
-    let copy = match clone_mount(dir, &name, AT_RECURSIVE) {
+    use std::os::fd::AsRawFd;
+    let copy = match clone_mount(dir.as_raw_fd(), &name, AT_RECURSIVE) {
         Err(Errno::ENOENT) => return Ok(()),
         other => other?,
     };
@@ -216,19 +209,15 @@ pub(crate) fn read_only_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::path::P
     attach(&copy, dir, &name)
 }
 
-/// A detached copy of the mount at `name` in `dir` (`dir` itself if `name` is empty): open_tree(2)
-/// `OPEN_TREE_CLONE`, with `recursive` the mounts below it too.
-fn clone_mount(
-    dir: std::os::fd::BorrowedFd<'_>,
-    name: &std::ffi::CStr,
-    recursive: libc::c_uint,
-) -> Result<std::os::fd::OwnedFd, Errno> {
-    use std::os::fd::{AsRawFd, FromRawFd};
+/// A detached copy of the mount at `name` in `dir` (`dir` itself if `name` is empty; `AT_FDCWD`
+/// for a path): open_tree(2) `OPEN_TREE_CLONE`, with `recursive` the mounts below it too.
+fn clone_mount(dir: RawFd, name: &std::ffi::CStr, recursive: libc::c_uint) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
     let empty = if name.is_empty() { libc::AT_EMPTY_PATH as libc::c_uint } else { 0 };
     let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | empty | recursive;
-    // SAFETY: `name` is a NUL-terminated string alive for the call (empty: with AT_EMPTY_PATH, `dir`
-    // itself); open_tree returns a new descriptor.
-    let fd = Errno::result(unsafe { libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), name.as_ptr(), flags) })?;
+    // SAFETY: `dir` is open (or AT_FDCWD) for the call, `name` a NUL-terminated string alive for it
+    // (empty: with AT_EMPTY_PATH, `dir` itself); open_tree returns a new descriptor.
+    let fd = Errno::result(unsafe { libc::syscall(libc::SYS_open_tree, dir, name.as_ptr(), flags) })?;
     // SAFETY: the descriptor was just returned by open_tree and is owned by nothing else.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
 }

@@ -292,9 +292,7 @@ impl Sys for Kernel {
                 // checked to be the null device: a rootfs whose /dev leads elsewhere neither binds
                 // another file over the mask nor makes it vanish (ENODEV, never a skipped ENOENT).
                 on_target(Path::new("/newroot/dev/null"), |null| {
-                    let st = nix::sys::stat::stat(null).map_err(|_| Errno::ENODEV)?;
-                    let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
-                    if kind != nix::sys::stat::SFlag::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+                    if !is_null_device(&nix::sys::stat::stat(null).map_err(|_| Errno::ENODEV)?) {
                         return Err(Errno::ENODEV);
                     }
                     nix::mount::mount(Some(null), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
@@ -457,13 +455,17 @@ fn null_device() -> Result<i32, Errno> {
     kept_open(NULL, || {
         let fd = nix::fcntl::open(NULL, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|_| Errno::ENODEV)?;
-        let st = nix::sys::stat::fstat(&fd).map_err(|_| Errno::ENODEV)?;
-        let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
-        if kind != nix::sys::stat::SFlag::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        if !is_null_device(&nix::sys::stat::fstat(&fd).map_err(|_| Errno::ENODEV)?) {
             return Err(Errno::ENODEV);
         }
         Ok(fd)
     })
+}
+
+/// Whether `st` is the null character device (1:3).
+fn is_null_device(st: &nix::sys::stat::FileStat) -> bool {
+    let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+    kind == nix::sys::stat::SFlag::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
 }
 
 /// Runs `f` on `path`, or, for a path of the new root, on its descriptor's `/proc/self/fd` entry after
