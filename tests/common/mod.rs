@@ -232,6 +232,22 @@ pub fn child_processes() -> Vec<i32> {
     others
 }
 
+/// Kills the holder of a switch network this process made (the one process of ours whose network
+/// namespace has the bridge) and waits until it is gone or a zombie: the switch is then dead.
+pub fn kill_switch_holder() {
+    let holder: Vec<i32> = child_processes()
+        .into_iter()
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/net/dev")).is_ok_and(|d| d.contains("br0:")))
+        .collect();
+    assert_eq!(holder.len(), 1, "one switch holder among {:?}", child_processes());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(holder[0]), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    while std::path::Path::new(&format!("/proc/{}/net/dev", holder[0])).exists()
+        && std::fs::read_to_string(format!("/proc/{}/stat", holder[0])).is_ok_and(|s| !s.contains(") Z"))
+    {
+        std::thread::yield_now();
+    }
+}
+
 /// The pids of the child processes of `parent`.
 pub fn children_of(parent: i32) -> Vec<i32> {
     let me = parent.to_string();
