@@ -46,6 +46,26 @@ mod user {
         }
     }
 
+    /// More output than a pipe holds on both streams, and a value larger than one too: neither
+    /// waits for the other (the caller moves the output while it awaits the value).
+    #[test]
+    fn a_large_value_and_large_outputs_at_once() {
+        let rootfs = system_tests::fixture_rootfs(env!("CARGO_TARGET_TMPDIR"));
+        // A stall would end at the deadline, as an error, rather than hang the suite.
+        let sb = Sandbox::builder().rootfs(&rootfs).timeout(std::time::Duration::from_secs(60)).build().expect("build");
+        let value: String = sb
+            .run(|| {
+                let line = "0123456789abcdef".repeat(64);
+                for _ in 0..256 {
+                    println!("{line}");
+                    eprintln!("{line}");
+                }
+                "v".repeat(1 << 20)
+            })
+            .expect("run");
+        assert_eq!(value.len(), 1 << 20);
+    }
+
     #[test]
     fn run_with_passes_inputs() {
         let sb = sandbox("inputs");

@@ -9,14 +9,13 @@
 //! build id, runs it and sends the value back as JSON. Nothing of the caller's code runs twice, no
 //! test harness runs in the sandbox, and the fork server starts it as fast as a command.
 
-use std::io::Read;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::Job;
 use crate::report::Record;
 use crate::spawn::handle::{HelperHandle, Stage, exit_status, with_fallback};
+use crate::spawn::pump::{Pump, Sink};
 use crate::{Error, Stdio};
 
 impl crate::Sandbox {
@@ -138,12 +137,11 @@ fn run<T: DeserializeOwned>(sandbox: &crate::Sandbox, entry: usize, input: Strin
         }
         let mut handle = HelperHandle::start(start, [&null, &piped, &piped], Stage::Started)?;
         // Forward the output through print!, so that a test harness captures it like the test's own.
-        let out = handle.stdout.take().map(|s| std::thread::spawn(move || forward(s, false)));
-        let err = handle.stderr.take().map(|s| std::thread::spawn(move || forward(s, true)));
+        let pump =
+            Pump::default().with(handle.stdout.take(), Sink::stdout()).with(handle.stderr.take(), Sink::stderr());
+        handle.pump_output(pump);
         let ending = handle.wait_end();
-        for t in [out, err].into_iter().flatten() {
-            let _ = t.join();
-        }
+        handle.take_pump().finish();
         ending
     })?;
     match ending.value {
@@ -154,75 +152,5 @@ fn run<T: DeserializeOwned>(sandbox: &crate::Sandbox, entry: usize, input: Strin
             Some(status) => Err(Error::Crashed { status }),
             None => Err(Error::HelperDied { status: None }),
         },
-    }
-}
-
-/// Copies a child's output to this process's, through `print!`/`eprint!` (which the test harness
-/// captures), byte for byte: a UTF-8 sequence split across two reads is held back until complete.
-/// Bytes that are not UTF-8 at all show as U+FFFD: `print!` carries text only.
-fn forward(mut from: impl Read, stderr: bool) {
-    let mut buf = [0u8; 8192];
-    let mut pending = Vec::new();
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        let ready = complete_prefix(&pending);
-        emit(&pending[..ready], stderr);
-        pending.drain(..ready);
-    }
-    emit(&pending, stderr);
-}
-
-fn emit(bytes: &[u8], stderr: bool) {
-    if bytes.is_empty() {
-        return;
-    }
-    let text = String::from_utf8_lossy(bytes);
-    if stderr {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
-}
-
-/// The length of `bytes` without an incomplete UTF-8 sequence at its end (the start of a character
-/// whose other bytes have not arrived yet).
-fn complete_prefix(bytes: &[u8]) -> usize {
-    for back in 1..=bytes.len().min(3) {
-        let at = bytes.len() - back;
-        let b = bytes[at];
-        if b & 0b1100_0000 == 0b1000_0000 {
-            continue; // a continuation byte: look further back for the lead byte
-        }
-        let needed = match b {
-            0xc0..=0xdf => 2,
-            0xe0..=0xef => 3,
-            0xf0..=0xf7 => 4,
-            _ => 1,
-        };
-        return if needed > back { at } else { bytes.len() };
-    }
-    bytes.len()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::complete_prefix;
-
-    // Bug 1: a character split across two 8 KiB reads printed as two U+FFFD.
-    #[test]
-    fn an_incomplete_character_at_the_end_waits_for_the_rest() {
-        let text = "aé€😀".as_bytes();
-        assert_eq!(complete_prefix(text), text.len());
-        for cut in 1..text.len() {
-            let head = &text[..cut];
-            let ready = complete_prefix(head);
-            assert!(std::str::from_utf8(&head[..ready]).is_ok(), "cut at {cut}");
-            assert!(std::str::from_utf8(&text[ready..]).is_ok(), "the rest is whole, cut at {cut}");
-        }
-        assert_eq!(complete_prefix(b"ab\xff"), 3, "an invalid byte is not held back");
     }
 }

@@ -1,11 +1,11 @@
 //! `Command` and `Child`, shaped like `std::process`'s.
 
-use std::io::Read;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output};
 
 use crate::config::Job;
 use crate::error::{check_env, checked, invalid};
 use crate::spawn::handle::{HelperHandle, Stage, exit_status, with_fallback};
+use crate::spawn::pump::{Pump, Sink};
 use crate::{Error, Sandbox, Stdio};
 
 impl Sandbox {
@@ -296,19 +296,15 @@ impl Child {
 
     fn collect_output(&mut self) -> Result<Output, Error> {
         drop(self.stdin.take());
-        let err = self.stderr.take().map(|mut e| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = e.read_to_end(&mut buf);
-                buf
-            })
-        });
-        let mut stdout = Vec::new();
-        if let Some(mut o) = self.stdout.take() {
-            let _ = o.read_to_end(&mut stdout);
-        }
-        let stderr = err.and_then(|t| t.join().ok()).unwrap_or_default();
-        let status = self.wait()?;
-        Ok(Output { status, stdout, stderr })
+        // Read on this thread while waiting for the end: no thread per sandbox, and neither a full
+        // pipe nor a silent one can stall the other.
+        let pump = Pump::default()
+            .with(self.stdout.take(), Sink::Keep(Vec::new()))
+            .with(self.stderr.take(), Sink::Keep(Vec::new()));
+        self.handle.pump_output(pump);
+        let status = self.wait();
+        let mut kept = self.handle.take_pump().finish().into_iter().map(Sink::into_kept);
+        let (stdout, stderr) = (kept.next().unwrap_or_default(), kept.next().unwrap_or_default());
+        Ok(Output { status: status?, stdout, stderr })
     }
 }

@@ -147,7 +147,16 @@ impl Reader {
 
     /// The next record, or `None` at end of file (every writer has closed or exited).
     pub(crate) fn next(&mut self) -> Option<Record> {
+        self.next_pumping(&mut crate::spawn::pump::Pump::default())
+    }
+
+    /// As [`next`](Self::next), moving the program's output through `pump` while no whole record
+    /// is buffered.
+    pub(crate) fn next_pumping(&mut self, pump: &mut crate::spawn::pump::Pump) -> Option<Record> {
         loop {
+            if !self.inner.buffer().contains(&b'\n') {
+                pump.until_readable(self.inner.get_ref().as_fd());
+            }
             let mut line = Vec::new();
             match self.inner.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => return None,

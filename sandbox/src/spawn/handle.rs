@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::errno::Errno;
 
 use super::parent::{Helper, launch};
+use super::pump::Pump;
 use crate::Error;
 use crate::config::{Config, Job};
 use crate::report::{Reader, Record, StepKind};
@@ -39,6 +40,8 @@ pub(crate) struct HelperHandle {
     ended: bool,
     /// Records that came before the awaited stage and belong to the ending (a fast closure's value).
     early: Vec<Record>,
+    /// The program's output, moved while the reports are awaited (see [`pump_output`](Self::pump_output)).
+    pump: Pump,
     /// Whatever must live until the sandbox is gone (a switch address's lease); dropped after it.
     _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
     pub stdin: Option<ChildStdin>,
@@ -80,6 +83,7 @@ impl HelperHandle {
             timeout: config.timeout,
             ended: false,
             early: Vec::new(),
+            pump: Pump::default(),
             _keep: keep.map(|k| Box::new(k) as Box<dyn std::any::Any + Send + Sync>),
             stdin: launched.stdin,
             stdout: launched.stdout,
@@ -141,6 +145,17 @@ impl HelperHandle {
         Some(crate::config::Joined { init_pid: self.init_pid?, held: self.held.clone() })
     }
 
+    /// Moves the program's output through `pump` while the reports are awaited, from now on; the
+    /// caller takes it back with [`take_pump`](Self::take_pump) once the sandbox has ended.
+    pub(crate) fn pump_output(&mut self, pump: Pump) {
+        self.pump = pump;
+    }
+
+    /// The pump given to [`pump_output`](Self::pump_output), to be finished.
+    pub(crate) fn take_pump(&mut self) -> Pump {
+        std::mem::take(&mut self.pump)
+    }
+
     /// Asks the helper to kill the sandbox (closing the kill pipe); [`wait_end`](Self::wait_end) then
     /// returns once all of it is gone.
     pub(crate) fn kill(&mut self) {
@@ -156,7 +171,8 @@ impl HelperHandle {
         let mut oom = None;
         let mut doing = Vec::new();
         let early = std::mem::take(&mut self.early);
-        for r in early.into_iter().map(Some).chain(std::iter::from_fn(|| self.reports.next()).map(Some)) {
+        let pump = &mut self.pump;
+        for r in early.into_iter().map(Some).chain(std::iter::from_fn(|| self.reports.next_pumping(pump)).map(Some)) {
             let Some(r) = r else { break };
             match r {
                 Record::Helper { pid } => self.helper_pid = Some(pid),
@@ -206,7 +222,7 @@ impl HelperHandle {
     pub(crate) fn end(&mut self) -> Option<ExitStatus> {
         self.kill();
         self.ended = true;
-        while self.reports.next().is_some() {}
+        while self.reports.next_pumping(&mut self.pump).is_some() {}
         match &mut self.helper {
             Helper::Executed(c) => c.wait().ok(),
             Helper::Forked(pid) => match nix::sys::wait::waitpid(*pid, None) {

@@ -18,6 +18,7 @@ pub(crate) mod idmap;
 pub(crate) mod init;
 pub(crate) mod netns;
 pub(crate) mod parent;
+pub(crate) mod pump;
 pub(crate) mod server;
 pub(crate) mod subids;
 pub(crate) mod userns;
