@@ -1391,3 +1391,24 @@ fn a_volume_below_proc_sys_is_writable_every_time() {
         assert!(out.status.success(), "try {i}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// A single-threaded caller (as `sandbox-run`, here tests/bin/one-sandbox.rs) forks its sandbox's
+/// helper itself, and the helper forks init: their copies of the caller's still-buffered output must
+/// end unwritten, so that the caller writes it once, at its own exit. Before, a setup failure (here a
+/// rootfs whose `/etc` is a file) ended init through `std::process::exit`, which flushed init's copy
+/// into the program's stdout, the caller's: "outer:" came out twice.
+#[test]
+fn a_single_threaded_callers_buffered_output_is_written_once() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::write(root.path().join("etc"), "").expect("etc as a file");
+    for rootfs in [rootfs().path(), root.path()] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_one-sandbox"))
+            .args(["/bin/echo", "inner"])
+            .env("SANDBOX_ROOTFS", rootfs)
+            .env("ONE_SANDBOX_PENDING", "outer:")
+            .output()
+            .expect("run one-sandbox");
+        let expected = if rootfs == root.path() { "outer:" } else { "inner\nouter:" };
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{out:?}");
+    }
+}

@@ -1,7 +1,9 @@
 //! A single-threaded caller of one sandbox, as `sandbox-run` or a tool's `main` is (such a caller forks
 //! its sandbox's helper itself, without the fork server): runs `PROGRAM [ARGS...]` in a sandbox of the
 //! rootfs `$SANDBOX_ROOTFS` and exits with its code. For tests that need that path
-//! (tests/escape.rs: a caller killed while its helper forks init).
+//! (tests/escape.rs: a caller killed while its helper forks init). `ONE_SANDBOX_PENDING=TEXT`: TEXT is
+//! printed unflushed before the sandbox starts, and written at the caller's exit, after its helper's
+//! (tests/sandbox.rs).
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -9,6 +11,9 @@ fn main() {
         eprintln!("usage: one-sandbox PROGRAM [ARGS...]");
         std::process::exit(2);
     };
+    if let Some(text) = std::env::var_os("ONE_SANDBOX_PENDING") {
+        print!("{}", text.to_string_lossy());
+    }
     let sandbox = match sandbox::Sandbox::builder().build() {
         Ok(sb) => sb,
         Err(e) => {
@@ -17,7 +22,14 @@ fn main() {
         }
     };
     match sandbox.command(program.as_str()).args(rest).status() {
-        Ok(status) => std::process::exit(status.code().unwrap_or(128)),
+        Ok(status) => {
+            if std::env::var_os("ONE_SANDBOX_PENDING").is_some() {
+                // The helper (this process's fork) ends on its own after the report; wait for it, so
+                // that whatever it writes at its end is written before this process's own output.
+                while nix::sys::wait::wait().is_ok() {}
+            }
+            std::process::exit(status.code().unwrap_or(128))
+        }
         Err(e) => {
             eprintln!("one-sandbox: {}", sandbox::error_chain(&e));
             std::process::exit(125);

@@ -170,7 +170,7 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
     let close_others = matches!(config.job, Job::Closure { .. }).then_some(&keep[..]);
     if let Err(f) = steps(&prepared, close_others, false) {
         report_failed(exec_pipe.as_fd(), f);
-        std::process::exit(127);
+        crate::sys::exit_now(127);
     }
     match &config.job {
         Job::Closure { entry, build, input } => {
@@ -184,9 +184,9 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
         }
         Job::Exec { .. } | Job::Join { .. } => {
             report_failed(exec_pipe.as_fd(), (Failed::Exec, exec(&prepared)));
-            std::process::exit(127)
+            crate::sys::exit_now(127)
         }
-        Job::Session | Job::Switch => std::process::exit(0),
+        Job::Session | Job::Switch => crate::sys::exit_now(0),
     }
 }
 

@@ -27,7 +27,7 @@ pub(crate) fn enter_if_helper(t: SingleThreaded) {
     let Some(value) = std::env::var_os(HELPER_ENV) else { return };
     let Some([report, config, kill]) = parse(t, &value.to_string_lossy()) else {
         eprintln!("sandbox helper: malformed {HELPER_ENV}");
-        std::process::exit(SETUP_FAILED);
+        crate::sys::exit_now(SETUP_FAILED);
     };
     run(t, report, config, kill);
 }
@@ -41,16 +41,16 @@ pub(crate) fn run(t: SingleThreaded, report: OwnedFd, config: OwnedFd, kill: Own
     }
     let mut text = Vec::new();
     if std::fs::File::from(config).read_to_end(&mut text).is_err() {
-        std::process::exit(SETUP_FAILED);
+        crate::sys::exit_now(SETUP_FAILED);
     }
     let Ok(config) = serde_json::from_slice::<Config>(&text) else {
         eprintln!("sandbox helper: unreadable configuration (is the parent a different build of this binary?)");
-        std::process::exit(SETUP_FAILED);
+        crate::sys::exit_now(SETUP_FAILED);
     };
     // prctl(2): die with the parent, so that a killed test run leaves no sandbox behind.
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
     if nix::unistd::getppid() == Pid::from_raw(1) {
-        std::process::exit(SETUP_FAILED); // the parent died before prctl took effect
+        crate::sys::exit_now(SETUP_FAILED); // the parent died before prctl took effect
     }
     match &config.job {
         Job::Join { .. } => join(t, &config, report, kill),
@@ -76,7 +76,7 @@ fn fail_limits(report: &OwnedFd, u: &Unusable) -> ! {
             errno: u.errno,
         },
     );
-    std::process::exit(SETUP_FAILED);
+    crate::sys::exit_now(SETUP_FAILED);
 }
 
 /// A failed step of the helper's: its kind, what was done, the kernel's answer.
@@ -84,7 +84,7 @@ type StepError = (StepKind, &'static str, Errno);
 
 fn fail(report: &OwnedFd, (kind, what, errno): StepError) -> ! {
     send_setup_failed(report, kind, what, errno);
-    std::process::exit(SETUP_FAILED);
+    crate::sys::exit_now(SETUP_FAILED);
 }
 
 fn pipe(what: &'static str) -> Result<(OwnedFd, OwnedFd), StepError> {
@@ -124,7 +124,7 @@ fn switch_holder(report: OwnedFd, kill: OwnedFd) {
     // Until the parent closes its end (or dies, and with it the pipe).
     let mut byte = [0u8; 1];
     let _ = std::fs::File::from(kill).read(&mut byte);
-    std::process::exit(0);
+    crate::sys::exit_now(0);
 }
 
 /// Where a fork of the sandbox's init left this process.
@@ -308,7 +308,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             Ok(ns) => volume_ns = ns,
             Err(()) => {
                 drop(cgroup);
-                std::process::exit(SETUP_FAILED);
+                crate::sys::exit_now(SETUP_FAILED);
             }
         }
     }
@@ -347,7 +347,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             // set: then nobody reads the status pipe any more.
             let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
             if crate::sys::reader_gone(&status) {
-                std::process::exit(SETUP_FAILED);
+                crate::sys::exit_now(SETUP_FAILED);
             }
             crate::sys::show_as(t, "sandbox-init");
             if let Some(network) = network {
@@ -363,7 +363,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
                 // Wait until the helper has put us in the sandbox's cgroup (EOF: it died; so do we).
                 let mut byte = [0u8; 1];
                 if !matches!(go.read(&mut byte), Ok(1)) {
-                    std::process::exit(SETUP_FAILED);
+                    crate::sys::exit_now(SETUP_FAILED);
                 }
             }
             // cgroup_namespaces(7): the namespace's root is the cgroup we are in now.
@@ -421,7 +421,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         send(&report, &Record::Activity { processes: activity.unwrap_or_default(), cgroup });
     }
     drop(cgroup);
-    let Some((status, timed_out)) = ended(outcome, waited) else { std::process::exit(SETUP_FAILED) };
+    let Some((status, timed_out)) = ended(outcome, waited) else { crate::sys::exit_now(SETUP_FAILED) };
     if let Some(u) = usage {
         send(&report, &Record::Usage(u));
         // The helper's verdict, one rule for commands and closures: the program died of SIGKILL and
@@ -527,7 +527,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
                 }
             }
             super::child::run(t, config, &report, exec_w);
-            std::process::exit(127);
+            crate::sys::exit_now(127);
         }
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
@@ -753,9 +753,9 @@ fn finish(report: Option<&OwnedFd>, status: i32, timed_out: bool) -> ! {
     }
     let status = std::process::ExitStatus::from_raw(status);
     match (status.code(), status.signal()) {
-        (Some(code), _) => std::process::exit(code),
+        (Some(code), _) => crate::sys::exit_now(code),
         (None, Some(sig)) => crate::sys::die_by_signal(sig),
-        _ => std::process::exit(SETUP_FAILED),
+        _ => crate::sys::exit_now(SETUP_FAILED),
     }
 }
 

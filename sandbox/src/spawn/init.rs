@@ -35,7 +35,7 @@ pub(crate) fn run(
     }
     if let Err(f) = plan::run(&plan::namespace_phase(config), &Kernel) {
         send_failure(&report, &f);
-        std::process::exit(1);
+        crate::sys::exit_now(1);
     }
     // Tell the helper our mount namespace exists: it keeps it alive until it has reported the end,
     // so that freeing the sandbox's mounts is not on the way of the caller's wait. Entering the
@@ -47,11 +47,11 @@ pub(crate) fn run(
     // Entering the program's user namespace changed init's credentials, which cleared its
     // parent-death signal (set again since): the helper must not have died in between.
     if crate::sys::reader_gone(&status) {
-        std::process::exit(1);
+        crate::sys::exit_now(1);
     }
     if let Err(f) = built {
         send_failure(&report, &f);
-        std::process::exit(1);
+        crate::sys::exit_now(1);
     }
     if config.security.userns_fd.is_some() {
         send(&status, &Record::MountNamespaceReady);
@@ -63,7 +63,7 @@ pub(crate) fn run(
     if let Some(held) = held {
         let mut byte = [0u8; 1];
         if !matches!(std::io::Read::read(&mut std::fs::File::from(held), &mut byte), Ok(1)) {
-            std::process::exit(1);
+            crate::sys::exit_now(1);
         }
     }
     if !config.security.privileged {
@@ -110,7 +110,7 @@ pub(crate) fn run(
                     drop(null);
                     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
                     super::child::run(t, config, &report, exec_w);
-                    std::process::exit(127);
+                    crate::sys::exit_now(127);
                 }
                 Ok(ForkResult::Parent { child }) => {
                     drop(exec_w);
@@ -125,12 +125,12 @@ pub(crate) fn run(
     };
     let (status_word, timed_out) = reap_until_done(main, &signals, deadline, &status);
     send(&status, &Record::Exited { status: status_word, timed_out });
-    std::process::exit(0);
+    crate::sys::exit_now(0);
 }
 
 fn fatal(report: &OwnedFd, what: &str, errno: Errno) -> ! {
     send_setup_failed(report, StepKind::Helper, what, errno);
-    std::process::exit(1);
+    crate::sys::exit_now(1);
 }
 
 /// The init loop. Reaps every child; forwards signals to the program; on the deadline kills every

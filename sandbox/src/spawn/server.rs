@@ -80,7 +80,7 @@ fn start() -> std::io::Result<OwnedFd> {
 pub(crate) fn enter_if_server(t: SingleThreaded) {
     let Some(value) = std::env::var_os(SERVER_ENV) else { return };
     let Some(sock) = value.to_str().and_then(|v| v.parse().ok()).and_then(|n| crate::sys::adopt_fd(t, n)) else {
-        std::process::exit(super::helper::SETUP_FAILED);
+        crate::sys::exit_now(super::helper::SETUP_FAILED);
     };
     let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
     // Once, here: every helper forked from now on knows it (closures check it).
@@ -89,7 +89,7 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
     let _ = crate::seccomp::shared();
     let _ = crate::seccomp::for_sandbox(true);
     serve(t, sock);
-    std::process::exit(0);
+    crate::sys::exit_now(0);
 }
 
 /// In a freshly forked process: takes `fds` (stdin, stdout, stderr, report pipe, configuration memfd,
@@ -108,11 +108,11 @@ pub(crate) fn become_helper(t: SingleThreaded, fds: [OwnedFd; FDS]) -> ! {
         && nix::unistd::dup2_stderr(&stderr).is_ok();
     drop((stdin, stdout, stderr));
     if !ok {
-        std::process::exit(super::helper::SETUP_FAILED);
+        crate::sys::exit_now(super::helper::SETUP_FAILED);
     }
     send(&report, &Record::Helper { pid: std::process::id() as i32 });
     super::helper::run(t, report, config, kill);
-    std::process::exit(0);
+    crate::sys::exit_now(0);
 }
 
 /// Rootless, until it is made: the subordinate ids' setup namespace, if this request's sandbox uses

@@ -150,7 +150,7 @@ pub(crate) fn become_root() -> Result<(), Errno> {
     // parent did not die in between (the process would then never get it).
     nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL))?;
     if nix::unistd::getppid() != parent {
-        std::process::exit(1);
+        crate::sys::exit_now(1);
     }
     Ok(())
 }

@@ -239,7 +239,7 @@ pub(crate) fn die_by_signal(sig: i32) -> ! {
         let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
         let _ = nix::sys::signal::raise(signal);
     }
-    std::process::exit(128 + sig)
+    exit_now(128 + sig)
 }
 
 /// Makes the terminal open on `fd` the controlling terminal of this process, a session leader.
