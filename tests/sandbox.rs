@@ -1393,22 +1393,27 @@ fn a_volume_below_proc_sys_is_writable_every_time() {
 }
 
 /// A single-threaded caller (as `sandbox-run`, here tests/bin/one-sandbox.rs) forks its sandbox's
-/// helper itself, and the helper forks init: their copies of the caller's still-buffered output must
-/// end unwritten, so that the caller writes it once, at its own exit. Before, a setup failure (here a
-/// rootfs whose `/etc` is a file) ended init through `std::process::exit`, which flushed init's copy
-/// into the program's stdout, the caller's: "outer:" came out twice.
+/// helper itself, and the helper forks init: output the caller printed but had not flushed yet must
+/// come out once, before the sandbox's. Before, a setup failure (here a rootfs whose `/etc` is a
+/// file) ended init through `std::process::exit`, which flushed init's copy into the program's
+/// stdout, the caller's; and a closure's process flushed its copy with the closure's output.
 #[test]
 fn a_single_threaded_callers_buffered_output_is_written_once() {
     let root = tempfile::tempdir().expect("tempdir");
     std::fs::write(root.path().join("etc"), "").expect("etc as a file");
-    for rootfs in [rootfs().path(), root.path()] {
+    let good = rootfs();
+    let cases = [
+        (good.path(), &["/bin/echo", "inner"][..], "outer:inner\n"),
+        (good.path(), &["--closure"][..], "outer:inner\n"),
+        (root.path(), &["/bin/echo", "inner"][..], "outer:"),
+    ];
+    for (rootfs, args, expected) in cases {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_one-sandbox"))
-            .args(["/bin/echo", "inner"])
+            .args(args)
             .env("SANDBOX_ROOTFS", rootfs)
             .env("ONE_SANDBOX_PENDING", "outer:")
             .output()
             .expect("run one-sandbox");
-        let expected = if rootfs == root.path() { "outer:" } else { "inner\nouter:" };
-        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{args:?}: {out:?}");
     }
 }

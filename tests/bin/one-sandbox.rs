@@ -1,6 +1,6 @@
 //! A single-threaded caller of one sandbox, as `sandbox-run` or a tool's `main` is (such a caller forks
-//! its sandbox's helper itself, without the fork server): runs `PROGRAM [ARGS...]` in a sandbox of the
-//! rootfs `$SANDBOX_ROOTFS` and exits with its code. For tests that need that path
+//! its sandbox's helper itself, without the fork server): runs `PROGRAM [ARGS...]` (or, for `--closure`, a
+//! closure) in a sandbox of the rootfs `$SANDBOX_ROOTFS` and exits with its code. For tests that need that path
 //! (tests/escape.rs: a caller killed while its helper forks init). `ONE_SANDBOX_PENDING=TEXT`: TEXT is
 //! printed unflushed before the sandbox starts, and written at the caller's exit, after its helper's
 //! (tests/sandbox.rs).
@@ -21,14 +21,20 @@ fn main() {
             std::process::exit(125);
         }
     };
-    match sandbox.command(program.as_str()).args(rest).status() {
-        Ok(status) => {
+    // `--closure`: a closure that prints "inner", instead of a program.
+    let code = if program == "--closure" {
+        sandbox.run(|| println!("inner")).map(|()| 0)
+    } else {
+        sandbox.command(program.as_str()).args(rest).status().map(|s| s.code().unwrap_or(128))
+    };
+    match code {
+        Ok(code) => {
             if std::env::var_os("ONE_SANDBOX_PENDING").is_some() {
                 // The helper (this process's fork) ends on its own after the report; wait for it, so
                 // that whatever it writes at its end is written before this process's own output.
                 while nix::sys::wait::wait().is_ok() {}
             }
-            std::process::exit(status.code().unwrap_or(128))
+            std::process::exit(code)
         }
         Err(e) => {
             eprintln!("one-sandbox: {}", sandbox::error_chain(&e));

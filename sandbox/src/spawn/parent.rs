@@ -75,6 +75,10 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
                 let _ = crate::seccomp::shared();
                 let _ = crate::seccomp::for_sandbox(config.security.no_setid(config.outer_uid, &config.mounts));
             }
+            // What this process printed but has not written yet is its own output: it goes out now,
+            // before the sandbox's, and no fork keeps a copy to write again (a closure's process,
+            // which ends through exit, flushes its stdout).
+            let _ = std::io::Write::flush(&mut std::io::stdout());
             match crate::sys::fork(t) {
                 Ok(nix::unistd::ForkResult::Child) => {
                     // A process group of its own, as an executed helper gets (see below).
