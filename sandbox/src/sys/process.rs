@@ -176,6 +176,15 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Memory for the stack of a process started by clone(2) on this process's memory, 16-byte aligned,
+/// and its top (the stack grows down on every architecture Linux runs this crate on). Left unwritten:
+/// zeroing it cost a page fault per page on every start, while the process touches only the top.
+fn clone_stack(bytes: usize) -> (Vec<u128>, *mut libc::c_void) {
+    let mut stack = Vec::<u128>::with_capacity(bytes / std::mem::size_of::<u128>());
+    let top = stack.spare_capacity_mut().as_mut_ptr_range().end.cast::<libc::c_void>();
+    (stack, top)
+}
+
 /// The stack of a process started by [`spawn_sharing_memory`]: its work is a few system calls.
 const SHARED_MEMORY_STACK: usize = 64 * 1024;
 
@@ -193,9 +202,7 @@ pub(crate) fn spawn_sharing_memory(body: &dyn Fn() -> i32) -> Result<nix::unistd
         let body = unsafe { &*arg.cast::<&dyn Fn() -> i32>() };
         body()
     }
-    let mut stack = vec![0u128; SHARED_MEMORY_STACK / std::mem::size_of::<u128>()];
-    // The stack grows down on every architecture Linux runs this crate on: start at the top.
-    let top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
+    let (stack, top) = clone_stack(SHARED_MEMORY_STACK);
     let arg = std::ptr::from_ref(&body).cast_mut().cast::<libc::c_void>();
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
     // SAFETY: the new process runs `trampoline` on `stack`, a 16-byte aligned buffer that outlives
@@ -360,12 +367,10 @@ impl NamespaceHolder {
         then: rustix::thread::UnshareFlags,
         fds: Option<(RawFd, RawFd, RawFd)>,
     ) -> Result<NamespaceHolder, Errno> {
-        let mut stack = vec![0u128; HOLDER_STACK / std::mem::size_of::<u128>()];
+        let (stack, top) = clone_stack(HOLDER_STACK);
         let (ready, release, release_copy) = fds.unwrap_or((-1, -1, -1));
         let parent = std::process::id() as usize;
         let args = Box::new(HoldArgs { parent, then, ready, release, release_copy });
-        // The stack grows down on every architecture Linux runs this crate on: start at the top.
-        let top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
         let arg = std::ptr::from_ref::<HoldArgs>(&args).cast_mut().cast::<libc::c_void>();
         let flags = flags.bits() | libc::CLONE_VM | libc::SIGCHLD;
         // SAFETY: `hold` runs on `stack`, a 16-byte aligned buffer that lives as long as the holder
