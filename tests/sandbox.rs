@@ -1003,6 +1003,33 @@ fn session_keeps_one_sandbox() {
     check_session();
 }
 
+/// A session command's background job outlives the command (a session keeps it) with the command's
+/// stdout and stderr: `output()` then reads both to their end, as `std::process::Command::output`
+/// does, and returns once the job is done. The job here waits until the command has been reaped
+/// (`kill -0` on its parent fails), then writes more than a pipe holds to stderr and, still holding
+/// stdout, says it is done.
+#[test]
+fn session_output_reads_both_streams_of_a_job_that_outlives_the_command() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let sb = builder().build().expect("build");
+        let session = sb.session().expect("session");
+        let script =
+            "(while kill -0 $$ 2>/dev/null; do :; done; head -c 4194304 /dev/zero >&2; echo done) & echo started";
+        let out = session.command("/bin/sh").args(["-c", script]).output();
+        let _ = tx.send(out.map(|o| (o.status.success(), o.stdout, o.stderr.len())));
+    });
+    // The job ends in well under a second once its stderr is read; a stall shows as this deadline.
+    let out = rx.recv_timeout(Duration::from_secs(60)).expect(
+        "output() still waiting after 60 s: it reads stdout to its end before stderr, while the job, \
+         blocked on a full stderr pipe, keeps stdout open",
+    );
+    let (success, stdout, stderr_len) = out.expect("output");
+    assert!(success);
+    assert_eq!(stdout, b"started\ndone\n");
+    assert_eq!(stderr_len, 4 << 20, "all of the job's stderr");
+}
+
 #[test]
 fn stdio_is_kept_for_the_next_spawn() {
     check_stdio_is_kept_for_the_next_spawn();
