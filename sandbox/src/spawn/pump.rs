@@ -18,6 +18,8 @@ pub(crate) enum Sink {
     /// the test's own output. A UTF-8 sequence split across reads is held until complete; bytes
     /// that are not UTF-8 show as U+FFFD (`print!` carries text only).
     Print { stderr: bool, pending: Vec<u8> },
+    /// Read and dropped: printing failed (this process's stdout is a pipe nobody reads any more).
+    Gone,
 }
 
 impl Sink {
@@ -37,9 +39,13 @@ impl Sink {
             Sink::Print { stderr, pending } => {
                 pending.extend_from_slice(bytes);
                 let ready = complete_prefix(pending);
-                emit(&pending[..ready], *stderr);
+                let printed = emit(&pending[..ready], *stderr);
                 pending.drain(..ready);
+                if !printed {
+                    *self = Sink::Gone;
+                }
             }
+            Sink::Gone => {}
         }
     }
 
@@ -55,7 +61,7 @@ impl Sink {
     pub(crate) fn into_kept(self) -> Vec<u8> {
         match self {
             Sink::Keep(kept) => kept,
-            Sink::Print { .. } => Vec::new(),
+            Sink::Print { .. } | Sink::Gone => Vec::new(),
         }
     }
 }
@@ -81,27 +87,35 @@ impl Pump {
     /// open. A failed poll (not EINTR) returns too: the caller's read then blocks as it would have.
     pub(crate) fn until_readable(&mut self, reports: BorrowedFd<'_>) {
         while self.open() {
-            let mut fds = vec![PollFd::new(reports, PollFlags::POLLIN)];
-            let open: Vec<usize> = (0..self.streams.len()).filter(|&i| self.streams[i].0.is_some()).collect();
-            for &i in &open {
-                if let Some(s) = &self.streams[i].0 {
-                    fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
-                }
-            }
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(_) => return,
-            }
-            let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(true)).collect();
-            drop(fds);
-            for (&i, _) in open.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
-                self.read_once(i);
-            }
-            if ready[0] {
-                return;
+            match self.move_some(Some(reports)) {
+                Ok(true) | Err(()) => return,
+                Ok(false) => {}
             }
         }
+    }
+
+    /// Waits until `reports` (if given) or an open stream is readable, and reads each stream that
+    /// is, once. Whether `reports` is readable; `Err` if poll failed (not EINTR).
+    fn move_some(&mut self, reports: Option<BorrowedFd<'_>>) -> Result<bool, ()> {
+        let open: Vec<usize> = (0..self.streams.len()).filter(|&i| self.streams[i].0.is_some()).collect();
+        let mut fds: Vec<PollFd<'_>> = reports.iter().map(|r| PollFd::new(*r, PollFlags::POLLIN)).collect();
+        for &i in &open {
+            if let Some(s) = &self.streams[i].0 {
+                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => return Ok(false),
+            Err(_) => return Err(()),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(true)).collect();
+        drop(fds);
+        let (reports_ready, streams_ready) = ready.split_at(usize::from(reports.is_some()));
+        for (&i, _) in open.iter().zip(streams_ready).filter(|(_, r)| **r) {
+            self.read_once(i);
+        }
+        Ok(reports_ready.first().copied().unwrap_or(false))
     }
 
     /// Reads what stream `i` has (one read), or closes it at its end.
@@ -123,28 +137,39 @@ impl Pump {
         }
     }
 
-    /// Reads every stream to its end (the sandbox has ended: its writers are gone) and returns the
-    /// sinks in the order they were added.
+    /// Reads every stream to its end, all at once (a session's background job may still write to
+    /// one while holding the other open), and returns the sinks in the order they were added.
     pub(crate) fn finish(mut self) -> Vec<Sink> {
-        for i in 0..self.streams.len() {
-            while self.streams[i].0.is_some() {
-                self.read_once(i);
+        while self.open() {
+            if self.move_some(None).is_err() {
+                // No poll: each stream in turn, as a blocking read would.
+                for i in 0..self.streams.len() {
+                    while self.streams[i].0.is_some() {
+                        self.read_once(i);
+                    }
+                }
             }
         }
         self.streams.into_iter().map(|(_, sink)| sink).collect()
     }
 }
 
-fn emit(bytes: &[u8], stderr: bool) {
+/// Prints `bytes` (see [`Sink::Print`]); `false` if printing failed. `print!` panics when this
+/// process's stream fails (a pipe whose reader is gone): the panic is caught here, on the caller's
+/// thread, where it would otherwise unwind through the sandbox's end and abort the process.
+fn emit(bytes: &[u8], stderr: bool) -> bool {
     if bytes.is_empty() {
-        return;
+        return true;
     }
     let text = String::from_utf8_lossy(bytes);
-    if stderr {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
+    std::panic::catch_unwind(|| {
+        if stderr {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    })
+    .is_ok()
 }
 
 /// The length of `bytes` without an incomplete UTF-8 sequence at its end (the start of a character
