@@ -124,17 +124,9 @@ fn run<T: DeserializeOwned>(sandbox: &crate::Sandbox, entry: usize, input: Strin
         .collect();
     let ending = with_fallback(|| {
         let job = Job::Closure { entry, build: build.clone(), input: input.clone() };
-        let mut start = sandbox.config(job, Some((&env, None)))?;
-        if !env.is_empty()
-            && let Ok(exe) = std::env::current_exe()
-            && exe.is_file()
-        {
-            // A backtrace names the frames from the binary's symbols, which the symboliser reads from
-            // the file at its path: this one file, read-only, at its own path, only when asked for.
-            let mut binary = crate::Mount::bind(&exe, exe.to_string_lossy()).read_only();
-            binary.kind = crate::volume::MountKind::Bind { source: exe, is_dir: false };
-            start.0.mounts.push(binary);
-        }
+        // A backtrace's frames are named from the binary, which the closure's process reaches at its
+        // first panic (spawn::closure::reach_own_binary): no mount on every start.
+        let start = sandbox.config(job, Some((&env, None)))?;
         let mut handle = HelperHandle::start(start, [&null, &piped, &piped], Stage::Started)?;
         // Forward the output through print!, so that a test harness captures it like the test's own.
         let pump =

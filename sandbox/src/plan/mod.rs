@@ -226,9 +226,8 @@ pub(crate) fn namespace_phase(config: &Config) -> Vec<Step> {
 
 /// Building the root filesystem and switching into it, in parts: the staging root and the new root
 /// (`rootfs`), the kernel's file systems and the volumes (`mounts`), the files the sandbox is given
-/// (`etc`), then the pivot. Init does it before starting a program; for a closure, the child does it
-/// when the test reaches the closure, so that the test's code before that point sees the host's
-/// files, as it did in the parent.
+/// (`etc`), then the pivot. Init does it before starting the program's process (a program's or a
+/// closure's).
 pub(crate) fn filesystem_phase(config: &Config) -> Vec<Step> {
     let mut s = Steps::default();
     rootfs::stage(&mut s, config);

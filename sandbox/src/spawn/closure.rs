@@ -25,6 +25,7 @@ pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8
         if let Some(l) = info.location() {
             *PLACE.lock().unwrap_or_else(|p| p.into_inner()) = Some(l.to_string());
         }
+        reach_own_binary();
         default_hook(info);
     }));
     let record = match std::panic::catch_unwind(AssertUnwindSafe(|| entry(input))) {
@@ -39,6 +40,29 @@ pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8
     let _ = std::io::stderr().flush();
     send(report, &record);
     std::process::exit(0);
+}
+
+/// A backtrace names its frames from the symbols of the binary at the path `current_exe` gives: the
+/// caller's path, outside this sandbox's root. When a backtrace is asked for (`RUST_BACKTRACE` or
+/// `RUST_LIB_BACKTRACE`, as the caller had them), that path is made to lead to this process's own
+/// executable, a symlink to `/proc/self/exe` in the sandbox's writable root, at the first panic: the
+/// closure's frames are named, and no start pays for a mount and its directories. A file of the rootfs
+/// at that path gives way (the sandbox is ending). Where the root cannot be written, frames go
+/// unnamed.
+fn reach_own_binary() {
+    use std::os::unix::fs::MetadataExt;
+    let asked =
+        ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE"].into_iter().any(|k| std::env::var_os(k).is_some_and(|v| v != "0"));
+    let Some(exe) = std::env::current_exe().ok().filter(|_| asked) else { return };
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let own = std::fs::metadata("/proc/self/exe").map(id).ok();
+    match std::fs::metadata(&exe).map(id) {
+        // Reachable already (a root or a volume that holds it; a second panic).
+        Ok(there) if Some(there) == own => return,
+        Ok(_) => drop(std::fs::remove_file(&exe)),
+        Err(_) => drop(exe.parent().map(std::fs::create_dir_all)),
+    }
+    let _ = std::os::unix::fs::symlink("/proc/self/exe", &exe);
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
