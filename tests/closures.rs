@@ -147,6 +147,26 @@ fn a_panic_inside_has_a_symbolised_backtrace() {
     assert!(stderr.contains("closures::body_that_panics"), "the body's frame is named:\n{stderr}");
 }
 
+/// As an unprivileged user the binary is reached the same way (root inside writes the link).
+#[test]
+fn rootless_a_panic_inside_has_a_symbolised_backtrace() {
+    if !system_tests::is_root() {
+        return; // this run is already unprivileged: the test above is this one
+    }
+    let Some((_, uid, gid)) = system_tests::test_user() else {
+        return system_tests::skip("no unprivileged test user: create one (`useradd sandbox-test`)");
+    };
+    let home = system_tests::dir_owned_by(uid, gid);
+    let out = system_tests::ChildTest::new("child_panics_in_a_closure")
+        .as_user(uid, gid)
+        .env("SANDBOX_TEST_CACHE", home.path().join("cache"))
+        .env("TMPDIR", home.path())
+        .env("RUST_BACKTRACE", "1")
+        .output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("closures::body_that_panics"), "the body's frame is named:\n{stderr}");
+}
+
 #[inline(never)]
 fn body_that_panics() -> u32 {
     panic!("deliberate, deep inside")
