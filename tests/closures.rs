@@ -167,6 +167,41 @@ fn rootless_a_panic_inside_has_a_symbolised_backtrace() {
     assert!(stderr.contains("closures::body_that_panics"), "the body's frame is named:\n{stderr}");
 }
 
+/// The link that names a backtrace's frames is made on the sandbox's own file systems only, never in
+/// a volume: with the binary's top folder bound read-write from the host, a panic leaves that host
+/// folder as it was (and the frames unnamed).
+#[test]
+fn a_panics_backtrace_leaves_nothing_in_a_volume() {
+    let host = tempfile::tempdir().expect("tempdir");
+    let out = system_tests::ChildTest::new("child_panics_over_a_volume")
+        .env("RUST_BACKTRACE", "1")
+        .env("SANDBOX_TEST_VOLUME", host.path())
+        .output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("deliberate, deep inside"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(host.path()).expect("read the volume").flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "the host folder got {left:?}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_panics_over_a_volume() {
+    if !system_tests::is_child("child_panics_over_a_volume") {
+        return;
+    }
+    let source = std::env::var_os("SANDBOX_TEST_VOLUME").expect("SANDBOX_TEST_VOLUME");
+    let exe = std::env::current_exe().expect("current_exe");
+    let top = exe.ancestors().filter(|a| a.parent().is_some()).last().expect("a top folder");
+    let rootfs = system_tests::fixture_rootfs(env!("CARGO_TARGET_TMPDIR"));
+    let sb = Sandbox::builder()
+        .rootfs(&rootfs)
+        .mount(sandbox::Mount::bind(std::path::Path::new(&source), top.to_string_lossy()))
+        .build()
+        .expect("build");
+    let err = sb.run(body_that_panics).expect_err("panics");
+    assert!(err.to_string().contains("deliberate"), "{err}");
+}
+
 #[inline(never)]
 fn body_that_panics() -> u32 {
     panic!("deliberate, deep inside")

@@ -180,7 +180,7 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
             // executable (the caller's binary) through /proc/<pid>, as they could a program's.
             // Closing the exec pipe tells init the closure is under way.
             drop(exec_pipe);
-            super::closure::run_entry(report, *entry, build, input.as_bytes())
+            super::closure::run_entry(report, *entry, build, input.as_bytes(), &config.mounts)
         }
         Job::Exec { .. } | Job::Join { .. } => {
             report_failed(exec_pipe.as_fd(), (Failed::Exec, exec(&prepared)));

@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use crate::report::{Record, StepKind, send, send_setup_failed};
 
 /// Runs the closure whose entry is at `entry`, on `input`; reports; ends the process.
-pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8]) -> ! {
+pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8], mounts: &[crate::Mount]) -> ! {
     let Some(entry) = crate::sys::code::entry_at(entry, build) else {
         let what = "find the closure: the sandbox's process runs another build of this binary";
         send_setup_failed(report, StepKind::Helper, what, Errno::ENOEXEC);
@@ -20,12 +20,18 @@ pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8
     };
     // The panic's place, for the caller's error; the default hook still prints message and backtrace.
     static PLACE: Mutex<Option<String>> = Mutex::new(None);
+    // Host folders bound in: the link to the binary is never made in one (see reach_own_binary).
+    let volumes: Vec<std::path::PathBuf> = mounts
+        .iter()
+        .filter(|m| matches!(m.kind, crate::volume::MountKind::Bind { .. }))
+        .map(|m| std::path::PathBuf::from(&m.target))
+        .collect();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(l) = info.location() {
             *PLACE.lock().unwrap_or_else(|p| p.into_inner()) = Some(l.to_string());
         }
-        reach_own_binary();
+        reach_own_binary(&volumes);
         default_hook(info);
     }));
     let record = match std::panic::catch_unwind(AssertUnwindSafe(|| entry(input))) {
@@ -45,22 +51,24 @@ pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8
 /// A backtrace names its frames from the symbols of the binary at the path `current_exe` gives: the
 /// caller's path, outside this sandbox's root. When a backtrace is asked for (`RUST_BACKTRACE` or
 /// `RUST_LIB_BACKTRACE`, as the caller had them), that path is made to lead to this process's own
-/// executable, a symlink to `/proc/self/exe` in the sandbox's writable root, at the first panic: the
-/// closure's frames are named, and no start pays for a mount and its directories. A file of the rootfs
-/// at that path gives way (the sandbox is ending). Where the root cannot be written, frames go
-/// unnamed.
-fn reach_own_binary() {
-    use std::os::unix::fs::MetadataExt;
+/// executable, a symlink to `/proc/self/exe`, at the first panic: the closure's frames are named, and
+/// no start pays for a mount and its directories. Only where nothing is at that path, and only on the
+/// sandbox's own file systems: never in a volume (`volumes`, the targets of host folders bound in),
+/// which would leave the link on the host. Elsewhere, frames go unnamed.
+fn reach_own_binary(volumes: &[std::path::PathBuf]) {
     let asked =
         ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE"].into_iter().any(|k| std::env::var_os(k).is_some_and(|v| v != "0"));
     let Some(exe) = std::env::current_exe().ok().filter(|_| asked) else { return };
-    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
-    let own = std::fs::metadata("/proc/self/exe").map(id).ok();
-    match std::fs::metadata(&exe).map(id) {
-        // Reachable already (a root or a volume that holds it; a second panic).
-        Ok(there) if Some(there) == own => return,
-        Ok(_) => drop(std::fs::remove_file(&exe)),
-        Err(_) => drop(exe.parent().map(std::fs::create_dir_all)),
+    if std::fs::symlink_metadata(&exe).is_ok() {
+        return; // reachable already (a root or a volume that holds it; a second panic), or not ours
+    }
+    // The deepest folder of the path that exists, resolved: where the new entries would go.
+    let Some(base) = exe.ancestors().skip(1).find(|a| a.exists()).and_then(|a| a.canonicalize().ok()) else { return };
+    if volumes.iter().any(|v| base.starts_with(v.canonicalize().as_deref().unwrap_or(v))) {
+        return;
+    }
+    if let Some(dir) = exe.parent() {
+        let _ = std::fs::create_dir_all(dir);
     }
     let _ = std::os::unix::fs::symlink("/proc/self/exe", &exe);
 }
