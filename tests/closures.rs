@@ -247,3 +247,50 @@ fn child_runs_with_stdout_gone() {
     });
     eprintln!("run returned: {got:?}");
 }
+
+/// A writable layer kept in a host folder (`Builder::writable_layer_in`) is the record of what the
+/// sandbox changed, and it stays on the host: the link that names a backtrace's frames must not land
+/// there, as it must not in a volume. Fails: a panic with `RUST_BACKTRACE=1` leaves the binary's
+/// folders and a link to `/proc/self/exe` at the binary's path in the host's `upper` folder, changes
+/// the test never made (here the binary's top folder exists in the sandbox, as `/home`, `/opt` or
+/// `/root` do in an Alpine rootfs).
+#[test]
+fn a_panics_backtrace_leaves_nothing_in_a_kept_writable_layer() {
+    let kept = tempfile::tempdir().expect("tempdir");
+    let out = system_tests::ChildTest::new("child_panics_with_a_kept_layer")
+        .env("RUST_BACKTRACE", "1")
+        .env("SANDBOX_TEST_LAYER", kept.path())
+        .output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("deliberate, deep inside"), "{stderr}");
+    let exe = std::env::current_exe().expect("current_exe");
+    let upper = kept.path().join("upper");
+    let made = upper.join(exe.parent().expect("a folder").strip_prefix("/").expect("absolute"));
+    assert!(
+        std::fs::symlink_metadata(&made).is_err(),
+        "the kept layer got {} (link at the binary's path: {:?})",
+        made.display(),
+        std::fs::read_link(upper.join(exe.strip_prefix("/").expect("absolute"))).ok()
+    );
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_panics_with_a_kept_layer() {
+    if !system_tests::is_child("child_panics_with_a_kept_layer") {
+        return;
+    }
+    let dir = std::env::var_os("SANDBOX_TEST_LAYER").expect("SANDBOX_TEST_LAYER");
+    let rootfs = system_tests::fixture_rootfs(env!("CARGO_TARGET_TMPDIR"));
+    // The binary's top folder exists in the sandbox, as `/home` or `/opt` does in an Alpine rootfs.
+    let exe = std::env::current_exe().expect("current_exe");
+    let top = exe.ancestors().filter(|a| a.parent().is_some()).last().expect("a top folder");
+    let sb = Sandbox::builder()
+        .rootfs(&rootfs)
+        .writable_layer_in(dir)
+        .file(top.join(".here").to_string_lossy(), "")
+        .build()
+        .expect("build");
+    let err = sb.run(body_that_panics).expect_err("panics");
+    assert!(err.to_string().contains("deliberate"), "{err}");
+}
