@@ -294,3 +294,44 @@ fn child_panics_with_a_kept_layer() {
     let err = sb.run(body_that_panics).expect_err("panics");
     assert!(err.to_string().contains("deliberate"), "{err}");
 }
+
+/// Something other than the binary at the binary's path inside the sandbox (here a FIFO, from a
+/// layer; the rootfs is not the test's to choose) must not stop a panic from being reported: the
+/// frames may go unnamed, the panic is still an `Err` with its message. Fails: the symboliser opens
+/// the FIFO at `current_exe()`'s path (the link is not made where an entry exists, and the binary is
+/// no longer bound there), which blocks forever, so the closure's process hangs in its panic hook
+/// until the sandbox's deadline (`Error::TimedOut` instead of `Error::Panicked`).
+#[test]
+fn a_fifo_at_the_binarys_path_does_not_hang_a_panicking_closure() {
+    let layer = tempfile::tempdir().expect("tempdir");
+    let exe = std::env::current_exe().expect("current_exe");
+    let fifo = layer.path().join(exe.strip_prefix("/").expect("absolute"));
+    std::fs::create_dir_all(fifo.parent().expect("a parent")).expect("the binary's folders in the layer");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let out = system_tests::ChildTest::new("child_panics_over_a_fifo")
+        .env("RUST_BACKTRACE", "1")
+        .env("SANDBOX_TEST_LAYER", layer.path())
+        .output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_panics_over_a_fifo() {
+    if !system_tests::is_child("child_panics_over_a_fifo") {
+        return;
+    }
+    let layer = std::env::var_os("SANDBOX_TEST_LAYER").expect("SANDBOX_TEST_LAYER");
+    let rootfs = system_tests::fixture_rootfs(env!("CARGO_TARGET_TMPDIR"));
+    let sb = Sandbox::builder()
+        .rootfs(&rootfs)
+        .layer(layer)
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .expect("build");
+    match sb.run(body_that_panics) {
+        Err(Error::Panicked { message, .. }) => assert!(message.contains("deliberate"), "{message}"),
+        other => panic!("a panic reported as {other:?}"),
+    }
+}
