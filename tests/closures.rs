@@ -335,3 +335,33 @@ fn child_panics_over_a_fifo() {
         other => panic!("a panic reported as {other:?}"),
     }
 }
+
+/// A closure that installs its own panic hook (as `color-backtrace`, `color-eyre` or a test's
+/// `tracing` set-up do) and prints the backtrace from it: with `RUST_BACKTRACE=1` the frames are
+/// named, as they are with the default hook and as they were while the binary was bound in. Fails:
+/// the link to the binary is made only by the library's own hook (spawn::closure::reach_own_binary),
+/// which the closure's hook replaced, so the frames go unnamed.
+#[test]
+fn a_closures_own_panic_hook_gets_a_symbolised_backtrace() {
+    let out = system_tests::ChildTest::new("child_panics_with_its_own_hook").env("RUST_BACKTRACE", "1").output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("own hook:"), "{stderr}");
+    assert!(stderr.contains("closures::body_that_panics"), "the body's frame is named:\n{stderr}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_panics_with_its_own_hook() {
+    if !system_tests::is_child("child_panics_with_its_own_hook") {
+        return;
+    }
+    let err = sandbox("own-hook")
+        .run(|| {
+            std::panic::set_hook(Box::new(|info| {
+                eprintln!("own hook: {info}\n{}", std::backtrace::Backtrace::force_capture());
+            }));
+            body_that_panics()
+        })
+        .expect_err("panics");
+    assert!(err.to_string().contains("deliberate"), "{err}");
+}
