@@ -174,13 +174,21 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
     }
     match &config.job {
         Job::Closure { entry, build, input } => {
-            // The sandbox's environment, exactly, as a program gets it.
-            crate::sys::set_env(t, &config.env);
+            // The sandbox's environment, exactly, as a program gets it; without the backtrace
+            // variables where no backtrace could be printed (see reach_own_binary).
+            let blocked = super::closure::reach_own_binary(config);
+            let env: Vec<(String, String)> = config
+                .env
+                .iter()
+                .filter(|(k, _)| !(blocked && super::closure::is_backtrace_variable(k)))
+                .cloned()
+                .collect();
+            crate::sys::set_env(t, &env);
             // It stays not dumpable: what it starts must not reach its memory, descriptors or
             // executable (the caller's binary) through /proc/<pid>, as they could a program's.
             // Closing the exec pipe tells init the closure is under way.
             drop(exec_pipe);
-            super::closure::run_entry(report, *entry, build, input.as_bytes(), &config.mounts)
+            super::closure::run_entry(report, *entry, build, input.as_bytes())
         }
         Job::Exec { .. } | Job::Join { .. } => {
             report_failed(exec_pipe.as_fd(), (Failed::Exec, exec(&prepared)));

@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use crate::report::{Record, StepKind, send, send_setup_failed};
 
 /// Runs the closure whose entry is at `entry`, on `input`; reports; ends the process.
-pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8], mounts: &[crate::Mount]) -> ! {
+pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8]) -> ! {
     let Some(entry) = crate::sys::code::entry_at(entry, build) else {
         let what = "find the closure: the sandbox's process runs another build of this binary";
         send_setup_failed(report, StepKind::Helper, what, Errno::ENOEXEC);
@@ -20,18 +20,11 @@ pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8
     };
     // The panic's place, for the caller's error; the default hook still prints message and backtrace.
     static PLACE: Mutex<Option<String>> = Mutex::new(None);
-    // Host folders bound in: the link to the binary is never made in one (see reach_own_binary).
-    let volumes: Vec<std::path::PathBuf> = mounts
-        .iter()
-        .filter(|m| matches!(m.kind, crate::volume::MountKind::Bind { .. }))
-        .map(|m| std::path::PathBuf::from(&m.target))
-        .collect();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(l) = info.location() {
             *PLACE.lock().unwrap_or_else(|p| p.into_inner()) = Some(l.to_string());
         }
-        reach_own_binary(&volumes);
         default_hook(info);
     }));
     let record = match std::panic::catch_unwind(AssertUnwindSafe(|| entry(input))) {
@@ -48,29 +41,62 @@ pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8
     std::process::exit(0);
 }
 
+/// Whether `name` asks for backtraces (`RUST_BACKTRACE`, `RUST_LIB_BACKTRACE`).
+pub(crate) fn is_backtrace_variable(name: &str) -> bool {
+    name == "RUST_BACKTRACE" || name == "RUST_LIB_BACKTRACE"
+}
+
 /// A backtrace names its frames from the symbols of the binary at the path `current_exe` gives: the
-/// caller's path, outside this sandbox's root. When a backtrace is asked for (`RUST_BACKTRACE` or
-/// `RUST_LIB_BACKTRACE`, as the caller had them), that path is made to lead to this process's own
-/// executable, a symlink to `/proc/self/exe`, at the first panic: the closure's frames are named, and
-/// no start pays for a mount and its directories. Only where nothing is at that path, and only on the
-/// sandbox's own file systems: never in a volume (`volumes`, the targets of host folders bound in),
-/// which would leave the link on the host. Elsewhere, frames go unnamed.
-fn reach_own_binary(volumes: &[std::path::PathBuf]) {
-    let asked =
-        ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE"].into_iter().any(|k| std::env::var_os(k).is_some_and(|v| v != "0"));
-    let Some(exe) = std::env::current_exe().ok().filter(|_| asked) else { return };
+/// caller's path, outside this sandbox's root. When the sandbox's environment asks for backtraces
+/// (as the caller's did), that path is made to lead to this process's own executable before the
+/// closure runs: a symlink to `/proc/self/exe` in the sandbox's writable root, so that any backtrace
+/// of the closure (a panic's, its own hook's, a captured one) names its frames. A start without
+/// backtraces asked for pays nothing (it was a bind mount on every start).
+///
+/// Only on the sandbox's own file systems: never in a volume (a host folder bound in) nor in a writable
+/// layer kept on the host (`Builder::writable_layer_in`), where the link would stay as a change the
+/// test never made; there, frames go unnamed. Something else at that path gives way where it can (the
+/// sandbox's root is private). Returns `true` when what stays there is not a file (a FIFO the
+/// symboliser would block on, forever): the closure then runs without backtraces.
+pub(crate) fn reach_own_binary(config: &crate::config::Config) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+    let asked = config.env.iter().any(|(k, v)| is_backtrace_variable(k) && v != "0");
+    let Some(exe) = std::env::current_exe().ok().filter(|_| asked) else { return false };
+    let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let blocking = |p: &Path| std::fs::metadata(p).is_ok_and(|m| !m.file_type().is_file() && !m.file_type().is_dir());
+    if std::fs::symlink_metadata(&exe).is_ok()
+        && id(&exe).is_some_and(|there| Some(there) == id(Path::new("/proc/self/exe")))
+    {
+        return false; // reachable already: a root or a volume that holds it
+    }
+    let volumes: Vec<PathBuf> = config
+        .mounts
+        .iter()
+        .filter(|m| matches!(m.kind, crate::volume::MountKind::Bind { .. }))
+        .map(|m| Path::new(&m.target).canonicalize().unwrap_or_else(|_| PathBuf::from(&m.target)))
+        .collect();
+    // Whether new entries in the folder `dir` would land on the host (resolved: a volume's, a kept
+    // layer's).
+    let on_host = |dir: &Path| {
+        config.layers.upper_in.is_some()
+            || dir.canonicalize().map_or(true, |d| volumes.iter().any(|v| d.starts_with(v)))
+    };
     if std::fs::symlink_metadata(&exe).is_ok() {
-        return; // reachable already (a root or a volume that holds it; a second panic), or not ours
-    }
-    // The deepest folder of the path that exists, resolved: where the new entries would go.
-    let Some(base) = exe.ancestors().skip(1).find(|a| a.exists()).and_then(|a| a.canonicalize().ok()) else { return };
-    if volumes.iter().any(|v| base.starts_with(v.canonicalize().as_deref().unwrap_or(v))) {
-        return;
-    }
-    if let Some(dir) = exe.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        if exe.parent().is_none_or(on_host) || std::fs::remove_file(&exe).is_err() {
+            return blocking(&exe);
+        }
+    } else {
+        let Some(existing) = exe.ancestors().skip(1).find(|a| a.exists()) else { return false };
+        if on_host(existing) {
+            return false;
+        }
+        if let Some(dir) = exe.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
     }
     let _ = std::os::unix::fs::symlink("/proc/self/exe", &exe);
+    false
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

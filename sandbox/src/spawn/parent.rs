@@ -67,7 +67,13 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
     if !fork_server_disabled() {
         // A caller with one thread (sandbox-run, a tool's `main`) may fork the helper itself: no exec
         // of this binary at all, which is most of a one-shot caller's start-up.
-        if let Some(t) = crate::sys::SingleThreaded::if_alone() {
+        // What this process printed but has not written yet is its own output: it goes out now,
+        // before the sandbox's, and no fork keeps a copy to write again (a closure's process, which
+        // ends through exit, flushes its stdout). If it cannot go out now (a full non-blocking
+        // stdout), the fork server's helpers, which are no copies of this process, serve instead.
+        if let Some(t) = crate::sys::SingleThreaded::if_alone()
+            && std::io::Write::flush(&mut std::io::stdout()).is_ok()
+        {
             // Rootless: made here once, so that every helper forked from this process enters it.
             super::subids::prepare(t, config, [their_in.as_fd(), their_out.as_fd(), their_err.as_fd()]);
             // Compiled here once, as the fork server does, rather than in every helper.
@@ -75,10 +81,6 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
                 let _ = crate::seccomp::shared();
                 let _ = crate::seccomp::for_sandbox(config.security.no_setid(config.outer_uid, &config.mounts));
             }
-            // What this process printed but has not written yet is its own output: it goes out now,
-            // before the sandbox's, and no fork keeps a copy to write again (a closure's process,
-            // which ends through exit, flushes its stdout).
-            let _ = std::io::Write::flush(&mut std::io::stdout());
             match crate::sys::fork(t) {
                 Ok(nix::unistd::ForkResult::Child) => {
                     // A process group of its own, as an executed helper gets (see below).

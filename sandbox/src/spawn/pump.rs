@@ -155,11 +155,19 @@ impl Pump {
 }
 
 /// Prints `bytes` (see [`Sink::Print`]); `false` if printing failed. `print!` panics when this
-/// process's stream fails (a pipe whose reader is gone): the panic is caught here, on the caller's
-/// thread, where it would otherwise unwind through the sandbox's end and abort the process.
+/// process's stream fails: a pipe whose reader is gone is seen first (poll(2) reports an error on
+/// it), so that no panic is reported for it; any other failure's panic is caught here, on the
+/// caller's thread, where it would otherwise unwind through the sandbox's end and abort the process.
 fn emit(bytes: &[u8], stderr: bool) -> bool {
     if bytes.is_empty() {
         return true;
+    }
+    let (out, err) = (std::io::stdout(), std::io::stderr());
+    let mut fds = [PollFd::new(if stderr { err.as_fd() } else { out.as_fd() }, PollFlags::POLLOUT)];
+    if poll(&mut fds, PollTimeout::ZERO).is_ok()
+        && fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+    {
+        return false;
     }
     let text = String::from_utf8_lossy(bytes);
     std::panic::catch_unwind(|| {
