@@ -87,12 +87,32 @@ pub(crate) fn reach_own_binary(config: &crate::config::Config) -> bool {
             return blocking(&exe);
         }
     } else {
-        let Some(existing) = exe.ancestors().skip(1).find(|a| a.exists()) else { return false };
-        if on_host(existing) {
+        // Down from the root: the deepest folder of the path that exists, and the folders to make
+        // below it (each made once, without a failed try: every step is a lookup in the overlay).
+        let Some(parent) = exe.parent() else { return false };
+        let mut existing = PathBuf::from("/");
+        let mut components = parent.components().skip(1).peekable();
+        while let Some(c) = components.next_if(|c| std::fs::metadata(existing.join(c)).is_ok_and(|m| m.is_dir())) {
+            existing.push(c);
+        }
+        if on_host(&existing) {
             return false;
         }
-        if let Some(dir) = exe.parent() {
-            let _ = std::fs::create_dir_all(dir);
+        let mut overlay = true;
+        while let Some(c) = components.next() {
+            existing.push(c);
+            if std::fs::create_dir(&existing).is_err() {
+                return false;
+            }
+            if overlay && components.peek().is_some() {
+                // The rest in a small tmpfs on the first new folder: one file system made, rather
+                // than a chain of folders in the overlay (each costs more than the mount).
+                use nix::mount::MsFlags;
+                let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                let made =
+                    nix::mount::mount(Some("tmpfs"), &existing, Some("tmpfs"), flags, Some("mode=0755,size=64k"));
+                overlay = made.is_err();
+            }
         }
     }
     let _ = std::os::unix::fs::symlink("/proc/self/exe", &exe);
