@@ -377,3 +377,34 @@ fn child_panics_with_its_own_hook() {
         .expect_err("panics");
     assert!(err.to_string().contains("deliberate"), "{err}");
 }
+
+/// The same FIFO, under a single-threaded caller (as `sandbox-run` or a tool's `main`, here
+/// tests/bin/one-sandbox.rs) that had captured a backtrace of its own before (as every
+/// `anyhow::Error` does with `RUST_BACKTRACE=1`), and a closure that prints a captured backtrace.
+/// Fails: the closure's process is a fork of the caller, and std decided whether to capture at the
+/// caller's first capture (it keeps the variables' answer in a static); dropping the backtrace
+/// variables from the closure's environment (spawn::closure::reach_own_binary) changes nothing in
+/// that copy, so the closure's backtrace is symbolised, opens the FIFO at the binary's path and blocks
+/// until the deadline: `Error::TimedOut`, the panic lost. Without the caller's own capture it passes.
+#[test]
+fn a_fifo_at_the_binarys_path_does_not_hang_a_closure_after_the_callers_own_backtrace() {
+    let layer = tempfile::tempdir().expect("tempdir");
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_one-sandbox")).expect("the caller's binary");
+    let fifo = layer.path().join(exe.strip_prefix("/").expect("absolute"));
+    std::fs::create_dir_all(fifo.parent().expect("a parent")).expect("the binary's folders in the layer");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let rootfs = system_tests::fixture_rootfs(env!("CARGO_TARGET_TMPDIR"));
+    let out = std::process::Command::new(&exe)
+        .arg("--closure-backtrace")
+        .env("SANDBOX_ROOTFS", rootfs.path())
+        .env("ONE_SANDBOX_LAYER", layer.path())
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run one-sandbox");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("one-sandbox: ") && last.contains("deliberate, in the closure"),
+        "the closure's panic is not what run returned:\n{stderr}"
+    );
+}
