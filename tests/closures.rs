@@ -408,3 +408,35 @@ fn a_fifo_at_the_binarys_path_does_not_hang_a_closure_after_the_callers_own_back
         "the closure's panic is not what run returned:\n{stderr}"
     );
 }
+
+/// A closure sees the same file systems whether or not backtraces are asked for: the folders the
+/// link to the binary needs (the binary's folder and those above it up to the deepest one the rootfs
+/// has: `/home/<user>/...` in an Alpine rootfs, `/work/...` here) are folders a test may use too
+/// (a test that mirrors the host's layout, `adduser` of the host's user, a tool that writes next to
+/// its binary). Fails: with `RUST_BACKTRACE=1` the first of them is a 64 KiB `noexec` tmpfs
+/// (spawn::closure::reach_own_binary, 15f0b51), so writing 1 MiB in the binary's folder fails with
+/// ENOSPC ("No space left on device") and a program put there cannot be executed; without the
+/// variable the same closure makes the folders in the sandbox's overlay and succeeds. Setting
+/// `RUST_BACKTRACE=1` to look into a failure changes the failure.
+#[test]
+fn the_binarys_folders_are_ordinary_folders_with_backtraces_too() {
+    let out = system_tests::ChildTest::new("child_writes_in_the_binarys_folder").env("RUST_BACKTRACE", "1").output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_writes_in_the_binarys_folder() {
+    if !system_tests::is_child("child_writes_in_the_binarys_folder") {
+        return;
+    }
+    let written = sandbox("binarys-folder").run(|| {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let dir = exe.parent().ok_or("no folder")?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let data = dir.join("data");
+        std::fs::write(&data, vec![0u8; 1 << 20]).map_err(|e| format!("write 1 MiB in {}: {e}", data.display()))
+    });
+    assert_eq!(written.expect("run"), Ok(()));
+}
