@@ -440,3 +440,53 @@ fn child_writes_in_the_binarys_folder() {
     });
     assert_eq!(written.expect("run"), Ok(()));
 }
+
+/// A caller whose stdout is a non-blocking pipe (as a parent such as node, an editor's task runner or
+/// an `ssh` session leaves it, O_NONBLOCK on the open file they share) read by a slower consumer: the
+/// closure's output must reach it whole, as a program's output written by the caller would be
+/// (waiting while the pipe is full). The caller in parent.rs already knows that such a stdout can be
+/// full (82ea50c); the pump does not. Fails: the pump's `print!` (spawn::pump::emit) gets EAGAIN the
+/// first time the pipe is full, std panics with "failed printing to stdout: Resource temporarily
+/// unavailable" (printed to the caller's stderr as a panic, though it is caught), and the sink
+/// becomes `Gone`: every later byte of the closure's output is dropped without an error.
+#[test]
+fn a_closures_output_reaches_a_slow_nonblocking_stdout_whole() {
+    let out = system_tests::ChildTest::new("child_prints_to_a_slow_nonblocking_stdout").output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("received 1048576 of 1048576 bytes"), "output lost:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "a panic reported to the caller:\n{stderr}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_prints_to_a_slow_nonblocking_stdout() {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::io::Read;
+    if !system_tests::is_child("child_prints_to_a_slow_nonblocking_stdout") {
+        return;
+    }
+    let (mut reader, writer) = std::io::pipe().expect("pipe");
+    fcntl(&writer, FcntlArg::F_SETPIPE_SZ(4096)).expect("a one-page pipe");
+    fcntl(&writer, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("non-blocking");
+    let saved = nix::unistd::dup(std::io::stdout()).expect("keep the real stdout");
+    nix::unistd::dup2_stdout(&writer).expect("dup2 onto stdout");
+    drop(writer);
+    // A slow consumer: a byte at a time, until every writer is gone.
+    let consumer = std::thread::spawn(move || {
+        let (mut total, mut byte) = (0usize, [0u8; 1]);
+        while matches!(reader.read(&mut byte), Ok(1)) {
+            total += 1;
+        }
+        total
+    });
+    let got = sandbox("nonblocking").run(|| {
+        let line = "x".repeat(1023);
+        for _ in 0..1024 {
+            println!("{line}");
+        }
+    });
+    nix::unistd::dup2_stdout(&saved).expect("restore stdout");
+    let total = consumer.join().expect("the consumer");
+    eprintln!("run returned {got:?}; received {total} of 1048576 bytes");
+}
