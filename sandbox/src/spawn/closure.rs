@@ -56,8 +56,9 @@ pub(crate) fn is_backtrace_variable(name: &str) -> bool {
 /// Only on the sandbox's own file systems: never in a volume (a host folder bound in) nor in a writable
 /// layer kept on the host (`Builder::writable_layer_in`), where the link would stay as a change the
 /// test never made; there, frames go unnamed. Something else at that path gives way where it can (the
-/// sandbox's root is private). Returns `true` when what stays there is not a file (a FIFO the
-/// symboliser would block on, forever): the closure then runs without backtraces.
+/// sandbox's root is private); where it cannot, the null device is bound over it, so that a FIFO
+/// there cannot block the symboliser forever. Returns `true` if even that failed and what stays is
+/// not a file: the closure then runs without the backtrace variables.
 pub(crate) fn reach_own_binary(config: &crate::config::Config) -> bool {
     use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
@@ -84,7 +85,14 @@ pub(crate) fn reach_own_binary(config: &crate::config::Config) -> bool {
     };
     if std::fs::symlink_metadata(&exe).is_ok() {
         if exe.parent().is_none_or(on_host) || std::fs::remove_file(&exe).is_err() {
-            return blocking(&exe);
+            // What stays there must not block the symboliser (std may have decided on backtraces
+            // before this process was forked: dropping the variables is not enough): the null device
+            // is bound over it, in this sandbox's mounts only.
+            if !blocking(&exe) {
+                return false;
+            }
+            let flags = nix::mount::MsFlags::MS_BIND;
+            return nix::mount::mount(Some("/dev/null"), &exe, None::<&str>, flags, None::<&str>).is_err();
         }
     } else {
         // Down from the root: the deepest folder of the path that exists, and the folders to make
@@ -98,20 +106,10 @@ pub(crate) fn reach_own_binary(config: &crate::config::Config) -> bool {
         if on_host(&existing) {
             return false;
         }
-        let mut overlay = true;
-        while let Some(c) = components.next() {
+        for c in components {
             existing.push(c);
             if std::fs::create_dir(&existing).is_err() {
                 return false;
-            }
-            if overlay && components.peek().is_some() {
-                // The rest in a small tmpfs on the first new folder: one file system made, rather
-                // than a chain of folders in the overlay (each costs more than the mount).
-                use nix::mount::MsFlags;
-                let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-                let made =
-                    nix::mount::mount(Some("tmpfs"), &existing, Some("tmpfs"), flags, Some("mode=0755,size=64k"));
-                overlay = made.is_err();
             }
         }
     }

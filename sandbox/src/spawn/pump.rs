@@ -163,11 +163,21 @@ fn emit(bytes: &[u8], stderr: bool) -> bool {
         return true;
     }
     let (out, err) = (std::io::stdout(), std::io::stderr());
-    let mut fds = [PollFd::new(if stderr { err.as_fd() } else { out.as_fd() }, PollFlags::POLLOUT)];
+    let fd = if stderr { err.as_fd() } else { out.as_fd() };
+    let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
     if poll(&mut fds, PollTimeout::ZERO).is_ok()
         && fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
     {
         return false;
+    }
+    // A non-blocking stream (a slow reader's pipe) refuses what it cannot take at once, which
+    // print! takes for a failure: the bytes are written here instead, waiting while it is full.
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    if fcntl(fd, FcntlArg::F_GETFL).is_ok_and(|f| OFlag::from_bits_truncate(f).contains(OFlag::O_NONBLOCK)) {
+        if !stderr {
+            let _ = std::io::Write::flush(&mut out.lock());
+        }
+        return write_waiting(fd, bytes);
     }
     let text = String::from_utf8_lossy(bytes);
     std::panic::catch_unwind(|| {
@@ -178,6 +188,25 @@ fn emit(bytes: &[u8], stderr: bool) -> bool {
         }
     })
     .is_ok()
+}
+
+/// Writes all of `bytes` to the non-blocking `fd`, waiting (poll) whenever it is full; `false` if it
+/// fails otherwise.
+fn write_waiting(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EAGAIN) => {
+                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+                if matches!(poll(&mut fds, PollTimeout::NONE), Err(e) if e != Errno::EINTR) {
+                    return false;
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// The length of `bytes` without an incomplete UTF-8 sequence at its end (the start of a character
