@@ -229,7 +229,7 @@ fn a_caller_whose_stdout_is_gone_gets_an_answer_not_an_abort() {
 }
 
 /// The same caller: that its stdout is gone is handled (run returns), so nothing reports a panic to
-/// it. Fails: the pump's print! panics and is caught (8a3a5e2), but the panic hook has already run,
+/// it. Failed before 82ea50c: the pump's print! panics and is caught (8a3a5e2), but the panic hook has already run,
 /// so the caller's stderr gets "panicked at ... failed printing to stdout: Broken pipe" and a
 /// backtrace (with `panic = "abort"`, as many tools' release profiles set, the process aborts there).
 #[test]
@@ -262,7 +262,7 @@ fn child_runs_with_stdout_gone() {
 
 /// A writable layer kept in a host folder (`Builder::writable_layer_in`) is the record of what the
 /// sandbox changed, and it stays on the host: the link that names a backtrace's frames must not land
-/// there, as it must not in a volume. Fails: a panic with `RUST_BACKTRACE=1` leaves the binary's
+/// there, as it must not in a volume. Failed before 82ea50c: a panic with `RUST_BACKTRACE=1` leaves the binary's
 /// folders and a link to `/proc/self/exe` at the binary's path in the host's `upper` folder, changes
 /// the test never made (here the binary's top folder exists in the sandbox, as `/home`, `/opt` or
 /// `/root` do in an Alpine rootfs).
@@ -309,7 +309,7 @@ fn child_panics_with_a_kept_layer() {
 
 /// Something other than the binary at the binary's path inside the sandbox (here a FIFO, from a
 /// layer; the rootfs is not the test's to choose) must not stop a panic from being reported: the
-/// frames may go unnamed, the panic is still an `Err` with its message. Fails: the symboliser opens
+/// frames may go unnamed, the panic is still an `Err` with its message. Failed before 82ea50c: the symboliser opens
 /// the FIFO at `current_exe()`'s path (the link is not made where an entry exists, and the binary is
 /// no longer bound there), which blocks forever, so the closure's process hangs in its panic hook
 /// until the sandbox's deadline (`Error::TimedOut` instead of `Error::Panicked`).
@@ -350,7 +350,7 @@ fn child_panics_over_a_fifo() {
 
 /// A closure that installs its own panic hook (as `color-backtrace`, `color-eyre` or a test's
 /// `tracing` set-up do) and prints the backtrace from it: with `RUST_BACKTRACE=1` the frames are
-/// named, as they are with the default hook and as they were while the binary was bound in. Fails:
+/// named, as they are with the default hook and as they were while the binary was bound in. Failed before 82ea50c:
 /// the link to the binary is made only by the library's own hook (spawn::closure::reach_own_binary),
 /// which the closure's hook replaced, so the frames go unnamed.
 #[test]
@@ -381,7 +381,7 @@ fn child_panics_with_its_own_hook() {
 /// The same FIFO, under a single-threaded caller (as `sandbox-run` or a tool's `main`, here
 /// tests/bin/one-sandbox.rs) that had captured a backtrace of its own before (as every
 /// `anyhow::Error` does with `RUST_BACKTRACE=1`), and a closure that prints a captured backtrace.
-/// Fails: the closure's process is a fork of the caller, and std decided whether to capture at the
+/// Failed before 895613b: the closure's process is a fork of the caller, and std decided whether to capture at the
 /// caller's first capture (it keeps the variables' answer in a static); dropping the backtrace
 /// variables from the closure's environment (spawn::closure::reach_own_binary) changes nothing in
 /// that copy, so the closure's backtrace is symbolised, opens the FIFO at the binary's path and blocks
@@ -413,7 +413,7 @@ fn a_fifo_at_the_binarys_path_does_not_hang_a_closure_after_the_callers_own_back
 /// link to the binary needs (the binary's folder and those above it up to the deepest one the rootfs
 /// has: `/home/<user>/...` in an Alpine rootfs, `/work/...` here) are folders a test may use too
 /// (a test that mirrors the host's layout, `adduser` of the host's user, a tool that writes next to
-/// its binary). Fails: with `RUST_BACKTRACE=1` the first of them is a 64 KiB `noexec` tmpfs
+/// its binary). Failed before 895613b: with `RUST_BACKTRACE=1` the first of them is a 64 KiB `noexec` tmpfs
 /// (spawn::closure::reach_own_binary, 15f0b51), so writing 1 MiB in the binary's folder fails with
 /// ENOSPC ("No space left on device") and a program put there cannot be executed; without the
 /// variable the same closure makes the folders in the sandbox's overlay and succeeds. Setting
@@ -445,7 +445,7 @@ fn child_writes_in_the_binarys_folder() {
 /// an `ssh` session leaves it, O_NONBLOCK on the open file they share) read by a slower consumer: the
 /// closure's output must reach it whole, as a program's output written by the caller would be
 /// (waiting while the pipe is full). The caller in parent.rs already knows that such a stdout can be
-/// full (82ea50c); the pump does not. Fails: the pump's `print!` (spawn::pump::emit) gets EAGAIN the
+/// full (82ea50c); the pump does not. Failed before 895613b: the pump's `print!` (spawn::pump::emit) gets EAGAIN the
 /// first time the pipe is full, std panics with "failed printing to stdout: Resource temporarily
 /// unavailable" (printed to the caller's stderr as a panic, though it is caught), and the sink
 /// becomes `Gone`: every later byte of the closure's output is dropped without an error.
