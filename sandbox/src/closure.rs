@@ -118,14 +118,14 @@ fn run<T: DeserializeOwned>(sandbox: &crate::Sandbox, entry: usize, input: Strin
     let (null, piped) = (Stdio::null(), Stdio::piped());
     let build = crate::sys::code::build_id().to_owned();
     // A closure debugs like the test around it: the caller's backtrace settings go in.
-    let env: Vec<(String, Option<String>)> = ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE"]
+    let env: Vec<(String, Option<String>)> = crate::spawn::closure::BACKTRACE_VARIABLES
         .into_iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), Some(v))))
         .collect();
     let ending = with_fallback(|| {
         let job = Job::Closure { entry, build: build.clone(), input: input.clone() };
-        // A backtrace's frames are named from the binary, which the closure's process reaches at its
-        // first panic (spawn::closure::reach_own_binary): no mount on every start.
+        // A backtrace's frames are named from the binary, which the closure's process links in before
+        // the closure runs, only when a backtrace is asked for (spawn::closure::reach_own_binary).
         let start = sandbox.config(job, Some((&env, None)))?;
         let mut handle = HelperHandle::start(start, [&null, &piped, &piped], Stage::Started)?;
         // Forward the output through print!, so that a test harness captures it like the test's own.

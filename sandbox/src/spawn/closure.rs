@@ -41,9 +41,12 @@ pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8
     std::process::exit(0);
 }
 
-/// Whether `name` asks for backtraces (`RUST_BACKTRACE`, `RUST_LIB_BACKTRACE`).
+/// The variables that ask std for backtraces.
+pub(crate) const BACKTRACE_VARIABLES: [&str; 2] = ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE"];
+
+/// Whether `name` asks for backtraces (one of [`BACKTRACE_VARIABLES`]).
 pub(crate) fn is_backtrace_variable(name: &str) -> bool {
-    name == "RUST_BACKTRACE" || name == "RUST_LIB_BACKTRACE"
+    BACKTRACE_VARIABLES.contains(&name)
 }
 
 /// A backtrace names its frames from the symbols of the binary at the path `current_exe` gives: the
@@ -66,9 +69,8 @@ pub(crate) fn reach_own_binary(config: &crate::config::Config) -> bool {
     let Some(exe) = std::env::current_exe().ok().filter(|_| asked) else { return false };
     let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
     let blocking = |p: &Path| std::fs::metadata(p).is_ok_and(|m| !m.file_type().is_file() && !m.file_type().is_dir());
-    if std::fs::symlink_metadata(&exe).is_ok()
-        && id(&exe).is_some_and(|there| Some(there) == id(Path::new("/proc/self/exe")))
-    {
+    let present = std::fs::symlink_metadata(&exe).is_ok();
+    if present && id(&exe).is_some_and(|there| Some(there) == id(Path::new("/proc/self/exe"))) {
         return false; // reachable already: a root or a volume that holds it
     }
     let volumes: Vec<PathBuf> = config
@@ -83,7 +85,7 @@ pub(crate) fn reach_own_binary(config: &crate::config::Config) -> bool {
         config.layers.upper_in.is_some()
             || dir.canonicalize().map_or(true, |d| volumes.iter().any(|v| d.starts_with(v)))
     };
-    if std::fs::symlink_metadata(&exe).is_ok() {
+    if present {
         if exe.parent().is_none_or(on_host) || std::fs::remove_file(&exe).is_err() {
             // What stays there must not block the symboliser (std may have decided on backtraces
             // before this process was forked: dropping the variables is not enough): the null device

@@ -16,7 +16,8 @@ pub(crate) enum Sink {
     Keep(Vec<u8>),
     /// Printed through `print!` (stdout) or `eprint!` (stderr), which a test harness captures like
     /// the test's own output. A UTF-8 sequence split across reads is held until complete; bytes
-    /// that are not UTF-8 show as U+FFFD (`print!` carries text only).
+    /// that are not UTF-8 show as U+FFFD (`print!` carries text only). To a non-blocking stream, the
+    /// bytes are written as they are, outside the harness's capture (see `emit`).
     Print { stderr: bool, pending: Vec<u8> },
     /// Read and dropped: printing failed (this process's stdout is a pipe nobody reads any more).
     Gone,
