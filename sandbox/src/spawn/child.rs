@@ -216,18 +216,37 @@ pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str, pro
 
 /// Until the exec has put the program's arguments in place: the pipe ends at the exec's close-on-exec,
 /// before the new image's stack holds them, and `/proc/<pid>/cmdline` reads empty until it does
-/// (proc(5)). A program reported started then shows its command line (to `ps`, `pgrep -f`). Gives
-/// up at once if the process has ended (a zombie's reads empty too), and after 100 ms (a program
-/// whose main thread ended while others run reads empty too, and is not a zombie yet).
+/// (proc(5)). A program reported started then shows its command line (to `ps`, `pgrep -f`).
+///
+/// No deadline decides this: under emulation (the VM lane's TCG guest) an exec takes well over the
+/// 100 ms a deadline once allowed, and the program was reported started without its command line.
+/// Instead it stops waiting when the command line reads, when the process has ended (a zombie reads
+/// empty too), or when its main thread has (state `Z` while other threads run: that also reads
+/// empty, for good). It yields first (an exec takes well under a millisecond on a real CPU), then
+/// sleeps a millisecond at a time; a 10 s bound keeps a kernel that behaves otherwise from holding
+/// init.
 fn await_command_line(pid: nix::unistd::Pid) {
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     let path = format!("/proc/{pid}/cmdline");
     let ended = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
-    while std::time::Instant::now() < deadline {
+    let main_thread_gone = || {
+        crate::sys::stat_fields(&pid.to_string())
+            .is_none_or(|fields| fields.first().is_none_or(|state| state == "Z" || state == "X"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for round in 0u32.. {
         match std::fs::read(&path) {
-            Ok(line) if line.is_empty() && matches!(waitid(Id::Pid(pid), ended), Ok(WaitStatus::StillAlive)) => {
-                let _ = nix::sched::sched_yield();
+            Ok(line)
+                if line.is_empty()
+                    && matches!(waitid(Id::Pid(pid), ended), Ok(WaitStatus::StillAlive))
+                    && !main_thread_gone()
+                    && std::time::Instant::now() < deadline =>
+            {
+                if round < 100 {
+                    let _ = nix::sched::sched_yield();
+                } else {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
             }
             _ => return,
         }
@@ -265,5 +284,30 @@ mod tests {
         std::fs::File::from(rr).read_to_string(&mut text).expect("read");
         assert!(text.contains("enter the working directory") && text.contains("/srv/app"), "{text}");
         assert_eq!(failure_record(Failed::Exec as u8, 2, "/"), Record::ExecFailed { errno: 2 });
+    }
+
+    /// Under the VM lane's emulation an exec took longer than the 100 ms this wait once allowed, and
+    /// a program was reported started before `ps` could see its command line. The wait lasts as long
+    /// as the exec does (an emptied command line stands for the exec's last steps).
+    #[test]
+    fn a_started_program_shows_its_command_line_however_long_its_exec_takes() {
+        let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let mut cmd = std::process::Command::new("/bin/sleep");
+        cmd.arg("30.5");
+        crate::sys::process::with_a_slow_exec(&mut cmd, pid_w, std::time::Duration::from_millis(400)).expect("stat");
+        std::thread::scope(|s| {
+            let spawned = s.spawn(move || cmd.spawn());
+            let mut pid = [0u8; 4];
+            std::fs::File::from(pid_r).read_exact(&mut pid).expect("the child's pid");
+            let pid = nix::unistd::Pid::from_raw(i32::from_ne_bytes(pid));
+            let line = || std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+            assert_eq!(line(), b"", "the child's command line reads empty while its exec is held");
+            await_command_line(pid);
+            let shown = line();
+            let mut child = spawned.join().expect("thread").expect("spawn");
+            assert_eq!(String::from_utf8_lossy(&shown), "/bin/sleep\x0030.5\x00");
+            let _ = child.kill();
+            let _ = child.wait();
+        });
     }
 }

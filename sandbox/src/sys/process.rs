@@ -401,3 +401,53 @@ impl Drop for NamespaceHolder {
         let _ = nix::sys::wait::waitpid(self.pid, None);
     }
 }
+
+/// For tests: makes `cmd`'s exec look slow from outside, as it does under emulation. Between its
+/// fork and its exec the child empties its command line (`PR_SET_MM_MAP` with `arg_end` at
+/// `arg_start`), writes its pid to `pid_to`, and waits `hold` before it execs; for that time
+/// `/proc/<pid>/cmdline` reads empty while the process lives, as in an exec's last steps.
+#[cfg(test)]
+pub(crate) fn with_a_slow_exec(
+    cmd: &mut std::process::Command,
+    pid_to: std::os::fd::OwnedFd,
+    hold: std::time::Duration,
+) -> Option<()> {
+    use std::os::unix::process::CommandExt;
+    /// linux/prctl.h's `struct prctl_mm_map` (the libc crate has none).
+    #[repr(C)]
+    struct MmMap {
+        fields: [u64; 11],
+        auxv: u64,
+        auxv_size: u32,
+        exe_fd: u32,
+    }
+    let stat = stat_fields("self")?;
+    let field = |n: usize| stat.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    // start_code end_code start_data end_data start_brk brk start_stack arg_start arg_end env_start
+    // env_end, as proc(5) numbers them (brk is read in the child; arg_end is arg_start).
+    let mut fields = [26, 27, 45, 46, 47, 0, 28, 48, 48, 50, 51].map(|n| if n == 0 { Some(0) } else { field(n) });
+    let fields = fields.iter_mut().map(|f| f.take()).collect::<Option<Vec<u64>>>()?;
+    let mut map = MmMap { fields: fields.try_into().ok()?, auxv: 0, auxv_size: 0, exe_fd: u32::MAX };
+    let pause = libc::timespec { tv_sec: hold.as_secs() as libc::time_t, tv_nsec: hold.subsec_nanos().into() };
+    let pipe = pid_to.as_raw_fd();
+    // SAFETY: the hook runs in the forked child before its exec and makes only async-signal-safe
+    // system calls (brk, getpid, prctl, write, nanosleep) on memory it owns, prepared before the
+    // fork; `pid_to` is moved into the hook, so the descriptor stays open until it runs.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _keep = &pid_to;
+            map.fields[5] = libc::syscall(libc::SYS_brk, 0) as u64;
+            let size = std::mem::size_of::<MmMap>() as libc::c_ulong;
+            let map_at = std::ptr::addr_of_mut!(map) as libc::c_ulong;
+            if libc::prctl(libc::PR_SET_MM, libc::PR_SET_MM_MAP as libc::c_ulong, map_at, size, 0 as libc::c_ulong) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            let pid = libc::getpid().to_ne_bytes();
+            libc::write(pipe, pid.as_ptr().cast(), pid.len());
+            libc::nanosleep(&pause, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    Some(())
+}
