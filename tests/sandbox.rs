@@ -1003,6 +1003,24 @@ fn session_keeps_one_sandbox() {
     check_session();
 }
 
+/// A program is reported started once `ps` on the host shows its command line, in a session too
+/// (whose commands are forked by a helper outside the sandbox's pid namespace). The exec's last
+/// steps run after the exec pipe ends; under the VM lane's emulation they take long enough to see.
+#[test]
+fn a_spawned_program_shows_its_command_line_in_a_session_too() {
+    let m = marker();
+    let sb = builder().build().expect("build");
+    let mut child = sb.command("/bin/sleep").arg(&m).spawn().expect("spawn");
+    assert_eq!(pids_matching(&format!("sleep {m}")).len(), 1, "a command's program");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    let session = sb.session().expect("session");
+    let mut child = session.command("/bin/sleep").arg(&m).spawn().expect("spawn");
+    assert_eq!(pids_matching(&format!("sleep {m}")).len(), 1, "a session command's program");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+}
+
 /// A session command's background job outlives the command (a session keeps it) with the command's
 /// stdout and stderr: `output()` then reads both to their end, as `std::process::Command::output`
 /// does, and returns once the job is done. The job here waits until the command has been reaped

@@ -198,15 +198,35 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
     }
 }
 
+/// The process that runs the program, whose command line must be in place before it is reported
+/// started (see [`await_command_line`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Program {
+    /// Init's child: its pid is the same in init's `/proc` and for waitid(2).
+    Pid(nix::unistd::Pid),
+    /// A session command's process, `waited` as the helper's waitid(2) knows it (the caller's pid
+    /// namespace). The helper sees the sandbox's `/proc`, where the process has another pid: the
+    /// process writes that one (4 bytes, native order) into the exec pipe before anything else.
+    Tells { waited: nix::unistd::Pid },
+}
+
 /// Waits until the program's process has exec'd (the close-on-exec pipe reads end-of-file) or failed
-/// (it wrote a failed step), and reports which. `program`: the process, as this process's `/proc`
-/// shows it, whose command line must be in place first (see [`await_command_line`]).
-pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str, program: Option<nix::unistd::Pid>) {
+/// (it wrote a failed step), and reports which; a program is reported started once its command line
+/// is in place (`program`, see [`await_command_line`]).
+pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str, program: Program) {
     let mut bytes = Vec::new();
     let _ = std::fs::File::from(pipe).read_to_end(&mut bytes);
-    let Some(&[step, a, b, c, d]) = bytes.first_chunk::<5>() else {
-        if let Some(pid) = program {
-            await_command_line(pid);
+    let (shown, rest) = match program {
+        Program::Pid(pid) => (Some((pid, pid)), &bytes[..]),
+        Program::Tells { waited } => match bytes.split_first_chunk::<4>() {
+            Some((pid, rest)) => (Some((waited, nix::unistd::Pid::from_raw(i32::from_ne_bytes(*pid)))), rest),
+            // It ended before it could say (it failed to join the session's cgroup, and said so).
+            None => (None, &[][..]),
+        },
+    };
+    let Some(&[step, a, b, c, d]) = rest.first_chunk::<5>() else {
+        if let Some((waited, in_proc)) = shown {
+            await_command_line(waited, in_proc);
         }
         send(report, &Record::Started);
         return;
@@ -225,7 +245,9 @@ pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str, pro
 /// empty, for good). It yields first (an exec takes well under a millisecond on a real CPU), then
 /// sleeps a millisecond at a time; a 10 s bound keeps a kernel that behaves otherwise from holding
 /// init.
-fn await_command_line(pid: nix::unistd::Pid) {
+///
+/// `waited`: the process as waitid(2) takes it; `pid`: as this process's `/proc` shows it.
+fn await_command_line(waited: nix::unistd::Pid, pid: nix::unistd::Pid) {
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     let path = format!("/proc/{pid}/cmdline");
     let ended = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
@@ -238,7 +260,7 @@ fn await_command_line(pid: nix::unistd::Pid) {
         match std::fs::read(&path) {
             Ok(line)
                 if line.is_empty()
-                    && matches!(waitid(Id::Pid(pid), ended), Ok(WaitStatus::StillAlive))
+                    && matches!(waitid(Id::Pid(waited), ended), Ok(WaitStatus::StillAlive))
                     && !main_thread_gone()
                     && std::time::Instant::now() < deadline =>
             {
@@ -278,12 +300,27 @@ mod tests {
         report_failed(w.as_fd(), (Failed::CurrentDir, Errno::ENOENT));
         drop(w);
         let (rr, rw) = nix::unistd::pipe().expect("pipe");
-        await_exec(r, &rw, "/srv/app", None);
+        await_exec(r, &rw, "/srv/app", Program::Pid(nix::unistd::Pid::from_raw(i32::MAX)));
         drop(rw);
         let mut text = String::new();
         std::fs::File::from(rr).read_to_string(&mut text).expect("read");
         assert!(text.contains("enter the working directory") && text.contains("/srv/app"), "{text}");
         assert_eq!(failure_record(Failed::Exec as u8, 2, "/"), Record::ExecFailed { errno: 2 });
+    }
+
+    /// A session command's process writes its pid first: a failed step after it still reads back.
+    #[test]
+    fn a_failed_step_after_the_pid_reads_back_as_its_record() {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        nix::unistd::write(&w, &7i32.to_ne_bytes()).expect("write");
+        report_failed(w.as_fd(), (Failed::Rlimit, Errno::EPERM));
+        drop(w);
+        let (rr, rw) = nix::unistd::pipe().expect("pipe");
+        await_exec(r, &rw, "/", Program::Tells { waited: nix::unistd::Pid::from_raw(i32::MAX) });
+        drop(rw);
+        let mut text = String::new();
+        std::fs::File::from(rr).read_to_string(&mut text).expect("read");
+        assert!(text.contains("set a resource limit"), "{text}");
     }
 
     /// Under the VM lane's emulation an exec took longer than the 100 ms this wait once allowed, and
@@ -302,7 +339,7 @@ mod tests {
             let pid = nix::unistd::Pid::from_raw(i32::from_ne_bytes(pid));
             let line = || std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
             assert_eq!(line(), b"", "the child's command line reads empty while its exec is held");
-            await_command_line(pid);
+            await_command_line(pid, pid);
             let shown = line();
             let mut child = spawned.join().expect("thread").expect("spawn");
             assert_eq!(String::from_utf8_lossy(&shown), "/bin/sleep\x0030.5\x00");

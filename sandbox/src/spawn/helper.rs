@@ -518,6 +518,8 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(ForkResult::Child) => {
             restore_mask(&mask);
             drop(exec_r);
+            // Its pid as the sandbox's /proc (this helper's now) shows it, first (Program::Tells).
+            let _ = nix::unistd::write(&exec_w, &nix::unistd::getpid().as_raw().to_ne_bytes());
             let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
             for mut procs in cgroup_procs {
                 // cgroups(7): writing 0 to cgroup.procs moves the writing process.
@@ -532,7 +534,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
             crate::sys::let_go_of_stdio(&null);
-            super::child::await_exec(exec_r, &report, &config.current_dir, None);
+            super::child::await_exec(exec_r, &report, &config.current_dir, super::child::Program::Tells { waited: child });
             let Waited { outcome, waited, .. } = wait_for(child, None, None, &kill, None, None);
             match command_status(outcome, waited) {
                 Ok(raw) => finish(Some(&report), raw, false),

@@ -116,7 +116,7 @@ pub(crate) fn run(
                     drop(exec_w);
                     crate::sys::let_go_of_stdio(&null);
                     // Init's /proc is the sandbox's: the pid is as it shows it.
-                    super::child::await_exec(exec_r, &report, &config.current_dir, Some(child));
+                    super::child::await_exec(exec_r, &report, &config.current_dir, super::child::Program::Pid(child));
                     drop(report);
                     Some(child)
                 }
