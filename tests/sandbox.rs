@@ -1003,6 +1003,27 @@ fn session_keeps_one_sandbox() {
     check_session();
 }
 
+/// The sandbox's /proc is its programs' to change: a session whose program mounted a /proc of FIFOs
+/// still starts its next command (the helper reads the command line through the caller's /proc; a
+/// read through the sandbox's blocked on the FIFO, for good).
+#[test]
+fn a_session_whose_proc_is_fake_still_starts_commands() {
+    // Leaked, so that a command that hangs is left to its thread and the test fails instead.
+    let sb: &'static sandbox::Sandbox = Box::leak(Box::new(builder().build().expect("build")));
+    let session = sb.session().expect("session");
+    // FIFOs at the pids the next processes get (one mkdir and one mkfifo: each command forks).
+    let fake = "d= f= i=$$; while [ $i -le $(($$ + 1000)) ]; do d=\"$d /proc/$i\"; f=\"$f /proc/$i/cmdline /proc/$i/stat\"; \
+                i=$((i+1)); done; mount -t tmpfs fake /proc && mkdir $d && mkfifo $f && echo faked";
+    let out = session.command("/bin/sh").args(["-c", fake]).output().expect("fake /proc");
+    assert_eq!(text(&out), "faked\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(session.command("/bin/echo").arg("started").output());
+    });
+    let out = rx.recv_timeout(Duration::from_secs(20)).expect("the next command starts and ends");
+    assert_eq!(text(&out.expect("echo")), "started\n");
+}
+
 /// A program is reported started once `ps` on the host shows its command line, in a session too
 /// (whose commands are forked by a helper outside the sandbox's pid namespace). The exec's last
 /// steps run after the exec pipe ends; under the VM lane's emulation they take long enough to see.

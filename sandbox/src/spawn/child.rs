@@ -199,35 +199,26 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
 }
 
 /// The process that runs the program, whose command line must be in place before it is reported
-/// started (see [`await_command_line`]).
+/// started (see [`await_command_line`]), and the `/proc` that shows it under that pid.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Program {
-    /// Init's child: its pid is the same in init's `/proc` and for waitid(2).
+pub(crate) enum Program<'a> {
+    /// Init's child, in init's `/proc` (the sandbox's, before any program of the sandbox runs).
     Pid(nix::unistd::Pid),
-    /// A session command's process, `waited` as the helper's waitid(2) knows it (the caller's pid
-    /// namespace). The helper sees the sandbox's `/proc`, where the process has another pid: the
-    /// process writes that one (4 bytes, native order) into the exec pipe before anything else.
-    Tells { waited: nix::unistd::Pid },
+    /// A session command's process, in the caller's `/proc` (`proc`), opened by the helper before it
+    /// entered the session's mount namespace: the sandbox's `/proc` is the session's programs' to
+    /// change (a FIFO mounted at `/proc/<pid>/cmdline` would block the read), and shows the process
+    /// under another pid than the helper's waitid(2) takes.
+    InCallersProc { pid: nix::unistd::Pid, proc: BorrowedFd<'a> },
 }
 
 /// Waits until the program's process has exec'd (the close-on-exec pipe reads end-of-file) or failed
 /// (it wrote a failed step), and reports which; a program is reported started once its command line
 /// is in place (`program`, see [`await_command_line`]).
-pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str, program: Program) {
+pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str, program: Program<'_>) {
     let mut bytes = Vec::new();
     let _ = std::fs::File::from(pipe).read_to_end(&mut bytes);
-    let (shown, rest) = match program {
-        Program::Pid(pid) => (Some((pid, pid)), &bytes[..]),
-        Program::Tells { waited } => match bytes.split_first_chunk::<4>() {
-            Some((pid, rest)) => (Some((waited, nix::unistd::Pid::from_raw(i32::from_ne_bytes(*pid)))), rest),
-            // It ended before it could say (it failed to join the session's cgroup, and said so).
-            None => (None, &[][..]),
-        },
-    };
-    let Some(&[step, a, b, c, d]) = rest.first_chunk::<5>() else {
-        if let Some((waited, in_proc)) = shown {
-            await_command_line(waited, in_proc);
-        }
+    let Some(&[step, a, b, c, d]) = bytes.first_chunk::<5>() else {
+        await_command_line(program);
         send(report, &Record::Started);
         return;
     };
@@ -245,22 +236,38 @@ pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str, pro
 /// empty, for good). It yields first (an exec takes well under a millisecond on a real CPU), then
 /// sleeps a millisecond at a time; a 10 s bound keeps a kernel that behaves otherwise from holding
 /// init.
-///
-/// `waited`: the process as waitid(2) takes it; `pid`: as this process's `/proc` shows it.
-fn await_command_line(waited: nix::unistd::Pid, pid: nix::unistd::Pid) {
+fn await_command_line(program: Program<'_>) {
+    use nix::fcntl::OFlag;
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
-    let path = format!("/proc/{pid}/cmdline");
-    let ended = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    let main_thread_gone = || {
-        crate::sys::stat_fields(&pid.to_string())
-            .is_none_or(|fields| fields.first().is_none_or(|state| state == "Z" || state == "X"))
+    let (pid, proc) = match program {
+        Program::Pid(pid) => (pid, None),
+        Program::InCallersProc { pid, proc } => (pid, Some(proc)),
     };
+    let read = |name: &str| -> Option<Vec<u8>> {
+        let (dir, path) = match proc {
+            Some(dir) => (dir, format!("{pid}/{name}")),
+            None => (nix::fcntl::AT_FDCWD, format!("/proc/{pid}/{name}")),
+        };
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::openat(dir, path.as_str(), flags, nix::sys::stat::Mode::empty()).ok()?;
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd).read_to_end(&mut bytes).ok()?;
+        Some(bytes)
+    };
+    // proc(5): field 3 of stat, after the command's name (which may hold spaces and parentheses).
+    let main_thread_gone = || {
+        read("stat").is_none_or(|stat| {
+            let state = stat.iter().rposition(|&b| b == b')').and_then(|at| stat.get(at + 2).copied());
+            state.is_none_or(|s| s == b'Z' || s == b'X')
+        })
+    };
+    let ended = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     for round in 0u32.. {
-        match std::fs::read(&path) {
-            Ok(line)
+        match read("cmdline") {
+            Some(line)
                 if line.is_empty()
-                    && matches!(waitid(Id::Pid(waited), ended), Ok(WaitStatus::StillAlive))
+                    && matches!(waitid(Id::Pid(pid), ended), Ok(WaitStatus::StillAlive))
                     && !main_thread_gone()
                     && std::time::Instant::now() < deadline =>
             {
@@ -308,21 +315,6 @@ mod tests {
         assert_eq!(failure_record(Failed::Exec as u8, 2, "/"), Record::ExecFailed { errno: 2 });
     }
 
-    /// A session command's process writes its pid first: a failed step after it still reads back.
-    #[test]
-    fn a_failed_step_after_the_pid_reads_back_as_its_record() {
-        let (r, w) = nix::unistd::pipe().expect("pipe");
-        nix::unistd::write(&w, &7i32.to_ne_bytes()).expect("write");
-        report_failed(w.as_fd(), (Failed::Rlimit, Errno::EPERM));
-        drop(w);
-        let (rr, rw) = nix::unistd::pipe().expect("pipe");
-        await_exec(r, &rw, "/", Program::Tells { waited: nix::unistd::Pid::from_raw(i32::MAX) });
-        drop(rw);
-        let mut text = String::new();
-        std::fs::File::from(rr).read_to_string(&mut text).expect("read");
-        assert!(text.contains("set a resource limit"), "{text}");
-    }
-
     /// Under the VM lane's emulation an exec took longer than the 100 ms this wait once allowed, and
     /// a program was reported started before `ps` could see its command line. The wait lasts as long
     /// as the exec does (an emptied command line stands for the exec's last steps).
@@ -339,7 +331,7 @@ mod tests {
             let pid = nix::unistd::Pid::from_raw(i32::from_ne_bytes(pid));
             let line = || std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
             assert_eq!(line(), b"", "the child's command line reads empty while its exec is held");
-            await_command_line(pid, pid);
+            await_command_line(Program::Pid(pid));
             let shown = line();
             let mut child = spawned.join().expect("thread").expect("spawn");
             assert_eq!(String::from_utf8_lossy(&shown), "/bin/sleep\x0030.5\x00");

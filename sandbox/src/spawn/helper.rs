@@ -480,7 +480,11 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // The session's helper (init's parent) holds init's namespaces: init itself is out of reach
     // (not dumpable). The setup namespace is the helper's own.
     let helper = parent_of(*init_pid).unwrap_or(0);
-    // All opened first: once in the session's mount namespace, /proc is the sandbox's.
+    // All opened first: once in the session's mount namespace, /proc is the sandbox's. The caller's
+    // /proc too, where the command's process shows under the pid this helper knows it by.
+    let callers_proc =
+        nix::fcntl::open("/proc", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .unwrap_or_else(|e| fail(&report, (StepKind::Helper, "open /proc", e)));
     let mut fds = Vec::with_capacity(order.len());
     for ns in order {
         if ns == "net" && !config.network.own_namespace() {
@@ -518,8 +522,6 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(ForkResult::Child) => {
             restore_mask(&mask);
             drop(exec_r);
-            // Its pid as the sandbox's /proc (this helper's now) shows it, first (Program::Tells).
-            let _ = nix::unistd::write(&exec_w, &nix::unistd::getpid().as_raw().to_ne_bytes());
             let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
             for mut procs in cgroup_procs {
                 // cgroups(7): writing 0 to cgroup.procs moves the writing process.
@@ -534,7 +536,8 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         Ok(ForkResult::Parent { child }) => {
             drop(exec_w);
             crate::sys::let_go_of_stdio(&null);
-            super::child::await_exec(exec_r, &report, &config.current_dir, super::child::Program::Tells { waited: child });
+            let program = super::child::Program::InCallersProc { pid: child, proc: callers_proc.as_fd() };
+            super::child::await_exec(exec_r, &report, &config.current_dir, program);
             let Waited { outcome, waited, .. } = wait_for(child, None, None, &kill, None, None);
             match command_status(outcome, waited) {
                 Ok(raw) => finish(Some(&report), raw, false),
