@@ -480,8 +480,10 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // The session's helper (init's parent) holds init's namespaces: init itself is out of reach
     // (not dumpable). The setup namespace is the helper's own.
     let helper = parent_of(*init_pid).unwrap_or(0);
-    // All opened first: once in the session's mount namespace, /proc is the sandbox's. The caller's
-    // /proc too, where the command's process shows under the pid this helper knows it by.
+    // All opened first: once in the session's mount namespace, /proc and /dev are the sandbox's (its
+    // programs' to change). The caller's /proc too, where the command's process shows under the pid
+    // this helper knows it by.
+    let null = host_null().unwrap_or_else(|step| fail(&report, step));
     let callers_proc =
         nix::fcntl::open("/proc", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
             .unwrap_or_else(|e| fail(&report, (StepKind::Helper, "open /proc", e)));
@@ -512,7 +514,6 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     // setns(CLONE_NEWNS) leaves the working directory outside the new root.
     let _ = nix::unistd::chdir("/");
     let (exec_r, exec_w) = pipe("create the exec pipe").unwrap_or_else(|step| fail(&report, step));
-    let null = host_null().unwrap_or_else(|step| fail(&report, step));
     // Out of reach of the session's other processes (ptrace, /proc/PID/mem) until it is filtered:
     // the command's process inherits this, and its exec undoes it (spawn::child).
     let _ = nix::sys::prctl::set_dumpable(false);
@@ -521,7 +522,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         Err(e) => fail(&report, (StepKind::Helper, "fork into the session", e)),
         Ok(ForkResult::Child) => {
             restore_mask(&mask);
-            drop(exec_r);
+            drop((exec_r, callers_proc));
             let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
             for mut procs in cgroup_procs {
                 // cgroups(7): writing 0 to cgroup.procs moves the writing process.
