@@ -1462,3 +1462,22 @@ fn a_single_threaded_callers_buffered_output_is_written_once() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{args:?}: {out:?}");
     }
 }
+
+/// Review 18: a single-threaded caller (tests/bin/one-sandbox.rs: a tool's `main`, an example) with
+/// two sandboxes running at once cannot end the first while the second runs: `Child::kill` +
+/// `Child::wait` of the first (and dropping a first `Session`) returns only once the second sandbox
+/// has ended too, here by its 15 s deadline, so the caller sees the second one dead
+/// ("timed out after 15s" / "has it ended?") instead of still running. Under libtest (a
+/// multi-threaded caller, the fork server) the same code returns at once.
+#[test]
+fn a_single_threaded_caller_ends_its_first_sandbox_while_a_second_runs() {
+    for how in ["child", "session"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_one-sandbox"))
+            .args(["--end-first-of-two", how])
+            .env("SANDBOX_ROOTFS", rootfs().path())
+            .output()
+            .expect("run one-sandbox");
+        let expected = if how == "child" { "second: killed\n" } else { "second: alive\n" };
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{how}: {out:?}");
+    }
+}
