@@ -1481,3 +1481,17 @@ fn a_single_threaded_caller_ends_its_first_sandbox_while_a_second_runs() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{how}: {out:?}");
     }
 }
+
+/// Review 18: a session's deadline (`Builder::timeout`) is reported as `Error::TimedOut`, as the
+/// builder's doc and a plain command's run say. A session command running at the deadline returns
+/// `Ok` with a SIGKILL status instead (indistinguishable from a `kill -9`), and a command started
+/// after it fails with "sandbox setup failed: open a namespace of the session (has it ended?)".
+#[test]
+fn a_session_reports_its_deadline_as_a_timeout() {
+    let sb = builder().timeout(Duration::from_millis(1000)).build().expect("build");
+    let session = sb.session().expect("session");
+    let at_deadline = session.command("/bin/sleep").arg("30").status();
+    assert!(matches!(at_deadline, Err(Error::TimedOut { .. })), "the command running at the deadline: {at_deadline:?}");
+    let after = session.command("/bin/true").status();
+    assert!(matches!(after, Err(Error::TimedOut { .. })), "a command after the deadline: {after:?}");
+}
