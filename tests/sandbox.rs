@@ -1495,3 +1495,28 @@ fn a_session_reports_its_deadline_as_a_timeout() {
     let after = session.command("/bin/true").status();
     assert!(matches!(after, Err(Error::TimedOut { .. })), "a command after the deadline: {after:?}");
 }
+
+/// Review 18: `Child::usage()` after the memory limit killed the program. The README's limits
+/// example prints `child.usage()` ("peak memory, CPU time, OOM kills of the whole sandbox") after
+/// `wait`; when `wait` returns `Error::MemoryLimitExceeded`, exactly the run whose usage matters,
+/// `usage()` is `None` (and `sandbox-run --json-usage` writes nulls and `"oom_kills":0`).
+#[test]
+fn usage_is_reported_after_the_memory_limit_killed_the_program() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let sb = builder().memory_limit(32 << 20).build().expect("build");
+    let mut child = sb
+        .command("/bin/sh")
+        .args(["-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let waited = child.wait();
+    assert!(matches!(waited, Err(Error::MemoryLimitExceeded { .. })), "{waited:?}");
+    let usage = child.usage();
+    assert!(
+        usage.is_some_and(|u| u.oom_kills >= 1 && u.peak_memory.is_some_and(|p| p >= 30 << 20)),
+        "usage after the OOM kill: {usage:?}"
+    );
+}
