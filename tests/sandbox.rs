@@ -1520,3 +1520,28 @@ fn usage_is_reported_after_the_memory_limit_killed_the_program() {
         "usage after the OOM kill: {usage:?}"
     );
 }
+
+/// Review 18: as root, a sandbox whose writable layer is kept on the host
+/// (`Builder::writable_layer_in`, `sandbox-run --keep-failed`) has a `/` owned by `nobody`, so its
+/// root cannot create anything at the top level (`mkdir /srv2`, `touch /x`: EPERM) though the
+/// same program passes in a sandbox without it (a test that passes alone fails under
+/// `--keep-failed`). Rootless the layer's `/` is root's inside, as it should be as root too.
+#[test]
+fn as_root_a_kept_writable_layers_root_is_roots_inside() {
+    if !is_root() {
+        return skip("needs root (rootless, the kept layer's root is the caller's, root inside)");
+    }
+    let keep = tempfile::tempdir().expect("tempdir");
+    let sb = builder().writable_layer_in(keep.path()).build().expect("build");
+    let out = sb
+        .command("/bin/sh")
+        .args(["-c", "stat -c %U /; mkdir /top-level && touch /top-level/f && echo made"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "root\nmade\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
