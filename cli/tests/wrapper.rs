@@ -745,3 +745,12 @@ fn keep_failed_keeps_a_file_made_below_a_host_folder_with_a_mount_below_it() {
     assert!(changes.lines().any(|l| l == "A /srv/lock/made"), "missing from:\n{changes}");
     assert!(!changes.lines().any(|l| l == "A /srv/made"), "the README says it is not kept:\n{changes}");
 }
+
+/// Review 18: `--workdir`'s help and the README say the working directory is "the current directory
+/// with `--rootfs host`, else `/root`"; on Alpine the program starts in `/` (also `--shell`).
+#[test]
+fn the_default_working_directory_off_the_host_is_root() {
+    let out = Command::new(SANDBOX_RUN).args(["--rootfs", "alpine", "--", "/bin/pwd"]).output().expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/root\n", "the working directory on Alpine");
+}
