@@ -754,3 +754,26 @@ fn the_default_working_directory_off_the_host_is_root() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "/root\n", "the working directory on Alpine");
 }
+
+/// Review 18: `--json-usage` after `--memory` was exceeded (exit 137) writes
+/// `{"cpu_time_seconds":null,"oom_kills":0,"peak_memory_bytes":null}`: the one run whose usage a
+/// user wants to see says no OOM kill happened. It should count the OOM kill and give the peak.
+#[test]
+fn json_usage_counts_the_oom_kill_of_a_memory_limit() {
+    if !is_root() {
+        return skip("needs root (limits on this cgroup v1 machine)");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usage = dir.path().join("usage.json");
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--memory", "32M", "--json-usage"])
+        .arg(&usage)
+        .args(["--", "/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&usage).expect("the usage file")).expect("JSON");
+    assert!(json["oom_kills"].as_u64().is_some_and(|n| n >= 1), "{json}");
+    assert!(json["peak_memory_bytes"].as_u64().is_some_and(|p| p >= 30 << 20), "{json}");
+}
