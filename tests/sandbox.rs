@@ -1545,3 +1545,18 @@ fn as_root_a_kept_writable_layers_root_is_roots_inside() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Review 18: a memory limit too small to start the sandbox in (`--memory 64`, bytes where the user
+/// meant MiB; here 64 KiB) fails with "the sandbox helper process ended unexpectedly (signal: 9
+/// (SIGKILL))", `Error::HelperDied`, which reads as a crash of the library and says nothing of the
+/// limit. It should say the memory limit was exceeded (or is too small to start a sandbox).
+#[test]
+fn a_memory_limit_too_small_to_start_says_so() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let sb = builder().memory_limit(64 << 10).build().expect("build");
+    let err = sb.command("/bin/true").status().expect_err("64 KiB is not enough to start a sandbox");
+    assert!(sandbox::error_chain(&err).contains("memory limit"), "{err:?}: {}", sandbox::error_chain(&err));
+    assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
+}
