@@ -777,3 +777,27 @@ fn json_usage_counts_the_oom_kill_of_a_memory_limit() {
     assert!(json["oom_kills"].as_u64().is_some_and(|n| n >= 1), "{json}");
     assert!(json["peak_memory_bytes"].as_u64().is_some_and(|p| p >= 30 << 20), "{json}");
 }
+
+/// Review 18: the program starts with SIGPIPE at its default action, as on the host and as
+/// `std::process::Command` gives its children. sandbox-run's Rust runtime ignores SIGPIPE, and its
+/// sandboxes' programs inherit that (SigIgn 0x1004: SIGPIPE and SIGQUIT; a single-threaded library
+/// caller such as tests/bin/one-sandbox.rs too): `yes | head -n 1` prints "yes: (null): Broken
+/// pipe", and `sh -c 'while true; do echo x; done | head -1'` never ends (it runs to its deadline,
+/// writing "write error: Broken pipe" without end), where on the host it ends at once.
+#[test]
+fn the_program_starts_with_sigpipe_at_its_default_action() {
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--rootfs", "alpine", "--timeout", "10s", "--", "/bin/sh", "-c"])
+        .arg("grep SigIgn /proc/self/status; yes | head -n 1; while true; do echo x; done | head -1 >/dev/null; echo ended")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ignored =
+        stdout.lines().find_map(|l| l.strip_prefix("SigIgn:\t")).and_then(|m| u64::from_str_radix(m, 16).ok());
+    assert_eq!(ignored.map(|m| m & (1 << (13 - 1))), Some(0), "SIGPIPE is ignored: {}", text(&out));
+    assert!(
+        stdout.ends_with("y\nended\n") && out.stderr.is_empty(),
+        "{}",
+        text(&out).chars().take(2000).collect::<String>()
+    );
+}
