@@ -818,3 +818,29 @@ fn a_mount_inside_a_tmpfs_given_before_it_is_visible() {
         .expect("run");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "from the host\n", "{}", text(&out));
 }
+
+/// Prints a marker and passes: the test binary `per_test_shows_a_passing_tests_output_with_nocapture`
+/// hands to `sandbox-run --per-test`.
+#[test]
+#[ignore = "run by per_test_shows_a_passing_tests_output_with_nocapture"]
+fn child_prints_a_marker() {
+    println!("marker printed by a passing test");
+}
+
+/// Review 18: `sandbox-run --per-test -- TESTBIN --nocapture` (or `--show-output`) shows nothing of
+/// a passing test's output: the flags are accepted and dropped (each test's output is kept and
+/// printed only when it fails), where libtest, whose lines --per-test prints, shows it.
+#[test]
+fn per_test_shows_a_passing_tests_output_with_nocapture() {
+    let me = std::env::current_exe().expect("this test binary");
+    for flag in ["--nocapture", "--show-output"] {
+        let out = Command::new(SANDBOX_RUN)
+            .args(["--per-test", "--"])
+            .arg(&me)
+            .args(["--exact", "child_prints_a_marker", "--ignored", flag])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("marker printed by a passing test"), "{flag}: {}", text(&out));
+    }
+}
