@@ -844,3 +844,19 @@ fn per_test_shows_a_passing_tests_output_with_nocapture() {
         assert!(text(&out).contains("marker printed by a passing test"), "{flag}: {}", text(&out));
     }
 }
+
+/// Review 18: an invalid option value that clap lets through is reported under the library's
+/// builder names, not the option the user typed: `--workdir etc` says "invalid current_dir `etc`",
+/// `--cpus 0` "invalid cpu_limit `0`" (while `--timeout 0` and `--memory 0` name no option at all).
+/// The message should name the option (`--workdir`, `--cpus`).
+#[test]
+fn an_invalid_option_value_is_named_by_its_option() {
+    for (option, value) in [("--workdir", "etc"), ("--cpus", "0")] {
+        let out = Command::new(SANDBOX_RUN)
+            .args(["--rootfs", "alpine", option, value, "--", "/bin/true"])
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(option), "{option} {value}: {}", text(&out));
+    }
+}
