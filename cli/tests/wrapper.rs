@@ -860,3 +860,24 @@ fn an_invalid_option_value_is_named_by_its_option() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(option), "{option} {value}: {}", text(&out));
     }
 }
+
+/// Review 18: a host program under `/tmp` (a binary or script copied there), run from another
+/// folder, is not found: the default `--rootfs host` gives the sandbox a `/tmp` of its own and binds
+/// neither the program nor its folder, so `sandbox-run -- /tmp/…/check.sh` fails with "failed to
+/// execute `/tmp/…/check.sh` in the sandbox: No such file or directory" (exit 127) for a file that
+/// exists. The program given should run, as one anywhere else on the host does.
+#[test]
+fn a_host_program_under_tmp_runs_from_another_folder() {
+    let dir = tempfile::Builder::new().prefix("sandbox-run-prog-").tempdir_in("/tmp").expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = dir.path().join("check.sh");
+    std::fs::write(&script, "#!/bin/sh\necho ran\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = Command::new(SANDBOX_RUN).arg("--").arg(&script).current_dir("/").output().expect("run");
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+        (Some(0), "ran\n"),
+        "{}",
+        text(&out)
+    );
+}
