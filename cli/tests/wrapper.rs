@@ -881,3 +881,19 @@ fn a_host_program_under_tmp_runs_from_another_folder() {
         text(&out)
     );
 }
+
+/// Review 18: with the host's environment kept (`--rootfs host`, the default for a test binary, or
+/// `--keep-env`), `$HOSTNAME` inside is the host's (Docker-based CI runners export it) while
+/// `hostname` says the sandbox's: a test that reads `$HOSTNAME` sees the host it was isolated from.
+/// `$HOSTNAME` should be the sandbox's hostname, as in the default environment.
+#[test]
+fn hostname_variable_is_the_sandboxs_with_the_hosts_environment() {
+    for rootfs in ["host", "alpine"] {
+        let out = Command::new(SANDBOX_RUN)
+            .args(["--rootfs", rootfs, "--keep-env", "--hostname", "inbox", "--", "/bin/sh", "-c", "echo $HOSTNAME"])
+            .env("HOSTNAME", "the-host")
+            .output()
+            .expect("run");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "inbox\n", "--rootfs {rootfs}: {}", text(&out));
+    }
+}
