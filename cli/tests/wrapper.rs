@@ -897,3 +897,29 @@ fn hostname_variable_is_the_sandboxs_with_the_hosts_environment() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "inbox\n", "--rootfs {rootfs}: {}", text(&out));
     }
 }
+
+/// Review 18: SIGTERM (or SIGINT) sent to sandbox-run, as nextest's timeout, a CI runner's cancel
+/// or `kill` sends it, never reaches the program: sandbox-run dies of it and the sandbox is killed
+/// with SIGKILL, so a program's handler (flush a log into a volume, stop a daemon cleanly) never
+/// runs. The program is in a session of its own, so a terminal's ^C does not reach it either. The
+/// signal should be forwarded, and sandbox-run exit with the program's code.
+#[test]
+fn sigterm_to_sandbox_run_reaches_the_program() {
+    use std::io::BufRead;
+    let mut child = Command::new(SANDBOX_RUN)
+        .args(["--rootfs", "alpine", "--timeout", "30s", "--", "/bin/sh", "-c"])
+        .arg("trap 'echo got-term; exit 7' TERM; echo ready; sleep 20 & wait")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read");
+    assert_eq!(line, "ready\n");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
+    let status = child.wait().expect("wait");
+    assert_eq!((status.code(), rest.as_str()), (Some(7), "got-term\n"), "{status}");
+}
