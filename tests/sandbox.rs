@@ -1560,3 +1560,14 @@ fn a_memory_limit_too_small_to_start_says_so() {
     assert!(sandbox::error_chain(&err).contains("memory limit"), "{err:?}: {}", sandbox::error_chain(&err));
     assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
 }
+
+/// Review 18: `Builder::file("/etc/hosts", …)` (mock DNS entries for a test, the README's "files"
+/// example's way to put a file in `/etc`) is silently dropped: the sandbox's generated `/etc/hosts`
+/// (and `/etc/hostname`) is written over it, and the program sees only `localhost` and its own
+/// name. The file should be there (or the build refused, saying why).
+#[test]
+fn a_file_at_etc_hosts_is_not_silently_dropped() {
+    let sb = builder().file("/etc/hosts", "10.0.0.5\tapi.example.com\n").build().expect("build");
+    let hosts = text(&sh(&sb, "cat /etc/hosts"));
+    assert!(hosts.contains("api.example.com"), "/etc/hosts inside:\n{hosts}");
+}
