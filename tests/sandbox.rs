@@ -1571,3 +1571,25 @@ fn a_file_at_etc_hosts_is_not_silently_dropped() {
     let hosts = text(&sh(&sb, "cat /etc/hosts"));
     assert!(hosts.contains("api.example.com"), "/etc/hosts inside:\n{hosts}");
 }
+
+/// Review 18: a host file bound at `/etc/hosts` (`sandbox-run --mount myhosts:/etc/hosts`) is
+/// overwritten on the host by setup's generated `/etc/hosts` (read-write: the user's file is lost,
+/// though the program never wrote it), or fails the start with "write /etc/hosts `/etc/hosts`:
+/// Read-only file system" (read-only). The volume should be what the program sees, and setup
+/// should never write into a host file.
+#[test]
+fn a_host_file_bound_at_etc_hosts_is_left_as_it_is() {
+    use sandbox::Mount;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mine = dir.path().join("hosts");
+    let content = "10.0.0.5\tapi.example.com\n";
+    std::fs::write(&mine, content).expect("write");
+    let rw = builder().mount(Mount::bind(&mine, "/etc/hosts")).build().expect("build");
+    let inside = rw.command("/bin/cat").arg("/etc/hosts").output().expect("run");
+    assert_eq!(std::fs::read_to_string(&mine).expect("read"), content, "the host file was overwritten");
+    assert_eq!(String::from_utf8_lossy(&inside.stdout), content, "read-write volume inside");
+    let ro = builder().mount(Mount::bind(&mine, "/etc/hosts").read_only()).build().expect("build");
+    let inside =
+        ro.command("/bin/cat").arg("/etc/hosts").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    assert_eq!(inside.map_err(|e| sandbox::error_chain(&e)), Ok(content.to_owned()), "read-only volume");
+}
