@@ -923,3 +923,23 @@ fn sigterm_to_sandbox_run_reaches_the_program() {
     let status = child.wait().expect("wait");
     assert_eq!((status.code(), rest.as_str()), (Some(7), "got-term\n"), "{status}");
 }
+
+/// Review 18: `--json-usage FILE` is silently ignored with `--per-test` (and `--shell`): the run
+/// succeeds and FILE is never written, so a CI step that reads it finds nothing. Either FILE should
+/// be written, or the combination refused as `--per-test --shell` is.
+#[test]
+fn json_usage_with_per_test_is_written_or_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usage = dir.path().join("usage.json");
+    let me = std::env::current_exe().expect("this test binary");
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--per-test", "--json-usage"])
+        .arg(&usage)
+        .arg("--")
+        .arg(&me)
+        .args(["--exact", "child_prints_a_marker", "--ignored"])
+        .output()
+        .expect("run");
+    let refused = out.status.code() == Some(125) && String::from_utf8_lossy(&out.stderr).contains("--json-usage");
+    assert!(usage.exists() || refused, "exit {:?}, no {}:\n{}", out.status.code(), usage.display(), text(&out));
+}
