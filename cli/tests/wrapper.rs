@@ -943,3 +943,31 @@ fn json_usage_with_per_test_is_written_or_refused() {
     let refused = out.status.code() == Some(125) && String::from_utf8_lossy(&out.stderr).contains("--json-usage");
     assert!(usage.exists() || refused, "exit {:?}, no {}:\n{}", out.status.code(), usage.display(), text(&out));
 }
+
+/// Review 18: `sandbox-run --shell` (and `cargo xtask shell`) on a terminal gives the shell a
+/// pseudo-terminal of the host's devpts, which the sandbox's own `/dev/pts` does not hold: inside,
+/// `tty` says "not a tty", and whatever looks its terminal up by name (`ttyname`: `tty`, `ssh` and
+/// `gpg` prompts, `script`) fails, in the shell the README calls "an interactive Alpine shell on a
+/// pseudo-terminal of its own". The shell's terminal should be reachable by its name inside.
+#[test]
+fn the_shells_terminal_has_a_name_inside() {
+    use std::io::{Read, Write};
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal for the test");
+    let slave = std::fs::File::from(pty.slave);
+    let clone = || slave.try_clone().expect("dup");
+    let mut child = Command::new(SANDBOX_RUN)
+        .args(["--rootfs", "alpine", "--timeout", "20s", "--shell"])
+        .stdin(clone())
+        .stdout(clone())
+        .stderr(clone())
+        .spawn()
+        .expect("run");
+    drop(slave);
+    let mut master = std::fs::File::from(pty.master);
+    master.write_all(b"tty; exit\n").expect("write to the terminal");
+    let mut seen = Vec::new();
+    let _ = master.read_to_end(&mut seen); // EIO once sandbox-run's end of the terminal is closed
+    let status = child.wait().expect("wait");
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(status.success() && !seen.contains("not a tty") && seen.contains("/dev/pts/"), "{status}:\n{seen}");
+}
