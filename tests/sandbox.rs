@@ -1593,3 +1593,17 @@ fn a_host_file_bound_at_etc_hosts_is_left_as_it_is() {
         ro.command("/bin/cat").arg("/etc/hosts").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     assert_eq!(inside.map_err(|e| sandbox::error_chain(&e)), Ok(content.to_owned()), "read-only volume");
 }
+
+/// Review 18: a rootfs folder that is not a root file system (`Builder::rootfs_dir`,
+/// `sandbox-run --rootfs DIR` pointed at the wrong folder) fails with "sandbox setup failed: write
+/// /etc/hostname `/etc/hostname`: No such file or directory", which names neither the folder nor
+/// the cause. The error should name the folder given (and say it lacks `/etc`).
+#[test]
+fn a_rootfs_folder_that_is_no_root_file_system_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("notes.txt"), "not a rootfs\n").expect("write");
+    let result = Sandbox::builder().rootfs_dir(dir.path()).build().and_then(|sb| sb.command("/bin/true").status());
+    let err = result.expect_err("an empty folder is no rootfs");
+    let message = sandbox::error_chain(&err);
+    assert!(message.contains(&dir.path().display().to_string()), "{message}");
+}
