@@ -971,3 +971,23 @@ fn the_shells_terminal_has_a_name_inside() {
     let seen = String::from_utf8_lossy(&seen);
     assert!(status.success() && !seen.contains("not a tty") && seen.contains("/dev/pts/"), "{status}:\n{seen}");
 }
+
+/// Review 18: a host shell script on Alpine (`sandbox-run --rootfs alpine -- ./check.sh`, a
+/// `#!/bin/sh` script whose interpreter Alpine has) is refused with "invalid program
+/// `…/check.sh`: expected an ELF64 executable" (exit 125): only ELF host programs are brought in,
+/// though the README says "a host program still runs there". The script should run on Alpine.
+#[test]
+fn a_host_script_runs_on_alpine() {
+    let dir = tempfile::Builder::new().prefix("sandbox-run-script-").tempdir_in("/tmp").expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = dir.path().join("check.sh");
+    std::fs::write(&script, "#!/bin/sh\ncat /etc/alpine-release >/dev/null && echo on alpine\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = Command::new(SANDBOX_RUN).args(["--rootfs", "alpine", "--"]).arg(&script).output().expect("run");
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+        (Some(0), "on alpine\n"),
+        "{}",
+        text(&out)
+    );
+}
