@@ -1607,3 +1607,30 @@ fn a_rootfs_folder_that_is_no_root_file_system_is_named() {
     let message = sandbox::error_chain(&err);
     assert!(message.contains(&dir.path().display().to_string()), "{message}");
 }
+
+/// Review 18: a library user cannot stop a spawned program gracefully: `Child` offers only
+/// `kill()` (SIGKILL), and SIGTERM sent to `Child::id()` (the helper, as std users signal a child
+/// by its id) kills the helper instead of reaching the program: its TERM handler never runs and
+/// `wait()` says "the sandbox helper process ended unexpectedly". The signal should reach the
+/// program (forwarded as the sandbox's init forwards signals), or `Child` offer a way to send one.
+#[test]
+fn sigterm_to_a_childs_id_reaches_the_program() {
+    use std::io::{BufRead, Read};
+    let sb = builder().timeout(Duration::from_secs(30)).build().expect("build");
+    let mut child = sb
+        .command("/bin/sh")
+        .args(["-c", "trap 'echo got-term; exit 7' TERM; echo ready; sleep 20 & wait"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read");
+    assert_eq!(line, "ready\n");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("read");
+    let status = child.wait().map(|s| s.code()).map_err(|e| e.to_string());
+    assert_eq!((rest.as_str(), status), ("got-term\n", Ok(Some(7))));
+}
