@@ -1634,3 +1634,17 @@ fn sigterm_to_a_childs_id_reaches_the_program() {
     let status = child.wait().map(|s| s.code()).map_err(|e| e.to_string());
     assert_eq!((rest.as_str(), status), ("got-term\n", Ok(Some(7))));
 }
+
+/// Review 18: a pids limit too small to start the program (`pids_limit(1)`, `--pids 1`,
+/// `#[sandbox_test(pids = 1)]`: the sandbox's init counts) fails with "sandbox setup failed: fork
+/// the program's process: Resource temporarily unavailable", naming no limit. It should say the
+/// pids limit is too small (the init counts).
+#[test]
+fn a_pids_limit_too_small_to_start_says_so() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let sb = builder().pids_limit(1).build().expect("build");
+    let err = sb.command("/bin/true").status().expect_err("one pid is not enough for init and the program");
+    assert!(sandbox::error_chain(&err).contains("pids"), "{}", sandbox::error_chain(&err));
+}
