@@ -949,3 +949,17 @@ fn cache_files_are_never_opened_through_symlinks() {
     assert!(matches!(&err, Error::Io { op: "open lock file", .. }), "{err:?}");
     assert!(!target.exists(), "nothing was created through the symlink");
 }
+
+/// Review 18: a local file that is not a gzip tarball (`SANDBOX_ROOTFS=/etc/passwd`,
+/// `sandbox-run --rootfs notes.txt`) is refused with "failed to unpack
+/// `<cache>/v1/blobs/<sha256>.tar.gz`: not gzip data …": the message names a cache file the user
+/// never gave (and that is gone by then), not the file they gave. It should name that file.
+#[test]
+fn a_local_file_that_is_no_tarball_is_named_in_the_error() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let notes = work.path().join("notes.txt");
+    std::fs::write(&notes, "root:x:0:0:root:/root:/bin/sh\n").expect("write");
+    let err = Rootfs::from_tarball_in(&notes, Some(&work.path().join("cache"))).expect_err("not a tarball");
+    let message = sandbox::error_chain(&err);
+    assert!(message.contains(&notes.display().to_string()), "{message}");
+}

@@ -1483,3 +1483,189 @@ fn a_single_threaded_callers_buffered_output_is_written_once() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{args:?}: {out:?}");
     }
 }
+
+/// Review 18: a single-threaded caller (tests/bin/one-sandbox.rs: a tool's `main`, an example) with
+/// two sandboxes running at once cannot end the first while the second runs: `Child::kill` +
+/// `Child::wait` of the first (and dropping a first `Session`) returns only once the second sandbox
+/// has ended too, here by its 15 s deadline, so the caller sees the second one dead
+/// ("timed out after 15s" / "has it ended?") instead of still running. Under libtest (a
+/// multi-threaded caller, the fork server) the same code returns at once.
+#[test]
+fn a_single_threaded_caller_ends_its_first_sandbox_while_a_second_runs() {
+    for how in ["child", "session"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_one-sandbox"))
+            .args(["--end-first-of-two", how])
+            .env("SANDBOX_ROOTFS", rootfs().path())
+            .output()
+            .expect("run one-sandbox");
+        let expected = if how == "child" { "second: killed\n" } else { "second: alive\n" };
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{how}: {out:?}");
+    }
+}
+
+/// Review 18: a session's deadline (`Builder::timeout`) is reported as `Error::TimedOut`, as the
+/// builder's doc and a plain command's run say. A session command running at the deadline returns
+/// `Ok` with a SIGKILL status instead (indistinguishable from a `kill -9`), and a command started
+/// after it fails with "sandbox setup failed: open a namespace of the session (has it ended?)".
+#[test]
+fn a_session_reports_its_deadline_as_a_timeout() {
+    let sb = builder().timeout(Duration::from_millis(1000)).build().expect("build");
+    let session = sb.session().expect("session");
+    let at_deadline = session.command("/bin/sleep").arg("30").status();
+    assert!(matches!(at_deadline, Err(Error::TimedOut { .. })), "the command running at the deadline: {at_deadline:?}");
+    let after = session.command("/bin/true").status();
+    assert!(matches!(after, Err(Error::TimedOut { .. })), "a command after the deadline: {after:?}");
+}
+
+/// Review 18: `Child::usage()` after the memory limit killed the program. The README's limits
+/// example prints `child.usage()` ("peak memory, CPU time, OOM kills of the whole sandbox") after
+/// `wait`; when `wait` returns `Error::MemoryLimitExceeded`, exactly the run whose usage matters,
+/// `usage()` is `None` (and `sandbox-run --json-usage` writes nulls and `"oom_kills":0`).
+#[test]
+fn usage_is_reported_after_the_memory_limit_killed_the_program() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let sb = builder().memory_limit(32 << 20).build().expect("build");
+    let mut child = sb
+        .command("/bin/sh")
+        .args(["-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let waited = child.wait();
+    assert!(matches!(waited, Err(Error::MemoryLimitExceeded { .. })), "{waited:?}");
+    let usage = child.usage();
+    assert!(
+        usage.is_some_and(|u| u.oom_kills >= 1 && u.peak_memory.is_some_and(|p| p >= 30 << 20)),
+        "usage after the OOM kill: {usage:?}"
+    );
+}
+
+/// Review 18: as root, a sandbox whose writable layer is kept on the host
+/// (`Builder::writable_layer_in`, `sandbox-run --keep-failed`) has a `/` owned by `nobody`, so its
+/// root cannot create anything at the top level (`mkdir /srv2`, `touch /x`: EPERM) though the
+/// same program passes in a sandbox without it (a test that passes alone fails under
+/// `--keep-failed`). Rootless the layer's `/` is root's inside, as it should be as root too.
+#[test]
+fn as_root_a_kept_writable_layers_root_is_roots_inside() {
+    if !is_root() {
+        return skip("needs root (rootless, the kept layer's root is the caller's, root inside)");
+    }
+    let keep = tempfile::tempdir().expect("tempdir");
+    let sb = builder().writable_layer_in(keep.path()).build().expect("build");
+    let out = sb
+        .command("/bin/sh")
+        .args(["-c", "stat -c %U /; mkdir /top-level && touch /top-level/f && echo made"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "root\nmade\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Review 18: a memory limit too small to start the sandbox in (`--memory 64`, bytes where the user
+/// meant MiB; here 64 KiB) fails with "the sandbox helper process ended unexpectedly (signal: 9
+/// (SIGKILL))", `Error::HelperDied`, which reads as a crash of the library and says nothing of the
+/// limit. It should say the memory limit was exceeded (or is too small to start a sandbox).
+#[test]
+fn a_memory_limit_too_small_to_start_says_so() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let sb = builder().memory_limit(64 << 10).build().expect("build");
+    let err = sb.command("/bin/true").status().expect_err("64 KiB is not enough to start a sandbox");
+    assert!(sandbox::error_chain(&err).contains("memory limit"), "{err:?}: {}", sandbox::error_chain(&err));
+    assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
+}
+
+/// Review 18: `Builder::file("/etc/hosts", …)` (mock DNS entries for a test, the README's "files"
+/// example's way to put a file in `/etc`) is silently dropped: the sandbox's generated `/etc/hosts`
+/// (and `/etc/hostname`) is written over it, and the program sees only `localhost` and its own
+/// name. The file should be there (or the build refused, saying why).
+#[test]
+fn a_file_at_etc_hosts_is_not_silently_dropped() {
+    let sb = builder().file("/etc/hosts", "10.0.0.5\tapi.example.com\n").build().expect("build");
+    let hosts = text(&sh(&sb, "cat /etc/hosts"));
+    assert!(hosts.contains("api.example.com"), "/etc/hosts inside:\n{hosts}");
+}
+
+/// Review 18: a host file bound at `/etc/hosts` (`sandbox-run --mount myhosts:/etc/hosts`) is
+/// overwritten on the host by setup's generated `/etc/hosts` (read-write: the user's file is lost,
+/// though the program never wrote it), or fails the start with "write /etc/hosts `/etc/hosts`:
+/// Read-only file system" (read-only). The volume should be what the program sees, and setup
+/// should never write into a host file.
+#[test]
+fn a_host_file_bound_at_etc_hosts_is_left_as_it_is() {
+    use sandbox::Mount;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mine = dir.path().join("hosts");
+    let content = "10.0.0.5\tapi.example.com\n";
+    std::fs::write(&mine, content).expect("write");
+    let rw = builder().mount(Mount::bind(&mine, "/etc/hosts")).build().expect("build");
+    let inside = rw.command("/bin/cat").arg("/etc/hosts").output().expect("run");
+    assert_eq!(std::fs::read_to_string(&mine).expect("read"), content, "the host file was overwritten");
+    assert_eq!(String::from_utf8_lossy(&inside.stdout), content, "read-write volume inside");
+    let ro = builder().mount(Mount::bind(&mine, "/etc/hosts").read_only()).build().expect("build");
+    let inside =
+        ro.command("/bin/cat").arg("/etc/hosts").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    assert_eq!(inside.map_err(|e| sandbox::error_chain(&e)), Ok(content.to_owned()), "read-only volume");
+}
+
+/// Review 18: a rootfs folder that is not a root file system (`Builder::rootfs_dir`,
+/// `sandbox-run --rootfs DIR` pointed at the wrong folder) fails with "sandbox setup failed: write
+/// /etc/hostname `/etc/hostname`: No such file or directory", which names neither the folder nor
+/// the cause. The error should name the folder given (and say it lacks `/etc`).
+#[test]
+fn a_rootfs_folder_that_is_no_root_file_system_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("notes.txt"), "not a rootfs\n").expect("write");
+    let result = Sandbox::builder().rootfs_dir(dir.path()).build().and_then(|sb| sb.command("/bin/true").status());
+    let err = result.expect_err("an empty folder is no rootfs");
+    let message = sandbox::error_chain(&err);
+    assert!(message.contains(&dir.path().display().to_string()), "{message}");
+}
+
+/// Review 18: a library user cannot stop a spawned program gracefully: `Child` offers only
+/// `kill()` (SIGKILL), and SIGTERM sent to `Child::id()` (the helper, as std users signal a child
+/// by its id) kills the helper instead of reaching the program: its TERM handler never runs and
+/// `wait()` says "the sandbox helper process ended unexpectedly". The signal should reach the
+/// program (forwarded as the sandbox's init forwards signals), or `Child` offer a way to send one.
+#[test]
+fn sigterm_to_a_childs_id_reaches_the_program() {
+    use std::io::{BufRead, Read};
+    let sb = builder().timeout(Duration::from_secs(30)).build().expect("build");
+    let mut child = sb
+        .command("/bin/sh")
+        .args(["-c", "trap 'echo got-term; exit 7' TERM; echo ready; sleep 20 & wait"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read");
+    assert_eq!(line, "ready\n");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("read");
+    let status = child.wait().map(|s| s.code()).map_err(|e| e.to_string());
+    assert_eq!((rest.as_str(), status), ("got-term\n", Ok(Some(7))));
+}
+
+/// Review 18: a pids limit too small to start the program (`pids_limit(1)`, `--pids 1`,
+/// `#[sandbox_test(pids = 1)]`: the sandbox's init counts) fails with "sandbox setup failed: fork
+/// the program's process: Resource temporarily unavailable", naming no limit. It should say the
+/// pids limit is too small (the init counts).
+#[test]
+fn a_pids_limit_too_small_to_start_says_so() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let sb = builder().pids_limit(1).build().expect("build");
+    let err = sb.command("/bin/true").status().expect_err("one pid is not enough for init and the program");
+    assert!(sandbox::error_chain(&err).contains("pids"), "{}", sandbox::error_chain(&err));
+}

@@ -331,3 +331,20 @@ fn requires_skips_where_the_machine_cannot_and_runs_where_it_can() {
 fn child_requires_a_switch() {
     println!("the body ran");
 }
+
+/// Review 18: a `$SANDBOX_TEST_TIMEOUT` that does not parse (`1.5m`, `abc`) is silently replaced by
+/// the 5-minute default: a user who set it to bound a hang waits 5 minutes instead, with no word.
+/// Bad input should get a clear error (the test fails, naming the variable and what it takes).
+#[test]
+fn an_invalid_sandbox_test_timeout_is_an_error() {
+    for bad in ["1.5m", "abc"] {
+        let out =
+            system_tests::ChildTest::new("child_uses_the_default_timeout").env("SANDBOX_TEST_TIMEOUT", bad).output();
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success() && all.contains("SANDBOX_TEST_TIMEOUT"), "SANDBOX_TEST_TIMEOUT={bad}:\n{all}");
+    }
+}
+
+#[sandbox_test]
+#[ignore = "run by its parent test, with $SANDBOX_TEST_TIMEOUT set"]
+fn child_uses_the_default_timeout() {}

@@ -745,3 +745,249 @@ fn keep_failed_keeps_a_file_made_below_a_host_folder_with_a_mount_below_it() {
     assert!(changes.lines().any(|l| l == "A /srv/lock/made"), "missing from:\n{changes}");
     assert!(!changes.lines().any(|l| l == "A /srv/made"), "the README says it is not kept:\n{changes}");
 }
+
+/// Review 18: `--workdir`'s help and the README say the working directory is "the current directory
+/// with `--rootfs host`, else `/root`"; on Alpine the program starts in `/` (also `--shell`).
+#[test]
+fn the_default_working_directory_off_the_host_is_root() {
+    let out = Command::new(SANDBOX_RUN).args(["--rootfs", "alpine", "--", "/bin/pwd"]).output().expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/root\n", "the working directory on Alpine");
+}
+
+/// Review 18: `--json-usage` after `--memory` was exceeded (exit 137) writes
+/// `{"cpu_time_seconds":null,"oom_kills":0,"peak_memory_bytes":null}`: the one run whose usage a
+/// user wants to see says no OOM kill happened. It should count the OOM kill and give the peak.
+#[test]
+fn json_usage_counts_the_oom_kill_of_a_memory_limit() {
+    if !is_root() {
+        return skip("needs root (limits on this cgroup v1 machine)");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usage = dir.path().join("usage.json");
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--memory", "32M", "--json-usage"])
+        .arg(&usage)
+        .args(["--", "/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&usage).expect("the usage file")).expect("JSON");
+    assert!(json["oom_kills"].as_u64().is_some_and(|n| n >= 1), "{json}");
+    assert!(json["peak_memory_bytes"].as_u64().is_some_and(|p| p >= 30 << 20), "{json}");
+}
+
+/// Review 18: the program starts with SIGPIPE at its default action, as on the host and as
+/// `std::process::Command` gives its children. sandbox-run's Rust runtime ignores SIGPIPE, and its
+/// sandboxes' programs inherit that (SigIgn 0x1004: SIGPIPE and SIGQUIT; a single-threaded library
+/// caller such as tests/bin/one-sandbox.rs too): `yes | head -n 1` prints "yes: (null): Broken
+/// pipe", and `sh -c 'while true; do echo x; done | head -1'` never ends (it runs to its deadline,
+/// writing "write error: Broken pipe" without end), where on the host it ends at once.
+#[test]
+fn the_program_starts_with_sigpipe_at_its_default_action() {
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--rootfs", "alpine", "--timeout", "10s", "--", "/bin/sh", "-c"])
+        .arg("grep SigIgn /proc/self/status; yes | head -n 1; while true; do echo x; done | head -1 >/dev/null; echo ended")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ignored =
+        stdout.lines().find_map(|l| l.strip_prefix("SigIgn:\t")).and_then(|m| u64::from_str_radix(m, 16).ok());
+    assert_eq!(ignored.map(|m| m & (1 << (13 - 1))), Some(0), "SIGPIPE is ignored: {}", text(&out));
+    assert!(
+        stdout.ends_with("y\nended\n") && out.stderr.is_empty(),
+        "{}",
+        text(&out).chars().take(2000).collect::<String>()
+    );
+}
+
+/// Review 18: `--tmpfs /data --mount SRC:/data/in` hides the bind: sandbox-run adds every `--mount`
+/// before every `--tmpfs`, whatever their order on the command line (the library mounts in the
+/// order given), so the tmpfs covers the bind and `/data/in` does not exist inside (the mount table
+/// lists it below the tmpfs). The volumes should be mounted in the order given.
+#[test]
+fn a_mount_inside_a_tmpfs_given_before_it_is_visible() {
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("f"), "from the host\n").expect("write");
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--rootfs", "alpine", "--tmpfs", "/data:1M", "--mount"])
+        .arg(format!("{}:/data/in:ro", host.path().display()))
+        .args(["--", "/bin/cat", "/data/in/f"])
+        .output()
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from the host\n", "{}", text(&out));
+}
+
+/// Prints a marker and passes: the test binary `per_test_shows_a_passing_tests_output_with_nocapture`
+/// hands to `sandbox-run --per-test`.
+#[test]
+#[ignore = "run by per_test_shows_a_passing_tests_output_with_nocapture"]
+fn child_prints_a_marker() {
+    println!("marker printed by a passing test");
+}
+
+/// Review 18: `sandbox-run --per-test -- TESTBIN --nocapture` (or `--show-output`) shows nothing of
+/// a passing test's output: the flags are accepted and dropped (each test's output is kept and
+/// printed only when it fails), where libtest, whose lines --per-test prints, shows it.
+#[test]
+fn per_test_shows_a_passing_tests_output_with_nocapture() {
+    let me = std::env::current_exe().expect("this test binary");
+    for flag in ["--nocapture", "--show-output"] {
+        let out = Command::new(SANDBOX_RUN)
+            .args(["--per-test", "--"])
+            .arg(&me)
+            .args(["--exact", "child_prints_a_marker", "--ignored", flag])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("marker printed by a passing test"), "{flag}: {}", text(&out));
+    }
+}
+
+/// Review 18: an invalid option value that clap lets through is reported under the library's
+/// builder names, not the option the user typed: `--workdir etc` says "invalid current_dir `etc`",
+/// `--cpus 0` "invalid cpu_limit `0`" (while `--timeout 0` and `--memory 0` name no option at all).
+/// The message should name the option (`--workdir`, `--cpus`).
+#[test]
+fn an_invalid_option_value_is_named_by_its_option() {
+    for (option, value) in [("--workdir", "etc"), ("--cpus", "0")] {
+        let out = Command::new(SANDBOX_RUN)
+            .args(["--rootfs", "alpine", option, value, "--", "/bin/true"])
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(option), "{option} {value}: {}", text(&out));
+    }
+}
+
+/// Review 18: a host program under `/tmp` (a binary or script copied there), run from another
+/// folder, is not found: the default `--rootfs host` gives the sandbox a `/tmp` of its own and binds
+/// neither the program nor its folder, so `sandbox-run -- /tmp/…/check.sh` fails with "failed to
+/// execute `/tmp/…/check.sh` in the sandbox: No such file or directory" (exit 127) for a file that
+/// exists. The program given should run, as one anywhere else on the host does.
+#[test]
+fn a_host_program_under_tmp_runs_from_another_folder() {
+    let dir = tempfile::Builder::new().prefix("sandbox-run-prog-").tempdir_in("/tmp").expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = dir.path().join("check.sh");
+    std::fs::write(&script, "#!/bin/sh\necho ran\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = Command::new(SANDBOX_RUN).arg("--").arg(&script).current_dir("/").output().expect("run");
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+        (Some(0), "ran\n"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Review 18: with the host's environment kept (`--rootfs host`, the default for a test binary, or
+/// `--keep-env`), `$HOSTNAME` inside is the host's (Docker-based CI runners export it) while
+/// `hostname` says the sandbox's: a test that reads `$HOSTNAME` sees the host it was isolated from.
+/// `$HOSTNAME` should be the sandbox's hostname, as in the default environment.
+#[test]
+fn hostname_variable_is_the_sandboxs_with_the_hosts_environment() {
+    for rootfs in ["host", "alpine"] {
+        let out = Command::new(SANDBOX_RUN)
+            .args(["--rootfs", rootfs, "--keep-env", "--hostname", "inbox", "--", "/bin/sh", "-c", "echo $HOSTNAME"])
+            .env("HOSTNAME", "the-host")
+            .output()
+            .expect("run");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "inbox\n", "--rootfs {rootfs}: {}", text(&out));
+    }
+}
+
+/// Review 18: SIGTERM (or SIGINT) sent to sandbox-run, as nextest's timeout, a CI runner's cancel
+/// or `kill` sends it, never reaches the program: sandbox-run dies of it and the sandbox is killed
+/// with SIGKILL, so a program's handler (flush a log into a volume, stop a daemon cleanly) never
+/// runs. The program is in a session of its own, so a terminal's ^C does not reach it either. The
+/// signal should be forwarded, and sandbox-run exit with the program's code.
+#[test]
+fn sigterm_to_sandbox_run_reaches_the_program() {
+    use std::io::BufRead;
+    let mut child = Command::new(SANDBOX_RUN)
+        .args(["--rootfs", "alpine", "--timeout", "30s", "--", "/bin/sh", "-c"])
+        .arg("trap 'echo got-term; exit 7' TERM; echo ready; sleep 20 & wait")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read");
+    assert_eq!(line, "ready\n");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
+    let status = child.wait().expect("wait");
+    assert_eq!((status.code(), rest.as_str()), (Some(7), "got-term\n"), "{status}");
+}
+
+/// Review 18: `--json-usage FILE` is silently ignored with `--per-test` (and `--shell`): the run
+/// succeeds and FILE is never written, so a CI step that reads it finds nothing. Either FILE should
+/// be written, or the combination refused as `--per-test --shell` is.
+#[test]
+fn json_usage_with_per_test_is_written_or_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usage = dir.path().join("usage.json");
+    let me = std::env::current_exe().expect("this test binary");
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--per-test", "--json-usage"])
+        .arg(&usage)
+        .arg("--")
+        .arg(&me)
+        .args(["--exact", "child_prints_a_marker", "--ignored"])
+        .output()
+        .expect("run");
+    let refused = out.status.code() == Some(125) && String::from_utf8_lossy(&out.stderr).contains("--json-usage");
+    assert!(usage.exists() || refused, "exit {:?}, no {}:\n{}", out.status.code(), usage.display(), text(&out));
+}
+
+/// Review 18: `sandbox-run --shell` (and `cargo xtask shell`) on a terminal gives the shell a
+/// pseudo-terminal of the host's devpts, which the sandbox's own `/dev/pts` does not hold: inside,
+/// `tty` says "not a tty", and whatever looks its terminal up by name (`ttyname`: `tty`, `ssh` and
+/// `gpg` prompts, `script`) fails, in the shell the README calls "an interactive Alpine shell on a
+/// pseudo-terminal of its own". The shell's terminal should be reachable by its name inside.
+#[test]
+fn the_shells_terminal_has_a_name_inside() {
+    use std::io::{Read, Write};
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal for the test");
+    let slave = std::fs::File::from(pty.slave);
+    let clone = || slave.try_clone().expect("dup");
+    let mut child = Command::new(SANDBOX_RUN)
+        .args(["--rootfs", "alpine", "--timeout", "20s", "--shell"])
+        .stdin(clone())
+        .stdout(clone())
+        .stderr(clone())
+        .spawn()
+        .expect("run");
+    drop(slave);
+    let mut master = std::fs::File::from(pty.master);
+    master.write_all(b"tty; exit\n").expect("write to the terminal");
+    let mut seen = Vec::new();
+    let _ = master.read_to_end(&mut seen); // EIO once sandbox-run's end of the terminal is closed
+    let status = child.wait().expect("wait");
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(status.success() && !seen.contains("not a tty") && seen.contains("/dev/pts/"), "{status}:\n{seen}");
+}
+
+/// Review 18: a host shell script on Alpine (`sandbox-run --rootfs alpine -- ./check.sh`, a
+/// `#!/bin/sh` script whose interpreter Alpine has) is refused with "invalid program
+/// `…/check.sh`: expected an ELF64 executable" (exit 125): only ELF host programs are brought in,
+/// though the README says "a host program still runs there". The script should run on Alpine.
+#[test]
+fn a_host_script_runs_on_alpine() {
+    let dir = tempfile::Builder::new().prefix("sandbox-run-script-").tempdir_in("/tmp").expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = dir.path().join("check.sh");
+    std::fs::write(&script, "#!/bin/sh\ncat /etc/alpine-release >/dev/null && echo on alpine\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = Command::new(SANDBOX_RUN).args(["--rootfs", "alpine", "--"]).arg(&script).output().expect("run");
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+        (Some(0), "on alpine\n"),
+        "{}",
+        text(&out)
+    );
+}

@@ -5,7 +5,9 @@
 //! printed unflushed before the sandbox starts, and written at the caller's exit, after its helper's
 //! (tests/sandbox.rs). `--closure-backtrace`: a closure that prints a captured backtrace and panics,
 //! after this process captured one of its own (as an `anyhow::Error` does); `ONE_SANDBOX_LAYER=DIR` adds DIR as a layer (`Builder::layer`) and a 15 s deadline
-//! (tests/closures.rs).
+//! (tests/closures.rs). `--end-first-of-two child|session`: a first sandbox (a spawned `sleep`, or a
+//! session) ended while a second one with a 15 s deadline runs; prints how the second then ends
+//! (tests/sandbox.rs).
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,6 +40,8 @@ fn main() {
             panic!("deliberate, in the closure")
         };
         sandbox.run(closure).map(|()| 0)
+    } else if program == "--end-first-of-two" {
+        end_first_of_two(&sandbox, rest.first().map_or("child", String::as_str))
     } else {
         sandbox.command(program.as_str()).args(rest).status().map(|s| s.code().unwrap_or(128))
     };
@@ -55,4 +59,27 @@ fn main() {
             std::process::exit(125);
         }
     }
+}
+
+/// Starts a first sandbox (a `sleep` child of `sandbox`, or a session of it), then a second one with a
+/// 15 s deadline, ends the first, and prints how the second ends when ended right after: killed
+/// (`second: killed`), or already dead by its deadline, which the first's end waited for.
+fn end_first_of_two(sandbox: &sandbox::Sandbox, how: &str) -> Result<i32, sandbox::Error> {
+    use std::os::unix::process::ExitStatusExt;
+    let second = sandbox::Sandbox::builder().timeout(std::time::Duration::from_secs(15)).build()?;
+    let outcome = if how == "session" {
+        let first = sandbox.session()?;
+        let other = second.session()?;
+        drop(first);
+        other.command("/bin/true").status().map(|_| "alive".to_owned())
+    } else {
+        let mut first = sandbox.command("/bin/sleep").arg("1000").spawn()?;
+        let mut other = second.command("/bin/sleep").arg("1000").spawn()?;
+        let _ = first.kill(); // Child::kill never fails today
+        first.wait()?;
+        let _ = other.kill();
+        other.wait().map(|s| if s.signal() == Some(9) { "killed".to_owned() } else { format!("{s}") })
+    };
+    println!("second: {}", outcome.unwrap_or_else(|e| sandbox::error_chain(&e)));
+    Ok(0)
 }
