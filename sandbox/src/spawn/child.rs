@@ -121,6 +121,7 @@ fn steps(p: &Prepared<'_>, close_others: Option<&[RawFd]>, shares_memory: bool) 
 
 /// execve(2) of each candidate in turn, like execvp(3): returns the errno that stopped it.
 fn exec(p: &Prepared<'_>) -> Errno {
+    crate::sys::default_sigpipe();
     let mut result = Errno::ENOENT;
     for candidate in &p.candidates {
         match crate::sys::execve(candidate, &p.args, &p.env) {

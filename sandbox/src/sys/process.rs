@@ -233,6 +233,18 @@ pub(crate) fn adopt_fd(_: SingleThreaded, raw: RawFd) -> Option<std::os::fd::Own
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) })
 }
 
+/// Puts SIGPIPE back to its default action before an exec, as `std::process::Command` does for its
+/// children: the caller's Rust runtime ignores it, helpers and init forked from the caller inherit
+/// that, and an ignored signal stays ignored across execve(2) (signal(7)); a program would then
+/// get EPIPE where it expects to die (`yes | head` printing "Broken pipe", a writing loop never
+/// ending). Only the calling process's own handler table changes (the program's process shares
+/// init's memory, not its handlers: no CLONE_SIGHAND).
+pub(crate) fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal};
+    // SAFETY: the default disposition installs no handler; sigaction(2) is async-signal-safe.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 /// Ends this process with the signal `sig`, so that its parent's `ExitStatus` shows it, without a
 /// core dump; falls back to exit code 128 + sig.
 pub(crate) fn die_by_signal(sig: i32) -> ! {
