@@ -110,6 +110,15 @@ pub(crate) fn become_helper(t: SingleThreaded, fds: [OwnedFd; FDS]) -> ! {
     if !ok {
         crate::sys::exit_now(super::helper::SETUP_FAILED);
     }
+    // A fork of a caller (or of the server) holds copies of all its descriptors: another sandbox's
+    // kill pipe among them, which then would not end when that sandbox's caller closes its end (the
+    // caller's wait hung until this sandbox ended). Only what this helper uses stays: its pipes and
+    // the setup namespace it inherited (rootless).
+    // The caller's tracing subscriber (a log file's descriptor among those closed) says nothing here.
+    let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+    let mut keep = vec![report.as_raw_fd(), config.as_raw_fd(), kill.as_raw_fd()];
+    keep.extend(super::subids::inherited().map(|m| m.userns.as_raw_fd()));
+    crate::sys::hardening::close_above_stdio(&keep);
     send(&report, &Record::Helper { pid: std::process::id() as i32 });
     super::helper::run(t, report, config, kill);
     crate::sys::exit_now(0);

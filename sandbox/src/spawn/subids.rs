@@ -36,6 +36,11 @@ pub(crate) struct Mapped {
 /// This process's setup namespace with ranges: `None` once tried without success.
 static SHARED: OnceLock<Option<Mapped>> = OnceLock::new();
 
+/// The setup namespace this process made, or inherited from the process it was forked from.
+pub(crate) fn inherited() -> Option<&'static Mapped> {
+    SHARED.get().and_then(Option::as_ref)
+}
+
 /// Whether this process has tried to make its setup namespace already (the fork server asks before
 /// it reads a request's configuration).
 pub(crate) fn tried() -> bool {

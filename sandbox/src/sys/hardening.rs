@@ -17,12 +17,15 @@ pub(crate) fn cloexec_above_stdio(keep: &[RawFd]) {
     });
 }
 
-/// Closes every descriptor above stderr except `keep` (a closure's process, which never execs).
+/// Closes every descriptor above stderr except `keep` (a closure's process, which never execs; a
+/// helper forked from its caller, which holds copies of all the caller's descriptors).
 /// close_range(2) (Linux >= 5.9), else close(2) on each possible descriptor. Async-signal-safe. The
 /// caller must own every descriptor it closes this way: nothing of this process uses them again.
 pub(crate) fn close_above_stdio(keep: &[RawFd]) {
-    // SAFETY: the caller (a closure's process, after its setup) owns every descriptor in the ranges
-    // and never uses one again; close(2) of a number that is not open is EBADF.
+    // SAFETY: the callers (a closure's process after its setup, a forked helper before its work)
+    // own every descriptor in the ranges and never use one again: the values that held them in the
+    // forking process are never dropped in this one, which ends with _exit; close(2) of a number
+    // that is not open is EBADF.
     ranges_above_stdio(keep, 0, |fd| unsafe {
         libc::close(fd);
     });
