@@ -176,7 +176,10 @@ impl Builder {
     }
 
     /// Writes `contents` at the absolute path `path` in each sandbox's private layer (its parent
-    /// directories are created): the rootfs in the cache is not touched. Default: none.
+    /// directories are created): the rootfs in the cache is not touched. A file at `/etc/hosts`,
+    /// `/etc/hostname` or `/etc/resolv.conf` replaces the one the sandbox writes there (as does a
+    /// host file or folder bound there with [`Builder::mount`], which setup never writes into).
+    /// Default: none.
     pub fn file(mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
         self.files.push((path.into(), contents.into()));
         self

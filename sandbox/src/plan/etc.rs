@@ -1,4 +1,6 @@
-//! Files the sandbox is given: the user's, then `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`.
+//! Files the sandbox is given: the user's, then `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`,
+//! each unless the user gave that file ([`crate::Builder::file`]) or bound a host file or folder at
+//! it or above it (a volume): setup never writes into a host file, and the user's file wins.
 
 use std::path::{Path, PathBuf};
 
@@ -18,16 +20,14 @@ pub(super) fn files(s: &mut Steps, config: &Config) {
         }
         put(s, host, StepKind::File, "write a file into the sandbox", &format!("file-{i}"), target, contents.clone());
     }
-    let hostname = format!("{}\n", config.hostname).into_bytes();
-    put(
-        s,
-        host,
-        StepKind::Etc,
-        "write /etc/hostname",
-        "etc-hostname",
-        PathBuf::from("/newroot/etc/hostname"),
-        hostname,
-    );
+    if !users(config, "/etc/hostname") {
+        let hostname = format!("{}\n", config.hostname).into_bytes();
+        let target = PathBuf::from("/newroot/etc/hostname");
+        put(s, host, StepKind::Etc, "write /etc/hostname", "etc-hostname", target, hostname);
+    }
+    if users(config, "/etc/hosts") {
+        return resolv_conf(s, config, host);
+    }
     let mut hosts = format!(
         "127.0.0.1\tlocalhost localhost.localdomain\n::1\t\tlocalhost localhost.localdomain\n127.0.1.1\t{}\n",
         config.hostname
@@ -37,19 +37,29 @@ pub(super) fn files(s: &mut Steps, config: &Config) {
             hosts.push_str(&format!("{address}\t{name}\n"));
         }
     }
-    put(
-        s,
-        host,
-        StepKind::Etc,
-        "write /etc/hosts",
-        "etc-hosts",
-        PathBuf::from("/newroot/etc/hosts"),
-        hosts.into_bytes(),
-    );
-    if let Some(resolv) = &config.resolv_conf {
+    let target = PathBuf::from("/newroot/etc/hosts");
+    put(s, host, StepKind::Etc, "write /etc/hosts", "etc-hosts", target, hosts.into_bytes());
+    resolv_conf(s, config, host);
+}
+
+/// `/etc/resolv.conf`, where the network mode gives one (see [`files`]).
+fn resolv_conf(s: &mut Steps, config: &Config, host: Option<Option<u32>>) {
+    if let Some(resolv) = config.resolv_conf.as_ref().filter(|_| !users(config, "/etc/resolv.conf")) {
         let target = PathBuf::from("/newroot/etc/resolv.conf");
         put(s, host, StepKind::Etc, "write /etc/resolv.conf", "etc-resolv.conf", target, resolv.clone().into_bytes());
     }
+}
+
+/// Whether `path` (absolute) is the user's: a file they gave there, or a host file or folder bound
+/// at it or above it.
+fn users(config: &Config, path: &str) -> bool {
+    let inside = |p: &str| PathBuf::from("/").join(p.trim_start_matches('/'));
+    let path = inside(path);
+    config.files.iter().any(|(p, _)| inside(p) == path)
+        || config
+            .mounts
+            .iter()
+            .any(|m| matches!(m.kind, crate::volume::MountKind::Bind { .. }) && path.starts_with(inside(&m.target)))
 }
 
 /// Writes `contents` at `target`. On the host's root (see `RootMode::Host`) the file is written in the
