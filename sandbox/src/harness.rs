@@ -103,12 +103,16 @@ impl<E: std::fmt::Debug> TestResult for Result<(), E> {
 }
 
 /// The deadline of a `#[sandbox_test]` without a `timeout` option: `$SANDBOX_TEST_TIMEOUT` (`90s`,
-/// `10m`, …), else [`DEFAULT_TEST_TIMEOUT`].
-fn default_test_timeout() -> Duration {
-    std::env::var("SANDBOX_TEST_TIMEOUT")
-        .ok()
-        .and_then(|v| sandbox_validate::duration_ms(&v))
-        .map_or(DEFAULT_TEST_TIMEOUT, Duration::from_millis)
+/// `10m`, …), else [`DEFAULT_TEST_TIMEOUT`]. A value that does not parse is an error, not the default:
+/// whoever set it meant to bound the test.
+fn default_test_timeout() -> Result<Duration, Error> {
+    let Some(value) = std::env::var_os("SANDBOX_TEST_TIMEOUT") else { return Ok(DEFAULT_TEST_TIMEOUT) };
+    let value = value.to_string_lossy();
+    sandbox_validate::duration_ms(&value).map(Duration::from_millis).ok_or_else(|| Error::InvalidConfig {
+        what: "$SANDBOX_TEST_TIMEOUT",
+        value: value.escape_debug().to_string(),
+        reason: "expected a whole number above 0 with a unit: 500ms, 90s or 10m".into(),
+    })
 }
 
 /// Five minutes: far above any sane system test, far below a CI job's limit.
@@ -131,7 +135,11 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
         builder = builder.network(n.clone());
     }
     // A sandbox never hangs silently: without its own `timeout`, a test gets the default deadline.
-    builder = builder.timeout(options.timeout.unwrap_or_else(default_test_timeout));
+    let timeout = match options.timeout {
+        Some(t) => t,
+        None => default_test_timeout()?,
+    };
+    builder = builder.timeout(timeout);
     for (k, v) in options.env {
         builder = builder.env(*k, *v);
     }
