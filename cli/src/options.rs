@@ -43,10 +43,12 @@ pub struct SandboxOptions {
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
     /// Pass this process's whole environment in (the default with `--rootfs host`; with another
-    /// rootfs the program gets a clean one: PATH, HOME, TERM, HOSTNAME)
+    /// rootfs the program gets a clean one: PATH, HOME, TERM, HOSTNAME; `$HOSTNAME` is the sandbox's
+    /// either way)
     #[arg(long)]
     pub keep_env: bool,
-    /// The working directory inside [default: the current directory with `--rootfs host`, else `/root`]
+    /// The working directory inside [default: the current directory with `--rootfs host`, else `/root`
+    /// (`/` in a rootfs without it)]
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<String>,
     /// Do not bind the current cargo workspace and target folders read-write at their own paths

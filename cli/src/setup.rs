@@ -103,8 +103,11 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
     }
     if opts.keep_env || rootfs.is_host() {
         for (k, v) in std::env::vars_os() {
+            // $HOSTNAME stays the sandbox's (the library's default environment sets it), as
+            // `hostname` says inside: a shell's or Docker's exported value is the host's.
             if let (Some(k), Some(v)) = (k.to_str(), v.to_str())
                 && !internal(k)
+                && k != "HOSTNAME"
             {
                 b = b.env(k, v);
             }
@@ -116,7 +119,8 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
     let workdir = match (&opts.workdir, rootfs.is_host()) {
         (Some(w), _) => Some(w.clone()),
         (None, true) => std::env::current_dir().ok().map(|d| d.display().to_string()),
-        (None, false) => None,
+        // HOME's folder, as a login shell starts in; `/` in a rootfs without one.
+        (None, false) => Some(if lower.join("root").is_dir() { "/root" } else { "/" }.to_owned()),
     };
     if let Some(w) = workdir {
         b = b.current_dir(w);
