@@ -16,6 +16,14 @@ pub enum Error {
         /// What would be accepted.
         expected: &'static str,
     },
+    /// An option's value that the sandbox would refuse (clap names the option and the value).
+    #[error("{reason}")]
+    Refused {
+        /// What was given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The rootfs could not be fetched or opened.
     #[error("could not get the rootfs")]
     Rootfs(#[source] sandbox::fetch::Error),

@@ -16,22 +16,22 @@ pub struct SandboxOptions {
     #[arg(long, value_name = "SPEC")]
     pub rootfs: Option<RootfsSpec>,
     /// The hostname inside
-    #[arg(long, default_value = "sandbox", value_name = "NAME")]
+    #[arg(long, default_value = "sandbox", value_name = "NAME", value_parser = parse_hostname)]
     pub hostname: String,
     /// `loopback` (own network namespace, lo up), `none` (lo down) or `host` (no network isolation)
     #[arg(long, default_value = "loopback", value_name = "MODE")]
     pub network: NetworkArg,
     /// Kill everything in the sandbox after this long (`500ms`, `30s`, `2m`); exit code 124
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
     /// Memory limit (`64M`, `1G`, bytes without a suffix); exceeded: exit code 137
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
     pub memory: Option<u64>,
     /// Most processes at once
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_pids)]
     pub pids: Option<u64>,
     /// CPU limit, in CPUs (`0.5`)
-    #[arg(long, value_name = "CPUS")]
+    #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
     pub cpus: Option<f64>,
     /// Bind a host path: `SRC:DST` (read-write) or `SRC:DST:ro`; repeatable
     #[arg(long = "mount", value_name = "SRC:DST[:ro]", value_parser = parse_mount)]
@@ -49,7 +49,7 @@ pub struct SandboxOptions {
     pub keep_env: bool,
     /// The working directory inside [default: the current directory with `--rootfs host`, else `/root`
     /// (`/` in a rootfs without it)]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = parse_workdir)]
     pub workdir: Option<String>,
     /// Do not bind the current cargo workspace and target folders read-write at their own paths
     /// (done by default with `--rootfs host` and for a program under a cargo target folder)
@@ -132,6 +132,42 @@ pub fn parse_size(text: &str) -> Result<u64, Error> {
         _ => return Err(bad()),
     };
     n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// `text`, if the sandbox's own check (`sandbox_validate`) takes it: refused here, the error names
+/// the option given (clap adds it), where the library's would name its builder's setting.
+fn checked<T>(text: &str, value: T, check: Result<(), &'static str>) -> Result<T, Error> {
+    check.map(|()| value).map_err(|reason| Error::Refused { value: text.to_owned(), reason })
+}
+
+fn parse_hostname(text: &str) -> Result<String, Error> {
+    checked(text, text.to_owned(), sandbox_validate::hostname(text))
+}
+
+fn parse_workdir(text: &str) -> Result<String, Error> {
+    checked(text, text.to_owned(), sandbox_validate::path_inside(text))
+}
+
+fn parse_cpus(text: &str) -> Result<f64, Error> {
+    let cpus = text.parse::<f64>().unwrap_or(f64::NAN);
+    checked(text, cpus, sandbox_validate::cpus(cpus))
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, Error> {
+    let timeout = parse_duration(text)?;
+    checked(text, timeout, if timeout.is_zero() { Err("must be longer than zero") } else { Ok(()) })
+}
+
+fn parse_memory(text: &str) -> Result<u64, Error> {
+    let bytes = parse_size(text)?;
+    checked(text, bytes, if bytes == 0 { Err("must be above zero") } else { Ok(()) })
+}
+
+fn parse_pids(text: &str) -> Result<u64, Error> {
+    let n = text
+        .parse::<u64>()
+        .map_err(|_| Error::Refused { value: text.to_owned(), reason: "expected a whole number" })?;
+    checked(text, n, if n == 0 { Err("must be above zero") } else { Ok(()) })
 }
 
 fn parse_mount(text: &str) -> Result<MountArg, Error> {
