@@ -28,17 +28,17 @@ struct Cli {
     opts: SandboxOptions,
     /// Treat PROGRAM as a libtest test binary and run each of its tests in a sandbox of its own
     /// (ARGS select tests as libtest's do: filters, --skip, --exact, --ignored, --include-ignored)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json_usage")]
     per_test: bool,
     /// With --per-test: how many tests at once [default: the number of CPUs]
     #[arg(long, short = 'j', value_name = "N", requires = "per_test")]
     jobs: Option<usize>,
     /// Open an interactive shell (/bin/sh -l) instead of running PROGRAM
-    #[arg(long, conflicts_with_all = ["command", "per_test"])]
+    #[arg(long, conflicts_with_all = ["command", "per_test", "json_usage", "keep_failed"])]
     shell: bool,
     /// Open a shell on the state a `--keep-failed` run kept in DIR (its rootfs, with the files the
     /// failed program changed on top)
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["command", "per_test", "shell"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["command", "per_test", "shell", "json_usage", "keep_failed"])]
     shell_from: Option<std::path::PathBuf>,
     /// PROGRAM and its arguments
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]

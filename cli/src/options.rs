@@ -56,7 +56,8 @@ pub struct SandboxOptions {
     #[arg(long)]
     pub no_workspace: bool,
     /// Keep the writable layer of a sandbox whose program fails, in a new folder under DIR: the files
-    /// it added, changed and deleted, and changes.txt; `--shell-from DIR/NAME` opens a shell on it
+    /// it added, changed and deleted, and changes.txt; `--shell-from DIR/NAME` opens a shell on it (not
+    /// with --shell)
     #[arg(long, value_name = "DIR")]
     pub keep_failed: Option<PathBuf>,
     /// Read-only layers over the rootfs, topmost first (what `--shell-from` resumes from)
@@ -66,7 +67,8 @@ pub struct SandboxOptions {
     /// (`Builder::privileged`); only for programs you trust like the host's own
     #[arg(long)]
     pub privileged: bool,
-    /// Write what the sandbox used (peak memory, CPU time, OOM kills) to FILE as JSON when it ends
+    /// Write what the sandbox used (peak memory, CPU time, OOM kills) to FILE as JSON when it ends (one
+    /// program: not with --per-test or --shell)
     #[arg(long, value_name = "FILE")]
     pub json_usage: Option<PathBuf>,
 }
