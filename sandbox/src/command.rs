@@ -251,7 +251,8 @@ impl Child {
     }
 
     /// What the whole sandbox used (peak memory, CPU time, OOM kills), once [`wait`](Child::wait) has
-    /// returned; only for sandboxes with limits (which have a cgroup to read it from).
+    /// returned, also with an error ([`Error::MemoryLimitExceeded`], [`Error::TimedOut`]); only for
+    /// sandboxes with limits (which have a cgroup to read it from).
     pub fn usage(&self) -> Option<crate::Usage> {
         self.usage
     }
@@ -279,7 +280,11 @@ impl Child {
         if let Some(s) = self.status {
             return Ok(s);
         }
-        let ending = self.handle.wait_end().map_err(|r| r.into_error())?;
+        let ending = self.handle.wait_end().map_err(|r| {
+            // A timeout's or an OOM kill's usage is the one that matters most.
+            self.usage = self.handle.usage;
+            r.into_error()
+        })?;
         self.usage = ending.usage;
         let status = exit_status(ending.status.ok_or(Error::HelperDied { status: ending.helper })?);
         self.status = Some(status);

@@ -38,6 +38,8 @@ pub(crate) struct HelperHandle {
     rootless: bool,
     timeout: Option<std::time::Duration>,
     ended: bool,
+    /// What the sandbox used, once its helper said (before a timeout's or an OOM kill's error too).
+    pub usage: Option<crate::Usage>,
     /// Records that came before the awaited stage and belong to the ending (a fast closure's value).
     early: Vec<Record>,
     /// The program's output, moved while the reports are awaited (see [`pump_output`](Self::pump_output)).
@@ -82,6 +84,7 @@ impl HelperHandle {
             rootless: config.user_namespace && config.outer_uid != 0,
             timeout: config.timeout,
             ended: false,
+            usage: None,
             early: Vec::new(),
             pump: Pump::default(),
             _keep: keep.map(|k| Box::new(k) as Box<dyn std::any::Any + Send + Sync>),
@@ -206,6 +209,7 @@ impl HelperHandle {
         if !self.ended {
             ending.helper = self.end();
         }
+        self.usage = ending.usage;
         if let Some((kind, what, path, errno)) = failure {
             return Err(self.setup_failed(kind, what, path, errno));
         }
