@@ -123,6 +123,10 @@ pub(crate) enum Job {
 pub(crate) struct Joined {
     pub init_pid: i32,
     pub held: Vec<(String, i32)>,
+    /// The session's deadline, as its caller reckons it (no earlier than its helper's): a command
+    /// that would start after it, or is killed once it passed, has timed out. The caller's alone.
+    #[serde(skip)]
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// The whole description of one sandbox start.

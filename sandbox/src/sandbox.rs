@@ -445,7 +445,7 @@ fn host_entries(layers: &[PathBuf]) -> Result<Vec<crate::config::HostEntry>, Err
 /// ```
 #[derive(Debug, Clone)]
 pub struct Sandbox {
-    base: Config,
+    pub(crate) base: Config,
     /// The switch this sandbox is a member of, and its address there.
     switch: Option<(crate::Net, std::net::Ipv4Addr)>,
 }

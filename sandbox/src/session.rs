@@ -39,10 +39,13 @@ pub struct Session<'a> {
 impl<'a> Session<'a> {
     pub(crate) fn start(sandbox: &'a Sandbox) -> Result<Session<'a>, Error> {
         let (null, inherit) = (Stdio::null(), Stdio::inherit());
+        // Reckoned before the session's helper starts its own: never later than that one.
+        let started = std::time::Instant::now();
         let handle = with_fallback(|| {
             HelperHandle::start(sandbox.config(Job::Session, None)?, [&null, &null, &inherit], Stage::Ready)
         })?;
-        let joined = handle.joined().ok_or(Error::HelperDied { status: None })?;
+        let mut joined = handle.joined().ok_or(Error::HelperDied { status: None })?;
+        joined.deadline = sandbox.base.timeout.map(|t| started + t);
         Ok(Session { sandbox, _handle: handle, joined })
     }
 
