@@ -56,8 +56,10 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
     for dir in [&upper, &work, &p("/newroot")] {
         s.add(StepKind::Staging, "create a staging directory", Op::Mkdir { path: dir.clone(), mode: 0o755 });
     }
-    if let (Some((base, _)), None) = (shifted, &config.layers.upper_in) {
-        // The upper layer's root is the sandbox's `/`: root's inside (a kept layer keeps its owner).
+    if let Some((base, _)) = shifted {
+        // The upper layer's root is the sandbox's `/`: root's inside, in memory or kept on the host
+        // (an empty folder each time; the host's root kept it otherwise, `nobody` inside, and root
+        // inside could not create anything at the top level).
         s.add(StepKind::Staging, "give the writable layer to root inside", Op::Chown { path: upper.clone(), id: base });
     }
     match &config.root {
