@@ -284,6 +284,14 @@ impl Builder {
             Ok(_) => return Err(invalid("rootfs", &lower.display().to_string(), "is not a directory")),
             Err(e) => return Err(invalid("rootfs", &lower.display().to_string(), &e.to_string())),
         };
+        // Setup writes /etc/hostname and /etc/hosts there: a folder without /etc is the wrong one (the
+        // folder above an unpacked tree, a project folder), better said now than as a failed write.
+        // Not followed if a link: it is resolved inside the sandbox, never on the host.
+        if self.layers.is_empty() && lower.join("etc").symlink_metadata().is_err() {
+            let reason =
+                "is no root file system: it has no etc folder (name the unpacked tree, which holds bin, etc and usr)";
+            return Err(invalid("rootfs", &lower.display().to_string(), reason));
+        }
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         let user_namespace = match self.user_namespace {
