@@ -111,7 +111,11 @@ impl Rootfs {
                     };
                     cache.put_blob(&digest, &lock, |out| copy_file(path, out), mismatch)?;
                 }
-                cache.ensure_tree(&digest, owner, &UnpackLimits::default(), &lock, &|| {})?
+                // The file given, not the cache's copy of it, is what the user can look at.
+                cache.ensure_tree(&digest, owner, &UnpackLimits::default(), &lock, &|| {}).map_err(|e| match e {
+                    Error::Unpack { source, .. } => Error::Unpack { archive: path.to_owned(), source },
+                    other => other,
+                })?
             }
         };
         let version = read_release(&tree);
