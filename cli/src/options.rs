@@ -162,14 +162,15 @@ fn parse_timeout(text: &str) -> Result<Duration, Error> {
 
 fn parse_memory(text: &str) -> Result<u64, Error> {
     let bytes = parse_size(text)?;
-    checked(text, bytes, if bytes == 0 { Err("must be above zero") } else { Ok(()) })
+    let reason = "must be at least 1M, which the sandbox's own processes need (a size without a suffix is in bytes)";
+    checked(text, bytes, if bytes < 1 << 20 { Err(reason) } else { Ok(()) })
 }
 
 fn parse_pids(text: &str) -> Result<u64, Error> {
     let n = text
         .parse::<u64>()
         .map_err(|_| Error::Refused { value: text.to_owned(), reason: "expected a whole number" })?;
-    checked(text, n, if n == 0 { Err("must be above zero") } else { Ok(()) })
+    checked(text, n, if n < 2 { Err("must be at least 2: the sandbox's init counts, and the program") } else { Ok(()) })
 }
 
 fn parse_mount(text: &str) -> Result<MountArg, Error> {

@@ -15,6 +15,9 @@ enum RootfsChoice {
     Dir(PathBuf),
 }
 
+/// The smallest memory limit a sandbox takes: below it, setup itself is OOM-killed.
+const MIN_MEMORY_LIMIT: u64 = 1 << 20;
+
 /// Configuration of a [`Sandbox`]. Every setter documents its default; nothing is checked or started
 /// until [`build`](Builder::build).
 ///
@@ -185,16 +188,17 @@ impl Builder {
         self
     }
 
-    /// Caps the memory of all the sandbox's processes together, in bytes; swap is no headroom. A
-    /// sandbox that exceeds it is OOM-killed and its run fails with [`Error::MemoryLimitExceeded`].
-    /// Needs a usable cgroup (see the crate docs). Default: none, and cgroups are not touched.
+    /// Caps the memory of all the sandbox's processes together, in bytes (at least 1 MiB); swap is no
+    /// headroom. A sandbox that exceeds it is OOM-killed and its run fails with
+    /// [`Error::MemoryLimitExceeded`]. Needs a usable cgroup (see the crate docs). Default: none, and
+    /// cgroups are not touched.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.limits.memory = Some(bytes);
         self
     }
 
-    /// Caps the number of processes and threads in the sandbox: a fork past it fails (EAGAIN), as the
-    /// program's own error. Needs a usable cgroup. Default: none.
+    /// Caps the number of processes and threads in the sandbox (at least 2: its init counts): a fork
+    /// past it fails (EAGAIN), as the program's own error. Needs a usable cgroup. Default: none.
     pub fn pids_limit(mut self, max: u64) -> Self {
         self.limits.pids = Some(max);
         self
@@ -265,8 +269,13 @@ impl Builder {
         for (path, _) in &self.files {
             checked("file path", path, sandbox_validate::path_inside(path))?;
         }
-        if self.limits.memory == Some(0) || self.limits.pids == Some(0) {
-            return Err(invalid("limit", "0", "memory and pids limits must be above zero"));
+        if let Some(bytes) = self.limits.memory.filter(|b| *b < MIN_MEMORY_LIMIT) {
+            let reason = "must be at least 1 MiB, which the sandbox's own processes need to start (the limit is in bytes: 64 MiB is 64 << 20)";
+            return Err(invalid("memory limit", &bytes.to_string(), reason));
+        }
+        if let Some(n) = self.limits.pids.filter(|n| *n < 2) {
+            let reason = "must be at least 2: the sandbox's init counts, and the program";
+            return Err(invalid("pids limit", &n.to_string(), reason));
         }
         if let Some(c) = self.limits.cpus {
             checked("cpu_limit", &c.to_string(), sandbox_validate::cpus(c))?;

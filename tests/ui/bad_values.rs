@@ -19,4 +19,11 @@ fn twice() {}
 #[sandbox_test(hostname = "a..b")]
 fn empty_label() {}
 
+// The sandbox's init counts: one pid cannot start it; nor can 64 KiB of memory.
+#[sandbox_test(pids = 1)]
+fn one_pid() {}
+
+#[sandbox_test(memory = "64K")]
+fn too_little_memory() {}
+
 fn main() {}

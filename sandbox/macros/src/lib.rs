@@ -195,13 +195,22 @@ impl Options {
                 let lit: LitStr = meta.value()?.parse()?;
                 let bytes = parse_size(&lit.value())
                     .ok_or_else(|| syn::Error::new(lit.span(), "expected a size such as \"64M\" or \"1G\""))?;
+                if bytes < 1 << 20 {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "the memory limit must be at least 1M: the sandbox's own processes need that much",
+                    ));
+                }
                 set(&mut self.memory, bytes, &meta)
             }
             "pids" => {
                 let lit: syn::LitInt = meta.value()?.parse()?;
                 let n: u64 = lit.base10_parse()?;
-                if n == 0 {
-                    return Err(syn::Error::new(lit.span(), "the pids limit must be above zero"));
+                if n < 2 {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "the pids limit must be at least 2: the sandbox's init counts",
+                    ));
                 }
                 set(&mut self.pids, n, &meta)
             }
