@@ -245,7 +245,9 @@ impl Child {
         }
     }
 
-    /// The host pid of the sandbox's helper process (not of the program inside).
+    /// The host pid of the sandbox's helper process (not of the program inside). SIGTERM, SIGINT,
+    /// SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to it are passed on to the program, as a container
+    /// runtime passes them on: `kill(child.id(), SIGTERM)` stops it gracefully.
     pub fn id(&self) -> u32 {
         self.handle.helper_pid().unwrap_or(0)
     }

@@ -36,6 +36,7 @@ pub(crate) fn enter_if_helper(t: SingleThreaded) {
 /// configuration, then create a sandbox or join a session. `kill` is the read end of the parent's kill
 /// pipe: when the parent closes its end (or dies), the sandbox is torn down.
 pub(crate) fn run(t: SingleThreaded, report: OwnedFd, config: OwnedFd, kill: OwnedFd) {
+    block_forwarded_signals();
     for fd in [&report, &kill] {
         let _ = nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
@@ -98,14 +99,33 @@ fn host_null() -> Result<OwnedFd, StepError> {
         .map_err(|e| (StepKind::Helper, "open /dev/null", e))
 }
 
+/// The signals the helper passes on to what it waits for (init, which passes them on to the
+/// program; a session command's process), as a container runtime does: sent to the helper's pid
+/// (`Child::id`, a runner's SIGTERM), they reach the program, whose handlers run.
+const FORWARDED: [Signal; 6] =
+    [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+
+/// Blocks the signals the helper forwards, so that they wait (pending) until it does.
+fn block_forwarded_signals() {
+    let mut set = SigSet::empty();
+    for sig in FORWARDED {
+        set.add(sig);
+    }
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None);
+}
+
 /// Blocks SIGCHLD (which the helper waits for through a signalfd) before it forks, so that a child
-/// that ends at once is not missed; returns the mask to restore in the forked process.
+/// that ends at once is not missed; returns the mask to restore in the forked process (without the
+/// forwarded signals, which the helper alone blocks).
 fn block_wait_signals() -> SigSet {
     use nix::sys::signal::{SigmaskHow, sigprocmask};
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     let mut old = SigSet::empty();
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old));
+    for sig in FORWARDED {
+        old.remove(sig);
+    }
     old
 }
 
@@ -614,7 +634,10 @@ fn wait_for(
 
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
-    // SIGCHLD was blocked before the fork (block_wait_signals).
+    for sig in FORWARDED {
+        set.add(sig);
+    }
+    // SIGCHLD was blocked before the fork (block_wait_signals), the forwarded ones at the start.
     let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
     let mut decoder = Decoder::default();
     let mut outcome = None;
@@ -709,7 +732,12 @@ fn wait_for(
         }
         let ready = |i: usize| fds.get(i).is_some_and(|f| f.revents().is_some_and(|r| !r.is_empty()));
         let (kill_ready, status_ready) = (!killed && ready(1), status_file.is_some() && ready(status_at));
-        while let Ok(Some(_)) = signals.read_signal() {}
+        while let Ok(Some(info)) = signals.read_signal() {
+            let forwarded = Signal::try_from(info.ssi_signo as i32).ok().filter(|s| FORWARDED.contains(s));
+            if let Some(sig) = forwarded.filter(|_| !killed) {
+                let _ = nix::sys::signal::kill(child, sig);
+            }
+        }
         if kill_ready {
             killed = true;
             let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
