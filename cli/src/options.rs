@@ -36,7 +36,8 @@ pub struct SandboxOptions {
     /// Bind a host path: `SRC:DST` (read-write) or `SRC:DST:ro`; repeatable
     #[arg(long = "mount", value_name = "SRC:DST[:ro]", value_parser = parse_mount)]
     pub mounts: Vec<MountArg>,
-    /// A private tmpfs: `DST` or `DST:SIZE`; repeatable
+    /// A private tmpfs: `DST` or `DST:SIZE`; repeatable. Volumes are mounted parents first (`--tmpfs
+    /// /data --mount SRC:/data/in` shows the bind inside the tmpfs)
     #[arg(long = "tmpfs", value_name = "DST[:SIZE]", value_parser = parse_tmpfs)]
     pub tmpfs: Vec<TmpfsArg>,
     /// Set a variable inside: `KEY=VALUE`; repeatable

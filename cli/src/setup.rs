@@ -76,30 +76,41 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
     if let Some(c) = opts.cpus {
         b = b.cpu_limit(c);
     }
+    // Every volume, each with its target: mounted parents first (as Docker orders them), so that
+    // `--tmpfs /data --mount SRC:/data/in` shows the bind inside the tmpfs whatever the order given.
+    let mut volumes: Vec<(String, Mount)> = Vec::new();
     // A host program on another rootfs: its loader and libraries, read-only at their own paths.
     if let (Some(path), false) = (&host_program, rootfs.is_host()) {
         for file in crate::elf::closure(path)? {
             let real = file.canonicalize().map_err(crate::error::io("resolve", &file))?;
-            b = b.mount(Mount::bind(real, file.display().to_string()).read_only());
+            let target = file.display().to_string();
+            volumes.push((target.clone(), Mount::bind(real, target).read_only()));
         }
-        b = b.mount(Mount::bind(path, path.display().to_string()).read_only());
+        let target = path.display().to_string();
+        volumes.push((target.clone(), Mount::bind(path, target).read_only()));
     }
     if !opts.no_workspace && (rootfs.is_host() || host_program.is_some()) {
         for dir in workspace_dirs(host_program.as_deref()) {
-            b = b.mount(Mount::bind(&dir, dir.display().to_string()));
+            let target = dir.display().to_string();
+            volumes.push((target.clone(), Mount::bind(&dir, target)));
         }
     }
     for m in &opts.mounts {
         let source = std::path::absolute(&m.source).map_err(crate::error::io("resolve", &m.source))?;
         let mount = Mount::bind(source, m.target.clone());
-        b = b.mount(if m.read_only { mount.read_only() } else { mount });
+        volumes.push((m.target.clone(), if m.read_only { mount.read_only() } else { mount }));
     }
     for t in &opts.tmpfs {
         let mount = Mount::tmpfs(t.target.clone());
-        b = b.mount(match t.size {
-            Some(s) => mount.size(s),
+        let mount = match t.size {
+            Some(size) => mount.size(size),
             None => mount,
-        });
+        };
+        volumes.push((t.target.clone(), mount));
+    }
+    volumes.sort_by_key(|(target, _)| Path::new(target).components().count());
+    for (_, mount) in volumes {
+        b = b.mount(mount);
     }
     if opts.keep_env || rootfs.is_host() {
         for (k, v) in std::env::vars_os() {
