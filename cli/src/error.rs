@@ -42,7 +42,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A test binary did not list its tests the way libtest does.
-    #[error("cannot list the tests of `{binary}` (`--list --format terse`): {reason}")]
+    #[error("cannot list the tests of `{binary}` (`--list`): {reason}")]
     List {
         /// The test binary.
         binary: PathBuf,

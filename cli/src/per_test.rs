@@ -42,13 +42,14 @@ fn selection(args: &[String]) -> Vec<String> {
 }
 
 /// The names of the tests the prepared binary lists with `args` (as `name: test` lines), listed in
-/// its sandbox.
+/// its sandbox. A binary that does not end its list as libtest does (`N tests, M benchmarks`) is
+/// no test binary: refused, rather than run as one with no tests.
 fn list(prepared: &Prepared, args: &[String]) -> Result<Vec<String>, Error> {
     let fail = |reason: String| Error::List { binary: PathBuf::from(&prepared.program), reason };
     let out = prepared
         .sandbox
         .command(&prepared.program)
-        .args(["--list", "--format", "terse"])
+        .arg("--list")
         .args(args)
         .output()
         .map_err(|e| fail(sandbox::error_chain(&e)))?;
@@ -56,13 +57,17 @@ fn list(prepared: &Prepared, args: &[String]) -> Result<Vec<String>, Error> {
         return Err(fail(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
     }
     let text = String::from_utf8(out.stdout).map_err(|_| fail("the list is not UTF-8".into()))?;
+    let summary = text.lines().rev().find(|l| !l.is_empty()).unwrap_or_default();
+    if !(summary.ends_with(" benchmarks") || summary.ends_with(" benchmark")) {
+        return Err(fail("it printed no libtest list (is it a test binary, built by cargo test?)".into()));
+    }
     Ok(text.lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_owned).collect())
 }
 
 /// How one test ended.
 #[derive(Debug)]
 enum Outcome {
-    Ok,
+    Ok { output: String },
     Failed { output: String },
 }
 
@@ -74,6 +79,10 @@ enum Outcome {
 pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String]) -> Result<i32, Error> {
     let started = Instant::now();
     let select = selection(args);
+    // libtest's: --nocapture shows each test's output as it ends, --show-output the passing tests'
+    // at the end (a failing test's is shown either way).
+    let nocapture = args.iter().any(|a| a == "--nocapture");
+    let show_output = args.iter().any(|a| a == "--show-output");
     let only_ignored = select.iter().any(|a| a == "--ignored");
     let include_ignored = select.iter().any(|a| a == "--include-ignored");
     // One sandbox configuration for the listings and all tests, unless each test keeps its own
@@ -101,7 +110,8 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
-    say(&format!("\nrunning {} tests", to_run.len() + skipped.len()));
+    let count = to_run.len() + skipped.len();
+    say(&format!("\nrunning {count} test{}", if count == 1 { "" } else { "s" }));
     for t in &skipped {
         say(&format!("test {t} ... ignored"));
     }
@@ -115,7 +125,13 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
                         Some(prepared) => run_one(prepared, name, &ignored_flags),
                         None => run_keeping(opts, binary, name, &ignored_flags),
                     };
-                    say(&format!("test {name} ... {}", if matches!(outcome, Outcome::Ok) { "ok" } else { "FAILED" }));
+                    if let (true, Outcome::Ok { output } | Outcome::Failed { output }) = (nocapture, &outcome)
+                        && !output.is_empty()
+                    {
+                        say(output.trim_end_matches('\n'));
+                    }
+                    let verdict = if matches!(outcome, Outcome::Ok { .. }) { "ok" } else { "FAILED" };
+                    say(&format!("test {name} ... {verdict}"));
                     results.lock().unwrap_or_else(|p| p.into_inner()).push((name.clone(), outcome));
                 }
             });
@@ -123,7 +139,21 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
     });
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by(|a, b| a.0.cmp(&b.0));
-    let failed: Vec<&(String, Outcome)> = results.iter().filter(|(_, o)| !matches!(o, Outcome::Ok)).collect();
+    let failed: Vec<&(String, Outcome)> = results.iter().filter(|(_, o)| !matches!(o, Outcome::Ok { .. })).collect();
+    if show_output && !nocapture && failed.len() < results.len() {
+        say("\nsuccesses:\n");
+        for (name, o) in &results {
+            if let Outcome::Ok { output } = o {
+                say(&format!("---- {name} stdout ----\n{output}"));
+            }
+        }
+        say("\nsuccesses:");
+        for (name, o) in &results {
+            if matches!(o, Outcome::Ok { .. }) {
+                say(&format!("    {name}"));
+            }
+        }
+    }
     if !failed.is_empty() {
         say("\nfailures:\n");
         for (name, o) in &failed {
@@ -163,7 +193,7 @@ fn run_keeping(opts: &SandboxOptions, binary: &str, name: &str, ignored_flags: &
     };
     let outcome = run_one(&prepared, name, ignored_flags);
     let (passed, text) = match &outcome {
-        Outcome::Ok => (true, "passed".to_owned()),
+        Outcome::Ok { .. } => (true, "passed".to_owned()),
         Outcome::Failed { .. } => (false, "failed".to_owned()),
     };
     let command = vec![prepared.program.clone(), "--exact".into(), name.to_owned()];
@@ -182,7 +212,13 @@ fn run_one(prepared: &crate::setup::Prepared, name: &str, ignored_flags: &[Strin
         .args(ignored_flags.iter().cloned())
         .output();
     match out {
-        Ok(o) if o.status.success() => Outcome::Ok,
+        Ok(o) if o.status.success() => Outcome::Ok {
+            output: format!(
+                "{}{}",
+                own_output(&String::from_utf8_lossy(&o.stdout), name),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        },
         Ok(o) => Outcome::Failed {
             output: format!(
                 "{}{}({})",
@@ -195,9 +231,30 @@ fn run_one(prepared: &crate::setup::Prepared, name: &str, ignored_flags: &[Strin
     }
 }
 
+/// What a passing test printed, without the lines its harness printed around it (run alone with
+/// `--nocapture`: `running 1 test`, `test NAME ... ` before the output, `ok` after it, and the
+/// result line), which `--per-test` prints itself.
+fn own_output(stdout: &str, name: &str) -> String {
+    let text = stdout.trim_start_matches('\n');
+    let text = text.strip_prefix("running 1 test\n").unwrap_or(text);
+    let text = text.rfind("\ntest result: ").map_or(text, |at| &text[..at]);
+    let text = text.strip_prefix(&format!("test {name} ... ")).unwrap_or(text);
+    let text = text.trim_end_matches('\n');
+    let text = text.strip_suffix("ok").unwrap_or(text).trim_end_matches('\n');
+    if text.is_empty() { String::new() } else { format!("{text}\n") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_passing_tests_own_output_is_kept_and_its_harness_lines_are_not() {
+        let raw = "\nrunning 1 test\ntest m::t ... line one\nline two\nok\n\ntest result: ok. 1 passed; 0 failed\n\n";
+        assert_eq!(own_output(raw, "m::t"), "line one\nline two\n");
+        let silent = "\nrunning 1 test\ntest m::t ... ok\n\ntest result: ok. 1 passed; 0 failed\n\n";
+        assert_eq!(own_output(silent, "m::t"), "");
+    }
 
     #[test]
     fn selection_keeps_filters_and_drops_run_flags() {

@@ -31,8 +31,19 @@ pub fn run(opts: &SandboxOptions, program: &str, args: &[String]) -> Result<i32,
 }
 
 fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: &[String]) -> Result<i32, Error> {
-    let mut child = prepared.sandbox.command(&prepared.program).args(args).spawn()?;
-    forward_signals(child.id());
+    // Blocked before the start, so that none sent once the program runs is missed (the helper
+    // starts with an empty mask).
+    let signals = block_forwarded_signals();
+    let mut child = match prepared.sandbox.command(&prepared.program).args(args).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = signals.map(|set| set.thread_unblock());
+            return Err(e.into());
+        }
+    };
+    if let Some(set) = signals {
+        forward_signals(set, child.id());
+    }
     let waited = child.wait();
     if let Some(path) = &opts.json_usage {
         write_usage(path, child.usage())?;
@@ -72,21 +83,25 @@ fn write_usage(path: &Path, usage: Option<sandbox::Usage>) -> Result<(), Error> 
     std::fs::write(path, format!("{json}\n")).map_err(crate::error::io("write the usage to", path))
 }
 
-/// Passes SIGTERM, SIGINT, SIGHUP and SIGQUIT sent to sandbox-run on to the sandbox's helper, which
-/// passes them on to the program (a runner's timeout, a CI's cancel, a terminal's ^C: the program's
-/// handlers run, and sandbox-run ends with its exit code). Blocked here first, then waited for by a
-/// thread of their own (the sandbox's helper is forked already).
-fn forward_signals(helper: u32) {
+/// SIGTERM, SIGINT, SIGHUP and SIGQUIT, blocked in this (the only) thread, for [`forward_signals`].
+fn block_forwarded_signals() -> Option<nix::sys::signal::SigSet> {
     use nix::sys::signal::{SigSet, Signal};
-    // 0 (no helper pid known) would signal this process's own group.
-    let Some(helper) = i32::try_from(helper).ok().filter(|pid| *pid > 0) else { return };
     let mut set = SigSet::empty();
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT] {
         set.add(sig);
     }
-    if set.thread_block().is_err() {
+    set.thread_block().ok().map(|()| set)
+}
+
+/// Passes the signals in `set` (blocked) sent to sandbox-run on to the sandbox's helper, which
+/// passes them on to the program (a runner's timeout, a CI's cancel, a terminal's ^C: the program's
+/// handlers run, and sandbox-run ends with its exit code), from a thread that waits for them.
+fn forward_signals(set: nix::sys::signal::SigSet, helper: u32) {
+    // 0 (no helper pid known) would signal this process's own group.
+    let Some(helper) = i32::try_from(helper).ok().filter(|pid| *pid > 0) else {
+        let _ = set.thread_unblock();
         return;
-    }
+    };
     let forwarder = move || {
         while let Ok(sig) = set.wait() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(helper), sig);
