@@ -89,6 +89,14 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
         let target = path.display().to_string();
         volumes.push((target.clone(), Mount::bind(path, target).read_only()));
     }
+    // On the host's root the sandbox's /tmp and /dev are its own: a program there is bound in (the
+    // file alone, read-only), as one elsewhere on the host is seen.
+    if let (Some(path), true) = (&host_program, rootfs.is_host())
+        && (path.starts_with("/tmp") || path.starts_with("/dev"))
+    {
+        let target = path.display().to_string();
+        volumes.push((target.clone(), Mount::bind(path, target).read_only()));
+    }
     if !opts.no_workspace && (rootfs.is_host() || host_program.is_some()) {
         for dir in workspace_dirs(host_program.as_deref()) {
             let target = dir.display().to_string();
