@@ -8,14 +8,21 @@ use crate::error::io;
 
 const PT_INTERP: u32 = 3;
 
-/// The program's ELF interpreter (e.g. `/lib64/ld-linux-x86-64.so.2`), or `None` for a static program.
+/// The program's ELF interpreter (e.g. `/lib64/ld-linux-x86-64.so.2`), or `None` for a static program
+/// and for a script (`#!`: the program its first line names is the rootfs's, e.g. Alpine's `/bin/sh`).
 ///
 /// # Errors
-/// When the file cannot be read, or is not a 64-bit little-endian ELF file.
+/// When the file cannot be read, or is neither a script nor a 64-bit little-endian ELF file.
 pub fn interpreter(program: &Path) -> Result<Option<PathBuf>, Error> {
     let bytes = std::fs::read(program).map_err(io("read", program))?;
-    let not_elf =
-        || Error::Option { option: "program", value: program.display().to_string(), expected: "an ELF64 executable" };
+    if bytes.starts_with(b"#!") {
+        return Ok(None);
+    }
+    let not_elf = || Error::Option {
+        option: "program",
+        value: program.display().to_string(),
+        expected: "an ELF64 executable or a #! script",
+    };
     if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
         return Err(not_elf());
     }
@@ -144,11 +151,13 @@ mod tests {
     }
 
     #[test]
-    fn not_elf_is_an_error() {
-        let dir = tempfile::tempdir().ok();
-        let Some(dir) = dir else { return };
-        let f = dir.path().join("script");
-        let _ = std::fs::write(&f, "#!/bin/sh\n");
-        assert!(interpreter(&f).is_err());
+    fn a_script_has_no_interpreter_to_bring_and_other_files_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir.path().join("script");
+        std::fs::write(&script, "#!/bin/sh\n").expect("write");
+        assert_eq!(interpreter(&script).ok(), Some(None));
+        let text = dir.path().join("notes");
+        std::fs::write(&text, "not a program\n").expect("write");
+        assert!(interpreter(&text).is_err());
     }
 }

@@ -89,19 +89,23 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
         let target = path.display().to_string();
         volumes.push((target.clone(), Mount::bind(path, target).read_only()));
     }
-    // On the host's root the sandbox's /tmp and /dev are its own: a program there is bound in (the
-    // file alone, read-only), as one elsewhere on the host is seen.
+    let workspace = if !opts.no_workspace && (rootfs.is_host() || host_program.is_some()) {
+        workspace_dirs(host_program.as_deref())
+    } else {
+        Vec::new()
+    };
+    // On the host's root the sandbox's /tmp and /dev are its own: a program there that no workspace
+    // folder brings is bound in (the file alone, read-only), as one elsewhere on the host is seen.
     if let (Some(path), true) = (&host_program, rootfs.is_host())
         && (path.starts_with("/tmp") || path.starts_with("/dev"))
+        && !workspace.iter().any(|dir| path.starts_with(dir))
     {
         let target = path.display().to_string();
         volumes.push((target.clone(), Mount::bind(path, target).read_only()));
     }
-    if !opts.no_workspace && (rootfs.is_host() || host_program.is_some()) {
-        for dir in workspace_dirs(host_program.as_deref()) {
-            let target = dir.display().to_string();
-            volumes.push((target.clone(), Mount::bind(&dir, target)));
-        }
+    for dir in workspace {
+        let target = dir.display().to_string();
+        volumes.push((target.clone(), Mount::bind(&dir, target)));
     }
     for m in &opts.mounts {
         let source = std::path::absolute(&m.source).map_err(crate::error::io("resolve", &m.source))?;
