@@ -59,7 +59,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let reporter = Reporter::new(!args.json);
     let request = request.progress(move |p| reporter.report(p));
-    let rootfs = request.fetch().map_err(with_hint)?;
+    let rootfs = request.fetch().map_err(|e| {
+        // The fetch's own advice names $SANDBOX_ROOTFS; where it is set already, say what it does.
+        match std::env::var_os("SANDBOX_ROOTFS") {
+            Some(set) => with_hint(e).context(format!(
+                "$SANDBOX_ROOTFS is set ({}): the sandboxes use that rootfs, and need no pre-fetch; \
+                 this command fetches the pinned Alpine release regardless",
+                set.to_string_lossy()
+            )),
+            None => with_hint(e),
+        }
+    })?;
 
     let path = rootfs.path().display().to_string();
     let version = rootfs.version().unwrap_or("unknown");
