@@ -1677,3 +1677,45 @@ fn a_pids_limit_too_small_to_start_says_so() {
         .expect_err("one pid is not enough for init and the program");
     assert!(sandbox::error_chain(&err).contains("pids"), "{}", sandbox::error_chain(&err));
 }
+
+/// Review 19: `Child::id()` names a pid that is freed before the `Child` is waited for: from a
+/// caller with more than one thread (a test harness), the sandbox's helper is a child of the fork
+/// server, which reaps it as soon as it ends. `kill(child.id(), SIGTERM)`, the graceful stop the
+/// docs now give, then reaches whatever process the kernel gave that pid next (as root, any
+/// process of the host) when the program ended on its own first. As with `std::process::Child`, the
+/// pid should stay this child's (a zombie) until `wait()`.
+#[test]
+fn a_childs_id_stays_its_own_until_it_is_waited_for() {
+    use std::io::Read;
+    // A second thread, as a test harness has: the helper then comes from the fork server.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || stopped.recv());
+    let sb = builder().build().expect("build");
+    let mut child = sb.command("/bin/echo").arg("done").stdout(Stdio::piped()).spawn().expect("spawn");
+    let pid = child.id();
+    let mut out = String::new();
+    child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read");
+    assert_eq!(out, "done\n");
+    // The program has ended, and its helper right after: it must not be gone before wait() (a zombie
+    // of ours is the end of the watch; one of the fork server's may be reaped there at any time).
+    let me = std::process::id().to_string();
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(')')?;
+        let fields: Vec<&str> = rest.split_whitespace().take(2).collect();
+        Some((fields.first()? == &"Z", fields.get(1)? == &me.as_str()))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        match state() {
+            Some((zombie, ours)) if !(zombie && ours) && std::time::Instant::now() < deadline => {
+                std::thread::yield_now();
+            }
+            other => break other,
+        }
+    };
+    drop(stop);
+    let _ = other.join();
+    assert!(seen.is_some(), "the helper's pid {pid} was freed before wait(): another process may get it");
+    assert!(child.wait().expect("wait").success());
+}
