@@ -1034,6 +1034,34 @@ fn check_setup_writes_into_a_written_volume() {
     }
 }
 
+/// Review 19: setup writes `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` into a host folder
+/// bound at another path when the rootfs's `/etc` leads there (a symlink `etc -> /data/etc` resolved
+/// inside the root, as every setup path is): the user's host files are overwritten (read-write), or
+/// the start fails with "write /etc/hostname: Read-only file system" (read-only), though only a bind
+/// at or above `/etc` was checked. Setup should write into no host file, whatever way `/etc` leads.
+fn check_etc_through_a_symlink_to_a_volume() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let tree = hostile_rootfs(work.path(), &[("etc", "/data/etc".to_owned())]);
+    let volume = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(volume.path().join("etc")).expect("mkdir");
+    let hosts = volume.path().join("etc/hosts");
+    std::fs::write(&hosts, "10.0.0.5\tapi.example.com\n").expect("write");
+    let rw = Sandbox::builder().rootfs_dir(&tree).mount(Mount::bind(volume.path(), "/data")).build().expect("build");
+    let result = rw.command("/bin/true").status().map_err(|e| sandbox::error_chain(&e));
+    assert_eq!(
+        (std::fs::read_to_string(&hosts).expect("read"), system_tests::list(&volume.path().join("etc"))),
+        ("10.0.0.5\tapi.example.com\n".to_owned(), vec!["hosts".to_owned()]),
+        "setup wrote into the host folder ({result:?})"
+    );
+    let ro = Sandbox::builder()
+        .rootfs_dir(&tree)
+        .mount(Mount::bind(volume.path(), "/data").read_only())
+        .build()
+        .expect("build");
+    let result = ro.command("/bin/true").status().map(|s| s.success()).map_err(|e| sandbox::error_chain(&e));
+    assert_eq!(result, Ok(true), "a read-only volume that /etc leads into");
+}
+
 /// A host file the caller hands a program as its stdin or stdout (a fixture, a log:
 /// `sandbox-run … > log`, `Command::stdout(File)`), also a session command's, and a folder handed as
 /// stdin, stay the caller's: the program cannot give them to another id through its descriptor
@@ -1434,6 +1462,16 @@ fn a_closures_process_is_out_of_reach() {
 #[test]
 fn hostile_rootfs_symlinks_write_nothing_on_the_host() {
     check_hostile_rootfs_symlinks();
+}
+
+#[test]
+fn etc_through_a_symlink_to_a_volume_writes_nothing_there() {
+    check_etc_through_a_symlink_to_a_volume();
+}
+
+#[test]
+fn rootless_etc_through_a_symlink_to_a_volume_writes_nothing_there() {
+    rootless_checks(&["etc_through_a_symlink"]);
 }
 
 #[test]
@@ -2027,6 +2065,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("terminal", check_terminal_stays_the_callers),
     ("passed_descriptor", check_passed_descriptor_stays_the_callers),
     ("setup_writes_into_a_written_volume", check_setup_writes_into_a_written_volume),
+    ("etc_through_a_symlink", check_etc_through_a_symlink_to_a_volume),
 ];
 
 /// Runs the named checks as the unprivileged test user.
