@@ -1719,3 +1719,21 @@ fn a_childs_id_stays_its_own_until_it_is_waited_for() {
     assert!(seen.is_some(), "the helper's pid {pid} was freed before wait(): another process may get it");
     assert!(child.wait().expect("wait").success());
 }
+
+/// Review 19: a tmpfs of size 0 (`Mount::tmpfs(…).size(0)`, `sandbox-run --tmpfs /data:0`) is
+/// mounted with `size=0`, which tmpfs(5) reads as no limit at all: the program may fill it until
+/// the host's memory runs out (every other tmpfs of the sandbox is capped), although `size`
+/// promises a cap past which writes fail with ENOSPC. Size 0 should be refused when built, or hold
+/// nothing.
+#[test]
+fn a_tmpfs_of_size_zero_holds_nothing() {
+    use sandbox::Mount;
+    let built = builder().mount(Mount::tmpfs("/data").size(0)).build();
+    let Ok(sb) = built else { return };
+    let out = sb
+        .command("/bin/sh")
+        .args(["-c", "dd if=/dev/zero of=/data/f bs=1M count=8 2>/dev/null && echo wrote; df -k /data | tail -n 1"])
+        .output()
+        .expect("run");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("wrote"), "{}", String::from_utf8_lossy(&out.stdout));
+}
