@@ -992,3 +992,53 @@ fn a_host_script_runs_on_alpine() {
         text(&out)
     );
 }
+
+/// Review 19: once its program has ended, sandbox-run can no longer be stopped with SIGTERM or
+/// SIGINT (^C): its forwarding thread still takes them and sends them to the sandbox's helper, which
+/// is gone (reaped: its pid free for any other process of the host). Anything slow after the
+/// program (`--json-usage` into a FIFO or onto a hung network share, `--keep-failed` of a large
+/// layer) then runs on, deaf to the runner's timeout. Here `--json-usage` names a FIFO nobody reads:
+/// sandbox-run waits to open it and outlives SIGTERM. Once nothing is left to forward to, the
+/// signals should act on sandbox-run again (it ends).
+#[test]
+fn sigterm_ends_sandbox_run_after_its_program_ended() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("usage.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let mut child = Command::new(SANDBOX_RUN)
+        .args(["--rootfs", "alpine", "--json-usage"])
+        .arg(&fifo)
+        .args(["--", "/bin/echo", "done"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let pid = i32::try_from(child.id()).expect("pid");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read");
+    assert_eq!(line, "done\n");
+    // The program has ended; so has the sandbox once sandbox-run's helper has (gone, or a zombie).
+    let running = |child: &i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        stat.rsplit_once(')').is_some_and(|(_, rest)| rest.split_whitespace().next() != Some("Z"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while system_tests::children_of(pid).iter().any(running) && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        match child.try_wait() {
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            other => break other.ok().flatten(),
+        }
+    };
+    if status.is_none() {
+        // Let it go: a reader at the FIFO's other end.
+        let _ = std::fs::File::open(&fifo);
+        let _ = child.wait();
+    }
+    assert!(status.is_some(), "sandbox-run still ran 10 s after SIGTERM, its program long ended");
+}
