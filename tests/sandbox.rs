@@ -1737,3 +1737,26 @@ fn a_tmpfs_of_size_zero_holds_nothing() {
         .expect("run");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("wrote"), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Review 19: a session command that died of SIGKILL well before its session's deadline (`kill -9`,
+/// the OOM killer) is reported as `Error::TimedOut` when the caller waits for it after the deadline
+/// passed: the library decides by when `wait()` is called, not by when the command died. Its exit
+/// status (signal 9) should be returned, as it is when waited for earlier.
+#[test]
+fn a_session_command_killed_before_the_deadline_is_no_timeout() {
+    use std::io::Read;
+    let timeout = Duration::from_secs(2);
+    let sb = builder().timeout(timeout).build().expect("build");
+    let session = sb.session().expect("session");
+    let started = std::time::Instant::now();
+    let mut child =
+        session.command("/bin/sh").args(["-c", "kill -9 $$"]).stdout(Stdio::piped()).spawn().expect("spawn");
+    // End-of-file: the command's process is dead.
+    let mut out = Vec::new();
+    child.stdout.take().expect("stdout").read_to_end(&mut out).expect("read");
+    assert!(started.elapsed() < timeout / 2, "the command died early");
+    // The caller does other work until the session's deadline has passed.
+    std::thread::sleep(timeout - started.elapsed() + Duration::from_millis(500));
+    let status = child.wait().map(|s| std::os::unix::process::ExitStatusExt::signal(&s));
+    assert!(matches!(status, Ok(Some(9))), "{status:?}");
+}
