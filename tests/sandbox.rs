@@ -1760,3 +1760,23 @@ fn a_session_command_killed_before_the_deadline_is_no_timeout() {
     let status = child.wait().map(|s| std::os::unix::process::ExitStatusExt::signal(&s));
     assert!(matches!(status, Ok(Some(9))), "{status:?}");
 }
+
+/// Review 19: a long deadline kills the sandbox: with `timeout(30 days)` the program runs, then
+/// `wait()` fails with "the sandbox helper process ended unexpectedly (exit status: 101)" (the
+/// helper's and init's poll timeout, the milliseconds left capped at `i32::MAX` and then plus one,
+/// overflows: a panic in a debug build, as tests are built); `timeout(Duration::MAX)`, a natural
+/// "no deadline", fails the same way before the program starts ("overflow when adding duration to
+/// instant"). A long deadline should just be far away; one past what the clock holds refused when
+/// built, naming the timeout.
+#[test]
+fn a_deadline_weeks_away_lets_the_program_run() {
+    let sb = builder().timeout(Duration::from_secs(30 * 24 * 3600)).build().expect("build");
+    let out = sb.command("/bin/echo").arg("ok").output().map_err(|e| sandbox::error_chain(&e));
+    assert_eq!(out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()), Ok("ok\n".to_owned()), "30 days");
+    let result = builder().timeout(Duration::MAX).build().and_then(|sb| sb.command("/bin/true").status());
+    match result {
+        Ok(status) => assert!(status.success(), "{status:?}"),
+        Err(e @ Error::InvalidConfig { .. }) => assert!(e.to_string().contains("timeout"), "{e}"),
+        Err(e) => panic!("Duration::MAX: {}", sandbox::error_chain(&e)),
+    }
+}
