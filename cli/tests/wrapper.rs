@@ -1042,3 +1042,31 @@ fn sigterm_ends_sandbox_run_after_its_program_ended() {
     }
     assert!(status.is_some(), "sandbox-run still ran 10 s after SIGTERM, its program long ended");
 }
+
+/// Review 19: `--timeout 999999999999999999m` (or as many `h`) makes sandbox-run panic ("attempt to
+/// multiply with overflow" in its duration parser, exit 101; a release build wraps around to some
+/// other deadline), and `--timeout 18446744073709551615s` is taken, then fails as "the sandbox
+/// helper process ended unexpectedly". A duration too large should be refused as the option's
+/// invalid value, as `--timeout 0ms` is.
+#[test]
+fn a_timeout_too_large_is_refused_as_an_invalid_value() {
+    let run = |value: &str| {
+        Command::new(SANDBOX_RUN)
+            .args(["--rootfs", "alpine", "--timeout", value, "--", "/bin/true"])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run")
+    };
+    let zero = run("0ms");
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("invalid value '0ms' for '--timeout"), "{}", text(&zero));
+    for value in ["999999999999999999m", "100000000000000000h", "18446744073709551615s"] {
+        let out = run(value);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == zero.status.code()
+                && stderr.contains(&format!("invalid value '{value}' for '--timeout")),
+            "--timeout {value}: {}: {stderr}",
+            out.status
+        );
+    }
+}
