@@ -1780,3 +1780,24 @@ fn a_deadline_weeks_away_lets_the_program_run() {
         Err(e) => panic!("Duration::MAX: {}", sandbox::error_chain(&e)),
     }
 }
+
+/// Review 19: limits past what the kernel takes are accepted when built and fail the start with a
+/// hint that blames the machine: `cpu_limit(1e30)` ("set the CPU quota … cpu.cfs_quota_us`;
+/// resource limits need a cgroup this process may create: as root on cgroup v1 or v2, or rootless
+/// … Numerical result out of range") and `pids_limit(1 << 40)` (the same, "Invalid argument"),
+/// as root, who may create cgroups. Such a value should be refused when built, naming the
+/// setting and its range (`sandbox-run --cpus 1e30`, `--pids 99999999999999` alike), or taken as the
+/// most the kernel allows.
+#[test]
+fn a_limit_past_the_kernels_range_is_refused_when_built() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    for (what, b) in [("cpu", builder().cpu_limit(1e30)), ("pids", builder().pids_limit(1 << 40))] {
+        match b.build().and_then(|sb| sb.command("/bin/true").status()) {
+            Ok(status) => assert!(status.success(), "{what}: {status:?}"),
+            Err(e @ Error::InvalidConfig { .. }) => assert!(e.to_string().contains(what), "{e}"),
+            Err(e) => panic!("{what}: {}", sandbox::error_chain(&e)),
+        }
+    }
+}
