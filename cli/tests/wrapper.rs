@@ -1070,3 +1070,19 @@ fn a_timeout_too_large_is_refused_as_an_invalid_value() {
         );
     }
 }
+
+/// Review 19: a host `#!/bin/bash` script on Alpine (which has no bash) fails with "failed to
+/// execute `/tmp/…/check.sh` in the sandbox: No such file or directory": the script is there (bound
+/// in); what is missing is the interpreter its first line names, which the message does not say.
+/// The error should name the missing interpreter (`/bin/bash`), as a shell's "bad interpreter" does.
+#[test]
+fn a_host_script_whose_interpreter_the_rootfs_lacks_names_it() {
+    let dir = tempfile::Builder::new().prefix("sandbox-run-script-").tempdir_in("/tmp").expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = dir.path().join("check.sh");
+    std::fs::write(&script, "#!/bin/bash\necho on alpine\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = Command::new(SANDBOX_RUN).args(["--rootfs", "alpine", "--"]).arg(&script).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(127) && stderr.contains("/bin/bash"), "{}: {stderr}", out.status);
+}
