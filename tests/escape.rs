@@ -584,6 +584,41 @@ fn build_attacker(name: &str) -> Option<tempfile::TempDir> {
     Some(dir)
 }
 
+/// Review 19: a program binds `/dev/zero` over its own `/proc/self/cmdline` as soon as it runs
+/// (tests/attacks/endless-cmdline.c). Init, which waits for the program's command line before it
+/// reports the start, then reads zeros without end into its memory (6.5 GB of the host's in 10 s
+/// without limits, as seen by hand), never sees the program end, and the sandbox runs to its
+/// deadline (none: until the host's OOM killer acts); here, capped at 64 MiB and 3 s, the clean exit
+/// becomes a timeout or an OOM kill. It is a race with init's first reading (won about 2 runs in 3
+/// on this machine): 20 tries. Init should read at most a bounded amount, of a file nothing inside
+/// can replace, and the program's own end be reported.
+fn check_endless_command_line() {
+    if !cfg!(target_arch = "x86_64") {
+        return skip("the attacker is built for this machine only");
+    }
+    if !is_root() {
+        return skip("needs a memory limit to bound what init reads (root, on this cgroup v1 machine)");
+    }
+    let Some(dir) = build_attacker("endless-cmdline") else { return };
+    let sb = builder()
+        .memory_limit(64 << 20)
+        .timeout(Duration::from_secs(3))
+        .mount(Mount::bind(dir.path(), "/attacks").read_only())
+        .build()
+        .expect("build");
+    for attempt in 0..20 {
+        let out = sb.command("/attacks/endless-cmdline").output().map_err(|e| sandbox::error_chain(&e));
+        match out {
+            Ok(o) if o.status.success() => {
+                if String::from_utf8_lossy(&o.stdout) != "bound: 0\n" {
+                    return; // the bind was refused: nothing to read without end
+                }
+            }
+            other => panic!("attempt {attempt}: the program ended cleanly after 200 ms, and the sandbox: {other:?}"),
+        }
+    }
+}
+
 /// In a session, a command looks for another one not yet filtered, seizes it with ptrace and makes
 /// it call keyctl (tests/attacks/session-attacker.c): every command is out of reach until its
 /// filter is installed.
@@ -1472,6 +1507,11 @@ fn etc_through_a_symlink_to_a_volume_writes_nothing_there() {
 #[test]
 fn rootless_etc_through_a_symlink_to_a_volume_writes_nothing_there() {
     rootless_checks(&["etc_through_a_symlink"]);
+}
+
+#[test]
+fn a_program_cannot_make_init_read_without_end() {
+    check_endless_command_line();
 }
 
 #[test]
