@@ -619,6 +619,28 @@ fn check_endless_command_line() {
     }
 }
 
+/// Review 19: at the deadline init lists what the sandbox was doing, reading each process's
+/// `/proc/PID/cmdline` to its end, before it kills anything: a program that bound `/dev/zero` over
+/// its own command line (`mount --bind /dev/zero /proc/$$/cmdline`, no race) makes init read zeros
+/// until the helper kills it a second later. By hand, without limits: sandbox-init grew to 1.5 GB of
+/// the host's RAM, the timeout came after 2.2 s instead of 1 s and listed nothing. With a memory
+/// limit (here) the OOM killer ends init and the run fails as "memory limit of 64 MiB exceeded",
+/// though the program used none. The deadline should be reported as a timeout, listing the
+/// processes, with init reading a bounded amount of each file.
+fn check_deadline_with_an_endless_command_line() {
+    if !is_root() {
+        return skip("needs a memory limit to bound what init reads (root, on this cgroup v1 machine)");
+    }
+    let sb = builder().memory_limit(64 << 20).timeout(Duration::from_secs(1)).build().expect("build");
+    let result = sb.command("/bin/sh").args(["-c", "mount --bind /dev/zero /proc/$$/cmdline && sleep 30"]).output();
+    match result {
+        Err(Error::TimedOut { doing, .. }) => {
+            assert!(doing.iter().any(|p| p.contains("sleep 30")), "what the sandbox was doing: {doing:?}");
+        }
+        other => panic!("expected a timeout: {:?}", other.map_err(|e| sandbox::error_chain(&e))),
+    }
+}
+
 /// In a session, a command looks for another one not yet filtered, seizes it with ptrace and makes
 /// it call keyctl (tests/attacks/session-attacker.c): every command is out of reach until its
 /// filter is installed.
@@ -1512,6 +1534,11 @@ fn rootless_etc_through_a_symlink_to_a_volume_writes_nothing_there() {
 #[test]
 fn a_program_cannot_make_init_read_without_end() {
     check_endless_command_line();
+}
+
+#[test]
+fn a_deadline_is_a_timeout_whatever_a_command_line_holds() {
+    check_deadline_with_an_endless_command_line();
 }
 
 #[test]
