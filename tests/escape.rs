@@ -584,6 +584,63 @@ fn build_attacker(name: &str) -> Option<tempfile::TempDir> {
     Some(dir)
 }
 
+/// Review 19: a program binds `/dev/zero` over its own `/proc/self/cmdline` as soon as it runs
+/// (tests/attacks/endless-cmdline.c). Init, which waits for the program's command line before it
+/// reports the start, then reads zeros without end into its memory (6.5 GB of the host's in 10 s
+/// without limits, as seen by hand), never sees the program end, and the sandbox runs to its
+/// deadline (none: until the host's OOM killer acts); here, capped at 64 MiB and 3 s, the clean exit
+/// becomes a timeout or an OOM kill. It is a race with init's first reading (won about 2 runs in 3
+/// on this machine): 20 tries. Init should read at most a bounded amount, of a file nothing inside
+/// can replace, and the program's own end be reported.
+fn check_endless_command_line() {
+    if !cfg!(target_arch = "x86_64") {
+        return skip("the attacker is built for this machine only");
+    }
+    if !is_root() {
+        return skip("needs a memory limit to bound what init reads (root, on this cgroup v1 machine)");
+    }
+    let Some(dir) = build_attacker("endless-cmdline") else { return };
+    let sb = builder()
+        .memory_limit(64 << 20)
+        .timeout(Duration::from_secs(3))
+        .mount(Mount::bind(dir.path(), "/attacks").read_only())
+        .build()
+        .expect("build");
+    for attempt in 0..20 {
+        let out = sb.command("/attacks/endless-cmdline").output().map_err(|e| sandbox::error_chain(&e));
+        match out {
+            Ok(o) if o.status.success() => {
+                if String::from_utf8_lossy(&o.stdout) != "bound: 0\n" {
+                    return; // the bind was refused: nothing to read without end
+                }
+            }
+            other => panic!("attempt {attempt}: the program ended cleanly after 200 ms, and the sandbox: {other:?}"),
+        }
+    }
+}
+
+/// Review 19: at the deadline init lists what the sandbox was doing, reading each process's
+/// `/proc/PID/cmdline` to its end, before it kills anything: a program that bound `/dev/zero` over
+/// its own command line (`mount --bind /dev/zero /proc/$$/cmdline`, no race) makes init read zeros
+/// until the helper kills it a second later. By hand, without limits: sandbox-init grew to 1.5 GB of
+/// the host's RAM, the timeout came after 2.2 s instead of 1 s and listed nothing. With a memory
+/// limit (here) the OOM killer ends init and the run fails as "memory limit of 64 MiB exceeded",
+/// though the program used none. The deadline should be reported as a timeout, listing the
+/// processes, with init reading a bounded amount of each file.
+fn check_deadline_with_an_endless_command_line() {
+    if !is_root() {
+        return skip("needs a memory limit to bound what init reads (root, on this cgroup v1 machine)");
+    }
+    let sb = builder().memory_limit(64 << 20).timeout(Duration::from_secs(1)).build().expect("build");
+    let result = sb.command("/bin/sh").args(["-c", "mount --bind /dev/zero /proc/$$/cmdline && sleep 30"]).output();
+    match result {
+        Err(Error::TimedOut { doing, .. }) => {
+            assert!(doing.iter().any(|p| p.contains("sleep 30")), "what the sandbox was doing: {doing:?}");
+        }
+        other => panic!("expected a timeout: {:?}", other.map_err(|e| sandbox::error_chain(&e))),
+    }
+}
+
 /// In a session, a command looks for another one not yet filtered, seizes it with ptrace and makes
 /// it call keyctl (tests/attacks/session-attacker.c): every command is out of reach until its
 /// filter is installed.
@@ -1034,6 +1091,34 @@ fn check_setup_writes_into_a_written_volume() {
     }
 }
 
+/// Review 19: setup writes `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` into a host folder
+/// bound at another path when the rootfs's `/etc` leads there (a symlink `etc -> /data/etc` resolved
+/// inside the root, as every setup path is): the user's host files are overwritten (read-write), or
+/// the start fails with "write /etc/hostname: Read-only file system" (read-only), though only a bind
+/// at or above `/etc` was checked. Setup should write into no host file, whatever way `/etc` leads.
+fn check_etc_through_a_symlink_to_a_volume() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let tree = hostile_rootfs(work.path(), &[("etc", "/data/etc".to_owned())]);
+    let volume = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(volume.path().join("etc")).expect("mkdir");
+    let hosts = volume.path().join("etc/hosts");
+    std::fs::write(&hosts, "10.0.0.5\tapi.example.com\n").expect("write");
+    let rw = Sandbox::builder().rootfs_dir(&tree).mount(Mount::bind(volume.path(), "/data")).build().expect("build");
+    let result = rw.command("/bin/true").status().map_err(|e| sandbox::error_chain(&e));
+    assert_eq!(
+        (std::fs::read_to_string(&hosts).expect("read"), system_tests::list(&volume.path().join("etc"))),
+        ("10.0.0.5\tapi.example.com\n".to_owned(), vec!["hosts".to_owned()]),
+        "setup wrote into the host folder ({result:?})"
+    );
+    let ro = Sandbox::builder()
+        .rootfs_dir(&tree)
+        .mount(Mount::bind(volume.path(), "/data").read_only())
+        .build()
+        .expect("build");
+    let result = ro.command("/bin/true").status().map(|s| s.success()).map_err(|e| sandbox::error_chain(&e));
+    assert_eq!(result, Ok(true), "a read-only volume that /etc leads into");
+}
+
 /// A host file the caller hands a program as its stdin or stdout (a fixture, a log:
 /// `sandbox-run … > log`, `Command::stdout(File)`), also a session command's, and a folder handed as
 /// stdin, stay the caller's: the program cannot give them to another id through its descriptor
@@ -1434,6 +1519,26 @@ fn a_closures_process_is_out_of_reach() {
 #[test]
 fn hostile_rootfs_symlinks_write_nothing_on_the_host() {
     check_hostile_rootfs_symlinks();
+}
+
+#[test]
+fn etc_through_a_symlink_to_a_volume_writes_nothing_there() {
+    check_etc_through_a_symlink_to_a_volume();
+}
+
+#[test]
+fn rootless_etc_through_a_symlink_to_a_volume_writes_nothing_there() {
+    rootless_checks(&["etc_through_a_symlink"]);
+}
+
+#[test]
+fn a_program_cannot_make_init_read_without_end() {
+    check_endless_command_line();
+}
+
+#[test]
+fn a_deadline_is_a_timeout_whatever_a_command_line_holds() {
+    check_deadline_with_an_endless_command_line();
 }
 
 #[test]
@@ -2027,6 +2132,7 @@ const CHECKS: &[(&str, fn())] = &[
     ("terminal", check_terminal_stays_the_callers),
     ("passed_descriptor", check_passed_descriptor_stays_the_callers),
     ("setup_writes_into_a_written_volume", check_setup_writes_into_a_written_volume),
+    ("etc_through_a_symlink", check_etc_through_a_symlink_to_a_volume),
 ];
 
 /// Runs the named checks as the unprivileged test user.

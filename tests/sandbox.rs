@@ -1675,3 +1675,127 @@ fn a_pids_limit_too_small_to_start_says_so() {
         .expect_err("one pid is not enough for init and the program");
     assert!(sandbox::error_chain(&err).contains("pids"), "{}", sandbox::error_chain(&err));
 }
+
+/// Review 19: `Child::id()` names a pid that is freed before the `Child` is waited for: from a
+/// caller with more than one thread (a test harness), the sandbox's helper is a child of the fork
+/// server, which reaps it as soon as it ends. `kill(child.id(), SIGTERM)`, the graceful stop the
+/// docs now give, then reaches whatever process the kernel gave that pid next (as root, any
+/// process of the host) when the program ended on its own first. As with `std::process::Child`, the
+/// pid should stay this child's (a zombie) until `wait()`.
+#[test]
+fn a_childs_id_stays_its_own_until_it_is_waited_for() {
+    use std::io::Read;
+    // A second thread, as a test harness has: the helper then comes from the fork server.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || stopped.recv());
+    let sb = builder().build().expect("build");
+    let mut child = sb.command("/bin/echo").arg("done").stdout(Stdio::piped()).spawn().expect("spawn");
+    let pid = child.id();
+    let mut out = String::new();
+    child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read");
+    assert_eq!(out, "done\n");
+    // The program has ended, and its helper right after: it must not be gone before wait() (a zombie
+    // of ours is the end of the watch; one of the fork server's may be reaped there at any time).
+    let me = std::process::id().to_string();
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(')')?;
+        let fields: Vec<&str> = rest.split_whitespace().take(2).collect();
+        Some((fields.first()? == &"Z", fields.get(1)? == &me.as_str()))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        match state() {
+            Some((zombie, ours)) if !(zombie && ours) && std::time::Instant::now() < deadline => {
+                std::thread::yield_now();
+            }
+            other => break other,
+        }
+    };
+    drop(stop);
+    let _ = other.join();
+    assert!(seen.is_some(), "the helper's pid {pid} was freed before wait(): another process may get it");
+    assert!(child.wait().expect("wait").success());
+}
+
+/// Review 19: a tmpfs of size 0 (`Mount::tmpfs(…).size(0)`, `sandbox-run --tmpfs /data:0`) is
+/// mounted with `size=0`, which tmpfs(5) reads as no limit at all: the program may fill it until
+/// the host's memory runs out (every other tmpfs of the sandbox is capped), although `size`
+/// promises a cap past which writes fail with ENOSPC. Size 0 should be refused when built, or hold
+/// nothing.
+#[test]
+fn a_tmpfs_of_size_zero_holds_nothing() {
+    use sandbox::Mount;
+    let built = builder().mount(Mount::tmpfs("/data").size(0)).build();
+    let Ok(sb) = built else { return };
+    let out = sb
+        .command("/bin/sh")
+        .args(["-c", "dd if=/dev/zero of=/data/f bs=1M count=8 2>/dev/null && echo wrote; df -k /data | tail -n 1"])
+        .output()
+        .expect("run");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("wrote"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Review 19: a session command that died of SIGKILL well before its session's deadline (`kill -9`,
+/// the OOM killer) is reported as `Error::TimedOut` when the caller waits for it after the deadline
+/// passed: the library decides by when `wait()` is called, not by when the command died. Its exit
+/// status (signal 9) should be returned, as it is when waited for earlier.
+#[test]
+fn a_session_command_killed_before_the_deadline_is_no_timeout() {
+    use std::io::Read;
+    let timeout = Duration::from_secs(2);
+    let sb = builder().timeout(timeout).build().expect("build");
+    let session = sb.session().expect("session");
+    let started = std::time::Instant::now();
+    let mut child =
+        session.command("/bin/sh").args(["-c", "kill -9 $$"]).stdout(Stdio::piped()).spawn().expect("spawn");
+    // End-of-file: the command's process is dead.
+    let mut out = Vec::new();
+    child.stdout.take().expect("stdout").read_to_end(&mut out).expect("read");
+    assert!(started.elapsed() < timeout / 2, "the command died early");
+    // The caller does other work until the session's deadline has passed.
+    std::thread::sleep(timeout - started.elapsed() + Duration::from_millis(500));
+    let status = child.wait().map(|s| std::os::unix::process::ExitStatusExt::signal(&s));
+    assert!(matches!(status, Ok(Some(9))), "{status:?}");
+}
+
+/// Review 19: a long deadline kills the sandbox: with `timeout(30 days)` the program runs, then
+/// `wait()` fails with "the sandbox helper process ended unexpectedly (exit status: 101)" (the
+/// helper's and init's poll timeout, the milliseconds left capped at `i32::MAX` and then plus one,
+/// overflows: a panic in a debug build, as tests are built); `timeout(Duration::MAX)`, a natural
+/// "no deadline", fails the same way before the program starts ("overflow when adding duration to
+/// instant"). A long deadline should just be far away; one past what the clock holds refused when
+/// built, naming the timeout.
+#[test]
+fn a_deadline_weeks_away_lets_the_program_run() {
+    let sb = builder().timeout(Duration::from_secs(30 * 24 * 3600)).build().expect("build");
+    let out = sb.command("/bin/echo").arg("ok").output().map_err(|e| sandbox::error_chain(&e));
+    assert_eq!(out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()), Ok("ok\n".to_owned()), "30 days");
+    let result = builder().timeout(Duration::MAX).build().and_then(|sb| sb.command("/bin/true").status());
+    match result {
+        Ok(status) => assert!(status.success(), "{status:?}"),
+        Err(e @ Error::InvalidConfig { .. }) => assert!(e.to_string().contains("timeout"), "{e}"),
+        Err(e) => panic!("Duration::MAX: {}", sandbox::error_chain(&e)),
+    }
+}
+
+/// Review 19: limits past what the kernel takes are accepted when built and fail the start with a
+/// hint that blames the machine: `cpu_limit(1e30)` ("set the CPU quota … cpu.cfs_quota_us`;
+/// resource limits need a cgroup this process may create: as root on cgroup v1 or v2, or rootless
+/// … Numerical result out of range") and `pids_limit(1 << 40)` (the same, "Invalid argument"),
+/// as root, who may create cgroups. Such a value should be refused when built, naming the
+/// setting and its range (`sandbox-run --cpus 1e30`, `--pids 99999999999999` alike), or taken as the
+/// most the kernel allows.
+#[test]
+fn a_limit_past_the_kernels_range_is_refused_when_built() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    for (what, b) in [("cpu", builder().cpu_limit(1e30)), ("pids", builder().pids_limit(1 << 40))] {
+        match b.build().and_then(|sb| sb.command("/bin/true").status()) {
+            Ok(status) => assert!(status.success(), "{what}: {status:?}"),
+            Err(e @ Error::InvalidConfig { .. }) => assert!(e.to_string().contains(what), "{e}"),
+            Err(e) => panic!("{what}: {}", sandbox::error_chain(&e)),
+        }
+    }
+}

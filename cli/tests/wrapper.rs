@@ -992,3 +992,97 @@ fn a_host_script_runs_on_alpine() {
         text(&out)
     );
 }
+
+/// Review 19: once its program has ended, sandbox-run can no longer be stopped with SIGTERM or
+/// SIGINT (^C): its forwarding thread still takes them and sends them to the sandbox's helper, which
+/// is gone (reaped: its pid free for any other process of the host). Anything slow after the
+/// program (`--json-usage` into a FIFO or onto a hung network share, `--keep-failed` of a large
+/// layer) then runs on, deaf to the runner's timeout. Here `--json-usage` names a FIFO nobody reads:
+/// sandbox-run waits to open it and outlives SIGTERM. Once nothing is left to forward to, the
+/// signals should act on sandbox-run again (it ends).
+#[test]
+fn sigterm_ends_sandbox_run_after_its_program_ended() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("usage.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let mut child = Command::new(SANDBOX_RUN)
+        .args(["--rootfs", "alpine", "--json-usage"])
+        .arg(&fifo)
+        .args(["--", "/bin/echo", "done"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let pid = i32::try_from(child.id()).expect("pid");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read");
+    assert_eq!(line, "done\n");
+    // The program has ended; so has the sandbox once sandbox-run's helper has (gone, or a zombie).
+    let running = |child: &i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        stat.rsplit_once(')').is_some_and(|(_, rest)| rest.split_whitespace().next() != Some("Z"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while system_tests::children_of(pid).iter().any(running) && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        match child.try_wait() {
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            other => break other.ok().flatten(),
+        }
+    };
+    if status.is_none() {
+        // Let it go: a reader at the FIFO's other end.
+        let _ = std::fs::File::open(&fifo);
+        let _ = child.wait();
+    }
+    assert!(status.is_some(), "sandbox-run still ran 10 s after SIGTERM, its program long ended");
+}
+
+/// Review 19: `--timeout 999999999999999999m` (or as many `h`) makes sandbox-run panic ("attempt to
+/// multiply with overflow" in its duration parser, exit 101; a release build wraps around to some
+/// other deadline), and `--timeout 18446744073709551615s` is taken, then fails as "the sandbox
+/// helper process ended unexpectedly". A duration too large should be refused as the option's
+/// invalid value, as `--timeout 0ms` is.
+#[test]
+fn a_timeout_too_large_is_refused_as_an_invalid_value() {
+    let run = |value: &str| {
+        Command::new(SANDBOX_RUN)
+            .args(["--rootfs", "alpine", "--timeout", value, "--", "/bin/true"])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run")
+    };
+    let zero = run("0ms");
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("invalid value '0ms' for '--timeout"), "{}", text(&zero));
+    for value in ["999999999999999999m", "100000000000000000h", "18446744073709551615s"] {
+        let out = run(value);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == zero.status.code()
+                && stderr.contains(&format!("invalid value '{value}' for '--timeout")),
+            "--timeout {value}: {}: {stderr}",
+            out.status
+        );
+    }
+}
+
+/// Review 19: a host `#!/bin/bash` script on Alpine (which has no bash) fails with "failed to
+/// execute `/tmp/…/check.sh` in the sandbox: No such file or directory": the script is there (bound
+/// in); what is missing is the interpreter its first line names, which the message does not say.
+/// The error should name the missing interpreter (`/bin/bash`), as a shell's "bad interpreter" does.
+#[test]
+fn a_host_script_whose_interpreter_the_rootfs_lacks_names_it() {
+    let dir = tempfile::Builder::new().prefix("sandbox-run-script-").tempdir_in("/tmp").expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = dir.path().join("check.sh");
+    std::fs::write(&script, "#!/bin/bash\necho on alpine\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = Command::new(SANDBOX_RUN).args(["--rootfs", "alpine", "--"]).arg(&script).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(127) && stderr.contains("/bin/bash"), "{}: {stderr}", out.status);
+}
