@@ -238,26 +238,20 @@ pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str, pro
 /// sleeps a millisecond at a time; a 10 s bound keeps a kernel that behaves otherwise from holding
 /// init.
 fn await_command_line(program: Program<'_>) {
-    use nix::fcntl::OFlag;
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     let (pid, proc) = match program {
         Program::Pid(pid) => (pid, None),
         Program::InCallersProc { pid, proc } => (pid, Some(proc)),
     };
-    let read = |name: &str| -> Option<Vec<u8>> {
-        let (dir, path) = match proc {
-            Some(dir) => (dir, format!("{pid}/{name}")),
-            None => (nix::fcntl::AT_FDCWD, format!("/proc/{pid}/{name}")),
-        };
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let fd = nix::fcntl::openat(dir, path.as_str(), flags, nix::sys::stat::Mode::empty()).ok()?;
-        let mut bytes = Vec::new();
-        std::fs::File::from(fd).read_to_end(&mut bytes).ok()?;
-        Some(bytes)
+    // Init's /proc is the program's too (it may mount over its own files): bounded reads, one byte
+    // of the command line (whether it is there), a stat line's worth of stat.
+    let read = |name: &str, limit: u64| match proc {
+        Some(dir) => crate::sys::read_proc_file(Some(dir), &format!("{pid}/{name}"), limit),
+        None => crate::sys::read_proc_file(None, &format!("/proc/{pid}/{name}"), limit),
     };
     // proc(5): field 3 of stat, after the command's name (which may hold spaces and parentheses).
     let main_thread_gone = || {
-        read("stat").is_none_or(|stat| {
+        read("stat", 4096).is_none_or(|stat| {
             let state = stat.iter().rposition(|&b| b == b')').and_then(|at| stat.get(at + 2).copied());
             state.is_none_or(|s| s == b'Z' || s == b'X')
         })
@@ -265,7 +259,7 @@ fn await_command_line(program: Program<'_>) {
     let ended = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     for round in 0u32.. {
-        match read("cmdline") {
+        match read("cmdline", 1) {
             Some(line)
                 if line.is_empty()
                     && matches!(waitid(Id::Pid(pid), ended), Ok(WaitStatus::StillAlive))

@@ -196,9 +196,11 @@ fn reap_until_done(main: Option<Pid>, signals: &SignalFd, deadline: Option<Insta
 /// most 20 (and how many more).
 fn processes() -> Vec<String> {
     const SHOWN: usize = 20;
+    // The program may have mounted over this /proc (init shares its mount namespace): a bounded
+    // listing, and bounded reads that neither follow nor wait (crate::sys::read_proc_file).
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     let mut pids: Vec<u32> =
-        dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|&p| p != 1).collect();
+        dir.take(1 << 16).flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|&p| p != 1).collect();
     pids.sort_unstable();
     let mut lines: Vec<String> = pids.iter().take(SHOWN).filter_map(|pid| describe(*pid)).collect();
     if pids.len() > SHOWN {
@@ -210,12 +212,13 @@ fn processes() -> Vec<String> {
 /// `pid state command line` of one process (its name when the command line is empty: a kernel
 /// thread, or a zombie).
 fn describe(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::sys::read_proc_file(None, &format!("/proc/{pid}/stat"), 4096)?;
+    let stat = String::from_utf8_lossy(&stat);
     // proc(5): `pid (comm) state …`; comm may hold spaces and parentheses: split at the last `)`.
     let (head, tail) = stat.rsplit_once(')')?;
     let name = head.split_once('(').map_or("?", |(_, n)| n);
     let state = tail.split_whitespace().next().unwrap_or("?");
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = crate::sys::read_proc_file(None, &format!("/proc/{pid}/cmdline"), 4096).unwrap_or_default();
     let mut command: String =
         cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" ");
     if command.is_empty() {

@@ -122,6 +122,20 @@ pub(crate) fn stat_fields(pid: &str) -> Option<Vec<String>> {
     Some(stat.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect())
 }
 
+/// At most `limit` bytes of the `/proc` file `path` (relative to `dir`, else as it is), which the
+/// sandbox's programs may have mounted something over: never through a symlink, never waiting on a
+/// FIFO (nor a terminal), never more than asked (`/dev/zero` bound over a command line). `None` if
+/// it cannot be opened or read.
+pub(crate) fn read_proc_file(dir: Option<BorrowedFd<'_>>, path: &str, limit: u64) -> Option<Vec<u8>> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let dir = dir.unwrap_or(nix::fcntl::AT_FDCWD);
+    let fd = nix::fcntl::openat(dir, path, flags, nix::sys::stat::Mode::empty()).ok()?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::from(fd), limit), &mut bytes).ok()?;
+    Some(bytes)
+}
+
 /// Shows this process as `name` in `ps` and `/proc/PID/cmdline`: writes `name` over its argument
 /// strings (the area between `arg_start` and `arg_end` of proc(5)'s `/proc/self/stat`), the rest of
 /// the area zeroed, and sets its command name. For init, a fork of the caller, whose command line
