@@ -115,8 +115,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, Error> {
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
+        "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(bad),
+        "h" => n.checked_mul(3600).map(Duration::from_secs).ok_or_else(bad),
         _ => Err(bad()),
     }
 }
@@ -158,7 +158,12 @@ fn parse_cpus(text: &str) -> Result<f64, Error> {
 
 fn parse_timeout(text: &str) -> Result<Duration, Error> {
     let timeout = parse_duration(text)?;
-    checked(text, timeout, if timeout.is_zero() { Err("must be longer than zero") } else { Ok(()) })
+    let check = match timeout {
+        t if t.is_zero() => Err("must be longer than zero"),
+        t if std::time::Instant::now().checked_add(t).is_none() => Err("is longer than this machine's clock can count"),
+        _ => Ok(()),
+    };
+    checked(text, timeout, check)
 }
 
 fn parse_memory(text: &str) -> Result<u64, Error> {

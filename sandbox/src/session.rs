@@ -45,7 +45,8 @@ impl<'a> Session<'a> {
             HelperHandle::start(sandbox.config(Job::Session, None)?, [&null, &null, &inherit], Stage::Ready)
         })?;
         let mut joined = handle.joined().ok_or(Error::HelperDied { status: None })?;
-        joined.deadline = sandbox.base.timeout.map(|t| started + t);
+        // A deadline past what an Instant holds is none.
+        joined.deadline = sandbox.base.timeout.and_then(|t| started.checked_add(t));
         Ok(Session { sandbox, _handle: handle, joined })
     }
 

@@ -391,7 +391,15 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
                 fail(&report, (StepKind::Namespaces, "create the cgroup namespace (unshare)", e));
             }
             let held = start.filter(|_| hold_first).map(OwnedFd::from);
-            super::init::run(t, config, report, status, held, null, config.timeout.map(|t| started + t));
+            super::init::run(
+                t,
+                config,
+                report,
+                status,
+                held,
+                null,
+                config.timeout.and_then(|t| started.checked_add(t)),
+            );
         }
         Forked::Helper { init, status, start } => {
             // Init has its own copies of the network namespace's descriptors.
@@ -421,7 +429,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     }
     send(&report, &Record::Init { pid: init.as_raw() });
     // The deadline, enforced from out here too: init enforces it, unless the program stopped it.
-    let deadline = config.timeout.map(|t| started + t + HELPER_DEADLINE_GRACE);
+    let deadline = config.timeout.and_then(|t| started.checked_add(t)?.checked_add(HELPER_DEADLINE_GRACE));
     // `_mount_ns` lives until the process ends: after the report.
     let hold = Hold {
         // Init says so once more when it enters the program's user namespace (a second mount namespace).
@@ -723,7 +731,7 @@ fn wait_for(
                     let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
                     continue;
                 }
-                PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1).unwrap_or(PollTimeout::MAX)
+                PollTimeout::try_from(left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1).unwrap_or(PollTimeout::MAX)
             }
             _ => PollTimeout::NONE,
         };

@@ -170,7 +170,7 @@ fn reap_until_done(main: Option<Pid>, signals: &SignalFd, deadline: Option<Insta
                     kill_all_but_me();
                     continue;
                 }
-                PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1).unwrap_or(PollTimeout::MAX)
+                PollTimeout::try_from(left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1).unwrap_or(PollTimeout::MAX)
             }
             _ => PollTimeout::NONE,
         };
