@@ -45,6 +45,8 @@ fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: 
         forward_signals(set, child.id());
     }
     let waited = child.wait();
+    // From here a signal ends sandbox-run itself (see forward_signals).
+    PROGRAM_ENDED.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Some(path) = &opts.json_usage {
         write_usage(path, child.usage())?;
     }
@@ -83,6 +85,9 @@ fn write_usage(path: &Path, usage: Option<sandbox::Usage>) -> Result<(), Error> 
     std::fs::write(path, format!("{json}\n")).map_err(crate::error::io("write the usage to", path))
 }
 
+/// Whether the program has ended (its `wait` returned): a signal then ends sandbox-run.
+static PROGRAM_ENDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// SIGTERM, SIGINT, SIGHUP and SIGQUIT, blocked in this (the only) thread, for [`forward_signals`].
 fn block_forwarded_signals() -> Option<nix::sys::signal::SigSet> {
     use nix::sys::signal::{SigSet, Signal};
@@ -104,6 +109,10 @@ fn forward_signals(set: nix::sys::signal::SigSet, helper: u32) {
     };
     let forwarder = move || {
         while let Ok(sig) = set.wait() {
+            if PROGRAM_ENDED.load(std::sync::atomic::Ordering::SeqCst) {
+                // Nothing left to pass it on to (writing the usage, keeping a layer): it ends us.
+                std::process::exit(128 + sig as i32);
+            }
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(helper), sig);
         }
     };

@@ -247,7 +247,9 @@ impl Child {
 
     /// The host pid of the sandbox's helper process (not of the program inside). SIGTERM, SIGINT,
     /// SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to it are passed on to the program, as a container
-    /// runtime passes them on: `kill(child.id(), SIGTERM)` stops it gracefully.
+    /// runtime passes them on: `kill(child.id(), SIGTERM)` stops it gracefully. The pid stays the
+    /// helper's until [`wait`](Child::wait) has returned (or the `Child` is dropped), as a
+    /// `std::process::Child`'s stays its own until it is waited for.
     pub fn id(&self) -> u32 {
         self.handle.helper_pid().unwrap_or(0)
     }

@@ -134,6 +134,9 @@ impl HelperHandle {
                     let doing = handle.early.iter().find_map(doing_of).unwrap_or_default();
                     return Err(Error::TimedOut { after: handle.timeout.unwrap_or_default(), doing }.into());
                 }
+                // Init ended before the program started, without a word (killed from outside, or by
+                // the OOM killer during setup). The helper waits for the kill pipe to close.
+                Some(Record::Exited { .. }) => return Err(Error::HelperDied { status: handle.end() }.into()),
                 Some(_) => {}
                 None => return Err(Error::HelperDied { status: handle.end() }.into()),
             }
@@ -200,13 +203,14 @@ impl HelperHandle {
                 Record::Exited { status, timed_out: t } => {
                     ending.status = Some(status);
                     timed_out = t;
+                    // The helper ends once the kill pipe is closed (see helper::finish).
+                    drop(self.kill.take());
                     // The helper sends `Exited` after reaping init, which reaps every other process of
                     // the sandbox first, and after removing the cgroup: nothing of the sandbox runs or
                     // shows on the host any more. The helper's own exit (which frees the namespaces
                     // and their mounts, about a millisecond) need not delay the caller; a forked one
                     // is reaped later (`reap_later`).
                     if let Helper::Served | Helper::Forked(_) = self.helper {
-                        self.kill();
                         self.ended = true;
                         if let Helper::Forked(pid) = self.helper {
                             reap_later(pid);

@@ -430,7 +430,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     send(&report, &Record::Init { pid: init.as_raw() });
     // The deadline, enforced from out here too: init enforces it, unless the program stopped it.
     let deadline = config.timeout.and_then(|t| started.checked_add(t)?.checked_add(HELPER_DEADLINE_GRACE));
-    // `_mount_ns` lives until the process ends: after the report.
+    // `mount_ns` lives until the report is sent (see `finish`).
     let hold = Hold {
         // Init says so once more when it enters the program's user namespace (a second mount namespace).
         after: if config.security.userns_fd.is_some() { 2 } else { 1 },
@@ -439,7 +439,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         ack: start.filter(|_| hold_first),
         early: cgroup.is_none(),
     };
-    let Waited { outcome, waited, mount_ns: _mount_ns, activity, reported } =
+    let Waited { outcome, waited, mount_ns, activity, reported } =
         wait_for(init, Some(status), Some(hold), &kill, deadline, holder);
     let usage = cgroup.as_ref().map(Cgroup::usage);
     if outcome.is_some_and(|(_, timed_out)| timed_out) {
@@ -461,7 +461,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             send(&report, &Record::OomKilled { limit, peak: u.peak_memory });
         }
     }
-    finish((!reported).then_some(&report), status, timed_out);
+    finish((!reported).then_some(&report), status, timed_out, &kill, mount_ns);
 }
 
 /// The end of a sandbox from init's report and its wait status: the program's raw status and
@@ -569,7 +569,7 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             super::child::await_exec(exec_r, &report, &config.current_dir, program);
             let Waited { outcome, waited, .. } = wait_for(child, None, None, &kill, None, None);
             match command_status(outcome, waited) {
-                Ok(raw) => finish(Some(&report), raw, false),
+                Ok(raw) => finish(Some(&report), raw, false, &kill, Vec::new()),
                 Err(e) => fail(&report, (StepKind::Helper, "wait for the command's process (waitpid)", e)),
             }
         }
@@ -788,11 +788,19 @@ struct Waited {
     reported: bool,
 }
 
-/// Reports the end to the parent (unless it was, `None`) and ends the helper with the program's status.
-fn finish(report: Option<&OwnedFd>, status: i32, timed_out: bool) -> ! {
+/// Reports the end to the parent (unless it was, `None`), lets go of `release` (the sandbox's mount
+/// namespaces: their teardown need not delay the report), and ends the helper with the program's
+/// status once the parent has closed its end of the kill pipe, which it does when it has read the
+/// report: until then this pid stays the helper's, so that a signal the parent sends to
+/// `Child::id()` before its `wait()` returns cannot reach a process that took the pid over (a
+/// fork server reaps its helpers at once).
+fn finish(report: Option<&OwnedFd>, status: i32, timed_out: bool, kill: &OwnedFd, release: Vec<OwnedFd>) -> ! {
     if let Some(report) = report {
         send(report, &Record::Exited { status, timed_out });
     }
+    drop(release);
+    let mut byte = [0u8; 1];
+    while let Err(Errno::EINTR) = nix::unistd::read(kill, &mut byte) {}
     let status = std::process::ExitStatus::from_raw(status);
     match (status.code(), status.signal()) {
         (Some(code), _) => crate::sys::exit_now(code),
