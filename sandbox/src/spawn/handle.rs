@@ -40,8 +40,6 @@ pub(crate) struct HelperHandle {
     ended: bool,
     /// What the sandbox used, once its helper said (before a timeout's or an OOM kill's error too).
     pub usage: Option<crate::Usage>,
-    /// A session command's: its session's deadline ([`crate::config::Joined::deadline`]).
-    session_deadline: Option<std::time::Instant>,
     /// Records that came before the awaited stage and belong to the ending (a fast closure's value).
     early: Vec<Record>,
     /// The program's output, moved while the reports are awaited (see [`pump_output`](Self::pump_output)).
@@ -74,15 +72,18 @@ impl HelperHandle {
         stdio: [&crate::Stdio; 3],
         stage: Stage,
     ) -> Result<HelperHandle, Retry> {
-        let config = &config;
-        let session_deadline = match &config.job {
-            Job::Join { session, .. } => session.deadline,
-            _ => None,
-        };
-        if session_deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            // The session's sandbox is gone, killed at its deadline.
-            return Err(Error::TimedOut { after: config.timeout.unwrap_or_default(), doing: Vec::new() }.into());
+        let mut config = config;
+        if let Job::Join { session, .. } = &mut config.job
+            && let Some(deadline) = session.deadline
+        {
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            if remaining.is_zero() {
+                // The session's sandbox is gone, killed at its deadline.
+                return Err(Error::TimedOut { after: config.timeout.unwrap_or_default(), doing: Vec::new() }.into());
+            }
+            session.deadline_monotonic = crate::spawn::monotonic_now().map(|now| now + remaining);
         }
+        let config = &config;
         let launched = launch(config, stdio)?;
         let mut handle = HelperHandle {
             helper: launched.helper,
@@ -95,7 +96,6 @@ impl HelperHandle {
             timeout: config.timeout,
             ended: false,
             usage: None,
-            session_deadline,
             early: Vec::new(),
             pump: Pump::default(),
             _keep: keep.map(|k| Box::new(k) as Box<dyn std::any::Any + Send + Sync>),
@@ -159,7 +159,12 @@ impl HelperHandle {
 
     /// What a command needs to join this session: its init and the namespaces its helper holds.
     pub(crate) fn joined(&self) -> Option<crate::config::Joined> {
-        Some(crate::config::Joined { init_pid: self.init_pid?, held: self.held.clone(), deadline: None })
+        Some(crate::config::Joined {
+            init_pid: self.init_pid?,
+            held: self.held.clone(),
+            deadline: None,
+            deadline_monotonic: None,
+        })
     }
 
     /// Moves the program's output through `pump` while the reports are awaited, from now on; the
@@ -225,12 +230,6 @@ impl HelperHandle {
             ending.helper = self.end();
         }
         self.usage = ending.usage;
-        // A session command killed when its session's deadline passed: the session's helper killed
-        // everything in it (this command's helper only saw the SIGKILL).
-        let killed = ending.status.is_some_and(|s| libc::WIFSIGNALED(s) && libc::WTERMSIG(s) == libc::SIGKILL);
-        if killed && self.session_deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            timed_out = true;
-        }
         if let Some((kind, what, path, errno)) = failure {
             return Err(self.setup_failed(kind, what, path, errno));
         }

@@ -569,7 +569,16 @@ fn join(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
             super::child::await_exec(exec_r, &report, &config.current_dir, program);
             let Waited { outcome, waited, .. } = wait_for(child, None, None, &kill, None, None);
             match command_status(outcome, waited) {
-                Ok(raw) => finish(Some(&report), raw, false, &kill, Vec::new()),
+                Ok(raw) => {
+                    // Killed at or after the session's deadline (as the caller reckoned it, no later
+                    // than the session's own): the session's end, a timeout. Before it: a kill.
+                    let killed = std::process::ExitStatus::from_raw(raw).signal() == Some(Signal::SIGKILL as i32);
+                    let past = session
+                        .deadline_monotonic
+                        .zip(super::monotonic_now())
+                        .is_some_and(|(deadline, now)| now >= deadline);
+                    finish(Some(&report), raw, killed && past, &kill, Vec::new())
+                }
                 Err(e) => fail(&report, (StepKind::Helper, "wait for the command's process (waitpid)", e)),
             }
         }

@@ -33,3 +33,10 @@ fn enter_before_main(t: SingleThreaded) {
     server::enter_if_server(t);
     helper::enter_if_helper(t);
 }
+
+/// CLOCK_MONOTONIC now, which `Instant` reads too and which every process shares: a deadline that
+/// one process reckons and another checks (a session's, for its commands' helpers).
+pub(crate) fn monotonic_now() -> Option<std::time::Duration> {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    Some(std::time::Duration::from(now))
+}
