@@ -176,7 +176,12 @@ fn parse_pids(text: &str) -> Result<u64, Error> {
     let n = text
         .parse::<u64>()
         .map_err(|_| Error::Refused { value: text.to_owned(), reason: "expected a whole number" })?;
-    checked(text, n, if n < 2 { Err("must be at least 2: the sandbox's init counts, and the program") } else { Ok(()) })
+    let check = if (2..=1 << 22).contains(&n) {
+        Ok(())
+    } else {
+        Err("must be from 2 (the sandbox's init counts, and the program) to 4194304 (the kernel's most)")
+    };
+    checked(text, n, check)
 }
 
 fn parse_mount(text: &str) -> Result<MountArg, Error> {
@@ -199,6 +204,12 @@ fn parse_tmpfs(text: &str) -> Result<TmpfsArg, Error> {
         Some((t, s)) => (t, Some(parse_size(s)?)),
         None => (text, None),
     };
+    if size == Some(0) {
+        return Err(Error::Refused {
+            value: text.to_owned(),
+            reason: "a size must be above zero (tmpfs reads 0 as no limit)",
+        });
+    }
     if !target.starts_with('/') {
         return Err(Error::Option { option: "a tmpfs", value: text.to_owned(), expected: "/ABSOLUTE/PATH[:SIZE]" });
     }

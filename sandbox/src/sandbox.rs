@@ -18,6 +18,9 @@ enum RootfsChoice {
 /// The smallest memory limit a sandbox takes: below it, setup itself is OOM-killed.
 const MIN_MEMORY_LIMIT: u64 = 1 << 20;
 
+/// The most pids a pids limit may name: the kernel's `PID_MAX_LIMIT` on 64-bit machines.
+const MAX_PIDS: u64 = 1 << 22;
+
 /// Configuration of a [`Sandbox`]. Every setter documents its default; nothing is checked or started
 /// until [`build`](Builder::build).
 ///
@@ -264,6 +267,9 @@ impl Builder {
                     return Err(invalid("mount size", &shown, "only a tmpfs has a size"));
                 }
             }
+            if m.size == Some(0) {
+                return Err(invalid("mount size", "0", "must be above zero (tmpfs(5) reads size 0 as no limit)"));
+            }
             mounts.push(m);
         }
         for (path, _) in &self.files {
@@ -273,8 +279,8 @@ impl Builder {
             let reason = "must be at least 1 MiB, which the sandbox's own processes need to start (the limit is in bytes: 64 MiB is 64 << 20)";
             return Err(invalid("memory limit", &bytes.to_string(), reason));
         }
-        if let Some(n) = self.limits.pids.filter(|n| *n < 2) {
-            let reason = "must be at least 2: the sandbox's init counts, and the program";
+        if let Some(n) = self.limits.pids.filter(|n| *n < 2 || *n > MAX_PIDS) {
+            let reason = "must be from 2 (the sandbox's init counts, and the program) to 4194304 (the kernel's most)";
             return Err(invalid("pids limit", &n.to_string(), reason));
         }
         if let Some(c) = self.limits.cpus {

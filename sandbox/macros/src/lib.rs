@@ -206,10 +206,10 @@ impl Options {
             "pids" => {
                 let lit: syn::LitInt = meta.value()?.parse()?;
                 let n: u64 = lit.base10_parse()?;
-                if n < 2 {
+                if !(2..=1 << 22).contains(&n) {
                     return Err(syn::Error::new(
                         lit.span(),
-                        "the pids limit must be at least 2: the sandbox's init counts",
+                        "the pids limit must be from 2 (the sandbox's init counts) to 4194304 (the kernel's most)",
                     ));
                 }
                 set(&mut self.pids, n, &meta)
@@ -253,7 +253,8 @@ impl Options {
                         "size" => {
                             let lit: LitStr = inner.value()?.parse()?;
                             let bytes = parse_size(&lit.value())
-                                .ok_or_else(|| syn::Error::new(lit.span(), "expected a size such as \"16M\", \"512K\" or \"1G\""))?;
+                                .filter(|b| *b > 0)
+                                .ok_or_else(|| syn::Error::new(lit.span(), "expected a size above zero such as \"16M\", \"512K\" or \"1G\""))?;
                             size = Some(bytes);
                         }
                         "read_only" => read_only = true,

@@ -78,12 +78,17 @@ pub fn env_value(value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A number of CPUs for a CPU limit: finite and at least 0.01.
+/// A number of CPUs for a CPU limit: from 0.01 to 65536 (past that the quota leaves the range the
+/// kernel takes, and no machine has as many).
 ///
 /// # Errors
 /// Why the number is refused.
 pub fn cpus(cpus: f64) -> Result<(), &'static str> {
-    if cpus.is_finite() && cpus >= 0.01 { Ok(()) } else { Err("must be a number of CPUs of at least 0.01") }
+    if cpus.is_finite() && (0.01..=65536.0).contains(&cpus) {
+        Ok(())
+    } else {
+        Err("must be a number of CPUs from 0.01 to 65536")
+    }
 }
 
 #[cfg(test)]
@@ -108,7 +113,7 @@ mod tests {
         assert!(env_key("A").is_ok() && env_value("b").is_ok());
         assert!(env_key("A=B").is_err() && env_key("").is_err());
         assert!(env_value("b\0").is_err());
-        assert!(cpus(0.5).is_ok() && cpus(0.001).is_err() && cpus(f64::NAN).is_err());
+        assert!(cpus(0.5).is_ok() && cpus(0.001).is_err() && cpus(f64::NAN).is_err() && cpus(1e30).is_err());
     }
 }
 
