@@ -47,6 +47,16 @@ pub fn interpreter(program: &Path) -> Result<Option<PathBuf>, Error> {
     Ok(None)
 }
 
+/// The interpreter a `#!` script's first line names (`/bin/sh` of `#!/bin/sh -e`), if `program` is
+/// one; `None` for any other file, or one that cannot be read.
+pub fn script_interpreter(program: &Path) -> Option<PathBuf> {
+    let mut head = [0u8; 256];
+    let n = std::io::Read::read(&mut std::fs::File::open(program).ok()?, &mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?.split(|b| *b == b'\n').next()?;
+    let text = std::str::from_utf8(line).ok()?;
+    text.split_whitespace().next().map(PathBuf::from)
+}
+
 /// Where a system keeps its libraries and loader.
 const LIBRARY_DIRS: [&str; 8] =
     ["/lib/", "/lib64/", "/lib32/", "/libx32/", "/usr/lib/", "/usr/lib64/", "/usr/lib32/", "/usr/libx32/"];

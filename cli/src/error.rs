@@ -24,6 +24,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A host script's interpreter (its `#!` line) is not in the rootfs it runs on.
+    #[error(
+        "the interpreter `{interpreter}` that `{script}` names on its #! line is not in the rootfs; use a rootfs that has it, or --rootfs host"
+    )]
+    Interpreter {
+        /// The script.
+        script: PathBuf,
+        /// The interpreter it names.
+        interpreter: PathBuf,
+    },
     /// The rootfs could not be fetched or opened.
     #[error("could not get the rootfs")]
     Rootfs(#[source] sandbox::fetch::Error),

@@ -35,6 +35,8 @@ pub fn of_error(error: &Error) -> i32 {
             NOT_FOUND
         }
         Error::Sandbox(sandbox::Error::Spawn { .. }) => CANNOT_EXECUTE,
+        // As a shell's "bad interpreter": the program cannot be found to run.
+        Error::Interpreter { .. } => NOT_FOUND,
         _ => SANDBOX_FAILED,
     }
 }

@@ -81,6 +81,13 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
     let mut volumes: Vec<(String, Mount)> = Vec::new();
     // A host program on another rootfs: its loader and libraries, read-only at their own paths.
     if let (Some(path), false) = (&host_program, rootfs.is_host()) {
+        // A script's interpreter is the rootfs's: one it lacks is named now, not as the script's
+        // "No such file or directory".
+        if let Some(named) = crate::elf::script_interpreter(path)
+            && lower.join(named.strip_prefix("/").unwrap_or(&named)).symlink_metadata().is_err()
+        {
+            return Err(Error::Interpreter { script: path.clone(), interpreter: named });
+        }
         for file in crate::elf::closure(path)? {
             let real = file.canonicalize().map_err(crate::error::io("resolve", &file))?;
             let target = file.display().to_string();
