@@ -108,6 +108,28 @@ pub(crate) fn write_file(rel: &Path, contents: &[u8]) -> Result<(), Errno> {
     write_all(&fd, contents)
 }
 
+/// Replaces the contents of a file the sandbox provides (creating it, mode 0644), in the new root's
+/// own mount only: resolved with `RESOLVE_NO_XDEV` as well, so that a path that leads into another
+/// mount (a volume bound there, or reached through a symlink in the rootfs such as
+/// `etc -> /data/etc`) writes nothing. That file is the user's.
+pub(crate) fn write_own_file(rel: &Path, contents: &[u8]) -> Result<(), Errno> {
+    let root = root()?;
+    let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let how = OpenHow::new()
+        .flags(flags)
+        .mode(Mode::from_bits_truncate(0o644))
+        .resolve(resolve() | ResolveFlag::RESOLVE_NO_XDEV);
+    let fd = loop {
+        match as_root_inside(|| nix::fcntl::openat2(&root, rel, how)) {
+            Err(Errno::EAGAIN) => continue,
+            Err(Errno::EXDEV) => return Ok(()),
+            other => break other?,
+        }
+    };
+    own_if_new(&fd)?;
+    write_all(&fd, contents)
+}
+
 /// Writes all of `contents` to `fd`, retrying on EINTR.
 pub(crate) fn write_all(fd: &OwnedFd, contents: &[u8]) -> Result<(), Errno> {
     let mut rest = contents;

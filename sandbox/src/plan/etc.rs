@@ -82,6 +82,9 @@ fn put(
             s.add(kind, what, Op::Chown { path: source.clone(), id });
         }
         s.add(kind, what, Op::BindFile { source, target });
+    } else if kind == StepKind::Etc {
+        // The sandbox's own, never into a mount the path leads to (a volume: the user's).
+        s.add(kind, what, Op::WriteOwnFile { path: target, contents });
     } else {
         s.add(kind, what, Op::WriteFile { path: target, contents });
     }

@@ -21,6 +21,12 @@ pub(crate) enum Op {
         path: PathBuf,
         contents: Vec<u8>,
     },
+    /// A file the sandbox itself provides (`/etc/hosts`, …), in its own root layer only: nothing
+    /// is written where the path leads into another mount (a volume), which is the user's.
+    WriteOwnFile {
+        path: PathBuf,
+        contents: Vec<u8>,
+    },
     Mount {
         source: Option<String>,
         target: PathBuf,
@@ -144,6 +150,7 @@ impl Op {
     pub(crate) fn path(&self) -> Option<String> {
         let p = match self {
             Op::WriteFile { path, .. }
+            | Op::WriteOwnFile { path, .. }
             | Op::Mkdir { path, .. }
             | Op::Touch { path }
             | Op::Chdir { path }
@@ -285,6 +292,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
     for s in steps {
         let result = match &s.op {
             Op::WriteFile { path, contents } => sys.write_file(path, contents),
+            Op::WriteOwnFile { path, contents } => sys.write_own_file(path, contents),
             Op::Mount { source, target, fstype, flags, data } => {
                 sys.mount(source.as_deref(), target, fstype.as_deref(), *flags, data.as_deref())
             }
@@ -515,6 +523,9 @@ mod tests {
         }
         fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
             self.call(format!("write {} {:?}", path.display(), String::from_utf8_lossy(contents)))
+        }
+        fn write_own_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+            self.write_file(path, contents)
         }
         fn symlink(&self, target: &Path, link: &Path) -> Result<(), Errno> {
             self.call(format!("symlink {} {}", target.display(), link.display()))

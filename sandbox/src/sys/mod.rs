@@ -45,6 +45,9 @@ pub(crate) trait Sys {
     fn touch(&self, path: &Path) -> Result<(), Errno>;
     /// Replaces the file's contents (creating it, mode 0644), never following a symlink at `path`.
     fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno>;
+    /// Writes a file of the sandbox's own below the new root, unless its path leads into another
+    /// mount (a volume): then nothing (crate::inroot::write_own_file).
+    fn write_own_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno>;
     /// Creates a symlink; an existing entry at `link` is replaced.
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), Errno>;
     fn sethostname(&self, name: &str) -> Result<(), Errno>;
@@ -195,6 +198,11 @@ impl Sys for Kernel {
         let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
         let fd = nix::fcntl::open(path, flags, Mode::from_bits_truncate(0o644))?;
         crate::inroot::write_all(&fd, contents)
+    }
+
+    fn write_own_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
+        let rel = crate::inroot::below_new_root(path).ok_or(Errno::EINVAL)?;
+        crate::inroot::write_own_file(rel, contents)
     }
 
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), Errno> {
