@@ -64,6 +64,9 @@ fn list(prepared: &Prepared, args: &[String]) -> Result<Vec<String>, Error> {
     Ok(text.lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_owned).collect())
 }
 
+/// A test's name and how it ended.
+type Ran = (String, Outcome);
+
 /// How one test ended.
 #[derive(Debug)]
 enum Outcome {
@@ -139,34 +142,25 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
     });
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by(|a, b| a.0.cmp(&b.0));
-    let failed: Vec<&(String, Outcome)> = results.iter().filter(|(_, o)| !matches!(o, Outcome::Ok { .. })).collect();
-    if show_output && !nocapture && failed.len() < results.len() {
-        say("\nsuccesses:\n");
-        for (name, o) in &results {
-            if let Outcome::Ok { output } = o {
-                say(&format!("---- {name} stdout ----\n{output}"));
-            }
+    let (passed, failed): (Vec<&Ran>, Vec<&Ran>) = results.iter().partition(|(_, o)| matches!(o, Outcome::Ok { .. }));
+    // libtest's sections: each test's output under its name, then the names again.
+    let section = |title: &str, tests: &[&Ran]| {
+        say(&format!("\n{title}:\n"));
+        for (name, Outcome::Ok { output } | Outcome::Failed { output }) in tests.iter().map(|t| (&t.0, &t.1)) {
+            say(&format!("---- {name} stdout ----\n{output}"));
         }
-        say("\nsuccesses:");
-        for (name, o) in &results {
-            if matches!(o, Outcome::Ok { .. }) {
-                say(&format!("    {name}"));
-            }
-        }
-    }
-    if !failed.is_empty() {
-        say("\nfailures:\n");
-        for (name, o) in &failed {
-            if let Outcome::Failed { output } = o {
-                say(&format!("---- {name} stdout ----\n{output}"));
-            }
-        }
-        say("\nfailures:");
-        for (name, _) in &failed {
+        say(&format!("\n{title}:"));
+        for (name, _) in tests {
             say(&format!("    {name}"));
         }
+    };
+    if show_output && !nocapture && !passed.is_empty() {
+        section("successes", &passed);
     }
-    let passed = results.len() - failed.len();
+    if !failed.is_empty() {
+        section("failures", &failed);
+    }
+    let passed = passed.len();
     say(&format!(
         "\ntest result: {}. {passed} passed; {} failed; {} ignored; 0 measured; {filtered_out} filtered out; finished in {:.2}s\n",
         if failed.is_empty() { "ok" } else { "FAILED" },
