@@ -123,13 +123,11 @@ pub(crate) enum Job {
 pub(crate) struct Joined {
     pub init_pid: i32,
     pub held: Vec<(String, i32)>,
-    /// The session's deadline, as its caller reckons it (no later than its helper's): a command
-    /// that would start after it has timed out. The caller's alone.
-    #[serde(skip)]
-    pub deadline: Option<std::time::Instant>,
-    /// The same deadline on CLOCK_MONOTONIC (the clock `Instant` reads, one for every process): a
-    /// command's helper that sees its command die of SIGKILL at or after it reports a timeout (the
-    /// session's end shows to it only as that SIGKILL); before it, a kill from elsewhere.
+    /// The session's deadline on CLOCK_MONOTONIC (the clock `Instant` reads, one for every
+    /// process), as its caller reckons it (no later than its helper's): a command that would start
+    /// after it has timed out; a command's helper that sees its command die of SIGKILL at or after
+    /// it reports a timeout (the session's end shows to it only as that SIGKILL); before it, a kill
+    /// from elsewhere.
     #[serde(default)]
     pub deadline_monotonic: Option<std::time::Duration>,
 }

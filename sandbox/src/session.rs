@@ -40,13 +40,13 @@ impl<'a> Session<'a> {
     pub(crate) fn start(sandbox: &'a Sandbox) -> Result<Session<'a>, Error> {
         let (null, inherit) = (Stdio::null(), Stdio::inherit());
         // Reckoned before the session's helper starts its own: never later than that one.
-        let started = std::time::Instant::now();
+        let started = crate::spawn::monotonic_now();
         let handle = with_fallback(|| {
             HelperHandle::start(sandbox.config(Job::Session, None)?, [&null, &null, &inherit], Stage::Ready)
         })?;
         let mut joined = handle.joined().ok_or(Error::HelperDied { status: None })?;
-        // A deadline past what an Instant holds is none.
-        joined.deadline = sandbox.base.timeout.and_then(|t| started.checked_add(t));
+        // A deadline past what the clock holds is none.
+        joined.deadline_monotonic = started.zip(sandbox.base.timeout).and_then(|(s, t)| s.checked_add(t));
         Ok(Session { sandbox, _handle: handle, joined })
     }
 

@@ -72,16 +72,12 @@ impl HelperHandle {
         stdio: [&crate::Stdio; 3],
         stage: Stage,
     ) -> Result<HelperHandle, Retry> {
-        let mut config = config;
-        if let Job::Join { session, .. } = &mut config.job
-            && let Some(deadline) = session.deadline
+        if let Job::Join { session, .. } = &config.job
+            && let Some((deadline, now)) = session.deadline_monotonic.zip(crate::spawn::monotonic_now())
+            && now >= deadline
         {
-            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-            if remaining.is_zero() {
-                // The session's sandbox is gone, killed at its deadline.
-                return Err(Error::TimedOut { after: config.timeout.unwrap_or_default(), doing: Vec::new() }.into());
-            }
-            session.deadline_monotonic = crate::spawn::monotonic_now().map(|now| now + remaining);
+            // The session's sandbox is gone, killed at its deadline.
+            return Err(Error::TimedOut { after: config.timeout.unwrap_or_default(), doing: Vec::new() }.into());
         }
         let config = &config;
         let launched = launch(config, stdio)?;
@@ -159,12 +155,7 @@ impl HelperHandle {
 
     /// What a command needs to join this session: its init and the namespaces its helper holds.
     pub(crate) fn joined(&self) -> Option<crate::config::Joined> {
-        Some(crate::config::Joined {
-            init_pid: self.init_pid?,
-            held: self.held.clone(),
-            deadline: None,
-            deadline_monotonic: None,
-        })
+        Some(crate::config::Joined { init_pid: self.init_pid?, held: self.held.clone(), deadline_monotonic: None })
     }
 
     /// Moves the program's output through `pump` while the reports are awaited, from now on; the
