@@ -245,21 +245,18 @@ fn await_command_line(program: Program<'_>) {
     };
     // Init's /proc is the program's too (it may mount over its own files): bounded reads, one byte
     // of the command line (whether it is there), a stat line's worth of stat.
-    let read = |name: &str, limit: u64| match proc {
-        Some(dir) => crate::sys::read_proc_file(Some(dir), &format!("{pid}/{name}"), limit),
-        None => crate::sys::read_proc_file(None, &format!("/proc/{pid}/{name}"), limit),
+    let path = |name: &str| match proc {
+        Some(_) => format!("{pid}/{name}"),
+        None => format!("/proc/{pid}/{name}"),
     };
-    // proc(5): field 3 of stat, after the command's name (which may hold spaces and parentheses).
     let main_thread_gone = || {
-        read("stat", 4096).is_none_or(|stat| {
-            let state = stat.iter().rposition(|&b| b == b')').and_then(|at| stat.get(at + 2).copied());
-            state.is_none_or(|s| s == b'Z' || s == b'X')
-        })
+        crate::sys::stat_fields_at(proc, &path("stat"))
+            .is_none_or(|fields| fields.first().is_none_or(|state| state == "Z" || state == "X"))
     };
     let ended = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     for round in 0u32.. {
-        match read("cmdline", 1) {
+        match crate::sys::read_proc_file(proc, &path("cmdline"), 1) {
             Some(line)
                 if line.is_empty()
                     && matches!(waitid(Id::Pid(pid), ended), Ok(WaitStatus::StillAlive))

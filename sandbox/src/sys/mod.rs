@@ -23,7 +23,7 @@ pub(crate) use net::{if_address_up, if_index};
 pub(crate) use process::{
     ExecList, HolderPipes, NamespaceHolder, SingleThreaded, adopt_fd, default_sigpipe, die_by_signal, execve, exit_now,
     fork, keep_fds_on_exec, let_go_of_stdio, read_proc_file, reader_gone, run_before_main, set_env, show_as,
-    spawn_sharing_memory, stat_fields, take_stdin_as_controlling_terminal,
+    spawn_sharing_memory, stat_fields, stat_fields_at, take_stdin_as_controlling_terminal,
 };
 
 /// The kernel operations a setup plan performs, each failing with an errno.

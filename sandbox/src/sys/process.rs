@@ -118,7 +118,14 @@ pub(crate) fn reader_gone(pipe: &std::os::fd::OwnedFd) -> bool {
 /// The fields of proc(5)'s `/proc/<pid>/stat` after the command's name (which may hold spaces and
 /// parentheses: split at the last `)`): element 0 is field 3 (the state), element `n - 3` field `n`.
 pub(crate) fn stat_fields(pid: &str) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields_at(None, &format!("/proc/{pid}/stat"))
+}
+
+/// [`stat_fields`] of the stat file at `path` (relative to `dir`, else as it is), read as
+/// [`read_proc_file`] reads: a `/proc` the sandbox's programs may have mounted over.
+pub(crate) fn stat_fields_at(dir: Option<BorrowedFd<'_>>, path: &str) -> Option<Vec<String>> {
+    let stat = read_proc_file(dir, path, 4096)?;
+    let stat = String::from_utf8_lossy(&stat);
     Some(stat.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect())
 }
 
