@@ -105,13 +105,18 @@ fn host_null() -> Result<OwnedFd, StepError> {
 const FORWARDED: [Signal; 6] =
     [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
-/// Blocks the signals the helper forwards, so that they wait (pending) until it does.
-fn block_forwarded_signals() {
+/// [`FORWARDED`], as a set.
+fn forwarded_signals() -> SigSet {
     let mut set = SigSet::empty();
     for sig in FORWARDED {
         set.add(sig);
     }
-    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None);
+    set
+}
+
+/// Blocks the signals the helper forwards, so that they wait (pending) until it does.
+fn block_forwarded_signals() {
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&forwarded_signals()), None);
 }
 
 /// Blocks SIGCHLD (which the helper waits for through a signalfd) before it forks, so that a child
@@ -333,8 +338,8 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
         }
     }
     // The deadline counts from here: what came before is paid once (a shifted copy of the rootfs), and
-    // init's setup is the sandbox's own time.
-    let started = std::time::Instant::now();
+    // init's setup is the sandbox's own time. None where the clock cannot count that far.
+    let deadline = config.timeout.and_then(|t| std::time::Instant::now().checked_add(t));
     // Init becomes unreachable (not dumpable) before it starts the program; first the helper must
     // hold what it needs of init (crate::spawn::init): rootless, it could not open init's /proc
     // files afterwards, and a session's commands join through what it holds.
@@ -391,15 +396,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
                 fail(&report, (StepKind::Namespaces, "create the cgroup namespace (unshare)", e));
             }
             let held = start.filter(|_| hold_first).map(OwnedFd::from);
-            super::init::run(
-                t,
-                config,
-                report,
-                status,
-                held,
-                null,
-                config.timeout.and_then(|t| started.checked_add(t)),
-            );
+            super::init::run(t, config, report, status, held, null, deadline);
         }
         Forked::Helper { init, status, start } => {
             // Init has its own copies of the network namespace's descriptors.
@@ -429,7 +426,7 @@ fn create(t: SingleThreaded, config: &Config, report: OwnedFd, kill: OwnedFd) {
     }
     send(&report, &Record::Init { pid: init.as_raw() });
     // The deadline, enforced from out here too: init enforces it, unless the program stopped it.
-    let deadline = config.timeout.and_then(|t| started.checked_add(t)?.checked_add(HELPER_DEADLINE_GRACE));
+    let deadline = deadline.and_then(|d| d.checked_add(HELPER_DEADLINE_GRACE));
     // `mount_ns` lives until the report is sent (see `finish`).
     let hold = Hold {
         // Init says so once more when it enters the program's user namespace (a second mount namespace).
@@ -649,11 +646,8 @@ fn wait_for(
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use nix::sys::wait::WaitPidFlag;
 
-    let mut set = SigSet::empty();
+    let mut set = forwarded_signals();
     set.add(Signal::SIGCHLD);
-    for sig in FORWARDED {
-        set.add(sig);
-    }
     // SIGCHLD was blocked before the fork (block_wait_signals), the forwarded ones at the start.
     let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
     let mut decoder = Decoder::default();
