@@ -67,11 +67,18 @@ fn list(prepared: &Prepared, args: &[String]) -> Result<Vec<String>, Error> {
 /// A test's name and how it ended.
 type Ran = (String, Outcome);
 
-/// How one test ended.
+/// How one test ended, and what it printed.
 #[derive(Debug)]
-enum Outcome {
-    Ok { output: String },
-    Failed { output: String },
+struct Outcome {
+    passed: bool,
+    output: String,
+}
+
+impl Outcome {
+    /// A failure of sandbox-run's own, before or after the test (its sandbox, its kept layer).
+    fn failed(e: &dyn std::error::Error) -> Outcome {
+        Outcome { passed: false, output: format!("sandbox-run: {}", sandbox::error_chain(e)) }
+    }
 }
 
 /// Runs each selected test of the libtest binary `binary` in its own sandbox, `jobs` at a time; prints
@@ -119,7 +126,7 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
         say(&format!("test {t} ... ignored"));
     }
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(String, Outcome)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<Ran>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, to_run.len().max(1)) {
             scope.spawn(|| {
@@ -128,12 +135,10 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
                         Some(prepared) => run_one(prepared, name, &ignored_flags),
                         None => run_keeping(opts, binary, name, &ignored_flags),
                     };
-                    if let (true, Outcome::Ok { output } | Outcome::Failed { output }) = (nocapture, &outcome)
-                        && !output.is_empty()
-                    {
-                        say(output.trim_end_matches('\n'));
+                    if nocapture && !outcome.output.is_empty() {
+                        say(outcome.output.trim_end_matches('\n'));
                     }
-                    let verdict = if matches!(outcome, Outcome::Ok { .. }) { "ok" } else { "FAILED" };
+                    let verdict = if outcome.passed { "ok" } else { "FAILED" };
                     say(&format!("test {name} ... {verdict}"));
                     results.lock().unwrap_or_else(|p| p.into_inner()).push((name.clone(), outcome));
                 }
@@ -142,12 +147,12 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
     });
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by(|a, b| a.0.cmp(&b.0));
-    let (passed, failed): (Vec<&Ran>, Vec<&Ran>) = results.iter().partition(|(_, o)| matches!(o, Outcome::Ok { .. }));
+    let (passed, failed): (Vec<&Ran>, Vec<&Ran>) = results.iter().partition(|(_, o)| o.passed);
     // libtest's sections: each test's output under its name, then the names again.
     let section = |title: &str, tests: &[&Ran]| {
         say(&format!("\n{title}:\n"));
-        for (name, Outcome::Ok { output } | Outcome::Failed { output }) in tests.iter().map(|t| (&t.0, &t.1)) {
-            say(&format!("---- {name} stdout ----\n{output}"));
+        for (name, outcome) in tests {
+            say(&format!("---- {name} stdout ----\n{}", outcome.output));
         }
         say(&format!("\n{title}:"));
         for (name, _) in tests {
@@ -173,27 +178,23 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
 
 /// Runs one test alone in a fresh sandbox whose writable layer is kept under `--keep-failed` if it fails.
 fn run_keeping(opts: &SandboxOptions, binary: &str, name: &str, ignored_flags: &[String]) -> Outcome {
-    let failed = |e: Error| Outcome::Failed { output: format!("sandbox-run: {}", sandbox::error_chain(&e)) };
     let Some(base) = &opts.keep_failed else {
-        return failed(Error::Option { option: "--keep-failed", value: String::new(), expected: "a folder" });
+        return Outcome::failed(&Error::Option { option: "--keep-failed", value: String::new(), expected: "a folder" });
     };
     let dir = match crate::keep::fresh_layer_dir(base, name) {
         Ok(d) => d,
-        Err(e) => return failed(e),
+        Err(e) => return Outcome::failed(&e),
     };
     let prepared = match crate::setup::prepare_in(opts, binary, Some(&dir)) {
         Ok(p) => p,
-        Err(e) => return failed(e),
+        Err(e) => return Outcome::failed(&e),
     };
     let outcome = run_one(&prepared, name, ignored_flags);
-    let (passed, text) = match &outcome {
-        Outcome::Ok { .. } => (true, "passed".to_owned()),
-        Outcome::Failed { .. } => (false, "failed".to_owned()),
-    };
+    let text = if outcome.passed { "passed" } else { "failed" }.to_owned();
     let command = vec![prepared.program.clone(), "--exact".into(), name.to_owned()];
-    match crate::run::keep_if_failed(&dir, passed, &prepared, command, text) {
+    match crate::run::keep_if_failed(&dir, outcome.passed, &prepared, command, text) {
         Ok(()) => outcome,
-        Err(e) => failed(e),
+        Err(e) => Outcome::failed(&e),
     }
 }
 
@@ -206,14 +207,16 @@ fn run_one(prepared: &crate::setup::Prepared, name: &str, ignored_flags: &[Strin
         .args(ignored_flags.iter().cloned())
         .output();
     match out {
-        Ok(o) if o.status.success() => Outcome::Ok {
+        Ok(o) if o.status.success() => Outcome {
+            passed: true,
             output: format!(
                 "{}{}",
                 own_output(&String::from_utf8_lossy(&o.stdout), name),
                 String::from_utf8_lossy(&o.stderr)
             ),
         },
-        Ok(o) => Outcome::Failed {
+        Ok(o) => Outcome {
+            passed: false,
             output: format!(
                 "{}{}({})",
                 String::from_utf8_lossy(&o.stdout),
@@ -221,7 +224,7 @@ fn run_one(prepared: &crate::setup::Prepared, name: &str, ignored_flags: &[Strin
                 o.status
             ),
         },
-        Err(e) => Outcome::Failed { output: format!("sandbox-run: {}", sandbox::error_chain(&e)) },
+        Err(e) => Outcome::failed(&e),
     }
 }
 

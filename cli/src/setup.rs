@@ -79,6 +79,11 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
     // Every volume, each with its target: mounted parents first (as Docker orders them), so that
     // `--tmpfs /data --mount SRC:/data/in` shows the bind inside the tmpfs whatever the order given.
     let mut volumes: Vec<(String, Mount)> = Vec::new();
+    // A host file bound read-only at its own path.
+    let as_it_is = |file: &Path, source: &Path| {
+        let target = file.display().to_string();
+        (target.clone(), Mount::bind(source, target).read_only())
+    };
     // A host program on another rootfs: its loader and libraries, read-only at their own paths.
     if let (Some(path), false) = (&host_program, rootfs.is_host()) {
         // A script's interpreter is the rootfs's: one it lacks is named now, not as the script's
@@ -90,11 +95,9 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
         }
         for file in crate::elf::closure(path)? {
             let real = file.canonicalize().map_err(crate::error::io("resolve", &file))?;
-            let target = file.display().to_string();
-            volumes.push((target.clone(), Mount::bind(real, target).read_only()));
+            volumes.push(as_it_is(&file, &real));
         }
-        let target = path.display().to_string();
-        volumes.push((target.clone(), Mount::bind(path, target).read_only()));
+        volumes.push(as_it_is(path, path));
     }
     let workspace = if !opts.no_workspace && (rootfs.is_host() || host_program.is_some()) {
         workspace_dirs(host_program.as_deref())
@@ -107,8 +110,7 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
         && (path.starts_with("/tmp") || path.starts_with("/dev"))
         && !workspace.iter().any(|dir| path.starts_with(dir))
     {
-        let target = path.display().to_string();
-        volumes.push((target.clone(), Mount::bind(path, target).read_only()));
+        volumes.push(as_it_is(path, path));
     }
     for dir in workspace {
         let target = dir.display().to_string();
