@@ -22,7 +22,7 @@ pub enum Error {
         /// What was given.
         value: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: String,
     },
     /// A host script's interpreter (its `#!` line) is not in the rootfs it runs on.
     #[error(

@@ -140,7 +140,7 @@ pub fn parse_size(text: &str) -> Result<u64, Error> {
 /// `text`, if the sandbox's own check (`sandbox_validate`) takes it: refused here, the error names
 /// the option given (clap adds it), where the library's would name its builder's setting.
 fn checked<T>(text: &str, value: T, check: Result<(), &'static str>) -> Result<T, Error> {
-    check.map(|()| value).map_err(|reason| Error::Refused { value: text.to_owned(), reason })
+    check.map(|()| value).map_err(|reason| Error::Refused { value: text.to_owned(), reason: reason.to_owned() })
 }
 
 fn parse_hostname(text: &str) -> Result<String, Error> {
@@ -168,20 +168,17 @@ fn parse_timeout(text: &str) -> Result<Duration, Error> {
 
 fn parse_memory(text: &str) -> Result<u64, Error> {
     let bytes = parse_size(text)?;
-    let reason = "must be at least 1M, which the sandbox's own processes need (a size without a suffix is in bytes)";
-    checked(text, bytes, if bytes < 1 << 20 { Err(reason) } else { Ok(()) })
+    sandbox_validate::memory_limit(bytes).map(|()| bytes).map_err(|reason| Error::Refused {
+        value: text.to_owned(),
+        reason: format!("{reason} (a size without a suffix is in bytes)"),
+    })
 }
 
 fn parse_pids(text: &str) -> Result<u64, Error> {
     let n = text
         .parse::<u64>()
-        .map_err(|_| Error::Refused { value: text.to_owned(), reason: "expected a whole number" })?;
-    let check = if (2..=1 << 22).contains(&n) {
-        Ok(())
-    } else {
-        Err("must be from 2 (the sandbox's init counts, and the program) to 4194304 (the kernel's most)")
-    };
-    checked(text, n, check)
+        .map_err(|_| Error::Refused { value: text.to_owned(), reason: "expected a whole number".into() })?;
+    checked(text, n, sandbox_validate::pids_limit(n))
 }
 
 fn parse_mount(text: &str) -> Result<MountArg, Error> {
@@ -207,7 +204,7 @@ fn parse_tmpfs(text: &str) -> Result<TmpfsArg, Error> {
     if size == Some(0) {
         return Err(Error::Refused {
             value: text.to_owned(),
-            reason: "a size must be above zero (tmpfs reads 0 as no limit)",
+            reason: "a size must be above zero (tmpfs reads 0 as no limit)".into(),
         });
     }
     if !target.starts_with('/') {

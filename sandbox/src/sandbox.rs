@@ -15,12 +15,6 @@ enum RootfsChoice {
     Dir(PathBuf),
 }
 
-/// The smallest memory limit a sandbox takes: below it, setup itself is OOM-killed.
-const MIN_MEMORY_LIMIT: u64 = 1 << 20;
-
-/// The most pids a pids limit may name: the kernel's `PID_MAX_LIMIT` on 64-bit machines.
-const MAX_PIDS: u64 = 1 << 22;
-
 /// Configuration of a [`Sandbox`]. Every setter documents its default; nothing is checked or started
 /// until [`build`](Builder::build).
 ///
@@ -275,13 +269,14 @@ impl Builder {
         for (path, _) in &self.files {
             checked("file path", path, sandbox_validate::path_inside(path))?;
         }
-        if let Some(bytes) = self.limits.memory.filter(|b| *b < MIN_MEMORY_LIMIT) {
-            let reason = "must be at least 1 MiB, which the sandbox's own processes need to start (the limit is in bytes: 64 MiB is 64 << 20)";
-            return Err(invalid("memory limit", &bytes.to_string(), reason));
+        if let Some(bytes) = self.limits.memory
+            && let Err(reason) = sandbox_validate::memory_limit(bytes)
+        {
+            let reason = format!("{reason} (the limit is in bytes: 64 MiB is 64 << 20)");
+            return Err(invalid("memory limit", &bytes.to_string(), &reason));
         }
-        if let Some(n) = self.limits.pids.filter(|n| *n < 2 || *n > MAX_PIDS) {
-            let reason = "must be from 2 (the sandbox's init counts, and the program) to 4194304 (the kernel's most)";
-            return Err(invalid("pids limit", &n.to_string(), reason));
+        if let Some(n) = self.limits.pids {
+            checked("pids limit", &n.to_string(), sandbox_validate::pids_limit(n))?;
         }
         if let Some(c) = self.limits.cpus {
             checked("cpu_limit", &c.to_string(), sandbox_validate::cpus(c))?;

@@ -195,23 +195,15 @@ impl Options {
                 let lit: LitStr = meta.value()?.parse()?;
                 let bytes = parse_size(&lit.value())
                     .ok_or_else(|| syn::Error::new(lit.span(), "expected a size such as \"64M\" or \"1G\""))?;
-                if bytes < 1 << 20 {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        "the memory limit must be at least 1M: the sandbox's own processes need that much",
-                    ));
-                }
+                sandbox_validate::memory_limit(bytes)
+                    .map_err(|r| syn::Error::new(lit.span(), format!("the memory limit {r}")))?;
                 set(&mut self.memory, bytes, &meta)
             }
             "pids" => {
                 let lit: syn::LitInt = meta.value()?.parse()?;
                 let n: u64 = lit.base10_parse()?;
-                if !(2..=1 << 22).contains(&n) {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        "the pids limit must be from 2 (the sandbox's init counts) to 4194304 (the kernel's most)",
-                    ));
-                }
+                sandbox_validate::pids_limit(n)
+                    .map_err(|r| syn::Error::new(lit.span(), format!("the pids limit {r}")))?;
                 set(&mut self.pids, n, &meta)
             }
             "requires" => {

@@ -91,6 +91,32 @@ pub fn cpus(cpus: f64) -> Result<(), &'static str> {
     }
 }
 
+/// A memory limit, in bytes: at least 1 MiB, which a sandbox's own processes need to start (below
+/// it, setup itself is OOM-killed).
+///
+/// # Errors
+/// Why the limit is refused.
+pub fn memory_limit(bytes: u64) -> Result<(), &'static str> {
+    if bytes >= 1 << 20 {
+        Ok(())
+    } else {
+        Err("must be at least 1 MiB (1M), which the sandbox's own processes need to start")
+    }
+}
+
+/// A pids limit: from 2 (the sandbox's init counts, and the program) to 4194304 (the kernel's
+/// `PID_MAX_LIMIT` on 64-bit machines).
+///
+/// # Errors
+/// Why the limit is refused.
+pub fn pids_limit(pids: u64) -> Result<(), &'static str> {
+    if (2..=1 << 22).contains(&pids) {
+        Ok(())
+    } else {
+        Err("must be from 2 (the sandbox's init counts, and the program) to 4194304 (the kernel's most)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +140,13 @@ mod tests {
         assert!(env_key("A=B").is_err() && env_key("").is_err());
         assert!(env_value("b\0").is_err());
         assert!(cpus(0.5).is_ok() && cpus(0.001).is_err() && cpus(f64::NAN).is_err() && cpus(1e30).is_err());
+        assert!(memory_limit(1 << 20).is_ok() && memory_limit((1 << 20) - 1).is_err());
+        assert!(
+            pids_limit(2).is_ok()
+                && pids_limit(1 << 22).is_ok()
+                && pids_limit(1).is_err()
+                && pids_limit((1 << 22) + 1).is_err()
+        );
     }
 }
 
