@@ -61,6 +61,17 @@ fn host_state() -> HostState {
     }
 }
 
+/// An executable `check.sh` holding `body`, in a new world-readable folder under `/tmp` named from
+/// `prefix` (gone with the returned folder).
+fn script_under_tmp(prefix: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = dir.path().join("check.sh");
+    std::fs::write(&script, body).expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (dir, script)
+}
+
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -868,11 +879,7 @@ fn an_invalid_option_value_is_named_by_its_option() {
 /// exists. The program given should run, as one anywhere else on the host does.
 #[test]
 fn a_host_program_under_tmp_runs_from_another_folder() {
-    let dir = tempfile::Builder::new().prefix("sandbox-run-prog-").tempdir_in("/tmp").expect("tempdir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let script = dir.path().join("check.sh");
-    std::fs::write(&script, "#!/bin/sh\necho ran\n").expect("write");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (_dir, script) = script_under_tmp("sandbox-run-prog-", "#!/bin/sh\necho ran\n");
     let out = Command::new(SANDBOX_RUN).arg("--").arg(&script).current_dir("/").output().expect("run");
     assert_eq!(
         (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
@@ -979,11 +986,8 @@ fn the_shells_terminal_has_a_name_inside() {
 /// though the README says "a host program still runs there". The script should run on Alpine.
 #[test]
 fn a_host_script_runs_on_alpine() {
-    let dir = tempfile::Builder::new().prefix("sandbox-run-script-").tempdir_in("/tmp").expect("tempdir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let script = dir.path().join("check.sh");
-    std::fs::write(&script, "#!/bin/sh\ncat /etc/alpine-release >/dev/null && echo on alpine\n").expect("write");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (_dir, script) =
+        script_under_tmp("sandbox-run-script-", "#!/bin/sh\ncat /etc/alpine-release >/dev/null && echo on alpine\n");
     let out = Command::new(SANDBOX_RUN).args(["--rootfs", "alpine", "--"]).arg(&script).output().expect("run");
     assert_eq!(
         (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
@@ -1077,11 +1081,7 @@ fn a_timeout_too_large_is_refused_as_an_invalid_value() {
 /// The error should name the missing interpreter (`/bin/bash`), as a shell's "bad interpreter" does.
 #[test]
 fn a_host_script_whose_interpreter_the_rootfs_lacks_names_it() {
-    let dir = tempfile::Builder::new().prefix("sandbox-run-script-").tempdir_in("/tmp").expect("tempdir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let script = dir.path().join("check.sh");
-    std::fs::write(&script, "#!/bin/bash\necho on alpine\n").expect("write");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (_dir, script) = script_under_tmp("sandbox-run-script-", "#!/bin/bash\necho on alpine\n");
     let out = Command::new(SANDBOX_RUN).args(["--rootfs", "alpine", "--"]).arg(&script).output().expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.code() == Some(127) && stderr.contains("/bin/bash"), "{}: {stderr}", out.status);
