@@ -230,6 +230,50 @@ fn check_bad_input() {
     assert!(matches!(sb.command("/bin/true").env("B=", "x").status(), Err(Error::InvalidConfig { .. })));
 }
 
+/// A program on a pseudo-terminal of the sandbox's own: `tty` names it inside, `stty` sees its
+/// size and a resize, the shell has job control on it; the same for a session's command.
+fn check_pty() {
+    use std::io::{Read, Write};
+    // A deadline: a hang here ends the reads below (the terminal closes with the sandbox).
+    let sb = builder().timeout(Duration::from_secs(30)).build().expect("build");
+    let mut child = sb.command("/bin/sh").pty(30, 100).spawn().expect("spawn on a pty");
+    let mut pty = child.pty.take().expect("the pty's master side");
+    let mut seen = String::new();
+    let read_until = |pty: &mut sandbox::Pty, seen: &mut String, end: &str| {
+        let mut buf = [0u8; 4096];
+        while !seen.contains(end) {
+            let n = pty.read(&mut buf).expect("read the terminal");
+            assert!(n > 0, "the terminal closed before {end:?}: {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    };
+    pty.write_all(b"tty; stty size; ls /dev/pts | tr '\\n' ' '; echo; set -o | grep -c 'monitor.*on' | sed s/^/jc=/\n")
+        .expect("type");
+    read_until(&mut pty, &mut seen, "\r\njc=1\r\n");
+    assert!(seen.contains("/dev/pts/0\r\n30 100\r\n0 ptmx \r\njc=1\r\n"), "tty, size, the sandbox's devpts: {seen:?}");
+    // Resized as a terminal window is; typed once the first line is done, so no echo interleaves.
+    pty.resize(40, 120).expect("resize");
+    pty.write_all(b"stty size; exit 3\n").expect("type");
+    pty.read_to_string(&mut seen).expect("read the terminal to its end");
+    assert_eq!(child.wait().expect("wait").code(), Some(3), "{seen}");
+    assert!(seen.contains("\r\n40 120\r\n") && !seen.contains("not a tty"), "{seen:?}");
+    // What output() cannot relay is refused, not left to hang.
+    let err = sb.command("/bin/true").pty(24, 80).output().expect_err("output() on a pty");
+    assert!(matches!(&err, Error::InvalidConfig { reason, .. } if reason.contains("spawn()")), "{err}");
+
+    let session = sb.session().expect("session");
+    let mut child = session.command("/usr/bin/tty").pty(24, 80).spawn().expect("spawn in the session");
+    let mut seen = String::new();
+    child.pty.take().expect("pty").read_to_string(&mut seen).expect("read");
+    assert!(child.wait().expect("wait").success(), "{seen}");
+    assert_eq!(seen, "/dev/pts/0\r\n");
+}
+
+#[test]
+fn pty() {
+    check_pty();
+}
+
 fn check_session() {
     let sb = builder().hostname("shared").build().expect("build");
     let m = marker();
@@ -1231,6 +1275,7 @@ fn child_rootless_suite() {
     check_env_and_dir();
     check_bad_input();
     check_session();
+    check_pty();
     check_stdio_is_kept_for_the_next_spawn();
     check_copied_rootfs();
     check_volumes();

@@ -19,23 +19,31 @@ pub fn shell(opts: &SandboxOptions) -> Result<i32, Error> {
     if !std::io::stdin().is_terminal() {
         return Ok(crate::exit::of_status(sb.command("/bin/sh").status()?));
     }
-    // A pseudo-terminal of the sandbox's own, the same size as ours, relayed byte for byte: the shell
-    // gets a controlling terminal (job control, ^C, ^Z) and our terminal is never handed over.
-    let size = terminal_size().unwrap_or(nix::pty::Winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 });
-    let pty = nix::pty::openpty(Some(&size), None).map_err(|e| io("open", "a pseudo-terminal")(e.into()))?;
-    let slave = std::fs::File::from(pty.slave);
-    let clone = |f: &std::fs::File| f.try_clone().map_err(io("duplicate", "the pseudo-terminal"));
-    let mut child = sb
-        .command("/bin/sh")
-        .arg("-l")
-        .stdin(clone(&slave)?)
-        .stdout(clone(&slave)?)
-        .stderr(slave)
-        .controlling_terminal(true)
-        .spawn()?;
+    // A pseudo-terminal of the sandbox's own devpts (`tty` names it inside), the same size as ours,
+    // relayed byte for byte: the shell gets a controlling terminal (job control, ^C, ^Z) and our
+    // terminal is never handed over.
+    // Blocked before any thread starts, so that only the resizing thread takes it; and before our
+    // size is read, so that no resize in between is missed.
+    let winch = block_window_changes();
+    let (rows, cols) = terminal_size().unwrap_or((24, 80));
+    let mut child = sb.command("/bin/sh").arg("-l").pty(rows, cols).spawn()?;
+    let Some(mut from_pty) = child.pty.take() else {
+        return Err(io("open", "a pseudo-terminal")(std::io::ErrorKind::NotFound.into()));
+    };
     let raw = RawMode::enter()?;
-    let master = std::fs::File::from(pty.master);
-    let mut to_pty = clone(&master)?;
+    let clone = |p: &sandbox::Pty| p.try_clone().map_err(io("duplicate", "the pseudo-terminal"));
+    let mut to_pty = clone(&from_pty)?;
+    if let Some(set) = winch {
+        let resized = clone(&from_pty)?;
+        // A resized window resizes the shell's terminal (and the shell gets SIGWINCH).
+        std::thread::spawn(move || {
+            while set.wait().is_ok() {
+                if let Some((rows, cols)) = terminal_size() {
+                    let _ = resized.resize(rows, cols);
+                }
+            }
+        });
+    }
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         let mut stdin = std::io::stdin();
@@ -45,10 +53,9 @@ pub fn shell(opts: &SandboxOptions) -> Result<i32, Error> {
             }
         }
     });
-    let mut from_pty = master;
     let mut buf = [0u8; 4096];
     let mut stdout = std::io::stdout();
-    // Ends with EIO once the last process holding the pty's slave side has exited.
+    // Ends once the last process holding the terminal has ended.
     while let Ok(n) = from_pty.read(&mut buf) {
         if n == 0 || stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()).is_err() {
             break;
@@ -57,6 +64,13 @@ pub fn shell(opts: &SandboxOptions) -> Result<i32, Error> {
     let status = child.wait()?;
     drop(raw);
     Ok(crate::exit::of_status(status))
+}
+
+/// SIGWINCH, blocked in this thread (and the threads it starts), for the thread that resizes.
+fn block_window_changes() -> Option<nix::sys::signal::SigSet> {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGWINCH);
+    set.thread_block().ok().map(|()| set)
 }
 
 /// Restores the terminal's settings when dropped, also on error.
@@ -82,11 +96,8 @@ impl Drop for RawMode {
     }
 }
 
-/// Our terminal's size (TIOCGWINSZ on stdin).
-fn terminal_size() -> Option<nix::pty::Winsize> {
-    let out = std::process::Command::new("stty").arg("size").stdin(std::process::Stdio::inherit()).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.split_whitespace().map(|n| n.parse::<u16>().ok());
-    let (ws_row, ws_col) = (it.next()??, it.next()??);
-    Some(nix::pty::Winsize { ws_row, ws_col, ws_xpixel: 0, ws_ypixel: 0 })
+/// Our terminal's size, rows and columns (TIOCGWINSZ on stdin).
+fn terminal_size() -> Option<(u16, u16)> {
+    let size = rustix::termios::tcgetwinsize(std::io::stdin()).ok()?;
+    (size.ws_row > 0 && size.ws_col > 0).then_some((size.ws_row, size.ws_col))
 }

@@ -1,5 +1,6 @@
 //! `Command` and `Child`, shaped like `std::process`'s.
 
+use std::os::fd::AsFd;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output};
 
 use crate::config::Job;
@@ -36,6 +37,7 @@ pub struct Command<'a> {
     stdout: Option<Stdio>,
     stderr: Option<Stdio>,
     controlling_terminal: bool,
+    pty: Option<(u16, u16)>,
 }
 
 impl<'a> Command<'a> {
@@ -51,7 +53,31 @@ impl<'a> Command<'a> {
             stdout: None,
             stderr: None,
             controlling_terminal: false,
+            pty: None,
         }
+    }
+
+    /// Runs the program on a new pseudo-terminal of the sandbox's own devpts, `rows` x `cols`: its
+    /// stdin, stdout and stderr are the terminal (the stdio settings are not used), which is also
+    /// its controlling terminal (job control, ^C), and `tty` inside names it (`/dev/pts/0`). The
+    /// caller's side is [`Child::pty`]. For [`spawn`](Command::spawn) only: keep reading the
+    /// terminal while the program runs, as a terminal window does. Default: off.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use std::io::{Read, Write};
+    /// let sb = sandbox::Sandbox::builder().build()?;
+    /// let mut child = sb.command("/bin/sh").pty(24, 80).spawn()?;
+    /// let mut pty = child.pty.take().expect("a pty");
+    /// pty.write_all(b"stty size; exit\n")?;
+    /// let mut seen = String::new();
+    /// pty.read_to_string(&mut seen)?;
+    /// assert!(child.wait()?.success() && seen.contains("24 80"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pty(&mut self, rows: u16, cols: u16) -> &mut Self {
+        self.pty = Some((rows, cols));
+        self
     }
 
     /// Makes the program's stdin, which must be a terminal (e.g. the slave side of a pty), its
@@ -145,6 +171,7 @@ impl<'a> Command<'a> {
     /// # Errors
     /// As [`spawn`](Command::spawn), and [`Error::TimedOut`], [`Error::MemoryLimitExceeded`].
     pub fn output(&mut self) -> Result<Output, Error> {
+        self.refuse_pty("output")?;
         self.spawn_with([Stdio::null(), Stdio::piped(), Stdio::piped()])?.wait_with_output()
     }
 
@@ -153,6 +180,7 @@ impl<'a> Command<'a> {
     /// # Errors
     /// As [`spawn`](Command::spawn), and [`Error::TimedOut`], [`Error::MemoryLimitExceeded`].
     pub fn status(&mut self) -> Result<ExitStatus, Error> {
+        self.refuse_pty("status")?;
         self.spawn()?.wait()
     }
 
@@ -170,6 +198,7 @@ impl<'a> Command<'a> {
     /// # Errors
     /// As [`output`](Command::output).
     pub fn output_with_usage(&mut self) -> Result<(Output, Option<crate::Usage>), Error> {
+        self.refuse_pty("output_with_usage")?;
         let mut child = self.spawn_with([Stdio::null(), Stdio::piped(), Stdio::piped()])?;
         let output = child.collect_output()?;
         Ok((output, child.usage))
@@ -180,9 +209,24 @@ impl<'a> Command<'a> {
     /// # Errors
     /// As [`status`](Command::status).
     pub fn status_with_usage(&mut self) -> Result<(ExitStatus, Option<crate::Usage>), Error> {
+        self.refuse_pty("status_with_usage")?;
         let mut child = self.spawn()?;
         let status = child.wait()?;
         Ok((status, child.usage))
+    }
+
+    /// A program on a pseudo-terminal needs its terminal read while it runs, which only the caller of
+    /// [`spawn`](Command::spawn) can do: without it, the program would block once the terminal's
+    /// buffer is full, or be hung up.
+    fn refuse_pty(&self, method: &str) -> Result<(), Error> {
+        match self.pty {
+            Some((rows, cols)) => Err(invalid(
+                "pty",
+                &format!("{rows}x{cols}"),
+                &format!("{method}() cannot relay a pseudo-terminal: use spawn() and read Child::pty"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Starts the sandbox with `defaults` for the stdio not set, once more with a copied rootfs if the
@@ -201,8 +245,15 @@ impl<'a> Command<'a> {
             checked("current_dir", dir, sandbox_validate::path_inside(dir))?;
         }
         let [i, o, e] = &defaults;
-        let stdio =
+        let mut stdio =
             [self.stdin.as_ref().unwrap_or(i), self.stdout.as_ref().unwrap_or(o), self.stderr.as_ref().unwrap_or(e)];
+        // A pseudo-terminal: the program's process sends its master back over this socket, passed as
+        // its stdin (sys::pty).
+        let console = self.pty.map(|_| console_socket()).transpose()?;
+        let (console_theirs, null) = (console.as_ref().map(|(_, theirs)| theirs.clone()), Stdio::null());
+        if let Some(theirs) = &console_theirs {
+            stdio = [theirs, &null, &null];
+        }
         let handle = with_fallback(|| {
             let job = match &self.session {
                 Some(session) => {
@@ -211,11 +262,31 @@ impl<'a> Command<'a> {
                 None => Job::Exec { program: self.program.clone(), args: self.args.clone() },
             };
             let (mut config, lease) = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
-            config.controlling_terminal = self.controlling_terminal;
+            config.controlling_terminal = self.controlling_terminal || self.pty.is_some();
+            config.pty = self.pty;
             HelperHandle::start((config, lease), stdio, Stage::Started)
         })?;
-        Ok(Child::new(handle))
+        let mut child = Child::new(handle);
+        if let Some((ours, _)) = console {
+            let master = crate::sys::pty::receive_master(ours.as_fd())
+                .and_then(|m| m.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof)))
+                .map_err(|source| Error::Io {
+                    op: "receive the sandbox's pseudo-terminal over",
+                    path: "its console socket".into(),
+                    source,
+                })?;
+            child.pty = Some(crate::Pty::new(master));
+        }
+        Ok(child)
     }
+}
+
+/// A unix socket pair, close-on-exec: ours, and the program's as a [`Stdio`].
+fn console_socket() -> Result<(std::os::fd::OwnedFd, Stdio), Error> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(|e| Error::Io { op: "create", path: "a console socket".into(), source: e.into() })?;
+    Ok((ours, Stdio::from(theirs)))
 }
 
 /// A program running in a sandbox, like [`std::process::Child`], except that dropping it before it
@@ -231,6 +302,8 @@ pub struct Child {
     pub stdout: Option<ChildStdout>,
     /// The program's stderr, if piped.
     pub stderr: Option<ChildStderr>,
+    /// The caller's side of the program's pseudo-terminal, with [`Command::pty`].
+    pub pty: Option<crate::Pty>,
 }
 
 impl Child {
@@ -239,6 +312,7 @@ impl Child {
             stdin: handle.stdin.take(),
             stdout: handle.stdout.take(),
             stderr: handle.stderr.take(),
+            pty: None,
             handle,
             usage: None,
             status: None,

@@ -167,6 +167,10 @@ pub(crate) struct Config {
     /// Make the program's stdin (a terminal) its controlling terminal.
     #[serde(default)]
     pub controlling_terminal: bool,
+    /// A pseudo-terminal of the sandbox's own, rows x columns, in place of the program's stdio
+    /// (which then carries the console socket on stdin: see `sys::pty`).
+    #[serde(default)]
+    pub pty: Option<(u16, u16)>,
     /// What the sandbox keeps from the program (issue 9), and the opt-out.
     #[serde(default)]
     pub security: crate::hardening::Security,

@@ -406,6 +406,7 @@ impl Builder {
                 outer_gid: gid,
                 resolv_conf,
                 controlling_terminal: false,
+                pty: None,
                 sys: self.sys,
                 mounts,
                 files: self.files,

@@ -104,6 +104,7 @@ impl Net {
             outer_gid: 0,
             resolv_conf: None,
             controlling_terminal: false,
+            pty: None,
             sys: false,
             mounts: Vec::new(),
             files: Vec::new(),

@@ -593,6 +593,7 @@ mod tests {
             outer_gid: 1000,
             resolv_conf: None,
             controlling_terminal: false,
+            pty: None,
             sys: true,
             mounts: vec![],
             files: vec![],

@@ -69,6 +69,7 @@ enum Failed {
     CurrentDir = 2,
     Filter = 3,
     Exec = 4,
+    Pty = 5,
 }
 
 /// The process's steps before exec, in order; allocates nothing. `close_others`: a closure's
@@ -80,6 +81,10 @@ fn steps(p: &Prepared<'_>, close_others: Option<&[RawFd]>, shares_memory: bool) 
     let was_dumpable = nix::sys::prctl::get_dumpable().unwrap_or(false);
     // A session of its own: job control inside cannot touch the caller's terminal.
     let _ = nix::unistd::setsid();
+    if let Some((rows, cols)) = config.pty {
+        // pty(7): a terminal of the sandbox's devpts, found by its name inside (see sys::pty).
+        crate::sys::pty::take_own_pty(rows, cols).map_err(|e| (Failed::Pty, e))?;
+    }
     // proc(5): with limits, init is kept out of the OOM killer's choice (oom_score_adj -1000) and
     // every process it forks would inherit that. The program gets the ordinary score back (raising
     // it needs no privilege); otherwise a cgroup at its memory limit holds no process the kernel may
@@ -284,6 +289,9 @@ fn failure_record(step: u8, errno: i32, current_dir: &str) -> Record {
         }
         s if s == Failed::Filter as u8 => {
             setup(StepKind::Security, "install the seccomp filter (no_new_privs, seccomp)", None)
+        }
+        s if s == Failed::Pty as u8 => {
+            setup(StepKind::Dev, "open a pseudo-terminal of the sandbox's own", Some("/dev/pts/ptmx".to_owned()))
         }
         _ => Record::ExecFailed { errno },
     }

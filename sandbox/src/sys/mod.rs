@@ -11,6 +11,7 @@ pub(crate) mod hardening;
 pub(crate) mod mount;
 pub(crate) mod net;
 pub(crate) mod process;
+pub(crate) mod pty;
 
 use std::path::Path;
 

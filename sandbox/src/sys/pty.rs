@@ -1,0 +1,77 @@
+//! A pseudo-terminal of the sandbox's own devpts for a program (pty(7)), its master side handed to
+//! the caller over a console socket, as runc's `--console-socket` does: the terminal is created
+//! inside, where `tty` and `ttyname(3)` find it by its name (`/dev/pts/0`), and the caller relays it.
+//!
+//! The caller passes one end of a unix socket pair as the program's stdin; the program's process,
+//! before its exec, makes the terminal, sends the master over that socket and puts the slave in
+//! place of stdin, stdout and stderr ([`take_own_pty`]). The caller then takes the master from its end
+//! ([`receive_master`]).
+
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+};
+
+fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_raw(e.raw_os_error())
+}
+
+/// In the program's process, a session leader inside the sandbox: opens a new pseudo-terminal on the
+/// sandbox's devpts (`/dev/pts/ptmx`, never the host's), `rows` x `cols`, sends its master side over
+/// the console socket on stdin and makes its slave side stdin, stdout and stderr. Allocates nothing.
+pub(crate) fn take_own_pty(rows: u16, cols: u16) -> Result<(), Errno> {
+    use rustix::fs::{Mode, OFlags};
+    let master = rustix::fs::open(c"/dev/pts/ptmx", OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(errno)?;
+    rustix::pty::unlockpt(&master).map_err(errno)?;
+    let size = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    rustix::termios::tcsetwinsize(&master, size).map_err(errno)?;
+    // TIOCGPTPEER (Linux 4.13): the slave of this very master, without looking its name up.
+    let flags = rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY;
+    let slave = rustix::pty::ioctl_tiocgptpeer(&master, flags).map_err(errno)?;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [master.as_fd()];
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    let sent = rustix::net::sendmsg(rustix::stdio::stdin(), &[IoSlice::new(b"m")], &mut control, SendFlags::NOSIGNAL)
+        .map_err(errno)?;
+    if sent != 1 {
+        return Err(Errno::EPIPE);
+    }
+    rustix::stdio::dup2_stdin(&slave).map_err(errno)?;
+    rustix::stdio::dup2_stdout(&slave).map_err(errno)?;
+    rustix::stdio::dup2_stderr(&slave).map_err(errno)?;
+    Ok(())
+}
+
+/// In the caller, once the program runs: the master side its process sent over `socket` (the
+/// caller's end of the console socket), without waiting. The last one if several came (a start
+/// tried again).
+pub(crate) fn receive_master(socket: BorrowedFd<'_>) -> std::io::Result<Option<OwnedFd>> {
+    let mut master = None;
+    loop {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut byte = [0u8; 1];
+        let flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
+        match rustix::net::recvmsg(socket, &mut [std::io::IoSliceMut::new(&mut byte)], &mut control, flags) {
+            Ok(msg) if msg.bytes == 0 => return Ok(master),
+            Ok(_) => {
+                for message in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(fds) = message
+                        && let Some(fd) = fds.last()
+                    {
+                        master = Some(fd);
+                    }
+                }
+            }
+            Err(rustix::io::Errno::AGAIN) => return Ok(master),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
