@@ -28,7 +28,7 @@ struct Cli {
     opts: SandboxOptions,
     /// Treat PROGRAM as a libtest test binary and run each of its tests in a sandbox of its own
     /// (ARGS select tests as libtest's do: filters, --skip, --exact, --ignored, --include-ignored)
-    #[arg(long, conflicts_with = "json_usage")]
+    #[arg(long, conflicts_with_all = ["json_usage", "tty"])]
     per_test: bool,
     /// With --per-test: how many tests at once [default: the number of CPUs]
     #[arg(long, short = 'j', value_name = "N", requires = "per_test")]

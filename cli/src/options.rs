@@ -68,6 +68,10 @@ pub struct SandboxOptions {
     /// (`Builder::privileged`); only for programs you trust like the host's own
     #[arg(long)]
     pub privileged: bool,
+    /// Run PROGRAM on a pseudo-terminal of the sandbox's own (`tty` names it inside), relayed to this
+    /// one, as `docker run -t` does: for editors, pagers, `top`, prompts (not with --per-test)
+    #[arg(long, short = 't')]
+    pub tty: bool,
     /// Write what the sandbox used (peak memory, CPU time, OOM kills) to FILE as JSON when it ends (one
     /// program: not with --per-test or --shell)
     #[arg(long, value_name = "FILE")]

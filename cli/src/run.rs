@@ -34,7 +34,13 @@ fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: 
     // Blocked before the start, so that none sent once the program runs is missed (the helper
     // starts with an empty mask).
     let signals = block_forwarded_signals();
-    let mut child = match prepared.sandbox.command(&prepared.program).args(args).spawn() {
+    let terminal = opts.tty.then(crate::shell::Terminal::prepare);
+    let mut cmd = prepared.sandbox.command(&prepared.program);
+    cmd.args(args);
+    if let Some(t) = &terminal {
+        cmd.pty(t.rows, t.cols);
+    }
+    let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
             let _ = signals.map(|set| set.thread_unblock());
@@ -43,6 +49,9 @@ fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: 
     };
     if let Some(set) = signals {
         forward_signals(set, child.id());
+    }
+    if let Some(t) = terminal {
+        t.relay(&mut child)?;
     }
     let waited = child.wait();
     // From here a signal ends sandbox-run itself (see forward_signals).

@@ -19,51 +19,86 @@ pub fn shell(opts: &SandboxOptions) -> Result<i32, Error> {
     if !std::io::stdin().is_terminal() {
         return Ok(crate::exit::of_status(sb.command("/bin/sh").status()?));
     }
-    // A pseudo-terminal of the sandbox's own devpts (`tty` names it inside), the same size as ours,
-    // relayed byte for byte: the shell gets a controlling terminal (job control, ^C, ^Z) and our
-    // terminal is never handed over.
-    // Blocked before any thread starts, so that only the resizing thread takes it; and before our
-    // size is read, so that no resize in between is missed.
-    let winch = block_window_changes();
-    let (rows, cols) = terminal_size().unwrap_or((24, 80));
-    let mut child = sb.command("/bin/sh").arg("-l").pty(rows, cols).spawn()?;
-    let Some(mut from_pty) = child.pty.take() else {
-        return Err(io("open", "a pseudo-terminal")(std::io::ErrorKind::NotFound.into()));
-    };
-    let raw = RawMode::enter()?;
-    let clone = |p: &sandbox::Pty| p.try_clone().map_err(io("duplicate", "the pseudo-terminal"));
-    let mut to_pty = clone(&from_pty)?;
-    if let Some(set) = winch {
-        let resized = clone(&from_pty)?;
-        // A resized window resizes the shell's terminal (and the shell gets SIGWINCH).
+    let terminal = Terminal::prepare();
+    let mut child = sb.command("/bin/sh").arg("-l").pty(terminal.rows, terminal.cols).spawn()?;
+    terminal.relay(&mut child)?;
+    Ok(crate::exit::of_status(child.wait()?))
+}
+
+/// This process's terminal, to relay to a program on a pseudo-terminal of the sandbox's own devpts
+/// (`tty` names it inside), of the same size: the program gets a controlling terminal (job control,
+/// ^C, ^Z) and our terminal is never handed over; a resized window resizes it.
+pub(crate) struct Terminal {
+    /// Rows and columns, for [`sandbox::Command::pty`].
+    pub(crate) rows: u16,
+    pub(crate) cols: u16,
+    winch: Option<nix::sys::signal::SigSet>,
+}
+
+impl Terminal {
+    /// Before the program starts, and before any thread: blocks SIGWINCH, so that only the resizing
+    /// thread takes it, then reads our size (24x80 without a terminal), so that no resize in between
+    /// is missed.
+    pub(crate) fn prepare() -> Terminal {
+        let winch = block_window_changes();
+        let (rows, cols) = terminal_size().unwrap_or((24, 80));
+        Terminal { rows, cols, winch }
+    }
+
+    /// Relays stdin and stdout to `child`'s terminal byte for byte until the last process holding it
+    /// has ended. Our terminal is in raw mode meanwhile, if stdin is one; otherwise the end of stdin
+    /// is typed as ^D.
+    ///
+    /// # Errors
+    /// When our terminal's mode cannot be set or the pseudo-terminal duplicated.
+    pub(crate) fn relay(self, child: &mut sandbox::Child) -> Result<(), Error> {
+        let Some(mut from_pty) = child.pty.take() else {
+            return Err(io("open", "a pseudo-terminal")(std::io::ErrorKind::NotFound.into()));
+        };
+        let interactive = std::io::stdin().is_terminal();
+        let raw = if interactive { Some(RawMode::enter()?) } else { None };
+        let clone = |p: &sandbox::Pty| p.try_clone().map_err(io("duplicate", "the pseudo-terminal"));
+        let mut to_pty = clone(&from_pty)?;
+        if let Some(set) = self.winch {
+            let resized = clone(&from_pty)?;
+            std::thread::spawn(move || {
+                while set.wait().is_ok() {
+                    if let Some((rows, cols)) = terminal_size() {
+                        let _ = resized.resize(rows, cols);
+                    }
+                }
+            });
+        }
         std::thread::spawn(move || {
-            while set.wait().is_ok() {
-                if let Some((rows, cols)) = terminal_size() {
-                    let _ = resized.resize(rows, cols);
+            let mut buf = [0u8; 4096];
+            let mut stdin = std::io::stdin();
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        if to_pty.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    _ => {
+                        // termios(3): VEOF (^D) at the start of a line ends a canonical reader's input.
+                        if !interactive {
+                            let _ = to_pty.write_all(b"\x04");
+                        }
+                        break;
+                    }
                 }
             }
         });
-    }
-    std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
-        let mut stdin = std::io::stdin();
-        while let Ok(n) = stdin.read(&mut buf) {
-            if n == 0 || to_pty.write_all(&buf[..n]).is_err() {
+        let mut stdout = std::io::stdout();
+        while let Ok(n) = from_pty.read(&mut buf) {
+            if n == 0 || stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()).is_err() {
                 break;
             }
         }
-    });
-    let mut buf = [0u8; 4096];
-    let mut stdout = std::io::stdout();
-    // Ends once the last process holding the terminal has ended.
-    while let Ok(n) = from_pty.read(&mut buf) {
-        if n == 0 || stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()).is_err() {
-            break;
-        }
+        drop(raw);
+        Ok(())
     }
-    let status = child.wait()?;
-    drop(raw);
-    Ok(crate::exit::of_status(status))
 }
 
 /// SIGWINCH, blocked in this thread (and the threads it starts), for the thread that resizes.

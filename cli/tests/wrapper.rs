@@ -1025,6 +1025,42 @@ fn the_shells_terminal_follows_a_resized_window() {
     assert!(child.wait().expect("wait").success(), "{seen:?}");
 }
 
+/// `sandbox-run -t` runs a program on a terminal of the sandbox's own, as `docker run -t` does: `tty`
+/// names it, piped input reaches the program as typed (echoed by the terminal), the end of that input
+/// is ^D (a `cat` waiting for more ends), and the program's exit code is sandbox-run's.
+#[test]
+fn tty_runs_a_program_on_a_terminal_of_its_own() {
+    let run = |script: &str, input: &[u8]| {
+        let mut child = Command::new(SANDBOX_RUN)
+            .args(["--rootfs", "alpine", "--timeout", "20s", "-t", "--", "/bin/sh", "-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input).expect("input");
+        child.wait_with_output().expect("wait")
+    };
+    let out = run("tty; read line; echo \"got $line\"; exit 7", b"hello\n");
+    // The terminal's echo of the input comes whenever it is written: before or after `tty`'s line.
+    let seen = String::from_utf8_lossy(&out.stdout);
+    let mut lines: Vec<&str> = seen.split_inclusive("\r\n").collect();
+    lines.sort_unstable();
+    assert_eq!(
+        (out.status.code(), lines),
+        (Some(7), vec!["/dev/pts/0\r\n", "got hello\r\n", "hello\r\n"]),
+        "{}",
+        text(&out)
+    );
+    let out = run("cat; echo done", b"");
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+        (Some(0), "done\r\n"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// Review 18: a host shell script on Alpine (`sandbox-run --rootfs alpine -- ./check.sh`, a
 /// `#!/bin/sh` script whose interpreter Alpine has) is refused with "invalid program
 /// `…/check.sh`: expected an ELF64 executable" (exit 125): only ELF host programs are brought in,
