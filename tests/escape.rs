@@ -2134,6 +2134,8 @@ const CHECKS: &[(&str, fn())] = &[
     ("passed_descriptor", check_passed_descriptor_stays_the_callers),
     ("setup_writes_into_a_written_volume", check_setup_writes_into_a_written_volume),
     ("etc_through_a_symlink", check_etc_through_a_symlink_to_a_volume),
+    ("pty_lease", check_session_lease_on_the_ptmx),
+    ("pty_pool", check_pseudo_terminals_are_bounded),
 ];
 
 /// Runs the named checks as the unprivileged test user.
@@ -2291,4 +2293,16 @@ fn check_pseudo_terminals_are_bounded() {
 #[test]
 fn a_sandbox_cannot_take_the_hosts_pseudo_terminals() {
     check_pseudo_terminals_are_bounded();
+}
+
+/// Review 20: the lease on the ptmx above, rootless.
+#[test]
+fn rootless_a_session_command_cannot_stall_a_pty_commands_start() {
+    rootless_checks(&["pty_lease"]);
+}
+
+/// Review 20: the pool of pseudo-terminals above, rootless.
+#[test]
+fn rootless_a_sandbox_cannot_take_the_hosts_pseudo_terminals() {
+    rootless_checks(&["pty_pool"]);
 }
