@@ -2228,8 +2228,11 @@ fn rootless_attacks_on_mounts_are_refused() {
 /// kernel breaks the lease: `spawn()` took 46 s by hand, then failed ("open a pseudo-terminal of
 /// the sandbox's own"). The open should not wait on anything a program inside holds (O_NONBLOCK,
 /// then a check that it is a pty master of a devpts), so that the start fails at once. Bounded here
-/// by the session's 15 s deadline. (A session command's exec of a program file that another command
-/// holds a write lease on stalls the same way; that one predates pseudo-terminals.)
+/// by the session's 15 s deadline, at which the start fails with "failed to receive the sandbox's
+/// pseudo-terminal over `its console socket`: unexpected end of file" rather than a timeout (the
+/// killed process's exec pipe closed as an exec's would, and it was reported started). (A session
+/// command's exec of a program file that another command holds a write lease on stalls the same
+/// way; that one predates pseudo-terminals.)
 fn check_session_lease_on_the_ptmx() {
     let Some(b) = builder_with_perl() else { return };
     let sb = b.timeout(Duration::from_secs(15)).build().expect("build");
