@@ -2134,6 +2134,8 @@ const CHECKS: &[(&str, fn())] = &[
     ("passed_descriptor", check_passed_descriptor_stays_the_callers),
     ("setup_writes_into_a_written_volume", check_setup_writes_into_a_written_volume),
     ("etc_through_a_symlink", check_etc_through_a_symlink_to_a_volume),
+    ("pty_lease", check_session_lease_on_the_ptmx),
+    ("pty_pool", check_pseudo_terminals_are_bounded),
 ];
 
 /// Runs the named checks as the unprivileged test user.
@@ -2216,4 +2218,94 @@ fn rootless_attacks_on_mounts_are_refused() {
         "written_host_folders",
         "subordinate_ids_switch",
     ]);
+}
+
+/// Review 20: an earlier command of a session stalls a later `pty` command's start for the host's
+/// `fs.lease-break-time` (45 s by default), then makes it fail. The session's root may mount in the
+/// session's mount namespace: here it mounts a tmpfs over `/dev/pts`, puts a regular file `ptmx`
+/// there and takes a read lease on it (fcntl F_SETLEASE; perl, as a hostile test would). The pty
+/// command's process opens `/dev/pts/ptmx` for writing before its exec, which blocks until the
+/// kernel breaks the lease: `spawn()` took 46 s by hand, then failed ("open a pseudo-terminal of
+/// the sandbox's own"). The open should not wait on anything a program inside holds (O_NONBLOCK,
+/// then a check that it is a pty master of a devpts), so that the start fails at once. Bounded here
+/// by the session's 15 s deadline, at which the start fails with "failed to receive the sandbox's
+/// pseudo-terminal over `its console socket`: unexpected end of file" rather than a timeout (the
+/// killed process's exec pipe closed as an exec's would, and it was reported started). (A session
+/// command's exec of a program file that another command holds a write lease on stalls the same
+/// way; that one predates pseudo-terminals.)
+fn check_session_lease_on_the_ptmx() {
+    let Some(b) = builder_with_perl() else { return };
+    let sb = b.timeout(Duration::from_secs(15)).build().expect("build");
+    let session = sb.session().expect("session");
+    let holder = r#"$SIG{IO} = "IGNORE"; system("mount -t tmpfs t /dev/pts") == 0 or die "mount";
+        open(my $w, ">", "/dev/pts/ptmx") or die "create: $!"; close $w;
+        open(my $f, "<", "/dev/pts/ptmx") or die "open: $!"; fcntl($f, 1024, 0) or die "lease: $!";
+        $| = 1; print "leased\n"; sleep 100;"#;
+    let mut attacker = session
+        .command("/usr/local/bin/perl")
+        .args(["-e", holder])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the attacker");
+    let mut line = String::new();
+    let stdout = attacker.stdout.as_mut().expect("the attacker's stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("read the attacker");
+    assert_eq!(line, "leased\n", "the attacker took its lease");
+    let t = Instant::now();
+    let started = session.command("/usr/bin/tty").pty(24, 80).spawn().map(|_| ());
+    let took = t.elapsed();
+    let _ = attacker.kill();
+    assert!(
+        took < Duration::from_secs(5),
+        "a pty command's start waited {took:?} on a lease another command holds: {:?}",
+        started.map_err(|e| sandbox::error_chain(&e))
+    );
+}
+
+#[test]
+fn a_session_command_cannot_stall_a_pty_commands_start() {
+    check_session_lease_on_the_ptmx();
+}
+
+/// Review 20: one sandbox can take every pseudo-terminal the host's non-initial devpts instances
+/// share (`kernel.pty.max` - `kernel.pty.reserve`, 3072 here): its devpts is mounted without `max=`
+/// and a single process may hold as many masters as its descriptor limit allows (20000 here, no
+/// pids limit involved). Every other sandbox's `pty` command and `sandbox-run --shell` then fail
+/// with ENOSPC (and so do other containers' terminals) for as long as it holds them; before
+/// `Command::pty`, `--shell` allocated on the host's devpts, whose reserve kept it working. Each
+/// sandbox's devpts should be bounded (`max=`, as LXC's `pty.max`), well below the host's pool.
+/// Checked with at most half the pool (so that the check itself leaves the host some): the sandbox
+/// must be refused before it gets that many.
+fn check_pseudo_terminals_are_bounded() {
+    let Some(b) = builder_with_perl() else { return };
+    let number = |path: &str| host_file(path).trim().parse::<u64>().ok();
+    let (Some(max), Some(reserve)) = (number("/proc/sys/kernel/pty/max"), number("/proc/sys/kernel/pty/reserve"))
+    else {
+        return skip("no /proc/sys/kernel/pty/{max,reserve}");
+    };
+    let half = max.saturating_sub(reserve) / 2 + 1;
+    let sb = b.timeout(Duration::from_secs(60)).build().expect("build");
+    let hog = format!(
+        r#"ulimit -n $(ulimit -Hn); exec /usr/local/bin/perl -e 'my @m; while (@m < {half}) {{ open(my $f, "+<", "/dev/ptmx") or last; push @m, $f }} print scalar(@m), "\n"'"#
+    );
+    let held: u64 = sh(&sb, &hog).trim().parse().expect("a count");
+    assert!(held > 0, "the sandbox could open no pseudo-terminal at all");
+    assert!(held < half, "one sandbox held {held} of the host's {} shared pseudo-terminals", max - reserve);
+}
+
+#[test]
+fn a_sandbox_cannot_take_the_hosts_pseudo_terminals() {
+    check_pseudo_terminals_are_bounded();
+}
+
+/// Review 20: the lease on the ptmx above, rootless.
+#[test]
+fn rootless_a_session_command_cannot_stall_a_pty_commands_start() {
+    rootless_checks(&["pty_lease"]);
+}
+
+/// Review 20: the pool of pseudo-terminals above, rootless.
+#[test]
+fn rootless_a_sandbox_cannot_take_the_hosts_pseudo_terminals() {
+    rootless_checks(&["pty_pool"]);
 }

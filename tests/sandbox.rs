@@ -1844,3 +1844,63 @@ fn a_limit_past_the_kernels_range_is_refused_when_built() {
         }
     }
 }
+
+/// Review 20: a program on a pseudo-terminal (`Command::pty`) gets `TERM` only if the caller has
+/// one (`Builder::env`'s clean environment passes the caller's on). A caller without it (a CI job, a
+/// service, cron: here the test's own process with `TERM` removed) starts the program on a terminal
+/// that names no terminal type: curses programs (`htop`, `vim`, `less` from apk) refuse or fall back
+/// to a dumb terminal. A container runtime sets one for its consoles (runc's spec and `docker run -t`
+/// give `TERM=xterm`); a program on a pty should get a `TERM` whatever the caller's environment.
+#[test]
+fn a_programs_terminal_has_a_type_without_the_callers() {
+    let (mut cmd, _holder) = ChildTest::new("child_a_programs_terminal_has_a_type").command();
+    let out = cmd.env_remove("TERM").output().expect("run the child test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("1 passed"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_a_programs_terminal_has_a_type() {
+    use std::io::Read;
+    if !is_child("child_a_programs_terminal_has_a_type") {
+        return;
+    }
+    assert!(std::env::var_os("TERM").is_none(), "the parent test removed TERM");
+    let sb = builder().timeout(Duration::from_secs(20)).build().expect("build");
+    let mut child = sb.command("/bin/sh").args(["-c", "echo \"TERM=[$TERM]\""]).pty(24, 80).spawn().expect("spawn");
+    let mut seen = String::new();
+    child.pty.take().expect("the pty").read_to_string(&mut seen).expect("read the terminal");
+    assert!(child.wait().expect("wait").success(), "{seen:?}");
+    assert!(seen.starts_with("TERM=[") && !seen.starts_with("TERM=[]"), "no terminal type on a terminal: {seen:?}");
+}
+
+/// Review 20: `pty(..)` with an explicit `stdin`, `stdout` or `stderr` setting drops the setting
+/// without a word: here `stderr(Stdio::piped())`, to keep errors apart from what the terminal shows,
+/// spawns fine and `child.stderr` is `None` (the rustdoc says "the stdio settings are not used"; the
+/// README does not). The caller asked for two contradicting things: bad input should get a clear
+/// error (as `output()` with a pty gets), or the setting should be honoured (stderr piped apart, as
+/// `script`-like tools allow).
+#[test]
+fn a_pty_commands_explicit_stdio_is_refused_or_honoured() {
+    use std::io::Read;
+    let sb = builder().timeout(Duration::from_secs(20)).build().expect("build");
+    let spawned =
+        sb.command("/bin/sh").args(["-c", "echo out; echo err >&2"]).pty(24, 80).stderr(Stdio::piped()).spawn();
+    match spawned {
+        Err(Error::InvalidConfig { .. }) => {}
+        Err(e) => panic!("refused, but not as an invalid configuration: {e}"),
+        Ok(mut child) => {
+            let stderr = child.stderr.take();
+            let mut pty = child.pty.take().expect("the pty");
+            let mut shown = String::new();
+            pty.read_to_string(&mut shown).expect("read the terminal");
+            let mut err = String::new();
+            if let Some(mut s) = stderr {
+                s.read_to_string(&mut err).expect("read stderr");
+            }
+            let _ = child.wait();
+            assert_eq!(err, "err\n", "stderr(piped()) was dropped: the terminal showed {shown:?}");
+        }
+    }
+}
