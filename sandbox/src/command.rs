@@ -58,10 +58,12 @@ impl<'a> Command<'a> {
     }
 
     /// Runs the program on a new pseudo-terminal of the sandbox's own devpts, `rows` x `cols`: its
-    /// stdin, stdout and stderr are the terminal (the stdio settings are not used), which is also
-    /// its controlling terminal (job control, ^C), and `tty` inside names it (`/dev/pts/0`). The
-    /// caller's side is [`Child::pty`]. For [`spawn`](Command::spawn) only: keep reading the
-    /// terminal while the program runs, as a terminal window does. Default: off.
+    /// stdin, stdout and stderr are the terminal, which is also its controlling terminal (job
+    /// control, ^C), and `tty` inside names it (`/dev/pts/0`); `TERM` is `xterm` unless the
+    /// environment sets one. The caller's side is [`Child::pty`]. For
+    /// [`spawn`](Command::spawn) only, without stdio settings (refused as
+    /// [`Error::InvalidConfig`]): keep reading the terminal while the program runs, as a terminal
+    /// window does. A sandbox holds at most 256 pseudo-terminals at once. Default: off.
     ///
     /// # Examples
     /// ```no_run
@@ -244,6 +246,11 @@ impl<'a> Command<'a> {
         if let Some(dir) = &self.current_dir {
             checked("current_dir", dir, sandbox_validate::path_inside(dir))?;
         }
+        if self.pty.is_some() && [&self.stdin, &self.stdout, &self.stderr].iter().any(|s| s.is_some()) {
+            let reason =
+                "a program on a pseudo-terminal has the terminal as stdin, stdout and stderr: set none of them";
+            return Err(invalid("pty", "with stdin, stdout or stderr", reason));
+        }
         let [i, o, e] = &defaults;
         let mut stdio =
             [self.stdin.as_ref().unwrap_or(i), self.stdout.as_ref().unwrap_or(o), self.stderr.as_ref().unwrap_or(e)];
@@ -264,6 +271,10 @@ impl<'a> Command<'a> {
             let (mut config, lease) = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
             config.controlling_terminal = self.controlling_terminal || self.pty.is_some();
             config.pty = self.pty;
+            // A terminal has a type, as a container runtime's console does (`docker run -t`).
+            if self.pty.is_some() && !config.env.iter().any(|(k, _)| k == "TERM") {
+                config.env.push(("TERM".to_owned(), "xterm".to_owned()));
+            }
             HelperHandle::start((config, lease), stdio, Stage::Started)
         })?;
         let mut child = Child::new(handle);

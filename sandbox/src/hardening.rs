@@ -32,6 +32,11 @@ pub(crate) const MASKED_PATHS: &[&str] = &[
 /// interrupt settings of the host's hardware, and filesystem-wide tunables.
 pub(crate) const READ_ONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"];
 
+/// How many pseudo-terminals one sandbox may hold at once (devpts(5) `max=`, as LXC's `pty.max`):
+/// every devpts instance but the host's own shares one pool (`kernel.pty.max` - `kernel.pty.reserve`,
+/// 3072 by default), which a sandbox must not be able to empty for the others.
+pub(crate) const PTY_MAX: u32 = 256;
+
 /// The size of `/dev` (device nodes and POSIX shared memory in `/dev/shm`), as Docker's `/dev/shm`.
 pub(crate) const DEV_SIZE: u64 = 64 << 20;
 

@@ -61,7 +61,7 @@ pub(super) fn standard(s: &mut Steps, config: &Config) {
             "devpts",
             p("/newroot/dev/pts"),
             MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666,mode=0620"),
+            Some(&format!("newinstance,ptmxmode=0666,mode=0620,max={}", crate::hardening::PTY_MAX)),
         ),
     );
     s.add(StepKind::Dev, "link /dev/ptmx", Op::Symlink { target: p("pts/ptmx"), link: p("/newroot/dev/ptmx") });

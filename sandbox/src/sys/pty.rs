@@ -16,6 +16,9 @@ use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
 };
 
+/// statfs(2): a devpts file system's type.
+const DEVPTS_SUPER_MAGIC: rustix::fs::FsWord = 0x1cd1;
+
 fn errno(e: rustix::io::Errno) -> Errno {
     Errno::from_raw(e.raw_os_error())
 }
@@ -25,8 +28,15 @@ fn errno(e: rustix::io::Errno) -> Errno {
 /// the console socket on stdin and makes its slave side stdin, stdout and stderr. Allocates nothing.
 pub(crate) fn take_own_pty(rows: u16, cols: u16) -> Result<(), Errno> {
     use rustix::fs::{Mode, OFlags};
-    let master = rustix::fs::open(c"/dev/pts/ptmx", OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(errno)?;
+    // Without waiting on anything a program inside may hold there (a lease, a FIFO: an earlier
+    // command of a session can mount what it likes over /dev/pts), and only a devpts's ptmx.
+    let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let master = rustix::fs::open(c"/dev/pts/ptmx", flags, Mode::empty()).map_err(errno)?;
+    if rustix::fs::fstatfs(&master).map_err(errno)?.f_type != DEVPTS_SUPER_MAGIC {
+        return Err(Errno::ENOTTY);
+    }
+    // The caller reads and writes it as an ordinary, blocking file.
+    rustix::fs::fcntl_setfl(&master, OFlags::empty()).map_err(errno)?;
     rustix::pty::unlockpt(&master).map_err(errno)?;
     let size = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
     rustix::termios::tcsetwinsize(&master, size).map_err(errno)?;
