@@ -1194,7 +1194,14 @@ fn sigkill_of_the_test_process_kills_its_sandboxes() {
         let n = std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
         assert!(n > 0, "child test ended before its sandbox ran");
     }
-    assert_eq!(pids_matching(&format!("sleep {m}")).len(), 1);
+    let running = pids_matching(&format!("sleep {m}"));
+    if running.len() != 1 {
+        // What the child test said after READY (how its sandbox ended, if it did) says why.
+        child.kill().expect("SIGKILL the test process");
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+        panic!("{} processes `sleep {m}` once spawn() returned; the child test went on: {rest}", running.len());
+    }
     child.kill().expect("SIGKILL the test process");
     child.wait().expect("reap");
     assert_eq!(wait_until_gone(&format!("sleep {m}")), Vec::<i32>::new(), "the sandbox died with its test process");
@@ -1210,7 +1217,8 @@ fn child_holds_a_sandbox() {
     let sb = builder().build().expect("build");
     let mut child = sb.command("/bin/sleep").arg(&m).spawn().expect("spawn");
     println!("READY");
-    let _ = child.wait();
+    // Only printed if the sandbox ends before its parent test kills this process.
+    println!("the sandbox ended: {:?}", child.wait());
 }
 
 #[test]
