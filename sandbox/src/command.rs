@@ -257,8 +257,8 @@ impl<'a> Command<'a> {
         // A pseudo-terminal: the program's process sends its master back over this socket, passed as
         // its stdin (sys::pty).
         let console = self.pty.map(|_| console_socket()).transpose()?;
-        let (console_theirs, null) = (console.as_ref().map(|(_, theirs)| theirs.clone()), Stdio::null());
-        if let Some(theirs) = &console_theirs {
+        let null = Stdio::null();
+        if let Some((_, theirs)) = &console {
             stdio = [theirs, &null, &null];
         }
         let handle = with_fallback(|| {

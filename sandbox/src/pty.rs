@@ -33,8 +33,7 @@ impl Pty {
     /// # Errors
     /// The ioctl's (TIOCSWINSZ) error.
     pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
-        let size = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-        rustix::termios::tcsetwinsize(&self.0, size).map_err(std::io::Error::from)
+        rustix::termios::tcsetwinsize(&self.0, crate::sys::pty::winsize(rows, cols)).map_err(std::io::Error::from)
     }
 
     /// Another handle on the same terminal (to read on one thread and write on another).

@@ -291,7 +291,8 @@ fn failure_record(step: u8, errno: i32, current_dir: &str) -> Record {
             setup(StepKind::Security, "install the seccomp filter (no_new_privs, seccomp)", None)
         }
         s if s == Failed::Pty as u8 => {
-            setup(StepKind::Dev, "open a pseudo-terminal of the sandbox's own", Some("/dev/pts/ptmx".to_owned()))
+            let ptmx = crate::sys::pty::PTMX.to_string_lossy().into_owned();
+            setup(StepKind::Dev, "open a pseudo-terminal of the sandbox's own", Some(ptmx))
         }
         _ => Record::ExecFailed { errno },
     }

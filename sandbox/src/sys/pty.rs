@@ -16,6 +16,15 @@ use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
 };
 
+/// The sandbox's own pseudo-terminal multiplexer (never the host's: `/dev/pts` is the sandbox's
+/// devpts instance).
+pub(crate) const PTMX: &std::ffi::CStr = c"/dev/pts/ptmx";
+
+/// A terminal's size of `rows` x `cols` (tty_ioctl(4): TIOCSWINSZ).
+pub(crate) fn winsize(rows: u16, cols: u16) -> rustix::termios::Winsize {
+    rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }
+}
+
 /// statfs(2): a devpts file system's type.
 const DEVPTS_SUPER_MAGIC: rustix::fs::FsWord = 0x1cd1;
 
@@ -31,15 +40,14 @@ pub(crate) fn take_own_pty(rows: u16, cols: u16) -> Result<(), Errno> {
     // Without waiting on anything a program inside may hold there (a lease, a FIFO: an earlier
     // command of a session can mount what it likes over /dev/pts), and only a devpts's ptmx.
     let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let master = rustix::fs::open(c"/dev/pts/ptmx", flags, Mode::empty()).map_err(errno)?;
+    let master = rustix::fs::open(PTMX, flags, Mode::empty()).map_err(errno)?;
     if rustix::fs::fstatfs(&master).map_err(errno)?.f_type != DEVPTS_SUPER_MAGIC {
         return Err(Errno::ENOTTY);
     }
     // The caller reads and writes it as an ordinary, blocking file.
     rustix::fs::fcntl_setfl(&master, OFlags::empty()).map_err(errno)?;
     rustix::pty::unlockpt(&master).map_err(errno)?;
-    let size = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-    rustix::termios::tcsetwinsize(&master, size).map_err(errno)?;
+    rustix::termios::tcsetwinsize(&master, winsize(rows, cols)).map_err(errno)?;
     // TIOCGPTPEER (Linux 4.13): the slave of this very master, without looking its name up.
     let flags = rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY;
     let slave = rustix::pty::ioctl_tiocgptpeer(&master, flags).map_err(errno)?;
