@@ -231,19 +231,27 @@ pub(crate) fn await_exec(pipe: OwnedFd, report: &OwnedFd, current_dir: &str, pro
     send(report, &failure_record(step, i32::from_le_bytes([a, b, c, d]), current_dir));
 }
 
-/// Until the exec has put the program's arguments in place: the pipe ends at the exec's close-on-exec,
-/// before the new image's stack holds them, and `/proc/<pid>/cmdline` reads empty until it does
-/// (proc(5)). A program reported started then shows its command line (to `ps`, `pgrep -f`).
+/// Until the exec has put the program's arguments in place, so that a program reported started
+/// shows its command line (to `ps`, `pgrep -f`). The pipe's end-of-file says less than that:
+/// - the exec closes the pipe (close-on-exec) before the new image's stack holds the arguments, and
+///   `/proc/<pid>/cmdline` reads empty until it does (proc(5));
+/// - on some kernels the pipe closes even before the process leaves init's memory: seen on Debian's
+///   6.1.0-57 in the VM lane, where the process still showed init's command line ("sandbox-init"),
+///   name and size once init read end-of-file. `ps` and `pgrep -f` then missed the program for a
+///   moment after `spawn` returned.
 ///
-/// No deadline decides this: under emulation (the VM lane's TCG guest) an exec takes well over the
-/// 100 ms a deadline once allowed, and the program was reported started without its command line.
-/// Instead it stops waiting when the command line reads, when the process has ended (a zombie reads
-/// empty too), or when its main thread has (state `Z` while other threads run: that also reads
-/// empty, for good). It yields first (an exec takes well under a millisecond on a real CPU), then
-/// sleeps a millisecond at a time; a 10 s bound keeps a kernel that behaves otherwise from holding
-/// init.
+/// So it waits while the process has not exec'd yet (`PF_FORKNOEXEC`, 0x40 in `/proc/<pid>/stat`'s
+/// flags, set at fork and cleared by the exec that replaces its memory; include/linux/sched.h) or
+/// its command line reads empty. No deadline decides this: under emulation (the VM lane's TCG
+/// guest) an exec takes well over the 100 ms a deadline once allowed. It stops waiting when the
+/// process has ended (a zombie reads empty too) or its main thread has (state `Z` while other
+/// threads run: that also reads empty, for good). It yields first (an exec takes well under a
+/// millisecond on a real CPU), then sleeps a millisecond at a time; a 10 s bound keeps a kernel that
+/// behaves otherwise from holding init.
 fn await_command_line(program: Program<'_>) {
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    /// include/linux/sched.h: "Forked but didn't exec".
+    const PF_FORKNOEXEC: u64 = 0x40;
     let (pid, proc) = match program {
         Program::Pid(pid) => (pid, None),
         Program::InCallersProc { pid, proc } => (pid, Some(proc)),
@@ -254,27 +262,30 @@ fn await_command_line(program: Program<'_>) {
         Some(_) => format!("{pid}/{name}"),
         None => format!("/proc/{pid}/{name}"),
     };
-    let main_thread_gone = || {
-        crate::sys::stat_fields_at(proc, &path("stat"))
-            .is_none_or(|fields| fields.first().is_none_or(|state| state == "Z" || state == "X"))
+    // Whether the process is still on its way to the program: its main thread lives (stat's state,
+    // field 3) and it has not exec'd (flags, field 9) or its command line is not in place yet. A
+    // stat that cannot be read or parsed ends the wait.
+    let on_its_way = || {
+        let Some(fields) = crate::sys::stat_fields_at(proc, &path("stat")) else { return false };
+        let alive = fields.first().is_some_and(|state| state != "Z" && state != "X");
+        let Some(flags) = fields.get(9 - 3).and_then(|f| f.parse::<u64>().ok()) else { return false };
+        alive
+            && (flags & PF_FORKNOEXEC != 0
+                || crate::sys::read_proc_file(proc, &path("cmdline"), 1).is_some_and(|line| line.is_empty()))
     };
     let ended = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     for round in 0u32.. {
-        match crate::sys::read_proc_file(proc, &path("cmdline"), 1) {
-            Some(line)
-                if line.is_empty()
-                    && matches!(waitid(Id::Pid(pid), ended), Ok(WaitStatus::StillAlive))
-                    && !main_thread_gone()
-                    && std::time::Instant::now() < deadline =>
-            {
-                if round < 100 {
-                    let _ = nix::sched::sched_yield();
-                } else {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-            }
-            _ => return,
+        if !(on_its_way()
+            && matches!(waitid(Id::Pid(pid), ended), Ok(WaitStatus::StillAlive))
+            && std::time::Instant::now() < deadline)
+        {
+            return;
+        }
+        if round < 100 {
+            let _ = nix::sched::sched_yield();
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 }
@@ -316,28 +327,51 @@ mod tests {
         assert_eq!(failure_record(Failed::Exec as u8, 2, "/"), Record::ExecFailed { errno: 2 });
     }
 
-    /// Under the VM lane's emulation an exec took longer than the 100 ms this wait once allowed, and
-    /// a program was reported started before `ps` could see its command line. The wait lasts as long
-    /// as the exec does (an emptied command line stands for the exec's last steps).
-    #[test]
-    fn a_started_program_shows_its_command_line_however_long_its_exec_takes() {
+    /// Starts `/bin/sleep 30.5` with an exec held for 400 ms (see `with_a_slow_exec`), waits for its
+    /// command line, and returns what `/proc` then shows, after checking what it showed before.
+    fn command_line_once_started(empty_command_line: bool) -> String {
         let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
         let mut cmd = std::process::Command::new("/bin/sleep");
         cmd.arg("30.5");
-        crate::sys::process::with_a_slow_exec(&mut cmd, pid_w, std::time::Duration::from_millis(400)).expect("stat");
+        crate::sys::process::with_a_slow_exec(
+            &mut cmd,
+            pid_w,
+            std::time::Duration::from_millis(400),
+            empty_command_line,
+        )
+        .expect("stat");
         std::thread::scope(|s| {
             let spawned = s.spawn(move || cmd.spawn());
             let mut pid = [0u8; 4];
             std::fs::File::from(pid_r).read_exact(&mut pid).expect("the child's pid");
             let pid = nix::unistd::Pid::from_raw(i32::from_ne_bytes(pid));
-            let line = || std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
-            assert_eq!(line(), b"", "the child's command line reads empty while its exec is held");
+            let line = || {
+                String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline")).into_owned()
+            };
+            let before = line();
+            assert_eq!(before.is_empty(), empty_command_line, "while its exec is held: {before:?}");
             await_command_line(Program::Pid(pid));
             let shown = line();
             let mut child = spawned.join().expect("thread").expect("spawn");
-            assert_eq!(String::from_utf8_lossy(&shown), "/bin/sleep\x0030.5\x00");
             let _ = child.kill();
             let _ = child.wait();
-        });
+            shown
+        })
+    }
+
+    /// Under the VM lane's emulation an exec took longer than the 100 ms this wait once allowed, and
+    /// a program was reported started before `ps` could see its command line. The wait lasts as long
+    /// as the exec does (an emptied command line stands for the exec's last steps).
+    #[test]
+    fn a_started_program_shows_its_command_line_however_long_its_exec_takes() {
+        assert_eq!(command_line_once_started(true), "/bin/sleep\x0030.5\x00");
+    }
+
+    /// On the VM lane's kernel the exec pipe closed while the process still had init's memory and
+    /// command line, and `pgrep -f` missed a program `spawn` had returned. A process that has not
+    /// exec'd yet (its parent's command line, here the test binary's) is waited for too.
+    #[test]
+    fn a_process_that_has_not_exec_d_yet_is_waited_for() {
+        assert_eq!(command_line_once_started(false), "/bin/sleep\x0030.5\x00");
     }
 }

@@ -436,14 +436,17 @@ impl Drop for NamespaceHolder {
 }
 
 /// For tests: makes `cmd`'s exec look slow from outside, as it does under emulation. Between its
-/// fork and its exec the child empties its command line (`PR_SET_MM_MAP` with `arg_end` at
-/// `arg_start`), writes its pid to `pid_to`, and waits `hold` before it execs; for that time
-/// `/proc/<pid>/cmdline` reads empty while the process lives, as in an exec's last steps.
+/// fork and its exec the child writes its pid to `pid_to` and waits `hold` before it execs. With
+/// `empty_command_line` it first empties its command line (`PR_SET_MM_MAP` with `arg_end` at
+/// `arg_start`): `/proc/<pid>/cmdline` then reads empty while the process lives, as in an exec's
+/// last steps. Without, it reads the forking process's, as in an exec's first steps on a kernel
+/// that closes the close-on-exec descriptors early (see `spawn::child::await_command_line`).
 #[cfg(test)]
 pub(crate) fn with_a_slow_exec(
     cmd: &mut std::process::Command,
     pid_to: std::os::fd::OwnedFd,
     hold: std::time::Duration,
+    empty_command_line: bool,
 ) -> Option<()> {
     use std::os::unix::process::CommandExt;
     /// linux/prctl.h's `struct prctl_mm_map` (the libc crate has none).
@@ -472,7 +475,9 @@ pub(crate) fn with_a_slow_exec(
             map.fields[5] = libc::syscall(libc::SYS_brk, 0) as u64;
             let size = std::mem::size_of::<MmMap>() as libc::c_ulong;
             let map_at = std::ptr::addr_of_mut!(map) as libc::c_ulong;
-            if libc::prctl(libc::PR_SET_MM, libc::PR_SET_MM_MAP as libc::c_ulong, map_at, size, 0 as libc::c_ulong) != 0
+            if empty_command_line
+                && libc::prctl(libc::PR_SET_MM, libc::PR_SET_MM_MAP as libc::c_ulong, map_at, size, 0 as libc::c_ulong)
+                    != 0
             {
                 return Err(std::io::Error::last_os_error());
             }
