@@ -215,6 +215,9 @@ pub(crate) enum Program<'a> {
     /// change (a FIFO mounted at `/proc/<pid>/cmdline` would block the read), and shows the process
     /// under another pid than the helper's waitid(2) takes.
     InCallersProc { pid: nix::unistd::Pid, proc: BorrowedFd<'a> },
+    /// A closure's process, which never execs (it keeps init's command line, and `PF_FORKNOEXEC`):
+    /// under way once it has closed the pipe.
+    Closure,
 }
 
 /// Waits until the program's process has exec'd (the close-on-exec pipe reads end-of-file) or failed
@@ -255,6 +258,7 @@ fn await_command_line(program: Program<'_>) {
     let (pid, proc) = match program {
         Program::Pid(pid) => (pid, None),
         Program::InCallersProc { pid, proc } => (pid, Some(proc)),
+        Program::Closure => return,
     };
     // Init's /proc is the program's too (it may mount over its own files): bounded reads, one byte
     // of the command line (whether it is there), a stat line's worth of stat.

@@ -116,7 +116,11 @@ pub(crate) fn run(
                     drop(exec_w);
                     crate::sys::let_go_of_stdio(&null);
                     // Init's /proc is the sandbox's: the pid is as it shows it.
-                    super::child::await_exec(exec_r, &report, &config.current_dir, super::child::Program::Pid(child));
+                    let program = match config.job {
+                        Job::Closure { .. } => super::child::Program::Closure,
+                        _ => super::child::Program::Pid(child),
+                    };
+                    super::child::await_exec(exec_r, &report, &config.current_dir, program);
                     drop(report);
                     Some(child)
                 }
