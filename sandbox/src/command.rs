@@ -154,7 +154,8 @@ impl<'a> Command<'a> {
         self
     }
 
-    /// Starts the sandbox and the program in it; returns once the program runs (exec succeeded).
+    /// Starts the sandbox and the program in it; returns once the program runs: its exec succeeded,
+    /// and `ps` or `pgrep -f` (inside, or on the host) show its command line.
     /// Stdio not set is inherited. A command can be spawned again: the new program gets the same
     /// settings, stdio included.
     ///
