@@ -365,7 +365,9 @@ mod tests {
 
     /// Under the VM lane's emulation an exec took longer than the 100 ms this wait once allowed, and
     /// a program was reported started before `ps` could see its command line. The wait lasts as long
-    /// as the exec does (an emptied command line stands for the exec's last steps).
+    /// as the exec does. The held child has not exec'd, so `PF_FORKNOEXEC` alone keeps the wait
+    /// going here: the branch for an exec's last steps (flag cleared, command line still empty)
+    /// has no process a test can hold in that state.
     #[test]
     fn a_started_program_shows_its_command_line_however_long_its_exec_takes() {
         assert_eq!(command_line_once_started(true), "/bin/sleep\x0030.5\x00");

@@ -438,9 +438,10 @@ impl Drop for NamespaceHolder {
 /// For tests: makes `cmd`'s exec look slow from outside, as it does under emulation. Between its
 /// fork and its exec the child writes its pid to `pid_to` and waits `hold` before it execs. With
 /// `empty_command_line` it first empties its command line (`PR_SET_MM_MAP` with `arg_end` at
-/// `arg_start`): `/proc/<pid>/cmdline` then reads empty while the process lives, as in an exec's
-/// last steps. Without, it reads the forking process's, as in an exec's first steps on a kernel
-/// that closes the close-on-exec descriptors early (see `spawn::child::await_command_line`).
+/// `arg_start`): `/proc/<pid>/cmdline` then reads empty while the process lives, as it does in an
+/// exec's last steps (though the child, not having exec'd, still shows `PF_FORKNOEXEC`). Without,
+/// it reads the forking process's, as in an exec's first steps on a kernel that closes the
+/// close-on-exec descriptors early (see `spawn::child::await_command_line`).
 #[cfg(test)]
 pub(crate) fn with_a_slow_exec(
     cmd: &mut std::process::Command,
