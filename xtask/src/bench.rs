@@ -6,10 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-}
-
 pub fn run(filter: Option<String>) -> anyhow::Result<()> {
     match filter.as_deref() {
         Some("overhead") => overhead(),
@@ -24,7 +20,7 @@ pub fn run(filter: Option<String>) -> anyhow::Result<()> {
 }
 
 fn cargo_bench(name: Option<&str>) -> anyhow::Result<()> {
-    let mut cmd = cargo();
+    let mut cmd = crate::cargo();
     cmd.args(["bench", "--package", "system-tests"]);
     if let Some(n) = name {
         cmd.args(["--bench", n]);
@@ -61,7 +57,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// 200 trivial `#[sandbox_test]`s against the same 200 as `#[test]`, under libtest and nextest.
 fn overhead() -> anyhow::Result<()> {
     let rootfs = rootfs()?;
-    let build = cargo()
+    let build = crate::cargo()
         .args(["test", "--release", "-p", "system-tests", "--test", "overhead", "--no-run", "--message-format=json"])
         .output()
         .context("build the overhead tests")?;
@@ -85,7 +81,7 @@ fn overhead() -> anyhow::Result<()> {
                 c.args(["--ignored", set]);
                 c
             } else {
-                let mut c = cargo();
+                let mut c = crate::cargo();
                 c.args([
                     "nextest",
                     "run",

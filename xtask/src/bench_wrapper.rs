@@ -4,6 +4,10 @@
 //!    tests under plain nextest (profiles `sandboxed` and `plain` of one generated crate), interleaved.
 //! 2. One shot: `sandbox-run --rootfs DIR -- /bin/true` against
 //!    `bwrap --bind DIR / --proc /proc --dev /dev --unshare-all /bin/true`, interleaved.
+//!
+//! Both with each build of `sandbox-run`: `cargo build -p sandbox-cli --release` (what
+//! `cargo install --path cli` installs: dynamically linked) and the static-pie of
+//! `cargo xtask install-cli` (crate::install_cli).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,10 +18,6 @@ use anyhow::{Context, ensure};
 const TESTS: usize = 100;
 const ROUNDS: usize = 5;
 const ONE_SHOTS: usize = 200;
-
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -58,48 +58,60 @@ fn trivial_crate(dir: &Path) -> anyhow::Result<()> {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("locate the workspace")?.to_path_buf();
+    let root = crate::workspace_root()?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let status = cargo().args(["build", "--release", "-p", "sandbox-cli"]).current_dir(&root).status()?;
+    let status = crate::cargo().args(["build", "--release", "-p", "sandbox-cli"]).current_dir(&root).status()?;
     ensure!(status.success(), "building sandbox-run failed");
-    let bin_dir = target.join("release");
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let dynamic = target.join("release/sandbox-run");
+    let linked_in = crate::install_cli::build(&root)?;
+    let builds = [("dynamic", dynamic), ("static-pie", linked_in)];
+    println!("sandbox-run builds: dynamic (cargo install --path cli), static-pie (cargo xtask install-cli)");
 
     let bench = target.join("bench-wrapper");
     trivial_crate(&bench)?;
-    let nextest = |profile: &str| {
-        let mut c = cargo();
+    let nextest = |profile: &str, sandbox_run: &Path| -> anyhow::Result<Command> {
+        let bin_dir = sandbox_run.parent().context("sandbox-run's folder")?;
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+        let mut c = crate::cargo();
         c.args(["nextest", "run", "--release", "--profile", profile])
             .current_dir(&bench)
-            .env("PATH", &path)
+            .env("PATH", path)
             .env("CARGO_TARGET_DIR", bench.join("target"));
-        c
+        Ok(c)
     };
-    timed(&mut nextest("plain")).context("build and run the trivial suite")?;
-    let (mut plain, mut wrapped) = (Vec::new(), Vec::new());
+    timed(&mut nextest("plain", &builds[0].1)?).context("build and run the trivial suite")?;
+    let mut plain = Vec::new();
+    let mut wrapped = [Vec::new(), Vec::new()];
     for _ in 0..ROUNDS {
-        plain.push(timed(&mut nextest("plain"))?);
-        wrapped.push(timed(&mut nextest("sandboxed"))?);
+        plain.push(timed(&mut nextest("plain", &builds[0].1)?)?);
+        for (times, (_, sandbox_run)) in wrapped.iter_mut().zip(&builds) {
+            times.push(timed(&mut nextest("sandboxed", sandbox_run)?)?);
+        }
     }
-    let (p, w) = (median(plain), median(wrapped));
+    let p = median(plain);
     println!("nextest, {TESTS} trivial tests, median of {ROUNDS} interleaved runs (2 CPUs, default parallelism):");
-    println!("  plain nextest            {:9.1} ms", ms(p));
-    println!("  nextest + sandbox-run    {:9.1} ms", ms(w));
-    println!(
-        "  per-test overhead of the wrapper: {:.2} ms of wall time ({:.2}x plain)",
-        (ms(w) - ms(p)) / TESTS as f64,
-        ms(w) / ms(p)
-    );
+    println!("  {:<36} {:9.1} ms", "plain nextest", ms(p));
+    for (times, (how, _)) in wrapped.into_iter().zip(&builds) {
+        let w = median(times);
+        println!(
+            "  {:<36} {:9.1} ms: {:.2} ms of wall time per test ({:.2}x plain)",
+            format!("nextest + sandbox-run, {how}"),
+            ms(w),
+            (ms(w) - ms(p)) / TESTS as f64,
+            ms(w) / ms(p)
+        );
+    }
 
     // One shot, on an unpacked rootfs both tools can use.
     let rootfs = sandbox::fetch::default_rootfs().context("a rootfs for the one-shot comparison ($SANDBOX_ROOTFS)")?;
     let dir = rootfs.path().to_owned();
-    let sandbox_run = bin_dir.join("sandbox-run");
     let have_bwrap = Command::new("bwrap").arg("--version").output().is_ok_and(|o| o.status.success());
-    let mut ours = Vec::new();
+    let mut ours = [Vec::new(), Vec::new()];
     let mut bwrap = Vec::new();
     for _ in 0..ONE_SHOTS {
-        ours.push(timed(Command::new(&sandbox_run).arg("--rootfs").arg(&dir).args(["--", "/bin/true"]))?);
+        for (times, (_, sandbox_run)) in ours.iter_mut().zip(&builds) {
+            times.push(timed(Command::new(sandbox_run).arg("--rootfs").arg(&dir).args(["--", "/bin/true"]))?);
+        }
         if have_bwrap {
             bwrap.push(timed(Command::new("bwrap").arg("--bind").arg(&dir).args([
                 "/",
@@ -112,14 +124,24 @@ pub fn run() -> anyhow::Result<()> {
             ]))?);
         }
     }
-    let o = median(ours);
+    let b = have_bwrap.then(|| median(bwrap));
     println!("one shot, /bin/true, median of {ONE_SHOTS} interleaved runs:");
-    println!("  sandbox-run --rootfs DIR  {:7.2} ms", ms(o));
-    if have_bwrap {
-        let b = median(bwrap);
-        println!("  bwrap --unshare-all       {:7.2} ms", ms(b));
-        println!("  ratio: {:.2}x bubblewrap", ms(o) / ms(b));
-    } else {
+    if let Some(b) = b {
+        println!("  {:<36} {:7.2} ms", "bwrap --unshare-all", ms(b));
+    }
+    for (times, (how, _)) in ours.into_iter().zip(&builds) {
+        let o = median(times);
+        match b {
+            Some(b) => println!(
+                "  {:<36} {:7.2} ms: {:.2}x bubblewrap",
+                format!("sandbox-run --rootfs DIR, {how}"),
+                ms(o),
+                ms(o) / ms(b)
+            ),
+            None => println!("  {:<36} {:7.2} ms", format!("sandbox-run --rootfs DIR, {how}"), ms(o)),
+        }
+    }
+    if b.is_none() {
         println!("  (bubblewrap is not installed: no reference)");
     }
     Ok(())
