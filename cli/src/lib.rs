@@ -25,6 +25,7 @@ mod run;
 mod setup;
 mod shell;
 
+pub use elf::interpreter;
 pub use error::Error;
 pub use keep::{KeptRecord, read_record};
 pub use options::{MountArg, NetworkArg, SandboxOptions, TmpfsArg, parse_duration, parse_size};

@@ -84,7 +84,11 @@ enum Failure {
 
 impl Http {
     pub(crate) fn new(policy: NetworkPolicy) -> Result<Http, Error> {
-        let client = reqwest::blocking::Client::builder()
+        let builder = reqwest::blocking::Client::builder();
+        // glibc linked in: host names through getent, not through NSS modules (crate::getent).
+        #[cfg(all(target_env = "gnu", target_feature = "crt-static"))]
+        let builder = builder.dns_resolver(std::sync::Arc::new(crate::getent::Getent));
+        let client = builder
             .connect_timeout(policy.connect_timeout)
             // The blocking client applies this to the wait for the response headers and to each read
             // of the body, not to the whole transfer: a slow but steady download is never cut, a

@@ -1,17 +1,18 @@
 //! `cargo xtask install-cli`: `sandbox-run` built with the C library linked in, installed by
 //! `cargo install`.
 //!
-//! A one-shot `sandbox-run` is mostly process start-up: the dynamic build spends ~0.8 ms of its
-//! ~8 ms in the dynamic loader (mapping libc and libgcc_s, binding 217 symbols) and in the helper's
+//! A one-shot `sandbox-run` is mostly process start-up: the dynamic build spends 0.5 to 1 ms of a
+//! start in the dynamic loader (mapping libc and libgcc_s, binding 217 symbols) and in the helper's
 //! fork of a bigger address space (`cargo xtask bench wrapper` measures both builds). glibc's
 //! static-pie (`-C target-feature=+crt-static`) keeps address-space randomisation and drops that.
 //!
-//! The feature is set for the target only (`--target` with a `target.<triple>.rustflags` setting):
-//! without `--target`, cargo would also apply it to proc macros and build scripts, which cannot be
-//! static. User and group names are still looked up through NSS, whose modules a static glibc loads
-//! from the system's glibc at run time: install the binary on the machine (or image) that runs it.
+//! The feature is set for the target only (`--target`, see [`link_statically`]): without
+//! `--target`, cargo would also apply it to proc macros and build scripts, which cannot be static.
+//! Such a build resolves user and host names through `getent` (fetch's `getent` module,
+//! sandbox's `spawn::subids`): the NSS modules a static glibc would load cannot run in it.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{Context, bail, ensure};
 
@@ -25,33 +26,45 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let root = crate::workspace_root()?;
     let triple = host_triple()?;
+    let dir = target_dir(&root);
     let mut cmd = crate::cargo();
-    cmd.args(["install", "--locked", "--path"])
-        .arg(root.join("cli"))
-        .arg("--target-dir")
-        .arg(target_dir(&root))
-        .args(static_args(&triple)?);
+    cmd.args(["install", "--locked", "--path"]).arg(root.join("cli")).arg("--target-dir").arg(&dir);
+    link_statically(&mut cmd, &triple)?;
     if let Some(dir) = &args.root {
         cmd.arg("--root").arg(dir);
     }
     let status = cmd.status().context("run cargo install")?;
     ensure!(status.success(), "cargo install failed: {status}");
-    Ok(())
+    // What cargo install copied (it builds in `dir`, which it keeps when given).
+    ensure_static(&dir.join(&triple).join("release/sandbox-run"))
 }
 
 /// Builds the static `sandbox-run` (release) where `install-cli` builds it, and returns its path.
 pub fn build(root: &Path) -> anyhow::Result<PathBuf> {
     let triple = host_triple()?;
     let dir = target_dir(root);
-    let status = crate::cargo()
-        .args(["build", "--release", "-p", "sandbox-cli", "--target-dir"])
-        .arg(&dir)
-        .args(static_args(&triple)?)
-        .current_dir(root)
-        .status()
-        .context("run cargo build")?;
+    let mut cmd = crate::cargo();
+    cmd.args(["build", "--release", "-p", "sandbox-cli", "--target-dir"]).arg(&dir).current_dir(root);
+    link_statically(&mut cmd, &triple)?;
+    let status = cmd.status().context("run cargo build")?;
     ensure!(status.success(), "building the static sandbox-run failed: {status}");
-    Ok(dir.join(triple).join("release/sandbox-run"))
+    let bin = dir.join(triple).join("release/sandbox-run");
+    ensure_static(&bin)?;
+    Ok(bin)
+}
+
+/// Fails unless `bin` has no ELF interpreter: a flag source that cargo ranks above ours, or a
+/// toolchain that ignores `crt-static`, would otherwise give a dynamic binary without a word.
+fn ensure_static(bin: &Path) -> anyhow::Result<()> {
+    match sandbox_cli::interpreter(bin).with_context(|| format!("read {}", bin.display()))? {
+        None => Ok(()),
+        Some(interp) => bail!(
+            "{} came out dynamically linked (interpreter {}): cargo ignored the crt-static flag; \
+             check RUSTFLAGS, CARGO_ENCODED_RUSTFLAGS and the rustflags of your cargo configuration",
+            bin.display(),
+            interp.display()
+        ),
+    }
 }
 
 /// The static build's own target folder, next to the workspace's (its artifacts differ, and sharing
@@ -72,18 +85,36 @@ fn host_triple() -> anyhow::Result<String> {
     }
 }
 
-/// cargo's arguments that build for `triple` with the C library linked in.
-fn static_args(triple: &str) -> anyhow::Result<Vec<String>> {
+/// Makes `cmd` (cargo install or build) build for `triple` with the C library linked in.
+///
+/// cargo takes rustflags from the first of `CARGO_ENCODED_RUSTFLAGS`, `RUSTFLAGS`, then the
+/// configuration's `target.<triple>.rustflags`: the flag joins the source cargo will read. With
+/// `--target`, none of them reaches proc macros and build scripts, which cannot be static.
+fn link_statically(cmd: &mut Command, triple: &str) -> anyhow::Result<()> {
     ensure!(
         triple.ends_with("-linux-gnu") || triple.ends_with("-linux-musl"),
         "a static sandbox-run is built for Linux with glibc or musl; this machine's target is {triple}"
     );
-    Ok(vec![
-        "--target".to_owned(),
-        triple.to_owned(),
-        "--config".to_owned(),
-        format!("target.{triple}.rustflags=[\"-C\", \"target-feature=+crt-static\"]"),
-    ])
+    cmd.args(["--target", triple]);
+    let (name, value) =
+        rustflags(triple, std::env::var("CARGO_ENCODED_RUSTFLAGS").ok(), std::env::var("RUSTFLAGS").ok());
+    match name {
+        Some(name) => cmd.env(name, value),
+        None => cmd.arg("--config").arg(value),
+    };
+    Ok(())
+}
+
+/// The flag, where [`link_statically`] puts it: an environment variable (name, value) or, without
+/// either, a `--config` setting (`None`, setting).
+fn rustflags(triple: &str, encoded: Option<String>, plain: Option<String>) -> (Option<&'static str>, String) {
+    const FLAG: &str = "-Ctarget-feature=+crt-static";
+    match (encoded, plain) {
+        (Some(e), _) if e.is_empty() => (Some("CARGO_ENCODED_RUSTFLAGS"), FLAG.to_owned()),
+        (Some(e), _) => (Some("CARGO_ENCODED_RUSTFLAGS"), format!("{e}\x1f{FLAG}")),
+        (None, Some(p)) => (Some("RUSTFLAGS"), format!("{p} {FLAG}")),
+        (None, None) => (None, format!("target.{triple}.rustflags=[\"{FLAG}\"]")),
+    }
 }
 
 #[cfg(test)]
@@ -91,11 +122,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn static_flags_apply_to_the_target_only() {
-        let args = static_args("x86_64-unknown-linux-gnu").expect("a Linux target");
-        assert_eq!(args[..2], ["--target", "x86_64-unknown-linux-gnu"]);
-        assert_eq!(args[3], r#"target.x86_64-unknown-linux-gnu.rustflags=["-C", "target-feature=+crt-static"]"#);
-        assert!(static_args("aarch64-apple-darwin").is_err());
+    fn the_flag_joins_the_rustflags_cargo_reads() {
+        let t = "x86_64-unknown-linux-gnu";
+        let flag = "-Ctarget-feature=+crt-static";
+        assert_eq!(rustflags(t, None, None), (None, format!("target.{t}.rustflags=[\"{flag}\"]")));
+        assert_eq!(rustflags(t, None, Some("-Dwarnings".into())), (Some("RUSTFLAGS"), format!("-Dwarnings {flag}")));
+        let encoded = Some("-Dwarnings\x1f-Copt-level=2".to_owned());
+        assert_eq!(
+            rustflags(t, encoded, Some("ignored by cargo".into())),
+            (Some("CARGO_ENCODED_RUSTFLAGS"), format!("-Dwarnings\x1f-Copt-level=2\x1f{flag}"))
+        );
+        assert_eq!(rustflags(t, Some(String::new()), None), (Some("CARGO_ENCODED_RUSTFLAGS"), flag.to_owned()));
+        assert!(link_statically(&mut Command::new("cargo"), "aarch64-apple-darwin").is_err());
+    }
+
+    #[test]
+    fn a_dynamic_binary_is_refused() {
+        let me = std::env::current_exe().expect("this test binary");
+        let err = ensure_static(&me).expect_err("a test binary is dynamically linked");
+        assert!(err.to_string().contains("dynamically linked"), "{err}");
     }
 
     #[test]

@@ -42,8 +42,8 @@ enum Task {
         /// One benchmark: fetch, sandbox, overhead or wrapper (default: all).
         name: Option<String>,
     },
-    /// Install sandbox-run with the C library linked in (static-pie): it starts ~0.8 ms sooner than
-    /// `cargo install --path cli` gives.
+    /// Install sandbox-run with the C library linked in (static-pie): it starts 0.5 to 1 ms sooner than
+    /// what `cargo install --path cli` gives.
     InstallCli(install_cli::Args),
     /// Run a program in a qemu guest with its own kernel and cgroup v2, on this machine's files.
     Vm(vm::Args),

@@ -166,6 +166,32 @@ fn make(t: SingleThreaded, uid: u32, gid: u32) -> Option<Mapped> {
 /// sandbox of the caller.
 const TOOLS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The name of user `uid`, from NSS. With glibc linked in (`target-feature=+crt-static`: `cargo
+/// xtask install-cli`), NSS modules other than `files` cannot be loaded (they are linked against the
+/// shared glibc; `libnss_systemd` crashes the process), so `getent passwd`, a program of the machine's
+/// own glibc, looks it up instead.
+fn user_name(uid: u32) -> Option<String> {
+    if cfg!(all(target_env = "gnu", target_feature = "crt-static")) {
+        name_by_getent(uid)
+    } else {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+    }
+}
+
+/// The first field of `getent passwd UID`'s line (`name:password:uid:gid:gecos:home:shell`).
+fn name_by_getent(uid: u32) -> Option<String> {
+    let out = std::process::Command::new("getent")
+        .args(["passwd", &uid.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let line = String::from_utf8(out.stdout).ok()?;
+    let name = line.split(':').next()?.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 /// The caller's first subordinate uid and gid ranges (see [`first_range`]), looked up by its name
 /// (NSS) and number in a forked process, which is killed at `deadline`.
 fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant) -> Option<((u32, u32), (u32, u32))> {
@@ -181,8 +207,7 @@ fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant
                 crate::sys::exit_now(0);
             }
             let found = (|| {
-                let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
-                let name = user.map(|u| u.name).unwrap_or_default();
+                let name = user_name(uid).unwrap_or_default();
                 let uids = first_range(&std::fs::read_to_string("/etc/subuid").ok()?, &name, uid)?;
                 let gids = first_range(&std::fs::read_to_string("/etc/subgid").ok()?, &name, gid)?;
                 Some([uids.0, uids.1, gids.0, gids.1])
@@ -284,6 +309,17 @@ mod tests {
         let far = std::time::Instant::now() + std::time::Duration::from_secs(30);
         assert!(ends_by(&mut quick, far));
         assert!(quick.wait().expect("reap").success());
+    }
+
+    #[test]
+    fn getent_names_a_user_as_nss_does() {
+        let nss = |uid| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
+        let me = nix::unistd::getuid().as_raw();
+        assert_eq!(name_by_getent(0).as_deref(), Some("root"));
+        assert_eq!(name_by_getent(me), nss(me));
+        assert_eq!(user_name(me), nss(me));
+        // Far above any range a system gives out.
+        assert_eq!(name_by_getent(3_999_999_999), None);
     }
 
     #[test]
