@@ -85,9 +85,13 @@ enum Failure {
 impl Http {
     pub(crate) fn new(policy: NetworkPolicy) -> Result<Http, Error> {
         let builder = reqwest::blocking::Client::builder();
-        // glibc linked in: host names through getent, not through NSS modules (crate::getent).
+        // glibc linked in: host names through getent where NSS would load a module (crate::getent).
         #[cfg(all(target_env = "gnu", target_feature = "crt-static"))]
-        let builder = builder.dns_resolver(std::sync::Arc::new(crate::getent::Getent));
+        let builder = if crate::getent::builtin_only("hosts") {
+            builder
+        } else {
+            builder.dns_resolver(std::sync::Arc::new(crate::getent::Getent { timeout: policy.connect_timeout }))
+        };
         let client = builder
             .connect_timeout(policy.connect_timeout)
             // The blocking client applies this to the wait for the response headers and to each read

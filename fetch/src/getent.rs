@@ -7,43 +7,132 @@
 //! install-cli`, `target-feature=+crt-static`) asks `getent`, a dynamic program of the same glibc,
 //! which resolves exactly as every other program of the machine does.
 
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// reqwest's resolver by `getent ahosts` (see the module's documentation).
-pub(crate) struct Getent;
+/// reqwest's resolver by `getent ahosts` (see the module's documentation); a lookup that takes longer
+/// than `timeout` fails (reqwest's own timeouts cannot stop it: it runs inside the future).
+pub(crate) struct Getent {
+    pub timeout: Duration,
+}
 
 impl reqwest::dns::Resolve for Getent {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
+        let deadline = Instant::now() + self.timeout;
         Box::pin(async move {
             // Blocks the client's runtime thread for the lookup: the blocking client makes one
             // request at a time.
-            let addrs = ahosts(&host)?;
+            let addrs = ahosts(&host, deadline)?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
 
-/// The addresses of `host` (port 0: the client sets the URL's), in `getent`'s order.
-fn ahosts(host: &str) -> Result<Vec<SocketAddr>, BoxError> {
-    let out = Command::new("getent")
-        .args(["ahosts", "--", host])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| {
-        format!("resolve {host}: cannot run getent (glibc's libc-bin), which a static build uses: {e}")
-    })?;
-    match out.status.code() {
-        Some(0) => {}
-        // getent(1): "One or more supplied key could not be found in the database."
-        Some(2) => return Err(format!("resolve {host}: no such host (getent ahosts)").into()),
-        _ => return Err(format!("resolve {host}: getent ahosts failed: {}", out.status).into()),
+/// Whether the `database` line of `/etc/nsswitch.conf` names only services built into glibc
+/// (`files`, `dns`), which a static glibc runs in-process without loading a module. A missing file
+/// or line counts as no (glibc's defaults vary by version).
+pub fn builtin_only(database: &str) -> bool {
+    std::fs::read_to_string("/etc/nsswitch.conf").is_ok_and(|conf| services_builtin(&conf, database))
+}
+
+fn services_builtin(conf: &str, database: &str) -> bool {
+    let line = conf.lines().map(|l| l.split('#').next().unwrap_or_default()).find_map(|l| {
+        let (db, services) = l.split_once(':')?;
+        (db.trim() == database).then_some(services)
+    });
+    // Action items (`[NOTFOUND=return]`) sit between services; they load nothing.
+    line.is_some_and(|services| {
+        let mut in_action = false;
+        services.split_whitespace().all(|word| {
+            let action = in_action || word.starts_with('[');
+            in_action = action && !word.ends_with(']');
+            action || word == "files" || word == "dns"
+        })
+    })
+}
+
+/// `getent DATABASE -- KEY`'s output: `None` when the key is not found (exit code 2). Asks without
+/// `AI_ADDRCONFIG` (`-A`, glibc 2.31 and later) as getaddrinfo(3) without hints does.
+///
+/// # Errors
+/// When getent cannot be run, fails, or has not answered by `deadline` (it is then killed).
+pub fn getent(database: &str, key: &str, deadline: Instant) -> std::io::Result<Option<String>> {
+    match run("getent", &["-A", database, "--", key], deadline)? {
+        // EX_USAGE: a getent without -A.
+        (Some(64), _) => {
+            run("getent", &[database, "--", key], deadline).and_then(|(code, out)| answer(database, code, out))
+        }
+        (code, out) => answer(database, code, out),
     }
-    let addrs = parse(&String::from_utf8_lossy(&out.stdout));
+}
+
+fn answer(database: &str, code: Option<i32>, out: String) -> std::io::Result<Option<String>> {
+    match code {
+        Some(0) => Ok(Some(out)),
+        // getent(1): "One or more supplied key could not be found in the database."
+        Some(2) => Ok(None),
+        _ => Err(std::io::Error::other(format!("getent {database} failed (exit code {code:?})"))),
+    }
+}
+
+/// Runs `program` (getent) with `args`, reading its output until `deadline`; its exit code and output.
+fn run(program: &str, args: &[&str], deadline: Instant) -> std::io::Result<(Option<i32>, String)> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {program} (glibc's libc-bin): {e}")))?;
+    let mut out = Vec::new();
+    let mut timed_out = false;
+    if let Some(mut stdout) = child.stdout.take() {
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+            match poll(&mut [PollFd::new(stdout.as_fd(), PollFlags::POLLIN)], ms) {
+                Ok(0) => {
+                    timed_out = true;
+                    break;
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            match stdout.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if timed_out {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{program} {} did not answer in time", args.join(" ")),
+        ));
+    }
+    let status = child.wait()?;
+    Ok((status.code(), String::from_utf8_lossy(&out).into_owned()))
+}
+
+/// The addresses of `host` (port 0: the client sets the URL's), in `getent`'s order.
+fn ahosts(host: &str, deadline: Instant) -> Result<Vec<SocketAddr>, BoxError> {
+    let text = getent("ahosts", host, deadline).map_err(|e| format!("resolve {host}: {e}"))?.ok_or_else(|| {
+        format!("resolve {host}: no address (getent ahosts: unknown name, or no answer from the name servers)")
+    })?;
+    let addrs = parse(&text);
     if addrs.is_empty() {
         return Err(format!("resolve {host}: getent ahosts printed no address").into());
     }
@@ -77,10 +166,37 @@ mod tests {
     }
 
     #[test]
+    fn only_files_and_dns_are_built_in() {
+        let conf = "# comment\npasswd:         files systemd\nhosts: files [NOTFOUND=return] dns # x\n\
+                    group: files\nnetgroup: nis\nservices: files [ SUCCESS=return ] dns\n";
+        assert!(!services_builtin(conf, "passwd"));
+        assert!(services_builtin(conf, "hosts"));
+        assert!(services_builtin(conf, "group"));
+        assert!(!services_builtin(conf, "netgroup"));
+        assert!(services_builtin(conf, "services"), "an action item split by spaces");
+        assert!(!services_builtin(conf, "shadow"), "no line: glibc's default, which may load a module");
+        assert!(!services_builtin("hosts: files myhostname resolve [!UNAVAIL=return] dns\n", "hosts"));
+    }
+
+    #[test]
+    fn getent_answers_not_found_and_runs_out_of_time() {
+        let soon = Instant::now() + Duration::from_secs(30);
+        assert!(getent("passwd", "0", soon).expect("getent").is_some_and(|l| l.starts_with("root:")));
+        assert_eq!(getent("passwd", "3999999999", soon).expect("getent"), None);
+        // A key that starts like an option stays a key.
+        assert_eq!(getent("passwd", "--help", soon).expect("getent"), None);
+        let t = Instant::now();
+        let err = run("sleep", &["30"], t + Duration::from_millis(200)).expect_err("a lookup that hangs");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        assert!(t.elapsed() < Duration::from_secs(10), "it was killed at its deadline");
+    }
+
+    #[test]
     fn localhost_resolves_and_an_unknown_name_is_an_error_that_names_it() {
-        let addrs = ahosts("localhost").expect("localhost");
+        let soon = || Instant::now() + Duration::from_secs(30);
+        let addrs = ahosts("localhost", soon()).expect("localhost");
         assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
-        let err = ahosts("no-such-host.invalid").expect_err("RFC 6761: .invalid never resolves");
+        let err = ahosts("no-such-host.invalid", soon()).expect_err("RFC 6761: .invalid never resolves");
         assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
     }
 
@@ -96,7 +212,7 @@ mod tests {
             conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").expect("reply");
         });
         let client = reqwest::blocking::Client::builder()
-            .dns_resolver(std::sync::Arc::new(Getent))
+            .dns_resolver(std::sync::Arc::new(Getent { timeout: Duration::from_secs(30) }))
             .no_proxy()
             .build()
             .expect("client");

@@ -54,9 +54,10 @@ mod cache;
 mod checksums;
 mod download;
 mod error;
-// Used by static builds only; its tests run in every build.
+// Used by static builds only (here and by sandbox's subordinate ids); its tests run in every build.
+#[doc(hidden)]
 #[cfg_attr(not(all(target_env = "gnu", target_feature = "crt-static")), allow(dead_code))]
-mod getent;
+pub mod getent;
 mod hash;
 mod mirror;
 mod resolve;

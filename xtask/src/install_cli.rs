@@ -26,17 +26,17 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let root = crate::workspace_root()?;
     let triple = host_triple()?;
-    let dir = target_dir(&root);
+    // Built and checked first; cargo install then finds it built (same folder, profile and flags).
+    build(&root)?;
     let mut cmd = crate::cargo();
-    cmd.args(["install", "--locked", "--path"]).arg(root.join("cli")).arg("--target-dir").arg(&dir);
+    cmd.args(["install", "--locked", "--path"]).arg(root.join("cli")).arg("--target-dir").arg(target_dir(&root));
     link_statically(&mut cmd, &triple)?;
     if let Some(dir) = &args.root {
         cmd.arg("--root").arg(dir);
     }
     let status = cmd.status().context("run cargo install")?;
     ensure!(status.success(), "cargo install failed: {status}");
-    // What cargo install copied (it builds in `dir`, which it keeps when given).
-    ensure_static(&dir.join(&triple).join("release/sandbox-run"))
+    Ok(())
 }
 
 /// Builds the static `sandbox-run` (release) where `install-cli` builds it, and returns its path.
@@ -87,12 +87,13 @@ fn host_triple() -> anyhow::Result<String> {
 
 /// Makes `cmd` (cargo install or build) build for `triple` with the C library linked in.
 ///
-/// cargo takes rustflags from the first of `CARGO_ENCODED_RUSTFLAGS`, `RUSTFLAGS`, then the
-/// configuration's `target.<triple>.rustflags`: the flag joins the source cargo will read. With
-/// `--target`, none of them reaches proc macros and build scripts, which cannot be static.
+/// cargo takes rustflags from the first of `CARGO_ENCODED_RUSTFLAGS`, `RUSTFLAGS`, the
+/// configuration's `target.<triple>.rustflags`, then its `build.rustflags`: the flag joins the first
+/// two, else becomes the third (a `build.rustflags` is then not read). With `--target`, none of them
+/// reaches proc macros and build scripts, which cannot be static.
 fn link_statically(cmd: &mut Command, triple: &str) -> anyhow::Result<()> {
     ensure!(
-        triple.ends_with("-linux-gnu") || triple.ends_with("-linux-musl"),
+        triple.contains("-linux-gnu") || triple.contains("-linux-musl"),
         "a static sandbox-run is built for Linux with glibc or musl; this machine's target is {triple}"
     );
     cmd.args(["--target", triple]);

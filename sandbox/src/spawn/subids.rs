@@ -166,28 +166,29 @@ fn make(t: SingleThreaded, uid: u32, gid: u32) -> Option<Mapped> {
 /// sandbox of the caller.
 const TOOLS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The name of user `uid`, from NSS. With glibc linked in (`target-feature=+crt-static`: `cargo
-/// xtask install-cli`), NSS modules other than `files` cannot be loaded (they are linked against the
-/// shared glibc; `libnss_systemd` crashes the process), so `getent passwd`, a program of the machine's
-/// own glibc, looks it up instead.
-fn user_name(uid: u32) -> Option<String> {
-    if cfg!(all(target_env = "gnu", target_feature = "crt-static")) {
-        name_by_getent(uid)
-    } else {
-        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+/// The name of user `uid`, from NSS, by `deadline`. With glibc linked in (`target-feature=+crt-static`:
+/// `cargo xtask install-cli`), NSS modules other than `files` and `dns` cannot run in-process (they
+/// are linked against the shared glibc; `libnss_systemd` crashes the process), so where
+/// `/etc/nsswitch.conf` names one, `getent passwd`, a program of the machine's own glibc, looks the
+/// name up instead. Without getent, the in-process lookup is tried anyway: this is a forked process
+/// of its own, which a crash ends without a core file (the ranges are then not found: root only).
+fn user_name(uid: u32, deadline: std::time::Instant) -> Option<String> {
+    let nss = || nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
+    if !cfg!(all(target_env = "gnu", target_feature = "crt-static")) || fetch::getent::builtin_only("passwd") {
+        return nss();
+    }
+    match fetch::getent::getent("passwd", &uid.to_string(), deadline) {
+        Ok(line) => line.as_deref().and_then(passwd_name),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+            nss()
+        }
+        Err(_) => None,
     }
 }
 
-/// The first field of `getent passwd UID`'s line (`name:password:uid:gid:gecos:home:shell`).
-fn name_by_getent(uid: u32) -> Option<String> {
-    let out = std::process::Command::new("getent")
-        .args(["passwd", &uid.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())?;
-    let line = String::from_utf8(out.stdout).ok()?;
+/// The first field of a passwd(5) line (`name:password:uid:gid:gecos:home:shell`).
+fn passwd_name(line: &str) -> Option<String> {
     let name = line.split(':').next()?.trim();
     (!name.is_empty()).then(|| name.to_owned())
 }
@@ -207,7 +208,7 @@ fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant
                 crate::sys::exit_now(0);
             }
             let found = (|| {
-                let name = user_name(uid).unwrap_or_default();
+                let name = user_name(uid, deadline).unwrap_or_default();
                 let uids = first_range(&std::fs::read_to_string("/etc/subuid").ok()?, &name, uid)?;
                 let gids = first_range(&std::fs::read_to_string("/etc/subgid").ok()?, &name, gid)?;
                 Some([uids.0, uids.1, gids.0, gids.1])
@@ -314,12 +315,15 @@ mod tests {
     #[test]
     fn getent_names_a_user_as_nss_does() {
         let nss = |uid| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
+        let soon = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let by_getent = |uid: u32| fetch::getent::getent("passwd", &uid.to_string(), soon).expect("getent");
         let me = nix::unistd::getuid().as_raw();
-        assert_eq!(name_by_getent(0).as_deref(), Some("root"));
-        assert_eq!(name_by_getent(me), nss(me));
-        assert_eq!(user_name(me), nss(me));
+        assert_eq!(by_getent(0).as_deref().and_then(passwd_name).as_deref(), Some("root"));
+        assert_eq!(by_getent(me).as_deref().and_then(passwd_name), nss(me));
+        assert_eq!(user_name(me, soon), nss(me));
         // Far above any range a system gives out.
-        assert_eq!(name_by_getent(3_999_999_999), None);
+        assert_eq!(by_getent(3_999_999_999), None);
+        assert_eq!(passwd_name(":x:1:1::/:/bin/sh"), None);
     }
 
     #[test]
