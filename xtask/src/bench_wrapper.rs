@@ -9,7 +9,7 @@
 //! `cargo install --path cli` installs: dynamically linked) and the static-pie of
 //! `cargo xtask install-cli` (crate::install_cli).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -59,7 +59,7 @@ fn trivial_crate(dir: &Path) -> anyhow::Result<()> {
 
 pub fn run() -> anyhow::Result<()> {
     let root = crate::workspace_root()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = crate::target_dir();
     let status = crate::cargo().args(["build", "--release", "-p", "sandbox-cli"]).current_dir(&root).status()?;
     ensure!(status.success(), "building sandbox-run failed");
     let dynamic = target.join("release/sandbox-run");

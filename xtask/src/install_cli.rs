@@ -27,9 +27,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let root = crate::workspace_root()?;
     let triple = host_triple()?;
     // Built and checked first; cargo install then finds it built (same folder, profile and flags).
-    build(&root)?;
+    built(&root, &triple)?;
     let mut cmd = crate::cargo();
-    cmd.args(["install", "--locked", "--path"]).arg(root.join("cli")).arg("--target-dir").arg(target_dir(&root));
+    cmd.args(["install", "--locked", "--path"]).arg(root.join("cli")).arg("--target-dir").arg(target_dir());
     link_statically(&mut cmd, &triple)?;
     if let Some(dir) = &args.root {
         cmd.arg("--root").arg(dir);
@@ -41,11 +41,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// Builds the static `sandbox-run` (release) where `install-cli` builds it, and returns its path.
 pub fn build(root: &Path) -> anyhow::Result<PathBuf> {
-    let triple = host_triple()?;
-    let dir = target_dir(root);
+    built(root, &host_triple()?)
+}
+
+/// [`build`] for `triple`.
+fn built(root: &Path, triple: &str) -> anyhow::Result<PathBuf> {
+    let dir = target_dir();
     let mut cmd = crate::cargo();
     cmd.args(["build", "--release", "-p", "sandbox-cli", "--target-dir"]).arg(&dir).current_dir(root);
-    link_statically(&mut cmd, &triple)?;
+    link_statically(&mut cmd, triple)?;
     let status = cmd.status().context("run cargo build")?;
     ensure!(status.success(), "building the static sandbox-run failed: {status}");
     let bin = dir.join(triple).join("release/sandbox-run");
@@ -67,10 +71,10 @@ fn ensure_static(bin: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// The static build's own target folder, next to the workspace's (its artifacts differ, and sharing
+/// The static build's own target folder, inside the workspace's (its artifacts differ, and sharing
 /// one would rebuild the dynamic ones each time).
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("static-cli")
+fn target_dir() -> PathBuf {
+    crate::target_dir().join("static-cli")
 }
 
 /// This machine's target triple, as rustc reports it (`rustc -vV`, line `host:`).

@@ -76,6 +76,14 @@ fn cargo() -> std::process::Command {
     std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
 }
 
+/// The workspace's target directory (`$CARGO_TARGET_DIR`, else `target/` at the workspace root).
+fn target_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    std::fs::canonicalize(&dir).unwrap_or(dir)
+}
+
 /// The workspace's folder.
 fn workspace_root() -> anyhow::Result<std::path::PathBuf> {
     let xtask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -5,7 +5,7 @@
 //! test ran, and passed, exactly once.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail, ensure};
@@ -13,8 +13,8 @@ use anyhow::{Context, bail, ensure};
 pub fn run(partitions: u32) -> anyhow::Result<()> {
     ensure!(partitions >= 1, "--partitions must be at least 1");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("locate the workspace")?.to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let root = crate::workspace_root()?;
+    let target = crate::target_dir();
     let dir = target.join("shards");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;

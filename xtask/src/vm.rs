@@ -78,7 +78,7 @@ fn run_guest(args: &Args) -> anyhow::Result<i32> {
     if !nix::unistd::geteuid().is_root() {
         bail!("`cargo xtask vm` needs root: qemu shares the host's / with the guest as it is (9p passthrough)");
     }
-    let vm_dir = target_dir().join("vm");
+    let vm_dir = crate::target_dir().join("vm");
     let kernel = initramfs::Kernel::find()?;
     let initrd = prepare_initramfs(&vm_dir, &kernel)?;
     let accel = match args.accel.as_str() {
@@ -193,14 +193,6 @@ fn run_guest(args: &Args) -> anyhow::Result<i32> {
         eprintln!("vm: kept {} for a look", run.path.display());
     }
     result
-}
-
-/// The workspace's target directory (`$CARGO_TARGET_DIR`, else `target/` at the workspace root).
-fn target_dir() -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 
 /// The initramfs for `kernel`, rebuilt when its inputs changed (cheap: a few MB).
