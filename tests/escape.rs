@@ -751,14 +751,15 @@ fn all_processes() -> Vec<(u32, u32, String, String)> {
     found
 }
 
-/// Waits (at most 10 s) until the sandboxes' helpers, children of the fork server (our child), have
-/// ended after reporting; fails if they have not.
+/// Waits (at most 10 s) until the sandboxes' helpers, children of the fork servers, have ended after
+/// reporting; fails if they have not.
 fn wait_until_the_helpers_end() {
-    let me = std::process::id();
     let helpers_alive = || {
         let all = all_processes();
-        let children: Vec<u32> = all.iter().filter(|p| p.1 == me).map(|p| p.0).collect();
-        all.iter().filter(|p| children.contains(&p.1) && p.2 != "Z").count()
+        let me = std::process::id();
+        let helpers: Vec<u32> =
+            system_tests::child_processes().into_iter().filter_map(|p| u32::try_from(p).ok()).collect();
+        all.iter().filter(|p| helpers.contains(&p.0) && p.1 != me && p.2 != "Z").count()
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while helpers_alive() > 0 && Instant::now() < deadline {
@@ -1335,7 +1336,7 @@ fn check_identity() {
     let sb = builder().build().expect("build");
     let out = sh(
         &sb,
-        "cat /proc/self/uid_map; echo -; cat /proc/self/gid_map; echo -; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status",
+        "cat /proc/self/uid_map; echo -; cat /proc/self/gid_map; echo -; grep -E '^(NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status",
     );
     let parts: Vec<&str> = out.split("-\n").collect();
     assert_eq!(parts.len(), 3, "{out}");
@@ -1353,7 +1354,9 @@ fn check_identity() {
             assert_eq!(extents, [vec![0, 0, 1]], "only the caller's own id: {out}");
         }
     }
-    assert_eq!(parts[2], "NoNewPrivs:\t1\nSeccomp:\t2\n", "{out}");
+    // One filter, whether the program installed it or inherited it (as root, from the filtered fork
+    // server): never the same one twice.
+    assert_eq!(parts[2], "NoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\n", "{out}");
 }
 
 /// `privileged()` restores the behaviour from before issue 9: as root, no user namespace at all (the
@@ -1408,6 +1411,40 @@ fn privileged_test_body_has_no_filter() {
 #[test]
 fn privileged_restores_the_old_behaviour() {
     check_privileged();
+}
+
+/// The seccomp filter of the helper (the process `Child::id` names) of a running sandbox, as the
+/// host's `/proc` shows it: (`Seccomp`, `Seccomp_filters`).
+fn helper_filter(sb: &Sandbox) -> (String, String) {
+    let mut child = sb.command("sleep").arg("30").stdout(Stdio::null()).spawn().expect("spawn");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let field =
+        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned()).unwrap_or_default();
+    (field("Seccomp:"), field("Seccomp_filters:"))
+}
+
+/// As root, from a caller with threads (a test harness), a default sandbox's helper is forked by the
+/// filtered fork server, which installed the default filter once: the helper, init and the program
+/// inherit it (the program then installs none: one filter, `check_identity`), so that no start pays
+/// the filter's compilation into the kernel. A privileged sandbox's helper has no filter.
+/// Rootless, installing a filter needs no_new_privs, which would keep the server's later helpers from
+/// running `newuidmap`: there each program installs its own, and helpers have none.
+#[test]
+fn as_root_sandboxes_inherit_the_filter_from_the_fork_server() {
+    if !is_root() {
+        assert_eq!(helper_filter(&builder().build().expect("build")), ("0".to_owned(), "0".to_owned()));
+        return;
+    }
+    assert_eq!(helper_filter(&builder().build().expect("build")), ("2".to_owned(), "1".to_owned()));
+    assert_eq!(helper_filter(&builder().privileged().build().expect("build")), ("0".to_owned(), "0".to_owned()));
+    // A read-write volume's stricter filter goes over the inherited one, in the program only.
+    let vol = tempfile::tempdir().expect("tempdir");
+    let sb = builder().mount(Mount::bind(vol.path(), "/data")).build().expect("build");
+    assert_eq!(helper_filter(&sb), ("2".to_owned(), "1".to_owned()));
+    let out = sh(&sb, "grep -E '^Seccomp_filters:' /proc/self/status");
+    assert_eq!(out, "Seccomp_filters:\t2\n");
 }
 
 // ---- what works today still works ----

@@ -138,6 +138,9 @@ pub(crate) fn default_tmpfs_size(memory_limit: Option<u64>) -> u64 {
 /// new session keyring (keyrings(7): the caller's would be readable otherwise), every descriptor
 /// above stderr close-on-exec (only stdio reaches the program), then no_new_privs and the seccomp
 /// filter, last, because it refuses keyctl. Allocates nothing: the filter was compiled before fork.
+/// Where the default filter was inherited (crate::seccomp::installed: the filtered fork server, which
+/// joined a keyring of its own before installing it), no keyring is joined (keyctl is refused), and
+/// `filter` is what goes over it, if anything.
 ///
 /// # Errors
 /// The step that failed and its errno; only the filter's installation can fail (the first two are
@@ -148,7 +151,9 @@ pub(crate) fn harden_program(
     filter: Option<&crate::seccomp::Filter>,
     keep_open: &[std::os::fd::RawFd],
 ) -> Result<(), Errno> {
-    let _ = crate::sys::hardening::join_new_session_keyring();
+    if !crate::seccomp::installed() {
+        let _ = crate::sys::hardening::join_new_session_keyring();
+    }
     crate::sys::hardening::cloexec_above_stdio(keep_open);
     if security.privileged {
         return Ok(());

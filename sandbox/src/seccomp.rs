@@ -336,6 +336,31 @@ fn setid_rules() -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::BackendErr
 const FCHMODAT2: i64 = 452;
 const SETXATTRAT: i64 = 463;
 
+/// Whether this process has the default filter installed already, inherited from the filtered fork
+/// server (crate::spawn::server) that forked it or its parent.
+static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says that the default filter is installed on this process, and so on everything it forks from now
+/// on (the filtered fork server, right after installing it).
+pub(crate) fn mark_installed() {
+    INSTALLED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the default filter is installed on this process already (see [`mark_installed`]).
+pub(crate) fn installed() -> bool {
+    INSTALLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The filter a sandbox's program installs on itself: [`for_sandbox`]'s, or none where the default
+/// filter is installed already and is all the sandbox needs. With `no_setid`, the stricter filter is
+/// installed over the inherited one: the kernel runs both, and a call either refuses is refused.
+pub(crate) fn to_install(no_setid: bool) -> Result<Option<&'static Filter>, &'static SeccompError> {
+    if installed() && !no_setid {
+        return Ok(None);
+    }
+    for_sandbox(no_setid)
+}
+
 /// The filter of a sandbox, by its settings (see [`filter`]); compiled once per process.
 pub(crate) fn for_sandbox(no_setid: bool) -> Result<Option<&'static Filter>, &'static SeccompError> {
     if !no_setid {

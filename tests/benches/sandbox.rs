@@ -1,7 +1,8 @@
 //! Sandbox start-up benchmark: start a fresh sandbox with its private writable rootfs, run
 //! `/bin/true`, wait for every process in it and tear it all down; side by side, interleaved, with
-//! bubblewrap, `unshare … chroot` and plain `chroot` on the same unpacked rootfs. Then throughput
-//! with 2 and 4 sandboxes in flight.
+//! bubblewrap, `unshare … chroot` and plain `chroot` on the same unpacked rootfs. Then the default
+//! and privileged sandboxes again from a caller with threads (the fork servers' path, as tests run),
+//! and throughput with 2 and 4 sandboxes in flight.
 //!
 //! `cargo bench -p system-tests --bench sandbox` (or `cargo xtask bench sandbox`). Prints medians and
 //! ratios; asserts nothing about time. The references need root (and Debian's bubblewrap).
@@ -134,6 +135,38 @@ fn main() {
     if references.is_empty() {
         println!("  (no reference: run as root with bubblewrap installed)");
     }
+
+    // The same two from a caller with threads, as a test harness is: sandboxes then go through the
+    // fork server, and as root the default ones through the filtered one, which installed the seccomp
+    // filter once for all of them (docs/design/process-model.md).
+    let (park, parked) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let _ = parked.recv();
+    });
+    for _ in 0..20 {
+        sb.command("/bin/true").status().expect("sandbox run");
+        privileged.command("/bin/true").status().expect("privileged sandbox run");
+    }
+    let (mut served, mut served_unhardened) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        assert!(sb.command("/bin/true").status().expect("sandbox run").success());
+        served.push(t.elapsed());
+        let t = Instant::now();
+        assert!(privileged.command("/bin/true").status().expect("privileged sandbox run").success());
+        served_unhardened.push(t.elapsed());
+    }
+    drop(park);
+    let _ = thread.join();
+    let (served, served_unhardened) = (median(served), median(served_unhardened));
+    println!("from a caller with threads (a test harness: the fork servers), {ROUNDS} interleaved rounds, medians:");
+    println!("  {label:<70} {:7.2} ms", ms(served));
+    println!(
+        "  {:<70} {:7.2} ms   hardening costs {:+.2} ms",
+        "the same, Builder::privileged()",
+        ms(served_unhardened),
+        ms(served) - ms(served_unhardened)
+    );
 
     for in_flight in [1usize, 2, 4] {
         let total = 400;

@@ -221,13 +221,23 @@ pub fn is_fork_server(pid: i32) -> bool {
         .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v.starts_with(b"__SANDBOX_FORK_SERVER=")))
 }
 
+/// The filtered fork server, a child of the fork server (as root: it forks the helpers of sandboxes
+/// that are not privileged), by its command name.
+pub fn is_filtered_server(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "sandbox-filter")
+}
+
 /// This process's child processes, and theirs if the child is the fork server (whose children are
-/// the sandboxes' helpers); the fork server itself does not count.
+/// the sandboxes' helpers, and, as root, the filtered fork server, whose children are helpers too);
+/// the fork servers themselves do not count.
 pub fn child_processes() -> Vec<i32> {
     let mine = children_of(std::process::id() as i32);
-    let (servers, mut others): (Vec<i32>, Vec<i32>) = mine.into_iter().partition(|&p| is_fork_server(p));
-    for s in servers {
-        others.extend(children_of(s));
+    let (mut servers, mut others): (Vec<i32>, Vec<i32>) = mine.into_iter().partition(|&p| is_fork_server(p));
+    while let Some(server) = servers.pop() {
+        let (filtered, helpers): (Vec<i32>, Vec<i32>) =
+            children_of(server).into_iter().partition(|&p| is_filtered_server(p));
+        servers.extend(filtered);
+        others.extend(helpers);
     }
     others
 }

@@ -50,7 +50,7 @@ impl<'a> Prepared<'a> {
         };
         Prepared {
             config,
-            filter: crate::seccomp::for_sandbox(config.security.no_setid(config.outer_uid, &config.mounts))
+            filter: crate::seccomp::to_install(config.security.no_setid(config.outer_uid, &config.mounts))
                 .ok()
                 .flatten(),
             current_dir: cstr(&config.current_dir),

@@ -113,7 +113,9 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
             config_file.as_fd(),
             kill_r.as_fd(),
         ];
-        match super::server::submit(fds) {
+        // As root, a sandbox that is not privileged goes to the filtered server (crate::spawn::server).
+        let filtered = config.outer_uid == 0 && !config.security.privileged;
+        match super::server::submit(fds, filtered) {
             Ok(()) => {
                 return Ok(Launched {
                     helper: Helper::Served,

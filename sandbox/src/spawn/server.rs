@@ -7,6 +7,16 @@
 //! the read end of the kill pipe. The server forks, and the fork runs `helper::run` with them. Replies
 //! go straight to the report pipe. The stdio is always opened by this crate (`crate::Stdio`), so every
 //! command and every closure can be sent this way.
+//!
+//! As root, sandboxes that are not `privileged()` go to a second server, the filtered one: a fork of
+//! the first (asked for with a request carrying one descriptor, its end of a new socket pair) that
+//! joins a new session keyring and installs the default seccomp filter on itself once, before it
+//! serves. Everything it forks inherits the filter, so a sandbox's program no longer installs it
+//! itself: the filter's compilation into the kernel (its JIT, and the cache of always-allowed calls)
+//! is paid once per calling process instead of once per sandbox. The helpers and inits it forks run
+//! under the filter too, which refuses nothing they do. Rootless, installing a filter needs
+//! no_new_privs, which would keep the server's later helpers from running `newuidmap` (setuid): each
+//! program installs its own filter there, as everywhere when the filtered server cannot be had.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -29,32 +39,92 @@ pub(crate) const FDS: usize = 6;
 /// The parent's end of the socket pair to a running server.
 static SERVER: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
-/// Hands a sandbox start to the fork server, starting the server on first use. `fds`: stdin, stdout,
-/// stderr, report pipe, configuration memfd, kill pipe (read end).
+/// The parent's end of the socket pair to the filtered server (see the module's comment), once made.
+static FILTERED: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// A request to start a sandbox: six descriptors follow.
+const START: &[u8] = b"start";
+
+/// A request to the first server to fork the filtered one: one descriptor follows, its socket.
+const FILTERED_SERVER: &[u8] = b"filtered";
+
+/// The filtered server's command name (`ps`, `/proc/PID/comm`); its helpers take the caller's back.
+pub(crate) const FILTERED_NAME: &std::ffi::CStr = c"sandbox-filter";
+
+/// This process's command name before it became the filtered server, for its helpers.
+static CALLER_NAME: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+/// Hands a sandbox start to a fork server, starting it on first use: the filtered one when `filtered`
+/// (crate::spawn::server's comment says when a sandbox may be), if it can be had, else the first.
+/// `fds`: stdin, stdout, stderr, report pipe, configuration memfd, kill pipe (read end).
 ///
 /// # Errors
 /// When no server can be started or reached; the caller then executes a helper itself.
-pub(crate) fn submit(fds: [BorrowedFd<'_>; FDS]) -> std::io::Result<()> {
+pub(crate) fn submit(fds: [BorrowedFd<'_>; FDS], filtered: bool) -> std::io::Result<()> {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    if filtered {
+        let mut server = FILTERED.lock().unwrap_or_else(|p| p.into_inner());
+        for _attempt in 0..2 {
+            if server.is_none() {
+                match start_filtered() {
+                    Ok(sock) => *server = Some(sock),
+                    Err(e) => {
+                        tracing::debug!(%e, "no filtered fork server; each program installs its filter");
+                        break;
+                    }
+                }
+            }
+            match server.as_ref().map(|sock| request(sock, START, &raw)) {
+                Some(Ok(())) => return Ok(()),
+                // It died (killed from outside, or it could not install the filter): another, once.
+                Some(Err(e)) => {
+                    tracing::debug!(%e, "the filtered fork server is gone");
+                    *server = None;
+                }
+                None => break,
+            }
+        }
+    }
+    with_server(|sock| request(sock, START, &raw))
+}
+
+/// Runs `call` on the first server's socket, starting the server first if there is none, and once
+/// more with a new one if the request fails (the server died).
+fn with_server<T>(call: impl Fn(&OwnedFd) -> std::io::Result<T>) -> std::io::Result<T> {
     let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
     for attempt in 0..2 {
         if server.is_none() {
             *server = Some(start()?);
         }
         if let Some(sock) = server.as_ref() {
-            let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-            let cmsg = [ControlMessage::ScmRights(&raw)];
-            match sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(b"start")], &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
-                Ok(_) => return Ok(()),
+            match call(sock) {
+                Ok(done) => return Ok(done),
                 // The server died (killed from outside): start a new one, once.
                 Err(e) if attempt == 0 => {
                     tracing::debug!(%e, "the sandbox fork server is gone; starting another");
                     *server = None;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
     }
     Err(std::io::Error::other("the sandbox fork server cannot be reached"))
+}
+
+/// Sends one request: `what`, with the descriptors `fds`.
+fn request(sock: &OwnedFd, what: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(what)], &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// Asks the first server to fork the filtered one, and returns our end of its socket. Should the fork
+/// or the filter fail there, that end reads as closed: the first request sent on it fails.
+fn start_filtered() -> std::io::Result<OwnedFd> {
+    let (ours, theirs) =
+        socketpair(nix::sys::socket::AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+    with_server(|sock| request(sock, FILTERED_SERVER, &[theirs.as_raw_fd()]))?;
+    Ok(ours)
 }
 
 fn start() -> std::io::Result<OwnedFd> {
@@ -92,11 +162,38 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
     crate::sys::exit_now(0);
 }
 
+/// The filtered server, forked by the first one (see the module's comment): a new session keyring
+/// (keyrings(7): the filter refuses keyctl from here on, so the programs' own join would fail), the
+/// default filter, then it serves on `sock`; never returns. It ends when its parent does (the first
+/// server, which ends with the calling process) or when the calling process closes its end.
+fn become_filtered(t: SingleThreaded, sock: OwnedFd) -> ! {
+    let parent = nix::unistd::getppid();
+    let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
+    if nix::unistd::getppid() != parent {
+        crate::sys::exit_now(0);
+    }
+    if let Ok(name) = nix::sys::prctl::get_name() {
+        let _ = CALLER_NAME.set(name);
+    }
+    let _ = nix::sys::prctl::set_name(FILTERED_NAME);
+    let _ = crate::sys::hardening::join_new_session_keyring();
+    match crate::seccomp::shared() {
+        Ok(Some(filter)) if filter.install().is_ok() => crate::seccomp::mark_installed(),
+        // Closing `sock` tells the caller: it sends its sandboxes to the first server instead.
+        _ => crate::sys::exit_now(0),
+    }
+    serve(t, sock);
+    crate::sys::exit_now(0);
+}
+
 /// In a freshly forked process: takes `fds` (stdin, stdout, stderr, report pipe, configuration memfd,
 /// kill pipe) and runs the helper with them; never returns. Shared by the fork server and callers that
 /// fork a helper themselves (see `parent::launch`).
 pub(crate) fn become_helper(t: SingleThreaded, fds: [OwnedFd; FDS]) -> ! {
     let [stdin, stdout, stderr, report, config, kill] = fds;
+    if let Some(name) = CALLER_NAME.get() {
+        let _ = nix::sys::prctl::set_name(name);
+    }
     // Nothing of the forking process's state goes on: its signal mask.
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
@@ -180,6 +277,7 @@ fn serve(t: SingleThreaded, sock: OwnedFd) {
         if msg.bytes == 0 {
             return; // the parent closed its end
         }
+        let what = msg.bytes;
         let mut fds: Vec<OwnedFd> = Vec::new();
         if let Ok(cmsgs) = msg.cmsgs() {
             for c in cmsgs {
@@ -187,6 +285,17 @@ fn serve(t: SingleThreaded, sock: OwnedFd) {
                     fds.extend(raw.into_iter().filter_map(|n| crate::sys::adopt_fd(t, n)));
                 }
             }
+        }
+        if &buf[..what] == FILTERED_SERVER {
+            let Ok([theirs]) = <[OwnedFd; 1]>::try_from(fds) else { continue };
+            // A failed fork drops `theirs`: the parent's first request on its end fails, and it
+            // goes on without the filtered server.
+            if let Ok(ForkResult::Child) = crate::sys::fork(t) {
+                drop(signals);
+                drop(sock);
+                become_filtered(t, theirs);
+            }
+            continue;
         }
         let Ok(fds) = <[OwnedFd; FDS]>::try_from(fds) else { continue };
         prepare_subordinate_ids(t, &fds);
