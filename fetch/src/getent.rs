@@ -41,20 +41,42 @@ pub fn builtin_only(database: &str) -> bool {
     std::fs::read_to_string("/etc/nsswitch.conf").is_ok_and(|conf| services_builtin(&conf, database))
 }
 
+/// Read as glibc 2.36 reads the file (nss/nss_database.c, nss/nss_action_parse.c), and where in doubt,
+/// "no": a line that starts with `#` is a comment (elsewhere glibc takes `#` for a service's name);
+/// every line of the database must pass (glibc takes its last); a line is service names, each with
+/// action items (`[NOTFOUND=return]`, which load nothing) after it; a name ends at white space or at
+/// `[` (`[UNAVAIL=continue]systemd` names `systemd`), an item at its `]`.
 fn services_builtin(conf: &str, database: &str) -> bool {
-    let line = conf.lines().map(|l| l.split('#').next().unwrap_or_default()).find_map(|l| {
-        let (db, services) = l.split_once(':')?;
-        (db.trim() == database).then_some(services)
-    });
-    // Action items (`[NOTFOUND=return]`) sit between services; they load nothing.
-    line.is_some_and(|services| {
-        let mut in_action = false;
-        services.split_whitespace().all(|word| {
-            let action = in_action || word.starts_with('[');
-            in_action = action && !word.ends_with(']');
-            action || word == "files" || word == "dns"
+    let mut lines = conf
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let (db, services) = l.split_once(':')?;
+            (db.trim() == database).then_some(services)
         })
-    })
+        .peekable();
+    lines.peek().is_some() && lines.all(names_only_builtin)
+}
+
+/// Whether a line's services (see [`services_builtin`]) are `files` and `dns` only.
+fn names_only_builtin(services: &str) -> bool {
+    let mut rest = services;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return true;
+        }
+        if let Some(item) = rest.strip_prefix('[') {
+            let Some(end) = item.find(']') else { return false };
+            rest = &item[end + 1..];
+            continue;
+        }
+        let end = rest.find(|c: char| c.is_whitespace() || c == '[').unwrap_or(rest.len());
+        if !matches!(&rest[..end], "files" | "dns") {
+            return false;
+        }
+        rest = &rest[end..];
+    }
 }
 
 /// `getent DATABASE -- KEY`'s output: `None` when the key is not found (exit code 2). Asks without
@@ -143,13 +165,24 @@ fn ahosts(host: &str, deadline: Instant) -> Result<Vec<SocketAddr>, BoxError> {
 /// address and socket type), in order.
 fn parse(text: &str) -> Vec<SocketAddr> {
     let mut addrs: Vec<SocketAddr> = Vec::new();
-    for ip in text.lines().filter_map(|l| l.split_whitespace().next()?.parse::<IpAddr>().ok()) {
-        let addr = SocketAddr::new(ip, 0);
+    for addr in text.lines().filter_map(|l| address(l.split_whitespace().next()?)) {
         if !addrs.contains(&addr) {
             addrs.push(addr);
         }
     }
     addrs
+}
+
+/// An address as getent prints it, port 0: IPv4, IPv6, or a link-local IPv6 with its numeric scope
+/// (`fe80::1%2`, the interface's index).
+fn address(text: &str) -> Option<SocketAddr> {
+    match text.split_once('%') {
+        None => text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0)),
+        Some((ip, scope)) => {
+            let (ip, scope) = (ip.parse::<std::net::Ipv6Addr>().ok()?, scope.parse::<u32>().ok()?);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(ip, 0, 0, scope)))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -163,12 +196,15 @@ mod tests {
         let want: Vec<SocketAddr> =
             vec!["[2a04:4e42::644]:0".parse().expect("v6"), "151.101.2.132:0".parse().expect("v4")];
         assert_eq!(parse(text), want);
+        // The third outside review: a link-local address with its scope was dropped.
+        let scoped: SocketAddr = "[fe80::fc:ff:fe00:1%4]:0".parse().expect("scoped v6");
+        assert_eq!(parse("fe80::fc:ff:fe00:1%4 STREAM host\n"), [scoped]);
     }
 
     #[test]
     fn only_files_and_dns_are_built_in() {
-        let conf = "# comment\npasswd:         files systemd\nhosts: files [NOTFOUND=return] dns # x\n\
-                    group: files\nnetgroup: nis\nservices: files [ SUCCESS=return ] dns\n";
+        let conf = "# comment\npasswd:         files systemd\nhosts: files [NOTFOUND=return] dns\n\
+                    group: files\nnetgroup: nis\nservices: files [ SUCCESS=return ] dns\n  # passwd: nis\n";
         assert!(!services_builtin(conf, "passwd"));
         assert!(services_builtin(conf, "hosts"));
         assert!(services_builtin(conf, "group"));
@@ -176,6 +212,13 @@ mod tests {
         assert!(services_builtin(conf, "services"), "an action item split by spaces");
         assert!(!services_builtin(conf, "shadow"), "no line: glibc's default, which may load a module");
         assert!(!services_builtin("hosts: files myhostname resolve [!UNAVAIL=return] dns\n", "hosts"));
+        // The third outside review: each of these made glibc 2.36 load libnss_systemd (strace), and a
+        // static build then crashed in it.
+        assert!(!services_builtin("passwd: files\npasswd: systemd files\n", "passwd"), "glibc takes the last line");
+        assert!(!services_builtin("passwd: dns [UNAVAIL=continue]systemd files\n", "passwd"), "a name right after `]`");
+        assert!(!services_builtin("passwd: dns # systemd files\n", "passwd"), "`#` in a line is a name to glibc");
+        assert!(!services_builtin("passwd: files [NOTFOUND=return\n", "passwd"), "an item without its end");
+        assert!(services_builtin("passwd:files[NOTFOUND=return]dns\n", "passwd"), "glued, as glibc reads it");
     }
 
     #[test]

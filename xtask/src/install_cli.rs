@@ -95,10 +95,18 @@ fn host_triple() -> anyhow::Result<String> {
 /// configuration's `target.<triple>.rustflags`, then its `build.rustflags`: the flag joins the first
 /// two, else becomes the third (a `build.rustflags` is then not read). With `--target`, none of them
 /// reaches proc macros and build scripts, which cannot be static.
+/// The architectures whose executables are 64-bit little-endian ELF, the kind
+/// `sandbox_cli::interpreter` reads to check that the result is static.
+const ELF64_LE: [&str; 5] = ["x86_64", "aarch64", "riscv64gc", "powerpc64le", "loongarch64"];
+
 fn link_statically(cmd: &mut Command, triple: &str) -> anyhow::Result<()> {
+    let arch = triple.split('-').next().unwrap_or_default();
     ensure!(
-        triple.contains("-linux-gnu") || triple.contains("-linux-musl"),
-        "a static sandbox-run is built for Linux with glibc or musl; this machine's target is {triple}"
+        ELF64_LE.contains(&arch) && (triple.contains("-linux-gnu") || triple.contains("-linux-musl")),
+        "a static sandbox-run is built for 64-bit little-endian Linux ({}) with glibc or musl, whose \
+         executables it checks before installing; this machine's target is {triple}: `cargo install \
+         --path cli` installs a dynamic one",
+        ELF64_LE.join(", ")
     );
     cmd.args(["--target", triple]);
     let (name, value) =
@@ -139,6 +147,12 @@ mod tests {
         );
         assert_eq!(rustflags(t, Some(String::new()), None), (Some("CARGO_ENCODED_RUSTFLAGS"), flag.to_owned()));
         assert!(link_statically(&mut Command::new("cargo"), "aarch64-apple-darwin").is_err());
+        // The third outside review: the check reads 64-bit little-endian ELF only, so these were
+        // refused after the whole build.
+        for other in ["i686-unknown-linux-gnu", "armv7-unknown-linux-gnueabihf", "s390x-unknown-linux-gnu"] {
+            assert!(link_statically(&mut Command::new("cargo"), other).is_err(), "{other}");
+        }
+        assert!(link_statically(&mut Command::new("cargo"), "aarch64-unknown-linux-musl").is_ok());
     }
 
     #[test]

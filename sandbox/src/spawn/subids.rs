@@ -193,6 +193,10 @@ fn passwd_name(line: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
+/// How long before its deadline the lookup process stops what it runs, so that it ends, and reports,
+/// before its parent kills it.
+const LOOKUP_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The caller's first subordinate uid and gid ranges (see [`first_range`]), looked up by its name
 /// (NSS) and number in a forked process, which is killed at `deadline`.
 fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant) -> Option<((u32, u32), (u32, u32))> {
@@ -207,8 +211,17 @@ fn ranges_by(t: SingleThreaded, uid: u32, gid: u32, deadline: std::time::Instant
             if nix::unistd::getppid() != parent {
                 crate::sys::exit_now(0);
             }
+            // What this process starts (getent) gets no blocked signal (the caller may block those it
+            // forwards: getent would then outlive a SIGTERM), and is killed by it before this process
+            // is killed at `deadline`: never left running after the lookup.
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            );
+            let own_deadline = deadline.checked_sub(LOOKUP_MARGIN).unwrap_or(deadline);
             let found = (|| {
-                let name = user_name(uid, deadline).unwrap_or_default();
+                let name = user_name(uid, own_deadline).unwrap_or_default();
                 let uids = first_range(&std::fs::read_to_string("/etc/subuid").ok()?, &name, uid)?;
                 let gids = first_range(&std::fs::read_to_string("/etc/subgid").ok()?, &name, gid)?;
                 Some([uids.0, uids.1, gids.0, gids.1])
