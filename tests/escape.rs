@@ -1439,6 +1439,26 @@ fn as_root_sandboxes_inherit_the_filter_from_the_fork_server() {
     }
     assert_eq!(helper_filter(&builder().build().expect("build")), ("2".to_owned(), "1".to_owned()));
     assert_eq!(helper_filter(&builder().privileged().build().expect("build")), ("0".to_owned(), "0".to_owned()));
+    // Killed from outside, the filtered server is started again by the next sandbox.
+    let me = std::process::id() as i32;
+    let servers: Vec<i32> =
+        system_tests::children_of(me).into_iter().filter(|&p| system_tests::is_fork_server(p)).collect();
+    let filtered: Vec<i32> = servers
+        .iter()
+        .flat_map(|&s| system_tests::children_of(s))
+        .filter(|&p| system_tests::is_filtered_server(p))
+        .collect();
+    assert_eq!(filtered.len(), 1, "one filtered server below {servers:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(filtered[0]), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    // Gone (reaped by the fork server), and with it its end of the socket: a request sent while it
+    // was dying would be lost with it, as one sent to a dying fork server is.
+    let gone = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{}", filtered[0])).exists() && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sb = builder().build().expect("build");
+    assert_eq!(sh(&sb, "echo again"), "again\n");
+    assert_eq!(helper_filter(&sb), ("2".to_owned(), "1".to_owned()));
     // A read-write volume's stricter filter goes over the inherited one, in the program only.
     let vol = tempfile::tempdir().expect("tempdir");
     let sb = builder().mount(Mount::bind(vol.path(), "/data")).build().expect("build");
