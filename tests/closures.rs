@@ -89,6 +89,17 @@ mod user {
         assert!(text.contains("arithmetic inside") && text.contains("tests/closures.rs:"), "{text}");
     }
 
+    /// A value JSON cannot hold is no panic of the closure's (a new user's review: it was reported as
+    /// `Panicked` without a place).
+    #[test]
+    fn a_value_that_cannot_travel_is_a_result_error_not_a_panic() {
+        let sb = sandbox("unencodable");
+        let err = sb
+            .run(|| std::collections::HashMap::from([((1u8, 2u8), 3u8)]))
+            .expect_err("a map with tuple keys has no JSON form");
+        assert!(matches!(&err, Error::ClosureResult { reason } if reason.contains("key must be a string")), "{err:?}");
+    }
+
     #[test]
     fn eight_threads_at_once() {
         let sb = sandbox("threads");

@@ -216,6 +216,7 @@ fn check_bad_input() {
     let missing = sb.command("/usr/bin/no-such-program").status().expect_err("missing program");
     assert_eq!(missing.io_kind(), std::io::ErrorKind::NotFound, "{missing}");
     assert!(missing.to_string().contains("no-such-program"), "{missing}");
+    assert!(missing.to_string().contains("not found in the sandbox's root filesystem"), "{missing}");
     let missing_in_path = sb.command("no-such-program").output().expect_err("missing program");
     assert_eq!(missing_in_path.io_kind(), std::io::ErrorKind::NotFound);
     let bad_dir = sb.command("/bin/true").current_dir("/no/such/dir").status().expect_err("missing dir");

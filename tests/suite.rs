@@ -114,6 +114,13 @@ mod user_suite {
         unreachable!("kill -9 -1 must have killed this process");
     }
 
+    /// A new user's review: a body that exits with 0 was reported as a crash.
+    #[sandbox_test]
+    #[should_panic(expected = "before the test returned (std::process::exit in the test?)")]
+    fn a_body_that_exits_is_told_apart_from_a_crash() {
+        std::process::exit(0);
+    }
+
     #[sandbox_test]
     fn deletes_a_system_binary() {
         std::fs::remove_file("/bin/busybox").expect("remove busybox: only in this sandbox");
@@ -329,6 +336,35 @@ fn requires_skips_where_the_machine_cannot_and_runs_where_it_can() {
 #[sandbox_test(requires = "switch")]
 #[ignore = "run by its parent test, as root and as an unprivileged user"]
 fn child_requires_a_switch() {
+    println!("the body ran");
+}
+
+/// Where limits cannot be had (rootless on cgroup v1, or on v2 without a delegated subtree), the skip
+/// line says how to get them, as a failed start does (a new user's review: it named the cgroup and
+/// the errno only).
+#[test]
+fn a_limits_skip_says_how_to_get_limits() {
+    let Some((_, uid, gid)) = system_tests::test_user() else {
+        return system_tests::skip("no unprivileged test user: create one (`useradd sandbox-test`)");
+    };
+    if !system_tests::is_root() {
+        return; // it needs root to switch users
+    }
+    let out = system_tests::ChildTest::new("child_requires_limits")
+        .env("CI", "false")
+        .env("SANDBOX_TEST_STRICT", "0")
+        .as_user(uid, gid)
+        .assert_success();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !stdout.contains("the body ran") {
+        let skip = stderr.lines().find(|l| l.starts_with("SKIP:")).unwrap_or_default();
+        assert!(skip.contains("resource limits need a cgroup") && skip.contains("Delegate=yes"), "{stderr}");
+    }
+}
+
+#[sandbox_test(requires = "limits", pids = 64)]
+#[ignore = "run by its parent test, as an unprivileged user"]
+fn child_requires_limits() {
     println!("the body ran");
 }
 

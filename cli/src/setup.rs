@@ -170,11 +170,23 @@ fn host_path(program: &str) -> Option<PathBuf> {
     std::path::absolute(program).ok()
 }
 
+/// The target folder: `env` (`$CARGO_TARGET_DIR`), else the folder `program` lies in that is named
+/// `target` or holds the `CACHEDIR.TAG` cargo writes into every target folder, whatever its name (a
+/// new user's review: one named `target-plain` was not bound, and what the tests wrote there was lost).
+fn target_folder(program: Option<&Path>, env: Option<std::ffi::OsString>) -> Option<PathBuf> {
+    env.map(PathBuf::from).and_then(|t| std::path::absolute(t).ok()).or_else(|| {
+        program?
+            .ancestors()
+            .skip(1)
+            .find(|a| a.file_name().is_some_and(|n| n == "target") || a.join("CACHEDIR.TAG").is_file())
+            .map(Path::to_path_buf)
+    })
+}
+
 /// The current cargo workspace (the nearest folder above the working directory holding a `Cargo.lock`),
 /// the working directory itself when it lies under `/tmp` (which the sandbox replaces), and the target
-/// folder (`$CARGO_TARGET_DIR`, or the `target` folder the program lies in), when they exist; never
-/// `/`, a top-level folder or another folder every user shares, also through a symlink (then only the
-/// program, if it lies there).
+/// folder ([`target_folder`]), when they exist; never `/`, a top-level folder or another folder every
+/// user shares, also through a symlink (then only the program, if it lies there).
 pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     let cwd = std::env::current_dir().ok();
@@ -189,14 +201,7 @@ pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
     {
         dirs.push(c.clone());
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .and_then(|t| std::path::absolute(t).ok())
-        .or_else(|| {
-            let p = program?;
-            p.ancestors().find(|a| a.file_name().is_some_and(|n| n == "target")).map(Path::to_path_buf)
-        });
-    if let Some(t) = target
+    if let Some(t) = target_folder(program, std::env::var_os("CARGO_TARGET_DIR"))
         && !dirs.iter().any(|d| t.starts_with(d))
     {
         dirs.push(t);
@@ -222,4 +227,26 @@ pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
 fn everyones(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     dir.parent().is_none_or(|p| p == Path::new("/")) || std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o002 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_folder_is_found_by_its_name_or_cargos_tag() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let deps = |top: &str| root.path().join(top).join("debug/deps");
+        for top in ["target", "target-plain", "untagged"] {
+            std::fs::create_dir_all(deps(top)).expect("mkdir");
+        }
+        std::fs::write(root.path().join("target-plain/CACHEDIR.TAG"), "Signature: 8a477f597d28d172789f06886806bc55\n")
+            .expect("tag");
+        let found = |top: &str| target_folder(Some(&deps(top).join("t-1a2b")), None);
+        assert_eq!(found("target"), Some(root.path().join("target")));
+        assert_eq!(found("target-plain"), Some(root.path().join("target-plain")));
+        assert_eq!(found("untagged"), None);
+        let named = target_folder(Some(&deps("untagged").join("t")), Some(root.path().join("target-plain").into()));
+        assert_eq!(named, Some(root.path().join("target-plain")), "$CARGO_TARGET_DIR first");
+    }
 }

@@ -100,7 +100,7 @@ impl Http {
             .timeout(policy.stall_timeout)
             .user_agent(concat!("sandbox-fetch/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::Network { url: String::new(), attempts: 0, source: Box::new(e) })?;
+            .map_err(|e| Error::HttpClient { source: Box::new(e) })?;
         Ok(Http { client, policy })
     }
 

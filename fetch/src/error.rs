@@ -40,6 +40,18 @@ pub enum Error {
         /// A suggestion (for 404: check the version and arch).
         hint: &'static str,
     },
+    /// The HTTP client could not be set up, before any request: most often a system without CA
+    /// certificates, which the TLS verifier loads from the system.
+    #[error(
+        "cannot set up the HTTP client for downloads (a system without CA certificates has to install them: \
+         `apt-get install ca-certificates` on Debian and Ubuntu, `apk add ca-certificates` on Alpine); or \
+         set $SANDBOX_ROOTFS to an Alpine minirootfs tarball or unpacked tree, and nothing is downloaded"
+    )]
+    HttpClient {
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The request failed below HTTP: DNS, connect, TLS, timeout, truncated body.
     #[error("GET {url} failed after {attempts} attempt(s); {hint}", hint = OFFLINE_HINT)]
     Network {
@@ -152,8 +164,11 @@ pub enum Error {
     },
     /// Offline, and the cache does not hold the rootfs.
     #[error(
-        "Alpine {spec} ({arch}) is not in the cache at `{cache}` and fetching is offline ($SANDBOX_OFFLINE=1 or .offline(true)); {hint}",
-        hint = OFFLINE_HINT
+        "Alpine {spec} ({arch}) is not in the cache at `{cache}` and fetching is offline ($SANDBOX_OFFLINE=1 or \
+         .offline(true)); fetch it once while online in a pre-fetch step (`cargo xtask fetch-rootfs --version \
+         {spec}` in this workspace, `sandbox::fetch::Alpine::new(\"{spec}\").fetch()` in your own) and keep the \
+         cache directory between CI runs (README: \"Caching the rootfs in CI\"); $SANDBOX_ROOTFS stands in \
+         for the default rootfs only, not for a version named in the code"
     )]
     NotCached {
         /// The version asked for.
@@ -199,7 +214,7 @@ pub enum Error {
 }
 
 /// What a machine without the network can do, in any project (not only this workspace).
-pub(crate) const OFFLINE_HINT: &str = "without network access, set $SANDBOX_ROOTFS to an Alpine minirootfs tarball or unpacked tree, or fetch once while online in a pre-fetch step (`cargo xtask fetch-rootfs` in this workspace, `fetch::Alpine::default().fetch()` in your own) and keep the cache directory between CI runs (README: \"Caching the rootfs in CI\")";
+pub(crate) const OFFLINE_HINT: &str = "without network access, set $SANDBOX_ROOTFS to an Alpine minirootfs tarball or unpacked tree, or fetch once while online in a pre-fetch step (`cargo xtask fetch-rootfs` in this workspace, `sandbox::fetch::Alpine::default().fetch()` in your own) and keep the cache directory between CI runs (README: \"Caching the rootfs in CI\")";
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -140,6 +140,7 @@ fn run<T: DeserializeOwned>(sandbox: &crate::Sandbox, entry: usize, input: Strin
         Some(Record::Value { json }) => serde_json::from_str(&json)
             .map_err(|e| Error::ClosureResult { reason: format!("cannot deserialize its value: {e}") }),
         Some(Record::Panicked { message, location }) => Err(Error::Panicked { message, location }),
+        Some(Record::Unencodable { reason }) => Err(Error::ClosureResult { reason }),
         _ => match ending.status.map(exit_status).or(ending.helper) {
             Some(status) => Err(Error::Crashed { status }),
             None => Err(Error::HelperDied { status: None }),

@@ -24,7 +24,7 @@ pub enum Error {
     Rootfs(#[from] fetch::Error),
     /// The program could not be started inside the sandbox (`source.kind()` is `NotFound` for a
     /// program missing from the rootfs, as with `std::process::Command`).
-    #[error("failed to execute `{program}` in the sandbox")]
+    #[error("failed to execute `{program}` in the sandbox{}", missing_suffix(source))]
     Spawn {
         /// The program, as given.
         program: String,
@@ -83,7 +83,8 @@ pub enum Error {
         /// Where (`file:line:column`), when known.
         location: Option<String>,
     },
-    /// A closure's result could not be had: it did not serialize or deserialize.
+    /// A closure's result could not be had: its input or its value did not serialize or deserialize
+    /// (JSON holds no map with keys other than strings, no NaN).
     #[error("failed to get the closure's result out of the sandbox: {reason}")]
     ClosureResult {
         /// What went wrong.
@@ -107,6 +108,16 @@ fn mib(bytes: u64) -> String {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+/// For a program the rootfs does not have (a new user's review: `Display` said only "failed to
+/// execute", the reason was in `source()`), where it was looked for.
+fn missing_suffix(source: &io::Error) -> &'static str {
+    if source.kind() == io::ErrorKind::NotFound {
+        ": not found in the sandbox's root filesystem (a path inside it, or a name looked up in its $PATH)"
+    } else {
+        ""
     }
 }
 

@@ -200,6 +200,12 @@ pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, b
             };
             panic!("#[sandbox_test] timed out after {after:?}: every process in the test's sandbox was killed{doing}")
         }
+        // A body that ends its process itself (std::process::exit) never returns its outcome.
+        Err(Error::Crashed { status }) if status.code().is_some() => {
+            panic!(
+                "the test's process ended inside its sandbox with {status} before the test returned (std::process::exit in the test?)"
+            )
+        }
         Err(Error::Crashed { status }) => {
             panic!("the test's process died inside its sandbox: {status} (a crash or abort in the test, or a kill)")
         }

@@ -80,6 +80,9 @@ pub(crate) enum Record {
     Value { json: String },
     /// A closure panicked: the message, and where.
     Panicked { message: String, location: Option<String> },
+    /// The closure's input could not be decoded, or its value encoded (JSON: a map with keys that
+    /// are no strings, a NaN): no panic of the closure's.
+    Unencodable { reason: String },
     /// What the sandbox used (sandboxes with limits), sent just before `Exited`.
     Usage(crate::cgroups::Usage),
     /// The kernel's OOM killer acted in a sandbox with a memory limit and the program was killed:

@@ -199,11 +199,18 @@ pub(crate) fn unusable_reason() -> Option<String> {
     let limits = Limits { memory: Some(64 << 20), pids: Some(64), cpus: None };
     match Cgroup::create(&CgroupFs::host(), &name_for(std::process::id()), &limits) {
         Ok(_probe) => None,
+        // With how to fix it, as a failed start says (a new user's review: the skip line had no fix).
         Err(u) => Some(format!(
-            "resource limits need a cgroup, and this process cannot {} `{}` ({})",
+            "this process cannot {} `{}` ({}); {}",
             u.what,
             u.path.display(),
-            std::io::Error::from_raw_os_error(u.errno)
+            std::io::Error::from_raw_os_error(u.errno),
+            crate::hints::for_step(
+                crate::report::StepKind::Limits,
+                nix::errno::Errno::from_raw(u.errno),
+                !nix::unistd::geteuid().is_root()
+            )
+            .unwrap_or_else(|| "resource limits need a cgroup".to_owned())
         )),
     }
 }

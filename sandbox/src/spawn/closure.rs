@@ -29,7 +29,7 @@ pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8
     }));
     let record = match std::panic::catch_unwind(AssertUnwindSafe(|| entry(input))) {
         Ok(Ok(json)) => Record::Value { json: String::from_utf8_lossy(&json).into_owned() },
-        Ok(Err(message)) => Record::Panicked { message, location: None },
+        Ok(Err(reason)) => Record::Unencodable { reason },
         Err(payload) => Record::Panicked {
             message: panic_message(payload.as_ref()),
             location: PLACE.lock().unwrap_or_else(|p| p.into_inner()).take(),

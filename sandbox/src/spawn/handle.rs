@@ -122,7 +122,11 @@ impl HelperHandle {
                     return Err(handle.setup_failed(kind, what, path, errno));
                 }
                 Some(
-                    r @ (Record::Value { .. } | Record::Panicked { .. } | Record::Usage(_) | Record::Activity { .. }),
+                    r @ (Record::Value { .. }
+                    | Record::Panicked { .. }
+                    | Record::Unencodable { .. }
+                    | Record::Usage(_)
+                    | Record::Activity { .. }),
                 ) => handle.early.push(r),
                 // The deadline passed before the program started (a slow setup).
                 Some(Record::Exited { timed_out: true, .. }) => {
@@ -192,7 +196,7 @@ impl HelperHandle {
                 Record::Usage(u) => ending.usage = Some(u),
                 Record::OomKilled { limit, peak } => oom = Some(Error::MemoryLimitExceeded { limit, peak }),
                 r @ Record::Activity { .. } => doing = doing_of(&r).unwrap_or_default(),
-                Record::Value { .. } | Record::Panicked { .. } => ending.value = Some(r),
+                Record::Value { .. } | Record::Panicked { .. } | Record::Unencodable { .. } => ending.value = Some(r),
                 Record::SetupFailed { kind, what, path, errno } => {
                     failure.get_or_insert((kind, what, path, errno));
                 }
