@@ -250,13 +250,10 @@ pub(crate) fn procs_files_of(pid: i32) -> Result<Vec<fs::File>, Unusable> {
 /// Removes the cgroups `sandbox-<pid>-…` below `parent` whose helper process is gone.
 pub(super) fn sweep(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else { return };
+    let ns = pid_namespace();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) =
-            name.strip_prefix("sandbox-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
+        let Some(pid) = helper_of(&name, ns) else { continue };
         let alive = Path::new(&format!("/proc/{pid}")).exists();
         let empty = fs::read_to_string(e.path().join("cgroup.procs")).map_or(true, |p| p.trim().is_empty());
         if !alive && empty {
@@ -271,11 +268,34 @@ pub(super) fn sweep(parent: &Path) {
     }
 }
 
-/// A cgroup name unique to this helper.
+/// A cgroup name unique to this helper: `sandbox-<pid>-<nanoseconds>-<pid namespace>`, the last in
+/// hexadecimal, so that a sweep tells whether it can see the helper (see [`helper_of`]).
 pub(crate) fn name_for(pid: u32) -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("sandbox-{pid}-{nanos:x}")
+    format!("sandbox-{pid}-{nanos:x}-{:x}", pid_namespace())
+}
+
+/// This process's pid namespace: the inode number of `/proc/self/ns/pid` (0 if it cannot be read).
+fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// The helper's pid in a cgroup name of [`name_for`]'s, if the helper is one this process can look
+/// for in its `/proc`: made in the pid namespace `ns` (a name without one is an older version's, taken
+/// as this namespace's). A helper in another pid namespace (another container sharing the parent
+/// cgroup) cannot be seen here: its cgroup, empty for a moment after its creation or holding a live
+/// sandbox, must not be swept (an outside review, inferred from the code).
+fn helper_of(name: &str, ns: u64) -> Option<i32> {
+    let mut parts = name.strip_prefix("sandbox-")?.split('-');
+    let pid = parts.next()?.parse::<i32>().ok()?;
+    let _nanos = parts.next();
+    match parts.next().map(|n| u64::from_str_radix(n, 16)) {
+        None => Some(pid),
+        Some(Ok(theirs)) if theirs == ns => Some(pid),
+        Some(_) => None,
+    }
 }
 
 /// `bytes` in MiB, or the limit's `max`.
@@ -382,6 +402,18 @@ mod tests {
         drop(cg);
         assert!(!root.path().join("cpuacct/ci/sandbox-7-d").exists());
         assert!(!root.path().join("memory/ci/sandbox-7-d").exists());
+    }
+
+    #[test]
+    fn a_sweep_looks_only_for_helpers_of_its_own_pid_namespace() {
+        let ns = pid_namespace();
+        assert_ne!(ns, 0);
+        let name = name_for(42);
+        assert_eq!(helper_of(&name, ns), Some(42), "{name}");
+        assert_eq!(helper_of(&name, ns + 1), None, "another namespace's");
+        assert_eq!(helper_of("sandbox-7-1f", ns), Some(7), "an older version's name");
+        assert_eq!(helper_of("sandbox-7-1f-zz", ns), None, "not a namespace");
+        assert_eq!(helper_of("other-7", ns), None);
     }
 
     #[test]
