@@ -113,8 +113,10 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
             config_file.as_fd(),
             kill_r.as_fd(),
         ];
-        // As root, a sandbox that is not privileged goes to the filtered server (crate::spawn::server).
-        let filtered = config.outer_uid == 0 && !config.security.privileged;
+        // As root, a sandbox that is not privileged goes to the filtered server (crate::spawn::server),
+        // where there is a filter to install (none where seccompiler does not know the architecture).
+        let filtered =
+            config.outer_uid == 0 && !config.security.privileged && matches!(crate::seccomp::shared(), Ok(Some(_)));
         match super::server::submit(fds, filtered) {
             Ok(()) => {
                 return Ok(Launched {

@@ -42,6 +42,17 @@ static SERVER: Mutex<Option<OwnedFd>> = Mutex::new(None);
 /// The parent's end of the socket pair to the filtered server (see the module's comment), once made.
 static FILTERED: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
+/// Set once a filtered server could not be had (it could not fork, or the kernel refused its filter):
+/// this process then sends every sandbox to the first server.
+static NO_FILTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What the filtered server says once its filter is installed, before it serves.
+const READY: &[u8] = b"ready";
+
+/// How long the filtered server may take to say so (its fork and filter take a millisecond here; an
+/// emulated machine is far slower).
+const READY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A request to start a sandbox: six descriptors follow.
 const START: &[u8] = b"start";
 
@@ -62,7 +73,7 @@ static CALLER_NAME: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock
 /// When no server can be started or reached; the caller then executes a helper itself.
 pub(crate) fn submit(fds: [BorrowedFd<'_>; FDS], filtered: bool) -> std::io::Result<()> {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    if filtered {
+    if filtered && !NO_FILTERED.load(std::sync::atomic::Ordering::Relaxed) {
         let mut server = FILTERED.lock().unwrap_or_else(|p| p.into_inner());
         for _attempt in 0..2 {
             if server.is_none() {
@@ -70,6 +81,7 @@ pub(crate) fn submit(fds: [BorrowedFd<'_>; FDS], filtered: bool) -> std::io::Res
                     Ok(sock) => *server = Some(sock),
                     Err(e) => {
                         tracing::debug!(%e, "no filtered fork server; each program installs its filter");
+                        NO_FILTERED.store(true, std::sync::atomic::Ordering::Relaxed);
                         break;
                     }
                 }
@@ -118,13 +130,34 @@ fn request(sock: &OwnedFd, what: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Asks the first server to fork the filtered one, and returns our end of its socket. Should the fork
-/// or the filter fail there, that end reads as closed: the first request sent on it fails.
+/// Asks the first server to fork the filtered one, and returns our end of its socket once it has said
+/// it is ready (its filter installed). Should the fork or the filter fail there, that end reads as
+/// closed instead (an outside review: requests sent before then were lost with it, and every start
+/// failed): an error, and the caller sends its sandboxes to the first server.
 fn start_filtered() -> std::io::Result<OwnedFd> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let (ours, theirs) =
         socketpair(nix::sys::socket::AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
     with_server(|sock| request(sock, FILTERED_SERVER, &[theirs.as_raw_fd()]))?;
-    Ok(ours)
+    drop(theirs);
+    let deadline = std::time::Instant::now() + READY_DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut [PollFd::new(ours.as_fd(), PollFlags::POLLIN)], ms) {
+            Ok(0) => {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the filtered fork server is silent"));
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => break,
+        }
+    }
+    let mut word = [0u8; 8];
+    match nix::sys::socket::recv(ours.as_raw_fd(), &mut word, MsgFlags::empty())? {
+        n if &word[..n] == READY => Ok(ours),
+        _ => Err(std::io::Error::other("the filtered fork server could not install its filter")),
+    }
 }
 
 fn start() -> std::io::Result<OwnedFd> {
@@ -162,15 +195,15 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
     crate::sys::exit_now(0);
 }
 
-/// The filtered server, forked by the first one (see the module's comment): a new session keyring
-/// (keyrings(7): the filter refuses keyctl from here on, so the programs' own join would fail), the
-/// default filter, then it serves on `sock`; never returns. It ends when its parent does (the first
-/// server, which ends with the calling process) or when the calling process closes its end.
-fn become_filtered(t: SingleThreaded, sock: OwnedFd) -> ! {
-    let parent = nix::unistd::getppid();
+/// The filtered server, forked by the first one (`server`; see the module's comment): a new session
+/// keyring (keyrings(7): the filter refuses keyctl from here on, so the programs' own join would
+/// fail), the default filter, a word on `sock` that it is ready, then it serves on `sock`; never
+/// returns. It ends when the first server does (which ends with the calling process) or when the
+/// calling process closes its end.
+fn become_filtered(t: SingleThreaded, sock: OwnedFd, server: Pid) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
-    if nix::unistd::getppid() != parent {
-        crate::sys::exit_now(0);
+    if nix::unistd::getppid() != server {
+        crate::sys::exit_now(0); // the first server died before prctl took effect
     }
     if let Ok(name) = nix::sys::prctl::get_name() {
         let _ = CALLER_NAME.set(name);
@@ -181,6 +214,9 @@ fn become_filtered(t: SingleThreaded, sock: OwnedFd) -> ! {
         Ok(Some(filter)) if filter.install().is_ok() => crate::seccomp::mark_installed(),
         // Closing `sock` tells the caller: it sends its sandboxes to the first server instead.
         _ => crate::sys::exit_now(0),
+    }
+    if nix::sys::socket::send(sock.as_raw_fd(), READY, MsgFlags::MSG_NOSIGNAL).is_err() {
+        crate::sys::exit_now(0);
     }
     serve(t, sock);
     crate::sys::exit_now(0);
@@ -290,10 +326,11 @@ fn serve(t: SingleThreaded, sock: OwnedFd) {
             let Ok([theirs]) = <[OwnedFd; 1]>::try_from(fds) else { continue };
             // A failed fork drops `theirs`: the parent's first request on its end fails, and it
             // goes on without the filtered server.
+            let server = nix::unistd::getpid();
             if let Ok(ForkResult::Child) = crate::sys::fork(t) {
                 drop(signals);
                 drop(sock);
-                become_filtered(t, theirs);
+                become_filtered(t, theirs, server);
             }
             continue;
         }
