@@ -253,7 +253,24 @@ pub(super) fn sweep(parent: &Path) {
     let ns = pid_namespace();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = helper_of(&name, ns) else { continue };
+        let Some(helper) = helper_of(&name, ns) else { continue };
+        let Some(pid) = helper else {
+            // Another pid namespace's: its helper cannot be looked for here. Empty for minutes, it
+            // holds no sandbox (a live one's is empty only while it starts): a namespace that died
+            // left it (an outside review: such leftovers were never swept).
+            let empty = fs::read_to_string(e.path().join("cgroup.procs")).map_or(true, |p| p.trim().is_empty());
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > FOREIGN_LEFTOVER_AGE);
+            if empty && old {
+                tracing::info!(cgroup = %e.path().display(), "removing an old, empty cgroup of another pid namespace's sandbox");
+                let _ = fs::remove_dir(e.path());
+            }
+            continue;
+        };
         let alive = Path::new(&format!("/proc/{pid}")).exists();
         let empty = fs::read_to_string(e.path().join("cgroup.procs")).map_or(true, |p| p.trim().is_empty());
         if !alive && empty {
@@ -282,19 +299,24 @@ fn pid_namespace() -> u64 {
     fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
-/// The helper's pid in a cgroup name of [`name_for`]'s, if the helper is one this process can look
-/// for in its `/proc`: made in the pid namespace `ns` (a name without one is an older version's, taken
-/// as this namespace's). A helper in another pid namespace (another container sharing the parent
-/// cgroup) cannot be seen here: its cgroup, empty for a moment after its creation or holding a live
-/// sandbox, must not be swept (an outside review, inferred from the code).
-fn helper_of(name: &str, ns: u64) -> Option<i32> {
+/// How old an empty cgroup of another pid namespace's sandbox must be to be swept.
+const FOREIGN_LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// For a cgroup name of [`name_for`]'s: `Some(Some(pid))`, its helper's pid, where this process can
+/// look for it in its `/proc` (made in the pid namespace `ns`; a name without one is an older
+/// version's, taken as this namespace's); `Some(None)` for another pid namespace's (another container
+/// sharing the parent cgroup: its cgroup, empty for a moment after its creation or holding a live
+/// sandbox, must not be taken as dead; an outside review, inferred from the code); `None` for a name
+/// of another kind.
+fn helper_of(name: &str, ns: u64) -> Option<Option<i32>> {
     let mut parts = name.strip_prefix("sandbox-")?.split('-');
     let pid = parts.next()?.parse::<i32>().ok()?;
     let _nanos = parts.next();
     match parts.next().map(|n| u64::from_str_radix(n, 16)) {
-        None => Some(pid),
-        Some(Ok(theirs)) if theirs == ns => Some(pid),
-        Some(_) => None,
+        None => Some(Some(pid)),
+        Some(Ok(theirs)) if theirs == ns => Some(Some(pid)),
+        Some(Ok(_)) => Some(None),
+        Some(Err(_)) => None,
     }
 }
 
@@ -409,9 +431,9 @@ mod tests {
         let ns = pid_namespace();
         assert_ne!(ns, 0);
         let name = name_for(42);
-        assert_eq!(helper_of(&name, ns), Some(42), "{name}");
-        assert_eq!(helper_of(&name, ns + 1), None, "another namespace's");
-        assert_eq!(helper_of("sandbox-7-1f", ns), Some(7), "an older version's name");
+        assert_eq!(helper_of(&name, ns), Some(Some(42)), "{name}");
+        assert_eq!(helper_of(&name, ns + 1), Some(None), "another namespace's");
+        assert_eq!(helper_of("sandbox-7-1f", ns), Some(Some(7)), "an older version's name");
         assert_eq!(helper_of("sandbox-7-1f-zz", ns), None, "not a namespace");
         assert_eq!(helper_of("other-7", ns), None);
     }
@@ -427,6 +449,18 @@ mod tests {
         fs::create_dir_all(&dead).expect("mkdir");
         let live = root.path().join(format!("pids/ci/sandbox-{}-live", std::process::id()));
         fs::create_dir_all(&live).expect("mkdir");
+        // Another pid namespace's, whose helper cannot be looked for here: an old empty one is a
+        // leftover of a namespace that died; a recent one may be a sandbox that is starting.
+        let other_ns = pid_namespace() + 1;
+        let (stale, recent) = (
+            root.path().join(format!("pids/ci/sandbox-{}-1-{other_ns:x}", std::process::id())),
+            root.path().join(format!("pids/ci/sandbox-{}-2-{other_ns:x}", std::process::id())),
+        );
+        for d in [&stale, &recent] {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        fs::File::open(&stale).and_then(|f| f.set_modified(hour_ago)).expect("age it");
         let self_cgroup = "5:pids:/ci\n4:memory:/ci\n2:cpuacct:/ci\n1:cpu:/ci\n0::/\n";
         let fs_ = CgroupFs::fake(root.path(), self_cgroup);
         let limits = Limits { memory: Some(1 << 30), pids: Some(16), cpus: Some(1.5) };
@@ -437,6 +471,7 @@ mod tests {
         assert!(root.path().join("cpuacct/ci/sandbox-5-b").is_dir());
         assert!(!dead.exists(), "the dead helper's cgroup is swept");
         assert!(live.exists(), "a live helper's cgroup is kept");
+        assert!(!stale.exists() && recent.exists(), "another namespace's: only an old empty one is swept");
         fs::write(root.path().join("cpuacct/ci/sandbox-5-b/cpuacct.usage"), "1500000000\n").expect("write");
         fs::write(
             root.path().join("memory/ci/sandbox-5-b/memory.oom_control"),

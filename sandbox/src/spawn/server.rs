@@ -42,12 +42,16 @@ static SERVER: Mutex<Option<OwnedFd>> = Mutex::new(None);
 /// The parent's end of the socket pair to the filtered server (see the module's comment), once made.
 static FILTERED: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
-/// Set once a filtered server could not be had (it could not fork, or the kernel refused its filter):
-/// this process then sends every sandbox to the first server.
+/// Set once a filtered server cannot be had (the kernel refused its filter, or it did not answer in
+/// time): this process then sends every sandbox to the first server. Not for a server that ended
+/// without a word (its first server died, or it was killed): the next start tries again.
 static NO_FILTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What the filtered server says once its filter is installed, before it serves.
 const READY: &[u8] = b"ready";
+
+/// What it says when the kernel refused its filter, before it ends.
+const REFUSED: &[u8] = b"refused";
 
 /// How long the filtered server may take to say so (its fork and filter take a millisecond here; an
 /// emulated machine is far slower).
@@ -73,15 +77,23 @@ static CALLER_NAME: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock
 /// When no server can be started or reached; the caller then executes a helper itself.
 pub(crate) fn submit(fds: [BorrowedFd<'_>; FDS], filtered: bool) -> std::io::Result<()> {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    if filtered && !NO_FILTERED.load(std::sync::atomic::Ordering::Relaxed) {
+    let unavailable = || NO_FILTERED.load(std::sync::atomic::Ordering::Relaxed);
+    if filtered && !unavailable() {
         let mut server = FILTERED.lock().unwrap_or_else(|p| p.into_inner());
+        // Looked at again under the lock: threads that waited for it while a start failed go to the
+        // first server at once (an outside review: each tried again, and waited its own 30 s).
         for _attempt in 0..2 {
+            if unavailable() {
+                break;
+            }
             if server.is_none() {
                 match start_filtered() {
                     Ok(sock) => *server = Some(sock),
                     Err(e) => {
-                        tracing::debug!(%e, "no filtered fork server; each program installs its filter");
-                        NO_FILTERED.store(true, std::sync::atomic::Ordering::Relaxed);
+                        tracing::debug!(%e, "no filtered fork server for this start");
+                        if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::PermissionDenied) {
+                            NO_FILTERED.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
                         break;
                     }
                 }
@@ -131,9 +143,10 @@ fn request(sock: &OwnedFd, what: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
 }
 
 /// Asks the first server to fork the filtered one, and returns our end of its socket once it has said
-/// it is ready (its filter installed). Should the fork or the filter fail there, that end reads as
-/// closed instead (an outside review: requests sent before then were lost with it, and every start
-/// failed): an error, and the caller sends its sandboxes to the first server.
+/// it is ready (its filter installed); an outside review found requests sent before then lost with a
+/// server that could not install it, and every start failed. Errors: `PermissionDenied` when it says
+/// the kernel refused its filter, `TimedOut` when it says nothing in time (both for good: see
+/// `NO_FILTERED`), another when it ended without a word (the fork failed, or it died).
 fn start_filtered() -> std::io::Result<OwnedFd> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let (ours, theirs) =
@@ -156,7 +169,11 @@ fn start_filtered() -> std::io::Result<OwnedFd> {
     let mut word = [0u8; 8];
     match nix::sys::socket::recv(ours.as_raw_fd(), &mut word, MsgFlags::empty())? {
         n if &word[..n] == READY => Ok(ours),
-        _ => Err(std::io::Error::other("the filtered fork server could not install its filter")),
+        n if &word[..n] == REFUSED => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "the kernel refused the filtered fork server's seccomp filter",
+        )),
+        _ => Err(std::io::Error::other("the filtered fork server ended without a word")),
     }
 }
 
@@ -212,8 +229,11 @@ fn become_filtered(t: SingleThreaded, sock: OwnedFd, server: Pid) -> ! {
     let _ = crate::sys::hardening::join_new_session_keyring();
     match crate::seccomp::shared() {
         Ok(Some(filter)) if filter.install().is_ok() => crate::seccomp::mark_installed(),
-        // Closing `sock` tells the caller: it sends its sandboxes to the first server instead.
-        _ => crate::sys::exit_now(0),
+        // The caller sends its sandboxes to the first server instead, from now on.
+        _ => {
+            let _ = nix::sys::socket::send(sock.as_raw_fd(), REFUSED, MsgFlags::MSG_NOSIGNAL);
+            crate::sys::exit_now(0);
+        }
     }
     if nix::sys::socket::send(sock.as_raw_fd(), READY, MsgFlags::MSG_NOSIGNAL).is_err() {
         crate::sys::exit_now(0);
