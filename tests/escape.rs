@@ -1490,8 +1490,7 @@ fn child_seccomp_refused() {
             "attempt {attempt}: {err:?}"
         );
     }
-    let filtered: Vec<i32> =
-        system_tests::child_processes().into_iter().filter(|&p| system_tests::is_filtered_server(p)).collect();
+    let filtered = system_tests::filtered_servers();
     assert!(filtered.is_empty(), "no filtered server is left or started again: {filtered:?}");
 }
 
@@ -1516,9 +1515,7 @@ fn child_servers_lost_mid_handshake() {
     use nix::sys::signal::{Signal, kill};
     let privileged = builder().privileged().build().expect("build");
     assert_eq!(sh(&privileged, "echo first"), "first\n", "the first server is started");
-    let me = std::process::id() as i32;
-    let first: Vec<i32> =
-        system_tests::children_of(me).into_iter().filter(|&p| system_tests::is_fork_server(p)).collect();
+    let first = system_tests::fork_servers();
     assert_eq!(first.len(), 1, "{first:?}");
     let first = nix::unistd::Pid::from_raw(first[0]);
     kill(first, Signal::SIGSTOP).expect("stop");
@@ -1538,15 +1535,8 @@ fn child_a_killed_filtered_server_is_started_again() {
         return;
     }
     assert_eq!(helper_filter(&builder().build().expect("build")), ("2".to_owned(), "1".to_owned()));
-    let me = std::process::id() as i32;
-    let servers: Vec<i32> =
-        system_tests::children_of(me).into_iter().filter(|&p| system_tests::is_fork_server(p)).collect();
-    let filtered: Vec<i32> = servers
-        .iter()
-        .flat_map(|&s| system_tests::children_of(s))
-        .filter(|&p| system_tests::is_filtered_server(p))
-        .collect();
-    assert_eq!(filtered.len(), 1, "one filtered server below {servers:?}");
+    let filtered = system_tests::filtered_servers();
+    assert_eq!(filtered.len(), 1, "one filtered server below {:?}", system_tests::fork_servers());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(filtered[0]), nix::sys::signal::Signal::SIGKILL).expect("kill");
     // Gone (reaped by the fork server), and with it its end of the socket: a request sent while it
     // was dying would be lost with it, as one sent to a dying fork server is.

@@ -227,6 +227,22 @@ pub fn is_filtered_server(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "sandbox-filter")
 }
 
+/// This process's fork servers (its children that are one).
+pub fn fork_servers() -> Vec<i32> {
+    children_of(std::process::id() as i32).into_iter().filter(|&p| is_fork_server(p)).collect()
+}
+
+/// The filtered fork servers below this process's fork servers that are alive (not zombies waiting
+/// to be reaped).
+pub fn filtered_servers() -> Vec<i32> {
+    fork_servers()
+        .into_iter()
+        .flat_map(children_of)
+        .filter(|&p| is_filtered_server(p))
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.contains(") Z")))
+        .collect()
+}
+
 /// This process's child processes, and theirs if the child is the fork server (whose children are
 /// the sandboxes' helpers, and, as root, the filtered fork server, whose children are helpers too);
 /// the fork servers themselves do not count.

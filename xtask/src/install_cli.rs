@@ -89,16 +89,16 @@ fn host_triple() -> anyhow::Result<String> {
     }
 }
 
+/// The architectures whose executables are 64-bit little-endian ELF, the kind
+/// `sandbox_cli::interpreter` reads to check that the result is static.
+const ELF64_LE: [&str; 5] = ["x86_64", "aarch64", "riscv64gc", "powerpc64le", "loongarch64"];
+
 /// Makes `cmd` (cargo install or build) build for `triple` with the C library linked in.
 ///
 /// cargo takes rustflags from the first of `CARGO_ENCODED_RUSTFLAGS`, `RUSTFLAGS`, the
 /// configuration's `target.<triple>.rustflags`, then its `build.rustflags`: the flag joins the first
 /// two, else becomes the third (a `build.rustflags` is then not read). With `--target`, none of them
 /// reaches proc macros and build scripts, which cannot be static.
-/// The architectures whose executables are 64-bit little-endian ELF, the kind
-/// `sandbox_cli::interpreter` reads to check that the result is static.
-const ELF64_LE: [&str; 5] = ["x86_64", "aarch64", "riscv64gc", "powerpc64le", "loongarch64"];
-
 fn link_statically(cmd: &mut Command, triple: &str) -> anyhow::Result<()> {
     let arch = triple.split('-').next().unwrap_or_default();
     ensure!(

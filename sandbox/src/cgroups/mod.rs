@@ -254,11 +254,11 @@ pub(super) fn sweep(parent: &Path) {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(helper) = helper_of(&name, ns) else { continue };
+        let empty = fs::read_to_string(e.path().join("cgroup.procs")).map_or(true, |p| p.trim().is_empty());
         let Some(pid) = helper else {
             // Another pid namespace's: its helper cannot be looked for here. Empty for minutes, it
             // holds no sandbox (a live one's is empty only while it starts): a namespace that died
             // left it (an outside review: such leftovers were never swept).
-            let empty = fs::read_to_string(e.path().join("cgroup.procs")).map_or(true, |p| p.trim().is_empty());
             let old = e
                 .metadata()
                 .and_then(|m| m.modified())
@@ -272,7 +272,6 @@ pub(super) fn sweep(parent: &Path) {
             continue;
         };
         let alive = Path::new(&format!("/proc/{pid}")).exists();
-        let empty = fs::read_to_string(e.path().join("cgroup.procs")).map_or(true, |p| p.trim().is_empty());
         if !alive && empty {
             tracing::info!(cgroup = %e.path().display(), "removing the cgroup of a sandbox whose helper was killed");
             let _ = fs::remove_dir(e.path());

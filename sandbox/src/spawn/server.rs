@@ -64,7 +64,7 @@ const START: &[u8] = b"start";
 const FILTERED_SERVER: &[u8] = b"filtered";
 
 /// The filtered server's command name (`ps`, `/proc/PID/comm`); its helpers take the caller's back.
-pub(crate) const FILTERED_NAME: &std::ffi::CStr = c"sandbox-filter";
+const FILTERED_NAME: &std::ffi::CStr = c"sandbox-filter";
 
 /// This process's command name before it became the filtered server, for its helpers.
 static CALLER_NAME: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
@@ -77,45 +77,24 @@ static CALLER_NAME: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock
 /// When no server can be started or reached; the caller then executes a helper itself.
 pub(crate) fn submit(fds: [BorrowedFd<'_>; FDS], filtered: bool) -> std::io::Result<()> {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let unavailable = || NO_FILTERED.load(std::sync::atomic::Ordering::Relaxed);
-    if filtered && !unavailable() {
-        let mut server = FILTERED.lock().unwrap_or_else(|p| p.into_inner());
-        // Looked at again under the lock: threads that waited for it while a start failed go to the
-        // first server at once (an outside review: each tried again, and waited its own 30 s).
-        for _attempt in 0..2 {
-            if unavailable() {
-                break;
-            }
-            if server.is_none() {
-                match start_filtered() {
-                    Ok(sock) => *server = Some(sock),
-                    Err(e) => {
-                        tracing::debug!(%e, "no filtered fork server for this start");
-                        if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::PermissionDenied) {
-                            NO_FILTERED.store(true, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        break;
-                    }
-                }
-            }
-            match server.as_ref().map(|sock| request(sock, START, &raw)) {
-                Some(Ok(())) => return Ok(()),
-                // It died (killed from outside, or it could not install the filter): another, once.
-                Some(Err(e)) => {
-                    tracing::debug!(%e, "the filtered fork server is gone");
-                    *server = None;
-                }
-                None => break,
-            }
+    let start_request = |sock: &OwnedFd| request(sock, START, &raw);
+    if filtered && !NO_FILTERED.load(std::sync::atomic::Ordering::Relaxed) {
+        match through(&FILTERED, start_filtered_unless_given_up, start_request) {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::debug!(%e, "no filtered fork server for this start"),
         }
     }
-    with_server(|sock| request(sock, START, &raw))
+    through(&SERVER, start, start_request)
 }
 
-/// Runs `call` on the first server's socket, starting the server first if there is none, and once
-/// more with a new one if the request fails (the server died).
-fn with_server<T>(call: impl Fn(&OwnedFd) -> std::io::Result<T>) -> std::io::Result<T> {
-    let mut server = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+/// Runs `call` on the socket of the server held in `slot`, starting one with `start` first if there
+/// is none, and once more with a new one if the request fails (the server died, killed from outside).
+fn through<T>(
+    slot: &Mutex<Option<OwnedFd>>,
+    start: impl Fn() -> std::io::Result<OwnedFd>,
+    call: impl Fn(&OwnedFd) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let mut server = slot.lock().unwrap_or_else(|p| p.into_inner());
     for attempt in 0..2 {
         if server.is_none() {
             *server = Some(start()?);
@@ -123,9 +102,8 @@ fn with_server<T>(call: impl Fn(&OwnedFd) -> std::io::Result<T>) -> std::io::Res
         if let Some(sock) = server.as_ref() {
             match call(sock) {
                 Ok(done) => return Ok(done),
-                // The server died (killed from outside): start a new one, once.
                 Err(e) if attempt == 0 => {
-                    tracing::debug!(%e, "the sandbox fork server is gone; starting another");
+                    tracing::debug!(%e, "a sandbox fork server is gone; starting another");
                     *server = None;
                 }
                 Err(e) => return Err(e),
@@ -133,6 +111,21 @@ fn with_server<T>(call: impl Fn(&OwnedFd) -> std::io::Result<T>) -> std::io::Res
         }
     }
     Err(std::io::Error::other("the sandbox fork server cannot be reached"))
+}
+
+/// [`start_filtered`], unless this process has given the filtered server up (`NO_FILTERED`, looked at
+/// again under the lock: threads that waited for it while a start failed go to the first server at
+/// once; an outside review found each tried again, and waited its own 30 s), which it does when the
+/// server says its filter was refused or says nothing in time.
+fn start_filtered_unless_given_up() -> std::io::Result<OwnedFd> {
+    if NO_FILTERED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(std::io::Error::other("the filtered fork server was given up in this process"));
+    }
+    start_filtered().inspect_err(|e| {
+        if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::PermissionDenied) {
+            NO_FILTERED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    })
 }
 
 /// Sends one request: `what`, with the descriptors `fds`.
@@ -151,7 +144,7 @@ fn start_filtered() -> std::io::Result<OwnedFd> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let (ours, theirs) =
         socketpair(nix::sys::socket::AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
-    with_server(|sock| request(sock, FILTERED_SERVER, &[theirs.as_raw_fd()]))?;
+    through(&SERVER, start, |sock| request(sock, FILTERED_SERVER, &[theirs.as_raw_fd()]))?;
     drop(theirs);
     let deadline = std::time::Instant::now() + READY_DEADLINE;
     loop {
