@@ -1,16 +1,17 @@
 //! The `Alpine` builder: which release, from where, trusted how, cached where.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cache::{Cache, DigestLock, FailureRecord, IndexEntry, TreeOwner, mirror_key};
-use crate::download::{Http, Kind, NetworkPolicy, Progress, ProgressFn};
+use crate::cache::{Cache, IndexEntry, TreeOwner};
+use crate::download::{NetworkPolicy, Progress, ProgressFn};
 use crate::mirror::{self, check_digest};
-use crate::resolve::{Resolved, index_entry_usable, known_digest, resolve};
+use crate::resolve::{index_entry_usable, known_digest};
 use crate::{Arch, Error, Release, Rootfs, Signature, Trust, UnpackLimits, Verification, VersionSpec};
+
+#[cfg(feature = "download")]
+mod online;
 
 /// A request for an Alpine minirootfs: configure it, then [`fetch`](Alpine::fetch) it.
 ///
@@ -197,7 +198,8 @@ impl Alpine {
     /// found the mirror unreachable ([`Error::MirrorUnreachable`]); a response past its cap or its
     /// deadline ([`Error::DownloadTooLarge`], [`Error::DownloadDeadline`]); [`Error::ChecksumMismatch`];
     /// [`Error::Signature`]; [`Error::NotPinned`] in strict mode; [`Error::NotCached`] offline;
-    /// [`Error::Unpack`] for a bad archive; [`Error::CacheNotPrivate`] and [`Error::Io`] for the cache.
+    /// [`Error::CannotDownload`] without the `download` feature; [`Error::Unpack`] for a bad archive;
+    /// [`Error::CacheNotPrivate`] and [`Error::Io`] for the cache.
     pub fn fetch(&self) -> Result<Rootfs, Error> {
         let req = self.request()?;
         let cache = Cache::open(&req.cache_dir)?;
@@ -208,42 +210,13 @@ impl Alpine {
         if req.offline {
             return Err(Error::NotCached { spec: req.spec.to_string(), arch: req.arch, cache: req.cache_dir });
         }
-        // One process at a time talks to a mirror: the others then find its work in the cache, or
-        // the failure it recorded.
-        let _mirror = cache.lock_named(&format!("mirror-{}", mirror_key(&req.mirror)))?;
-        if let Some(rootfs) = self.cached(&cache, &req)? {
-            return Ok(rootfs);
-        }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let ttl = self.network.failure_ttl.as_secs();
-        if let Some(f) = cache.failure(&req.mirror)
-            && now.saturating_sub(f.at_unix) < ttl
-        {
-            let age_secs = now.saturating_sub(f.at_unix);
-            return Err(Error::MirrorUnreachable {
-                mirror: f.mirror,
-                url: f.url,
-                cause: f.cause,
-                age_secs,
-                left_secs: ttl - age_secs,
-            });
-        }
-        let result = self.downloaded(&cache, &req);
-        match &result {
-            Err(e @ Error::Network { url, .. }) if ttl > 0 => {
-                let cause = std::iter::successors(std::error::Error::source(e), |s| s.source())
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(": ");
-                let record = FailureRecord { mirror: req.mirror.clone(), url: url.clone(), cause, at_unix: now };
-                if let Err(w) = cache.put_failure(&record) {
-                    tracing::warn!(error = %w, "could not record the mirror failure");
-                }
-            }
-            Ok(_) if cache.failure(&req.mirror).is_some() => cache.clear_failure(&req.mirror)?,
-            _ => {}
-        }
-        result
+        self.online(&cache, &req)
+    }
+
+    /// What the cache lacks, when this build cannot download.
+    #[cfg(not(feature = "download"))]
+    fn online(&self, _cache: &Cache, req: &Request) -> Result<Rootfs, Error> {
+        Err(Error::CannotDownload { spec: req.spec.to_string(), arch: req.arch, cache: req.cache_dir.clone() })
     }
 
     /// The request with defaults and environment applied.
@@ -320,40 +293,6 @@ impl Alpine {
         Ok(Some(Rootfs::cached(tree, digest.to_owned(), release.to_string(), req.arch, verification)))
     }
 
-    /// Resolves against the mirror, downloads what the cache lacks, checks the signature, unpacks.
-    fn downloaded(&self, cache: &Cache, req: &Request) -> Result<Rootfs, Error> {
-        let http = Http::new(self.network)?;
-        let Resolved { release, url, digest, trust, sha512 } =
-            resolve(&http, &req.mirror, &req.spec, req.arch, req.known.clone())?;
-        if req.require_pin && !trust.is_pinned() {
-            return Err(Error::NotPinned { url, version: release.to_string(), arch: req.arch });
-        }
-        let signature = http.get_text(&format!("{url}.asc"), "a .asc signature")?;
-        if signature.is_none() && req.require_signature {
-            return Err(Error::Signature { url, problem: crate::SignatureProblem::Missing });
-        }
-        let lock = cache.lock(&digest)?;
-        if !cache.has_blob(&digest)? {
-            self.download(&http, cache, &lock, &url, &digest, trust)?;
-        }
-        if let Some(expected) = sha512 {
-            let blob = cache.open_blob(&digest)?;
-            let actual = crate::hash::sha512_of(blob).map_err(crate::error::io("read", &url))?;
-            if actual != expected {
-                cache.drop_blob(&digest, &lock)?;
-                return Err(Error::ChecksumMismatch { url, expected: expected.to_owned(), trust, actual });
-            }
-        }
-        let signed_by = match signature {
-            Some(sig) => Some(self.check_signature(cache, &lock, &sig, &url, &digest)?),
-            None => None,
-        };
-        let tree = cache.ensure_tree(&digest, req.owner, &self.limits, &lock, &|| self.report(Progress::Unpacking))?;
-        let verification = Verification { digest: trust, signed_by };
-        self.record(cache, req, &release, &digest, url, &verification)?;
-        Ok(Rootfs::cached(tree, digest, release.to_string(), req.arch, verification))
-    }
-
     fn record(
         &self,
         cache: &Cache,
@@ -371,41 +310,6 @@ impl Alpine {
             mirror: req.mirror.clone(),
             verification: verification.clone(),
         })
-    }
-
-    /// Verifies `signature` over the cached blob; a refused release leaves no blob behind.
-    fn check_signature(
-        &self,
-        cache: &Cache,
-        lock: &DigestLock,
-        signature: &str,
-        url: &str,
-        digest: &str,
-    ) -> Result<String, Error> {
-        let refuse = |problem| Error::Signature { url: url.to_owned(), problem };
-        let keys = crate::signature::trusted_keys(&self.test_keys).map_err(refuse)?;
-        let open = || cache.open_blob(digest).ok().map(|f| Box::new(std::io::BufReader::new(f)) as Box<dyn Read>);
-        crate::signature::verify(signature, &open, &keys).or_else(|problem| {
-            cache.drop_blob(digest, lock)?;
-            Err(refuse(problem))
-        })
-    }
-
-    fn download(
-        &self,
-        http: &Http,
-        cache: &Cache,
-        lock: &DigestLock,
-        url: &str,
-        digest: &str,
-        trust: Trust,
-    ) -> Result<(), Error> {
-        cache.put_blob(
-            digest,
-            lock,
-            |file| http.get_into(url, Kind::Tarball, file, self.progress.as_deref()).map(drop),
-            |actual| Error::ChecksumMismatch { url: url.to_owned(), expected: digest.to_owned(), trust, actual },
-        )
     }
 
     fn report(&self, p: Progress) {
@@ -451,4 +355,51 @@ pub(crate) fn cache_for(dir: Option<&Path>) -> Result<Cache, Error> {
         None => default_cache_dir()?,
     };
     Cache::open(&dir)
+}
+
+#[cfg(all(test, not(feature = "download")))]
+mod without_download {
+    use std::path::Path;
+
+    use crate::{Alpine, Error, Rootfs};
+
+    /// A gzipped tarball holding `etc/alpine-release`.
+    fn tarball(path: &Path) {
+        let file = std::fs::File::create(path).expect("create the tarball");
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()));
+        let body = b"3.20.3\n";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        tar.append_data(&mut header, "etc/alpine-release", &body[..]).expect("append");
+        tar.into_inner().and_then(|gz| gz.finish()).expect("finish the tarball");
+    }
+
+    #[test]
+    fn what_the_cache_holds_is_served_and_what_it_lacks_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        tarball(&dir.path().join("rootfs.tar.gz"));
+        let local = Rootfs::from_tarball_in(dir.path().join("rootfs.tar.gz"), Some(&cache)).expect("a local tarball");
+        let digest = local.sha256().expect("its digest").to_owned();
+        // Pinned to what the cache holds: no download needed.
+        let cached = Alpine::new("3.20.3").sha256(&digest).cache_dir(&cache).offline(false).fetch().expect("cached");
+        assert_eq!(cached.path(), local.path());
+        // Not in the cache: the error says why and what to do, online or not.
+        for offline in [false, true] {
+            let err = Alpine::new("3.21.2").cache_dir(&cache).offline(offline).fetch().expect_err("not cached");
+            if offline {
+                assert!(matches!(err, Error::NotCached { .. }), "{err:?}");
+                continue;
+            }
+            assert!(matches!(err, Error::CannotDownload { .. }), "{err:?}");
+            let text = err.to_string();
+            for hint in ["3.21.2", "`download` feature", "sandbox-run --rootfs alpine:3.21.2", "$SANDBOX_ROOTFS"] {
+                assert!(text.contains(hint), "{hint:?} in {text}");
+            }
+        }
+    }
 }

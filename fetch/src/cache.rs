@@ -112,6 +112,7 @@ struct LocalRecord {
 
 /// A failure to reach a mirror, for the processes that come right after.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(not(feature = "download"), allow(dead_code))] // used to download
 pub(crate) struct FailureRecord {
     pub mirror: String,
     pub url: String,
@@ -311,6 +312,7 @@ impl Cache {
     }
 
     /// Removes the blob of `digest` (a release refused after download). Call with its lock held.
+    #[cfg_attr(not(feature = "download"), allow(dead_code))]
     pub(crate) fn drop_blob(&self, digest: &str, _lock: &DigestLock) -> Result<(), Error> {
         at::remove_all(&self.blobs, &Self::blob_name(digest)).map_err(io("remove", self.blob_path(digest)))
     }
@@ -422,21 +424,25 @@ impl Cache {
         self.write_atomically(&self.records, "records", &Self::local_name(path), &text)
     }
 
+    #[cfg_attr(not(feature = "download"), allow(dead_code))]
     fn failure_name(mirror: &str) -> OsString {
         format!("unreachable-{}.json", mirror_key(mirror)).into()
     }
 
     /// A failure to reach `mirror` recorded by some process, if any.
+    #[cfg_attr(not(feature = "download"), allow(dead_code))]
     pub(crate) fn failure(&self, mirror: &str) -> Option<FailureRecord> {
         serde_json::from_slice(&read_small(&self.records, &Self::failure_name(mirror))?).ok()
     }
 
+    #[cfg_attr(not(feature = "download"), allow(dead_code))]
     pub(crate) fn put_failure(&self, record: &FailureRecord) -> Result<(), Error> {
         let text =
             serde_json::to_vec(record).map_err(|e| io("encode", self.root.join("records"))(io::Error::other(e)))?;
         self.write_atomically(&self.records, "records", &Self::failure_name(&record.mirror), &text)
     }
 
+    #[cfg_attr(not(feature = "download"), allow(dead_code))]
     pub(crate) fn clear_failure(&self, mirror: &str) -> Result<(), Error> {
         let name = Self::failure_name(mirror);
         at::remove_all(&self.records, &name).map_err(io("remove", self.root.join("records").join(&name)))

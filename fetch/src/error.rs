@@ -178,6 +178,22 @@ pub enum Error {
         /// The cache directory that was searched.
         cache: PathBuf,
     },
+    /// The cache does not hold the rootfs, and this build cannot download (the `download` feature is off).
+    #[error(
+        "Alpine {spec} ({arch}) is not in the cache at `{cache}`, and this build cannot download it (the \
+         `download` feature of sandbox and sandbox-fetch is off); fill the cache with a build that can, with the \
+         same $SANDBOX_CACHE_DIR (`sandbox-run --rootfs alpine:{spec} -- true`, or `cargo xtask fetch-rootfs \
+         --version {spec}` in the sandbox workspace), turn the feature on, or use a local tarball or tree \
+         (`Rootfs::from_tarball`, `Rootfs::from_dir`, $SANDBOX_ROOTFS for the default rootfs)"
+    )]
+    CannotDownload {
+        /// The version asked for.
+        spec: String,
+        /// The architecture.
+        arch: crate::Arch,
+        /// The cache directory that was searched.
+        cache: PathBuf,
+    },
     /// No cache directory could be chosen.
     #[error(
         "no cache directory: none of $SANDBOX_CACHE_DIR, $XDG_CACHE_HOME and $HOME is set; set $SANDBOX_CACHE_DIR or call .cache_dir()"

@@ -11,16 +11,18 @@ use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// reqwest's resolver by `getent ahosts` (see the module's documentation); a lookup that takes longer
 /// than `timeout` fails (reqwest's own timeouts cannot stop it: it runs inside the future).
+#[cfg(feature = "download")]
 pub(crate) struct Getent {
-    pub timeout: Duration,
+    pub timeout: std::time::Duration,
 }
 
+#[cfg(feature = "download")]
 impl reqwest::dns::Resolve for Getent {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
@@ -187,6 +189,8 @@ fn address(text: &str) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -243,6 +247,7 @@ mod tests {
         assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
     }
 
+    #[cfg(feature = "download")]
     #[test]
     fn a_client_with_this_resolver_reaches_a_server_by_name() {
         use std::io::{Read, Write};

@@ -31,6 +31,13 @@
 //! | `SANDBOX_MAX_TARBALL_BYTES` | the tarball size cap ([`NetworkPolicy::max_tarball_bytes`]) |
 //! | `SANDBOX_ROOTFS` | a tarball or a directory used by [`default_rootfs`] instead of any download |
 //!
+//! # Features
+//! `download` (on by default) is what talks to a mirror: reqwest with rustls, and pgp for signatures.
+//! Without it (`default-features = false`) the crate builds in a fraction of the time, and a fetch is
+//! served by the cache alone: a release the cache holds (filled by a build with the feature, with the
+//! same cache directory), a local tarball ([`Rootfs::from_tarball`]) or tree ([`Rootfs::from_dir`]),
+//! `$SANDBOX_ROOTFS`; anything else is [`Error::CannotDownload`], which says how to fill the cache.
+//!
 //! # Security
 //! A mismatching download never enters the cache; a `.asc` signature the mirror publishes is checked
 //! against Alpine's key ([`ALPINE_KEY_FINGERPRINT`]). Downloads are capped in size and time. A hostile
@@ -59,6 +66,8 @@ mod error;
 #[cfg_attr(not(all(target_env = "gnu", target_feature = "crt-static")), allow(dead_code))]
 pub mod getent;
 mod hash;
+#[cfg(feature = "download")]
+mod http;
 mod mirror;
 mod resolve;
 mod rootfs;

@@ -2,12 +2,17 @@
 //! source first: a pin, the built-in table, then the mirror's own word. Also the rule for when an
 //! index entry (what an earlier fetch resolved) may stand in for that.
 
+#[cfg(feature = "download")]
+use crate::Error;
 use crate::cache::IndexEntry;
-use crate::download::Http;
+#[cfg(feature = "download")]
+use crate::http::Http;
+#[cfg(feature = "download")]
 use crate::mirror::{self, check_digest};
-use crate::{Arch, Error, Release, Trust, VersionSpec, official_sha256};
+use crate::{Arch, Release, Trust, VersionSpec, official_sha256};
 
 /// A release resolved against a mirror.
+#[cfg(feature = "download")]
 #[derive(Debug, Clone)]
 pub(crate) struct Resolved {
     pub release: Release,
@@ -48,6 +53,7 @@ pub(crate) fn index_entry_usable(
 }
 
 /// Turns a spec into a release, its URL, its expected digest and where that digest came from.
+#[cfg(feature = "download")]
 pub(crate) fn resolve(
     http: &Http,
     mirror: &str,
