@@ -356,8 +356,35 @@ fn hostname_is_private() {
 }
 
 #[test]
+fn writable_size_sizes_the_writable_layer_and_tmp() {
+    check_writable_size();
+}
+
+#[test]
 fn copied_rootfs_is_private_too() {
     check_copied_rootfs();
+}
+
+/// `writable_size` sizes the writable layer under `/`, `/tmp` and a tmpfs volume without a size of
+/// its own (one with a size keeps it), and a writer past it gets ENOSPC; without it, `/` is larger.
+fn check_writable_size() {
+    let sizes = "df -k / /tmp /scratch /sized | tail -n +2 | awk '{print $6, $2}'";
+    let volumes = |b: sandbox::Builder| {
+        b.mount(sandbox::Mount::tmpfs("/scratch")).mount(sandbox::Mount::tmpfs("/sized").size(32 << 20))
+    };
+    let sb = volumes(builder().writable_size(8 << 20)).build().expect("build");
+    assert_eq!(text(&sh(&sb, sizes)), "/ 8192\n/tmp 8192\n/scratch 8192\n/sized 32768\n");
+    let out = sb
+        .command("/bin/sh")
+        .args(["-c", "dd if=/dev/zero of=/fill bs=1M count=16 2>&1; echo rc=$?; rm /fill; echo alive"])
+        .output()
+        .expect("run the writer");
+    let said = text(&out);
+    assert!(said.contains("No space left on device") && said.ends_with("alive\n"), "{said}");
+    let default = text(&sh(&builder().build().expect("build"), "df -k / | tail -n 1 | awk '{print $2}'"));
+    assert!(default.trim().parse::<u64>().is_ok_and(|kib| kib > 8192), "default size of /: {default}");
+    let err = builder().writable_size(4096).build().expect_err("4 KiB is too small");
+    assert!(matches!(&err, Error::InvalidConfig { what: "writable_size", .. }), "{err:?}");
 }
 
 fn check_volumes() {
@@ -1288,6 +1315,7 @@ fn child_rootless_suite() {
     check_stdio_is_kept_for_the_next_spawn();
     check_copied_rootfs();
     check_volumes();
+    check_writable_size();
     check_limits_without_a_usable_cgroup();
     let err = sandbox::Net::new().expect_err("a switch needs root");
     assert!(matches!(&err, Error::InvalidConfig { reason, .. } if reason.contains("needs root")), "{err:?}");

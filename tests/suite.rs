@@ -293,6 +293,16 @@ fn volumes_from_the_attribute() {
     assert_eq!(err.raw_os_error(), Some(nix::libc::ENOSPC), "{err}");
 }
 
+#[sandbox_test(writable_size = "4M")]
+fn writable_size_from_the_attribute() {
+    let big = vec![0u8; 8 << 20];
+    for path in ["/big", "/tmp/big"] {
+        let err = std::fs::write(path, &big).expect_err("a 4 MiB writable layer and /tmp");
+        assert_eq!(err.raw_os_error(), Some(nix::libc::ENOSPC), "{path}: {err}");
+        std::fs::remove_file(path).expect("remove what was written");
+    }
+}
+
 #[test]
 fn memory_limit_from_the_attribute() {
     let v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();

@@ -33,6 +33,10 @@ pub struct SandboxOptions {
     /// CPU limit, in CPUs (`0.5`)
     #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
     pub cpus: Option<f64>,
+    /// Size of the in-memory writable layer, of `/tmp` and of each `--tmpfs` without a size (`2G`;
+    /// default: a quarter of RAM, or half of `--memory`); a writer past it gets ENOSPC
+    #[arg(long, value_name = "SIZE", value_parser = parse_writable_size)]
+    pub writable_size: Option<u64>,
     /// Bind a host path: `SRC:DST` (read-write) or `SRC:DST:ro`; repeatable
     #[arg(long = "mount", value_name = "SRC:DST[:ro]", value_parser = parse_mount)]
     pub mounts: Vec<MountArg>,
@@ -173,6 +177,14 @@ fn parse_timeout(text: &str) -> Result<Duration, Error> {
 fn parse_memory(text: &str) -> Result<u64, Error> {
     let bytes = parse_size(text)?;
     sandbox_validate::memory_limit(bytes).map(|()| bytes).map_err(|reason| Error::Refused {
+        value: text.to_owned(),
+        reason: format!("{reason} (a size without a suffix is in bytes)"),
+    })
+}
+
+fn parse_writable_size(text: &str) -> Result<u64, Error> {
+    let bytes = parse_size(text)?;
+    sandbox_validate::writable_size(bytes).map(|()| bytes).map_err(|reason| Error::Refused {
         value: text.to_owned(),
         reason: format!("{reason} (a size without a suffix is in bytes)"),
     })

@@ -76,6 +76,9 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
     if let Some(c) = opts.cpus {
         b = b.cpu_limit(c);
     }
+    if let Some(bytes) = opts.writable_size {
+        b = b.writable_size(bytes);
+    }
     // Every volume, each with its target: mounted parents first (as Docker orders them), so that
     // `--tmpfs /data --mount SRC:/data/in` shows the bind inside the tmpfs whatever the order given.
     let mut volumes: Vec<(String, Mount)> = Vec::new();

@@ -225,6 +225,25 @@ fn exit_codes_are_the_programs_and_our_own() {
     assert_eq!(code(&["--rootfs", "/no/such/rootfs.tar.gz", "--", "/bin/true"]), Some(125));
 }
 
+/// `--writable-size` sizes the writable layer and `/tmp`; too small a size is refused with our code.
+#[test]
+fn writable_size_sizes_the_writable_layer_and_tmp() {
+    let script = "df -k / /tmp | tail -n +2 | awk '{print $6, $2}'";
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--writable-size", "8M", "--", "/bin/sh", "-c", script])
+        .output()
+        .expect("run sandbox-run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text(&out), "/ 8192\n/tmp 8192\n");
+    let out = Command::new(SANDBOX_RUN).args(["--writable-size", "4K", "--", "/bin/true"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 1 MiB"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `--keep-failed` keeps what a failed program changed (and nothing of a passing one), and
 /// `--shell-from` starts again on that state.
 fn keeps_what_a_failed_run_changed(user: Option<(u32, u32)>) {

@@ -31,6 +31,8 @@ pub struct TestOptions {
     pub memory: Option<u64>,
     /// `pids = 64`.
     pub pids: Option<u64>,
+    /// `writable_size = "2G"`, in bytes.
+    pub writable_size: Option<u64>,
     /// `cpus = 0.5`.
     pub cpus: Option<f64>,
     /// `requires = "limits, switch, userns"`: what the test needs of the machine; without it the
@@ -148,6 +150,9 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
     }
     if let Some(p) = options.pids {
         builder = builder.pids_limit(p);
+    }
+    if let Some(bytes) = options.writable_size {
+        builder = builder.writable_size(bytes);
     }
     if let Some(c) = options.cpus {
         builder = builder.cpu_limit(c);

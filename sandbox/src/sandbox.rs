@@ -46,6 +46,7 @@ pub struct Builder {
     mounts: Vec<crate::Mount>,
     files: Vec<(String, Vec<u8>)>,
     limits: crate::cgroups::Limits,
+    writable_size: Option<u64>,
     rlimits: Vec<(crate::Rlimit, u64)>,
     privileged: bool,
     id_base: Option<u32>,
@@ -68,6 +69,7 @@ impl Default for Builder {
             mounts: Vec::new(),
             files: Vec::new(),
             limits: crate::cgroups::Limits::default(),
+            writable_size: None,
             rlimits: Vec::new(),
             privileged: false,
             id_base: None,
@@ -208,6 +210,18 @@ impl Builder {
         self
     }
 
+    /// Sizes the sandbox's memory-backed file systems, in bytes (at least 1 MiB): the writable layer
+    /// (what the program writes anywhere outside its volumes, `/tmp` and `/dev`; with
+    /// [`Builder::copy_rootfs`], the copy of the rootfs too), `/tmp`, and each
+    /// [`crate::Mount::tmpfs`] without a size of its own. A writer past it gets ENOSPC. Their pages
+    /// are memory: with a [`Builder::memory_limit`] too, a size above half of it lets a writer meet
+    /// the OOM killer first. Default: half the memory limit when one is set, else a quarter of the
+    /// machine's RAM. A layer kept on disk ([`Builder::writable_layer_in`]) has its file system's size.
+    pub fn writable_size(mut self, bytes: u64) -> Self {
+        self.writable_size = Some(bytes);
+        self
+    }
+
     /// Sets a setrlimit(2) limit (soft and hard) for the program. Default: the caller's limits.
     pub fn rlimit(mut self, resource: crate::Rlimit, value: u64) -> Self {
         self.rlimits.retain(|(r, _)| *r != resource);
@@ -274,6 +288,12 @@ impl Builder {
         {
             let reason = format!("{reason} (the limit is in bytes: 64 MiB is 64 << 20)");
             return Err(invalid("memory limit", &bytes.to_string(), &reason));
+        }
+        if let Some(bytes) = self.writable_size
+            && let Err(reason) = sandbox_validate::writable_size(bytes)
+        {
+            let reason = format!("{reason} (the size is in bytes: 64 MiB is 64 << 20)");
+            return Err(invalid("writable_size", &bytes.to_string(), &reason));
         }
         if let Some(n) = self.limits.pids {
             checked("pids limit", &n.to_string(), sandbox_validate::pids_limit(n))?;
@@ -362,7 +382,7 @@ impl Builder {
         };
         let security = crate::hardening::Security {
             privileged: self.privileged,
-            tmpfs_size: crate::hardening::default_tmpfs_size(self.limits.memory),
+            tmpfs_size: self.writable_size.unwrap_or_else(|| crate::hardening::default_tmpfs_size(self.limits.memory)),
             id_base,
             subordinate_ids,
             userns_fd: None,

@@ -13,8 +13,9 @@ use syn::{ItemFn, LitStr};
 /// "host"`, `timeout = "20s"` (also `ms`, `m`), `env(KEY = "value", …)`, `rootfs = "alpine:3.20"` (any
 /// version `fetch` accepts), `rootfs_dir = "path"` (relative to the crate's `CARGO_MANIFEST_DIR`; or
 /// any `&'static str` expression, e.g. `concat!(env!("CARGO_TARGET_TMPDIR"), "/tree")`),
-/// `sys`, `privileged` (the body is the host's root: `Builder::privileged`), `mount(bind = "host path", at = "/path"[, read_only])`, `mount(tmpfs = "/path"[, size =
-/// "16M"])`, `memory = "64M"`, `pids = 64`, `cpus = 0.5`, `requires = "limits, switch, userns"`. An
+/// `sys`, `privileged` (the body is the host's root: `Builder::privileged`), `mount(bind = "host
+/// path", at = "/path"[, read_only])`, `mount(tmpfs = "/path"[, size = "16M"])`, `memory = "64M"`,
+/// `pids = 64`, `cpus = 0.5`, `writable_size = "2G"`, `requires = "limits, switch, userns"`. An
 /// `async fn` runs on a current-thread tokio runtime (the crate needs tokio with feature `rt`). See
 /// `sandbox::sandbox_test`.
 #[proc_macro_attribute]
@@ -72,10 +73,11 @@ struct Options {
     memory: Option<u64>,
     pids: Option<u64>,
     cpus: Option<f64>,
+    writable_size: Option<u64>,
     requires: Vec<LitStr>,
 }
 
-const KNOWN: &str = "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, privileged, mount(...), memory, pids, cpus, requires";
+const KNOWN: &str = "hostname, network, timeout, env(...), rootfs, rootfs_dir, sys, privileged, mount(...), memory, pids, cpus, writable_size, requires";
 
 /// What `requires = "…"` may name: what a machine may lack.
 const REQUIREMENTS: [&str; 3] = ["limits", "switch", "userns"];
@@ -192,12 +194,12 @@ impl Options {
                 Ok(())
             }
             "memory" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                let bytes = parse_size(&lit.value())
-                    .ok_or_else(|| syn::Error::new(lit.span(), "expected a size such as \"64M\" or \"1G\""))?;
-                sandbox_validate::memory_limit(bytes)
-                    .map_err(|r| syn::Error::new(lit.span(), format!("the memory limit {r}")))?;
+                let bytes = size_value(&meta, "the memory limit", sandbox_validate::memory_limit)?;
                 set(&mut self.memory, bytes, &meta)
+            }
+            "writable_size" => {
+                let bytes = size_value(&meta, "the writable size", sandbox_validate::writable_size)?;
+                set(&mut self.writable_size, bytes, &meta)
             }
             "pids" => {
                 let lit: syn::LitInt = meta.value()?.parse()?;
@@ -296,6 +298,19 @@ impl Options {
     }
 }
 
+/// A size option's value (`"64M"`), checked by `valid`, whose reason follows `what` in the error.
+fn size_value(
+    meta: &syn::meta::ParseNestedMeta<'_>,
+    what: &str,
+    valid: fn(u64) -> Result<(), &'static str>,
+) -> syn::Result<u64> {
+    let lit: LitStr = meta.value()?.parse()?;
+    let bytes = parse_size(&lit.value())
+        .ok_or_else(|| syn::Error::new(lit.span(), "expected a size such as \"64M\" or \"1G\""))?;
+    valid(bytes).map_err(|r| syn::Error::new(lit.span(), format!("{what} {r}")))?;
+    Ok(bytes)
+}
+
 fn set<T>(slot: &mut Option<T>, value: T, meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
     if slot.is_some() {
         return Err(meta.error("this option is given twice"));
@@ -373,6 +388,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
     let memory = opt(options.memory.map(|m| quote!(#m)));
     let pids = opt(options.pids.map(|p| quote!(#p)));
     let cpus = opt(options.cpus.map(|c| quote!(#c)));
+    let writable_size = opt(options.writable_size.map(|w| quote!(#w)));
     let requires = &options.requires;
     // An async body runs on a current-thread tokio runtime built inside the sandbox, from the
     // calling crate's own tokio (feature `rt`).
@@ -405,6 +421,7 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
                     mounts: &[#(#mounts),*],
                     memory: #memory,
                     pids: #pids,
+                    writable_size: #writable_size,
                     cpus: #cpus,
                     requires: &[#(#requires),*],
                 },

@@ -104,6 +104,15 @@ pub fn memory_limit(bytes: u64) -> Result<(), &'static str> {
     }
 }
 
+/// The size of a sandbox's writable layer and `/tmp`, in bytes: at least 1 MiB, room for the files
+/// setup writes (`/etc/hostname`, `/etc/hosts`, ...).
+///
+/// # Errors
+/// Why the size is refused.
+pub fn writable_size(bytes: u64) -> Result<(), &'static str> {
+    if bytes >= 1 << 20 { Ok(()) } else { Err("must be at least 1 MiB (1M), room for the files setup writes") }
+}
+
 /// A pids limit: from 2 (the sandbox's init counts, and the program) to 4194304 (the kernel's
 /// `PID_MAX_LIMIT` on 64-bit machines).
 ///
@@ -141,6 +150,7 @@ mod tests {
         assert!(env_value("b\0").is_err());
         assert!(cpus(0.5).is_ok() && cpus(0.001).is_err() && cpus(f64::NAN).is_err() && cpus(1e30).is_err());
         assert!(memory_limit(1 << 20).is_ok() && memory_limit((1 << 20) - 1).is_err());
+        assert!(writable_size(1 << 20).is_ok() && writable_size((1 << 20) - 1).is_err());
         assert!(
             pids_limit(2).is_ok()
                 && pids_limit(1 << 22).is_ok()
