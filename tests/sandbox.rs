@@ -385,6 +385,12 @@ fn check_writable_size() {
     assert!(default.trim().parse::<u64>().is_ok_and(|kib| kib > 8192), "default size of /: {default}");
     let err = builder().writable_size(4096).build().expect_err("4 KiB is too small");
     assert!(matches!(&err, Error::InvalidConfig { what: "writable_size", .. }), "{err:?}");
+    // The outside review: tmpfs rounds a size up to whole pages, and one within a page of 2^64 wrapped
+    // to size=0, no limit at all.
+    let err = builder().writable_size(u64::MAX).build().expect_err("wraps to no limit");
+    assert!(matches!(&err, Error::InvalidConfig { what: "writable_size", .. }), "{err:?}");
+    let err = builder().mount(sandbox::Mount::tmpfs("/v").size(u64::MAX - 4095)).build().expect_err("wraps");
+    assert!(matches!(&err, Error::InvalidConfig { what: "mount size", .. }), "{err:?}");
 }
 
 fn check_volumes() {

@@ -33,8 +33,9 @@ pub struct SandboxOptions {
     /// CPU limit, in CPUs (`0.5`)
     #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
     pub cpus: Option<f64>,
-    /// Size of the in-memory writable layer, of `/tmp` and of each `--tmpfs` without a size (`2G`;
-    /// default: a quarter of RAM, or half of `--memory`); a writer past it gets ENOSPC
+    /// Size of the in-memory writable layer, of `/tmp` and of each `--tmpfs` without a size, each
+    /// (`2G`, 1M to 1P; default: a quarter of RAM, or half of `--memory`); a writer past it gets
+    /// ENOSPC. With `--keep-failed` the layer is on disk, unsized
     #[arg(long, value_name = "SIZE", value_parser = parse_writable_size)]
     pub writable_size: Option<u64>,
     /// Bind a host path: `SRC:DST` (read-write) or `SRC:DST:ro`; repeatable
@@ -217,11 +218,8 @@ fn parse_tmpfs(text: &str) -> Result<TmpfsArg, Error> {
         Some((t, s)) => (t, Some(parse_size(s)?)),
         None => (text, None),
     };
-    if size == Some(0) {
-        return Err(Error::Refused {
-            value: text.to_owned(),
-            reason: "a size must be above zero (tmpfs reads 0 as no limit)".into(),
-        });
+    if let Some(Err(reason)) = size.map(sandbox_validate::tmpfs_size) {
+        return Err(Error::Refused { value: text.to_owned(), reason: format!("the size {reason}") });
     }
     if !target.starts_with('/') {
         return Err(Error::Option { option: "a tmpfs", value: text.to_owned(), expected: "/ABSOLUTE/PATH[:SIZE]" });

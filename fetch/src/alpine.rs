@@ -103,7 +103,8 @@ impl Alpine {
     }
 
     /// The mirror's base URL, the folder that holds `v3.20/`, `latest-stable/`, …
-    /// Default: `$SANDBOX_ALPINE_MIRROR`, else [`crate::DEFAULT_MIRROR`].
+    /// Default: `$SANDBOX_ALPINE_MIRROR`, else [`crate::DEFAULT_MIRROR`]. Without the `download`
+    /// feature it names whose releases in the cache are used (the cache keeps each mirror's apart).
     pub fn mirror(mut self, url: impl Into<String>) -> Self {
         self.mirror = Some(url.into());
         self
@@ -154,6 +155,7 @@ impl Alpine {
     }
 
     /// Timeouts, retries, size caps and the overall deadline. Default: [`NetworkPolicy::default`].
+    /// Without the `download` feature nothing is downloaded and this has no effect.
     pub fn network_policy(mut self, policy: NetworkPolicy) -> Self {
         self.network = policy;
         self
@@ -165,7 +167,8 @@ impl Alpine {
         self
     }
 
-    /// Called as the download advances, and once when unpacking starts. Default: none.
+    /// Called as the download advances, and once when unpacking starts (without the `download`
+    /// feature, only that). Default: none.
     pub fn progress(mut self, f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
         self
@@ -213,10 +216,24 @@ impl Alpine {
         self.online(&cache, &req)
     }
 
-    /// What the cache lacks, when this build cannot download.
+    /// What the cache lacks, when this build cannot download; or what it holds but the policy refuses,
+    /// which the error names (filling the cache again would not help).
     #[cfg(not(feature = "download"))]
-    fn online(&self, _cache: &Cache, req: &Request) -> Result<Rootfs, Error> {
-        Err(Error::CannotDownload { spec: req.spec.to_string(), arch: req.arch, cache: req.cache_dir.clone() })
+    fn online(&self, cache: &Cache, req: &Request) -> Result<Rootfs, Error> {
+        if let Some(entry) = cache.index_find(&req.mirror, req.arch, &req.spec) {
+            if req.require_signature && entry.verification.signed_by.is_none() {
+                return Err(Error::Signature { url: entry.url, problem: crate::SignatureProblem::Missing });
+            }
+            if req.require_pin && req.known.is_none() && !entry.verification.digest.is_pinned() {
+                return Err(Error::NotPinned { url: entry.url, version: entry.version, arch: req.arch });
+            }
+        }
+        Err(Error::CannotDownload {
+            spec: req.spec.to_string(),
+            arch: req.arch,
+            cache: req.cache_dir.clone(),
+            mirror: req.mirror.clone(),
+        })
     }
 
     /// The request with defaults and environment applied.
@@ -258,7 +275,9 @@ impl Alpine {
             let verification = Verification { digest: *trust, signed_by };
             return self.cached_rootfs(cache, req, digest, verification, r);
         }
-        if !req.offline && !matches!(req.spec, VersionSpec::Exact(_)) {
+        // Online, a range is answered by the mirror; a build that cannot download answers it from
+        // the index, as offline.
+        if !req.offline && cfg!(feature = "download") && !matches!(req.spec, VersionSpec::Exact(_)) {
             return Ok(None);
         }
         let Some(entry) = cache.index_find(&req.mirror, req.arch, &req.spec) else { return Ok(None) };
@@ -359,9 +378,19 @@ pub(crate) fn cache_for(dir: Option<&Path>) -> Result<Cache, Error> {
 
 #[cfg(all(test, not(feature = "download")))]
 mod without_download {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
-    use crate::{Alpine, Error, Rootfs};
+    use crate::cache::{Cache, IndexEntry};
+    use crate::{Alpine, Arch, DEFAULT_MIRROR, Error, Rootfs, Signature, SignatureProblem, Trust, Verification};
+
+    /// A cache (in a temporary folder) holding the tree of a local tarball, and that tree.
+    fn cached_tarball() -> (tempfile::TempDir, PathBuf, Rootfs) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        tarball(&dir.path().join("rootfs.tar.gz"));
+        let local = Rootfs::from_tarball_in(dir.path().join("rootfs.tar.gz"), Some(&cache)).expect("a local tarball");
+        (dir, cache, local)
+    }
 
     /// A gzipped tarball holding `etc/alpine-release`.
     fn tarball(path: &Path) {
@@ -380,10 +409,7 @@ mod without_download {
 
     #[test]
     fn what_the_cache_holds_is_served_and_what_it_lacks_is_a_clear_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cache = dir.path().join("cache");
-        tarball(&dir.path().join("rootfs.tar.gz"));
-        let local = Rootfs::from_tarball_in(dir.path().join("rootfs.tar.gz"), Some(&cache)).expect("a local tarball");
+        let (_dir, cache, local) = cached_tarball();
         let digest = local.sha256().expect("its digest").to_owned();
         // Pinned to what the cache holds: no download needed.
         let cached = Alpine::new("3.20.3").sha256(&digest).cache_dir(&cache).offline(false).fetch().expect("cached");
@@ -401,5 +427,32 @@ mod without_download {
                 assert!(text.contains(hint), "{hint:?} in {text}");
             }
         }
+    }
+
+    /// The outside review of the feature: a range (`3.19`, `latest-stable`) was never answered from
+    /// the cache, and a release refused by the pin or signature policy was reported as not cached.
+    #[test]
+    fn a_range_is_answered_from_the_index_and_a_refusal_says_why() {
+        let (_dir, cache, local) = cached_tarball();
+        let mirror = "http://127.0.0.1:9/alpine";
+        let entry = IndexEntry {
+            version: "3.19.99".into(),
+            arch: Arch::host().expect("a known architecture"),
+            sha256: local.sha256().expect("its digest").to_owned(),
+            url: format!("{mirror}/v3.19/releases/x/alpine-minirootfs-3.19.99-x.tar.gz"),
+            mirror: mirror.into(),
+            verification: Verification { digest: Trust::MirrorSidecar, signed_by: None },
+        };
+        Cache::open(&cache).and_then(|c| c.index_put(&entry)).expect("an index entry");
+        let range = || Alpine::new("3.19").mirror(mirror).cache_dir(&cache).offline(false);
+        assert_eq!(range().fetch().expect("served from the index").path(), local.path());
+        let err = range().require_pin(true).fetch().expect_err("not pinned");
+        assert!(matches!(err, Error::NotPinned { .. }), "{err:?}");
+        let err = range().signature(Signature::Required).fetch().expect_err("not signed");
+        assert!(matches!(err, Error::Signature { problem: SignatureProblem::Missing, .. }), "{err:?}");
+        // Each mirror's releases are its own.
+        let other = Alpine::new("3.19").cache_dir(&cache).mirror(DEFAULT_MIRROR).offline(false);
+        let err = other.fetch().expect_err("another mirror");
+        assert!(matches!(&err, Error::CannotDownload { .. }) && err.to_string().contains(DEFAULT_MIRROR), "{err}");
     }
 }

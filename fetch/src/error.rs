@@ -166,7 +166,8 @@ pub enum Error {
     #[error(
         "Alpine {spec} ({arch}) is not in the cache at `{cache}` and fetching is offline ($SANDBOX_OFFLINE=1 or \
          .offline(true)); fetch it once while online in a pre-fetch step (`cargo xtask fetch-rootfs --version \
-         {spec}` in this workspace, `sandbox::fetch::Alpine::new(\"{spec}\").fetch()` in your own) and keep the \
+         {spec}` in this workspace, `sandbox-run --rootfs alpine:{spec} -- true`, or \
+         `sandbox::fetch::Alpine::new(\"{spec}\").fetch()` in a build with the `download` feature) and keep the \
          cache directory between CI runs (README: \"Caching the rootfs in CI\"); $SANDBOX_ROOTFS stands in \
          for the default rootfs only, not for a version named in the code"
     )]
@@ -178,13 +179,15 @@ pub enum Error {
         /// The cache directory that was searched.
         cache: PathBuf,
     },
-    /// The cache does not hold the rootfs, and this build cannot download (the `download` feature is off).
+    /// The cache holds no rootfs from this mirror for the request, and this build cannot download (the
+    /// `download` feature is off).
     #[error(
-        "Alpine {spec} ({arch}) is not in the cache at `{cache}`, and this build cannot download it (the \
-         `download` feature of sandbox and sandbox-fetch is off); fill the cache with a build that can, with the \
-         same $SANDBOX_CACHE_DIR (`sandbox-run --rootfs alpine:{spec} -- true`, or `cargo xtask fetch-rootfs \
-         --version {spec}` in the sandbox workspace), turn the feature on, or use a local tarball or tree \
-         (`Rootfs::from_tarball`, `Rootfs::from_dir`, $SANDBOX_ROOTFS for the default rootfs)"
+        "Alpine {spec} ({arch}) from {mirror} is not in the cache at `{cache}`, and this build cannot download it \
+         (the `download` feature of sandbox and sandbox-fetch is off); fill the cache with a build that can, with \
+         the same $SANDBOX_CACHE_DIR and $SANDBOX_ALPINE_MIRROR (`sandbox-run --rootfs alpine:{spec} -- true`, or \
+         `cargo xtask fetch-rootfs --version {spec}` in the sandbox workspace), turn the feature on, or use a \
+         local tarball or tree ($SANDBOX_ROOTFS for the default rootfs, `rootfs_dir = \"…\"` in \
+         #[sandbox_test], `Rootfs::from_tarball` or `Rootfs::from_dir` in code)"
     )]
     CannotDownload {
         /// The version asked for.
@@ -193,6 +196,8 @@ pub enum Error {
         arch: crate::Arch,
         /// The cache directory that was searched.
         cache: PathBuf,
+        /// The mirror whose releases were looked for.
+        mirror: String,
     },
     /// No cache directory could be chosen.
     #[error(

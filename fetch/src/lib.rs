@@ -35,7 +35,7 @@
 //! `download` (on by default) is what talks to a mirror: reqwest with rustls, and pgp for signatures.
 //! Without it (`default-features = false`) the crate builds in a fraction of the time, and a fetch is
 //! served by the cache alone: a release the cache holds (filled by a build with the feature, with the
-//! same cache directory), a local tarball ([`Rootfs::from_tarball`]) or tree ([`Rootfs::from_dir`]),
+//! same cache directory and mirror), a local tarball ([`Rootfs::from_tarball`]) or tree ([`Rootfs::from_dir`]),
 //! `$SANDBOX_ROOTFS`; anything else is [`Error::CannotDownload`], which says how to fill the cache.
 //!
 //! # Security
@@ -63,7 +63,7 @@ mod download;
 mod error;
 // Used by static builds only (here and by sandbox's subordinate ids); its tests run in every build.
 #[doc(hidden)]
-#[cfg_attr(not(all(target_env = "gnu", target_feature = "crt-static")), allow(dead_code))]
+#[cfg_attr(not(all(target_env = "gnu", target_feature = "crt-static", feature = "download")), allow(dead_code))]
 pub mod getent;
 mod hash;
 #[cfg(feature = "download")]

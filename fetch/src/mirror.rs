@@ -5,8 +5,8 @@
 //! `{mirror}/v3.20/releases/x86_64/alpine-minirootfs-3.20.3-x86_64.tar.gz.sha256`
 //! `{mirror}/v3.20/releases/x86_64/latest-releases.yaml` (and `latest-stable/` in place of `v3.20/`)
 
-// Without the `download` feature only `tarball_url` is used (for the index); the parsers' tests run
-// in every build.
+// Without the `download` feature only the URLs and digests a fetch records or checks are used, not the
+// parsers of what a mirror serves; their tests run in every build.
 #![cfg_attr(not(feature = "download"), allow(dead_code))]
 
 use crate::{Arch, Error, Release, VersionSpec};

@@ -76,6 +76,11 @@ pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<S
              without one (and without the rest of the hardening)"
                 .to_owned(),
         ),
+        (StepKind::CopyRoot | StepKind::Etc | StepKind::File | StepKind::Hostname, Errno::ENOSPC) => Some(
+            "the sandbox's writable layer is full before the program started: give it more room with \
+             Builder::writable_size (`sandbox-run --writable-size`, `#[sandbox_test(writable_size = \"…\")]`)"
+                .to_owned(),
+        ),
         (StepKind::Staging | StepKind::Pivot, Errno::EINVAL) => Some(
             "pivot_root(2) was refused; this happens when the process runs from an initramfs root (rootfs), \
              where pivot_root is impossible: run from a real root filesystem"
@@ -138,6 +143,7 @@ mod tests {
         assert!(for_step(StepKind::Proc, Errno::EPERM, true).is_some_and(|h| h.contains("masked")));
         assert!(for_step(StepKind::Overlay, Errno::EINVAL, true).is_some_and(|h| h.contains("copy_rootfs")));
         assert!(for_step(StepKind::Etc, Errno::EACCES, true).is_some_and(|h| h.contains("not yours")));
+        assert!(for_step(StepKind::File, Errno::ENOSPC, false).is_some_and(|h| h.contains("writable_size")));
         assert!(for_step(StepKind::Etc, Errno::EACCES, false).is_none());
         assert!(for_step(StepKind::Hostname, Errno::EPERM, true).is_none());
         let rlimit = for_step(StepKind::Rlimit, Errno::EPERM, true);

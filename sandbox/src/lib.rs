@@ -89,6 +89,10 @@ pub use closure::in_sandbox_child;
 pub use command::{Child, Command};
 pub use config::DEFAULT_PATH;
 pub use error::{Error, Result, error_chain};
+/// The rootfs library (crate `sandbox-fetch`). With this crate's `download` feature (on by
+/// default) it downloads what the cache lacks; with `default-features = false` it builds without
+/// HTTP, TLS or OpenPGP crates and serves only what the cache, `$SANDBOX_ROOTFS` or a local tarball
+/// or tree holds (see its "Features").
 pub use fetch;
 pub use network::{Net, Network};
 pub use pty::Pty;

@@ -275,8 +275,8 @@ impl Builder {
                     return Err(invalid("mount size", &shown, "only a tmpfs has a size"));
                 }
             }
-            if m.size == Some(0) {
-                return Err(invalid("mount size", "0", "must be above zero (tmpfs(5) reads size 0 as no limit)"));
+            if let Some(size) = m.size {
+                checked("mount size", &size.to_string(), sandbox_validate::tmpfs_size(size))?;
             }
             mounts.push(m);
         }

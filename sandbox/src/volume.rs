@@ -61,7 +61,8 @@ impl Mount {
         self
     }
 
-    /// Caps a tmpfs at `bytes` (writes past it fail with ENOSPC). Default: the kernel's (half the RAM).
+    /// Caps a tmpfs at `bytes`, above zero and at most 1 PiB (writes past it fail with ENOSPC).
+    /// Default: the sandbox's [`crate::Builder::writable_size`].
     pub fn size(mut self, bytes: u64) -> Mount {
         self.size = Some(bytes);
         self

@@ -249,6 +249,8 @@ impl Options {
                             let bytes = parse_size(&lit.value())
                                 .filter(|b| *b > 0)
                                 .ok_or_else(|| syn::Error::new(lit.span(), "expected a size above zero such as \"16M\", \"512K\" or \"1G\""))?;
+                            sandbox_validate::tmpfs_size(bytes)
+                                .map_err(|r| syn::Error::new(lit.span(), format!("the size {r}")))?;
                             size = Some(bytes);
                         }
                         "read_only" => read_only = true,

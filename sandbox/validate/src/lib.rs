@@ -104,13 +104,35 @@ pub fn memory_limit(bytes: u64) -> Result<(), &'static str> {
     }
 }
 
+/// The most a tmpfs may be given: 1 PiB. tmpfs(5) rounds `size=` up to whole pages, and a size within
+/// a page of 2^64 wraps to 0, which it reads as no limit at all.
+pub const MAX_TMPFS_SIZE: u64 = 1 << 50;
+
+/// The size of a tmpfs volume, in bytes: above zero (tmpfs(5) reads 0 as no limit) and at most
+/// [`MAX_TMPFS_SIZE`].
+///
+/// # Errors
+/// Why the size is refused.
+pub fn tmpfs_size(bytes: u64) -> Result<(), &'static str> {
+    match bytes {
+        0 => Err("must be above zero (tmpfs(5) reads size 0 as no limit)"),
+        b if b > MAX_TMPFS_SIZE => {
+            Err("must be at most 1 PiB (tmpfs(5) reads a size that wraps past 2^64 as no limit)")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The size of a sandbox's writable layer and `/tmp`, in bytes: at least 1 MiB, room for the files
-/// setup writes (`/etc/hostname`, `/etc/hosts`, ...).
+/// setup writes (`/etc/hostname`, `/etc/hosts`, ...), and at most [`MAX_TMPFS_SIZE`].
 ///
 /// # Errors
 /// Why the size is refused.
 pub fn writable_size(bytes: u64) -> Result<(), &'static str> {
-    if bytes >= 1 << 20 { Ok(()) } else { Err("must be at least 1 MiB (1M), room for the files setup writes") }
+    if bytes < 1 << 20 {
+        return Err("must be at least 1 MiB (1M), room for the files setup writes");
+    }
+    tmpfs_size(bytes)
 }
 
 /// A pids limit: from 2 (the sandbox's init counts, and the program) to 4194304 (the kernel's
@@ -151,6 +173,9 @@ mod tests {
         assert!(cpus(0.5).is_ok() && cpus(0.001).is_err() && cpus(f64::NAN).is_err() && cpus(1e30).is_err());
         assert!(memory_limit(1 << 20).is_ok() && memory_limit((1 << 20) - 1).is_err());
         assert!(writable_size(1 << 20).is_ok() && writable_size((1 << 20) - 1).is_err());
+        // The second outside review of writable_size: u64::MAX wrapped to size=0 in the kernel, no limit.
+        assert!(writable_size(MAX_TMPFS_SIZE).is_ok() && writable_size(u64::MAX).is_err());
+        assert!(tmpfs_size(1).is_ok() && tmpfs_size(0).is_err() && tmpfs_size(u64::MAX - 4095).is_err());
         assert!(
             pids_limit(2).is_ok()
                 && pids_limit(1 << 22).is_ok()
