@@ -132,18 +132,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, Error> {
 
 /// Parses `64M`, `1G`, `512K`, `1048576` (binary units: K = 1024).
 pub fn parse_size(text: &str) -> Result<u64, Error> {
-    let bad = || Error::Option { option: "a size", value: text.to_owned(), expected: "e.g. 64M, 1G, 512K or bytes" };
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let shift = match unit {
-        "" => 0,
-        "K" | "k" | "KiB" => 10,
-        "M" | "m" | "MiB" => 20,
-        "G" | "g" | "GiB" => 30,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(1 << shift).ok_or_else(bad)
+    sandbox_validate::size_bytes(text).ok_or_else(|| Error::Option {
+        option: "size",
+        value: text.to_owned(),
+        expected: "e.g. 64M, 1G, 512K, 1T or bytes",
+    })
 }
 
 /// `text`, if the sandbox's own check (`sandbox_validate`) takes it: refused here, the error names

@@ -92,15 +92,9 @@ fn host_path(lit: &LitStr) -> TokenStream2 {
 }
 
 /// "16M", "512K", "1G" or a plain byte count.
+/// `sandbox-run`'s sizes, but zero is malformed here: every size option refuses it.
 fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
-        (i, 'M' | 'm') => (&s[..i], 1 << 20),
-        (i, 'G' | 'g') => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult).filter(|n| *n > 0)
+    sandbox_validate::size_bytes(s).filter(|n| *n > 0)
 }
 
 impl Options {

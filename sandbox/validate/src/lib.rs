@@ -185,6 +185,43 @@ mod tests {
     }
 }
 
+/// A size written in bytes (`4096`) or with a binary unit (`512K`, `64M`, `2G`, `1T`; also `k`, `KiB`,
+/// and so on), surrounding spaces allowed; `None` if malformed or past 2^64. Zero is a size here: each
+/// setting's own check says whether it takes it. Used by `#[sandbox_test(memory = …)]` and the other
+/// size options, and by `sandbox-run`'s.
+pub fn size_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "m" | "MiB" => 20,
+        "G" | "g" | "GiB" => 30,
+        "T" | "t" | "TiB" => 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::size_bytes;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size_bytes("4096"), Some(4096));
+        assert_eq!(size_bytes("512k"), Some(512 << 10));
+        assert_eq!(size_bytes(" 16M "), Some(16 << 20));
+        assert_eq!(size_bytes("3MiB"), Some(3 << 20));
+        assert_eq!(size_bytes("2G"), Some(2 << 30));
+        assert_eq!(size_bytes("1T"), Some(1 << 40));
+        assert_eq!(size_bytes("0M"), Some(0));
+        for bad in ["", "M", "lots", "2GB", "1.5G", "-1", "1 G", "18446744073709551615K"] {
+            assert_eq!(size_bytes(bad), None, "{bad:?}");
+        }
+    }
+}
+
 /// A duration written `500ms`, `20s` or `2m` (also `min`), in milliseconds; `None` if malformed or
 /// zero. Used by `#[sandbox_test(timeout = …)]` and `$SANDBOX_TEST_TIMEOUT`.
 pub fn duration_ms(s: &str) -> Option<u64> {
