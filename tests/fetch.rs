@@ -330,6 +330,25 @@ fn offline_hits_the_cache_and_misses_clearly() {
     assert!(matches!(other, Error::NotCached { .. }), "{other:?}");
 }
 
+/// A pin, once given, stays in the index: a later fetch of the same bytes through a range (whose
+/// digest only the mirror vouches for) does not weaken the entry; and offline, strict pinning refuses
+/// an unpinned cached release by name, not as "not in the cache", which filling the cache would not
+/// change. (The outside review of the `download` feature.)
+#[test]
+fn a_pin_stays_in_the_index_and_offline_refusals_say_why() {
+    let mirror = mirror_with(&["3.19.4"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let digest = sha256_hex(&tarball("3.19.4"));
+    alpine(&mirror, "3.19.4", cache.path()).sha256(&digest).fetch().expect("pinned");
+    alpine(&mirror, "latest-stable", cache.path()).fetch().expect("through a range");
+    let strict = alpine(&mirror, "3.19", cache.path()).offline(true).require_pin(true).fetch().expect("pinned still");
+    assert_eq!(strict.verification().map(|v| v.digest), Some(Trust::Pinned));
+    let unpinned = tempfile::tempdir().expect("tempdir");
+    alpine(&mirror, "3.19", unpinned.path()).fetch().expect("on the mirror's word");
+    let err = alpine(&mirror, "3.19", unpinned.path()).offline(true).require_pin(true).fetch().expect_err("strict");
+    assert!(matches!(err, Error::NotPinned { .. }), "{err:?}");
+}
+
 #[test]
 fn strict_mode_refuses_digests_only_the_mirror_vouches_for() {
     let mirror = mirror_with(&["3.19.1"]);

@@ -24,7 +24,8 @@ pub struct SandboxOptions {
     /// Kill everything in the sandbox after this long (`500ms`, `30s`, `2m`); exit code 124
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
-    /// Memory limit (`64M`, `1G`, bytes without a suffix); exceeded: exit code 137
+    /// Memory limit (`64M`, `1G`; bytes without a suffix; K, M, G, T, P are binary); exceeded: exit
+    /// code 137
     #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
     pub memory: Option<u64>,
     /// Most processes at once

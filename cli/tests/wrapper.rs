@@ -237,16 +237,17 @@ fn writable_size_sizes_the_writable_layer_and_tmp() {
     assert_eq!(text(&out), "/ 8192\n/tmp 8192\n");
     let out = Command::new(SANDBOX_RUN).args(["--writable-size", "4K", "--", "/bin/true"]).output().expect("run");
     assert_eq!(out.status.code(), Some(125));
-    // A size within a page of 2^64 would wrap to tmpfs's size=0: no limit.
-    for args in [["--writable-size", "18446744073709551615"], ["--tmpfs", "/v:18446744073709551615"]] {
-        let out = Command::new(SANDBOX_RUN).args(args).args(["--", "/bin/true"]).output().expect("run");
-        assert_eq!(out.status.code(), Some(125), "{args:?}");
-    }
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("at least 1 MiB"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A size within a page of 2^64 would wrap to tmpfs's size=0: no limit. 1P is the most.
+    for args in [["--writable-size", "18446744073709551615"], ["--tmpfs", "/v:18446744073709551615"]] {
+        let refused = Command::new(SANDBOX_RUN).args(args).args(["--", "/bin/true"]).output().expect("run");
+        assert_eq!(refused.status.code(), Some(125), "{args:?}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("at most 1 PiB"), "{args:?}");
+    }
 }
 
 /// `--keep-failed` keeps what a failed program changed (and nothing of a passing one), and

@@ -211,29 +211,24 @@ impl Alpine {
             return Ok(rootfs);
         }
         if req.offline {
-            return Err(Error::NotCached { spec: req.spec.to_string(), arch: req.arch, cache: req.cache_dir });
+            return Err(refusal(&cache, &req).unwrap_or_else(|| Error::NotCached {
+                spec: req.spec.to_string(),
+                arch: req.arch,
+                cache: req.cache_dir,
+            }));
         }
         self.online(&cache, &req)
     }
 
-    /// What the cache lacks, when this build cannot download; or what it holds but the policy refuses,
-    /// which the error names (filling the cache again would not help).
+    /// What the cache lacks, when this build cannot download; or what it holds but the policy refuses.
     #[cfg(not(feature = "download"))]
     fn online(&self, cache: &Cache, req: &Request) -> Result<Rootfs, Error> {
-        if let Some(entry) = cache.index_find(&req.mirror, req.arch, &req.spec) {
-            if req.require_signature && entry.verification.signed_by.is_none() {
-                return Err(Error::Signature { url: entry.url, problem: crate::SignatureProblem::Missing });
-            }
-            if req.require_pin && req.known.is_none() && !entry.verification.digest.is_pinned() {
-                return Err(Error::NotPinned { url: entry.url, version: entry.version, arch: req.arch });
-            }
-        }
-        Err(Error::CannotDownload {
+        Err(refusal(cache, req).unwrap_or_else(|| Error::CannotDownload {
             spec: req.spec.to_string(),
             arch: req.arch,
             cache: req.cache_dir.clone(),
             mirror: req.mirror.clone(),
-        })
+        }))
     }
 
     /// The request with defaults and environment applied.
@@ -280,9 +275,10 @@ impl Alpine {
         if !req.offline && cfg!(feature = "download") && !matches!(req.spec, VersionSpec::Exact(_)) {
             return Ok(None);
         }
-        let Some(entry) = cache.index_find(&req.mirror, req.arch, &req.spec) else { return Ok(None) };
-        if !index_entry_usable(&entry, req.pin.as_deref(), req.require_pin, req.require_signature) {
-            return Ok(None);
+        let usable = |e: &IndexEntry| index_entry_usable(e, req.pin.as_deref(), req.require_pin, req.require_signature);
+        let Some(mut entry) = cache.index_find(&req.mirror, req.arch, &req.spec, usable) else { return Ok(None) };
+        if req.pin.as_deref() == Some(entry.sha256.as_str()) {
+            entry.verification.digest = Trust::Pinned;
         }
         let Ok(release) = entry.version.parse::<Release>() else { return Ok(None) };
         self.cached_rootfs(cache, req, &entry.sha256, entry.verification, &release)
@@ -321,13 +317,24 @@ impl Alpine {
         url: String,
         verification: &Verification,
     ) -> Result<(), Error> {
+        // What an earlier fetch of the same bytes established stays: a later fetch through a range
+        // (digest from the mirror, no .asc) must not turn a pinned or signed entry into a weaker one.
+        let mut verification = verification.clone();
+        if let Some(earlier) = cache.index_get(&req.mirror, req.arch, &release.to_string())
+            && earlier.sha256 == digest
+        {
+            if earlier.verification.digest.is_pinned() && !verification.digest.is_pinned() {
+                verification.digest = earlier.verification.digest;
+            }
+            verification.signed_by = verification.signed_by.or(earlier.verification.signed_by);
+        }
         cache.index_put(&IndexEntry {
             version: release.to_string(),
             arch: req.arch,
             sha256: digest.to_owned(),
             url,
             mirror: req.mirror.clone(),
-            verification: verification.clone(),
+            verification,
         })
     }
 
@@ -336,6 +343,19 @@ impl Alpine {
             f(p);
         }
     }
+}
+
+/// Why the newest release the cache holds for `req` is refused by the pin or signature policy, if it
+/// is: filling the cache again would not help, so this beats "not in the cache".
+fn refusal(cache: &Cache, req: &Request) -> Option<Error> {
+    let entry = cache.index_find(&req.mirror, req.arch, &req.spec, |_| true)?;
+    if req.require_signature && entry.verification.signed_by.is_none() {
+        return Some(Error::Signature { url: entry.url, problem: crate::SignatureProblem::Missing });
+    }
+    if req.require_pin && req.known.is_none() && !entry.verification.digest.is_pinned() {
+        return Some(Error::NotPinned { url: entry.url, version: entry.version, arch: req.arch });
+    }
+    None
 }
 
 /// A request with every default applied.
@@ -450,6 +470,12 @@ mod without_download {
         assert!(matches!(err, Error::NotPinned { .. }), "{err:?}");
         let err = range().signature(Signature::Required).fetch().expect_err("not signed");
         assert!(matches!(err, Error::Signature { problem: SignatureProblem::Missing, .. }), "{err:?}");
+        // A range with a pin of its own is served by that pin, under strict pinning too, and an
+        // unpinned one offline is refused by name.
+        let pinned = range().sha256(&entry.sha256).require_pin(true).fetch().expect("served by its pin");
+        assert_eq!(pinned.verification().map(|v| v.digest), Some(Trust::Pinned));
+        let err = range().require_pin(true).offline(true).fetch().expect_err("not pinned, offline");
+        assert!(matches!(err, Error::NotPinned { .. }), "{err:?}");
         // Each mirror's releases are its own.
         let other = Alpine::new("3.19").cache_dir(&cache).mirror(DEFAULT_MIRROR).offline(false);
         let err = other.fetch().expect_err("another mirror");

@@ -378,8 +378,14 @@ impl Cache {
         self.write_atomically(&self.index, "index", &name, &text)
     }
 
-    /// The newest indexed release from `mirror` for `arch` that satisfies `spec`.
-    pub(crate) fn index_find(&self, mirror: &str, arch: Arch, spec: &crate::VersionSpec) -> Option<IndexEntry> {
+    /// The newest indexed release from `mirror` for `arch` that satisfies `spec` and `usable`.
+    pub(crate) fn index_find(
+        &self,
+        mirror: &str,
+        arch: Arch,
+        spec: &crate::VersionSpec,
+        usable: impl Fn(&IndexEntry) -> bool,
+    ) -> Option<IndexEntry> {
         let prefix = format!("{}.{}.", mirror_key(mirror), arch.as_str());
         at::list(&self.index)
             .ok()?
@@ -390,7 +396,8 @@ impl Cache {
                 let release: crate::Release = entry.version.parse().ok()?;
                 (spec.matches(&release)
                     && entry.arch == arch
-                    && entry.mirror.trim_end_matches('/') == mirror.trim_end_matches('/'))
+                    && entry.mirror.trim_end_matches('/') == mirror.trim_end_matches('/')
+                    && usable(&entry))
                 .then_some((release, entry))
             })
             .max_by_key(|(release, _)| *release)

@@ -48,7 +48,7 @@ pub(crate) fn index_entry_usable(
     pin.is_none_or(|p| p == entry.sha256)
         && official.is_none_or(|d| d == entry.sha256)
         && (!by_sha512 || pin.is_some() || matches!(entry.verification.digest, crate::Trust::BuiltIn))
-        && (!require_pin || entry.verification.digest.is_pinned())
+        && (!require_pin || pin.is_some() || entry.verification.digest.is_pinned())
         && (!require_signature || entry.verification.signed_by.is_some())
 }
 

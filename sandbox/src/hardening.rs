@@ -126,10 +126,10 @@ pub(crate) fn shift_id(id: u32, base: u32) -> u32 {
 /// the machine's RAM.
 pub(crate) fn default_tmpfs_size(memory_limit: Option<u64>) -> u64 {
     match memory_limit {
-        Some(limit) => (limit / 2).max(1 << 20),
+        Some(limit) => (limit / 2).clamp(1 << 20, sandbox_validate::MAX_TMPFS_SIZE),
         None => {
             let ram = nix::sys::sysinfo::sysinfo().map(|i| i.ram_total()).unwrap_or(4 << 30);
-            (ram / 4).max(64 << 20)
+            (ram / 4).clamp(64 << 20, sandbox_validate::MAX_TMPFS_SIZE)
         }
     }
 }

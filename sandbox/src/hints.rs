@@ -77,8 +77,9 @@ pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<S
                 .to_owned(),
         ),
         (StepKind::CopyRoot | StepKind::Etc | StepKind::File | StepKind::Hostname, Errno::ENOSPC) => Some(
-            "the sandbox's writable layer is full before the program started: give it more room with \
-             Builder::writable_size (`sandbox-run --writable-size`, `#[sandbox_test(writable_size = \"…\")]`)"
+            "a file system of the sandbox is full before the program started: give the writable layer more \
+             room with Builder::writable_size (`sandbox-run --writable-size`, `#[sandbox_test(writable_size = \
+             \"…\")]`), or a tmpfs volume with a size of its own a larger Mount::size"
                 .to_owned(),
         ),
         (StepKind::Staging | StepKind::Pivot, Errno::EINVAL) => Some(

@@ -127,8 +127,9 @@ pub use volume::Mount;
 /// read-only `/sys`); `privileged` (as root, the body is the host's root: see
 /// [`Builder::privileged`]); `mount(bind = "host path", at = "/path"[, read_only])` and
 /// `mount(tmpfs = "/path"[, size = "16M"])`, in order; `memory = "64M"`, `pids = 64` and
-/// `cpus = 0.5` (limits, see [`Builder::memory_limit`]); `writable_size = "2G"` (the writable layer
-/// and `/tmp`, see [`Builder::writable_size`]); `requires = "limits, switch, userns"`
+/// `cpus = 0.5` (limits, see [`Builder::memory_limit`]); `writable_size = "2G"` (the writable layer,
+/// `/tmp` and tmpfs volumes without a size, see [`Builder::writable_size`]); sizes are bytes or `K`,
+/// `M`, `G`, `T`, `P` (binary); `requires = "limits, switch, userns"`
 /// (what the test needs of the machine: without it, the test prints a `SKIP:` line and passes, or
 /// fails in strict mode, `CI=true` or `SANDBOX_TEST_STRICT=1`). Without `rootfs`, the
 /// rootfs is `$SANDBOX_ROOTFS`, else the pinned Alpine release from the cache, fetched on first use.

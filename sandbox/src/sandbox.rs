@@ -210,7 +210,7 @@ impl Builder {
         self
     }
 
-    /// Sizes the sandbox's memory-backed file systems, in bytes (at least 1 MiB): the writable layer
+    /// Sizes the sandbox's memory-backed file systems, in bytes (1 MiB to 1 PiB): the writable layer
     /// (what the program writes anywhere outside its volumes, `/tmp` and `/dev`; with
     /// [`Builder::copy_rootfs`], the copy of the rootfs too), `/tmp`, and each
     /// [`crate::Mount::tmpfs`] without a size of its own. A writer past it gets ENOSPC. Their pages

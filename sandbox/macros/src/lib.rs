@@ -241,7 +241,6 @@ impl Options {
                         "size" => {
                             let lit: LitStr = inner.value()?.parse()?;
                             let bytes = parse_size(&lit.value())
-                                .filter(|b| *b > 0)
                                 .ok_or_else(|| syn::Error::new(lit.span(), "expected a size above zero such as \"16M\", \"512K\" or \"1G\""))?;
                             sandbox_validate::tmpfs_size(bytes)
                                 .map_err(|r| syn::Error::new(lit.span(), format!("the size {r}")))?;

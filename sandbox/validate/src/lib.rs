@@ -116,9 +116,7 @@ pub const MAX_TMPFS_SIZE: u64 = 1 << 50;
 pub fn tmpfs_size(bytes: u64) -> Result<(), &'static str> {
     match bytes {
         0 => Err("must be above zero (tmpfs(5) reads size 0 as no limit)"),
-        b if b > MAX_TMPFS_SIZE => {
-            Err("must be at most 1 PiB (tmpfs(5) reads a size that wraps past 2^64 as no limit)")
-        }
+        b if b > MAX_TMPFS_SIZE => Err("must be at most 1 PiB (1P)"),
         _ => Ok(()),
     }
 }
@@ -185,7 +183,7 @@ mod tests {
     }
 }
 
-/// A size written in bytes (`4096`) or with a binary unit (`512K`, `64M`, `2G`, `1T`; also `k`, `KiB`,
+/// A size written in bytes (`4096`) or with a binary unit (`512K`, `64M`, `2G`, `1T`, `1P`; also `k`, `KiB`,
 /// and so on), surrounding spaces allowed; `None` if malformed or past 2^64. Zero is a size here: each
 /// setting's own check says whether it takes it. Used by `#[sandbox_test(memory = …)]` and the other
 /// size options, and by `sandbox-run`'s.
@@ -198,6 +196,7 @@ pub fn size_bytes(s: &str) -> Option<u64> {
         "M" | "m" | "MiB" => 20,
         "G" | "g" | "GiB" => 30,
         "T" | "t" | "TiB" => 40,
+        "P" | "p" | "PiB" => 50,
         _ => return None,
     };
     digits.parse::<u64>().ok()?.checked_mul(1 << shift)
@@ -215,6 +214,7 @@ mod size_tests {
         assert_eq!(size_bytes("3MiB"), Some(3 << 20));
         assert_eq!(size_bytes("2G"), Some(2 << 30));
         assert_eq!(size_bytes("1T"), Some(1 << 40));
+        assert_eq!(size_bytes("1P"), Some(super::MAX_TMPFS_SIZE));
         assert_eq!(size_bytes("0M"), Some(0));
         for bad in ["", "M", "lots", "2GB", "1.5G", "-1", "1 G", "18446744073709551615K"] {
             assert_eq!(size_bytes(bad), None, "{bad:?}");
