@@ -275,7 +275,13 @@ impl Alpine {
         if !req.offline && cfg!(feature = "download") && !matches!(req.spec, VersionSpec::Exact(_)) {
             return Ok(None);
         }
-        let usable = |e: &IndexEntry| index_entry_usable(e, req.pin.as_deref(), req.require_pin, req.require_signature);
+        // The newest release the policy takes whose bytes are still here (a tree or its blob): one
+        // whose files were removed from the cache does not hide an older one that is.
+        let usable = |e: &IndexEntry| {
+            index_entry_usable(e, req.pin.as_deref(), req.require_pin, req.require_signature)
+                && (matches!(cache.tree(&e.sha256, req.owner), Ok(Some(_)))
+                    || cache.has_blob(&e.sha256).unwrap_or(false))
+        };
         let Some(mut entry) = cache.index_find(&req.mirror, req.arch, &req.spec, usable) else { return Ok(None) };
         if req.pin.as_deref() == Some(entry.sha256.as_str()) {
             entry.verification.digest = Trust::Pinned;
@@ -466,6 +472,10 @@ mod without_download {
         Cache::open(&cache).and_then(|c| c.index_put(&entry)).expect("an index entry");
         let range = || Alpine::new("3.19").mirror(mirror).cache_dir(&cache).offline(false);
         assert_eq!(range().fetch().expect("served from the index").path(), local.path());
+        // A newer entry whose files are gone from the cache does not hide it.
+        let gone = IndexEntry { version: "3.19.100".into(), sha256: "0".repeat(64), ..entry.clone() };
+        Cache::open(&cache).and_then(|c| c.index_put(&gone)).expect("a stale entry");
+        assert_eq!(range().fetch().expect("the release that is here").version(), Some("3.19.99"));
         let err = range().require_pin(true).fetch().expect_err("not pinned");
         assert!(matches!(err, Error::NotPinned { .. }), "{err:?}");
         let err = range().signature(Signature::Required).fetch().expect_err("not signed");

@@ -26,4 +26,11 @@ fn one_pid() {}
 #[sandbox_test(memory = "64K")]
 fn too_little_memory() {}
 
+// The writable layer needs room for the files setup writes; 1 PiB is the most a tmpfs may be given.
+#[sandbox_test(writable_size = "64K")]
+fn too_small_a_layer() {}
+
+#[sandbox_test(writable_size = "2P")]
+fn too_large_a_layer() {}
+
 fn main() {}
