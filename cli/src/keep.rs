@@ -57,10 +57,25 @@ pub fn finish(dir: &Path, passed: bool, lower: &Path, record: &KeptRecord) -> Re
     changes(&dir.join("upper"), Path::new("/"), lower, &mut lines);
     lines.sort_by(|a: &String, b: &String| a[2..].cmp(&b[2..]));
     let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
-    std::fs::write(dir.join("changes.txt"), text).map_err(io("write", dir.join("changes.txt")))?;
+    write_new(&dir.join("changes.txt"), text.as_bytes())?;
     let json = serde_json::to_string_pretty(record).map_err(|e| io("encode", dir)(std::io::Error::other(e)))?;
-    std::fs::write(dir.join("sandbox.json"), json + "\n").map_err(io("write", dir.join("sandbox.json")))?;
+    write_new(&dir.join("sandbox.json"), (json + "\n").as_bytes())?;
     Ok(Some(dir.to_owned()))
+}
+
+/// Writes a file that must not exist yet, never through a link (`O_CREAT | O_EXCL | O_NOFOLLOW`):
+/// one the program planted is refused, not written through.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(io("write", path))
 }
 
 /// Reads the record of a kept layer.
@@ -85,8 +100,11 @@ fn remove_layer(dir: &Path) -> Result<(), Error> {
             }
         }
     }
-    if !dir.exists() {
-        return Ok(());
+    match std::fs::symlink_metadata(dir) {
+        Err(_) => return Ok(()),
+        // A link is removed, never followed (open_up changes modes).
+        Ok(m) if !m.is_dir() => return std::fs::remove_file(dir).map_err(io("remove", dir)),
+        Ok(_) => {}
     }
     open_up(dir);
     std::fs::remove_dir_all(dir).map_err(io("remove", dir))

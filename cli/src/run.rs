@@ -40,6 +40,14 @@ fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: 
     if let Some(t) = &terminal {
         cmd.pty(t.rows, t.cols);
     }
+    // The usage file's folder is opened before the program runs, and the file in it never through a
+    // link: where the program can write that folder, it cannot redirect the usage to another host
+    // file (an outside review). The file itself is opened once the program has ended (a FIFO there
+    // waits for its reader, which may be the program's caller).
+    let usage_dir = match &opts.json_usage {
+        Some(path) => Some((usage_folder(path)?, path)),
+        None => None,
+    };
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -56,8 +64,8 @@ fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: 
     let waited = child.wait();
     // From here a signal ends sandbox-run itself (see forward_signals).
     PROGRAM_ENDED.store(true, std::sync::atomic::Ordering::SeqCst);
-    if let Some(path) = &opts.json_usage {
-        write_usage(path, child.usage())?;
+    if let Some((dir, path)) = usage_dir {
+        write_usage(&dir, path, child.usage())?;
     }
     Ok(crate::exit::of_status(waited?))
 }
@@ -84,14 +92,36 @@ pub(crate) fn keep_if_failed(
 }
 
 /// Writes what the sandbox used as one JSON object (`null` fields where this machine cannot tell).
-fn write_usage(path: &Path, usage: Option<sandbox::Usage>) -> Result<(), Error> {
+/// The folder `path` is in, opened (`O_PATH`): what the path names is fixed from then on.
+fn usage_folder(path: &Path) -> Result<std::os::fd::OwnedFd, Error> {
+    use nix::fcntl::OFlag;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    nix::fcntl::open(parent, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .map_err(|e| crate::error::io("open the folder of", path)(e.into()))
+}
+
+fn write_usage(dir: &std::os::fd::OwnedFd, path: &Path, usage: Option<sandbox::Usage>) -> Result<(), Error> {
+    use nix::fcntl::OFlag;
     let usage = usage.unwrap_or_default();
     let json = serde_json::json!({
         "peak_memory_bytes": usage.peak_memory,
         "cpu_time_seconds": usage.cpu_time.map(|d| d.as_secs_f64()),
         "oom_kills": usage.oom_kills,
     });
-    std::fs::write(path, format!("{json}\n")).map_err(crate::error::io("write the usage to", path))
+    let name = path.file_name().ok_or_else(|| {
+        crate::error::io("write the usage to", path)(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no file name",
+        ))
+    })?;
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let file = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::from_bits_truncate(0o644))
+        .map_err(|e| crate::error::io("write the usage to", path)(e.into()))?;
+    std::io::Write::write_all(&mut std::fs::File::from(file), format!("{json}\n").as_bytes())
+        .map_err(crate::error::io("write the usage to", path))
 }
 
 /// Whether the program has ended (its `wait` returned): a signal then ends sandbox-run.

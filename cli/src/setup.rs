@@ -115,14 +115,28 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
     {
         volumes.push(as_it_is(path, path));
     }
+    // Host folders the program can write: (host folder, where the sandbox shows it).
+    let mut writable_binds: Vec<(PathBuf, String)> = Vec::new();
     for dir in workspace {
         let target = dir.display().to_string();
+        writable_binds.push((dir.clone(), target.clone()));
         volumes.push((target.clone(), Mount::bind(&dir, target)));
     }
     for m in &opts.mounts {
         let source = std::path::absolute(&m.source).map_err(crate::error::io("resolve", &m.source))?;
+        if !m.read_only {
+            writable_binds.push((source.clone(), m.target.clone()));
+        }
         let mount = Mount::bind(source, m.target.clone());
         volumes.push((m.target.clone(), if m.read_only { mount.read_only() } else { mount }));
+    }
+    // Where a writable volume shows the folder of kept layers, an empty read-only tmpfs hides it:
+    // sandbox-run, as the caller, writes `changes.txt` there and opens folders up after the program
+    // ended, and the program must not have planted links or changed modes in it (an outside review:
+    // a link there made root write any host file).
+    if let Some(base) = &opts.keep_failed {
+        volumes
+            .extend(hidden_inside(base, &writable_binds).into_iter().map(|t| (t.clone(), Mount::tmpfs(t).read_only())));
     }
     for t in &opts.tmpfs {
         let mount = Mount::tmpfs(t.target.clone());
@@ -184,6 +198,21 @@ fn target_folder(program: Option<&Path>, env: Option<std::ffi::OsString>) -> Opt
             .find(|a| a.file_name().is_some_and(|n| n == "target") || a.join("CACHEDIR.TAG").is_file())
             .map(Path::to_path_buf)
     })
+}
+
+/// Where the sandbox shows the host folder `base` through one of `binds` (host folder, path inside).
+fn hidden_inside(base: &Path, binds: &[(PathBuf, String)]) -> Vec<String> {
+    let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    let base = real(base);
+    binds
+        .iter()
+        .filter_map(|(source, target)| {
+            let rest = base.strip_prefix(real(source)).ok()?;
+            Some(Path::new(target).join(rest).display().to_string())
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// The current cargo workspace (the nearest folder above the working directory holding a `Cargo.lock`),

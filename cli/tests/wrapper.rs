@@ -250,6 +250,61 @@ fn writable_size_sizes_the_writable_layer_and_tmp() {
     }
 }
 
+/// As root, a program cannot reach the folder of kept layers through a folder it can write (here the
+/// working directory under /tmp, bound read-write): it cannot plant the links that sandbox-run, as
+/// root, would write `changes.txt` through, nor open the kept layer up; nor can a link at the
+/// `--json-usage` path redirect the usage. (An outside review: each made root write a host file.)
+#[test]
+fn a_program_cannot_plant_links_where_sandbox_run_writes() {
+    let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
+    let (work, victim) = (dir.path().join("work"), dir.path().join("victim"));
+    std::fs::create_dir(&work).expect("mkdir");
+    std::fs::write(&victim, "SECRET").expect("write the victim");
+    let (keep, usage) = (work.join("kf"), work.join("usage.json"));
+    let run = |options: &[&std::ffi::OsStr], script: String| {
+        Command::new(SANDBOX_RUN)
+            .current_dir(&work)
+            .args(["--rootfs", "host"])
+            .args(options)
+            .args(["--", "/bin/sh", "-c", &script])
+            .output()
+            .expect("run sandbox-run")
+    };
+    let script = format!(
+        "ls -A {keep}; ln -s {victim} {keep}/run/changes.txt; chmod 755 {keep}/run; exit 3",
+        keep = keep.display(),
+        victim = victim.display()
+    );
+    let out = run(&["--keep-failed".as_ref(), keep.as_os_str()], script);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "the kept layers' folder is empty inside: {}", text(&out));
+    let changes = std::fs::symlink_metadata(keep.join("run/changes.txt")).expect("changes.txt");
+    assert!(changes.is_file(), "changes.txt is sandbox-run's own file");
+    let mode = std::fs::metadata(keep.join("run")).map(|m| m.permissions().mode() & 0o777).expect("the kept layer");
+    assert_eq!(mode, 0o700);
+    // A link at the usage path is not written through: sandbox-run fails with its own code instead.
+    let out =
+        run(&["--json-usage".as_ref(), usage.as_os_str()], format!("ln -sf {} {}", victim.display(), usage.display()));
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&victim).expect("the victim"), "SECRET");
+}
+
+/// With the host's root, its folders' overlays are `nodev`, as the rootfs's own overlay is: a
+/// device node in a host folder (a chroot's /dev) opens nothing.
+#[test]
+fn host_folders_are_nodev() {
+    let script = "grep ' - overlay ' /proc/self/mountinfo";
+    let out =
+        Command::new(SANDBOX_RUN).args(["--rootfs", "host", "--", "/bin/sh", "-c", script]).output().expect("run");
+    let mounts = text(&out);
+    assert!(mounts.lines().count() > 3, "{mounts}");
+    for line in mounts.lines() {
+        let options = line.split_whitespace().nth(5).unwrap_or_default();
+        assert!(options.split(',').any(|o| o == "nodev"), "{line}");
+    }
+}
+
 /// `--keep-failed` keeps what a failed program changed (and nothing of a passing one), and
 /// `--shell-from` starts again on that state.
 fn keeps_what_a_failed_run_changed(user: Option<(u32, u32)>) {

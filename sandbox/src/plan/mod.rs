@@ -397,7 +397,9 @@ fn overlay(
     if userxattr {
         data.push_str(",userxattr");
     }
-    sys.mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(&data))
+    // nodev, as the rootfs's own overlay: a device node in a host folder (a chroot's /dev, say) opens
+    // nothing (an outside review wrote the host's kernel log through one).
+    sys.mount(Some("overlay"), target, Some("overlay"), MsFlags::MS_NODEV, Some(&data))
 }
 
 /// One level of [`host_overlay`]'s rebuilding: the entries of `lowers`' host folder into `target`
@@ -654,12 +656,12 @@ mod tests {
             "mount tmpfs /newroot tmpfs",
             "mkdir /newroot/proc",
             "symlink usr/bin /newroot/bin",
-            "mount overlay /newroot/etc overlay MsFlags(0x0) lowerdir=/oldroot/etc,upperdir=/upper/etc,workdir=/work/etc,userxattr",
+            "mount overlay /newroot/etc overlay MsFlags(MS_NODEV) lowerdir=/oldroot/etc,upperdir=/upper/etc,workdir=/work/etc,userxattr",
             "mount overlay /newroot/mnt overlay",
             "list /oldroot/mnt",
             "mkdir /newroot/mnt/data",
             "mkdir /upper/mnt/data",
-            "mount overlay /newroot/mnt/data overlay MsFlags(0x0) lowerdir=/oldroot/mnt/data,upperdir=/upper/mnt/data,workdir=/work/mnt/data,userxattr",
+            "mount overlay /newroot/mnt/data overlay MsFlags(MS_NODEV) lowerdir=/oldroot/mnt/data,upperdir=/upper/mnt/data,workdir=/work/mnt/data,userxattr",
             "symlink data /newroot/mnt/latest",
             "bind-file /oldroot/mnt/note /newroot/mnt/note",
             "mount /oldroot/vmlinuz /newroot/vmlinuz - MsFlags(MS_BIND)",
