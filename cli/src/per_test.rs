@@ -187,7 +187,10 @@ fn run_keeping(opts: &SandboxOptions, binary: &str, name: &str, ignored_flags: &
     };
     let prepared = match crate::setup::prepare_in(opts, binary, Some(&dir)) {
         Ok(p) => p,
-        Err(e) => return Outcome::failed(&e),
+        Err(e) => {
+            let _ = std::fs::remove_dir(&dir); // still empty
+            return Outcome::failed(&e);
+        }
     };
     let outcome = run_one(&prepared, name, ignored_flags);
     let text = if outcome.passed { "passed" } else { "failed" }.to_owned();

@@ -17,7 +17,11 @@ pub fn run(opts: &SandboxOptions, program: &str, args: &[String]) -> Result<i32,
     // Under nextest's wrapper, the kept layer is named after the test.
     let name = std::env::var("NEXTEST_TEST_NAME").unwrap_or_else(|_| "run".to_owned());
     let layer = opts.keep_failed.as_ref().map(|base| fresh_layer_dir(base, &name)).transpose()?;
-    let prepared = prepare_in(opts, program, layer.as_deref())?;
+    let prepared = prepare_in(opts, program, layer.as_deref()).inspect_err(|_| {
+        if let Some(dir) = &layer {
+            let _ = std::fs::remove_dir(dir); // still empty
+        }
+    })?;
     let result = run_prepared(opts, &prepared, args);
     if let Some(dir) = layer {
         let outcome = match &result {

@@ -130,13 +130,24 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
         let mount = Mount::bind(source, m.target.clone());
         volumes.push((m.target.clone(), if m.read_only { mount.read_only() } else { mount }));
     }
-    // Where a writable volume shows the folder of kept layers, an empty read-only tmpfs hides it:
-    // sandbox-run, as the caller, writes `changes.txt` there and opens folders up after the program
-    // ended, and the program must not have planted links or changed modes in it (an outside review:
-    // a link there made root write any host file).
-    if let Some(base) = &opts.keep_failed {
-        volumes
-            .extend(hidden_inside(base, &writable_binds).into_iter().map(|t| (t.clone(), Mount::tmpfs(t).read_only())));
+    // The folder of kept layers must lie outside every folder the program can write: sandbox-run, as
+    // the caller, walks the kept layer, writes `changes.txt` and removes folders there after the
+    // program ended, by path. Two outside reviews: through a link the program planted there, root
+    // wrote and deleted any host file; with the folder hidden behind a read-only tmpfs, the program
+    // renamed a folder above it and planted the link at the old path.
+    if let Some(base) = &opts.keep_failed
+        && let Some(inside) = shown_inside(base, &writable_binds).into_iter().next()
+    {
+        return Err(Error::Refused {
+            value: base.display().to_string(),
+            reason: format!(
+                "--keep-failed `{}` lies in a folder the sandbox can write (it sees it at `{inside}`), where the \
+                 program could redirect what sandbox-run writes and removes there once it ends; choose a \
+                 folder outside the workspace, the target folder, the working directory and read-write \
+                 --mounts (e.g. under $RUNNER_TEMP or /var/tmp), or pass --no-workspace",
+                base.display()
+            ),
+        });
     }
     for t in &opts.tmpfs {
         let mount = Mount::tmpfs(t.target.clone());
@@ -200,8 +211,9 @@ fn target_folder(program: Option<&Path>, env: Option<std::ffi::OsString>) -> Opt
     })
 }
 
-/// Where the sandbox shows the host folder `base` through one of `binds` (host folder, path inside).
-fn hidden_inside(base: &Path, binds: &[(PathBuf, String)]) -> Vec<String> {
+/// Where the sandbox shows the host folder `base` through one of `binds` (host folder, path inside):
+/// `base` itself or a folder above it is bound.
+fn shown_inside(base: &Path, binds: &[(PathBuf, String)]) -> Vec<String> {
     let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
     let base = real(base);
     binds
