@@ -2,6 +2,7 @@
 //! kept on the host (what it added, changed and deleted, as a tree plus `changes.txt`), and a shell
 //! can be opened on that state later: the tool for a system test that failed once in CI.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -21,46 +22,98 @@ pub struct KeptRecord {
     pub outcome: String,
 }
 
+/// A fresh, empty folder for one sandbox's writable layer, held by descriptor from before the program
+/// runs: what sandbox-run does there once the program ended (walk it, write `changes.txt`, remove it)
+/// goes through the descriptor, never through `DIR`'s path again, which the program, or another
+/// sandbox's, may have redirected meanwhile by renaming a folder above it and planting a link (three
+/// outside reviews). Derefs to the folder's path, for the sandbox's setup.
+#[derive(Debug)]
+pub struct Layer {
+    path: PathBuf,
+    base: OwnedFd,
+    name: std::ffi::OsString,
+    held: OwnedFd,
+}
+
+impl std::ops::Deref for Layer {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Layer {
+    /// The folder through its descriptor (`/proc/self/fd/N`): the one made, wherever it is now.
+    fn held(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.held.as_raw_fd()))
+    }
+
+    /// Removes the folder while it is still empty (the sandbox could not be set up).
+    pub fn remove_empty(&self) {
+        let _ = nix::unistd::unlinkat(&self.base, self.name.as_os_str(), nix::unistd::UnlinkatFlags::RemoveDir);
+    }
+}
+
 /// A fresh, empty folder under `base` for one sandbox's writable layer, named after `name`.
 ///
 /// # Errors
 /// When `base` cannot be created or written.
-pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<PathBuf, Error> {
+pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
     std::fs::create_dir_all(base).map_err(io("create", base))?;
+    let base_fd = nix::fcntl::open(base, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| io("open", base)(e.into()))?;
+    let real_base =
+        std::fs::read_link(format!("/proc/self/fd/{}", base_fd.as_raw_fd())).map_err(io("resolve", base))?;
     let clean: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).take(100).collect();
     let clean = if clean.is_empty() { "run".to_owned() } else { clean };
     for n in 1u32.. {
-        let dir = base.join(if n == 1 { clean.clone() } else { format!("{clean}-{n}") });
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io("create", &dir)(e)),
+        let leaf = if n == 1 { clean.clone() } else { format!("{clean}-{n}") };
+        match nix::sys::stat::mkdirat(&base_fd, leaf.as_str(), Mode::from_bits_truncate(0o755)) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EEXIST) => continue,
+            Err(e) => return Err(io("create", &base.join(&leaf))(e.into())),
         }
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let held = nix::fcntl::openat(&base_fd, leaf.as_str(), flags, Mode::empty())
+            .map_err(|e| io("open", &base.join(&leaf))(e.into()))?;
+        return Ok(Layer { path: real_base.join(&leaf), base: base_fd, name: leaf.into(), held });
     }
     Err(io("create", base)(std::io::Error::other("no free name")))
 }
 
-/// After the sandbox ended: removes `dir` if the program passed; otherwise writes `changes.txt` and
-/// `sandbox.json` next to the layer and returns the folder.
+/// After the sandbox ended: removes the layer's folder if the program passed; otherwise writes
+/// `changes.txt` and `sandbox.json` next to the layer and returns the folder's path.
 ///
 /// # Errors
 /// When the record cannot be written or the folder removed.
-pub fn finish(dir: &Path, passed: bool, lower: &Path, record: &KeptRecord) -> Result<Option<PathBuf>, Error> {
+pub fn finish(layer: &Layer, passed: bool, lower: &Path, record: &KeptRecord) -> Result<Option<PathBuf>, Error> {
+    let dir = layer.held();
     if passed {
-        remove_layer(dir)?;
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                remove_layer(&e.path())?;
+            }
+        }
+        nix::unistd::unlinkat(&layer.base, layer.name.as_os_str(), nix::unistd::UnlinkatFlags::RemoveDir)
+            .map_err(|e| io("remove", &layer.path)(e.into()))?;
         return Ok(None);
     }
     // overlayfs' work folder is of no use to anybody (and mode 000 inside).
     let _ = remove_layer(&dir.join("work"));
     let mut lines = Vec::new();
-    changes(&dir.join("upper"), Path::new("/"), lower, &mut lines);
+    // The upper layer itself, never a link put in its place.
+    if std::fs::symlink_metadata(dir.join("upper")).is_ok_and(|m| m.is_dir()) {
+        changes(&dir.join("upper"), Path::new("/"), lower, &mut lines);
+    }
     lines.sort_by(|a: &String, b: &String| a[2..].cmp(&b[2..]));
     let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
     write_new(&dir.join("changes.txt"), text.as_bytes())?;
-    let json = serde_json::to_string_pretty(record).map_err(|e| io("encode", dir)(std::io::Error::other(e)))?;
+    let json = serde_json::to_string_pretty(record).map_err(|e| io("encode", &layer.path)(std::io::Error::other(e)))?;
     write_new(&dir.join("sandbox.json"), (json + "\n").as_bytes())?;
-    Ok(Some(dir.to_owned()))
+    Ok(Some(layer.path.clone()))
 }
 
 /// Writes a file that must not exist yet, never through a link (`O_CREAT | O_EXCL | O_NOFOLLOW`):

@@ -188,7 +188,7 @@ fn run_keeping(opts: &SandboxOptions, binary: &str, name: &str, ignored_flags: &
     let prepared = match crate::setup::prepare_in(opts, binary, Some(&dir)) {
         Ok(p) => p,
         Err(e) => {
-            let _ = std::fs::remove_dir(&dir); // still empty
+            dir.remove_empty();
             return Outcome::failed(&e);
         }
     };

@@ -19,7 +19,7 @@ pub fn run(opts: &SandboxOptions, program: &str, args: &[String]) -> Result<i32,
     let layer = opts.keep_failed.as_ref().map(|base| fresh_layer_dir(base, &name)).transpose()?;
     let prepared = prepare_in(opts, program, layer.as_deref()).inspect_err(|_| {
         if let Some(dir) = &layer {
-            let _ = std::fs::remove_dir(dir); // still empty
+            dir.remove_empty();
         }
     })?;
     let result = run_prepared(opts, &prepared, args);
@@ -76,7 +76,7 @@ fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: 
 
 /// Removes the writable layer in `dir` if the program passed; otherwise keeps it and says where.
 pub(crate) fn keep_if_failed(
-    dir: &Path,
+    dir: &crate::keep::Layer,
     passed: bool,
     prepared: &crate::setup::Prepared,
     command: Vec<String>,

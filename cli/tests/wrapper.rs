@@ -284,6 +284,40 @@ fn a_program_cannot_plant_links_where_sandbox_run_writes() {
     assert_eq!(std::fs::read_to_string(&victim).expect("the victim"), "SECRET");
 }
 
+/// The third outside review: `DIR` reached through a link in a folder the program can write (the
+/// check sees where the link points, outside), which the program pointed elsewhere while it ran:
+/// sandbox-run then removed (program passed) or wrote into (failed) that folder's `run` as root. It
+/// works through a descriptor of the folder it made now, wherever the path leads afterwards.
+#[test]
+fn a_relinked_keep_folder_redirects_nothing() {
+    let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
+    let [work, outside, victim] = ["work", "outside", "victim"].map(|n| dir.path().join(n));
+    for d in [&work, &outside, &victim.join("run")] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(victim.join("run/data"), "precious").expect("write the victim");
+    let kept = work.join("kept");
+    for code in [0, 1] {
+        let _ = std::fs::remove_file(&kept);
+        std::os::unix::fs::symlink(&outside, &kept).expect("link");
+        let script = format!(
+            "rm {kept} && ln -s {victim} {kept}; exit {code}",
+            kept = kept.display(),
+            victim = victim.display()
+        );
+        let out = Command::new(SANDBOX_RUN)
+            .current_dir(&work)
+            .args(["--rootfs", "host", "--keep-failed"])
+            .arg(&kept)
+            .args(["--", "/bin/sh", "-c", &script])
+            .output()
+            .expect("run sandbox-run");
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+        assert_eq!(system_tests::list(&victim.join("run")), ["data"], "exit {code}: {}", text(&out));
+    }
+    assert!(outside.join("run/changes.txt").is_file(), "the failed run's layer is kept where it was made");
+}
+
 /// With the host's root, its folders' overlays are `nodev`, as the rootfs's own overlay is: a
 /// device node in a host folder (a chroot's /dev) opens nothing.
 #[test]
