@@ -62,8 +62,17 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
     use nix::fcntl::OFlag;
     use nix::sys::stat::Mode;
     std::fs::create_dir_all(base).map_err(io("create", base))?;
-    let base_fd = nix::fcntl::open(base, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| io("open", base)(e.into()))?;
+    // Not through a link at `DIR` itself (one an earlier sandbox could have planted there: a fourth
+    // outside review); links further up are the caller's own paths (`/var/run`, say).
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let base_fd = nix::fcntl::open(base, flags, Mode::empty()).map_err(|e| {
+        let e = if e == nix::errno::Errno::ELOOP || e == nix::errno::Errno::ENOTDIR {
+            std::io::Error::other(format!("{e}: it must be a folder, not a link to one"))
+        } else {
+            e.into()
+        };
+        io("open", base)(e)
+    })?;
     let real_base =
         std::fs::read_link(format!("/proc/self/fd/{}", base_fd.as_raw_fd())).map_err(io("resolve", base))?;
     let clean: String =
@@ -92,10 +101,10 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
 pub fn finish(layer: &Layer, passed: bool, lower: &Path, record: &KeptRecord) -> Result<Option<PathBuf>, Error> {
     let dir = layer.held();
     if passed {
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                remove_layer(&e.path())?;
-            }
+        // Only what the sandbox made there: anything else (put there by whoever could write the
+        // folder) makes the removal fail rather than be walked.
+        for made in ["upper", "work"] {
+            remove_layer(&dir.join(made))?;
         }
         nix::unistd::unlinkat(&layer.base, layer.name.as_os_str(), nix::unistd::UnlinkatFlags::RemoveDir)
             .map_err(|e| io("remove", &layer.path)(e.into()))?;
@@ -143,24 +152,52 @@ pub fn read_record(dir: &Path) -> Result<KeptRecord, Error> {
 
 /// Removes a layer folder, making its folders searchable first (overlayfs leaves `work/work` 000).
 fn remove_layer(dir: &Path) -> Result<(), Error> {
-    fn open_up(dir: &Path) {
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    open_up(&e.path());
-                }
-            }
-        }
-    }
     match std::fs::symlink_metadata(dir) {
         Err(_) => return Ok(()),
         // A link is removed, never followed (open_up changes modes).
         Ok(m) if !m.is_dir() => return std::fs::remove_file(dir).map_err(io("remove", dir)),
         Ok(_) => {}
     }
-    open_up(dir);
+    if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name())
+        && let Ok(parent) = open_path(None, parent, false)
+    {
+        open_up(&parent, name);
+    }
+    // std's remove_dir_all opens each level without following links.
     std::fs::remove_dir_all(dir).map_err(io("remove", dir))
+}
+
+/// `path` opened `O_PATH` (relative to `at`, if given); with `no_follow`, not through a link as its
+/// last component.
+fn open_path(at: Option<&OwnedFd>, path: &Path, no_follow: bool) -> nix::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    let mut flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+    if no_follow {
+        flags |= OFlag::O_NOFOLLOW;
+    }
+    match at {
+        Some(dir) => nix::fcntl::openat(dir, path, flags, nix::sys::stat::Mode::empty()),
+        None => nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()),
+    }
+}
+
+/// Makes the folder `name` in `parent`, and every folder below it, searchable (0700), each opened
+/// relative to its parent's descriptor without following links, its mode set through that descriptor:
+/// a folder swapped for a link meanwhile (a fourth outside review: by a sandbox that could write the
+/// kept layers' folder) is left alone, not followed.
+fn open_up(parent: &OwnedFd, name: &std::ffi::OsStr) {
+    let Ok(fd) = open_path(Some(parent), Path::new(name), true) else { return };
+    if !nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR) {
+        return;
+    }
+    let itself = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let _ = std::fs::set_permissions(&itself, std::fs::Permissions::from_mode(0o700));
+    let Ok(entries) = std::fs::read_dir(&itself) else { return };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            open_up(&fd, &e.file_name());
+        }
+    }
 }
 
 /// `A path` added, `C path` changed, `D path` deleted, `R path/` a folder replaced (its old contents

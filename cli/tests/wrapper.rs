@@ -292,17 +292,18 @@ fn a_program_cannot_plant_links_where_sandbox_run_writes() {
 fn a_relinked_keep_folder_redirects_nothing() {
     let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
     let [work, outside, victim] = ["work", "outside", "victim"].map(|n| dir.path().join(n));
-    for d in [&work, &outside, &victim.join("run")] {
+    for d in [&work, &outside.join("kept"), &victim.join("kept/run")] {
         std::fs::create_dir_all(d).expect("mkdir");
     }
-    std::fs::write(victim.join("run/data"), "precious").expect("write the victim");
-    let kept = work.join("kept");
+    std::fs::write(victim.join("kept/run/data"), "precious").expect("write the victim");
+    let link = work.join("link");
+    let kept = link.join("kept");
     for code in [0, 1] {
-        let _ = std::fs::remove_file(&kept);
-        std::os::unix::fs::symlink(&outside, &kept).expect("link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&outside, &link).expect("link");
         let script = format!(
-            "rm {kept} && ln -s {victim} {kept}; exit {code}",
-            kept = kept.display(),
+            "rm {link} && ln -s {victim} {link}; exit {code}",
+            link = link.display(),
             victim = victim.display()
         );
         let out = Command::new(SANDBOX_RUN)
@@ -313,9 +314,19 @@ fn a_relinked_keep_folder_redirects_nothing() {
             .output()
             .expect("run sandbox-run");
         assert_eq!(out.status.code(), Some(code), "{}", text(&out));
-        assert_eq!(system_tests::list(&victim.join("run")), ["data"], "exit {code}: {}", text(&out));
+        assert_eq!(system_tests::list(&victim.join("kept/run")), ["data"], "exit {code}: {}", text(&out));
     }
-    assert!(outside.join("run/changes.txt").is_file(), "the failed run's layer is kept where it was made");
+    assert!(outside.join("kept/run/changes.txt").is_file(), "the failed run's layer is kept where it was made");
+    // A link at DIR itself (one an earlier sandbox could have planted) is refused.
+    let out = Command::new(SANDBOX_RUN)
+        .current_dir(&work)
+        .args(["--rootfs", "host", "--keep-failed"])
+        .arg(&link)
+        .args(["--", "/bin/true"])
+        .output()
+        .expect("run sandbox-run");
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a link"), "{}", text(&out));
 }
 
 /// With the host's root, its folders' overlays are `nodev`, as the rootfs's own overlay is: a
