@@ -369,10 +369,12 @@ fn copied_rootfs_is_private_too() {
 /// its own (one with a size keeps it), and a writer past it gets ENOSPC; without it, `/` is larger.
 fn check_writable_size() {
     let sizes = "df -k / /tmp /scratch /sized | tail -n +2 | awk '{print $6, $2}'";
-    let volumes = |b: sandbox::Builder| {
-        b.mount(sandbox::Mount::tmpfs("/scratch")).mount(sandbox::Mount::tmpfs("/sized").size(32 << 20))
-    };
-    let sb = volumes(builder().writable_size(8 << 20)).build().expect("build");
+    let sb = builder()
+        .writable_size(8 << 20)
+        .mount(sandbox::Mount::tmpfs("/scratch"))
+        .mount(sandbox::Mount::tmpfs("/sized").size(32 << 20))
+        .build()
+        .expect("build");
     assert_eq!(text(&sh(&sb, sizes)), "/ 8192\n/tmp 8192\n/scratch 8192\n/sized 32768\n");
     let out = sb
         .command("/bin/sh")

@@ -43,9 +43,9 @@ impl std::ops::Deref for Layer {
 }
 
 impl Layer {
-    /// The folder through its descriptor (`/proc/self/fd/N`): the one made, wherever it is now.
+    /// The folder through its descriptor: the one made, wherever it is now.
     fn held(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.held.as_raw_fd()))
+        fd_path(&self.held)
     }
 
     /// Removes the folder while it is still empty (the sandbox could not be set up).
@@ -64,8 +64,8 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
     std::fs::create_dir_all(base).map_err(io("create", base))?;
     // Not through a link at `DIR` itself (one an earlier sandbox could have planted there: a fourth
     // outside review); links further up are the caller's own paths (`/var/run`, say).
-    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let base_fd = nix::fcntl::open(base, flags, Mode::empty()).map_err(|e| {
+    let folder = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let base_fd = nix::fcntl::open(base, folder, Mode::empty()).map_err(|e| {
         let e = if e == nix::errno::Errno::ELOOP || e == nix::errno::Errno::ENOTDIR {
             std::io::Error::other(format!("{e}: it must be a folder, not a link to one"))
         } else {
@@ -73,8 +73,7 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
         };
         io("open", base)(e)
     })?;
-    let real_base =
-        std::fs::read_link(format!("/proc/self/fd/{}", base_fd.as_raw_fd())).map_err(io("resolve", base))?;
+    let real_base = std::fs::read_link(fd_path(&base_fd)).map_err(io("resolve", base))?;
     let clean: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).take(100).collect();
     let clean = if clean.is_empty() { "run".to_owned() } else { clean };
@@ -85,8 +84,7 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
             Err(nix::errno::Errno::EEXIST) => continue,
             Err(e) => return Err(io("create", &base.join(&leaf))(e.into())),
         }
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let held = nix::fcntl::openat(&base_fd, leaf.as_str(), flags, Mode::empty())
+        let held = nix::fcntl::openat(&base_fd, leaf.as_str(), folder, Mode::empty())
             .map_err(|e| io("open", &base.join(&leaf))(e.into()))?;
         return Ok(Layer { path: real_base.join(&leaf), base: base_fd, name: leaf.into(), held });
     }
@@ -167,6 +165,11 @@ fn remove_layer(dir: &Path) -> Result<(), Error> {
     std::fs::remove_dir_all(dir).map_err(io("remove", dir))
 }
 
+/// What `fd` refers to, as a path (`/proc/self/fd/N`): the inode it holds, not a name looked up again.
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 /// `path` opened `O_PATH` (relative to `at`, if given); with `no_follow`, not through a link as its
 /// last component.
 fn open_path(at: Option<&OwnedFd>, path: &Path, no_follow: bool) -> nix::Result<OwnedFd> {
@@ -190,7 +193,7 @@ fn open_up(parent: &OwnedFd, name: &std::ffi::OsStr) {
     if !nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR) {
         return;
     }
-    let itself = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let itself = fd_path(&fd);
     let _ = std::fs::set_permissions(&itself, std::fs::Permissions::from_mode(0o700));
     let Ok(entries) = std::fs::read_dir(&itself) else { return };
     for e in entries.flatten() {

@@ -95,7 +95,6 @@ pub(crate) fn keep_if_failed(
     Ok(())
 }
 
-/// Writes what the sandbox used as one JSON object (`null` fields where this machine cannot tell).
 /// The folder `path` is in, opened (`O_PATH`): what the path names is fixed from then on.
 fn usage_folder(path: &Path) -> Result<std::os::fd::OwnedFd, Error> {
     use nix::fcntl::OFlag;
@@ -107,6 +106,8 @@ fn usage_folder(path: &Path) -> Result<std::os::fd::OwnedFd, Error> {
         .map_err(|e| crate::error::io("open the folder of", path)(e.into()))
 }
 
+/// Writes what the sandbox used as one JSON object (`null` fields where this machine cannot tell)
+/// into `path`'s file name in `dir`, never through a link.
 fn write_usage(dir: &std::os::fd::OwnedFd, path: &Path, usage: Option<sandbox::Usage>) -> Result<(), Error> {
     use nix::fcntl::OFlag;
     let usage = usage.unwrap_or_default();

@@ -132,11 +132,12 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
     }
     // The folder of kept layers must lie outside every folder the program can write: sandbox-run, as
     // the caller, walks the kept layer, writes `changes.txt` and removes folders there after the
-    // program ended, by path. Two outside reviews: through a link the program planted there, root
-    // wrote and deleted any host file; with the folder hidden behind a read-only tmpfs, the program
-    // renamed a folder above it and planted the link at the old path.
+    // program ended. Two outside reviews: through a link the program planted there, root wrote and
+    // deleted any host file; with the folder hidden behind a read-only tmpfs, the program renamed a
+    // folder above it and planted the link at the old path. (That work now goes through descriptors
+    // of the folder made, crate::keep::Layer; this refusal stays, a second line.)
     if let Some(base) = &opts.keep_failed
-        && let Some(inside) = shown_inside(base, &writable_binds).into_iter().next()
+        && let Some(inside) = shown_inside(base, &writable_binds)
     {
         return Err(Error::Refused {
             value: base.display().to_string(),
@@ -211,20 +212,15 @@ fn target_folder(program: Option<&Path>, env: Option<std::ffi::OsString>) -> Opt
     })
 }
 
-/// Where the sandbox shows the host folder `base` through one of `binds` (host folder, path inside):
-/// `base` itself or a folder above it is bound.
-fn shown_inside(base: &Path, binds: &[(PathBuf, String)]) -> Vec<String> {
+/// Where the sandbox shows the host folder `base` through one of `binds` (host folder, path inside),
+/// if `base` itself or a folder above it is bound.
+fn shown_inside(base: &Path, binds: &[(PathBuf, String)]) -> Option<String> {
     let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
     let base = real(base);
-    binds
-        .iter()
-        .filter_map(|(source, target)| {
-            let rest = base.strip_prefix(real(source)).ok()?;
-            Some(Path::new(target).join(rest).display().to_string())
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect()
+    binds.iter().find_map(|(source, target)| {
+        let rest = base.strip_prefix(real(source)).ok()?;
+        Some(Path::new(target).join(rest).display().to_string())
+    })
 }
 
 /// The current cargo workspace (the nearest folder above the working directory holding a `Cargo.lock`),
