@@ -2,8 +2,10 @@
 //! kept on the host (what it added, changed and deleted, as a tree plus `changes.txt`), and a shell
 //! can be opened on that state later: the tool for a system test that failed once in CI.
 
+use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -54,29 +56,19 @@ impl Layer {
     }
 }
 
-/// A fresh, empty folder under `base` for one sandbox's writable layer, named after `name`.
+/// A fresh, empty folder under `base` for one sandbox's writable layer, named after `name`. `base` is
+/// a path [`crate::host_path::resolve`] gave: it is made and opened without following any link.
 ///
 /// # Errors
-/// When `base` cannot be created or written.
+/// When `base` cannot be created or written, or a link has been put in its path.
 pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
     use nix::fcntl::OFlag;
     use nix::sys::stat::Mode;
-    std::fs::create_dir_all(base).map_err(io("create", base))?;
-    // Not through a link at `DIR` itself (one an earlier sandbox could have planted there: a fourth
-    // outside review); links further up are the caller's own paths (`/var/run`, say).
-    let folder = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let base_fd = nix::fcntl::open(base, folder, Mode::empty()).map_err(|e| {
-        let e = if e == nix::errno::Errno::ELOOP || e == nix::errno::Errno::ENOTDIR {
-            std::io::Error::other(format!("{e}: it must be a folder, not a link to one"))
-        } else {
-            e.into()
-        };
-        io("open", base)(e)
-    })?;
-    let real_base = std::fs::read_link(fd_path(&base_fd)).map_err(io("resolve", base))?;
+    let base_fd = crate::host_path::open_folder(base, true)?;
     let clean: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).take(100).collect();
     let clean = if clean.is_empty() { "run".to_owned() } else { clean };
+    let folder = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     for n in 1u32.. {
         let leaf = if n == 1 { clean.clone() } else { format!("{clean}-{n}") };
         match nix::sys::stat::mkdirat(&base_fd, leaf.as_str(), Mode::from_bits_truncate(0o755)) {
@@ -86,7 +78,7 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
         }
         let held = nix::fcntl::openat(&base_fd, leaf.as_str(), folder, Mode::empty())
             .map_err(|e| io("open", &base.join(&leaf))(e.into()))?;
-        return Ok(Layer { path: real_base.join(&leaf), base: base_fd, name: leaf.into(), held });
+        return Ok(Layer { path: base.join(&leaf), base: base_fd, name: leaf.into(), held });
     }
     Err(io("create", base)(std::io::Error::other("no free name")))
 }
@@ -111,9 +103,9 @@ pub fn finish(layer: &Layer, passed: bool, lower: &Path, record: &KeptRecord) ->
     // overlayfs' work folder is of no use to anybody (and mode 000 inside).
     let _ = remove_layer(&dir.join("work"));
     let mut lines = Vec::new();
-    // The upper layer itself, never a link put in its place.
-    if std::fs::symlink_metadata(dir.join("upper")).is_ok_and(|m| m.is_dir()) {
-        changes(&dir.join("upper"), Path::new("/"), lower, &mut lines);
+    // The upper layer itself, never a link put in its place, walked from descriptor to descriptor.
+    if let Ok(upper) = open_listing(&layer.held, "upper".as_ref()) {
+        changes(&upper, Path::new("/"), lower, &mut lines);
     }
     lines.sort_by(|a: &String, b: &String| a[2..].cmp(&b[2..]));
     let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
@@ -203,30 +195,44 @@ fn open_up(parent: &OwnedFd, name: &std::ffi::OsStr) {
     }
 }
 
+/// The folder `name` in `parent`, opened to be listed, never through a link.
+fn open_listing(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
+    use rustix::fs::OFlags;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(parent, name, flags, rustix::fs::Mode::empty())
+}
+
 /// `A path` added, `C path` changed, `D path` deleted, `R path/` a folder replaced (its old contents
-/// hidden): the overlay upper layer `upper` (the sandbox's `shown` folder) against `lower`.
-fn changes(upper: &Path, shown: &Path, lower: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(upper) else { return };
+/// hidden): the overlay upper layer's folder `dir` (the sandbox's `shown` folder) against `lower`.
+/// Each folder is opened relative to its parent's descriptor without following links: one swapped for
+/// a link meanwhile (by a sandbox that could write the kept layers' folder) is not listed.
+fn changes(dir: &OwnedFd, shown: &Path, lower: &Path, out: &mut Vec<String>) {
+    use rustix::fs::{AtFlags, FileType};
+    let Ok(entries) = rustix::fs::Dir::read_from(dir) else { return };
     for e in entries.flatten() {
-        let name = e.file_name();
-        let (here, inside, below) = (e.path(), shown.join(&name), lower.join(&name));
-        let Ok(meta) = std::fs::symlink_metadata(&here) else { continue };
+        let name = OsStr::from_bytes(e.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        let (inside, below) = (shown.join(name), lower.join(name));
+        let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
         let existed = std::fs::symlink_metadata(&below).is_ok();
-        let kind = meta.file_type();
-        if kind.is_char_device() && meta.rdev() == 0 {
-            out.push(format!("D {}", inside.display()));
-        } else if kind.is_dir() {
-            let opaque = ["trusted.overlay.opaque", "user.overlay.opaque"]
-                .iter()
-                .any(|a| xattr::get(&here, a).ok().flatten().is_some_and(|v| v == b"y"));
-            if opaque && existed {
-                out.push(format!("R {}/", inside.display()));
-            } else if !existed {
-                out.push(format!("A {}/", inside.display()));
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::CharacterDevice if st.st_rdev == 0 => out.push(format!("D {}", inside.display())),
+            FileType::Directory => {
+                let Ok(sub) = open_listing(dir, name) else { continue };
+                let opaque = ["trusted.overlay.opaque", "user.overlay.opaque"].iter().any(|a| {
+                    let mut value = [0u8; 1];
+                    rustix::fs::fgetxattr(&sub, *a, &mut value[..]).is_ok_and(|n| n == 1 && value[0] == b'y')
+                });
+                if opaque && existed {
+                    out.push(format!("R {}/", inside.display()));
+                } else if !existed {
+                    out.push(format!("A {}/", inside.display()));
+                }
+                changes(&sub, &inside, &below, out);
             }
-            changes(&here, &inside, &below, out);
-        } else {
-            out.push(format!("{} {}", if existed { 'C' } else { 'A' }, inside.display()));
+            _ => out.push(format!("{} {}", if existed { 'C' } else { 'A' }, inside.display())),
         }
     }
 }
@@ -237,7 +243,7 @@ mod tests {
 
     #[test]
     fn lists_added_changed_and_deleted_paths() {
-        let Ok(t) = tempfile::tempdir() else { return };
+        let t = tempfile::tempdir().expect("tempdir");
         let (upper, lower) = (t.path().join("upper"), t.path().join("lower"));
         for d in [upper.join("etc"), lower.join("etc"), upper.join("srv/new")] {
             std::fs::create_dir_all(d).expect("mkdir");
@@ -245,17 +251,21 @@ mod tests {
         std::fs::write(lower.join("etc/hosts"), "old").expect("write");
         std::fs::write(upper.join("etc/hosts"), "new").expect("write");
         std::fs::write(upper.join("srv/new/file"), "x").expect("write");
+        // A link to a folder is a change of its own, never walked.
+        std::os::unix::fs::symlink(lower.join("etc"), upper.join("srv/link")).expect("link");
         let mut out = Vec::new();
-        changes(&upper, Path::new("/"), &lower, &mut out);
+        let top = open_path(None, t.path(), false).expect("open");
+        changes(&open_listing(&top, "upper".as_ref()).expect("open"), Path::new("/"), &lower, &mut out);
         out.sort();
-        assert_eq!(out, ["A /srv/", "A /srv/new/", "A /srv/new/file", "C /etc/hosts"]);
+        assert_eq!(out, ["A /srv/", "A /srv/link", "A /srv/new/", "A /srv/new/file", "C /etc/hosts"]);
     }
 
     #[test]
     fn fresh_names_do_not_collide() {
-        let Ok(t) = tempfile::tempdir() else { return };
-        let a = fresh_layer_dir(t.path(), "net::binds port").expect("first");
-        let b = fresh_layer_dir(t.path(), "net::binds port").expect("second");
+        let t = tempfile::tempdir().expect("tempdir");
+        let base = t.path().canonicalize().expect("resolve");
+        let a = fresh_layer_dir(&base, "net::binds port").expect("first");
+        let b = fresh_layer_dir(&base, "net::binds port").expect("second");
         assert_eq!(a.file_name().and_then(|n| n.to_str()), Some("net__binds_port"));
         assert_eq!(b.file_name().and_then(|n| n.to_str()), Some("net__binds_port-2"));
     }

@@ -17,6 +17,7 @@
 mod elf;
 mod error;
 pub mod exit;
+mod host_path;
 mod keep;
 mod options;
 mod per_test;

@@ -178,24 +178,17 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
 
 /// Runs one test alone in a fresh sandbox whose writable layer is kept under `--keep-failed` if it fails.
 fn run_keeping(opts: &SandboxOptions, binary: &str, name: &str, ignored_flags: &[String]) -> Outcome {
-    let Some(base) = &opts.keep_failed else {
-        return Outcome::failed(&Error::Option { option: "--keep-failed", value: String::new(), expected: "a folder" });
-    };
-    let dir = match crate::keep::fresh_layer_dir(base, name) {
-        Ok(d) => d,
+    let prepared = match crate::setup::prepare_in(opts, binary, Some(name)) {
+        Ok(p) => p,
         Err(e) => return Outcome::failed(&e),
     };
-    let prepared = match crate::setup::prepare_in(opts, binary, Some(&dir)) {
-        Ok(p) => p,
-        Err(e) => {
-            dir.remove_empty();
-            return Outcome::failed(&e);
-        }
+    let Some(dir) = &prepared.kept else {
+        return Outcome::failed(&Error::Option { option: "--keep-failed", value: String::new(), expected: "a folder" });
     };
     let outcome = run_one(&prepared, name, ignored_flags);
     let text = if outcome.passed { "passed" } else { "failed" }.to_owned();
     let command = vec![prepared.program.clone(), "--exact".into(), name.to_owned()];
-    match crate::run::keep_if_failed(&dir, outcome.passed, &prepared, command, text) {
+    match crate::run::keep_if_failed(dir, outcome.passed, &prepared, command, text) {
         Ok(()) => outcome,
         Err(e) => Outcome::failed(&e),
     }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::Error;
-use crate::keep::{KeptRecord, finish, fresh_layer_dir};
+use crate::keep::{KeptRecord, finish};
 use crate::options::SandboxOptions;
 use crate::setup::prepare_in;
 
@@ -16,20 +16,15 @@ use crate::setup::prepare_in;
 pub fn run(opts: &SandboxOptions, program: &str, args: &[String]) -> Result<i32, Error> {
     // Under nextest's wrapper, the kept layer is named after the test.
     let name = std::env::var("NEXTEST_TEST_NAME").unwrap_or_else(|_| "run".to_owned());
-    let layer = opts.keep_failed.as_ref().map(|base| fresh_layer_dir(base, &name)).transpose()?;
-    let prepared = prepare_in(opts, program, layer.as_deref()).inspect_err(|_| {
-        if let Some(dir) = &layer {
-            dir.remove_empty();
-        }
-    })?;
+    let prepared = prepare_in(opts, program, Some(&name))?;
     let result = run_prepared(opts, &prepared, args);
-    if let Some(dir) = layer {
+    if let Some(dir) = &prepared.kept {
         let outcome = match &result {
             Ok(code) => format!("exit code {code}"),
             Err(e) => sandbox::error_chain(e),
         };
         let command = std::iter::once(prepared.program.clone()).chain(args.iter().cloned()).collect();
-        keep_if_failed(&dir, matches!(result, Ok(0)), &prepared, command, outcome)?;
+        keep_if_failed(dir, matches!(result, Ok(0)), &prepared, command, outcome)?;
     }
     result
 }
@@ -49,7 +44,7 @@ fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: 
     // file (an outside review). The file itself is opened once the program has ended (a FIFO there
     // waits for its reader, which may be the program's caller).
     let usage_dir = match &opts.json_usage {
-        Some(path) => Some((usage_folder(path)?, path)),
+        Some(path) => Some((usage_folder(path, &prepared.writable)?, path)),
         None => None,
     };
     let mut child = match cmd.spawn() {
@@ -95,15 +90,16 @@ pub(crate) fn keep_if_failed(
     Ok(())
 }
 
-/// The folder `path` is in, opened (`O_PATH`): what the path names is fixed from then on.
-fn usage_folder(path: &Path) -> Result<std::os::fd::OwnedFd, Error> {
-    use nix::fcntl::OFlag;
+/// The folder `path` is in, opened (`O_PATH`): what the path names is fixed from then on. A link on
+/// the way that lies in a folder the program can write (`writable`) is refused: an earlier sandbox
+/// could have planted it (an outside review of `--keep-failed`, which resolves its folder the same way).
+fn usage_folder(path: &Path, writable: &[std::path::PathBuf]) -> Result<std::os::fd::OwnedFd, Error> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    nix::fcntl::open(parent, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| crate::error::io("open the folder of", path)(e.into()))
+    let real = crate::host_path::resolve("--json-usage", parent, writable)?;
+    crate::host_path::open_folder(&real, false)
 }
 
 /// Writes what the sandbox used as one JSON object (`null` fields where this machine cannot tell)

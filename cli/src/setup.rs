@@ -18,6 +18,10 @@ pub struct Prepared {
     pub program: String,
     /// The rootfs on the host: `/`, or the unpacked tree.
     pub lower: PathBuf,
+    /// With `--keep-failed`: the folder made for the sandbox's writable layer.
+    pub(crate) kept: Option<crate::keep::Layer>,
+    /// The host folders the program can write (resolved): where a link may have been planted.
+    pub(crate) writable: Vec<PathBuf>,
 }
 
 /// Variables of this crate's own machinery, never passed into a sandbox.
@@ -33,11 +37,12 @@ pub fn prepare(opts: &SandboxOptions, program: &str) -> Result<Prepared, Error> 
     prepare_in(opts, program, None)
 }
 
-/// [`prepare`], with the writable layer in the host folder `writable` (see `--keep-failed`).
+/// [`prepare`], with the writable layer in a fresh folder of `--keep-failed`'s, named after `keep_as`
+/// (a test's name), when both are given.
 ///
 /// # Errors
-/// As [`prepare`].
-pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>) -> Result<Prepared, Error> {
+/// As [`prepare`]; [`Error::Refused`] for a `--keep-failed` folder a sandbox could redirect.
+pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -> Result<Prepared, Error> {
     let spec = opts.rootfs.clone().unwrap_or_else(|| RootfsSpec::default_for(program));
     let rootfs = Resolved::get(&spec)?;
     let host_program = host_path(program);
@@ -52,9 +57,6 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
     };
     for layer in opts.layers.iter().rev() {
         b = b.layer(layer);
-    }
-    if let Some(w) = writable {
-        b = b.writable_layer_in(w);
     }
     b = b.hostname(&opts.hostname).network(match opts.network {
         NetworkArg::Loopback => Network::Loopback,
@@ -130,25 +132,16 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
         let mount = Mount::bind(source, m.target.clone());
         volumes.push((m.target.clone(), if m.read_only { mount.read_only() } else { mount }));
     }
-    // The folder of kept layers must lie outside every folder the program can write: sandbox-run, as
-    // the caller, walks the kept layer, writes `changes.txt` and removes folders there after the
-    // program ended. Two outside reviews: through a link the program planted there, root wrote and
-    // deleted any host file; with the folder hidden behind a read-only tmpfs, the program renamed a
-    // folder above it and planted the link at the old path. (That work now goes through descriptors
-    // of the folder made, crate::keep::Layer; this refusal stays, a second line.)
-    if let Some(base) = &opts.keep_failed
-        && let Some(inside) = shown_inside(base, &writable_binds)
-    {
-        return Err(Error::Refused {
-            value: base.display().to_string(),
-            reason: format!(
-                "--keep-failed `{}` lies in a folder the sandbox can write (it sees it at `{inside}`), where the \
-                 program could redirect what sandbox-run writes and removes there once it ends; choose a \
-                 folder outside the workspace, the target folder, the working directory and read-write \
-                 --mounts (e.g. under $RUNNER_TEMP or /var/tmp), or pass --no-workspace",
-                base.display()
-            ),
-        });
+    let writable: Vec<PathBuf> = writable_binds.iter().filter_map(|(source, _)| source.canonicalize().ok()).collect();
+    let kept = match &opts.keep_failed {
+        Some(base) => {
+            let base = keep_folder(base, &writable_binds)?;
+            keep_as.map(|name| crate::keep::fresh_layer_dir(&base, name)).transpose()?
+        }
+        None => None,
+    };
+    if let Some(layer) = &kept {
+        b = b.writable_layer_in(&**layer);
     }
     for t in &opts.tmpfs {
         let mount = Mount::tmpfs(t.target.clone());
@@ -187,7 +180,12 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, writable: Option<&Path>)
         b = b.current_dir(w);
     }
     let program = host_program.map_or_else(|| program.to_owned(), |p| p.display().to_string());
-    Ok(Prepared { sandbox: b.build()?, program, lower })
+    let sandbox = b.build().inspect_err(|_| {
+        if let Some(layer) = &kept {
+            layer.remove_empty();
+        }
+    })?;
+    Ok(Prepared { sandbox, program, lower, kept, writable })
 }
 
 /// `program` as an absolute host path, when it names a file on the host by a path outside the system
@@ -212,15 +210,48 @@ fn target_folder(program: Option<&Path>, env: Option<std::ffi::OsString>) -> Opt
     })
 }
 
-/// Where the sandbox shows the host folder `base` through one of `binds` (host folder, path inside),
-/// if `base` itself or a folder above it is bound.
-fn shown_inside(base: &Path, binds: &[(PathBuf, String)]) -> Option<String> {
-    let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
-    let base = real(base);
-    binds.iter().find_map(|(source, target)| {
-        let rest = base.strip_prefix(real(source)).ok()?;
-        Some(Path::new(target).join(rest).display().to_string())
-    })
+/// `--keep-failed`'s folder `base`, resolved ([`crate::host_path::resolve`]), once it is known to lie
+/// outside every folder the program can write (`binds`: host folder, where the sandbox shows it;
+/// `writable`: those folders resolved) and to hold none of them.
+///
+/// sandbox-run, as the caller, makes the layer there, walks it, writes `changes.txt` and removes
+/// folders there after the program ended. Outside reviews: through a link the program planted there,
+/// root wrote and deleted any host file; with the folder hidden behind a read-only tmpfs, the program
+/// renamed a folder above it and planted the link at the old path; through a link an earlier sandbox
+/// planted in the workspace, above the folder, root made the layer anywhere. (The work itself goes
+/// through descriptors of the folder made, crate::keep::Layer; these refusals are the first line.)
+fn keep_folder(base: &Path, binds: &[(PathBuf, String)]) -> Result<PathBuf, Error> {
+    let binds: Vec<(PathBuf, &String)> = binds
+        .iter()
+        .map(|(source, target)| (source.canonicalize().unwrap_or_else(|_| source.clone()), target))
+        .collect();
+    let writable: Vec<PathBuf> = binds.iter().map(|(source, _)| source.clone()).collect();
+    let real = crate::host_path::resolve("--keep-failed", base, &writable)?;
+    let refuse = |why: String| Error::Refused {
+        value: base.display().to_string(),
+        reason: format!(
+            "--keep-failed `{}` {why}, where the program could redirect what sandbox-run writes and removes \
+             there once it ends; choose a folder outside the workspace, the target folder, the working \
+             directory and read-write --mounts (e.g. under $RUNNER_TEMP or /var/tmp), or pass --no-workspace",
+            base.display()
+        ),
+    };
+    for (source, target) in &binds {
+        if let Ok(rest) = real.strip_prefix(source) {
+            let inside = Path::new(target).join(rest);
+            return Err(refuse(format!(
+                "lies in a folder the sandbox can write (it sees it at `{}`)",
+                inside.display()
+            )));
+        }
+        if source.starts_with(&real) {
+            return Err(refuse(format!(
+                "holds `{}`, which the sandbox can write (it sees it at `{target}`)",
+                source.display()
+            )));
+        }
+    }
+    Ok(real)
 }
 
 /// The current cargo workspace (the nearest folder above the working directory holding a `Cargo.lock`),

@@ -284,49 +284,67 @@ fn a_program_cannot_plant_links_where_sandbox_run_writes() {
     assert_eq!(std::fs::read_to_string(&victim).expect("the victim"), "SECRET");
 }
 
-/// The third outside review: `DIR` reached through a link in a folder the program can write (the
-/// check sees where the link points, outside), which the program pointed elsewhere while it ran:
-/// sandbox-run then removed (program passed) or wrote into (failed) that folder's `run` as root. It
-/// works through a descriptor of the folder it made now, wherever the path leads afterwards.
+/// `DIR` reached through a link: one in a folder a sandbox can write (here the working directory),
+/// which an earlier sandbox could have planted, is refused before anything is made (a fifth outside
+/// review: root made the layer, with the program's files, wherever it pointed), as is a read-write
+/// `--mount` inside `DIR`. One outside them is the caller's and is followed; if it is pointed
+/// elsewhere while the program runs (here by the test, as a concurrent sandbox that could write there
+/// would), sandbox-run still removes (program passed) or writes into (failed) the folder it made
+/// through its descriptor, never where the path now leads (the third outside review).
 #[test]
 fn a_relinked_keep_folder_redirects_nothing() {
     let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
-    let [work, outside, victim] = ["work", "outside", "victim"].map(|n| dir.path().join(n));
-    for d in [&work, &outside.join("kept"), &victim.join("kept/run")] {
+    let [work, links, outside, victim] = ["work", "links", "outside", "victim"].map(|n| dir.path().join(n));
+    for d in [&work, &links, &outside.join("kept"), &victim.join("kept/run")] {
         std::fs::create_dir_all(d).expect("mkdir");
     }
     std::fs::write(victim.join("kept/run/data"), "precious").expect("write the victim");
-    let link = work.join("link");
-    let kept = link.join("kept");
+    let sandbox_run = |keep: &Path, extra: &[&str], script: &str| {
+        let mut c = Command::new(SANDBOX_RUN);
+        c.current_dir(&work).args(["--rootfs", "host", "--keep-failed"]).arg(keep).args(extra);
+        c.args(["--", "/bin/sh", "-c", script]);
+        c
+    };
+    // Planted where the sandbox writes: refused, at DIR itself and above it.
+    let planted = work.join("planted");
+    std::os::unix::fs::symlink(&victim, &planted).expect("link");
+    for keep in [planted.clone(), planted.join("kept")] {
+        let out = sandbox_run(&keep, &[], "exit 1").output().expect("run sandbox-run");
+        assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("leads through the link"), "{}", text(&out));
+    }
+    let sub = outside.join("kept/sub");
+    std::fs::create_dir(&sub).expect("mkdir");
+    let mount = format!("{}:/data", sub.display());
+    let out = sandbox_run(&outside.join("kept"), &["--mount", &mount], "exit 1").output().expect("run sandbox-run");
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("which the sandbox can write"), "{}", text(&out));
+    std::fs::remove_dir(&sub).expect("rmdir");
+    // The caller's own link, pointed at the victim while the program runs.
+    let link = links.join("link");
+    let [ready, go] = ["ready", "go"].map(|n| work.join(n));
+    for fifo in [&ready, &go] {
+        assert!(Command::new("mkfifo").arg(fifo).status().expect("mkfifo").success());
+    }
     for code in [0, 1] {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&outside, &link).expect("link");
-        let script = format!(
-            "rm {link} && ln -s {victim} {link}; exit {code}",
-            link = link.display(),
-            victim = victim.display()
-        );
-        let out = Command::new(SANDBOX_RUN)
-            .current_dir(&work)
-            .args(["--rootfs", "host", "--keep-failed"])
-            .arg(&kept)
-            .args(["--", "/bin/sh", "-c", &script])
-            .output()
-            .expect("run sandbox-run");
+        let script = format!("echo ready > {}; read line < {}; exit {code}", ready.display(), go.display());
+        let child = sandbox_run(&link.join("kept"), &[], &script)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start sandbox-run");
+        // The program is running once it wrote; no sleep needed.
+        assert_eq!(std::fs::read_to_string(&ready).expect("wait for the program"), "ready\n");
+        std::fs::remove_file(&link).expect("unlink");
+        std::os::unix::fs::symlink(&victim, &link).expect("relink");
+        std::fs::write(&go, "go\n").expect("let the program end");
+        let out = child.wait_with_output().expect("wait for sandbox-run");
         assert_eq!(out.status.code(), Some(code), "{}", text(&out));
         assert_eq!(system_tests::list(&victim.join("kept/run")), ["data"], "exit {code}: {}", text(&out));
     }
     assert!(outside.join("kept/run/changes.txt").is_file(), "the failed run's layer is kept where it was made");
-    // A link at DIR itself (one an earlier sandbox could have planted) is refused.
-    let out = Command::new(SANDBOX_RUN)
-        .current_dir(&work)
-        .args(["--rootfs", "host", "--keep-failed"])
-        .arg(&link)
-        .args(["--", "/bin/true"])
-        .output()
-        .expect("run sandbox-run");
-    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a link"), "{}", text(&out));
 }
 
 /// With the host's root, its folders' overlays are `nodev`, as the rootfs's own overlay is: a
