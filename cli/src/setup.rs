@@ -132,10 +132,13 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         let mount = Mount::bind(source, m.target.clone());
         volumes.push((m.target.clone(), if m.read_only { mount.read_only() } else { mount }));
     }
-    let writable: Vec<PathBuf> = writable_binds.iter().filter_map(|(source, _)| source.canonicalize().ok()).collect();
+    // Resolved, as the links on the way to a folder sandbox-run writes in are.
+    let writable_binds: Vec<(PathBuf, String)> =
+        writable_binds.into_iter().map(|(source, target)| (source.canonicalize().unwrap_or(source), target)).collect();
+    let writable: Vec<PathBuf> = writable_binds.iter().map(|(source, _)| source.clone()).collect();
     let kept = match &opts.keep_failed {
         Some(base) => {
-            let base = keep_folder(base, &writable_binds)?;
+            let base = keep_folder(base, &writable_binds, &writable)?;
             keep_as.map(|name| crate::keep::fresh_layer_dir(&base, name)).transpose()?
         }
         None => None,
@@ -211,8 +214,8 @@ fn target_folder(program: Option<&Path>, env: Option<std::ffi::OsString>) -> Opt
 }
 
 /// `--keep-failed`'s folder `base`, resolved ([`crate::host_path::resolve`]), once it is known to lie
-/// outside every folder the program can write (`binds`: host folder, where the sandbox shows it;
-/// `writable`: those folders resolved) and to hold none of them.
+/// outside every folder the program can write (`binds`: host folder, resolved, and where the sandbox
+/// shows it; `writable`: those host folders) and to hold none of them.
 ///
 /// sandbox-run, as the caller, makes the layer there, walks it, writes `changes.txt` and removes
 /// folders there after the program ended. Outside reviews: through a link the program planted there,
@@ -220,13 +223,8 @@ fn target_folder(program: Option<&Path>, env: Option<std::ffi::OsString>) -> Opt
 /// renamed a folder above it and planted the link at the old path; through a link an earlier sandbox
 /// planted in the workspace, above the folder, root made the layer anywhere. (The work itself goes
 /// through descriptors of the folder made, crate::keep::Layer; these refusals are the first line.)
-fn keep_folder(base: &Path, binds: &[(PathBuf, String)]) -> Result<PathBuf, Error> {
-    let binds: Vec<(PathBuf, &String)> = binds
-        .iter()
-        .map(|(source, target)| (source.canonicalize().unwrap_or_else(|_| source.clone()), target))
-        .collect();
-    let writable: Vec<PathBuf> = binds.iter().map(|(source, _)| source.clone()).collect();
-    let real = crate::host_path::resolve("--keep-failed", base, &writable)?;
+fn keep_folder(base: &Path, binds: &[(PathBuf, String)], writable: &[PathBuf]) -> Result<PathBuf, Error> {
+    let real = crate::host_path::resolve("--keep-failed", base, writable)?;
     let refuse = |why: String| Error::Refused {
         value: base.display().to_string(),
         reason: format!(
@@ -236,7 +234,7 @@ fn keep_folder(base: &Path, binds: &[(PathBuf, String)]) -> Result<PathBuf, Erro
             base.display()
         ),
     };
-    for (source, target) in &binds {
+    for (source, target) in binds {
         if let Ok(rest) = real.strip_prefix(source) {
             let inside = Path::new(target).join(rest);
             return Err(refuse(format!(
