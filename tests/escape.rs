@@ -985,7 +985,7 @@ fn check_closure_environment() {
 /// As root, a writable layer kept on the host (`Builder::writable_layer_in`, `sandbox-run
 /// --keep-failed`) holds the program's files with their modes, a setuid one among them (setuid to the
 /// range's first id, the id every as-root sandbox's root is): its folder is private, so no other host
-/// user can reach it.
+/// user can reach it, nor another sandbox through a read-write volume.
 fn check_kept_layer_setid() {
     if !is_root() {
         return; // rootless, the kept files are the caller's own
@@ -995,8 +995,10 @@ fn check_kept_layer_setid() {
     let sb = builder().writable_layer_in(keep.path()).build().expect("build");
     let out = both(&run(&sb, "mkdir -p /srv && cp /bin/busybox /srv/s && chmod 6755 /srv/s; echo done"));
     assert!(out.ends_with("done\n"), "{out}");
+    // Private, and the range's root's: an id no host user is and no sandbox's read-write volume maps
+    // (a volume maps the host's root alone), so no other sandbox's root reaches inside either.
     let meta = std::fs::metadata(keep.path()).expect("the kept folder");
-    assert_eq!((meta.mode() & 0o777, meta.uid()), (0o700, 0), "the kept layer's folder is root's alone");
+    assert_eq!((meta.mode() & 0o777, meta.uid()), (0o700, 2_000_000_000), "the kept layer's folder is private");
     if let Some((_, uid, gid)) = test_user() {
         let reached = std::process::Command::new("setpriv")
             .args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into(), "--".into()])
@@ -2241,6 +2243,7 @@ fn child_rootless_what_worked_still_works() {
 
 /// Every attack, by name, for the rootless runs.
 const CHECKS: &[(&str, fn())] = &[
+    ("kept_layer_folder", check_kept_layer_folder_held),
     ("host_disk", check_host_disk_via_mknod),
     ("open_by_handle_at", check_open_by_handle_at),
     ("sysctls", check_global_sysctls),
@@ -2447,4 +2450,60 @@ fn rootless_a_session_command_cannot_stall_a_pty_commands_start() {
 #[test]
 fn rootless_a_sandbox_cannot_take_the_hosts_pseudo_terminals() {
     rootless_checks(&["pty_pool"]);
+}
+
+/// The fifth outside review of `--keep-failed`: a sandbox that could write the folder holding a kept
+/// layer's folder (through a read-write volume) swapped that folder for a link between its making and
+/// setup's use of it, and root then created, chowned and mounted the layer in a host folder of its
+/// choice, where the program read and deleted root's files. Setup now holds the very folder made when
+/// the sandbox was built, through a descriptor opened without following links, and makes it the
+/// range's root's, private: replaced by a link or by another folder, the start fails at that step and
+/// nothing is made where the path leads; as root, another sandbox's root cannot reach inside it.
+fn check_kept_layer_folder_held() {
+    let top = tempfile::tempdir().expect("tempdir");
+    let [keep, aside, victim] = ["keep", "aside", "victim"].map(|n| top.path().join(n));
+    for d in [&keep, &victim] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    std::fs::write(victim.join("file"), "precious").expect("write the victim");
+    let sb = builder().writable_layer_in(&keep).build().expect("build");
+    std::fs::rename(&keep, &aside).expect("move the folder aside");
+    for replaced_by_a_link in [true, false] {
+        if replaced_by_a_link {
+            // Relative: it leads to the victim from the host's root and from setup's staging root.
+            std::os::unix::fs::symlink("victim", &keep).expect("link");
+        } else {
+            std::fs::create_dir(&keep).expect("another folder");
+        }
+        let err = sb.command("/bin/true").output().expect_err("a replaced folder is refused");
+        assert!(err.to_string().contains("hold the writable layer's folder"), "{err}");
+        assert_eq!(system_tests::list(&victim), ["file"]);
+        assert_eq!(std::fs::metadata(&victim).expect("victim").mode() & 0o777, 0o755, "the victim's mode");
+        if replaced_by_a_link {
+            std::fs::remove_file(&keep).expect("unlink");
+        } else {
+            assert_eq!(system_tests::list(&keep), Vec::<String>::new(), "nothing made in the other folder");
+            std::fs::remove_dir(&keep).expect("rmdir");
+        }
+    }
+    std::fs::rename(&aside, &keep).expect("put the folder back");
+    assert_eq!(sh(&sb, "echo kept > /etc/motd && cat /etc/motd"), "kept\n");
+    assert_eq!(std::fs::read_to_string(keep.join("upper/etc/motd")).expect("kept"), "kept\n");
+    if is_root() {
+        let other = builder().mount(Mount::bind(top.path(), "/k")).build().expect("build");
+        let out = run(&other, "ls /k/keep/upper; mkdir /k/keep/upper/x; ln -s / /k/keep/planted; echo done");
+        let text = both(&out);
+        assert!(out.stdout.ends_with(b"done\n") && text.matches("Permission denied").count() == 3, "{text}");
+        assert!(!keep.join("upper/x").exists() && !keep.join("planted").exists(), "{text}");
+    }
+}
+
+#[test]
+fn a_kept_layers_folder_is_neither_replaced_nor_reached_by_another_sandbox() {
+    check_kept_layer_folder_held();
+}
+
+#[test]
+fn rootless_a_kept_layers_folder_is_not_replaced() {
+    rootless_checks(&["kept_layer_folder"]);
 }

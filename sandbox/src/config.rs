@@ -97,6 +97,9 @@ pub(crate) struct Layers {
     /// A fresh host folder for the writable layer (`upper/` and `work/` inside), kept after the
     /// sandbox ends; `None`: the sandbox's memory, gone with it.
     pub upper_in: Option<PathBuf>,
+    /// `upper_in`'s device and inode when the sandbox was built: init holds that folder only, never
+    /// one put in its place since.
+    pub upper_id: Option<(u64, u64)>,
     /// Read-only layers over the rootfs (a kept writable layer, to resume from), topmost first.
     pub above: Vec<PathBuf>,
 }

@@ -397,11 +397,13 @@ impl Builder {
         if self.copy_rootfs && (self.upper_in.is_some() || !self.layers.is_empty()) {
             return Err(invalid("copy_rootfs", "true", "layers need overlayfs: leave copy_rootfs off"));
         }
-        if let Some(dir) = &self.upper_in {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(crate::error::io("make the writable layer's folder private", dir.clone()))?;
-        }
+        let upper_id = match &self.upper_in {
+            Some(dir) => Some(
+                crate::sys::mount::make_private(dir)
+                    .map_err(|e| crate::error::io("make the writable layer's folder private", dir.clone())(e.into()))?,
+            ),
+            None => None,
+        };
         let root = if lower == Path::new("/") {
             if self.copy_rootfs {
                 return Err(invalid("rootfs", "/", "the host's root is never copied: leave copy_rootfs off"));
@@ -415,7 +417,7 @@ impl Builder {
         Ok(Sandbox {
             base: Config {
                 root,
-                layers: crate::config::Layers { upper_in: self.upper_in, above: self.layers },
+                layers: crate::config::Layers { upper_in: self.upper_in, upper_id, above: self.layers },
                 hostname: self.hostname,
                 network,
                 env,

@@ -83,6 +83,16 @@ pub(crate) enum Op {
         /// With the mounts below `source` (a volume; the overlay's lower layer sees no submount).
         recursive: bool,
     },
+    /// Holds the kept writable layer's host folder `source` (a path without links, opened without
+    /// following any) at `target`, if it is still the folder of device and inode `id`: made private
+    /// (0700, given to `owner` if any), `upper` and `work` made in it, none there before, then bound
+    /// at `target` through its descriptor (crate::sys::mount::hold_folder).
+    HoldFolder {
+        source: PathBuf,
+        target: PathBuf,
+        id: (u64, u64),
+        owner: Option<u32>,
+    },
     /// Gives a path to an owner (lchown).
     Chown {
         path: PathBuf,
@@ -164,6 +174,7 @@ impl Op {
             | Op::HostOverlay { target: path, .. }
             | Op::BindFile { target: path, .. } => path,
             Op::IdmappedBind { target, .. } => target,
+            Op::HoldFolder { source, .. } => source,
             Op::Chown { path, .. } | Op::Mask { path } | Op::ReadOnly { path } => path,
             Op::EnterUserNamespace { .. } => return None,
             Op::SetHostname { name } => return Some(name.clone()),
@@ -311,6 +322,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
                 sys.idmapped_bind(source, target, *userns, *read_only, *recursive)
             }
             Op::Chown { path, id } => sys.chown(path, *id),
+            Op::HoldFolder { source, target, id, owner } => sys.hold_folder(source, target, *id, *owner),
             Op::EnterUserNamespace { userns } => sys.enter_user_namespace(*userns),
             Op::Mask { path } => sys.mask(path),
             Op::ReadOnly { path } => sys.bind_read_only(path),
@@ -569,6 +581,9 @@ mod tests {
         }
         fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {
             self.call(format!("chown {} {id}", path.display()))
+        }
+        fn hold_folder(&self, source: &Path, target: &Path, _: (u64, u64), owner: Option<u32>) -> Result<(), Errno> {
+            self.call(format!("hold {} at {} for {owner:?}", source.display(), target.display()))
         }
         fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {
             self.call(format!("enter userns {userns}"))

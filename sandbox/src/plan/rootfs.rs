@@ -50,8 +50,29 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
         Op::PivotRoot { new_root: p(STAGING), put_old: p("/tmp/oldroot") },
     );
     s.add(StepKind::Staging, "enter the staging root", Op::Chdir { path: p("/") });
-    // The writable layer: in this tmpfs, or in the caller's host folder, to be kept.
-    let base = config.layers.upper_in.as_ref().map_or_else(|| p("/"), |d| on_host(d));
+    // The writable layer: in this tmpfs, or in the caller's host folder, to be kept. That folder is
+    // held through a descriptor, private, at /kept: whoever else can write where it lies (another
+    // sandbox, through a volume) can neither put a link in its place nor, as root, reach inside it,
+    // so the paths below lead where they say (an outside review: a sandbox that could write the
+    // folder's parent swapped it for a link while setup walked it, and root created, chowned and
+    // mounted the layer in a host folder of its choice).
+    let base = match &config.layers.upper_in {
+        Some(dir) => {
+            s.add(StepKind::Staging, "create the kept layer's place", Op::Mkdir { path: p("/kept"), mode: 0o700 });
+            s.add(
+                StepKind::Staging,
+                "hold the writable layer's folder (the one made when the sandbox was built, no link)",
+                Op::HoldFolder {
+                    source: on_host(dir),
+                    target: p("/kept"),
+                    id: config.layers.upper_id.unwrap_or_default(),
+                    owner: shifted.map(|(base, _)| base),
+                },
+            );
+            p("/kept")
+        }
+        None => p("/"),
+    };
     let (upper, work) = (base.join("upper"), base.join("work"));
     for dir in [&upper, &work, &p("/newroot")] {
         s.add(StepKind::Staging, "create a staging directory", Op::Mkdir { path: dir.clone(), mode: 0o755 });

@@ -212,6 +212,15 @@ pub(crate) fn read_only_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::path::P
     attach(&copy, dir, &name)
 }
 
+/// Binds the folder `dir` (any descriptor of it, `O_PATH` too) at `target`: the folder itself, not
+/// what a path to it leads to by now (open_tree(2) of the descriptor, then move_mount(2)).
+pub(crate) fn bind_held_at(dir: std::os::fd::BorrowedFd<'_>, target: &std::path::Path) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let tree = clone_mount(dir.as_raw_fd(), c"", 0)?;
+    attach(&tree, nix::fcntl::AT_FDCWD, &target)
+}
+
 /// A detached copy of the mount at `name` in `dir` (`dir` itself if `name` is empty; `AT_FDCWD`
 /// for a path): open_tree(2) `OPEN_TREE_CLONE`, with `recursive` the mounts below it too.
 fn clone_mount(dir: RawFd, name: &std::ffi::CStr, recursive: libc::c_uint) -> Result<std::os::fd::OwnedFd, Errno> {

@@ -73,6 +73,8 @@ pub(crate) trait Sys {
     ) -> Result<(), Errno>;
     /// Gives `path` (not what a symlink there points to) to uid and gid `id`.
     fn chown(&self, path: &Path, id: u32) -> Result<(), Errno>;
+    /// See `Op::HoldFolder`.
+    fn hold_folder(&self, source: &Path, target: &Path, id: (u64, u64), owner: Option<u32>) -> Result<(), Errno>;
     /// Enters the user namespace `userns`, then a new mount namespace owned by it.
     fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno>;
     /// Creates a directory and its missing parents.
@@ -254,6 +256,10 @@ impl Sys for Kernel {
 
     fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {
         std::os::unix::fs::lchown(path, Some(id), Some(id)).map_err(mount::errno_of)
+    }
+
+    fn hold_folder(&self, source: &Path, target: &Path, id: (u64, u64), owner: Option<u32>) -> Result<(), Errno> {
+        mount::hold_folder(source, target, id, owner)
     }
 
     fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {

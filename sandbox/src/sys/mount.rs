@@ -4,6 +4,7 @@ use std::ffi::CString;
 use std::path::Path;
 
 use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::MsFlags;
 
 /// Makes the bind mount at `target`, and every mount below it, nosuid and nodev (and read-only).
@@ -25,6 +26,53 @@ pub(crate) fn lock_bind(target: &Path, read_only: bool) -> Result<(), Errno> {
         }
         other => other,
     }
+}
+
+/// Makes the writable layer's host folder `dir` private (0700) through a descriptor opened without
+/// following any link (`dir` is a resolved path: a link put in it since is refused) and returns its
+/// device and inode, by which init holds it later ([`hold_folder`]).
+pub(crate) fn make_private(dir: &Path) -> Result<(u64, u64), Errno> {
+    let fd = open_no_links(dir, OFlag::O_RDONLY)?;
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o700))?;
+    let st = nix::sys::stat::fstat(&fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// `path` opened as a directory with `flags`, with no link anywhere in it (`RESOLVE_NO_SYMLINKS`).
+fn open_no_links(path: &Path, flags: OFlag) -> Result<std::os::fd::OwnedFd, Errno> {
+    let how =
+        OpenHow::new().flags(flags | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    loop {
+        match nix::fcntl::openat2(nix::fcntl::AT_FDCWD, path, how) {
+            // openat2(2): EAGAIN when a rename raced the lookup; try again.
+            Err(Errno::EAGAIN) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// See `crate::plan::Op::HoldFolder`. ESTALE when the folder at `source` is not the one of `id`
+/// (replaced since the sandbox was built), EEXIST when `upper` or `work` is already in it.
+pub(crate) fn hold_folder(source: &Path, target: &Path, id: (u64, u64), owner: Option<u32>) -> Result<(), Errno> {
+    use std::os::fd::AsFd;
+    let fd = open_no_links(source, OFlag::O_RDONLY)?;
+    let st = nix::sys::stat::fstat(&fd)?;
+    if (st.st_dev, st.st_ino) != id {
+        return Err(Errno::ESTALE);
+    }
+    // As root with a shifted range: the range's root, an id no sandbox's read-write volume maps, so
+    // that no other sandbox's root reaches inside through one (a volume maps the host's root alone).
+    if let Some(owner) = owner {
+        let id = (nix::unistd::Uid::from_raw(owner), nix::unistd::Gid::from_raw(owner));
+        nix::unistd::fchown(&fd, Some(id.0), Some(id.1))?;
+    }
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o700))?;
+    // From here on nobody else can reach inside; what is there already was put there by someone
+    // else, between the folder's making and now.
+    for name in ["upper", "work"] {
+        nix::sys::stat::mkdirat(&fd, name, nix::sys::stat::Mode::from_bits_truncate(0o755))?;
+    }
+    super::hardening::bind_held_at(fd.as_fd(), target)
 }
 
 pub(crate) fn errno_of(e: std::io::Error) -> Errno {
