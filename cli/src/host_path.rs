@@ -61,6 +61,19 @@ pub(crate) fn resolve(what: &str, path: &Path, writable: &[PathBuf]) -> Result<P
                         ),
                     });
                 }
+                if let Some(owner) = foreign_in_sticky(&real, &m) {
+                    return Err(Error::Refused {
+                        value: path.display().to_string(),
+                        reason: format!(
+                            "{what} `{}` leads through the link `{}`, which user {owner} owns in the shared \
+                             folder `{}`: the kernel does not follow such a link for anyone else \
+                             (fs.protected_symlinks), nor does sandbox-run; give the folder it leads to itself",
+                            path.display(),
+                            next.display(),
+                            real.display()
+                        ),
+                    });
+                }
                 let target = std::fs::read_link(&next).map_err(io("read the link", &next))?;
                 if target.is_absolute() {
                     real = PathBuf::from("/");
@@ -75,6 +88,18 @@ pub(crate) fn resolve(what: &str, path: &Path, writable: &[PathBuf]) -> Result<P
         }
     }
     Ok(real)
+}
+
+/// The owner of the link `link` (its metadata) in the folder `folder`, where the kernel's
+/// `fs.protected_symlinks` rule would refuse to follow it for this process: the folder is sticky and
+/// everyone's to write (`/tmp`, `/var/tmp`), and the link is neither this process's nor the folder
+/// owner's. An outside review: resolving links in user space went around that rule.
+fn foreign_in_sticky(folder: &Path, link: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::fs::metadata(folder).ok()?;
+    let shared = dir.mode() & 0o1002 == 0o1002;
+    let owner = link.uid();
+    (shared && owner != nix::unistd::geteuid().as_raw() && owner != dir.uid()).then_some(owner)
 }
 
 /// The names in `path`, `..` included, `/` and `.` left out.
@@ -164,5 +189,23 @@ mod tests {
         let e = open_folder(&root.join("l/b"), true).expect_err("a link in the path");
         assert!(e.to_string().contains("open"), "{e}");
         assert!(!root.join("a/b/b").exists());
+    }
+
+    #[test]
+    fn another_users_link_in_a_shared_sticky_folder_is_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // making a link another user owns needs root; CI runs this as root
+        }
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().canonicalize().expect("resolve");
+        let (shared, target) = (root.join("shared"), root.join("target"));
+        std::fs::create_dir(&target).expect("mkdir");
+        std::fs::create_dir(&shared).expect("mkdir");
+        std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).expect("chmod");
+        std::os::unix::fs::symlink(&target, shared.join("l")).expect("link");
+        assert_eq!(resolve("--x", &shared.join("l/x"), &[]).expect("root's own link"), target.join("x"));
+        std::os::unix::fs::lchown(shared.join("l"), Some(1001), Some(1001)).expect("give the link away");
+        let e = resolve("--x", &shared.join("l/x"), &[]).expect_err("another user's link");
+        assert!(e.to_string().contains("protected_symlinks"), "{e}");
     }
 }

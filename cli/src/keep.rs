@@ -2,10 +2,9 @@
 //! kept on the host (what it added, changed and deleted, as a tree plus `changes.txt`), and a shell
 //! can be opened on that state later: the tool for a system test that failed once in CI.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -94,18 +93,18 @@ pub fn finish(layer: &Layer, passed: bool, lower: &Path, record: &KeptRecord) ->
         // Only what the sandbox made there: anything else (put there by whoever could write the
         // folder) makes the removal fail rather than be walked.
         for made in ["upper", "work"] {
-            remove_layer(&dir.join(made))?;
+            remove_tree(&layer.held, made.as_ref(), &layer.path)?;
         }
         nix::unistd::unlinkat(&layer.base, layer.name.as_os_str(), nix::unistd::UnlinkatFlags::RemoveDir)
             .map_err(|e| io("remove", &layer.path)(e.into()))?;
         return Ok(None);
     }
     // overlayfs' work folder is of no use to anybody (and mode 000 inside).
-    let _ = remove_layer(&dir.join("work"));
+    let _ = remove_tree(&layer.held, "work".as_ref(), &layer.path);
     let mut lines = Vec::new();
     // The upper layer itself, never a link put in its place, walked from descriptor to descriptor.
     if let Ok(upper) = open_listing(&layer.held, "upper".as_ref()) {
-        changes(&upper, Path::new("/"), lower, &mut lines);
+        changes(&upper, Path::new("/"), lower, 0, &mut lines);
     }
     lines.sort_by(|a: &String, b: &String| a[2..].cmp(&b[2..]));
     let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
@@ -140,59 +139,102 @@ pub fn read_record(dir: &Path) -> Result<KeptRecord, Error> {
     serde_json::from_str(&text).map_err(|e| io("read", &path)(std::io::Error::other(e)))
 }
 
-/// Removes a layer folder, making its folders searchable first (overlayfs leaves `work/work` 000).
-fn remove_layer(dir: &Path) -> Result<(), Error> {
-    match std::fs::symlink_metadata(dir) {
-        Err(_) => return Ok(()),
-        // A link is removed, never followed (open_up changes modes).
-        Ok(m) if !m.is_dir() => return std::fs::remove_file(dir).map_err(io("remove", dir)),
+/// Removes `name` in `parent` (a layer's `upper` or `work`; `shown`: the layer's path, for errors)
+/// and all it holds, however deep, two descriptors at a time: a folder that is not empty has its
+/// entries moved up into the top folder (under fresh names) before it is removed, so no walk goes
+/// deeper than one level and nothing is followed (a link is removed as itself). An outside review:
+/// 30000 nested folders made the recursive removal fail with EMFILE and the walk overflow the stack.
+fn remove_tree(parent: &OwnedFd, name: &OsStr, shown: &Path) -> Result<(), Error> {
+    use rustix::fs::AtFlags;
+    let fail = |e: rustix::io::Errno| io("remove", shown.join(name))(e.into());
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(fail(e)),
+        // Not a folder (or a link put in its place): removed as itself.
+        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory => {
+            return rustix::fs::unlinkat(parent, name, AtFlags::empty()).map_err(fail);
+        }
         Ok(_) => {}
     }
-    if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name())
-        && let Ok(parent) = open_path(None, parent, false)
-    {
-        open_up(&parent, name);
+    let top = open_folder(parent, name).map_err(fail)?;
+    let mut fresh = 0u64;
+    loop {
+        let entries = names_in(&top).map_err(fail)?;
+        if entries.is_empty() {
+            break;
+        }
+        for entry in entries {
+            let is_dir = rustix::fs::statat(&top, &entry, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory);
+            if !is_dir {
+                rustix::fs::unlinkat(&top, &entry, AtFlags::empty()).map_err(fail)?;
+                continue;
+            }
+            match rustix::fs::unlinkat(&top, &entry, AtFlags::REMOVEDIR) {
+                Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => {}
+                other => {
+                    other.map_err(fail)?;
+                    continue;
+                }
+            }
+            let sub = open_folder(&top, &entry).map_err(fail)?;
+            for inner in names_in(&sub).map_err(fail)? {
+                loop {
+                    fresh += 1;
+                    let to = format!(".removing-{fresh}");
+                    match rustix::fs::renameat_with(&sub, &inner, &top, &to, rustix::fs::RenameFlags::NOREPLACE) {
+                        Err(rustix::io::Errno::EXIST) => continue,
+                        other => break other.map_err(fail)?,
+                    }
+                }
+            }
+            drop(sub);
+            rustix::fs::unlinkat(&top, &entry, AtFlags::REMOVEDIR).map_err(fail)?;
+        }
     }
-    // std's remove_dir_all opens each level without following links.
-    std::fs::remove_dir_all(dir).map_err(io("remove", dir))
+    drop(top);
+    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).map_err(fail)
+}
+
+/// The folder `name` in `parent`, opened to be read without following a link; one overlayfs left
+/// unsearchable (`work/work`, mode 000: the caller may lack the right to override it rootless) is
+/// made 0700 first, through a descriptor of that very folder.
+fn open_folder(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
+    match open_listing(parent, name) {
+        Err(rustix::io::Errno::ACCESS) => {
+            use rustix::fs::OFlags;
+            let held = rustix::fs::openat(
+                parent,
+                name,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?;
+            rustix::fs::chmod(fd_path(&held), rustix::fs::Mode::from_raw_mode(0o700))?;
+            rustix::fs::open(
+                fd_path(&held),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+        }
+        other => other,
+    }
+}
+
+/// The names in the folder `dir`, `.` and `..` left out.
+fn names_in(dir: &OwnedFd) -> rustix::io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let name = OsStr::from_bytes(e?.file_name().to_bytes()).to_owned();
+        if name != "." && name != ".." {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// What `fd` refers to, as a path (`/proc/self/fd/N`): the inode it holds, not a name looked up again.
 fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
-
-/// `path` opened `O_PATH` (relative to `at`, if given); with `no_follow`, not through a link as its
-/// last component.
-fn open_path(at: Option<&OwnedFd>, path: &Path, no_follow: bool) -> nix::Result<OwnedFd> {
-    use nix::fcntl::OFlag;
-    let mut flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
-    if no_follow {
-        flags |= OFlag::O_NOFOLLOW;
-    }
-    match at {
-        Some(dir) => nix::fcntl::openat(dir, path, flags, nix::sys::stat::Mode::empty()),
-        None => nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()),
-    }
-}
-
-/// Makes the folder `name` in `parent`, and every folder below it, searchable (0700), each opened
-/// relative to its parent's descriptor without following links, its mode set through that descriptor:
-/// a folder swapped for a link meanwhile (a fourth outside review: by a sandbox that could write the
-/// kept layers' folder) is left alone, not followed.
-fn open_up(parent: &OwnedFd, name: &std::ffi::OsStr) {
-    let Ok(fd) = open_path(Some(parent), Path::new(name), true) else { return };
-    if !nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR) {
-        return;
-    }
-    let itself = fd_path(&fd);
-    let _ = std::fs::set_permissions(&itself, std::fs::Permissions::from_mode(0o700));
-    let Ok(entries) = std::fs::read_dir(&itself) else { return };
-    for e in entries.flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            open_up(&fd, &e.file_name());
-        }
-    }
 }
 
 /// The folder `name` in `parent`, opened to be listed, never through a link.
@@ -202,37 +244,54 @@ fn open_listing(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
     rustix::fs::openat(parent, name, flags, rustix::fs::Mode::empty())
 }
 
+/// How deep `changes.txt` lists: below, a folder is named once (`+ path/`), its contents not.
+const LISTED_DEPTH: usize = 256;
+
 /// `A path` added, `C path` changed, `D path` deleted, `R path/` a folder replaced (its old contents
-/// hidden): the overlay upper layer's folder `dir` (the sandbox's `shown` folder) against `lower`.
-/// Each folder is opened relative to its parent's descriptor without following links: one swapped for
-/// a link meanwhile (by a sandbox that could write the kept layers' folder) is not listed.
-fn changes(dir: &OwnedFd, shown: &Path, lower: &Path, out: &mut Vec<String>) {
+/// hidden), `+ path/` a folder deeper than [`LISTED_DEPTH`] whose contents are not listed: the
+/// overlay upper layer's folder `dir` (the sandbox's `shown` folder, `depth` folders down) against
+/// `lower`. Each folder is opened relative to its parent's descriptor without following links: one
+/// swapped for a link meanwhile is not listed through it. Paths are written as [`line`] says.
+fn changes(dir: &OwnedFd, shown: &Path, lower: &Path, depth: usize, out: &mut Vec<String>) {
     use rustix::fs::{AtFlags, FileType};
-    let Ok(entries) = rustix::fs::Dir::read_from(dir) else { return };
-    for e in entries.flatten() {
-        let name = OsStr::from_bytes(e.file_name().to_bytes());
-        if name == "." || name == ".." {
-            continue;
-        }
-        let (inside, below) = (shown.join(name), lower.join(name));
-        let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
+    let Ok(names) = names_in(dir) else { return };
+    for name in names {
+        let (inside, below) = (shown.join(&name), lower.join(&name));
+        let Ok(st) = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
         let existed = std::fs::symlink_metadata(&below).is_ok();
         match FileType::from_raw_mode(st.st_mode) {
-            FileType::CharacterDevice if st.st_rdev == 0 => out.push(format!("D {}", inside.display())),
+            FileType::CharacterDevice if st.st_rdev == 0 => out.push(line('D', &inside, "")),
+            FileType::Directory if depth >= LISTED_DEPTH => out.push(line('+', &inside, "/")),
             FileType::Directory => {
-                let Ok(sub) = open_listing(dir, name) else { continue };
+                let Ok(sub) = open_listing(dir, &name) else { continue };
                 let opaque = ["trusted.overlay.opaque", "user.overlay.opaque"].iter().any(|a| {
                     let mut value = [0u8; 1];
                     rustix::fs::fgetxattr(&sub, *a, &mut value[..]).is_ok_and(|n| n == 1 && value[0] == b'y')
                 });
                 if opaque && existed {
-                    out.push(format!("R {}/", inside.display()));
+                    out.push(line('R', &inside, "/"));
                 } else if !existed {
-                    out.push(format!("A {}/", inside.display()));
+                    out.push(line('A', &inside, "/"));
                 }
-                changes(&sub, &inside, &below, out);
+                changes(&sub, &inside, &below, depth + 1, out);
             }
-            _ => out.push(format!("{} {}", if existed { 'C' } else { 'A' }, inside.display())),
+            _ => out.push(line(if existed { 'C' } else { 'A' }, &inside, "")),
+        }
+    }
+}
+
+/// One line of `changes.txt`: `kind`, a space, the path and `tail`. A path with a control character
+/// (a newline would forge a line of its own: an outside review), a quote, a backslash or bytes that
+/// are not UTF-8 is written quoted, with Rust's escapes (`"/z\nD /etc"`, `\xff`), as git quotes such
+/// paths.
+fn line(kind: char, path: &Path, tail: &str) -> String {
+    let plain = path.to_str().filter(|p| !p.chars().any(|c| c.is_control() || c == '"' || c == '\\'));
+    match plain {
+        Some(p) => format!("{kind} {p}{tail}"),
+        None => {
+            let mut full = path.as_os_str().to_owned();
+            full.push(tail);
+            format!("{kind} {full:?}")
         }
     }
 }
@@ -254,8 +313,8 @@ mod tests {
         // A link to a folder is a change of its own, never walked.
         std::os::unix::fs::symlink(lower.join("etc"), upper.join("srv/link")).expect("link");
         let mut out = Vec::new();
-        let top = open_path(None, t.path(), false).expect("open");
-        changes(&open_listing(&top, "upper".as_ref()).expect("open"), Path::new("/"), &lower, &mut out);
+        let top = rustix::fs::open(t.path(), rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
+        changes(&open_listing(&top, "upper".as_ref()).expect("open"), Path::new("/"), &lower, 0, &mut out);
         out.sort();
         assert_eq!(out, ["A /srv/", "A /srv/link", "A /srv/new/", "A /srv/new/file", "C /etc/hosts"]);
     }
@@ -268,5 +327,40 @@ mod tests {
         let b = fresh_layer_dir(&base, "net::binds port").expect("second");
         assert_eq!(a.file_name().and_then(|n| n.to_str()), Some("net__binds_port"));
         assert_eq!(b.file_name().and_then(|n| n.to_str()), Some("net__binds_port-2"));
+    }
+
+    #[test]
+    fn deep_trees_are_removed_and_listed_without_running_out_of_anything() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().canonicalize().expect("resolve");
+        // 3000 folders deep (the review's 30000 take a while to make), by short relative steps.
+        let upper = root.join("upper");
+        std::fs::create_dir(&upper).expect("mkdir");
+        let held = rustix::fs::open(&upper, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
+        let mut at = rustix::fs::open(&upper, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
+        for _ in 0..3000 {
+            rustix::fs::mkdirat(&at, "d", rustix::fs::Mode::from_raw_mode(0o755)).expect("mkdir");
+            at = rustix::fs::openat(&at, "d", rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
+        }
+        rustix::fs::mkdirat(&at, "locked", rustix::fs::Mode::empty()).expect("a mode-000 folder");
+        rustix::fs::symlinkat(&root, &at, "link").expect("a link out");
+        std::fs::write(root.join("outside"), "kept").expect("write");
+        let mut lines = Vec::new();
+        changes(&open_listing(&held, ".".as_ref()).expect("open"), Path::new("/"), &root.join("none"), 0, &mut lines);
+        assert_eq!(lines.len(), LISTED_DEPTH + 1, "{:?}", lines.last());
+        assert!(lines.last().is_some_and(|l| l.starts_with("+ /d/d/")), "{:?}", lines.last());
+        let top = rustix::fs::open(&root, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
+        remove_tree(&top, "upper".as_ref(), &root).expect("removed");
+        assert!(!upper.exists());
+        assert_eq!(std::fs::read_to_string(root.join("outside")).expect("the link's target"), "kept");
+    }
+
+    #[test]
+    fn paths_that_could_forge_a_line_are_quoted() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(line('A', Path::new("/etc/motd"), ""), "A /etc/motd");
+        assert_eq!(line('A', Path::new("/z\nD /etc"), "/"), "A \"/z\\nD /etc/\"");
+        assert_eq!(line('C', Path::new("/a\"b\\c"), ""), "C \"/a\\\"b\\\\c\"");
+        assert_eq!(line('A', Path::new(OsStr::from_bytes(b"/\xff")), ""), "A \"/\\xFF\"");
     }
 }

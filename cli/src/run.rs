@@ -63,8 +63,8 @@ fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: 
     let waited = child.wait();
     // From here a signal ends sandbox-run itself (see forward_signals).
     PROGRAM_ENDED.store(true, std::sync::atomic::Ordering::SeqCst);
-    if let Some((dir, path)) = usage_dir {
-        write_usage(&dir, path, child.usage())?;
+    if let Some(((dir, planted), path)) = usage_dir {
+        write_usage(&dir, planted, path, child.usage())?;
     }
     Ok(crate::exit::of_status(waited?))
 }
@@ -93,18 +93,29 @@ pub(crate) fn keep_if_failed(
 /// The folder `path` is in, opened (`O_PATH`): what the path names is fixed from then on. A link on
 /// the way that lies in a folder the program can write (`writable`) is refused: an earlier sandbox
 /// could have planted it (an outside review of `--keep-failed`, which resolves its folder the same way).
-fn usage_folder(path: &Path, writable: &[std::path::PathBuf]) -> Result<std::os::fd::OwnedFd, Error> {
+/// Also whether the program can write that folder, so that what is there once it ended may be its own.
+fn usage_folder(path: &Path, writable: &[std::path::PathBuf]) -> Result<(std::os::fd::OwnedFd, bool), Error> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let real = crate::host_path::resolve("--json-usage", parent, writable)?;
-    crate::host_path::open_folder(&real, false)
+    let dir = crate::host_path::open_folder(&real, false)?;
+    Ok((dir, writable.iter().any(|w| real.starts_with(w))))
 }
 
 /// Writes what the sandbox used as one JSON object (`null` fields where this machine cannot tell)
 /// into `path`'s file name in `dir`, never through a link.
-fn write_usage(dir: &std::os::fd::OwnedFd, path: &Path, usage: Option<sandbox::Usage>) -> Result<(), Error> {
+///
+/// Where the program could write the folder (`planted`), a FIFO there may be its own, with no reader:
+/// it is opened without waiting (ENXIO then) instead of hanging sandbox-run for good (an outside
+/// review). Elsewhere a FIFO waits for its reader, who may be sandbox-run's caller.
+fn write_usage(
+    dir: &std::os::fd::OwnedFd,
+    planted: bool,
+    path: &Path,
+    usage: Option<sandbox::Usage>,
+) -> Result<(), Error> {
     use nix::fcntl::OFlag;
     let usage = usage.unwrap_or_default();
     let json = serde_json::json!({
@@ -118,8 +129,14 @@ fn write_usage(dir: &std::os::fd::OwnedFd, path: &Path, usage: Option<sandbox::U
             "no file name",
         ))
     })?;
-    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    if planted {
+        flags |= OFlag::O_NONBLOCK;
+    }
     let file = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::from_bits_truncate(0o644))
+        .map_err(|e| crate::error::io("write the usage to", path)(e.into()))?;
+    // Writes wait again, as they would have.
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))
         .map_err(|e| crate::error::io("write the usage to", path)(e.into()))?;
     std::io::Write::write_all(&mut std::fs::File::from(file), format!("{json}\n").as_bytes())
         .map_err(crate::error::io("write the usage to", path))

@@ -282,6 +282,17 @@ fn a_program_cannot_plant_links_where_sandbox_run_writes() {
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage"), "{}", text(&out));
     assert_eq!(std::fs::read_to_string(&victim).expect("the victim"), "SECRET");
+    // Nor does a FIFO with no reader there hang sandbox-run once the program ended (an outside
+    // review): it fails with its own code at once. (`timeout` ends a hang with 124.)
+    let out = Command::new("timeout")
+        .current_dir(&work)
+        .args(["60", SANDBOX_RUN, "--rootfs", "host", "--json-usage"])
+        .arg(&usage)
+        .args(["--", "/bin/sh", "-c"])
+        .arg(format!("rm -f {u}; mkfifo {u}", u = usage.display()))
+        .output()
+        .expect("run sandbox-run");
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
 }
 
 /// `DIR` reached through a link: one in a folder a sandbox can write (here the working directory),
@@ -382,16 +393,19 @@ fn keeps_what_a_failed_run_changed(user: Option<(u32, u32)>) {
         "--",
         "/bin/sh",
         "-c",
-        "echo broken > /etc/motd; mkdir -p /srv/state && echo 1 > /srv/state/step; rm /etc/profile; exit 3",
+        "echo broken > /etc/motd; mkdir -p /srv/state && echo 1 > /srv/state/step; rm /etc/profile; \
+         d=$(printf '/z\\nD /etc') && mkdir -p \"$d\" && touch \"$d/shadow\"; exit 3",
     ]);
     with_user(&mut failing);
     let out = failing.output().expect("run");
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let kept = keep.join("run");
     let changes = std::fs::read_to_string(kept.join("changes.txt")).expect("changes.txt");
-    for line in ["C /etc/motd", "A /srv/state/step", "D /etc/profile"] {
+    for line in ["C /etc/motd", "A /srv/state/step", "D /etc/profile", r#"A "/z\nD /etc/shadow""#] {
         assert!(changes.lines().any(|l| l == line), "{line:?} missing from:\n{changes}");
     }
+    // A name with a newline forges no line of its own (an outside review).
+    assert!(!changes.lines().any(|l| l == "D /etc/shadow"), "{changes}");
     let mut shell = Command::new(&run);
     shell.arg("--shell-from").arg(&kept);
     with_user(&mut shell);

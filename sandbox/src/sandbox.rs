@@ -155,6 +155,10 @@ impl Builder {
     /// `dir` must be an empty folder on a file system overlayfs accepts as an upper layer (ext4, xfs,
     /// btrfs, tmpfs); one sandbox at a time. `dir` is made private (mode 0700): the layer holds the
     /// sandbox's files with their modes, setuid ones among them, which no other host user may reach.
+    /// As root it is also given to the sandbox's root (the first id of its range), which no other
+    /// sandbox's read-write volume maps, so no other sandbox reaches inside it through one. The
+    /// folder is held by device and inode from [`Builder::build`] on: a sandbox starts only on that
+    /// very folder, reached without following links (one put in its place since is refused).
     /// Rootless, such a sandbox maps root alone (no subordinate ids), so that every file kept there is
     /// the caller's to remove. Default: in memory, gone with the sandbox.
     pub fn writable_layer_in(mut self, dir: impl Into<PathBuf>) -> Self {
