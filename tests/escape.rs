@@ -2489,6 +2489,20 @@ fn check_kept_layer_folder_held() {
     std::fs::rename(&aside, &keep).expect("put the folder back");
     assert_eq!(sh(&sb, "echo kept > /etc/motd && cat /etc/motd"), "kept\n");
     assert_eq!(std::fs::read_to_string(keep.join("upper/etc/motd")).expect("kept"), "kept\n");
+    // A caller that holds the folder it made names it by its descriptor (sandbox-run does): the
+    // sandbox is built on that very folder, though its path leads elsewhere by then (the sixth
+    // review: a link swapped in before the build sent the layer where it pointed).
+    let fresh = top.path().join("fresh");
+    std::fs::create_dir(&fresh).expect("mkdir");
+    let held = std::fs::File::open(&fresh).expect("hold the folder");
+    let moved = top.path().join("moved");
+    std::fs::rename(&fresh, &moved).expect("move it");
+    std::os::unix::fs::symlink("victim", &fresh).expect("link");
+    let by_fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+    let sb = builder().writable_layer_in(by_fd).build().expect("build");
+    assert_eq!(sh(&sb, "echo held > /etc/motd && cat /etc/motd"), "held\n");
+    assert_eq!(std::fs::read_to_string(moved.join("upper/etc/motd")).expect("kept"), "held\n");
+    assert_eq!(system_tests::list(&victim), ["file"]);
     if is_root() {
         let other = builder().mount(Mount::bind(top.path(), "/k")).build().expect("build");
         let out = run(&other, "ls /k/keep/upper; mkdir /k/keep/upper/x; ln -s / /k/keep/planted; echo done");

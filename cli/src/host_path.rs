@@ -28,9 +28,9 @@ const MAX_LINKS: u32 = 40;
 /// sandbox could have planted it there. Components that do not exist yet are kept as they are.
 ///
 /// # Errors
-/// [`Error::Refused`] for such a link (`what` names the option); [`Error::Io`] when a link cannot be
-/// read or the path names too many.
-pub(crate) fn resolve(what: &str, path: &Path, writable: &[PathBuf]) -> Result<PathBuf, Error> {
+/// [`Error::Refused`] for such a link (`what` names the option, `given` its value, of which `path`
+/// is the folder); [`Error::Io`] when a link cannot be read or the path names too many.
+pub(crate) fn resolve(what: &str, given: &Path, path: &Path, writable: &[PathBuf]) -> Result<PathBuf, Error> {
     let absolute = std::path::absolute(path).map_err(io("resolve", path))?;
     let mut todo: VecDeque<OsString> = names(&absolute).collect();
     let mut real = PathBuf::from("/");
@@ -49,13 +49,13 @@ pub(crate) fn resolve(what: &str, path: &Path, writable: &[PathBuf]) -> Result<P
                 }
                 if let Some(folder) = writable.iter().find(|w| real.starts_with(w)) {
                     return Err(Error::Refused {
-                        value: path.display().to_string(),
+                        value: given.display().to_string(),
                         reason: format!(
                             "{what} `{}` leads through the link `{}`, which lies in `{}`, a folder a sandbox \
                              can write: one could have planted it there to redirect what sandbox-run writes \
                              as you; give the folder it leads to itself (`readlink -f`) if you trust it, or \
                              a folder outside the workspace, the target folder and read-write --mounts",
-                            path.display(),
+                            given.display(),
                             next.display(),
                             folder.display()
                         ),
@@ -63,12 +63,12 @@ pub(crate) fn resolve(what: &str, path: &Path, writable: &[PathBuf]) -> Result<P
                 }
                 if let Some(owner) = foreign_in_sticky(&real, &m) {
                     return Err(Error::Refused {
-                        value: path.display().to_string(),
+                        value: given.display().to_string(),
                         reason: format!(
                             "{what} `{}` leads through the link `{}`, which user {owner} owns in the shared \
                              folder `{}`: the kernel does not follow such a link for anyone else \
                              (fs.protected_symlinks), nor does sandbox-run; give the folder it leads to itself",
-                            path.display(),
+                            given.display(),
                             next.display(),
                             real.display()
                         ),
@@ -164,18 +164,18 @@ mod tests {
         std::os::unix::fs::symlink(ws.join("planted"), other.join("via-ws")).expect("link");
         let writable = std::slice::from_ref(&ws);
         // A link outside the writable folders is followed; missing components are kept.
-        let got = resolve("--x", &other.join("to-out/sub/new/../kept"), writable).expect("resolve");
+        let got = resolve("--x", Path::new("x"), &other.join("to-out/sub/new/../kept"), writable).expect("resolve");
         assert_eq!(got, out.join("sub/kept"));
         // One inside them is refused, also when reached through another link.
         for p in [ws.join("planted/x"), other.join("via-ws/x")] {
-            let e = resolve("--x", &p, writable).expect_err("a planted link");
+            let e = resolve("--x", Path::new("x"), &p, writable).expect_err("a planted link");
             assert!(e.to_string().contains("planted"), "{e}");
         }
         // Without writable folders, the same path resolves.
-        assert_eq!(resolve("--x", &ws.join("planted/x"), &[]).expect("resolve"), out.join("sub/x"));
+        assert_eq!(resolve("--x", Path::new("x"), &ws.join("planted/x"), &[]).expect("resolve"), out.join("sub/x"));
         // A loop is an error, not a hang.
         std::os::unix::fs::symlink(other.join("loop"), other.join("loop")).expect("link");
-        assert!(resolve("--x", &other.join("loop/x"), &[]).is_err());
+        assert!(resolve("--x", Path::new("x"), &other.join("loop/x"), &[]).is_err());
     }
 
     #[test]
@@ -203,9 +203,12 @@ mod tests {
         std::fs::create_dir(&shared).expect("mkdir");
         std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).expect("chmod");
         std::os::unix::fs::symlink(&target, shared.join("l")).expect("link");
-        assert_eq!(resolve("--x", &shared.join("l/x"), &[]).expect("root's own link"), target.join("x"));
+        assert_eq!(
+            resolve("--x", Path::new("x"), &shared.join("l/x"), &[]).expect("root's own link"),
+            target.join("x")
+        );
         std::os::unix::fs::lchown(shared.join("l"), Some(1001), Some(1001)).expect("give the link away");
-        let e = resolve("--x", &shared.join("l/x"), &[]).expect_err("another user's link");
+        let e = resolve("--x", Path::new("x"), &shared.join("l/x"), &[]).expect_err("another user's link");
         assert!(e.to_string().contains("protected_symlinks"), "{e}");
     }
 }

@@ -44,8 +44,11 @@ impl std::ops::Deref for Layer {
 }
 
 impl Layer {
-    /// The folder through its descriptor: the one made, wherever it is now.
-    fn held(&self) -> PathBuf {
+    /// The folder through its descriptor (`/proc/self/fd/N`): the one made, wherever it is now. The
+    /// sandbox is given this path, not `DIR`'s, so that it resolves it to the very folder made (an
+    /// outside review: a concurrent sandbox able to write `DIR` swapped the fresh folder for a link
+    /// before the sandbox was built, and setup made the layer where it pointed).
+    pub(crate) fn held(&self) -> PathBuf {
         fd_path(&self.held)
     }
 
@@ -104,7 +107,12 @@ pub fn finish(layer: &Layer, passed: bool, lower: &Path, record: &KeptRecord) ->
     let mut lines = Vec::new();
     // The upper layer itself, never a link put in its place, walked from descriptor to descriptor.
     if let Ok(upper) = open_listing(&layer.held, "upper".as_ref()) {
-        changes(&upper, Path::new("/"), lower, 0, &mut lines);
+        let lower = rustix::fs::open(
+            lower,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        );
+        changes(&upper, Path::new("/"), lower.ok().as_ref(), 0, &mut lines);
     }
     lines.sort_by(|a: &String, b: &String| a[2..].cmp(&b[2..]));
     let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
@@ -196,28 +204,20 @@ fn remove_tree(parent: &OwnedFd, name: &OsStr, shown: &Path) -> Result<(), Error
     rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).map_err(fail)
 }
 
-/// The folder `name` in `parent`, opened to be read without following a link; one overlayfs left
-/// unsearchable (`work/work`, mode 000: the caller may lack the right to override it rootless) is
-/// made 0700 first, through a descriptor of that very folder.
+/// The folder `name` in `parent`, opened to be emptied without following a link, and made 0700
+/// first through a descriptor of that very folder: overlayfs leaves `work/work` 000, and a program
+/// may leave a folder it made unwritable (`chmod 0500`), which, rootless, the caller has no right to
+/// override (an outside review: the removal of a passing program's layer failed with EACCES).
 fn open_folder(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
-    match open_listing(parent, name) {
-        Err(rustix::io::Errno::ACCESS) => {
-            use rustix::fs::OFlags;
-            let held = rustix::fs::openat(
-                parent,
-                name,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )?;
-            rustix::fs::chmod(fd_path(&held), rustix::fs::Mode::from_raw_mode(0o700))?;
-            rustix::fs::open(
-                fd_path(&held),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-        }
-        other => other,
-    }
+    use rustix::fs::OFlags;
+    let held = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::fs::chmod(fd_path(&held), rustix::fs::Mode::from_raw_mode(0o700))?;
+    rustix::fs::open(fd_path(&held), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
 }
 
 /// The names in the folder `dir`, `.` and `..` left out.
@@ -248,36 +248,56 @@ fn open_listing(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
 const LISTED_DEPTH: usize = 256;
 
 /// `A path` added, `C path` changed, `D path` deleted, `R path/` a folder replaced (its old contents
-/// hidden), `+ path/` a folder deeper than [`LISTED_DEPTH`] whose contents are not listed: the
-/// overlay upper layer's folder `dir` (the sandbox's `shown` folder, `depth` folders down) against
-/// `lower`. Each folder is opened relative to its parent's descriptor without following links: one
-/// swapped for a link meanwhile is not listed through it. Paths are written as [`line`] says.
-fn changes(dir: &OwnedFd, shown: &Path, lower: &Path, depth: usize, out: &mut Vec<String>) {
-    use rustix::fs::{AtFlags, FileType};
+/// hidden), `+ path/` a folder whose contents are not listed (deeper than [`LISTED_DEPTH`], or one the
+/// caller cannot read): the overlay upper layer's folder `dir` (the sandbox's `shown` folder, `depth`
+/// folders down) against the lower layer's folder `lower` (none where it has none). Both are walked
+/// from descriptor to descriptor without following links: a folder of the upper layer swapped for a
+/// link meanwhile is not listed through it, and a link in the rootfs does not make the walk look at
+/// the host (an outside review: a rootfs's link to a host folder told which host files exist). Paths
+/// are written as [`line`] says.
+fn changes(dir: &OwnedFd, shown: &Path, lower: Option<&OwnedFd>, depth: usize, out: &mut Vec<String>) {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
     let Ok(names) = names_in(dir) else { return };
     for name in names {
-        let (inside, below) = (shown.join(&name), lower.join(&name));
+        let inside = shown.join(&name);
         let Ok(st) = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
-        let existed = std::fs::symlink_metadata(&below).is_ok();
+        let below = lower.and_then(|l| rustix::fs::statat(l, &name, AtFlags::SYMLINK_NOFOLLOW).ok());
+        let existed = below.is_some();
         match FileType::from_raw_mode(st.st_mode) {
             FileType::CharacterDevice if st.st_rdev == 0 => out.push(line('D', &inside, "")),
             FileType::Directory if depth >= LISTED_DEPTH => out.push(line('+', &inside, "/")),
             FileType::Directory => {
-                let Ok(sub) = open_listing(dir, &name) else { continue };
+                let Ok(sub) = open_listing(dir, &name) else {
+                    out.push(line('+', &inside, "/"));
+                    continue;
+                };
                 let opaque = ["trusted.overlay.opaque", "user.overlay.opaque"].iter().any(|a| {
                     let mut value = [0u8; 1];
                     rustix::fs::fgetxattr(&sub, *a, &mut value[..]).is_ok_and(|n| n == 1 && value[0] == b'y')
                 });
-                if opaque && existed {
+                let was_dir = below.is_some_and(|b| FileType::from_raw_mode(b.st_mode) == FileType::Directory);
+                if existed && (opaque || !was_dir) {
                     out.push(line('R', &inside, "/"));
                 } else if !existed {
                     out.push(line('A', &inside, "/"));
                 }
-                changes(&sub, &inside, &below, depth + 1, out);
+                // What a replaced folder holds is all new: nothing below is compared.
+                let sub_lower = lower.filter(|_| was_dir && !opaque).and_then(|l| {
+                    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    rustix::fs::openat(l, &name, flags, Mode::empty()).ok()
+                });
+                changes(&sub, &inside, sub_lower.as_ref(), depth + 1, out);
             }
             _ => out.push(line(if existed { 'C' } else { 'A' }, &inside, "")),
         }
     }
+}
+
+/// Format characters that change how a line reads without showing (bidirectional overrides such as
+/// U+202E, zero-width characters, line and paragraph separators): an outside review named a file
+/// U+202E followed by `txt.exe`, shown as `exe.txt`.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
 }
 
 /// One line of `changes.txt`: `kind`, a space, the path and `tail`. A path with a control character
@@ -285,7 +305,7 @@ fn changes(dir: &OwnedFd, shown: &Path, lower: &Path, depth: usize, out: &mut Ve
 /// are not UTF-8 is written quoted, with Rust's escapes (`"/z\nD /etc"`, `\xff`), as git quotes such
 /// paths.
 fn line(kind: char, path: &Path, tail: &str) -> String {
-    let plain = path.to_str().filter(|p| !p.chars().any(|c| c.is_control() || c == '"' || c == '\\'));
+    let plain = path.to_str().filter(|p| !p.chars().any(|c| c.is_control() || invisible(c) || c == '"' || c == '\\'));
     match plain {
         Some(p) => format!("{kind} {p}{tail}"),
         None => {
@@ -312,11 +332,23 @@ mod tests {
         std::fs::write(upper.join("srv/new/file"), "x").expect("write");
         // A link to a folder is a change of its own, never walked.
         std::os::unix::fs::symlink(lower.join("etc"), upper.join("srv/link")).expect("link");
+        // A link in the rootfs to a host folder is not looked through: what the program made in its
+        // place is new, whatever that folder holds.
+        let host = t.path().join("host");
+        std::fs::create_dir(&host).expect("mkdir");
+        std::fs::write(host.join("file"), "").expect("write");
+        std::os::unix::fs::symlink(&host, lower.join("probe")).expect("link");
+        std::fs::create_dir(upper.join("probe")).expect("mkdir");
+        std::fs::write(upper.join("probe/file"), "").expect("write");
         let mut out = Vec::new();
         let top = rustix::fs::open(t.path(), rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
-        changes(&open_listing(&top, "upper".as_ref()).expect("open"), Path::new("/"), &lower, 0, &mut out);
+        let below = rustix::fs::open(&lower, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
+        changes(&open_listing(&top, "upper".as_ref()).expect("open"), Path::new("/"), Some(&below), 0, &mut out);
         out.sort();
-        assert_eq!(out, ["A /srv/", "A /srv/link", "A /srv/new/", "A /srv/new/file", "C /etc/hosts"]);
+        assert_eq!(
+            out,
+            ["A /probe/file", "A /srv/", "A /srv/link", "A /srv/new/", "A /srv/new/file", "C /etc/hosts", "R /probe/"]
+        );
     }
 
     #[test]
@@ -346,7 +378,7 @@ mod tests {
         rustix::fs::symlinkat(&root, &at, "link").expect("a link out");
         std::fs::write(root.join("outside"), "kept").expect("write");
         let mut lines = Vec::new();
-        changes(&open_listing(&held, ".".as_ref()).expect("open"), Path::new("/"), &root.join("none"), 0, &mut lines);
+        changes(&open_listing(&held, ".".as_ref()).expect("open"), Path::new("/"), None, 0, &mut lines);
         assert_eq!(lines.len(), LISTED_DEPTH + 1, "{:?}", lines.last());
         assert!(lines.last().is_some_and(|l| l.starts_with("+ /d/d/")), "{:?}", lines.last());
         let top = rustix::fs::open(&root, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
@@ -362,5 +394,6 @@ mod tests {
         assert_eq!(line('A', Path::new("/z\nD /etc"), "/"), "A \"/z\\nD /etc/\"");
         assert_eq!(line('C', Path::new("/a\"b\\c"), ""), "C \"/a\\\"b\\\\c\"");
         assert_eq!(line('A', Path::new(OsStr::from_bytes(b"/\xff")), ""), "A \"/\\xFF\"");
+        assert_eq!(line('A', Path::new("/\u{202e}txt.exe"), ""), "A \"/\\u{202e}txt.exe\"");
     }
 }

@@ -63,8 +63,8 @@ fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: 
     let waited = child.wait();
     // From here a signal ends sandbox-run itself (see forward_signals).
     PROGRAM_ENDED.store(true, std::sync::atomic::Ordering::SeqCst);
-    if let Some(((dir, planted), path)) = usage_dir {
-        write_usage(&dir, planted, path, child.usage())?;
+    if let Some(((dir, kernel_links), path)) = usage_dir {
+        write_usage(&dir, kernel_links, path, child.usage())?;
     }
     Ok(crate::exit::of_status(waited?))
 }
@@ -93,26 +93,30 @@ pub(crate) fn keep_if_failed(
 /// The folder `path` is in, opened (`O_PATH`): what the path names is fixed from then on. A link on
 /// the way that lies in a folder the program can write (`writable`) is refused: an earlier sandbox
 /// could have planted it (an outside review of `--keep-failed`, which resolves its folder the same way).
-/// Also whether the program can write that folder, so that what is there once it ended may be its own.
+/// Also whether the folder's entries are the kernel's own (`/proc/self/fd`, `/dev/fd` of bash's
+/// `>(…)`, `/dev` of `/dev/stdout`), where a link is a descriptor of sandbox-run's own, to follow.
 fn usage_folder(path: &Path, writable: &[std::path::PathBuf]) -> Result<(std::os::fd::OwnedFd, bool), Error> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let real = crate::host_path::resolve("--json-usage", parent, writable)?;
+    let real = crate::host_path::resolve("--json-usage", path, parent, writable)?;
     let dir = crate::host_path::open_folder(&real, false)?;
-    Ok((dir, writable.iter().any(|w| real.starts_with(w))))
+    let procfs =
+        nix::sys::statfs::fstatfs(&dir).is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    Ok((dir, procfs || real == Path::new("/dev")))
 }
 
 /// Writes what the sandbox used as one JSON object (`null` fields where this machine cannot tell)
-/// into `path`'s file name in `dir`, never through a link.
+/// into `path`'s file name in `dir`, never through a link unless the folder is the kernel's
+/// (`kernel_links`, see [`usage_folder`]).
 ///
-/// Where the program could write the folder (`planted`), a FIFO there may be its own, with no reader:
-/// it is opened without waiting (ENXIO then) instead of hanging sandbox-run for good (an outside
-/// review). Elsewhere a FIFO waits for its reader, who may be sandbox-run's caller.
+/// A FIFO there must have its reader already: it is opened without waiting (ENXIO otherwise), since
+/// one the program, or another sandbox, left there would hang sandbox-run for good (two outside
+/// reviews).
 fn write_usage(
     dir: &std::os::fd::OwnedFd,
-    planted: bool,
+    kernel_links: bool,
     path: &Path,
     usage: Option<sandbox::Usage>,
 ) -> Result<(), Error> {
@@ -123,23 +127,25 @@ fn write_usage(
         "cpu_time_seconds": usage.cpu_time.map(|d| d.as_secs_f64()),
         "oom_kills": usage.oom_kills,
     });
-    let name = path.file_name().ok_or_else(|| {
-        crate::error::io("write the usage to", path)(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "no file name",
-        ))
-    })?;
-    let mut flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    if planted {
-        flags |= OFlag::O_NONBLOCK;
+    let fail = |e: std::io::Error| crate::error::io("write the usage to", path)(e);
+    let name =
+        path.file_name().ok_or_else(|| fail(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name")))?;
+    let mut flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    if !kernel_links {
+        flags |= OFlag::O_NOFOLLOW;
     }
-    let file = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::from_bits_truncate(0o644))
-        .map_err(|e| crate::error::io("write the usage to", path)(e.into()))?;
+    let file = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::from_bits_truncate(0o644)).map_err(|e| {
+        fail(match e {
+            nix::errno::Errno::ENXIO => std::io::Error::other(format!(
+                "{e}: it is a FIFO no process reads; start its reader before sandbox-run ends (one left there \
+                 without a reader, by the program or another sandbox, is refused, not waited for)"
+            )),
+            e => e.into(),
+        })
+    })?;
     // Writes wait again, as they would have.
-    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))
-        .map_err(|e| crate::error::io("write the usage to", path)(e.into()))?;
-    std::io::Write::write_all(&mut std::fs::File::from(file), format!("{json}\n").as_bytes())
-        .map_err(crate::error::io("write the usage to", path))
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| fail(e.into()))?;
+    std::io::Write::write_all(&mut std::fs::File::from(file), format!("{json}\n").as_bytes()).map_err(fail)
 }
 
 /// Whether the program has ended (its `wait` returned): a signal then ends sandbox-run.

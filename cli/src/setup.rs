@@ -144,7 +144,7 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         None => None,
     };
     if let Some(layer) = &kept {
-        b = b.writable_layer_in(&**layer);
+        b = b.writable_layer_in(layer.held());
     }
     for t in &opts.tmpfs {
         let mount = Mount::tmpfs(t.target.clone());
@@ -224,7 +224,7 @@ fn target_folder(program: Option<&Path>, env: Option<std::ffi::OsString>) -> Opt
 /// planted in the workspace, above the folder, root made the layer anywhere. (The work itself goes
 /// through descriptors of the folder made, crate::keep::Layer; these refusals are the first line.)
 fn keep_folder(base: &Path, binds: &[(PathBuf, String)], writable: &[PathBuf]) -> Result<PathBuf, Error> {
-    let real = crate::host_path::resolve("--keep-failed", base, writable)?;
+    let real = crate::host_path::resolve("--keep-failed", base, base, writable)?;
     let refuse = |why: String| Error::Refused {
         value: base.display().to_string(),
         reason: format!(

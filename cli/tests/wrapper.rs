@@ -293,6 +293,27 @@ fn a_program_cannot_plant_links_where_sandbox_run_writes() {
         .output()
         .expect("run sandbox-run");
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FIFO no process reads"), "{}", text(&out));
+    // Left by an earlier sandbox in a folder this one cannot write (here the test's own, outside
+    // the working directory), it is refused as well, not waited for (the sixth review).
+    let elsewhere = dir.path().join("left-fifo");
+    assert!(Command::new("mkfifo").arg(&elsewhere).status().expect("mkfifo").success());
+    let out = Command::new("timeout")
+        .current_dir(&work)
+        .args(["60", SANDBOX_RUN, "--rootfs", "host", "--json-usage"])
+        .arg(&elsewhere)
+        .args(["--", "/bin/true"])
+        .output()
+        .expect("run sandbox-run");
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    // The caller's own pipe, bash's `>(cat)`: /dev/fd/N, a link of the kernel's, is followed.
+    let script = format!("{SANDBOX_RUN} --rootfs host --json-usage >(cat) -- /bin/true; wait");
+    let out = Command::new("bash").current_dir(&work).args(["-c", &script]).output().expect("run bash");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("peak_memory_bytes"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// `DIR` reached through a link: one in a folder a sandbox can write (here the working directory),

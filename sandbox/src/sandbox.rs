@@ -393,7 +393,7 @@ impl Builder {
             lower_shifted: false,
             volume_userns_fd: None,
         };
-        for dir in self.upper_in.iter_mut().chain(self.layers.iter_mut()) {
+        for dir in self.layers.iter_mut() {
             let shown = dir.display().to_string();
             *dir = std::fs::canonicalize(&*dir)
                 .map_err(|e| invalid("layer folder", &shown, &format!("{e}: the host folder must exist")))?;
@@ -401,11 +401,17 @@ impl Builder {
         if self.copy_rootfs && (self.upper_in.is_some() || !self.layers.is_empty()) {
             return Err(invalid("copy_rootfs", "true", "layers need overlayfs: leave copy_rootfs off"));
         }
-        let upper_id = match &self.upper_in {
-            Some(dir) => Some(
-                crate::sys::mount::make_private(dir)
-                    .map_err(|e| crate::error::io("make the writable layer's folder private", dir.clone())(e.into()))?,
-            ),
+        // The writable layer's folder: the one `dir` names now, held from here on by device and inode
+        // (crate::plan: init starts only on that very folder), and its path as that folder's own.
+        let upper_id = match &mut self.upper_in {
+            Some(dir) => {
+                let shown = dir.display().to_string();
+                let (real, id) = crate::sys::mount::make_private(dir).map_err(|e| {
+                    invalid("layer folder", &shown, &format!("{e}: the host folder must exist and be a folder"))
+                })?;
+                *dir = real;
+                Some(id)
+            }
             None => None,
         };
         let root = if lower == Path::new("/") {

@@ -28,14 +28,19 @@ pub(crate) fn lock_bind(target: &Path, read_only: bool) -> Result<(), Errno> {
     }
 }
 
-/// Makes the writable layer's host folder `dir` private (0700) through a descriptor opened without
-/// following any link (`dir` is a resolved path: a link put in it since is refused) and returns its
-/// device and inode, by which init holds it later ([`hold_folder`]).
-pub(crate) fn make_private(dir: &Path) -> Result<(u64, u64), Errno> {
-    let fd = open_no_links(dir, OFlag::O_RDONLY)?;
+/// Makes the writable layer's host folder `dir` private (0700) through one descriptor and returns its
+/// path (the folder's own, no link in it) and its device and inode, by which init holds it later
+/// ([`hold_folder`]). `dir` is resolved once, here: a caller holding the folder it made can name it
+/// `/proc/self/fd/N` (sandbox-run does), so that a link put in the path it made it by since leads
+/// nowhere (an outside review: resolved by path again, such a link sent the layer anywhere).
+pub(crate) fn make_private(dir: &Path) -> Result<(std::path::PathBuf, (u64, u64)), Errno> {
+    let fd =
+        nix::fcntl::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
     nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o700))?;
     let st = nix::sys::stat::fstat(&fd)?;
-    Ok((st.st_dev, st.st_ino))
+    let real =
+        std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).map_err(errno_of)?;
+    Ok((real, (st.st_dev, st.st_ino)))
 }
 
 /// `path` opened as a directory with `flags`, with no link anywhere in it (`RESOLVE_NO_SYMLINKS`).
