@@ -70,19 +70,48 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
     let clean: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).take(100).collect();
     let clean = if clean.is_empty() { "run".to_owned() } else { clean };
-    let folder = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let folder = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let owner = sandbox::kept_layer_owner()?;
     for n in 1u32.. {
         let leaf = if n == 1 { clean.clone() } else { format!("{clean}-{n}") };
-        match nix::sys::stat::mkdirat(&base_fd, leaf.as_str(), Mode::from_bits_truncate(0o755)) {
+        let path = base.join(&leaf);
+        match nix::sys::stat::mkdirat(&base_fd, leaf.as_str(), Mode::from_bits_truncate(0o700)) {
             Ok(()) => {}
             Err(nix::errno::Errno::EEXIST) => continue,
-            Err(e) => return Err(io("create", &base.join(&leaf))(e.into())),
+            Err(e) => return Err(io("create", &path)(e.into())),
         }
         let held = nix::fcntl::openat(&base_fd, leaf.as_str(), folder, Mode::empty())
-            .map_err(|e| io("open", &base.join(&leaf))(e.into()))?;
-        return Ok(Layer { path: base.join(&leaf), base: base_fd, name: leaf.into(), held });
+            .map_err(|e| io("open", &path)(e.into()))?;
+        // Locked at once, as root: given to the sandboxes' range, which no sandbox's read-write
+        // volume maps, no other sandbox can rename it, swap it or reach inside from here on (the
+        // seventh outside review: one that could write DIR swapped the fresh folder for its own, with
+        // a shell of its choosing, which sandbox-run then named for --shell-from). Then the name must
+        // still lead to the folder held: one swapped in before the lock is refused, never used.
+        // Only an empty folder, as made: one swapped in before this open, with contents of another
+        // sandbox's choosing, is not taken (nor marked as kept).
+        if !names_in(&held).is_ok_and(|n| n.is_empty()) {
+            return Err(replaced(&path));
+        }
+        if let Some(owner) = owner {
+            let id = (nix::unistd::Uid::from_raw(owner), nix::unistd::Gid::from_raw(owner));
+            nix::unistd::fchown(&held, Some(id.0), Some(id.1)).map_err(|e| io("lock", &path)(e.into()))?;
+        }
+        let made = nix::sys::stat::fstat(&held).map_err(|e| io("open", &path)(e.into()))?;
+        let named = nix::sys::stat::fstatat(&base_fd, leaf.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW);
+        if !named.is_ok_and(|st| (st.st_dev, st.st_ino) == (made.st_dev, made.st_ino)) {
+            return Err(replaced(&path));
+        }
+        return Ok(Layer { path, base: base_fd, name: leaf.into(), held });
     }
     Err(io("create", base)(std::io::Error::other("no free name")))
+}
+
+/// The error for a fresh layer folder another sandbox swapped for its own as it was made.
+fn replaced(path: &Path) -> Error {
+    io("make", path)(std::io::Error::other(
+        "it was replaced as it was made: another sandbox can write the --keep-failed folder; choose one no \
+         sandbox can write",
+    ))
 }
 
 /// After the sandbox ended: removes the layer's folder if the program passed; otherwise writes
@@ -119,7 +148,8 @@ pub fn finish(layer: &Layer, passed: bool, lower: &Path, record: &KeptRecord) ->
     write_new(&dir.join("changes.txt"), text.as_bytes())?;
     let json = serde_json::to_string_pretty(record).map_err(|e| io("encode", &layer.path)(std::io::Error::other(e)))?;
     write_new(&dir.join("sandbox.json"), (json + "\n").as_bytes())?;
-    Ok(Some(layer.path.clone()))
+    // Where the folder is now (the same, as root: locked since it was made).
+    Ok(Some(std::fs::read_link(layer.held()).unwrap_or_else(|_| layer.path.clone())))
 }
 
 /// Writes a file that must not exist yet, never through a link (`O_CREAT | O_EXCL | O_NOFOLLOW`):
@@ -137,14 +167,68 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .map_err(io("write", path))
 }
 
-/// Reads the record of a kept layer.
+/// A kept layer's folder, opened to resume from (`--shell-from`): its record, and its `upper` folder
+/// held by descriptor.
+#[derive(Debug)]
+pub struct Kept {
+    /// What `sandbox.json` says.
+    pub record: KeptRecord,
+    upper: OwnedFd,
+}
+
+impl Kept {
+    /// The kept upper layer, as the path of the descriptor that holds it (`/proc/self/fd/N`), for
+    /// `Builder::layer`: the folder opened, wherever a path to it leads by now.
+    pub fn upper(&self) -> PathBuf {
+        fd_path(&self.upper)
+    }
+}
+
+/// Opens the kept layer `dir` (`DIR/NAME` of `--keep-failed`) without following a link at it or in it,
+/// and reads its record. As root it must be a folder a sandbox's setup held (owned by the sandboxes'
+/// range, [`sandbox::kept_layer_owner`], mode 0700): one another sandbox made or swapped in, through
+/// a read-write volume of `DIR` (its own `upper` with a shell of its choosing, a record naming the
+/// host's root), is refused (the seventh outside review: the shell started on it ran that sandbox's
+/// code with the caller's workspace bound).
 ///
 /// # Errors
-/// When `dir` is not a folder `--keep-failed` wrote.
-pub fn read_record(dir: &Path) -> Result<KeptRecord, Error> {
-    let path = dir.join("sandbox.json");
-    let text = std::fs::read_to_string(&path).map_err(io("read (is it a folder --keep-failed kept?)", &path))?;
-    serde_json::from_str(&text).map_err(|e| io("read", &path)(std::io::Error::other(e)))
+/// When `dir` is not a folder `--keep-failed` kept.
+pub fn open_kept(dir: &Path) -> Result<Kept, Error> {
+    use rustix::fs::{Mode, OFlags};
+    let real = crate::host_path::resolve("--shell-from", dir, dir, &[])?;
+    let folder = crate::host_path::open_folder(&real, false)?;
+    let st = rustix::fs::fstat(&folder).map_err(|e| io("open", &real)(e.into()))?;
+    let owner = sandbox::kept_layer_owner()?;
+    if let Some(owner) = owner
+        && (st.st_uid != owner || st.st_mode & 0o777 != 0o700)
+    {
+        return Err(Error::Refused {
+            value: dir.display().to_string(),
+            reason: format!(
+                "--shell-from `{}` is not a folder a sandbox kept (its owner is {} and its mode {:o}; a kept \
+                 layer's folder is {owner}'s, mode 700): another sandbox that could write its parent may \
+                 have put it there; the folder sandbox-run named when it kept the layer is the one to use",
+                dir.display(),
+                st.st_uid,
+                st.st_mode & 0o7777
+            ),
+        });
+    }
+    let path = real.join("sandbox.json");
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let file = rustix::fs::openat(&folder, "sandbox.json", flags, Mode::empty())
+        .map_err(|e| io("read (is it a folder --keep-failed kept?)", &path)(e.into()))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(file), &mut text).map_err(io("read", &path))?;
+    let record = serde_json::from_str(&text).map_err(|e| io("read", &path)(std::io::Error::other(e)))?;
+    let upper = rustix::fs::openat(
+        &folder,
+        "upper",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io("open", real.join("upper"))(e.into()))?;
+    Ok(Kept { record, upper })
 }
 
 /// Removes `name` in `parent` (a layer's `upper` or `work`; `shown`: the layer's path, for errors)
@@ -187,6 +271,9 @@ fn remove_tree(parent: &OwnedFd, name: &OsStr, shown: &Path) -> Result<(), Error
             }
             let sub = open_folder(&top, &entry).map_err(fail)?;
             for inner in names_in(&sub).map_err(fail)? {
+                // A folder moved to another parent must be writable itself (its `..` changes): one
+                // the program left 0500 made the removal fail rootless (an outside review).
+                let _ = open_folder(&sub, &inner);
                 loop {
                     fresh += 1;
                     let to = format!(".removing-{fresh}");

@@ -28,7 +28,7 @@ mod shell;
 
 pub use elf::interpreter;
 pub use error::Error;
-pub use keep::{KeptRecord, read_record};
+pub use keep::{Kept, KeptRecord, open_kept};
 pub use options::{MountArg, NetworkArg, SandboxOptions, TmpfsArg, parse_duration, parse_size};
 pub use per_test::{TESTS_FAILED, per_test};
 pub use rootfs::{Resolved, RootfsSpec};

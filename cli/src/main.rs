@@ -65,10 +65,10 @@ fn main() {
 fn try_main(cli: &Cli) -> Result<i32, Error> {
     let opts: &SandboxOptions = &cli.opts;
     if let Some(dir) = &cli.shell_from {
-        let record = sandbox_cli::read_record(dir)?;
+        let kept = sandbox_cli::open_kept(dir)?;
         let mut resumed = opts.clone();
-        resumed.rootfs = Some(record.rootfs.parse()?);
-        resumed.layers = vec![dir.join("upper")];
+        resumed.rootfs = Some(kept.record.rootfs.parse()?);
+        resumed.layers = vec![kept.upper()];
         resumed.keep_failed = None;
         return sandbox_cli::shell(&resumed);
     }

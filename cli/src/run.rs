@@ -130,10 +130,15 @@ fn write_usage(
     let fail = |e: std::io::Error| crate::error::io("write the usage to", path)(e);
     let name =
         path.file_name().ok_or_else(|| fail(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name")))?;
-    let mut flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    if !kernel_links {
-        flags |= OFlag::O_NOFOLLOW;
-    }
+    let mut flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    flags |= if kernel_links {
+        // One of sandbox-run's own descriptors (`/dev/stdout`): appended to, never truncated, so that
+        // the program's output redirected to a file stays (an outside review: `> out.txt` held only
+        // the usage afterwards).
+        OFlag::O_APPEND
+    } else {
+        OFlag::O_TRUNC | OFlag::O_NOFOLLOW
+    };
     let file = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::from_bits_truncate(0o644)).map_err(|e| {
         fail(match e {
             nix::errno::Errno::ENXIO => std::io::Error::other(format!(
@@ -144,7 +149,7 @@ fn write_usage(
         })
     })?;
     // Writes wait again, as they would have.
-    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| fail(e.into()))?;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags & OFlag::O_APPEND)).map_err(|e| fail(e.into()))?;
     std::io::Write::write_all(&mut std::fs::File::from(file), format!("{json}\n").as_bytes()).map_err(fail)
 }
 

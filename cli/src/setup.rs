@@ -224,6 +224,20 @@ fn target_folder(program: Option<&Path>, env: Option<std::ffi::OsString>) -> Opt
 /// planted in the workspace, above the folder, root made the layer anywhere. (The work itself goes
 /// through descriptors of the folder made, crate::keep::Layer; these refusals are the first line.)
 fn keep_folder(base: &Path, binds: &[(PathBuf, String)], writable: &[PathBuf]) -> Result<PathBuf, Error> {
+    // Not a link at DIR itself, wherever it lies: one another sandbox planted through a read-write
+    // volume of DIR's parent (which this one may not bind) is root's like the caller's own (the
+    // seventh outside review: root then made the layer in a host folder of that sandbox's choice).
+    let absolute = std::path::absolute(base).map_err(crate::error::io("resolve", base))?;
+    if absolute.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Refused {
+            value: base.display().to_string(),
+            reason: format!(
+                "--keep-failed `{}` is a link: it must be a folder, not a link to one (another sandbox could \
+                 have planted it); give the folder it leads to (`readlink -f`)",
+                base.display()
+            ),
+        });
+    }
     let real = crate::host_path::resolve("--keep-failed", base, base, writable)?;
     let refuse = |why: String| Error::Refused {
         value: base.display().to_string(),

@@ -306,6 +306,14 @@ fn a_program_cannot_plant_links_where_sandbox_run_writes() {
         .output()
         .expect("run sandbox-run");
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    // Into /dev/stdout redirected to a file, the usage is appended after the program's output.
+    let script = format!(
+        "{SANDBOX_RUN} --rootfs host --json-usage /dev/stdout -- /bin/echo out > {0}; cat {0}",
+        dir.path().join("out.txt").display()
+    );
+    let out = Command::new("bash").current_dir(&work).args(["-c", &script]).output().expect("run bash");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.starts_with("out\n{") && shown.contains("peak_memory_bytes"), "{}", text(&out));
     // The caller's own pipe, bash's `>(cat)`: /dev/fd/N, a link of the kernel's, is followed.
     let script = format!("{SANDBOX_RUN} --rootfs host --json-usage >(cat) -- /bin/true; wait");
     let out = Command::new("bash").current_dir(&work).args(["-c", &script]).output().expect("run bash");
@@ -340,10 +348,10 @@ fn a_relinked_keep_folder_redirects_nothing() {
     // Planted where the sandbox writes: refused, at DIR itself and above it.
     let planted = work.join("planted");
     std::os::unix::fs::symlink(&victim, &planted).expect("link");
-    for keep in [planted.clone(), planted.join("kept")] {
+    for (keep, why) in [(planted.clone(), "is a link"), (planted.join("kept"), "leads through the link")] {
         let out = sandbox_run(&keep, &[], "exit 1").output().expect("run sandbox-run");
         assert_eq!(out.status.code(), Some(125), "{}", text(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("leads through the link"), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{}", text(&out));
     }
     let sub = outside.join("kept/sub");
     std::fs::create_dir(&sub).expect("mkdir");
@@ -377,6 +385,21 @@ fn a_relinked_keep_folder_redirects_nothing() {
         assert_eq!(system_tests::list(&victim.join("kept/run")), ["data"], "exit {code}: {}", text(&out));
     }
     assert!(outside.join("kept/run/changes.txt").is_file(), "the failed run's layer is kept where it was made");
+    // A link at DIR itself is refused wherever it lies: another sandbox that could write its parent
+    // (through a volume this one does not have) could have planted it, as root's (the seventh review).
+    let out = sandbox_run(&link, &[], "exit 1").output().expect("run sandbox-run");
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a link"), "{}", text(&out));
+    // As root, --shell-from takes only a folder a sandbox kept (the range's, 0700): one another
+    // sandbox made in DIR, with an `upper` and a record of its choosing, is refused.
+    let forged = outside.join("kept/forged");
+    std::fs::create_dir_all(forged.join("upper")).expect("mkdir");
+    std::fs::set_permissions(&forged, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::write(forged.join("sandbox.json"), r#"{"rootfs":"host","command":["x"],"outcome":"exit code 1"}"#)
+        .expect("write");
+    let out = Command::new(SANDBOX_RUN).arg("--shell-from").arg(&forged).output().expect("run sandbox-run");
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a folder a sandbox kept"), "{}", text(&out));
 }
 
 /// With the host's root, its folders' overlays are `nodev`, as the rootfs's own overlay is: a
@@ -442,7 +465,9 @@ fn keeps_what_a_failed_run_changed(user: Option<(u32, u32)>) {
     let out = child.wait_with_output().expect("shell ends");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "broken\n1\nno-profile\n");
     let mut passing = Command::new(&run);
-    passing.arg("--keep-failed").arg(&keep).args(["--", "/bin/sh", "-c", "echo fine > /etc/motd"]);
+    // Folders the program left unwritable do not stop the removal (rootless, an outside review).
+    let script = "echo fine > /etc/motd; mkdir -p /srv/a/b/c && chmod 0500 /srv/a/b /srv/a";
+    passing.arg("--keep-failed").arg(&keep).args(["--", "/bin/sh", "-c", script]);
     with_user(&mut passing);
     assert!(passing.status().expect("run").success());
     let left: Vec<_> = std::fs::read_dir(&keep).expect("list").flatten().map(|e| e.file_name()).collect();

@@ -365,12 +365,7 @@ impl Builder {
         };
         let id_base = match self.id_base {
             Some(base) => base,
-            None => match std::env::var("SANDBOX_ID_BASE") {
-                Ok(v) => {
-                    v.parse().map_err(|_| invalid("SANDBOX_ID_BASE", &v, "must be a number of at most 4294901759"))?
-                }
-                Err(_) => crate::hardening::DEFAULT_ID_BASE,
-            },
+            None => id_base_from_env()?,
         };
         if id_base.checked_add(crate::hardening::ID_COUNT).is_none() || id_base == 0 {
             return Err(invalid(
@@ -481,6 +476,29 @@ fn host_entries(layers: &[PathBuf]) -> Result<Vec<crate::config::HostEntry>, Err
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(entries)
+}
+
+/// `$SANDBOX_ID_BASE`, else the default first host id of the range root inside a sandbox is.
+fn id_base_from_env() -> Result<u32, Error> {
+    match std::env::var("SANDBOX_ID_BASE") {
+        Ok(v) => v.parse().map_err(|_| invalid("SANDBOX_ID_BASE", &v, "must be a number of at most 4294901759")),
+        Err(_) => Ok(crate::hardening::DEFAULT_ID_BASE),
+    }
+}
+
+/// The owner a writable layer's folder kept on the host ([`Builder::writable_layer_in`]) is given
+/// when run as root: the first host id of the sandboxes' range (`$SANDBOX_ID_BASE` or the default),
+/// which no sandbox can give a file through a read-write volume. A tool resuming from such a folder
+/// ([`Builder::layer`]) can check it, to tell one a sandbox made in its place; `None` rootless, where
+/// the folder stays the caller's.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for a `$SANDBOX_ID_BASE` that is not a number.
+pub fn kept_layer_owner() -> Result<Option<u32>, Error> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    id_base_from_env().map(Some)
 }
 
 /// A configured sandbox. Each [`command`](Sandbox::command) and [`run`](Sandbox::run) starts a

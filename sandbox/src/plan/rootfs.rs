@@ -66,7 +66,8 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
                     source: on_host(dir),
                     target: p("/kept"),
                     id: config.layers.upper_id.unwrap_or_default(),
-                    owner: shifted.map(|(base, _)| base),
+                    // As root, also privileged: the mark of a folder setup held (kept_layer_owner).
+                    owner: (config.outer_uid == 0).then_some(config.security.id_base),
                 },
             );
             p("/kept")
