@@ -2503,6 +2503,19 @@ fn check_kept_layer_folder_held() {
     assert_eq!(sh(&sb, "echo held > /etc/motd && cat /etc/motd"), "held\n");
     assert_eq!(std::fs::read_to_string(moved.join("upper/etc/motd")).expect("kept"), "held\n");
     assert_eq!(system_tests::list(&victim), ["file"]);
+    // A read-only layer (`--shell-from`'s) is held the same way: a folder swapped in for it after
+    // the build, with a /bin/sh of someone else's, is refused, never mounted (the eighth review).
+    let resumed = builder().layer(moved.join("upper")).build().expect("build");
+    let decoy = top.path().join("decoy");
+    std::fs::create_dir_all(decoy.join("etc")).expect("mkdir");
+    std::fs::write(decoy.join("etc/motd"), "decoy\n").expect("write");
+    std::fs::rename(moved.join("upper"), top.path().join("upper-aside")).expect("move the layer");
+    std::fs::rename(&decoy, moved.join("upper")).expect("swap in the decoy");
+    let err = resumed.command("/bin/cat").arg("/etc/motd").output().expect_err("a swapped layer is refused");
+    assert!(err.to_string().contains("hold a layer's folder"), "{err}");
+    std::fs::remove_dir_all(moved.join("upper")).expect("remove the decoy");
+    std::fs::rename(top.path().join("upper-aside"), moved.join("upper")).expect("put the layer back");
+    assert_eq!(sh(&resumed, "cat /etc/motd"), "held\n");
     if is_root() {
         let other = builder().mount(Mount::bind(top.path(), "/k")).build().expect("build");
         let out = run(&other, "ls /k/keep/upper; mkdir /k/keep/upper/x; ln -s / /k/keep/planted; echo done");

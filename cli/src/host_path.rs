@@ -1,12 +1,14 @@
 //! Host folders sandbox-run writes in as the caller once a program ran (`--keep-failed`,
-//! `--json-usage`): their paths resolved link by link, refusing a link that lies where a sandbox can
-//! write, and then opened from `/` without following any link, so that what was checked is what is
-//! opened.
+//! `--json-usage`) or resumes from (`--shell-from`): their paths must hold no link but the kernel's
+//! own (`/dev/fd`, `/dev/stdout`, `/proc/self`), and are opened from `/` without following any, so
+//! that what was checked is what is opened.
 //!
 //! A sandbox may write the workspace, the target folder and read-write `--mount`s, and may plant
-//! links there that outlive it: the next run's `--keep-failed DIR` through such a link would make
-//! sandbox-run, as root, make the layer, write `changes.txt` or remove folders wherever it points (a
-//! fifth outside review of `--keep-failed`).
+//! links there that outlive it; one whose volume holds a folder this run does not bind plants links
+//! there that are root's, like the caller's own. Through such a link the next `--keep-failed DIR`
+//! made sandbox-run, as root, make folders, the layer and its record wherever it pointed (the fifth
+//! and eighth outside reviews of `--keep-failed`). No rule tells a planted link from the caller's,
+//! so none is followed: the caller gives the folder it leads to (`readlink -f`).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -23,14 +25,14 @@ use crate::error::io;
 /// The kernel's own limit on links followed in one lookup (`MAXSYMLINKS`).
 const MAX_LINKS: u32 = 40;
 
-/// `path` (relative to the working directory) with every link resolved as the kernel would, each one
-/// checked first: a link that lies in one of `writable` (host folders, resolved) is refused, since a
-/// sandbox could have planted it there. Components that do not exist yet are kept as they are.
+/// `path` (relative to the working directory) as an absolute path, `.` and `..` taken as the kernel
+/// would, and links resolved only where the kernel made them (in `/dev` and `/proc`). Components that
+/// do not exist yet are kept as they are.
 ///
 /// # Errors
-/// [`Error::Refused`] for such a link (`what` names the option, `given` its value, of which `path`
+/// [`Error::Refused`] for any other link (`what` names the option, `given` its value, of which `path`
 /// is the folder); [`Error::Io`] when a link cannot be read or the path names too many.
-pub(crate) fn resolve(what: &str, given: &Path, path: &Path, writable: &[PathBuf]) -> Result<PathBuf, Error> {
+pub(crate) fn resolve(what: &str, given: &Path, path: &Path) -> Result<PathBuf, Error> {
     let absolute = std::path::absolute(path).map_err(io("resolve", path))?;
     let mut todo: VecDeque<OsString> = names(&absolute).collect();
     let mut real = PathBuf::from("/");
@@ -47,27 +49,13 @@ pub(crate) fn resolve(what: &str, given: &Path, path: &Path, writable: &[PathBuf
                 if links > MAX_LINKS {
                     return Err(io("resolve", path)(Errno::ELOOP.into()));
                 }
-                if let Some(folder) = writable.iter().find(|w| real.starts_with(w)) {
+                if !(real == Path::new("/dev") || real.starts_with("/proc")) {
                     return Err(Error::Refused {
                         value: given.display().to_string(),
                         reason: format!(
-                            "{what} `{}` leads through the link `{}`, which lies in `{}`, a folder a sandbox \
-                             can write: one could have planted it there to redirect what sandbox-run writes \
-                             as you; give the folder it leads to itself (`readlink -f`) if you trust it, or \
-                             a folder outside the workspace, the target folder and read-write --mounts",
-                            given.display(),
-                            next.display(),
-                            folder.display()
-                        ),
-                    });
-                }
-                if let Some(owner) = foreign_in_sticky(&real, &m) {
-                    return Err(Error::Refused {
-                        value: given.display().to_string(),
-                        reason: format!(
-                            "{what} `{}` leads through the link `{}`, which user {owner} owns in the shared \
-                             folder `{}`: the kernel does not follow such a link for anyone else \
-                             (fs.protected_symlinks), nor does sandbox-run; give the folder it leads to itself",
+                            "{what} `{}` leads through the link `{}`: sandbox-run works there as you, and a \
+                             sandbox able to write `{}` (through its workspace or a --mount) could have \
+                             planted that link; give the path it leads to (`readlink -f`)",
                             given.display(),
                             next.display(),
                             real.display()
@@ -88,18 +76,6 @@ pub(crate) fn resolve(what: &str, given: &Path, path: &Path, writable: &[PathBuf
         }
     }
     Ok(real)
-}
-
-/// The owner of the link `link` (its metadata) in the folder `folder`, where the kernel's
-/// `fs.protected_symlinks` rule would refuse to follow it for this process: the folder is sticky and
-/// everyone's to write (`/tmp`, `/var/tmp`), and the link is neither this process's nor the folder
-/// owner's. An outside review: resolving links in user space went around that rule.
-fn foreign_in_sticky(folder: &Path, link: &std::fs::Metadata) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let dir = std::fs::metadata(folder).ok()?;
-    let shared = dir.mode() & 0o1002 == 0o1002;
-    let owner = link.uid();
-    (shared && owner != nix::unistd::geteuid().as_raw() && owner != dir.uid()).then_some(owner)
 }
 
 /// The names in `path`, `..` included, `/` and `.` left out.
@@ -152,30 +128,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn links_are_resolved_and_refused_where_a_sandbox_writes() {
+    fn no_link_is_followed_but_the_kernels() {
         let t = tempfile::tempdir().expect("tempdir");
         let root = t.path().canonicalize().expect("resolve");
-        let [ws, out, other] = ["ws", "out", "other"].map(|n| root.join(n));
-        for d in [&ws, &out.join("sub"), &other] {
+        let [out, other] = ["out", "other"].map(|n| root.join(n));
+        for d in [&out.join("sub"), &other] {
             std::fs::create_dir_all(d).expect("mkdir");
         }
         std::os::unix::fs::symlink(&out, other.join("to-out")).expect("link");
-        std::os::unix::fs::symlink("../out/sub", ws.join("planted")).expect("link");
-        std::os::unix::fs::symlink(ws.join("planted"), other.join("via-ws")).expect("link");
-        let writable = std::slice::from_ref(&ws);
-        // A link outside the writable folders is followed; missing components are kept.
-        let got = resolve("--x", Path::new("x"), &other.join("to-out/sub/new/../kept"), writable).expect("resolve");
+        // `.` and `..` are taken as the kernel would; missing components are kept.
+        let got = resolve("--x", Path::new("x"), &out.join("sub/new/../kept")).expect("resolve");
         assert_eq!(got, out.join("sub/kept"));
-        // One inside them is refused, also when reached through another link.
-        for p in [ws.join("planted/x"), other.join("via-ws/x")] {
-            let e = resolve("--x", Path::new("x"), &p, writable).expect_err("a planted link");
-            assert!(e.to_string().contains("planted"), "{e}");
-        }
-        // Without writable folders, the same path resolves.
-        assert_eq!(resolve("--x", Path::new("x"), &ws.join("planted/x"), &[]).expect("resolve"), out.join("sub/x"));
-        // A loop is an error, not a hang.
-        std::os::unix::fs::symlink(other.join("loop"), other.join("loop")).expect("link");
-        assert!(resolve("--x", Path::new("x"), &other.join("loop/x"), &[]).is_err());
+        let e = resolve("--x", Path::new("x"), &other.join("to-out/sub")).expect_err("a link");
+        assert!(e.to_string().contains("to-out"), "{e}");
+        // The kernel's own: /dev/stdout leads to /proc/self/fd/1.
+        let stdout = resolve("--x", Path::new("x"), Path::new("/dev/stdout")).expect("the kernel's links");
+        assert!(stdout.starts_with("/proc/") || stdout.starts_with("/dev/"), "{}", stdout.display());
     }
 
     #[test]
@@ -189,26 +157,5 @@ mod tests {
         let e = open_folder(&root.join("l/b"), true).expect_err("a link in the path");
         assert!(e.to_string().contains("open"), "{e}");
         assert!(!root.join("a/b/b").exists());
-    }
-
-    #[test]
-    fn another_users_link_in_a_shared_sticky_folder_is_refused() {
-        if !nix::unistd::geteuid().is_root() {
-            return; // making a link another user owns needs root; CI runs this as root
-        }
-        let t = tempfile::tempdir().expect("tempdir");
-        let root = t.path().canonicalize().expect("resolve");
-        let (shared, target) = (root.join("shared"), root.join("target"));
-        std::fs::create_dir(&target).expect("mkdir");
-        std::fs::create_dir(&shared).expect("mkdir");
-        std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).expect("chmod");
-        std::os::unix::fs::symlink(&target, shared.join("l")).expect("link");
-        assert_eq!(
-            resolve("--x", Path::new("x"), &shared.join("l/x"), &[]).expect("root's own link"),
-            target.join("x")
-        );
-        std::os::unix::fs::lchown(shared.join("l"), Some(1001), Some(1001)).expect("give the link away");
-        let e = resolve("--x", Path::new("x"), &shared.join("l/x"), &[]).expect_err("another user's link");
-        assert!(e.to_string().contains("protected_symlinks"), "{e}");
     }
 }

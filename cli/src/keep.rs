@@ -87,18 +87,22 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
         // seventh outside review: one that could write DIR swapped the fresh folder for its own, with
         // a shell of its choosing, which sandbox-run then named for --shell-from). Then the name must
         // still lead to the folder held: one swapped in before the lock is refused, never used.
-        // Only an empty folder, as made: one swapped in before this open, with contents of another
-        // sandbox's choosing, is not taken (nor marked as kept).
-        if !names_in(&held).is_ok_and(|n| n.is_empty()) {
-            return Err(replaced(&path));
-        }
         if let Some(owner) = owner {
             let id = (nix::unistd::Uid::from_raw(owner), nix::unistd::Gid::from_raw(owner));
             nix::unistd::fchown(&held, Some(id.0), Some(id.1)).map_err(|e| io("lock", &path)(e.into()))?;
         }
+        // Locked, it must be empty, as made, and its name still lead to it: contents another sandbox
+        // put in it before the lock (a record naming its own rootfs: the eighth outside review), or
+        // a folder of its own swapped in before the open, are refused, and the folder is unmarked, so
+        // that --shell-from does not take it for a kept one.
         let made = nix::sys::stat::fstat(&held).map_err(|e| io("open", &path)(e.into()))?;
         let named = nix::sys::stat::fstatat(&base_fd, leaf.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW);
-        if !named.is_ok_and(|st| (st.st_dev, st.st_ino) == (made.st_dev, made.st_ino)) {
+        let empty = names_in(&held).is_ok_and(|n| n.is_empty());
+        if !empty || !named.is_ok_and(|st| (st.st_dev, st.st_ino) == (made.st_dev, made.st_ino)) {
+            if owner.is_some() {
+                let root = Some(nix::unistd::Uid::from_raw(0));
+                let _ = nix::unistd::fchown(&held, root, Some(nix::unistd::Gid::from_raw(0)));
+            }
             return Err(replaced(&path));
         }
         return Ok(Layer { path, base: base_fd, name: leaf.into(), held });
@@ -195,7 +199,7 @@ impl Kept {
 /// When `dir` is not a folder `--keep-failed` kept.
 pub fn open_kept(dir: &Path) -> Result<Kept, Error> {
     use rustix::fs::{Mode, OFlags};
-    let real = crate::host_path::resolve("--shell-from", dir, dir, &[])?;
+    let real = crate::host_path::resolve("--shell-from", dir, dir)?;
     let folder = crate::host_path::open_folder(&real, false)?;
     let st = rustix::fs::fstat(&folder).map_err(|e| io("open", &real)(e.into()))?;
     let owner = sandbox::kept_layer_owner()?;

@@ -44,7 +44,7 @@ fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: 
     // file (an outside review). The file itself is opened once the program has ended (a FIFO there
     // waits for its reader, which may be the program's caller).
     let usage_dir = match &opts.json_usage {
-        Some(path) => Some((usage_folder(path, &prepared.writable)?, path)),
+        Some(path) => Some((usage_folder(path)?, path)),
         None => None,
     };
     let mut child = match cmd.spawn() {
@@ -91,16 +91,16 @@ pub(crate) fn keep_if_failed(
 }
 
 /// The folder `path` is in, opened (`O_PATH`): what the path names is fixed from then on. A link on
-/// the way that lies in a folder the program can write (`writable`) is refused: an earlier sandbox
-/// could have planted it (an outside review of `--keep-failed`, which resolves its folder the same way).
+/// the way, but the kernel's own, is refused: a sandbox could have planted it (outside reviews of
+/// `--keep-failed`, which resolves its folder the same way).
 /// Also whether the folder's entries are the kernel's own (`/proc/self/fd`, `/dev/fd` of bash's
 /// `>(…)`, `/dev` of `/dev/stdout`), where a link is a descriptor of sandbox-run's own, to follow.
-fn usage_folder(path: &Path, writable: &[std::path::PathBuf]) -> Result<(std::os::fd::OwnedFd, bool), Error> {
+fn usage_folder(path: &Path) -> Result<(std::os::fd::OwnedFd, bool), Error> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let real = crate::host_path::resolve("--json-usage", path, parent, writable)?;
+    let real = crate::host_path::resolve("--json-usage", path, parent)?;
     let dir = crate::host_path::open_folder(&real, false)?;
     let procfs =
         nix::sys::statfs::fstatfs(&dir).is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
@@ -148,9 +148,40 @@ fn write_usage(
             e => e.into(),
         })
     })?;
-    // Writes wait again, as they would have.
-    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags & OFlag::O_APPEND)).map_err(|e| fail(e.into()))?;
-    std::io::Write::write_all(&mut std::fs::File::from(file), format!("{json}\n").as_bytes()).map_err(fail)
+    // Written without waiting for good either: a FIFO whose reader reads nothing (a sandbox that
+    // made it and holds it open, with its buffer full: the eighth outside review) fails after
+    // USAGE_WRITE_WAIT, as a full disk would.
+    write_within(&file, format!("{json}\n").as_bytes(), USAGE_WRITE_WAIT).map_err(fail)
+}
+
+/// How long writing the usage may wait for a slow reader.
+const USAGE_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Writes all of `bytes` into the non-blocking `file`, waiting for it to take more at most `wait` in
+/// all.
+fn write_within(file: &std::os::fd::OwnedFd, mut bytes: &[u8], wait: std::time::Duration) -> std::io::Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + wait;
+    while !bytes.is_empty() {
+        match nix::unistd::write(file, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::errno::Errno::EAGAIN) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::Error::other(format!(
+                        "its reader took nothing for {} s (a FIFO no process reads from)",
+                        wait.as_secs()
+                    )));
+                }
+                let ms = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+                poll(&mut [PollFd::new(file.as_fd(), PollFlags::POLLOUT)], ms)?;
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Whether the program has ended (its `wait` returned): a signal then ends sandbox-run.

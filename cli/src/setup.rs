@@ -20,8 +20,6 @@ pub struct Prepared {
     pub lower: PathBuf,
     /// With `--keep-failed`: the folder made for the sandbox's writable layer.
     pub(crate) kept: Option<crate::keep::Layer>,
-    /// The host folders the program can write (resolved): where a link may have been planted.
-    pub(crate) writable: Vec<PathBuf>,
 }
 
 /// Variables of this crate's own machinery, never passed into a sandbox.
@@ -135,10 +133,9 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
     // Resolved, as the links on the way to a folder sandbox-run writes in are.
     let writable_binds: Vec<(PathBuf, String)> =
         writable_binds.into_iter().map(|(source, target)| (source.canonicalize().unwrap_or(source), target)).collect();
-    let writable: Vec<PathBuf> = writable_binds.iter().map(|(source, _)| source.clone()).collect();
     let kept = match &opts.keep_failed {
         Some(base) => {
-            let base = keep_folder(base, &writable_binds, &writable)?;
+            let base = keep_folder(base, &writable_binds)?;
             keep_as.map(|name| crate::keep::fresh_layer_dir(&base, name)).transpose()?
         }
         None => None,
@@ -188,7 +185,7 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
             layer.remove_empty();
         }
     })?;
-    Ok(Prepared { sandbox, program, lower, kept, writable })
+    Ok(Prepared { sandbox, program, lower, kept })
 }
 
 /// `program` as an absolute host path, when it names a file on the host by a path outside the system
@@ -213,32 +210,18 @@ fn target_folder(program: Option<&Path>, env: Option<std::ffi::OsString>) -> Opt
     })
 }
 
-/// `--keep-failed`'s folder `base`, resolved ([`crate::host_path::resolve`]), once it is known to lie
-/// outside every folder the program can write (`binds`: host folder, resolved, and where the sandbox
-/// shows it; `writable`: those host folders) and to hold none of them.
+/// `--keep-failed`'s folder `base`, resolved ([`crate::host_path::resolve`]: no link in it), once it
+/// is known to lie outside every folder the program can write (`binds`: host folder, resolved, and
+/// where the sandbox shows it) and to hold none of them.
 ///
 /// sandbox-run, as the caller, makes the layer there, walks it, writes `changes.txt` and removes
 /// folders there after the program ended. Outside reviews: through a link the program planted there,
 /// root wrote and deleted any host file; with the folder hidden behind a read-only tmpfs, the program
-/// renamed a folder above it and planted the link at the old path; through a link an earlier sandbox
-/// planted in the workspace, above the folder, root made the layer anywhere. (The work itself goes
+/// renamed a folder above it and planted the link at the old path; through a link an earlier or
+/// another sandbox planted above the folder, root made the layer anywhere. (The work itself goes
 /// through descriptors of the folder made, crate::keep::Layer; these refusals are the first line.)
-fn keep_folder(base: &Path, binds: &[(PathBuf, String)], writable: &[PathBuf]) -> Result<PathBuf, Error> {
-    // Not a link at DIR itself, wherever it lies: one another sandbox planted through a read-write
-    // volume of DIR's parent (which this one may not bind) is root's like the caller's own (the
-    // seventh outside review: root then made the layer in a host folder of that sandbox's choice).
-    let absolute = std::path::absolute(base).map_err(crate::error::io("resolve", base))?;
-    if absolute.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(Error::Refused {
-            value: base.display().to_string(),
-            reason: format!(
-                "--keep-failed `{}` is a link: it must be a folder, not a link to one (another sandbox could \
-                 have planted it); give the folder it leads to (`readlink -f`)",
-                base.display()
-            ),
-        });
-    }
-    let real = crate::host_path::resolve("--keep-failed", base, base, writable)?;
+fn keep_folder(base: &Path, binds: &[(PathBuf, String)]) -> Result<PathBuf, Error> {
+    let real = crate::host_path::resolve("--keep-failed", base, base)?;
     let refuse = |why: String| Error::Refused {
         value: base.display().to_string(),
         reason: format!(

@@ -296,15 +296,19 @@ fn a_program_cannot_plant_links_where_sandbox_run_writes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("FIFO no process reads"), "{}", text(&out));
     // Left by an earlier sandbox in a folder this one cannot write (here the test's own, outside
     // the working directory), it is refused as well, not waited for (the sixth review).
+    // (`timeout` ends a hang with 124.)
+    let usage_into = |fifo: &Path| {
+        Command::new("timeout")
+            .current_dir(&work)
+            .args(["60", SANDBOX_RUN, "--rootfs", "host", "--json-usage"])
+            .arg(fifo)
+            .args(["--", "/bin/true"])
+            .output()
+            .expect("run sandbox-run")
+    };
     let elsewhere = dir.path().join("left-fifo");
     assert!(Command::new("mkfifo").arg(&elsewhere).status().expect("mkfifo").success());
-    let out = Command::new("timeout")
-        .current_dir(&work)
-        .args(["60", SANDBOX_RUN, "--rootfs", "host", "--json-usage"])
-        .arg(&elsewhere)
-        .args(["--", "/bin/true"])
-        .output()
-        .expect("run sandbox-run");
+    let out = usage_into(&elsewhere);
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));
     // Into /dev/stdout redirected to a file, the usage is appended after the program's output.
     let script = format!(
@@ -314,6 +318,17 @@ fn a_program_cannot_plant_links_where_sandbox_run_writes() {
     let out = Command::new("bash").current_dir(&work).args(["-c", &script]).output().expect("run bash");
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.starts_with("out\n{") && shown.contains("peak_memory_bytes"), "{}", text(&out));
+    // Nor one whose reader reads nothing, its buffer full (another sandbox holding it open: the
+    // eighth review): the write gives up after a few seconds instead of waiting for good.
+    let full = dir.path().join("full-fifo");
+    assert!(Command::new("mkfifo").arg(&full).status().expect("mkfifo").success());
+    let holder = std::fs::OpenOptions::new().read(true).write(true).open(&full).expect("hold the FIFO");
+    nix::fcntl::fcntl(&holder, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).expect("fcntl");
+    while std::io::Write::write(&mut &holder, &[0u8; 4096]).is_ok() {}
+    let out = usage_into(&full);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("took nothing"), "{}", text(&out));
+    drop(holder);
     // The caller's own pipe, bash's `>(cat)`: /dev/fd/N, a link of the kernel's, is followed.
     let script = format!("{SANDBOX_RUN} --rootfs host --json-usage >(cat) -- /bin/true; wait");
     let out = Command::new("bash").current_dir(&work).args(["-c", &script]).output().expect("run bash");
@@ -324,17 +339,19 @@ fn a_program_cannot_plant_links_where_sandbox_run_writes() {
     );
 }
 
-/// `DIR` reached through a link: one in a folder a sandbox can write (here the working directory),
-/// which an earlier sandbox could have planted, is refused before anything is made (a fifth outside
-/// review: root made the layer, with the program's files, wherever it pointed), as is a read-write
-/// `--mount` inside `DIR`. One outside them is the caller's and is followed; if it is pointed
-/// elsewhere while the program runs (here by the test, as a concurrent sandbox that could write there
-/// would), sandbox-run still removes (program passed) or writes into (failed) the folder it made
+/// `DIR` reached through a link is refused before anything is made, wherever the link lies: one in a
+/// folder a sandbox can write, or written there through another sandbox's volume (root's, like the
+/// caller's own), made root make the layer, with the program's files, wherever it pointed (the fifth
+/// and eighth outside reviews; the eighth with `DIR/`, whose trailing slash made the check follow the
+/// link). So is a read-write `--mount` inside `DIR`. If `DIR`'s parent is moved and a link put in its
+/// place while the program runs (here by the test, as a concurrent sandbox that could write there
+/// would), sandbox-run still removes (program passed) or writes into (failed) the folder it made,
 /// through its descriptor, never where the path now leads (the third outside review).
 #[test]
 fn a_relinked_keep_folder_redirects_nothing() {
     let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
-    let [work, links, outside, victim] = ["work", "links", "outside", "victim"].map(|n| dir.path().join(n));
+    let [work, links, outside, moved, victim] =
+        ["work", "links", "outside", "moved", "victim"].map(|n| dir.path().join(n));
     for d in [&work, &links, &outside.join("kept"), &victim.join("kept/run")] {
         std::fs::create_dir_all(d).expect("mkdir");
     }
@@ -345,14 +362,20 @@ fn a_relinked_keep_folder_redirects_nothing() {
         c.args(["--", "/bin/sh", "-c", script]);
         c
     };
-    // Planted where the sandbox writes: refused, at DIR itself and above it.
+    // Planted where the sandbox writes, or elsewhere: refused, at DIR itself (with or without a
+    // trailing slash) and above it.
     let planted = work.join("planted");
-    std::os::unix::fs::symlink(&victim, &planted).expect("link");
-    for (keep, why) in [(planted.clone(), "is a link"), (planted.join("kept"), "leads through the link")] {
-        let out = sandbox_run(&keep, &[], "exit 1").output().expect("run sandbox-run");
-        assert_eq!(out.status.code(), Some(125), "{}", text(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{}", text(&out));
+    let elsewhere = links.join("link");
+    for link in [&planted, &elsewhere] {
+        std::os::unix::fs::symlink(&victim, link).expect("link");
     }
+    let with_slash = PathBuf::from(format!("{}/", elsewhere.display()));
+    for keep in [planted.clone(), planted.join("kept"), elsewhere.clone(), with_slash, elsewhere.join("kept")] {
+        let out = sandbox_run(&keep, &[], "exit 1").output().expect("run sandbox-run");
+        assert_eq!(out.status.code(), Some(125), "{}: {}", keep.display(), text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("leads through the link"), "{}", text(&out));
+    }
+    assert_eq!(system_tests::list(&victim), ["kept"], "nothing made where the links lead");
     let sub = outside.join("kept/sub");
     std::fs::create_dir(&sub).expect("mkdir");
     let mount = format!("{}:/data", sub.display());
@@ -360,36 +383,30 @@ fn a_relinked_keep_folder_redirects_nothing() {
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("which the sandbox can write"), "{}", text(&out));
     std::fs::remove_dir(&sub).expect("rmdir");
-    // The caller's own link, pointed at the victim while the program runs.
-    let link = links.join("link");
+    // DIR's parent moved away, and a link to the victim put in its place, while the program runs.
     let [ready, go] = ["ready", "go"].map(|n| work.join(n));
     for fifo in [&ready, &go] {
         assert!(Command::new("mkfifo").arg(fifo).status().expect("mkfifo").success());
     }
     for code in [0, 1] {
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&outside, &link).expect("link");
         let script = format!("echo ready > {}; read line < {}; exit {code}", ready.display(), go.display());
-        let child = sandbox_run(&link.join("kept"), &[], &script)
+        let child = sandbox_run(&outside.join("kept"), &[], &script)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start sandbox-run");
         // The program is running once it wrote; no sleep needed.
         assert_eq!(std::fs::read_to_string(&ready).expect("wait for the program"), "ready\n");
-        std::fs::remove_file(&link).expect("unlink");
-        std::os::unix::fs::symlink(&victim, &link).expect("relink");
+        std::fs::rename(&outside, &moved).expect("move DIR's parent");
+        std::os::unix::fs::symlink(&victim, &outside).expect("link in its place");
         std::fs::write(&go, "go\n").expect("let the program end");
         let out = child.wait_with_output().expect("wait for sandbox-run");
         assert_eq!(out.status.code(), Some(code), "{}", text(&out));
         assert_eq!(system_tests::list(&victim.join("kept/run")), ["data"], "exit {code}: {}", text(&out));
+        std::fs::remove_file(&outside).expect("unlink");
+        std::fs::rename(&moved, &outside).expect("move DIR's parent back");
     }
     assert!(outside.join("kept/run/changes.txt").is_file(), "the failed run's layer is kept where it was made");
-    // A link at DIR itself is refused wherever it lies: another sandbox that could write its parent
-    // (through a volume this one does not have) could have planted it, as root's (the seventh review).
-    let out = sandbox_run(&link, &[], "exit 1").output().expect("run sandbox-run");
-    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is a link"), "{}", text(&out));
     // As root, --shell-from takes only a folder a sandbox kept (the range's, 0700): one another
     // sandbox made in DIR, with an `upper` and a record of its choosing, is refused.
     let forged = outside.join("kept/forged");

@@ -102,6 +102,8 @@ pub(crate) struct Layers {
     pub upper_id: Option<(u64, u64)>,
     /// Read-only layers over the rootfs (a kept writable layer, to resume from), topmost first.
     pub above: Vec<PathBuf>,
+    /// Each of `above`'s device and inode when the sandbox was built: init holds those folders only.
+    pub above_ids: Vec<(u64, u64)>,
 }
 
 /// What the process inside does once the sandbox is up.

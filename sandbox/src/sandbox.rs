@@ -388,10 +388,15 @@ impl Builder {
             lower_shifted: false,
             volume_userns_fd: None,
         };
+        // Each layer: the folder `dir` names now, held from here on by device and inode (as the
+        // writable layer's, below), and its path as that folder's own.
+        let mut above_ids = Vec::new();
         for dir in self.layers.iter_mut() {
             let shown = dir.display().to_string();
-            *dir = std::fs::canonicalize(&*dir)
+            let (_, real, id) = crate::sys::mount::identify(dir)
                 .map_err(|e| invalid("layer folder", &shown, &format!("{e}: the host folder must exist")))?;
+            *dir = real;
+            above_ids.push(id);
         }
         if self.copy_rootfs && (self.upper_in.is_some() || !self.layers.is_empty()) {
             return Err(invalid("copy_rootfs", "true", "layers need overlayfs: leave copy_rootfs off"));
@@ -422,7 +427,7 @@ impl Builder {
         Ok(Sandbox {
             base: Config {
                 root,
-                layers: crate::config::Layers { upper_in: self.upper_in, upper_id, above: self.layers },
+                layers: crate::config::Layers { upper_in: self.upper_in, upper_id, above: self.layers, above_ids },
                 hostname: self.hostname,
                 network,
                 env,

@@ -93,6 +93,14 @@ pub(crate) enum Op {
         id: (u64, u64),
         owner: Option<u32>,
     },
+    /// Binds the read-only layer's host folder `source` (a path without links, opened without
+    /// following any) at `target` through its descriptor, if it is still the folder of device and
+    /// inode `id` (crate::sys::mount::bind_held).
+    BindHeld {
+        source: PathBuf,
+        target: PathBuf,
+        id: (u64, u64),
+    },
     /// Gives a path to an owner (lchown).
     Chown {
         path: PathBuf,
@@ -174,7 +182,7 @@ impl Op {
             | Op::HostOverlay { target: path, .. }
             | Op::BindFile { target: path, .. } => path,
             Op::IdmappedBind { target, .. } => target,
-            Op::HoldFolder { source, .. } => source,
+            Op::HoldFolder { source, .. } | Op::BindHeld { source, .. } => source,
             Op::Chown { path, .. } | Op::Mask { path } | Op::ReadOnly { path } => path,
             Op::EnterUserNamespace { .. } => return None,
             Op::SetHostname { name } => return Some(name.clone()),
@@ -323,6 +331,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             }
             Op::Chown { path, id } => sys.chown(path, *id),
             Op::HoldFolder { source, target, id, owner } => sys.hold_folder(source, target, *id, *owner),
+            Op::BindHeld { source, target, id } => sys.bind_held(source, target, *id),
             Op::EnterUserNamespace { userns } => sys.enter_user_namespace(*userns),
             Op::Mask { path } => sys.mask(path),
             Op::ReadOnly { path } => sys.bind_read_only(path),
@@ -584,6 +593,9 @@ mod tests {
         }
         fn hold_folder(&self, source: &Path, target: &Path, _: (u64, u64), owner: Option<u32>) -> Result<(), Errno> {
             self.call(format!("hold {} at {} for {owner:?}", source.display(), target.display()))
+        }
+        fn bind_held(&self, source: &Path, target: &Path, _: (u64, u64)) -> Result<(), Errno> {
+            self.call(format!("bind held {} at {}", source.display(), target.display()))
         }
         fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {
             self.call(format!("enter userns {userns}"))

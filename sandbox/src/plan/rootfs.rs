@@ -84,9 +84,32 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
         // inside could not create anything at the top level).
         s.add(StepKind::Staging, "give the writable layer to root inside", Op::Chown { path: upper.clone(), id: base });
     }
+    // Read-only layers (a kept writable layer, to resume from): each held at /layers/N through a
+    // descriptor of the very folder the sandbox was built on, so that one swapped in since by
+    // whoever can write where it lies is refused, not mounted (the eighth outside review: a sandbox
+    // whose volume held a kept layer's folder swapped it for its own, with a /bin/sh of its
+    // choosing, while `sandbox-run --shell-from` started).
+    let mut held: Vec<(PathBuf, PathBuf)> = Vec::new();
+    if !config.layers.above.is_empty() {
+        s.add(StepKind::Staging, "create the layers' place", Op::Mkdir { path: p("/layers"), mode: 0o700 });
+    }
+    for (i, layer) in config.layers.above.iter().enumerate() {
+        let at = Path::new("/layers").join(i.to_string());
+        s.add(StepKind::Staging, "create a layer's place", Op::Mkdir { path: at.clone(), mode: 0o700 });
+        s.add(
+            StepKind::Staging,
+            "hold a layer's folder (the one the sandbox was built on, no link)",
+            Op::BindHeld {
+                source: on_host(layer),
+                target: at.clone(),
+                id: config.layers.above_ids.get(i).copied().unwrap_or_default(),
+            },
+        );
+        held.push((layer.clone(), at));
+    }
     match &config.root {
         RootMode::Overlay { lower } => {
-            let mut lowers: Vec<PathBuf> = config.layers.above.iter().map(|l| on_host(l)).collect();
+            let mut lowers: Vec<PathBuf> = config.layers.above.iter().map(|l| staged(&held, l)).collect();
             let mut base = on_host(lower);
             if let Some((_, userns)) = shifted.filter(|_| !config.security.lower_shifted) {
                 // The shared tree keeps the archive's owners; root's files are root's inside. Layers
@@ -123,7 +146,7 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
                 Op::fs("overlay", p("/newroot"), MsFlags::MS_NODEV, Some(&data)),
             );
         }
-        RootMode::Host { entries } => host_root(s, config, entries, &upper, &work),
+        RootMode::Host { entries } => host_root(s, config, entries, (&upper, &work), &held),
         RootMode::Copy { lower } => {
             let source = on_host(lower);
             s.add(
@@ -146,7 +169,13 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
 /// bound read-only, and empty mount points for what the sandbox mounts itself.
 /// As root, each folder is the lower layer of its overlay through the user namespace's id mapping
 /// (root's files are root's inside), unless the kernel cannot id-map it (`as_is`).
-fn host_root(s: &mut Steps, config: &Config, entries: &[crate::config::HostEntry], upper: &Path, work: &Path) {
+fn host_root(
+    s: &mut Steps,
+    config: &Config,
+    entries: &[crate::config::HostEntry],
+    (upper, work): (&Path, &Path),
+    held: &[(PathBuf, PathBuf)],
+) {
     let p = PathBuf::from;
     let shifted = config.security.shifted(config.outer_uid);
     let data = super::mounts::owned(config, format!("mode=0755,size={}", config.security.tmpfs_size));
@@ -216,7 +245,7 @@ fn host_root(s: &mut Steps, config: &Config, entries: &[crate::config::HostEntry
                     );
                     host = mapped;
                 }
-                let lowers = layers.iter().map(|l| on_host(l)).chain([host]).collect();
+                let lowers = layers.iter().map(|l| staged(held, l)).chain([host]).collect();
                 s.add(
                     StepKind::HostRoot,
                     "mount a writable overlay of a host folder",
@@ -242,6 +271,18 @@ fn host_root(s: &mut Steps, config: &Config, entries: &[crate::config::HostEntry
 /// A host path as seen from the staging root (the host's root is at `/oldroot` there).
 pub(super) fn on_host(path: &Path) -> PathBuf {
     Path::new("/oldroot").join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// Where setup finds the host path `path` of a read-only layer: below the place the layer is held at
+/// (`held`: host folder, place), else through the host's root.
+fn staged(held: &[(PathBuf, PathBuf)], path: &Path) -> PathBuf {
+    held.iter()
+        .find_map(|(layer, at)| {
+            path.strip_prefix(layer)
+                .ok()
+                .map(|rest| if rest.as_os_str().is_empty() { at.clone() } else { at.join(rest) })
+        })
+        .unwrap_or_else(|| on_host(path))
 }
 
 /// The host's own name for a path [`on_host`] gives (any other path as it is).

@@ -75,6 +75,8 @@ pub(crate) trait Sys {
     fn chown(&self, path: &Path, id: u32) -> Result<(), Errno>;
     /// See `Op::HoldFolder`.
     fn hold_folder(&self, source: &Path, target: &Path, id: (u64, u64), owner: Option<u32>) -> Result<(), Errno>;
+    /// See `Op::BindHeld`.
+    fn bind_held(&self, source: &Path, target: &Path, id: (u64, u64)) -> Result<(), Errno>;
     /// Enters the user namespace `userns`, then a new mount namespace owned by it.
     fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno>;
     /// Creates a directory and its missing parents.
@@ -260,6 +262,10 @@ impl Sys for Kernel {
 
     fn hold_folder(&self, source: &Path, target: &Path, id: (u64, u64), owner: Option<u32>) -> Result<(), Errno> {
         mount::hold_folder(source, target, id, owner)
+    }
+
+    fn bind_held(&self, source: &Path, target: &Path, id: (u64, u64)) -> Result<(), Errno> {
+        mount::bind_held(source, target, id)
     }
 
     fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {

@@ -34,13 +34,39 @@ pub(crate) fn lock_bind(target: &Path, read_only: bool) -> Result<(), Errno> {
 /// `/proc/self/fd/N` (sandbox-run does), so that a link put in the path it made it by since leads
 /// nowhere (an outside review: resolved by path again, such a link sent the layer anywhere).
 pub(crate) fn make_private(dir: &Path) -> Result<(std::path::PathBuf, (u64, u64)), Errno> {
+    let (fd, real, id) = identify(dir)?;
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o700))?;
+    Ok((real, id))
+}
+
+/// The folder `dir` names now (links followed once, here), opened, with its own path (read back from
+/// `/proc/self/fd`, no link in it) and its device and inode, by which init holds it later
+/// ([`bind_held`], [`hold_folder`]).
+pub(crate) fn identify(dir: &Path) -> Result<(std::os::fd::OwnedFd, std::path::PathBuf, (u64, u64)), Errno> {
     let fd =
         nix::fcntl::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
-    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o700))?;
     let st = nix::sys::stat::fstat(&fd)?;
     let real =
         std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).map_err(errno_of)?;
-    Ok((real, (st.st_dev, st.st_ino)))
+    Ok((fd, real, (st.st_dev, st.st_ino)))
+}
+
+/// The folder at `source` (a path without links, opened without following any), if it is still the
+/// folder of device and inode `id`; ESTALE if it was replaced since.
+fn open_identified(source: &Path, id: (u64, u64)) -> Result<std::os::fd::OwnedFd, Errno> {
+    let fd = open_no_links(source, OFlag::O_RDONLY)?;
+    let st = nix::sys::stat::fstat(&fd)?;
+    if (st.st_dev, st.st_ino) != id {
+        return Err(Errno::ESTALE);
+    }
+    Ok(fd)
+}
+
+/// See `crate::plan::Op::BindHeld`.
+pub(crate) fn bind_held(source: &Path, target: &Path, id: (u64, u64)) -> Result<(), Errno> {
+    use std::os::fd::AsFd;
+    let fd = open_identified(source, id)?;
+    super::hardening::bind_held_at(fd.as_fd(), target)
 }
 
 /// `path` opened as a directory with `flags`, with no link anywhere in it (`RESOLVE_NO_SYMLINKS`).
@@ -60,11 +86,7 @@ fn open_no_links(path: &Path, flags: OFlag) -> Result<std::os::fd::OwnedFd, Errn
 /// (replaced since the sandbox was built), EEXIST when `upper` or `work` is already in it.
 pub(crate) fn hold_folder(source: &Path, target: &Path, id: (u64, u64), owner: Option<u32>) -> Result<(), Errno> {
     use std::os::fd::AsFd;
-    let fd = open_no_links(source, OFlag::O_RDONLY)?;
-    let st = nix::sys::stat::fstat(&fd)?;
-    if (st.st_dev, st.st_ino) != id {
-        return Err(Errno::ESTALE);
-    }
+    let fd = open_identified(source, id)?;
     // As root with a shifted range: the range's root, an id no sandbox's read-write volume maps, so
     // that no other sandbox's root reaches inside through one (a volume maps the host's root alone).
     if let Some(owner) = owner {
