@@ -137,7 +137,7 @@ pub fn finish(layer: &Layer, passed: bool, lower: &Path, record: &KeptRecord) ->
     }
     // overlayfs' work folder is of no use to anybody (and mode 000 inside).
     let _ = remove_tree(&layer.held, "work".as_ref(), &layer.path);
-    let mut lines = Vec::new();
+    let mut lines = Listing::default();
     // The upper layer itself, never a link put in its place, walked from descriptor to descriptor.
     if let Ok(upper) = open_listing(&layer.held, "upper".as_ref()) {
         let lower = rustix::fs::open(
@@ -147,8 +147,13 @@ pub fn finish(layer: &Layer, passed: bool, lower: &Path, record: &KeptRecord) ->
         );
         changes(&upper, Path::new("/"), lower.ok().as_ref(), 0, &mut lines);
     }
+    let cut = lines.cut;
+    let mut lines = lines.lines;
     lines.sort_by(|a: &String, b: &String| a[2..].cmp(&b[2..]));
-    let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let mut text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    if cut {
+        text.push_str(&format!("# cut at {} MiB: the layer holds more changes than listed\n", LISTED_BYTES >> 20));
+    }
     write_new(&dir.join("changes.txt"), text.as_bytes())?;
     let json = serde_json::to_string_pretty(record).map_err(|e| io("encode", &layer.path)(std::io::Error::other(e)))?;
     write_new(&dir.join("sandbox.json"), (json + "\n").as_bytes())?;
@@ -219,9 +224,15 @@ pub fn open_kept(dir: &Path) -> Result<Kept, Error> {
         });
     }
     let path = real.join("sandbox.json");
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // Not a FIFO either, which would hang the open (the ninth outside review, rootless).
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let file = rustix::fs::openat(&folder, "sandbox.json", flags, Mode::empty())
         .map_err(|e| io("read (is it a folder --keep-failed kept?)", &path)(e.into()))?;
+    let regular = rustix::fs::fstat(&file)
+        .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile);
+    if !regular {
+        return Err(io("read", &path)(std::io::Error::other("not a file --keep-failed wrote")));
+    }
     let mut text = String::new();
     std::io::Read::read_to_string(&mut std::fs::File::from(file), &mut text).map_err(io("read", &path))?;
     let record = serde_json::from_str(&text).map_err(|e| io("read", &path)(std::io::Error::other(e)))?;
@@ -338,6 +349,29 @@ fn open_listing(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
 /// How deep `changes.txt` lists: below, a folder is named once (`+ path/`), its contents not.
 const LISTED_DEPTH: usize = 256;
 
+/// How much `changes.txt` lists in all: a program that made a few thousand hard links with long,
+/// deep names made it a gigabyte, built in sandbox-run's memory first (the ninth outside review).
+const LISTED_BYTES: usize = 16 << 20;
+
+/// The lines of `changes.txt` as they are found, [`LISTED_BYTES`] at most; `cut` once more were found.
+#[derive(Default)]
+struct Listing {
+    lines: Vec<String>,
+    bytes: usize,
+    cut: bool,
+}
+
+impl Listing {
+    fn push(&mut self, line: String) {
+        if self.bytes + line.len() + 1 > LISTED_BYTES {
+            self.cut = true;
+            return;
+        }
+        self.bytes += line.len() + 1;
+        self.lines.push(line);
+    }
+}
+
 /// `A path` added, `C path` changed, `D path` deleted, `R path/` a folder replaced (its old contents
 /// hidden), `+ path/` a folder whose contents are not listed (deeper than [`LISTED_DEPTH`], or one the
 /// caller cannot read): the overlay upper layer's folder `dir` (the sandbox's `shown` folder, `depth`
@@ -346,10 +380,13 @@ const LISTED_DEPTH: usize = 256;
 /// link meanwhile is not listed through it, and a link in the rootfs does not make the walk look at
 /// the host (an outside review: a rootfs's link to a host folder told which host files exist). Paths
 /// are written as [`line`] says.
-fn changes(dir: &OwnedFd, shown: &Path, lower: Option<&OwnedFd>, depth: usize, out: &mut Vec<String>) {
+fn changes(dir: &OwnedFd, shown: &Path, lower: Option<&OwnedFd>, depth: usize, out: &mut Listing) {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags};
     let Ok(names) = names_in(dir) else { return };
     for name in names {
+        if out.cut {
+            return;
+        }
         let inside = shown.join(&name);
         let Ok(st) = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
         let below = lower.and_then(|l| rustix::fs::statat(l, &name, AtFlags::SYMLINK_NOFOLLOW).ok());
@@ -431,10 +468,11 @@ mod tests {
         std::os::unix::fs::symlink(&host, lower.join("probe")).expect("link");
         std::fs::create_dir(upper.join("probe")).expect("mkdir");
         std::fs::write(upper.join("probe/file"), "").expect("write");
-        let mut out = Vec::new();
+        let mut listing = Listing::default();
         let top = rustix::fs::open(t.path(), rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
         let below = rustix::fs::open(&lower, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
-        changes(&open_listing(&top, "upper".as_ref()).expect("open"), Path::new("/"), Some(&below), 0, &mut out);
+        changes(&open_listing(&top, "upper".as_ref()).expect("open"), Path::new("/"), Some(&below), 0, &mut listing);
+        let mut out = listing.lines;
         out.sort();
         assert_eq!(
             out,
@@ -468,8 +506,9 @@ mod tests {
         rustix::fs::mkdirat(&at, "locked", rustix::fs::Mode::empty()).expect("a mode-000 folder");
         rustix::fs::symlinkat(&root, &at, "link").expect("a link out");
         std::fs::write(root.join("outside"), "kept").expect("write");
-        let mut lines = Vec::new();
-        changes(&open_listing(&held, ".".as_ref()).expect("open"), Path::new("/"), None, 0, &mut lines);
+        let mut listing = Listing::default();
+        changes(&open_listing(&held, ".".as_ref()).expect("open"), Path::new("/"), None, 0, &mut listing);
+        let lines = listing.lines;
         assert_eq!(lines.len(), LISTED_DEPTH + 1, "{:?}", lines.last());
         assert!(lines.last().is_some_and(|l| l.starts_with("+ /d/d/")), "{:?}", lines.last());
         let top = rustix::fs::open(&root, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
@@ -486,5 +525,23 @@ mod tests {
         assert_eq!(line('C', Path::new("/a\"b\\c"), ""), "C \"/a\\\"b\\\\c\"");
         assert_eq!(line('A', Path::new(OsStr::from_bytes(b"/\xff")), ""), "A \"/\\xFF\"");
         assert_eq!(line('A', Path::new("/\u{202e}txt.exe"), ""), "A \"/\\u{202e}txt.exe\"");
+    }
+
+    #[test]
+    fn the_listing_stops_at_its_size() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let long = "\u{1}".repeat(200);
+        let dir = t.path().join(&long);
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("f"), "").expect("write");
+        // Each hard link's line is about 2 KiB (its name written with escapes): 10000 pass 16 MiB.
+        for i in 0..10_000 {
+            std::fs::hard_link(dir.join("f"), dir.join(format!("{long}{i}"))).expect("link");
+        }
+        let held = rustix::fs::open(t.path(), rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open");
+        let mut listing = Listing::default();
+        changes(&open_listing(&held, ".".as_ref()).expect("open"), Path::new("/"), None, 0, &mut listing);
+        assert!(listing.cut && listing.bytes <= LISTED_BYTES, "{} bytes", listing.bytes);
+        assert!(listing.lines.len() < 10_000);
     }
 }

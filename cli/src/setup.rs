@@ -174,7 +174,12 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         (Some(w), _) => Some(w.clone()),
         (None, true) => std::env::current_dir().ok().map(|d| d.display().to_string()),
         // HOME's folder, as a login shell starts in; `/` in a rootfs without one.
-        (None, false) => Some(if lower.join("root").is_dir() { "/root" } else { "/" }.to_owned()),
+        // Not through a link in the rootfs: one to a host folder told whether that exists (the ninth
+        // outside review).
+        (None, false) => {
+            let home = lower.join("root").symlink_metadata().is_ok_and(|m| m.is_dir());
+            Some(if home { "/root" } else { "/" }.to_owned())
+        }
     };
     if let Some(w) = workdir {
         b = b.current_dir(w);
