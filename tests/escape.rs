@@ -2243,6 +2243,7 @@ fn child_rootless_what_worked_still_works() {
 
 /// Every attack, by name, for the rootless runs.
 const CHECKS: &[(&str, fn())] = &[
+    ("volume_relinked", check_volume_source_relinked),
     ("kept_layer_folder", check_kept_layer_folder_held),
     ("host_disk", check_host_disk_via_mknod),
     ("open_by_handle_at", check_open_by_handle_at),
@@ -2452,6 +2453,16 @@ fn rootless_a_sandbox_cannot_take_the_hosts_pseudo_terminals() {
     rootless_checks(&["pty_pool"]);
 }
 
+/// A scratch folder and the paths `names` in it, those in `made` made as folders.
+fn scratch<const N: usize>(names: [&str; N], made: &[&str]) -> (tempfile::TempDir, [PathBuf; N]) {
+    let top = tempfile::tempdir().expect("tempdir");
+    for name in made {
+        std::fs::create_dir(top.path().join(name)).expect("mkdir");
+    }
+    let paths = names.map(|n| top.path().join(n));
+    (top, paths)
+}
+
 /// The fifth outside review of `--keep-failed`: a sandbox that could write the folder holding a kept
 /// layer's folder (through a read-write volume) swapped that folder for a link between its making and
 /// setup's use of it, and root then created, chowned and mounted the layer in a host folder of its
@@ -2460,11 +2471,7 @@ fn rootless_a_sandbox_cannot_take_the_hosts_pseudo_terminals() {
 /// range's root's, private: replaced by a link or by another folder, the start fails at that step and
 /// nothing is made where the path leads; as root, another sandbox's root cannot reach inside it.
 fn check_kept_layer_folder_held() {
-    let top = tempfile::tempdir().expect("tempdir");
-    let [keep, aside, victim] = ["keep", "aside", "victim"].map(|n| top.path().join(n));
-    for d in [&keep, &victim] {
-        std::fs::create_dir(d).expect("mkdir");
-    }
+    let (top, [keep, aside, victim]) = scratch(["keep", "aside", "victim"], &["keep", "victim"]);
     std::fs::write(victim.join("file"), "precious").expect("write the victim");
     let sb = builder().writable_layer_in(&keep).build().expect("build");
     std::fs::rename(&keep, &aside).expect("move the folder aside");
@@ -2533,4 +2540,39 @@ fn a_kept_layers_folder_is_neither_replaced_nor_reached_by_another_sandbox() {
 #[test]
 fn rootless_a_kept_layers_folder_is_not_replaced() {
     rootless_checks(&["kept_layer_folder"]);
+}
+
+/// The tenth outside review: a volume's source swapped for a link after the sandbox was built (one
+/// sandbox-run test did it to the next through the workspace) bound whatever the link led to, a
+/// root-only host file read through it. Sources are bound without following links: the start fails
+/// at that step, and binds the folder again once it is back.
+fn check_volume_source_relinked() {
+    let (_top, [vol, aside, secret]) = scratch(["vol", "aside", "secret"], &["vol", "secret"]);
+    std::fs::write(vol.join("mine"), "").expect("write");
+    std::fs::write(secret.join("secret.txt"), "TOPSECRET").expect("write");
+    let sb = builder().mount(Mount::bind(&vol, "/data").read_only()).build().expect("build");
+    assert_eq!(sh(&sb, "ls /data"), "mine\n");
+    std::fs::rename(&vol, &aside).expect("move the volume aside");
+    std::os::unix::fs::symlink("secret", &vol).expect("link");
+    let out = sb.command("/bin/cat").arg("/data/secret.txt").output();
+    let shown = match &out {
+        Ok(o) => both(o),
+        Err(e) => e.to_string(),
+    };
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+    let err = out.expect_err("a relinked source is refused");
+    assert!(err.to_string().contains("setup failed"), "{err}");
+    std::fs::remove_file(&vol).expect("unlink");
+    std::fs::rename(&aside, &vol).expect("put the volume back");
+    assert_eq!(sh(&sb, "ls /data"), "mine\n");
+}
+
+#[test]
+fn a_volume_source_relinked_after_the_build_is_refused() {
+    check_volume_source_relinked();
+}
+
+#[test]
+fn rootless_a_volume_source_relinked_after_the_build_is_refused() {
+    rootless_checks(&["volume_relinked"]);
 }

@@ -90,10 +90,7 @@ pub fn closure(program: &Path) -> Result<Vec<PathBuf>, Error> {
         .build()
         .map_err(|e| listing(sandbox::error_chain(&e)))?;
     // ld.so(8): `--list` prints where each library was found.
-    let out = sb
-        .command(named.display().to_string())
-        .args(["--list", shown.as_str()])
-        .output()
+    let out = crate::capped::output(sb.command(named.display().to_string()).args(["--list", shown.as_str()]))
         .map_err(|e| listing(sandbox::error_chain(&e)))?;
     if !out.status.success() {
         let said = String::from_utf8_lossy(&out.stderr);

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod capped;
 mod elf;
 mod error;
 pub mod exit;

@@ -92,7 +92,7 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         // A script's interpreter is the rootfs's: one it lacks is named now, not as the script's
         // "No such file or directory".
         if let Some(named) = crate::elf::script_interpreter(path)
-            && lower.join(named.strip_prefix("/").unwrap_or(&named)).symlink_metadata().is_err()
+            && !in_rootfs(&lower, &named)
         {
             return Err(Error::Interpreter { script: path.clone(), interpreter: named });
         }
@@ -123,7 +123,10 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         volumes.push((target.clone(), Mount::bind(&dir, target)));
     }
     for m in &opts.mounts {
-        let source = std::path::absolute(&m.source).map_err(crate::error::io("resolve", &m.source))?;
+        // No link on the way, as for --keep-failed: one a sandbox planted where it could write (the
+        // workspace) sent a later run's volume to any host path, read-write as root (the tenth
+        // outside review). The library binds it without following one either.
+        let source = crate::host_path::resolve("--mount", &m.source, &m.source)?;
         if !m.read_only {
             writable_binds.push((source.clone(), m.target.clone()));
         }
@@ -191,6 +194,22 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         }
     })?;
     Ok(Prepared { sandbox, program, lower, kept })
+}
+
+/// Whether `path` exists in the rootfs `lower`, looked up inside it as the sandbox would
+/// (`RESOLVE_IN_ROOT`): a link in the rootfs never leads the lookup onto the host (the tenth outside
+/// review: a rootfs's link told whether a root-only host path exists).
+fn in_rootfs(lower: &Path, path: &Path) -> bool {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let Ok(root) =
+        nix::fcntl::open(lower, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+    else {
+        return false;
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    nix::fcntl::openat2(&root, path.strip_prefix("/").unwrap_or(path), how).is_ok()
 }
 
 /// `program` as an absolute host path, when it names a file on the host by a path outside the system

@@ -1384,3 +1384,59 @@ fn a_host_script_whose_interpreter_the_rootfs_lacks_names_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.code() == Some(127) && stderr.contains("/bin/bash"), "{}: {stderr}", out.status);
 }
+
+/// The tenth outside review: a `--mount` source through a link (one a sandbox could have planted in
+/// the workspace) bound whatever it led to, read-write as root. Refused; the folder itself works.
+#[test]
+fn a_mount_source_through_a_link_is_refused() {
+    let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
+    let (real, link) = (dir.path().join("real"), dir.path().join("link"));
+    std::fs::create_dir(&real).expect("mkdir");
+    std::os::unix::fs::symlink(&real, &link).expect("link");
+    let run = |source: &Path| {
+        Command::new(SANDBOX_RUN)
+            .current_dir("/")
+            .args(["--rootfs", "host", "--mount"])
+            .arg(format!("{}:/data", source.display()))
+            .args(["--", "/bin/true"])
+            .output()
+            .expect("run sandbox-run")
+    };
+    let out = run(&link);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leads through the link"), "{}", text(&out));
+    let out = run(&real);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// The tenth outside review: `--per-test` kept all a test printed (350 MB/s of `yes` grew
+/// sandbox-run's memory past a gigabyte) and printed test names with escape sequences as they came
+/// (one hid a FAILED behind a forged summary). Output is cut at 16 MiB, the test ended; a name with a
+/// control character is refused.
+#[test]
+fn per_test_output_is_bounded_and_names_are_plain() {
+    let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
+    let fake = |name: &str, list: &str| {
+        let path = dir.path().join(name);
+        let script = format!(
+            "#!/bin/sh\ncase \"$*\" in\n*--ignored*) printf '\\n0 tests, 0 benchmarks\\n' ;;\n*--list*) printf '{list}: test\\n\\n1 test, 0 benchmarks\\n' ;;\n*) exec yes AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA ;;\nesac\n"
+        );
+        std::fs::write(&path, script).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    };
+    let spew = fake("spew", "spew");
+    let out = Command::new("timeout")
+        .current_dir("/")
+        .args(["120", SANDBOX_RUN, "--per-test", "--"])
+        .arg(&spew)
+        .output()
+        .expect("run sandbox-run");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(sandbox_cli::TESTS_FAILED), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(shown.contains("output cut at 16 MiB") && shown.len() < 40 << 20, "{} bytes", shown.len());
+    let forged = fake("forged", "real\\033E\\033Etest result: ok");
+    let out = Command::new(SANDBOX_RUN).current_dir("/").args(["--per-test", "--"]).arg(&forged).output().expect("run");
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("control character"), "{}", text(&out));
+}

@@ -101,6 +101,12 @@ pub(crate) enum Op {
         target: PathBuf,
         id: (u64, u64),
     },
+    /// Binds the host path `source` at `target` with the mounts below it, never through a link at
+    /// `source` (crate::sys::hardening::bind_no_links): a volume bound as it is.
+    BindNoLinks {
+        source: PathBuf,
+        target: PathBuf,
+    },
     /// Gives a path to an owner (lchown).
     Chown {
         path: PathBuf,
@@ -181,7 +187,7 @@ impl Op {
             | Op::LockBind { target: path, .. }
             | Op::HostOverlay { target: path, .. }
             | Op::BindFile { target: path, .. } => path,
-            Op::IdmappedBind { target, .. } => target,
+            Op::IdmappedBind { target, .. } | Op::BindNoLinks { target, .. } => target,
             Op::HoldFolder { source, .. } | Op::BindHeld { source, .. } => source,
             Op::Chown { path, .. } | Op::Mask { path } | Op::ReadOnly { path } => path,
             Op::EnterUserNamespace { .. } => return None,
@@ -332,6 +338,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::Chown { path, id } => sys.chown(path, *id),
             Op::HoldFolder { source, target, id, owner } => sys.hold_folder(source, target, *id, *owner),
             Op::BindHeld { source, target, id } => sys.bind_held(source, target, *id),
+            Op::BindNoLinks { source, target } => sys.bind_no_links(source, target),
             Op::EnterUserNamespace { userns } => sys.enter_user_namespace(*userns),
             Op::Mask { path } => sys.mask(path),
             Op::ReadOnly { path } => sys.bind_read_only(path),
@@ -597,6 +604,9 @@ mod tests {
         fn bind_held(&self, source: &Path, target: &Path, _: (u64, u64)) -> Result<(), Errno> {
             self.call(format!("bind held {} at {}", source.display(), target.display()))
         }
+        fn bind_no_links(&self, source: &Path, target: &Path) -> Result<(), Errno> {
+            self.call(format!("bind {} at {}", source.display(), target.display()))
+        }
         fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {
             self.call(format!("enter userns {userns}"))
         }
@@ -775,7 +785,7 @@ mod tests {
         ];
         cfg.files = vec![("/etc/app.toml".into(), b"port = 80\n".to_vec())];
         let calls = recorded(&cfg);
-        let bind = position(&calls, "mount /oldroot/ /newroot/data - MsFlags(MS_BIND | MS_REC)");
+        let bind = position(&calls, "bind /oldroot/ at /newroot/data");
         let lock = position(&calls, "lock /newroot/data ro=true");
         let tmpfs =
             position(&calls, "mount tmpfs /newroot/scratch tmpfs MsFlags(MS_NOSUID | MS_NODEV) mode=1777,size=4096");

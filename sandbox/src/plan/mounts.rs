@@ -144,7 +144,7 @@ pub(super) fn volumes(s: &mut Steps, config: &Config) {
                     None => s.add(
                         StepKind::Volume,
                         "bind-mount a volume",
-                        Op::bind(from.display().to_string(), target.clone(), MsFlags::MS_BIND | MsFlags::MS_REC),
+                        Op::BindNoLinks { source: from, target: target.clone() },
                     ),
                 }
                 s.add(

@@ -86,26 +86,12 @@ pub(crate) fn idmapped_bind(
     read_only: bool,
     recursive: bool,
 ) -> Result<(), Errno> {
-    let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     let tree = match take_prepared(host, userns, read_only, recursive) {
         Some(tree) => tree,
         None => idmapped_tree(source, userns, read_only, recursive)?,
     };
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor names the detached tree idmapped_tree made; `target` is a NUL-terminated
-    // path alive for the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            // The target may be a /proc/self/fd entry (crate::inroot): follow it.
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
-        )
-    };
-    Errno::result(rc).map(drop)
+    // The target may be a /proc/self/fd entry (crate::inroot): followed.
+    attach_at_path(&tree, target)
 }
 
 /// The detached, id-mapped trees [`prepare_idmap`] made, for [`idmapped_bind`] to attach: made by the
@@ -161,9 +147,8 @@ fn idmapped_tree(
     read_only: bool,
     recursive: bool,
 ) -> Result<std::os::fd::OwnedFd, Errno> {
-    let source = std::ffi::CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     let recursive = if recursive { AT_RECURSIVE } else { 0 };
-    let tree = clone_mount(libc::AT_FDCWD, &source, recursive)?;
+    let tree = clone_source(source, recursive)?;
     let userns = u64::try_from(userns).map_err(|_| Errno::EBADF)?;
     let read_only = if read_only { MOUNT_ATTR_RDONLY } else { 0 };
     set_attrs(&tree, MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | read_only, userns, recursive)?;
@@ -210,6 +195,63 @@ pub(crate) fn read_only_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::path::P
     };
     set_attrs(&copy, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, AT_RECURSIVE)?;
     attach(&copy, dir, &name)
+}
+
+/// A detached copy of the mount of `source` (with `recursive`, the mounts below it too), opened
+/// without following any link (`RESOLVE_NO_SYMLINKS`). Sources are resolved paths (`Builder::build`
+/// canonicalises them): a link found there at a start was put there since, by whoever can write
+/// where the source lies, to bind another host path in its place (the tenth outside review: one
+/// sandbox-run test swapped a `--mount` source for a link, and the next test read a root-only host
+/// file through it). ELOOP then.
+fn clone_source(source: &std::path::Path, recursive: libc::c_uint) -> Result<std::os::fd::OwnedFd, Errno> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::AsRawFd;
+    let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let fd = loop {
+        match nix::fcntl::openat2(nix::fcntl::AT_FDCWD, source, how) {
+            // openat2(2): EAGAIN when a rename raced the lookup; try again.
+            Err(Errno::EAGAIN) => continue,
+            other => break other?,
+        }
+    };
+    clone_mount(fd.as_raw_fd(), c"", recursive)
+}
+
+/// Binds `source` at `target` (a path, or a /proc/self/fd entry crate::inroot gives), with the
+/// mounts below it: a bind mount made from [`clone_source`], never through a link at `source`.
+pub(crate) fn bind_no_links(source: &std::path::Path, target: &std::path::Path) -> Result<(), Errno> {
+    match clone_source(source, AT_RECURSIVE) {
+        Ok(tree) => attach_at_path(&tree, target),
+        // Kernels before 5.6 (no openat2, or before 5.2 no open_tree): bound by path, as before.
+        Err(Errno::ENOSYS) => nix::mount::mount(
+            Some(source),
+            target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+            None::<&str>,
+        ),
+        Err(e) => Err(e),
+    }
+}
+
+/// Attaches the detached tree `tree` at the path `target`, following a link there (a /proc/self/fd
+/// entry crate::inroot gives for a target inside the new root).
+fn attach_at_path(tree: &std::os::fd::OwnedFd, target: &std::path::Path) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: the descriptor names a detached tree; `target` is a NUL-terminated path alive for the
+    // call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
+        )
+    };
+    Errno::result(rc).map(drop)
 }
 
 /// Binds the folder `dir` (any descriptor of it, `O_PATH` too) at `target`: the folder itself, not

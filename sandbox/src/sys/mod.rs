@@ -77,6 +77,8 @@ pub(crate) trait Sys {
     fn hold_folder(&self, source: &Path, target: &Path, id: (u64, u64), owner: Option<u32>) -> Result<(), Errno>;
     /// See `Op::BindHeld`.
     fn bind_held(&self, source: &Path, target: &Path, id: (u64, u64)) -> Result<(), Errno>;
+    /// See `Op::BindNoLinks`.
+    fn bind_no_links(&self, source: &Path, target: &Path) -> Result<(), Errno>;
     /// Enters the user namespace `userns`, then a new mount namespace owned by it.
     fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno>;
     /// Creates a directory and its missing parents.
@@ -266,6 +268,10 @@ impl Sys for Kernel {
 
     fn bind_held(&self, source: &Path, target: &Path, id: (u64, u64)) -> Result<(), Errno> {
         mount::bind_held(source, target, id)
+    }
+
+    fn bind_no_links(&self, source: &Path, target: &Path) -> Result<(), Errno> {
+        on_target(target, |target| hardening::bind_no_links(source, target))
     }
 
     fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {
