@@ -14,44 +14,68 @@ const PT_INTERP: u32 = 3;
 /// # Errors
 /// When the file cannot be read, or is neither a script nor a 64-bit little-endian ELF file.
 pub fn interpreter(program: &Path) -> Result<Option<PathBuf>, Error> {
-    let bytes = std::fs::read(program).map_err(io("read", program))?;
-    if bytes.starts_with(b"#!") {
-        return Ok(None);
-    }
+    use std::os::unix::fs::FileExt;
+    let file = open_regular(program).map_err(io("read", program))?;
     let not_elf = || Error::Option {
         option: "program",
         value: program.display().to_string(),
         expected: "an ELF64 executable or a #! script",
     };
-    if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+    // Only the parts named below are read, never the whole file (an outside review: a sparse file of
+    // 3 GB with an ELF header was read into memory whole).
+    let read = |offset: u64, len: usize| -> Option<Vec<u8>> {
+        let mut bytes = vec![0u8; len];
+        file.read_exact_at(&mut bytes, offset).ok().map(|()| bytes)
+    };
+    let mut head = [0u8; 64];
+    let got = file.read_at(&mut head, 0).map_err(io("read", program))?;
+    if head[..got].starts_with(b"#!") {
+        return Ok(None);
+    }
+    if got < head.len() || !head.starts_with(b"\x7fELF\x02\x01") {
         return Err(not_elf());
     }
-    let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
-    let u32_at = |o: usize| bytes.get(o..o + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
-    let u64_at = |o: usize| bytes.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let u16_at = |b: &[u8], o: usize| b.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u32_at = |b: &[u8], o: usize| b.get(o..o + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    let u64_at = |b: &[u8], o: usize| b.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
     // elf(5): e_phoff at 0x20, e_phentsize at 0x36, e_phnum at 0x38; p_type at +0, p_offset at +8, p_filesz at +0x20.
-    let (phoff, phentsize, phnum) = match (u64_at(0x20), u16_at(0x36), u16_at(0x38)) {
-        (Some(o), Some(s), Some(n)) => (o as usize, s, n),
+    let (phoff, phentsize, phnum) = match (u64_at(&head, 0x20), u16_at(&head, 0x36), u16_at(&head, 0x38)) {
+        // An ELF64 program header is 56 bytes: a larger size would only make the table big to read.
+        (Some(o), Some(s), Some(n)) if (0x38..=0x100).contains(&s) => (o, s, n),
+        (_, _, Some(0)) => return Ok(None),
         _ => return Err(not_elf()),
     };
-    for i in 0..phnum {
-        let ph = phoff.saturating_add(i.saturating_mul(phentsize));
-        if u32_at(ph) != Some(PT_INTERP) {
+    let table = read(phoff, phentsize * phnum).ok_or_else(not_elf)?;
+    for ph in table.chunks_exact(phentsize) {
+        if u32_at(ph, 0) != Some(PT_INTERP) {
             continue;
         }
-        let (Some(off), Some(len)) = (u64_at(ph + 8), u64_at(ph + 0x20)) else { return Err(not_elf()) };
-        let raw = bytes.get(off as usize..(off as usize).saturating_add(len as usize)).ok_or_else(not_elf)?;
+        let (Some(off), Some(len)) = (u64_at(ph, 8), u64_at(ph, 0x20)) else { return Err(not_elf()) };
+        // A path, at most PATH_MAX long.
+        let len = usize::try_from(len).unwrap_or(usize::MAX).min(4096);
+        let raw = read(off, len).ok_or_else(not_elf)?;
         let text = raw.split(|b| *b == 0).next().unwrap_or_default();
         return Ok(Some(PathBuf::from(String::from_utf8_lossy(text).into_owned())));
     }
     Ok(None)
 }
 
+/// `program` opened to be read, if it is a regular file: a FIFO (or a device) as the program is
+/// refused, not read from, which would wait for good (an outside review).
+fn open_regular(program: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NONBLOCK).open(program)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
 /// The interpreter a `#!` script's first line names (`/bin/sh` of `#!/bin/sh -e`), if `program` is
 /// one; `None` for any other file, or one that cannot be read.
 pub fn script_interpreter(program: &Path) -> Option<PathBuf> {
     let mut head = [0u8; 256];
-    let n = std::io::Read::read(&mut std::fs::File::open(program).ok()?, &mut head).ok()?;
+    let n = std::io::Read::read(&mut open_regular(program).ok()?, &mut head).ok()?;
     let line = head[..n].strip_prefix(b"#!")?.split(|b| *b == b'\n').next()?;
     let text = std::str::from_utf8(line).ok()?;
     text.split_whitespace().next().map(PathBuf::from)
@@ -166,5 +190,22 @@ mod tests {
         let text = dir.path().join("notes");
         std::fs::write(&text, "not a program\n").expect("write");
         assert!(interpreter(&text).is_err());
+        // A FIFO is refused, not read from (which would wait for good); so is a device.
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        assert!(interpreter(&fifo).is_err() && script_interpreter(&fifo).is_none());
+        assert!(interpreter(Path::new("/dev/zero")).is_err());
+    }
+
+    #[test]
+    fn only_the_headers_of_a_huge_program_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = std::env::current_exe().expect("current_exe");
+        let copy = dir.path().join("huge");
+        std::fs::copy(&exe, &copy).expect("copy");
+        // 64 GiB, sparse: read whole, it would not fit in memory.
+        std::fs::OpenOptions::new().write(true).open(&copy).expect("open").set_len(64 << 30).expect("grow");
+        let interp = interpreter(&copy).expect("read").expect("an interpreter");
+        assert!(interp.to_string_lossy().contains("ld-linux"), "{}", interp.display());
     }
 }

@@ -85,6 +85,14 @@ impl Rootfs {
         let path = path.as_ref();
         let cache = crate::alpine::cache_for(cache_dir.as_ref().map(AsRef::as_ref))?;
         let meta = std::fs::metadata(path).map_err(|e| not_found_or(path, e))?;
+        // Read to its end to hash it: a FIFO or a device (`/dev/zero`) would hang or never end (an
+        // outside review of sandbox-run).
+        if !meta.is_file() {
+            return Err(Error::BadRootfsPath {
+                path: path.to_owned(),
+                reason: "neither a folder nor a regular file (a tar.gz)".to_owned(),
+            });
+        }
         let key = std::path::absolute(path).map_err(io("resolve", path))?;
         let digest = match cache.local_digest(&key, &meta) {
             Some(digest) => digest,
@@ -222,6 +230,17 @@ fn copy_file(path: &Path, out: &mut File) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::read_release;
+
+    #[test]
+    fn a_tarball_that_is_a_fifo_or_a_device_is_refused_not_read() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let fifo = t.path().join("rootfs.tar.gz");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        for path in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
+            let e = super::Rootfs::from_tarball_in(path, Some(t.path().join("cache"))).expect_err("refused");
+            assert!(matches!(e, crate::Error::BadRootfsPath { .. }), "{e}");
+        }
+    }
 
     #[test]
     fn the_release_is_never_read_through_a_symlink() {
