@@ -123,6 +123,56 @@ pub(crate) fn open_folder(real: &Path, create: bool) -> Result<OwnedFd, Error> {
     Ok(fd)
 }
 
+/// `real` (a path [`resolve`] gave: no link in it) opened `O_PATH` without following any link, a
+/// file or a folder: held, so that what was checked is what is bound (passed on as [`fd_path`]).
+///
+/// # Errors
+/// When a component is missing, or has become a link.
+pub(crate) fn hold(real: &Path) -> Result<OwnedFd, Error> {
+    let parent = real.parent().unwrap_or(Path::new("/"));
+    let dir = open_folder(parent, false)?;
+    let Some(name) = real.file_name() else { return Ok(dir) };
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(&dir, name, flags, Mode::empty()).map_err(|e| io("open", real)(e.into()))?;
+    // O_PATH with O_NOFOLLOW opens a link itself, which a path through the descriptor would follow.
+    let st = nix::sys::stat::fstat(&fd).map_err(|e| io("open", real)(e.into()))?;
+    if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFLNK {
+        return Err(io("open", real)(std::io::Error::other("it has become a link")));
+    }
+    Ok(fd)
+}
+
+/// A workspace folder (the working directory, a folder above it, or the target folder) opened
+/// `O_PATH`: one at or above the working directory from the working directory itself, through `..`
+/// (the working directory is this process's own, whatever its path says now, and `..` follows no
+/// link), any other by its path, its links followed once, here.
+///
+/// # Errors
+/// When it cannot be opened.
+pub(crate) fn hold_workspace(dir: &Path) -> Result<OwnedFd, Error> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    if let Ok(cwd) = std::env::current_dir()
+        && let Ok(below) = cwd.strip_prefix(dir)
+    {
+        let mut fd = nix::fcntl::open(".", flags, Mode::empty()).map_err(|e| io("open", &cwd)(e.into()))?;
+        for _ in below.components() {
+            fd = nix::fcntl::openat(&fd, "..", flags, Mode::empty()).map_err(|e| io("open", dir)(e.into()))?;
+        }
+        return Ok(fd);
+    }
+    nix::fcntl::open(dir, flags, Mode::empty()).map_err(|e| io("open", dir)(e.into()))
+}
+
+/// What `fd` refers to, as a path (`/proc/self/fd/N`): the inode it holds, not a name looked up again.
+pub(crate) fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)))
+}
+
+/// Where the file or folder `fd` holds is now, as a path (for messages and checks).
+pub(crate) fn held_path(fd: &OwnedFd) -> PathBuf {
+    std::fs::read_link(fd_path(fd)).unwrap_or_else(|_| fd_path(fd))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +207,20 @@ mod tests {
         let e = open_folder(&root.join("l/b"), true).expect_err("a link in the path");
         assert!(e.to_string().contains("open"), "{e}");
         assert!(!root.join("a/b/b").exists());
+    }
+
+    #[test]
+    fn hold_takes_a_file_or_folder_and_never_a_link() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().canonicalize().expect("resolve");
+        std::fs::create_dir(root.join("dir")).expect("mkdir");
+        std::fs::write(root.join("file"), "").expect("write");
+        std::os::unix::fs::symlink(root.join("dir"), root.join("link")).expect("link");
+        for held in ["dir", "file"] {
+            let fd = hold(&root.join(held)).expect("held");
+            assert_eq!(held_path(&fd), root.join(held));
+        }
+        // O_PATH with O_NOFOLLOW would open the link itself, which a path through it then follows.
+        assert!(hold(&root.join("link")).is_err());
     }
 }

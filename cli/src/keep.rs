@@ -3,7 +3,7 @@
 //! can be opened on that state later: the tool for a system test that failed once in CI.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::error::io;
+use crate::host_path::fd_path;
 
 /// What `sandbox.json` of a kept layer says: enough to start a shell on the same state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -332,11 +333,6 @@ fn names_in(dir: &OwnedFd) -> rustix::io::Result<Vec<OsString>> {
         }
     }
     Ok(names)
-}
-
-/// What `fd` refers to, as a path (`/proc/self/fd/N`): the inode it holds, not a name looked up again.
-fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// The folder `name` in `parent`, opened to be listed, never through a link.

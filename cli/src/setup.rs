@@ -1,6 +1,7 @@
 //! From options and a program to a built sandbox: rootfs, limits, volumes, the workspace binds, the
 //! environment and the working directory.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use sandbox::{Mount, Network, Sandbox};
@@ -115,23 +116,32 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
     {
         volumes.push(as_it_is(path, path));
     }
-    // Host folders the program can write: (host folder, where the sandbox shows it).
+    // Host folders the program can write: (host folder, where the sandbox shows it). Each bind's
+    // source is opened here, once, and the sandbox given it as /proc/self/fd/N, so the folder checked
+    // is the folder bound: a sandbox that could write where a source lies exchanged it with a link
+    // between sandbox-run's check and the library's resolution (the eleventh outside review: a
+    // root-only host folder bound read-write as the workspace, or as a --mount). Held until built.
+    let mut held: Vec<OwnedFd> = Vec::new();
     let mut writable_binds: Vec<(PathBuf, String)> = Vec::new();
     for dir in workspace {
         let target = dir.display().to_string();
-        writable_binds.push((dir.clone(), target.clone()));
-        volumes.push((target.clone(), Mount::bind(&dir, target)));
+        let fd = crate::host_path::hold_workspace(&dir)?;
+        writable_binds.push((crate::host_path::held_path(&fd), target.clone()));
+        volumes.push((target.clone(), Mount::bind(crate::host_path::fd_path(&fd), target)));
+        held.push(fd);
     }
     for m in &opts.mounts {
         // No link on the way, as for --keep-failed: one a sandbox planted where it could write (the
         // workspace) sent a later run's volume to any host path, read-write as root (the tenth
         // outside review). The library binds it without following one either.
         let source = crate::host_path::resolve("--mount", &m.source, &m.source)?;
+        let fd = crate::host_path::hold(&source)?;
         if !m.read_only {
-            writable_binds.push((source.clone(), m.target.clone()));
+            writable_binds.push((crate::host_path::held_path(&fd), m.target.clone()));
         }
-        let mount = Mount::bind(source, m.target.clone());
+        let mount = Mount::bind(crate::host_path::fd_path(&fd), m.target.clone());
         volumes.push((m.target.clone(), if m.read_only { mount.read_only() } else { mount }));
+        held.push(fd);
     }
     // Resolved, as the links on the way to a folder sandbox-run writes in are.
     let writable_binds: Vec<(PathBuf, String)> =
@@ -188,7 +198,9 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         b = b.current_dir(w);
     }
     let program = host_program.map_or_else(|| program.to_owned(), |p| p.display().to_string());
-    let sandbox = b.build().inspect_err(|_| {
+    let built = b.build();
+    drop(held);
+    let sandbox = built.inspect_err(|_| {
         if let Some(layer) = &kept {
             layer.remove_empty();
         }

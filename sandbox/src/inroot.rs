@@ -169,7 +169,10 @@ pub(crate) fn mkdir_all(rel: &Path) -> Result<(), Errno> {
 /// root's inside).
 pub(crate) fn touch(rel: &Path) -> Result<(), Errno> {
     let (dir, name) = parent_of(rel)?;
-    let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    // Read-only: a mount point need only exist. Opened for writing, an existing file there (a host
+    // program bound at its own path inside a read-write workspace bind) was the host's file, busy
+    // while another sandbox ran it (ETXTBSY: the eleventh outside review); O_NONBLOCK for a FIFO.
+    let flags = OFlag::O_CREAT | OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
     own_if_new(&as_root_inside(|| nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644)))?)
 }
 

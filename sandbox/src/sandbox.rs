@@ -272,9 +272,14 @@ impl Builder {
             }
             if let crate::volume::MountKind::Bind { source, is_dir } = &mut m.kind {
                 let shown = source.display().to_string();
-                *source = std::fs::canonicalize(&*source)
+                // Resolved once, through one descriptor (the caller's links followed here), never by a
+                // second walk of the name it read back: canonicalize's walk followed a link another
+                // sandbox exchanged in for the folder meanwhile (the eleventh outside review). Each
+                // start binds it without following links (crate::sys::hardening::clone_source).
+                let (real, dir) = crate::sys::mount::resolve_source(source)
                     .map_err(|e| invalid("bind source", &shown, &format!("{e}: the host path must exist")))?;
-                *is_dir = source.is_dir();
+                *source = real;
+                *is_dir = dir;
                 if m.size.is_some() {
                     return Err(invalid("mount size", &shown, "only a tmpfs has a size"));
                 }

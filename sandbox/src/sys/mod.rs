@@ -191,7 +191,7 @@ impl Sys for Kernel {
         }
         let fd = nix::fcntl::open(
             path,
-            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            OFlag::O_CREAT | OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
             Mode::from_bits_truncate(0o644),
         )?;
         drop(fd);

@@ -51,6 +51,16 @@ pub(crate) fn identify(dir: &Path) -> Result<(std::os::fd::OwnedFd, std::path::P
     Ok((fd, real, (st.st_dev, st.st_ino)))
 }
 
+/// A bind source `path` (a file or a folder) opened once, links followed, and its path read back
+/// from the descriptor (no link in it, nothing walked again), and whether it is a folder.
+pub(crate) fn resolve_source(path: &Path) -> Result<(std::path::PathBuf, bool), Errno> {
+    let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+    let st = nix::sys::stat::fstat(&fd)?;
+    let real =
+        std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).map_err(errno_of)?;
+    Ok((real, st.st_mode & libc::S_IFMT == libc::S_IFDIR))
+}
+
 /// The folder at `source` (a path without links, opened without following any), if it is still the
 /// folder of device and inode `id`; ESTALE if it was replaced since.
 fn open_identified(source: &Path, id: (u64, u64)) -> Result<std::os::fd::OwnedFd, Errno> {
