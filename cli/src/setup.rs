@@ -143,9 +143,6 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         volumes.push((m.target.clone(), if m.read_only { mount.read_only() } else { mount }));
         held.push(fd);
     }
-    // Resolved, as the links on the way to a folder sandbox-run writes in are.
-    let writable_binds: Vec<(PathBuf, String)> =
-        writable_binds.into_iter().map(|(source, target)| (source.canonicalize().unwrap_or(source), target)).collect();
     let kept = match &opts.keep_failed {
         Some(base) => {
             let base = keep_folder(base, &writable_binds)?;

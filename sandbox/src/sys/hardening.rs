@@ -204,16 +204,8 @@ pub(crate) fn read_only_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::path::P
 /// sandbox-run test swapped a `--mount` source for a link, and the next test read a root-only host
 /// file through it). ELOOP then.
 fn clone_source(source: &std::path::Path, recursive: libc::c_uint) -> Result<std::os::fd::OwnedFd, Errno> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
     use std::os::fd::AsRawFd;
-    let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
-    let fd = loop {
-        match nix::fcntl::openat2(nix::fcntl::AT_FDCWD, source, how) {
-            // openat2(2): EAGAIN when a rename raced the lookup; try again.
-            Err(Errno::EAGAIN) => continue,
-            other => break other?,
-        }
-    };
+    let fd = super::mount::open_no_links(source, nix::fcntl::OFlag::O_PATH)?;
     clone_mount(fd.as_raw_fd(), c"", recursive)
 }
 

@@ -64,7 +64,7 @@ pub(crate) fn resolve_source(path: &Path) -> Result<(std::path::PathBuf, bool), 
 /// The folder at `source` (a path without links, opened without following any), if it is still the
 /// folder of device and inode `id`; ESTALE if it was replaced since.
 fn open_identified(source: &Path, id: (u64, u64)) -> Result<std::os::fd::OwnedFd, Errno> {
-    let fd = open_no_links(source, OFlag::O_RDONLY)?;
+    let fd = open_no_links(source, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
     let st = nix::sys::stat::fstat(&fd)?;
     if (st.st_dev, st.st_ino) != id {
         return Err(Errno::ESTALE);
@@ -79,10 +79,9 @@ pub(crate) fn bind_held(source: &Path, target: &Path, id: (u64, u64)) -> Result<
     super::hardening::bind_held_at(fd.as_fd(), target)
 }
 
-/// `path` opened as a directory with `flags`, with no link anywhere in it (`RESOLVE_NO_SYMLINKS`).
-fn open_no_links(path: &Path, flags: OFlag) -> Result<std::os::fd::OwnedFd, Errno> {
-    let how =
-        OpenHow::new().flags(flags | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+/// `path` opened with `flags`, with no link anywhere in it (`RESOLVE_NO_SYMLINKS`).
+pub(crate) fn open_no_links(path: &Path, flags: OFlag) -> Result<std::os::fd::OwnedFd, Errno> {
+    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
     loop {
         match nix::fcntl::openat2(nix::fcntl::AT_FDCWD, path, how) {
             // openat2(2): EAGAIN when a rename raced the lookup; try again.
