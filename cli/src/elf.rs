@@ -1,10 +1,15 @@
 //! What a host-built program needs to start on another rootfs: its ELF interpreter (`PT_INTERP`) and the
 //! shared libraries that interpreter loads for it.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use crate::Error;
 use crate::error::io;
+use crate::host_path::{fd_path, held_path};
 
 const PT_INTERP: u32 = 3;
 
@@ -14,8 +19,13 @@ const PT_INTERP: u32 = 3;
 /// # Errors
 /// When the file cannot be read, or is neither a script nor a 64-bit little-endian ELF file.
 pub fn interpreter(program: &Path) -> Result<Option<PathBuf>, Error> {
+    interpreter_named(program, program)
+}
+
+/// [`interpreter`] of the file at `open` (a held file's [`fd_path`]), named `program` in messages.
+fn interpreter_named(open: &Path, program: &Path) -> Result<Option<PathBuf>, Error> {
     use std::os::unix::fs::FileExt;
-    let file = open_regular(program).map_err(io("read", program))?;
+    let file = open_regular(open).map_err(io("read", program))?;
     let not_elf = || Error::Option {
         option: "program",
         value: program.display().to_string(),
@@ -71,11 +81,11 @@ fn open_regular(program: &Path) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
-/// The interpreter a `#!` script's first line names (`/bin/sh` of `#!/bin/sh -e`), if `program` is
-/// one; `None` for any other file, or one that cannot be read.
-pub fn script_interpreter(program: &Path) -> Option<PathBuf> {
+/// The interpreter a `#!` script's first line names (`/bin/sh` of `#!/bin/sh -e`), if the held
+/// `program` ([`hold_program`]) is one; `None` for any other file, or one that cannot be read.
+pub(crate) fn script_interpreter(program: &OwnedFd) -> Option<PathBuf> {
     let mut head = [0u8; 256];
-    let n = std::io::Read::read(&mut open_regular(program).ok()?, &mut head).ok()?;
+    let n = std::io::Read::read(&mut open_regular(&fd_path(program)).ok()?, &mut head).ok()?;
     let line = head[..n].strip_prefix(b"#!")?.split(|b| *b == b'\n').next()?;
     let text = std::str::from_utf8(line).ok()?;
     text.split_whitespace().next().map(PathBuf::from)
@@ -88,8 +98,38 @@ const LIBRARY_DIRS: [&str; 8] =
 /// How long the listing of a program's libraries may take (a `DT_NEEDED` naming a FIFO blocks it).
 const LISTING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Every file the program needs from the host to start: the interpreter and the libraries it resolves
-/// (as `ld.so --list` reports them), plus the loader's cache. Empty for a static program.
+/// A host file given to a sandbox read-only: where the sandbox shows it, and the file itself, held
+/// (`O_PATH`) as it was checked and bound through its descriptor ([`fd_path`]). A file below the
+/// program's folder may lie where another sandbox can write (the target folder): one swapped for a
+/// link between the check and the bind had the sandbox given whatever the link named.
+#[derive(Debug)]
+pub(crate) struct HostFile {
+    /// The path the loader looks for (`/lib64/ld-linux-x86-64.so.2`), where the sandbox shows it.
+    pub shown: PathBuf,
+    /// The file checked.
+    pub file: OwnedFd,
+}
+
+/// The program at `program` (absolute), opened once (`O_PATH`, its links followed here only) if it
+/// is a regular file: what is read, listed and bound from then on is this file, whatever is put at
+/// its path since.
+///
+/// # Errors
+/// When it cannot be opened or is not a regular file.
+pub(crate) fn hold_program(program: &Path) -> Result<OwnedFd, Error> {
+    let fd = nix::fcntl::open(program, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| io("open", program)(e.into()))?;
+    let st = nix::sys::stat::fstat(&fd).map_err(|e| io("open", program)(e.into()))?;
+    if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG {
+        return Err(io("read", program)(std::io::Error::other("not a regular file")));
+    }
+    Ok(fd)
+}
+
+/// Every file the held program (`program` is how it was named, `held` the file, from
+/// [`hold_program`]) needs from the host to start: the interpreter and the libraries it resolves (as
+/// `ld.so --list` reports them), plus the loader's cache, each held as checked ([`HostFile`]). Empty
+/// for a static program.
 ///
 /// The program is not trusted (a test binary someone downloaded): its `PT_INTERP` names what runs to
 /// list, and even the system's loader runs its code under `--list` (a `DT_AUDIT` module's
@@ -101,16 +141,17 @@ const LISTING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 ///
 /// # Errors
 /// When the program is unreadable, or its libraries cannot be listed.
-pub fn closure(program: &Path) -> Result<Vec<PathBuf>, Error> {
-    let Some(named) = interpreter(program)? else { return Ok(Vec::new()) };
-    let program = std::fs::canonicalize(program).map_err(io("resolve", program))?;
-    let listing = |reason: String| Error::Libraries { program: program.clone(), reason };
-    let shown = program.display().to_string();
+pub(crate) fn closure(program: &Path, held: &OwnedFd) -> Result<Vec<HostFile>, Error> {
+    let Some(named) = interpreter_named(&fd_path(held), program)? else { return Ok(Vec::new()) };
+    // Where the file held lies: its folder is the program's own.
+    let real = held_path(held);
+    let listing = |reason: String| Error::Libraries { program: real.clone(), reason };
+    let shown = real.display().to_string();
     let sb = sandbox::Sandbox::builder()
         .rootfs_dir("/")
         .network(sandbox::Network::None)
         .timeout(LISTING_TIMEOUT)
-        .mount(sandbox::Mount::bind(&program, shown.clone()).read_only())
+        .mount(sandbox::Mount::bind(fd_path(held), shown.clone()).read_only())
         .build()
         .map_err(|e| listing(sandbox::error_chain(&e)))?;
     // ld.so(8): `--list` prints where each library was found.
@@ -124,49 +165,59 @@ pub fn closure(program: &Path) -> Result<Vec<PathBuf>, Error> {
             said.trim()
         )));
     }
-    let own = program.parent().unwrap_or(Path::new("/"));
-    let mut files = Vec::new();
-    if trusted_library(&named, own) {
-        files.push(named);
-    }
+    let own = real.parent().unwrap_or(Path::new("/"));
+    let mut files: Vec<HostFile> = Vec::new();
+    let mut keep = |path: &Path| {
+        if !files.iter().any(|f| f.shown == path)
+            && let Some(file) = trusted_library(path, own)
+        {
+            files.push(HostFile { shown: path.to_owned(), file });
+        }
+    };
+    keep(&named);
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         // "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "\t/lib64/ld-linux-x86-64.so.2 (0x…)":
         // the address last, the path after the first "=> " (a folder's name may hold both).
         let Some((text, _)) = line.trim_start().rsplit_once(" (0x") else { continue };
         let path = Path::new(text.split_once("=> ").map_or(text, |(_, p)| p));
-        if path.is_absolute() && !files.iter().any(|f| f == path) && trusted_library(path, own) {
-            files.push(path.to_owned());
+        if path.is_absolute() {
+            keep(path);
         }
     }
-    // The glibc loader finds libraries outside /lib and /usr/lib through its cache.
-    if Path::new("/etc/ld.so.cache").exists() {
-        files.push(PathBuf::from("/etc/ld.so.cache"));
+    // The glibc loader finds libraries outside /lib and /usr/lib through its cache (root's, in /etc).
+    let cache = Path::new("/etc/ld.so.cache");
+    if let Ok(file) = nix::fcntl::open(cache, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
+        files.push(HostFile { shown: cache.to_owned(), file });
     }
     Ok(files)
 }
 
-/// Whether `path` may be bound into a program's sandbox as one of its libraries: an ELF regular file,
-/// either below the program's own folder `own`, or world-readable in one of [`LIBRARY_DIRS`] where
-/// neither it nor any folder above it lets anyone but root write.
-fn trusted_library(path: &Path, own: &Path) -> bool {
+/// `path`, held (`O_PATH`, links followed once, here), if it may be bound into a program's sandbox as
+/// one of its libraries: an ELF regular file, either below the program's own folder `own`, or
+/// world-readable in one of [`LIBRARY_DIRS`] where neither it nor any folder above it lets anyone
+/// but root write. Every check is made on the file held.
+fn trusted_library(path: &Path, own: &Path) -> Option<OwnedFd> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(real) = std::fs::canonicalize(path) else { return false };
-    let Ok(meta) = std::fs::metadata(&real) else { return false };
-    if !meta.is_file() || !is_elf(&real) {
-        return false;
+    let file = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+    let st = nix::sys::stat::fstat(&file).ok()?;
+    if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG || !is_elf(&fd_path(&file)) {
+        return None;
     }
+    let real = std::fs::read_link(fd_path(&file)).ok()?;
     if real.starts_with(own) {
-        return true;
+        return Some(file);
     }
+    // Root's, as every folder above it, which no one else can change: their paths stay as checked.
     let roots = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
-    LIBRARY_DIRS.iter().any(|d| real.starts_with(d)) && meta.mode() & 0o004 != 0 && real.ancestors().all(roots)
+    let trusted =
+        LIBRARY_DIRS.iter().any(|d| real.starts_with(d)) && st.st_mode & 0o004 != 0 && real.ancestors().all(roots);
+    trusted.then_some(file)
 }
 
 /// Whether `path` starts as an ELF file does.
 fn is_elf(path: &Path) -> bool {
     let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
-        && &magic == b"\x7fELF"
+    open_regular(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && &magic == b"\x7fELF"
 }
 
 #[cfg(test)]
@@ -176,9 +227,11 @@ mod tests {
     #[test]
     fn this_test_binary_has_an_interpreter_and_libc() {
         let Ok(exe) = std::env::current_exe() else { return };
-        let files = closure(&exe).unwrap_or_default();
-        assert!(files.first().is_some_and(|f| f.to_string_lossy().contains("ld-linux")), "{files:?}");
-        assert!(files.iter().any(|f| f.to_string_lossy().contains("libc.so")), "{files:?}");
+        let held = hold_program(&exe).expect("hold");
+        let files = closure(&exe, &held).unwrap_or_default();
+        let shown: Vec<String> = files.iter().map(|f| f.shown.display().to_string()).collect();
+        assert!(shown.first().is_some_and(|f| f.contains("ld-linux")), "{shown:?}");
+        assert!(shown.iter().any(|f| f.contains("libc.so")), "{shown:?}");
     }
 
     #[test]
@@ -193,8 +246,37 @@ mod tests {
         // A FIFO is refused, not read from (which would wait for good); so is a device.
         let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
-        assert!(interpreter(&fifo).is_err() && script_interpreter(&fifo).is_none());
+        assert!(interpreter(&fifo).is_err() && hold_program(&fifo).is_err());
         assert!(interpreter(Path::new("/dev/zero")).is_err());
+    }
+
+    /// A library beside the program is held as it was checked: a link put at its path afterwards (by a
+    /// sandbox that can write the program's folder) changes neither what the held file reads nor, were
+    /// it checked again, the verdict (the link leads out of the folder, to no system library).
+    #[test]
+    fn a_library_is_held_as_checked_and_a_link_out_of_the_folder_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let own = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let exe = std::env::current_exe().expect("current_exe");
+        let lib = own.path().join("libx.so");
+        std::fs::copy(&exe, &lib).expect("copy");
+        let secret = elsewhere.path().join("secret");
+        std::fs::write(&secret, "TOPSECRET").expect("write");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let real_own = std::fs::canonicalize(own.path()).expect("canonicalize");
+
+        let held = trusted_library(&lib, &real_own).expect("an ELF file beside the program is kept");
+        std::fs::remove_file(&lib).expect("remove");
+        std::os::unix::fs::symlink(&secret, &lib).expect("symlink");
+        let mut magic = [0u8; 4];
+        let mut read = open_regular(&fd_path(&held)).expect("reopen the held file");
+        std::io::Read::read_exact(&mut read, &mut magic).expect("read");
+        assert_eq!(&magic, b"\x7fELF", "the held file is the library checked, not what its path names now");
+        assert!(trusted_library(&lib, &real_own).is_none(), "a link out of the program's folder is kept");
+        // Nor a file that is not ELF, beside the program or not.
+        std::fs::write(own.path().join("notes"), "text").expect("write");
+        assert!(trusted_library(&own.path().join("notes"), &real_own).is_none());
     }
 
     #[test]

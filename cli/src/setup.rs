@@ -83,25 +83,29 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
     // Every volume, each with its target: mounted parents first (as Docker orders them), so that
     // `--tmpfs /data --mount SRC:/data/in` shows the bind inside the tmpfs whatever the order given.
     let mut volumes: Vec<(String, Mount)> = Vec::new();
-    // A host file bound read-only at its own path.
-    let as_it_is = |file: &Path, source: &Path| {
-        let target = file.display().to_string();
-        (target.clone(), Mount::bind(source, target).read_only())
+    // Host files and folders handed to the library as /proc/self/fd/N (crate::host_path::fd_path),
+    // held until it is built: what was checked is what is bound.
+    let mut held: Vec<OwnedFd> = Vec::new();
+    // A host file bound read-only at its own path, through its descriptor.
+    let mut as_it_is = |shown: &Path, file: OwnedFd, volumes: &mut Vec<(String, Mount)>| {
+        let target = shown.display().to_string();
+        volumes.push((target.clone(), Mount::bind(crate::host_path::fd_path(&file), target).read_only()));
+        held.push(file);
     };
     // A host program on another rootfs: its loader and libraries, read-only at their own paths.
     if let (Some(path), false) = (&host_program, rootfs.is_host()) {
+        let program = crate::elf::hold_program(path)?;
         // A script's interpreter is the rootfs's: one it lacks is named now, not as the script's
         // "No such file or directory".
-        if let Some(named) = crate::elf::script_interpreter(path)
+        if let Some(named) = crate::elf::script_interpreter(&program)
             && !in_rootfs(&lower, &named)
         {
             return Err(Error::Interpreter { script: path.clone(), interpreter: named });
         }
-        for file in crate::elf::closure(path)? {
-            let real = file.canonicalize().map_err(crate::error::io("resolve", &file))?;
-            volumes.push(as_it_is(&file, &real));
+        for file in crate::elf::closure(path, &program)? {
+            as_it_is(&file.shown, file.file, &mut volumes);
         }
-        volumes.push(as_it_is(path, path));
+        as_it_is(path, program, &mut volumes);
     }
     let workspace = if !opts.no_workspace && (rootfs.is_host() || host_program.is_some()) {
         workspace_dirs(host_program.as_deref())
@@ -114,14 +118,13 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         && (path.starts_with("/tmp") || path.starts_with("/dev"))
         && !workspace.iter().any(|dir| path.starts_with(dir))
     {
-        volumes.push(as_it_is(path, path));
+        as_it_is(path, crate::elf::hold_program(path)?, &mut volumes);
     }
     // Host folders the program can write: (host folder, where the sandbox shows it). Each bind's
     // source is opened here, once, and the sandbox given it as /proc/self/fd/N, so the folder checked
     // is the folder bound: a sandbox that could write where a source lies exchanged it with a link
     // between sandbox-run's check and the library's resolution (the eleventh outside review: a
     // root-only host folder bound read-write as the workspace, or as a --mount). Held until built.
-    let mut held: Vec<OwnedFd> = Vec::new();
     let mut writable_binds: Vec<(PathBuf, String)> = Vec::new();
     for dir in workspace {
         let target = dir.display().to_string();
