@@ -264,7 +264,7 @@ fn remove_tree(parent: &OwnedFd, name: &OsStr, shown: &Path) -> Result<(), Error
         }
         Ok(_) => {}
     }
-    let top = open_folder(parent, name).map_err(fail)?;
+    let top = open_to_empty(parent, name).map_err(fail)?;
     let mut fresh = 0u64;
     loop {
         let entries = names_in(&top).map_err(fail)?;
@@ -285,11 +285,11 @@ fn remove_tree(parent: &OwnedFd, name: &OsStr, shown: &Path) -> Result<(), Error
                     continue;
                 }
             }
-            let sub = open_folder(&top, &entry).map_err(fail)?;
+            let sub = open_to_empty(&top, &entry).map_err(fail)?;
             for inner in names_in(&sub).map_err(fail)? {
                 // A folder moved to another parent must be writable itself (its `..` changes): one
                 // the program left 0500 made the removal fail rootless (an outside review).
-                let _ = open_folder(&sub, &inner);
+                let _ = open_to_empty(&sub, &inner);
                 loop {
                     fresh += 1;
                     let to = format!(".removing-{fresh}");
@@ -311,7 +311,7 @@ fn remove_tree(parent: &OwnedFd, name: &OsStr, shown: &Path) -> Result<(), Error
 /// first through a descriptor of that very folder: overlayfs leaves `work/work` 000, and a program
 /// may leave a folder it made unwritable (`chmod 0500`), which, rootless, the caller has no right to
 /// override (an outside review: the removal of a passing program's layer failed with EACCES).
-fn open_folder(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
+fn open_to_empty(parent: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
     use rustix::fs::OFlags;
     let held = rustix::fs::openat(
         parent,

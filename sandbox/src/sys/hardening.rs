@@ -180,7 +180,7 @@ pub(crate) fn mask_at(
     let cover = if is_dir { empty()? } else { null()? };
     let copy = clone_mount(cover, c"", 0)?;
     set_attrs(&copy, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0)?;
-    attach(&copy, dir, &name)
+    attach(&copy, dir, &name, 0)
 }
 
 /// Makes `name` in `dir` (see [`mask_at`]) and every mount below it read-only, nosuid and nodev: a
@@ -194,7 +194,7 @@ pub(crate) fn read_only_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::path::P
         other => other?,
     };
     set_attrs(&copy, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, AT_RECURSIVE)?;
-    attach(&copy, dir, &name)
+    attach(&copy, dir, &name, 0)
 }
 
 /// A detached copy of the mount of `source` (with `recursive`, the mounts below it too), opened
@@ -229,21 +229,8 @@ pub(crate) fn bind_no_links(source: &std::path::Path, target: &std::path::Path) 
 /// Attaches the detached tree `tree` at the path `target`, following a link there (a /proc/self/fd
 /// entry crate::inroot gives for a target inside the new root).
 fn attach_at_path(tree: &std::os::fd::OwnedFd, target: &std::path::Path) -> Result<(), Errno> {
-    use std::os::fd::AsRawFd;
     let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: the descriptor names a detached tree; `target` is a NUL-terminated path alive for the
-    // call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
-        )
-    };
-    Errno::result(rc).map(drop)
+    attach(tree, nix::fcntl::AT_FDCWD, &target, MOVE_MOUNT_T_SYMLINKS)
 }
 
 /// Binds the folder `dir` (any descriptor of it, `O_PATH` too) at `target`: the folder itself, not
@@ -252,7 +239,7 @@ pub(crate) fn bind_held_at(dir: std::os::fd::BorrowedFd<'_>, target: &std::path:
     use std::os::fd::AsRawFd;
     let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     let tree = clone_mount(dir.as_raw_fd(), c"", 0)?;
-    attach(&tree, nix::fcntl::AT_FDCWD, &target)
+    attach(&tree, nix::fcntl::AT_FDCWD, &target, 0)
 }
 
 /// A detached copy of the mount at `name` in `dir` (`dir` itself if `name` is empty; `AT_FDCWD`
@@ -288,9 +275,14 @@ fn set_attrs(tree: &std::os::fd::OwnedFd, attr_set: u64, userns_fd: u64, recursi
     Errno::result(rc).map(drop)
 }
 
-/// Attaches the detached tree `tree` over `name` in `dir` (move_mount(2); a symlink there is not
-/// followed).
-fn attach(tree: &std::os::fd::OwnedFd, dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr) -> Result<(), Errno> {
+/// Attaches the detached tree `tree` over `name` in `dir` (move_mount(2)); a symlink there is
+/// followed only with `flags` `MOVE_MOUNT_T_SYMLINKS`.
+fn attach(
+    tree: &std::os::fd::OwnedFd,
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    flags: libc::c_uint,
+) -> Result<(), Errno> {
     use std::os::fd::AsRawFd;
     // SAFETY: both descriptors are open for the call; the empty path names `tree` itself
     // (MOVE_MOUNT_F_EMPTY_PATH), `name` is a NUL-terminated string alive for the call.
@@ -301,7 +293,7 @@ fn attach(tree: &std::os::fd::OwnedFd, dir: std::os::fd::BorrowedFd<'_>, name: &
             c"".as_ptr(),
             dir.as_raw_fd(),
             name.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            MOVE_MOUNT_F_EMPTY_PATH | flags,
         )
     };
     Errno::result(rc).map(drop)

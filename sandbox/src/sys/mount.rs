@@ -43,22 +43,28 @@ pub(crate) fn make_private(dir: &Path) -> Result<(std::path::PathBuf, (u64, u64)
 /// `/proc/self/fd`, no link in it) and its device and inode, by which init holds it later
 /// ([`bind_held`], [`hold_folder`]).
 pub(crate) fn identify(dir: &Path) -> Result<(std::os::fd::OwnedFd, std::path::PathBuf, (u64, u64)), Errno> {
-    let fd =
-        nix::fcntl::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
-    let st = nix::sys::stat::fstat(&fd)?;
-    let real =
-        std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).map_err(errno_of)?;
+    let (fd, real, st) = open_resolved(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
     Ok((fd, real, (st.st_dev, st.st_ino)))
 }
 
 /// A bind source `path` (a file or a folder) opened once, links followed, and its path read back
 /// from the descriptor (no link in it, nothing walked again), and whether it is a folder.
 pub(crate) fn resolve_source(path: &Path) -> Result<(std::path::PathBuf, bool), Errno> {
-    let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+    let (_, real, st) = open_resolved(path, OFlag::O_PATH)?;
+    Ok((real, st.st_mode & libc::S_IFMT == libc::S_IFDIR))
+}
+
+/// `path` opened with `flags` (links followed once, here), with its own path read back from the
+/// descriptor (`/proc/self/fd`: no link in it) and its status.
+fn open_resolved(
+    path: &Path,
+    flags: OFlag,
+) -> Result<(std::os::fd::OwnedFd, std::path::PathBuf, nix::sys::stat::FileStat), Errno> {
+    let fd = nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
     let st = nix::sys::stat::fstat(&fd)?;
     let real =
         std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).map_err(errno_of)?;
-    Ok((real, st.st_mode & libc::S_IFMT == libc::S_IFDIR))
+    Ok((fd, real, st))
 }
 
 /// The folder at `source` (a path without links, opened without following any), if it is still the
