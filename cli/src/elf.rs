@@ -11,7 +11,15 @@ use crate::Error;
 use crate::error::io;
 use crate::host_path::{fd_path, held_path};
 
+// elf(5): program header types and dynamic section tags.
 const PT_INTERP: u32 = 3;
+const PT_DYNAMIC: u32 = 2;
+const DT_NULL: u64 = 0;
+const DT_AUDIT: u64 = 0x6fff_fefc;
+const DT_DEPAUDIT: u64 = 0x6fff_fefb;
+
+/// The most of a dynamic section read (a program's holds a few dozen 16-byte entries).
+const DYNAMIC_MAX: usize = 1 << 20;
 
 /// The program's ELF interpreter (e.g. `/lib64/ld-linux-x86-64.so.2`), or `None` for a static program
 /// and for a script (`#!`: the program its first line names is the rootfs's, e.g. Alpine's `/bin/sh`).
@@ -19,11 +27,22 @@ const PT_INTERP: u32 = 3;
 /// # Errors
 /// When the file cannot be read, or is neither a script nor a 64-bit little-endian ELF file.
 pub fn interpreter(program: &Path) -> Result<Option<PathBuf>, Error> {
-    interpreter_named(program, program)
+    Ok(dynamic(program, program)?.and_then(|d| d.interpreter))
 }
 
-/// [`interpreter`] of the file at `open` (a held file's [`fd_path`]), named `program` in messages.
-fn interpreter_named(open: &Path, program: &Path) -> Result<Option<PathBuf>, Error> {
+/// What a program's ELF headers say about how it is loaded.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Dynamic {
+    /// `PT_INTERP`: the loader, for a dynamic program.
+    interpreter: Option<PathBuf>,
+    /// Whether its dynamic section names an audit module (`DT_AUDIT`, `DT_DEPAUDIT`), which glibc's
+    /// loader runs (`la_version`) before anything else, also under `--list`.
+    audit: bool,
+}
+
+/// [`Dynamic`] of the file at `open` (a held file's [`fd_path`]), named `program` in messages;
+/// `None` for a script.
+fn dynamic(open: &Path, program: &Path) -> Result<Option<Dynamic>, Error> {
     use std::os::unix::fs::FileExt;
     let file = open_regular(open).map_err(io("read", program))?;
     let not_elf = || Error::Option {
@@ -52,22 +71,30 @@ fn interpreter_named(open: &Path, program: &Path) -> Result<Option<PathBuf>, Err
     let (phoff, phentsize, phnum) = match (u64_at(&head, 0x20), u16_at(&head, 0x36), u16_at(&head, 0x38)) {
         // An ELF64 program header is 56 bytes: a larger size would only make the table big to read.
         (Some(o), Some(s), Some(n)) if (0x38..=0x100).contains(&s) => (o, s, n),
-        (_, _, Some(0)) => return Ok(None),
+        (_, _, Some(0)) => return Ok(Some(Dynamic::default())),
         _ => return Err(not_elf()),
     };
     let table = read(phoff, phentsize * phnum).ok_or_else(not_elf)?;
+    let mut found = Dynamic::default();
     for ph in table.chunks_exact(phentsize) {
-        if u32_at(ph, 0) != Some(PT_INTERP) {
-            continue;
+        let (Some(kind), Some(off), Some(len)) = (u32_at(ph, 0), u64_at(ph, 8), u64_at(ph, 0x20)) else {
+            return Err(not_elf());
+        };
+        if kind == PT_INTERP && found.interpreter.is_none() {
+            // A path, at most PATH_MAX long.
+            let len = usize::try_from(len).unwrap_or(usize::MAX).min(4096);
+            let raw = read(off, len).ok_or_else(not_elf)?;
+            let text = raw.split(|b| *b == 0).next().unwrap_or_default();
+            found.interpreter = Some(PathBuf::from(String::from_utf8_lossy(text).into_owned()));
+        } else if kind == PT_DYNAMIC {
+            // Entries of 16 bytes (d_tag, d_val), up to DT_NULL.
+            let len = usize::try_from(len).unwrap_or(usize::MAX).min(DYNAMIC_MAX) / 16 * 16;
+            let raw = read(off, len).ok_or_else(not_elf)?;
+            let tags = raw.chunks_exact(16).map_while(|e| u64_at(e, 0).filter(|t| *t != DT_NULL));
+            found.audit |= tags.into_iter().any(|t| t == DT_AUDIT || t == DT_DEPAUDIT);
         }
-        let (Some(off), Some(len)) = (u64_at(ph, 8), u64_at(ph, 0x20)) else { return Err(not_elf()) };
-        // A path, at most PATH_MAX long.
-        let len = usize::try_from(len).unwrap_or(usize::MAX).min(4096);
-        let raw = read(off, len).ok_or_else(not_elf)?;
-        let text = raw.split(|b| *b == 0).next().unwrap_or_default();
-        return Ok(Some(PathBuf::from(String::from_utf8_lossy(text).into_owned())));
     }
-    Ok(None)
+    Ok(Some(found))
 }
 
 /// `program` opened to be read, if it is a regular file: a FIFO (or a device) as the program is
@@ -131,29 +158,69 @@ pub(crate) fn hold_program(program: &Path) -> Result<OwnedFd, Error> {
 /// `ld.so --list` reports them), plus the loader's cache, each held as checked ([`HostFile`]). Empty
 /// for a static program.
 ///
-/// The program is not trusted (a test binary someone downloaded): its `PT_INTERP` names what runs to
-/// list, and even the system's loader runs its code under `--list` (a `DT_AUDIT` module's
-/// `la_version`). So the listing runs in a sandbox of the host's root, with a deadline, and nothing of
-/// it on the host. What it prints is not trusted either: only world-readable ELF files in the
-/// system's library folders (none of whose folders anyone but root may write), or beside the program
-/// in its own folder tree, are kept, so a program cannot have a host file bound into its sandbox by
-/// naming it.
+/// The program is not trusted (a test binary someone downloaded): its `PT_INTERP` names what would run
+/// to list, and even the system's loader runs a program's audit module under `--list` (`DT_AUDIT`'s
+/// `la_version`). So only the system's loader runs ([`system_loader`]), a program with an audit module
+/// is refused, and the listing runs in a sandbox with a deadline that shows only the library folders,
+/// the loader's cache and the program's folder, read-only, on an empty root. What it prints is not
+/// trusted either: only ELF files anyone may read, in the system's library folders (none of whose
+/// folders anyone but root may write) or below the program's own folder, are kept
+/// ([`trusted_library`]), so a program cannot have a host file bound into its sandbox by naming it.
 ///
 /// # Errors
 /// When the program is unreadable, or its libraries cannot be listed.
 pub(crate) fn closure(program: &Path, held: &OwnedFd) -> Result<Vec<HostFile>, Error> {
-    let Some(named) = interpreter_named(&fd_path(held), program)? else { return Ok(Vec::new()) };
+    let Some(Dynamic { interpreter: Some(named), audit }) = dynamic(&fd_path(held), program)? else {
+        return Ok(Vec::new());
+    };
     // Where the file held lies: its folder is the program's own.
     let real = held_path(held);
     let listing = |reason: String| Error::Libraries { program: real.clone(), reason };
+    // The program chooses its interpreter: only the system's loader is run (the twelfth outside
+    // review: a program naming itself ran its own code as the listing, as root inside).
+    if system_loader(&named).is_none() {
+        return Err(listing(format!(
+            "its ELF interpreter `{}` is not the system's loader (a root-owned `ld-*` file in {}, in folders \
+             only root may write); sandbox-run runs no other program to list a program's libraries",
+            named.display(),
+            LIBRARY_DIRS.join(", ")
+        )));
+    }
+    // glibc's loader runs a program's audit module before it lists anything.
+    if audit {
+        return Err(listing(
+            "it names an audit module (DT_AUDIT or DT_DEPAUDIT), which the loader would run while it lists \
+             the program's libraries; link it without one (`--audit`, `--depaudit`)"
+                .to_owned(),
+        ));
+    }
+    let own = real.parent().filter(|p| *p != Path::new("/"));
     let shown = real.display().to_string();
-    let sb = sandbox::Sandbox::builder()
-        .rootfs_dir("/")
-        .network(sandbox::Network::None)
-        .timeout(LISTING_TIMEOUT)
-        .mount(sandbox::Mount::bind(fd_path(held), shown.clone()).read_only())
-        .build()
-        .map_err(|e| listing(sandbox::error_chain(&e)))?;
+    // The listing sees the library folders, the loader's cache and the program's folder, read-only,
+    // on an empty root: nothing else of the host (the same review: it saw the host's root as root,
+    // /etc/shadow and /root included, and its output chose files to bind).
+    let empty = tempfile::Builder::new()
+        .prefix("sandbox-run-listing-")
+        .tempdir()
+        .map_err(|e| listing(format!("cannot make an empty root for the listing: {e}")))?;
+    // Where the sandbox writes its hostname and hosts file.
+    std::fs::create_dir(empty.path().join("etc")).map_err(|e| listing(format!("cannot make an empty root: {e}")))?;
+    let mut views: Vec<(PathBuf, PathBuf)> = LIBRARY_DIRS
+        .iter()
+        .map(|d| PathBuf::from(d.trim_end_matches('/')))
+        .chain([PathBuf::from("/etc/ld.so.cache")])
+        .filter(|p| p.exists())
+        .map(|p| (p.clone(), p))
+        .chain(own.map(|o| (o.to_owned(), o.to_owned())))
+        .chain([(fd_path(held), real.clone())])
+        .collect();
+    views.sort_by_key(|(_, target)| target.components().count());
+    let mut builder =
+        sandbox::Sandbox::builder().rootfs_dir(empty.path()).network(sandbox::Network::None).timeout(LISTING_TIMEOUT);
+    for (source, target) in views {
+        builder = builder.mount(sandbox::Mount::bind(source, target.display().to_string()).read_only());
+    }
+    let sb = builder.build().map_err(|e| listing(sandbox::error_chain(&e)))?;
     // ld.so(8): `--list` prints where each library was found.
     let out = crate::capped::output(sb.command(named.display().to_string()).args(["--list", shown.as_str()]))
         .map_err(|e| listing(sandbox::error_chain(&e)))?;
@@ -165,7 +232,6 @@ pub(crate) fn closure(program: &Path, held: &OwnedFd) -> Result<Vec<HostFile>, E
             said.trim()
         )));
     }
-    let own = real.parent().unwrap_or(Path::new("/"));
     let mut files: Vec<HostFile> = Vec::new();
     let mut keep = |path: &Path| {
         if !files.iter().any(|f| f.shown == path)
@@ -193,25 +259,39 @@ pub(crate) fn closure(program: &Path, held: &OwnedFd) -> Result<Vec<HostFile>, E
 }
 
 /// `path`, held (`O_PATH`, links followed once, here), if it may be bound into a program's sandbox as
-/// one of its libraries: an ELF regular file, either below the program's own folder `own`, or
-/// world-readable in one of [`LIBRARY_DIRS`] where neither it nor any folder above it lets anyone
-/// but root write. Every check is made on the file held.
-fn trusted_library(path: &Path, own: &Path) -> Option<OwnedFd> {
+/// one of its libraries: an ELF regular file that anyone on the host may read, either below the
+/// program's own folder `own` (through folders anyone may enter), or in one of [`LIBRARY_DIRS`] where
+/// neither it nor any folder above it lets anyone but root write. Every check is made on the file
+/// held. (The twelfth outside review: a root-only core dump in a root-only folder below the
+/// program's, named in the listing, was bound in and read.)
+fn trusted_library(path: &Path, own: Option<&Path>) -> Option<OwnedFd> {
     use std::os::unix::fs::MetadataExt;
     let file = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
     let st = nix::sys::stat::fstat(&file).ok()?;
-    if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG || !is_elf(&fd_path(&file)) {
+    let everyones = st.st_mode & 0o004 != 0;
+    if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG || !everyones || !is_elf(&fd_path(&file)) {
         return None;
     }
     let real = std::fs::read_link(fd_path(&file)).ok()?;
-    if real.starts_with(own) {
-        return Some(file);
+    if let Some(own) = own.filter(|o| real.starts_with(o)) {
+        let enterable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o001 != 0);
+        let below = real.ancestors().skip(1).take_while(|a| *a != own);
+        return below.into_iter().all(enterable).then_some(file);
     }
     // Root's, as every folder above it, which no one else can change: their paths stay as checked.
     let roots = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
-    let trusted =
-        LIBRARY_DIRS.iter().any(|d| real.starts_with(d)) && st.st_mode & 0o004 != 0 && real.ancestors().all(roots);
+    let trusted = LIBRARY_DIRS.iter().any(|d| real.starts_with(d)) && real.ancestors().all(roots);
     trusted.then_some(file)
+}
+
+/// The program's interpreter `named`, held, if it is the system's loader: a library [`trusted_library`]
+/// keeps in the system's folders (not beside the program) whose file is named as loaders are
+/// (`ld-linux-x86-64.so.2`, `ld-linux-aarch64.so.1`, `ld64.so.2`, `ld-musl-x86_64.so.1`), as the link
+/// the program names and as the file it leads to.
+fn system_loader(named: &Path) -> Option<OwnedFd> {
+    let loader_like = |p: &Path| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ld"));
+    let file = trusted_library(named, None)?;
+    (loader_like(named) && loader_like(&held_path(&file))).then_some(file)
 }
 
 /// Whether `path` starts as an ELF file does.
@@ -266,17 +346,17 @@ mod tests {
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let real_own = std::fs::canonicalize(own.path()).expect("canonicalize");
 
-        let held = trusted_library(&lib, &real_own).expect("an ELF file beside the program is kept");
+        let held = trusted_library(&lib, Some(&real_own)).expect("an ELF file beside the program is kept");
         std::fs::remove_file(&lib).expect("remove");
         std::os::unix::fs::symlink(&secret, &lib).expect("symlink");
         let mut magic = [0u8; 4];
         let mut read = open_regular(&fd_path(&held)).expect("reopen the held file");
         std::io::Read::read_exact(&mut read, &mut magic).expect("read");
         assert_eq!(&magic, b"\x7fELF", "the held file is the library checked, not what its path names now");
-        assert!(trusted_library(&lib, &real_own).is_none(), "a link out of the program's folder is kept");
+        assert!(trusted_library(&lib, Some(&real_own)).is_none(), "a link out of the program's folder is kept");
         // Nor a file that is not ELF, beside the program or not.
         std::fs::write(own.path().join("notes"), "text").expect("write");
-        assert!(trusted_library(&own.path().join("notes"), &real_own).is_none());
+        assert!(trusted_library(&own.path().join("notes"), Some(&real_own)).is_none());
     }
 
     #[test]

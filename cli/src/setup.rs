@@ -287,7 +287,7 @@ fn keep_folder(base: &Path, binds: &[(PathBuf, String)]) -> Result<PathBuf, Erro
 
 /// The current cargo workspace (the nearest folder above the working directory holding a `Cargo.lock`),
 /// the working directory itself when it lies under `/tmp` (which the sandbox replaces), and the target
-/// folder ([`target_folder`]), when they exist; never `/`, a top-level folder or another folder every
+/// folder (`target_folder`), when they exist; never `/`, a top-level folder or another folder every
 /// user shares, also through a symlink (then only the program, if it lies there).
 pub fn workspace_dirs(program: Option<&Path>) -> Vec<PathBuf> {
     let mut dirs = Vec::new();

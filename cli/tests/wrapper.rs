@@ -860,6 +860,105 @@ fn a_host_program_on_another_rootfs_gets_no_file_its_library_folder_names() {
     assert!(!stdout.contains("SECRET-42"), "a file the program named was bound into its sandbox: {}", text(&out));
 }
 
+/// Twelfth outside review. `sandbox-run --rootfs DIR -- ./own`: `own` names itself as its ELF
+/// interpreter (`PT_INTERP`), a file beside the program, which elf::closure ran as `own --list ./own`
+/// to list its libraries, in a sandbox showing the host's root as root: the program's own code read
+/// root-only host files there and printed them as the listing's error (and could choose which files
+/// to bind, to carry them into its real sandbox). Here a position-independent program without libc
+/// whose `--list` mode prints a root-only file (failing: it is in sandbox-run's error message).
+#[test]
+fn a_host_program_on_another_rootfs_is_not_its_own_library_listing() {
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let private = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod the folder");
+    let secret = private.path().join("secret");
+    std::fs::write(&secret, "SECRET-51\n").expect("write the secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod the secret");
+    // argv[1] == "--list": exec /bin/sh -c 'cat SECRET >&2; exit 1'; else: exit 0.
+    let source = format!(
+        r#"static long sys3(long n, long a, long b, long c) {{ long r; __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory"); return r; }}
+void cmain(long *sp) {{
+  long argc = sp[0]; char **argv = (char **)(sp + 1); char **envp = argv + argc + 1;
+  const char *l = "--list"; const char *a = argc > 1 ? argv[1] : "";
+  while (*l && *l == *a) {{ l++; a++; }}
+  if (*l == 0 && *a == 0) {{
+    char *args[] = {{"sh", "-c", "cat {} >&2; exit 1", 0}};
+    sys3(59, (long)"/bin/sh", (long)args, (long)envp);
+  }}
+  sys3(60, 0, 0, 0);
+}}
+__asm__(".globl _start\n_start:\n mov %rsp, %rdi\n and $-16, %rsp\n call cmain\n hlt\n");
+"#,
+        secret.display()
+    );
+    let own = dir.path().join("own");
+    let interp = format!("-Wl,-dynamic-linker,{}", own.display());
+    let args: [&str; 6] = ["-O1", "-fPIE", "-pie", "-nostdlib", "-fno-stack-protector", &interp];
+    if !cc_into(dir.path(), &[("own", &source, &args)]) {
+        return;
+    }
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).expect("a rootfs folder");
+    let out = Command::new(SANDBOX_RUN).arg("--rootfs").arg(&rootfs).arg("--").arg(&own).output().expect("run");
+    assert!(!text(&out).contains("SECRET-51"), "the program's own listing read a root-only file: {}", text(&out));
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(text(&out).contains("is not the system's loader"), "{}", text(&out));
+}
+
+/// Twelfth outside review. elf::closure bound any ELF file the listing named below the program's
+/// folder, whoever could read it: a library only root may read (in a folder only root may enter)
+/// beside a program, found by the system's loader through the program's `RUNPATH`, was bound into
+/// the program's sandbox, which read it (failing: the library's text is printed). Only files anyone
+/// on the host may read are given.
+#[test]
+fn a_host_program_on_another_rootfs_gets_no_library_only_root_may_read() {
+    if !is_root() {
+        return skip("needs root: the library is root's, 0600, in a 0700 folder");
+    }
+    // Not in /tmp, which the listing's sandbox has of its own.
+    let dir =
+        tempfile::Builder::new().prefix("sbr").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod the folder");
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).expect("the private folder");
+    let lib = "private/libsecret.so";
+    let (lib_dir, rpath) = (format!("-L{}", private.display()), "-Wl,-rpath,$ORIGIN/private".to_owned());
+    let program = format!(
+        "#include <stdio.h>\nint secret(void);\nstatic char b[1 << 16];\nint main(void) {{ FILE *f = fopen(\"{}\", \"r\"); \
+         if (!f) return 1; size_t n = fread(b, 1, sizeof b, f); fwrite(b, 1, n, stdout); return secret(); }}\n",
+        dir.path().join(lib).display()
+    );
+    let built = cc_into(
+        dir.path(),
+        &[
+            (lib, "const char *text = \"SECRET-63\";\nint secret(void) { return 0; }\n", &["-shared", "-fPIC"]),
+            ("r", &program, &[&lib_dir, &rpath, "-Wl,--no-as-needed", "-lsecret"]),
+        ],
+    );
+    if !built {
+        return;
+    }
+    std::fs::set_permissions(dir.path().join(lib), std::fs::Permissions::from_mode(0o600)).expect("chmod the library");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod the folder");
+    // A root with an etc folder, where the program (its loader and libraries bound in) runs.
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).expect("a rootfs folder");
+    let out = Command::new(SANDBOX_RUN)
+        .arg("--rootfs")
+        .arg(&rootfs)
+        // The workspace (this one, the program's folder lies in its target folder) is bound as a whole.
+        .arg("--no-workspace")
+        .args(["--", "./r"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run sandbox-run");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("SECRET-63"),
+        "a root-only library was bound: {}",
+        text(&out)
+    );
+}
+
 /// Ninth outside review. elf::closure runs a host program's `PT_INTERP` as `INTERP --list PROGRAM` when it
 /// is any root-owned file under /lib or /usr/lib, loader or not; Debian has hundreds of root's helpers
 /// there (646 here), e.g. `/usr/lib/udev/hwclock-set` (`hwclock --rtc=$1 --systz; hwclock --hctosys`)
