@@ -59,8 +59,9 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// A host program's shared libraries could not be listed (for a rootfs other than the host's).
-    #[error("cannot list the shared libraries of `{program}` (its ELF interpreter's `--list`, in a sandbox): {reason}")]
+    /// A host program's loader and shared libraries cannot be given to its sandbox (for a rootfs other
+    /// than the host's).
+    #[error("cannot give `{program}` its loader and shared libraries: {reason}")]
     Libraries {
         /// The program.
         program: PathBuf,

@@ -20,6 +20,7 @@ mod error;
 pub mod exit;
 mod host_path;
 mod keep;
+mod libraries;
 mod options;
 mod per_test;
 mod rootfs;

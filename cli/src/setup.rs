@@ -102,7 +102,7 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         {
             return Err(Error::Interpreter { script: path.clone(), interpreter: named });
         }
-        for file in crate::elf::closure(path, &program)? {
+        for file in crate::libraries::closure(path, &program)? {
             as_it_is(&file.shown, file.file, &mut volumes);
         }
         as_it_is(path, program, &mut volumes);

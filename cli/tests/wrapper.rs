@@ -901,8 +901,68 @@ __asm__(".globl _start\n_start:\n mov %rsp, %rdi\n and $-16, %rsp\n call cmain\n
     std::fs::create_dir(&rootfs).expect("a rootfs folder");
     let out = Command::new(SANDBOX_RUN).arg("--rootfs").arg(&rootfs).arg("--").arg(&own).output().expect("run");
     assert!(!text(&out).contains("SECRET-51"), "the program's own listing read a root-only file: {}", text(&out));
-    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
-    assert!(text(&out).contains("is not the system's loader"), "{}", text(&out));
+}
+
+/// Thirteenth outside review. The twelfth's fix ran only the system's loader to list a program's
+/// libraries and refused a program naming an audit module (`DT_AUDIT`), found in its dynamic section
+/// read from the file (`p_filesz` of `PT_DYNAMIC`); glibc's loader reads that section from memory up to
+/// its end, so a program whose `p_filesz` says 16 hid its audit module, which the loader then ran in
+/// the listing's sandbox, where the program's folder was visible to it as root: it printed a root-only
+/// file there (failing: in sandbox-run's error message). Now nothing of the program's runs before its
+/// own sandbox, where that file is not.
+#[test]
+fn a_host_program_on_another_rootfs_runs_no_audit_module_before_its_sandbox() {
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).expect("the private folder");
+    let secret = private.join("secret");
+    std::fs::write(&secret, "SECRET-88\n").expect("write the secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod the secret");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod the folder");
+    let audit = format!(
+        "#include <fcntl.h>\n#include <stdlib.h>\n#include <unistd.h>\nunsigned la_version(unsigned v) {{ char b[64]; \
+         int fd = open(\"{}\", O_RDONLY); int n = fd >= 0 ? read(fd, b, sizeof b) : 0; if (n > 0) write(2, b, n); \
+         exit(3); }}\n",
+        secret.display()
+    );
+    let built = cc_into(
+        dir.path(),
+        &[
+            ("audit.so", &audit, &["-shared", "-fPIC"]),
+            ("t", "int main(void) { return 0; }\n", &["-Wl,--audit=audit.so", "-Wl,-rpath,$ORIGIN"]),
+        ],
+    );
+    if !built {
+        return;
+    }
+    hide_dynamic_section(&dir.path().join("t"));
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).expect("a rootfs folder");
+    let out = Command::new(SANDBOX_RUN)
+        .arg("--no-workspace")
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .arg("--")
+        .arg(dir.path().join("t"))
+        .current_dir("/")
+        .output()
+        .expect("run sandbox-run");
+    assert!(!text(&out).contains("SECRET-88"), "the program's audit module read a root-only file: {}", text(&out));
+}
+
+/// Sets the size in the file of `program`'s dynamic section (`p_filesz` of `PT_DYNAMIC`) to one entry:
+/// what the loader reads of it is unchanged (from memory, up to `DT_NULL`).
+fn hide_dynamic_section(program: &Path) {
+    let mut elf = std::fs::read(program).expect("read the program");
+    let word = |b: &[u8], at: usize, n: usize| b[at..at + n].iter().rev().fold(0usize, |v, x| (v << 8) | *x as usize);
+    let (phoff, phentsize, phnum) = (word(&elf, 0x20, 8), word(&elf, 0x36, 2), word(&elf, 0x38, 2));
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        if word(&elf, ph, 4) == 2 {
+            elf[ph + 0x20..ph + 0x28].copy_from_slice(&16u64.to_le_bytes());
+        }
+    }
+    std::fs::write(program, &elf).expect("write the program");
 }
 
 /// Twelfth outside review. elf::closure bound any ELF file the listing named below the program's
