@@ -2563,8 +2563,68 @@ fn check_volume_source_relinked() {
     let err = out.expect_err("a relinked source is refused");
     assert!(err.to_string().contains("setup failed"), "{err}");
     std::fs::remove_file(&vol).expect("unlink");
+    // A folder put in its place is what a path names then (a test may make its folder anew between
+    // runs), but not for a source named by a descriptor (`/proc/self/fd/N`, as sandbox-run holds what
+    // it checked): that is the folder the sandbox was built on, or none (the fourteenth review).
+    std::fs::create_dir(&vol).expect("another folder");
+    std::fs::write(vol.join("other"), "").expect("write");
+    assert_eq!(sh(&sb, "ls /data"), "other\n");
+    std::fs::remove_dir_all(&vol).expect("remove the other folder");
+    std::fs::rename(&aside, &vol).expect("put the volume back");
+    let held = std::fs::File::open(&vol).expect("hold the volume");
+    let by_fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+    let pinned = builder().mount(Mount::bind(&by_fd, "/data").read_only()).build().expect("build");
+    assert_eq!(sh(&pinned, "ls /data"), "mine\n");
+    std::fs::rename(&vol, &aside).expect("move the volume aside");
+    std::fs::rename(&secret, &vol).expect("the secret folder in its place");
+    let out = pinned.command("/bin/cat").arg("/data/secret.txt").output();
+    let shown = match &out {
+        Ok(o) => both(o),
+        Err(e) => e.to_string(),
+    };
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+    assert!(out.is_err(), "another folder at a held source's path is refused: {shown}");
+    std::fs::rename(&vol, &secret).expect("move the secret folder back");
     std::fs::rename(&aside, &vol).expect("put the volume back");
     assert_eq!(sh(&sb, "ls /data"), "mine\n");
+    assert_eq!(sh(&pinned, "ls /data"), "mine\n");
+}
+
+/// The fourteenth outside review: a file of another mount namespace, named through
+/// `/proc/PID/root/…` (a link a sandbox planted beside a program led there, into another sandbox of
+/// its own), was checked there, while the library bound the path it read back, which named a
+/// root-only file on the host. Such a source is refused when the sandbox is built. Here a scratch
+/// tmpfs holds the decoy, over the folder holding the secret, in a mount namespace of the test's own.
+#[test]
+fn a_bind_source_in_another_mount_namespace_is_refused() {
+    if !is_root() {
+        return skip("needs root to make a mount namespace of its own (unshare -m)");
+    }
+    let (_top, [dir]) = scratch(["dir"], &["dir"]);
+    std::fs::write(dir.join("f"), "TOPSECRET\n").expect("write the secret");
+    let script = "mount --make-rprivate / && mount -t tmpfs -o size=1m decoy \"$1\" && echo decoy > \"$1/f\" && \
+                  echo ready && exec cat";
+    let mut other = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", script, "sh"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a process in a mount namespace of its own");
+    let mut ready = String::new();
+    let stdout = other.stdout.take().expect("its stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).expect("read");
+    assert_eq!(ready, "ready\n");
+    let through = format!("/proc/{}/root{}", other.id(), dir.join("f").display());
+    assert_eq!(std::fs::read_to_string(&through).expect("the decoy"), "decoy\n");
+    let built = builder().mount(Mount::bind(&through, "/data/f").read_only()).build();
+    drop(other.stdin.take());
+    let _ = other.wait();
+    let err = match built {
+        Ok(sb) => panic!("built; the sandbox reads {:?}", sh(&sb, "cat /data/f")),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("names another file"), "{err}");
 }
 
 #[test]

@@ -27,8 +27,13 @@ const DT_RUNPATH: u64 = 29;
 /// The most of a dynamic section read (a program's holds a few dozen 16-byte entries).
 const DYNAMIC_MAX: usize = 1 << 20;
 
-/// The most libraries one object may name.
+/// The most libraries one object may name, and the most bytes of their names in all (a program's
+/// are a few hundred): a header naming more makes the search look at the first only.
 const NEEDED_MAX: usize = 1024;
+const NEEDED_BYTES: usize = 64 << 10;
+
+/// The most folders one `DT_RPATH` or `DT_RUNPATH` may list that are looked in.
+const SEARCH_PATHS_MAX: usize = 64;
 
 /// The longest name or search path read from the string table (PATH_MAX).
 const STRING_MAX: usize = 4096;
@@ -132,13 +137,33 @@ pub(crate) fn object(open: &Path, shown: &Path) -> Result<Option<Object>, Error>
                 let n = file.read_at(&mut bytes, strings.checked_add(at)?).ok()?;
                 String::from_utf8(c_string(&bytes[..n]).to_vec()).ok()
             };
-            let paths = |t: u64| tag(t).and_then(string).map(|s| s.split(':').map(str::to_owned).collect::<Vec<_>>());
-            found.needed = entries
-                .iter()
-                .filter(|(t, _)| *t == DT_NEEDED)
-                .take(NEEDED_MAX)
-                .filter_map(|(_, at)| string(*at))
-                .collect();
+            // Each folder once, in order.
+            let paths = |t: u64| {
+                tag(t).and_then(string).map(|s| {
+                    let mut list: Vec<String> = Vec::new();
+                    for p in s.split(':') {
+                        if list.len() == SEARCH_PATHS_MAX {
+                            break;
+                        }
+                        if !list.iter().any(|q| q == p) {
+                            list.push(p.to_owned());
+                        }
+                    }
+                    list
+                })
+            };
+            // Each name once, and no more of them than NEEDED_MAX and NEEDED_BYTES allow.
+            let mut bytes = 0;
+            for (_, at) in entries.iter().filter(|(t, _)| *t == DT_NEEDED).take(NEEDED_MAX) {
+                let Some(name) = string(*at) else { continue };
+                bytes += name.len();
+                if bytes > NEEDED_BYTES {
+                    break;
+                }
+                if !found.needed.contains(&name) {
+                    found.needed.push(name);
+                }
+            }
             found.rpath = paths(DT_RPATH).unwrap_or_default();
             found.runpath = paths(DT_RUNPATH);
         }
@@ -168,15 +193,29 @@ fn u64_at(b: &[u8], o: usize) -> Option<u64> {
     b.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
 }
 
-/// `path` opened to be read, if it is a regular file: a FIFO (or a device) is refused, not read from,
-/// which would wait for good (an outside review).
+/// `path` opened to be read, if it is a regular file: looked at first without opening it for reading
+/// (`O_PATH`), so that a FIFO or a device is refused, never opened (which wakes a FIFO's writers, and
+/// has effects of its own for some devices: the fourteenth outside review) nor read (which would wait
+/// for good: an earlier one).
 pub(crate) fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NONBLOCK).open(path)?;
-    if !file.metadata()?.is_file() {
+    open_regular_if(path, |_| true)
+}
+
+/// [`open_regular`], if `allowed` says so of the file's status (before it is opened for reading).
+pub(crate) fn open_regular_if(
+    path: &Path,
+    allowed: impl FnOnce(&nix::sys::stat::FileStat) -> bool,
+) -> std::io::Result<std::fs::File> {
+    let held = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?;
+    let st = nix::sys::stat::fstat(&held)?;
+    if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG {
         return Err(std::io::Error::other("not a regular file"));
     }
-    Ok(file)
+    if !allowed(&st) {
+        return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    Ok(std::fs::File::from(nix::fcntl::open(&fd_path(&held), flags, Mode::empty())?))
 }
 
 /// The interpreter a `#!` script's first line names (`/bin/sh` of `#!/bin/sh -e`), if the held

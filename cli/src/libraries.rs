@@ -11,6 +11,7 @@
 //! bound only if anyone on the host may read it ([`trusted_library`]): a program can make the search
 //! find nothing useful, never anything secret.
 
+use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::Error;
-use crate::elf::{Object, open_regular};
+use crate::elf::{Object, open_regular, open_regular_if};
 use crate::host_path::{fd_path, held_path};
 
 /// Where a system keeps its libraries and loader.
@@ -34,6 +35,11 @@ const OBJECTS_MAX: usize = 512;
 
 /// The largest loader's cache read (a system's is tens of KiB).
 const CACHE_MAX: u64 = 16 << 20;
+
+/// The most paths looked at for one program's libraries (a program's search looks at a few hundred):
+/// a header listing thousands of folders and names made one search take minutes (the fourteenth
+/// outside review).
+const PROBES_MAX: usize = 16384;
 
 /// A host file given to a sandbox read-only: where the sandbox shows it, and the file itself, held
 /// (`O_PATH`) as it was checked and bound through its descriptor ([`fd_path`]). A file below the
@@ -81,13 +87,15 @@ pub(crate) fn closure(program: &Path, held: &OwnedFd) -> Result<Vec<HostFile>, E
         inherited: if main.runpath.is_none() { main.rpath.clone() } else { Vec::new() },
         main_origin: origin.clone(),
         cache: cache.as_ref(),
+        probes: Cell::new(PROBES_MAX),
     };
     // The loader is loaded already: a library needing it by name (libc needs `ld-linux-x86-64.so.2`)
     // gets that one.
     let mut seen: HashSet<String> =
         files[0].shown.file_name().map(|n| n.to_string_lossy().into_owned()).into_iter().collect();
     let mut queue: VecDeque<(PathBuf, Object)> = VecDeque::from([(origin.clone(), main)]);
-    let mut looked_at = 1;
+    // Each file's needs are read once, whatever names lead to it (the loader too loads a file once).
+    let mut read: HashSet<(u64, u64)> = HashSet::new();
     while let Some((origin, object)) = queue.pop_front() {
         for name in &object.needed {
             // The loader loads a library once, whoever needs it.
@@ -96,14 +104,18 @@ pub(crate) fn closure(program: &Path, held: &OwnedFd) -> Result<Vec<HostFile>, E
             }
             let Some(path) = search.find(name, &object, &origin) else { continue };
             let Some(file) = trusted_library(&path, own) else { continue };
-            if looked_at < OBJECTS_MAX {
-                looked_at += 1;
-                if let Ok(Some(needs)) = crate::elf::object(&fd_path(&file), &path) {
-                    let folder = path.parent().unwrap_or(Path::new("/")).to_owned();
-                    queue.push_back((folder, needs));
-                }
+            let id = nix::sys::stat::fstat(&file).map(|st| (st.st_dev, st.st_ino));
+            if read.len() < OBJECTS_MAX
+                && id.is_ok_and(|id| read.insert(id))
+                && let Ok(Some(needs)) = crate::elf::object(&fd_path(&file), &path)
+            {
+                let folder = path.parent().unwrap_or(Path::new("/")).to_owned();
+                queue.push_back((folder, needs));
             }
             files.push(HostFile { shown: path, file });
+            if files.len() > OBJECTS_MAX {
+                return Ok(files);
+            }
         }
     }
     if cache.is_some()
@@ -123,6 +135,8 @@ struct Search<'a> {
     /// The program's folder, the `$ORIGIN` of `inherited`.
     main_origin: PathBuf,
     cache: Option<&'a Cache>,
+    /// How many more paths may be looked at ([`PROBES_MAX`]).
+    probes: Cell<usize>,
 }
 
 impl Search<'_> {
@@ -149,11 +163,16 @@ impl Search<'_> {
     }
 
     /// Whether `path` is a regular file holding a 64-bit little-endian ELF object for the program's
-    /// machine, as the loader requires of a library it loads.
+    /// machine, as the loader requires of a library it loads, and one anyone may read: no other is
+    /// given to a sandbox ([`trusted_library`]), and none is read here (which of a root-only file's
+    /// bytes are ELF told a program about it: the fourteenth outside review). False once the search
+    /// has looked at [`PROBES_MAX`] paths.
     fn loadable(&self, path: &Path) -> bool {
         use std::os::unix::fs::FileExt;
+        let Some(left) = self.probes.get().checked_sub(1) else { return false };
+        self.probes.set(left);
         let mut head = [0u8; 20];
-        let read = open_regular(path).and_then(|f| f.read_exact_at(&mut head, 0));
+        let read = open_regular_if(path, |st| st.st_mode & 0o004 != 0).and_then(|f| f.read_exact_at(&mut head, 0));
         read.is_ok() && head.starts_with(b"\x7fELF\x02\x01") && u16::from_le_bytes([head[18], head[19]]) == self.machine
     }
 }
@@ -255,11 +274,15 @@ impl Cache {
 }
 
 /// `path`, held (`O_PATH`, links followed once, here), if it may be bound into a program's sandbox as
-/// one of its libraries: an ELF regular file that anyone on the host may read, either below the
-/// program's own folder `own` (through folders anyone may enter), or in one of [`LIBRARY_DIRS`] where
-/// neither it nor any folder above it lets anyone but root write. Every check is made on the file
-/// held. (The twelfth outside review: a root-only core dump in a root-only folder below the
-/// program's, named in the listing, was bound in and read.)
+/// one of its libraries: an ELF regular file that anyone on the host may read and reach (every folder
+/// above it one anyone may enter), either below the program's own folder `own`, or in one of
+/// [`LIBRARY_DIRS`] where neither it nor any folder above it lets anyone but root write; and one its
+/// own path names (the sandbox binds that path). Every check is made on the file held.
+///
+/// Outside reviews: a root-only core dump in a root-only folder below the program's was bound in (the
+/// twelfth); a world-readable file in a folder only root may enter was too, and a file of another
+/// mount namespace (through a link to `/proc/PID/root/…`) was checked there and bound from the host by
+/// its path, which named a root-only file here (the fourteenth).
 fn trusted_library(path: &Path, own: Option<&Path>) -> Option<OwnedFd> {
     use std::os::unix::fs::MetadataExt;
     let file = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
@@ -269,10 +292,13 @@ fn trusted_library(path: &Path, own: Option<&Path>) -> Option<OwnedFd> {
         return None;
     }
     let real = std::fs::read_link(fd_path(&file)).ok()?;
-    if let Some(own) = own.filter(|o| real.starts_with(o)) {
-        let enterable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o001 != 0);
-        let below = real.ancestors().skip(1).take_while(|a| *a != own);
-        return below.into_iter().all(enterable).then_some(file);
+    let same = std::fs::symlink_metadata(&real).is_ok_and(|m| (m.dev(), m.ino()) == (st.st_dev, st.st_ino));
+    let enterable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o001 != 0);
+    if !same || !real.ancestors().skip(1).all(enterable) {
+        return None;
+    }
+    if own.is_some_and(|o| real.starts_with(o)) {
+        return Some(file);
     }
     // Root's, as every folder above it, which no one else can change: their paths stay as checked.
     let roots = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
@@ -363,6 +389,25 @@ mod tests {
         // Nor a file that is not ELF, beside the program or not.
         std::fs::write(own.path().join("notes"), "text").expect("write");
         assert!(trusted_library(&own.path().join("notes"), Some(&real_own)).is_none());
+    }
+
+    /// However many folders and names a program's headers list, a search looks at [`PROBES_MAX`]
+    /// paths at most (the fourteenth outside review: 24 such objects took 73 s).
+    #[test]
+    fn a_search_looks_at_a_bounded_number_of_paths() {
+        let search = Search {
+            machine: 62,
+            inherited: Vec::new(),
+            main_origin: PathBuf::from("/"),
+            cache: None,
+            probes: Cell::new(PROBES_MAX),
+        };
+        let folders = (0..64).map(|i| format!("/nonexistent/{i}")).collect();
+        let object = Object { runpath: Some(folders), ..Object::default() };
+        for i in 0..1000 {
+            assert_eq!(search.find(&format!("lib{i}.so"), &object, Path::new("/")), None);
+        }
+        assert_eq!(search.probes.get(), 0, "every probe used, none more");
     }
 
     #[test]

@@ -92,7 +92,11 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         volumes.push((target.clone(), Mount::bind(crate::host_path::fd_path(&file), target).read_only()));
         held.push(file);
     };
-    // A host program on another rootfs: its loader and libraries, read-only at their own paths.
+    // A host program on another rootfs: its loader and libraries, read-only at their own paths, and
+    // the program at its own, real path, run from there: the loader takes `$ORIGIN` from where it
+    // runs, and its libraries beside it are found from the real folder (through a link to it, a
+    // program did not start: the fourteenth outside review).
+    let mut run_at = None;
     if let (Some(path), false) = (&host_program, rootfs.is_host()) {
         let program = crate::elf::hold_program(path)?;
         // A script's interpreter is the rootfs's: one it lacks is named now, not as the script's
@@ -105,7 +109,9 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
         for file in crate::libraries::closure(path, &program)? {
             as_it_is(&file.shown, file.file, &mut volumes);
         }
-        as_it_is(path, program, &mut volumes);
+        let real = crate::host_path::held_path(&program);
+        as_it_is(&real, program, &mut volumes);
+        run_at = Some(real);
     }
     let workspace = if !opts.no_workspace && (rootfs.is_host() || host_program.is_some()) {
         workspace_dirs(host_program.as_deref())
@@ -197,7 +203,7 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
     if let Some(w) = workdir {
         b = b.current_dir(w);
     }
-    let program = host_program.map_or_else(|| program.to_owned(), |p| p.display().to_string());
+    let program = run_at.or(host_program).map_or_else(|| program.to_owned(), |p| p.display().to_string());
     let built = b.build();
     drop(held);
     let sandbox = built.inspect_err(|_| {

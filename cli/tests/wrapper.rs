@@ -762,6 +762,27 @@ fn with_interpreter(interp: &Path, program: &Path) -> bool {
     true
 }
 
+/// Builds `dir/p`, a program needing a library by its absolute path (`DT_NEEDED`, its `-soname`),
+/// `dir/f`, which is then made a FIFO; its path, or `None` (after a `SKIP:` line) without a C compiler.
+fn program_needing_a_fifo(dir: &Path) -> Option<PathBuf> {
+    let fifo = dir.join("f");
+    let soname = format!("-Wl,-soname,{}", fifo.display());
+    let lib_dir = format!("-L{}", dir.display());
+    let built = cc_into(
+        dir,
+        &[
+            ("libfoo.so", "int foo(void) { return 0; }\n", &["-shared", "-fPIC", &soname]),
+            ("p", "int foo(void);\nint main(void) { return foo(); }\n", &[&lib_dir, "-lfoo"]),
+        ],
+    );
+    if !built {
+        return None;
+    }
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
+    Some(fifo)
+}
+
 /// Builds `files` ([(name, C source, extra `cc` arguments)]) into `dir` with the host's C compiler;
 /// `false` (after a `SKIP:` line) when there is none.
 fn cc_into(dir: &Path, files: &[(&str, &str, &[&str])]) -> bool {
@@ -965,6 +986,120 @@ fn hide_dynamic_section(program: &Path) {
     std::fs::write(program, &elf).expect("write the program");
 }
 
+/// Fourteenth outside review. To learn whether a library a program names (`DT_NEEDED` with a path,
+/// or a file in its `RUNPATH`) is an ELF file, sandbox-run opened it for reading, as root, before it
+/// looked at what it was: a FIFO (whose blocked writers that open wakes) or a device (whose open has
+/// effects of its own). Here a FIFO the program needs by its path, watched for opens (failing: one).
+#[test]
+fn a_host_program_on_another_rootfs_gets_no_fifo_it_names_opened() {
+    use rustix::fs::inotify;
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let Some(fifo) = program_needing_a_fifo(dir.path()) else { return };
+    let watch = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).expect("inotify");
+    inotify::add_watch(&watch, &fifo, inotify::WatchFlags::OPEN).expect("watch the FIFO");
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).expect("a rootfs folder");
+    // The FIFO out of the sandbox's sight (no workspace, run from /): only sandbox-run could open it.
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--no-workspace", "--timeout", "10s", "--rootfs"])
+        .arg(&rootfs)
+        .arg("--")
+        .arg(dir.path().join("p"))
+        .current_dir("/")
+        .output()
+        .expect("run sandbox-run");
+    let mut events = [0u8; 256];
+    let read = rustix::io::read(&watch, &mut events);
+    assert_eq!(read.err(), Some(rustix::io::Errno::AGAIN), "the FIFO was opened: {}", text(&out));
+}
+
+/// Fourteenth outside review. A program run on another rootfs through a link to it (`./tool`, a link
+/// to `bin/tool`) did not start: its libraries beside it (`RUNPATH $ORIGIN/lib`) were bound where
+/// the real file lies, while the loader inside looked beside the link. It runs from its real path.
+#[test]
+fn a_host_program_on_another_rootfs_starts_through_a_link() {
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod the folder");
+    let (bin, lib) = (dir.path().join("bin"), dir.path().join("bin/lib"));
+    std::fs::create_dir_all(&lib).expect("the folders");
+    let lib_dir = format!("-L{}", lib.display());
+    let built = cc_into(
+        &bin,
+        &[
+            ("lib/libfoo.so", "int foo(void) { return 42; }\n", &["-shared", "-fPIC"]),
+            (
+                "tool",
+                "#include <stdio.h>\nint foo(void);\nint main(void) { printf(\"foo=%d\\n\", foo()); return 0; }\n",
+                &[&lib_dir, "-Wl,-rpath,$ORIGIN/lib", "-lfoo"],
+            ),
+        ],
+    );
+    if !built {
+        return;
+    }
+    let link = dir.path().join("tool");
+    std::os::unix::fs::symlink("bin/tool", &link).expect("link");
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).expect("a rootfs folder");
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--no-workspace", "--rootfs"])
+        .arg(&rootfs)
+        .arg("--")
+        .arg(&link)
+        .current_dir("/")
+        .output()
+        .expect("run sandbox-run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "foo=42\n", "{}", text(&out));
+}
+
+/// Fourteenth outside review. A library anyone may read, beside a program in a folder only root may
+/// enter, was bound into the program's sandbox: a file no other user could reach. A program naming it
+/// (its `RUNPATH` is its folder) read it inside (failing: its text is printed). Only files anyone may
+/// reach are given; a program there starts with `--mount` of its folder.
+#[test]
+fn a_host_program_on_another_rootfs_gets_no_library_from_a_folder_only_root_may_enter() {
+    if !is_root() {
+        return skip("needs root: the folder is root's, 0700");
+    }
+    // Not in /tmp's tree the sandbox replaces, nor in this workspace (bound whole): --no-workspace.
+    let dir =
+        tempfile::Builder::new().prefix("sbr").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
+    let program = format!(
+        "#include <stdio.h>\nint secret(void);\nstatic char b[1 << 16];\nint main(void) {{ FILE *f = fopen(\"{}\", \"r\"); \
+         if (!f) return 1; size_t n = fread(b, 1, sizeof b, f); fwrite(b, 1, n, stdout); return secret(); }}\n",
+        dir.path().join("libsecret.so").display()
+    );
+    let lib_dir = format!("-L{}", dir.path().display());
+    let built = cc_into(
+        dir.path(),
+        &[
+            (
+                "libsecret.so",
+                "const char *text = \"SECRET-74\";\nint secret(void) { return 0; }\n",
+                &["-shared", "-fPIC"],
+            ),
+            ("r", &program, &[&lib_dir, "-Wl,-rpath,$ORIGIN", "-Wl,--no-as-needed", "-lsecret"]),
+        ],
+    );
+    if !built {
+        return;
+    }
+    std::fs::set_permissions(dir.path().join("libsecret.so"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod the folder");
+    let rootfs = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(rootfs.path().join("etc")).expect("a rootfs folder");
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--no-workspace", "--rootfs"])
+        .arg(rootfs.path())
+        .arg("--")
+        .arg(dir.path().join("r"))
+        .current_dir("/")
+        .output()
+        .expect("run sandbox-run");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("SECRET-74"), "a private library was bound: {}", text(&out));
+}
+
 /// Twelfth outside review. elf::closure bound any ELF file the listing named below the program's
 /// folder, whoever could read it: a library only root may read (in a folder only root may enter)
 /// beside a program, found by the system's loader through the program's `RUNPATH`, was bound into
@@ -1066,21 +1201,9 @@ fn a_host_program_on_another_rootfs_runs_no_root_helper_as_its_loader() {
 #[test]
 fn a_host_program_on_another_rootfs_cannot_hang_its_library_listing() {
     let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
-    let fifo = dir.path().join("f");
-    let soname = format!("-Wl,-soname,{}", fifo.display());
-    let lib_dir = format!("-L{}", dir.path().display());
-    let built = cc_into(
-        dir.path(),
-        &[
-            ("libfoo.so", "int foo(void) { return 0; }\n", &["-shared", "-fPIC", &soname]),
-            ("p", "int foo(void);\nint main(void) { return foo(); }\n", &[&lib_dir, "-lfoo"]),
-        ],
-    );
-    if !built {
+    if program_needing_a_fifo(dir.path()).is_none() {
         return;
     }
-    let made = Command::new("mkfifo").arg(&fifo).status();
-    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
     let rootfs = dir.path().join("rootfs");
     std::fs::create_dir(&rootfs).expect("a rootfs folder");
     let started = std::time::Instant::now();

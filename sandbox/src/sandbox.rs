@@ -270,16 +270,29 @@ impl Builder {
             if m.target.trim_end_matches('/').is_empty() {
                 return Err(invalid("mount target", &m.target, "cannot be the root itself"));
             }
-            if let crate::volume::MountKind::Bind { source, is_dir } = &mut m.kind {
+            if let crate::volume::MountKind::Bind { source, is_dir, id } = &mut m.kind {
                 let shown = source.display().to_string();
+                // A source named by a descriptor (`/proc/self/fd/N`) is that file, for every start; a
+                // path is whatever folder or file is there (links aside) when the sandbox starts.
+                let held = source.starts_with("/proc/self/fd/");
                 // Resolved once, through one descriptor (the caller's links followed here), never by a
                 // second walk of the name it read back: canonicalize's walk followed a link another
                 // sandbox exchanged in for the folder meanwhile (the eleventh outside review). Each
                 // start binds it without following links (crate::sys::hardening::clone_source).
-                let (real, dir) = crate::sys::mount::resolve_source(source)
-                    .map_err(|e| invalid("bind source", &shown, &format!("{e}: the host path must exist")))?;
+                let (real, dir, file) = crate::sys::mount::resolve_source(source).map_err(|e| {
+                    let reason = if e == nix::errno::Errno::ESTALE {
+                        format!(
+                            "{e}: its path names another file on the host (a file reached through another \
+                             mount namespace, e.g. /proc/PID/root/...); bind a host path"
+                        )
+                    } else {
+                        format!("{e}: the host path must exist")
+                    };
+                    invalid("bind source", &shown, &reason)
+                })?;
                 *source = real;
                 *is_dir = dir;
+                *id = held.then_some(file);
                 if m.size.is_some() {
                     return Err(invalid("mount size", &shown, "only a tmpfs has a size"));
                 }

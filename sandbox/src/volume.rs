@@ -30,23 +30,31 @@ pub struct Mount {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum MountKind {
-    /// `is_dir`: what `source` is, found out by `Builder::build` (the plan does no host I/O).
+    /// `is_dir`: what `source` is, found out by `Builder::build` (the plan does no host I/O); `id`: for
+    /// a source the caller named by a descriptor (`/proc/self/fd/N`), its device and inode, and each
+    /// start binds `source` only if it is still that file.
     Bind {
         source: PathBuf,
         is_dir: bool,
+        #[serde(default)]
+        id: Option<(u64, u64)>,
     },
     Tmpfs,
 }
 
 impl Mount {
     /// Binds the host path `source` (a directory or a file) at `target` inside the sandbox, nosuid and
-    /// nodev; writes go to the host. The source must exist when the sandbox is built.
+    /// nodev; writes go to the host. The source must exist when the sandbox is built, and is bound
+    /// without following links at each start: a path binds what is there then (a folder made anew
+    /// between runs too); a source named by a descriptor, `/proc/self/fd/N`, binds that very file or
+    /// folder, and a start fails once something else is at its path. A source reached through another
+    /// mount namespace (`/proc/PID/root/…`) is refused: its path names another file here.
     ///
     /// What the program writes there belongs on the host to whoever runs the sandbox: as root, a
     /// read-write bind maps root alone (through the volume's id mapping); rootless, a sandbox with any
     /// bind maps none of the caller's subordinate ids, so a file there cannot be given to another id.
     pub fn bind(source: impl Into<PathBuf>, target: impl Into<String>) -> Mount {
-        let kind = MountKind::Bind { source: source.into(), is_dir: true };
+        let kind = MountKind::Bind { source: source.into(), is_dir: true, id: None };
         Mount { kind, target: target.into(), read_only: false, size: None, as_is: false }
     }
 

@@ -82,6 +82,8 @@ pub(crate) enum Op {
         read_only: bool,
         /// With the mounts below `source` (a volume; the overlay's lower layer sees no submount).
         recursive: bool,
+        /// A volume's device and inode: bound only if `source` is still that file (ESTALE).
+        id: Option<(u64, u64)>,
     },
     /// Holds the kept writable layer's host folder `source` (a path without links, opened without
     /// following any) at `target`, if it is still the folder of device and inode `id`: made private
@@ -106,6 +108,8 @@ pub(crate) enum Op {
     BindNoLinks {
         source: PathBuf,
         target: PathBuf,
+        /// Its device and inode: bound only if `source` is still that file (ESTALE).
+        id: Option<(u64, u64)>,
     },
     /// Gives a path to an owner (lchown).
     Chown {
@@ -332,13 +336,13 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             Op::JoinNetwork { made } => sys.join_network(made),
             Op::Chmod { path, mode } => sys.chmod(path, *mode),
             Op::CopyTree { from, to, shift } => sys.copy_tree(from, to, *shift),
-            Op::IdmappedBind { source, target, userns, read_only, recursive } => {
-                sys.idmapped_bind(source, target, *userns, *read_only, *recursive)
+            Op::IdmappedBind { source, target, userns, read_only, recursive, id } => {
+                sys.idmapped_bind(source, target, *userns, (*read_only, *recursive), *id)
             }
             Op::Chown { path, id } => sys.chown(path, *id),
             Op::HoldFolder { source, target, id, owner } => sys.hold_folder(source, target, *id, *owner),
             Op::BindHeld { source, target, id } => sys.bind_held(source, target, *id),
-            Op::BindNoLinks { source, target } => sys.bind_no_links(source, target),
+            Op::BindNoLinks { source, target, id } => sys.bind_no_links(source, target, *id),
             Op::EnterUserNamespace { userns } => sys.enter_user_namespace(*userns),
             Op::Mask { path } => sys.mask(path),
             Op::ReadOnly { path } => sys.bind_read_only(path),
@@ -589,8 +593,8 @@ mod tests {
             source: &Path,
             target: &Path,
             userns: i32,
-            read_only: bool,
-            recursive: bool,
+            (read_only, recursive): (bool, bool),
+            _: Option<(u64, u64)>,
         ) -> Result<(), Errno> {
             let (s, t) = (source.display(), target.display());
             self.call(format!("idmap {s} {t} userns={userns} ro={read_only} rec={recursive}"))
@@ -604,7 +608,7 @@ mod tests {
         fn bind_held(&self, source: &Path, target: &Path, _: (u64, u64)) -> Result<(), Errno> {
             self.call(format!("bind held {} at {}", source.display(), target.display()))
         }
-        fn bind_no_links(&self, source: &Path, target: &Path) -> Result<(), Errno> {
+        fn bind_no_links(&self, source: &Path, target: &Path, _: Option<(u64, u64)>) -> Result<(), Errno> {
             self.call(format!("bind {} at {}", source.display(), target.display()))
         }
         fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {
@@ -801,7 +805,7 @@ mod tests {
     fn a_file_volume_gets_a_file_mount_point_without_looking_at_the_host() {
         let mut cfg = config(true, NetMode::Loopback);
         let mut m = crate::volume::Mount::bind("/no/such/host/file", "/etc/app.conf");
-        m.kind = crate::volume::MountKind::Bind { source: "/no/such/host/file".into(), is_dir: false };
+        m.kind = crate::volume::MountKind::Bind { source: "/no/such/host/file".into(), is_dir: false, id: None };
         cfg.mounts = vec![m];
         let calls = recorded(&cfg);
         assert!(position(&calls, "mkdir -p /newroot/etc") < position(&calls, "touch /newroot/etc/app.conf"));

@@ -112,7 +112,7 @@ pub(super) fn volumes(s: &mut Steps, config: &Config) {
     for m in &config.mounts {
         let target = Path::new("/newroot").join(m.target.trim_start_matches('/'));
         match &m.kind {
-            MountKind::Bind { source, is_dir } => {
+            MountKind::Bind { source, is_dir, id } => {
                 let from = super::rootfs::on_host(source);
                 if *is_dir {
                     s.add(StepKind::Volume, "create a volume's mount point", Op::MkdirAll { path: target.clone() });
@@ -139,12 +139,13 @@ pub(super) fn volumes(s: &mut Steps, config: &Config) {
                             userns,
                             read_only: m.read_only,
                             recursive: true,
+                            id: *id,
                         },
                     ),
                     None => s.add(
                         StepKind::Volume,
                         "bind-mount a volume",
-                        Op::BindNoLinks { source: from, target: target.clone() },
+                        Op::BindNoLinks { source: from, target: target.clone(), id: *id },
                     ),
                 }
                 s.add(

@@ -123,7 +123,14 @@ pub(super) fn stage(s: &mut Steps, config: &Config) {
                 s.add(
                     StepKind::Overlay,
                     "bind the rootfs id-mapped (mount_setattr MOUNT_ATTR_IDMAP)",
-                    Op::IdmappedBind { source: base, target: p("/lower"), userns, read_only: true, recursive: false },
+                    Op::IdmappedBind {
+                        source: base,
+                        target: p("/lower"),
+                        userns,
+                        read_only: true,
+                        recursive: false,
+                        id: None,
+                    },
                 );
                 base = p("/lower");
             }
@@ -235,6 +242,7 @@ fn host_root(
                             userns,
                             read_only: true,
                             recursive: false,
+                            id: None,
                         },
                     );
                     // What the program creates at the top of the folder is root's inside.

@@ -30,7 +30,7 @@ use crate::volume::MountKind;
 pub(crate) fn adapt(config: &mut Config, userns: RawFd) -> Result<(), Failure> {
     let Some((base, _)) = config.security.shifted(config.outer_uid) else { return Ok(()) };
     if let RootMode::Overlay { lower } = &config.root
-        && refused(crate::sys::hardening::prepare_idmap(lower, userns, true, false), lower)?
+        && refused(crate::sys::hardening::prepare_idmap(lower, userns, (true, false), None), lower)?
     {
         let shifted = shifted_tree(lower, base).map_err(|(what, path, errno)| Failure {
             kind: StepKind::Overlay,
@@ -46,14 +46,14 @@ pub(crate) fn adapt(config: &mut Config, userns: RawFd) -> Result<(), Failure> {
         for e in entries.iter_mut().filter(|e| matches!(e.kind, crate::config::HostEntryKind::Dir { .. })) {
             // Shown as it is, the folder's files are `nobody`'s inside: readable where everyone may read.
             let folder = Path::new("/").join(&e.name);
-            e.as_is = refused(crate::sys::hardening::prepare_idmap(&folder, userns, true, false), &folder)?;
+            e.as_is = refused(crate::sys::hardening::prepare_idmap(&folder, userns, (true, false), None), &folder)?;
         }
     }
     for m in &mut config.mounts {
-        let MountKind::Bind { source, .. } = &m.kind else { continue };
+        let MountKind::Bind { source, id, .. } = &m.kind else { continue };
         // A written volume only maps root (crate::spawn::helper::volume_namespace).
         let through = config.security.volume_userns_fd.filter(|_| !m.read_only).unwrap_or(userns);
-        if !refused(crate::sys::hardening::prepare_idmap(source, through, m.read_only, true), source)? {
+        if !refused(crate::sys::hardening::prepare_idmap(source, through, (m.read_only, true), *id), source)? {
             continue;
         }
         if !m.read_only {

@@ -83,12 +83,12 @@ pub(crate) fn idmapped_bind(
     source: &std::path::Path,
     target: &std::path::Path,
     userns: RawFd,
-    read_only: bool,
-    recursive: bool,
+    (read_only, recursive): (bool, bool),
+    id: Option<(u64, u64)>,
 ) -> Result<(), Errno> {
     let tree = match take_prepared(host, userns, read_only, recursive) {
         Some(tree) => tree,
-        None => idmapped_tree(source, userns, read_only, recursive)?,
+        None => idmapped_tree(source, userns, (read_only, recursive), id)?,
     };
     // The target may be a /proc/self/fd entry (crate::inroot): followed.
     attach_at_path(&tree, target)
@@ -110,10 +110,10 @@ thread_local! {
 pub(crate) fn prepare_idmap(
     path: &std::path::Path,
     userns: RawFd,
-    read_only: bool,
-    recursive: bool,
+    (read_only, recursive): (bool, bool),
+    id: Option<(u64, u64)>,
 ) -> Result<(), Errno> {
-    let tree = idmapped_tree(path, userns, read_only, recursive)?;
+    let tree = idmapped_tree(path, userns, (read_only, recursive), id)?;
     PREPARED.with(|p| p.borrow_mut().push(((path.to_owned(), userns, read_only, recursive), tree)));
     Ok(())
 }
@@ -144,11 +144,11 @@ fn take_prepared(
 fn idmapped_tree(
     source: &std::path::Path,
     userns: RawFd,
-    read_only: bool,
-    recursive: bool,
+    (read_only, recursive): (bool, bool),
+    id: Option<(u64, u64)>,
 ) -> Result<std::os::fd::OwnedFd, Errno> {
     let recursive = if recursive { AT_RECURSIVE } else { 0 };
-    let tree = clone_source(source, recursive)?;
+    let tree = clone_source(source, recursive, id)?;
     let userns = u64::try_from(userns).map_err(|_| Errno::EBADF)?;
     let read_only = if read_only { MOUNT_ATTR_RDONLY } else { 0 };
     set_attrs(&tree, MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | read_only, userns, recursive)?;
@@ -202,17 +202,32 @@ pub(crate) fn read_only_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::path::P
 /// canonicalises them): a link found there at a start was put there since, by whoever can write
 /// where the source lies, to bind another host path in its place (the tenth outside review: one
 /// sandbox-run test swapped a `--mount` source for a link, and the next test read a root-only host
-/// file through it). ELOOP then.
-fn clone_source(source: &std::path::Path, recursive: libc::c_uint) -> Result<std::os::fd::OwnedFd, Errno> {
+/// file through it). ELOOP then. With `id`, it must still be the file of that device and inode,
+/// which `Builder::build` found there (ESTALE otherwise).
+fn clone_source(
+    source: &std::path::Path,
+    recursive: libc::c_uint,
+    id: Option<(u64, u64)>,
+) -> Result<std::os::fd::OwnedFd, Errno> {
     use std::os::fd::AsRawFd;
     let fd = super::mount::open_no_links(source, nix::fcntl::OFlag::O_PATH)?;
+    if let Some(id) = id {
+        let st = nix::sys::stat::fstat(&fd)?;
+        if (st.st_dev, st.st_ino) != id {
+            return Err(Errno::ESTALE);
+        }
+    }
     clone_mount(fd.as_raw_fd(), c"", recursive)
 }
 
 /// Binds `source` at `target` (a path, or a /proc/self/fd entry crate::inroot gives), with the
 /// mounts below it: a bind mount made from [`clone_source`], never through a link at `source`.
-pub(crate) fn bind_no_links(source: &std::path::Path, target: &std::path::Path) -> Result<(), Errno> {
-    match clone_source(source, AT_RECURSIVE) {
+pub(crate) fn bind_no_links(
+    source: &std::path::Path,
+    target: &std::path::Path,
+    id: Option<(u64, u64)>,
+) -> Result<(), Errno> {
+    match clone_source(source, AT_RECURSIVE, id) {
         Ok(tree) => attach_at_path(&tree, target),
         // Kernels before 5.6 (no openat2, or before 5.2 no open_tree): bound by path, as before.
         Err(Errno::ENOSYS) => nix::mount::mount(

@@ -63,13 +63,15 @@ pub(crate) trait Sys {
     fn copy_tree(&self, from: &Path, to: &Path, shift: u32) -> Result<(), Errno>;
     /// Binds `source` at `target` shown through the id mapping of the user namespace `userns`; with the
     /// mounts below `source` if `recursive`.
+    /// `(read_only, recursive)`; `id`: bound only if `source` is still the file of that device and
+    /// inode (ESTALE).
     fn idmapped_bind(
         &self,
         source: &Path,
         target: &Path,
         userns: i32,
-        read_only: bool,
-        recursive: bool,
+        flags: (bool, bool),
+        id: Option<(u64, u64)>,
     ) -> Result<(), Errno>;
     /// Gives `path` (not what a symlink there points to) to uid and gid `id`.
     fn chown(&self, path: &Path, id: u32) -> Result<(), Errno>;
@@ -78,7 +80,7 @@ pub(crate) trait Sys {
     /// See `Op::BindHeld`.
     fn bind_held(&self, source: &Path, target: &Path, id: (u64, u64)) -> Result<(), Errno>;
     /// See `Op::BindNoLinks`.
-    fn bind_no_links(&self, source: &Path, target: &Path) -> Result<(), Errno>;
+    fn bind_no_links(&self, source: &Path, target: &Path, id: Option<(u64, u64)>) -> Result<(), Errno>;
     /// Enters the user namespace `userns`, then a new mount namespace owned by it.
     fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno>;
     /// Creates a directory and its missing parents.
@@ -250,12 +252,12 @@ impl Sys for Kernel {
         source: &Path,
         target: &Path,
         userns: i32,
-        read_only: bool,
-        recursive: bool,
+        flags: (bool, bool),
+        id: Option<(u64, u64)>,
     ) -> Result<(), Errno> {
         // The plan names host paths through the host's root as the staging pivot left it.
         let host = source.strip_prefix("/oldroot").map_or_else(|_| source.to_owned(), |rest| Path::new("/").join(rest));
-        on_target(target, |target| hardening::idmapped_bind(&host, source, target, userns, read_only, recursive))
+        on_target(target, |target| hardening::idmapped_bind(&host, source, target, userns, flags, id))
     }
 
     fn chown(&self, path: &Path, id: u32) -> Result<(), Errno> {
@@ -270,8 +272,8 @@ impl Sys for Kernel {
         mount::bind_held(source, target, id)
     }
 
-    fn bind_no_links(&self, source: &Path, target: &Path) -> Result<(), Errno> {
-        on_target(target, |target| hardening::bind_no_links(source, target))
+    fn bind_no_links(&self, source: &Path, target: &Path, id: Option<(u64, u64)>) -> Result<(), Errno> {
+        on_target(target, |target| hardening::bind_no_links(source, target, id))
     }
 
     fn enter_user_namespace(&self, userns: i32) -> Result<(), Errno> {

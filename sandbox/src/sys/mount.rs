@@ -48,10 +48,19 @@ pub(crate) fn identify(dir: &Path) -> Result<(std::os::fd::OwnedFd, std::path::P
 }
 
 /// A bind source `path` (a file or a folder) opened once, links followed, and its path read back
-/// from the descriptor (no link in it, nothing walked again), and whether it is a folder.
-pub(crate) fn resolve_source(path: &Path) -> Result<(std::path::PathBuf, bool), Errno> {
+/// from the descriptor (no link in it, nothing walked again), whether it is a folder, and its device
+/// and inode, by which each start binds it (crate::sys::hardening::bind_no_links, idmapped_bind).
+/// ESTALE if the path read back, opened without following links, is another file: a file reached
+/// through another mount namespace (`/proc/PID/root/…`, `/proc/self/fd/N` of such a file) reads back
+/// as its path there, which names another file here (the fourteenth outside review: a library checked
+/// in another sandbox's mount namespace, bound by that path from the host's, was a root-only file).
+pub(crate) fn resolve_source(path: &Path) -> Result<(std::path::PathBuf, bool, (u64, u64)), Errno> {
     let (_, real, st) = open_resolved(path, OFlag::O_PATH)?;
-    Ok((real, st.st_mode & libc::S_IFMT == libc::S_IFDIR))
+    let again = nix::sys::stat::fstat(&open_no_links(&real, OFlag::O_PATH).map_err(|_| Errno::ESTALE)?)?;
+    if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(Errno::ESTALE);
+    }
+    Ok((real, st.st_mode & libc::S_IFMT == libc::S_IFDIR, (st.st_dev, st.st_ino)))
 }
 
 /// `path` opened with `flags` (links followed once, here), with its own path read back from the
