@@ -4,6 +4,7 @@
 //! print as libtest prints them.
 
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -134,7 +135,7 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
                 while let Some(name) = to_run.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let outcome = match shared {
                         Some(prepared) => run_one(prepared, name, &ignored_flags),
-                        None => run_keeping(opts, binary, name, &ignored_flags),
+                        None => run_keeping(opts, binary, name, &ignored_flags, prepared.program_file.as_ref()),
                     };
                     if nocapture && !outcome.output.is_empty() {
                         say(outcome.output.trim_end_matches('\n'));
@@ -178,8 +179,15 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
 }
 
 /// Runs one test alone in a fresh sandbox whose writable layer is kept under `--keep-failed` if it fails.
-fn run_keeping(opts: &SandboxOptions, binary: &str, name: &str, ignored_flags: &[String]) -> Outcome {
-    let prepared = match crate::setup::prepare_in(opts, binary, Some(name)) {
+/// `held`: the binary as the listing's sandbox was prepared from it (`Prepared::program_file`).
+fn run_keeping(
+    opts: &SandboxOptions,
+    binary: &str,
+    name: &str,
+    ignored_flags: &[String],
+    held: Option<&OwnedFd>,
+) -> Outcome {
+    let prepared = match crate::setup::prepare_held(opts, binary, Some(name), held) {
         Ok(p) => p,
         Err(e) => return Outcome::failed(&e),
     };

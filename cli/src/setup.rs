@@ -21,6 +21,9 @@ pub struct Prepared {
     pub lower: PathBuf,
     /// With `--keep-failed`: the folder made for the sandbox's writable layer.
     pub(crate) kept: Option<crate::keep::Layer>,
+    /// A host program on another rootfs, as it was opened ([`crate::elf::hold_program`]): what later
+    /// sandboxes for it are prepared from ([`prepare_held`]), whatever is at its path by then.
+    pub(crate) program_file: Option<OwnedFd>,
 }
 
 /// Variables of this crate's own machinery, never passed into a sandbox.
@@ -42,6 +45,22 @@ pub fn prepare(opts: &SandboxOptions, program: &str) -> Result<Prepared, Error> 
 /// # Errors
 /// As [`prepare`]; [`Error::Refused`] for a `--keep-failed` folder a sandbox could redirect.
 pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -> Result<Prepared, Error> {
+    prepare_held(opts, program, keep_as, None)
+}
+
+/// [`prepare_in`], for a host program on another rootfs held already (`program_held`, another [`Prepared`]'s
+/// `program_file`): `--per-test` prepares each test's sandbox from the file it listed the tests of,
+/// not from what its path names by then (the fifteenth outside review: a test put a link there, to a
+/// root-only script whose `#!` line a later test's error then showed).
+///
+/// # Errors
+/// As [`prepare_in`].
+pub(crate) fn prepare_held(
+    opts: &SandboxOptions,
+    program: &str,
+    keep_as: Option<&str>,
+    program_held: Option<&OwnedFd>,
+) -> Result<Prepared, Error> {
     let spec = opts.rootfs.clone().unwrap_or_else(|| RootfsSpec::default_for(program));
     let rootfs = Resolved::get(&spec)?;
     let host_program = host_path(program);
@@ -97,8 +116,13 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
     // runs, and its libraries beside it are found from the real folder (through a link to it, a
     // program did not start: the fourteenth outside review).
     let mut run_at = None;
+    let mut program_file = None;
     if let (Some(path), false) = (&host_program, rootfs.is_host()) {
-        let program = crate::elf::hold_program(path)?;
+        let program = match program_held {
+            Some(file) => file.try_clone().map_err(crate::error::io("hold", path))?,
+            None => crate::elf::hold_program(path)?,
+        };
+        program_file = Some(program.try_clone().map_err(crate::error::io("hold", path))?);
         // A script's interpreter is the rootfs's: one it lacks is named now, not as the script's
         // "No such file or directory".
         if let Some(named) = crate::elf::script_interpreter(&program)
@@ -211,7 +235,7 @@ pub fn prepare_in(opts: &SandboxOptions, program: &str, keep_as: Option<&str>) -
             layer.remove_empty();
         }
     })?;
-    Ok(Prepared { sandbox, program, lower, kept })
+    Ok(Prepared { sandbox, program, lower, kept, program_file })
 }
 
 /// Whether `path` exists in the rootfs `lower`, looked up inside it as the sandbox would

@@ -1100,6 +1100,56 @@ fn a_host_program_on_another_rootfs_gets_no_library_from_a_folder_only_root_may_
     assert!(!String::from_utf8_lossy(&out.stdout).contains("SECRET-74"), "a private library was bound: {}", text(&out));
 }
 
+/// Fifteenth outside review. `sandbox-run --per-test --keep-failed DIR` on another rootfs prepares
+/// each test's sandbox anew, and opened the test binary by its path each time: a test renamed the
+/// binary's folder (the target folder, bound read-write) and put a link to a root-only `#!` script at
+/// the binary's path, and a later test's error named that script's interpreter, its first word
+/// (failing: it is printed). Each test is prepared from the binary the tests were listed from.
+#[test]
+fn per_test_prepares_each_test_from_the_binary_it_listed() {
+    if !is_root() {
+        return skip("needs root: the script is root's, 0700");
+    }
+    let dir = tempfile::Builder::new().prefix("sbr").tempdir_in("/tmp").expect("temporary directory");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "#!SECRET-WORD-39\n").expect("write the script");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).expect("chmod the script");
+    let deps = dir.path().join("w/target/debug/deps");
+    std::fs::create_dir_all(&deps).expect("the target folder");
+    // A libtest-like binary: test `a` puts the link in place of the binary, `b` passes.
+    let source = format!(
+        "#include <libgen.h>\n#include <stdio.h>\n#include <string.h>\n#include <sys/stat.h>\n#include <unistd.h>\n\
+         int main(int c, char **v) {{\n\
+           if (c > 2 && !strcmp(v[1], \"--list\") && !strcmp(v[2], \"--ignored\")) {{ puts(\"0 tests, 0 benchmarks\"); return 0; }}\n\
+           if (c > 1 && !strcmp(v[1], \"--list\")) {{ puts(\"a: test\\nb: test\\n\\n2 tests, 0 benchmarks\"); return 0; }}\n\
+           if (c > 2 && !strcmp(v[2], \"a\")) {{ char d[4096], o[4096]; snprintf(d, sizeof d, \"%s\", v[0]);\n\
+             dirname(d); snprintf(o, sizeof o, \"%s.old\", d); rename(d, o); mkdir(d, 0755);\n\
+             symlink(\"{}\", v[0]); return 1; }}\n\
+           return 0;\n\
+         }}\n",
+        secret.display()
+    );
+    if !cc_into(&deps, &[("t-1", &source, &[])]) {
+        return;
+    }
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).expect("a rootfs folder");
+    let keep = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--per-test", "-j", "1", "--keep-failed"])
+        .arg(keep.path().join("kept"))
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .arg("--")
+        .arg(deps.join("t-1"))
+        .env_remove("CARGO_TARGET_DIR")
+        .current_dir("/")
+        .output()
+        .expect("run sandbox-run");
+    assert!(!text(&out).contains("SECRET-WORD-39"), "a root-only script's first line was shown: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("test b ... ok"), "{}", text(&out));
+}
+
 /// Twelfth outside review. elf::closure bound any ELF file the listing named below the program's
 /// folder, whoever could read it: a library only root may read (in a folder only root may enter)
 /// beside a program, found by the system's loader through the program's `RUNPATH`, was bound into
