@@ -127,7 +127,7 @@ pub(crate) fn object(open: &Path, shown: &Path) -> Result<Option<Object>, Error>
         // The string table is named by its address once loaded: found in the segment that loads it.
         let strings = tag(DT_STRTAB).and_then(|addr| {
             let (off, vaddr, _) = loads.iter().find(|(_, v, n)| (*v..v.saturating_add(*n)).contains(&addr))?;
-            Some(off + (addr - vaddr))
+            off.checked_add(addr - vaddr)
         });
         if let Some(strings) = strings {
             let size = tag(DT_STRSZ).unwrap_or(u64::MAX);
@@ -272,6 +272,29 @@ mod tests {
         assert!(found.needed.iter().any(|n| n.starts_with("libc.so")), "{:?}", found.needed);
         #[cfg(target_arch = "x86_64")]
         assert_eq!(found.machine, 62);
+    }
+
+    /// Offsets a header gives are not trusted in arithmetic (the sixteenth outside review: a loaded
+    /// segment's offset of 2^64 - 1 overflowed, and sandbox-run panicked): such a program names no
+    /// library that can be found.
+    #[test]
+    fn a_header_s_offsets_cannot_overflow() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let copy = dir.path().join("odd");
+        let mut elf = std::fs::read(std::env::current_exe().expect("current_exe")).expect("read");
+        let (phoff, size, count) = (
+            u64_at(&elf, 0x20).expect("e_phoff") as usize,
+            u16_at(&elf, 0x36).expect("e_phentsize"),
+            u16_at(&elf, 0x38).expect("e_phnum"),
+        );
+        for ph in (0..count).map(|i| phoff + i * size) {
+            if u32_at(&elf, ph) == Some(PT_LOAD) {
+                elf[ph + 8..ph + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+            }
+        }
+        std::fs::write(&copy, &elf).expect("write");
+        let found = object(&copy, &copy).expect("read").expect("an ELF file");
+        assert!(found.needed.is_empty(), "{:?}", found.needed);
     }
 
     #[test]

@@ -128,12 +128,13 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
         say(&format!("test {t} ... ignored"));
     }
     let next = AtomicUsize::new(0);
+    let kept = AtomicUsize::new(0);
     let results: Mutex<Vec<Ran>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, to_run.len().max(1)) {
             scope.spawn(|| {
                 while let Some(name) = to_run.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let outcome = match shared {
+                    let mut outcome = match shared {
                         Some(prepared) => run_one(prepared, name, &ignored_flags),
                         None => run_keeping(opts, binary, name, &ignored_flags, prepared.program_file.as_ref()),
                     };
@@ -142,6 +143,10 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
                     }
                     let verdict = if outcome.passed { "ok" } else { "FAILED" };
                     say(&format!("test {name} ... {verdict}"));
+                    // Kept for the summary only if it shows there, and within KEPT_MAX for all.
+                    let shown_later = !outcome.passed || (show_output && !nocapture);
+                    let output = std::mem::take(&mut outcome.output);
+                    outcome.output = if shown_later { keep_for_summary(output, &kept) } else { String::new() };
                     results.lock().unwrap_or_else(|p| p.into_inner()).push((name.clone(), outcome));
                 }
             });
@@ -176,6 +181,28 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
         started.elapsed().as_secs_f64()
     ));
     Ok(if failed.is_empty() { 0 } else { TESTS_FAILED })
+}
+
+/// The most bytes of the tests' output kept for the summary, all tests together: each test's is
+/// capped (crate::capped), but a binary listing hundreds of tests that print up to that cap made
+/// sandbox-run hold all of it until the end, 33 MB a test (the sixteenth outside review: 2.8 GB for
+/// 80 tests, past any `--memory` of the sandbox's).
+const KEPT_MAX: usize = 64 << 20;
+
+/// `output`, as much of it as fits within [`KEPT_MAX`] with what `kept` counts kept already, with a
+/// line saying so where it is cut.
+fn keep_for_summary(mut output: String, kept: &AtomicUsize) -> String {
+    let before = kept.fetch_add(output.len(), Ordering::Relaxed);
+    if before.saturating_add(output.len()) <= KEPT_MAX {
+        return output;
+    }
+    let mut room = KEPT_MAX.saturating_sub(before).min(output.len());
+    while !output.is_char_boundary(room) {
+        room -= 1;
+    }
+    output.truncate(room);
+    output.push_str("\n(sandbox-run keeps at most 64 MiB of all tests' output for this summary; the rest of this test's is left out)\n");
+    output
 }
 
 /// Runs one test alone in a fresh sandbox whose writable layer is kept under `--keep-failed` if it fails.

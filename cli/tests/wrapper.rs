@@ -1767,6 +1767,20 @@ fn per_test_output_is_bounded_and_names_are_plain() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(sandbox_cli::TESTS_FAILED), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(shown.contains("output cut at 16 MiB") && shown.len() < 40 << 20, "{} bytes", shown.len());
+    // Nor does all of it add up: 6 failing tests printing just under the cap on both streams (the
+    // sixteenth review: 80 of them made sandbox-run hold 2.8 GB for the summary). At most 64 MiB of
+    // all tests' output is kept for it.
+    let many = dir.path().join("many");
+    let script = "#!/bin/sh\ncase \"$*\" in\n*--ignored*) printf '\\n0 tests, 0 benchmarks\\n' ;;\n\
+                  *--list*) printf 't1: test\\nt2: test\\nt3: test\\nt4: test\\nt5: test\\nt6: test\\n\\n6 tests, 0 benchmarks\\n' ;;\n\
+                  *) head -c 16773120 /dev/zero | tr '\\0' A; head -c 16773120 /dev/zero | tr '\\0' B >&2; exit 1 ;;\nesac\n";
+    std::fs::write(&many, script).expect("write");
+    std::fs::set_permissions(&many, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = Command::new(SANDBOX_RUN).current_dir("/").args(["--per-test", "--"]).arg(&many).output().expect("run");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(sandbox_cli::TESTS_FAILED), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(shown.contains("keeps at most 64 MiB") && shown.len() < 70 << 20, "{} bytes", shown.len());
+    assert!(shown.contains("test t6 ... FAILED") && shown.contains("    t6"), "every test is still listed");
     let forged = fake("forged", "real\\033E\\033Etest result: ok");
     let out = Command::new(SANDBOX_RUN).current_dir("/").args(["--per-test", "--"]).arg(&forged).output().expect("run");
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));
