@@ -199,11 +199,7 @@ fn keep_for_summary(mut output: String, kept: &AtomicUsize) -> String {
     if before.saturating_add(output.len()) <= KEPT_MAX {
         return output;
     }
-    let mut room = KEPT_MAX.saturating_sub(before).min(output.len());
-    while !output.is_char_boundary(room) {
-        room -= 1;
-    }
-    output.truncate(room);
+    output.truncate(char_floor(&output, KEPT_MAX.saturating_sub(before)));
     output.push_str("\n(sandbox-run keeps at most 64 MiB of all tests' output for this summary; the rest of this test's is left out)\n");
     output
 }
@@ -270,17 +266,22 @@ fn text_within(bytes: &[u8]) -> String {
         for piece in [chunk.valid(), replaced] {
             let room = max.saturating_sub(text.len());
             if piece.len() > room {
-                let mut cut = room;
-                while !piece.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                text.push_str(&piece[..cut]);
+                text.push_str(&piece[..char_floor(piece, room)]);
                 return text;
             }
             text.push_str(piece);
         }
     }
     text
+}
+
+/// The largest length of `text` at most `at` that ends on a character boundary (all of it if shorter).
+fn char_floor(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// What a passing test printed, without the lines its harness printed around it (run alone with
