@@ -96,14 +96,15 @@ pub(crate) fn closure(program: &Path, held: &OwnedFd) -> Result<Vec<HostFile>, E
     let mut queue: VecDeque<(PathBuf, Object)> = VecDeque::from([(origin.clone(), main)]);
     // Each file's needs are read once, whatever names lead to it (the loader too loads a file once).
     let mut read: HashSet<(u64, u64)> = HashSet::new();
-    while let Some((origin, object)) = queue.pop_front() {
+    // Past OBJECTS_MAX the search stops; what was found is bound, the loader's cache with it.
+    'search: while let Some((origin, object)) = queue.pop_front() {
         for name in &object.needed {
             // The loader loads a library once, whoever needs it.
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let Some(path) = search.find(name, &object, &origin) else { continue };
-            let Some(file) = trusted_library(&path, own) else { continue };
+            let Some((path, found)) = search.find(name, &object, &origin) else { continue };
+            let Some(file) = trusted_held(found, own) else { continue };
             let id = nix::sys::stat::fstat(&file).map(|st| (st.st_dev, st.st_ino));
             if read.len() < OBJECTS_MAX
                 && id.is_ok_and(|id| read.insert(id))
@@ -114,7 +115,7 @@ pub(crate) fn closure(program: &Path, held: &OwnedFd) -> Result<Vec<HostFile>, E
             }
             files.push(HostFile { shown: path, file });
             if files.len() > OBJECTS_MAX {
-                return Ok(files);
+                break 'search;
             }
         }
     }
@@ -145,10 +146,11 @@ impl Search<'_> {
     /// program's, its `DT_RUNPATH`, the loader's cache, then the system's folders; the first file
     /// there that is an ELF object for the program's machine. `LD_LIBRARY_PATH` is not looked at (the
     /// sandbox's environment does not hold the caller's).
-    fn find(&self, name: &str, object: &Object, origin: &Path) -> Option<PathBuf> {
+    fn find(&self, name: &str, object: &Object, origin: &Path) -> Option<(PathBuf, OwnedFd)> {
+        let at = |path: PathBuf| self.loadable(&path).map(|file| (path, file));
         if name.contains('/') {
             let path = PathBuf::from(name);
-            return (path.is_absolute() && self.loadable(&path)).then_some(path);
+            return if path.is_absolute() { at(path) } else { None };
         }
         let mut folders: Vec<PathBuf> = Vec::new();
         if object.runpath.is_none() {
@@ -156,24 +158,25 @@ impl Search<'_> {
             folders.extend(self.inherited.iter().filter_map(|d| expand(d, &self.main_origin)));
         }
         folders.extend(object.runpath.iter().flatten().filter_map(|d| expand(d, origin)));
-        let in_folders = folders.iter().map(|d| d.join(name)).find(|p| self.loadable(p));
+        let in_folders = folders.iter().find_map(|d| at(d.join(name)));
         in_folders
-            .or_else(|| self.cache.and_then(|c| c.lookup(name)).filter(|p| self.loadable(p)))
-            .or_else(|| system_folders().into_iter().map(|d| d.join(name)).find(|p| self.loadable(p)))
+            .or_else(|| self.cache.and_then(|c| c.lookup(name)).and_then(at))
+            .or_else(|| system_folders().into_iter().find_map(|d| at(d.join(name))))
     }
 
-    /// Whether `path` is a regular file holding a 64-bit little-endian ELF object for the program's
-    /// machine, as the loader requires of a library it loads, and one anyone may read: no other is
-    /// given to a sandbox ([`trusted_library`]), and none is read here (which of a root-only file's
-    /// bytes are ELF told a program about it: the fourteenth outside review). False once the search
-    /// has looked at [`PROBES_MAX`] paths.
-    fn loadable(&self, path: &Path) -> bool {
-        use std::os::unix::fs::FileExt;
-        let Some(left) = self.probes.get().checked_sub(1) else { return false };
+    /// `path`, held (`O_PATH`) as it was read, if it is a regular file holding a 64-bit little-endian
+    /// ELF object for the program's machine, as the loader requires of a library it loads, and one
+    /// anyone may read: no other is given to a sandbox ([`trusted_held`]), and none is read here
+    /// (which of a root-only file's bytes are ELF told a program about it: the fourteenth outside
+    /// review). `None` once the search has looked at [`PROBES_MAX`] paths.
+    fn loadable(&self, path: &Path) -> Option<OwnedFd> {
+        let left = self.probes.get().checked_sub(1)?;
         self.probes.set(left);
-        let mut head = [0u8; 20];
-        let read = open_regular_if(path, |st| st.st_mode & 0o004 != 0).and_then(|f| f.read_exact_at(&mut head, 0));
-        read.is_ok() && head.starts_with(b"\x7fELF\x02\x01") && u16::from_le_bytes([head[18], head[19]]) == self.machine
+        let (held, mut head) = hold_regular(path)?;
+        let mut bytes = [0u8; 20];
+        std::io::Read::read_exact(&mut head, &mut bytes).ok()?;
+        let elf = bytes.starts_with(b"\x7fELF\x02\x01") && u16::from_le_bytes([bytes[18], bytes[19]]) == self.machine;
+        elf.then_some(held)
     }
 }
 
@@ -273,22 +276,40 @@ impl Cache {
     }
 }
 
+/// `path` (links followed once, here) held, and open for reading, if it is a regular file anyone may
+/// read; nothing else is opened for reading (a FIFO's open wakes its writers: the fourteenth outside
+/// review).
+fn hold_regular(path: &Path) -> Option<(OwnedFd, std::fs::File)> {
+    let held = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+    let read = open_regular_if(&fd_path(&held), |st| st.st_mode & 0o004 != 0).ok()?;
+    Some((held, read))
+}
+
 /// `path`, held (`O_PATH`, links followed once, here), if it may be bound into a program's sandbox as
-/// one of its libraries: an ELF regular file that anyone on the host may read and reach (every folder
-/// above it one anyone may enter), either below the program's own folder `own`, or in one of
-/// [`LIBRARY_DIRS`] where neither it nor any folder above it lets anyone but root write; and one its
-/// own path names (the sandbox binds that path). Every check is made on the file held.
+/// its loader: an ELF file, and one [`trusted_held`] gives.
+fn trusted_library(path: &Path, own: Option<&Path>) -> Option<OwnedFd> {
+    let (held, mut read) = hold_regular(path)?;
+    let mut magic = [0u8; 4];
+    std::io::Read::read_exact(&mut read, &mut magic).ok()?;
+    (&magic == b"\x7fELF").then_some(())?;
+    trusted_held(held, own)
+}
+
+/// `file` (held, a regular file anyone may read, [`hold_regular`]), if it may be bound into a
+/// program's sandbox as one of its libraries: one anyone on the host may reach (every folder above it
+/// one anyone may enter), either below the program's own folder `own`, or in one of [`LIBRARY_DIRS`]
+/// where neither it nor any folder above it lets anyone but root write; and one its own path names
+/// (the sandbox binds that path). Every check is made on the file held.
 ///
 /// Outside reviews: a root-only core dump in a root-only folder below the program's was bound in (the
 /// twelfth); a world-readable file in a folder only root may enter was too, and a file of another
 /// mount namespace (through a link to `/proc/PID/root/…`) was checked there and bound from the host by
 /// its path, which named a root-only file here (the fourteenth).
-fn trusted_library(path: &Path, own: Option<&Path>) -> Option<OwnedFd> {
+fn trusted_held(file: OwnedFd, own: Option<&Path>) -> Option<OwnedFd> {
     use std::os::unix::fs::MetadataExt;
-    let file = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
     let st = nix::sys::stat::fstat(&file).ok()?;
     let everyones = st.st_mode & 0o004 != 0;
-    if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG || !everyones || !is_elf(&fd_path(&file)) {
+    if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG || !everyones {
         return None;
     }
     let real = std::fs::read_link(fd_path(&file)).ok()?;
@@ -304,12 +325,6 @@ fn trusted_library(path: &Path, own: Option<&Path>) -> Option<OwnedFd> {
     let roots = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
     let trusted = LIBRARY_DIRS.iter().any(|d| real.starts_with(d)) && real.ancestors().all(roots);
     trusted.then_some(file)
-}
-
-/// Whether `path` starts as an ELF file does.
-fn is_elf(path: &Path) -> bool {
-    let mut magic = [0u8; 4];
-    open_regular(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && &magic == b"\x7fELF"
 }
 
 #[cfg(test)]
@@ -405,9 +420,52 @@ mod tests {
         let folders = (0..64).map(|i| format!("/nonexistent/{i}")).collect();
         let object = Object { runpath: Some(folders), ..Object::default() };
         for i in 0..1000 {
-            assert_eq!(search.find(&format!("lib{i}.so"), &object, Path::new("/")), None);
+            assert!(search.find(&format!("lib{i}.so"), &object, Path::new("/")).is_none());
         }
         assert_eq!(search.probes.get(), 0, "every probe used, none more");
+    }
+
+    /// A program needing more than [`OBJECTS_MAX`] libraries gets the first of them and the loader's
+    /// cache (before, the search returned at the cap and left the cache out, so the loader inside
+    /// searched without it).
+    #[test]
+    fn past_the_most_objects_the_loader_s_cache_is_still_given() {
+        if !Path::new(CACHE).exists() {
+            eprintln!("SKIP: no {CACHE} on this host");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cc = |args: &[&str]| std::process::Command::new("cc").current_dir(dir.path()).args(args).status();
+        std::fs::write(dir.path().join("l.c"), "int l(void) { return 0; }\n").expect("write");
+        match cc(&["-shared", "-fPIC", "-o", "lib0.so", "l.c"]) {
+            Ok(s) => assert!(s.success(), "cc could not build the library"),
+            Err(_) => {
+                eprintln!("SKIP: no C compiler (cc; Debian: gcc, libc6-dev)");
+                return;
+            }
+        }
+        let count = OBJECTS_MAX + 8;
+        let mut args = vec!["-o".to_owned(), "p".to_owned(), "p.c".to_owned(), "-L.".to_owned()];
+        args.extend(["-Wl,-rpath,$ORIGIN".to_owned(), "-Wl,--no-as-needed".to_owned()]);
+        for i in 0..count {
+            if i > 0 {
+                std::fs::copy(dir.path().join("lib0.so"), dir.path().join(format!("lib{i}.so"))).expect("copy");
+            }
+            args.push(format!("-l:lib{i}.so"));
+        }
+        std::fs::write(dir.path().join("p.c"), "int main(void) { return 0; }\n").expect("write");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert!(cc(&args).is_ok_and(|s| s.success()), "cc could not build the program");
+
+        let program = dir.path().join("p");
+        let held = crate::elf::hold_program(&program).expect("hold");
+        let found: Vec<PathBuf> = closure(&program, &held).expect("closure").into_iter().map(|f| f.shown).collect();
+        let libraries = found.iter().filter(|p| p.starts_with(dir.path())).count();
+        assert!(
+            libraries > OBJECTS_MAX / 2 && libraries <= OBJECTS_MAX,
+            "{libraries} of the program's {count} libraries"
+        );
+        assert!(found.iter().any(|p| p == Path::new(CACHE)), "the loader's cache is left out: {found:?}");
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub struct Prepared {
     /// With `--keep-failed`: the folder made for the sandbox's writable layer.
     pub(crate) kept: Option<crate::keep::Layer>,
     /// A host program on another rootfs, as it was opened ([`crate::elf::hold_program`]): what later
-    /// sandboxes for it are prepared from ([`prepare_held`]), whatever is at its path by then.
+    /// sandboxes for it are prepared from ([`prepare_held`]), whatever is at its path by then. `None`
+    /// for a sandbox prepared from a program held already.
     pub(crate) program_file: Option<OwnedFd>,
 }
 
@@ -106,9 +107,12 @@ pub(crate) fn prepare_held(
     // held until it is built: what was checked is what is bound.
     let mut held: Vec<OwnedFd> = Vec::new();
     // A host file bound read-only at its own path, through its descriptor.
-    let mut as_it_is = |shown: &Path, file: OwnedFd, volumes: &mut Vec<(String, Mount)>| {
+    let read_only_at = |shown: &Path, file: &OwnedFd| {
         let target = shown.display().to_string();
-        volumes.push((target.clone(), Mount::bind(crate::host_path::fd_path(&file), target).read_only()));
+        (target.clone(), Mount::bind(crate::host_path::fd_path(file), target).read_only())
+    };
+    let mut as_it_is = |shown: &Path, file: OwnedFd, volumes: &mut Vec<(String, Mount)>| {
+        volumes.push(read_only_at(shown, &file));
         held.push(file);
     };
     // A host program on another rootfs: its loader and libraries, read-only at their own paths, and
@@ -118,23 +122,23 @@ pub(crate) fn prepare_held(
     let mut run_at = None;
     let mut program_file = None;
     if let (Some(path), false) = (&host_program, rootfs.is_host()) {
+        // The file listed already, or held now (then kept in `Prepared`); open until built.
         let program = match program_held {
-            Some(file) => file.try_clone().map_err(crate::error::io("hold", path))?,
-            None => crate::elf::hold_program(path)?,
+            Some(file) => file,
+            None => program_file.insert(crate::elf::hold_program(path)?),
         };
-        program_file = Some(program.try_clone().map_err(crate::error::io("hold", path))?);
         // A script's interpreter is the rootfs's: one it lacks is named now, not as the script's
         // "No such file or directory".
-        if let Some(named) = crate::elf::script_interpreter(&program)
+        if let Some(named) = crate::elf::script_interpreter(program)
             && !in_rootfs(&lower, &named)
         {
             return Err(Error::Interpreter { script: path.clone(), interpreter: named });
         }
-        for file in crate::libraries::closure(path, &program)? {
+        for file in crate::libraries::closure(path, program)? {
             as_it_is(&file.shown, file.file, &mut volumes);
         }
-        let real = crate::host_path::held_path(&program);
-        as_it_is(&real, program, &mut volumes);
+        let real = crate::host_path::held_path(program);
+        volumes.push(read_only_at(&real, program));
         run_at = Some(real);
     }
     let workspace = if !opts.no_workspace && (rootfs.is_host() || host_program.is_some()) {
