@@ -61,7 +61,10 @@ pub(crate) struct HostFile {
 ///
 /// # Errors
 /// When the program cannot be read, or its interpreter is not a file a sandbox may be given.
-pub(crate) fn closure(program: &Path, held: &OwnedFd) -> Result<Vec<HostFile>, Error> {
+///
+/// `library_path`: the `LD_LIBRARY_PATH` the program's sandbox is given, if any: its folders are
+/// looked in as the loader does (after the `DT_RPATH`s, before the `DT_RUNPATH`).
+pub(crate) fn closure(program: &Path, held: &OwnedFd, library_path: Option<&str>) -> Result<Vec<HostFile>, Error> {
     let Some(main) = crate::elf::object(&fd_path(held), program)? else { return Ok(Vec::new()) };
     let Some(interpreter) = main.interpreter.clone() else { return Ok(Vec::new()) };
     // Where the file held lies: its folder is the program's own, and its `$ORIGIN`.
@@ -85,6 +88,11 @@ pub(crate) fn closure(program: &Path, held: &OwnedFd) -> Result<Vec<HostFile>, E
         machine: main.machine,
         // The program's DT_RPATH is looked in for every library's needs, unless it has a DT_RUNPATH.
         inherited: if main.runpath.is_none() { main.rpath.clone() } else { Vec::new() },
+        // As the loader splits it (`:` or `;`); an empty or relative entry names the working
+        // folder, which is not the program's inside: passed over.
+        library_path: library_path
+            .map(|paths| paths.split([':', ';']).filter_map(|d| expand(d, &origin)).collect())
+            .unwrap_or_default(),
         main_origin: origin.clone(),
         cache: cache.as_ref(),
         probes: Cell::new(PROBES_MAX),
@@ -133,6 +141,8 @@ struct Search<'a> {
     machine: u16,
     /// The program's `DT_RPATH`, looked in for every object's needs unless it has a `DT_RUNPATH`.
     inherited: Vec<String>,
+    /// The folders of the sandbox's `LD_LIBRARY_PATH` (`$ORIGIN` made the program's folder).
+    library_path: Vec<PathBuf>,
     /// The program's folder, the `$ORIGIN` of `inherited`.
     main_origin: PathBuf,
     cache: Option<&'a Cache>,
@@ -143,9 +153,8 @@ struct Search<'a> {
 impl Search<'_> {
     /// Where the loader would find `name`, needed by `object` (which lies in `origin`): a path as
     /// given, else in the needing object's `DT_RPATH` (unless it has a `DT_RUNPATH`) and the
-    /// program's, its `DT_RUNPATH`, the loader's cache, then the system's folders; the first file
-    /// there that is an ELF object for the program's machine. `LD_LIBRARY_PATH` is not looked at (the
-    /// sandbox's environment does not hold the caller's).
+    /// program's, the sandbox's `LD_LIBRARY_PATH`, its `DT_RUNPATH`, the loader's cache, then the
+    /// system's folders; the first file there that is an ELF object for the program's machine.
     fn find(&self, name: &str, object: &Object, origin: &Path) -> Option<(PathBuf, OwnedFd)> {
         let at = |path: PathBuf| self.loadable(&path).map(|file| (path, file));
         if name.contains('/') {
@@ -157,6 +166,7 @@ impl Search<'_> {
             folders.extend(object.rpath.iter().filter_map(|d| expand(d, origin)));
             folders.extend(self.inherited.iter().filter_map(|d| expand(d, &self.main_origin)));
         }
+        folders.extend(self.library_path.iter().cloned());
         folders.extend(object.runpath.iter().flatten().filter_map(|d| expand(d, origin)));
         let in_folders = folders.iter().find_map(|d| at(d.join(name)));
         in_folders
@@ -361,7 +371,8 @@ mod tests {
         for program in candidates.iter().filter(|p| p.exists()) {
             let Some(listed) = listed_by_the_loader(program) else { continue };
             let held = crate::elf::hold_program(program).expect("hold");
-            let found: Vec<PathBuf> = closure(program, &held).expect("closure").into_iter().map(|f| f.shown).collect();
+            let found: Vec<PathBuf> =
+                closure(program, &held, None).expect("closure").into_iter().map(|f| f.shown).collect();
             for path in &listed {
                 assert!(
                     found.contains(path),
@@ -413,6 +424,7 @@ mod tests {
         let search = Search {
             machine: 62,
             inherited: Vec::new(),
+            library_path: Vec::new(),
             main_origin: PathBuf::from("/"),
             cache: None,
             probes: Cell::new(PROBES_MAX),
@@ -459,7 +471,8 @@ mod tests {
 
         let program = dir.path().join("p");
         let held = crate::elf::hold_program(&program).expect("hold");
-        let found: Vec<PathBuf> = closure(&program, &held).expect("closure").into_iter().map(|f| f.shown).collect();
+        let found: Vec<PathBuf> =
+            closure(&program, &held, None).expect("closure").into_iter().map(|f| f.shown).collect();
         let libraries = found.iter().filter(|p| p.starts_with(dir.path())).count();
         assert!(
             libraries > OBJECTS_MAX / 2 && libraries <= OBJECTS_MAX,

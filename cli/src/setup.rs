@@ -134,7 +134,10 @@ pub(crate) fn prepare_held(
         {
             return Err(Error::Interpreter { script: path.clone(), interpreter: named });
         }
-        for file in crate::libraries::closure(path, program)? {
+        // The LD_LIBRARY_PATH the sandbox is given (--env's, else the caller's with --keep-env).
+        let given = opts.env.iter().rev().find(|(k, _)| k == "LD_LIBRARY_PATH").map(|(_, v)| v.clone());
+        let library_path = given.or_else(|| opts.keep_env.then(|| std::env::var("LD_LIBRARY_PATH").ok()).flatten());
+        for file in crate::libraries::closure(path, program, library_path.as_deref())? {
             as_it_is(&file.shown, file.file, &mut volumes);
         }
         let real = crate::host_path::held_path(program);

@@ -1610,6 +1610,56 @@ fn tty_runs_a_program_on_a_terminal_of_its_own() {
     );
 }
 
+/// A host program on Alpine whose library is found through `LD_LIBRARY_PATH` (cargo's way for a test
+/// needing a dylib of the workspace): with the variable given to the sandbox (`--env`, or
+/// `--keep-env`), the library is bound and the program runs, as on the host; without it, the loader
+/// inside names the library it misses, as it would on the host.
+#[test]
+fn a_host_program_on_alpine_finds_its_library_through_ld_library_path() {
+    let dir =
+        tempfile::Builder::new().prefix("sbr").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod the folder");
+    std::fs::create_dir(dir.path().join("libs")).expect("the library folder");
+    let lib_dir = format!("-L{}", dir.path().join("libs").display());
+    let built = cc_into(
+        dir.path(),
+        &[
+            ("libs/libfoo.so", "int foo(void) { return 42; }\n", &["-shared", "-fPIC"]),
+            (
+                "p",
+                "#include <stdio.h>\nint foo(void);\nint main(void) { printf(\"foo %d\\n\", foo()); return 0; }\n",
+                &[&lib_dir, "-lfoo"],
+            ),
+        ],
+    );
+    if !built {
+        return;
+    }
+    let run = |env: Option<String>| {
+        let mut cmd = Command::new(SANDBOX_RUN);
+        cmd.args(["--rootfs", "alpine", "--no-workspace"]);
+        if let Some(value) = env {
+            cmd.arg("--env").arg(format!("LD_LIBRARY_PATH={value}"));
+        }
+        cmd.arg("--").arg(dir.path().join("p")).env_remove("LD_LIBRARY_PATH").output().expect("run sandbox-run")
+    };
+    for value in [dir.path().join("libs").display().to_string(), "/nowhere:$ORIGIN/libs".to_owned()] {
+        let out = run(Some(value.clone()));
+        assert_eq!(
+            (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+            (Some(0), "foo 42\n"),
+            "LD_LIBRARY_PATH={value}: {}",
+            text(&out)
+        );
+    }
+    let out = run(None);
+    assert!(
+        out.status.code() != Some(0) && String::from_utf8_lossy(&out.stderr).contains("libfoo.so"),
+        "without LD_LIBRARY_PATH the loader should miss libfoo.so: {}",
+        text(&out)
+    );
+}
+
 /// Review 18: a host shell script on Alpine (`sandbox-run --rootfs alpine -- ./check.sh`, a
 /// `#!/bin/sh` script whose interpreter Alpine has) is refused with "invalid program
 /// `…/check.sh`: expected an ELF64 executable" (exit 125): only ELF host programs are brought in,
