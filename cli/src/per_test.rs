@@ -130,6 +130,7 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
     for t in &skipped {
         say(&format!("test {t} ... ignored"));
     }
+    let each = Each { ignored_flags: &ignored_flags, passing_shown: nocapture || show_output };
     let next = AtomicUsize::new(0);
     let kept = AtomicUsize::new(0);
     let results: Mutex<Vec<Ran>> = Mutex::new(Vec::new());
@@ -138,8 +139,8 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
             scope.spawn(|| {
                 while let Some(name) = to_run.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let mut outcome = match shared {
-                        Some(prepared) => run_one(prepared, name, &ignored_flags),
-                        None => run_keeping(opts, binary, name, &ignored_flags, prepared.program_file.as_ref()),
+                        Some(prepared) => run_one(prepared, name, &each),
+                        None => run_keeping(opts, binary, name, &each, prepared.program_file.as_ref()),
                     };
                     if nocapture && !outcome.output.is_empty() {
                         say(outcome.output.trim_end_matches('\n'));
@@ -206,13 +207,7 @@ fn keep_for_summary(mut output: String, kept: &AtomicUsize) -> String {
 
 /// Runs one test alone in a fresh sandbox whose writable layer is kept under `--keep-failed` if it fails.
 /// `held`: the binary as the listing's sandbox was prepared from it (`Prepared::program_file`).
-fn run_keeping(
-    opts: &SandboxOptions,
-    binary: &str,
-    name: &str,
-    ignored_flags: &[String],
-    held: Option<&OwnedFd>,
-) -> Outcome {
+fn run_keeping(opts: &SandboxOptions, binary: &str, name: &str, each: &Each<'_>, held: Option<&OwnedFd>) -> Outcome {
     let prepared = match crate::setup::prepare_held(opts, binary, Some(name), held) {
         Ok(p) => p,
         Err(e) => return Outcome::failed(&e),
@@ -220,7 +215,7 @@ fn run_keeping(
     let Some(dir) = &prepared.kept else {
         return Outcome::failed(&Error::Option { option: "--keep-failed", value: String::new(), expected: "a folder" });
     };
-    let outcome = run_one(&prepared, name, ignored_flags);
+    let outcome = run_one(&prepared, name, each);
     let text = if outcome.passed { "passed" } else { "failed" }.to_owned();
     let command = vec![prepared.program.clone(), "--exact".into(), name.to_owned()];
     match crate::run::keep_if_failed(dir, outcome.passed, &prepared, command, text) {
@@ -229,25 +224,41 @@ fn run_keeping(
     }
 }
 
+/// How each test is run, and what of its output is wanted.
+struct Each<'a> {
+    /// `--ignored` or `--include-ignored`, as given: an ignored test runs only with one.
+    ignored_flags: &'a [String],
+    /// Whether a passing test's output is shown (`--nocapture`, `--show-output`); a failing test's
+    /// always is. Unwanted output is not made text (it was, then dropped: up to 32 MiB a test).
+    passing_shown: bool,
+}
+
 /// Runs one test alone in a fresh sandbox.
-fn run_one(prepared: &crate::setup::Prepared, name: &str, ignored_flags: &[String]) -> Outcome {
+fn run_one(prepared: &crate::setup::Prepared, name: &str, each: &Each<'_>) -> Outcome {
     let out = crate::capped::output(
         prepared
             .sandbox
             .command(&prepared.program)
             .args(["--exact", name, "--nocapture", "--test-threads", "1"])
-            .args(ignored_flags.iter().cloned()),
+            .args(each.ignored_flags.iter().cloned()),
     );
+    // Each stream's bytes are dropped once they are text.
+    let text = |std::process::Output { stdout, stderr, .. }| {
+        let out = text_within(&stdout);
+        drop(stdout);
+        (out, text_within(&stderr))
+    };
     match out {
+        Ok(o) if o.status.success() && !each.passing_shown => Outcome { passed: true, output: String::new() },
         Ok(o) if o.status.success() => {
-            let mut output = own_output(&text_within(&o.stdout), name);
-            output.push_str(&text_within(&o.stderr));
-            Outcome { passed: true, output }
+            let (stdout, stderr) = text(o);
+            Outcome { passed: true, output: own_output(&stdout, name) + &stderr }
         }
         Ok(o) => {
-            let mut output = text_within(&o.stdout);
-            output.push_str(&text_within(&o.stderr));
-            output.push_str(&format!("({})", o.status));
+            let status = o.status;
+            let (mut output, stderr) = text(o);
+            output.push_str(&stderr);
+            output.push_str(&format!("({status})"));
             Outcome { passed: false, output }
         }
         Err(e) => Outcome::failed(&e),
