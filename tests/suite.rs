@@ -322,6 +322,86 @@ fn child_memory_hog_fails_with_the_limit_in_the_message() {
     }
 }
 
+/// A new user's review: a `#[should_panic]` test passed whenever its sandbox failed (a missing
+/// rootfs, a timeout), though its body never panicked; on a broken machine every such test was green.
+/// A sandbox that cannot be set up meets no `#[should_panic]`, `expected` text or not, and a bare
+/// `#[should_panic]` is met by a panic of the body alone: the test fails as libtest says ("did not
+/// panic as expected"), with the reason on stderr.
+#[test]
+fn should_panic_is_met_by_the_body_s_panic_not_by_a_failed_sandbox() {
+    for (child, reason) in [
+        ("child_should_panic_without_its_rootfs", "has no rootfs"),
+        ("child_should_panic_expecting_the_setup_message", "has no rootfs"),
+        ("child_bare_should_panic_times_out", "timed out after"),
+    ] {
+        let out = system_tests::ChildTest::new(child).env("SANDBOX_TEST_TIMEOUT", "60s").output();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            !out.status.success() && stdout.contains("did not panic as expected") && stderr.contains(reason),
+            "{child} should fail, saying why ({reason}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        );
+    }
+    // What the body does still meets an `expected` text: its panic, its timeout (suite's user_suite).
+    system_tests::ChildTest::new("child_should_panic_panics").assert_success();
+}
+
+#[sandbox_test(rootfs_dir = "does/not/exist")]
+#[should_panic]
+#[ignore = "run by its parent test, which checks that it fails"]
+fn child_should_panic_without_its_rootfs() {}
+
+#[sandbox_test(rootfs_dir = "does/not/exist")]
+#[should_panic(expected = "has no rootfs")]
+#[ignore = "run by its parent test, which checks that it fails"]
+fn child_should_panic_expecting_the_setup_message() {}
+
+#[sandbox_test(timeout = "300ms")]
+#[should_panic]
+#[ignore = "run by its parent test, which checks that it fails"]
+fn child_bare_should_panic_times_out() {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[sandbox_test]
+#[should_panic]
+#[ignore = "run by its parent test"]
+fn child_should_panic_panics() {
+    panic!("the body's own panic");
+}
+
+/// A skipped `#[should_panic]` test passes, as every skipped test does: rootless, where a switch
+/// network cannot be had, the child below prints its `SKIP:` line and passes (as root its body runs,
+/// panics with the expected text, and passes).
+#[test]
+fn a_skipped_should_panic_test_passes() {
+    let child = || {
+        system_tests::ChildTest::new("child_should_panic_requires_a_switch")
+            .env("CI", "false")
+            .env("SANDBOX_TEST_STRICT", "0")
+    };
+    if system_tests::is_root() {
+        child().assert_success();
+    }
+    let Some((_, uid, gid)) = system_tests::test_user() else {
+        return system_tests::skip("no unprivileged test user: create one (`useradd sandbox-test`)");
+    };
+    if !system_tests::is_root() {
+        return; // the rootless half needs root to switch users
+    }
+    let out = child().as_user(uid, gid).assert_success();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SKIP: a switch network needs root"), "{stderr}");
+}
+
+#[sandbox_test(requires = "switch")]
+#[should_panic(expected = "boom")]
+#[ignore = "run by its parent test, as root and as an unprivileged user"]
+fn child_should_panic_requires_a_switch() {
+    panic!("boom");
+}
+
 #[test]
 fn requires_skips_where_the_machine_cannot_and_runs_where_it_can() {
     let child =

@@ -38,6 +38,8 @@ pub struct TestOptions {
     /// `requires = "limits, switch, userns"`: what the test needs of the machine; without it the
     /// test is skipped (a `SKIP:` line), or fails in strict mode (`CI=true`, `SANDBOX_TEST_STRICT=1`).
     pub requires: &'static [&'static str],
+    /// The test's `#[should_panic]`: `Some(None)` bare, `Some(Some(text))` with `expected = text`.
+    pub should_panic: Option<Option<&'static str>>,
 }
 
 /// One `mount(...)` option.
@@ -179,6 +181,13 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
 /// Runs `body` in a fresh sandbox configured by `options`; fails the test as `#[test]` would. `body`
 /// is the test's function (a function item: no data), run as a closure with [`Sandbox::run`].
 ///
+/// With `#[should_panic]`, the test passes when its body panics, or (with `expected = "…"`) when it
+/// ends otherwise with a failure whose message holds the text: a timeout, a crash, the memory limit.
+/// A sandbox that cannot be set up never passes it, nor does a bare `#[should_panic]` test whose
+/// body never panicked (a new user's review: a missing rootfs or a timeout passed every
+/// `#[should_panic]` test): the test returns, libtest fails it as "did not panic as expected", and
+/// stderr says why.
+///
 /// # Panics
 /// When the body panics (with its message, for `#[should_panic(expected = …)]`), returns `Err`, times
 /// out, crashes, or when the sandbox cannot be set up; each with a message of its own.
@@ -190,36 +199,72 @@ pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, b
             .any(|v| std::env::var(v).is_ok_and(|x| matches!(x.as_str(), "1" | "true" | "yes")));
         assert!(!strict, "#[sandbox_test] requirement missing (strict mode: CI or SANDBOX_TEST_STRICT=1): {missing}");
         eprintln!("SKIP: {missing}");
+        // A skip passes, as a test that returns does; a #[should_panic] test passes by panicking
+        // with its expected text (no hook runs: no "panicked at" line).
+        if let Some(expected) = options.should_panic {
+            let expected = expected.map(|text| format!(" ({text})")).unwrap_or_default();
+            std::panic::resume_unwind(Box::new(format!("SKIP: {missing}{expected}")));
+        }
         return;
     }
-    let run = build(options).and_then(|sb| sb.run(move || body().into_outcome()));
-    match run {
-        Ok(Outcome::Passed) => {}
-        Ok(Outcome::Failed(e)) => panic!("Error: {e}"),
-        // The child already printed "thread … panicked at file:line"; the payload goes on unchanged.
-        Err(Error::Panicked { message, .. }) => std::panic::resume_unwind(Box::new(message)),
-        Err(Error::TimedOut { after, doing }) => {
+    let failure = match build(options) {
+        Ok(sb) => match sb.run(move || body().into_outcome()) {
+            Ok(Outcome::Passed) => return,
+            Ok(Outcome::Failed(e)) => Failure::Body(format!("Error: {e}")),
+            // The child already printed "thread … panicked at file:line"; the payload goes on unchanged.
+            Err(Error::Panicked { message, .. }) => std::panic::resume_unwind(Box::new(message)),
+            Err(e) => ended(e),
+        },
+        Err(e) => ended(e),
+    };
+    let (text, passes, why) = match failure {
+        Failure::Body(text) => {
+            (text, options.should_panic != Some(None), "a bare #[should_panic] is met by a panic alone")
+        }
+        Failure::Sandbox(text) => {
+            (text, options.should_panic.is_none(), "a sandbox that cannot be set up meets no #[should_panic]")
+        }
+    };
+    if passes {
+        panic!("{text}");
+    }
+    eprintln!("{text}\n(#[sandbox_test]: the body did not panic; {why})");
+}
+
+/// How a test failed when its body did not panic.
+enum Failure {
+    /// The body's own doing: it returned `Err`, ran past its timeout, crashed, exited, or ran out of
+    /// memory.
+    Body(String),
+    /// The sandbox could not be had: no rootfs, a failed setup, an invalid option.
+    Sandbox(String),
+}
+
+/// The failure `e` (any but a panic of the body) says, in its own words.
+fn ended(e: Error) -> Failure {
+    match e {
+        Error::TimedOut { after, doing } => {
             let doing = match doing.is_empty() {
                 true => " (no word from its init of what it was running)".to_owned(),
                 false => format!("; it was running:{}", doing.iter().map(|l| format!("\n  {l}")).collect::<String>()),
             };
-            panic!("#[sandbox_test] timed out after {after:?}: every process in the test's sandbox was killed{doing}")
+            Failure::Body(format!(
+                "#[sandbox_test] timed out after {after:?}: every process in the test's sandbox was killed{doing}"
+            ))
         }
         // A body that ends its process itself (std::process::exit) never returns its outcome.
-        Err(Error::Crashed { status }) if status.code().is_some() => {
-            panic!(
-                "the test's process ended inside its sandbox with {status} before the test returned (std::process::exit in the test?)"
-            )
+        Error::Crashed { status } if status.code().is_some() => Failure::Body(format!(
+            "the test's process ended inside its sandbox with {status} before the test returned (std::process::exit in the test?)"
+        )),
+        Error::Crashed { status } => Failure::Body(format!(
+            "the test's process died inside its sandbox: {status} (a crash or abort in the test, or a kill)"
+        )),
+        e @ Error::MemoryLimitExceeded { .. } => Failure::Body(e.to_string()),
+        e @ Error::Rootfs(_) => Failure::Sandbox(format!("#[sandbox_test] has no rootfs: {}", crate::error_chain(&e))),
+        e @ (Error::Setup { .. } | Error::InvalidConfig { .. }) => {
+            Failure::Sandbox(format!("#[sandbox_test] could not set up the test's sandbox: {}", crate::error_chain(&e)))
         }
-        Err(Error::Crashed { status }) => {
-            panic!("the test's process died inside its sandbox: {status} (a crash or abort in the test, or a kill)")
-        }
-        Err(e @ Error::MemoryLimitExceeded { .. }) => panic!("{e}"),
-        Err(e @ Error::Rootfs(_)) => panic!("#[sandbox_test] has no rootfs: {}", crate::error_chain(&e)),
-        Err(e @ (Error::Setup { .. } | Error::InvalidConfig { .. })) => {
-            panic!("#[sandbox_test] could not set up the test's sandbox: {}", crate::error_chain(&e))
-        }
-        Err(e) => panic!("#[sandbox_test] failed: {}", crate::error_chain(&e)),
+        e => Failure::Sandbox(format!("#[sandbox_test] failed: {}", crate::error_chain(&e))),
     }
 }
 

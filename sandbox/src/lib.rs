@@ -134,7 +134,10 @@ pub use volume::Mount;
 /// fails in strict mode, `CI=true` or `SANDBOX_TEST_STRICT=1`). Without `rootfs`, the
 /// rootfs is `$SANDBOX_ROOTFS`, else the pinned Alpine release from the cache, fetched on first use.
 /// `#[should_panic]`, `#[ignore]` and `-> Result<(), E>` work as with `#[test]`; an `async fn` runs on a
-/// current-thread tokio runtime built inside (the crate needs tokio with feature `rt`).
+/// current-thread tokio runtime built inside (the crate needs tokio with feature `rt`). A
+/// `#[should_panic]` test passes when its body panics, or, with `expected = "…"`, when the body ends
+/// otherwise with a failure holding that text (`"timed out"`, `"SIGKILL"`, `"memory limit"`); a
+/// sandbox that cannot be set up never passes it.
 ///
 /// How: the body is a function, run in the new sandbox as a closure with [`Sandbox::run`] (the test
 /// binary is not re-executed). The body's output shows in the test's captured output; a timeout, a crash and a

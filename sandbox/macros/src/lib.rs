@@ -347,6 +347,15 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
         return Err(syn::Error::new(func.sig.generics.span(), "#[sandbox_test] functions cannot be generic"));
     }
     let krate = &options.krate;
+    // `#[should_panic]`, and its `expected` text: the harness must know that a failure of the
+    // sandbox is not the panic the test expects.
+    let should_panic = match func.attrs.iter().find(|a| a.path().is_ident("should_panic")) {
+        Some(attr) => match should_panic_expected(attr)? {
+            Some(text) => quote!(::core::option::Option::Some(::core::option::Option::Some(#text))),
+            None => quote!(::core::option::Option::Some(::core::option::Option::None)),
+        },
+        None => quote!(::core::option::Option::None),
+    };
     let is_async = func.sig.asyncness.is_some();
     let ItemFn { attrs, vis, sig, block } = func;
     let name = &sig.ident;
@@ -419,11 +428,36 @@ fn expand(func: ItemFn, options: Options) -> syn::Result<TokenStream2> {
                     writable_size: #writable_size,
                     cpus: #cpus,
                     requires: &[#(#requires),*],
+                    should_panic: #should_panic,
                 },
                 __sandbox_test_body,
             )
         }
     })
+}
+
+/// The text of `#[should_panic(expected = "…")]` or `#[should_panic = "…"]`; `None` for a bare
+/// `#[should_panic]`.
+fn should_panic_expected(attr: &syn::Attribute) -> syn::Result<Option<LitStr>> {
+    match &attr.meta {
+        syn::Meta::Path(_) => Ok(None),
+        syn::Meta::NameValue(nv) => match &nv.value {
+            syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(text), .. }) => Ok(Some(text.clone())),
+            other => Err(syn::Error::new(other.span(), "#[should_panic = …] takes a string")),
+        },
+        syn::Meta::List(_) => {
+            let mut expected = None;
+            attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("expected") {
+                    expected = Some(meta.value()?.parse::<LitStr>()?);
+                    Ok(())
+                } else {
+                    Err(meta.error("#[should_panic(…)] takes `expected = \"…\"`"))
+                }
+            })?;
+            Ok(expected)
+        }
+    }
 }
 
 #[cfg(test)]
