@@ -148,10 +148,32 @@ fn write_usage(
             e => e.into(),
         })
     })?;
+    // `/dev/stdout` (or stderr) that is a file: written through sandbox-run's own descriptor, at its
+    // offset, which the caller shares; through the file opened afresh the usage went in at the end
+    // and the caller's next line, written at the offset it had, overwrote it (a new user's review:
+    // `( sandbox-run --json-usage /dev/stdout -- echo hi; echo after ) > out.txt`).
+    let file = if kernel_links { own_stream(&file).unwrap_or(file) } else { file };
     // Written without waiting for good either: a FIFO whose reader reads nothing (a sandbox that
     // made it and holds it open, with its buffer full: the eighth outside review) fails after
     // USAGE_WRITE_WAIT, as a full disk would.
     write_within(&file, format!("{json}\n").as_bytes(), USAGE_WRITE_WAIT).map_err(fail)
+}
+
+/// sandbox-run's stdout or stderr (a copy of the descriptor) if `file` is the regular file one of them
+/// writes to. Only a regular file (which never makes a write wait): a pipe is written through `file`,
+/// non-blocking, where a slow reader cannot hold sandbox-run.
+fn own_stream(file: &std::os::fd::OwnedFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let id = |st: nix::sys::stat::FileStat| {
+        (st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG).then_some((st.st_dev, st.st_ino))
+    };
+    let target = id(nix::sys::stat::fstat(file).ok()?)?;
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    [stdout.as_fd(), stderr.as_fd()]
+        .into_iter()
+        .find(|fd| nix::sys::stat::fstat(fd).ok().and_then(id) == Some(target))
+        .and_then(|fd| fd.try_clone_to_owned().ok())
 }
 
 /// How long writing the usage may wait for a slow reader.

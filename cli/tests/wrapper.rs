@@ -318,6 +318,25 @@ fn a_program_cannot_plant_links_where_sandbox_run_writes() {
     let out = Command::new("bash").current_dir(&work).args(["-c", &script]).output().expect("run bash");
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.starts_with("out\n{") && shown.contains("peak_memory_bytes"), "{}", text(&out));
+    // And what the caller writes there next goes after it, not over it (a new user's review: the
+    // usage was written at the file's end through a description of its own, and the caller's next
+    // line, at the offset it had, overwrote it).
+    let script = format!(
+        "( echo header; {SANDBOX_RUN} --rootfs host --json-usage /dev/stdout -- /bin/echo out; echo after ) > {0}; cat {0}",
+        dir.path().join("out2.txt").display()
+    );
+    let out = Command::new("bash").current_dir(&work).args(["-c", &script]).output().expect("run bash");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert!(
+        lines.len() == 4
+            && lines[..2] == ["header", "out"]
+            && lines[2].starts_with("{\"")
+            && lines[2].contains("peak_memory_bytes")
+            && lines[3] == "after",
+        "{}",
+        text(&out)
+    );
     // Nor one whose reader reads nothing, its buffer full (another sandbox holding it open: the
     // eighth review): the write gives up after a few seconds instead of waiting for good.
     let full = dir.path().join("full-fifo");
