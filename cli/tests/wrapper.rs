@@ -158,15 +158,25 @@ fn nextest_wrapper_runs_each_test_in_its_own_sandbox() {
     let bin_dir = Path::new(SANDBOX_RUN).parent().map(Path::to_path_buf).unwrap_or_default();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The `ci` profile of docs/ci.md, as the README's snippet defines it (a new user's review: the
+    // snippet had none, and `--profile ci` failed with "profile 'ci' not found").
+    // nextest keeps its reports under the workspace's own `target/nextest` (its store), whatever
+    // CARGO_TARGET_DIR says.
+    let store = demo_dir().join("target");
+    let junit = store.join("nextest/ci/junit.xml");
+    let _ = std::fs::remove_file(&junit);
     let out = Command::new(cargo)
-        .args(["nextest", "run", "--no-fail-fast"])
+        .args(["nextest", "run", "--profile", "ci"])
         .current_dir(demo_dir())
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", target_dir().join("flaky-demo"))
         .output()
         .expect("run cargo nextest");
-    assert_all_passed(&out, "cargo nextest run with the sandbox wrapper");
+    assert_all_passed(&out, "cargo nextest run --profile ci with the sandbox wrapper");
     assert_eq!(host_state(), before, "the host changed");
+    let report = std::fs::read_to_string(&junit).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&store);
+    assert_eq!(report.matches("<testcase ").count(), DEMO_TESTS, "the ci profile's JUnit report: {report}");
 }
 
 /// Rootless, as CI runners that shard an archive run it: `cargo nextest archive` once (here as root),

@@ -46,9 +46,12 @@ pub fn run(partitions: u32) -> anyhow::Result<()> {
             .current_dir(&root)
             .status()
             .context("run cargo nextest run")?;
-        // nextest writes JUnit under the workspace's target folder: keep this machine's copy.
+        // nextest writes JUnit into its store, the workspace's own `target/nextest` (also when
+        // CARGO_TARGET_DIR is elsewhere): keep this machine's copy.
         let junit = machine.join("junit.xml");
-        std::fs::rename(target.join("nextest/ci/junit.xml"), &junit).context("collect the partition's junit.xml")?;
+        let written = root.join("target/nextest/ci/junit.xml");
+        std::fs::rename(&written, &junit)
+            .with_context(|| format!("collect the partition's junit.xml from {}", written.display()))?;
         let cases = junit_cases(&std::fs::read_to_string(&junit)?);
         println!("shards: partition {k}/{partitions}: {} tests, {status}", cases.len());
         for (name, passed) in cases {
