@@ -389,6 +389,32 @@ fn child_panics_with_its_own_hook() {
     assert!(err.to_string().contains("deliberate"), "{err}");
 }
 
+/// A new user's review: a closure saw the statics its caller had set when the caller was
+/// single-threaded (its sandbox was then forked from the caller itself), and the binary's initial
+/// values once the caller had a second thread or `SANDBOX_NO_FORK_SERVER=1`. The README says a
+/// closure's process is no fork of the caller; it is none, whatever the caller's threads: here a
+/// single-threaded caller (tests/bin/one-sandbox.rs) sets a static to 7 and its closure sees 1.
+#[test]
+fn a_closure_sees_statics_as_the_binary_started_whoever_calls_it() {
+    let rootfs = system_tests::fixture_rootfs(env!("CARGO_TARGET_TMPDIR"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_one-sandbox"))
+        .arg("--closure-static")
+        .env("SANDBOX_ROOTFS", rootfs.path())
+        .output()
+        .expect("run one-sandbox");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "closure saw 1\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And from this (multi-threaded) test process, the same.
+    static MINE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    MINE.store(7, std::sync::atomic::Ordering::SeqCst);
+    let sb = sandbox::Sandbox::builder().rootfs(&rootfs).build().expect("build");
+    assert_eq!(sb.run(|| MINE.load(std::sync::atomic::Ordering::SeqCst)).expect("run"), 1);
+}
+
 /// The same FIFO, under a single-threaded caller (as `sandbox-run` or a tool's `main`, here
 /// tests/bin/one-sandbox.rs) that had captured a backtrace of its own before (as every
 /// `anyhow::Error` does with `RUST_BACKTRACE=1`), and a closure that prints a captured backtrace.

@@ -3,11 +3,15 @@
 //! closure) in a sandbox of the rootfs `$SANDBOX_ROOTFS` and exits with its code. For tests that need that path
 //! (tests/escape.rs: a caller killed while its helper forks init). `ONE_SANDBOX_PENDING=TEXT`: TEXT is
 //! printed unflushed before the sandbox starts, and written at the caller's exit, after its helper's
-//! (tests/sandbox.rs). `--closure-backtrace`: a closure that prints a captured backtrace and panics,
+//! (tests/sandbox.rs). `--closure-static`: a closure reading a static this caller changed first;
+//! prints what it saw (tests/closures.rs). `--closure-backtrace`: a closure that prints a captured backtrace and panics,
 //! after this process captured one of its own (as an `anyhow::Error` does); `ONE_SANDBOX_LAYER=DIR` adds DIR as a layer (`Builder::layer`) and a 15 s deadline
 //! (tests/closures.rs). `--end-first-of-two child|session`: a first sandbox (a spawned `sleep`, or a
 //! session) ended while a second one with a 15 s deadline runs; prints how the second then ends
 //! (tests/sandbox.rs).
+
+/// A static `--closure-static` changes before its closure reads it.
+static STATE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,6 +44,13 @@ fn main() {
             panic!("deliberate, in the closure")
         };
         sandbox.run(closure).map(|()| 0)
+    } else if program == "--closure-static" {
+        // A static this caller changed, read by a closure: prints what the closure saw.
+        STATE.store(7, std::sync::atomic::Ordering::SeqCst);
+        sandbox.run(|| STATE.load(std::sync::atomic::Ordering::SeqCst)).map(|seen| {
+            println!("closure saw {seen}");
+            0
+        })
     } else if program == "--end-first-of-two" {
         end_first_of_two(&sandbox, rest.first().map_or("child", String::as_str))
     } else {
@@ -47,7 +58,9 @@ fn main() {
     };
     match code {
         Ok(code) => {
-            if std::env::var_os("ONE_SANDBOX_PENDING").is_some() {
+            // (A closure's helper comes from the fork server, a child of this process that never
+            // ends on its own: nothing to wait for.)
+            if std::env::var_os("ONE_SANDBOX_PENDING").is_some() && program != "--closure" {
                 // The helper (this process's fork) ends on its own after the report; wait for it, so
                 // that whatever it writes at its end is written before this process's own output.
                 while nix::sys::wait::wait().is_ok() {}

@@ -66,12 +66,17 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
 
     if !fork_server_disabled() {
         // A caller with one thread (sandbox-run, a tool's `main`) may fork the helper itself: no exec
-        // of this binary at all, which is most of a one-shot caller's start-up.
+        // of this binary at all, which is most of a one-shot caller's start-up. Not for a closure:
+        // its process would be a copy of this one, and see the statics this process set, where one
+        // from the fork server or an exec sees them as the binary started (a new user's review: the
+        // same closure saw a caller's atomic as 7 from a single-threaded `main`, and as 1 once the
+        // caller had started a thread). Closures see the binary's start, whoever calls them.
+        let closure = matches!(config.job, crate::config::Job::Closure { .. });
         // What this process printed but has not written yet is its own output: it goes out now,
-        // before the sandbox's, and no fork keeps a copy to write again (a closure's process, which
-        // ends through exit, flushes its stdout). If it cannot go out now (a full non-blocking
+        // before the sandbox's, and no fork keeps a copy to write again. If it cannot go out now (a full non-blocking
         // stdout), the fork server's helpers, which are no copies of this process, serve instead.
-        if let Some(t) = crate::sys::SingleThreaded::if_alone()
+        if !closure
+            && let Some(t) = crate::sys::SingleThreaded::if_alone()
             && std::io::Write::flush(&mut std::io::stdout()).is_ok()
         {
             // Rootless: made here once, so that every helper forked from this process enters it.
@@ -104,6 +109,12 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
                 }
                 Err(e) => tracing::debug!(%e, "fork failed; trying the fork server"),
             }
+        }
+        // What this process printed but has not written yet goes out before the sandbox's output,
+        // into the stdout they share (a closure from a single-threaded caller came here once it no
+        // longer forked its helper itself, and its output came before the caller's earlier print).
+        if stdio[1].is_inherit() {
+            let _ = std::io::Write::flush(&mut std::io::stdout());
         }
         let fds = [
             their_in.as_fd(),
