@@ -565,6 +565,40 @@ fn memory_hog_is_oom_killed_and_reported() {
     assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
 }
 
+/// Eighteenth outside review: on cgroup v1 a memory limit did not hold the program's TCP socket
+/// buffers (v1 charges them only to a cgroup with a TCP limit of its own): under 64 MiB a program
+/// queued 1.5 to 2.2 GB on connections of its own loopback, from the host's shared TCP memory. Here a
+/// closure under 32 MiB fills 64 connections without reading them (up to 10 MiB each on this
+/// machine's defaults): what it could queue stays within the limit.
+#[test]
+fn a_memory_limit_holds_tcp_socket_buffers() {
+    if !limits_usable() {
+        return skip(NO_LIMITS);
+    }
+    let sb = builder().memory_limit(32 << 20).timeout(Duration::from_secs(120)).build().expect("build");
+    let queued = sb
+        .run(|| {
+            use std::io::Write;
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let at = listener.local_addr().expect("address");
+            let mut pairs = Vec::new();
+            let mut queued = 0u64;
+            for _ in 0..64 {
+                let Ok(mut out) = std::net::TcpStream::connect(at) else { break };
+                let Ok((inn, _)) = listener.accept() else { break };
+                out.set_nonblocking(true).expect("nonblocking");
+                let chunk = [0x5au8; 1 << 16];
+                while let Ok(n) = out.write(&chunk) {
+                    queued += n as u64;
+                }
+                pairs.push((out, inn));
+            }
+            queued
+        })
+        .expect("run");
+    assert!(queued < 48 << 20, "{} MiB queued in sockets under a 32 MiB limit", queued >> 20);
+}
+
 /// The program tries to mount the cgroup file system (cgroup2, in its own cgroup namespace) and to
 /// raise every limit there to `max`, then starts more processes than its limit allows: the limit
 /// holds. Rootless on a delegated cgroup v2 subtree the sandbox's cgroup is the caller's, and so
