@@ -565,6 +565,58 @@ fn memory_hog_is_oom_killed_and_reported() {
     assert_eq!(stale_sandbox_cgroups(), Vec::<String>::new());
 }
 
+/// Eighteenth outside review: the kernel counts a user namespace's inotify instances (and its
+/// namespaces, ...) against per-user quotas up to the host's, for the namespace's owner; as root the
+/// program's namespace was the host root's, and a program holding 128 instances left the host's root
+/// none (`fs.inotify.max_user_instances`): its services' inotify_init1 failed with EMFILE. The
+/// program's namespace now belongs to the unprivileged id its root maps to. Here a closure takes all
+/// the instances it can and holds them while this (root) process makes one.
+#[test]
+fn a_sandbox_cannot_take_the_host_root_s_inotify_instances() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        return; // rootless, the quotas are the caller's own, which its sandboxes share with it
+    }
+    let sync = tempfile::tempdir().expect("tempdir");
+    for fifo in ["ready", "go"] {
+        let path = sync.path().join(fifo);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o666)).expect("mkfifo");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    }
+    let sb = builder()
+        .mount(sandbox::Mount::bind(sync.path(), "/sync"))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("build");
+    let (held, host_made_one) = std::thread::scope(|scope| {
+        let inside = scope.spawn(|| {
+            sb.run(|| {
+                use nix::sys::inotify::{InitFlags, Inotify};
+                let mut held = Vec::new();
+                while let Ok(fd) = Inotify::init(InitFlags::IN_CLOEXEC) {
+                    held.push(fd);
+                    if held.len() >= 1 << 16 {
+                        break;
+                    }
+                }
+                std::fs::write("/sync/ready", held.len().to_string()).expect("say how many");
+                std::fs::read("/sync/go").expect("wait for the host");
+                held.len()
+            })
+        });
+        let held = std::fs::read_to_string(sync.path().join("ready")).expect("how many the sandbox holds");
+        let host = nix::sys::inotify::Inotify::init(nix::sys::inotify::InitFlags::IN_CLOEXEC);
+        std::fs::write(sync.path().join("go"), "go").expect("let the sandbox go");
+        let ran = inside.join().expect("the sandbox's thread");
+        assert_eq!(ran.expect("run").to_string(), held);
+        (held, host.map(drop))
+    });
+    assert!(
+        host_made_one.is_ok(),
+        "{held} inotify instances held in a sandbox left the host's root none: {host_made_one:?}"
+    );
+}
+
 /// Eighteenth outside review: on cgroup v1 a memory limit did not hold the program's TCP socket
 /// buffers (v1 charges them only to a cgroup with a TCP limit of its own): under 64 MiB a program
 /// queued 1.5 to 2.2 GB on connections of its own loopback, from the host's shared TCP memory. Here a

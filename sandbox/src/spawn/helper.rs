@@ -248,14 +248,14 @@ fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<Progr
     };
     let made = if config.outer_uid == 0 {
         let map = super::userns::id_map(&[(0, config.security.id_base, crate::hardening::ID_COUNT)]);
-        super::userns::create_program_namespaces([map.clone(), map], net)
+        super::userns::create_program_namespaces([map.clone(), map], net, Some(config.security.id_base))
     } else {
         // The program's stdio: the helper's own, which it hands on.
         let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
         let stdio = [i.as_fd(), o.as_fd(), e.as_fd()];
         let subordinate = super::subids::allowed(config, stdio);
         super::userns::enter_setup_namespace(t, config.outer_uid, config.outer_gid, subordinate)
-            .and_then(|maps| super::userns::create_program_namespaces(maps, net))
+            .and_then(|maps| super::userns::create_program_namespaces(maps, net, None))
     };
     made.map(Some).map_err(|(what, e)| (StepKind::Namespaces, what, e))
 }

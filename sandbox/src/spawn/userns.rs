@@ -73,19 +73,29 @@ pub(crate) enum ProgramNet {
 /// the helper into the UTS, IPC and (made now) network ones, so that init is born in them, and
 /// returns the user namespace, for init to enter once the mounts are built, and a network namespace
 /// in the making.
+///
+/// `owner`: as root, the host uid the user namespace is made to belong to (the one its root maps to),
+/// see [`owned_by`].
 pub(crate) fn create_program_namespaces(
     maps: [String; 2],
     net: ProgramNet,
+    owner: Option<u32>,
 ) -> Result<(OwnedFd, Option<super::netns::Background>), Failed> {
     let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if net == ProgramNet::Now {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    let (holder, background) = if net == ProgramNet::Background {
-        let (holder, background) = super::netns::start(flags)?;
-        (holder, Some(background))
-    } else {
-        (NamespaceHolder::spawn(flags).map_err(|e| ("create the program's namespaces (clone)", e))?, None)
+    let make = || {
+        if net == ProgramNet::Background {
+            let (holder, background) = super::netns::start(flags)?;
+            Ok((holder, Some(background)))
+        } else {
+            Ok((NamespaceHolder::spawn(flags).map_err(|e| ("create the program's namespaces (clone)", e))?, None))
+        }
+    };
+    let (holder, background) = match owner {
+        Some(uid) => owned_by(uid, make)?,
+        None => make()?,
     };
     map(&holder, &maps, ["write the program's uid map", "write the program's gid map"])?;
     let user = open(&holder, "user").map_err(|e| ("open the program's user namespace", e))?;
@@ -107,6 +117,34 @@ pub(crate) fn create_program_namespaces(
         nix::sched::setns(fd, CloneFlags::empty()).map_err(|e| (what, e))?;
     }
     Ok((user, background))
+}
+
+/// Runs `make`, which creates a user namespace, with this (single-threaded, root) process's effective
+/// uid `owner` and its capabilities kept (securebits `SECBIT_NO_SETUID_FIXUP`), then root again: the
+/// namespace belongs to `owner` (its creator's effective uid, user_namespaces(7)).
+///
+/// The kernel counts what a user namespace's processes hold against per-user quotas at every level
+/// up to the host's, at each level for the namespace's owner (`user.max_inotify_instances`,
+/// `user.max_uts_namespaces`, ...; kernel/ucount.c): owned by the host's root, a sandbox could take
+/// all of root's, and host services running as root got EMFILE from inotify_init1 (the eighteenth
+/// outside review: 128 inotify instances held in a sandbox). Owned by the unprivileged id its root
+/// maps to, it takes that id's: the host's root keeps its own. Where the switch is refused, the
+/// namespace is made as before, by root.
+fn owned_by<T>(owner: u32, make: impl FnOnce() -> Result<T, Failed>) -> Result<T, Failed> {
+    use rustix::thread::{CapabilitiesSecureBits, capabilities_secure_bits, set_capabilities_secure_bits};
+    let Ok(bits) = capabilities_secure_bits() else { return make() };
+    if set_capabilities_secure_bits(bits | CapabilitiesSecureBits::NO_SETUID_FIXUP).is_err() {
+        return make();
+    }
+    let switched = rustix::thread::set_thread_res_uid(None, rustix::process::Uid::from_raw(owner), None).is_ok();
+    let made = make();
+    if switched {
+        rustix::thread::set_thread_res_uid(None, rustix::process::Uid::ROOT, None).map_err(|e| {
+            ("become root again after creating the program's user namespace", Errno::from_raw(e.raw_os_error()))
+        })?;
+    }
+    let _ = set_capabilities_secure_bits(bits);
+    made
 }
 
 /// A user namespace for an id-mapped mount only, mapping root (0) to `base` and nothing else, owning
