@@ -497,6 +497,71 @@ fn sandbox_rootfs_env_bypasses_the_network() {
         .assert_success();
 }
 
+/// A new user's review: offline and uncached, the default rootfs's error said that $SANDBOX_ROOTFS
+/// stands in "for the default rootfs only", as if it would not help, though it is the default rootfs
+/// that was asked for; and it did not name the mirror, by which the cache keeps what it fetched.
+#[test]
+fn the_default_rootfs_offline_and_uncached_says_sandbox_rootfs_would_do() {
+    let work = tempfile::tempdir().expect("tempdir");
+    ChildTest::new("child_default_rootfs_offline")
+        .env("SANDBOX_ROOTFS", "")
+        .env("SANDBOX_OFFLINE", "1")
+        .env("SANDBOX_CACHE_DIR", work.path().join("cache"))
+        .env("SANDBOX_ALPINE_MIRROR", "http://127.0.0.1:9/a-mirror")
+        .assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_default_rootfs_offline() {
+    if !is_child("child_default_rootfs_offline") {
+        return;
+    }
+    let err = fetch::default_rootfs().expect_err("offline, with an empty cache");
+    let text = err.to_string();
+    assert!(matches!(err, Error::NotCached { default: true, .. }), "{err:?}");
+    for part in [
+        "set $SANDBOX_ROOTFS to an Alpine minirootfs tarball",
+        "from http://127.0.0.1:9/a-mirror",
+        "cargo xtask fetch-rootfs",
+    ] {
+        assert!(text.contains(part), "{part} missing from: {text}");
+    }
+    assert!(!text.contains("stands in for the default rootfs only"), "{text}");
+}
+
+/// A new user's review: an ordinary user pointed at root's cache (0700) got a bare "Permission
+/// denied" where the README promises the refusal that says whose it is and what to do.
+#[test]
+fn another_user_s_cache_is_refused_with_its_owner_and_the_way_out() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some((_, uid, gid)) = test_user() else {
+        return skip("no unprivileged test user: create one (`useradd sandbox-test`)");
+    };
+    if !is_root() {
+        return; // it needs root to own the cache and to switch users
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let cache = work.path().join("cache");
+    std::fs::create_dir(&cache).expect("root's cache");
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    ChildTest::new("child_cache_of_another_user").as_user(uid, gid).env("SANDBOX_CACHE_DIR", &cache).assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_cache_of_another_user() {
+    if !is_child("child_cache_of_another_user") {
+        return;
+    }
+    let cache = std::env::var_os("SANDBOX_CACHE_DIR").expect("SANDBOX_CACHE_DIR");
+    let err =
+        alpine_at("http://127.0.0.1:9/none", "3.19.1", Path::new(&cache)).offline(true).fetch().expect_err("root's");
+    assert!(matches!(err, Error::CacheNotPrivate { owner: 0, .. }), "{err:?}");
+    assert!(err.to_string().contains("$SANDBOX_CACHE_DIR"), "{err}");
+}
+
 #[test]
 #[ignore = "run by its parent test in a child process"]
 fn child_default_rootfs() {

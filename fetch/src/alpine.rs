@@ -214,6 +214,8 @@ impl Alpine {
             return Err(refusal(&cache, &req).unwrap_or_else(|| Error::NotCached {
                 spec: req.spec.to_string(),
                 arch: req.arch,
+                mirror: req.mirror,
+                default: false,
                 cache: req.cache_dir,
             }));
         }

@@ -156,7 +156,21 @@ impl Cache {
         }
         // The cache directory itself may be reached through a symlink the user made; what it resolves
         // to must be theirs. Below it, nothing is followed.
-        let top: OwnedFd = File::open(dir).map_err(io("open cache directory", dir))?.into();
+        let top: OwnedFd = match File::open(dir) {
+            Ok(file) => file.into(),
+            // Another user's cache (root's 0700 one, for an ordinary user): said as a refusal, with
+            // the way out, not as a bare EACCES (a new user's review).
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                use std::os::unix::fs::MetadataExt;
+                return Err(match fs::metadata(dir) {
+                    Ok(m) if m.uid() != uid => {
+                        Error::CacheNotPrivate { path: dir.to_owned(), owner: m.uid(), mode: m.mode() & 0o7777, uid }
+                    }
+                    _ => io("open cache directory", dir)(e),
+                });
+            }
+            Err(e) => return Err(io("open cache directory", dir)(e)),
+        };
         check_private(&top, dir, uid)?;
         let root = dir.join("v1");
         let v1 = at::ensure_dir(&top, os("v1"), 0o700).map_err(io("open cache directory", &root))?;

@@ -83,7 +83,8 @@ pub enum Error {
     },
     /// The server sent more than the cap for this kind of file.
     #[error(
-        "GET {url} refused: the response is larger than {limit} bytes, the cap for {what}; raise NetworkPolicy::{knob} if it is genuine"
+        "GET {url} refused: the response is larger than {limit} bytes, the cap for {what}; raise NetworkPolicy::{knob} if it is genuine{env}",
+        env = if *knob == "max_tarball_bytes" { " ($SANDBOX_MAX_TARBALL_BYTES outside code)" } else { "" }
     )]
     DownloadTooLarge {
         /// The URL asked for.
@@ -142,7 +143,7 @@ pub enum Error {
     },
     /// `$SANDBOX_REQUIRE_PIN=1` and the digest would only come from the mirror itself.
     #[error(
-        "refusing {url}: $SANDBOX_REQUIRE_PIN=1 and Alpine {version} ({arch}) is neither pinned with .sha256() nor in the built-in table of official checksums; pin it (`--sha256` / `.sha256(\"…\")`) or unset SANDBOX_REQUIRE_PIN"
+        "refusing {url}: $SANDBOX_REQUIRE_PIN=1 and Alpine {version} ({arch}) is neither pinned with .sha256() nor in the built-in table of official checksums; pin it (`cargo xtask fetch-rootfs --sha256`, `.sha256(\"…\")` in code) or unset SANDBOX_REQUIRE_PIN"
     )]
     NotPinned {
         /// The tarball's URL.
@@ -164,18 +165,20 @@ pub enum Error {
     },
     /// Offline, and the cache does not hold the rootfs.
     #[error(
-        "Alpine {spec} ({arch}) is not in the cache at `{cache}` and fetching is offline ($SANDBOX_OFFLINE=1 or \
-         .offline(true)); fetch it once while online in a pre-fetch step (`cargo xtask fetch-rootfs --version \
-         {spec}` in this workspace, `sandbox-run --rootfs alpine:{spec} -- true`, or \
-         `sandbox::fetch::Alpine::new(\"{spec}\").fetch()` in a build with the `download` feature) and keep the \
-         cache directory between CI runs (README: \"Caching the rootfs in CI\"); $SANDBOX_ROOTFS stands in \
-         for the default rootfs only, not for a version named in the code"
+        "Alpine {spec} ({arch}) from {mirror} is not in the cache at `{cache}` and fetching is offline \
+         ($SANDBOX_OFFLINE=1 or .offline(true)); {hint}",
+        hint = not_cached_hint(spec, *default)
     )]
     NotCached {
         /// The version asked for.
         spec: String,
         /// The architecture.
         arch: crate::Arch,
+        /// The mirror it would come from: the cache keeps what it fetched by mirror.
+        mirror: String,
+        /// Whether it was asked for as the default rootfs ([`crate::default_rootfs`]), for which
+        /// `$SANDBOX_ROOTFS` stands in.
+        default: bool,
         /// The cache directory that was searched.
         cache: PathBuf,
     },
@@ -235,7 +238,22 @@ pub enum Error {
 }
 
 /// What a machine without the network can do, in any project (not only this workspace).
-pub(crate) const OFFLINE_HINT: &str = "without network access, set $SANDBOX_ROOTFS to an Alpine minirootfs tarball or unpacked tree, or fetch once while online in a pre-fetch step (`cargo xtask fetch-rootfs` in this workspace, `sandbox::fetch::Alpine::default().fetch()` in your own) and keep the cache directory between CI runs (README: \"Caching the rootfs in CI\")";
+pub(crate) const OFFLINE_HINT: &str = "without network access, fetch once while online in a pre-fetch step (`cargo xtask fetch-rootfs` in this workspace, `sandbox::fetch::Alpine::default().fetch()` in your own) and keep the cache directory between CI runs (README: \"Caching the rootfs in CI\"); where the default rootfs is used (no version named), $SANDBOX_ROOTFS set to an Alpine minirootfs tarball or unpacked tree stands in for it";
+
+/// How to get `spec` into the cache, or do without it; `default`: asked for as the default rootfs.
+fn not_cached_hint(spec: &str, default: bool) -> String {
+    let fetch = format!(
+        "fetch it once while online, from the same mirror ($SANDBOX_ALPINE_MIRROR), in a pre-fetch step (`cargo \
+         xtask fetch-rootfs --version {spec}` in this workspace, `sandbox-run --rootfs alpine:{spec} -- true`, or \
+         `sandbox::fetch::Alpine::new(\"{spec}\").fetch()` in a build with the `download` feature) and keep the \
+         cache directory between CI runs (README: \"Caching the rootfs in CI\")"
+    );
+    if default {
+        format!("set $SANDBOX_ROOTFS to an Alpine minirootfs tarball or unpacked tree, or {fetch}")
+    } else {
+        format!("{fetch}; $SANDBOX_ROOTFS stands in for the default rootfs only, not for a version named in the code")
+    }
+}
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

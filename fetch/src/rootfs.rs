@@ -182,7 +182,13 @@ impl Rootfs {
 pub fn default_rootfs() -> Result<Rootfs, Error> {
     match Rootfs::from_env()? {
         Some(r) => Ok(r),
-        None => Alpine::default().fetch(),
+        // Offline and uncached, the error says that $SANDBOX_ROOTFS would do.
+        None => Alpine::default().fetch().map_err(|e| match e {
+            crate::Error::NotCached { spec, arch, mirror, cache, .. } => {
+                crate::Error::NotCached { spec, arch, mirror, default: true, cache }
+            }
+            e => e,
+        }),
     }
 }
 
