@@ -16,6 +16,9 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Folders the guest has of its own (docs/design/vm-lane.md): a host path below one is not there.
+const GUEST_OWN: [&str; 5] = ["/tmp", "/run", "/dev", "/proc", "/sys"];
+
 use anyhow::{Context, bail};
 
 pub use guest::As;
@@ -101,6 +104,17 @@ fn run_guest(args: &Args) -> anyhow::Result<i32> {
     };
     let env = guest_env(std::env::vars(), args.user.as_deref())?;
     let cwd = std::env::current_dir().context("read the working directory")?;
+    // The guest shows this machine's files, but its /tmp, /run, /dev, /proc and /sys are its own (a
+    // new user's review: from a folder under /tmp the guest failed with "failed to enter the working
+    // directory", naming neither).
+    if let Some(own) = GUEST_OWN.iter().find(|d| cwd.starts_with(d)) {
+        bail!(
+            "the working directory {} is under {own}, which the guest has of its own (fresh): run from a folder \
+             outside {} (e.g. /var/tmp)",
+            cwd.display(),
+            GUEST_OWN.join(", ")
+        );
+    }
     if let Some(out) = args.out.as_ref().filter(|o| !o.exists()) {
         std::fs::create_dir_all(out).with_context(|| format!("create --out {}", out.display()))?;
         // Created for the program: its user's, so that it can write there.

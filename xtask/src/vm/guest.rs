@@ -133,7 +133,8 @@ pub fn script(run: &Run<'_>) -> String {
         s += "for f in memory.max memory.current memory.peak memory.events pids.current pids.max; do ";
         s += "[ -f $d/$f ] && echo \"  $f: $($B tr '\\n' ' ' < $d/$f)\"; done; done; } >/dev/console 2>&1 &\n";
     }
-    let _ = writeln!(s, "cd {} || fail 'enter the working directory'", quote(&run.cwd.to_string_lossy()));
+    let cwd = quote(&run.cwd.to_string_lossy());
+    let _ = writeln!(s, "cd {cwd} || fail \"enter the working directory \"{cwd}");
     let mut cmd = String::from("$B sh -c 'echo $$ > \"$1\" && shift && exec \"$@\"' cgroup ");
     cmd += &quote(&format!("{cgroup}/cgroup.procs"));
     if let As::User { uid, gid, .. } = run.who {
