@@ -217,6 +217,17 @@ pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, b
         },
         Err(e) => ended(e),
     };
+    // Inside a sandbox of this crate's already (sandbox-run's wrapper chose the test): none can be
+    // made within it, and the error alone (a chmod refused, an id map refused) did not say so (a new
+    // user's review).
+    let failure = match failure {
+        Failure::Sandbox(text) if in_a_sandbox() => Failure::Sandbox(format!(
+            "{text}\n(this test runs inside a sandbox already: its PID 1 is sandbox-init, as under sandbox-run; \
+             #[sandbox_test] makes a sandbox of its own, and sandboxes do not nest: leave #[sandbox_test] tests \
+             out of the wrapper's filter, they are isolated already)"
+        )),
+        other => other,
+    };
     let (text, passes, why) = match failure {
         Failure::Body(text) => {
             (text, options.should_panic != Some(None), "a bare #[should_panic] is met by a panic alone")
@@ -229,6 +240,11 @@ pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, b
         panic!("{text}");
     }
     eprintln!("{text}\n(#[sandbox_test]: the body did not panic; {why})");
+}
+
+/// Whether this process runs in a sandbox of this crate's (its PID 1 shows as `sandbox-init`).
+fn in_a_sandbox() -> bool {
+    std::fs::read_to_string("/proc/1/comm").is_ok_and(|name| name.trim_end() == "sandbox-init")
 }
 
 /// How a test failed when its body did not panic.
