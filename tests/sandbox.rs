@@ -617,38 +617,95 @@ fn a_sandbox_cannot_take_the_host_root_s_inotify_instances() {
     );
 }
 
+/// Nineteenth outside review: once the program's namespace belonged to the id its root maps to (the
+/// fix above), a host process running as that id, which the setuid files of a shifted rootfs copy
+/// carry, held every capability over every root sandbox: it ptraced programs and entered their
+/// namespaces as root. The owner is now an id past the range, which no file and no process gets: a
+/// process running as the base, without privileges, cannot enter a sandbox's user and UTS namespaces.
+#[test]
+fn a_process_running_as_the_id_base_cannot_enter_a_sandbox() {
+    if !is_root() {
+        return; // rootless, the namespace is the caller's own
+    }
+    if !std::path::Path::new("/usr/bin/setpriv").exists() || !std::path::Path::new("/usr/bin/nsenter").exists() {
+        return skip("needs util-linux's setpriv and nsenter");
+    }
+    let sb = builder().id_base(3_000_000_000).hostname("inside").build().expect("build");
+    let mut child = sb.command("/bin/sleep").arg("30").spawn().expect("spawn");
+    // The program: the helper's descendant that runs sleep.
+    let descendants = |root: u32| {
+        let mut found = vec![root];
+        let mut i = 0;
+        while i < found.len() {
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+                if ppid == Some(found[i]) && !found.contains(&pid) {
+                    found.push(pid);
+                }
+            }
+            i += 1;
+        }
+        found
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let program = loop {
+        let sleeping = descendants(child.id()).into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with("/bin/sleep"))
+        });
+        if let Some(pid) = sleeping {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no sleep under the helper {}", child.id());
+        std::thread::yield_now();
+    };
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=3000000000", "--regid=3000000000", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .args(["/usr/bin/nsenter", "-t", &program.to_string(), "-U", "-u", "/bin/hostname", "owned-from-host"])
+        .output()
+        .expect("run setpriv");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!out.status.success(), "a process running as the id base entered the sandbox: {out:?}");
+}
+
 /// Eighteenth outside review: on cgroup v1 a memory limit did not hold the program's TCP socket
 /// buffers (v1 charges them only to a cgroup with a TCP limit of its own): under 64 MiB a program
 /// queued 1.5 to 2.2 GB on connections of its own loopback, from the host's shared TCP memory. Here a
 /// closure under 32 MiB fills 64 connections without reading them (up to 10 MiB each on this
-/// machine's defaults): what it could queue stays within the limit.
+/// machine's defaults): what it could queue stays within the limit (v1: sends stop), or the sandbox is
+/// ended at the limit (v2 charges socket buffers to the memory limit itself, and its OOM killer ends
+/// the sandbox there).
 #[test]
 fn a_memory_limit_holds_tcp_socket_buffers() {
     if !limits_usable() {
         return skip(NO_LIMITS);
     }
     let sb = builder().memory_limit(32 << 20).timeout(Duration::from_secs(120)).build().expect("build");
-    let queued = sb
-        .run(|| {
-            use std::io::Write;
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let at = listener.local_addr().expect("address");
-            let mut pairs = Vec::new();
-            let mut queued = 0u64;
-            for _ in 0..64 {
-                let Ok(mut out) = std::net::TcpStream::connect(at) else { break };
-                let Ok((inn, _)) = listener.accept() else { break };
-                out.set_nonblocking(true).expect("nonblocking");
-                let chunk = [0x5au8; 1 << 16];
-                while let Ok(n) = out.write(&chunk) {
-                    queued += n as u64;
-                }
-                pairs.push((out, inn));
+    let run = sb.run(|| {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let at = listener.local_addr().expect("address");
+        let mut pairs = Vec::new();
+        let mut queued = 0u64;
+        for _ in 0..64 {
+            let Ok(mut out) = std::net::TcpStream::connect(at) else { break };
+            let Ok((inn, _)) = listener.accept() else { break };
+            out.set_nonblocking(true).expect("nonblocking");
+            let chunk = [0x5au8; 1 << 16];
+            while let Ok(n) = out.write(&chunk) {
+                queued += n as u64;
             }
-            queued
-        })
-        .expect("run");
-    assert!(queued < 48 << 20, "{} MiB queued in sockets under a 32 MiB limit", queued >> 20);
+            pairs.push((out, inn));
+        }
+        queued
+    });
+    match run {
+        Ok(queued) => assert!(queued < 48 << 20, "{} MiB queued in sockets under a 32 MiB limit", queued >> 20),
+        Err(Error::MemoryLimitExceeded { limit, .. }) => assert_eq!(limit, 32 << 20),
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// The program tries to mount the cgroup file system (cgroup2, in its own cgroup namespace) and to

@@ -43,6 +43,13 @@ pub(crate) const DEV_SIZE: u64 = 64 << 20;
 /// How many ids root's range has inside a sandbox run as root (0..65536, as `--userns=auto`).
 pub(crate) const ID_COUNT: u32 = 65536;
 
+/// The host uid that owns a root sandbox's user namespace: the first id past its range, `base +`
+/// [`ID_COUNT`], an id nothing inside maps to and no file of the sandbox's gets (spawn::userns::owned_by).
+/// `None` where it does not fit (the last uid, u32::MAX, means "unchanged" to setresuid(2)).
+pub(crate) fn namespace_owner(base: u32) -> Option<u32> {
+    base.checked_add(ID_COUNT).filter(|owner| *owner != u32::MAX)
+}
+
 /// The first host id of that range unless `$SANDBOX_ID_BASE` or [`crate::Builder::id_base`] says
 /// otherwise: above systemd's container range (up to 0x6FFFFFFF), below 2^31.
 pub(crate) const DEFAULT_ID_BASE: u32 = 2_000_000_000;

@@ -22,6 +22,35 @@ fn line(ok: Option<bool>, what: &str, detail: &str) {
     println!("{mark} {what:<34} {detail}");
 }
 
+/// Who else holds ids of a root sandbox's range (`base` .. `base + 65536`, the last its namespaces'
+/// owner, which holds every capability over them): subordinate ranges of `/etc/subuid` and
+/// `/etc/subgid` (which `newuidmap` gives their users) and accounts of `/etc/passwd` that overlap it.
+/// A process running as the owner id could ptrace any root sandbox's program and enter its
+/// namespaces as root (the nineteenth outside review, with a base inside a user's subordinate range).
+fn id_range_clashes(base: u32, subuid: &str, subgid: &str, passwd: &str) -> Vec<String> {
+    let (first, last) = (u64::from(base), u64::from(base) + 65536);
+    let mut clashes = Vec::new();
+    for (file, text) in [("/etc/subuid", subuid), ("/etc/subgid", subgid)] {
+        for line in text.lines() {
+            let mut parts = line.trim().split(':');
+            let (Some(name), Some(start), Some(count)) = (parts.next(), parts.next(), parts.next()) else { continue };
+            let (Ok(start), Ok(count)) = (start.parse::<u64>(), count.parse::<u64>()) else { continue };
+            if count > 0 && start <= last && start + count > first {
+                clashes.push(format!("{name}'s subordinate ids {start}-{} in {file}", start + count - 1));
+            }
+        }
+    }
+    for line in passwd.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if let (Some(name), Some(Ok(uid))) = (fields.first(), fields.get(2).map(|u| u.parse::<u64>()))
+            && (first..=last).contains(&uid)
+        {
+            clashes.push(format!("the account {name} (uid {uid}) in /etc/passwd"));
+        }
+    }
+    clashes
+}
+
 /// The controllers sandbox limits use.
 const LIMIT_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 
@@ -97,6 +126,23 @@ fn check() {
             apparmor.as_deref().unwrap_or("(absent)")
         ),
     );
+    if root && let Ok(Some(base)) = sandbox::kept_layer_owner() {
+        let file = |p: &str| read(p).unwrap_or_default();
+        let clashes = id_range_clashes(base, &file("/etc/subuid"), &file("/etc/subgid"), &file("/etc/passwd"));
+        let detail = match clashes.is_empty() {
+            true => {
+                format!("{base}-{} (and {}, the namespaces' owner) are no one's", base + 65535, u64::from(base) + 65536)
+            }
+            false => format!(
+                "{base}-{} (root inside) and {} (owner of the sandboxes' namespaces) must be no one's, but {}: \
+                 choose another $SANDBOX_ID_BASE",
+                base + 65535,
+                u64::from(base) + 65536,
+                clashes.join("; ")
+            ),
+        };
+        line(Some(clashes.is_empty()), "sandbox id range", &detail);
+    }
     let overlay = read("/proc/filesystems").is_some_and(|f| f.lines().any(|l| l.ends_with("overlay")));
     line(
         Some(overlay),
@@ -183,6 +229,17 @@ mod tests {
     }
 
     const DELEGATED: &str = "0::/user.slice/user-1001.slice/user@1001.service/app.slice/vm.scope\n";
+
+    #[test]
+    fn an_id_range_shared_with_a_user_is_named() {
+        let subuid = "sandbox-test:100000:65536\nother:300000:65536\n";
+        let passwd = "root:x:0:0::/root:/bin/sh\nodd:x:165536:165536::/:/bin/sh\n";
+        let clashes = id_range_clashes(100000, subuid, "", passwd);
+        assert_eq!(clashes.len(), 2, "{clashes:?}");
+        assert!(clashes[0].contains("sandbox-test's subordinate ids 100000-165535"), "{clashes:?}");
+        assert!(clashes[1].contains("odd (uid 165536)"), "the owner id is the range's too: {clashes:?}");
+        assert!(id_range_clashes(2_000_000_000, subuid, subuid, passwd).is_empty());
+    }
 
     #[test]
     fn v2_delegation_is_reported_for_root_delegated_and_undelegated_users() {

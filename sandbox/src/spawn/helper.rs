@@ -248,7 +248,8 @@ fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<Progr
     };
     let made = if config.outer_uid == 0 {
         let map = super::userns::id_map(&[(0, config.security.id_base, crate::hardening::ID_COUNT)]);
-        super::userns::create_program_namespaces([map.clone(), map], net, Some(config.security.id_base))
+        let owner = crate::hardening::namespace_owner(config.security.id_base);
+        super::userns::create_program_namespaces([map.clone(), map], net, owner)
     } else {
         // The program's stdio: the helper's own, which it hands on.
         let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());

@@ -74,8 +74,8 @@ pub(crate) enum ProgramNet {
 /// returns the user namespace, for init to enter once the mounts are built, and a network namespace
 /// in the making.
 ///
-/// `owner`: as root, the host uid the user namespace is made to belong to (the one its root maps to),
-/// see [`owned_by`].
+/// `owner`: as root, the host uid the user namespace is made to belong to
+/// ([`crate::hardening::namespace_owner`]), see [`owned_by`].
 pub(crate) fn create_program_namespaces(
     maps: [String; 2],
     net: ProgramNet,
@@ -127,21 +127,34 @@ pub(crate) fn create_program_namespaces(
 /// up to the host's, at each level for the namespace's owner (`user.max_inotify_instances`,
 /// `user.max_uts_namespaces`, ...; kernel/ucount.c): owned by the host's root, a sandbox could take
 /// all of root's, and host services running as root got EMFILE from inotify_init1 (the eighteenth
-/// outside review: 128 inotify instances held in a sandbox). Owned by the unprivileged id its root
-/// maps to, it takes that id's: the host's root keeps its own. Where the switch is refused, the
-/// namespace is made as before, by root.
+/// outside review: 128 inotify instances held in a sandbox). The owner also holds every capability
+/// over the namespace from the host (cap_capable): it must be an id no host process runs as, so not
+/// the one root inside maps to, which the setuid files of a shifted rootfs copy carry (the
+/// nineteenth outside review: a process running as the id base ptraced sandboxed programs and
+/// entered their namespaces as root); hence the first id past the range. Where the switch is
+/// refused, the namespace is made by root as before.
+///
+/// A change of effective uid clears the parent-death signal (and the dumpable flag, which stays
+/// cleared: the helper is not dumpable as root anyway): it is asked for again, as
+/// [`become_root`] does, and the parent checked.
 fn owned_by<T>(owner: u32, make: impl FnOnce() -> Result<T, Failed>) -> Result<T, Failed> {
     use rustix::thread::{CapabilitiesSecureBits, capabilities_secure_bits, set_capabilities_secure_bits};
     let Ok(bits) = capabilities_secure_bits() else { return make() };
     if set_capabilities_secure_bits(bits | CapabilitiesSecureBits::NO_SETUID_FIXUP).is_err() {
         return make();
     }
+    let parent = nix::unistd::getppid();
     let switched = rustix::thread::set_thread_res_uid(None, rustix::process::Uid::from_raw(owner), None).is_ok();
     let made = make();
     if switched {
         rustix::thread::set_thread_res_uid(None, rustix::process::Uid::ROOT, None).map_err(|e| {
             ("become root again after creating the program's user namespace", Errno::from_raw(e.raw_os_error()))
         })?;
+        nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL))
+            .map_err(|e| ("ask for SIGKILL at the caller's death again", e))?;
+        if nix::unistd::getppid() != parent {
+            crate::sys::exit_now(1);
+        }
     }
     let _ = set_capabilities_secure_bits(bits);
     made
