@@ -617,11 +617,12 @@ fn a_sandbox_cannot_take_the_host_root_s_inotify_instances() {
     );
 }
 
-/// Nineteenth outside review: once the program's namespace belonged to the id its root maps to (the
-/// fix above), a host process running as that id, which the setuid files of a shifted rootfs copy
-/// carry, held every capability over every root sandbox: it ptraced programs and entered their
-/// namespaces as root. The owner is now an id past the range, which no file and no process gets: a
-/// process running as the base, without privileges, cannot enter a sandbox's user and UTS namespaces.
+/// Nineteenth and twentieth outside reviews: once the program's namespace belonged to the id its
+/// root maps to (the fix above), a host process running as that id, which the setuid files of a
+/// shifted rootfs copy carry, held every capability over every root sandbox: it ptraced programs and
+/// entered their namespaces as root; with the owner at base + 65536, a second job with that base had
+/// it. The owner is now one fixed id above every range: a process running as the base, or as the
+/// next base's, without privileges, cannot enter a sandbox's user and UTS namespaces.
 #[test]
 fn a_process_running_as_the_id_base_cannot_enter_a_sandbox() {
     if !is_root() {
@@ -660,14 +661,22 @@ fn a_process_running_as_the_id_base_cannot_enter_a_sandbox() {
         assert!(std::time::Instant::now() < deadline, "no sleep under the helper {}", child.id());
         std::thread::yield_now();
     };
-    let out = std::process::Command::new("/usr/bin/setpriv")
-        .args(["--reuid=3000000000", "--regid=3000000000", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
-        .args(["/usr/bin/nsenter", "-t", &program.to_string(), "-U", "-u", "/bin/hostname", "owned-from-host"])
-        .output()
-        .expect("run setpriv");
+    let entered: Vec<(u32, Output)> = [3_000_000_000u32, 3_000_065_536]
+        .into_iter()
+        .map(|uid| {
+            let out = std::process::Command::new("/usr/bin/setpriv")
+                .args([format!("--reuid={uid}"), format!("--regid={uid}")])
+                .args(["--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+                .args(["/usr/bin/nsenter", "-t", &program.to_string(), "-U", "-u", "/bin/hostname", "owned-from-host"])
+                .output()
+                .expect("run setpriv");
+            (uid, out)
+        })
+        .filter(|(_, out)| out.status.success())
+        .collect();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(!out.status.success(), "a process running as the id base entered the sandbox: {out:?}");
+    assert!(entered.is_empty(), "a process running as a sandbox id entered the sandbox: {entered:?}");
 }
 
 /// Eighteenth outside review: on cgroup v1 a memory limit did not hold the program's TCP socket

@@ -43,12 +43,17 @@ pub(crate) const DEV_SIZE: u64 = 64 << 20;
 /// How many ids root's range has inside a sandbox run as root (0..65536, as `--userns=auto`).
 pub(crate) const ID_COUNT: u32 = 65536;
 
-/// The host uid that owns a root sandbox's user namespace: the first id past its range, `base +`
-/// [`ID_COUNT`], an id nothing inside maps to and no file of the sandbox's gets (spawn::userns::owned_by).
-/// `None` where it does not fit (the last uid, u32::MAX, means "unchanged" to setresuid(2)).
-pub(crate) fn namespace_owner(base: u32) -> Option<u32> {
-    base.checked_add(ID_COUNT).filter(|owner| *owner != u32::MAX)
-}
+/// The host uid that owns every root sandbox's user namespace (spawn::userns::owned_by): one fixed
+/// id, above every range a base may have (a base whose range would reach it is refused), so that no
+/// sandbox's root, and no file of any sandbox's, is it, whatever bases run side by side (the
+/// twentieth outside review: with the owner at base + 65536, a second job with that base had root
+/// inside as the first one's owner, and a setuid file of its shifted rootfs copy gave any host user
+/// every capability over the first job's sandboxes). The last uid but one: the last, u32::MAX, means
+/// "unchanged" to setresuid(2).
+pub(crate) const NAMESPACE_OWNER: u32 = u32::MAX - 1;
+
+/// The largest id base: its range ends just below [`NAMESPACE_OWNER`].
+pub(crate) const MAX_ID_BASE: u32 = NAMESPACE_OWNER - ID_COUNT;
 
 /// The first host id of that range unless `$SANDBOX_ID_BASE` or [`crate::Builder::id_base`] says
 /// otherwise: above systemd's container range (up to 0x6FFFFFFF), below 2^31.

@@ -22,28 +22,32 @@ fn line(ok: Option<bool>, what: &str, detail: &str) {
     println!("{mark} {what:<34} {detail}");
 }
 
-/// Who else holds ids of a root sandbox's range (`base` .. `base + 65536`, the last its namespaces'
-/// owner, which holds every capability over them): subordinate ranges of `/etc/subuid` and
-/// `/etc/subgid` (which `newuidmap` gives their users) and accounts of `/etc/passwd` that overlap it.
-/// A process running as the owner id could ptrace any root sandbox's program and enter its
-/// namespaces as root (the nineteenth outside review, with a base inside a user's subordinate range).
-fn id_range_clashes(base: u32, subuid: &str, subgid: &str, passwd: &str) -> Vec<String> {
-    let (first, last) = (u64::from(base), u64::from(base) + 65536);
+/// The host uid that owns every root sandbox's user namespace (sandbox's `hardening::NAMESPACE_OWNER`).
+const NAMESPACE_OWNER: u64 = 4_294_967_294;
+
+/// Who else holds uids of a root sandbox's range (`base` .. `base + 65536`) or the namespaces' owner
+/// (which holds every capability over them): subordinate ranges of `/etc/subuid` (which `newuidmap`
+/// gives their users) and accounts of `/etc/passwd` that overlap them. A process running as the owner
+/// could ptrace any root sandbox's program and enter its namespaces as root (the nineteenth outside
+/// review, with a base inside a user's subordinate range). Other bases in use at once are not seen
+/// here: their ranges must not overlap this one (README).
+fn id_range_clashes(base: u32, subuid: &str, passwd: &str) -> Vec<String> {
+    let (first, last) = (u64::from(base), u64::from(base) + 65535);
+    let ours = |id: u64| (first..=last).contains(&id) || id == NAMESPACE_OWNER;
     let mut clashes = Vec::new();
-    for (file, text) in [("/etc/subuid", subuid), ("/etc/subgid", subgid)] {
-        for line in text.lines() {
-            let mut parts = line.trim().split(':');
-            let (Some(name), Some(start), Some(count)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            let (Ok(start), Ok(count)) = (start.parse::<u64>(), count.parse::<u64>()) else { continue };
-            if count > 0 && start <= last && start + count > first {
-                clashes.push(format!("{name}'s subordinate ids {start}-{} in {file}", start + count - 1));
-            }
+    for line in subuid.lines() {
+        let mut parts = line.trim().split(':');
+        let (Some(name), Some(start), Some(count)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Ok(start), Ok(count)) = (start.parse::<u64>(), count.parse::<u64>()) else { continue };
+        let end = start + count;
+        if count > 0 && ((start <= last && end > first) || (start..end).contains(&NAMESPACE_OWNER)) {
+            clashes.push(format!("{name}'s subordinate ids {start}-{} in /etc/subuid", end - 1));
         }
     }
     for line in passwd.lines() {
         let fields: Vec<&str> = line.split(':').collect();
         if let (Some(name), Some(Ok(uid))) = (fields.first(), fields.get(2).map(|u| u.parse::<u64>()))
-            && (first..=last).contains(&uid)
+            && ours(uid)
         {
             clashes.push(format!("the account {name} (uid {uid}) in /etc/passwd"));
         }
@@ -126,22 +130,33 @@ fn check() {
             apparmor.as_deref().unwrap_or("(absent)")
         ),
     );
-    if root && let Ok(Some(base)) = sandbox::kept_layer_owner() {
+    if root {
         let file = |p: &str| read(p).unwrap_or_default();
-        let clashes = id_range_clashes(base, &file("/etc/subuid"), &file("/etc/subgid"), &file("/etc/passwd"));
-        let detail = match clashes.is_empty() {
-            true => {
-                format!("{base}-{} (and {}, the namespaces' owner) are no one's", base + 65535, u64::from(base) + 65536)
+        let (ok, detail) = match sandbox::kept_layer_owner() {
+            Err(e) => (false, sandbox::error_chain(&e)),
+            Ok(None) => (true, "rootless: none".to_owned()),
+            Ok(Some(base)) if base == 0 || u64::from(base) + 65536 > NAMESPACE_OWNER => {
+                (false, format!("$SANDBOX_ID_BASE={base} is refused: at most {}", NAMESPACE_OWNER - 65536))
             }
-            false => format!(
-                "{base}-{} (root inside) and {} (owner of the sandboxes' namespaces) must be no one's, but {}: \
-                 choose another $SANDBOX_ID_BASE",
-                base + 65535,
-                u64::from(base) + 65536,
-                clashes.join("; ")
-            ),
+            Ok(Some(base)) => {
+                let clashes = id_range_clashes(base, &file("/etc/subuid"), &file("/etc/passwd"));
+                let range = format!(
+                    "{base}-{} (root inside) and {NAMESPACE_OWNER} (owner of the namespaces)",
+                    u64::from(base) + 65535
+                );
+                match clashes.is_empty() {
+                    true => (true, format!("{range} are no one's in /etc/subuid and /etc/passwd")),
+                    false => (
+                        false,
+                        format!(
+                            "{range} must be no one's, but {}: choose another $SANDBOX_ID_BASE",
+                            clashes.join("; ")
+                        ),
+                    ),
+                }
+            }
         };
-        line(Some(clashes.is_empty()), "sandbox id range", &detail);
+        line(Some(ok), "sandbox id range", &detail);
     }
     let overlay = read("/proc/filesystems").is_some_and(|f| f.lines().any(|l| l.ends_with("overlay")));
     line(
@@ -232,13 +247,15 @@ mod tests {
 
     #[test]
     fn an_id_range_shared_with_a_user_is_named() {
-        let subuid = "sandbox-test:100000:65536\nother:300000:65536\n";
-        let passwd = "root:x:0:0::/root:/bin/sh\nodd:x:165536:165536::/:/bin/sh\n";
-        let clashes = id_range_clashes(100000, subuid, "", passwd);
-        assert_eq!(clashes.len(), 2, "{clashes:?}");
+        let subuid = "sandbox-test:100000:65536\nother:300000:65536\ntop:4294967000:295\n";
+        let passwd = "root:x:0:0::/root:/bin/sh\nodd:x:165535:165535::/:/bin/sh\nowner:x:4294967294:0::/:/bin/sh\n";
+        let clashes = id_range_clashes(100000, subuid, passwd);
+        assert_eq!(clashes.len(), 4, "{clashes:?}");
         assert!(clashes[0].contains("sandbox-test's subordinate ids 100000-165535"), "{clashes:?}");
-        assert!(clashes[1].contains("odd (uid 165536)"), "the owner id is the range's too: {clashes:?}");
-        assert!(id_range_clashes(2_000_000_000, subuid, subuid, passwd).is_empty());
+        assert!(clashes[1].contains("top's subordinate ids"), "the owner id in a range: {clashes:?}");
+        assert!(clashes[2].contains("odd (uid 165535)"), "{clashes:?}");
+        assert!(clashes[3].contains("owner (uid 4294967294)"), "{clashes:?}");
+        assert!(id_range_clashes(2_000_000_000, "sandbox-test:100000:65536\n", "root:x:0:0::/:/bin/sh\n").is_empty());
     }
 
     #[test]

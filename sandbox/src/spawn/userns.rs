@@ -75,7 +75,7 @@ pub(crate) enum ProgramNet {
 /// in the making.
 ///
 /// `owner`: as root, the host uid the user namespace is made to belong to
-/// ([`crate::hardening::namespace_owner`]), see [`owned_by`].
+/// ([`crate::hardening::NAMESPACE_OWNER`]), see [`owned_by`].
 pub(crate) fn create_program_namespaces(
     maps: [String; 2],
     net: ProgramNet,
@@ -120,34 +120,35 @@ pub(crate) fn create_program_namespaces(
 }
 
 /// Runs `make`, which creates a user namespace, with this (single-threaded, root) process's effective
-/// uid `owner` and its capabilities kept (securebits `SECBIT_NO_SETUID_FIXUP`), then root again: the
-/// namespace belongs to `owner` (its creator's effective uid, user_namespaces(7)).
+/// uid `owner` and its capabilities raised again, then root again: the namespace belongs to `owner`
+/// (its creator's effective uid, user_namespaces(7)).
 ///
 /// The kernel counts what a user namespace's processes hold against per-user quotas at every level
 /// up to the host's, at each level for the namespace's owner (`user.max_inotify_instances`,
 /// `user.max_uts_namespaces`, ...; kernel/ucount.c): owned by the host's root, a sandbox could take
 /// all of root's, and host services running as root got EMFILE from inotify_init1 (the eighteenth
 /// outside review: 128 inotify instances held in a sandbox). The owner also holds every capability
-/// over the namespace from the host (cap_capable): it must be an id no host process runs as, so not
-/// the one root inside maps to, which the setuid files of a shifted rootfs copy carry (the
-/// nineteenth outside review: a process running as the id base ptraced sandboxed programs and
-/// entered their namespaces as root); hence the first id past the range. Where the switch is
-/// refused, the namespace is made by root as before.
+/// over the namespace from the host (cap_capable): it must be an id no host process runs as and no
+/// file carries, [`crate::hardening::NAMESPACE_OWNER`] (the nineteenth and twentieth outside reviews:
+/// as the id base, or as base + 65536, a second job's root or its shifted rootfs's setuid files had
+/// it).
 ///
-/// A change of effective uid clears the parent-death signal (and the dumpable flag, which stays
-/// cleared: the helper is not dumpable as root anyway): it is asked for again, as
-/// [`become_root`] does, and the parent checked.
+/// A change of effective uid away from 0 empties the effective capabilities and keeps the permitted
+/// ones (the real and saved uids stay 0): they are raised again from the permitted set, which takes
+/// no privilege (the securebits way took CAP_SETPCAP, which a hardened service may lack, and then fell
+/// back to root's ownership: the twentieth review); going back to uid 0 raises them anew. It also
+/// clears the parent-death signal: asked for again, as [`become_root`] does, and the parent checked.
+/// Where the switch is refused, the namespace is made by root as before.
 fn owned_by<T>(owner: u32, make: impl FnOnce() -> Result<T, Failed>) -> Result<T, Failed> {
-    use rustix::thread::{CapabilitiesSecureBits, capabilities_secure_bits, set_capabilities_secure_bits};
-    let Ok(bits) = capabilities_secure_bits() else { return make() };
-    if set_capabilities_secure_bits(bits | CapabilitiesSecureBits::NO_SETUID_FIXUP).is_err() {
+    use rustix::thread::{CapabilitySets, capabilities, set_capabilities, set_thread_res_uid};
+    let Ok(caps) = capabilities(None) else { return make() };
+    let parent = nix::unistd::getppid();
+    if set_thread_res_uid(None, rustix::process::Uid::from_raw(owner), None).is_err() {
         return make();
     }
-    let parent = nix::unistd::getppid();
-    let switched = rustix::thread::set_thread_res_uid(None, rustix::process::Uid::from_raw(owner), None).is_ok();
-    let made = make();
-    if switched {
-        rustix::thread::set_thread_res_uid(None, rustix::process::Uid::ROOT, None).map_err(|e| {
+    let raised = set_capabilities(None, CapabilitySets { effective: caps.permitted, ..caps }).is_ok();
+    let back_to_root = || -> Result<(), Failed> {
+        set_thread_res_uid(None, rustix::process::Uid::ROOT, None).map_err(|e| {
             ("become root again after creating the program's user namespace", Errno::from_raw(e.raw_os_error()))
         })?;
         nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL))
@@ -155,8 +156,15 @@ fn owned_by<T>(owner: u32, make: impl FnOnce() -> Result<T, Failed>) -> Result<T
         if nix::unistd::getppid() != parent {
             crate::sys::exit_now(1);
         }
+        Ok(())
+    };
+    if !raised {
+        // Made by root, as where the switch is refused.
+        back_to_root()?;
+        return make();
     }
-    let _ = set_capabilities_secure_bits(bits);
+    let made = make();
+    back_to_root()?;
     made
 }
 
