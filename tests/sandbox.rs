@@ -569,8 +569,9 @@ fn memory_hog_is_oom_killed_and_reported() {
 /// namespaces, ...) against per-user quotas up to the host's, for the namespace's owner; as root the
 /// program's namespace was the host root's, and a program holding 128 instances left the host's root
 /// none (`fs.inotify.max_user_instances`): its services' inotify_init1 failed with EMFILE. The
-/// program's namespace now belongs to the unprivileged id its root maps to. Here a closure takes all
-/// the instances it can and holds them while this (root) process makes one.
+/// program's namespace now belongs to an id of a block no sandbox maps, one per helper. Here a
+/// closure takes all the instances it can and holds them while this (root) process, and another
+/// sandbox, make one.
 #[test]
 fn a_sandbox_cannot_take_the_host_root_s_inotify_instances() {
     use std::os::unix::fs::PermissionsExt;
@@ -606,7 +607,15 @@ fn a_sandbox_cannot_take_the_host_root_s_inotify_instances() {
         });
         let held = std::fs::read_to_string(sync.path().join("ready")).expect("how many the sandbox holds");
         let host = nix::sys::inotify::Inotify::init(nix::sys::inotify::InitFlags::IN_CLOEXEC);
+        // Nor another sandbox's (the twenty-first review: all root sandboxes had one owner, whose
+        // quota the first took whole): each helper's namespace has an owner of its own.
+        let other = builder().build().expect("build").run(|| {
+            nix::sys::inotify::Inotify::init(nix::sys::inotify::InitFlags::IN_CLOEXEC)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
         std::fs::write(sync.path().join("go"), "go").expect("let the sandbox go");
+        assert_eq!(other.expect("run"), Ok(()), "another sandbox could make no inotify instance");
         let ran = inside.join().expect("the sandbox's thread");
         assert_eq!(ran.expect("run").to_string(), held);
         (held, host.map(drop))

@@ -43,17 +43,29 @@ pub(crate) const DEV_SIZE: u64 = 64 << 20;
 /// How many ids root's range has inside a sandbox run as root (0..65536, as `--userns=auto`).
 pub(crate) const ID_COUNT: u32 = 65536;
 
-/// The host uid that owns every root sandbox's user namespace (spawn::userns::owned_by): one fixed
-/// id, above every range a base may have (a base whose range would reach it is refused), so that no
-/// sandbox's root, and no file of any sandbox's, is it, whatever bases run side by side (the
-/// twentieth outside review: with the owner at base + 65536, a second job with that base had root
-/// inside as the first one's owner, and a setuid file of its shifted rootfs copy gave any host user
-/// every capability over the first job's sandboxes). The last uid but one: the last, u32::MAX, means
-/// "unchanged" to setresuid(2).
-pub(crate) const NAMESPACE_OWNER: u32 = u32::MAX - 1;
+/// The first of the host uids that own root sandboxes' user namespaces (spawn::userns::owned_by): the
+/// top block, 0xFFFF0000 up to 0xFFFFFFFE, above every range a base may have (a base whose range
+/// would reach it is refused), so that no sandbox's root, and no file of any sandbox's, is an owner,
+/// whatever bases run side by side (the twentieth outside review: with the owner at base + 65536, a
+/// second job with that base had root inside as the first one's owner, and a setuid file of its
+/// shifted rootfs copy gave any host user every capability over the first job's sandboxes). The last
+/// uid, u32::MAX, means "unchanged" to setresuid(2) and is left out.
+pub(crate) const OWNERS_FIRST: u32 = 0xFFFF_0000;
 
-/// The largest id base: its range ends just below [`NAMESPACE_OWNER`].
-pub(crate) const MAX_ID_BASE: u32 = NAMESPACE_OWNER - ID_COUNT;
+/// How many owners there are.
+const OWNERS: u32 = u32::MAX - OWNERS_FIRST;
+
+/// The largest id base: its range ends just below [`OWNERS_FIRST`].
+pub(crate) const MAX_ID_BASE: u32 = OWNERS_FIRST - ID_COUNT;
+
+/// The owner of the user namespace the helper `helper_pid` makes: one of the block, chosen by the
+/// pid, so that sandboxes running at once have owners of their own (the kernel's per-user quotas, at
+/// the host's level, are the owner's: one shared owner let any root sandbox take all of them from
+/// every other, the twenty-first outside review). Two helpers whose pids differ by a multiple of
+/// 65535 share one.
+pub(crate) fn namespace_owner(helper_pid: u32) -> u32 {
+    OWNERS_FIRST + helper_pid % OWNERS
+}
 
 /// The first host id of that range unless `$SANDBOX_ID_BASE` or [`crate::Builder::id_base`] says
 /// otherwise: above systemd's container range (up to 0x6FFFFFFF), below 2^31.

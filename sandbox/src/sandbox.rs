@@ -246,8 +246,8 @@ impl Builder {
 
     /// As root: root inside the sandbox is mapped to the 65536 host ids from `base` (files the program
     /// creates in its private layer are theirs; they own nothing on the host). Default:
-    /// `$SANDBOX_ID_BASE`, else 2000000000; at most 4294901758 (the range stays below uid 4294967294,
-    /// which owns the sandboxes' user namespaces). Ranges used side by side must not overlap.
+    /// `$SANDBOX_ID_BASE`, else 2000000000; at most 4294836224 (the range stays below uids
+    /// 4294901760 and up, which own the sandboxes' user namespaces). Ranges used side by side must not overlap.
     /// Rootless, root inside is the caller.
     pub fn id_base(mut self, base: u32) -> Self {
         self.id_base = Some(base);
@@ -391,8 +391,8 @@ impl Builder {
             return Err(invalid(
                 "id_base",
                 &id_base.to_string(),
-                "the 65536 ids from it must be above 0 and below 4294967294, the sandboxes' namespace owner \
-                 (at most 4294901758)",
+                "the 65536 ids from it must be above 0 and below 4294901760, where the sandboxes' namespace \
+                 owners are (at most 4294836224)",
             ));
         }
         let subordinate_ids = match std::env::var("SANDBOX_SUBORDINATE_IDS").as_deref() {
@@ -507,7 +507,7 @@ fn host_entries(layers: &[PathBuf]) -> Result<Vec<crate::config::HostEntry>, Err
 /// `$SANDBOX_ID_BASE`, else the default first host id of the range root inside a sandbox is.
 fn id_base_from_env() -> Result<u32, Error> {
     match std::env::var("SANDBOX_ID_BASE") {
-        Ok(v) => v.parse().map_err(|_| invalid("SANDBOX_ID_BASE", &v, "must be a number of at most 4294901758")),
+        Ok(v) => v.parse().map_err(|_| invalid("SANDBOX_ID_BASE", &v, "must be a number of at most 4294836224")),
         Err(_) => Ok(crate::hardening::DEFAULT_ID_BASE),
     }
 }

@@ -22,25 +22,26 @@ fn line(ok: Option<bool>, what: &str, detail: &str) {
     println!("{mark} {what:<34} {detail}");
 }
 
-/// The host uid that owns every root sandbox's user namespace (sandbox's `hardening::NAMESPACE_OWNER`).
-const NAMESPACE_OWNER: u64 = 4_294_967_294;
+/// The host uids that own root sandboxes' user namespaces (sandbox's `hardening::OWNERS_FIRST` up to
+/// the last uid but one).
+const OWNERS: std::ops::RangeInclusive<u64> = 4_294_901_760..=4_294_967_294;
 
-/// Who else holds uids of a root sandbox's range (`base` .. `base + 65536`) or the namespaces' owner
-/// (which holds every capability over them): subordinate ranges of `/etc/subuid` (which `newuidmap`
+/// Who else holds uids of a root sandbox's range (`base` .. `base + 65536`) or of the namespaces'
+/// owners (each holds every capability over its sandboxes): subordinate ranges of `/etc/subuid` (which `newuidmap`
 /// gives their users) and accounts of `/etc/passwd` that overlap them. A process running as the owner
 /// could ptrace any root sandbox's program and enter its namespaces as root (the nineteenth outside
 /// review, with a base inside a user's subordinate range). Other bases in use at once are not seen
 /// here: their ranges must not overlap this one (README).
 fn id_range_clashes(base: u32, subuid: &str, passwd: &str) -> Vec<String> {
     let (first, last) = (u64::from(base), u64::from(base) + 65535);
-    let ours = |id: u64| (first..=last).contains(&id) || id == NAMESPACE_OWNER;
+    let ours = |id: u64| (first..=last).contains(&id) || OWNERS.contains(&id);
     let mut clashes = Vec::new();
     for line in subuid.lines() {
         let mut parts = line.trim().split(':');
         let (Some(name), Some(start), Some(count)) = (parts.next(), parts.next(), parts.next()) else { continue };
         let (Ok(start), Ok(count)) = (start.parse::<u64>(), count.parse::<u64>()) else { continue };
         let end = start + count;
-        if count > 0 && ((start <= last && end > first) || (start..end).contains(&NAMESPACE_OWNER)) {
+        if count > 0 && ((start <= last && end > first) || (start <= *OWNERS.end() && end > *OWNERS.start())) {
             clashes.push(format!("{name}'s subordinate ids {start}-{} in /etc/subuid", end - 1));
         }
     }
@@ -135,14 +136,16 @@ fn check() {
         let (ok, detail) = match sandbox::kept_layer_owner() {
             Err(e) => (false, sandbox::error_chain(&e)),
             Ok(None) => (true, "rootless: none".to_owned()),
-            Ok(Some(base)) if base == 0 || u64::from(base) + 65536 > NAMESPACE_OWNER => {
-                (false, format!("$SANDBOX_ID_BASE={base} is refused: at most {}", NAMESPACE_OWNER - 65536))
+            Ok(Some(base)) if base == 0 || u64::from(base) + 65536 > *OWNERS.start() => {
+                (false, format!("$SANDBOX_ID_BASE={base} is refused: at most {}", OWNERS.start() - 65536))
             }
             Ok(Some(base)) => {
                 let clashes = id_range_clashes(base, &file("/etc/subuid"), &file("/etc/passwd"));
                 let range = format!(
-                    "{base}-{} (root inside) and {NAMESPACE_OWNER} (owner of the namespaces)",
-                    u64::from(base) + 65535
+                    "{base}-{} (root inside) and {}-{} (owners of the namespaces)",
+                    u64::from(base) + 65535,
+                    OWNERS.start(),
+                    OWNERS.end()
                 );
                 match clashes.is_empty() {
                     true => (true, format!("{range} are no one's in /etc/subuid and /etc/passwd")),
@@ -248,13 +251,13 @@ mod tests {
     #[test]
     fn an_id_range_shared_with_a_user_is_named() {
         let subuid = "sandbox-test:100000:65536\nother:300000:65536\ntop:4294967000:295\n";
-        let passwd = "root:x:0:0::/root:/bin/sh\nodd:x:165535:165535::/:/bin/sh\nowner:x:4294967294:0::/:/bin/sh\n";
+        let passwd = "root:x:0:0::/root:/bin/sh\nodd:x:165535:165535::/:/bin/sh\nowner:x:4294901761:0::/:/bin/sh\n";
         let clashes = id_range_clashes(100000, subuid, passwd);
         assert_eq!(clashes.len(), 4, "{clashes:?}");
         assert!(clashes[0].contains("sandbox-test's subordinate ids 100000-165535"), "{clashes:?}");
         assert!(clashes[1].contains("top's subordinate ids"), "the owner id in a range: {clashes:?}");
         assert!(clashes[2].contains("odd (uid 165535)"), "{clashes:?}");
-        assert!(clashes[3].contains("owner (uid 4294967294)"), "{clashes:?}");
+        assert!(clashes[3].contains("owner (uid 4294901761)"), "an owner id: {clashes:?}");
         assert!(id_range_clashes(2_000_000_000, "sandbox-test:100000:65536\n", "root:x:0:0::/:/bin/sh\n").is_empty());
     }
 

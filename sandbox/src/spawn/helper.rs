@@ -248,7 +248,7 @@ fn program_namespaces(t: SingleThreaded, config: &Config) -> Result<Option<Progr
     };
     let made = if config.outer_uid == 0 {
         let map = super::userns::id_map(&[(0, config.security.id_base, crate::hardening::ID_COUNT)]);
-        let owner = Some(crate::hardening::NAMESPACE_OWNER);
+        let owner = Some(crate::hardening::namespace_owner(std::process::id()));
         super::userns::create_program_namespaces([map.clone(), map], net, owner)
     } else {
         // The program's stdio: the helper's own, which it hands on.

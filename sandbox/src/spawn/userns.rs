@@ -75,7 +75,7 @@ pub(crate) enum ProgramNet {
 /// in the making.
 ///
 /// `owner`: as root, the host uid the user namespace is made to belong to
-/// ([`crate::hardening::NAMESPACE_OWNER`]), see [`owned_by`].
+/// ([`crate::hardening::namespace_owner`]), see [`owned_by`].
 pub(crate) fn create_program_namespaces(
     maps: [String; 2],
     net: ProgramNet,
@@ -129,7 +129,7 @@ pub(crate) fn create_program_namespaces(
 /// all of root's, and host services running as root got EMFILE from inotify_init1 (the eighteenth
 /// outside review: 128 inotify instances held in a sandbox). The owner also holds every capability
 /// over the namespace from the host (cap_capable): it must be an id no host process runs as and no
-/// file carries, [`crate::hardening::NAMESPACE_OWNER`] (the nineteenth and twentieth outside reviews:
+/// file carries, one of [`crate::hardening::OWNERS_FIRST`]'s block (the nineteenth and twentieth outside reviews:
 /// as the id base, or as base + 65536, a second job's root or its shifted rootfs's setuid files had
 /// it).
 ///
