@@ -183,11 +183,11 @@ pub fn default_rootfs() -> Result<Rootfs, Error> {
     match Rootfs::from_env()? {
         Some(r) => Ok(r),
         // Offline and uncached, the error says that $SANDBOX_ROOTFS would do.
-        None => Alpine::default().fetch().map_err(|e| match e {
-            crate::Error::NotCached { spec, arch, mirror, cache, .. } => {
-                crate::Error::NotCached { spec, arch, mirror, default: true, cache }
+        None => Alpine::default().fetch().map_err(|mut e| {
+            if let crate::Error::NotCached { default, .. } = &mut e {
+                *default = true;
             }
-            e => e,
+            e
         }),
     }
 }

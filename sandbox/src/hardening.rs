@@ -52,7 +52,7 @@ pub(crate) const ID_COUNT: u32 = 65536;
 /// uid, u32::MAX, means "unchanged" to setresuid(2) and is left out.
 pub(crate) const OWNERS_FIRST: u32 = 0xFFFF_0000;
 
-/// How many owners there are.
+/// How many owners there are: up to the last uid but one (crate::namespace_owners).
 const OWNERS: u32 = u32::MAX - OWNERS_FIRST;
 
 /// The largest id base: its range ends just below [`OWNERS_FIRST`].

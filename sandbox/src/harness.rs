@@ -217,22 +217,22 @@ pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, b
         },
         Err(e) => ended(e),
     };
-    // Inside a sandbox of this crate's already (sandbox-run's wrapper chose the test): none can be
-    // made within it, and the error alone (a chmod refused, an id map refused) did not say so (a new
-    // user's review).
-    let failure = match failure {
-        Failure::Sandbox(text) if in_a_sandbox() => Failure::Sandbox(format!(
-            "{text}\n(this test runs inside a sandbox already: its PID 1 is sandbox-init, as under sandbox-run; \
-             #[sandbox_test] makes a sandbox of its own, and sandboxes do not nest: leave #[sandbox_test] tests \
-             out of the wrapper's filter, they are isolated already)"
-        )),
-        other => other,
-    };
     let (text, passes, why) = match failure {
         Failure::Body(text) => {
             (text, options.should_panic != Some(None), "a bare #[should_panic] is met by a panic alone")
         }
         Failure::Sandbox(text) => {
+            // Inside a sandbox of this crate's already (sandbox-run's wrapper chose the test): none
+            // can be made within it, and the error alone (a chmod refused, an id map refused) did not
+            // say so (a new user's review).
+            let text = match in_a_sandbox() {
+                true => format!(
+                    "{text}\n(this test runs inside a sandbox already: its PID 1 is sandbox-init, as under \
+                     sandbox-run; #[sandbox_test] makes a sandbox of its own, and sandboxes do not nest: leave \
+                     #[sandbox_test] tests out of the wrapper's filter, they are isolated already)"
+                ),
+                false => text,
+            };
             (text, options.should_panic.is_none(), "a sandbox that cannot be set up meets no #[should_panic]")
         }
     };

@@ -97,7 +97,7 @@ pub use fetch;
 pub use network::{Net, Network};
 pub use pty::Pty;
 pub use rlimit::Rlimit;
-pub use sandbox::{Builder, Sandbox, kept_layer_owner};
+pub use sandbox::{Builder, Sandbox, kept_layer_owner, namespace_owners};
 pub use session::Session;
 pub use stdio::Stdio;
 pub use volume::Mount;

@@ -384,17 +384,9 @@ impl Builder {
             }
         };
         let id_base = match self.id_base {
-            Some(base) => base,
+            Some(base) => checked_id_base("id_base", base)?,
             None => id_base_from_env()?,
         };
-        if id_base > crate::hardening::MAX_ID_BASE || id_base == 0 {
-            return Err(invalid(
-                "id_base",
-                &id_base.to_string(),
-                "the 65536 ids from it must be above 0 and below 4294901760, where the sandboxes' namespace \
-                 owners are (at most 4294836224)",
-            ));
-        }
         let subordinate_ids = match std::env::var("SANDBOX_SUBORDINATE_IDS").as_deref() {
             Ok("0") => false,
             Ok("1") | Err(_) => true,
@@ -507,9 +499,33 @@ fn host_entries(layers: &[PathBuf]) -> Result<Vec<crate::config::HostEntry>, Err
 /// `$SANDBOX_ID_BASE`, else the default first host id of the range root inside a sandbox is.
 fn id_base_from_env() -> Result<u32, Error> {
     match std::env::var("SANDBOX_ID_BASE") {
-        Ok(v) => v.parse().map_err(|_| invalid("SANDBOX_ID_BASE", &v, "must be a number of at most 4294836224")),
+        Ok(v) => v
+            .parse()
+            .map_err(|_| invalid("SANDBOX_ID_BASE", &v, "must be a number of at most 4294836224"))
+            .and_then(|base| checked_id_base("SANDBOX_ID_BASE", base)),
         Err(_) => Ok(crate::hardening::DEFAULT_ID_BASE),
     }
+}
+
+/// `base`, if root's range may start there (`what` names where it came from in the error): above 0,
+/// and ending below the namespaces' owners ([`namespace_owners`]).
+fn checked_id_base(what: &'static str, base: u32) -> Result<u32, Error> {
+    if base > crate::hardening::MAX_ID_BASE || base == 0 {
+        return Err(invalid(
+            what,
+            &base.to_string(),
+            "the 65536 ids from it must be above 0 and below 4294901760, where the sandboxes' namespace owners \
+             are (at most 4294836224)",
+        ));
+    }
+    Ok(base)
+}
+
+/// The host uids that own root sandboxes' user namespaces, one per helper: no one's, and in no id
+/// range (a process running as one holds every capability over its sandbox). For a tool that checks
+/// the host's accounts, as `cargo xtask doctor` does.
+pub fn namespace_owners() -> std::ops::RangeInclusive<u32> {
+    crate::hardening::OWNERS_FIRST..=u32::MAX - 1
 }
 
 /// The owner a writable layer's folder kept on the host ([`Builder::writable_layer_in`]) is given
@@ -519,7 +535,7 @@ fn id_base_from_env() -> Result<u32, Error> {
 /// the folder stays the caller's.
 ///
 /// # Errors
-/// [`Error::InvalidConfig`] for a `$SANDBOX_ID_BASE` that is not a number.
+/// [`Error::InvalidConfig`] for a `$SANDBOX_ID_BASE` that is not a number, or that a sandbox refuses.
 pub fn kept_layer_owner() -> Result<Option<u32>, Error> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);

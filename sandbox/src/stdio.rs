@@ -35,11 +35,6 @@ enum Kind {
 }
 
 impl Stdio {
-    /// Whether this is the caller's own stream.
-    pub(crate) fn is_inherit(&self) -> bool {
-        matches!(self.0, Kind::Inherit)
-    }
-
     /// The caller's own stream.
     pub fn inherit() -> Stdio {
         Stdio(Kind::Inherit)

@@ -22,10 +22,6 @@ fn line(ok: Option<bool>, what: &str, detail: &str) {
     println!("{mark} {what:<34} {detail}");
 }
 
-/// The host uids that own root sandboxes' user namespaces (sandbox's `hardening::OWNERS_FIRST` up to
-/// the last uid but one).
-const OWNERS: std::ops::RangeInclusive<u64> = 4_294_901_760..=4_294_967_294;
-
 /// Who else holds uids of a root sandbox's range (`base` .. `base + 65536`) or of the namespaces'
 /// owners (each holds every capability over its sandboxes): subordinate ranges of `/etc/subuid` (which `newuidmap`
 /// gives their users) and accounts of `/etc/passwd` that overlap them. A process running as the owner
@@ -34,14 +30,16 @@ const OWNERS: std::ops::RangeInclusive<u64> = 4_294_901_760..=4_294_967_294;
 /// here: their ranges must not overlap this one (README).
 fn id_range_clashes(base: u32, subuid: &str, passwd: &str) -> Vec<String> {
     let (first, last) = (u64::from(base), u64::from(base) + 65535);
-    let ours = |id: u64| (first..=last).contains(&id) || OWNERS.contains(&id);
+    let owners = sandbox::namespace_owners();
+    let (owners_first, owners_last) = (u64::from(*owners.start()), u64::from(*owners.end()));
+    let ours = |id: u64| (first..=last).contains(&id) || (owners_first..=owners_last).contains(&id);
     let mut clashes = Vec::new();
     for line in subuid.lines() {
         let mut parts = line.trim().split(':');
         let (Some(name), Some(start), Some(count)) = (parts.next(), parts.next(), parts.next()) else { continue };
         let (Ok(start), Ok(count)) = (start.parse::<u64>(), count.parse::<u64>()) else { continue };
         let end = start + count;
-        if count > 0 && ((start <= last && end > first) || (start <= *OWNERS.end() && end > *OWNERS.start())) {
+        if count > 0 && ((start <= last && end > first) || (start <= owners_last && end > owners_first)) {
             clashes.push(format!("{name}'s subordinate ids {start}-{} in /etc/subuid", end - 1));
         }
     }
@@ -136,16 +134,13 @@ fn check() {
         let (ok, detail) = match sandbox::kept_layer_owner() {
             Err(e) => (false, sandbox::error_chain(&e)),
             Ok(None) => (true, "rootless: none".to_owned()),
-            Ok(Some(base)) if base == 0 || u64::from(base) + 65536 > *OWNERS.start() => {
-                (false, format!("$SANDBOX_ID_BASE={base} is refused: at most {}", OWNERS.start() - 65536))
-            }
             Ok(Some(base)) => {
                 let clashes = id_range_clashes(base, &file("/etc/subuid"), &file("/etc/passwd"));
                 let range = format!(
                     "{base}-{} (root inside) and {}-{} (owners of the namespaces)",
                     u64::from(base) + 65535,
-                    OWNERS.start(),
-                    OWNERS.end()
+                    sandbox::namespace_owners().start(),
+                    sandbox::namespace_owners().end()
                 );
                 match clashes.is_empty() {
                     true => (true, format!("{range} are no one's in /etc/subuid and /etc/passwd")),

@@ -64,6 +64,12 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
     let stdout = sout.ours.map(ChildStdout::from);
     let stderr = serr.ours.map(ChildStderr::from);
 
+    // What this process printed but has not written yet is its own output: it goes out now, before
+    // the sandbox's, whichever way the helper starts (a closure from a single-threaded caller, sent to
+    // the fork server, printed before the caller's earlier print), and no fork keeps a copy to write
+    // again. If it cannot go out now (a full non-blocking stdout), no helper is forked from this
+    // process: the fork server's, which are no copies of it, serve instead.
+    let flushed = std::io::Write::flush(&mut std::io::stdout()).is_ok();
     if !fork_server_disabled() {
         // A caller with one thread (sandbox-run, a tool's `main`) may fork the helper itself: no exec
         // of this binary at all, which is most of a one-shot caller's start-up. Not for a closure:
@@ -72,12 +78,9 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
         // same closure saw a caller's atomic as 7 from a single-threaded `main`, and as 1 once the
         // caller had started a thread). Closures see the binary's start, whoever calls them.
         let closure = matches!(config.job, crate::config::Job::Closure { .. });
-        // What this process printed but has not written yet is its own output: it goes out now,
-        // before the sandbox's, and no fork keeps a copy to write again. If it cannot go out now (a full non-blocking
-        // stdout), the fork server's helpers, which are no copies of this process, serve instead.
         if !closure
+            && flushed
             && let Some(t) = crate::sys::SingleThreaded::if_alone()
-            && std::io::Write::flush(&mut std::io::stdout()).is_ok()
         {
             // Rootless: made here once, so that every helper forked from this process enters it.
             super::subids::prepare(t, config, [their_in.as_fd(), their_out.as_fd(), their_err.as_fd()]);
@@ -109,12 +112,6 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
                 }
                 Err(e) => tracing::debug!(%e, "fork failed; trying the fork server"),
             }
-        }
-        // What this process printed but has not written yet goes out before the sandbox's output,
-        // into the stdout they share (a closure from a single-threaded caller came here once it no
-        // longer forked its helper itself, and its output came before the caller's earlier print).
-        if stdio[1].is_inherit() {
-            let _ = std::io::Write::flush(&mut std::io::stdout());
         }
         let fds = [
             their_in.as_fd(),
