@@ -688,6 +688,45 @@ fn a_process_running_as_the_id_base_cannot_enter_a_sandbox() {
     assert!(entered.is_empty(), "a process running as a sandbox id entered the sandbox: {entered:?}");
 }
 
+/// As root, where the rootfs's file system cannot be id-mapped (here a tree seen through overlayfs,
+/// mounted in a mount namespace of the test's own; the VM lane's whole `/`), sandboxes run on a copy
+/// whose owners are shifted into the id range, made next to the tree. Its setuid files belong to the
+/// range's root: a host user running one would get the uid of the sandboxes' root (the twentieth
+/// review). No host user can reach them: the copy sits in a folder only root may open.
+#[test]
+fn a_host_user_cannot_reach_the_shifted_copy_of_a_rootfs() {
+    if !is_root() {
+        return; // rootless, nothing is shifted on disk
+    }
+    if !std::path::Path::new("/usr/bin/setpriv").exists() || !std::path::Path::new("/usr/bin/unshare").exists() {
+        return skip("needs util-linux's setpriv and unshare");
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let tree = rootfs().path().to_owned();
+    // The mounts and the copy are the script's: nothing outside its mount namespace sees them (a
+    // tmpfs, as the overlay's upper layer cannot be on the VM lane's overlayfs).
+    let script = r#"set -e
+mount -t tmpfs -o mode=0755 tmpfs "$1"
+cd "$1"; mkdir upper work seen
+mount -t overlay overlay -o "lowerdir=$2,upperdir=upper,workdir=work" seen
+SANDBOX_ROOTFS="$1/seen" "$3" /bin/sh -c 'echo "inside: $(cat /etc/hostname)"'
+for setuid in $(find . -path './seen.ids-*' -name bbsuid -perm -4000); do
+  echo "setuid in the copy"
+  setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$setuid" && echo "a host user reaches it"
+done
+umount seen"#;
+    let out = std::process::Command::new("/usr/bin/unshare")
+        .args(["-m", "--propagation", "private", "/bin/sh", "-c", script, "sh"])
+        .arg(dir.path())
+        .arg(&tree)
+        .arg(env!("CARGO_BIN_EXE_one-sandbox"))
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout, "inside: sandbox\nsetuid in the copy\n", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Eighteenth outside review: on cgroup v1 a memory limit did not hold the program's TCP socket
 /// buffers (v1 charges them only to a cgroup with a TCP limit of its own): under 64 MiB a program
 /// queued 1.5 to 2.2 GB on connections of its own loopback, from the host's shared TCP memory. Here a

@@ -5,7 +5,8 @@
 //! root's inside and what the program writes into a volume is stored as the caller's. Some file
 //! systems cannot be id-mapped (9p, NFS, FUSE, overlayfs and tmpfs on older kernels): there
 //! - the rootfs comes from a copy of the tree whose owners are shifted into the range, made once
-//!   next to the tree (`<tree>.ids-<base>`) and shared by every later sandbox;
+//!   next to the tree (`<tree>.ids-<base>/rootfs`, in a folder only root may open) and shared by
+//!   every later sandbox;
 //! - a read-only volume is bound as it is: its files keep their host owners, which inside show as
 //!   `nobody` (readable where their mode lets everyone read);
 //! - a read-write volume is refused, with how to fix it: bound as it is, root inside could not
@@ -89,41 +90,52 @@ fn refused(probe: Result<(), Errno>, path: &Path) -> Result<bool, Failure> {
 /// A failed step of [`shifted_tree`]: what, on which path, the errno.
 type ShiftFailed = (&'static str, PathBuf, Errno);
 
-/// `<tree>.ids-<base>`: a copy of `tree` whose owners are shifted by `base`, made once. Concurrent
-/// sandboxes each build a private copy and rename it into place; the first wins, the others drop
-/// theirs. Copies left by a killed process (`.tmp-<pid>` of a pid that is gone) are removed first.
-/// An existing copy is used only if it is what this function makes: a directory owned by the shifted
-/// owner of the tree, with the tree's mode (a tree kept in a folder others can write, such as `/tmp`,
-/// could otherwise be given a copy of someone else's making).
+/// `<tree>.ids-<base>/rootfs`: a copy of `tree` whose owners are shifted by `base`, made once.
+/// `<tree>.ids-<base>` is root's and 0700: the copy's setuid files belong to ids of the range, and
+/// reachable by host users, running one gave a host process that range's uid, the uid of the
+/// sandboxes' root (it could signal their processes). Concurrent sandboxes each build a private
+/// copy and rename it into place; the first wins, the others drop theirs. Copies left by a killed
+/// process (`.tmp-<pid>` of a pid that is gone) are removed first. An existing copy is used only if
+/// it is what this function makes: the folder root's and 0700, the copy in it a directory owned by
+/// the shifted owner of the tree, with the tree's mode (a tree kept in a folder others can write,
+/// such as `/tmp`, could otherwise be given a copy of someone else's making).
 fn shifted_tree(tree: &Path, base: u32) -> Result<PathBuf, ShiftFailed> {
     use std::os::unix::fs::MetadataExt;
     let copy = "copy the rootfs with its owners shifted into the id range";
     let name = tree.file_name().ok_or((copy, tree.to_owned(), Errno::EINVAL))?.to_string_lossy().into_owned();
     let target = tree.with_file_name(format!("{name}.ids-{base}"));
-    let trusted = |copy: &std::fs::Metadata, tree: &std::fs::Metadata| {
-        copy.is_dir() && copy.uid() == shift_id(tree.uid(), base) && copy.mode() & 0o7777 == tree.mode() & 0o7777
-    };
     let tree_meta =
         std::fs::symlink_metadata(tree).map_err(|e| (copy, tree.to_owned(), crate::sys::mount::errno_of(e)))?;
-    if let Ok(existing) = std::fs::symlink_metadata(&target) {
-        return match trusted(&existing, &tree_meta) {
-            true => Ok(target),
+    let trusted = |folder: &Path| {
+        let private = std::fs::symlink_metadata(folder)
+            .is_ok_and(|m| m.is_dir() && m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o7777 == 0o700);
+        let copied = std::fs::symlink_metadata(folder.join(COPY)).is_ok_and(|m| {
+            m.is_dir() && m.uid() == shift_id(tree_meta.uid(), base) && m.mode() & 0o7777 == tree_meta.mode() & 0o7777
+        });
+        private && copied
+    };
+    if std::fs::symlink_metadata(&target).is_ok() {
+        return match trusted(&target) {
+            true => Ok(target.join(COPY)),
             false => Err((
                 "use the copy of the rootfs with shifted owners: it was not made by this library (another \
-                 owner, or writable by others); remove it",
+                 owner, or others may open it; an earlier version kept the copy itself there); remove it",
                 target,
                 Errno::EPERM,
             )),
         };
     }
     let built = build_shifted(tree, &target, &name, base).map_err(|e| (copy, tree.to_owned(), e))?;
-    match std::fs::symlink_metadata(&built) {
-        Ok(m) if trusted(&m, &tree_meta) => Ok(built),
-        _ => {
+    match trusted(&built) {
+        true => Ok(built.join(COPY)),
+        false => {
             Err(("use the copy of the rootfs with shifted owners: it changed under us; remove it", built, Errno::EPERM))
         }
     }
 }
+
+/// The copy's name in its private folder.
+const COPY: &str = "rootfs";
 
 /// Builds `target` for [`shifted_tree`] unless a concurrent sandbox did first.
 fn build_shifted(tree: &Path, target: &Path, name: &str, base: u32) -> Result<PathBuf, Errno> {
@@ -146,16 +158,19 @@ fn build_shifted(tree: &Path, target: &Path, name: &str, base: u32) -> Result<Pa
     }
 }
 
+/// Copies `tree` into `<to>/rootfs`, `to` made root's and 0700 first.
 fn copy_shifted(tree: &Path, to: &Path, base: u32) -> Result<(), Errno> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let meta = std::fs::symlink_metadata(tree).map_err(crate::sys::mount::errno_of)?;
-    std::fs::create_dir(to).map_err(crate::sys::mount::errno_of)?;
-    // Private while it is built; its own mode last.
+    std::fs::DirBuilder::new().mode(0o700).create(to).map_err(crate::sys::mount::errno_of)?;
+    // Whatever the umask left.
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).map_err(crate::sys::mount::errno_of)?;
-    crate::sys::mount::copy_dir_contents(tree, to, base)?;
+    let copy = to.join(COPY);
+    std::fs::create_dir(&copy).map_err(crate::sys::mount::errno_of)?;
+    crate::sys::mount::copy_dir_contents(tree, &copy, base)?;
     let (uid, gid) = (shift_id(meta.uid(), base), shift_id(meta.gid(), base));
-    std::os::unix::fs::lchown(to, Some(uid), Some(gid)).map_err(crate::sys::mount::errno_of)?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+    std::os::unix::fs::lchown(&copy, Some(uid), Some(gid)).map_err(crate::sys::mount::errno_of)?;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
         .map_err(crate::sys::mount::errno_of)
 }
 
@@ -209,7 +224,7 @@ mod tests {
         let stale = dir.path().join("tree.ids-7.tmp-0");
         std::fs::create_dir(&stale).expect("mkdir stale");
         let made = shifted_tree(&tree, 7).expect("shifted copy");
-        assert_eq!(made, dir.path().join("tree.ids-7"));
+        assert_eq!(made, dir.path().join("tree.ids-7/rootfs"));
         assert_eq!(std::fs::read_to_string(made.join("etc/hostname")).expect("copied"), "x\n");
         assert_eq!(std::fs::read_link(made.join("link")).expect("link"), Path::new("etc/hostname"));
         assert!(!stale.exists(), "the stale copy is swept");
@@ -220,6 +235,25 @@ mod tests {
             use std::os::unix::fs::MetadataExt;
             let meta = std::fs::symlink_metadata(made.join("etc/hostname")).expect("stat");
             assert_eq!((meta.uid(), meta.gid()), (7, 7), "root's file, shifted by the base");
+            let folder = std::fs::symlink_metadata(dir.path().join("tree.ids-7")).expect("stat");
+            assert_eq!((folder.uid(), folder.mode() & 0o7777), (0, 0o700), "only root may open the copy's folder");
         }
+    }
+
+    /// A copy an earlier version kept there (the copy itself, its mode the tree's) is not used: its
+    /// setuid files were within every host user's reach.
+    #[test]
+    fn a_copy_kept_where_host_users_reach_it_is_refused() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).expect("mkdir");
+        let old = dir.path().join("tree.ids-5");
+        std::fs::create_dir_all(old.join(COPY)).expect("mkdir");
+        let mode = std::fs::metadata(&tree).expect("stat").mode() & 0o7777;
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let (what, path, errno) = shifted_tree(&tree, 5).expect_err("an open copy must not be used");
+        assert_eq!((path, errno), (old, Errno::EPERM));
+        assert!(what.contains("remove it"), "{what}");
     }
 }
