@@ -474,3 +474,17 @@ fn an_invalid_sandbox_test_timeout_is_an_error() {
 #[sandbox_test]
 #[ignore = "run by its parent test, with $SANDBOX_TEST_TIMEOUT set"]
 fn child_uses_the_default_timeout() {}
+
+/// A new user's review: with sandbox-run's wrapper choosing a `#[sandbox_test]` test as well, the
+/// test ran inside a sandbox already, failed to make its own, and said only what failed (a missing
+/// rootfs, a refused id map). It now says that sandboxes do not nest and what to do. Here the test's
+/// function runs as a closure in a sandbox, as under the wrapper (its PID 1 is `sandbox-init`).
+#[test]
+fn a_sandbox_test_run_inside_a_sandbox_says_that_sandboxes_do_not_nest() {
+    let sb = sandbox::Sandbox::builder().env("SANDBOX_OFFLINE", "1").build().expect("build");
+    let err = sb.run(child_uses_the_default_timeout).expect_err("a sandbox made inside a sandbox");
+    let text = err.to_string();
+    for part in ["sandboxes do not nest", "leave #[sandbox_test] tests out of the wrapper's filter"] {
+        assert!(text.contains(part), "{part:?} missing from: {text}");
+    }
+}
