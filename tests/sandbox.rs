@@ -927,6 +927,8 @@ fn rlimits_apply_to_the_program() {
     assert_eq!(text(&sh(&sb, "ulimit -n")), "64\n");
 }
 
+/// A cgroup left by a killed run goes with the next run that has limits; one of another pid
+/// namespace's sandbox (a container sharing the parent cgroup) goes only once empty for minutes.
 #[test]
 fn stale_cgroups_of_killed_runs_are_swept() {
     if !limits_usable() {
@@ -942,9 +944,25 @@ fn stale_cgroups_of_killed_runs_are_swept() {
     };
     let stale = memory.join("sandbox-999999999-stale");
     std::fs::create_dir_all(&stale).expect("make a stale cgroup");
+    // Another pid namespace's (a container sharing this parent cgroup): its helper cannot be looked
+    // for here. Empty for a moment, as while it starts, it stays; empty for 20 minutes, it is a
+    // leftover of a namespace that died, and goes.
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::metadata("/proc/self/ns/pid").expect("this pid namespace").ino();
+    let starting = memory.join(format!("sandbox-999999998-0-{:x}", ours + 1));
+    let left = memory.join(format!("sandbox-999999997-0-{:x}", ours + 1));
+    for dir in [&starting, &left] {
+        std::fs::create_dir_all(dir).expect("make another namespace's cgroup");
+    }
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(1200);
+    std::fs::File::open(&left).and_then(|d| d.set_modified(long_ago)).expect("age the leftover");
     let sb = builder().memory_limit(64 << 20).build().expect("build");
     assert_eq!(text(&sh(&sb, "echo ok")), "ok\n");
+    let (starting_kept, left_kept) = (starting.exists(), left.exists());
+    let _ = std::fs::remove_dir(&starting);
     assert!(!stale.exists(), "the next run with limits swept it");
+    assert!(starting_kept, "another pid namespace's sandbox, starting, was swept");
+    assert!(!left_kept, "another pid namespace's leftover, empty for 20 minutes, was kept");
 }
 
 #[test]
