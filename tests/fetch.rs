@@ -693,6 +693,56 @@ fn a_cache_writable_by_others_is_refused_with_what_to_do() {
     assert!(matches!(&err, Error::CacheNotPrivate { path, .. } if path == &blobs), "{err:?}");
 }
 
+/// Twenty-second outside review: as root, with the cache below a folder another user owns (a
+/// `$SANDBOX_CACHE_DIR`, or `sudo -E` keeping a user's `$HOME`), that user swapped the cache for one
+/// of their own between the check and the sandbox's use of its tree, and their `/bin/sh` ran as root
+/// inside with root's read-write volume; a link of theirs as the cache made root fill `/var/lib`.
+/// Every folder and link on the way must be root's or the caller's, a folder others may write must
+/// be sticky, and nothing is made before that holds.
+#[test]
+fn a_cache_another_user_could_swap_is_refused_before_anything_is_made() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let archive = work.path().join("rootfs.tar.gz");
+    std::fs::write(&archive, tarball("3.19.1")).expect("write");
+    let refused = |cache: &Path, at: &Path| {
+        let err = Rootfs::from_tarball_in(&archive, Some(cache)).expect_err("a cache another user could swap");
+        assert!(matches!(&err, Error::CachePathNotSafe { path, .. } if path == at), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&at.display().to_string()) && msg.contains("$SANDBOX_CACHE_DIR"), "{msg}");
+    };
+    // A folder on the way that others may write, not sticky: refused, nothing made below it.
+    let open = work.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    refused(&open.join("deep/cache"), &open);
+    assert!(list(&open).is_empty(), "nothing was made in {}", open.display());
+    // Sticky, as /tmp: others cannot rename what is ours in it.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    Rootfs::from_tarball_in(&archive, Some(&open.join("cache"))).expect("a cache in a sticky folder");
+    if !is_root() {
+        return; // another user's folders need root to make
+    }
+    let other = 4242;
+    let theirs = work.path().join("theirs");
+    std::fs::create_dir(&theirs).expect("mkdir");
+    std::os::unix::fs::chown(&theirs, Some(other), Some(other)).expect("chown");
+    refused(&theirs.join("cache"), &theirs);
+    // Their link as the cache, to a folder of root's: nothing is made where it points.
+    let roots = work.path().join("roots");
+    std::fs::create_dir(&roots).expect("mkdir");
+    let link = work.path().join("link");
+    std::os::unix::fs::symlink(&roots, &link).expect("symlink");
+    std::os::unix::fs::lchown(&link, Some(other), Some(other)).expect("chown the link");
+    refused(&link, &link);
+    // Root's link into their folder: what it points through is checked too.
+    let through = work.path().join("through");
+    std::os::unix::fs::symlink(theirs.join("sub"), &through).expect("symlink");
+    refused(&through.join("cache"), &theirs);
+    assert!(list(&theirs).is_empty() && list(&roots).is_empty(), "nothing was made");
+}
+
 #[test]
 fn trees_are_private_but_keep_their_modes() {
     let work = tempfile::tempdir().expect("tempdir");

@@ -73,6 +73,7 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
     let clean = if clean.is_empty() { "run".to_owned() } else { clean };
     let folder = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let owner = sandbox::kept_layer_owner()?;
+    sweep_killed(&base_fd, base, owner.unwrap_or_else(|| nix::unistd::geteuid().as_raw()));
     for n in 1u32.. {
         let leaf = if n == 1 { clean.clone() } else { format!("{clean}-{n}") };
         let path = base.join(&leaf);
@@ -83,6 +84,10 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
         }
         let held = nix::fcntl::openat(&base_fd, leaf.as_str(), folder, Mode::empty())
             .map_err(|e| io("open", &path)(e.into()))?;
+        // Held until the layer is kept or removed: what a run killed before then leaves, the next
+        // run's sweep tells by the lock being free (see sweep_killed).
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| io("lock", &path)(e.into()))?;
         // Locked at once, as root: given to the sandboxes' range, which no sandbox's read-write
         // volume maps, no other sandbox can rename it, swap it or reach inside from here on (the
         // seventh outside review: one that could write DIR swapped the fresh folder for its own, with
@@ -109,6 +114,34 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
         return Ok(Layer { path, base: base_fd, name: leaf.into(), held });
     }
     Err(io("create", base)(std::io::Error::other("no free name")))
+}
+
+/// Removes from `base` (held as `base_fd`) what runs killed before their end left there (the
+/// twenty-second outside review: a SIGKILL of sandbox-run left its layer for good, with no record,
+/// which `--shell-from` refuses): a folder as [`fresh_layer_dir`] makes them (`owner`'s, mode 0700)
+/// holding the sandbox's `upper` or `work` but no `sandbox.json`, whose lock no run holds any more.
+/// A folder still empty is left alone (its run may be between making and locking it), and so is
+/// anything else; what cannot be removed stays, for the next sweep.
+fn sweep_killed(base_fd: &OwnedFd, base: &Path, owner: u32) {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // (`base_fd` is O_PATH: listed through a readable descriptor of the same folder.)
+    let Ok(names) = rustix::fs::openat(base_fd, ".", flags, Mode::empty()).and_then(|b| names_in(&b)) else { return };
+    for name in names {
+        let Ok(dir) = rustix::fs::openat(base_fd, &name, flags, Mode::empty()) else { continue };
+        let ours = rustix::fs::fstat(&dir).is_ok_and(|st| st.st_uid == owner && st.st_mode & 0o7777 == 0o700);
+        let has = |entry: &str| rustix::fs::statat(&dir, entry, AtFlags::SYMLINK_NOFOLLOW).is_ok();
+        if !ours || has("sandbox.json") || !(has("upper") || has("work")) {
+            continue;
+        }
+        if rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue; // its run is alive
+        }
+        let shown = base.join(&name);
+        if remove_tree(&dir, "upper".as_ref(), &shown).is_ok() && remove_tree(&dir, "work".as_ref(), &shown).is_ok() {
+            let _ = rustix::fs::unlinkat(base_fd, &name, AtFlags::REMOVEDIR);
+        }
+    }
 }
 
 /// The error for a fresh layer folder another sandbox swapped for its own as it was made.

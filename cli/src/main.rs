@@ -37,7 +37,9 @@ struct Cli {
     #[arg(long, conflicts_with_all = ["command", "per_test", "json_usage", "keep_failed"])]
     shell: bool,
     /// Open a shell on the state a `--keep-failed` run kept in DIR (its rootfs, with the files the
-    /// failed program changed on top)
+    /// failed program changed on top). Those files run as the shell starts: it gets no workspace
+    /// folder and none of your environment unless given (--mount, --env, --keep-env), and starts in /
+    /// on the host's root
     #[arg(long, value_name = "DIR", conflicts_with_all = ["command", "per_test", "shell", "json_usage", "keep_failed"])]
     shell_from: Option<std::path::PathBuf>,
     /// PROGRAM and its arguments
@@ -70,6 +72,7 @@ fn try_main(cli: &Cli) -> Result<i32, Error> {
         resumed.rootfs = Some(kept.record.rootfs.parse()?);
         resumed.layers = vec![kept.upper()];
         resumed.keep_failed = None;
+        resumed.resumed = true;
         return sandbox_cli::shell(&resumed);
     }
     if cli.shell {

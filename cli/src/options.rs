@@ -70,6 +70,13 @@ pub struct SandboxOptions {
     /// Read-only layers over the rootfs, topmost first (what `--shell-from` resumes from)
     #[arg(skip)]
     pub layers: Vec<PathBuf>,
+    /// The sandbox resumes a kept state (`--shell-from`): its files are the failed program's, and run
+    /// as the shell starts (`/etc/profile`, `/bin/sh` itself), so it gets nothing of the caller's it
+    /// was not given by name: no workspace folder, no environment but `--env` (and `--keep-env`),
+    /// `/` as its working directory on the host's root (the twenty-second outside review: a failed
+    /// test's planted profile wrote into the opener's workspace, as root, and read their environment)
+    #[arg(skip)]
+    pub resumed: bool,
     /// The program is the host's root: no user namespace, no seccomp filter, no masked paths
     /// (`Builder::privileged`); only for programs you trust like the host's own
     #[arg(long)]

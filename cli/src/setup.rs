@@ -144,7 +144,7 @@ pub(crate) fn prepare_held(
         volumes.push(read_only_at(&real, program));
         run_at = Some(real);
     }
-    let workspace = if !opts.no_workspace && (rootfs.is_host() || host_program.is_some()) {
+    let workspace = if !opts.no_workspace && !opts.resumed && (rootfs.is_host() || host_program.is_some()) {
         workspace_dirs(host_program.as_deref())
     } else {
         Vec::new()
@@ -205,7 +205,7 @@ pub(crate) fn prepare_held(
     for (_, mount) in volumes {
         b = b.mount(mount);
     }
-    if opts.keep_env || rootfs.is_host() {
+    if opts.keep_env || (rootfs.is_host() && !opts.resumed) {
         for (k, v) in std::env::vars_os() {
             // $HOSTNAME stays the sandbox's (the library's default environment sets it), as
             // `hostname` says inside: a shell's or Docker's exported value is the host's.
@@ -222,6 +222,7 @@ pub(crate) fn prepare_held(
     }
     let workdir = match (&opts.workdir, rootfs.is_host()) {
         (Some(w), _) => Some(w.clone()),
+        (None, true) if opts.resumed => Some("/".to_owned()),
         (None, true) => std::env::current_dir().ok().map(|d| d.display().to_string()),
         // HOME's folder, as a login shell starts in; `/` in a rootfs without one.
         // Not through a link in the rootfs: one to a host folder told whether that exists (the ninth

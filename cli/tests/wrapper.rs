@@ -520,6 +520,113 @@ fn keeps_what_a_failed_run_changed(user: Option<(u32, u32)>) {
     assert_eq!(left, [std::ffi::OsString::from("run")], "a passing run keeps nothing");
 }
 
+/// Twenty-second outside review: `--shell-from` bound the opener's workspace read-write and passed
+/// their whole environment, and the kept files (the failed program's) run as the shell starts: a
+/// failed test that replaced `/bin/sh` wrote, as root, into a project it never could reach, and read
+/// the opener's variables. The shell now gets nothing of the opener's it is not given by name.
+#[test]
+fn shell_from_gives_the_kept_files_nothing_of_the_opener_s() {
+    if !is_root() {
+        return skip("needs root (what the planted shell could do as root is the point)");
+    }
+    let (dir, run, _demo) = copies_for_user();
+    let keep = dir.path().join("kept");
+    let [failed_in, opened_in] = ["failed-in", "opened-in"].map(|name| {
+        let project = dir.path().join(name);
+        std::fs::create_dir(&project).expect("mkdir");
+        std::fs::write(project.join("Cargo.lock"), "").expect("a cargo workspace");
+        project
+    });
+    // The failed test replaces the shell: it says what it sees, and writes where the opener works.
+    let plant = r#"real=$(readlink -f /bin/sh)
+mkdir -p /usr/local/bin && cp "$real" /usr/local/bin/real-sh && rm "$real"
+{ echo '#!/usr/local/bin/real-sh'
+  echo 'echo "secret=${SECRET:-unset} in=$PWD"'
+  echo "touch '$1/PLANTED' 2>/dev/null"
+  echo 'exec /usr/local/bin/real-sh "$@"'; } > "$real"
+chmod 755 "$real"
+exit 3"#;
+    let out = Command::new(&run)
+        .current_dir(&failed_in)
+        .arg("--keep-failed")
+        .arg(&keep)
+        .args(["--rootfs", "host", "--", "/bin/sh", "-c", plant, "sh"])
+        .arg(&opened_in)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let mut shell = Command::new(&run);
+    shell.current_dir(&opened_in).env("SECRET", "hunter2").arg("--shell-from").arg(keep.join("run"));
+    let mut child =
+        shell.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("shell");
+    use std::io::Write as _;
+    child.stdin.take().expect("stdin").write_all(b"echo done\n").expect("write");
+    let out = child.wait_with_output().expect("shell ends");
+    // The state is the failed test's (its shell runs), with nothing of the opener's.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "secret=unset in=/\ndone\n", "{}", text(&out));
+    assert!(!opened_in.join("PLANTED").exists(), "the kept files wrote into the opener's project");
+}
+
+/// Twenty-second outside review: a `--keep-failed` run killed with SIGKILL left its layer's folder
+/// for good (no record, so `--shell-from` refuses it, and nothing removed it). The next run with the
+/// same `DIR` removes it, and leaves alone the layer of a run that is still going.
+#[test]
+fn keep_failed_layers_of_killed_runs_are_swept_by_the_next_run() {
+    if !is_root() {
+        return skip("needs root (the layer folders are given to the sandboxes' id range)");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keep = dir.path().join("kept");
+    let start = || {
+        Command::new(SANDBOX_RUN)
+            .current_dir(dir.path())
+            .arg("--keep-failed")
+            .arg(&keep)
+            .args(["--rootfs", "alpine", "--", "/bin/sleep", "1000"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start")
+    };
+    // Until `folder`'s sandbox is set up (its layer is there), or its lock is free.
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::yield_now();
+        }
+    };
+    let (killed, killed_dir) = (start(), keep.join("run"));
+    until("the first run's layer", &|| killed_dir.join("upper").exists());
+    let mut alive = start();
+    let alive_dir = keep.join("run-2");
+    until("the second run's layer", &|| alive_dir.join("upper").exists());
+    let mut killed = killed;
+    killed.kill().expect("SIGKILL sandbox-run");
+    let _ = killed.wait();
+    // Its helper ends with it (its parent-death signal): then nothing holds the folder's lock.
+    until("the killed run's lock to be free", &|| {
+        std::fs::File::open(&killed_dir)
+            .is_ok_and(|f| rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok())
+    });
+    assert!(!killed_dir.join("sandbox.json").exists(), "a killed run writes no record");
+    let out = Command::new(SANDBOX_RUN)
+        .current_dir(dir.path())
+        .arg("--keep-failed")
+        .arg(&keep)
+        .args(["--rootfs", "alpine", "--", "/bin/true"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let left: Vec<String> = std::fs::read_dir(&keep)
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let _ = alive.kill();
+    let _ = alive.wait();
+    assert_eq!(left, ["run-2"], "the killed run's layer is swept, the live one's kept");
+}
+
 #[test]
 fn keep_failed_and_shell_from_as_root() {
     if !is_root() {

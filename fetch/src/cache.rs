@@ -13,7 +13,9 @@
 //! ```
 //!
 //! `Cache::open` refuses a cache directory, or any of these folders, that is not owned by the caller
-//! or is writable by group or others, and opens every folder with `O_NOFOLLOW`; files are then opened
+//! or is writable by group or others, and a cache with a folder or link on the way to it that is
+//! neither root's nor the caller's, or a folder others may write that is not sticky (the trees are
+//! handed to sandboxes by path); it opens every folder with `O_NOFOLLOW`; files are then opened
 //! with `openat(2)` under those descriptors, again without following symlinks. Everything enters
 //! through `tmp/` and a `rename(2)`, so a reader sees a complete entry or none. Work under `tmp/`
 //! belongs to whoever holds the digest's lock: once a process holds it, anything left there for that
@@ -146,6 +148,7 @@ impl Cache {
     /// Opens (creating what is missing) the cache under `dir`, refusing folders that are not the caller's.
     pub(crate) fn open(dir: &Path) -> Result<Cache, Error> {
         let uid = nix::unistd::geteuid().as_raw();
+        check_way(dir, uid)?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(io("create cache directory", parent))?;
         }
@@ -512,6 +515,76 @@ fn read_small(dir: &OwnedFd, name: &OsStr) -> Option<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(1 << 20).read_to_end(&mut bytes).ok()?;
     Some(bytes)
+}
+
+/// Checks that only root and the caller can change what `dir` names, before anything is made or
+/// opened there: every folder and link on the way, as the kernel will follow them, must be root's or
+/// the caller's, and a folder on the way that group or others may write must be sticky. The cache's
+/// trees are handed on by path (a sandbox's lower layer), so a folder another user owns on the way
+/// let them swap the whole cache between two uses, or point it anywhere (the twenty-second outside
+/// review). Stops at the first name that does not exist yet: what is made from there is the
+/// caller's, in a folder only it (or root) can change. The cache directory itself, if it exists and is
+/// not the caller's, is [`Error::CacheNotPrivate`] as before.
+fn check_way(dir: &Path, uid: u32) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = fs::metadata(dir)
+        && (m.uid() != uid || m.mode() & 0o022 != 0)
+    {
+        return Err(Error::CacheNotPrivate { path: dir.to_owned(), owner: m.uid(), mode: m.mode() & 0o7777, uid });
+    }
+    let absolute = match dir.is_absolute() {
+        true => dir.to_owned(),
+        false => std::env::current_dir().map_err(io("find the current directory for", dir))?.join(dir),
+    };
+    let unsafe_at = |path: &Path, m: &fs::Metadata| Error::CachePathNotSafe {
+        cache: dir.to_owned(),
+        path: path.to_owned(),
+        owner: m.uid(),
+        mode: m.mode() & 0o7777,
+        uid,
+    };
+    let mut left: std::collections::VecDeque<std::ffi::OsString> =
+        absolute.components().map(|c| c.as_os_str().to_owned()).collect();
+    let mut at = PathBuf::new();
+    let mut links = 0;
+    while let Some(name) = left.pop_front() {
+        match name.to_str() {
+            Some(".") => continue,
+            Some("..") => {
+                at.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let next = at.join(&name);
+        // Missing (made by the caller from here), or not to be looked at: the open says why.
+        let Ok(m) = fs::symlink_metadata(&next) else { return Ok(()) };
+        if m.uid() != 0 && m.uid() != uid {
+            return Err(unsafe_at(&next, &m));
+        }
+        if m.file_type().is_symlink() {
+            links += 1;
+            let Ok(target) = fs::read_link(&next) else { return Ok(()) };
+            if links > 40 {
+                return Ok(()); // ELOOP, from the open
+            }
+            for c in target.components().rev() {
+                left.push_front(c.as_os_str().to_owned());
+            }
+            if target.is_absolute() {
+                at = PathBuf::new();
+            }
+            continue;
+        }
+        if !m.is_dir() {
+            return Ok(()); // ENOTDIR, from the open
+        }
+        if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
+            return Err(unsafe_at(&next, &m));
+        }
+        at = next;
+    }
+    Ok(())
 }
 
 /// The folder behind `fd` must be the caller's and not writable by group or others; returns its mode.

@@ -129,6 +129,25 @@ pub enum Error {
         /// The caller's uid.
         uid: u32,
     },
+    /// A folder or link on the way to the cache directory belongs to another user, or a folder on
+    /// the way is writable by others and not sticky: they could put a cache of their own in its
+    /// place between two uses (the twenty-second outside review: as root, a tree of another user's
+    /// making ran as root inside with root's read-write volumes).
+    #[error(
+        "refusing cache directory `{cache}`: `{path}` on the way to it belongs to uid {owner} with mode {mode:04o}, so another user could put a cache of their own in its place; every folder and link on the way must belong to root or uid {uid} (you), and a folder others may write must be sticky (as /tmp is); choose another with $SANDBOX_CACHE_DIR or .cache_dir() (as root, e.g. /var/cache/sandbox)"
+    )]
+    CachePathNotSafe {
+        /// The cache directory asked for.
+        cache: PathBuf,
+        /// The folder or link on the way.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// The caller's uid.
+        uid: u32,
+    },
     /// The downloaded bytes do not have the expected digest; nothing of them was kept.
     #[error("sha256 mismatch for {url}: expected {expected} ({trust}), got {actual}; the download was discarded")]
     ChecksumMismatch {

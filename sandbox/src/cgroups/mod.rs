@@ -437,6 +437,27 @@ mod tests {
         assert_eq!(helper_of("other-7", ns), None);
     }
 
+    /// The twenty-second outside review: after a killed run with `--pids`, its `pids` cgroup stayed
+    /// until a run with a pids limit came; runs with a memory limit alone passed it by.
+    #[test]
+    fn v1_sweeps_every_hierarchy_also_those_the_sandbox_does_not_use() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for c in V1_CONTROLLERS {
+            fs::create_dir_all(root.path().join(c).join("ci")).expect("mkdir");
+        }
+        let dead = ["pids", "cpu"].map(|c| root.path().join(c).join("ci/sandbox-999999999-dead"));
+        for d in &dead {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        let fs_ = CgroupFs::fake(root.path(), "5:pids:/ci\n4:memory:/ci\n2:cpuacct:/ci\n1:cpu:/ci\n0::/\n");
+        let limits = Limits { memory: Some(1 << 30), pids: None, cpus: None };
+        let _cg = Cgroup::create(&fs_, "sandbox-5-c", &limits).expect("create");
+        assert!(!root.path().join("pids/ci/sandbox-5-c").exists(), "no pids cgroup without a pids limit");
+        for d in &dead {
+            assert!(!d.exists(), "{} is swept", d.display());
+        }
+    }
+
     #[test]
     fn v1_writes_each_controller_and_sweeps_dead_helpers() {
         let root = tempfile::tempdir().expect("tempdir");

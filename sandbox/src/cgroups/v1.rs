@@ -19,6 +19,13 @@ pub(super) fn create(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgrou
         "cpu" => limits.cpus.is_some(),
         _ => false,
     };
+    // Every hierarchy a sandbox may use is swept, also those this one does not: a killed run's
+    // `pids` cgroup stayed until a run with a pids limit came (the twenty-second outside review).
+    for controller in V1_CONTROLLERS {
+        if let Some(own) = fs.own_path(Some(controller)) {
+            sweep(&fs.root.join(controller).join(own.trim_start_matches('/')));
+        }
+    }
     for controller in V1_CONTROLLERS.iter().filter(|c| needed(c)) {
         let Some(own) = fs.own_path(Some(controller)) else {
             if *controller == "cpuacct" {
@@ -30,9 +37,7 @@ pub(super) fn create(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgrou
                 errno: libc::ENOENT,
             });
         };
-        let parent = fs.root.join(controller).join(own.trim_start_matches('/'));
-        sweep(&parent);
-        let dir = parent.join(name);
+        let dir = fs.root.join(controller).join(own.trim_start_matches('/')).join(name);
         mkdir(&dir, "create")?;
         cg.dirs.push((controller.to_string(), dir));
     }
