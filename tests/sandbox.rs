@@ -3,6 +3,7 @@
 //! Every check is a plain function run twice: as the invoking user (root in CI), and again as the
 //! unprivileged `sandbox-test` user by `rootless_suite`.
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::Output;
 use std::time::Duration;
 
@@ -539,6 +540,50 @@ fn stale_sandbox_cgroups() -> Vec<String> {
         .filter(|(_, n)| n.split('-').nth(1).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()))
         .map(|(d, n)| d.join(n).display().to_string())
         .collect()
+}
+
+/// A new user's review: a second `wait` after a timeout (or an OOM kill) said "the sandbox helper
+/// process ended unexpectedly", and `usage()` was gone. As std's, a later wait returns the same again.
+#[test]
+fn a_second_wait_returns_the_same_ending_and_keeps_the_usage() {
+    let limited = |b: sandbox::Builder| if limits_usable() { b.memory_limit(64 << 20) } else { b };
+    let sb = limited(builder().timeout(Duration::from_millis(300))).build().expect("build");
+    let mut child = sb.command("/bin/sleep").arg("30").spawn().expect("spawn");
+    let first = child.wait().expect_err("the deadline ends it");
+    let usage = child.usage();
+    let second = child.wait().expect_err("the same, again");
+    assert!(matches!(first, Error::TimedOut { .. }), "{first:?}");
+    assert_eq!(second.to_string(), first.to_string());
+    assert_eq!(child.usage(), usage, "the usage stays");
+    assert_eq!(usage.is_some(), limits_usable(), "a sandbox with limits has a usage");
+    let mut passing = builder().build().expect("build").command("/bin/true").spawn().expect("spawn");
+    let status = passing.wait().expect("wait");
+    assert_eq!(passing.wait().expect("wait again"), status);
+}
+
+/// A new user's review: no `try_wait` to poll a daemon without blocking, and no `env_clear`, both of
+/// which `std::process` has.
+#[test]
+fn try_wait_and_env_clear_behave_as_std_s() {
+    let sb = builder().build().expect("build");
+    let mut daemon = sb.command("/bin/sleep").arg("30").spawn().expect("spawn");
+    assert!(daemon.try_wait().expect("try_wait").is_none(), "still running");
+    daemon.kill().expect("kill");
+    assert_eq!(daemon.wait().expect("wait").signal(), Some(9));
+    assert_eq!(daemon.try_wait().expect("try_wait after wait").and_then(|s| s.signal()), Some(9));
+    let mut quick = sb.command("/bin/sh").args(["-c", "exit 7"]).spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = quick.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "exit 7 never ended");
+        std::thread::yield_now();
+    };
+    assert_eq!(status.code(), Some(7));
+    let out = sb.command("/usr/bin/env").env("GONE", "1").env_clear().env("ONLY", "this").output().expect("env");
+    assert_eq!(text(&out), "ONLY=this\n", "the sandbox's environment and earlier settings are cleared");
+    assert_eq!(text(&sb.command("sh").env_clear().args(["-c", "echo found"]).output().expect("sh")), "found\n");
 }
 
 #[test]

@@ -119,9 +119,11 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
 /// Removes from `base` (held as `base_fd`) what runs killed before their end left there (the
 /// twenty-second outside review: a SIGKILL of sandbox-run left its layer for good, with no record,
 /// which `--shell-from` refuses): a folder as [`fresh_layer_dir`] makes them (`owner`'s, mode 0700)
-/// holding the sandbox's `upper` or `work` but no `sandbox.json`, whose lock no run holds any more.
-/// A folder still empty is left alone (its run may be between making and locking it), and so is
-/// anything else; what cannot be removed stays, for the next sweep.
+/// holding an overlay's layer and nothing else ([`is_overlay_layer`]), whose lock no run holds any
+/// more. Anything else is left alone: a folder still empty (its run may be between making and
+/// locking it), one with a record, and any folder of the caller's that merely looks alike (the
+/// twenty-third: rootless, a `mktemp -d` folder with a `work` folder in it was removed); what cannot
+/// be removed stays, for the next sweep.
 fn sweep_killed(base_fd: &OwnedFd, base: &Path, owner: u32) {
     use rustix::fs::{AtFlags, Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -130,8 +132,7 @@ fn sweep_killed(base_fd: &OwnedFd, base: &Path, owner: u32) {
     for name in names {
         let Ok(dir) = rustix::fs::openat(base_fd, &name, flags, Mode::empty()) else { continue };
         let ours = rustix::fs::fstat(&dir).is_ok_and(|st| st.st_uid == owner && st.st_mode & 0o7777 == 0o700);
-        let has = |entry: &str| rustix::fs::statat(&dir, entry, AtFlags::SYMLINK_NOFOLLOW).is_ok();
-        if !ours || has("sandbox.json") || !(has("upper") || has("work")) {
+        if !ours || !is_overlay_layer(&dir) {
             continue;
         }
         if rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
@@ -142,6 +143,20 @@ fn sweep_killed(base_fd: &OwnedFd, base: &Path, owner: u32) {
             let _ = rustix::fs::unlinkat(base_fd, &name, AtFlags::REMOVEDIR);
         }
     }
+}
+
+/// Whether `dir` holds an overlay's writable layer and nothing else: `upper` (optional) and `work`,
+/// in which overlayfs made its own `work` (and, with an index, `index`) when it was mounted.
+fn is_overlay_layer(dir: &OwnedFd) -> bool {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(names) = names_in(dir) else { return false };
+    if !names.iter().any(|n| n == "work") || names.iter().any(|n| n != "work" && n != "upper") {
+        return false;
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(work) = rustix::fs::openat(dir, "work", flags, Mode::empty()) else { return false };
+    let Ok(inside) = names_in(&work) else { return false };
+    inside.iter().any(|n| n == "work") && inside.iter().all(|n| n == "work" || n == "index")
 }
 
 /// The error for a fresh layer folder another sandbox swapped for its own as it was made.
@@ -228,8 +243,8 @@ impl Kept {
 }
 
 /// Opens the kept layer `dir` (`DIR/NAME` of `--keep-failed`) without following a link at it or in it,
-/// and reads its record. As root it must be a folder a sandbox's setup held (owned by the sandboxes'
-/// range, [`sandbox::kept_layer_owner`], mode 0700): one another sandbox made or swapped in, through
+/// and reads its record. It must be a folder a sandbox's setup held: as root owned by the sandboxes'
+/// range ([`sandbox::kept_layer_owner`]), rootless the caller's, mode 0700; one another sandbox made or swapped in, through
 /// a read-write volume of `DIR` (its own `upper` with a shell of its choosing, a record naming the
 /// host's root), is refused (the seventh outside review: the shell started on it ran that sandbox's
 /// code with the caller's workspace bound).
@@ -241,10 +256,10 @@ pub fn open_kept(dir: &Path) -> Result<Kept, Error> {
     let real = crate::host_path::resolve("--shell-from", dir, dir)?;
     let folder = crate::host_path::open_folder(&real, false)?;
     let st = rustix::fs::fstat(&folder).map_err(|e| io("open", &real)(e.into()))?;
-    let owner = sandbox::kept_layer_owner()?;
-    if let Some(owner) = owner
-        && (st.st_uid != owner || st.st_mode & 0o777 != 0o700)
-    {
+    // Rootless, the caller's own (the twenty-third outside review: another user's folder, with a
+    // record naming their tree, was opened).
+    let owner = sandbox::kept_layer_owner()?.unwrap_or_else(|| rustix::process::geteuid().as_raw());
+    if st.st_uid != owner || st.st_mode & 0o777 != 0o700 {
         return Err(Error::Refused {
             value: dir.display().to_string(),
             reason: format!(

@@ -69,7 +69,14 @@ fn try_main(cli: &Cli) -> Result<i32, Error> {
     if let Some(dir) = &cli.shell_from {
         let kept = sandbox_cli::open_kept(dir)?;
         let mut resumed = opts.clone();
-        resumed.rootfs = Some(kept.record.rootfs.parse()?);
+        let rootfs = kept.record.rootfs.parse()?;
+        // The record names the tree by path: one another user could have put in its place since (its
+        // cache folder removed by a cleaner, then made again by them) is refused (the twenty-third
+        // outside review: their /bin/sh ran as root in the shell's sandbox).
+        if let sandbox_cli::RootfsSpec::Path(tree) = &rootfs {
+            sandbox::fetch::way::check(tree).map_err(Error::Rootfs)?;
+        }
+        resumed.rootfs = Some(rootfs);
         resumed.layers = vec![kept.upper()];
         resumed.keep_failed = None;
         resumed.resumed = true;

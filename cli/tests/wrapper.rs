@@ -595,6 +595,14 @@ fn keep_failed_layers_of_killed_runs_are_swept_by_the_next_run() {
             std::thread::yield_now();
         }
     };
+    // A folder of the same owner and mode that merely looks like a layer (the twenty-third outside
+    // review: rootless, a `mktemp -d` folder with a `work` folder in it was removed whole).
+    let lookalike = keep.join("lookalike");
+    std::fs::create_dir_all(lookalike.join("work")).expect("mkdir");
+    std::fs::write(lookalike.join("work/thesis.tex"), "precious").expect("write");
+    let owner = sandbox::kept_layer_owner().expect("the kept layers' owner").expect("as root");
+    std::os::unix::fs::chown(&lookalike, Some(owner), Some(owner)).expect("chown");
+    std::fs::set_permissions(&lookalike, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     let (killed, killed_dir) = (start(), keep.join("run"));
     until("the first run's layer", &|| killed_dir.join("upper").exists());
     let mut alive = start();
@@ -624,7 +632,47 @@ fn keep_failed_layers_of_killed_runs_are_swept_by_the_next_run() {
         .collect();
     let _ = alive.kill();
     let _ = alive.wait();
-    assert_eq!(left, ["run-2"], "the killed run's layer is swept, the live one's kept");
+    let mut left = left;
+    left.sort();
+    assert_eq!(left, ["lookalike", "run-2"], "the killed run's layer is swept, the live one's kept");
+    assert!(lookalike.join("work/thesis.tex").exists(), "a folder that is no layer is left alone");
+}
+
+/// Twenty-third outside review: `--shell-from` used the tree its record names by path, unchecked;
+/// once a folder on the way was another user's (a cleaner removed it, they made it again with a tree
+/// of theirs), their `/bin/sh` ran as root in the shell's sandbox. The way to the tree is checked as
+/// the cache's is.
+#[test]
+fn shell_from_refuses_a_tree_another_user_could_have_replaced() {
+    if !is_root() {
+        return skip("needs root (another user's folder is the point)");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (ci, keep) = (dir.path().join("ci"), dir.path().join("kept"));
+    let out = Command::new(SANDBOX_RUN)
+        .current_dir(dir.path())
+        .env("SANDBOX_CACHE_DIR", ci.join("cache"))
+        .arg("--keep-failed")
+        .arg(&keep)
+        .args(["--rootfs", "alpine", "--", "/bin/sh", "-c", "exit 3"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    // The folder above the cache is now someone else's.
+    std::os::unix::fs::chown(&ci, Some(4242), Some(4242)).expect("chown");
+    let out = Command::new(SANDBOX_RUN)
+        .current_dir(dir.path())
+        .arg("--shell-from")
+        .arg(keep.join("run"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("shell");
+    let all = text(&out);
+    assert!(
+        !out.status.success() && all.contains("belongs to uid 4242") && all.contains(&ci.display().to_string()),
+        "{all}"
+    );
 }
 
 #[test]

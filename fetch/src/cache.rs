@@ -147,33 +147,18 @@ fn os(s: &str) -> &OsStr {
 impl Cache {
     /// Opens (creating what is missing) the cache under `dir`, refusing folders that are not the caller's.
     pub(crate) fn open(dir: &Path) -> Result<Cache, Error> {
+        use std::os::unix::fs::MetadataExt;
         let uid = nix::unistd::geteuid().as_raw();
-        check_way(dir, uid)?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(io("create cache directory", parent))?;
+        // Another user's cache (root's 0700 one, for an ordinary user), or one others may write:
+        // said as such, with the way out (a new user's review), before the way to it.
+        if let Ok(m) = fs::metadata(dir)
+            && (m.uid() != uid || m.mode() & 0o022 != 0)
+        {
+            return Err(Error::CacheNotPrivate { path: dir.to_owned(), owner: m.uid(), mode: m.mode() & 0o7777, uid });
         }
-        match fs::DirBuilder::new().mode_private().create(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io("create cache directory", dir)(e)),
-        }
-        // The cache directory itself may be reached through a symlink the user made; what it resolves
-        // to must be theirs. Below it, nothing is followed.
-        let top: OwnedFd = match File::open(dir) {
-            Ok(file) => file.into(),
-            // Another user's cache (root's 0700 one, for an ordinary user): said as a refusal, with
-            // the way out, not as a bare EACCES (a new user's review).
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                use std::os::unix::fs::MetadataExt;
-                return Err(match fs::metadata(dir) {
-                    Ok(m) if m.uid() != uid => {
-                        Error::CacheNotPrivate { path: dir.to_owned(), owner: m.uid(), mode: m.mode() & 0o7777, uid }
-                    }
-                    _ => io("open cache directory", dir)(e),
-                });
-            }
-            Err(e) => return Err(io("open cache directory", dir)(e)),
-        };
+        // Walked to, and made where missing, one checked folder at a time (crate::way); below it,
+        // nothing is followed.
+        let top = crate::way::open(dir, uid, true)?;
         check_private(&top, dir, uid)?;
         let root = dir.join("v1");
         let v1 = at::ensure_dir(&top, os("v1"), 0o700).map_err(io("open cache directory", &root))?;
@@ -517,76 +502,6 @@ fn read_small(dir: &OwnedFd, name: &OsStr) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Checks that only root and the caller can change what `dir` names, before anything is made or
-/// opened there: every folder and link on the way, as the kernel will follow them, must be root's or
-/// the caller's, and a folder on the way that group or others may write must be sticky. The cache's
-/// trees are handed on by path (a sandbox's lower layer), so a folder another user owns on the way
-/// let them swap the whole cache between two uses, or point it anywhere (the twenty-second outside
-/// review). Stops at the first name that does not exist yet: what is made from there is the
-/// caller's, in a folder only it (or root) can change. The cache directory itself, if it exists and is
-/// not the caller's, is [`Error::CacheNotPrivate`] as before.
-fn check_way(dir: &Path, uid: u32) -> Result<(), Error> {
-    use std::os::unix::fs::MetadataExt;
-    if let Ok(m) = fs::metadata(dir)
-        && (m.uid() != uid || m.mode() & 0o022 != 0)
-    {
-        return Err(Error::CacheNotPrivate { path: dir.to_owned(), owner: m.uid(), mode: m.mode() & 0o7777, uid });
-    }
-    let absolute = match dir.is_absolute() {
-        true => dir.to_owned(),
-        false => std::env::current_dir().map_err(io("find the current directory for", dir))?.join(dir),
-    };
-    let unsafe_at = |path: &Path, m: &fs::Metadata| Error::CachePathNotSafe {
-        cache: dir.to_owned(),
-        path: path.to_owned(),
-        owner: m.uid(),
-        mode: m.mode() & 0o7777,
-        uid,
-    };
-    let mut left: std::collections::VecDeque<std::ffi::OsString> =
-        absolute.components().map(|c| c.as_os_str().to_owned()).collect();
-    let mut at = PathBuf::new();
-    let mut links = 0;
-    while let Some(name) = left.pop_front() {
-        match name.to_str() {
-            Some(".") => continue,
-            Some("..") => {
-                at.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let next = at.join(&name);
-        // Missing (made by the caller from here), or not to be looked at: the open says why.
-        let Ok(m) = fs::symlink_metadata(&next) else { return Ok(()) };
-        if m.uid() != 0 && m.uid() != uid {
-            return Err(unsafe_at(&next, &m));
-        }
-        if m.file_type().is_symlink() {
-            links += 1;
-            let Ok(target) = fs::read_link(&next) else { return Ok(()) };
-            if links > 40 {
-                return Ok(()); // ELOOP, from the open
-            }
-            for c in target.components().rev() {
-                left.push_front(c.as_os_str().to_owned());
-            }
-            if target.is_absolute() {
-                at = PathBuf::new();
-            }
-            continue;
-        }
-        if !m.is_dir() {
-            return Ok(()); // ENOTDIR, from the open
-        }
-        if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
-            return Err(unsafe_at(&next, &m));
-        }
-        at = next;
-    }
-    Ok(())
-}
-
 /// The folder behind `fd` must be the caller's and not writable by group or others; returns its mode.
 fn check_private(fd: &impl AsFd, path: &Path, uid: u32) -> Result<u32, Error> {
     let st = nix::sys::stat::fstat(fd).map_err(|e| io("inspect", path)(e.into()))?;
@@ -595,16 +510,6 @@ fn check_private(fd: &impl AsFd, path: &Path, uid: u32) -> Result<u32, Error> {
         return Err(Error::CacheNotPrivate { path: path.to_owned(), owner: st.st_uid, mode, uid });
     }
     Ok(mode)
-}
-
-trait PrivateDir {
-    fn mode_private(&mut self) -> &mut Self;
-}
-
-impl PrivateDir for fs::DirBuilder {
-    fn mode_private(&mut self) -> &mut Self {
-        std::os::unix::fs::DirBuilderExt::mode(self, 0o700)
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong while resolving, downloading, verifying, caching or unpacking a rootfs.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The version string is neither `X.Y.Z`, `X.Y` nor `latest-stable`.
@@ -256,6 +256,15 @@ pub enum Error {
     },
 }
 
+/// The message with its causes, as `Display` and each `source()` say them: what `unwrap()`, `expect`
+/// and a test returning `Err` print (a new user's review: the derived form showed the variant's
+/// fields and hid what to do).
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fmt_chain(self, f)
+    }
+}
+
 /// What a machine without the network can do, in any project (not only this workspace).
 pub(crate) const OFFLINE_HINT: &str = "without network access, fetch once while online in a pre-fetch step (`cargo xtask fetch-rootfs` in this workspace, `sandbox::fetch::Alpine::default().fetch()` in your own) and keep the cache directory between CI runs (README: \"Caching the rootfs in CI\"); where the default rootfs is used (no version named), $SANDBOX_ROOTFS set to an Alpine minirootfs tarball or unpacked tree stands in for it";
 
@@ -281,4 +290,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub(crate) fn io<P: Into<PathBuf>>(op: &'static str, path: P) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { op, path, source }
+}
+
+/// Writes `error` and its causes (each `source()`), joined by `: `: the `Debug` of this crate's and
+/// `sandbox`'s errors.
+#[doc(hidden)]
+pub fn fmt_chain(error: &dyn std::error::Error, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    write!(f, "{error}")?;
+    let mut next = error.source();
+    while let Some(e) = next {
+        write!(f, ": {e}")?;
+        next = e.source();
+    }
+    Ok(())
 }

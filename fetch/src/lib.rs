@@ -75,12 +75,13 @@ mod signature;
 mod trust;
 pub mod unpack;
 mod version;
+pub mod way;
 
 pub use alpine::{Alpine, default_cache_dir};
 pub use arch::Arch;
 pub use checksums::{DEFAULT_RELEASE, OfficialDigest, official_digest, official_sha256};
 pub use download::{NetworkPolicy, Progress};
-pub use error::{Error, Result};
+pub use error::{Error, Result, fmt_chain};
 pub use mirror::DEFAULT_MIRROR;
 pub use rootfs::{Rootfs, default_rootfs};
 pub use signature::{ALPINE_KEY_FINGERPRINT, SignatureProblem};

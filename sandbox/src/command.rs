@@ -124,6 +124,17 @@ impl<'a> Command<'a> {
         self
     }
 
+    /// Clears the environment for this command: the sandbox's (its `PATH`, `HOME`, `HOSTNAME`,
+    /// [`Builder::env`](crate::Builder::env)) and what was set before; set afterwards is kept. A
+    /// program named without a `/` is still looked up in the default `PATH`.
+    pub fn env_clear(&mut self) -> &mut Self {
+        self.env.clear();
+        for (key, _) in &self.sandbox.base.env {
+            self.env.push((key.clone(), None));
+        }
+        self
+    }
+
     /// Removes an environment variable for this command.
     pub fn env_remove(&mut self, key: impl Into<String>) -> &mut Self {
         self.env.push((key.into(), None));
@@ -171,6 +182,11 @@ impl<'a> Command<'a> {
     /// concurrently, so large outputs cannot deadlock). Stdio not set: stdin null, stdout and stderr
     /// piped.
     ///
+    /// Unlike `std::process::Command::output`, which waits until every process holding the pipes has
+    /// closed them, a sandbox ends with its program: what the program left running in the background
+    /// (`sleep 5 &`) is killed then, and `output` returns. In a [`crate::Session`] the sandbox stays:
+    /// there, as with std, `output` waits for the background processes holding the pipes.
+    ///
     /// # Errors
     /// As [`spawn`](Command::spawn), and [`Error::TimedOut`], [`Error::MemoryLimitExceeded`].
     pub fn output(&mut self) -> Result<Output, Error> {
@@ -178,7 +194,8 @@ impl<'a> Command<'a> {
         self.spawn_with([Stdio::null(), Stdio::piped(), Stdio::piped()])?.wait_with_output()
     }
 
-    /// Runs the program to completion and returns its exit status.
+    /// Runs the program to completion and returns its exit status. What the program left running in
+    /// the background ends with the sandbox, then (in a [`crate::Session`], it keeps running).
     ///
     /// # Errors
     /// As [`spawn`](Command::spawn), and [`Error::TimedOut`], [`Error::MemoryLimitExceeded`].
@@ -308,6 +325,8 @@ pub struct Child {
     handle: HelperHandle,
     usage: Option<crate::Usage>,
     status: Option<ExitStatus>,
+    /// How the first wait failed, returned again by every later one.
+    failed: Option<Error>,
     /// The program's stdin, if piped.
     pub stdin: Option<ChildStdin>,
     /// The program's stdout, if piped.
@@ -328,6 +347,7 @@ impl Child {
             handle,
             usage: None,
             status: None,
+            failed: None,
         }
     }
 
@@ -349,7 +369,9 @@ impl Child {
 
     /// Kills every process in the sandbox: the helper kills the sandbox's init, whose pid namespace
     /// dies with it. [`wait`](Child::wait) then returns once all of them are gone, with the program's
-    /// status showing SIGKILL.
+    /// status showing SIGKILL. For a command of a [`crate::Session`], kills that command's process
+    /// only, as `std::process::Child::kill` does: what it started in the background keeps running in
+    /// the session until the session ends (or another command stops it, e.g. `kill`).
     ///
     /// # Errors
     /// None today; the signature matches [`std::process::Child::kill`].
@@ -364,21 +386,53 @@ impl Child {
     /// # Errors
     /// [`Error::TimedOut`] if the sandbox's deadline killed it; [`Error::MemoryLimitExceeded`] if the
     /// OOM killer did; [`Error::HelperDied`] if the helper was killed from outside; [`Error::Setup`]
-    /// if the helper could not follow the program (a failed wait).
+    /// if the helper could not follow the program (a failed wait). A later call returns the same
+    /// status, or the same error, again.
     pub fn wait(&mut self) -> Result<ExitStatus, Error> {
         drop(self.stdin.take());
         if let Some(s) = self.status {
             return Ok(s);
         }
-        let ending = self.handle.wait_end().map_err(|r| {
+        if let Some(e) = self.failed.as_ref().and_then(Error::again) {
+            return Err(e);
+        }
+        let ended = self.handle.wait_end().map_err(|r| {
             // A timeout's or an OOM kill's usage is the one that matters most.
             self.usage = self.handle.usage;
             r.into_error()
-        })?;
-        self.usage = ending.usage;
-        let status = exit_status(ending.status.ok_or(Error::HelperDied { status: ending.helper })?);
-        self.status = Some(status);
-        Ok(status)
+        });
+        let status = ended.and_then(|ending| {
+            self.usage = ending.usage;
+            Ok(exit_status(ending.status.ok_or(Error::HelperDied { status: ending.helper })?))
+        });
+        match status {
+            Ok(status) => self.status = Some(status),
+            Err(ref e) => self.failed = e.again(),
+        }
+        status
+    }
+
+    /// As [`std::process::Child::try_wait`]: the program's status if it (and so the sandbox) has
+    /// ended, `None` while it runs, without waiting; once it has returned a status or an error, it
+    /// returns it again, as [`wait`](Child::wait) does.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let sb = sandbox::Sandbox::builder().build()?;
+    /// let mut daemon = sb.command("/bin/sleep").arg("30").spawn()?;
+    /// assert!(daemon.try_wait()?.is_none(), "still running");
+    /// daemon.kill()?;
+    /// assert!(daemon.wait()?.code().is_none(), "killed by a signal");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`wait`](Child::wait), once the sandbox has ended.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, Error> {
+        if self.status.is_none() && self.failed.is_none() && !self.handle.has_ended() {
+            return Ok(None);
+        }
+        self.wait().map(Some)
     }
 
     /// Waits and collects whatever stdout and stderr were piped.

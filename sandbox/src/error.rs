@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything that can go wrong while building, starting or running a sandbox.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A builder or command setting is invalid; nothing was started.
@@ -101,6 +101,46 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// The message with its causes, as `Display` and each `source()` say them: what `unwrap()`, `expect`
+/// and a test returning `Err` print (a new user's review: the derived form showed the variant's
+/// fields and hid what to do).
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fetch::fmt_chain(self, f)
+    }
+}
+
+impl Error {
+    /// The same error again, for a second [`crate::Child::wait`] (std's returns the same status each
+    /// time; a second wait after a timeout said "the helper ended unexpectedly", a new user's
+    /// review): OS errors again by code (or kind and text). `None` for a rootfs error, which no wait
+    /// returns.
+    pub(crate) fn again(&self) -> Option<Error> {
+        let os = |e: &io::Error| {
+            e.raw_os_error().map_or_else(|| io::Error::new(e.kind(), e.to_string()), io::Error::from_raw_os_error)
+        };
+        Some(match self {
+            Error::InvalidConfig { what, value, reason } => {
+                Error::InvalidConfig { what, value: value.clone(), reason: reason.clone() }
+            }
+            Error::Rootfs(_) => return None,
+            Error::Spawn { program, source } => Error::Spawn { program: program.clone(), source: os(source) },
+            Error::Setup { step, path, source, hint } => {
+                Error::Setup { step: step.clone(), path: path.clone(), source: os(source), hint: hint.clone() }
+            }
+            Error::MemoryLimitExceeded { limit, peak } => Error::MemoryLimitExceeded { limit: *limit, peak: *peak },
+            Error::TimedOut { after, doing } => Error::TimedOut { after: *after, doing: doing.clone() },
+            Error::HelperDied { status } => Error::HelperDied { status: *status },
+            Error::Crashed { status } => Error::Crashed { status: *status },
+            Error::Panicked { message, location } => {
+                Error::Panicked { message: message.clone(), location: location.clone() }
+            }
+            Error::ClosureResult { reason } => Error::ClosureResult { reason: reason.clone() },
+            Error::Io { op, path, source } => Error::Io { op, path: path.clone(), source: os(source) },
+        })
+    }
 }
 
 fn mib(bytes: u64) -> String {
@@ -199,5 +239,24 @@ mod tests {
             e.to_string(),
             "memory limit of 64 MiB exceeded (peak 64 MiB): the kernel's OOM killer ended the program"
         );
+    }
+
+    /// What `unwrap()` prints is the message, its causes and what to do, not the variant's fields;
+    /// an error returned again by a second wait reads the same.
+    #[test]
+    fn debug_is_the_message_with_its_causes() {
+        let e = Error::Setup {
+            step: "mount the overlay root".into(),
+            path: Some("/newroot".into()),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+            hint: Some("do this".into()),
+        };
+        let debug = format!("{e:?}");
+        assert!(
+            debug.starts_with(&e.to_string())
+                && debug.ends_with(&io::Error::from_raw_os_error(libc::EPERM).to_string()),
+            "{debug}"
+        );
+        assert_eq!(format!("{:?}", e.again().expect("again")), debug);
     }
 }

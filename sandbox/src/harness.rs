@@ -123,6 +123,11 @@ fn default_test_timeout() -> Result<Duration, Error> {
 pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn build(options: &TestOptions) -> Result<Sandbox, Error> {
+    // Said before the rootfs is looked for: inside a sandbox, the closure's clean environment has no
+    // `$SANDBOX_ROOTFS` (crate::hints::nested).
+    if let Some(reason) = crate::hints::nested() {
+        return Err(crate::error::invalid("sandbox", "inside a sandbox", reason));
+    }
     let rootfs = match options.rootfs {
         RootfsOption::Default => fetch::default_rootfs()?,
         RootfsOption::Alpine(version) => fetch::Alpine::new(version).fetch()?,
@@ -222,17 +227,6 @@ pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, b
             (text, options.should_panic != Some(None), "a bare #[should_panic] is met by a panic alone")
         }
         Failure::Sandbox(text) => {
-            // Inside a sandbox of this crate's already (sandbox-run's wrapper chose the test): none
-            // can be made within it, and the error alone (a chmod refused, an id map refused) did not
-            // say so (a new user's review).
-            let text = match in_a_sandbox() {
-                true => format!(
-                    "{text}\n(this test runs inside a sandbox already: its PID 1 is sandbox-init, as under \
-                     sandbox-run; #[sandbox_test] makes a sandbox of its own, and sandboxes do not nest: leave \
-                     #[sandbox_test] tests out of the wrapper's filter, they are isolated already)"
-                ),
-                false => text,
-            };
             (text, options.should_panic.is_none(), "a sandbox that cannot be set up meets no #[should_panic]")
         }
     };
@@ -240,11 +234,6 @@ pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, b
         panic!("{text}");
     }
     eprintln!("{text}\n(#[sandbox_test]: the body did not panic; {why})");
-}
-
-/// Whether this process runs in a sandbox of this crate's (its PID 1 shows as `sandbox-init`).
-fn in_a_sandbox() -> bool {
-    std::fs::read_to_string("/proc/1/comm").is_ok_and(|name| name.trim_end() == "sandbox-init")
 }
 
 /// How a test failed when its body did not panic.

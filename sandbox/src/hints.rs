@@ -10,6 +10,26 @@ fn sysctl(path: &str) -> Option<String> {
 
 type Sysctl<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// Why no sandbox can be made here, when this process runs in a sandbox of this crate's already
+/// (its PID 1 is `sandbox-init`) that is not `privileged()` (its user namespace is not the host's):
+/// sandboxes do not nest, and the setup failed with a misleading step (a uid map refused, "a
+/// container runtime's seccomp profile"), or, in a closure's clean environment, tried to download
+/// the rootfs (a new user's review). Looked at once per process.
+pub(crate) fn nested() -> Option<&'static str> {
+    static NESTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let nested = *NESTED.get_or_init(|| {
+        let init = std::fs::read_to_string("/proc/1/comm").is_ok_and(|name| name.trim_end() == "sandbox-init");
+        let host_ids = std::fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|map| map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+        init && !host_ids
+    });
+    nested.then_some(
+        "sandboxes do not nest: this process runs inside one already (its PID 1 is sandbox-init, as in a \
+         closure, a #[sandbox_test] body, or under sandbox-run); make sandboxes from outside it, or leave \
+         #[sandbox_test] tests out of sandbox-run's wrapper filter (they are isolated already)",
+    )
+}
+
 /// A hint for `errno` from a step of `kind`, if we know one.
 pub(crate) fn for_step(kind: StepKind, errno: Errno, rootless: bool) -> Option<String> {
     match (kind, errno) {

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use sandbox::{Network, Sandbox};
-//! let rootfs = fetch::Alpine::new("3.20.3").fetch()?;
+//! let rootfs = sandbox::fetch::Alpine::new("3.20.3").fetch()?;
 //! let sb = Sandbox::builder()
 //!     .rootfs(&rootfs)
 //!     .hostname("box")

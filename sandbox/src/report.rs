@@ -153,6 +153,32 @@ impl Reader {
         self.next_pumping(&mut crate::spawn::pump::Pump::default())
     }
 
+    /// The next record if one has arrived, without waiting for one to come: `Ok(None)` when nothing
+    /// is there yet, `Err(())` at end of file. (A record begun is read to its end: the helper writes
+    /// each whole, at once.)
+    pub(crate) fn try_next(&mut self) -> Result<Option<Record>, ()> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        loop {
+            if !self.inner.buffer().contains(&b'\n') {
+                let mut fds = [PollFd::new(self.inner.get_ref().as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::ZERO) {
+                    Ok(0) => return Ok(None),
+                    Err(Errno::EINTR) => continue,
+                    Ok(_) | Err(_) => {}
+                }
+            }
+            let mut line = Vec::new();
+            match self.inner.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return Err(()),
+                Ok(_) => {
+                    if let Some(r) = parse(&line) {
+                        return Ok(Some(r));
+                    }
+                }
+            }
+        }
+    }
+
     /// As [`next`](Self::next), moving the program's output through `pump` while no whole record
     /// is buffered.
     pub(crate) fn next_pumping(&mut self, pump: &mut crate::spawn::pump::Pump) -> Option<Record> {

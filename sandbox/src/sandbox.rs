@@ -126,8 +126,13 @@ impl Builder {
         self
     }
 
-    /// Whether to put the sandbox in a new user namespace. Default: only when not running as root
-    /// (where it is required: the calling user becomes root inside).
+    /// Whether the sandbox gets a user namespace of the caller's making, in which the caller's uid
+    /// is root. Rootless it always does (`false` is refused). As root, without
+    /// [`privileged`](Builder::privileged), it changes nothing the program sees: the program always
+    /// runs in a user namespace of its own whose root is an unprivileged host id range
+    /// ([`id_base`](Builder::id_base)). With `privileged()`, as root, `true` puts the program in a
+    /// user namespace mapping uid 0 only, to the host's root (its capabilities hold in that
+    /// namespace only). A [`Network::Switch`] needs it off as root. Default: only when not root.
     pub fn user_namespace(mut self, enable: bool) -> Self {
         self.user_namespace = Some(enable);
         self
@@ -261,6 +266,9 @@ impl Builder {
     /// [`Error::InvalidConfig`] for a bad setting, [`Error::Rootfs`] if the default rootfs cannot be
     /// had.
     pub fn build(mut self) -> Result<Sandbox, Error> {
+        if let Some(reason) = crate::hints::nested() {
+            return Err(invalid("sandbox", "inside a sandbox", reason));
+        }
         checked("hostname", &self.hostname, sandbox_validate::hostname(&self.hostname))?;
         checked("current_dir", &self.current_dir, sandbox_validate::path_inside(&self.current_dir))?;
         for (k, v) in &self.env {

@@ -50,8 +50,9 @@ impl<'a> Session<'a> {
         Ok(Session { sandbox, _handle: handle, joined })
     }
 
-    /// A command to run inside this session's sandbox.
-    pub fn command(&self, program: impl Into<String>) -> Command<'a> {
+    /// A command to run inside this session's sandbox. It borrows the session: a command cannot
+    /// outlive it (it would have no sandbox to join).
+    pub fn command(&self, program: impl Into<String>) -> Command<'_> {
         Command::new(self.sandbox, program.into(), Some(self.joined.clone()))
     }
 }

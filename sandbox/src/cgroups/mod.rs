@@ -319,6 +319,15 @@ fn helper_of(name: &str, ns: u64) -> Option<Option<i32>> {
     }
 }
 
+/// `; pids N of MAX, limit hit K times`, or nothing for a sandbox without a pids cgroup (without a
+/// pids limit: the line said "pids ? of ?", a new user's review).
+pub(super) fn pids_state(read: &dyn Fn(&str, &str) -> Option<String>) -> String {
+    let Some(current) = read("pids", "pids.current") else { return String::new() };
+    let max = read("pids", "pids.max").unwrap_or_else(|| "?".into());
+    let hit = read("pids", "pids.events").and_then(|t| field(&t, "max ")).unwrap_or(0);
+    format!("; pids {} of {}, limit hit {hit} times", current.trim(), max.trim())
+}
+
 /// `bytes` in MiB, or the limit's `max`.
 pub(super) fn mib(bytes: Option<&str>) -> String {
     match bytes.map(str::trim) {
@@ -435,6 +444,18 @@ mod tests {
         assert_eq!(helper_of("sandbox-7-1f", ns), Some(Some(7)), "an older version's name");
         assert_eq!(helper_of("sandbox-7-1f-zz", ns), None, "not a namespace");
         assert_eq!(helper_of("other-7", ns), None);
+    }
+
+    #[test]
+    fn the_state_names_pids_only_for_a_sandbox_with_a_pids_cgroup() {
+        let none = |_: &str, _: &str| None;
+        assert_eq!(pids_state(&none), "");
+        let some = |_: &str, file: &str| match file {
+            "pids.current" => Some("3\n".to_owned()),
+            "pids.max" => Some("4\n".to_owned()),
+            _ => Some("max 2\n".to_owned()),
+        };
+        assert_eq!(pids_state(&some), "; pids 3 of 4, limit hit 2 times");
     }
 
     /// The twenty-second outside review: after a killed run with `--pids`, its `pids` cgroup stayed

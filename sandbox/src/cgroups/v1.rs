@@ -76,9 +76,6 @@ pub(super) fn state(read: &dyn Fn(&str, &str) -> Option<String>) -> String {
     let limit = read("memory", "memory.limit_in_bytes");
     // v1 shows "no limit" as a huge number (PAGE_COUNTER_MAX pages).
     let limit = limit.filter(|l| l.trim().parse::<u64>().is_ok_and(|b| b < 1 << 62));
-    let pids = read("pids", "pids.current").unwrap_or_else(|| "?".into());
-    let pids_max = read("pids", "pids.max").unwrap_or_else(|| "?".into());
-    let pids_hit = read("pids", "pids.events").and_then(|t| field(&t, "max ")).unwrap_or(0);
     // TCP socket buffers, limited apart (see create): past their limit sockets stall, with no kill,
     // and a program waiting on one runs into its timeout (the nineteenth outside review: the message
     // then showed 0.4 MiB used of 64 MiB).
@@ -95,15 +92,13 @@ pub(super) fn state(read: &dyn Fn(&str, &str) -> Option<String>) -> String {
         })
         .unwrap_or_default();
     format!(
-        "memory {} of {} (peak {}), limit hit {} times, {} kills; pids {} of {}, limit hit {} times{tcp}",
+        "memory {} of {} (peak {}), limit hit {} times, {} kills{}{tcp}",
         super::mib(read("memory", "memory.usage_in_bytes").as_deref()),
         limit.as_deref().map_or_else(|| "no limit".to_owned(), |l| super::mib(Some(l))),
         super::mib(read("memory", "memory.max_usage_in_bytes").as_deref()),
         read("memory", "memory.failcnt").map_or_else(|| "?".to_owned(), |t| t.trim().to_owned()),
         read("memory", "memory.oom_control").and_then(|t| field(&t, "oom_kill ")).unwrap_or(0),
-        pids.trim(),
-        pids_max.trim(),
-        pids_hit,
+        super::pids_state(read),
     )
 }
 

@@ -68,20 +68,15 @@ pub(super) fn create(fs: &CgroupFs, name: &str, limits: &Limits) -> Result<Cgrou
 pub(super) fn state(read: &dyn Fn(&str, &str) -> Option<String>) -> String {
     let events = read("memory", "memory.events").unwrap_or_default();
     let count = |name: &str| field(&events, name).unwrap_or(0);
-    let pids = read("pids", "pids.current").unwrap_or_else(|| "?".into());
-    let pids_max = read("pids", "pids.max").unwrap_or_else(|| "?".into());
-    let pids_hit = read("pids", "pids.events").and_then(|t| field(&t, "max ")).unwrap_or(0);
     format!(
-        "memory {} of {} (peak {}), limit hit {} times, {} OOM runs, {} kills; pids {} of {}, limit hit {} times",
+        "memory {} of {} (peak {}), limit hit {} times, {} OOM runs, {} kills{}",
         super::mib(read("memory", "memory.current").as_deref()),
         super::mib(read("memory", "memory.max").as_deref()),
         super::mib(read("memory", "memory.peak").as_deref()),
         count("max "),
         count("oom "),
         count("oom_kill "),
-        pids.trim(),
-        pids_max.trim(),
-        pids_hit,
+        super::pids_state(read),
     )
 }
 

@@ -43,6 +43,13 @@ pub(crate) const ROOTLESS_REASON: &str = "a switch network needs root: plugging 
 /// A virtual switch. Cheap to clone (a handle); the switch goes away when the last handle and the
 /// last sandbox on it are gone.
 ///
+/// A hostname names one member: its address, given when the first sandbox with that hostname is
+/// built on this switch, is in every member's `/etc/hosts`. Sandboxes built later with the same
+/// hostname are that member again and share its address; starts of theirs that run at the same
+/// time as another (two spawned commands, two sandboxes of one name) each get an address of their
+/// own, listed under the name too, after the first: the name reaches the member's own address.
+/// Give each sandbox that others must reach by name a name of its own.
+///
 /// # Examples
 /// ```no_run
 /// use sandbox::{Net, Network, Sandbox};

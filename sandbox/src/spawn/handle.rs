@@ -179,6 +179,27 @@ impl HelperHandle {
         drop(self.kill.take());
     }
 
+    /// Whether the sandbox has ended (its `Exited` record, or the end of the reports, has arrived),
+    /// without waiting: the records read on the way are kept for [`wait_end`](Self::wait_end).
+    pub(crate) fn has_ended(&mut self) -> bool {
+        if self.ended {
+            return true;
+        }
+        loop {
+            match self.reports.try_next() {
+                Ok(Some(r)) => {
+                    let exited = matches!(r, Record::Exited { .. });
+                    self.early.push(r);
+                    if exited {
+                        return true;
+                    }
+                }
+                Ok(None) => return false,
+                Err(()) => return true,
+            }
+        }
+    }
+
     /// Reads the reports to the end and reaps an executed helper. A setup failure on the way (a
     /// closure's root, a session command's wait) is an error; a timeout and an OOM kill are errors.
     pub(crate) fn wait_end(&mut self) -> Result<Ending, Retry> {
