@@ -111,6 +111,9 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
             }
             return Err(replaced(&path));
         }
+        // Marked as sandbox-run's: the sweep takes nothing else (a file system without user
+        // xattrs keeps its killed runs' folders, as it did).
+        let _ = rustix::fs::fsetxattr(&held, LAYER_MARK, LAYER, rustix::fs::XattrFlags::CREATE);
         return Ok(Layer { path, base: base_fd, name: leaf.into(), held });
     }
     Err(io("create", base)(std::io::Error::other("no free name")))
@@ -145,10 +148,20 @@ fn sweep_killed(base_fd: &OwnedFd, base: &Path, owner: u32) {
     }
 }
 
-/// Whether `dir` holds an overlay's writable layer and nothing else: `upper` (optional) and `work`,
-/// in which overlayfs made its own `work` (and, with an index, `index`) when it was mounted.
+/// The extended attribute that marks a layer folder [`fresh_layer_dir`] made, and its value.
+const LAYER_MARK: &str = "user.sandbox-run";
+const LAYER: &[u8] = b"layer";
+
+/// Whether `dir` is a layer folder [`fresh_layer_dir`] made (its mark: the twenty-fourth outside
+/// review, rootless, had the user's own overlay layer, made by hand under `umask 077`, removed) and
+/// holds an overlay's writable layer and nothing else: `upper` (optional) and `work`, in which
+/// overlayfs made its own `work` (and, with an index, `index`) when it was mounted.
 fn is_overlay_layer(dir: &OwnedFd) -> bool {
     use rustix::fs::{Mode, OFlags};
+    let mut mark = [0u8; 8];
+    if rustix::fs::fgetxattr(dir, LAYER_MARK, &mut mark).ok().and_then(|n| mark.get(..n)) != Some(LAYER) {
+        return false;
+    }
     let Ok(names) = names_in(dir) else { return false };
     if !names.iter().any(|n| n == "work") || names.iter().any(|n| n != "work" && n != "upper") {
         return false;

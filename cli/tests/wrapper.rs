@@ -597,12 +597,19 @@ fn keep_failed_layers_of_killed_runs_are_swept_by_the_next_run() {
     };
     // A folder of the same owner and mode that merely looks like a layer (the twenty-third outside
     // review: rootless, a `mktemp -d` folder with a `work` folder in it was removed whole).
+    // Nor one laid out as an overlay's layer exactly, made by hand (the twenty-fourth: a user's own).
     let lookalike = keep.join("lookalike");
     std::fs::create_dir_all(lookalike.join("work")).expect("mkdir");
     std::fs::write(lookalike.join("work/thesis.tex"), "precious").expect("write");
+    let by_hand = keep.join("by-hand");
+    std::fs::create_dir_all(by_hand.join("work/work")).expect("mkdir");
+    std::fs::create_dir_all(by_hand.join("upper/home")).expect("mkdir");
+    std::fs::write(by_hand.join("upper/home/notes.txt"), "precious").expect("write");
     let owner = sandbox::kept_layer_owner().expect("the kept layers' owner").expect("as root");
-    std::os::unix::fs::chown(&lookalike, Some(owner), Some(owner)).expect("chown");
-    std::fs::set_permissions(&lookalike, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    for folder in [&lookalike, &by_hand] {
+        std::os::unix::fs::chown(folder, Some(owner), Some(owner)).expect("chown");
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
     let (killed, killed_dir) = (start(), keep.join("run"));
     until("the first run's layer", &|| killed_dir.join("upper").exists());
     let mut alive = start();
@@ -634,8 +641,9 @@ fn keep_failed_layers_of_killed_runs_are_swept_by_the_next_run() {
     let _ = alive.wait();
     let mut left = left;
     left.sort();
-    assert_eq!(left, ["lookalike", "run-2"], "the killed run's layer is swept, the live one's kept");
+    assert_eq!(left, ["by-hand", "lookalike", "run-2"], "the killed run's layer is swept, the live one's kept");
     assert!(lookalike.join("work/thesis.tex").exists(), "a folder that is no layer is left alone");
+    assert!(by_hand.join("upper/home/notes.txt").exists(), "a layer sandbox-run did not make is left alone");
 }
 
 /// Twenty-third outside review: `--shell-from` used the tree its record names by path, unchecked;
