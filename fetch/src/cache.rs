@@ -160,7 +160,8 @@ impl Cache {
         // nothing is followed.
         let top = crate::way::open(dir, uid, true)?;
         check_private(&top, dir, uid)?;
-        let root = dir.join("v1");
+        // Absolute: the trees' paths are handed to sandboxes, which start elsewhere.
+        let root = std::path::absolute(dir).map_err(io("resolve", dir))?.join("v1");
         let v1 = at::ensure_dir(&top, os("v1"), 0o700).map_err(io("open cache directory", &root))?;
         let mode = check_private(&v1, &root, uid)?;
         // Private: trees keep setuid files and world-writable folders that no other user may reach.
@@ -262,8 +263,12 @@ impl Cache {
             for name in at::list(dir).map_err(io("list", self.root.join(dir_name)))? {
                 let text = name.to_string_lossy();
                 let pid = text.rsplit('.').next().and_then(|t| t.split('-').next()).and_then(|p| p.parse::<u32>().ok());
-                if text.starts_with('.') && pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
-                    at::remove_all(dir, &name).map_err(io("remove", self.root.join(dir_name).join(&name)))?;
+                if text.starts_with('.')
+                    && pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+                    && let Err(e) = at::remove_all(dir, &name)
+                {
+                    // A leftover that cannot go stays for the next sweep; it fails no fetch.
+                    tracing::warn!(error = %e, "could not remove {}", self.root.join(dir_name).join(&name).display());
                 }
             }
         }
@@ -277,8 +282,10 @@ impl Cache {
         digests.dedup();
         for digest in digests {
             let Ok((file, _)) = self.lock_file(&digest) else { continue };
-            if file.try_lock().is_ok() {
-                self.clear_tmp(&digest)?;
+            if file.try_lock().is_ok()
+                && let Err(e) = self.clear_tmp(&digest)
+            {
+                tracing::warn!(error = %e, "could not remove a killed process's work in {}", tmp.display());
             }
         }
         Ok(())
@@ -293,6 +300,7 @@ impl Cache {
         _lock: &DigestLock,
         fill: impl FnOnce(&mut File) -> Result<(), Error>,
         mismatch: impl FnOnce(String) -> Error,
+        check: impl FnOnce(&File) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let name = Self::tmp_name(digest, "blob");
         let staged = self.root.join("tmp").join(&name);
@@ -303,6 +311,10 @@ impl Cache {
             if actual != digest {
                 return Err(mismatch(actual));
             }
+            // Every other check of the bytes (the official sha512, the signature) before they enter
+            // `blobs/`: a process killed after the rename and before them left refused bytes there
+            // (the twenty-fifth outside review).
+            check(&file)?;
             file.set_permissions(fs::Permissions::from_mode(0o444)).map_err(io("chmod", &staged))?;
             at::rename(&self.tmp, &name, &self.blobs, &Self::blob_name(digest))
                 .map_err(io("rename into the cache", self.blob_path(digest)))

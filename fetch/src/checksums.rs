@@ -129,6 +129,17 @@ pub(crate) fn official_sha512(release: &Release, arch: Arch) -> Option<&'static 
     }
 }
 
+/// The newest release of the built-in table that `spec` stands for on `arch`.
+#[cfg_attr(not(feature = "download"), allow(dead_code))]
+pub(crate) fn newest_official(spec: &crate::VersionSpec, arch: Arch) -> Option<Release> {
+    TABLE
+        .iter()
+        .filter(|(_, a, _)| *a == arch)
+        .filter_map(|(v, _, _)| v.parse::<Release>().ok())
+        .filter(|r| spec.matches(r))
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,6 +160,48 @@ pub enum Error {
         /// The digest of what arrived.
         actual: String,
     },
+    /// The downloaded bytes do not have the sha512 Alpine published for the release (the built-in
+    /// table's); nothing of them was kept.
+    #[error(
+        "sha512 mismatch for {url}: expected {expected} (built-in official checksum), got {actual}; the download was discarded"
+    )]
+    Sha512Mismatch {
+        /// The URL the bytes came from.
+        url: String,
+        /// The sha512 that was expected.
+        expected: String,
+        /// The sha512 of what arrived.
+        actual: String,
+    },
+    /// The mirror answered a range (`X.Y`, `latest-stable`) with an older release than one already
+    /// known to stand for it: what it gave before, or (strict mode) the built-in table's.
+    #[error(
+        "refusing {url}: the mirror answers {spec} with Alpine {offered}, older than {known}, which is already known for it; a mirror must not move a range back (ask for {offered} by name to fetch it, or use another mirror)"
+    )]
+    Downgrade {
+        /// The tarball's URL.
+        url: String,
+        /// The range asked for.
+        spec: String,
+        /// The release the mirror named.
+        offered: String,
+        /// The newer release known for the range.
+        known: String,
+    },
+    /// A signed tarball holds another release or arch than the one asked for (its
+    /// `etc/alpine-release`, `etc/apk/arch`): the mirror serves a genuine but other tarball under
+    /// this name.
+    #[error(
+        "refusing {url}: it holds Alpine {found}, not {asked} as asked; its signature is Alpine's, but for another release: the mirror serves another tarball under this name, use another mirror"
+    )]
+    NotWhatWasAsked {
+        /// The tarball's URL.
+        url: String,
+        /// The release and arch asked for.
+        asked: String,
+        /// What the tarball says it is.
+        found: String,
+    },
     /// `$SANDBOX_REQUIRE_PIN=1` and the digest would only come from the mirror itself.
     #[error(
         "refusing {url}: $SANDBOX_REQUIRE_PIN=1 and Alpine {version} ({arch}) is neither pinned with .sha256() nor in the built-in table of official checksums; pin it (`cargo xtask fetch-rootfs --sha256`, `.sha256(\"…\")` in code) or unset SANDBOX_REQUIRE_PIN"

@@ -84,7 +84,17 @@ impl Rootfs {
     pub fn from_tarball_in(path: impl AsRef<Path>, cache_dir: Option<impl AsRef<Path>>) -> Result<Rootfs, Error> {
         let path = path.as_ref();
         let cache = crate::alpine::cache_for(cache_dir.as_ref().map(AsRef::as_ref))?;
-        let meta = std::fs::metadata(path).map_err(|e| not_found_or(path, e))?;
+        // Opened once, and everything done through that descriptor: its identity (for the record),
+        // its hash and its copy are of one file (the twenty-fifth outside review: stat by path, then
+        // hashed by path, a rename of a folder above it between the two recorded another file's
+        // digest against this one's identity, and sandboxes ran the other for good). Non-blocking,
+        // so that a FIFO put there does not hang the open.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            File::options().read(true).custom_flags(nix::libc::O_NONBLOCK).open(path)
+        }
+        .map_err(|e| not_found_or(path, e))?;
+        let meta = file.metadata().map_err(io("inspect", path))?;
         // Read to its end to hash it: a FIFO or a device (`/dev/zero`) would hang or never end (an
         // outside review of sandbox-run).
         if !meta.is_file() {
@@ -97,9 +107,13 @@ impl Rootfs {
         let digest = match cache.local_digest(&key, &meta) {
             Some(digest) => digest,
             None => {
-                let digest = hash_file(path)?;
-                // Only a speed-up: a cache that cannot take the record still serves the tree.
-                if let Err(e) = cache.put_local_digest(&key, &meta, &digest) {
+                let digest = crate::hash::sha256_of(&file).map_err(io("read", path))?;
+                // Only a speed-up: a cache that cannot take the record still serves the tree. Not
+                // for a file that changed while it was read.
+                let unchanged = file.metadata().is_ok_and(|after| same_file_state(&meta, &after));
+                if !unchanged {
+                    tracing::warn!("{} changed while it was hashed: its digest is not recorded", path.display());
+                } else if let Err(e) = cache.put_local_digest(&key, &meta, &digest) {
                     tracing::warn!(error = %e, "could not record the digest of {}", path.display());
                 }
                 digest
@@ -117,7 +131,7 @@ impl Rootfs {
                         trust: Trust::LocalFile,
                         actual,
                     };
-                    cache.put_blob(&digest, &lock, |out| copy_file(path, out), mismatch)?;
+                    cache.put_blob(&digest, &lock, |out| copy_file(&file, path, out), mismatch, |_| Ok(()))?;
                 }
                 // The file given, not the cache's copy of it, is what the user can look at.
                 cache.ensure_tree(&digest, owner, &UnpackLimits::default(), &lock, &|| {}).map_err(|e| match e {
@@ -193,17 +207,27 @@ pub fn default_rootfs() -> Result<Rootfs, Error> {
 }
 
 fn read_release(tree: &Path) -> Option<String> {
+    tree_text(tree, &["etc", "alpine-release"])
+}
+
+/// A short text file of the tree at `names` (`["etc", "apk", "arch"]`), trimmed, never read through a
+/// symlink: a tree's `etc` or the file itself may point anywhere on the host (a stranger's review
+/// read a root-only host file this way).
+pub(crate) fn tree_text(tree: &Path, names: &[&str]) -> Option<String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    // Never through a symlink: a tree's `etc` or `etc/alpine-release` may point anywhere on the host
-    // (a stranger's review read a root-only host file this way).
-    if !std::fs::symlink_metadata(tree.join("etc")).ok()?.is_dir() {
-        return None;
+    let (file, folders) = names.split_last()?;
+    let mut at = tree.to_owned();
+    for folder in folders {
+        at.push(folder);
+        if !std::fs::symlink_metadata(&at).ok()?.is_dir() {
+            return None;
+        }
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(tree.join("etc/alpine-release"))
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(at.join(file))
         .ok()?;
     if !file.metadata().ok()?.is_file() {
         return None;
@@ -223,13 +247,19 @@ fn not_found_or(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-fn hash_file(path: &Path) -> Result<String, Error> {
-    let file = File::open(path).map_err(|e| not_found_or(path, e))?;
-    crate::hash::sha256_of(file).map_err(io("read", path))
+/// Whether a file's identity and times are the same in two stats of it.
+fn same_file_state(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let state =
+        |m: &std::fs::Metadata| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+    state(a) == state(b)
 }
 
-fn copy_file(path: &Path, out: &mut File) -> Result<(), Error> {
-    let mut file = File::open(path).map_err(|e| not_found_or(path, e))?;
+/// Copies the open `file` (named `path`, for errors) from its start into `out`.
+fn copy_file(file: &File, path: &Path, out: &mut File) -> Result<(), Error> {
+    use std::io::Seek;
+    let mut file = file;
+    file.rewind().map_err(io("read", path))?;
     std::io::copy(&mut file, out).map(drop).map_err(io("copy into the cache", path))
 }
 

@@ -74,7 +74,9 @@ pub(crate) fn open(dir: &Path, uid: u32, make: bool) -> Result<OwnedFd, Error> {
         let next = at_path.join(&name);
         let st = match nix::sys::stat::fstatat(&at, name.as_bytes(), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
-            Err(Errno::ENOENT) if make && made < MAX_MADE => {
+            // Nothing is made on a way that goes back up after it (`new/../x`): the folders made
+            // would stay behind a refusal further on (the twenty-fifth outside review).
+            Err(Errno::ENOENT) if make && made < MAX_MADE && !left.iter().any(|n| n == "..") => {
                 let bits = if left.iter().all(|n| n == ".") { 0o700 } else { 0o755 };
                 match nix::sys::stat::mkdirat(&at, name.as_bytes(), Mode::from_bits_truncate(bits)) {
                     Ok(()) => just_made = Some((name.clone(), bits)),

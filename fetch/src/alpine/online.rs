@@ -5,10 +5,10 @@ use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Alpine, Request};
-use crate::cache::{Cache, DigestLock, FailureRecord, mirror_key};
+use crate::cache::{Cache, FailureRecord, mirror_key};
 use crate::http::{Http, Kind};
 use crate::resolve::{Resolved, resolve};
-use crate::{Error, Progress, Rootfs, Trust, Verification};
+use crate::{Error, Progress, Rootfs, Verification};
 
 impl Alpine {
     /// What the cache lacks, from the mirror.
@@ -59,64 +59,107 @@ impl Alpine {
         if req.require_pin && !trust.is_pinned() {
             return Err(Error::NotPinned { url, version: release.to_string(), arch: req.arch });
         }
+        // A range the mirror answers with an older release than it gave before (the index), or, in
+        // strict mode, than the built-in table holds for it, is refused: a mirror must not move a
+        // range back (the twenty-fifth outside review: `latest-stable` went from 3.21.0 to 3.19.0,
+        // and in strict mode a genuine old release was fetched as "built-in").
+        if !matches!(req.spec, crate::VersionSpec::Exact(_)) {
+            let given = cache
+                .index_find(&req.mirror, req.arch, &req.spec, |_| true)
+                .and_then(|e| e.version.parse::<crate::Release>().ok());
+            let table = crate::checksums::newest_official(&req.spec, req.arch).filter(|_| req.require_pin);
+            if let Some(known) = given.max(table).filter(|known| *known > release) {
+                return Err(Error::Downgrade {
+                    url,
+                    spec: req.spec.to_string(),
+                    offered: release.to_string(),
+                    known: known.to_string(),
+                });
+            }
+        }
         let signature = http.get_text(&format!("{url}.asc"), "a .asc signature")?;
         if signature.is_none() && req.require_signature {
             return Err(Error::Signature { url, problem: crate::SignatureProblem::Missing });
         }
         let lock = cache.lock(&digest)?;
-        if !cache.has_blob(&digest)? {
-            self.download(&http, cache, &lock, &url, &digest, trust)?;
-        }
-        if let Some(expected) = sha512 {
-            let blob = cache.open_blob(&digest)?;
-            let actual = crate::hash::sha512_of(blob).map_err(crate::error::io("read", &url))?;
-            if actual != expected {
-                cache.drop_blob(&digest, &lock)?;
-                return Err(Error::ChecksumMismatch { url, expected: expected.to_owned(), trust, actual });
+        // The official sha512 and the signature, over the bytes: checked before a download enters
+        // the cache (crate::cache::Cache::put_blob), and again over a blob already there.
+        let check = |file: &std::fs::File| -> Result<Option<String>, Error> {
+            let reader = || {
+                let mut f = file.try_clone().ok()?;
+                std::io::Seek::rewind(&mut f).ok()?;
+                Some(Box::new(std::io::BufReader::new(f)) as Box<dyn Read>)
+            };
+            if let Some(expected) = sha512 {
+                let bytes = reader().ok_or_else(|| crate::error::io("read", &url)(std::io::ErrorKind::Other.into()))?;
+                let actual = crate::hash::sha512_of(bytes).map_err(crate::error::io("read", &url))?;
+                if actual != expected {
+                    let (url, expected) = (url.clone(), expected.to_owned());
+                    return Err(Error::Sha512Mismatch { url, expected, actual });
+                }
             }
-        }
-        let signed_by = match signature {
-            Some(sig) => Some(self.check_signature(cache, &lock, &sig, &url, &digest)?),
-            None => None,
+            match &signature {
+                Some(sig) => self.check_signature(sig, &url, &reader).map(Some),
+                None => Ok(None),
+            }
+        };
+        let signed_by = if cache.has_blob(&digest)? {
+            let blob = cache.open_blob(&digest)?;
+            check(&blob).or_else(|e| {
+                cache.drop_blob(&digest, &lock)?;
+                Err(e)
+            })?
+        } else {
+            let mut signed_by = None;
+            cache.put_blob(
+                &digest,
+                &lock,
+                |file| http.get_into(&url, Kind::Tarball, file, self.progress.as_deref()).map(drop),
+                |actual| Error::ChecksumMismatch { url: url.clone(), expected: digest.clone(), trust, actual },
+                |file| {
+                    signed_by = check(file)?;
+                    Ok(())
+                },
+            )?;
+            signed_by
         };
         let tree = cache.ensure_tree(&digest, req.owner, &self.limits, &lock, &|| self.report(Progress::Unpacking))?;
+        // A signature binds the bytes to Alpine's key, not to the release or the arch asked for: a
+        // mirror could serve any tarball Alpine ever signed (an older release, another arch) with its
+        // genuine `.asc` (the twenty-fifth outside review). What the signed tree says it is must be
+        // what was asked for. (The bytes stay cached under their own digest: they are genuine.)
+        if signed_by.is_some() {
+            let release_says = crate::rootfs::tree_text(&tree, &["etc", "alpine-release"]);
+            let arch_says = crate::rootfs::tree_text(&tree, &["etc", "apk", "arch"]);
+            let asked = release.to_string();
+            let release_ok = release_says.as_deref().and_then(|v| v.split('-').next()) == Some(asked.as_str());
+            let arch_ok = arch_says.as_deref().is_none_or(|a| a == req.arch.as_str());
+            if !release_ok || !arch_ok {
+                return Err(Error::NotWhatWasAsked {
+                    url,
+                    asked: format!("{asked} ({})", req.arch.as_str()),
+                    found: format!(
+                        "{} ({})",
+                        release_says.as_deref().unwrap_or("no etc/alpine-release"),
+                        arch_says.as_deref().unwrap_or("no etc/apk/arch")
+                    ),
+                });
+            }
+        }
         let verification = Verification { digest: trust, signed_by };
         self.record(cache, req, &release, &digest, url, &verification)?;
         Ok(Rootfs::cached(tree, digest, release.to_string(), req.arch, verification))
     }
 
-    /// Verifies `signature` over the cached blob; a refused release leaves no blob behind.
+    /// Verifies `signature` over the bytes `data` opens; the signer's name.
     fn check_signature(
         &self,
-        cache: &Cache,
-        lock: &DigestLock,
         signature: &str,
         url: &str,
-        digest: &str,
+        data: &dyn Fn() -> Option<Box<dyn Read>>,
     ) -> Result<String, Error> {
         let refuse = |problem| Error::Signature { url: url.to_owned(), problem };
         let keys = crate::signature::trusted_keys(&self.test_keys).map_err(refuse)?;
-        let open = || cache.open_blob(digest).ok().map(|f| Box::new(std::io::BufReader::new(f)) as Box<dyn Read>);
-        crate::signature::verify(signature, &open, &keys).or_else(|problem| {
-            cache.drop_blob(digest, lock)?;
-            Err(refuse(problem))
-        })
-    }
-
-    fn download(
-        &self,
-        http: &Http,
-        cache: &Cache,
-        lock: &DigestLock,
-        url: &str,
-        digest: &str,
-        trust: Trust,
-    ) -> Result<(), Error> {
-        cache.put_blob(
-            digest,
-            lock,
-            |file| http.get_into(url, Kind::Tarball, file, self.progress.as_deref()).map(drop),
-            |actual| Error::ChecksumMismatch { url: url.to_owned(), expected: digest.to_owned(), trust, actual },
-        )
+        crate::signature::verify(signature, data, &keys).map_err(refuse)
     }
 }
