@@ -171,6 +171,31 @@ fn a_mirror_cannot_move_a_range_back() {
     assert_eq!(named.version(), Some("3.19.4"));
 }
 
+/// The twenty-sixth outside review: one answer on the mirror's word alone blocked a range for good,
+/// signed requests too. What a request would not take itself does not count against it.
+#[test]
+fn a_weaker_answer_does_not_block_a_signed_range() {
+    let key = TestKey::new(1).expect("test key");
+    let mirror = mirror_with(&["3.19.1", "3.21.0"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let unsigned = alpine(&mirror, "latest-stable", cache.path()).fetch().expect("on the mirror's word");
+    assert_eq!(unsigned.version(), Some("3.21.0"));
+    mirror.sign_release("3.19.1", "x86_64", &key).expect("sign");
+    let digest = sha256_hex(&tarball("3.19.1"));
+    mirror.put(
+        "latest-stable/releases/x86_64/latest-releases.yaml",
+        format!(
+            "- {{flavor: alpine-minirootfs, arch: x86_64, version: 3.19.1, file: alpine-minirootfs-3.19.1-x86_64.tar.gz, sha256: {digest}}}\n"
+        ),
+    );
+    let signed = alpine(&mirror, "latest-stable", cache.path())
+        .test_signing_key(key.public_armored())
+        .signature(Signature::Required)
+        .fetch()
+        .expect("the unsigned 3.21.0 does not count against a signed request");
+    assert_eq!(signed.version(), Some("3.19.1"));
+}
+
 #[test]
 fn pin_mismatch_names_url_and_both_digests_and_caches_nothing() {
     let mirror = mirror_with(&["3.19.1"]);

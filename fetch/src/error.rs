@@ -176,7 +176,7 @@ pub enum Error {
     /// The mirror answered a range (`X.Y`, `latest-stable`) with an older release than one already
     /// known to stand for it: what it gave before, or (strict mode) the built-in table's.
     #[error(
-        "refusing {url}: the mirror answers {spec} with Alpine {offered}, older than {known}, which is already known for it; a mirror must not move a range back (ask for {offered} by name to fetch it, or use another mirror)"
+        "refusing {url}: the mirror answers {spec} with Alpine {offered}, older than {known}, which is already known for it; a mirror must not move a range back (ask for {offered} by name to fetch it, or use another mirror; if {known} was never right, remove its entry from the cache's index/ folder)"
     )]
     Downgrade {
         /// The tarball's URL.

@@ -67,7 +67,10 @@ pub(crate) fn parse_latest_releases(text: &str, spec: &VersionSpec, arch: Arch, 
         }
         let (Some(version), Some(file)) = (field("version"), field("file")) else { continue };
         let Ok(release) = version.parse::<Release>() else { continue };
-        if !spec.matches(&release) || file.contains('/') || file.starts_with('.') {
+        // A name with a control character (a terminal escape) would reach errors as it is (the
+        // twenty-sixth outside review printed one raw on stderr).
+        if !spec.matches(&release) || file.contains('/') || file.starts_with('.') || file.chars().any(char::is_control)
+        {
             continue;
         }
         let sha256 = field("sha256").map(|s| s.to_ascii_lowercase());
@@ -144,6 +147,14 @@ mod tests {
         let r = parse_latest_releases(YAML, &VersionSpec::Branch(3, 20), Arch::Aarch64, "u");
         assert!(matches!(r, Err(Error::Resolve { .. })), "{r:?}");
         let r = parse_latest_releases("just text", &VersionSpec::LatestStable, Arch::X86_64, "u");
+        assert!(matches!(r, Err(Error::Resolve { .. })), "{r:?}");
+    }
+
+    /// The twenty-sixth outside review: a `file` with a terminal escape reached stderr raw.
+    #[test]
+    fn a_file_name_with_a_control_character_is_skipped() {
+        let yaml = "- {flavor: alpine-minirootfs, arch: x86_64, version: 3.20.3, file: \"a\\e[2Kb.tar.gz\"}\n";
+        let r = parse_latest_releases(yaml, &VersionSpec::LatestStable, Arch::X86_64, "u");
         assert!(matches!(r, Err(Error::Resolve { .. })), "{r:?}");
     }
 

@@ -64,8 +64,13 @@ impl Alpine {
         // range back (the twenty-fifth outside review: `latest-stable` went from 3.21.0 to 3.19.0,
         // and in strict mode a genuine old release was fetched as "built-in").
         if !matches!(req.spec, crate::VersionSpec::Exact(_)) {
+            // Only what this request's policy would take counts: one weaker answer (the mirror's own
+            // word, once) must not block a strict or signed request for good (the twenty-sixth).
+            let usable = |e: &crate::cache::IndexEntry| {
+                crate::resolve::index_entry_usable(e, req.pin.as_deref(), req.require_pin, req.require_signature)
+            };
             let given = cache
-                .index_find(&req.mirror, req.arch, &req.spec, |_| true)
+                .index_find(&req.mirror, req.arch, &req.spec, usable)
                 .and_then(|e| e.version.parse::<crate::Release>().ok());
             let table = crate::checksums::newest_official(&req.spec, req.arch).filter(|_| req.require_pin);
             if let Some(known) = given.max(table).filter(|known| *known > release) {
