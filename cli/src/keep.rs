@@ -128,12 +128,10 @@ pub fn fresh_layer_dir(base: &Path, name: &str) -> Result<Layer, Error> {
 /// twenty-third: rootless, a `mktemp -d` folder with a `work` folder in it was removed); what cannot
 /// be removed stays, for the next sweep.
 fn sweep_killed(base_fd: &OwnedFd, base: &Path, owner: u32) {
-    use rustix::fs::{AtFlags, Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     // (`base_fd` is O_PATH: listed through a readable descriptor of the same folder.)
-    let Ok(names) = rustix::fs::openat(base_fd, ".", flags, Mode::empty()).and_then(|b| names_in(&b)) else { return };
+    let Ok(names) = open_listing(base_fd, ".".as_ref()).and_then(|b| names_in(&b)) else { return };
     for name in names {
-        let Ok(dir) = rustix::fs::openat(base_fd, &name, flags, Mode::empty()) else { continue };
+        let Ok(dir) = open_listing(base_fd, &name) else { continue };
         let ours = rustix::fs::fstat(&dir).is_ok_and(|st| st.st_uid == owner && st.st_mode & 0o7777 == 0o700);
         if !ours || !is_overlay_layer(&dir) {
             continue;
@@ -143,7 +141,7 @@ fn sweep_killed(base_fd: &OwnedFd, base: &Path, owner: u32) {
         }
         let shown = base.join(&name);
         if remove_tree(&dir, "upper".as_ref(), &shown).is_ok() && remove_tree(&dir, "work".as_ref(), &shown).is_ok() {
-            let _ = rustix::fs::unlinkat(base_fd, &name, AtFlags::REMOVEDIR);
+            let _ = rustix::fs::unlinkat(base_fd, &name, rustix::fs::AtFlags::REMOVEDIR);
         }
     }
 }
@@ -157,7 +155,6 @@ const LAYER: &[u8] = b"layer";
 /// holds an overlay's writable layer and nothing else: `upper` (optional) and `work`, in which
 /// overlayfs made its own `work` (and, with an index, `index`) when it was mounted.
 fn is_overlay_layer(dir: &OwnedFd) -> bool {
-    use rustix::fs::{Mode, OFlags};
     let mut mark = [0u8; 8];
     if rustix::fs::fgetxattr(dir, LAYER_MARK, &mut mark).ok().and_then(|n| mark.get(..n)) != Some(LAYER) {
         return false;
@@ -166,8 +163,7 @@ fn is_overlay_layer(dir: &OwnedFd) -> bool {
     if !names.iter().any(|n| n == "work") || names.iter().any(|n| n != "work" && n != "upper") {
         return false;
     }
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let Ok(work) = rustix::fs::openat(dir, "work", flags, Mode::empty()) else { return false };
+    let Ok(work) = open_listing(dir, "work".as_ref()) else { return false };
     let Ok(inside) = names_in(&work) else { return false };
     inside.iter().any(|n| n == "work") && inside.iter().all(|n| n == "work" || n == "index")
 }

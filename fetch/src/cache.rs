@@ -151,10 +151,8 @@ impl Cache {
         let uid = nix::unistd::geteuid().as_raw();
         // Another user's cache (root's 0700 one, for an ordinary user), or one others may write:
         // said as such, with the way out (a new user's review), before the way to it.
-        if let Ok(m) = fs::metadata(dir)
-            && (m.uid() != uid || m.mode() & 0o022 != 0)
-        {
-            return Err(Error::CacheNotPrivate { path: dir.to_owned(), owner: m.uid(), mode: m.mode() & 0o7777, uid });
+        if let Ok(m) = fs::metadata(dir) {
+            private(dir, m.uid(), m.mode(), uid)?;
         }
         // Walked to, and made where missing, one checked folder at a time (crate::way); below it,
         // nothing is followed.
@@ -437,12 +435,23 @@ impl Cache {
         (record == local_record(path, meta, record.sha256.clone())).then_some(record.sha256)
     }
 
-    /// Remembers that the local file `path`, with metadata `meta`, hashes to `digest`.
-    pub(crate) fn put_local_digest(&self, path: &Path, meta: &fs::Metadata, digest: &str) -> Result<(), Error> {
+    /// Remembers that the local file `path`, with metadata `meta` when it was opened and `after`
+    /// once it was read, hashes to `digest`; `Ok(false)`, nothing recorded, for a file whose
+    /// identity or times changed in between (what [`local_digest`](Self::local_digest) compares).
+    pub(crate) fn put_local_digest(
+        &self,
+        path: &Path,
+        meta: &fs::Metadata,
+        after: &fs::Metadata,
+        digest: &str,
+    ) -> Result<bool, Error> {
         let record = local_record(path, meta, digest.to_owned());
+        if record != local_record(path, after, digest.to_owned()) {
+            return Ok(false);
+        }
         let text =
             serde_json::to_vec(&record).map_err(|e| io("encode", self.root.join("records"))(io::Error::other(e)))?;
-        self.write_atomically(&self.records, "records", &Self::local_name(path), &text)
+        self.write_atomically(&self.records, "records", &Self::local_name(path), &text).map(|()| true)
     }
 
     #[cfg_attr(not(feature = "download"), allow(dead_code))]
@@ -517,9 +526,15 @@ fn read_small(dir: &OwnedFd, name: &OsStr) -> Option<Vec<u8>> {
 /// The folder behind `fd` must be the caller's and not writable by group or others; returns its mode.
 fn check_private(fd: &impl AsFd, path: &Path, uid: u32) -> Result<u32, Error> {
     let st = nix::sys::stat::fstat(fd).map_err(|e| io("inspect", path)(e.into()))?;
-    let mode = st.st_mode & 0o7777;
-    if st.st_uid != uid || mode & 0o022 != 0 {
-        return Err(Error::CacheNotPrivate { path: path.to_owned(), owner: st.st_uid, mode, uid });
+    private(path, st.st_uid, st.st_mode, uid)
+}
+
+/// A folder of `owner` with `mode` must be `uid`'s and not writable by group or others; returns its
+/// permission bits.
+fn private(path: &Path, owner: u32, mode: u32, uid: u32) -> Result<u32, Error> {
+    let mode = mode & 0o7777;
+    if owner != uid || mode & 0o022 != 0 {
+        return Err(Error::CacheNotPrivate { path: path.to_owned(), owner, mode, uid });
     }
     Ok(mode)
 }

@@ -110,11 +110,13 @@ impl Rootfs {
                 let digest = crate::hash::sha256_of(&file).map_err(io("read", path))?;
                 // Only a speed-up: a cache that cannot take the record still serves the tree. Not
                 // for a file that changed while it was read.
-                let unchanged = file.metadata().is_ok_and(|after| same_file_state(&meta, &after));
-                if !unchanged {
-                    tracing::warn!("{} changed while it was hashed: its digest is not recorded", path.display());
-                } else if let Err(e) = cache.put_local_digest(&key, &meta, &digest) {
-                    tracing::warn!(error = %e, "could not record the digest of {}", path.display());
+                let recorded = file.metadata().map(|after| cache.put_local_digest(&key, &meta, &after, &digest));
+                match recorded {
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) | Err(_) => {
+                        tracing::warn!("{} changed while it was hashed: its digest is not recorded", path.display());
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "could not record the digest of {}", path.display()),
                 }
                 digest
             }
@@ -245,14 +247,6 @@ fn not_found_or(path: &Path, e: std::io::Error) -> Error {
         }
         _ => io("open", path)(e),
     }
-}
-
-/// Whether a file's identity and times are the same in two stats of it.
-fn same_file_state(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let state =
-        |m: &std::fs::Metadata| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
-    state(a) == state(b)
 }
 
 /// Copies the open `file` (named `path`, for errors) from its start into `out`.

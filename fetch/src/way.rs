@@ -19,6 +19,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 
+use crate::at::is;
 use crate::error::{Error, io};
 
 /// How many links a walk follows before it gives up, as the kernel does (`ELOOP`).
@@ -167,8 +168,4 @@ fn set_mode(parent: &impl AsFd, name: &OsStr, folder: &OwnedFd, bits: u32) -> ni
         return Err(Errno::EPERM);
     }
     nix::sys::stat::fchmod(&readable, Mode::from_bits_truncate(bits))
-}
-
-fn is(st: &FileStat, kind: SFlag) -> bool {
-    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == kind
 }

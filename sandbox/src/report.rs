@@ -3,7 +3,7 @@
 //! helper on theirs (status and exec pipes) with the same records.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
@@ -206,40 +206,38 @@ impl Reader {
     /// each whole, at once.)
     pub(crate) fn try_next(&mut self) -> Result<Option<Record>, ()> {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        loop {
-            if !self.inner.buffer().contains(&b'\n') {
-                let mut fds = [PollFd::new(self.inner.get_ref().as_fd(), PollFlags::POLLIN)];
-                match poll(&mut fds, PollTimeout::ZERO) {
-                    Ok(0) => return Ok(None),
-                    Err(Errno::EINTR) => continue,
-                    Ok(_) | Err(_) => {}
-                }
+        let arrived = |fd: BorrowedFd<'_>| loop {
+            match poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], PollTimeout::ZERO) {
+                Err(Errno::EINTR) => continue,
+                Ok(0) => break false,
+                Ok(_) | Err(_) => break true,
             }
-            match self.line() {
-                None => return Err(()),
-                Some(Err(too_long)) => return Ok(Some(too_long)),
-                Some(Ok(line)) => {
-                    if let Some(r) = parse(&line) {
-                        return Ok(Some(r));
-                    }
-                }
-            }
-        }
+        };
+        self.next_when(arrived).ok_or(())
     }
 
     /// As [`next`](Self::next), moving the program's output through `pump` while no whole record
     /// is buffered.
     pub(crate) fn next_pumping(&mut self, pump: &mut crate::spawn::pump::Pump) -> Option<Record> {
+        self.next_when(|fd| {
+            pump.until_readable(fd);
+            true
+        })
+        .flatten()
+    }
+
+    /// The next record, asking `ready` first whenever no whole record is buffered (it waits, or says
+    /// `false` when nothing has arrived: then `Some(None)`); `None` at end of file.
+    fn next_when(&mut self, mut ready: impl FnMut(BorrowedFd<'_>) -> bool) -> Option<Option<Record>> {
         loop {
-            if !self.inner.buffer().contains(&b'\n') {
-                pump.until_readable(self.inner.get_ref().as_fd());
+            if !self.inner.buffer().contains(&b'\n') && !ready(self.inner.get_ref().as_fd()) {
+                return Some(None);
             }
-            match self.line() {
-                None => return None,
-                Some(Err(too_long)) => return Some(too_long),
-                Some(Ok(line)) => {
+            match self.line()? {
+                Err(too_long) => return Some(Some(too_long)),
+                Ok(line) => {
                     if let Some(r) = parse(&line) {
-                        return Some(r);
+                        return Some(Some(r));
                     }
                 }
             }
