@@ -1166,7 +1166,8 @@ fn an_unreachable_mirror_fails_once_per_machine() {
     let cache = tempfile::tempdir().expect("tempdir");
     let child = ChildTest::new("child_unreachable")
         .env("SANDBOX_CACHE_DIR", cache.path())
-        .env("SANDBOX_ALPINE_MIRROR", format!("http://127.0.0.1:{port}/alpine"));
+        // A mirror behind basic authentication: its password never shows (CI logs are often public).
+        .env("SANDBOX_ALPINE_MIRROR", format!("http://ci:s3cret@127.0.0.1:{port}/alpine"));
     let mut kinds = at_once(&child, 4, "KIND=");
     kinds.sort();
     assert_eq!(kinds, ["network", "recorded", "recorded", "recorded"], "one process tried, the others did not");
@@ -1183,6 +1184,8 @@ fn child_unreachable() {
     for hint in ["$SANDBOX_ROOTFS", "pre-fetch step", "Caching the rootfs in CI"] {
         assert!(text.contains(hint), "{hint} missing from: {text}");
     }
+    let chain = format!("{err:?}");
+    assert!(text.contains("http://ci:***@127.0.0.1:") && !chain.contains("s3cret"), "{chain}");
     match err {
         Error::Network { .. } => println!("KIND=network"),
         Error::MirrorUnreachable { ref cause, .. } => {

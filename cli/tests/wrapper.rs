@@ -463,6 +463,43 @@ fn host_folders_are_nodev() {
     }
 }
 
+/// The twenty-seventh outside review: a program that changed a device node of a directory rootfs
+/// (`chmod 666`) had overlayfs copy it up, with the mode it chose, and `--keep-failed` kept that copy:
+/// a working node on the host's disk. The copy-up is refused now (EPERM, as rootless): nothing is
+/// kept of it, and the node stays as the rootfs has it.
+#[test]
+fn a_kept_layer_holds_no_device_node_the_program_changed() {
+    if !is_root() {
+        return skip("needs root (to make a device node in a rootfs folder)");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    let rootfs = std::env::var_os("SANDBOX_ROOTFS").expect("$SANDBOX_ROOTFS: the test rootfs tarball");
+    let unpacked = Command::new("tar").arg("-xzf").arg(&rootfs).arg("-C").arg(&tree).status().expect("tar");
+    assert!(unpacked.success());
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+    nix::sys::stat::mknod(&tree.join("devnode"), nix::sys::stat::SFlag::S_IFCHR, mode, nix::libc::makedev(1, 3))
+        .expect("mknod");
+    let keep = dir.path().join("kept");
+    let script = "chmod 666 /devnode 2>/dev/null; echo chmod=$?; stat -c %a /devnode; exit 1";
+    let out = Command::new(SANDBOX_RUN)
+        .arg("--keep-failed")
+        .arg(&keep)
+        .arg("--rootfs")
+        .arg(&tree)
+        .args(["--", "/bin/sh", "-c", script])
+        .output()
+        .expect("run sandbox-run");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "chmod=1\n600\n", "{}", text(&out));
+    let upper = keep.join("run/upper");
+    assert!(upper.is_dir(), "{}", text(&out));
+    assert!(!upper.join("devnode").exists(), "a device node was kept");
+    let changes = std::fs::read_to_string(keep.join("run/changes.txt")).expect("changes.txt");
+    assert!(!changes.contains("devnode"), "{changes}");
+}
+
 /// `--keep-failed` keeps what a failed program changed (and nothing of a passing one), and
 /// `--shell-from` starts again on that state.
 fn keeps_what_a_failed_run_changed(user: Option<(u32, u32)>) {

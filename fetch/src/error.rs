@@ -23,7 +23,7 @@ pub enum Error {
         known: &'static str,
     },
     /// An `.sha256()` pin or a sidecar is not 64 hex digits.
-    #[error("invalid sha256 `{value}` ({origin}): expected 64 hexadecimal digits")]
+    #[error("invalid sha256 `{value}` ({origin}): expected 64 hexadecimal digits", origin = crate::mirror::shown(.origin))]
     InvalidDigest {
         /// What was given.
         value: String,
@@ -31,7 +31,7 @@ pub enum Error {
         origin: String,
     },
     /// The server answered with an error status.
-    #[error("GET {url} failed: HTTP {status}{hint}")]
+    #[error("GET {url} failed: HTTP {status}{hint}", url = crate::mirror::shown(.url))]
     HttpStatus {
         /// The URL asked for.
         url: String,
@@ -53,7 +53,7 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The request failed below HTTP: DNS, connect, TLS, timeout, truncated body.
-    #[error("GET {url} failed after {attempts} attempt(s); {hint}", hint = OFFLINE_HINT)]
+    #[error("GET {url} failed after {attempts} attempt(s); {hint}", hint = OFFLINE_HINT, url = crate::mirror::shown(.url))]
     Network {
         /// The URL asked for.
         url: String,
@@ -67,8 +67,7 @@ pub enum Error {
     /// try again (see [`crate::NetworkPolicy::failure_ttl`]).
     #[error(
         "mirror {mirror} was unreachable {age_secs} s ago (GET {url}: {cause}); not retrying for another {left_secs} s; {hint}",
-        hint = OFFLINE_HINT
-    )]
+        hint = OFFLINE_HINT, url = crate::mirror::shown(.url), mirror = crate::mirror::shown(.mirror))]
     MirrorUnreachable {
         /// The mirror's base URL.
         mirror: String,
@@ -84,8 +83,7 @@ pub enum Error {
     /// The server sent more than the cap for this kind of file.
     #[error(
         "GET {url} refused: the response is larger than {limit} bytes, the cap for {what}; raise NetworkPolicy::{knob} if it is genuine{env}",
-        env = if *knob == "max_tarball_bytes" { " ($SANDBOX_MAX_TARBALL_BYTES outside code)" } else { "" }
-    )]
+        env = if *knob == "max_tarball_bytes" { " ($SANDBOX_MAX_TARBALL_BYTES outside code)" } else { "" }, url = crate::mirror::shown(.url))]
     DownloadTooLarge {
         /// The URL asked for.
         url: String,
@@ -98,8 +96,7 @@ pub enum Error {
     },
     /// The download did not finish within the overall deadline, however steadily bytes arrived.
     #[error(
-        "GET {url} did not finish within {deadline:?} (NetworkPolicy::deadline): the mirror is too slow or drips; try another mirror"
-    )]
+        "GET {url} did not finish within {deadline:?} (NetworkPolicy::deadline): the mirror is too slow or drips; try another mirror", url = crate::mirror::shown(.url))]
     DownloadDeadline {
         /// The URL asked for.
         url: String,
@@ -107,7 +104,7 @@ pub enum Error {
         deadline: std::time::Duration,
     },
     /// The release's OpenPGP signature is missing (and required), malformed or bad.
-    #[error("refusing {url}: signature check failed")]
+    #[error("refusing {url}: signature check failed", url = crate::mirror::shown(.url))]
     Signature {
         /// The tarball's URL.
         url: String,
@@ -149,7 +146,7 @@ pub enum Error {
         uid: u32,
     },
     /// The downloaded bytes do not have the expected digest; nothing of them was kept.
-    #[error("sha256 mismatch for {url}: expected {expected} ({trust}), got {actual}; the download was discarded")]
+    #[error("sha256 mismatch for {url}: expected {expected} ({trust}), got {actual}; the download was discarded", url = crate::mirror::shown(.url))]
     ChecksumMismatch {
         /// The URL the bytes came from.
         url: String,
@@ -163,8 +160,7 @@ pub enum Error {
     /// The downloaded bytes do not have the sha512 Alpine published for the release (the built-in
     /// table's); nothing of them was kept.
     #[error(
-        "sha512 mismatch for {url}: expected {expected} (built-in official checksum), got {actual}; the download was discarded"
-    )]
+        "sha512 mismatch for {url}: expected {expected} (built-in official checksum), got {actual}; the download was discarded", url = crate::mirror::shown(.url))]
     Sha512Mismatch {
         /// The URL the bytes came from.
         url: String,
@@ -176,8 +172,7 @@ pub enum Error {
     /// The mirror answered a range (`X.Y`, `latest-stable`) with an older release than one already
     /// known to stand for it: what it gave before, or (strict mode) the built-in table's.
     #[error(
-        "refusing {url}: the mirror answers {spec} with Alpine {offered}, older than {known}, which is already known for it; a mirror must not move a range back (ask for {offered} by name to fetch it, or use another mirror; if {known} was never right, remove its entry from the cache's index/ folder)"
-    )]
+        "refusing {url}: the mirror answers {spec} with Alpine {offered}, older than {known}, which is already known for it; a mirror must not move a range back (ask for {offered} by name to fetch it, or use another mirror; if {known} was never right, remove its entry from the cache's index/ folder)", url = crate::mirror::shown(.url))]
     Downgrade {
         /// The tarball's URL.
         url: String,
@@ -192,8 +187,7 @@ pub enum Error {
     /// `etc/alpine-release`, `etc/apk/arch`): the mirror serves a genuine but other tarball under
     /// this name.
     #[error(
-        "refusing {url}: it holds Alpine {found}, not {asked} as asked; its signature is Alpine's, but for another release: the mirror serves another tarball under this name, use another mirror"
-    )]
+        "refusing {url}: it holds Alpine {found}, not {asked} as asked; its signature is Alpine's, but for another release: the mirror serves another tarball under this name, use another mirror", url = crate::mirror::shown(.url))]
     NotWhatWasAsked {
         /// The tarball's URL.
         url: String,
@@ -204,8 +198,7 @@ pub enum Error {
     },
     /// `$SANDBOX_REQUIRE_PIN=1` and the digest would only come from the mirror itself.
     #[error(
-        "refusing {url}: $SANDBOX_REQUIRE_PIN=1 and Alpine {version} ({arch}) is neither pinned with .sha256() nor in the built-in table of official checksums; pin it (`cargo xtask fetch-rootfs --sha256`, `.sha256(\"…\")` in code) or unset SANDBOX_REQUIRE_PIN"
-    )]
+        "refusing {url}: $SANDBOX_REQUIRE_PIN=1 and Alpine {version} ({arch}) is neither pinned with .sha256() nor in the built-in table of official checksums; pin it (`cargo xtask fetch-rootfs --sha256`, `.sha256(\"…\")` in code) or unset SANDBOX_REQUIRE_PIN", url = crate::mirror::shown(.url))]
     NotPinned {
         /// The tarball's URL.
         url: String,
@@ -215,7 +208,7 @@ pub enum Error {
         arch: crate::Arch,
     },
     /// The mirror's `latest-releases.yaml` has no usable `alpine-minirootfs` entry.
-    #[error("cannot resolve Alpine `{spec}` from {url}: {reason}")]
+    #[error("cannot resolve Alpine `{spec}` from {url}: {reason}", url = crate::mirror::shown(.url))]
     Resolve {
         /// The version asked for.
         spec: String,
@@ -228,8 +221,7 @@ pub enum Error {
     #[error(
         "Alpine {spec} ({arch}) from {mirror} is not in the cache at `{cache}` and fetching is offline \
          ($SANDBOX_OFFLINE=1 or .offline(true)); {hint}",
-        hint = not_cached_hint(spec, *default)
-    )]
+        hint = not_cached_hint(spec, *default), mirror = crate::mirror::shown(.mirror))]
     NotCached {
         /// The version asked for.
         spec: String,
@@ -251,8 +243,7 @@ pub enum Error {
          the same $SANDBOX_CACHE_DIR and $SANDBOX_ALPINE_MIRROR (`sandbox-run --rootfs alpine:{spec} -- true`, or \
          `cargo xtask fetch-rootfs --version {spec}` in the sandbox workspace), turn the feature on, or use a \
          local tarball or tree ($SANDBOX_ROOTFS for the default rootfs, `rootfs_dir = \"…\"` in \
-         #[sandbox_test], `Rootfs::from_tarball` or `Rootfs::from_dir` in code)"
-    )]
+         #[sandbox_test], `Rootfs::from_tarball` or `Rootfs::from_dir` in code)", mirror = crate::mirror::shown(.mirror))]
     CannotDownload {
         /// The version asked for.
         spec: String,

@@ -107,7 +107,7 @@ impl Http {
                     return Err(Error::DownloadDeadline { url: url.to_owned(), deadline: self.policy.deadline });
                 }
                 Err(Failure::Transient(source)) => {
-                    tracing::warn!(%url, attempt, error = %source, "download failed, retrying in {wait:?}");
+                    tracing::warn!(url = %crate::mirror::shown(url), attempt, error = %source, "download failed, retrying in {wait:?}");
                     std::thread::sleep(wait);
                     wait = wait.saturating_mul(2);
                 }
@@ -157,7 +157,7 @@ impl Http {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) if Instant::now() >= deadline => {
-                    tracing::debug!(%url, error = %e, "read failed past the deadline");
+                    tracing::debug!(url = %crate::mirror::shown(url), error = %e, "read failed past the deadline");
                     return Err(Failure::Final(Error::DownloadDeadline {
                         url: url.to_owned(),
                         deadline: self.policy.deadline,

@@ -15,6 +15,21 @@ use crate::{Arch, Error, Release, VersionSpec};
 pub const DEFAULT_MIRROR: &str = "https://dl-cdn.alpinelinux.org/alpine";
 
 /// The file name of a release's minirootfs tarball.
+/// `url` as errors show it: the password of its user information, if any, replaced by `***`
+/// (`https://ci:secret@mirror.example/` shows as `https://ci:***@mirror.example/`; a token alone,
+/// `https://token@…`, as `https://***@…`), as CI logs are often public.
+pub(crate) fn shown(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(at_scheme) = url.find("://").map(|i| i + 3) else { return url.into() };
+    let rest = &url[at_scheme..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else { return url.into() };
+    let hidden = match authority[..at].split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{}{hidden}{}", &url[..at_scheme], &rest[at..]).into()
+}
+
 pub(crate) fn tarball_name(release: &Release, arch: Arch) -> String {
     format!("alpine-minirootfs-{release}-{arch}.tar.gz")
 }
@@ -164,6 +179,15 @@ mod tests {
         assert_eq!(parse_sidecar(&format!("{d}  alpine.tar.gz\n"), "u").ok().as_deref(), Some(d));
         assert!(parse_sidecar("<html>404</html>", "u").is_err());
         assert!(parse_sidecar("", "u").is_err());
+    }
+
+    #[test]
+    fn a_url_s_password_is_not_shown() {
+        assert_eq!(shown("https://ci:secret@mirror.example/alpine/"), "https://ci:***@mirror.example/alpine/");
+        assert_eq!(shown("https://token@mirror.example"), "https://***@mirror.example");
+        assert_eq!(shown("http://127.0.0.1:8080/a@b"), "http://127.0.0.1:8080/a@b");
+        assert_eq!(shown("https://u:p@h/x?y=@z"), "https://u:***@h/x?y=@z");
+        assert_eq!(shown("not a url"), "not a url");
     }
 
     #[test]

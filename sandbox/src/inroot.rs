@@ -176,6 +176,17 @@ pub(crate) fn touch(rel: &Path) -> Result<(), Errno> {
     own_if_new(&as_root_inside(|| nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644)))?)
 }
 
+/// Makes the character device `dev` at `rel`, mode 0666 whatever the umask. Not given to the owner of
+/// [`give_created_to`]: the host's root owns it, as it owns the host's device nodes a sandbox binds
+/// otherwise (root inside can use it, not change its mode). An existing entry is an error (EEXIST).
+pub(crate) fn char_device(rel: &Path, dev: libc::dev_t) -> Result<(), Errno> {
+    let (dir, name) = parent_of(rel)?;
+    let mode = Mode::from_bits_truncate(0o666);
+    nix::sys::stat::mknodat(&dir, &name, nix::sys::stat::SFlag::S_IFCHR, mode, dev)?;
+    // Made just now, in a tmpfs of this setup's own that no other process reaches yet.
+    nix::sys::stat::fchmodat(&dir, &name, mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
+}
+
 /// Creates a symlink; an existing entry is replaced.
 pub(crate) fn symlink(target: &Path, rel: &Path) -> Result<(), Errno> {
     let (dir, name) = parent_of(rel)?;

@@ -48,7 +48,8 @@
 //! filter refusing (EPERM) what Docker's default profile refuses that no test needs, crun's masked
 //! `/proc` paths, sized tmpfs mounts and a deadline enforced from outside. [`Builder::privileged`]
 //! gives all that up: as root, the program is then the host's root. It still shares the kernel, and
-//! the devices bound from the host (`null`, `zero`, `full`, `random`, `urandom`, `tty`). See
+//! the host's devices `null`, `zero`, `full`, `random`, `urandom` and `tty` (as root, nodes made in
+//! the sandbox's `/dev`; rootless and privileged, the host's bound there). See
 //! `docs/design/security.md`.
 //!
 //! # Resource leaking

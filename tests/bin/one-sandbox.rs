@@ -8,7 +8,12 @@
 //! after this process captured one of its own (as an `anyhow::Error` does); `ONE_SANDBOX_LAYER=DIR` adds DIR as a layer (`Builder::layer`) and a 15 s deadline
 //! (tests/closures.rs). `--end-first-of-two child|session`: a first sandbox (a spawned `sleep`, or a
 //! session) ended while a second one with a 15 s deadline runs; prints how the second then ends
-//! (tests/sandbox.rs).
+//! (tests/sandbox.rs). `ONE_SANDBOX_REPEAT=N`: `PROGRAM` runs N times, each in a fresh sandbox (the
+//! later ones forked by this caller's own filtered server as root: tests/escape.rs). `--pipe-eof`: a
+//! pipe made without close-on-exec, three sandboxes run, its write end closed: prints `eof` if its
+//! reader then sees the end within 10 s (no process the sandboxes left holds a copy), `no eof` if not;
+//! with `ONE_SANDBOX_THREADED=1`, from a caller that started a thread first (its sandboxes then go
+//! through the fork servers, executed after the pipe was made).
 
 /// A static `--closure-static` changes before its closure reads it.
 static STATE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
@@ -51,10 +56,20 @@ fn main() {
             println!("closure saw {seen}");
             0
         })
+    } else if program == "--pipe-eof" {
+        pipe_eof(&sandbox)
     } else if program == "--end-first-of-two" {
         end_first_of_two(&sandbox, rest.first().map_or("child", String::as_str))
     } else {
-        sandbox.command(program.as_str()).args(rest).status().map(|s| s.code().unwrap_or(128))
+        let times = std::env::var("ONE_SANDBOX_REPEAT").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
+        let mut code = Ok(0);
+        for _ in 0..times {
+            code = sandbox.command(program.as_str()).args(rest).status().map(|s| s.code().unwrap_or(128));
+            if !matches!(code, Ok(0)) {
+                break;
+            }
+        }
+        code
     };
     match code {
         Ok(code) => {
@@ -72,6 +87,30 @@ fn main() {
             std::process::exit(125);
         }
     }
+}
+
+/// `--pipe-eof` (see the module's comment).
+fn pipe_eof(sandbox: &sandbox::Sandbox) -> Result<i32, sandbox::Error> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    if std::env::var_os("ONE_SANDBOX_THREADED").is_some() {
+        // Parked for good: this process has two threads from now on.
+        std::thread::spawn(|| {
+            loop {
+                std::thread::park();
+            }
+        });
+    }
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    for _ in 0..3 {
+        sandbox.command("/bin/true").status()?;
+    }
+    drop(writer);
+    let ready = poll(&mut [PollFd::new(reader.as_fd(), PollFlags::POLLIN)], PollTimeout::from(10_000u16));
+    let mut byte = [0u8; 1];
+    let ended = ready == Ok(1) && nix::unistd::read(&reader, &mut byte) == Ok(0);
+    println!("{}", if ended { "eof" } else { "no eof" });
+    Ok(0)
 }
 
 /// Starts a first sandbox (a `sleep` child of `sandbox`, or a session of it), then a second one with a

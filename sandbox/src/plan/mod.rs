@@ -111,6 +111,14 @@ pub(crate) enum Op {
         /// Its device and inode: bound only if `source` is still that file (ESTALE).
         id: Option<(u64, u64)>,
     },
+    /// Makes the character device `number` (major, minor) at `path`, mode 0666, the host's root its
+    /// owner (as the host's own nodes are); where the kernel refuses (no CAP_MKNOD: a container that
+    /// dropped it), binds the host's device `host` there instead.
+    CharDevice {
+        path: PathBuf,
+        number: (u64, u64),
+        host: PathBuf,
+    },
     /// Gives a path to an owner (lchown).
     Chown {
         path: PathBuf,
@@ -181,6 +189,7 @@ impl Op {
             | Op::WriteOwnFile { path, .. }
             | Op::Mkdir { path, .. }
             | Op::Touch { path }
+            | Op::CharDevice { path, .. }
             | Op::Chdir { path }
             | Op::Chmod { path, .. } => path,
             Op::Mount { target, .. } | Op::UmountDetach { target } => target,
@@ -327,6 +336,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             }
             Op::Mkdir { path, mode } => sys.mkdir(path, *mode),
             Op::Touch { path } => sys.touch(path),
+            Op::CharDevice { path, number, host } => sys.char_device(path, *number, host),
             Op::Symlink { target, link } => sys.symlink(target, link),
             Op::PivotRoot { new_root, put_old } => sys.pivot_root(new_root, put_old),
             Op::UmountDetach { target } => sys.umount_detach(target),
@@ -554,6 +564,9 @@ mod tests {
         }
         fn touch(&self, path: &Path) -> Result<(), Errno> {
             self.call(format!("touch {}", path.display()))
+        }
+        fn char_device(&self, path: &Path, (major, minor): (u64, u64), _host: &Path) -> Result<(), Errno> {
+            self.call(format!("mknod {} {major}:{minor}", path.display()))
         }
         fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
             self.call(format!("write {} {:?}", path.display(), String::from_utf8_lossy(contents)))
@@ -904,6 +917,26 @@ mod tests {
         privileged.security.privileged = true;
         let calls = recorded(&privileged);
         assert!(!calls.iter().any(|c| c.starts_with("mask") || c.starts_with("read-only")), "{calls:#?}");
+    }
+
+    /// As root, unless privileged, `/dev`'s devices are nodes made in its tmpfs (which then allows
+    /// devices), not mounts; rootless and privileged, the host's are bound into a `nodev` tmpfs.
+    #[test]
+    fn as_root_devices_are_made_not_bound_unless_privileged() {
+        let devices = |cfg: &Config| {
+            let calls = recorded(cfg);
+            let tmpfs = calls.iter().find(|c| c.starts_with("mount tmpfs /newroot/dev ")).cloned().unwrap_or_default();
+            let made = calls.iter().filter(|c| c.starts_with("mknod /newroot/dev/")).count();
+            let bound = calls.iter().filter(|c| c.starts_with("mount /oldroot/dev/")).count();
+            (tmpfs.contains("MS_NODEV"), made, bound, calls.iter().any(|c| c == "mknod /newroot/dev/null 1:3"))
+        };
+        let mut root = config(false, NetMode::Loopback);
+        root.outer_uid = 0;
+        assert_eq!(devices(&root), (false, 6, 0, true));
+        let mut privileged = root.clone();
+        privileged.security.privileged = true;
+        assert_eq!(devices(&privileged), (true, 0, 6, false));
+        assert_eq!(devices(&config(true, NetMode::Loopback)), (true, 0, 6, false));
     }
 
     #[test]

@@ -233,9 +233,10 @@ impl HelperHandle {
                     // is reaped later (`reap_later`).
                     if let Helper::Served | Helper::Forked(_) = self.helper {
                         self.ended = true;
-                        if let Helper::Forked(pid) = self.helper {
-                            reap_later(pid);
-                        }
+                        reap_later(match self.helper {
+                            Helper::Forked(pid) => Some(pid),
+                            _ => None,
+                        });
                         break;
                     }
                 }
@@ -297,11 +298,12 @@ impl Drop for HelperHandle {
 static UNREAPED: std::sync::Mutex<Vec<nix::unistd::Pid>> = std::sync::Mutex::new(Vec::new());
 
 /// Reaps `pid` now if it has ended, else at a later call: each call reaps every listed helper that
-/// has ended since (they are this process's children; the next sandbox started here reaps them).
-fn reap_later(pid: nix::unistd::Pid) {
+/// has ended since (they are this process's children; the end of the next sandbox started here,
+/// whichever process forked its helper, reaps them).
+fn reap_later(pid: Option<nix::unistd::Pid>) {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     let mut unreaped = UNREAPED.lock().unwrap_or_else(|p| p.into_inner());
-    unreaped.push(pid);
+    unreaped.extend(pid);
     unreaped.retain(|&p| matches!(waitpid(p, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)));
 }
 

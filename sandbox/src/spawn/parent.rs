@@ -70,6 +70,10 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
     // again. If it cannot go out now (a full non-blocking stdout), no helper is forked from this
     // process: the fork server's, which are no copies of it, serve instead.
     let flushed = std::io::Write::flush(&mut std::io::stdout()).is_ok();
+    // What a fork server gets with a start request (crate::spawn::server::submit).
+    let request = || {
+        [their_in.as_fd(), their_out.as_fd(), their_err.as_fd(), report_w.as_fd(), config_file.as_fd(), kill_r.as_fd()]
+    };
     if !fork_server_disabled() {
         // A caller with one thread (sandbox-run, a tool's `main`) may fork the helper itself: no exec
         // of this binary at all, which is most of a one-shot caller's start-up. Not for a closure:
@@ -88,6 +92,15 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
             if !config.security.privileged {
                 let _ = crate::seccomp::shared();
                 let _ = crate::seccomp::for_sandbox(config.security.no_setid(config.outer_uid, &config.mounts));
+            }
+            // As root, from the second sandbox that is not privileged on: this process's own filtered
+            // server forks the helper (crate::spawn::server::submit_forked). The first forks it here,
+            // as a one-shot caller (sandbox-run) does best.
+            if filtered(config) && FILTERED_STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+                match super::server::submit_forked(t, request()) {
+                    Ok(()) => return Ok(served(report_r, kill_w, (stdin, stdout, stderr))),
+                    Err(e) => tracing::debug!(%e, "no filtered server of this process; forking the helper"),
+                }
             }
             match crate::sys::fork(t) {
                 Ok(nix::unistd::ForkResult::Child) => {
@@ -113,29 +126,8 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
                 Err(e) => tracing::debug!(%e, "fork failed; trying the fork server"),
             }
         }
-        let fds = [
-            their_in.as_fd(),
-            their_out.as_fd(),
-            their_err.as_fd(),
-            report_w.as_fd(),
-            config_file.as_fd(),
-            kill_r.as_fd(),
-        ];
-        // As root, a sandbox that is not privileged goes to the filtered server (crate::spawn::server),
-        // where there is a filter to install (none where seccompiler does not know the architecture).
-        let filtered =
-            config.outer_uid == 0 && !config.security.privileged && matches!(crate::seccomp::shared(), Ok(Some(_)));
-        match super::server::submit(fds, filtered) {
-            Ok(()) => {
-                return Ok(Launched {
-                    helper: Helper::Served,
-                    reports: Reader::new(report_r),
-                    kill: kill_w,
-                    stdin,
-                    stdout,
-                    stderr,
-                });
-            }
+        match super::server::submit(request(), filtered(config)) {
+            Ok(()) => return Ok(served(report_r, kill_w, (stdin, stdout, stderr))),
             Err(e) => tracing::debug!(%e, "no fork server; executing the sandbox helper"),
         }
     }
@@ -163,6 +155,23 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
         kill: kill_w,
     })
 }
+
+/// A start a fork server took: the caller's ends of its pipes (ours are dropped as the caller returns).
+fn served(report_r: OwnedFd, kill_w: OwnedFd, (stdin, stdout, stderr): Piped) -> Launched {
+    Launched { helper: Helper::Served, reports: Reader::new(report_r), kill: kill_w, stdin, stdout, stderr }
+}
+
+/// The caller's ends of the program's stdio, where piped.
+type Piped = (Option<ChildStdin>, Option<ChildStdout>, Option<ChildStderr>);
+
+/// As root, a sandbox that is not privileged goes to a filtered server (crate::spawn::server), where
+/// there is a filter to install (none where seccompiler does not know the architecture).
+fn filtered(config: &crate::config::Config) -> bool {
+    config.outer_uid == 0 && !config.security.privileged && matches!(crate::seccomp::shared(), Ok(Some(_)))
+}
+
+/// How many sandboxes that go to a filtered server this process has started from a single thread.
+static FILTERED_STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// `SANDBOX_NO_FORK_SERVER=1`: every helper is executed (slower; for debugging the exec path).
 fn fork_server_disabled() -> bool {

@@ -14,7 +14,9 @@
 //! serves. Everything it forks inherits the filter, so a sandbox's program no longer installs it
 //! itself: the filter's compilation into the kernel (its JIT, and the cache of always-allowed calls)
 //! is paid once per calling process instead of once per sandbox. The helpers and inits it forks run
-//! under the filter too, which refuses nothing they do. Rootless, installing a filter needs
+//! under the filter too, which refuses nothing they do. A single-threaded caller, which forks its
+//! helpers itself, forks a filtered server of its own from its second such sandbox on
+//! ([`submit_forked`]). Rootless, installing a filter needs
 //! no_new_privs, which would keep the server's later helpers from running `newuidmap` (setuid): each
 //! program installs its own filter there, as everywhere when the filtered server cannot be had.
 
@@ -141,11 +143,17 @@ fn request(sock: &OwnedFd, what: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
 /// the kernel refused its filter, `TimedOut` when it says nothing in time (both for good: see
 /// `NO_FILTERED`), another when it ended without a word (the fork failed, or it died).
 fn start_filtered() -> std::io::Result<OwnedFd> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let (ours, theirs) =
         socketpair(nix::sys::socket::AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
     through(&SERVER, start, |sock| request(sock, FILTERED_SERVER, &[theirs.as_raw_fd()]))?;
     drop(theirs);
+    ready(ours)
+}
+
+/// `ours`, once the filtered server at its other end has said it is ready; the errors of
+/// [`start_filtered`].
+fn ready(ours: OwnedFd) -> std::io::Result<OwnedFd> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let deadline = std::time::Instant::now() + READY_DEADLINE;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -188,6 +196,90 @@ fn start() -> std::io::Result<OwnedFd> {
     Ok(ours)
 }
 
+/// A single-threaded caller's own filtered server (see [`submit_forked`]), once forked.
+static FORKED: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Set once this process's own filtered server cannot be had: its later starts fork their helpers
+/// themselves, as its first did.
+static NO_FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Hands a sandbox start to this single-threaded caller's own filtered server (as root, a sandbox that
+/// is not privileged; `parent::launch` says when), forking it first if there is none: a fork of this
+/// process, not an exec of its binary (the fork server's start, most of a millisecond and a thread),
+/// that installs the default filter once, as the filtered server does. Without it, each such caller
+/// (`sandbox-run --per-test`, a tool's `main`) paid the filter's compilation into the kernel (its JIT,
+/// and the cache of always-allowed calls: 0.12 ms here) in every sandbox's program. It keeps none of
+/// this process's descriptors but its socket and stderr (stdin and stdout are `/dev/null`), and ends
+/// with this process (its socket closes, and `PR_SET_PDEATHSIG`).
+///
+/// It shares this process's memory as it was at the fork (copy-on-write): each page this process
+/// writes afterwards is copied once, so a caller holding more than [`FORK_LIMIT`] resident gets none
+/// (its programs install the filter each, as before).
+///
+/// # Errors
+/// When it cannot be had (too large a caller, a failed fork, a refused filter: the caller then forks
+/// its helpers itself from then on) or is gone (killed from outside: the next start forks another).
+pub(crate) fn submit_forked(t: SingleThreaded, fds: [BorrowedFd<'_>; FDS]) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    if NO_FORKED.load(Ordering::Relaxed) {
+        return Err(std::io::Error::other("this process's filtered server was given up"));
+    }
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let mut server = FORKED.lock().unwrap_or_else(|p| p.into_inner());
+    if server.is_none() {
+        *server = Some(fork_filtered(t).inspect_err(|_| NO_FORKED.store(true, Ordering::Relaxed))?);
+    }
+    let sent = server.as_ref().map_or(Err(std::io::Error::other("no server")), |sock| request(sock, START, &raw));
+    if sent.is_err() {
+        // Gone: the next start forks another.
+        *server = None;
+    }
+    sent
+}
+
+/// The most a single-threaded caller may hold resident and still fork a filtered server of its own
+/// ([`submit_forked`]): what that server may come to hold as the caller writes its memory.
+const FORK_LIMIT: u64 = 128 << 20;
+
+/// Forks this single-threaded process into a filtered server (see [`submit_forked`]) and returns
+/// our end of its socket once it is ready.
+fn fork_filtered(t: SingleThreaded) -> std::io::Result<OwnedFd> {
+    // proc_pid_statm(5): size, then resident, in pages.
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
+    if pages.saturating_mul(page) > FORK_LIMIT {
+        return Err(std::io::Error::other("the caller holds too much memory to fork a server of it"));
+    }
+    let (ours, theirs) =
+        socketpair(nix::sys::socket::AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+    let caller = nix::unistd::getpid();
+    let null = nix::fcntl::open(
+        c"/dev/null",
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    match crate::sys::fork(t)? {
+        ForkResult::Child => {
+            let quiet = nix::unistd::dup2_stdin(&null).is_ok() && nix::unistd::dup2_stdout(&null).is_ok();
+            if !quiet {
+                crate::sys::exit_now(0);
+            }
+            // The caller's tracing subscriber (a log file's descriptor among those closed) says nothing here.
+            let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+            // A copy of every descriptor of the caller: none stays but the socket (a pipe's write end
+            // kept here would never let its reader see the end, as long as the caller runs).
+            crate::sys::hardening::close_above_stdio(&[theirs.as_raw_fd()]);
+            std::mem::forget((ours, null));
+            become_filtered(t, theirs, caller)
+        }
+        ForkResult::Parent { .. } => {
+            drop(theirs);
+            ready(ours)
+        }
+    }
+}
+
 /// Called by the constructor: returns at once unless this process is the fork server, which never
 /// returns (it exits when the parent closes its end of the socket, or dies).
 pub(crate) fn enter_if_server(t: SingleThreaded) {
@@ -196,6 +288,10 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
         crate::sys::exit_now(super::helper::SETUP_FAILED);
     };
     let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
+    // What the caller held without close-on-exec came along through the exec (a pipe's write end
+    // its own parent passed it, a file): none stays, or a reader would see no end while the caller
+    // runs (the twenty-seventh outside review). Helpers get their descriptors with each request.
+    crate::sys::hardening::close_above_stdio(&[sock.as_raw_fd()]);
     // Once, here: every helper forked from now on knows it (closures check it).
     let _ = crate::sys::code::build_id();
     // Compiled once here, inherited by every helper this server forks.
@@ -205,11 +301,11 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
     crate::sys::exit_now(0);
 }
 
-/// The filtered server, forked by the first one (`server`; see the module's comment): a new session
-/// keyring (keyrings(7): the filter refuses keyctl from here on, so the programs' own join would
-/// fail), the default filter, a word on `sock` that it is ready, then it serves on `sock`; never
-/// returns. It ends when the first server does (which ends with the calling process) or when the
-/// calling process closes its end.
+/// The filtered server, forked by the first one or by a single-threaded caller (`server`; see the
+/// module's comment and [`submit_forked`]): a new session keyring (keyrings(7): the filter refuses
+/// keyctl from here on, so the programs' own join would fail), the default filter, a word on `sock`
+/// that it is ready, then it serves on `sock`; never returns. It ends when `server` does (the first
+/// server ends with the calling process) or when the calling process closes its end.
 fn become_filtered(t: SingleThreaded, sock: OwnedFd, server: Pid) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
     if nix::unistd::getppid() != server {

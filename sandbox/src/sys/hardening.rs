@@ -157,25 +157,88 @@ fn idmapped_tree(
 
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
+/// Runs `f` with `CAP_MKNOD` out of this (single-threaded) process's effective capabilities, raised
+/// again after if it was there: a mount made meanwhile records credentials that make no device node.
+/// overlayfs copies a lower file up with its mounter's credentials when the program changes it (a
+/// `chmod` of a device node a directory rootfs holds), and the copy keeps the mode the program chose:
+/// with `--keep-failed`, a working node on the host's disk (the twenty-seventh outside review).
+/// Whiteouts (0:0, overlayfs' record of a deletion) need no `CAP_MKNOD`.
+pub(crate) fn without_mknod<T>(f: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+    use rustix::thread::{CapabilitySet, CapabilitySets, capabilities, set_capabilities};
+    let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+    let caps = capabilities(None).map_err(errno)?;
+    let had = caps.effective.contains(CapabilitySet::MKNOD);
+    if had {
+        set_capabilities(None, CapabilitySets { effective: caps.effective - CapabilitySet::MKNOD, ..caps })
+            .map_err(errno)?;
+    }
+    let result = f();
+    if had {
+        set_capabilities(None, caps).map_err(errno)?;
+    }
+    result
+}
+
+/// A directory's names, each with whether it is a directory (`None`: a symlink); see [`listing`].
+pub(crate) type Listing = Vec<(std::ffi::OsString, Option<bool>)>;
+
+/// What a listing of a kernel file system's directory says of a name in it (see [`listing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listed {
+    /// Not in the directory.
+    Absent,
+    /// A directory.
+    Directory,
+    /// Another kind of file.
+    Other,
+}
+
+/// The names in `dir` (a freshly mounted `/proc`), each with whether it is a directory (`None` for a
+/// symlink, which callers look up: a mask covers what it leads to); `None` if a name's kind is not
+/// given (`DT_UNKNOWN`) or the listing fails, where callers look each name up. One getdents(2) where
+/// a lookup per masked path was: in a procfs just mounted, each lookup, of a name there or not,
+/// allocates and later frees a dentry.
+pub(crate) fn listing(dir: std::os::fd::BorrowedFd<'_>) -> Option<Listing> {
+    use std::os::unix::ffi::OsStrExt;
+    let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+    let mut listed = nix::dir::Dir::openat(dir, c".", flags, nix::sys::stat::Mode::empty()).ok()?;
+    let mut names = Vec::new();
+    for entry in listed.iter() {
+        let entry = entry.ok()?;
+        let is_dir = match entry.file_type()? {
+            nix::dir::Type::Symlink => None,
+            kind => Some(kind == nix::dir::Type::Directory),
+        };
+        names.push((std::ffi::OsStr::from_bytes(entry.file_name().to_bytes()).to_owned(), is_dir));
+    }
+    Some(names)
+}
+
 /// Masks `name` in the kernel file system directory `dir` (a `/proc` or `/sys` of the new root): a
 /// directory gets a read-only copy of the mount of an empty directory (`empty` yields an `O_PATH`
 /// descriptor on one), a file a read-only copy of the mount of the `null` device (likewise). Through
 /// descriptors and names relative to `dir` (open_tree(2), mount_setattr(2), move_mount(2)); no new
-/// file system is made. Nothing to mask where `name` does not exist. ENOSYS on kernels before 5.12
+/// file system is made. Nothing to mask where `name` does not exist (`listed`: what a listing of
+/// `dir` says of it, `None` where there is none, then it is looked up). ENOSYS on kernels before 5.12
 /// (no mount_setattr), whose callers mask by path instead.
 pub(crate) fn mask_at(
     dir: std::os::fd::BorrowedFd<'_>,
     name: &std::path::Path,
+    listed: Option<Listed>,
     null: impl FnOnce() -> Result<RawFd, Errno>,
     empty: impl FnOnce() -> Result<RawFd, Errno>,
 ) -> Result<(), Errno> {
     use nix::sys::stat::SFlag;
     let name = std::ffi::CString::new(name.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
-    let st = match nix::sys::stat::fstatat(dir, name.as_c_str(), nix::fcntl::AtFlags::empty()) {
-        Err(Errno::ENOENT) => return Ok(()),
-        other => other?,
+    let is_dir = match listed {
+        Some(Listed::Absent) => return Ok(()),
+        Some(Listed::Directory) => true,
+        Some(Listed::Other) => false,
+        None => match nix::sys::stat::fstatat(dir, name.as_c_str(), nix::fcntl::AtFlags::empty()) {
+            Err(Errno::ENOENT) => return Ok(()),
+            other => SFlag::from_bits_truncate(other?.st_mode & libc::S_IFMT) == SFlag::S_IFDIR,
+        },
     };
-    let is_dir = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFDIR;
     // `null` and `empty` return descriptors their owner keeps open for the whole setup.
     let cover = if is_dir { empty()? } else { null()? };
     let copy = clone_mount(cover, c"", 0)?;
@@ -185,8 +248,15 @@ pub(crate) fn mask_at(
 
 /// Makes `name` in `dir` (see [`mask_at`]) and every mount below it read-only, nosuid and nodev: a
 /// recursive copy of its mount, so changed, attached over it. Nothing to do where it does not exist;
-/// ENOSYS as [`mask_at`].
-pub(crate) fn read_only_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::path::Path) -> Result<(), Errno> {
+/// ENOSYS as [`mask_at`]; `listed` as there.
+pub(crate) fn read_only_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::path::Path,
+    listed: Option<Listed>,
+) -> Result<(), Errno> {
+    if listed == Some(Listed::Absent) {
+        return Ok(());
+    }
     let name = std::ffi::CString::new(name.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     use std::os::fd::AsRawFd;
     let copy = match clone_mount(dir.as_raw_fd(), &name, AT_RECURSIVE) {
@@ -312,4 +382,33 @@ fn attach(
         )
     };
     Errno::result(rc).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listing gives each name's kind, a symlink's as unknown (looked up, followed), and says nothing
+    /// of a name that is not there: [`mask_at`] then masks nothing, as a lookup's ENOENT did.
+    #[test]
+    fn a_listing_names_directories_files_and_leaves_symlinks_to_a_lookup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("sys")).expect("mkdir");
+        std::fs::write(dir.path().join("keys"), b"").expect("write");
+        std::os::unix::fs::symlink("keys", dir.path().join("self")).expect("symlink");
+        let fd = std::fs::File::open(dir.path()).expect("open");
+        let mut names = listing(std::os::fd::AsFd::as_fd(&fd)).expect("a listing");
+        names.retain(|(n, _)| n != "." && n != "..");
+        names.sort();
+        let expected = [("keys", Some(false)), ("self", None), ("sys", Some(true))];
+        assert_eq!(names, expected.map(|(n, k)| (std::ffi::OsString::from(n), k)));
+        let absent = mask_at(
+            std::os::fd::AsFd::as_fd(&fd),
+            std::path::Path::new("kcore"),
+            Some(Listed::Absent),
+            || panic!("no cover for an absent name"),
+            || panic!("no cover for an absent name"),
+        );
+        assert_eq!(absent, Ok(()));
+    }
 }

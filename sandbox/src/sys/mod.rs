@@ -44,6 +44,9 @@ pub(crate) trait Sys {
     fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     /// Creates an empty file if there is none (a bind-mount target).
     fn touch(&self, path: &Path) -> Result<(), Errno>;
+    /// Makes the character device `number` at `path` (mode 0666), or, where mknod(2) is refused
+    /// (EPERM), binds the host's device `host` at `path` (see crate::plan::Op::CharDevice).
+    fn char_device(&self, path: &Path, number: (u64, u64), host: &Path) -> Result<(), Errno>;
     /// Replaces the file's contents (creating it, mode 0644), never following a symlink at `path`.
     fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno>;
     /// Writes a file of the sandbox's own below the new root, unless its path leads into another
@@ -162,7 +165,12 @@ impl Sys for Kernel {
         flags: MsFlags,
         data: Option<&str>,
     ) -> Result<(), Errno> {
-        on_target(target, |target| nix::mount::mount(source, target, fstype, flags, data))
+        let mount = || on_target(target, |target| nix::mount::mount(source, target, fstype, flags, data));
+        match fstype {
+            // It copies up with the credentials it records here (see hardening::without_mknod).
+            Some("overlay") => hardening::without_mknod(mount),
+            _ => mount(),
+        }
     }
 
     fn umount_detach(&self, target: &Path) -> Result<(), Errno> {
@@ -184,6 +192,17 @@ impl Sys for Kernel {
         match nix::unistd::mkdir(path, Mode::from_bits_truncate(mode)) {
             Ok(()) | Err(Errno::EEXIST) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    fn char_device(&self, path: &Path, (major, minor): (u64, u64), host: &Path) -> Result<(), Errno> {
+        let rel = crate::inroot::below_new_root(path).ok_or(Errno::EINVAL)?;
+        match crate::inroot::char_device(rel, libc::makedev(major as u32, minor as u32)) {
+            Err(Errno::EPERM) => {
+                self.touch(path)?;
+                self.mount(Some(host.to_str().ok_or(Errno::EINVAL)?), path, None, MsFlags::MS_BIND, None)
+            }
+            other => other,
         }
     }
 
@@ -304,7 +323,13 @@ impl Sys for Kernel {
         if let Some((dir, name)) = kernel_dir(path)? {
             // SAFETY: OPENED keeps the descriptor open until the setup is done; borrowed for the call.
             let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir) };
-            match hardening::mask_at(dir, &name, null_device, empty_directory) {
+            match hardening::mask_at(
+                dir,
+                &name,
+                listed(dir, &name, path.starts_with("/newroot/proc")),
+                null_device,
+                empty_directory,
+            ) {
                 Err(Errno::ENOSYS) => {} // before Linux 5.12: by path, below
                 other => return other,
             }
@@ -342,7 +367,7 @@ impl Sys for Kernel {
         if let Some((dir, name)) = kernel_dir(path)? {
             // SAFETY: as in `mask`.
             let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir) };
-            match hardening::read_only_at(dir, &name) {
+            match hardening::read_only_at(dir, &name, listed(dir, &name, path.starts_with("/newroot/proc"))) {
                 Err(Errno::ENOSYS) => {} // before Linux 5.12: by path, below
                 other => return other,
             }
@@ -400,9 +425,45 @@ fn read_word(fd: &std::os::fd::OwnedFd) -> Result<(), Errno> {
     }
 }
 
+thread_local! {
+    /// [`listed`]'s listings of `/proc`: (descriptor OPENED keeps, listing), for one setup.
+    static LISTED: std::cell::RefCell<Vec<(i32, Option<hardening::Listing>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What a listing of `/proc` (`dir`, kept open in OPENED, where [`kernel_dir`] checked it is procfs:
+/// `is_proc`), read once per setup, says of `name`: `None` for a name below a directory of it, in
+/// `/sys` (a listing of its top would not say), or where the listing failed, where callers look the
+/// name up instead.
+fn listed(dir: std::os::fd::BorrowedFd<'_>, name: &Path, is_proc: bool) -> Option<hardening::Listed> {
+    use hardening::Listed;
+    use std::os::fd::AsRawFd;
+    if !is_proc || name.components().count() != 1 {
+        return None;
+    }
+    LISTED.with(|listed| {
+        let mut listed = listed.borrow_mut();
+        let at = match listed.iter().position(|(fd, _)| *fd == dir.as_raw_fd()) {
+            Some(at) => at,
+            None => {
+                listed.push((dir.as_raw_fd(), hardening::listing(dir)));
+                listed.len() - 1
+            }
+        };
+        let names = listed[at].1.as_ref()?;
+        match names.iter().find(|(n, _)| n.as_os_str() == name.as_os_str()) {
+            None => Some(Listed::Absent),
+            Some((_, Some(true))) => Some(Listed::Directory),
+            Some((_, Some(false))) => Some(Listed::Other),
+            Some((_, None)) => None,
+        }
+    })
+}
+
 /// Closes what [`on_kernel_target`] kept open: once setup is done, the program gets none of it.
 pub(crate) fn close_kernel_dirs() {
     OPENED.with(|opened| opened.borrow_mut().clear());
+    LISTED.with(|listed| listed.borrow_mut().clear());
 }
 
 /// As [`on_target`], for a path below the new root's `/proc` or `/sys` (the masks): the kernel file
