@@ -323,6 +323,23 @@ fn server_errors_are_retried_with_backoff() {
     assert!(sandbox::error_chain(&err).contains("500"), "{}", sandbox::error_chain(&err));
 }
 
+/// A mirror that redirects in a loop is misconfigured, not unreachable: one attempt (reqwest follows
+/// ten redirects), an error that says so and names where it was sent last, nothing cached, and the
+/// mirror not recorded as unreachable (before: retried as a network failure, then "unreachable",
+/// with the advice for a machine without network).
+#[test]
+fn a_redirect_loop_is_the_mirror_s_fault_not_the_network_s() {
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    mirror.fault(".tar.gz", Fault::RedirectLoop);
+    let err = alpine(&mirror, "3.19.1", cache.path()).fetch().expect_err("a redirect loop");
+    assert!(matches!(err, Error::Redirects { ref last, .. } if last.ends_with(".tar.gz")), "{err:?}");
+    assert!(err.to_string().contains("redirects without end"), "{err}");
+    assert_eq!(mirror.hits(".tar.gz"), 11, "one attempt, ten redirects followed");
+    mirror.clear_faults();
+    alpine(&mirror, "3.19.1", cache.path()).fetch().expect("the mirror fixed, at once: not recorded unreachable");
+}
+
 #[test]
 fn server_gone_is_a_network_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();

@@ -80,6 +80,18 @@ pub enum Error {
         /// How long until the next process tries again.
         left_secs: u64,
     },
+    /// The mirror answered with redirects that do not end (a loop, or more than the client follows):
+    /// a fault of the mirror's configuration, not of the network; not retried, and the mirror is not
+    /// recorded as unreachable.
+    #[error(
+        "GET {url} failed: the mirror redirects without end (a loop, or more than 10; the last to {last}); fix the mirror URL or the mirror",
+        url = crate::mirror::shown(.url), last = crate::mirror::shown(.last))]
+    Redirects {
+        /// The URL asked for.
+        url: String,
+        /// The last URL it was sent to.
+        last: String,
+    },
     /// The server sent more than the cap for this kind of file.
     #[error(
         "GET {url} refused: the response is larger than {limit} bytes, the cap for {what}; raise NetworkPolicy::{knob} if it is genuine{env}",

@@ -65,6 +65,7 @@ impl Http {
                 Ok(r) if r.status().is_success() => return Ok(true),
                 Ok(r) if r.status().as_u16() == 404 || r.status().as_u16() == 410 => return Ok(false),
                 Ok(r) => last = Some(Box::<dyn std::error::Error + Send + Sync>::from(format!("HTTP {}", r.status()))),
+                Err(e) if e.is_redirect() => return Err(redirects(url, &e)),
                 Err(e) => last = Some(Box::new(e.without_url())),
             }
             if attempt < self.policy.attempts {
@@ -124,7 +125,7 @@ impl Http {
         out: &mut W,
         progress: Option<&ProgressFn>,
     ) -> Result<u64, Failure> {
-        let mut resp = self.client.get(url).send().map_err(|e| Failure::Transient(Box::new(e.without_url())))?;
+        let mut resp = self.client.get(url).send().map_err(|e| failure(url, e))?;
         let status = resp.status();
         if !status.is_success() {
             if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
@@ -211,4 +212,18 @@ impl Rewind for std::fs::File {
         self.set_len(0)?;
         std::io::Seek::rewind(self)
     }
+}
+
+/// A failed request: final when the mirror redirects without end, transient otherwise (connect,
+/// TLS, reset, timeout).
+fn failure(url: &str, e: reqwest::Error) -> Failure {
+    if e.is_redirect() {
+        return Failure::Final(redirects(url, &e));
+    }
+    Failure::Transient(Box::new(e.without_url()))
+}
+
+/// [`Error::Redirects`] for `url`, naming the last place `e` was sent to.
+fn redirects(url: &str, e: &reqwest::Error) -> Error {
+    Error::Redirects { url: url.to_owned(), last: e.url().map_or_else(|| url.to_owned(), |u| u.as_str().to_owned()) }
 }
