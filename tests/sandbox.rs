@@ -2212,3 +2212,29 @@ fn a_pty_commands_explicit_stdio_is_refused_or_honoured() {
         }
     }
 }
+
+/// `/dev`'s six devices: as root, nodes init makes in the sandbox's `/dev` (no mount each); where the
+/// kernel refuses mknod (a container that dropped `CAP_MKNOD`: here a caller run under `setpriv
+/// --bounding-set=-mknod`), the host's, bound there as before. Either way they work.
+#[test]
+fn dev_s_devices_are_nodes_as_root_and_bound_where_mknod_is_refused() {
+    if !is_root() {
+        return; // rootless, the host's devices are always bound (init has no CAP_MKNOD)
+    }
+    if !std::path::Path::new("/usr/bin/setpriv").exists() {
+        return skip("needs util-linux's setpriv");
+    }
+    let script = "echo x > /dev/null && head -c 1 /dev/zero | od -An -tx1 | tr -d ' '; \
+                  grep -c ' /dev/null ' /proc/self/mountinfo; true";
+    let run = |bounded: bool| {
+        let mut cmd =
+            std::process::Command::new(if bounded { "/usr/bin/setpriv" } else { env!("CARGO_BIN_EXE_one-sandbox") });
+        if bounded {
+            cmd.args(["--bounding-set=-mknod", "--", env!("CARGO_BIN_EXE_one-sandbox")]);
+        }
+        let out = cmd.args(["/bin/sh", "-c", script]).env("SANDBOX_ROOTFS", rootfs().path()).output().expect("run");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    assert_eq!(run(false), "00\n0\n", "made, not mounted");
+    assert_eq!(run(true), "00\n1\n", "bound, without CAP_MKNOD");
+}
