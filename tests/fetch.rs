@@ -448,6 +448,45 @@ fn progress_reports_every_byte() {
     assert_eq!(seen.last(), Some(&fetch::Progress::Unpacking));
 }
 
+/// A fetch that finds another one of this machine fetching from the same mirror says so before it
+/// waits (`Progress::Waiting`: the wait lasts as long as the other's download, and was silent), then
+/// takes the other's work from the cache: one download in all.
+#[test]
+fn a_fetch_waiting_for_another_says_so() {
+    use std::sync::{Arc, Mutex};
+    let mirror = mirror_with(&["3.19.1"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    mirror.fault(".tar.gz", Fault::Slow(std::time::Duration::from_millis(800)));
+    let (started, downloading) = std::sync::mpsc::channel::<()>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let (first, second) = std::thread::scope(|s| {
+        let first = s.spawn(|| {
+            let started = Mutex::new(Some(started));
+            alpine(&mirror, "3.19.1", cache.path())
+                .progress(move |p| {
+                    if matches!(p, fetch::Progress::Downloading { .. })
+                        && let Some(tx) = started.lock().unwrap_or_else(|e| e.into_inner()).take()
+                    {
+                        let _ = tx.send(());
+                    }
+                })
+                .fetch()
+        });
+        downloading.recv().expect("the first fetch is downloading");
+        let second = alpine(&mirror, "3.19.1", cache.path())
+            .progress(move |p| sink.lock().unwrap_or_else(|e| e.into_inner()).push(p))
+            .fetch();
+        (first.join().expect("thread"), second)
+    });
+    let (first, second) = (first.expect("first"), second.expect("second"));
+    assert_eq!(first.path(), second.path());
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(seen.first(), Some(&fetch::Progress::Waiting), "{seen:?}");
+    assert!(!seen.iter().any(|p| matches!(p, fetch::Progress::Downloading { .. })), "{seen:?}");
+    assert_eq!(mirror.hits(".tar.gz"), 1);
+}
+
 #[test]
 fn partial_entries_of_a_killed_process_are_swept() {
     let mirror = mirror_with(&["3.19.1"]);

@@ -231,7 +231,18 @@ impl Cache {
     /// An exclusive lock on `name` (a digest, or `mirror-<key>`). Lock files are never removed:
     /// removing one would let two processes lock two different files for the same name.
     pub(crate) fn lock_named(&self, name: &str) -> Result<DigestLock, Error> {
+        self.lock_named_or_say(name, &|| {})
+    }
+
+    /// [`Self::lock_named`], calling `waiting` first if another process holds the lock now (the
+    /// wait, up to that process's download deadline, is then not silent).
+    pub(crate) fn lock_named_or_say(&self, name: &str, waiting: &dyn Fn()) -> Result<DigestLock, Error> {
         let (file, path) = self.lock_file(name)?;
+        match file.try_lock() {
+            Ok(()) => return Ok(DigestLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => waiting(),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", &path)(e)),
+        }
         file.lock().map_err(io("lock", &path))?;
         Ok(DigestLock { _file: file })
     }

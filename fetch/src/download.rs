@@ -58,6 +58,10 @@ pub enum Progress {
     },
     /// The tarball is verified and is being unpacked.
     Unpacking,
+    /// Another process on this machine is fetching from the same mirror: this one waits until it is
+    /// done (and then finds its work in the cache, or the failure it recorded). Said once, before
+    /// the wait.
+    Waiting,
 }
 
 pub(crate) type ProgressFn = dyn Fn(Progress) + Send + Sync;

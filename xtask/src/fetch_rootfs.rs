@@ -141,6 +141,10 @@ impl Reporter {
                 bar.finish_with_message("unpacking");
             }
             (Progress::Unpacking, None) if self.plain => eprintln!("unpacking"),
+            (Progress::Waiting, Some(bar)) => bar.set_message("waiting"),
+            (Progress::Waiting, None) if self.plain => {
+                eprintln!("waiting for another process fetching from this mirror")
+            }
             _ => {}
         }
     }

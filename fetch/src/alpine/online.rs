@@ -15,7 +15,11 @@ impl Alpine {
     pub(super) fn online(&self, cache: &Cache, req: &Request) -> Result<Rootfs, Error> {
         // One process at a time talks to a mirror: the others then find its work in the cache, or
         // the failure it recorded.
-        let _mirror = cache.lock_named(&format!("mirror-{}", mirror_key(&req.mirror)))?;
+        let waiting = || {
+            tracing::info!(mirror = %crate::mirror::shown(&req.mirror), "waiting for another process fetching from this mirror");
+            self.report(Progress::Waiting);
+        };
+        let _mirror = cache.lock_named_or_say(&format!("mirror-{}", mirror_key(&req.mirror)), &waiting)?;
         if let Some(rootfs) = self.cached(cache, req)? {
             return Ok(rootfs);
         }
