@@ -14,7 +14,6 @@ use crate::{Arch, Error, Release, VersionSpec};
 /// The Alpine CDN, used when neither `.mirror()` nor `$SANDBOX_ALPINE_MIRROR` says otherwise.
 pub const DEFAULT_MIRROR: &str = "https://dl-cdn.alpinelinux.org/alpine";
 
-/// The file name of a release's minirootfs tarball.
 /// `url` as errors show it: the password of its user information, if any, replaced by `***`
 /// (`https://ci:secret@mirror.example/` shows as `https://ci:***@mirror.example/`; a token alone,
 /// `https://token@…`, as `https://***@…`), as CI logs are often public.
@@ -30,6 +29,7 @@ pub(crate) fn shown(url: &str) -> std::borrow::Cow<'_, str> {
     format!("{}{hidden}{}", &url[..at_scheme], &rest[at..]).into()
 }
 
+/// The file name of a release's minirootfs tarball.
 pub(crate) fn tarball_name(release: &Release, arch: Arch) -> String {
     format!("alpine-minirootfs-{release}-{arch}.tar.gz")
 }

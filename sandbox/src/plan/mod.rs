@@ -117,7 +117,7 @@ pub(crate) enum Op {
     CharDevice {
         path: PathBuf,
         number: (u64, u64),
-        host: PathBuf,
+        host: String,
     },
     /// Gives a path to an owner (lchown).
     Chown {
@@ -565,7 +565,7 @@ mod tests {
         fn touch(&self, path: &Path) -> Result<(), Errno> {
             self.call(format!("touch {}", path.display()))
         }
-        fn char_device(&self, path: &Path, (major, minor): (u64, u64), _host: &Path) -> Result<(), Errno> {
+        fn char_device(&self, path: &Path, (major, minor): (u64, u64), _host: &str) -> Result<(), Errno> {
             self.call(format!("mknod {} {major}:{minor}", path.display()))
         }
         fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {

@@ -54,17 +54,13 @@ pub(super) fn standard(s: &mut Steps, config: &Config) {
     );
     for (dev, number) in DEVICES {
         let target = Path::new("/newroot/dev").join(dev);
-        let host = PathBuf::from(format!("/oldroot/dev/{dev}"));
+        let host = format!("/oldroot/dev/{dev}");
         if made {
             s.add(StepKind::Dev, "make a device node (mknod)", Op::CharDevice { path: target, number, host });
             continue;
         }
         s.add(StepKind::Dev, "create a device mount point", Op::Touch { path: target.clone() });
-        s.add(
-            StepKind::Dev,
-            "bind-mount a host device",
-            Op::bind(host.display().to_string(), target, MsFlags::MS_BIND),
-        );
+        s.add(StepKind::Dev, "bind-mount a host device", Op::bind(host, target, MsFlags::MS_BIND));
     }
     s.add(StepKind::Dev, "create /dev/pts", Op::Mkdir { path: p("/newroot/dev/pts"), mode: 0o755 });
     // devpts(5) newinstance: the sandbox's ptys are its own.

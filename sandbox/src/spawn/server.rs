@@ -218,23 +218,18 @@ static NO_FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 ///
 /// # Errors
 /// When it cannot be had (too large a caller, a failed fork, a refused filter: the caller then forks
-/// its helpers itself from then on) or is gone (killed from outside: the next start forks another).
+/// its helpers itself from then on). One that is gone (killed from outside) is forked again, as
+/// [`through`] does for the fork servers.
 pub(crate) fn submit_forked(t: SingleThreaded, fds: [BorrowedFd<'_>; FDS]) -> std::io::Result<()> {
     use std::sync::atomic::Ordering;
-    if NO_FORKED.load(Ordering::Relaxed) {
-        return Err(std::io::Error::other("this process's filtered server was given up"));
-    }
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let mut server = FORKED.lock().unwrap_or_else(|p| p.into_inner());
-    if server.is_none() {
-        *server = Some(fork_filtered(t).inspect_err(|_| NO_FORKED.store(true, Ordering::Relaxed))?);
-    }
-    let sent = server.as_ref().map_or(Err(std::io::Error::other("no server")), |sock| request(sock, START, &raw));
-    if sent.is_err() {
-        // Gone: the next start forks another.
-        *server = None;
-    }
-    sent
+    let start = || {
+        if NO_FORKED.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("this process's filtered server was given up"));
+        }
+        fork_filtered(t).inspect_err(|_| NO_FORKED.store(true, Ordering::Relaxed))
+    };
+    through(&FORKED, start, |sock| request(sock, START, &raw))
 }
 
 /// The most a single-threaded caller may hold resident and still fork a filtered server of its own

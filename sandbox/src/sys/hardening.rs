@@ -179,8 +179,8 @@ pub(crate) fn without_mknod<T>(f: impl FnOnce() -> Result<T, Errno>) -> Result<T
     result
 }
 
-/// A directory's names, each with whether it is a directory (`None`: a symlink); see [`listing`].
-pub(crate) type Listing = Vec<(std::ffi::OsString, Option<bool>)>;
+/// A directory's names, each with its kind (`None`: a symlink); see [`listing`].
+pub(crate) type Listing = Vec<(std::ffi::OsString, Option<Listed>)>;
 
 /// What a listing of a kernel file system's directory says of a name in it (see [`listing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,8 +193,8 @@ pub(crate) enum Listed {
     Other,
 }
 
-/// The names in `dir` (a freshly mounted `/proc`), each with whether it is a directory (`None` for a
-/// symlink, which callers look up: a mask covers what it leads to); `None` if a name's kind is not
+/// The names in `dir` (a freshly mounted `/proc`), each with its kind (`None` for a symlink, which
+/// callers look up: a mask covers what it leads to); `None` if a name's kind is not
 /// given (`DT_UNKNOWN`) or the listing fails, where callers look each name up. One getdents(2) where
 /// a lookup per masked path was: in a procfs just mounted, each lookup, of a name there or not,
 /// allocates and later frees a dentry.
@@ -205,11 +205,12 @@ pub(crate) fn listing(dir: std::os::fd::BorrowedFd<'_>) -> Option<Listing> {
     let mut names = Vec::new();
     for entry in listed.iter() {
         let entry = entry.ok()?;
-        let is_dir = match entry.file_type()? {
+        let kind = match entry.file_type()? {
             nix::dir::Type::Symlink => None,
-            kind => Some(kind == nix::dir::Type::Directory),
+            nix::dir::Type::Directory => Some(Listed::Directory),
+            _ => Some(Listed::Other),
         };
-        names.push((std::ffi::OsStr::from_bytes(entry.file_name().to_bytes()).to_owned(), is_dir));
+        names.push((std::ffi::OsStr::from_bytes(entry.file_name().to_bytes()).to_owned(), kind));
     }
     Some(names)
 }
@@ -399,8 +400,8 @@ mod tests {
         let fd = std::fs::File::open(dir.path()).expect("open");
         let mut names = listing(std::os::fd::AsFd::as_fd(&fd)).expect("a listing");
         names.retain(|(n, _)| n != "." && n != "..");
-        names.sort();
-        let expected = [("keys", Some(false)), ("self", None), ("sys", Some(true))];
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let expected = [("keys", Some(Listed::Other)), ("self", None), ("sys", Some(Listed::Directory))];
         assert_eq!(names, expected.map(|(n, k)| (std::ffi::OsString::from(n), k)));
         let absent = mask_at(
             std::os::fd::AsFd::as_fd(&fd),

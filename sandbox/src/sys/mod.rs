@@ -46,7 +46,7 @@ pub(crate) trait Sys {
     fn touch(&self, path: &Path) -> Result<(), Errno>;
     /// Makes the character device `number` at `path` (mode 0666), or, where mknod(2) is refused
     /// (EPERM), binds the host's device `host` at `path` (see crate::plan::Op::CharDevice).
-    fn char_device(&self, path: &Path, number: (u64, u64), host: &Path) -> Result<(), Errno>;
+    fn char_device(&self, path: &Path, number: (u64, u64), host: &str) -> Result<(), Errno>;
     /// Replaces the file's contents (creating it, mode 0644), never following a symlink at `path`.
     fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno>;
     /// Writes a file of the sandbox's own below the new root, unless its path leads into another
@@ -195,12 +195,12 @@ impl Sys for Kernel {
         }
     }
 
-    fn char_device(&self, path: &Path, (major, minor): (u64, u64), host: &Path) -> Result<(), Errno> {
+    fn char_device(&self, path: &Path, (major, minor): (u64, u64), host: &str) -> Result<(), Errno> {
         let rel = crate::inroot::below_new_root(path).ok_or(Errno::EINVAL)?;
         match crate::inroot::char_device(rel, libc::makedev(major as u32, minor as u32)) {
             Err(Errno::EPERM) => {
                 self.touch(path)?;
-                self.mount(Some(host.to_str().ok_or(Errno::EINVAL)?), path, None, MsFlags::MS_BIND, None)
+                self.mount(Some(host), path, None, MsFlags::MS_BIND, None)
             }
             other => other,
         }
@@ -451,12 +451,7 @@ fn listed(dir: std::os::fd::BorrowedFd<'_>, name: &Path, is_proc: bool) -> Optio
             }
         };
         let names = listed[at].1.as_ref()?;
-        match names.iter().find(|(n, _)| n.as_os_str() == name.as_os_str()) {
-            None => Some(Listed::Absent),
-            Some((_, Some(true))) => Some(Listed::Directory),
-            Some((_, Some(false))) => Some(Listed::Other),
-            Some((_, None)) => None,
-        }
+        names.iter().find(|(n, _)| n.as_os_str() == name.as_os_str()).map_or(Some(Listed::Absent), |(_, kind)| *kind)
     })
 }
 
