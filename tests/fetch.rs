@@ -400,6 +400,39 @@ fn offline_hits_the_cache_and_misses_clearly() {
     assert!(matches!(other, Error::NotCached { .. }), "{other:?}");
 }
 
+/// A mirror behind basic authentication: its password is in no file of the cache (index entries,
+/// records, their names), and the cache still answers for that mirror offline.
+#[test]
+fn a_mirror_s_password_stays_out_of_the_cache() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mirror = mirror_with(&["3.19.4"]);
+    let url = mirror.url().replace("http://", "http://ci:s3cret@");
+    let online = alpine_at(&url, "3.19", cache.path()).fetch().expect("online fetch");
+    drop(mirror);
+    let offline = alpine_at(&url, "3.19", cache.path()).offline(true).fetch().expect("offline hit");
+    assert_eq!(offline.path(), online.path());
+    assert_no_password_in(cache.path());
+}
+
+/// No file under `dir` (but the trees and blobs, which are Alpine's) has `s3cret` in its name or
+/// contents.
+fn assert_no_password_in(dir: &Path) {
+    for entry in std::fs::read_dir(dir).expect("list") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        assert!(!name.contains("s3cret"), "{}", path.display());
+        if matches!(name.as_str(), "trees" | "blobs") {
+            continue;
+        }
+        if path.is_dir() && !path.is_symlink() {
+            assert_no_password_in(&path);
+        } else if path.is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).expect("read")).into_owned();
+            assert!(!text.contains("s3cret"), "{}: {text}", path.display());
+        }
+    }
+}
+
 /// A pin, once given, stays in the index: a later fetch of the same bytes through a range (whose
 /// digest only the mirror vouches for) does not weaken the entry; and offline, strict pinning refuses
 /// an unpinned cached release by name, not as "not in the cache", which filling the cache would not
@@ -1227,6 +1260,8 @@ fn an_unreachable_mirror_fails_once_per_machine() {
     let mut kinds = at_once(&child, 4, "KIND=");
     kinds.sort();
     assert_eq!(kinds, ["network", "recorded", "recorded", "recorded"], "one process tried, the others did not");
+    // Nor does the record of that failure keep it.
+    assert_no_password_in(cache.path());
 }
 
 #[test]

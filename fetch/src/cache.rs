@@ -83,9 +83,12 @@ fn outer_uid(map: &str, uid: u32) -> Option<u32> {
     })
 }
 
-/// A short stable name for a mirror URL, for file names.
+/// A short stable name for a mirror URL, for file names: of the URL without its password
+/// (crate::mirror::shown), which nothing in the cache keeps, not even as a hash a weak password could
+/// be found from.
 pub(crate) fn mirror_key(mirror: &str) -> String {
-    let digest = crate::hash::sha256_of(mirror.trim_end_matches('/').as_bytes()).unwrap_or_default();
+    let shown = crate::mirror::shown(mirror);
+    let digest = crate::hash::sha256_of(shown.trim_end_matches('/').as_bytes()).unwrap_or_default();
     digest[..16].to_owned()
 }
 
@@ -394,10 +397,16 @@ impl Cache {
     }
 
     /// Records that `entry.version` for `entry.arch` on `entry.mirror` is `entry.sha256`.
+    /// Its mirror and URL are kept without a password (crate::mirror::shown).
     pub(crate) fn index_put(&self, entry: &IndexEntry) -> Result<(), Error> {
         let name = Self::index_name(&entry.mirror, entry.arch, &entry.version);
-        let text =
-            serde_json::to_vec_pretty(entry).map_err(|e| io("encode", self.root.join("index"))(io::Error::other(e)))?;
+        let entry = IndexEntry {
+            mirror: crate::mirror::shown(&entry.mirror).into_owned(),
+            url: crate::mirror::shown(&entry.url).into_owned(),
+            ..entry.clone()
+        };
+        let text = serde_json::to_vec_pretty(&entry)
+            .map_err(|e| io("encode", self.root.join("index"))(io::Error::other(e)))?;
         self.write_atomically(&self.index, "index", &name, &text)
     }
 
@@ -419,7 +428,7 @@ impl Cache {
                 let release: crate::Release = entry.version.parse().ok()?;
                 (spec.matches(&release)
                     && entry.arch == arch
-                    && entry.mirror.trim_end_matches('/') == mirror.trim_end_matches('/')
+                    && entry.mirror.trim_end_matches('/') == crate::mirror::shown(mirror).trim_end_matches('/')
                     && usable(&entry))
                 .then_some((release, entry))
             })
@@ -477,9 +486,16 @@ impl Cache {
     }
 
     #[cfg_attr(not(feature = "download"), allow(dead_code))]
+    /// Kept without the mirror's password, in its URLs and in the cause's text (crate::mirror::shown).
     pub(crate) fn put_failure(&self, record: &FailureRecord) -> Result<(), Error> {
+        let record = FailureRecord {
+            mirror: crate::mirror::shown(&record.mirror).into_owned(),
+            url: crate::mirror::shown(&record.url).into_owned(),
+            cause: crate::mirror::hidden_in(&record.cause, &record.mirror),
+            at_unix: record.at_unix,
+        };
         let text =
-            serde_json::to_vec(record).map_err(|e| io("encode", self.root.join("records"))(io::Error::other(e)))?;
+            serde_json::to_vec(&record).map_err(|e| io("encode", self.root.join("records"))(io::Error::other(e)))?;
         self.write_atomically(&self.records, "records", &Self::failure_name(&record.mirror), &text)
     }
 

@@ -18,15 +18,35 @@ pub const DEFAULT_MIRROR: &str = "https://dl-cdn.alpinelinux.org/alpine";
 /// (`https://ci:secret@mirror.example/` shows as `https://ci:***@mirror.example/`; a token alone,
 /// `https://token@…`, as `https://***@…`), as CI logs are often public.
 pub(crate) fn shown(url: &str) -> std::borrow::Cow<'_, str> {
-    let Some(at_scheme) = url.find("://").map(|i| i + 3) else { return url.into() };
-    let rest = &url[at_scheme..];
+    match user_information(url) {
+        Some((start, at)) => format!("{}{}{}", &url[..start], hidden(&url[start..at]), &url[at..]).into(),
+        None => url.into(),
+    }
+}
+
+/// `text` with every occurrence of the user information of `url` (its `user:password@`) as
+/// [`shown`] shows it: for messages of other libraries that may quote the URL.
+pub(crate) fn hidden_in(text: &str, url: &str) -> String {
+    match user_information(url) {
+        Some((start, at)) if at > start => text.replace(&url[start..at], &hidden(&url[start..at])),
+        _ => text.to_owned(),
+    }
+}
+
+/// Where `url`'s user information is: from the start of its authority to its `@` (excluded).
+fn user_information(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let Some(at) = authority.rfind('@') else { return url.into() };
-    let hidden = match authority[..at].split_once(':') {
+    authority.rfind('@').map(|at| (start, start + at))
+}
+
+/// User information as shown: `user:***`, or `***` for a token alone.
+fn hidden(user_information: &str) -> String {
+    match user_information.split_once(':') {
         Some((user, _)) => format!("{user}:***"),
         None => "***".to_owned(),
-    };
-    format!("{}{hidden}{}", &url[..at_scheme], &rest[at..]).into()
+    }
 }
 
 /// The file name of a release's minirootfs tarball.
@@ -188,6 +208,11 @@ mod tests {
         assert_eq!(shown("http://127.0.0.1:8080/a@b"), "http://127.0.0.1:8080/a@b");
         assert_eq!(shown("https://u:p@h/x?y=@z"), "https://u:***@h/x?y=@z");
         assert_eq!(shown("not a url"), "not a url");
+        let quoted = "error sending request for url (https://ci:secret@mirror.example/alpine/x)";
+        let hidden = hidden_in(quoted, "https://ci:secret@mirror.example/alpine");
+        assert_eq!(hidden, "error sending request for url (https://ci:***@mirror.example/alpine/x)");
+        assert_eq!(hidden_in("a token@ b", "https://token@m"), "a ***@ b");
+        assert_eq!(hidden_in("no userinfo", "https://m/x"), "no userinfo");
     }
 
     #[test]
