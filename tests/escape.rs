@@ -1156,19 +1156,14 @@ fn check_stdio_files_stay_the_callers() {
             );
         }
     }
-    // A folder as stdin is a host folder the program writes through /proc/self/fd/0.
+    // A folder as stdin would be a host folder the program writes through /proc/self/fd/0: refused
+    // (check_directory_stdio_is_refused), and nothing is written there.
     let folder = tempfile::tempdir().expect("tempdir");
-    let into_folder = "mkdir /proc/self/fd/0/d && touch /proc/self/fd/0/d/f && chown -R 1000:1000 /proc/self/fd/0/d; \
-                       echo done";
+    let into_folder = "mkdir /proc/self/fd/0/d && touch /proc/self/fd/0/d/f && chown -R 1000:1000 /proc/self/fd/0/d";
     let stdin = std::fs::File::open(folder.path()).expect("open the folder");
-    let out = sb.command("/bin/sh").args(["-c", into_folder]).stdin(stdin).output().expect("run a shell");
-    let text = both(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).ends_with("done\n"), "{text}");
-    // As root the folder is root's, which is no id of the program's: nothing is written there.
-    for path in ["d", "d/f"] {
-        let Ok(meta) = std::fs::metadata(folder.path().join(path)) else { continue };
-        assert_eq!((meta.uid(), meta.gid()), me, "{path} in the caller's stdin folder is another id's: {text}");
-    }
+    let refused = sb.command("/bin/sh").args(["-c", into_folder]).stdin(stdin).output();
+    assert!(refused.is_err(), "a folder as stdin was taken: {refused:?}");
+    assert!(!folder.path().join("d").exists(), "the program wrote into the caller's stdin folder");
 }
 
 /// Rootless, a single-threaded caller (tests/bin/one-sandbox.rs, as `sandbox-run`) maps the subordinate
@@ -1238,6 +1233,46 @@ fn check_tiocsti() {
         .expect("run");
     assert_eq!(both(&out), "errno=1\n");
     drop(pty.master);
+}
+
+/// The caller's own terminal, inherited (a suite or `sandbox-run` started from a shell; here a scratch
+/// pseudo-terminal `script` runs a one-sandbox caller on): what the program changes of its settings
+/// (`stty -echo -isig raw`) is set back when the sandbox ends, as `stty -g` shows before and after
+/// (the twenty-ninth outside review: echo and ^C stayed off in the caller's shell).
+fn check_terminal_settings_are_set_back() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        return skip("needs util-linux's script");
+    }
+    let one = env!("CARGO_BIN_EXE_one-sandbox");
+    let line = format!("stty -g; {one} /bin/sh -c 'stty -echo -isig raw; echo changed'; stty -g");
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("SANDBOX_ROOTFS", rootfs().path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run script");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lines[1], "changed", "{text}");
+    assert_eq!(lines[0], lines[2], "the settings stayed changed: {text}");
+}
+
+/// A directory as a standard stream (`sandbox-run … 0</`) would be a host path the program could walk
+/// from (`/proc/self/fd/0/etc/…`, the twenty-ninth outside review): refused before anything runs.
+fn check_directory_stdio_is_refused() {
+    let sb = builder().build().expect("build");
+    let secret_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(secret_dir.path().join("secret"), "host secret").expect("write");
+    let dir = std::fs::File::open(secret_dir.path()).expect("open the directory");
+    let err = sb
+        .command("/bin/cat")
+        .arg("/proc/self/fd/0/secret")
+        .stdin(Stdio::from(dir))
+        .output()
+        .expect_err("a directory as stdin");
+    let text = sandbox::error_chain(&err);
+    assert!(text.contains("stdin") && text.contains("directory"), "{text}");
 }
 
 /// The caller's terminal as the program's stdin (a suite or `sandbox-run` started from a shell; here the
@@ -1787,6 +1822,16 @@ fn tiocsti_is_refused() {
 }
 
 #[test]
+fn the_callers_terminal_settings_are_set_back() {
+    check_terminal_settings_are_set_back();
+}
+
+#[test]
+fn a_directory_as_stdio_is_refused() {
+    check_directory_stdio_is_refused();
+}
+
+#[test]
 fn a_kept_layers_mount_point_is_root_inside() {
     check_kept_layer_mount_point_owner();
 }
@@ -1907,6 +1952,11 @@ fn a_callers_terminal_stays_the_callers() {
 #[test]
 fn rootless_a_callers_terminal_stays_the_callers() {
     rootless_checks(&["terminal"]);
+}
+
+#[test]
+fn rootless_terminal_settings_are_set_back_and_directory_stdio_refused() {
+    rootless_checks(&["terminal_settings", "directory_stdio"]);
 }
 
 #[test]
@@ -2339,6 +2389,8 @@ const CHECKS: &[(&str, fn())] = &[
     ("keyring", check_keyring),
     ("ptrace_init", check_ptrace_init),
     ("tiocsti", check_tiocsti),
+    ("terminal_settings", check_terminal_settings_are_set_back),
+    ("directory_stdio", check_directory_stdio_is_refused),
     ("init_memory", check_init_memory),
     ("mask_source", check_mask_source),
     ("session_seize", check_session_seize),

@@ -97,6 +97,51 @@ impl Stdio {
             }
             Kind::Fd(fd) => fd.try_clone()?,
         };
+        // A directory as a standard stream is a host path the program could walk from
+        // (`/proc/self/fd/0/etc/…`: the twenty-ninth outside review, with `0</`).
+        if nix::sys::stat::fstat(&theirs).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "it is a directory, through which the program would reach the host's files; \
+                 give it a file, a pipe or /dev/null (Stdio::null())",
+            ));
+        }
         Ok(Opened { theirs, ours: None })
+    }
+}
+
+/// The caller's terminal as it was when a program was given it (a stream of [`Stdio::inherit`]), to
+/// be set back once the sandbox has ended: a program can change its settings (`stty -echo -isig`),
+/// which outlasted the sandbox in the caller's shell (the twenty-ninth outside review). Its size is
+/// left as it is: the terminal's window may have been resized meanwhile.
+#[derive(Debug)]
+pub(crate) struct SavedTerminal {
+    fd: OwnedFd,
+    /// As libc has them (nix's type is not `Sync`).
+    settings: libc::termios,
+}
+
+impl SavedTerminal {
+    /// The settings of the first of the caller's own streams that `stdio` hands on and is a terminal.
+    pub(crate) fn of(stdio: [&Stdio; 3]) -> Option<SavedTerminal> {
+        let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+        stdio.iter().zip([i.as_fd(), o.as_fd(), e.as_fd()]).filter(|(s, _)| matches!(s.0, Kind::Inherit)).find_map(
+            |(_, fd)| {
+                let settings = nix::sys::termios::tcgetattr(fd).ok()?.into();
+                Some(SavedTerminal { fd: fd.try_clone_to_owned().ok()?, settings })
+            },
+        )
+    }
+
+    /// Sets the settings back if they changed, and only from the terminal's foreground process group:
+    /// from another, the kernel would stop this process (SIGTTOU).
+    pub(crate) fn restore(self) {
+        use nix::sys::termios::{SetArg, Termios, tcgetattr, tcsetattr};
+        let Ok(now) = tcgetattr(&self.fd).map(libc::termios::from) else { return };
+        let fields = |t: &libc::termios| (t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag, t.c_cc);
+        if fields(&now) == fields(&self.settings) || nix::unistd::tcgetpgrp(&self.fd) != Ok(nix::unistd::getpgrp()) {
+            return;
+        }
+        let _ = tcsetattr(&self.fd, SetArg::TCSANOW, &Termios::from(self.settings));
     }
 }

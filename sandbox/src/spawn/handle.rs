@@ -44,6 +44,8 @@ pub(crate) struct HelperHandle {
     early: Vec<Record>,
     /// The program's output, moved while the reports are awaited (see [`pump_output`](Self::pump_output)).
     pump: Pump,
+    /// The caller's terminal, set back when the sandbox has ended.
+    terminal: Option<crate::stdio::SavedTerminal>,
     /// Whatever must live until the sandbox is gone (a switch address's lease); dropped after it.
     _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
     pub stdin: Option<ChildStdin>,
@@ -80,6 +82,7 @@ impl HelperHandle {
             return Err(Error::TimedOut { after: config.timeout.unwrap_or_default(), doing: Vec::new() }.into());
         }
         let config = &config;
+        let terminal = crate::stdio::SavedTerminal::of(stdio);
         let launched = launch(config, stdio)?;
         let mut handle = HelperHandle {
             helper: launched.helper,
@@ -94,6 +97,7 @@ impl HelperHandle {
             usage: None,
             early: Vec::new(),
             pump: Pump::default(),
+            terminal,
             _keep: keep.map(|k| Box::new(k) as Box<dyn std::any::Any + Send + Sync>),
             stdin: launched.stdin,
             stdout: launched.stdout,
@@ -232,7 +236,7 @@ impl HelperHandle {
                     // and their mounts, about a millisecond) need not delay the caller; a forked one
                     // is reaped later (`reap_later`).
                     if let Helper::Served | Helper::Forked(_) = self.helper {
-                        self.ended = true;
+                        self.mark_ended();
                         reap_later(match self.helper {
                             Helper::Forked(pid) => Some(pid),
                             _ => None,
@@ -262,8 +266,8 @@ impl HelperHandle {
     /// Ends the sandbox and waits until it is gone; the executed helper's exit status.
     pub(crate) fn end(&mut self) -> Option<ExitStatus> {
         self.kill();
-        self.ended = true;
         while self.reports.next_pumping(&mut self.pump).is_some() {}
+        self.mark_ended();
         match &mut self.helper {
             Helper::Executed(c) => c.wait().ok(),
             Helper::Forked(pid) => match nix::sys::wait::waitpid(*pid, None) {
@@ -271,6 +275,14 @@ impl HelperHandle {
                 Err(_) => None,
             },
             Helper::Served => None,
+        }
+    }
+
+    /// The sandbox is gone: none of its processes runs any more.
+    fn mark_ended(&mut self) {
+        self.ended = true;
+        if let Some(terminal) = self.terminal.take() {
+            terminal.restore();
         }
     }
 
