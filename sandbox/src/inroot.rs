@@ -176,15 +176,33 @@ pub(crate) fn touch(rel: &Path) -> Result<(), Errno> {
     own_if_new(&as_root_inside(|| nix::fcntl::openat(&dir, &name, flags, Mode::from_bits_truncate(0o644)))?)
 }
 
-/// Makes the character device `dev` at `rel`, mode 0666 whatever the umask. Not given to the owner of
-/// [`give_created_to`]: the host's root owns it, as it owns the host's device nodes a sandbox binds
-/// otherwise (root inside can use it, not change its mode). An existing entry is an error (EEXIST).
-pub(crate) fn char_device(rel: &Path, dev: libc::dev_t) -> Result<(), Errno> {
-    let (dir, name) = parent_of(rel)?;
-    let mode = Mode::from_bits_truncate(0o666);
-    nix::sys::stat::mknodat(&dir, &name, nix::sys::stat::SFlag::S_IFCHR, mode, dev)?;
-    // Made just now, in a tmpfs of this setup's own that no other process reaches yet.
-    nix::sys::stat::fchmodat(&dir, &name, mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
+/// Makes each of `nodes`, a character device (name, number), in the directory `rel`, mode 0666
+/// whatever the umask. Not given to the owner of [`give_created_to`]: the host's root owns them, as it
+/// owns the host's device nodes a sandbox binds otherwise (root inside can use them, not change their
+/// mode). An existing entry is an error (EEXIST). Returns the names the kernel refused (EPERM: no
+/// CAP_MKNOD), each tried.
+pub(crate) fn char_devices<'a>(
+    rel: &Path,
+    nodes: impl Iterator<Item = (&'a str, libc::dev_t)>,
+) -> Result<Vec<&'a str>, Errno> {
+    let dir = open_in_root(&root()?, rel, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    // No umask meanwhile (init is single-threaded): two umask(2) calls are cheaper than a chmod each.
+    let umask = nix::sys::stat::umask(Mode::empty());
+    let mut refused = Vec::new();
+    let mut made = Ok(());
+    for (name, dev) in nodes {
+        let mode = Mode::from_bits_truncate(0o666);
+        match nix::sys::stat::mknodat(&dir, name, nix::sys::stat::SFlag::S_IFCHR, mode, dev) {
+            Ok(()) => {}
+            Err(Errno::EPERM) => refused.push(name),
+            Err(e) => {
+                made = Err(e);
+                break;
+            }
+        }
+    }
+    nix::sys::stat::umask(umask);
+    made.map(|()| refused)
 }
 
 /// Creates a symlink; an existing entry is replaced.

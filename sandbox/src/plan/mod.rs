@@ -111,13 +111,14 @@ pub(crate) enum Op {
         /// Its device and inode: bound only if `source` is still that file (ESTALE).
         id: Option<(u64, u64)>,
     },
-    /// Makes the character device `number` (major, minor) at `path`, mode 0666, the host's root its
-    /// owner (as the host's own nodes are); where the kernel refuses (no CAP_MKNOD: a container that
-    /// dropped it), binds the host's device `host` there instead.
-    CharDevice {
-        path: PathBuf,
-        number: (u64, u64),
-        host: String,
+    /// Makes each of `nodes`, a character device (name, (major, minor), the host's device of the
+    /// same name) in the directory `dir`, mode 0666, the host's root its owner (as the host's own
+    /// nodes are); where the kernel refuses (no CAP_MKNOD: a container that dropped it), binds the
+    /// host's device there instead. One step for all, with `dir` resolved once (it was looked up in
+    /// the new root again for each).
+    CharDevices {
+        dir: PathBuf,
+        nodes: Vec<(&'static str, (u64, u64), String)>,
     },
     /// Gives a path to an owner (lchown).
     Chown {
@@ -189,7 +190,7 @@ impl Op {
             | Op::WriteOwnFile { path, .. }
             | Op::Mkdir { path, .. }
             | Op::Touch { path }
-            | Op::CharDevice { path, .. }
+            | Op::CharDevices { dir: path, .. }
             | Op::Chdir { path }
             | Op::Chmod { path, .. } => path,
             Op::Mount { target, .. } | Op::UmountDetach { target } => target,
@@ -336,7 +337,7 @@ pub(crate) fn run(steps: &[Step], sys: &dyn Sys) -> Result<(), Failure> {
             }
             Op::Mkdir { path, mode } => sys.mkdir(path, *mode),
             Op::Touch { path } => sys.touch(path),
-            Op::CharDevice { path, number, host } => sys.char_device(path, *number, host),
+            Op::CharDevices { dir, nodes } => sys.char_devices(dir, nodes),
             Op::Symlink { target, link } => sys.symlink(target, link),
             Op::PivotRoot { new_root, put_old } => sys.pivot_root(new_root, put_old),
             Op::UmountDetach { target } => sys.umount_detach(target),
@@ -565,8 +566,11 @@ mod tests {
         fn touch(&self, path: &Path) -> Result<(), Errno> {
             self.call(format!("touch {}", path.display()))
         }
-        fn char_device(&self, path: &Path, (major, minor): (u64, u64), _host: &str) -> Result<(), Errno> {
-            self.call(format!("mknod {} {major}:{minor}", path.display()))
+        fn char_devices(&self, dir: &Path, nodes: &[(&'static str, (u64, u64), String)]) -> Result<(), Errno> {
+            for (name, (major, minor), _) in nodes {
+                self.call(format!("mknod {} {major}:{minor}", dir.join(name).display()))?;
+            }
+            Ok(())
         }
         fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
             self.call(format!("write {} {:?}", path.display(), String::from_utf8_lossy(contents)))

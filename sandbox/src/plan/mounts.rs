@@ -52,15 +52,18 @@ pub(super) fn standard(s: &mut Steps, config: &Config) {
             Some(&owned(config, format!("mode=0755,size={}", crate::hardening::DEV_SIZE))),
         ),
     );
-    for (dev, number) in DEVICES {
+    if made {
+        let nodes = DEVICES.iter().map(|&(dev, number)| (dev, number, format!("/oldroot/dev/{dev}"))).collect();
+        s.add(StepKind::Dev, "make the device nodes (mknod)", Op::CharDevices { dir: p("/newroot/dev"), nodes });
+    }
+    for (dev, _) in DEVICES.iter().filter(|_| !made) {
         let target = Path::new("/newroot/dev").join(dev);
-        let host = format!("/oldroot/dev/{dev}");
-        if made {
-            s.add(StepKind::Dev, "make a device node (mknod)", Op::CharDevice { path: target, number, host });
-            continue;
-        }
         s.add(StepKind::Dev, "create a device mount point", Op::Touch { path: target.clone() });
-        s.add(StepKind::Dev, "bind-mount a host device", Op::bind(host, target, MsFlags::MS_BIND));
+        s.add(
+            StepKind::Dev,
+            "bind-mount a host device",
+            Op::bind(format!("/oldroot/dev/{dev}"), target, MsFlags::MS_BIND),
+        );
     }
     s.add(StepKind::Dev, "create /dev/pts", Op::Mkdir { path: p("/newroot/dev/pts"), mode: 0o755 });
     // devpts(5) newinstance: the sandbox's ptys are its own.

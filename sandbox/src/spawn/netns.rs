@@ -31,8 +31,26 @@ pub(crate) fn in_background(config: &Config) -> bool {
         && joins_through_pidfd()
 }
 
+/// Whether [`joins_through_pidfd`] was answered in this process, and how: 0 not yet, 1 yes, 2 no.
+/// An atomic, not a lock: helpers forked from a process with threads read it.
+static JOINS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 /// setns(2) takes a pidfd since Linux 5.8, and pidfd_open(2) is allowed here (tried on this process).
-fn joins_through_pidfd() -> bool {
+/// Asked once per process: the fork servers ask at their start, so that the helpers they fork know
+/// (a uname(2) and a pidfd_open(2) less per sandbox).
+pub(crate) fn joins_through_pidfd() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match JOINS.load(Relaxed) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    let answer = ask_joins_through_pidfd();
+    JOINS.store(if answer { 1 } else { 2 }, Relaxed);
+    answer
+}
+
+fn ask_joins_through_pidfd() -> bool {
     let release = rustix::system::uname();
     let release = release.release().to_string_lossy();
     let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
@@ -61,6 +79,11 @@ impl Background {
             ready: self.ready.as_raw_fd(),
             release: self.release.as_raw_fd(),
         }
+    }
+
+    /// The holder's pidfd, through which the helper joins the namespaces the holder was born in.
+    pub(crate) fn holder(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.holder.as_fd()
     }
 
     /// In init: keeps the descriptors open, for the plan's step that joins the namespace (which

@@ -292,6 +292,7 @@ pub(crate) fn enter_if_server(t: SingleThreaded) {
     // Compiled once here, inherited by every helper this server forks.
     let _ = crate::seccomp::shared();
     let _ = crate::seccomp::for_sandbox(true);
+    let _ = super::netns::joins_through_pidfd();
     serve(t, sock);
     crate::sys::exit_now(0);
 }
@@ -319,6 +320,7 @@ fn become_filtered(t: SingleThreaded, sock: OwnedFd, server: Pid) -> ! {
             crate::sys::exit_now(0);
         }
     }
+    let _ = super::netns::joins_through_pidfd();
     if nix::sys::socket::send(sock.as_raw_fd(), READY, MsgFlags::MSG_NOSIGNAL).is_err() {
         crate::sys::exit_now(0);
     }

@@ -12,7 +12,7 @@
 //! sharing the helper's memory, which the helper maps, opens and kills; a process that stays outside
 //! the user namespace must write its id maps (user_namespaces(7)).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -98,14 +98,35 @@ pub(crate) fn create_program_namespaces(
         None => make()?,
     };
     map(&holder, &maps, ["write the program's uid map", "write the program's gid map"])?;
-    let user = open(&holder, "user").map_err(|e| ("open the program's user namespace", e))?;
     let mut names = vec![("uts", "enter the program's UTS namespace"), ("ipc", "enter the program's IPC namespace")];
     if net == ProgramNet::Now {
         names.push(("net", "enter the program's network namespace"));
     }
+    // Through a pidfd of the holder where the kernel can (the background network's own, or one
+    // opened now): one setns(2) for all of them (Linux 5.8) and the user namespace from an ioctl
+    // (Linux 6.11), instead of a lookup of each /proc/<pid>/ns file (about 15 µs each, most of
+    // this step here) and a setns(2) per namespace. Otherwise through those files.
+    let opened;
+    let pidfd = match &background {
+        Some(b) => Some(b.holder()),
+        None => {
+            opened = rustix::process::Pid::from_raw(holder.pid().as_raw())
+                .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+            opened.as_ref().map(AsFd::as_fd)
+        }
+    };
+    let user = match pidfd.map(crate::sys::user_namespace_of) {
+        Some(Ok(fd)) => fd,
+        _ => open(&holder, "user").map_err(|e| ("open the program's user namespace", e))?,
+    };
+    let together = CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | if net == ProgramNet::Now { CloneFlags::CLONE_NEWNET } else { CloneFlags::empty() };
     let mut joined: Vec<ToEnter> = Vec::new();
-    for (ns, what) in names {
-        joined.push((open(&holder, ns).map_err(|e| (what, e))?, what));
+    if pidfd.is_none_or(|fd| nix::sched::setns(fd, together).is_err()) {
+        for (ns, what) in names {
+            joined.push((open(&holder, ns).map_err(|e| (what, e))?, what));
+        }
     }
     if background.is_some() {
         // It holds the network namespace until init has joined it; not waited for.

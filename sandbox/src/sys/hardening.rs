@@ -193,21 +193,29 @@ pub(crate) enum Listed {
     Other,
 }
 
-/// The names in `dir` (a freshly mounted `/proc`), each with its kind (`None` for a symlink, which
+/// The names in `dir` (a freshly mounted `/proc`) that `keep` keeps, each with its kind (`None` for a symlink, which
 /// callers look up: a mask covers what it leads to); `None` if a name's kind is not
 /// given (`DT_UNKNOWN`) or the listing fails, where callers look each name up. One getdents(2) where
 /// a lookup per masked path was: in a procfs just mounted, each lookup, of a name there or not,
 /// allocates and later frees a dentry.
-pub(crate) fn listing(dir: std::os::fd::BorrowedFd<'_>) -> Option<Listing> {
+pub(crate) fn listing(dir: std::os::fd::BorrowedFd<'_>, keep: impl Fn(&[u8]) -> bool) -> Option<Listing> {
     use std::os::unix::ffi::OsStrExt;
     let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
-    let mut listed = nix::dir::Dir::openat(dir, c".", flags, nix::sys::stat::Mode::empty()).ok()?;
-    let mut names = Vec::new();
-    for entry in listed.iter() {
+    let listed = nix::fcntl::openat(dir, c".", flags, nix::sys::stat::Mode::empty()).ok()?;
+    // getdents(2) into a buffer on the stack: opendir(3)'s 32 KiB on the heap, freed at once, made
+    // init's allocator give memory back and take it again (brk(2) twice, and the page faults).
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut entries = rustix::fs::RawDir::new(&listed, &mut buf);
+    let mut names = Vec::with_capacity(96);
+    while let Some(entry) = entries.next() {
         let entry = entry.ok()?;
-        let kind = match entry.file_type()? {
-            nix::dir::Type::Symlink => None,
-            nix::dir::Type::Directory => Some(Listed::Directory),
+        if !keep(entry.file_name().to_bytes()) {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            rustix::fs::FileType::Unknown => return None,
+            rustix::fs::FileType::Symlink => None,
+            rustix::fs::FileType::Directory => Some(Listed::Directory),
             _ => Some(Listed::Other),
         };
         names.push((std::ffi::OsStr::from_bytes(entry.file_name().to_bytes()).to_owned(), kind));
@@ -398,7 +406,7 @@ mod tests {
         std::fs::write(dir.path().join("keys"), b"").expect("write");
         std::os::unix::fs::symlink("keys", dir.path().join("self")).expect("symlink");
         let fd = std::fs::File::open(dir.path()).expect("open");
-        let mut names = listing(std::os::fd::AsFd::as_fd(&fd)).expect("a listing");
+        let mut names = listing(std::os::fd::AsFd::as_fd(&fd), |_| true).expect("a listing");
         names.retain(|(n, _)| n != "." && n != "..");
         names.sort_by(|a, b| a.0.cmp(&b.0));
         let expected = [("keys", Some(Listed::Other)), ("self", None), ("sys", Some(Listed::Directory))];

@@ -24,7 +24,7 @@ pub(crate) use net::{if_address_up, if_index};
 pub(crate) use process::{
     ExecList, HolderPipes, NamespaceHolder, SingleThreaded, adopt_fd, default_sigpipe, die_by_signal, execve, exit_now,
     fork, keep_fds_on_exec, let_go_of_stdio, read_proc_file, reader_gone, run_before_main, set_env, show_as,
-    spawn_sharing_memory, stat_fields, stat_fields_at, take_stdin_as_controlling_terminal,
+    spawn_sharing_memory, stat_fields, stat_fields_at, take_stdin_as_controlling_terminal, user_namespace_of,
 };
 
 /// The kernel operations a setup plan performs, each failing with an errno.
@@ -46,7 +46,7 @@ pub(crate) trait Sys {
     fn touch(&self, path: &Path) -> Result<(), Errno>;
     /// Makes the character device `number` at `path` (mode 0666), or, where mknod(2) is refused
     /// (EPERM), binds the host's device `host` at `path` (see crate::plan::Op::CharDevice).
-    fn char_device(&self, path: &Path, number: (u64, u64), host: &str) -> Result<(), Errno>;
+    fn char_devices(&self, dir: &Path, nodes: &[(&'static str, (u64, u64), String)]) -> Result<(), Errno>;
     /// Replaces the file's contents (creating it, mode 0644), never following a symlink at `path`.
     fn write_file(&self, path: &Path, contents: &[u8]) -> Result<(), Errno>;
     /// Writes a file of the sandbox's own below the new root, unless its path leads into another
@@ -195,15 +195,17 @@ impl Sys for Kernel {
         }
     }
 
-    fn char_device(&self, path: &Path, (major, minor): (u64, u64), host: &str) -> Result<(), Errno> {
-        let rel = crate::inroot::below_new_root(path).ok_or(Errno::EINVAL)?;
-        match crate::inroot::char_device(rel, libc::makedev(major as u32, minor as u32)) {
-            Err(Errno::EPERM) => {
-                self.touch(path)?;
-                self.mount(Some(host), path, None, MsFlags::MS_BIND, None)
-            }
-            other => other,
+    fn char_devices(&self, dir: &Path, nodes: &[(&'static str, (u64, u64), String)]) -> Result<(), Errno> {
+        let rel = crate::inroot::below_new_root(dir).ok_or(Errno::EINVAL)?;
+        let numbers =
+            nodes.iter().map(|(name, (major, minor), _)| (*name, libc::makedev(*major as u32, *minor as u32)));
+        let refused = crate::inroot::char_devices(rel, numbers)?;
+        for (name, _, host) in nodes.iter().filter(|(name, ..)| refused.contains(name)) {
+            let path = dir.join(name);
+            self.touch(&path)?;
+            self.mount(Some(host), &path, None, MsFlags::MS_BIND, None)?;
         }
+        Ok(())
     }
 
     fn touch(&self, path: &Path) -> Result<(), Errno> {
@@ -432,7 +434,8 @@ thread_local! {
 }
 
 /// What a listing of `/proc` (`dir`, kept open in OPENED, where [`kernel_dir`] checked it is procfs:
-/// `is_proc`), read once per setup, says of `name`: `None` for a name below a directory of it, in
+/// `is_proc`), read once per setup, says of `name`, one of the masked or read-only paths there
+/// (crate::hardening; the listing keeps no other name): `None` for a name below a directory of it, in
 /// `/sys` (a listing of its top would not say), or where the listing failed, where callers look the
 /// name up instead.
 fn listed(dir: std::os::fd::BorrowedFd<'_>, name: &Path, is_proc: bool) -> Option<hardening::Listed> {
@@ -446,7 +449,12 @@ fn listed(dir: std::os::fd::BorrowedFd<'_>, name: &Path, is_proc: bool) -> Optio
         let at = match listed.iter().position(|(fd, _)| *fd == dir.as_raw_fd()) {
             Some(at) => at,
             None => {
-                listed.push((dir.as_raw_fd(), hardening::listing(dir)));
+                // Only the names a mask or a read-only path may ask for.
+                let asked = |name: &[u8]| {
+                    let mut paths = crate::hardening::MASKED_PATHS.iter().chain(crate::hardening::READ_ONLY_PATHS);
+                    paths.any(|p| p.strip_prefix("/proc/").is_some_and(|rest| rest.as_bytes() == name))
+                };
+                listed.push((dir.as_raw_fd(), hardening::listing(dir, asked)));
                 listed.len() - 1
             }
         };

@@ -289,10 +289,24 @@ fn set_controlling_terminal(fd: impl std::os::fd::AsFd) -> Result<(), Errno> {
     Errno::result(unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
 }
 
+/// The user namespace of the process `pidfd` refers to, as a new close-on-exec descriptor, without a
+/// `/proc` lookup (ioctl(2) `PIDFD_GET_USER_NAMESPACE`, Linux 6.11; ENOTTY before). A lookup of
+/// `/proc/<pid>/ns/user` in a process just born allocates its `/proc` entries: about 15 µs here.
+pub(crate) fn user_namespace_of(pidfd: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // _IO(PIDFS_IOCTL_MAGIC, 9) with PIDFS_IOCTL_MAGIC 0xFF: include/uapi/linux/pidfd.h.
+    const PIDFD_GET_USER_NAMESPACE: libc::c_ulong = 0xFF09;
+    // SAFETY: this ioctl takes no argument and returns a new descriptor (or -1 and errno); `pidfd`
+    // is open for the duration of the call.
+    let fd = Errno::result(unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_USER_NAMESPACE as _, 0) })?;
+    // SAFETY: the descriptor was just made for this process, and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// A process that only holds namespaces: born in them (`clone(2)` with `CLONE_NEWUSER` and the other
 /// `CLONE_NEW*` flags asked for, the user namespace first, which then owns the others), sharing this
 /// process's memory (`CLONE_VM`: no page tables to copy, nothing to tear down), and waiting until it
-/// is killed. Meanwhile the caller writes its id maps and opens its `/proc/<pid>/ns` files. Dropping
+/// is killed. Meanwhile the caller writes its id maps and joins its namespaces (through a pidfd of it). Dropping
 /// it kills and reaps it.
 ///
 /// [`NamespaceHolder::spawn_making_network`] makes one that also creates a network namespace, after
