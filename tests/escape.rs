@@ -1236,26 +1236,34 @@ fn check_tiocsti() {
 }
 
 /// The caller's own terminal, inherited (a suite or `sandbox-run` started from a shell; here a scratch
-/// pseudo-terminal `script` runs a one-sandbox caller on): what the program changes of its settings
-/// (`stty -echo -isig raw`) is set back when the sandbox ends, as `stty -g` shows before and after
-/// (the twenty-ninth outside review: echo and ^C stayed off in the caller's shell).
+/// pseudo-terminal `script` runs a one-sandbox caller on): what the program changes of it is set back
+/// when the sandbox ends: its settings (`stty raw -echo`: `stty -g` shows the same before and after),
+/// exclusive mode (TIOCEXCL: TIOCGEXCL reads 0 after), and stopped output (TCXONC TCOOFF: the
+/// caller's next line is printed, where it blocked for good). The twenty-ninth and thirtieth outside
+/// reviews: echo and ^C stayed off in the caller's shell, and its next write hung.
 fn check_terminal_settings_are_set_back() {
-    if std::process::Command::new("script").arg("--version").output().is_err() {
-        return skip("needs util-linux's script");
+    if std::process::Command::new("script").arg("--version").output().is_err() || perl_mounts().is_none() {
+        return skip("needs util-linux's script, and a host perl to bind in");
     }
     let one = env!("CARGO_BIN_EXE_one-sandbox");
-    let line = format!("stty -g; {one} /bin/sh -c 'stty -echo -isig raw; echo changed'; stty -g");
-    let out = std::process::Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
+    let binds = "/usr/bin/perl:/usr/local/bin/perl,/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu,/lib64:/lib64";
+    // Printed first: once its output is stopped, the program's own writes would block.
+    let tamper = r#"print "tampered\n"; system("stty raw -echo"); ioctl(STDIN, 0x540C, 0); ioctl(STDIN, 0x540A, 0);"#;
+    let exclusive = r#"ioctl(STDIN, 0x80045440, $x) or die "TIOCGEXCL: $!"; print "exclusive=", unpack("i", $x), "\n""#;
+    let line = format!("stty -g; {one} /usr/local/bin/perl -e '{tamper}'; stty -g; perl -e '{exclusive}'; echo after");
+    let out = std::process::Command::new("timeout")
+        .args(["60", "script", "-qec", &line, "/dev/null"])
         .env("SANDBOX_ROOTFS", rootfs().path())
+        .env("ONE_SANDBOX_BINDS", binds)
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run script");
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(lines[1], "changed", "{text}");
+    assert_eq!(lines.len(), 5, "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lines[1], "tampered", "{text}");
     assert_eq!(lines[0], lines[2], "the settings stayed changed: {text}");
+    assert_eq!(&lines[3..], ["exclusive=0", "after"], "{text}");
 }
 
 /// A directory as a standard stream (`sandbox-run … 0</`) would be a host path the program could walk

@@ -253,7 +253,7 @@ impl Alpine {
             require_pin: self.require_pin.unwrap_or_else(|| env_flag("SANDBOX_REQUIRE_PIN")),
             require_signature: signature == Signature::Required,
             cache_dir: self.resolved_cache_dir()?,
-            mirror: self.resolved_mirror(),
+            mirror: mirror::checked(self.resolved_mirror())?,
             owner: TreeOwner::current(),
         })
     }

@@ -22,6 +22,18 @@ pub enum Error {
         /// The names Alpine publishes, comma-separated.
         known: &'static str,
     },
+    /// The mirror URL (`.mirror()`, `$SANDBOX_ALPINE_MIRROR`) is no base folder URL: no `http://` or
+    /// `https://`, or a `?query` or `#fragment`, which the paths appended to it would land in.
+    #[error(
+        "invalid mirror URL `{mirror}`: {reason}; give the folder holding `v3.20/` and `latest-stable/`, e.g. {example}",
+        mirror = crate::mirror::shown_without_query(.mirror), example = crate::mirror::DEFAULT_MIRROR
+    )]
+    InvalidMirror {
+        /// What was given.
+        mirror: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// An `.sha256()` pin or a sidecar is not 64 hex digits.
     #[error("invalid sha256 `{value}` ({origin}): expected 64 hexadecimal digits", origin = crate::mirror::shown(.origin))]
     InvalidDigest {

@@ -33,9 +33,34 @@ pub(crate) fn hidden_in(text: &str, url: &str) -> String {
     }
 }
 
-/// Where `url`'s user information is: from the start of its authority to its `@` (excluded).
+/// `url` as [`shown`] shows it, and cut before a `?query` or `#fragment` (`…` in their place), where a
+/// token may sit.
+pub(crate) fn shown_without_query(url: &str) -> String {
+    let shown = shown(url);
+    match shown.find(['?', '#']) {
+        Some(at) => format!("{}{}…", &shown[..at], &shown[at..=at]),
+        None => shown.into_owned(),
+    }
+}
+
+/// `mirror` if it is a base folder URL: `http://` or `https://` (any case), no `?query` nor
+/// `#fragment` (the paths appended to it would land in them, and a token there would show in errors).
+pub(crate) fn checked(mirror: String) -> Result<String, Error> {
+    let scheme = mirror.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let reason = if !matches!(scheme.as_deref(), Some("http" | "https")) {
+        "it must start with http:// or https://"
+    } else if mirror.contains(['?', '#']) {
+        "a query (`?`) or fragment (`#`) has no place in it; credentials go in `https://user:password@host/…`"
+    } else {
+        return Ok(mirror);
+    };
+    Err(Error::InvalidMirror { mirror, reason })
+}
+
+/// Where `url`'s user information is: from the start of its authority (after the scheme's `://`, or
+/// the start where there is none) to its `@` (excluded).
 fn user_information(url: &str) -> Option<(usize, usize)> {
-    let start = url.find("://")? + 3;
+    let start = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[start..];
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     authority.rfind('@').map(|at| (start, start + at))
@@ -208,11 +233,28 @@ mod tests {
         assert_eq!(shown("http://127.0.0.1:8080/a@b"), "http://127.0.0.1:8080/a@b");
         assert_eq!(shown("https://u:p@h/x?y=@z"), "https://u:***@h/x?y=@z");
         assert_eq!(shown("not a url"), "not a url");
+        // Without a scheme (the thirtieth outside review: `ci:s3cret@host/alpine` showed as given).
+        assert_eq!(shown("ci:s3cret@127.0.0.1:1/alpine"), "ci:***@127.0.0.1:1/alpine");
         let quoted = "error sending request for url (https://ci:secret@mirror.example/alpine/x)";
         let hidden = hidden_in(quoted, "https://ci:secret@mirror.example/alpine");
         assert_eq!(hidden, "error sending request for url (https://ci:***@mirror.example/alpine/x)");
         assert_eq!(hidden_in("a token@ b", "https://token@m"), "a ***@ b");
         assert_eq!(hidden_in("no userinfo", "https://m/x"), "no userinfo");
+    }
+
+    /// A mirror must be a base folder URL: a scheme-less one or one with a query (where a token would
+    /// sit, and where the paths appended to it landed) is refused, its password not shown.
+    #[test]
+    fn a_mirror_is_a_base_folder_url() {
+        for ok in ["https://dl-cdn.alpinelinux.org/alpine", "HTTP://u:p@127.0.0.1:8080/alpine/"] {
+            assert_eq!(checked(ok.to_owned()).ok().as_deref(), Some(ok));
+        }
+        for bad in
+            ["ci:s3cret@127.0.0.1:1/alpine", "ftp://m/alpine", "http://m/alpine?token=s3cret", "https://m/a#s3cret"]
+        {
+            let err = checked(bad.to_owned()).expect_err(bad).to_string();
+            assert!(err.contains("invalid mirror URL") && !err.contains("s3cret"), "{err}");
+        }
     }
 
     #[test]

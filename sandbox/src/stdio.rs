@@ -112,13 +112,16 @@ impl Stdio {
 
 /// The caller's terminal as it was when a program was given it (a stream of [`Stdio::inherit`]), to
 /// be set back once the sandbox has ended: a program can change its settings (`stty -echo -isig`),
-/// which outlasted the sandbox in the caller's shell (the twenty-ninth outside review). Its size is
-/// left as it is: the terminal's window may have been resized meanwhile.
+/// its line discipline (N_NULL drops all output), make it exclusive (no one else may open it) or stop
+/// its output (`tcflow`: the caller's next write then blocks for good), all of which outlasted the
+/// sandbox in the caller's shell (the twenty-ninth and thirtieth outside reviews). Its size is left as
+/// it is: the terminal's window may have been resized meanwhile.
 #[derive(Debug)]
 pub(crate) struct SavedTerminal {
     fd: OwnedFd,
     /// As libc has them (nix's type is not `Sync`).
     settings: libc::termios,
+    state: crate::sys::pty::TerminalState,
 }
 
 impl SavedTerminal {
@@ -128,20 +131,33 @@ impl SavedTerminal {
         stdio.iter().zip([i.as_fd(), o.as_fd(), e.as_fd()]).filter(|(s, _)| matches!(s.0, Kind::Inherit)).find_map(
             |(_, fd)| {
                 let settings = nix::sys::termios::tcgetattr(fd).ok()?.into();
-                Some(SavedTerminal { fd: fd.try_clone_to_owned().ok()?, settings })
+                let state = crate::sys::pty::terminal_state(fd);
+                Some(SavedTerminal { fd: fd.try_clone_to_owned().ok()?, settings, state })
             },
         )
     }
 
-    /// Sets the settings back if they changed, and only from the terminal's foreground process group:
-    /// from another, the kernel would stop this process (SIGTTOU).
+    /// Sets back what changed, and only from the terminal's foreground process group: from another,
+    /// the kernel would stop this process (SIGTTOU), and the foreground job may have set the terminal
+    /// as it needs meanwhile (an editor's raw mode). Output is restarted whether or not the program
+    /// stopped it (a ^S typed meanwhile is undone too).
     pub(crate) fn restore(self) {
         use nix::sys::termios::{SetArg, Termios, tcgetattr, tcsetattr};
         let Ok(now) = tcgetattr(&self.fd).map(libc::termios::from) else { return };
-        let fields = |t: &libc::termios| (t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag, t.c_cc);
-        if fields(&now) == fields(&self.settings) || nix::unistd::tcgetpgrp(&self.fd) != Ok(nix::unistd::getpgrp()) {
+        if nix::unistd::tcgetpgrp(&self.fd) != Ok(nix::unistd::getpgrp()) {
             return;
         }
-        let _ = tcsetattr(&self.fd, SetArg::TCSANOW, &Termios::from(self.settings));
+        let state = crate::sys::pty::terminal_state(self.fd.as_fd());
+        if let Some(ldisc) = self.state.line_discipline.filter(|d| state.line_discipline != Some(*d)) {
+            let _ = crate::sys::pty::set_line_discipline(self.fd.as_fd(), ldisc);
+        }
+        if self.state.exclusive == Some(false) && state.exclusive == Some(true) {
+            let _ = rustix::termios::ioctl_tiocnxcl(&self.fd);
+        }
+        let fields = |t: &libc::termios| (t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag, t.c_cc);
+        if fields(&now) != fields(&self.settings) {
+            let _ = tcsetattr(&self.fd, SetArg::TCSANOW, &Termios::from(self.settings));
+        }
+        let _ = rustix::termios::tcflow(&self.fd, rustix::termios::Action::OOn);
     }
 }

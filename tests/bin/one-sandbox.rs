@@ -13,7 +13,8 @@
 //! pipe made without close-on-exec, three sandboxes run, its write end closed: prints `eof` if its
 //! reader then sees the end within 10 s (no process the sandboxes left holds a copy), `no eof` if not;
 //! with `ONE_SANDBOX_THREADED=1`, from a caller that started a thread first (its sandboxes then go
-//! through the fork servers, executed after the pipe was made).
+//! through the fork servers, executed after the pipe was made). `ONE_SANDBOX_BINDS=SRC:DST,...`: read-only
+//! binds (tests/escape.rs: a host perl inside).
 
 /// A static `--closure-static` changes before its closure reads it.
 static STATE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
@@ -30,6 +31,11 @@ fn main() {
     let mut builder = sandbox::Sandbox::builder();
     if let Some(layer) = std::env::var_os("ONE_SANDBOX_LAYER") {
         builder = builder.layer(layer).timeout(std::time::Duration::from_secs(15));
+    }
+    if let Ok(binds) = std::env::var("ONE_SANDBOX_BINDS") {
+        for (source, target) in binds.split(',').filter_map(|b| b.split_once(':')) {
+            builder = builder.mount(sandbox::Mount::bind(source, target).read_only());
+        }
     }
     let sandbox = match builder.build() {
         Ok(sb) => sb,

@@ -93,3 +93,33 @@ pub(crate) fn receive_master(socket: BorrowedFd<'_>) -> std::io::Result<Option<O
         }
     }
 }
+
+/// What a program given the caller's terminal can change of it beyond its termios, and no later
+/// process of the caller's would undo: its line discipline (TIOCSETD: N_NULL drops all output) and
+/// exclusive mode (TIOCEXCL: no one else may open it), as tty_ioctl(4) reads them. `None` where the
+/// kernel does not say (TIOCGEXCL: Linux 3.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TerminalState {
+    pub line_discipline: Option<libc::c_int>,
+    pub exclusive: Option<bool>,
+}
+
+/// The terminal `fd`'s [`TerminalState`].
+pub(crate) fn terminal_state(fd: BorrowedFd<'_>) -> TerminalState {
+    use std::os::fd::AsRawFd;
+    let (mut ldisc, mut excl): (libc::c_int, libc::c_int) = (0, 0);
+    // SAFETY: TIOCGETD and TIOCGEXCL write one int each to the pointer given, which points to a live
+    // local; `fd` is open for the duration of the calls.
+    let line_discipline = (unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGETD, &mut ldisc) } == 0).then_some(ldisc);
+    // SAFETY: as above.
+    let exclusive = (unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGEXCL, &mut excl) } == 0).then_some(excl != 0);
+    TerminalState { line_discipline, exclusive }
+}
+
+/// Sets the terminal `fd`'s line discipline back to `ldisc` (TIOCSETD).
+pub(crate) fn set_line_discipline(fd: BorrowedFd<'_>, ldisc: libc::c_int) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: TIOCSETD reads one int from the pointer given, which points to a live local; `fd` is
+    // open for the duration of the call.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSETD, &ldisc) }).map(drop)
+}
