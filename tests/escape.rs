@@ -1238,9 +1238,11 @@ fn check_tiocsti() {
 /// The caller's own terminal, inherited (a suite or `sandbox-run` started from a shell; here a scratch
 /// pseudo-terminal `script` runs a one-sandbox caller on): what the program changes of it is set back
 /// when the sandbox ends: its settings (`stty raw -echo`: `stty -g` shows the same before and after),
-/// exclusive mode (TIOCEXCL: TIOCGEXCL reads 0 after), and stopped output (TCXONC TCOOFF: the
-/// caller's next line is printed, where it blocked for good). The twenty-ninth and thirtieth outside
-/// reviews: echo and ^C stayed off in the caller's shell, and its next write hung.
+/// its line discipline (TIOCSETD N_NULL, under which all later output vanished and the settings could
+/// not even be read), exclusive mode (TIOCEXCL), and stopped output (TCXONC TCOOFF: the caller's next
+/// line is printed, where it blocked for good). Two sandboxes of one caller holding the terminal at
+/// once, the first making it raw and ending first, leave it as it was before both (the second had set
+/// back the raw mode it saw at its start). The twenty-ninth to thirty-first outside reviews.
 fn check_terminal_settings_are_set_back() {
     if std::process::Command::new("script").arg("--version").output().is_err() || perl_mounts().is_none() {
         return skip("needs util-linux's script, and a host perl to bind in");
@@ -1248,9 +1250,13 @@ fn check_terminal_settings_are_set_back() {
     let one = env!("CARGO_BIN_EXE_one-sandbox");
     let binds = "/usr/bin/perl:/usr/local/bin/perl,/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu,/lib64:/lib64";
     // Printed first: once its output is stopped, the program's own writes would block.
-    let tamper = r#"print "tampered\n"; system("stty raw -echo"); ioctl(STDIN, 0x540C, 0); ioctl(STDIN, 0x540A, 0);"#;
-    let exclusive = r#"ioctl(STDIN, 0x80045440, $x) or die "TIOCGEXCL: $!"; print "exclusive=", unpack("i", $x), "\n""#;
-    let line = format!("stty -g; {one} /usr/local/bin/perl -e '{tamper}'; stty -g; perl -e '{exclusive}'; echo after");
+    let tamper = r#"print "tampered\n"; system("stty raw -echo"); ioctl(STDIN, 0x540C, 0); ioctl(STDIN, 0x540A, 0);
+        my $l = pack("i", 27); ioctl(STDIN, 0x5423, $l);"#;
+    let state = r#"ioctl(STDIN, 0x80045440, $x) or die "TIOCGEXCL: $!"; ioctl(STDIN, 0x5424, $d) or die "TIOCGETD: $!";
+        print "exclusive=", unpack("i", $x), " discipline=", unpack("i", $d), "\n""#;
+    let line = format!(
+        "stty -g; {one} /usr/local/bin/perl -e '{tamper}'; stty -g; perl -e '{state}'; {one} --overlap-terminal; stty -g"
+    );
     let out = std::process::Command::new("timeout")
         .args(["60", "script", "-qec", &line, "/dev/null"])
         .env("SANDBOX_ROOTFS", rootfs().path())
@@ -1263,7 +1269,8 @@ fn check_terminal_settings_are_set_back() {
     assert_eq!(lines.len(), 5, "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(lines[1], "tampered", "{text}");
     assert_eq!(lines[0], lines[2], "the settings stayed changed: {text}");
-    assert_eq!(&lines[3..], ["exclusive=0", "after"], "{text}");
+    assert_eq!(lines[3], "exclusive=0 discipline=0", "{text}");
+    assert_eq!(lines[0], lines[4], "overlapping sandboxes left the terminal changed: {text}");
 }
 
 /// A directory as a standard stream (`sandbox-run … 0</`) would be a host path the program could walk

@@ -185,11 +185,20 @@ impl Alpine {
         default_cache_dir()
     }
 
-    fn resolved_mirror(&self) -> String {
-        self.mirror
-            .clone()
-            .or_else(|| std::env::var("SANDBOX_ALPINE_MIRROR").ok().filter(|m| !m.is_empty()))
-            .unwrap_or_else(|| mirror::DEFAULT_MIRROR.to_owned())
+    /// `.mirror()`, else `$SANDBOX_ALPINE_MIRROR`, else the CDN; checked ([`mirror::checked`]). A
+    /// variable that is not UTF-8 is refused, not skipped (the thirty-first outside review: a private
+    /// mirror's setting quietly became requests to the public CDN).
+    fn resolved_mirror(&self) -> Result<String, Error> {
+        let given = match (&self.mirror, std::env::var("SANDBOX_ALPINE_MIRROR")) {
+            (Some(m), _) => m.clone(),
+            (None, Ok(m)) if !m.is_empty() => m,
+            (None, Err(std::env::VarError::NotUnicode(m))) => {
+                let mirror = m.to_string_lossy().into_owned();
+                return Err(Error::InvalidMirror { mirror, reason: "$SANDBOX_ALPINE_MIRROR is not UTF-8" });
+            }
+            (None, _) => mirror::DEFAULT_MIRROR.to_owned(),
+        };
+        mirror::checked(given)
     }
 
     /// Resolves, downloads, verifies, caches and unpacks the rootfs, doing only what the cache does not
@@ -253,7 +262,7 @@ impl Alpine {
             require_pin: self.require_pin.unwrap_or_else(|| env_flag("SANDBOX_REQUIRE_PIN")),
             require_signature: signature == Signature::Required,
             cache_dir: self.resolved_cache_dir()?,
-            mirror: mirror::checked(self.resolved_mirror())?,
+            mirror: self.resolved_mirror()?,
             owner: TreeOwner::current(),
         })
     }

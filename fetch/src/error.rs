@@ -26,7 +26,7 @@ pub enum Error {
     /// `https://`, or a `?query` or `#fragment`, which the paths appended to it would land in.
     #[error(
         "invalid mirror URL `{mirror}`: {reason}; give the folder holding `v3.20/` and `latest-stable/`, e.g. {example}",
-        mirror = crate::mirror::shown_without_query(.mirror), example = crate::mirror::DEFAULT_MIRROR
+        mirror = crate::mirror::shown_refused(.mirror), example = crate::mirror::DEFAULT_MIRROR
     )]
     InvalidMirror {
         /// What was given.

@@ -119,44 +119,82 @@ impl Stdio {
 #[derive(Debug)]
 pub(crate) struct SavedTerminal {
     fd: OwnedFd,
+    /// The terminal's device number: the key of [`SAVED`].
+    device: libc::dev_t,
+}
+
+/// What the terminal was before the first sandbox of this process that holds it started.
+#[derive(Debug, Clone, Copy)]
+struct Saved {
     /// As libc has them (nix's type is not `Sync`).
     settings: libc::termios,
     state: crate::sys::pty::TerminalState,
 }
 
+/// The terminals sandboxes of this process hold: (device, how many sandboxes, what it was before the
+/// first). Sandboxes that overlap on one terminal (test threads) set back what it was before the
+/// first of them, once the last has ended: each setting back what it saw at its own start put back
+/// what an earlier one's program had set (the thirty-first outside review).
+static SAVED: std::sync::Mutex<Vec<(libc::dev_t, usize, Saved)>> = std::sync::Mutex::new(Vec::new());
+
 impl SavedTerminal {
-    /// The settings of the first of the caller's own streams that `stdio` hands on and is a terminal.
+    /// The first of the caller's own streams that `stdio` hands on and is a terminal, as it is now
+    /// (or as it was before an earlier sandbox of this process that still runs got it).
     pub(crate) fn of(stdio: [&Stdio; 3]) -> Option<SavedTerminal> {
         let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-        stdio.iter().zip([i.as_fd(), o.as_fd(), e.as_fd()]).filter(|(s, _)| matches!(s.0, Kind::Inherit)).find_map(
-            |(_, fd)| {
-                let settings = nix::sys::termios::tcgetattr(fd).ok()?.into();
-                let state = crate::sys::pty::terminal_state(fd);
-                Some(SavedTerminal { fd: fd.try_clone_to_owned().ok()?, settings, state })
-            },
-        )
+        let fd = stdio
+            .iter()
+            .zip([i.as_fd(), o.as_fd(), e.as_fd()])
+            .filter(|(s, _)| matches!(s.0, Kind::Inherit))
+            .map(|(_, fd)| fd)
+            .find(|fd| nix::unistd::isatty(fd).unwrap_or(false))?;
+        let device = nix::sys::stat::fstat(fd).ok()?.st_rdev;
+        let fd = fd.try_clone_to_owned().ok()?;
+        let mut saved = SAVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match saved.iter_mut().find(|(d, ..)| *d == device) {
+            Some((_, count, _)) => *count += 1,
+            None => {
+                let settings = nix::sys::termios::tcgetattr(&fd).ok()?.into();
+                let state = crate::sys::pty::terminal_state(fd.as_fd());
+                saved.push((device, 1, Saved { settings, state }));
+            }
+        }
+        Some(SavedTerminal { fd, device })
     }
+}
 
-    /// Sets back what changed, and only from the terminal's foreground process group: from another,
-    /// the kernel would stop this process (SIGTTOU), and the foreground job may have set the terminal
-    /// as it needs meanwhile (an editor's raw mode). Output is restarted whether or not the program
-    /// stopped it (a ^S typed meanwhile is undone too).
-    pub(crate) fn restore(self) {
+/// Dropped once its sandbox has ended (or failed to start): see [`SavedTerminal::of`].
+impl Drop for SavedTerminal {
+    /// Once the last sandbox of this process holding the terminal has ended, sets back what changed,
+    /// and only from the terminal's foreground process group: from another, the kernel would stop
+    /// this process (SIGTTOU), and the foreground job may have set the terminal as it needs meanwhile
+    /// (an editor's raw mode). The line discipline first: under another one (N_NULL) the settings
+    /// cannot even be read. Output is restarted whether or not the program stopped it (a ^S typed
+    /// meanwhile is undone too).
+    fn drop(&mut self) {
         use nix::sys::termios::{SetArg, Termios, tcgetattr, tcsetattr};
-        let Ok(now) = tcgetattr(&self.fd).map(libc::termios::from) else { return };
+        let was = {
+            let mut saved = SAVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(at) = saved.iter().position(|(d, ..)| *d == self.device) else { return };
+            saved[at].1 -= 1;
+            if saved[at].1 > 0 {
+                return;
+            }
+            saved.swap_remove(at).2
+        };
         if nix::unistd::tcgetpgrp(&self.fd) != Ok(nix::unistd::getpgrp()) {
             return;
         }
         let state = crate::sys::pty::terminal_state(self.fd.as_fd());
-        if let Some(ldisc) = self.state.line_discipline.filter(|d| state.line_discipline != Some(*d)) {
+        if let Some(ldisc) = was.state.line_discipline.filter(|d| state.line_discipline != Some(*d)) {
             let _ = crate::sys::pty::set_line_discipline(self.fd.as_fd(), ldisc);
         }
-        if self.state.exclusive == Some(false) && state.exclusive == Some(true) {
+        if was.state.exclusive == Some(false) && state.exclusive == Some(true) {
             let _ = rustix::termios::ioctl_tiocnxcl(&self.fd);
         }
-        let fields = |t: &libc::termios| (t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag, t.c_cc);
-        if fields(&now) != fields(&self.settings) {
-            let _ = tcsetattr(&self.fd, SetArg::TCSANOW, &Termios::from(self.settings));
+        let fields = |t: &libc::termios| (t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag, t.c_line, t.c_cc);
+        if tcgetattr(&self.fd).map(libc::termios::from).is_ok_and(|now| fields(&now) != fields(&was.settings)) {
+            let _ = tcsetattr(&self.fd, SetArg::TCSANOW, &Termios::from(was.settings));
         }
         let _ = rustix::termios::tcflow(&self.fd, rustix::termios::Action::OOn);
     }

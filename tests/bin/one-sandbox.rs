@@ -14,7 +14,31 @@
 //! reader then sees the end within 10 s (no process the sandboxes left holds a copy), `no eof` if not;
 //! with `ONE_SANDBOX_THREADED=1`, from a caller that started a thread first (its sandboxes then go
 //! through the fork servers, executed after the pipe was made). `ONE_SANDBOX_BINDS=SRC:DST,...`: read-only
-//! binds (tests/escape.rs: a host perl inside).
+//! binds (tests/escape.rs: a host perl inside). `--overlap-terminal`: two sandboxes hold this process's
+//! terminal at once, the first making it raw and ending first (tests/escape.rs).
+
+/// `--overlap-terminal`: two sandboxes holding this process's terminal at once: the first makes it
+/// raw, the second starts after that, the first ends before the second. Prints nothing of its own.
+fn overlap_terminal(sandbox: &sandbox::Sandbox) -> Result<i32, sandbox::Error> {
+    use std::io::BufRead;
+    let mut first = sandbox
+        .command("/bin/sh")
+        .args(["-c", "stty raw -echo && echo changed && exec sleep 60"])
+        .stdout(sandbox::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    let out = first.stdout.take().map(std::io::BufReader::new);
+    if out.map(|mut o| o.read_line(&mut line)).is_none() || line != "changed\n" {
+        eprintln!("the first sandbox did not change the terminal: {line:?}");
+        return Ok(1);
+    }
+    let mut second = sandbox.command("/bin/sleep").arg("60").spawn()?;
+    let _ = first.kill();
+    let _ = first.wait();
+    let _ = second.kill();
+    let _ = second.wait();
+    Ok(0)
+}
 
 /// A static `--closure-static` changes before its closure reads it.
 static STATE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
@@ -62,6 +86,8 @@ fn main() {
             println!("closure saw {seen}");
             0
         })
+    } else if program == "--overlap-terminal" {
+        overlap_terminal(&sandbox)
     } else if program == "--pipe-eof" {
         pipe_eof(&sandbox)
     } else if program == "--end-first-of-two" {

@@ -281,9 +281,8 @@ impl HelperHandle {
     /// The sandbox is gone: none of its processes runs any more.
     fn mark_ended(&mut self) {
         self.ended = true;
-        if let Some(terminal) = self.terminal.take() {
-            terminal.restore();
-        }
+        // Sets the caller's terminal back (stdio::SavedTerminal's drop).
+        drop(self.terminal.take());
     }
 
     fn setup_failed(&self, kind: StepKind, what: String, path: Option<String>, errno: i32) -> Retry {
