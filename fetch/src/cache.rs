@@ -419,6 +419,8 @@ impl Cache {
         usable: impl Fn(&IndexEntry) -> bool,
     ) -> Option<IndexEntry> {
         let prefix = format!("{}.{}.", mirror_key(mirror), arch.as_str());
+        // As entries keep it (index_put).
+        let shown = crate::mirror::shown(mirror);
         at::list(&self.index)
             .ok()?
             .into_iter()
@@ -428,7 +430,7 @@ impl Cache {
                 let release: crate::Release = entry.version.parse().ok()?;
                 (spec.matches(&release)
                     && entry.arch == arch
-                    && entry.mirror.trim_end_matches('/') == crate::mirror::shown(mirror).trim_end_matches('/')
+                    && entry.mirror.trim_end_matches('/') == shown.trim_end_matches('/')
                     && usable(&entry))
                 .then_some((release, entry))
             })

@@ -37,7 +37,7 @@ pub(crate) fn hidden_in(text: &str, url: &str) -> String {
 /// (or the start) up to its last `@` replaced by `***`, and cut before a `?query` or `#fragment`
 /// (`…` in their place), where a password or a token may sit however the URL is spelled.
 pub(crate) fn shown_refused(url: &str) -> String {
-    let start = url.find("://").map_or(0, |i| i + 3);
+    let start = authority_start(url);
     let masked = match url[start..].rfind('@') {
         Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
         None => url.to_owned(),
@@ -54,16 +54,16 @@ pub(crate) fn shown_refused(url: &str) -> String {
 /// there would show in errors, and a URL parser reads a backslash or an `@` further on otherwise than
 /// this check would: the thirtieth and thirty-first outside reviews).
 pub(crate) fn checked(mirror: String) -> Result<String, Error> {
-    let scheme = mirror.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    let after_scheme = mirror.find("://").map_or("", |i| &mirror[i + 3..]);
+    let (scheme, after_scheme) = mirror.split_once("://").unwrap_or(("", ""));
     let authority = &after_scheme[..after_scheme.find('/').unwrap_or(after_scheme.len())];
-    let reason = if !matches!(scheme.as_deref(), Some("http" | "https")) {
+    let ats = authority.matches('@').count();
+    let reason = if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
         "it must start with http:// or https://"
     } else if mirror.contains(['?', '#']) {
         "a query (`?`) or fragment (`#`) has no place in it; credentials go in `https://user:password@host/…`"
     } else if mirror.contains(|c: char| c == '\\' || c.is_whitespace() || c.is_control()) {
         "a backslash, space or control character has no place in it"
-    } else if after_scheme.matches('@').count() > authority.matches('@').count() || authority.matches('@').count() > 1 {
+    } else if after_scheme.matches('@').count() > ats || ats > 1 {
         "an `@` past the host, or more than one, is ambiguous: percent-encode an `@` or `/` in a password (%40, %2F)"
     } else {
         return Ok(mirror);
@@ -74,10 +74,15 @@ pub(crate) fn checked(mirror: String) -> Result<String, Error> {
 /// Where `url`'s user information is: from the start of its authority (after the scheme's `://`, or
 /// the start where there is none) to its `@` (excluded).
 fn user_information(url: &str) -> Option<(usize, usize)> {
-    let start = url.find("://").map_or(0, |i| i + 3);
+    let start = authority_start(url);
     let rest = &url[start..];
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     authority.rfind('@').map(|at| (start, start + at))
+}
+
+/// Where `url`'s authority starts: after the scheme's `://`, or at the start where there is none.
+fn authority_start(url: &str) -> usize {
+    url.find("://").map_or(0, |i| i + 3)
 }
 
 /// User information as shown: `user:***`, or `***` for a token alone.

@@ -190,8 +190,8 @@ pub(crate) fn char_devices<'a>(
     let umask = nix::sys::stat::umask(Mode::empty());
     let mut refused = Vec::new();
     let mut made = Ok(());
+    let mode = Mode::from_bits_truncate(0o666);
     for (name, dev) in nodes {
-        let mode = Mode::from_bits_truncate(0o666);
         match nix::sys::stat::mknodat(&dir, name, nix::sys::stat::SFlag::S_IFCHR, mode, dev) {
             Ok(()) => {}
             Err(Errno::EPERM) => refused.push(name),

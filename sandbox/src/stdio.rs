@@ -142,22 +142,18 @@ impl SavedTerminal {
     /// (or as it was before an earlier sandbox of this process that still runs got it).
     pub(crate) fn of(stdio: [&Stdio; 3]) -> Option<SavedTerminal> {
         let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-        let fd = stdio
+        // The settings of the first that is a terminal (tcgetattr(3) fails on anything else).
+        let (fd, settings) = stdio
             .iter()
             .zip([i.as_fd(), o.as_fd(), e.as_fd()])
             .filter(|(s, _)| matches!(s.0, Kind::Inherit))
-            .map(|(_, fd)| fd)
-            .find(|fd| nix::unistd::isatty(fd).unwrap_or(false))?;
+            .find_map(|(_, fd)| nix::sys::termios::tcgetattr(fd).ok().map(|t| (fd, libc::termios::from(t))))?;
         let device = nix::sys::stat::fstat(fd).ok()?.st_rdev;
         let fd = fd.try_clone_to_owned().ok()?;
         let mut saved = SAVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match saved.iter_mut().find(|(d, ..)| *d == device) {
             Some((_, count, _)) => *count += 1,
-            None => {
-                let settings = nix::sys::termios::tcgetattr(&fd).ok()?.into();
-                let state = crate::sys::pty::terminal_state(fd.as_fd());
-                saved.push((device, 1, Saved { settings, state }));
-            }
+            None => saved.push((device, 1, Saved { settings, state: crate::sys::pty::terminal_state(fd.as_fd()) })),
         }
         Some(SavedTerminal { fd, device })
     }

@@ -52,18 +52,16 @@ pub(super) fn standard(s: &mut Steps, config: &Config) {
             Some(&owned(config, format!("mode=0755,size={}", crate::hardening::DEV_SIZE))),
         ),
     );
+    let host = |dev: &str| format!("/oldroot/dev/{dev}");
     if made {
-        let nodes = DEVICES.iter().map(|&(dev, number)| (dev, number, format!("/oldroot/dev/{dev}"))).collect();
+        let nodes = DEVICES.iter().map(|&(dev, number)| (dev, number, host(dev))).collect();
         s.add(StepKind::Dev, "make the device nodes (mknod)", Op::CharDevices { dir: p("/newroot/dev"), nodes });
-    }
-    for (dev, _) in DEVICES.iter().filter(|_| !made) {
-        let target = Path::new("/newroot/dev").join(dev);
-        s.add(StepKind::Dev, "create a device mount point", Op::Touch { path: target.clone() });
-        s.add(
-            StepKind::Dev,
-            "bind-mount a host device",
-            Op::bind(format!("/oldroot/dev/{dev}"), target, MsFlags::MS_BIND),
-        );
+    } else {
+        for (dev, _) in DEVICES {
+            let target = Path::new("/newroot/dev").join(dev);
+            s.add(StepKind::Dev, "create a device mount point", Op::Touch { path: target.clone() });
+            s.add(StepKind::Dev, "bind-mount a host device", Op::bind(host(dev), target, MsFlags::MS_BIND));
+        }
     }
     s.add(StepKind::Dev, "create /dev/pts", Op::Mkdir { path: p("/newroot/dev/pts"), mode: 0o755 });
     // devpts(5) newinstance: the sandbox's ptys are its own.

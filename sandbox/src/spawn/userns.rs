@@ -98,10 +98,6 @@ pub(crate) fn create_program_namespaces(
         None => make()?,
     };
     map(&holder, &maps, ["write the program's uid map", "write the program's gid map"])?;
-    let mut names = vec![("uts", "enter the program's UTS namespace"), ("ipc", "enter the program's IPC namespace")];
-    if net == ProgramNet::Now {
-        names.push(("net", "enter the program's network namespace"));
-    }
     // Through a pidfd of the holder where the kernel can (the background network's own, or one
     // opened now): one setns(2) for all of them (Linux 5.8) and the user namespace from an ioctl
     // (Linux 6.11), instead of a lookup of each /proc/<pid>/ns file (about 15 µs each, most of
@@ -124,6 +120,11 @@ pub(crate) fn create_program_namespaces(
         | if net == ProgramNet::Now { CloneFlags::CLONE_NEWNET } else { CloneFlags::empty() };
     let mut joined: Vec<ToEnter> = Vec::new();
     if pidfd.is_none_or(|fd| nix::sched::setns(fd, together).is_err()) {
+        let mut names =
+            vec![("uts", "enter the program's UTS namespace"), ("ipc", "enter the program's IPC namespace")];
+        if net == ProgramNet::Now {
+            names.push(("net", "enter the program's network namespace"));
+        }
         for (ns, what) in names {
             joined.push((open(&holder, ns).map_err(|e| (what, e))?, what));
         }
