@@ -156,6 +156,10 @@ fn a_panic_inside_has_a_symbolised_backtrace() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("deliberate, deep inside"), "{stderr}");
     assert!(stderr.contains("closures::body_that_panics"), "the body's frame is named:\n{stderr}");
+    assert!(
+        stderr.contains("thread 'child_panics_in_a_closure' ("),
+        "the test's name, as libtest prints it:\n{stderr}"
+    );
 }
 
 /// As an unprivileged user the binary is reached the same way (root inside writes the link).
@@ -176,6 +180,7 @@ fn rootless_a_panic_inside_has_a_symbolised_backtrace() {
         .output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("closures::body_that_panics"), "the body's frame is named:\n{stderr}");
+    assert!(stderr.contains("thread 'child_panics_in_a_closure' ("), "the test's name:\n{stderr}");
 }
 
 /// The link that names a backtrace's frames is made on the sandbox's own file systems only, never in

@@ -117,13 +117,14 @@ where
 fn run<T: DeserializeOwned>(sandbox: &crate::Sandbox, entry: usize, input: String) -> Result<T, Error> {
     let (null, piped) = (Stdio::null(), Stdio::piped());
     let build = crate::sys::code::build_id().to_owned();
+    let thread = std::thread::current().name().map(str::to_owned);
     // A closure debugs like the test around it: the caller's backtrace settings go in.
     let env: Vec<(String, Option<String>)> = crate::spawn::closure::BACKTRACE_VARIABLES
         .into_iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), Some(v))))
         .collect();
     let ending = with_fallback(|| {
-        let job = Job::Closure { entry, build: build.clone(), input: input.clone() };
+        let job = Job::Closure { entry, build: build.clone(), input: input.clone(), thread: thread.clone() };
         // A backtrace's frames are named from the binary, which the closure's process links in before
         // the closure runs, only when a backtrace is asked for (spawn::closure::reach_own_binary).
         let start = sandbox.config(job, Some((&env, None)))?;

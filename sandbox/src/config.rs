@@ -111,9 +111,10 @@ pub(crate) struct Layers {
 pub(crate) enum Job {
     /// exec a program.
     Exec { program: String, args: Vec<String> },
-    /// Run a closure of this binary: its entry's offset (`sys::code`), the build it belongs to, and
-    /// its input as JSON.
-    Closure { entry: usize, build: String, input: String },
+    /// Run a closure of this binary: its entry's offset (`sys::code`), the build it belongs to, its
+    /// input as JSON, and the calling thread's name (a test's name under libtest), which the thread
+    /// that runs it inside takes.
+    Closure { entry: usize, build: String, input: String, thread: Option<String> },
     /// Keep the sandbox up, with no program, until the parent drops it.
     Session,
     /// Hold a switch network: a network namespace with a bridge, nothing else.

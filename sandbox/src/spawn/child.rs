@@ -179,7 +179,7 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
         crate::sys::exit_now(127);
     }
     match &config.job {
-        Job::Closure { entry, build, input } => {
+        Job::Closure { entry, build, input, thread } => {
             // The sandbox's environment, exactly, as a program gets it; without the backtrace
             // variables where no backtrace could be printed (see reach_own_binary).
             let blocked = super::closure::reach_own_binary(config);
@@ -194,7 +194,7 @@ pub(crate) fn run(t: SingleThreaded, config: &Config, report: &OwnedFd, exec_pip
             // executable (the caller's binary) through /proc/<pid>, as they could a program's.
             // Closing the exec pipe tells init the closure is under way.
             drop(exec_pipe);
-            super::closure::run_entry(report, *entry, build, input.as_bytes())
+            super::closure::run_entry(report, *entry, build, input.as_bytes(), thread.as_deref())
         }
         Job::Exec { .. } | Job::Join { .. } => {
             report_failed(exec_pipe.as_fd(), (Failed::Exec, exec(&prepared)));

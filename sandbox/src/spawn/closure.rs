@@ -11,8 +11,9 @@ use nix::errno::Errno;
 
 use crate::report::{Record, StepKind, send, send_setup_failed};
 
-/// Runs the closure whose entry is at `entry`, on `input`; reports; ends the process.
-pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8]) -> ! {
+/// Runs the closure whose entry is at `entry`, on `input`; reports; ends the process. `thread`: the
+/// caller's thread's name (a test's name under libtest), which a panic's report names.
+pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8], thread: Option<&str>) -> ! {
     let Some(entry) = crate::sys::code::entry_at(entry, build) else {
         let what = "find the closure: the sandbox's process runs another build of this binary";
         send_setup_failed(report, StepKind::Helper, what, Errno::ENOEXEC);
@@ -21,11 +22,16 @@ pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8
     // The panic's place, for the caller's error; the default hook still prints message and backtrace.
     static PLACE: Mutex<Option<String>> = Mutex::new(None);
     let default_hook = std::panic::take_hook();
+    let this_thread = std::thread::current().id();
+    let thread = thread.map(str::to_owned);
     std::panic::set_hook(Box::new(move |info| {
         if let Some(l) = info.location() {
             *PLACE.lock().unwrap_or_else(|p| p.into_inner()) = Some(l.to_string());
         }
-        default_hook(info);
+        match &thread {
+            Some(name) if std::thread::current().id() == this_thread => named_report(&default_hook, info, name),
+            _ => default_hook(info),
+        }
     }));
     let record = match std::panic::catch_unwind(AssertUnwindSafe(|| entry(input))) {
         Ok(Ok(json)) => Record::Value { json: String::from_utf8_lossy(&json).into_owned() },
@@ -39,6 +45,42 @@ pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8
     let _ = std::io::stderr().flush();
     send(report, &record);
     std::process::exit(0);
+}
+
+/// A panic hook, as `std::panic::take_hook` gives it.
+type Hook = dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send;
+
+/// What std's default hook prints for a panic of the closure's thread, which std knows by no name
+/// (the fork server forked before `main` named it): `thread '<unnamed>' (2) panicked at …`. The
+/// report is written to a memory file instead of stderr, and goes out with the caller's thread's
+/// name in its first line, as a test's panic reads under libtest; the rest (message, backtrace,
+/// notes) is std's own. Running the closure on a thread of that name did the same at 0.2 ms a
+/// closure, panicking or not; this costs nothing until a panic.
+fn named_report(default_hook: &Hook, info: &std::panic::PanicHookInfo<'_>, name: &str) {
+    use std::io::{Read, Seek};
+    let Ok((file, stderr)) = (|| -> nix::Result<_> {
+        let file = nix::sys::memfd::memfd_create(c"panic", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+        let stderr = nix::unistd::dup(std::io::stderr())?;
+        nix::unistd::dup2_stderr(&file)?;
+        Ok((std::fs::File::from(file), stderr))
+    })() else {
+        return default_hook(info);
+    };
+    default_hook(info);
+    if nix::unistd::dup2_stderr(&stderr).is_err() {
+        return; // stderr cannot be had back: what std wrote stays unseen, as it would with no stderr
+    }
+    let mut text = Vec::new();
+    let _ = (&file).rewind().and_then(|()| (&file).read_to_end(&mut text));
+    // std starts the report with an empty line (Rust 1.87 on) or not.
+    let (newlines, report) = text.split_at(text.iter().take_while(|&&b| b == b'\n').count());
+    let mut err = std::io::stderr().lock();
+    let _ = match report.strip_prefix(b"thread '<unnamed>'") {
+        Some(rest) => {
+            err.write_all(newlines).and_then(|()| write!(err, "thread '{name}'")).and_then(|()| err.write_all(rest))
+        }
+        None => err.write_all(&text),
+    };
 }
 
 /// The variables that ask std for backtraces.
