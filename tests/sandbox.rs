@@ -202,6 +202,22 @@ fn check_env_and_dir() {
     assert_eq!(text(&cmd), "more\n/tmp\n");
 }
 
+/// Arguments are bytes, as `std::process::Command` takes them: a path, a name that is not UTF-8.
+fn check_arguments_are_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let sb = builder().build().expect("build");
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let out = sb.command(std::path::Path::new("/bin/echo")).arg(latin1).output().expect("run");
+    assert_eq!(out.stdout, b"caf\xe9\n", "the argument's bytes, as given");
+    let etc = std::path::PathBuf::from("/etc");
+    let out = sb.command("/bin/cat").arg(etc.join("alpine-release")).current_dir(&etc).output().expect("run");
+    assert!(out.status.success() && !out.stdout.is_empty(), "{out:?}");
+    let dir = sb.command("/bin/true").current_dir(std::ffi::OsStr::from_bytes(b"/caf\xe9")).status();
+    assert!(matches!(dir, Err(Error::InvalidConfig { what: "current_dir", .. })), "{dir:?}");
+    let nul = sb.command("/bin/echo").arg(std::ffi::OsStr::from_bytes(b"a\0b")).status();
+    assert!(matches!(nul, Err(Error::InvalidConfig { what: "argument", .. })), "{nul:?}");
+}
+
 fn check_bad_input() {
     let invalid = |b: sandbox::Builder| matches!(b.build(), Err(Error::InvalidConfig { .. }));
     assert!(invalid(Sandbox::builder().rootfs_dir("/nonexistent/rootfs")));
@@ -1334,6 +1350,7 @@ fn large_outputs_do_not_deadlock() {
 #[test]
 fn clean_environment_and_working_directory() {
     check_env_and_dir();
+    check_arguments_are_bytes();
 }
 
 #[test]
@@ -1580,6 +1597,7 @@ fn child_rootless_suite() {
     check_kill_and_drop();
     check_large_output();
     check_env_and_dir();
+    check_arguments_are_bytes();
     check_bad_input();
     check_session();
     check_pty();

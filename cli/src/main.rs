@@ -44,7 +44,7 @@ struct Cli {
     shell_from: Option<std::path::PathBuf>,
     /// PROGRAM and its arguments
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
-    command: Vec<String>,
+    command: Vec<std::ffi::OsString>,
 }
 
 fn main() {
@@ -92,9 +92,20 @@ fn try_main(cli: &Cli) -> Result<i32, Error> {
             expected: "-- PROGRAM [ARGS…] (or --shell)",
         });
     };
+    // The arguments go in as given, in any encoding; the program's path is looked up on the host
+    // first, and a test binary's arguments are libtest's: those take UTF-8.
+    let utf8 = |s: &std::ffi::OsStr, expected| {
+        s.to_str().map(str::to_owned).ok_or_else(|| Error::Option {
+            option: "command",
+            value: s.to_string_lossy().into_owned(),
+            expected,
+        })
+    };
+    let program = utf8(program, "a program path in UTF-8")?;
     if cli.per_test {
         let jobs = cli.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-        return sandbox_cli::per_test(opts, jobs, program, args);
+        let args = args.iter().map(|a| utf8(a, "libtest arguments in UTF-8")).collect::<Result<Vec<_>, _>>()?;
+        return sandbox_cli::per_test(opts, jobs, &program, &args);
     }
-    sandbox_cli::run(opts, program, args)
+    sandbox_cli::run(opts, &program, args)
 }

@@ -13,7 +13,7 @@ use crate::setup::prepare_in;
 /// # Errors
 /// When the sandbox cannot be built or started, or ends by its deadline or memory limit
 /// ([`crate::exit::of_error`] gives the exit code for each).
-pub fn run(opts: &SandboxOptions, program: &str, args: &[String]) -> Result<i32, Error> {
+pub fn run(opts: &SandboxOptions, program: &str, args: &[std::ffi::OsString]) -> Result<i32, Error> {
     // Under nextest's wrapper, the kept layer is named after the test.
     let name = std::env::var("NEXTEST_TEST_NAME").unwrap_or_else(|_| "run".to_owned());
     let prepared = prepare_in(opts, program, Some(&name))?;
@@ -23,13 +23,18 @@ pub fn run(opts: &SandboxOptions, program: &str, args: &[String]) -> Result<i32,
             Ok(code) => format!("exit code {code}"),
             Err(e) => sandbox::error_chain(e),
         };
-        let command = std::iter::once(prepared.program.clone()).chain(args.iter().cloned()).collect();
+        let args = args.iter().map(|a| a.to_string_lossy().into_owned());
+        let command = std::iter::once(prepared.program.clone()).chain(args).collect();
         keep_if_failed(dir, matches!(result, Ok(0)), &prepared, command, outcome)?;
     }
     result
 }
 
-fn run_prepared(opts: &SandboxOptions, prepared: &crate::setup::Prepared, args: &[String]) -> Result<i32, Error> {
+fn run_prepared(
+    opts: &SandboxOptions,
+    prepared: &crate::setup::Prepared,
+    args: &[std::ffi::OsString],
+) -> Result<i32, Error> {
     // Blocked before the start, so that none sent once the program runs is missed (the helper
     // starts with an empty mask).
     let signals = block_forwarded_signals();

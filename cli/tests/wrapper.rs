@@ -235,6 +235,19 @@ fn exit_codes_are_the_programs_and_our_own() {
     assert_eq!(code(&["--rootfs", "/no/such/rootfs.tar.gz", "--", "/bin/true"]), Some(125));
 }
 
+/// An argument that is not UTF-8 reaches the program as given (clap refused it before: "invalid
+/// UTF-8 was detected in one or more arguments", exit 125).
+#[test]
+fn arguments_reach_the_program_byte_for_byte() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(SANDBOX_RUN)
+        .args(["--", "/bin/echo"])
+        .arg(std::ffi::OsStr::from_bytes(b"caf\xe9"))
+        .output()
+        .expect("run sandbox-run");
+    assert_eq!(out.stdout, b"caf\xe9\n", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// `--writable-size` sizes the writable layer and `/tmp`; too small a size is refused with our code.
 #[test]
 fn writable_size_sizes_the_writable_layer_and_tmp() {

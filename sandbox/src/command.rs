@@ -1,6 +1,8 @@
 //! `Command` and `Child`, shaped like `std::process`'s.
 
+use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output};
 
 use crate::config::Job;
@@ -10,9 +12,10 @@ use crate::spawn::pump::{Pump, Sink};
 use crate::{Error, Sandbox, Stdio};
 
 impl Sandbox {
-    /// A command to run in a fresh sandbox, like [`std::process::Command`].
-    pub fn command(&self, program: impl Into<String>) -> Command<'_> {
-        Command::new(self, program.into(), None)
+    /// A command to run in a fresh sandbox, like [`std::process::Command`]: `program` is a path
+    /// inside the sandbox, or a name looked up in its `PATH`.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command<'_> {
+        Command::new(self, program.as_ref().to_owned(), None)
     }
 }
 
@@ -29,10 +32,10 @@ impl Sandbox {
 pub struct Command<'a> {
     sandbox: &'a Sandbox,
     session: Option<crate::config::Joined>,
-    program: String,
-    args: Vec<String>,
+    program: OsString,
+    args: Vec<OsString>,
     env: Vec<(String, Option<String>)>,
-    current_dir: Option<String>,
+    current_dir: Option<std::path::PathBuf>,
     stdin: Option<Stdio>,
     stdout: Option<Stdio>,
     stderr: Option<Stdio>,
@@ -41,7 +44,7 @@ pub struct Command<'a> {
 }
 
 impl<'a> Command<'a> {
-    pub(crate) fn new(sandbox: &'a Sandbox, program: String, session: Option<crate::config::Joined>) -> Command<'a> {
+    pub(crate) fn new(sandbox: &'a Sandbox, program: OsString, session: Option<crate::config::Joined>) -> Command<'a> {
         Command {
             sandbox,
             session,
@@ -89,9 +92,10 @@ impl<'a> Command<'a> {
         self
     }
 
-    /// Adds an argument.
-    pub fn arg(&mut self, arg: impl Into<String>) -> &mut Self {
-        self.args.push(arg.into());
+    /// Adds an argument: any bytes but NUL, as [`std::process::Command::arg`] takes (a path, a
+    /// non-UTF-8 name).
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
+        self.args.push(arg.as_ref().to_owned());
         self
     }
 
@@ -99,9 +103,9 @@ impl<'a> Command<'a> {
     pub fn args<I, S>(&mut self, args: I) -> &mut Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(Into::into));
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -141,9 +145,9 @@ impl<'a> Command<'a> {
         self
     }
 
-    /// The working directory inside the sandbox, for this command.
-    pub fn current_dir(&mut self, dir: impl Into<String>) -> &mut Self {
-        self.current_dir = Some(dir.into());
+    /// The working directory inside the sandbox, for this command: an absolute path, in UTF-8.
+    pub fn current_dir(&mut self, dir: impl AsRef<std::path::Path>) -> &mut Self {
+        self.current_dir = Some(dir.as_ref().to_owned());
         self
     }
 
@@ -252,18 +256,25 @@ impl<'a> Command<'a> {
     /// Starts the sandbox with `defaults` for the stdio not set, once more with a copied rootfs if the
     /// kernel refused overlayfs.
     fn spawn_with(&self, defaults: [Stdio; 3]) -> Result<Child, Error> {
-        if self.program.is_empty() || self.program.contains('\0') {
-            return Err(invalid("program", &self.program, "must be non-empty and without NUL"));
+        let has_nul = |s: &OsStr| s.as_bytes().contains(&0);
+        if self.program.is_empty() || has_nul(&self.program) {
+            return Err(invalid("program", &self.program.to_string_lossy(), "must be non-empty and without NUL"));
         }
-        if let Some(a) = self.args.iter().find(|a| a.contains('\0')) {
-            return Err(invalid("argument", a, "must not contain NUL"));
+        if let Some(a) = self.args.iter().find(|a| has_nul(a)) {
+            return Err(invalid("argument", &a.to_string_lossy(), "must not contain NUL"));
         }
         for (k, v) in &self.env {
             check_env(k, v.as_deref().unwrap_or(""))?;
         }
-        if let Some(dir) = &self.current_dir {
-            checked("current_dir", dir, sandbox_validate::path_inside(dir))?;
-        }
+        let current_dir = match &self.current_dir {
+            Some(dir) => {
+                let text =
+                    dir.to_str().ok_or_else(|| invalid("current_dir", &dir.to_string_lossy(), "must be UTF-8"))?;
+                checked("current_dir", text, sandbox_validate::path_inside(text))?;
+                Some(text)
+            }
+            None => None,
+        };
         if self.pty.is_some() && [&self.stdin, &self.stdout, &self.stderr].iter().any(|s| s.is_some()) {
             let reason =
                 "a program on a pseudo-terminal has the terminal as stdin, stdout and stderr: set none of them";
@@ -286,7 +297,7 @@ impl<'a> Command<'a> {
                 }
                 None => Job::Exec { program: self.program.clone(), args: self.args.clone() },
             };
-            let (mut config, lease) = self.sandbox.config(job, Some((&self.env, self.current_dir.as_deref())))?;
+            let (mut config, lease) = self.sandbox.config(job, Some((&self.env, current_dir)))?;
             config.controlling_terminal = self.controlling_terminal || self.pty.is_some();
             config.pty = self.pty;
             // A terminal has a type, as a container runtime's console does (`docker run -t`).

@@ -1,5 +1,6 @@
 //! What the parent hands the helper process: everything needed to build the sandbox, as plain data.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -110,7 +111,7 @@ pub(crate) struct Layers {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Job {
     /// exec a program.
-    Exec { program: String, args: Vec<String> },
+    Exec { program: OsString, args: Vec<OsString> },
     /// Run a closure of this binary: its entry's offset (`sys::code`), the build it belongs to, its
     /// input as JSON, and the calling thread's name (a test's name under libtest), which the thread
     /// that runs it inside takes.
@@ -120,7 +121,7 @@ pub(crate) enum Job {
     /// Hold a switch network: a network namespace with a bridge, nothing else.
     Switch,
     /// exec a program inside the running sandbox whose init has this host pid.
-    Join { session: Joined, program: String, args: Vec<String> },
+    Join { session: Joined, program: OsString, args: Vec<OsString> },
 }
 
 /// The running session a command joins: its init's host pid, and the namespaces its helper holds

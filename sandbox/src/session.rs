@@ -52,7 +52,7 @@ impl<'a> Session<'a> {
 
     /// A command to run inside this session's sandbox. It borrows the session: a command cannot
     /// outlive it (it would have no sandbox to join).
-    pub fn command(&self, program: impl Into<String>) -> Command<'_> {
-        Command::new(self.sandbox, program.into(), Some(self.joined.clone()))
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command<'_> {
+        Command::new(self.sandbox, program.as_ref().to_owned(), Some(self.joined.clone()))
     }
 }

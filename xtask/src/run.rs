@@ -18,7 +18,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         args.command
     };
-    let code = sandbox_cli::run(&args.sandbox, &command[0], &command[1..]).map_err(explain)?;
+    let rest: Vec<std::ffi::OsString> = command[1..].iter().map(Into::into).collect();
+    let code = sandbox_cli::run(&args.sandbox, &command[0], &rest).map_err(explain)?;
     exit_with(code)
 }
 

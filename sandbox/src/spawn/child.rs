@@ -5,9 +5,10 @@
 //! its memory until the exec ([`spawn_program`], as posix_spawn(3) does: no page table is copied),
 //! where only system calls are sound. A closure's process, and a session command's, are forked.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 
@@ -36,26 +37,27 @@ impl std::fmt::Debug for Prepared<'_> {
 
 impl<'a> Prepared<'a> {
     pub(crate) fn new(config: &'a Config) -> Prepared<'a> {
-        let cstr = |s: &str| CString::new(s).unwrap_or_default();
-        let (program, args): (&str, &[String]) = match &config.job {
-            Job::Exec { program, args } | Job::Join { program, args, .. } => (program, args),
-            _ => ("", &[]),
+        let cstr = |s: &[u8]| CString::new(s).unwrap_or_default();
+        let (program, args): (&[u8], &[OsString]) = match &config.job {
+            Job::Exec { program, args } | Job::Join { program, args, .. } => (program.as_bytes(), args),
+            _ => (b"", &[]),
         };
-        let searching = !program.contains('/') && !program.is_empty();
+        let searching = !program.contains(&b'/') && !program.is_empty();
         let candidates = if !searching {
             vec![cstr(program)]
         } else {
             let path = config.env.iter().find(|(k, _)| k == "PATH").map_or(crate::config::DEFAULT_PATH, |(_, v)| v);
-            path.split(':').filter(|d| !d.is_empty()).map(|d| cstr(&format!("{d}/{program}"))).collect()
+            let in_dir = |d: &str| cstr(&[d.as_bytes(), b"/", program].concat());
+            path.split(':').filter(|d| !d.is_empty()).map(in_dir).collect()
         };
         Prepared {
             config,
             filter: crate::seccomp::to_install(config.security.no_setid(config.outer_uid, &config.mounts))
                 .ok()
                 .flatten(),
-            current_dir: cstr(&config.current_dir),
-            args: ExecList::new(std::iter::once(program).chain(args.iter().map(String::as_str)).map(cstr).collect()),
-            env: ExecList::new(config.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect()),
+            current_dir: cstr(config.current_dir.as_bytes()),
+            args: ExecList::new(std::iter::once(program).chain(args.iter().map(|a| a.as_bytes())).map(cstr).collect()),
+            env: ExecList::new(config.env.iter().map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect()),
             candidates,
             searching,
         }

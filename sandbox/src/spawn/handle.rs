@@ -116,7 +116,7 @@ impl HelperHandle {
                 Some(Record::ExecFailed { errno }) => {
                     handle.end();
                     let program = match &config.job {
-                        Job::Exec { program, .. } | Job::Join { program, .. } => program.clone(),
+                        Job::Exec { program, .. } | Job::Join { program, .. } => program.to_string_lossy().into_owned(),
                         _ => String::new(),
                     };
                     return Err(Error::Spawn { program, source: std::io::Error::from_raw_os_error(errno) }.into());
