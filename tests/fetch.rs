@@ -145,11 +145,9 @@ fn branch_and_latest_stable_resolve_through_latest_releases_yaml() {
     assert!(mirror.hits("latest-stable/releases/x86_64/latest-releases.yaml") >= 1);
 }
 
-/// Twenty-fifth outside review: the same mirror answered `latest-stable` with 3.21.0, then with
-/// 3.19.0, and it was taken. A range the mirror answers with an older release than it gave before
-/// is refused, naming both; asked for by name, the older release is still fetched.
-#[test]
-fn a_mirror_cannot_move_a_range_back() {
+/// A mirror that answered `latest-stable` with 3.21.0 (fetched into the returned cache), and now
+/// answers it with 3.19.4.
+fn latest_stable_moved_back() -> (Mirror, tempfile::TempDir) {
     let mirror = mirror_with(&["3.19.4", "3.21.0"]);
     let cache = tempfile::tempdir().expect("tempdir");
     let latest = alpine(&mirror, "latest-stable", cache.path()).fetch().expect("latest-stable");
@@ -161,6 +159,15 @@ fn a_mirror_cannot_move_a_range_back() {
             "- {{flavor: alpine-minirootfs, arch: x86_64, version: 3.19.4, file: alpine-minirootfs-3.19.4-x86_64.tar.gz, sha256: {older}}}\n"
         ),
     );
+    (mirror, cache)
+}
+
+/// Twenty-fifth outside review: the same mirror answered `latest-stable` with 3.21.0, then with
+/// 3.19.0, and it was taken. A range the mirror answers with an older release than it gave before
+/// is refused, naming both; asked for by name, the older release is still fetched.
+#[test]
+fn a_mirror_cannot_move_a_range_back() {
+    let (mirror, cache) = latest_stable_moved_back();
     let err = alpine(&mirror, "latest-stable", cache.path()).fetch().expect_err("moved back");
     assert!(
         matches!(&err, Error::Downgrade { offered, known, .. } if offered == "3.19.4" && known == "3.21.0"),
@@ -169,6 +176,16 @@ fn a_mirror_cannot_move_a_range_back() {
     assert!(err.to_string().contains("ask for 3.19.4 by name"), "{err}");
     let named = alpine(&mirror, "3.19.4", cache.path()).fetch().expect("by name");
     assert_eq!(named.version(), Some("3.19.4"));
+}
+
+/// The same mirror spelled otherwise (scheme in capitals, a trailing slash) is the same mirror to the
+/// downgrade check: the index was keyed by the URL as spelled, and the older answer was taken.
+#[test]
+fn a_mirror_spelled_otherwise_cannot_move_a_range_back() {
+    let (mirror, cache) = latest_stable_moved_back();
+    let respelled = format!("{}/", mirror.url().replacen("http://", "HTTP://", 1));
+    let err = alpine_at(&respelled, "latest-stable", cache.path()).fetch().expect_err("moved back");
+    assert!(matches!(&err, Error::Downgrade { offered, .. } if offered == "3.19.4"), "{err:?}");
 }
 
 /// The twenty-sixth outside review: one answer on the mirror's word alone blocked a range for good,

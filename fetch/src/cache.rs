@@ -83,12 +83,11 @@ fn outer_uid(map: &str, uid: u32) -> Option<u32> {
     })
 }
 
-/// A short stable name for a mirror URL, for file names: of the URL without its password
-/// (crate::mirror::shown), which nothing in the cache keeps, not even as a hash a weak password could
-/// be found from.
+/// A short stable name for a mirror URL, for file names: of its canonical spelling
+/// (crate::mirror::canonical), which has no password: nothing in the cache keeps one, not even as a
+/// hash a weak password could be found from.
 pub(crate) fn mirror_key(mirror: &str) -> String {
-    let shown = crate::mirror::shown(mirror);
-    let digest = crate::hash::sha256_of(shown.trim_end_matches('/').as_bytes()).unwrap_or_default();
+    let digest = crate::hash::sha256_of(crate::mirror::canonical(mirror).as_bytes()).unwrap_or_default();
     digest[..16].to_owned()
 }
 
@@ -419,8 +418,7 @@ impl Cache {
         usable: impl Fn(&IndexEntry) -> bool,
     ) -> Option<IndexEntry> {
         let prefix = format!("{}.{}.", mirror_key(mirror), arch.as_str());
-        // As entries keep it (index_put).
-        let shown = crate::mirror::shown(mirror);
+        let canonical = crate::mirror::canonical(mirror);
         at::list(&self.index)
             .ok()?
             .into_iter()
@@ -430,7 +428,7 @@ impl Cache {
                 let release: crate::Release = entry.version.parse().ok()?;
                 (spec.matches(&release)
                     && entry.arch == arch
-                    && entry.mirror.trim_end_matches('/') == shown.trim_end_matches('/')
+                    && crate::mirror::canonical(&entry.mirror) == canonical
                     && usable(&entry))
                 .then_some((release, entry))
             })

@@ -24,6 +24,31 @@ pub(crate) fn shown(url: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `url` as the cache keys and compares it: as [`shown`] shows it (no password), its scheme and host
+/// in lower case (both are case-insensitive), without the scheme's default port (`:80`, `:443`) and
+/// without trailing slashes. `HTTPS://Mirror.Example:443/alpine/` and `https://mirror.example/alpine`
+/// are one mirror to the index: a range's newest release seen under one spelling is held against an
+/// older one served under another (the downgrade check keyed the index by the URL as spelled).
+pub(crate) fn canonical(url: &str) -> String {
+    let shown = shown(url);
+    let start = authority_start(&shown);
+    let rest = &shown[start..];
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (user, host_port) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    let scheme = shown[..start].to_ascii_lowercase();
+    // The port's colon is the last one past an IPv6 literal's closing bracket.
+    let port_at = host_port.rfind(':').filter(|&c| host_port.rfind(']').is_none_or(|b| c > b));
+    let (host, port) = host_port.split_at(port_at.unwrap_or(host_port.len()));
+    let port = match (scheme.as_str(), port) {
+        ("http://", ":80") | ("https://", ":443") => "",
+        _ => port,
+    };
+    format!("{scheme}{user}{}{port}{}", host.to_ascii_lowercase(), path.trim_end_matches('/'))
+}
+
 /// `text` with every occurrence of the user information of `url` (its `user:password@`) as
 /// [`shown`] shows it: for messages of other libraries that may quote the URL.
 pub(crate) fn hidden_in(text: &str, url: &str) -> String {
@@ -179,6 +204,24 @@ pub(crate) fn check_digest(value: &str, origin: &str) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_mirror_spelled_many_ways_is_one_key() {
+        let one = "https://mirror.example/alpine";
+        for spelling in [
+            "https://mirror.example/alpine/",
+            "HTTPS://Mirror.EXAMPLE/alpine",
+            "https://mirror.example:443/alpine//",
+            "https://ci:secret@mirror.example/alpine",
+        ] {
+            let expected = if spelling.contains('@') { "https://ci:***@mirror.example/alpine" } else { one };
+            assert_eq!(canonical(spelling), expected, "{spelling}");
+        }
+        assert_eq!(canonical("http://[::1]:80/a/"), "http://[::1]/a");
+        assert_eq!(canonical("http://[::1]:8080/a"), "http://[::1]:8080/a");
+        assert_eq!(canonical("http://127.0.0.1:443/a"), "http://127.0.0.1:443/a", "not http's default port");
+        assert_eq!(canonical("https://m.example/Alpine"), "https://m.example/Alpine", "a path keeps its case");
+    }
 
     const YAML: &str = r#"---
 -
