@@ -52,17 +52,17 @@ fn host_file(path: &str) -> String {
 /// The host's perl and the C library it needs, bound read-only into the sandbox, if this is an
 /// x86_64 host with a dynamically linked `/usr/bin/perl` (the syscall numbers below are x86_64's).
 fn perl_mounts() -> Option<Vec<Mount>> {
-    let libs = ["/lib/x86_64-linux-gnu", "/lib64"];
-    if !cfg!(target_arch = "x86_64")
-        || !Path::new("/usr/bin/perl").exists()
-        || libs.iter().any(|l| !Path::new(l).exists())
-    {
-        return None;
-    }
-    let mut mounts = vec![Mount::bind("/usr/bin/perl", "/usr/local/bin/perl").read_only()];
-    mounts.extend(libs.iter().map(|l| Mount::bind(*l, *l).read_only()));
-    Some(mounts)
+    let present = PERL_BINDS.iter().all(|(host, _)| Path::new(host).exists());
+    (cfg!(target_arch = "x86_64") && present)
+        .then(|| PERL_BINDS.iter().map(|(host, inside)| Mount::bind(*host, *inside).read_only()).collect())
 }
+
+/// What [`perl_mounts`] binds: host path, path inside.
+const PERL_BINDS: [(&str, &str); 3] = [
+    ("/usr/bin/perl", "/usr/local/bin/perl"),
+    ("/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"),
+    ("/lib64", "/lib64"),
+];
 
 /// A builder with perl inside, or `None` after printing why the test is skipped.
 fn builder_with_perl() -> Option<sandbox::Builder> {
@@ -1248,7 +1248,7 @@ fn check_terminal_settings_are_set_back() {
         return skip("needs util-linux's script, and a host perl to bind in");
     }
     let one = env!("CARGO_BIN_EXE_one-sandbox");
-    let binds = "/usr/bin/perl:/usr/local/bin/perl,/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu,/lib64:/lib64";
+    let binds: Vec<String> = PERL_BINDS.iter().map(|(host, inside)| format!("{host}:{inside}")).collect();
     // Printed first: once its output is stopped, the program's own writes would block.
     let tamper = r#"print "tampered\n"; system("stty raw -echo"); ioctl(STDIN, 0x540C, 0); ioctl(STDIN, 0x540A, 0);
         my $l = pack("i", 27); ioctl(STDIN, 0x5423, $l);"#;
@@ -1260,7 +1260,7 @@ fn check_terminal_settings_are_set_back() {
     let out = std::process::Command::new("timeout")
         .args(["60", "script", "-qec", &line, "/dev/null"])
         .env("SANDBOX_ROOTFS", rootfs().path())
-        .env("ONE_SANDBOX_BINDS", binds)
+        .env("ONE_SANDBOX_BINDS", binds.join(","))
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run script");
