@@ -233,6 +233,79 @@ fn child_panics_in_a_closure() {
     assert!(err.to_string().contains("deliberate"), "{err}");
 }
 
+/// The closure's panic report takes the caller's thread's name by writing std's report to a memory
+/// file through the process's stderr descriptor: never while other threads run. An outside review
+/// found programs another thread of the closure started during a panic kept that file as their
+/// stderr (their output lost), and the saved stderr leaked into them.
+#[test]
+fn a_panic_leaves_stderr_alone_for_programs_other_threads_start() {
+    let out =
+        system_tests::ChildTest::new("child_panics_while_a_thread_starts_programs").env("RUST_BACKTRACE", "1").output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_panics_while_a_thread_starts_programs() {
+    if !system_tests::is_child("child_panics_while_a_thread_starts_programs") {
+        return;
+    }
+    let sb = sandbox("busy");
+    let seen: Vec<String> = sb
+        .run(|| {
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = done.clone();
+            let starter = std::thread::spawn(move || {
+                let fds: Vec<String> = (0..30)
+                    .map(|_| {
+                        let out = std::process::Command::new("/bin/sh")
+                            .args(["-c", "readlink /proc/$$/fd/2; ls -l /proc/$$/fd"])
+                            .stderr(std::process::Stdio::inherit())
+                            .output()
+                            .expect("start sh");
+                        String::from_utf8_lossy(&out.stdout).into_owned()
+                    })
+                    .collect();
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                fds
+            });
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = std::panic::catch_unwind(|| panic!("deliberate, while programs start"));
+            }
+            starter.join().expect("join")
+        })
+        .expect("run");
+    for fds in &seen {
+        assert!(!fds.contains("memfd"), "a program got the panic's memory file as stderr: {fds}");
+        // The shell's stdin, stdout and stderr: nothing inherited besides.
+        assert_eq!(fds.lines().filter(|l| l.contains(" -> ")).count(), 3, "{fds}");
+    }
+}
+
+/// A thread of the closure that holds stdout's lock for good (a logger) no longer keeps the closure
+/// from ending: it flushed stdout through the lock, and waited for it.
+#[test]
+fn a_thread_holding_stdout_does_not_keep_a_closure_from_ending() {
+    let sb = Sandbox::builder()
+        .rootfs(&system_tests::fixture_rootfs(env!("CARGO_TARGET_TMPDIR")))
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .expect("build");
+    let value = sb.run(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "logger up");
+            let _ = tx.send(());
+            std::thread::sleep(std::time::Duration::from_secs(600));
+        });
+        rx.recv().expect("the logger holds stdout");
+        7u32
+    });
+    assert_eq!(value.expect("run"), 7);
+}
+
 /// A tool that runs a closure while its own stdout is a pipe nobody reads any more (`tool | head -1`
 /// once head has gone): the closure's output cannot be printed, and `run` says so as an error (as it
 /// did before a317cad: the closure died of SIGPIPE, `Error::Crashed`), rather than aborting the

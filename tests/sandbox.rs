@@ -216,6 +216,14 @@ fn check_arguments_are_bytes() {
     assert!(matches!(dir, Err(Error::InvalidConfig { what: "current_dir", .. })), "{dir:?}");
     let nul = sb.command("/bin/echo").arg(std::ffi::OsStr::from_bytes(b"a\0b")).status();
     assert!(matches!(nul, Err(Error::InvalidConfig { what: "argument", .. })), "{nul:?}");
+    // Shown escaped and cut (it was the whole megabyte), and names that are not UTF-8 with `\xff`.
+    let long = [b"x\0".as_slice(), &[b'y'; 1 << 20]].concat();
+    let long = sb.command("/bin/echo").arg(std::ffi::OsStr::from_bytes(&long)).status().expect_err("NUL");
+    assert!(long.to_string().len() < 1000, "{} bytes", long.to_string().len());
+    let missing = sb.command(std::ffi::OsStr::from_bytes(b"/bin/\xff")).status().expect_err("no such program");
+    assert!(missing.to_string().contains("/bin/\\xff"), "{missing}");
+    let in_etc = builder().current_dir(std::path::PathBuf::from("/etc")).build().expect("build");
+    assert_eq!(in_etc.command("/bin/pwd").output().expect("pwd").stdout, b"/etc\n");
 }
 
 fn check_bad_input() {

@@ -18,7 +18,8 @@ use crate::host_path::fd_path;
 pub struct KeptRecord {
     /// The rootfs the layer lies on: `host`, or the unpacked tree's path.
     pub rootfs: String,
-    /// The program and its arguments.
+    /// The program and its arguments; one that is not UTF-8 quoted with Rust's escapes
+    /// (`"caf\xe9"`, with the quotes).
     pub command: Vec<String>,
     /// How it ended: its exit code, or sandbox-run's error.
     pub outcome: String,

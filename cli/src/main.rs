@@ -94,17 +94,18 @@ fn try_main(cli: &Cli) -> Result<i32, Error> {
     };
     // The arguments go in as given, in any encoding; the program's path is looked up on the host
     // first, and a test binary's arguments are libtest's: those take UTF-8.
-    let utf8 = |s: &std::ffi::OsStr, expected| {
-        s.to_str().map(str::to_owned).ok_or_else(|| Error::Option {
-            option: "command",
-            value: s.to_string_lossy().into_owned(),
-            expected,
-        })
+    let utf8 = |s: &std::ffi::OsStr, option, expected| {
+        // Shown with Rust's escapes (`\xff`), without the quotes of `{:?}`.
+        let shown = || format!("{s:?}").trim_matches('"').to_owned();
+        s.to_str().map(str::to_owned).ok_or_else(|| Error::Option { option, value: shown(), expected })
     };
-    let program = utf8(program, "a program path in UTF-8")?;
+    let program = utf8(program, "program", "a path in UTF-8")?;
     if cli.per_test {
         let jobs = cli.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-        let args = args.iter().map(|a| utf8(a, "libtest arguments in UTF-8")).collect::<Result<Vec<_>, _>>()?;
+        let args = args
+            .iter()
+            .map(|a| utf8(a, "libtest argument", "UTF-8, as libtest takes its arguments"))
+            .collect::<Result<Vec<_>, _>>()?;
         return sandbox_cli::per_test(opts, jobs, &program, &args);
     }
     sandbox_cli::run(opts, &program, args)

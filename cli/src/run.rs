@@ -23,7 +23,8 @@ pub fn run(opts: &SandboxOptions, program: &str, args: &[std::ffi::OsString]) ->
             Ok(code) => format!("exit code {code}"),
             Err(e) => sandbox::error_chain(e),
         };
-        let args = args.iter().map(|a| a.to_string_lossy().into_owned());
+        // An argument that is not UTF-8 is written quoted with Rust's escapes (`"caf\xe9"`).
+        let args = args.iter().map(|a| a.to_str().map_or_else(|| format!("{a:?}"), str::to_owned));
         let command = std::iter::once(prepared.program.clone()).chain(args).collect();
         keep_if_failed(dir, matches!(result, Ok(0)), &prepared, command, outcome)?;
     }

@@ -246,6 +246,11 @@ fn arguments_reach_the_program_byte_for_byte() {
         .output()
         .expect("run sandbox-run");
     assert_eq!(out.stdout, b"caf\xe9\n", "{}", String::from_utf8_lossy(&out.stderr));
+    // The program's own path is looked up on the host first: it must be UTF-8, and says so.
+    let out =
+        Command::new(SANDBOX_RUN).arg("--").arg(std::ffi::OsStr::from_bytes(b"/bin/caf\xe9")).output().expect("run");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid program `/bin/caf\\xE9`"), "{}", text(&out));
 }
 
 /// `--writable-size` sizes the writable layer and `/tmp`; too small a size is refused with our code.

@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output};
 
 use crate::config::Job;
-use crate::error::{check_env, checked, invalid};
+use crate::error::{check_env, invalid, shown_os};
 use crate::spawn::handle::{HelperHandle, Stage, exit_status, with_fallback};
 use crate::spawn::pump::{Pump, Sink};
 use crate::{Error, Sandbox, Stdio};
@@ -258,23 +258,21 @@ impl<'a> Command<'a> {
     fn spawn_with(&self, defaults: [Stdio; 3]) -> Result<Child, Error> {
         let has_nul = |s: &OsStr| s.as_bytes().contains(&0);
         if self.program.is_empty() || has_nul(&self.program) {
-            return Err(invalid("program", &self.program.to_string_lossy(), "must be non-empty and without NUL"));
+            let reason = "must be non-empty and without NUL";
+            return Err(Error::InvalidConfig {
+                what: "program",
+                value: shown_os(&self.program),
+                reason: reason.into(),
+            });
         }
         if let Some(a) = self.args.iter().find(|a| has_nul(a)) {
-            return Err(invalid("argument", &a.to_string_lossy(), "must not contain NUL"));
+            let reason = "must not contain NUL".into();
+            return Err(Error::InvalidConfig { what: "argument", value: shown_os(a), reason });
         }
         for (k, v) in &self.env {
             check_env(k, v.as_deref().unwrap_or(""))?;
         }
-        let current_dir = match &self.current_dir {
-            Some(dir) => {
-                let text =
-                    dir.to_str().ok_or_else(|| invalid("current_dir", &dir.to_string_lossy(), "must be UTF-8"))?;
-                checked("current_dir", text, sandbox_validate::path_inside(text))?;
-                Some(text)
-            }
-            None => None,
-        };
+        let current_dir = self.current_dir.as_deref().map(crate::error::utf8_dir).transpose()?;
         if self.pty.is_some() && [&self.stdin, &self.stdout, &self.stderr].iter().any(|s| s.is_some()) {
             let reason =
                 "a program on a pseudo-terminal has the terminal as stdin, stdout and stderr: set none of them";

@@ -211,12 +211,58 @@ pub(crate) fn io<P: Into<PathBuf>>(op: &'static str, path: P) -> impl FnOnce(io:
 }
 
 pub(crate) fn invalid(what: &'static str, value: &str, reason: &str) -> Error {
-    Error::InvalidConfig { what, value: value.escape_debug().to_string(), reason: reason.to_owned() }
+    Error::InvalidConfig { what, value: shown(value), reason: reason.to_owned() }
+}
+
+/// `value` as an error shows it: escaped, and cut after 200 characters (an argument refused for a
+/// NUL could be a megabyte long, and was shown whole: an outside review).
+fn shown(value: &str) -> String {
+    shown_bytes(value.as_bytes())
+}
+
+/// A name of the program's, which may not be UTF-8, as an error shows it: as [`shown`], with bytes
+/// that are not UTF-8 as `\xff` (two such names had read alike, both as U+FFFD).
+pub(crate) fn shown_os(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    shown_bytes(name.as_bytes())
+}
+
+fn shown_bytes(value: &[u8]) -> String {
+    const MOST: usize = 200;
+    let mut escaped = String::new();
+    let mut count = 0;
+    for chunk in value.utf8_chunks() {
+        let invalid = chunk.invalid().iter().map(|b| format!("\\x{b:02x}"));
+        let text = chunk.valid().chars().map(|c| match c {
+            '"' | '\'' => c.to_string(),
+            _ => c.escape_debug().to_string(),
+        });
+        for piece in text.chain(invalid) {
+            if count == MOST {
+                escaped.push('…');
+                return escaped;
+            }
+            escaped.push_str(&piece);
+            count += 1;
+        }
+    }
+    escaped
 }
 
 /// The outcome of a `sandbox_validate` check of the setting `what`, as this crate's error.
 pub(crate) fn checked(what: &'static str, value: &str, check: Result<(), &'static str>) -> Result<(), Error> {
     check.map_err(|reason| invalid(what, value, reason))
+}
+
+/// A working directory as a sandbox takes it: UTF-8, absolute, inside the root.
+pub(crate) fn utf8_dir(dir: &std::path::Path) -> Result<&str, Error> {
+    let not_utf8 = || Error::InvalidConfig {
+        what: "current_dir",
+        value: shown_os(dir.as_os_str()),
+        reason: "must be UTF-8".into(),
+    };
+    let text = dir.to_str().ok_or_else(not_utf8)?;
+    checked("current_dir", text, sandbox_validate::path_inside(text)).map(|()| text)
 }
 
 /// An environment variable's name and value.
@@ -231,6 +277,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_escaped_and_cut() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(shown_os(std::ffi::OsStr::from_bytes(b"/bin/caf\xe9\n")), "/bin/caf\\xe9\\n");
+        assert_eq!(shown("a\0b"), "a\\0b");
+        let long = shown(&"x".repeat(1_000_000));
+        assert_eq!(long.chars().count(), 201);
+        assert!(long.ends_with('…'));
+    }
 
     #[test]
     fn memory_message_is_in_mib() {

@@ -36,7 +36,7 @@ pub struct Builder {
     hostname: String,
     network: Network,
     env: Vec<(String, String)>,
-    current_dir: String,
+    current_dir: std::path::PathBuf,
     timeout: Option<Duration>,
     user_namespace: Option<bool>,
     sys: bool,
@@ -59,7 +59,7 @@ impl Default for Builder {
             hostname: "sandbox".to_owned(),
             network: Network::Loopback,
             env: Vec::new(),
-            current_dir: "/".to_owned(),
+            current_dir: "/".into(),
             timeout: None,
             user_namespace: None,
             sys: false,
@@ -113,9 +113,9 @@ impl Builder {
         self
     }
 
-    /// The working directory of processes inside (absolute, inside the rootfs). Default: `/`.
-    pub fn current_dir(mut self, dir: impl Into<String>) -> Self {
-        self.current_dir = dir.into();
+    /// The working directory of processes inside (absolute, inside the rootfs, in UTF-8). Default: `/`.
+    pub fn current_dir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.current_dir = dir.as_ref().to_owned();
         self
     }
 
@@ -270,7 +270,7 @@ impl Builder {
             return Err(invalid("sandbox", "inside a sandbox", reason));
         }
         checked("hostname", &self.hostname, sandbox_validate::hostname(&self.hostname))?;
-        checked("current_dir", &self.current_dir, sandbox_validate::path_inside(&self.current_dir))?;
+        let current_dir = crate::error::utf8_dir(&self.current_dir)?.to_owned();
         for (k, v) in &self.env {
             crate::error::check_env(k, v)?;
         }
@@ -452,7 +452,7 @@ impl Builder {
                 hostname: self.hostname,
                 network,
                 env,
-                current_dir: self.current_dir,
+                current_dir,
                 timeout: self.timeout,
                 user_namespace,
                 outer_uid: uid,

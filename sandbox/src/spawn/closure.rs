@@ -3,7 +3,7 @@
 //! by its entry's offset in this binary (`sys::code`), checked against the build id.
 
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 
@@ -41,9 +41,9 @@ pub(crate) fn run_entry(report: &OwnedFd, entry: usize, build: &str, input: &[u8
             location: PLACE.lock().unwrap_or_else(|p| p.into_inner()).take(),
         },
     };
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     send(report, &record);
+    // exit flushes stdout unless another thread holds its lock (std's cleanup only tries the lock):
+    // a flush here waited for good on a thread that kept it (an outside review: a logger thread).
     std::process::exit(0);
 }
 
@@ -56,11 +56,20 @@ type Hook = dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send;
 /// name in its first line, as a test's panic reads under libtest; the rest (message, backtrace,
 /// notes) is std's own. Running the closure on a thread of that name did the same at 0.2 ms a
 /// closure, panicking or not; this costs nothing until a panic.
+///
+/// Only while this is the process's one thread: the swap of the descriptor is the whole process's,
+/// so a program another thread started meanwhile would keep the memory file as its stderr, and that
+/// thread's own output would land in it (an outside review). With other threads std's report goes
+/// out as it is, `'<unnamed>'`.
 fn named_report(default_hook: &Hook, info: &std::panic::PanicHookInfo<'_>, name: &str) {
     use std::io::{Read, Seek};
-    let Ok((file, stderr)) = (|| -> nix::Result<_> {
+    if crate::sys::SingleThreaded::if_alone().is_none() {
+        return default_hook(info);
+    }
+    let Ok((file, stderr)) = (|| -> std::io::Result<_> {
         let file = nix::sys::memfd::memfd_create(c"panic", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
-        let stderr = nix::unistd::dup(std::io::stderr())?;
+        // Close-on-exec, as std's duplicates are (the review found the copy in what a thread started).
+        let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
         nix::unistd::dup2_stderr(&file)?;
         Ok((std::fs::File::from(file), stderr))
     })() else {
