@@ -238,12 +238,14 @@ fn shown_bytes(value: &[u8]) -> String {
             _ => c.escape_debug().to_string(),
         });
         for piece in text.chain(invalid) {
-            if count == MOST {
+            // Counted as shown: a `\xff` is four characters (an outside review: 200 such bytes
+            // showed as 800).
+            if count + piece.chars().count() > MOST {
                 escaped.push('…');
                 return escaped;
             }
             escaped.push_str(&piece);
-            count += 1;
+            count += piece.chars().count();
         }
     }
     escaped
@@ -285,6 +287,8 @@ mod tests {
         assert_eq!(shown("a\0b"), "a\\0b");
         let long = shown(&"x".repeat(1_000_000));
         assert_eq!(long.chars().count(), 201);
+        let bytes = shown_os(std::ffi::OsStr::from_bytes(&[0xff; 1000]));
+        assert!(bytes.chars().count() <= 201 && bytes.ends_with('…'), "{bytes}");
         assert!(long.ends_with('…'));
     }
 

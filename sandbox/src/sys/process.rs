@@ -24,14 +24,16 @@ impl SingleThreaded {
         SingleThreaded { _not_send: std::marker::PhantomData }
     }
 
-    /// A proof made at run time: `Some` when the kernel counts one thread in this process
-    /// (`Threads:` of proc(5)'s `/proc/self/status`). Only this thread could start another, so the
-    /// answer holds until it does; use the token at once (it is neither `Send` nor `Sync`).
+    /// A proof made at run time: `Some` when the kernel counts one thread in this process: the
+    /// link count of `/proc/self/task` is two plus its threads (one `stat`, where reading
+    /// `/proc/self/status` had the kernel format fifty lines: a closure asks at each end). Only this
+    /// thread could start another, so the answer holds until it does; use the token at once (it is
+    /// neither `Send` nor `Sync`).
     pub(crate) fn if_alone() -> Option<SingleThreaded> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let threads = status.lines().find_map(|l| l.strip_prefix("Threads:"))?.trim();
+        use std::os::unix::fs::MetadataExt;
+        let links = std::fs::metadata("/proc/self/task").ok()?.nlink();
         // SAFETY: one thread: this one, which holds no lock across this call.
-        (threads == "1").then(|| unsafe { SingleThreaded::assume() })
+        (links == 3).then(|| unsafe { SingleThreaded::assume() })
     }
 }
 
@@ -503,4 +505,22 @@ pub(crate) fn with_a_slow_exec(
         });
     }
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_thread_is_not_alone() {
+        // libtest's main thread waits for this one.
+        assert!(SingleThreaded::if_alone().is_none());
+        let links = |p| std::os::unix::fs::MetadataExt::nlink(&std::fs::metadata(p).expect("stat"));
+        let before = links("/proc/self/task");
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || stopped.recv());
+        assert_eq!(links("/proc/self/task"), before + 1, "two plus the threads");
+        drop(stop);
+        let _ = other.join();
+    }
 }
