@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output};
 
 use crate::config::Job;
-use crate::error::{check_env, invalid, shown_os};
+use crate::error::{check_env, invalid, invalid_os};
 use crate::spawn::handle::{HelperHandle, Stage, exit_status, with_fallback};
 use crate::spawn::pump::{Pump, Sink};
 use crate::{Error, Sandbox, Stdio};
@@ -258,16 +258,10 @@ impl<'a> Command<'a> {
     fn spawn_with(&self, defaults: [Stdio; 3]) -> Result<Child, Error> {
         let has_nul = |s: &OsStr| s.as_bytes().contains(&0);
         if self.program.is_empty() || has_nul(&self.program) {
-            let reason = "must be non-empty and without NUL";
-            return Err(Error::InvalidConfig {
-                what: "program",
-                value: shown_os(&self.program),
-                reason: reason.into(),
-            });
+            return Err(invalid_os("program", &self.program, "must be non-empty and without NUL"));
         }
         if let Some(a) = self.args.iter().find(|a| has_nul(a)) {
-            let reason = "must not contain NUL".into();
-            return Err(Error::InvalidConfig { what: "argument", value: shown_os(a), reason });
+            return Err(invalid_os("argument", a, "must not contain NUL"));
         }
         for (k, v) in &self.env {
             check_env(k, v.as_deref().unwrap_or(""))?;

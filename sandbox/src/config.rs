@@ -118,8 +118,8 @@ pub(crate) enum Job {
         args: Vec<OsString>,
     },
     /// Run a closure of this binary: its entry's offset (`sys::code`), the build it belongs to, its
-    /// input as JSON, and the calling thread's name (a test's name under libtest), which the thread
-    /// that runs it inside takes.
+    /// input as JSON, and the calling thread's name (a test's name under libtest), which a panic's
+    /// report inside names (spawn::closure::named_report).
     Closure { entry: usize, build: String, input: String, thread: Option<String> },
     /// Keep the sandbox up, with no program, until the parent drops it.
     Session,

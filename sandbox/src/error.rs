@@ -211,41 +211,37 @@ pub(crate) fn io<P: Into<PathBuf>>(op: &'static str, path: P) -> impl FnOnce(io:
 }
 
 pub(crate) fn invalid(what: &'static str, value: &str, reason: &str) -> Error {
+    invalid_os(what, value.as_ref(), reason)
+}
+
+/// [`invalid`] for a value that may not be UTF-8 (a program, an argument, a path).
+pub(crate) fn invalid_os(what: &'static str, value: &std::ffi::OsStr, reason: &str) -> Error {
     Error::InvalidConfig { what, value: shown(value), reason: reason.to_owned() }
 }
 
-/// `value` as an error shows it: escaped, and cut after 200 characters (an argument refused for a
-/// NUL could be a megabyte long, and was shown whole: an outside review).
-fn shown(value: &str) -> String {
-    shown_bytes(value.as_bytes())
-}
-
-/// A name of the program's, which may not be UTF-8, as an error shows it: as [`shown`], with bytes
-/// that are not UTF-8 as `\xff` (two such names had read alike, both as U+FFFD).
-pub(crate) fn shown_os(name: &std::ffi::OsStr) -> String {
+/// `value` as an error shows it: escaped as Rust escapes a string (`\n`), bytes that are not UTF-8
+/// as `\xff` (two such names had read alike, both as U+FFFD), and cut after 200 characters as shown
+/// (an argument refused for a NUL could be a megabyte long, and was shown whole: an outside review;
+/// a `\xff` counts four).
+pub(crate) fn shown(value: &std::ffi::OsStr) -> String {
     use std::os::unix::ffi::OsStrExt;
-    shown_bytes(name.as_bytes())
-}
-
-fn shown_bytes(value: &[u8]) -> String {
     const MOST: usize = 200;
     let mut escaped = String::new();
     let mut count = 0;
-    for chunk in value.utf8_chunks() {
+    for chunk in value.as_bytes().utf8_chunks() {
         let invalid = chunk.invalid().iter().map(|b| format!("\\x{b:02x}"));
         let text = chunk.valid().chars().map(|c| match c {
             '"' | '\'' => c.to_string(),
             _ => c.escape_debug().to_string(),
         });
         for piece in text.chain(invalid) {
-            // Counted as shown: a `\xff` is four characters (an outside review: 200 such bytes
-            // showed as 800).
-            if count + piece.chars().count() > MOST {
+            let width = piece.chars().count();
+            if count + width > MOST {
                 escaped.push('…');
                 return escaped;
             }
             escaped.push_str(&piece);
-            count += piece.chars().count();
+            count += width;
         }
     }
     escaped
@@ -258,12 +254,7 @@ pub(crate) fn checked(what: &'static str, value: &str, check: Result<(), &'stati
 
 /// A working directory as a sandbox takes it: UTF-8, absolute, inside the root.
 pub(crate) fn utf8_dir(dir: &std::path::Path) -> Result<&str, Error> {
-    let not_utf8 = || Error::InvalidConfig {
-        what: "current_dir",
-        value: shown_os(dir.as_os_str()),
-        reason: "must be UTF-8".into(),
-    };
-    let text = dir.to_str().ok_or_else(not_utf8)?;
+    let text = dir.to_str().ok_or_else(|| invalid_os("current_dir", dir.as_os_str(), "must be UTF-8"))?;
     checked("current_dir", text, sandbox_validate::path_inside(text)).map(|()| text)
 }
 
@@ -283,11 +274,11 @@ mod tests {
     #[test]
     fn names_are_escaped_and_cut() {
         use std::os::unix::ffi::OsStrExt;
-        assert_eq!(shown_os(std::ffi::OsStr::from_bytes(b"/bin/caf\xe9\n")), "/bin/caf\\xe9\\n");
-        assert_eq!(shown("a\0b"), "a\\0b");
-        let long = shown(&"x".repeat(1_000_000));
+        assert_eq!(shown(std::ffi::OsStr::from_bytes(b"/bin/caf\xe9\n")), "/bin/caf\\xe9\\n");
+        assert_eq!(shown("a\0b".as_ref()), "a\\0b");
+        let long = shown("x".repeat(1_000_000).as_ref());
         assert_eq!(long.chars().count(), 201);
-        let bytes = shown_os(std::ffi::OsStr::from_bytes(&[0xff; 1000]));
+        let bytes = shown(std::ffi::OsStr::from_bytes(&[0xff; 1000]));
         assert!(bytes.chars().count() <= 201 && bytes.ends_with('…'), "{bytes}");
         assert!(long.ends_with('…'));
     }

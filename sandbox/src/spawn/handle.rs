@@ -116,7 +116,7 @@ impl HelperHandle {
                 Some(Record::ExecFailed { errno }) => {
                     handle.end();
                     let program = match &config.job {
-                        Job::Exec { program, .. } | Job::Join { program, .. } => crate::error::shown_os(program),
+                        Job::Exec { program, .. } | Job::Join { program, .. } => crate::error::shown(program),
                         _ => String::new(),
                     };
                     return Err(Error::Spawn { program, source: std::io::Error::from_raw_os_error(errno) }.into());
