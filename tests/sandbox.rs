@@ -224,6 +224,13 @@ fn check_arguments_are_bytes() {
     assert!(missing.to_string().contains("/bin/\\xff"), "{missing}");
     let in_etc = builder().current_dir(std::path::PathBuf::from("/etc")).build().expect("build");
     assert_eq!(in_etc.command("/bin/pwd").output().expect("pwd").stdout, b"/etc\n");
+    // argv[0], as std's `CommandExt::arg0` sets it: a multi-call binary picks its applet from it.
+    let echo = sb.command("/bin/busybox").arg0("echo").arg("hi").output().expect("run");
+    assert_eq!(echo.stdout, b"hi\n", "{echo:?}");
+    let shown = sb.command("/bin/busybox").arg0("cat").arg("/proc/self/cmdline").output().expect("run");
+    assert_eq!(shown.stdout, b"cat\0/proc/self/cmdline\0", "{shown:?}");
+    let nul = sb.command("/bin/true").arg0(std::ffi::OsStr::from_bytes(b"a\0b")).status();
+    assert!(matches!(nul, Err(Error::InvalidConfig { what: "argument", .. })), "{nul:?}");
 }
 
 fn check_bad_input() {

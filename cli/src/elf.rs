@@ -69,10 +69,9 @@ pub(crate) struct Object {
 /// When the file cannot be read, or is neither a script nor a 64-bit little-endian ELF file.
 pub(crate) fn object(open: &Path, shown: &Path) -> Result<Option<Object>, Error> {
     let file = open_regular(open).map_err(io("read", shown))?;
-    let not_elf = || Error::Option {
-        option: "program",
-        value: shown.display().to_string(),
-        expected: "an ELF64 executable or a #! script",
+    let not_elf = || Error::CannotExecute {
+        program: shown.to_owned(),
+        reason: "it is neither an ELF64 executable nor a #! script",
     };
     // Only the parts named below are read, never the whole file (an outside review: a sparse file of
     // 3 GB with an ELF header was read into memory whole).
@@ -239,7 +238,7 @@ pub(crate) fn hold_program(program: &Path) -> Result<OwnedFd, Error> {
         .map_err(|e| io("open", program)(e.into()))?;
     let st = nix::sys::stat::fstat(&fd).map_err(|e| io("open", program)(e.into()))?;
     if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG {
-        return Err(io("read", program)(std::io::Error::other("not a regular file")));
+        return Err(Error::CannotExecute { program: program.to_owned(), reason: "it is not a regular file" });
     }
     Ok(fd)
 }

@@ -40,6 +40,15 @@ pub enum Error {
     /// The sandbox could not be built or started.
     #[error("the sandbox failed")]
     Sandbox(#[source] sandbox::Error),
+    /// The program exists on the host but is nothing that can be executed (a folder, a device, a
+    /// file neither ELF nor script): exit code [`crate::exit::CANNOT_EXECUTE`], as a shell's.
+    #[error("`{program}` cannot be executed: {reason}")]
+    CannotExecute {
+        /// The program.
+        program: PathBuf,
+        /// What it is instead.
+        reason: &'static str,
+    },
     /// A host-side operation failed.
     #[error("failed to {op} `{path}`")]
     Io {

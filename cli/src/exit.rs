@@ -34,7 +34,7 @@ pub fn of_error(error: &Error) -> i32 {
         Error::Sandbox(sandbox::Error::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             NOT_FOUND
         }
-        Error::Sandbox(sandbox::Error::Spawn { .. }) => CANNOT_EXECUTE,
+        Error::Sandbox(sandbox::Error::Spawn { .. }) | Error::CannotExecute { .. } => CANNOT_EXECUTE,
         // As a shell's "bad interpreter": the program cannot be found to run.
         Error::Interpreter { .. } => NOT_FOUND,
         _ => SANDBOX_FAILED,

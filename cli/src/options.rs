@@ -125,7 +125,7 @@ pub struct TmpfsArg {
 
 /// Parses `500ms`, `30s`, `2m`, `1h`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, Error> {
-    let bad = || Error::Option { option: "a duration", value: text.to_owned(), expected: "e.g. 500ms, 30s, 2m, 1h" };
+    let bad = || Error::Option { option: "duration", value: text.to_owned(), expected: "e.g. 500ms, 30s, 2m, 1h" };
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let n: u64 = digits.parse().map_err(|_| bad())?;
@@ -200,7 +200,7 @@ fn parse_pids(text: &str) -> Result<u64, Error> {
 }
 
 fn parse_mount(text: &str) -> Result<MountArg, Error> {
-    let bad = || Error::Option { option: "a mount", value: text.to_owned(), expected: "SRC:DST or SRC:DST:ro" };
+    let bad = || Error::Option { option: "mount", value: text.to_owned(), expected: "SRC:DST or SRC:DST:ro" };
     let parts: Vec<&str> = text.split(':').collect();
     let (source, target, read_only) = match parts.as_slice() {
         [s, d] => (*s, *d, false),
@@ -223,7 +223,7 @@ fn parse_tmpfs(text: &str) -> Result<TmpfsArg, Error> {
         return Err(Error::Refused { value: text.to_owned(), reason: format!("the size {reason}") });
     }
     if !target.starts_with('/') {
-        return Err(Error::Option { option: "a tmpfs", value: text.to_owned(), expected: "/ABSOLUTE/PATH[:SIZE]" });
+        return Err(Error::Option { option: "tmpfs", value: text.to_owned(), expected: "/ABSOLUTE/PATH[:SIZE]" });
     }
     Ok(TmpfsArg { target: target.to_owned(), size })
 }
@@ -231,7 +231,7 @@ fn parse_tmpfs(text: &str) -> Result<TmpfsArg, Error> {
 fn parse_env(text: &str) -> Result<(String, String), Error> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(Error::Option { option: "a variable", value: text.to_owned(), expected: "KEY=VALUE" }),
+        _ => Err(Error::Option { option: "variable", value: text.to_owned(), expected: "KEY=VALUE" }),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `sandbox-run --per-test`: one fresh sandbox per test of a libtest binary, for users without nextest.
-//! The binary lists its tests (`--list --format terse`) in a sandbox too (it is not trusted, and its
+//! The binary lists its tests (`--list`) in a sandbox too (it is not trusted, and its
 //! `main` runs to list), then each test runs alone (`--exact NAME`) in a sandbox of its own; results
 //! print as libtest prints them.
 
@@ -43,18 +43,17 @@ fn selection(args: &[String]) -> Vec<String> {
 }
 
 /// The names of the tests the prepared binary lists with `args` (as `name: test` lines), listed in
-/// its sandbox. A binary that does not end its list as libtest does (`N tests, M benchmarks`) is
-/// no test binary: refused, rather than run as one with no tests.
-fn list(prepared: &Prepared, args: &[String]) -> Result<Vec<String>, Error> {
+/// its sandbox. Output that is no harness's list ([`is_test_list`]; nothing at all only where
+/// `may_be_empty`) is no test binary's: refused, rather than run as one with no tests.
+fn list(prepared: &Prepared, args: &[String], may_be_empty: bool) -> Result<Vec<String>, Error> {
     let fail = |reason: String| Error::List { binary: PathBuf::from(&prepared.program), reason };
-    let out = crate::capped::output(prepared.sandbox.command(&prepared.program).arg("--list").args(args))
+    let out = crate::capped::output(prepared.command().arg("--list").args(args))
         .map_err(|e| fail(sandbox::error_chain(&e)))?;
     if !out.status.success() {
         return Err(fail(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
     }
     let text = String::from_utf8(out.stdout).map_err(|_| fail("the list is not UTF-8".into()))?;
-    let summary = text.lines().rev().find(|l| !l.is_empty()).unwrap_or_default();
-    if !(summary.ends_with(" benchmarks") || summary.ends_with(" benchmark")) {
+    if !(is_test_list(&text) || may_be_empty && text.trim().is_empty()) {
         return Err(fail("it printed no libtest list (is it a test binary, built by cargo test?)".into()));
     }
     let names: Vec<String> = text.lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_owned).collect();
@@ -64,6 +63,19 @@ fn list(prepared: &Prepared, args: &[String]) -> Result<Vec<String>, Error> {
         return Err(fail(format!("a test name holds a control character: {odd:?}")));
     }
     Ok(names)
+}
+
+/// Whether `text` is what a test harness prints for `--list`: libtest's `name: test` lines ended by
+/// `N tests, M benchmarks`, or, from a harness that prints no such line (libtest-mimic, a
+/// `harness = false` test's usual harness; the thirty-fourth outside review), at least one line and
+/// only `name: test` and `name: bench` lines.
+fn is_test_list(text: &str) -> bool {
+    let mut lines = text.lines().filter(|l| !l.is_empty());
+    let summary = lines.clone().next_back().unwrap_or_default();
+    if summary.ends_with(" benchmarks") || summary.ends_with(" benchmark") {
+        return true;
+    }
+    lines.clone().next().is_some() && lines.all(|l| l.ends_with(": test") || l.ends_with(": bench"))
 }
 
 /// A test's name and how it ended.
@@ -100,7 +112,10 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
     // One sandbox configuration for the listings and all tests, unless each test keeps its own
     // writable layer.
     let prepared = prepare(opts, binary)?;
-    let listed = list(&prepared, &select)?;
+    // All tests first: a binary that lists none in a way no harness does is refused here. A
+    // selection may be empty, which libtest-mimic prints as nothing at all.
+    let everything = list(&prepared, &[], false)?.len();
+    let listed = list(&prepared, &select, true)?;
     let mut ignored_flags: Vec<String> =
         select.iter().filter(|a| a.starts_with("--ignored") || a.starts_with("--include-ignored")).cloned().collect();
     let ignored = if only_ignored || include_ignored {
@@ -108,9 +123,8 @@ pub fn per_test(opts: &SandboxOptions, jobs: usize, binary: &str, args: &[String
     } else {
         let mut flags = select.clone();
         flags.push("--ignored".into());
-        list(&prepared, &flags)?
+        list(&prepared, &flags, true)?
     };
-    let everything = list(&prepared, &[])?.len();
     // A set: the binary chooses how many names it lists, and a list of them compared with a list took
     // minutes of sandbox-run's time for 80000 (the seventeenth outside review).
     let ignored: std::collections::HashSet<String> = ignored.into_iter().collect();
@@ -237,8 +251,7 @@ struct Each<'a> {
 fn run_one(prepared: &crate::setup::Prepared, name: &str, each: &Each<'_>) -> Outcome {
     let out = crate::capped::output(
         prepared
-            .sandbox
-            .command(&prepared.program)
+            .command()
             .args(["--exact", name, "--nocapture", "--test-threads", "1"])
             .args(each.ignored_flags.iter().cloned()),
     );
@@ -348,5 +361,15 @@ mod tests {
         .map(String::from)
         .to_vec();
         assert_eq!(selection(&args), ["net::", "--skip", "slow", "--exact", "--include-ignored"]);
+    }
+
+    #[test]
+    fn libtest_and_libtest_mimic_lists_are_lists_and_other_output_is_not() {
+        assert!(is_test_list("a::b: test\nc: bench\n\n2 tests, 1 benchmark\n"), "libtest");
+        assert!(is_test_list("0 tests, 0 benchmarks\n"), "libtest, nothing selected");
+        assert!(is_test_list("check_a: test\n[slow] check_b: test\nspeed: bench\n"), "libtest-mimic");
+        assert!(!is_test_list(""), "nothing printed");
+        assert!(!is_test_list("Usage: tool [OPTIONS]\n"), "another program's help");
+        assert!(!is_test_list("a: test\nhello\n"), "a list with something else in it");
     }
 }

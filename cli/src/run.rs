@@ -40,7 +40,7 @@ fn run_prepared(
     // starts with an empty mask).
     let signals = block_forwarded_signals();
     let terminal = opts.tty.then(crate::shell::Terminal::prepare);
-    let mut cmd = prepared.sandbox.command(&prepared.program);
+    let mut cmd = prepared.command();
     cmd.args(args);
     if let Some(t) = &terminal {
         cmd.pty(t.rows, t.cols);
@@ -50,7 +50,11 @@ fn run_prepared(
     // file (an outside review). The file itself is opened once the program has ended (a FIFO there
     // waits for its reader, which may be the program's caller).
     let usage_dir = match &opts.json_usage {
-        Some(path) => Some((usage_folder(path)?, path)),
+        Some(path) => {
+            let (dir, kernel_links) = usage_folder(path)?;
+            usage_writable(&dir, kernel_links, path)?;
+            Some(((dir, kernel_links), path))
+        }
         None => None,
     };
     let mut child = match cmd.spawn() {
@@ -111,6 +115,37 @@ fn usage_folder(path: &Path) -> Result<(std::os::fd::OwnedFd, bool), Error> {
     let procfs =
         nix::sys::statfs::fstatfs(&dir).is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
     Ok((dir, procfs || real == Path::new("/dev")))
+}
+
+/// Refuses, before the program runs, a usage file that could not be written after it: a folder or
+/// (outside the kernel's folders) a link in its place, or a folder or file this process may not
+/// write. Without it, such a path failed only once the program had ended, and its exit code was lost
+/// to sandbox-run's own (an outside review). A program that plants one there while it runs still
+/// makes the write fail, then.
+fn usage_writable(dir: &std::os::fd::OwnedFd, kernel_links: bool, path: &Path) -> Result<(), Error> {
+    use nix::fcntl::AtFlags;
+    use nix::sys::stat::SFlag;
+    use nix::unistd::AccessFlags;
+    let fail = |e: std::io::Error| crate::error::io("write the usage to", path)(e);
+    let name =
+        path.file_name().ok_or_else(|| fail(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name")))?;
+    let (what, access) = match nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => {
+            let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+            if kind == SFlag::S_IFDIR {
+                return Err(fail(nix::errno::Errno::EISDIR.into()));
+            }
+            if kind == SFlag::S_IFLNK && !kernel_links {
+                return Err(fail(std::io::Error::other("a symbolic link is there, and it is never followed")));
+            }
+            (name, AtFlags::AT_EACCESS)
+        }
+        Err(nix::errno::Errno::ENOENT) => (std::ffi::OsStr::new("."), AtFlags::AT_EACCESS),
+        Err(e) => return Err(fail(e.into())),
+    };
+    // The kernel's own folders hold links to sandbox-run's descriptors, which access() follows.
+    let flags = if kernel_links { access } else { access | AtFlags::AT_SYMLINK_NOFOLLOW };
+    nix::unistd::faccessat(dir, what, AccessFlags::W_OK, flags).map_err(|e| fail(e.into()))
 }
 
 /// Writes what the sandbox used as one JSON object (`null` fields where this machine cannot tell)

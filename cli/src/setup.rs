@@ -17,6 +17,10 @@ pub struct Prepared {
     pub sandbox: Sandbox,
     /// The program as it is to be named inside (made absolute where it is a host path).
     pub program: String,
+    /// Its `argv[0]` where that differs from `program`: a host program on another rootfs runs at its
+    /// real path, and keeps the name it was given (a multi-call program reads it: a rustup proxy, a
+    /// busybox link).
+    arg0: Option<String>,
     /// The rootfs on the host: `/`, or the unpacked tree.
     pub lower: PathBuf,
     /// With `--keep-failed`: the folder made for the sandbox's writable layer.
@@ -235,6 +239,7 @@ pub(crate) fn prepare_held(
     if let Some(w) = workdir {
         b = b.current_dir(w);
     }
+    let arg0 = run_at.is_some().then(|| host_program.as_ref().map(|p| p.display().to_string())).flatten();
     let program = run_at.or(host_program).map_or_else(|| program.to_owned(), |p| p.display().to_string());
     let built = b.build();
     drop(held);
@@ -243,7 +248,18 @@ pub(crate) fn prepare_held(
             layer.remove_empty();
         }
     })?;
-    Ok(Prepared { sandbox, program, lower, kept, program_file })
+    Ok(Prepared { sandbox, program, arg0, lower, kept, program_file })
+}
+
+impl Prepared {
+    /// A command running the program in this sandbox, named as it was given.
+    pub fn command(&self) -> sandbox::Command<'_> {
+        let mut cmd = self.sandbox.command(&self.program);
+        if let Some(name) = &self.arg0 {
+            cmd.arg0(name);
+        }
+        cmd
+    }
 }
 
 /// Whether `path` exists in the rootfs `lower`, looked up inside it as the sandbox would

@@ -311,7 +311,9 @@ fn a_program_cannot_plant_links_where_sandbox_run_writes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage"), "{}", text(&out));
     assert_eq!(std::fs::read_to_string(&victim).expect("the victim"), "SECRET");
     // Nor does a FIFO with no reader there hang sandbox-run once the program ended (an outside
-    // review): it fails with its own code at once. (`timeout` ends a hang with 124.)
+    // review): it fails with its own code at once. (`timeout` ends a hang with 124.) The link the
+    // last program left is removed first: sandbox-run would refuse it before this one ran.
+    std::fs::remove_file(&usage).expect("remove the planted link");
     let out = Command::new("timeout")
         .current_dir(&work)
         .args(["60", SANDBOX_RUN, "--rootfs", "host", "--json-usage"])
@@ -1562,6 +1564,45 @@ fn the_default_working_directory_off_the_host_is_root() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "/root\n", "the working directory on Alpine");
 }
 
+/// A `--json-usage` path that cannot be written is refused before the program runs: a folder there,
+/// a link there, a folder the caller may not write. The thirty-fourth outside review: it failed only
+/// once the program had ended, and the program's exit code (3) was lost to sandbox-run's 125.
+#[test]
+fn an_unwritable_usage_path_is_refused_before_the_program_runs() {
+    // The test user's copy of sandbox-run, its home, and the paths, in a folder it may read.
+    let (dir, user_run, _) = copies_for_user();
+    let (folder, link, locked) = (dir.path().join("folder"), dir.path().join("link"), dir.path().join("locked"));
+    std::fs::create_dir(&folder).expect("mkdir");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).expect("symlink");
+    std::fs::create_dir(&locked).expect("mkdir");
+    let run = |usage: &Path, user: Option<(u32, u32)>| {
+        let mut cmd = Command::new(if user.is_some() { user_run.as_path() } else { Path::new(SANDBOX_RUN) });
+        cmd.args(["--rootfs", "host", "--json-usage"]).arg(usage).args(["--", "/bin/sh", "-c", "echo RAN; exit 3"]);
+        if let Some((uid, gid)) = user {
+            as_user(&mut cmd, uid, gid, dir.path());
+        }
+        cmd.output().expect("run sandbox-run")
+    };
+    let mut cases = vec![(folder.clone(), None, "Is a directory"), (link.clone(), None, "symbolic link")];
+    match test_user() {
+        Some((_, uid, gid)) if is_root() => {
+            cases.push((locked.join("usage.json"), Some((uid, gid)), "Permission denied"))
+        }
+        _ => eprintln!("SKIP: a folder the caller may not write: needs root and the test user"),
+    }
+    for (usage, user, said) in cases {
+        let out = run(&usage, user);
+        assert_eq!(out.status.code(), Some(125), "{}: {}", usage.display(), text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(said), "{}: {}", usage.display(), text(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("RAN"), "{}: the program ran", usage.display());
+    }
+    // A usage file that can be written: the program runs and its code is sandbox-run's.
+    let out = run(&dir.path().join("usage.json"), None);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "RAN\n", "{}", text(&out));
+    assert!(dir.path().join("usage.json").exists(), "{}", text(&out));
+}
+
 /// Review 18: `--json-usage` after `--memory` was exceeded (exit 137) writes
 /// `{"cpu_time_seconds":null,"oom_kills":0,"peak_memory_bytes":null}`: the one run whose usage a
 /// user wants to see says no OOM kill happened. It should count the OOM kill and give the peak.
@@ -1649,6 +1690,78 @@ fn per_test_shows_a_passing_tests_output_with_nocapture() {
             .expect("run");
         assert!(out.status.success(), "{}", text(&out));
         assert!(text(&out).contains("marker printed by a passing test"), "{flag}: {}", text(&out));
+    }
+}
+
+/// `--per-test` takes a harness that lists as libtest-mimic (`harness = false` tests) does: `name:
+/// test` lines and no `N tests, M benchmarks` summary, nothing at all for a selection of none. The
+/// thirty-fourth outside review: such a binary was refused ("it printed no libtest list"), though
+/// nextest runs it. Here a script stands in for one.
+#[test]
+fn per_test_runs_a_harness_whose_list_has_no_summary_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let harness = dir.path().join("harness");
+    std::fs::write(
+        &harness,
+        r#"#!/bin/sh
+case "$1" in
+--list)
+    shift
+    case "$*" in *--ignored*) exit 0 ;; esac
+    for t in alpha beta; do case "$t" in *"$1"*) echo "$t: test" ;; esac; done ;;
+--exact) echo "$2 ran in $(hostname)"; [ "$2" = alpha ] ;;
+*) exit 2 ;;
+esac
+"#,
+    )
+    .expect("write the harness");
+    std::fs::set_permissions(&harness, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let run = |filter: &str| {
+        Command::new(SANDBOX_RUN).args(["--per-test", "--"]).arg(&harness).arg(filter).output().expect("run")
+    };
+    let out = run("");
+    assert_eq!(out.status.code(), Some(101), "beta fails: {}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("test alpha ... ok") && all.contains("test beta ... FAILED"), "{all}");
+    assert!(all.contains("beta ran in sandbox"), "{all}");
+    assert!(all.contains("1 passed; 1 failed; 0 ignored"), "{all}");
+    // A filter that selects nothing: an empty list, not a refused binary.
+    let out = run("zzz");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("0 passed; 0 failed; 0 ignored; 0 measured; 2 filtered out"), "{}", text(&out));
+}
+
+/// A host program on another rootfs runs at its real path (its `$ORIGIN`), but keeps the name it was
+/// given as `argv[0]`: a multi-call program (a rustup proxy, a busybox link) picks what it does
+/// from it. The thirty-fourth outside review: a link to busybox said "applet not found".
+#[test]
+fn a_host_program_on_another_rootfs_keeps_its_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).exists());
+    let Some(busybox) = busybox else { return skip("no busybox on the host (apt-get install busybox-static)") };
+    let echo = dir.path().join("echo");
+    std::os::unix::fs::symlink(busybox, &echo).expect("symlink");
+    let out =
+        Command::new(SANDBOX_RUN).args(["--rootfs", "alpine", "--"]).arg(&echo).arg("named").output().expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "named\n", "{}", text(&out));
+}
+
+/// A host "program" on another rootfs that is nothing executable (a folder, a device, a text file)
+/// exits 126, "cannot be executed", as on the host's root and as a shell says; not 125, which says
+/// sandbox-run itself failed (the thirty-fourth outside review).
+#[test]
+fn a_host_file_that_cannot_be_executed_exits_126() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text_file = dir.path().join("notes.txt");
+    std::fs::write(&text_file, "just text\n").expect("write");
+    std::fs::set_permissions(&text_file, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (program, said) in
+        [(dir.path(), "not a regular file"), (Path::new("/dev/null"), "not a regular file"), (&text_file, "neither")]
+    {
+        let out = Command::new(SANDBOX_RUN).args(["--rootfs", "alpine", "--"]).arg(program).output().expect("run");
+        assert_eq!(out.status.code(), Some(126), "{}: {}", program.display(), text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(said), "{}: {}", program.display(), text(&out));
     }
 }
 

@@ -33,6 +33,7 @@ pub struct Command<'a> {
     sandbox: &'a Sandbox,
     session: Option<crate::config::Joined>,
     program: OsString,
+    arg0: Option<OsString>,
     args: Vec<OsString>,
     env: Vec<(String, Option<String>)>,
     current_dir: Option<std::path::PathBuf>,
@@ -49,6 +50,7 @@ impl<'a> Command<'a> {
             sandbox,
             session,
             program,
+            arg0: None,
             args: Vec::new(),
             env: Vec::new(),
             current_dir: None,
@@ -89,6 +91,21 @@ impl<'a> Command<'a> {
     /// controlling terminal: what an interactive shell needs for job control and ^C. Default: off.
     pub fn controlling_terminal(&mut self, enable: bool) -> &mut Self {
         self.controlling_terminal = enable;
+        self
+    }
+
+    /// Sets the program's `argv[0]`, as [`std::os::unix::process::CommandExt::arg0`] does: what a
+    /// multi-call program (busybox, a rustup proxy) reads its name from. Default: the program as
+    /// given to [`Sandbox::command`](crate::Sandbox::command). Any bytes but NUL.
+    ///
+    /// ```no_run
+    /// # let sb = sandbox::Sandbox::builder().build()?;
+    /// let out = sb.command("/bin/busybox").arg0("echo").arg("hi").output()?;
+    /// assert_eq!(out.stdout, b"hi\n");
+    /// # Ok::<(), sandbox::Error>(())
+    /// ```
+    pub fn arg0(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
+        self.arg0 = Some(arg.as_ref().to_owned());
         self
     }
 
@@ -260,7 +277,7 @@ impl<'a> Command<'a> {
         if self.program.is_empty() || has_nul(&self.program) {
             return Err(invalid_os("program", &self.program, "must be non-empty and without NUL"));
         }
-        if let Some(a) = self.args.iter().find(|a| has_nul(a)) {
+        if let Some(a) = self.arg0.iter().chain(&self.args).find(|a| has_nul(a)) {
             return Err(invalid_os("argument", a, "must not contain NUL"));
         }
         for (k, v) in &self.env {
@@ -283,11 +300,12 @@ impl<'a> Command<'a> {
             stdio = [theirs, &null, &null];
         }
         let handle = with_fallback(|| {
+            let arg0 = self.arg0.clone().unwrap_or_else(|| self.program.clone());
             let job = match &self.session {
                 Some(session) => {
-                    Job::Join { session: session.clone(), program: self.program.clone(), args: self.args.clone() }
+                    Job::Join { session: session.clone(), program: self.program.clone(), arg0, args: self.args.clone() }
                 }
-                None => Job::Exec { program: self.program.clone(), args: self.args.clone() },
+                None => Job::Exec { program: self.program.clone(), arg0, args: self.args.clone() },
             };
             let (mut config, lease) = self.sandbox.config(job, Some((&self.env, current_dir)))?;
             config.controlling_terminal = self.controlling_terminal || self.pty.is_some();

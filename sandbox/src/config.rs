@@ -114,6 +114,9 @@ pub(crate) enum Job {
     Exec {
         #[serde(with = "bytes_or_text")]
         program: OsString,
+        /// The program's `argv[0]`: `program` unless `Command::arg0` set it.
+        #[serde(with = "bytes_or_text")]
+        arg0: OsString,
         #[serde(with = "bytes_or_text::list")]
         args: Vec<OsString>,
     },
@@ -130,6 +133,9 @@ pub(crate) enum Job {
         session: Joined,
         #[serde(with = "bytes_or_text")]
         program: OsString,
+        /// As `Exec`'s.
+        #[serde(with = "bytes_or_text")]
+        arg0: OsString,
         #[serde(with = "bytes_or_text::list")]
         args: Vec<OsString>,
     },

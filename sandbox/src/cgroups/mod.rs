@@ -271,7 +271,7 @@ pub(super) fn sweep(parent: &Path) {
             }
             continue;
         };
-        let alive = Path::new(&format!("/proc/{pid}")).exists();
+        let alive = helper_alive(pid);
         if !alive && empty {
             tracing::info!(cgroup = %e.path().display(), "removing the cgroup of a sandbox whose helper was killed");
             let _ = fs::remove_dir(e.path());
@@ -281,6 +281,16 @@ pub(super) fn sweep(parent: &Path) {
             tracing::info!(cgroup = %e.path().display(), "killing what is left of a sandbox whose helper was killed");
             kill_and_remove(&e.path());
         }
+    }
+}
+
+/// Whether the helper `pid` still runs: a zombie does not (an outside review: under a PID 1 that
+/// reaps nothing, a container's `tail -f`, a killed run's helper stayed a zombie for good, and its
+/// cgroup with it).
+fn helper_alive(pid: i32) -> bool {
+    match crate::sys::process::stat_fields(&pid.to_string()) {
+        Some(fields) => !matches!(fields.first().map(String::as_str), Some("Z" | "X" | "x")),
+        None => Path::new(&format!("/proc/{pid}")).exists(),
     }
 }
 
@@ -490,6 +500,13 @@ mod tests {
         fs::create_dir_all(&dead).expect("mkdir");
         let live = root.path().join(format!("pids/ci/sandbox-{}-live", std::process::id()));
         fs::create_dir_all(&live).expect("mkdir");
+        // A helper that ended and was never reaped (its parent is a PID 1 that reaps nothing).
+        let mut zombie = std::process::Command::new("/bin/true").spawn().expect("spawn /bin/true");
+        let zombie_pid = nix::unistd::Pid::from_raw(i32::try_from(zombie.id()).expect("pid"));
+        let flags = nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT;
+        nix::sys::wait::waitid(nix::sys::wait::Id::Pid(zombie_pid), flags).expect("waitid");
+        let unreaped = root.path().join(format!("pids/ci/sandbox-{zombie_pid}-zombie"));
+        fs::create_dir_all(&unreaped).expect("mkdir");
         // Another pid namespace's, whose helper cannot be looked for here: an old empty one is a
         // leftover of a namespace that died; a recent one may be a sandbox that is starting.
         let other_ns = pid_namespace() + 1;
@@ -512,6 +529,8 @@ mod tests {
         assert!(root.path().join("cpuacct/ci/sandbox-5-b").is_dir());
         assert!(!dead.exists(), "the dead helper's cgroup is swept");
         assert!(live.exists(), "a live helper's cgroup is kept");
+        assert!(!unreaped.exists(), "an unreaped helper's cgroup is swept");
+        zombie.wait().expect("reap");
         assert!(!stale.exists() && recent.exists(), "another namespace's: only an old empty one is swept");
         fs::write(root.path().join("cpuacct/ci/sandbox-5-b/cpuacct.usage"), "1500000000\n").expect("write");
         fs::write(

@@ -38,9 +38,11 @@ impl std::fmt::Debug for Prepared<'_> {
 impl<'a> Prepared<'a> {
     pub(crate) fn new(config: &'a Config) -> Prepared<'a> {
         let cstr = |s: &[u8]| CString::new(s).unwrap_or_default();
-        let (program, args): (&[u8], &[OsString]) = match &config.job {
-            Job::Exec { program, args } | Job::Join { program, args, .. } => (program.as_bytes(), args),
-            _ => (b"", &[]),
+        let (program, arg0, args): (&[u8], &[u8], &[OsString]) = match &config.job {
+            Job::Exec { program, arg0, args } | Job::Join { program, arg0, args, .. } => {
+                (program.as_bytes(), arg0.as_bytes(), args)
+            }
+            _ => (b"", b"", &[]),
         };
         let searching = !program.contains(&b'/') && !program.is_empty();
         let candidates = if !searching {
@@ -56,7 +58,7 @@ impl<'a> Prepared<'a> {
                 .ok()
                 .flatten(),
             current_dir: cstr(config.current_dir.as_bytes()),
-            args: ExecList::new(std::iter::once(program).chain(args.iter().map(|a| a.as_bytes())).map(cstr).collect()),
+            args: ExecList::new(std::iter::once(arg0).chain(args.iter().map(|a| a.as_bytes())).map(cstr).collect()),
             env: ExecList::new(config.env.iter().map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect()),
             candidates,
             searching,
