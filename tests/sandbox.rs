@@ -1003,6 +1003,45 @@ fn rlimits_apply_to_the_program() {
     assert_eq!(text(&sh(&sb, "ulimit -n")), "64\n");
 }
 
+/// A default sandbox caps the processes of each user inside (`RLIMIT_NPROC`, counted in its own
+/// user namespace), so that a fork bomb in one test cannot take the host's process ids: the 34th
+/// outside review, 1000 `sleep &` in one sandbox were 1000 more host processes. Each sandbox counts
+/// its own: two that each hold most of a small cap at once both get it.
+fn check_processes_are_capped_by_default() {
+    let caller = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC).expect("getrlimit").0;
+    let cap = sandbox::DEFAULT_PROCESSES.min(caller);
+    let sb = builder().build().expect("build");
+    assert_eq!(text(&sh(&sb, "ulimit -u")), format!("{cap}\n"));
+    // One's own cap, and past it the program's own error.
+    let small = builder().rlimit(sandbox::Rlimit::NProc, 12).build().expect("build");
+    let hold = "i=0; while [ $i -lt 8 ]; do sleep 30 & i=$((i+1)); done; echo held; read _; kill $(jobs -p)";
+    let mut first = small
+        .command("/bin/sh")
+        .args(["-c", hold])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(first.stdout.as_mut().expect("stdout")), &mut line)
+        .expect("read");
+    assert_eq!(line, "held\n", "the first sandbox holds 8 processes");
+    let second = small
+        .command("/bin/sh")
+        .args(["-c", "i=0; while [ $i -lt 8 ]; do sleep 30 & i=$((i+1)); done; echo held; kill $(jobs -p)"])
+        .output()
+        .expect("run");
+    assert_eq!(text(&second), "held\n", "another sandbox counts its own: {second:?}");
+    let bomb = small
+        .command("/bin/sh")
+        .args(["-c", "i=0; while [ $i -lt 30 ]; do sleep 30 & i=$((i+1)); done; kill $(jobs -p)"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&bomb.stderr).contains("can't fork"), "past the cap: {bomb:?}");
+    drop(first.stdin.take());
+    first.wait().expect("wait");
+}
+
 /// A cgroup left by a killed run goes with the next run that has limits; one of another pid
 /// namespace's sandbox (a container sharing the parent cgroup) goes only once empty for minutes.
 #[test]
@@ -1366,6 +1405,7 @@ fn large_outputs_do_not_deadlock() {
 fn clean_environment_and_working_directory() {
     check_env_and_dir();
     check_arguments_are_bytes();
+    check_processes_are_capped_by_default();
 }
 
 #[test]
@@ -1613,6 +1653,7 @@ fn child_rootless_suite() {
     check_large_output();
     check_env_and_dir();
     check_arguments_are_bytes();
+    check_processes_are_capped_by_default();
     check_bad_input();
     check_session();
     check_pty();

@@ -28,7 +28,7 @@ pub struct SandboxOptions {
     /// code 137
     #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
     pub memory: Option<u64>,
-    /// Most processes at once
+    /// Most processes at once (a cgroup's; without it: 2048 per user inside, by RLIMIT_NPROC)
     #[arg(long, value_name = "N", value_parser = parse_pids)]
     pub pids: Option<u64>,
     /// CPU limit, in CPUs (`0.5`)

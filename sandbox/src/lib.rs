@@ -97,7 +97,7 @@ pub use error::{Error, Result, error_chain};
 pub use fetch;
 pub use network::{Net, Network};
 pub use pty::Pty;
-pub use rlimit::Rlimit;
+pub use rlimit::{DEFAULT_PROCESSES, Rlimit};
 pub use sandbox::{Builder, Sandbox, kept_layer_owner, namespace_owners};
 pub use session::Session;
 pub use stdio::Stdio;

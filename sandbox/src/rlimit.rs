@@ -24,6 +24,27 @@ pub enum Rlimit {
     MemLock,
 }
 
+/// The processes (threads count too) each user inside a sandbox may have by default: podman's
+/// default `pids_limit`. It is `RLIMIT_NPROC`, which the kernel counts per user *of the sandbox's
+/// own user namespace*: every sandbox has its own 2048, whatever its id range, and a careless fork
+/// bomb in one test gets `EAGAIN` at its 2048th process instead of taking the host's process ids
+/// from every other test (an outside review: 1000 `sleep &` in one sandbox were 1000 more host
+/// processes; `pid_max` is 32768 on many machines). Unlike a [`Builder::pids_limit`], it needs no
+/// cgroup, so it holds rootless and on cgroup v1 too. Not in a
+/// [`privileged`](crate::Builder::privileged) sandbox (the host's root is exempt from it), nor in
+/// one with a pids limit; [`Builder::rlimit`] with [`Rlimit::NProc`] sets another.
+///
+/// [`Builder::pids_limit`]: crate::Builder::pids_limit
+/// [`Builder::rlimit`]: crate::Builder::rlimit
+pub const DEFAULT_PROCESSES: u64 = 2048;
+
+/// [`DEFAULT_PROCESSES`], or the caller's own `RLIMIT_NPROC` if that is lower.
+pub(crate) fn default_processes() -> u64 {
+    let own =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC).map_or(u64::MAX, |(soft, _)| soft);
+    DEFAULT_PROCESSES.min(own)
+}
+
 impl Rlimit {
     pub(crate) fn resource(self) -> nix::sys::resource::Resource {
         use nix::sys::resource::Resource;

@@ -206,7 +206,9 @@ impl Builder {
     }
 
     /// Caps the number of processes and threads in the sandbox (at least 2: its init counts): a fork
-    /// past it fails (EAGAIN), as the program's own error. Needs a usable cgroup. Default: none.
+    /// past it fails (EAGAIN), as the program's own error. Needs a usable cgroup. Default: none, and
+    /// [`DEFAULT_PROCESSES`](crate::DEFAULT_PROCESSES) per user inside (`RLIMIT_NPROC`), which a pids
+    /// limit replaces.
     pub fn pids_limit(mut self, max: u64) -> Self {
         self.limits.pids = Some(max);
         self
@@ -231,7 +233,10 @@ impl Builder {
         self
     }
 
-    /// Sets a setrlimit(2) limit (soft and hard) for the program. Default: the caller's limits.
+    /// Sets a setrlimit(2) limit (soft and hard) for the program. Default: the caller's limits,
+    /// but for [`Rlimit::NProc`](crate::Rlimit::NProc) in a sandbox that is neither
+    /// [`privileged`](Builder::privileged) nor given a [`pids_limit`](Builder::pids_limit):
+    /// [`DEFAULT_PROCESSES`](crate::DEFAULT_PROCESSES) (or the caller's, if lower).
     pub fn rlimit(mut self, resource: crate::Rlimit, value: u64) -> Self {
         self.rlimits.retain(|(r, _)| *r != resource);
         self.rlimits.push((resource, value));
@@ -445,6 +450,10 @@ impl Builder {
         } else {
             RootMode::Overlay { lower }
         };
+        let mut rlimits = self.rlimits;
+        if !self.privileged && self.limits.pids.is_none() && !rlimits.iter().any(|(r, _)| *r == crate::Rlimit::NProc) {
+            rlimits.push((crate::Rlimit::NProc, crate::rlimit::default_processes()));
+        }
         Ok(Sandbox {
             base: Config {
                 root,
@@ -464,7 +473,7 @@ impl Builder {
                 mounts,
                 files: self.files,
                 limits: self.limits,
-                rlimits: self.rlimits,
+                rlimits,
                 security,
                 network_in_background: None,
                 job: Job::Session,
