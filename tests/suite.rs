@@ -345,6 +345,28 @@ fn should_panic_is_met_by_the_body_s_panic_not_by_a_failed_sandbox() {
     system_tests::ChildTest::new("child_should_panic_panics").assert_success();
 }
 
+/// The 34th outside review: a hung test whose `#[should_panic(expected = …)]` text was in a command
+/// line it was running (`nc 127.0.0.1 8080`, expected "8080") passed: the timeout's message listed
+/// the sandbox's processes. They go to stderr now; the message says only that it timed out.
+#[test]
+fn a_hung_test_does_not_meet_an_expected_text_through_what_it_was_running() {
+    let out = system_tests::ChildTest::new("child_hangs_in_a_program_named_like_its_expected_text").output();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success() && stdout.contains("panic did not contain expected string"),
+        "the hung test must fail:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert!(stderr.contains("timed out after") && stderr.contains("sleep 4242"), "what it ran, on stderr:\n{stderr}");
+}
+
+#[sandbox_test(timeout = "2s")]
+#[should_panic(expected = "4242")]
+#[ignore = "run by its parent test, which checks that it fails"]
+fn child_hangs_in_a_program_named_like_its_expected_text() {
+    let status = std::process::Command::new("/bin/sleep").arg("4242").status();
+    panic!("sleep ended before the deadline: {status:?}");
+}
+
 #[sandbox_test(rootfs_dir = "does/not/exist")]
 #[should_panic]
 #[ignore = "run by its parent test, which checks that it fails"]

@@ -215,21 +215,30 @@ pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, b
     let failure = match build(options) {
         Ok(sb) => match sb.run(move || body().into_outcome()) {
             Ok(Outcome::Passed) => return,
-            Ok(Outcome::Failed(e)) => Failure::Body(format!("Error: {e}")),
+            Ok(Outcome::Failed(e)) => Failure::Body(format!("Error: {e}"), String::new()),
             // The child already printed "thread … panicked at file:line"; the payload goes on unchanged.
             Err(Error::Panicked { message, .. }) => std::panic::resume_unwind(Box::new(message)),
             Err(e) => ended(e),
         },
         Err(e) => ended(e),
     };
-    let (text, passes, why) = match failure {
-        Failure::Body(text) => {
-            (text, options.should_panic != Some(None), "a bare #[should_panic] is met by a panic alone")
+    let (text, details, passes, why) = match failure {
+        Failure::Body(text, details) => {
+            (text, details, options.should_panic != Some(None), "a bare #[should_panic] is met by a panic alone")
         }
-        Failure::Sandbox(text) => {
-            (text, options.should_panic.is_none(), "a sandbox that cannot be set up meets no #[should_panic]")
-        }
+        Failure::Sandbox(text) => (
+            text,
+            String::new(),
+            options.should_panic.is_none(),
+            "a sandbox that cannot be set up meets no #[should_panic]",
+        ),
     };
+    // The details (what a hung test was running: command lines of the test's own choosing) go to
+    // stderr, not into the panic's message, which a `#[should_panic(expected = …)]` is matched
+    // against: a test expecting "8080" passed when it hung in `nc 127.0.0.1 8080` (an outside review).
+    if !details.is_empty() {
+        eprintln!("{details}");
+    }
     if passes {
         panic!("{text}");
     }
@@ -239,8 +248,8 @@ pub fn run_test<R: TestResult, B: FnOnce() -> R + Copy>(options: &TestOptions, b
 /// How a test failed when its body did not panic.
 enum Failure {
     /// The body's own doing: it returned `Err`, ran past its timeout, crashed, exited, or ran out of
-    /// memory.
-    Body(String),
+    /// memory; and details printed apart from the message.
+    Body(String, String),
     /// The sandbox could not be had: no rootfs, a failed setup, an invalid option.
     Sandbox(String),
 }
@@ -250,21 +259,29 @@ fn ended(e: Error) -> Failure {
     match e {
         Error::TimedOut { after, doing } => {
             let doing = match doing.is_empty() {
-                true => " (no word from its init of what it was running)".to_owned(),
-                false => format!("; it was running:{}", doing.iter().map(|l| format!("\n  {l}")).collect::<String>()),
+                true => "#[sandbox_test]: no word from the sandbox's init of what it was running".to_owned(),
+                false => format!(
+                    "#[sandbox_test]: when its deadline passed, the test's sandbox was running:{}",
+                    doing.iter().map(|l| format!("\n  {l}")).collect::<String>()
+                ),
             };
-            Failure::Body(format!(
-                "#[sandbox_test] timed out after {after:?}: every process in the test's sandbox was killed{doing}"
-            ))
+            Failure::Body(
+                format!("#[sandbox_test] timed out after {after:?}: every process in the test's sandbox was killed"),
+                doing,
+            )
         }
         // A body that ends its process itself (std::process::exit) never returns its outcome.
-        Error::Crashed { status } if status.code().is_some() => Failure::Body(format!(
-            "the test's process ended inside its sandbox with {status} before the test returned (std::process::exit in the test?)"
-        )),
-        Error::Crashed { status } => Failure::Body(format!(
-            "the test's process died inside its sandbox: {status} (a crash or abort in the test, or a kill)"
-        )),
-        e @ Error::MemoryLimitExceeded { .. } => Failure::Body(e.to_string()),
+        Error::Crashed { status } if status.code().is_some() => Failure::Body(
+            format!(
+                "the test's process ended inside its sandbox with {status} before the test returned (std::process::exit in the test?)"
+            ),
+            String::new(),
+        ),
+        Error::Crashed { status } => Failure::Body(
+            format!("the test's process died inside its sandbox: {status} (a crash or abort in the test, or a kill)"),
+            String::new(),
+        ),
+        e @ Error::MemoryLimitExceeded { .. } => Failure::Body(e.to_string(), String::new()),
         e @ Error::Rootfs(_) => Failure::Sandbox(format!("#[sandbox_test] has no rootfs: {}", crate::error_chain(&e))),
         e @ (Error::Setup { .. } | Error::InvalidConfig { .. }) => {
             Failure::Sandbox(format!("#[sandbox_test] could not set up the test's sandbox: {}", crate::error_chain(&e)))
