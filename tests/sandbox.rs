@@ -1003,6 +1003,26 @@ fn rlimits_apply_to_the_program() {
     assert_eq!(text(&sh(&sb, "ulimit -n")), "64\n");
 }
 
+/// A cache and a rootfs folder reached through links (a symlinked `~/.cache`, `/home -> var/home`)
+/// start sandboxes: the 34th outside review, every start failed with ELOOP (setup opens a tree
+/// following no link, and the paths it was given held the caller's links).
+fn check_links_on_the_way_to_the_cache_and_the_rootfs() {
+    let tree = rootfs().path().to_owned();
+    let cache = std::env::var_os("SANDBOX_TEST_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-test-cache"));
+    let tarball = cache.join("fixture-3.19.1.tar.gz");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("real")).expect("mkdir");
+    std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("cache")).expect("symlink");
+    std::os::unix::fs::symlink(&tree, dir.path().join("tree")).expect("symlink");
+    let through_link = fetch::Rootfs::from_tarball_in(&tarball, Some(&dir.path().join("cache"))).expect("unpack");
+    let sb = Sandbox::builder().rootfs(&through_link).build().expect("build");
+    assert_eq!(text(&sh(&sb, "echo cached")), "cached\n");
+    let sb = Sandbox::builder().rootfs_dir(dir.path().join("tree")).build().expect("build");
+    assert_eq!(text(&sh(&sb, "echo folder")), "folder\n");
+}
+
 /// A default sandbox caps the processes of each user inside (`RLIMIT_NPROC`, counted in its own
 /// user namespace), so that a fork bomb in one test cannot take the host's process ids: the 34th
 /// outside review, 1000 `sleep &` in one sandbox were 1000 more host processes. Each sandbox counts
@@ -1268,11 +1288,12 @@ fn refused_overlay_rootfs() -> LongPath {
     loop {
         let left = LEN - path.as_os_str().len() - 1;
         if left <= 255 {
-            // Relative: inside the sandbox the host's root is at /oldroot when the overlay is mounted.
-            let up = "../".repeat(path.components().count() - 1);
-            let tree = rootfs().path().to_string_lossy().trim_start_matches('/').to_owned();
+            // A copy of the tree, not a link to it: a rootfs folder's links are resolved when the
+            // sandbox is built, and the path would be short again.
             path.push("l".repeat(left));
-            std::os::unix::fs::symlink(format!("{up}{tree}"), &path).expect("link to the rootfs");
+            let copied =
+                std::process::Command::new("cp").arg("-a").arg(rootfs().path()).arg(&path).status().expect("run cp");
+            assert!(copied.success(), "copy the rootfs to {}", path.display());
             return LongPath { path, _dir: dir };
         }
         path.push("d".repeat(250.min(left - 60)));
@@ -1406,6 +1427,7 @@ fn clean_environment_and_working_directory() {
     check_env_and_dir();
     check_arguments_are_bytes();
     check_processes_are_capped_by_default();
+    check_links_on_the_way_to_the_cache_and_the_rootfs();
 }
 
 #[test]
@@ -1654,6 +1676,7 @@ fn child_rootless_suite() {
     check_env_and_dir();
     check_arguments_are_bytes();
     check_processes_are_capped_by_default();
+    check_links_on_the_way_to_the_cache_and_the_rootfs();
     check_bad_input();
     check_session();
     check_pty();

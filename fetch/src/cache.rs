@@ -160,8 +160,18 @@ impl Cache {
         // nothing is followed.
         let top = crate::way::open(dir, uid, true)?;
         check_private(&top, dir, uid)?;
-        // Absolute: the trees' paths are handed to sandboxes, which start elsewhere.
-        let root = std::path::absolute(dir).map_err(io("resolve", dir))?.join("v1");
+        // Absolute: the trees' paths are handed to sandboxes, which start elsewhere. And the real
+        // path of the folder just checked, links on the way resolved: a sandbox opens a tree
+        // following no link, and one on the way (a symlinked `~/.cache`, `/home -> var/home`)
+        // made every start fail with ELOOP (an outside review).
+        let real = fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&top)))
+            .ok()
+            .filter(|p| p.is_absolute() && fs::metadata(p).is_ok_and(|m| m.is_dir()));
+        let root = match real {
+            Some(real) => real,
+            None => std::path::absolute(dir).map_err(io("resolve", dir))?,
+        }
+        .join("v1");
         let v1 = at::ensure_dir(&top, os("v1"), 0o700).map_err(io("open cache directory", &root))?;
         let mode = check_private(&v1, &root, uid)?;
         // Private: trees keep setuid files and world-writable folders that no other user may reach.

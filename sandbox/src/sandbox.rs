@@ -347,7 +347,12 @@ impl Builder {
             RootfsChoice::Dir(d) => d,
         };
         let lower = match std::fs::metadata(&lower) {
-            Ok(m) if m.is_dir() => std::path::absolute(&lower).unwrap_or(lower),
+            // Its real path, resolved once here where the caller named it: setup opens the tree
+            // following no link, and a link on the way to a folder the caller chose (a symlinked
+            // home) made every start fail with ELOOP (an outside review).
+            Ok(m) if m.is_dir() => {
+                std::fs::canonicalize(&lower).or_else(|_| std::path::absolute(&lower)).unwrap_or(lower)
+            }
             Ok(_) => return Err(invalid("rootfs", &lower.display().to_string(), "is not a directory")),
             Err(e) => return Err(invalid("rootfs", &lower.display().to_string(), &e.to_string())),
         };
