@@ -491,6 +491,14 @@ fn an_invalid_sandbox_test_timeout_is_an_error() {
         let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(!out.status.success() && all.contains("SANDBOX_TEST_TIMEOUT"), "SANDBOX_TEST_TIMEOUT={bad}:\n{all}");
     }
+    // The 34th outside review: empty (as unset), hours, and `none` (no deadline, for a debugger)
+    // failed every test.
+    for good in ["", "1h", "none", "90s"] {
+        let out =
+            system_tests::ChildTest::new("child_uses_the_default_timeout").env("SANDBOX_TEST_TIMEOUT", good).output();
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "SANDBOX_TEST_TIMEOUT={good:?}:\n{all}");
+    }
 }
 
 #[sandbox_test]

@@ -69,7 +69,9 @@ pub enum Error {
         /// Its exit status, when it was this process's child.
         status: Option<std::process::ExitStatus>,
     },
-    /// The process running a closure died of a signal (a crash, or killed from outside).
+    /// The process running a closure ended before the closure returned: it died of a signal (a
+    /// crash, an abort: a panic under `panic = "abort"`, or killed from outside) or exited
+    /// (`std::process::exit` in the closure).
     #[error("the closure's process inside the sandbox died: {status}")]
     Crashed {
         /// Its exit status.

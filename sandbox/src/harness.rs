@@ -107,15 +107,22 @@ impl<E: std::fmt::Debug> TestResult for Result<(), E> {
 }
 
 /// The deadline of a `#[sandbox_test]` without a `timeout` option: `$SANDBOX_TEST_TIMEOUT` (`90s`,
-/// `10m`, …), else [`DEFAULT_TEST_TIMEOUT`]. A value that does not parse is an error, not the default:
-/// whoever set it meant to bound the test.
-fn default_test_timeout() -> Result<Duration, Error> {
-    let Some(value) = std::env::var_os("SANDBOX_TEST_TIMEOUT") else { return Ok(DEFAULT_TEST_TIMEOUT) };
+/// `10m`, `1h`, …; `none` for no deadline, to sit in a debugger; empty as unset), else
+/// [`DEFAULT_TEST_TIMEOUT`]. A value that does not parse is an error, not the default: whoever set it
+/// meant to bound the test.
+fn default_test_timeout() -> Result<Option<Duration>, Error> {
+    let value = std::env::var_os("SANDBOX_TEST_TIMEOUT").unwrap_or_default();
     let value = value.to_string_lossy();
-    sandbox_validate::duration_ms(&value).map(Duration::from_millis).ok_or_else(|| Error::InvalidConfig {
+    match value.trim() {
+        "" => return Ok(Some(DEFAULT_TEST_TIMEOUT)),
+        "none" => return Ok(None),
+        _ => {}
+    }
+    let parsed = sandbox_validate::duration_ms(&value).map(Duration::from_millis);
+    parsed.map(Some).ok_or_else(|| Error::InvalidConfig {
         what: "$SANDBOX_TEST_TIMEOUT",
         value: value.escape_debug().to_string(),
-        reason: "expected a whole number above 0 with a unit: 500ms, 90s or 10m".into(),
+        reason: "expected a whole number above 0 with a unit (500ms, 90s, 10m, 1h), or none".into(),
     })
 }
 
@@ -145,10 +152,12 @@ fn build(options: &TestOptions) -> Result<Sandbox, Error> {
     }
     // A sandbox never hangs silently: without its own `timeout`, a test gets the default deadline.
     let timeout = match options.timeout {
-        Some(t) => t,
+        Some(t) => Some(t),
         None => default_test_timeout()?,
     };
-    builder = builder.timeout(timeout);
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
     for (k, v) in options.env {
         builder = builder.env(*k, *v);
     }

@@ -222,7 +222,7 @@ mod size_tests {
     }
 }
 
-/// A duration written `500ms`, `20s` or `2m` (also `min`), in milliseconds; `None` if malformed or
+/// A duration written `500ms`, `20s`, `2m` (also `min`) or `1h`, in milliseconds; `None` if malformed or
 /// zero. Used by `#[sandbox_test(timeout = …)]` and `$SANDBOX_TEST_TIMEOUT`.
 pub fn duration_ms(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -232,6 +232,7 @@ pub fn duration_ms(s: &str) -> Option<u64> {
         "ms" => n,
         "s" => n.checked_mul(1000)?,
         "m" | "min" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
         _ => return None,
     };
     (ms > 0).then_some(ms)
@@ -246,6 +247,7 @@ mod duration_tests {
         assert_eq!(duration_ms("20s"), Some(20_000));
         assert_eq!(duration_ms("500ms"), Some(500));
         assert_eq!(duration_ms("2m"), Some(120_000));
+        assert_eq!(duration_ms("1h"), Some(3_600_000));
         assert_eq!(duration_ms("0s"), None);
         assert_eq!(duration_ms("20"), None);
         assert_eq!(duration_ms("5 minutes"), None);
