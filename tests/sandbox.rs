@@ -243,6 +243,10 @@ fn check_bad_input() {
     assert!(invalid(builder().current_dir("/etc/../root")));
     assert!(invalid(builder().env("A=B", "c")));
     assert!(invalid(builder().env("A", "c\0d")));
+    // An id range among the system's and its users' ids (the 34th outside review: with 1000, the
+    // sandbox's root was a login user, who could signal its processes).
+    assert!(invalid(builder().id_base(1000)));
+    assert!(invalid(builder().id_base(99_999)));
 
     let sb = builder().build().expect("build");
     let missing = sb.command("/usr/bin/no-such-program").status().expect_err("missing program");

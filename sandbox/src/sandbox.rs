@@ -256,7 +256,8 @@ impl Builder {
 
     /// As root: root inside the sandbox is mapped to the 65536 host ids from `base` (files the program
     /// creates in its private layer are theirs; they own nothing on the host). Default:
-    /// `$SANDBOX_ID_BASE`, else 2000000000; at most 4294836224 (the range stays below uids
+    /// `$SANDBOX_ID_BASE`, else 2000000000; at least 100000 (above the system's and its login users'
+    /// ids; `cargo xtask doctor` checks the accounts), at most 4294836224 (the range stays below uids
     /// 4294901760 and up, which own the sandboxes' user namespaces). Ranges used side by side must not overlap.
     /// Rootless, root inside is the caller.
     pub fn id_base(mut self, base: u32) -> Self {
@@ -529,15 +530,21 @@ fn id_base_from_env() -> Result<u32, Error> {
     }
 }
 
-/// `base`, if root's range may start there (`what` names where it came from in the error): above 0,
-/// and ending below the namespaces' owners ([`namespace_owners`]).
+/// The lowest id base: below it are the ids of the system's accounts and its login users (`UID_MAX`
+/// of login.defs is 60000), and the first subordinate range `useradd` gives starts at 100000.
+const MIN_ID_BASE: u32 = 100_000;
+
+/// `base`, if root's range may start there (`what` names where it came from in the error): at or
+/// above [`MIN_ID_BASE`], and ending below the namespaces' owners ([`namespace_owners`]).
 fn checked_id_base(what: &'static str, base: u32) -> Result<u32, Error> {
-    if base > crate::hardening::MAX_ID_BASE || base == 0 {
+    if !(MIN_ID_BASE..=crate::hardening::MAX_ID_BASE).contains(&base) {
         return Err(invalid(
             what,
             &base.to_string(),
-            "the 65536 ids from it must be above 0 and below 4294901760, where the sandboxes' namespace owners \
-             are (at most 4294836224)",
+            "the 65536 ids from it must be at or above 100000, above the system's and its users' own ids (an \
+             outside review: 1000 made the sandbox's root a login user, whom that user could signal), and below \
+             4294901760, where the sandboxes' namespace owners are (at most 4294836224); `cargo xtask doctor` \
+             checks that no account or subordinate range holds them",
         ));
     }
     Ok(base)
