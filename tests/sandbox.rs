@@ -247,6 +247,7 @@ fn check_bad_input() {
     // sandbox's root was a login user, who could signal its processes).
     assert!(invalid(builder().id_base(1000)));
     assert!(invalid(builder().id_base(99_999)));
+    assert!(invalid(builder().sys(true).network(sandbox::Network::Host)));
 
     let sb = builder().build().expect("build");
     let missing = sb.command("/usr/bin/no-such-program").status().expect_err("missing program");

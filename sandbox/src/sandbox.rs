@@ -138,8 +138,8 @@ impl Builder {
         self
     }
 
-    /// Mounts a read-only `/sys` (sysfs of the sandbox's own network namespace; not with
-    /// [`Network::Host`]). Default: no `/sys`, which exposes less of the host.
+    /// Mounts a read-only `/sys` (sysfs of the sandbox's own network namespace; with
+    /// [`Network::Host`], `build` refuses it). Default: no `/sys`, which exposes less of the host.
     pub fn sys(mut self, enable: bool) -> Self {
         self.sys = enable;
         self
@@ -341,6 +341,12 @@ impl Builder {
         }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(invalid("timeout", "0s", "must be longer than zero"));
+        }
+        // Said, not silently dropped (an outside review: the program found an empty /sys).
+        if self.sys && matches!(self.network, Network::Host) {
+            let reason =
+                "no /sys with Network::Host: a sysfs shows the network namespace that mounts it, here the host's";
+            return Err(invalid("sys", "true", reason));
         }
         let lower = match self.rootfs {
             RootfsChoice::Default => fetch::default_rootfs()?.path().to_owned(),
