@@ -39,8 +39,8 @@ struct Cli {
     /// Open a shell on the state a `--keep-failed` run kept in DIR (its rootfs, with the files the
     /// failed program changed on top). Those files run as the shell starts: it gets no workspace
     /// folder and none of your environment unless given (--mount, --env, --keep-env), and starts in /
-    /// on the host's root
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["command", "per_test", "shell", "json_usage", "keep_failed"])]
+    /// on the host's root. The rootfs is the one the run kept (no --rootfs)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["command", "per_test", "shell", "json_usage", "keep_failed", "rootfs"])]
     shell_from: Option<std::path::PathBuf>,
     /// PROGRAM and its arguments
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]

@@ -1765,6 +1765,15 @@ fn a_host_file_that_cannot_be_executed_exits_126() {
     }
 }
 
+/// `--shell-from` opens the rootfs the failed run kept: a `--rootfs` beside it is refused, not
+/// silently ignored (the 34th outside review: the shell saw the host's Debian).
+#[test]
+fn shell_from_refuses_a_rootfs_of_its_own() {
+    let out = Command::new(SANDBOX_RUN).args(["--shell-from", "/tmp", "--rootfs", "alpine"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{}", text(&out));
+}
+
 /// Review 18: an invalid option value that clap lets through is reported under the library's
 /// builder names, not the option the user typed: `--workdir etc` says "invalid current_dir `etc`",
 /// `--cpus 0` "invalid cpu_limit `0`" (while `--timeout 0` and `--memory 0` name no option at all).
