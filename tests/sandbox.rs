@@ -1239,6 +1239,35 @@ fn child_starts_on_a_dead_switch() {
     assert_eq!(new, Vec::<std::path::PathBuf>::new(), "the failed start removed its cgroup");
 }
 
+/// A caller that closed its stdin: the sandbox's program inherits `/dev/null` there, not a
+/// descriptor of the library's own. The 34th outside review: the configuration memfd took fd 0, and
+/// programs read the whole configuration from their stdin (environment values, files' contents).
+#[test]
+fn a_caller_without_stdin_hands_its_programs_no_descriptor_of_its_own() {
+    ChildTest::new("child_closes_its_stdin").assert_success();
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_closes_its_stdin() {
+    if !is_child("child_closes_its_stdin") {
+        return;
+    }
+    let sb = builder().env("SECRET_TOKEN", "hunter2").build().expect("build");
+    nix::unistd::close(0).expect("close stdin");
+    for _ in 0..2 {
+        let child = sb
+            .command("/bin/sh")
+            .args(["-c", "readlink /proc/self/fd/0; cat"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(text(&out), "/dev/null\n", "the program's stdin");
+    }
+}
+
 // Bug 8: a switch whose holder was executed (no fork server) left it a zombie.
 #[test]
 fn a_dropped_switch_leaves_no_zombie() {

@@ -47,6 +47,7 @@ pub(crate) fn launch(config: &Config, stdio: [&crate::Stdio; 3]) -> Result<Launc
     // The constructor must be linked into this binary, since the binary is what runs the helpers.
     std::hint::black_box(&super::BEFORE_MAIN);
 
+    crate::sys::fill_closed_stdio();
     let json = serde_json::to_vec(config)
         .map_err(|e| io("encode the sandbox configuration for", "memfd")(std::io::Error::other(e)))?;
     let memfd = nix::sys::memfd::memfd_create(c"sandbox-config", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)

@@ -23,8 +23,8 @@ use nix::sys::stat::Mode;
 pub(crate) use net::{if_address_up, if_index};
 pub(crate) use process::{
     ExecList, HolderPipes, NamespaceHolder, SingleThreaded, adopt_fd, default_sigpipe, die_by_signal, execve, exit_now,
-    fork, keep_fds_on_exec, let_go_of_stdio, read_proc_file, reader_gone, run_before_main, set_env, show_as,
-    spawn_sharing_memory, stat_fields, stat_fields_at, take_stdin_as_controlling_terminal, user_namespace_of,
+    fill_closed_stdio, fork, keep_fds_on_exec, let_go_of_stdio, read_proc_file, reader_gone, run_before_main, set_env,
+    show_as, spawn_sharing_memory, stat_fields, stat_fields_at, take_stdin_as_controlling_terminal, user_namespace_of,
 };
 
 /// The kernel operations a setup plan performs, each failing with an errno.

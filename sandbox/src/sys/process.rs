@@ -7,6 +7,28 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag};
 
+/// Opens `/dev/null` on each of descriptors 0, 1 and 2 that is closed, as Rust's runtime does before
+/// `main`: a caller that closed its stdin or stdout later would otherwise have the next descriptor
+/// this crate opens (the configuration memfd, a pipe) take its place, and a program inheriting that
+/// stream got the configuration, environment values and files included (an outside review).
+pub(crate) fn fill_closed_stdio() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD reads a descriptor's flags and changes nothing; a number that names no
+        // open descriptor gets EBADF (a BorrowedFd may not name a closed one, hence the raw call).
+        let open = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } != -1 || Errno::last() != Errno::EBADF;
+        if open {
+            continue;
+        }
+        let Ok(null) = nix::fcntl::open(c"/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty()) else {
+            return;
+        };
+        // The lowest free descriptor: `fd`, unless another thread took it meanwhile.
+        if null.as_raw_fd() == fd {
+            let _kept_open_for_good = std::os::fd::IntoRawFd::into_raw_fd(null);
+        }
+    }
+}
+
 /// Proof that the process is single-threaded: only the constructor that [`run_before_main!`]
 /// registers makes one, before `main`, and it cannot leave its thread (it is neither `Send` nor
 /// `Sync`). The code that receives it (fork server, helper, init, the program's process before exec)
