@@ -158,14 +158,16 @@ impl Builder {
     /// `dir/upper` holds what the sandbox added, changed (whole files) and deleted (overlayfs
     /// whiteouts), and stays after the sandbox ends, for the caller to inspect, keep or delete.
     /// `dir` must be an empty folder on a file system overlayfs accepts as an upper layer (ext4, xfs,
-    /// btrfs, tmpfs); one sandbox at a time. `dir` is made private (mode 0700): the layer holds the
+    /// btrfs, tmpfs); one sandbox in its life: a second start of the same `Sandbox` finds the first's
+    /// layer there and fails (`File exists`); build one per start. `dir` is made private (mode 0700): the layer holds the
     /// sandbox's files with their modes, setuid ones among them, which no other host user may reach.
     /// As root it is also given to the sandbox's root (the first id of its range), which no other
     /// sandbox's read-write volume maps, so no other sandbox reaches inside it through one. The
     /// folder is held by device and inode from [`Builder::build`] on: a sandbox starts only on that
     /// very folder, reached without following links (one put in its place since is refused).
     /// Rootless, such a sandbox maps root alone (no subordinate ids), so that every file kept there is
-    /// the caller's to remove. Default: in memory, gone with the sandbox.
+    /// the caller's (overlayfs leaves `dir/work/work` mode 0: `chmod -R u+rwX dir` before `rm -rf`).
+    /// Default: in memory, gone with the sandbox.
     pub fn writable_layer_in(mut self, dir: impl Into<PathBuf>) -> Self {
         self.upper_in = Some(dir.into());
         self
