@@ -262,6 +262,18 @@ fn run_one(prepared: &crate::setup::Prepared, name: &str, each: &Each<'_>) -> Ou
         (out, text_within(&stderr))
     };
     match out {
+        // Exit 0 is a pass only if the harness says it ran that test: one that ignores `--exact` (a
+        // custom harness, an old libtest-mimic given a `[kind] name`) runs none and exits 0, which
+        // read as a pass (two outside reviews).
+        Ok(o) if o.status.success() && !String::from_utf8_lossy(&o.stdout).contains(&format!("test {name} ... ")) => {
+            let (mut output, stderr) = text(o);
+            output.push_str(&stderr);
+            output.push_str(&format!(
+                "(sandbox-run: it exited 0 but printed no `test {name} ... ` line: no test of that name ran; does \
+                 its harness take `--exact NAME`?)"
+            ));
+            Outcome { passed: false, output }
+        }
         Ok(o) if o.status.success() && !each.passing_shown => Outcome { passed: true, output: String::new() },
         Ok(o) if o.status.success() => {
             let (stdout, stderr) = text(o);

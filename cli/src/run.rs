@@ -135,6 +135,9 @@ fn usage_writable(dir: &std::os::fd::OwnedFd, kernel_links: bool, path: &Path) -
             if kind == SFlag::S_IFDIR {
                 return Err(fail(nix::errno::Errno::EISDIR.into()));
             }
+            if kind == SFlag::S_IFSOCK {
+                return Err(fail(std::io::Error::other("a socket is there, which cannot be opened as a file")));
+            }
             if kind == SFlag::S_IFLNK && !kernel_links {
                 return Err(fail(std::io::Error::other("a symbolic link is there, and it is never followed")));
             }

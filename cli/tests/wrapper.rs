@@ -1374,6 +1374,7 @@ fn per_test_prepares_each_test_from_the_binary_it_listed() {
            if (c > 2 && !strcmp(v[2], \"a\")) {{ char d[4096], o[4096]; snprintf(d, sizeof d, \"%s\", v[0]);\n\
              dirname(d); snprintf(o, sizeof o, \"%s.old\", d); rename(d, o); mkdir(d, 0755);\n\
              symlink(\"{}\", v[0]); return 1; }}\n\
+           if (c > 2 && !strcmp(v[2], \"b\")) puts(\"test b ... ok\");\n\
            return 0;\n\
          }}\n",
         secret.display()
@@ -1583,7 +1584,13 @@ fn an_unwritable_usage_path_is_refused_before_the_program_runs() {
         }
         cmd.output().expect("run sandbox-run")
     };
-    let mut cases = vec![(folder.clone(), None, "Is a directory"), (link.clone(), None, "symbolic link")];
+    let socket = dir.path().join("socket");
+    let _listening = std::os::unix::net::UnixListener::bind(&socket).expect("bind a unix socket");
+    let mut cases = vec![
+        (folder.clone(), None, "Is a directory"),
+        (link.clone(), None, "symbolic link"),
+        (socket.clone(), None, "a socket is there"),
+    ];
     match test_user() {
         Some((_, uid, gid)) if is_root() => {
             cases.push((locked.join("usage.json"), Some((uid, gid)), "Permission denied"))
@@ -1696,7 +1703,9 @@ fn per_test_shows_a_passing_tests_output_with_nocapture() {
 /// `--per-test` takes a harness that lists as libtest-mimic (`harness = false` tests) does: `name:
 /// test` lines and no `N tests, M benchmarks` summary, nothing at all for a selection of none. The
 /// thirty-fourth outside review: such a binary was refused ("it printed no libtest list"), though
-/// nextest runs it. Here a script stands in for one.
+/// nextest runs it. Here a script stands in for one. A test passes only if the harness says it ran
+/// (`test NAME ... ok`): `ghost` exits 0 without running anything, as a harness that ignores
+/// `--exact` does, and fails (two outside reviews: such a run read as a pass).
 #[test]
 fn per_test_runs_a_harness_whose_list_has_no_summary_line() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1708,8 +1717,10 @@ case "$1" in
 --list)
     shift
     case "$*" in *--ignored*) exit 0 ;; esac
-    for t in alpha beta; do case "$t" in *"$1"*) echo "$t: test" ;; esac; done ;;
---exact) echo "$2 ran in $(hostname)"; [ "$2" = alpha ] ;;
+    for t in alpha beta ghost; do case "$t" in *"$1"*) echo "$t: test" ;; esac; done ;;
+--exact)
+    [ "$2" = ghost ] && exit 0
+    echo "$2 ran in $(hostname)"; [ "$2" = alpha ] && echo "test $2 ... ok" ;;
 *) exit 2 ;;
 esac
 "#,
@@ -1723,12 +1734,13 @@ esac
     assert_eq!(out.status.code(), Some(101), "beta fails: {}", text(&out));
     let all = text(&out);
     assert!(all.contains("test alpha ... ok") && all.contains("test beta ... FAILED"), "{all}");
+    assert!(all.contains("test ghost ... FAILED") && all.contains("no test of that name ran"), "{all}");
     assert!(all.contains("beta ran in sandbox"), "{all}");
-    assert!(all.contains("1 passed; 1 failed; 0 ignored"), "{all}");
+    assert!(all.contains("1 passed; 2 failed; 0 ignored"), "{all}");
     // A filter that selects nothing: an empty list, not a refused binary.
     let out = run("zzz");
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("0 passed; 0 failed; 0 ignored; 0 measured; 2 filtered out"), "{}", text(&out));
+    assert!(text(&out).contains("0 passed; 0 failed; 0 ignored; 0 measured; 3 filtered out"), "{}", text(&out));
 }
 
 /// A host program on another rootfs runs at its real path (its `$ORIGIN`), but keeps the name it was

@@ -466,7 +466,7 @@ impl Builder {
         };
         let mut rlimits = self.rlimits;
         if !self.privileged && self.limits.pids.is_none() && !rlimits.iter().any(|(r, _)| *r == crate::Rlimit::NProc) {
-            rlimits.push((crate::Rlimit::NProc, crate::rlimit::default_processes()));
+            rlimits.extend(crate::rlimit::default_processes().map(|n| (crate::Rlimit::NProc, n)));
         }
         Ok(Sandbox {
             base: Config {

@@ -51,10 +51,7 @@ pub(crate) fn joins_through_pidfd() -> bool {
 }
 
 fn ask_joins_through_pidfd() -> bool {
-    let release = rustix::system::uname();
-    let release = release.release().to_string_lossy();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (5, 8)
+    crate::sys::kernel_at_least(5, 8)
         && rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty()).is_ok()
 }
 

@@ -572,3 +572,12 @@ fn on_target<T>(path: &Path, f: impl FnOnce(&Path) -> Result<T, Errno>) -> Resul
         None => f(path),
     }
 }
+
+/// Whether the running kernel's release is at least `major.minor` (uname(2); `5.15.0-91-generic`
+/// reads as 5.15).
+pub(crate) fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = rustix::system::uname();
+    let release = release.release().to_string_lossy();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+}
