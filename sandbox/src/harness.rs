@@ -312,6 +312,17 @@ fn missing(requirement: &str) -> Option<String> {
         {
             Some("unprivileged user namespaces are disabled on this machine".to_owned())
         }
+        // Ubuntu 23.10 and later: a binary without an AppArmor profile that allows `userns` (a test
+        // binary has none) gets no user namespace it can use (the 34th outside review: the test
+        // failed instead of skipping).
+        "userns"
+            if !root && sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") =>
+        {
+            Some(
+                "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)"
+                    .to_owned(),
+            )
+        }
         "limits" => crate::cgroups::unusable_reason(),
         _ => None,
     }

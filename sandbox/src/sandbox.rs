@@ -189,7 +189,9 @@ impl Builder {
     }
 
     /// Writes `contents` at the absolute path `path` in each sandbox's private layer (its parent
-    /// directories are created): the rootfs in the cache is not touched. A file at `/etc/hosts`,
+    /// directories are created): the rootfs in the cache is not touched. Under a read-write
+    /// volume's mount point the file is written in that volume, which is the host's folder, at each
+    /// start (as is a mount point made below one: [`Builder::mount`]'s nested targets). A file at `/etc/hosts`,
     /// `/etc/hostname` or `/etc/resolv.conf` replaces the one the sandbox writes there (as does a
     /// host file or folder bound there with [`Builder::mount`], which setup never writes into).
     /// Default: none.
