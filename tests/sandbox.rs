@@ -17,6 +17,15 @@ fn rootfs() -> fetch::Rootfs {
     fixture_rootfs(env!("CARGO_TARGET_TMPDIR"))
 }
 
+/// The fixture's tarball, which [`rootfs`] makes and unpacks.
+fn fixture_tarball() -> std::path::PathBuf {
+    let _made = rootfs();
+    std::env::var_os("SANDBOX_TEST_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-test-cache"))
+        .join("fixture-3.19.1.tar.gz")
+}
+
 fn builder() -> sandbox::Builder {
     Sandbox::builder().rootfs(&rootfs())
 }
@@ -1013,10 +1022,7 @@ fn rlimits_apply_to_the_program() {
 /// following no link, and the paths it was given held the caller's links).
 fn check_links_on_the_way_to_the_cache_and_the_rootfs() {
     let tree = rootfs().path().to_owned();
-    let cache = std::env::var_os("SANDBOX_TEST_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-test-cache"));
-    let tarball = cache.join("fixture-3.19.1.tar.gz");
+    let tarball = fixture_tarball();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("real")).expect("mkdir");
     std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("cache")).expect("symlink");
@@ -1327,12 +1333,13 @@ fn refused_overlay_rootfs() -> LongPath {
     loop {
         let left = LEN - path.as_os_str().len() - 1;
         if left <= 255 {
-            // A copy of the tree, not a link to it: a rootfs folder's links are resolved when the
-            // sandbox is built, and the path would be short again.
+            // A tree of its own, not a link to the cached one: a rootfs folder's links are resolved
+            // when the sandbox is built, and the path would be short again. Unpacked, not copied:
+            // the tree's setuid busybox is not readable, even by its owner (`cp` failed rootless).
             path.push("l".repeat(left));
-            let copied =
-                std::process::Command::new("cp").arg("-a").arg(rootfs().path()).arg(&path).status().expect("run cp");
-            assert!(copied.success(), "copy the rootfs to {}", path.display());
+            std::fs::create_dir(&path).expect("mkdir");
+            let tarball = std::fs::File::open(fixture_tarball()).expect("open the fixture tarball");
+            fetch::unpack(tarball, &path, &Default::default(), fetch::Ownership::Caller).expect("unpack the rootfs");
             return LongPath { path, _dir: dir };
         }
         path.push("d".repeat(250.min(left - 60)));
