@@ -154,7 +154,9 @@ fn a_timeout_at_a_limit_says_so() {
     if !limits_usable() {
         return skip(NO_LIMITS);
     }
-    let sb = builder().timeout(Duration::from_millis(800)).pids_limit(4).build().expect("build");
+    // 3 s: at 800 ms an emulated guest (the VM lane) still had the shell's children on their way to
+    // their exec when the deadline passed, and no `sleep 100` was listed.
+    let sb = builder().timeout(Duration::from_secs(3)).pids_limit(4).build().expect("build");
     // Forks until the pids limit refuses, then waits: the kind of hang a limit causes.
     let err = sb
         .command("/bin/sh")
