@@ -17,13 +17,9 @@ fn rootfs() -> fetch::Rootfs {
     fixture_rootfs(env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// The fixture's tarball, which [`rootfs`] makes and unpacks.
+/// The fixture's tarball, which [`rootfs`] unpacks.
 fn fixture_tarball() -> std::path::PathBuf {
-    let _made = rootfs();
-    std::env::var_os("SANDBOX_TEST_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-test-cache"))
-        .join("fixture-3.19.1.tar.gz")
+    system_tests::fixture_tarball(env!("CARGO_TARGET_TMPDIR"))
 }
 
 fn builder() -> sandbox::Builder {

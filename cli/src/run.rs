@@ -126,10 +126,8 @@ fn usage_writable(dir: &std::os::fd::OwnedFd, kernel_links: bool, path: &Path) -
     use nix::fcntl::AtFlags;
     use nix::sys::stat::SFlag;
     use nix::unistd::AccessFlags;
-    let fail = |e: std::io::Error| crate::error::io("write the usage to", path)(e);
-    let name =
-        path.file_name().ok_or_else(|| fail(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name")))?;
-    let (what, access) = match nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+    let (name, fail) = usage_file_name(path)?;
+    let what = match nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => {
             let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
             if kind == SFlag::S_IFDIR {
@@ -141,14 +139,22 @@ fn usage_writable(dir: &std::os::fd::OwnedFd, kernel_links: bool, path: &Path) -
             if kind == SFlag::S_IFLNK && !kernel_links {
                 return Err(fail(std::io::Error::other("a symbolic link is there, and it is never followed")));
             }
-            (name, AtFlags::AT_EACCESS)
+            name
         }
-        Err(nix::errno::Errno::ENOENT) => (std::ffi::OsStr::new("."), AtFlags::AT_EACCESS),
+        Err(nix::errno::Errno::ENOENT) => std::ffi::OsStr::new("."),
         Err(e) => return Err(fail(e.into())),
     };
     // The kernel's own folders hold links to sandbox-run's descriptors, which access() follows.
-    let flags = if kernel_links { access } else { access | AtFlags::AT_SYMLINK_NOFOLLOW };
+    let flags = if kernel_links { AtFlags::AT_EACCESS } else { AtFlags::AT_EACCESS | AtFlags::AT_SYMLINK_NOFOLLOW };
     nix::unistd::faccessat(dir, what, AccessFlags::W_OK, flags).map_err(|e| fail(e.into()))
+}
+
+/// The usage file's name in its folder, and how a failure to write it is told.
+fn usage_file_name(path: &Path) -> Result<(&std::ffi::OsStr, impl Fn(std::io::Error) -> Error + '_), Error> {
+    let fail = move |e: std::io::Error| crate::error::io("write the usage to", path)(e);
+    let name =
+        path.file_name().ok_or_else(|| fail(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name")))?;
+    Ok((name, fail))
 }
 
 /// Writes what the sandbox used as one JSON object (`null` fields where this machine cannot tell)
@@ -171,9 +177,7 @@ fn write_usage(
         "cpu_time_seconds": usage.cpu_time.map(|d| d.as_secs_f64()),
         "oom_kills": usage.oom_kills,
     });
-    let fail = |e: std::io::Error| crate::error::io("write the usage to", path)(e);
-    let name =
-        path.file_name().ok_or_else(|| fail(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name")))?;
+    let (name, fail) = usage_file_name(path)?;
     let mut flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     flags |= if kernel_links {
         // One of sandbox-run's own descriptors (`/dev/stdout`): appended to, never truncated, so that

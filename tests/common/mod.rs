@@ -168,6 +168,13 @@ pub fn list(dir: &Path) -> Vec<String> {
 /// # Panics
 /// If the fixture cannot be built (no static busybox) or unpacked.
 pub fn fixture_rootfs(default_dir: &str) -> fetch::Rootfs {
+    let tarball = fixture_tarball(default_dir);
+    fetch::Rootfs::from_tarball_in(&tarball, tarball.parent()).expect("unpack the fixture rootfs")
+}
+
+/// The fixture rootfs's tarball in the test cache (`$SANDBOX_TEST_CACHE`, else
+/// `default_dir/sandbox-test-cache`), built there on first use.
+pub fn fixture_tarball(default_dir: &str) -> PathBuf {
     let dir = std::env::var_os("SANDBOX_TEST_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(default_dir).join("sandbox-test-cache"));
@@ -181,7 +188,7 @@ pub fn fixture_rootfs(default_dir: &str) -> fetch::Rootfs {
             .expect("build the fixture rootfs (is busybox-static installed?)");
         std::fs::rename(&tmp, &tarball).expect("rename the fixture rootfs");
     }
-    fetch::Rootfs::from_tarball_in(&tarball, Some(&dir)).expect("unpack the fixture rootfs")
+    tarball
 }
 
 /// Host pids of the processes whose command line contains `needle` (arguments joined by spaces).
